@@ -1,0 +1,35 @@
+/* error.c — error codes to text, and the per-thread detail message that
+ * fm_last_error() returns. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static _Thread_local char last_message[512];
+
+const char *fm_strerror(int err)
+{
+    switch (err) {
+#define FM_TEXT_ITEM(name, value, text) \
+    case value:                         \
+        return text;
+        FM_ERROR_LIST(FM_TEXT_ITEM)
+#undef FM_TEXT_ITEM
+    default:
+        return "unknown error";
+    }
+}
+
+const char *fm_last_error(void)
+{
+    return last_message[0] ? last_message : "no error recorded";
+}
+
+int fm_error(int err, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(last_message, sizeof last_message, fmt, args);
+    va_end(args);
+    return err;
+}

@@ -1,0 +1,40 @@
+/* internal.h — helpers shared by the library's sources and its tests:
+ * error reporting, the allocation hook, the clock and thread control.
+ * Nothing here is part of the public API. */
+#ifndef FEWMUL_INTERNAL_H
+#define FEWMUL_INTERNAL_H
+
+#include "fewmul.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define FM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define FM_PRINTF(a, b)
+#endif
+
+/* Records a one-line message for fm_last_error() and returns err, so a failure
+ * reads `return fm_error(FM_EINVAL, "bad batch %d", b);`. */
+int fm_error(int err, const char *fmt, ...) FM_PRINTF(2, 3);
+
+/* The allocation hook (fm_set_allocator). fm_alloc zero-fills; both set an
+ * FM_ENOMEM message on failure and return NULL. Sizes are checked for overflow. */
+void *fm_alloc(size_t count, size_t size);
+void *fm_alloc_raw(size_t bytes);
+void *fm_realloc(void *ptr, size_t bytes);
+void fm_free(void *ptr);
+char *fm_strdup(const char *text);
+
+/* Monotonic seconds. */
+double fm_now(void);
+
+/* Sets the OpenMP and BLAS thread counts (<= 0: all cores); returns the count. */
+int fm_threads_set(int threads);
+int fm_threads_available(void);
+
+#define FM_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FM_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

@@ -1,0 +1,35 @@
+/* activation.c — ReLU and inverted dropout, element-wise. */
+#include "layers.h"
+#include "rng.h"
+
+void fm_relu_forward(const float *x, float *y, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key)
+{
+    const float scale = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float u = (float)(fm_rand_u32(key, i) >> 8) * 0x1p-24f;
+        mask[i] = u >= p;
+        y[i] = mask[i] ? x[i] * scale : 0.0f;
+    }
+}
+
+void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p)
+{
+    const float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+}

@@ -1,0 +1,46 @@
+/* layers.h — forward and backward kernels of the layers, one file each.
+ * Activations are row-major batches: B rows (examples) of D values. Every
+ * reduction runs over the batch inside one feature, and features split across
+ * threads, so results do not depend on the thread count. */
+#ifndef FEWMUL_LAYERS_H
+#define FEWMUL_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- dense: y = x · W, W is in x out (no bias: batch norm follows) ---- */
+
+/* y[B x out] = x[B x in] · w[in x out] */
+void fm_dense_forward(const float *x, const float *w, float *y, int batch, int in, int out);
+/* dx[B x in] = e[B x out] · wᵀ */
+void fm_dense_backward_input(const float *e, const float *w, float *dx, int batch, int in, int out);
+/* dw[in x out] = xᵀ · e (x is the layer input, or Q(x) for quantized back-prop) */
+void fm_dense_backward_weights(const float *x, const float *e, float *dw, int batch, int in, int out);
+/* Glorot's bound used by the authors: W0 = sqrt(6/(fan_in+fan_out))/2. */
+float fm_dense_w0(int in, int out);
+
+/* ---- batch norm over the batch, per feature: y = gamma * (x-mean)/sqrt(var+eps) + beta ---- */
+
+/* Training: batch statistics (biased variance). Saves mean and 1/sqrt(var+eps). */
+void fm_bn_forward_train(const float *x, float *y, int batch, int dim, const float *gamma,
+                         const float *beta, float eps, float *mean, float *invstd);
+/* Inference with fixed statistics. */
+void fm_bn_forward_infer(const float *x, float *y, int batch, int dim, const float *gamma,
+                         const float *beta, float eps, const float *mean, const float *var);
+/* Batch mean and biased variance of x, per feature. */
+void fm_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *var);
+/* Gradients: dgamma, dbeta (overwritten) and dx (may be NULL). */
+void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int dim,
+                    const float *gamma, const float *mean, const float *invstd, float *dgamma,
+                    float *dbeta);
+
+/* ---- element-wise ---- */
+
+void fm_relu_forward(const float *x, float *y, size_t n);
+/* dx = dy where y > 0, else 0 */
+void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n);
+/* Inverted dropout: keep with probability 1-p, scaled by 1/(1-p); mask records kept. */
+void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key);
+void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p);
+
+#endif

@@ -1,0 +1,19 @@
+/* loss.h — the two losses. Both return the mean loss over the batch, write the
+ * gradient with respect to the outputs (already divided by the batch size) and
+ * count misclassified examples (argmax, first index on ties). */
+#ifndef FEWMUL_LOSS_H
+#define FEWMUL_LOSS_H
+
+#include <stdint.h>
+
+/* Squared hinge summed over classes (the authors' L2-SVM):
+ * L = 1/B sum_b sum_c max(0, 1 - t_bc y_bc)^2, t = +1 for the label, -1 otherwise. */
+double fm_loss_hinge(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
+                     int *errors);
+/* Softmax cross-entropy: L = 1/B sum_b -log softmax(y_b)[label]. */
+double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
+                    int *errors);
+/* argmax of each row; returns the number that differ from labels. */
+int fm_count_errors(const float *y, const uint8_t *labels, int batch, int classes);
+
+#endif

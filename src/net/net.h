@@ -1,0 +1,87 @@
+/* net.h — the model (layer list plus one array of persistent state) and the
+ * workspace a forward/backward pass runs in. A model is read-only while it is
+ * used for prediction, so several threads may predict with their own workspaces. */
+#ifndef FEWMUL_NET_H
+#define FEWMUL_NET_H
+
+#include "fewmul.h"
+#include "optim.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FM_MAX_HIDDEN 64
+
+typedef enum fm_layer_kind { FM_LAYER_DENSE, FM_LAYER_BN, FM_LAYER_RELU, FM_LAYER_DROPOUT } fm_layer_kind;
+
+typedef struct fm_layer {
+    fm_layer_kind kind;
+    int in, out;          /* values per example */
+    size_t offset;        /* dense: W (in x out); bn: gamma, beta, mean, var (out each) */
+    float w0;             /* dense: Glorot W0 */
+    float h;              /* dense: binary/ternary value and clip bound H */
+    int dense_index;      /* dense: 0, 1, ... */
+} fm_layer;
+
+struct fm_model {
+    fm_config config;     /* config.arch points at arch below */
+    char arch[256];
+    int input_dim, classes;
+    int n_layers;
+    fm_layer *layers;
+    size_t state_count;   /* floats in state */
+    float *state;         /* every parameter and batch-norm statistic, one allocation */
+    float *input_mean;    /* input_dim values subtracted after scaling by 1/255 */
+    int n_groups;
+    fm_param_group *groups; /* trainable runs of state */
+    char description[512];
+};
+
+/* Parses an architecture into hidden-layer widths; returns the count or a
+ * negative error with a message. */
+int fm_arch_parse(const char *arch, int *hidden, int max_hidden);
+
+/* Buffers for passes over batches of up to max_batch examples. */
+typedef struct fm_workspace {
+    int max_batch;
+    float **act;          /* n_layers+1 activations, act[0] the input batch */
+    float **grad;         /* gradients of the same shapes (training only) */
+    float **wq;           /* per layer: the weights used in the pass (dense only) */
+    float *qx;            /* Q(x) scratch: max_batch x widest dense input */
+    float **bn_mean, **bn_invstd; /* per layer: batch statistics of the last pass */
+    uint8_t **mask;       /* dropout masks */
+    float *grad_state;    /* gradient, aligned with model->state (training only) */
+    int training;
+} fm_workspace;
+
+int fm_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);
+void fm_workspace_free(const fm_model *model, fm_workspace *ws);
+
+/* Input rows: pixels/255 minus the model's input mean. */
+void fm_load_batch(const fm_model *model, const fm_images *images, const int *index, int first,
+                   int count, float *x);
+
+/* Training pass: samples the weights with stream keys derived from (seed,
+ * step), runs forward, loss and backward, leaving gradients in grad_state.
+ * Returns the mean loss; *errors counts misclassified examples. */
+double fm_train_step(fm_model *model, fm_workspace *ws, const uint8_t *labels, int batch,
+                     uint64_t step, int *errors);
+
+/* Evaluation pass over ws->act[0]: fills the evaluation weights first when
+ * refresh is set. Returns the output rows (batch x classes). */
+const float *fm_forward_eval(const fm_model *model, fm_workspace *ws, int batch, int refresh);
+/* The evaluation weights of every dense layer into ws->wq. */
+void fm_eval_weights(const fm_model *model, fm_workspace *ws);
+
+/* Recomputes batch-norm inference statistics the authors' way: running averages
+ * of per-batch means and variances over the given sets, with the evaluation
+ * weights, each batch normalised with the statistics accumulated so far. */
+int fm_bn_recompute(fm_model *model, fm_workspace *ws, const fm_images *sets[], const int *firsts,
+                    const int *counts, int n_sets, int batch);
+
+/* Sets up layers, state and parameter groups for config (no initialization). */
+int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model **out);
+/* Initializes weights (U(-2H, 2H)), gamma = 1, beta = 0, statistics (0, 1). */
+void fm_model_init(fm_model *model, uint64_t seed);
+
+#endif

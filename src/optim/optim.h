@@ -1,0 +1,22 @@
+/* optim.h — parameter updates. A parameter group is a run of scalars with its
+ * own learning-rate multiplier and clip bound (0: no clip). */
+#ifndef FEWMUL_OPTIM_H
+#define FEWMUL_OPTIM_H
+
+#include <stddef.h>
+
+typedef struct fm_param_group {
+    size_t offset, count; /* into the model's state and gradient arrays */
+    float lr_scale;       /* multiplies the rate for this group */
+    float clip;           /* > 0: clip to [-clip, clip] after the step (binary/ternary W) */
+} fm_param_group;
+
+/* SGD with momentum, the authors' rule: v = m*v - lr*g; p = clip(p + v). */
+void fm_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float momentum, float clip);
+
+/* Adam (Kingma & Ba) with bias correction; t is the 1-based step count.
+ * p = clip(p - lr * mhat/(sqrt(vhat)+eps)). */
+void fm_adam_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, long t, float clip);
+
+#endif

@@ -1,0 +1,49 @@
+/* quant.h — the weight quantizers (binary, ternary, log-spaced "synapse" levels)
+ * and the power-of-two quantizer Q(x) of quantized back-propagation.
+ * Stochastic variants draw element i from counter-based stream `key`
+ * (rng.h), so results depend on (key, i) only. */
+#ifndef FEWMUL_QUANT_H
+#define FEWMUL_QUANT_H
+
+#include "fewmul.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Binary: out = +h with p = clip((w/h + 1)/2, 0, 1), else -h. */
+void fm_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
+/* Binary, deterministic: out = h * sign(w), sign(0) = +1. */
+void fm_binarize_det(const float *w, float *out, size_t n, float h);
+/* Ternary: out = h * sign(w) with p = clip(|w|/h, 0, 1), else 0. */
+void fm_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
+/* Ternary, deterministic: out = h * sign(w) if |w| > h/2, else 0 (the rounding of
+ * the stochastic rule's expected value). */
+void fm_ternarize_det(const float *w, float *out, size_t n, float h);
+
+/* Synapse levels: `levels` magnitudes m_i = h * range^(-(levels-1-i)/(levels-1)),
+ * i = 0..levels-1, uniform on a log scale from h/range to h, with the sign of w
+ * (sign(0) = +1). Stochastic: |w| between m_i and m_(i+1) rounds up with
+ * probability (|w| - m_i)/(m_(i+1) - m_i), which is unbiased; |w| below m_0
+ * becomes m_0, above h becomes h. Deterministic: the level nearest in log. */
+void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
+                           uint64_t key);
+void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range);
+/* The magnitude of level i (for tests and the ledger). */
+float fm_synapse_level(float h, int levels, float range, int i);
+
+/* Quantized back-prop: Q(x) = sign(x) * 2^(k + Bernoulli(|x|/2^k - 1)),
+ * k = floor(log2 |x|), so E[Q(x)] = x. With emin > FM_QB_UNBOUNDED, k is first
+ * clipped to [emin, emax] as the authors' conv code does: |x| < 2^emin becomes
+ * 2^emin and |x| >= 2^(emax+1) becomes 2^(emax+1). Q(0) = 0 always (see
+ * docs/method.md; the authors' conv code maps 0 to -2^emin). Subnormal inputs
+ * count as 0. Inf and NaN pass through. */
+void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key);
+
+/* Applies a weight mode: training (stochastic modes sample) or the
+ * deterministic counterpart used for evaluation and deployment. */
+void fm_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
+                         int levels, float range, uint64_t key);
+void fm_quantize_weights_det(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
+                             int levels, float range);
+
+#endif

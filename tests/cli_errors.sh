@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# cli_errors.sh — meets the `fewmul` command with bad input as a user would: bad
+# options (exit 2), bad data and model files (exit 1), Ctrl-C (exit 130). Every
+# failure must be one line "fewmul: error: ..." on stderr, never a crash.
+# Usage: cli_errors.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
+set -u
+
+if [ $# -lt 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 PATH_TO_fewmul [SHARED_DATA_DIR]" >&2
+    exit 2
+fi
+FEWMUL=$1
+SHARED=${2:-}
+command -v python3 >/dev/null || { echo "cli_errors.sh: python3 is needed" >&2; exit 2; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_errors.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+not_ok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
+
+# Runs fewmul with a time limit; sets rc, leaves stdout/stderr in $tmp/out, $tmp/err.
+run() {
+    timeout 300 "$FEWMUL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    rc=$?
+}
+
+first_stderr_line() { head -n 1 "$tmp/err" | cut -c1-200; }
+
+# expect_error NAME CODE PATTERN ARGS...: exit status CODE, and stderr exactly one
+# non-empty line "fewmul: error: ..." that matches PATTERN (extended regexp,
+# case-insensitive; "" for any).
+expect_error() {
+    local name=$1 code=$2 pattern=$3
+    shift 3
+    run "$@"
+    local lines
+    lines=$(awk 'END { print NR }' "$tmp/err")
+    if [ "$rc" -eq 124 ]; then
+        not_ok "$name" "timed out"
+    elif [ "$rc" -ge 128 ]; then
+        not_ok "$name" "killed by signal $((rc - 128)) (exit $rc); stderr: $(first_stderr_line)"
+    elif [ "$rc" -ne "$code" ]; then
+        not_ok "$name" "exit $rc, expected $code; stderr: $(first_stderr_line)"
+    elif [ "$lines" -ne 1 ]; then
+        not_ok "$name" "stderr has $lines lines, expected 1: $(first_stderr_line)"
+    elif ! grep -Eq '^fewmul: error: .+' "$tmp/err"; then
+        not_ok "$name" "stderr does not read 'fewmul: error: ...': $(first_stderr_line)"
+    elif [ -n "$pattern" ] && ! grep -Eiq -- "$pattern" "$tmp/err"; then
+        not_ok "$name" "message does not match /$pattern/: $(first_stderr_line)"
+    else
+        ok "$name"
+    fi
+}
+
+usage_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 2 "$pattern" "$@"; }
+runtime_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 1 "$pattern" "$@"; }
+
+# ---- generated data: small IDX sets, one good and several broken ----------
+
+# make_idx DIR TRAIN TEST SIDE [TRAIN_LABELS]: raw IDX files of SIDE x SIDE images
+# whose pixels depend on the label, so that a tiny network can learn them.
+make_idx() {
+    python3 - "$@" <<'EOF'
+import os, struct, sys
+d, n_train, n_test, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+n_labels = int(sys.argv[5]) if len(sys.argv) > 5 else n_train
+os.makedirs(d, exist_ok=True)
+def write(prefix, n, n_lab):
+    labels = bytes(i % 10 for i in range(n))
+    pixels = bytearray()
+    for i in range(n):
+        for p in range(side * side):
+            pixels.append(255 if (p + labels[i]) % 10 == 0 else (i * 7 + p * 13) % 40)
+    with open(os.path.join(d, prefix + "-images-idx3-ubyte"), "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, side, side) + bytes(pixels))
+    with open(os.path.join(d, prefix + "-labels-idx1-ubyte"), "wb") as f:
+        f.write(struct.pack(">II", 0x801, n_lab) + labels[:n_lab])
+write("train", n_train, n_labels)
+write("t10k", n_test, n_test)
+EOF
+}
+
+good=$tmp/good
+make_idx "$good" 120 30 8
+
+badmagic=$tmp/badmagic
+make_idx "$badmagic" 120 30 8
+printf '\000\000\010\004' | dd of="$badmagic/train-images-idx3-ubyte" bs=1 seek=0 conv=notrunc status=none
+
+truncated=$tmp/truncated
+make_idx "$truncated" 120 30 8
+head -c 500 "$good/train-images-idx3-ubyte" >"$truncated/train-images-idx3-ubyte"
+
+truncgz=$tmp/truncgz
+mkdir -p "$truncgz"
+for f in "$good"/*-ubyte; do gzip -c "$f" >"$truncgz/$(basename "$f").gz"; done
+head -c 300 "$truncgz/train-images-idx3-ubyte.gz" >"$truncgz/t" && mv "$truncgz/t" "$truncgz/train-images-idx3-ubyte.gz"
+
+empty=$tmp/empty
+make_idx "$empty" 120 30 8
+: >"$empty/train-images-idx3-ubyte"
+
+# A header that claims 2^31-1 images over a few bytes: must not be believed.
+huge=$tmp/huge
+make_idx "$huge" 120 30 8
+printf '\177\377\377\377' | dd of="$huge/train-images-idx3-ubyte" bs=1 seek=4 conv=notrunc status=none
+
+mismatch=$tmp/mismatch
+make_idx "$mismatch" 120 30 8 119
+
+small=$tmp/small # 6x6 images: the wrong input size for a model trained on 8x8
+make_idx "$small" 40 20 6
+
+shapes=$tmp/shapes # training images 8x8 but test images 6x6
+make_idx "$shapes" 120 30 8
+cp "$small/t10k-images-idx3-ubyte" "$small/t10k-labels-idx1-ubyte" "$shapes/"
+
+# ---- positive cases ------------------------------------------------------------
+
+run --help
+if [ "$rc" -eq 0 ] && [ -s "$tmp/out" ] && [ ! -s "$tmp/err" ]; then ok "--help"; else not_ok "--help" "exit $rc"; fi
+
+run train --help
+if [ "$rc" -eq 0 ] && grep -q -- '--qb' "$tmp/out" && grep -q -- 'Exit status' "$tmp/out"; then
+    ok "train --help mentions --qb"
+else
+    not_ok "train --help mentions --qb" "exit $rc"
+fi
+cp "$tmp/out" "$tmp/train_help"
+
+run help train
+if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/train_help"; then ok "help train"; else not_ok "help train" "exit $rc or text differs from train --help"; fi
+
+run --version
+if [ "$rc" -eq 0 ] && grep -Eq '^fewmul [0-9]+\.[0-9]+' "$tmp/out"; then ok "--version"; else not_ok "--version" "exit $rc"; fi
+
+run eval --help
+if [ "$rc" -eq 0 ] && grep -q -- '--model' "$tmp/out"; then ok "eval --help"; else not_ok "eval --help" "exit $rc"; fi
+
+# A real, tiny training run: --json's last line and every --log line are JSON
+# with the documented keys; the saved model then evaluates.
+run train --data "idx:$good" --arch mlp:16 --epochs 2 --batch 10 --valid 20 --threads 1 \
+    --quiet --json --out "$tmp/model.fm" --log "$tmp/log.jsonl"
+if [ "$rc" -ne 0 ]; then
+    not_ok "train tiny --json --log --out" "exit $rc; stderr: $(first_stderr_line)"
+elif why=$(python3 - "$tmp/out" "$tmp/log.jsonl" <<'EOF'
+import json, sys
+result = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+need = ["test_error_pct", "valid_error_pct", "best_epoch", "epochs", "train_seconds",
+        "train_images_per_s", "total_seconds", "final_train_loss", "arch", "weights", "qb",
+        "qb_emin", "qb_emax", "batch", "seed", "threads", "params", "data", "lr", "lr_final", "opt"]
+missing = [k for k in need if k not in result]
+if missing:
+    sys.exit("--json lacks " + ", ".join(missing))
+if result["epochs"] != 2 or result["batch"] != 10 or result["qb"] is not False:
+    sys.exit("--json values wrong: %r" % result)
+log = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+keys = ["epoch", "epochs", "lr", "train_loss", "train_error_pct", "valid_error_pct",
+        "test_error_pct", "best_epoch", "best_test_error_pct", "train_seconds",
+        "epoch_seconds", "images_per_s"]
+if len(log) != 2 or any(k not in line for line in log for k in keys):
+    sys.exit("--log has %d lines or lacks keys" % len(log))
+EOF
+); then
+    ok "train tiny --json --log --out"
+else
+    not_ok "train tiny --json --log --out" "$why"
+fi
+
+if [ -s "$tmp/model.fm" ]; then
+    run eval --model "$tmp/model.fm" --data "idx:$good" --json
+    if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert 0 <= r["error_pct"] <= 100 and r["images"] == 30 and r["set"] == "test"' 2>/dev/null; then
+        ok "eval saved model --json"
+    else
+        not_ok "eval saved model --json" "exit $rc; stderr: $(first_stderr_line)"
+    fi
+    runtime_error "eval on images of another size" 'input|expects|size|6x6' \
+        eval --model "$tmp/model.fm" --data "idx:$small"
+else
+    not_ok "eval saved model --json" "no model was saved"
+fi
+
+# ---- usage errors: exit 2 ----------------------------------------------------
+
+usage_error "no command" '' 
+usage_error "unknown command" 'frobnicate' frobnicate
+usage_error "help for unknown command" 'frobnicate' help frobnicate
+usage_error "unknown option" 'bogus' train --bogus
+usage_error "unknown option before command" 'bogus' --bogus
+usage_error "unexpected argument" 'extra' train extra
+usage_error "missing value (last argument)" 'epochs' train --epochs
+usage_error "missing value (next is an option)" 'out' train --out --json
+usage_error "empty value" 'lr' train --lr=
+usage_error "flag given a value" 'quiet' train --quiet=yes
+usage_error "--weights unknown" 'weight|foo' train --weights foo
+usage_error "--weights synapse:abc" 'synapse|abc|level' train --weights synapse:abc
+usage_error "--arch mlp:abc" 'arch|mlp|abc|width' train --arch mlp:abc
+usage_error "--arch mlp:0" 'arch|mlp|width|0' train --arch mlp:0
+usage_error "--arch mlp:16,,16" 'arch|mlp|width' train --arch mlp:16,,16
+usage_error "--arch foo" 'arch|foo' train --arch foo
+usage_error "--epochs abc" 'epochs' train --epochs abc
+usage_error "--epochs -1" 'epochs' train --epochs -1
+usage_error "--epochs 0" 'epochs' train --epochs 0
+usage_error "--epochs 3x" 'epochs' train --epochs 3x
+usage_error "--epochs overflow" 'epochs' train --epochs=99999999999999999999999
+usage_error "--batch 0" 'batch' train --batch 0
+usage_error "--batch 65537" 'batch' train --batch 65537
+usage_error "--lr nan" 'lr' train --lr nan
+usage_error "--lr inf" 'lr' train --lr=inf
+usage_error "--lr -1" 'lr' train --lr -1
+usage_error "--lr 0" 'lr' train --lr 0
+usage_error "--lr-final x" 'lr-final' train --lr-final x
+usage_error "--momentum 1" 'momentum' train --momentum 1
+usage_error "--threads 0" 'threads' train --threads 0
+usage_error "--threads 1025" 'threads' train --threads 1025
+usage_error "--qb=5:1" 'qb|emin|emax' train --qb=5:1
+usage_error "--qb=x" 'qb' train --qb=x
+usage_error "--qb=-4:x" 'qb' train --qb=-4:x
+usage_error "--qb=-200:3" 'qb|126|127' train --qb=-200:3
+usage_error "--qb -4:3 (space)" 'qb' train --qb -4:3
+usage_error "--dropout 1.5" 'dropout' train --dropout 1.5
+usage_error "--dropout -0.1" 'dropout' train --dropout -0.1
+usage_error "--synapse-range 1" 'synapse-range' train --synapse-range 1
+usage_error "--valid -5" 'valid' train --valid -5
+usage_error "--seed -1" 'seed' train --seed -1
+usage_error "--seed overflow" 'seed' train --seed 18446744073709551616
+usage_error "--opt unknown" 'opt|rmsprop' train --opt rmsprop
+usage_error "--loss unknown" 'loss|l1' train --loss l1
+usage_error "--set unknown" 'set|valid' eval --model x --set valid
+usage_error "eval without --model" 'model' eval
+usage_error "--data unknown" 'data|cifar99' train --data cifar99
+usage_error "--data idx: without a folder" 'data|idx' train --data idx:
+usage_error "eval --data unknown" 'data|cifar99' eval --model x --data cifar99
+usage_error "--valid leaves no training images" 'valid' \
+    train --data "idx:$good" --arch mlp:16 --valid 120 --quiet
+
+# ---- runtime errors: exit 1 ----------------------------------------------------
+
+runtime_error "missing data dir" 'no-such-dir|no such|not found|missing' \
+    train --data "idx:$tmp/no-such-dir" --arch mlp:16 --valid 20 --quiet
+runtime_error "wrong magic" 'magic|train-images' \
+    train --data "idx:$badmagic" --arch mlp:16 --valid 20 --quiet
+runtime_error "truncated images" 'trunc|short|train-images' \
+    train --data "idx:$truncated" --arch mlp:16 --valid 20 --quiet
+runtime_error "truncated gzip images" 'trunc|short|gzip|train-images' \
+    train --data "idx:$truncgz" --arch mlp:16 --valid 20 --quiet
+runtime_error "empty images file" 'trunc|short|empty|train-images' \
+    train --data "idx:$empty" --arch mlp:16 --valid 20 --quiet
+runtime_error "image count beyond the file" 'trunc|short|count|size|train-images' \
+    train --data "idx:$huge" --arch mlp:16 --valid 20 --quiet
+runtime_error "image/label count mismatch" 'label|count|mismatch|119|120' \
+    train --data "idx:$mismatch" --arch mlp:16 --valid 20 --quiet
+runtime_error "train/test image size mismatch" 'test|t10k|size|shape|mismatch|6x6|8x8' \
+    train --data "idx:$shapes" --arch mlp:16 --valid 20 --quiet
+mnist_images=$SHARED/mnist/train-images-idx3-ubyte.gz
+if [ -n "$SHARED" ] && [ -r "$mnist_images" ]; then
+    realtrunc=$tmp/realtrunc
+    mkdir -p "$realtrunc"
+    head -c 100000 "$mnist_images" >"$realtrunc/train-images-idx3-ubyte.gz"
+    cp "$SHARED"/mnist/train-labels-idx1-ubyte.gz "$SHARED"/mnist/t10k-*-ubyte.gz "$realtrunc/"
+    runtime_error "truncated real MNIST gzip" 'trunc|short|gzip|train-images' \
+        train --data "mnist:$realtrunc" --arch mlp:16 --quiet
+fi
+runtime_error "log file in a missing dir" 'log|no-such-dir' \
+    train --data "idx:$good" --arch mlp:16 --valid 20 --quiet --log "$tmp/no-such-dir/x.jsonl"
+
+runtime_error "eval missing model file" 'no-such-model|no such|not found' \
+    eval --model "$tmp/no-such-model.fm" --data "idx:$good"
+python3 -c 'import sys; sys.stdout.buffer.write(bytes((i * 37 + 11) % 256 for i in range(4096)))' >"$tmp/garbage.fm"
+runtime_error "eval garbage model file" 'garbage|magic|format|model' \
+    eval --model "$tmp/garbage.fm" --data "idx:$good"
+: >"$tmp/empty.fm"
+runtime_error "eval empty model file" 'empty|trunc|short|magic|format|model' \
+    eval --model "$tmp/empty.fm" --data "idx:$good"
+if [ -w /dev/full ]; then
+    "$FEWMUL" --help >/dev/full 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" -eq 1 ] && [ "$(awk 'END { print NR }' "$tmp/err")" -eq 1 ]; then
+        ok "--help to a full disk fails"
+    else
+        not_ok "--help to a full disk fails" "exit $rc"
+    fi
+fi
+
+# ---- Ctrl-C: exit 130 after "interrupted" ------------------------------------
+
+# Sent once the first epoch is logged, so the handler is surely installed.
+"$FEWMUL" train --data "idx:$good" --arch mlp:16 --epochs 1000000 --batch 10 --valid 20 \
+    --threads 1 --quiet --log "$tmp/int.jsonl" >"$tmp/out" 2>"$tmp/err" </dev/null &
+pid=$!
+for _ in $(seq 300); do
+    [ -s "$tmp/int.jsonl" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -INT "$pid" 2>/dev/null
+# No background watchdog: a stray `sleep` would hold CTest's output pipe open.
+for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill -KILL "$pid" 2>/dev/null
+wait "$pid"
+rc=$?
+if [ "$rc" -eq 130 ] && grep -q '^interrupted' "$tmp/err"; then
+    ok "Ctrl-C"
+else
+    not_ok "Ctrl-C" "exit $rc, expected 130; stderr: $(first_stderr_line)"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

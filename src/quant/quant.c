@@ -104,18 +104,20 @@ void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, f
     }
 }
 
-static inline uint32_t float_bits(float f)
+/* Q(x) of one element from its bits b and 23 random bits r; clip fields in
+ * [efield_min, efield_max], or [1, 254] for no clip. */
+static inline uint32_t pow2_bits(uint32_t b, uint32_t r, uint32_t efield_min, uint32_t efield_max)
 {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float bits_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
+    uint32_t sign = b & 0x80000000u, efield = (b >> 23) & 0xffu, mant = b & 0x7fffffu;
+    uint32_t e = efield + (r < mant ? 1u : 0u);
+    /* k < emin: p = |x|/2^emin - 1 < 0, never rounds up -> 2^emin;
+     * k > emax: p >= 1, always rounds up -> 2^(emax+1). */
+    e = efield < efield_min ? efield_min : e;
+    e = efield > efield_max ? efield_max + 1u : e;
+    uint32_t q = sign | (e << 23);
+    q = efield == 0u ? sign : q;   /* zero and subnormals */
+    q = efield == 0xffu ? b : q;   /* inf, nan */
+    return q;
 }
 
 void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key)
@@ -123,25 +125,17 @@ void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, 
     /* For a normal float |x| = (1 + f) * 2^k with the 23-bit mantissa f, so the
      * round-up probability |x|/2^k - 1 is exactly f: draw 23 random bits r and
      * round up when r < mantissa. Zeroing the mantissa gives 2^k; adding one
-     * to the exponent field gives 2^(k+1). */
+     * to the exponent field gives 2^(k+1). Without a clip the bounds are the
+     * normal range, where they change nothing. */
     const int clipped = emin > FM_QB_UNBOUNDED;
-    const uint32_t efield_min = (uint32_t)(emin + 127), efield_max = (uint32_t)(emax + 127);
+    const uint32_t efield_min = clipped ? (uint32_t)(emin + 127) : 1u;
+    const uint32_t efield_max = clipped ? (uint32_t)(emax + 127) : 254u;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        uint32_t b = float_bits(x[i]);
-        uint32_t sign = b & 0x80000000u, efield = (b >> 23) & 0xffu, mant = b & 0x7fffffu;
-        uint32_t r = fm_rand_u32(key, i) >> 9;
-        uint32_t e = efield + (r < mant ? 1u : 0u);
-        if (clipped) {
-            /* k < emin: p = |x|/2^emin - 1 < 0, never rounds up -> 2^emin;
-             * k > emax: p >= 1, always rounds up -> 2^(emax+1). */
-            e = efield < efield_min ? efield_min : e;
-            e = efield > efield_max ? efield_max + 1u : e;
-        }
-        uint32_t q = sign | (e << 23);
-        q = efield == 0u ? sign : q;    /* zero and subnormals */
-        q = efield == 0xffu ? b : q;    /* inf, nan */
-        out[i] = bits_float(q);
+        uint32_t b, q;
+        memcpy(&b, &x[i], sizeof b);
+        q = pow2_bits(b, fm_rand_u32(key, i) >> 9, efield_min, efield_max);
+        memcpy(&out[i], &q, sizeof q);
     }
 }
 

@@ -50,37 +50,36 @@ static double dot(const float *a, const float *b, size_t n)
 
 enum { B = 6, N = 7, M = 5 };
 
+/* d/dp of sum(r .* (x · w)) for each element of p, which is x or w. */
+static void numeric_dense(float *p, int n, const float *x, const float *w, const float *r,
+                          double *out)
+{
+    const float h = 1e-2f;
+    float y[B * M];
+    for (int i = 0; i < n; i++) {
+        float keep = p[i];
+        p[i] = keep + h;
+        fm_dense_forward(x, w, y, B, N, M);
+        double up = dot(r, y, B * M);
+        p[i] = keep - h;
+        fm_dense_forward(x, w, y, B, N, M);
+        out[i] = (up - dot(r, y, B * M)) / (2 * h);
+        p[i] = keep;
+    }
+}
+
 static void test_dense_gradients(void **state)
 {
     (void)state;
-    float x[B * N], w[N * M], y[B * M], r[B * M], dx[B * N], dw[N * M];
+    float x[B * N], w[N * M], r[B * M], dx[B * N], dw[N * M];
     double num_x[B * N], num_w[N * M];
     fill(x, B * N, 1.0f);
     fill(w, N * M, 0.5f);
     fill(r, B * M, 1.0f);
     fm_dense_backward_input(r, w, dx, B, N, M);
     fm_dense_backward_weights(x, r, dw, B, N, M);
-    const float h = 1e-2f;
-    for (int i = 0; i < B * N; i++) {
-        float keep = x[i];
-        x[i] = keep + h;
-        fm_dense_forward(x, w, y, B, N, M);
-        double up = dot(r, y, B * M);
-        x[i] = keep - h;
-        fm_dense_forward(x, w, y, B, N, M);
-        num_x[i] = (up - dot(r, y, B * M)) / (2 * h);
-        x[i] = keep;
-    }
-    for (int i = 0; i < N * M; i++) {
-        float keep = w[i];
-        w[i] = keep + h;
-        fm_dense_forward(x, w, y, B, N, M);
-        double up = dot(r, y, B * M);
-        w[i] = keep - h;
-        fm_dense_forward(x, w, y, B, N, M);
-        num_w[i] = (up - dot(r, y, B * M)) / (2 * h);
-        w[i] = keep;
-    }
+    numeric_dense(x, B * N, x, w, r, num_x);
+    numeric_dense(w, N * M, x, w, r, num_w);
     assert_grad_close(dx, num_x, B * N, 1e-3, "dense dx");
     assert_grad_close(dw, num_w, N * M, 1e-3, "dense dw");
 }

@@ -62,24 +62,33 @@ static inline float level_position(float a, float h, int levels, float log_range
 void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
                            uint64_t key)
 {
+    if (levels <= 1) {
+        for (size_t i = 0; i < n; i++)
+            out[i] = w[i] >= 0.0f ? h : -h;
+        return;
+    }
+    /* levels <= 255 (fm_config_check); the table saves two powf per weight */
+    float level[256];
+    for (int k = 0; k < levels; k++)
+        level[k] = fm_synapse_level(h, levels, range, k);
     const float log_range = logf(range);
-    const float lowest = fm_synapse_level(h, levels, range, 0);
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         float a = fabsf(w[i]);
         float s = w[i] >= 0.0f ? 1.0f : -1.0f;
         float q;
-        if (a <= lowest || levels <= 1) {
-            q = levels <= 1 ? h : lowest;
+        if (a <= level[0]) {
+            q = level[0];
         } else if (a >= h) {
             q = h;
         } else {
             int k = (int)floorf(level_position(a, h, levels, log_range));
             k = k < 0 ? 0 : (k > levels - 2 ? levels - 2 : k);
-            float lo = fm_synapse_level(h, levels, range, k);
-            float hi = fm_synapse_level(h, levels, range, k + 1);
-            /* rounding error of logf can put a just outside [lo, hi): the compare
-             * against p then saturates to the right neighbour */
+            /* logf's rounding can land one level off near a boundary: step
+             * into [level[k], level[k+1]) so the probability stays in [0, 1] */
+            k = a < level[k] && k > 0 ? k - 1 : k;
+            k = a >= level[k + 1] && k < levels - 2 ? k + 1 : k;
+            float lo = level[k], hi = level[k + 1];
             float p = (a - lo) / (hi - lo);
             q = uniform24(key, i) < p ? hi : lo;
         }

@@ -150,6 +150,9 @@ void fm_config_default(fm_config *config);
 int fm_parse_weights(const char *text, fm_config *config);
 /* The canonical name of a mode ("bc-det"). */
 const char *fm_weights_name(fm_weight_mode mode);
+/* The learning rates a run uses: config->lr and lr_final, or the optimizer's
+ * defaults where they are <= 0. */
+void fm_config_learning_rates(const fm_config *config, double *lr, double *lr_final);
 /* Checks every field and the architecture string; FM_EINVAL with a message. */
 int fm_config_check(const fm_config *config);
 

@@ -29,12 +29,6 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
 
-/* The learning-rate defaults documented in fewmul.h (fm_config.lr, .lr_final):
- * the CLI resolves them itself so that its reports show the rate really used. */
-#define SGD_LR 0.3
-#define SGD_LR_FINAL 0.01
-#define ADAM_LR 0.003
-#define ADAM_LR_FINAL 2e-6
 
 /* ---- messages ------------------------------------------------------------ */
 
@@ -609,10 +603,8 @@ static void train_opts_finish(train_opts *o)
     c->bn_stats = (fm_bn_stats)o->bn_stats;
     c->scale = (fm_scale)o->scale;
     c->test_quantized = o->test_quantized;
-    if (c->lr <= 0)
-        c->lr = c->opt == FM_OPT_ADAM ? ADAM_LR : SGD_LR;
-    if (c->lr_final <= 0)
-        c->lr_final = c->opt == FM_OPT_ADAM ? ADAM_LR_FINAL : SGD_LR_FINAL;
+    /* resolve the optimizer's defaults so the reports show the rates used */
+    fm_config_learning_rates(c, &c->lr, &c->lr_final);
 }
 
 /* ---- small utilities ----------------------------------------------------- */

@@ -36,6 +36,13 @@ void fm_config_default(fm_config *c)
     c->threads = 0;
 }
 
+void fm_config_learning_rates(const fm_config *c, double *lr, double *lr_final)
+{
+    const int adam = c->opt == FM_OPT_ADAM;
+    *lr = c->lr > 0 ? c->lr : (adam ? 3e-3 : 0.3);
+    *lr_final = c->lr_final > 0 ? c->lr_final : (adam ? 2e-6 : 0.01);
+}
+
 static const char *const weight_names[] = {"fp32", "bc", "bc-det", "tc", "tc-det", "synapse"};
 
 const char *fm_weights_name(fm_weight_mode mode)

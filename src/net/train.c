@@ -12,8 +12,6 @@
 enum { STREAM_SHUFFLE = 4 };
 #define EVAL_BATCH 500
 
-static double default_lr(const fm_config *c) { return c->opt == FM_OPT_ADAM ? 3e-3 : 0.3; }
-static double default_lr_final(const fm_config *c) { return c->opt == FM_OPT_ADAM ? 2e-6 : 0.01; }
 
 static int check_images(const fm_model *m, const fm_images *im, const char *what)
 {
@@ -143,8 +141,8 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     for (int i = 0; i < n_train; i++)
         r.order[i] = i;
 
-    const double lr0 = c->lr > 0 ? c->lr : default_lr(c);
-    const double lr_end = c->lr_final > 0 ? c->lr_final : default_lr_final(c);
+    double lr0, lr_end;
+    fm_config_learning_rates(c, &lr0, &lr_end);
     const double decay = pow(lr_end / lr0, 1.0 / c->epochs);
     double lr = lr0;
     fm_rng shuffle;

@@ -29,7 +29,6 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
 
-
 /* ---- messages ------------------------------------------------------------ */
 
 /* The subcommand whose --help a usage error points to (NULL: the top level). */

@@ -12,7 +12,6 @@
 enum { STREAM_SHUFFLE = 4 };
 #define EVAL_BATCH 500
 
-
 static int check_images(const fm_model *m, const fm_images *im, const char *what)
 {
     if (!im || !im->pixels || !im->labels || im->count < 1)

@@ -59,18 +59,23 @@ static inline float level_position(float a, float h, int levels, float log_range
     return (float)(levels - 1) * (1.0f + logf(a / h) / log_range);
 }
 
+/* The level magnitudes of fm_synapse_level, once per call instead of a powf
+ * per weight; levels is 2..FM_SYNAPSE_MAX_LEVELS. */
+static void fill_levels(float *level, float h, int levels, float range)
+{
+    for (int k = 0; k < levels; k++)
+        level[k] = fm_synapse_level(h, levels, range, k);
+}
+
 void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
                            uint64_t key)
 {
-    if (levels <= 1) {
-        for (size_t i = 0; i < n; i++)
-            out[i] = w[i] >= 0.0f ? h : -h;
+    if (levels <= 1) { /* one magnitude with a sign is the binary rule */
+        fm_binarize_det(w, out, n, h);
         return;
     }
-    /* levels <= 255 (fm_config_check); the table saves two powf per weight */
-    float level[256];
-    for (int k = 0; k < levels; k++)
-        level[k] = fm_synapse_level(h, levels, range, k);
+    float level[FM_SYNAPSE_MAX_LEVELS];
+    fill_levels(level, h, levels, range);
     const float log_range = logf(range);
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
@@ -98,18 +103,22 @@ void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int le
 
 void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range)
 {
+    if (levels <= 1) {
+        fm_binarize_det(w, out, n, h);
+        return;
+    }
+    float level[FM_SYNAPSE_MAX_LEVELS];
+    fill_levels(level, h, levels, range);
     const float log_range = logf(range);
     for (size_t i = 0; i < n; i++) {
         float a = fabsf(w[i]);
         float s = w[i] >= 0.0f ? 1.0f : -1.0f;
         int k = 0;
-        if (levels > 1 && a > 0.0f) {
+        if (a > 0.0f) {
             float t = level_position(a, h, levels, log_range);
             k = t <= 0.0f ? 0 : (t >= (float)(levels - 1) ? levels - 1 : (int)lrintf(t));
-        } else if (levels <= 1) {
-            k = 0;
         }
-        out[i] = s * fm_synapse_level(h, levels, range, levels <= 1 ? 0 : k);
+        out[i] = s * level[k];
     }
 }
 

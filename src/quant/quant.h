@@ -20,7 +20,10 @@ void fm_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint
  * the stochastic rule's expected value). */
 void fm_ternarize_det(const float *w, float *out, size_t n, float h);
 
-/* Synapse levels: `levels` magnitudes m_i = h * range^(-(levels-1-i)/(levels-1)),
+/* The most synapse levels a quantizer takes (fm_config_check allows 2..255). */
+#define FM_SYNAPSE_MAX_LEVELS 256
+
+/* Synapse levels: `levels` (1..FM_SYNAPSE_MAX_LEVELS) magnitudes m_i = h * range^(-(levels-1-i)/(levels-1)),
  * i = 0..levels-1, uniform on a log scale from h/range to h, with the sign of w
  * (sign(0) = +1). Stochastic: |w| between m_i and m_(i+1) rounds up with
  * probability (|w| - m_i)/(m_(i+1) - m_i), which is unbiased; |w| below m_0

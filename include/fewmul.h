@@ -205,6 +205,8 @@ typedef struct fm_callbacks {
     void (*on_epoch)(const fm_epoch_report *report, void *user);
     int (*should_stop)(void *user); /* polled each batch; nonzero ends with FM_ECANCELED */
     void *user;
+    struct fm_ledger *ledger;       /* optional: records the run's work (steps, updates,
+                                       evaluation passes); see the energy ledger below */
 } fm_callbacks;
 
 typedef struct fm_result {
@@ -232,6 +234,116 @@ int fm_model_evaluate(const fm_model *model, const fm_images *images, int thread
 /* Predicted classes of `count` images of `images` starting at `first`. */
 int fm_model_predict(const fm_model *model, const fm_images *images, int first, int count,
                      int threads, uint8_t *classes);
+
+/* ---- energy ledger (docs/ledger.md; table format: docs/energy-tables.md) -- */
+
+/* Kinds of arithmetic the ledger counts. One count is one scalar operation on
+ * one element, whatever the SIMD width; FM_OP_XNOR_POPCOUNT counts bit pairs. */
+typedef enum fm_op {
+    FM_OP_FMUL,          /* fp32 multiply */
+    FM_OP_FADD,          /* fp32 add or subtract */
+    FM_OP_FMA,           /* fp32 multiply-add, a*b+c */
+    FM_OP_FSPECIAL,      /* fp32 divide, square root, exp or log */
+    FM_OP_IADD,          /* 32-bit integer add or subtract */
+    FM_OP_SHIFT,         /* shift, or an add to a float's exponent (x * 2^k) */
+    FM_OP_SIGN,          /* sign flip, absolute value or select (mux) */
+    FM_OP_XNOR_POPCOUNT, /* xnor and popcount of one bit pair */
+    FM_OP_CMP,           /* compare */
+    FM_OP_RAND,          /* one 32-bit random draw */
+    FM_OP_KINDS
+} fm_op;
+
+/* Where work happens: a training step's forward, backward and update, and the
+ * evaluation passes (inference, batch-norm statistics) of a run. */
+typedef enum fm_phase {
+    FM_PHASE_FORWARD, FM_PHASE_BACKWARD, FM_PHASE_UPDATE, FM_PHASE_EVAL, FM_PHASES
+} fm_phase;
+
+/* "fmul", "fadd", ... (the keys of energy tables) and "forward", "backward", ... */
+const char *fm_op_name(fm_op op);
+const char *fm_phase_name(fm_phase phase);
+
+/* A ledger: integer counts of operations and of bytes read and written, per
+ * layer and phase, and the tensors those bytes belong to. Counts describe the
+ * arithmetic of the method (binary weights: sign flips and adds; quantized
+ * back-prop: shifts), recorded by each layer as it runs; they are identical
+ * whatever the thread count or kernel variant. */
+typedef struct fm_ledger fm_ledger;
+int fm_ledger_create(fm_ledger **out);
+void fm_ledger_free(fm_ledger *ledger);
+void fm_ledger_clear(fm_ledger *ledger);
+
+/* Layers recorded, in network order (the loss is a layer of its own). */
+int fm_ledger_layers(const fm_ledger *ledger);
+const char *fm_ledger_layer_name(const fm_ledger *ledger, int layer); /* "dense1" */
+const char *fm_ledger_layer_shape(const fm_ledger *ledger, int layer); /* "784x1024" */
+/* Count of `op` in one layer and phase; layer < 0 sums layers, phase < 0 phases. */
+uint64_t fm_ledger_ops(const fm_ledger *ledger, int layer, int phase, fm_op op);
+/* Tensors touched; each has a footprint (bytes, the largest recorded). */
+int fm_ledger_tensors(const fm_ledger *ledger);
+const char *fm_ledger_tensor_name(const fm_ledger *ledger, int tensor); /* "dense1.W" */
+uint64_t fm_ledger_tensor_bytes(const fm_ledger *ledger, int tensor);
+/* Bytes read (written = 0) or written (written = 1); negative layer, phase or
+ * tensor sums over all of them. */
+uint64_t fm_ledger_bytes(const fm_ledger *ledger, int layer, int phase, int tensor, int written);
+/* Passes recorded in a phase (training steps, evaluation batches) and the
+ * examples they covered. */
+uint64_t fm_ledger_passes(const fm_ledger *ledger, int phase, uint64_t *examples);
+
+/* Energy tables: a cost per operation and per access at each memory level,
+ * read from a small text format (docs/ledger.md) or built in. */
+typedef struct fm_energy_table fm_energy_table;
+#define FM_ENERGY_MAX_LEVELS 8
+#define FM_ENERGY_UNBOUNDED UINT64_MAX /* capacity of the last level (DRAM) */
+/* The built-in tables by index (0: "horowitz45", the default); NULL past the end. */
+const char *fm_energy_table_builtin(int index);
+/* The text of built-in table `index`, in the file format (a starting point for
+ * a user's own table); NULL past the end. */
+const char *fm_energy_table_builtin_text(int index);
+/* A built-in table by name, or else the file at that path. */
+int fm_energy_table_open(const char *name_or_path, fm_energy_table **out);
+/* Parses table text; `origin` names it in error messages ("my.table"). */
+int fm_energy_table_parse(const char *text, size_t length, const char *origin,
+                          fm_energy_table **out);
+void fm_energy_table_free(fm_energy_table *table);
+const char *fm_energy_table_name(const fm_energy_table *table);
+const char *fm_energy_table_source(const fm_energy_table *table);
+const char *fm_energy_table_unit(const fm_energy_table *table);       /* "pJ" */
+double fm_energy_table_joules_per_unit(const fm_energy_table *table); /* 0: not physical */
+double fm_energy_table_op_cost(const fm_energy_table *table, fm_op op); /* units per op */
+int fm_energy_table_levels(const fm_energy_table *table);
+const char *fm_energy_table_level_name(const fm_energy_table *table, int level);
+uint64_t fm_energy_table_level_capacity(const fm_energy_table *table, int level); /* bytes */
+/* Cost in table units of reading (write = 0) or writing (write = 1) one byte. */
+double fm_energy_table_level_cost(const fm_energy_table *table, int level, int write);
+
+/* A priced part of a ledger (one layer and phase, or sums as in fm_ledger_ops). */
+typedef struct fm_energy {
+    double op_cost[FM_OP_KINDS];   /* table units, per kind */
+    double compute;                /* table units: all operations */
+    double communication;          /* table units: all bytes at their levels */
+    uint64_t read_bytes[FM_ENERGY_MAX_LEVELS], written_bytes[FM_ENERGY_MAX_LEVELS];
+    double level_cost[FM_ENERGY_MAX_LEVELS]; /* table units per level */
+    double landauer_bits;          /* result bits of every operation plus bits written */
+} fm_energy;
+/* The level that holds a tensor: the smallest whose capacity is at least its footprint. */
+int fm_ledger_tensor_level(const fm_ledger *ledger, const fm_energy_table *table, int tensor);
+int fm_ledger_price(const fm_ledger *ledger, const fm_energy_table *table, int layer, int phase,
+                    fm_energy *out);
+/* kT ln 2 at 300 K, joules per bit (Landauer's limit). */
+#define FM_LANDAUER_J_PER_BIT (1.380649e-23 * 300.0 * 0.69314718055994531)
+
+/* Runs one real training step (forward, backward, update) of `model` on
+ * `batch` synthetic examples into `train_step`, and one inference pass of the
+ * same batch into `inference` (either may be NULL). Inference is counted as
+ * deployed: with the deterministic quantized weights of the mode, prepared
+ * beforehand (fp32: the real weights). The model's weights change. */
+int fm_model_measure(fm_model *model, int batch, fm_ledger *train_step, fm_ledger *inference);
+/* Multiplications per minibatch counted as the paper's table does, over the
+ * dense layers of N inputs and M outputs: standard back-prop B*(3*sum MN + 3*sum M);
+ * the model's method drops the MN terms its weights (binary, ternary) and
+ * quantized back-prop remove (BC+QB: B*3*sum M). */
+int fm_model_paper_mults(const fm_model *model, int batch, uint64_t *standard, uint64_t *method);
 
 #ifdef __cplusplus
 }

@@ -140,6 +140,12 @@ if [ "$rc" -eq 0 ] && grep -Eq '^fewmul [0-9]+\.[0-9]+' "$tmp/out"; then ok "--v
 run eval --help
 if [ "$rc" -eq 0 ] && grep -q -- '--model' "$tmp/out"; then ok "eval --help"; else not_ok "eval --help" "exit $rc"; fi
 
+run energy --help
+if [ "$rc" -eq 0 ] && grep -q -- '--table' "$tmp/out"; then ok "energy --help"; else not_ok "energy --help" "exit $rc"; fi
+
+run energy --list-tables
+if [ "$rc" -eq 0 ] && grep -q '^horowitz45' "$tmp/out"; then ok "energy --list-tables"; else not_ok "energy --list-tables" "exit $rc"; fi
+
 # A real, tiny training run: --json's last line and every --log line are JSON
 # with the documented keys; the saved model then evaluates.
 run train --data "idx:$good" --arch mlp:16 --epochs 2 --batch 10 --valid 20 --threads 1 \
@@ -236,8 +242,38 @@ usage_error "--data idx: without a folder" 'data|idx' train --data idx:
 usage_error "eval --data unknown" 'data|cifar99' eval --model x --data cifar99
 usage_error "--valid leaves no training images" 'valid' \
     train --data "idx:$good" --arch mlp:16 --valid 120 --quiet
+usage_error "energy --batch 0" 'batch' energy --batch 0
+usage_error "energy --batch abc" 'batch.*abc' energy --batch abc
+usage_error "energy --input 0" 'input' energy --input 0
+usage_error "energy --input 28x28" 'input.*28x28' energy --input 28x28
+usage_error "energy --input 28x28x1x1" 'input' energy --input 28x28x1x1
+usage_error "energy --input 28xx1" 'input' energy --input 28xx1
+usage_error "energy --input too large" 'input' energy --input 4096x4096x3
+usage_error "energy --classes 1" 'classes' energy --classes 1
+usage_error "energy --classes 257" 'classes' energy --classes 257
+usage_error "energy unknown option" 'bogus' energy --bogus
+usage_error "energy option of train only" 'epochs' energy --epochs 3
+usage_error "energy --weights unknown" 'weight|foo' energy --weights foo
+usage_error "energy --arch foo" 'arch|foo' energy --arch foo
+usage_error "energy --print-table nosuch" 'nosuch' energy --print-table nosuch
+usage_error "energy --table without a value" 'table' energy --table
 
 # ---- runtime errors: exit 1 ----------------------------------------------------
+
+# Energy tables: a name that is neither built in nor a file, a missing file, and
+# files the parser must refuse, each named in the message.
+runtime_error "energy --table unknown name" 'nosuchtable' energy --table nosuchtable
+runtime_error "energy --table missing file" 'no-such\.table' energy --table "$tmp/no-such.table"
+printf 'fewmul-energy-table 1\nname bad\nbogus 1 2\n' >"$tmp/bad.table"
+runtime_error "energy --table malformed file" 'bad\.table' energy --table "$tmp/bad.table"
+: >"$tmp/empty.table"
+runtime_error "energy --table empty file" 'empty\.table' energy --table "$tmp/empty.table"
+runtime_error "energy --table a directory" "$(basename "$tmp")" energy --table "$tmp"
+# The table is opened before any data is read: its error comes first.
+runtime_error "train --table missing file (before data)" 'no-such\.table' \
+    train --data "idx:$tmp/no-such-dir" --arch mlp:16 --quiet --table "$tmp/no-such.table"
+runtime_error "train --ledger --table malformed" 'bad\.table' \
+    train --data "idx:$good" --arch mlp:16 --valid 20 --quiet --ledger --table "$tmp/bad.table"
 
 runtime_error "missing data dir" 'no-such-dir|no such|not found|missing' \
     train --data "idx:$tmp/no-such-dir" --arch mlp:16 --valid 20 --quiet

@@ -1,6 +1,8 @@
 /* fewmul.c — the `fewmul` command: `fewmul train` trains a network with binary,
  * ternary, synapse-like or full-precision weights and optional quantized
- * back-propagation; `fewmul eval` measures a saved model's error. It uses only
+ * back-propagation (with --ledger, it also reports the run's work, priced);
+ * `fewmul eval` measures a saved model's error; `fewmul energy` counts and
+ * prices one training step and one inference pass against fp32. It uses only
  * the public header fewmul.h. Exit status: 0 ok, 1 failure, 2 usage error,
  * 130 interrupted (docs/cli.md, docs/fewmul.1). */
 #define _POSIX_C_SOURCE 200809L
@@ -9,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -96,6 +99,8 @@ static const char *const main_help[] = {
     "Usage:",
     "  fewmul train [OPTIONS]              train a network, report its test error",
     "  fewmul eval --model FILE [OPTIONS]  measure the error of a saved model",
+    "  fewmul energy [OPTIONS]             count and price the work of one training",
+    "                                      step and one inference pass",
     "  fewmul help [COMMAND]               show the help of a command",
     "  fewmul --version                    print the version",
     "",
@@ -110,7 +115,8 @@ static const char *const main_help[] = {
     "  2    usage error: unknown command or option, bad value",
     "  130  interrupted (Ctrl-C)",
     "",
-    "Run 'fewmul help train', 'fewmul help eval' or 'man fewmul' for details.",
+    "Run 'fewmul help train', 'fewmul help eval', 'fewmul help energy' or",
+    "'man fewmul' for details.",
     NULL};
 
 static const char *const train_help[] = {
@@ -186,6 +192,14 @@ static const char *const train_help[] = {
     "  --json             print the result as one JSON object, the last line of",
     "                     standard output, instead of the human summary",
     "  --quiet            no progress bar and no per-epoch lines",
+    "  --ledger           record the run's work (operations and bytes per layer and",
+    "                     phase, training steps and evaluation passes) and print it,",
+    "                     priced with --table, after the summary; with --json, under",
+    "                     the keys \"ledger\" and \"table\" ('fewmul help energy')",
+    "  --table NAME|FILE  energy table that prices the ledger: a built-in name",
+    "                     (default horowitz45; 'fewmul energy --list-tables') or a",
+    "                     table file; implies --ledger. A missing or malformed table",
+    "                     fails (exit 1) before any data is read",
     "  -h, --help         show this help",
     "",
     "Unless --quiet, each epoch prints a line on standard error, and a progress",
@@ -198,9 +212,10 @@ static const char *const train_help[] = {
     "JSON keys: test_error_pct, valid_error_pct, best_epoch, epochs,",
     "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
     "model, weights, synapse_levels, qb, qb_emin, qb_emax, batch, seed, threads,",
-    "params, data, lr, lr_final, opt, out (null when absent or not measured).",
+    "params, data, lr, lr_final, opt, out (null when absent or not measured);",
+    "with --ledger also table and ledger.",
     "",
-    "Exit status: 0 success; 1 failure (data, model file, I/O, library);",
+    "Exit status: 0 success; 1 failure (data, model or table file, I/O, library);",
     "2 usage error (bad option or value); 130 interrupted.",
     "",
     "Examples:",
@@ -227,6 +242,86 @@ static const char *const eval_help[] = {
     "",
     "Exit status: 0 success; 1 failure (model or data file, size mismatch);",
     "2 usage error (bad option or value).",
+    NULL};
+
+static const char *const energy_help[] = {
+    "Usage: fewmul energy [OPTIONS]",
+    "       fewmul energy --list-tables | --print-table NAME",
+    "",
+    "Build a network, run one real training step (forward, backward, update) and",
+    "one inference pass on a batch of synthetic examples, and report the ledger of",
+    "that work: every scalar operation by kind (fp32 multiply, add, multiply-add,",
+    "shift, sign flip or select, ...) and every byte each layer reads and writes,",
+    "per layer and phase. An energy table prices it: a cost per operation, and a",
+    "cost per byte read or written at the memory level that holds each tensor (the",
+    "smallest level its footprint fits in). The same network with fp32 weights and",
+    "without --qb is measured beside it, and the multiplications per minibatch are",
+    "also given as the paper's table counts them. docs/ledger.md explains the",
+    "counting and the memory model, docs/energy-tables.md the table format.",
+    "Options take their value as '--opt VALUE' or '--opt=VALUE'.",
+    "",
+    "Network and step (as for 'fewmul train'):",
+    "  --arch ARCH        paper-mlp (default) or mlp:H1,H2,...",
+    "  --input N|HxWxC    input values: N, or height x width x channels",
+    "                     (default 28x28x1 = 784; at most 1048576 values)",
+    "  --classes C        outputs, 2..256 (default 10; labels are bytes)",
+    "  --weights MODE     fp32 (default), bc, bc-det, tc, tc-det, synapse[:N]",
+    "  --synapse-range R  largest/smallest synapse magnitude, R > 1 (default 60)",
+    "  --scale glorot|one weight scale H (default glorot)",
+    "  --qb[=EMIN:EMAX]   quantized back-prop (exponent clip as for train)",
+    "  --qb-bn-jacobian   with --qb, the exact pre-batch-norm error",
+    "  --batch B          examples in the step and the inference pass, 1..65536",
+    "                     (default 200)",
+    "  --loss hinge|xent  loss (default hinge)",
+    "  --opt sgd|adam     optimizer of the update (default sgd)",
+    "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
+    "  --dropout P        drop probability of hidden units, 0 <= P < 1 (default 0)",
+    "  --seed S           random seed (default 1234)",
+    "  --threads T        worker threads, 1..1024 (default: all cores); the counts",
+    "                     do not depend on it",
+    "",
+    "Energy table:",
+    "  --table NAME|FILE  a built-in table (default horowitz45) or a table file;",
+    "                     a missing or malformed file fails with exit status 1",
+    "  --list-tables      print the built-in tables, their units and sources",
+    "  --print-table NAME print a built-in table in the file format, a start for",
+    "                     one's own table file",
+    "",
+    "Output:",
+    "  --verbose          list every tensor with its size and memory level (the",
+    "                     report lists the largest few)",
+    "  --json             print one JSON object, the last line of standard output,",
+    "                     instead of the report",
+    "  -h, --help         show this help",
+    "",
+    "The report has, for the training step and for the inference pass, one row per",
+    "layer and phase with work, then each phase over all layers and the total.",
+    "Columns: mul+fma (fmul, fma), add (fadd, iadd), shift, sign/sel, other",
+    "(fspecial, xnor_popcount, cmp, rand), bytes read and written, compute and",
+    "communication cost, and their ratio. Then the bytes and cost at each memory",
+    "level, the method against fp32 with the energy saved, the Landauer floor",
+    "(kT ln 2 at 300 K per bit; physical tables only), and the paper's count.",
+    "Costs are in joules with an SI prefix when the table is physical, else in",
+    "the table's unit times a power of 1000 (\"1e6 MAC\").",
+    "",
+    "JSON keys: command, arch, weights, synapse_levels, qb, qb_emin, qb_emax,",
+    "batch, input, input_dim, classes, seed, describe, params, table, train_step,",
+    "inference, fp32 (describe, train_step, inference), saved, paper_mults_standard,",
+    "paper_mults_method, paper_ratio, landauer_j_per_bit. A ledger has layers",
+    "(name, shape, phases), tensors (name, bytes, level), phases and total; each",
+    "priced part has ops (the ten kinds, exact integers), read_bytes and",
+    "written_bytes by level, compute, communication, comm_to_compute,",
+    "landauer_bits, and compute_j, communication_j, landauer_j when the table is",
+    "physical. docs/cli.md lists them in full.",
+    "",
+    "Exit status: 0 success; 1 failure (table file missing or malformed, library",
+    "error); 2 usage error (bad option or value, unknown --print-table name).",
+    "",
+    "Examples:",
+    "  fewmul energy --weights bc --qb",
+    "  fewmul energy --arch mlp:512,512 --input 32x32x3 --weights tc --qb=-4:3",
+    "  fewmul energy --print-table horowitz45 > my.table   (edit it, then)",
+    "  fewmul energy --weights bc --qb --table my.table --json",
     NULL};
 
 /* ---- strict numbers ------------------------------------------------------ */
@@ -501,6 +596,11 @@ typedef struct train_opts {
      * the size of an enum type is the compiler's choice. */
     int opt, loss, preproc, bn_stats, scale, test_quantized;
     int json, quiet, help;
+    /* the energy ledger: train --ledger [--table], and `fewmul energy` */
+    int ledger, verbose, list_tables;
+    const char *table, *print_table;
+    const char *input;      /* energy --input as given ("28x28x1") */
+    int input_dim, classes; /* energy: the network's input values and outputs */
 } train_opts;
 
 static const choice opt_choices[] = {{"sgd", FM_OPT_SGD}, {"adam", FM_OPT_ADAM}, {NULL, 0}};
@@ -545,6 +645,43 @@ static int set_qb(void *opts, const char *value)
     return 0;
 }
 
+/* Largest --input of `fewmul energy`: a 1024x1024 image, or 224x224x3. */
+#define MAX_INPUT_DIM 1048576L
+
+/* "N" or "HxWxC": the input values of `fewmul energy`'s network. */
+static int set_input(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    long dims[3], product = 1;
+    int n = 0;
+    const char *p = value;
+    for (;;) {
+        char part[32];
+        size_t len = strcspn(p, "x");
+        if (n == 3 || len == 0 || len >= sizeof part)
+            return usage_error("--input: '%s' is not N or HxWxC (e.g. 784 or 28x28x1)", value);
+        memcpy(part, p, len);
+        part[len] = '\0';
+        if (parse_long(part, &dims[n]) != NUM_OK)
+            return usage_error("--input: '%s' is not N or HxWxC (e.g. 784 or 28x28x1)", value);
+        if (dims[n] < 1 || dims[n] > MAX_INPUT_DIM)
+            return usage_error("--input: %s in '%s' is out of range (each size must be >= 1)",
+                               part, value);
+        product *= dims[n++];
+        if (product > MAX_INPUT_DIM)
+            return usage_error("--input: '%s' is more than %ld values", value, MAX_INPUT_DIM);
+        if (!p[len])
+            break;
+        p += len + 1;
+    }
+    if (n != 1 && n != 3)
+        return usage_error("--input: '%s' has %d sizes; give N or HxWxC (e.g. 28x28x1)", value,
+                           n);
+    o->input = value;
+    o->input_dim = (int)product;
+    return 0;
+}
+
 #define TOPT(field) offsetof(train_opts, field)
 static const option_def train_options[] = {
     {"data", T_STRING, TOPT(data), 0, 0, 0, NULL, 0, NULL},
@@ -575,6 +712,33 @@ static const option_def train_options[] = {
     {"log", T_STRING, TOPT(log), 0, 0, 0, NULL, 0, NULL},
     {"json", T_FLAG, TOPT(json), 0, 0, 0, NULL, 0, NULL},
     {"quiet", T_FLAG, TOPT(quiet), 0, 0, 0, NULL, 0, NULL},
+    {"ledger", T_FLAG, TOPT(ledger), 0, 0, 0, NULL, 0, NULL},
+    {"table", T_STRING, TOPT(table), 0, 0, 0, NULL, 0, NULL},
+    {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
+
+/* `fewmul energy`: train's options that shape the network and its step, with
+ * the same names and meanings, and its own. */
+static const option_def energy_options[] = {
+    {"arch", T_STRING, TOPT(cfg.arch), 0, 0, 0, NULL, 0, NULL},
+    {"weights", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_weights},
+    {"synapse-range", T_DOUBLE, TOPT(cfg.synapse_range), 1, INFINITY, LO_OPEN, NULL, 0, NULL},
+    {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
+    {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
+    {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
+    {"batch", T_INT, TOPT(cfg.batch), 1, 65536, 0, NULL, 0, NULL},
+    {"opt", T_CHOICE, TOPT(opt), 0, 0, 0, opt_choices, 0, NULL},
+    {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN, NULL, 0, NULL},
+    {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
+    {"dropout", T_DOUBLE, TOPT(cfg.dropout), 0, 1, HI_OPEN, NULL, 0, NULL},
+    {"seed", T_U64, TOPT(cfg.seed), 0, 0, 0, NULL, 0, NULL},
+    {"threads", T_INT, TOPT(cfg.threads), 1, 1024, 0, NULL, 0, NULL},
+    {"input", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_input},
+    {"classes", T_INT, TOPT(classes), 2, 256, 0, NULL, 0, NULL},
+    {"table", T_STRING, TOPT(table), 0, 0, 0, NULL, 0, NULL},
+    {"list-tables", T_FLAG, TOPT(list_tables), 0, 0, 0, NULL, 0, NULL},
+    {"print-table", T_STRING, TOPT(print_table), 0, 0, 0, NULL, 0, NULL},
+    {"verbose", T_FLAG, TOPT(verbose), 0, 0, 0, NULL, 0, NULL},
+    {"json", T_FLAG, TOPT(json), 0, 0, 0, NULL, 0, NULL},
     {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
 #undef TOPT
 
@@ -589,6 +753,9 @@ static void train_opts_default(train_opts *o)
     o->bn_stats = (int)o->cfg.bn_stats;
     o->scale = (int)o->cfg.scale;
     o->test_quantized = o->cfg.test_quantized;
+    o->input = "28x28x1";
+    o->input_dim = 784;
+    o->classes = 10;
 }
 
 /* Copies the parsed enumerations into the config and resolves the default
@@ -667,40 +834,94 @@ static int input_dim_of(const fm_images *images)
 
 /* ---- JSON output --------------------------------------------------------- */
 
+/* One JSON object written as it goes, on one line; objects and arrays nest
+ * (json_open ... json_close). */
+enum { JSON_MAX_DEPTH = 16 };
 typedef struct json_writer {
     FILE *f;
-    int items;
+    int depth;
+    int items[JSON_MAX_DEPTH]; /* values written so far at each depth */
 } json_writer;
+
+/* The length of the valid UTF-8 sequence at s, or 0 when it is not one. */
+static int utf8_length(const unsigned char *s)
+{
+    int n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3
+          : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (n == 2 && s[0] < 0xc2)
+        return 0; /* overlong */
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped, and any
+ * byte that is not valid UTF-8 (a user's table file) replaced by U+FFFD. */
+static void json_put_string(FILE *f, const char *value)
+{
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)value; *c;) {
+        int n = utf8_length(c);
+        if (*c == '"' || *c == '\\')
+            fprintf(f, "\\%c", *c);
+        else if (*c < 0x20 || *c == 0x7f)
+            fprintf(f, "\\u%04x", *c);
+        else if (n > 1) {
+            fwrite(c, 1, (size_t)n, f);
+            c += n;
+            continue;
+        } else if (n == 0)
+            fputs("\\ufffd", f);
+        else
+            fputc(*c, f);
+        c++;
+    }
+    fputc('"', f);
+}
 
 static void json_begin(json_writer *w, FILE *f)
 {
     w->f = f;
-    w->items = 0;
+    w->depth = 0;
+    w->items[0] = 0;
     fputc('{', f);
 }
 
+/* The separator and, inside an object, the key (NULL inside an array). */
 static void json_key(json_writer *w, const char *key)
 {
-    fprintf(w->f, "%s\"%s\": ", w->items++ ? ", " : "", key);
+    if (w->items[w->depth]++)
+        fputs(", ", w->f);
+    if (key) {
+        json_put_string(w->f, key);
+        fputs(": ", w->f);
+    }
+}
+
+/* Opens an object ('{') or array ('[') as the value of key. */
+static void json_open(json_writer *w, const char *key, char bracket)
+{
+    json_key(w, key);
+    fputc(bracket, w->f);
+    if (w->depth + 1 < JSON_MAX_DEPTH)
+        w->items[++w->depth] = 0;
+}
+
+static void json_close(json_writer *w, char bracket)
+{
+    fputc(bracket, w->f);
+    if (w->depth > 0)
+        w->depth--;
 }
 
 static void json_string(json_writer *w, const char *key, const char *value)
 {
     json_key(w, key);
-    if (!value) {
+    if (!value)
         fputs("null", w->f);
-        return;
-    }
-    fputc('"', w->f);
-    for (const unsigned char *c = (const unsigned char *)value; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            fprintf(w->f, "\\%c", *c);
-        else if (*c < 0x20)
-            fprintf(w->f, "\\u%04x", *c);
-        else
-            fputc(*c, w->f);
-    }
-    fputc('"', w->f);
+    else
+        json_put_string(w->f, value);
 }
 
 /* JSON has no nan or inf: a diverged loss is written as null. */
@@ -733,6 +954,12 @@ static void json_uint(json_writer *w, const char *key, unsigned long long value)
     fprintf(w->f, "%llu", value);
 }
 
+static void json_u64(json_writer *w, const char *key, uint64_t value)
+{
+    json_key(w, key);
+    fprintf(w->f, "%" PRIu64, value);
+}
+
 static void json_bool(json_writer *w, const char *key, int value)
 {
     json_key(w, key);
@@ -748,6 +975,500 @@ static void json_null(json_writer *w, const char *key)
 static void json_end(json_writer *w)
 {
     fputs("}\n", w->f);
+}
+
+/* ---- the energy ledger: pricing and reports ------------------------------ */
+
+/* Whether one layer and phase of a ledger (negative: all) has any work. */
+static int has_work(const fm_ledger *l, int layer, int phase)
+{
+    for (int op = 0; op < FM_OP_KINDS; op++)
+        if (fm_ledger_ops(l, layer, phase, (fm_op)op))
+            return 1;
+    return fm_ledger_bytes(l, layer, phase, -1, 0) || fm_ledger_bytes(l, layer, phase, -1, 1);
+}
+
+static int phases_with_work(const fm_ledger *l, int layer)
+{
+    int n = 0;
+    for (int p = 0; p < FM_PHASES; p++)
+        n += has_work(l, layer, p);
+    return n;
+}
+
+static int price(const fm_ledger *l, const fm_energy_table *t, int layer, int phase,
+                 fm_energy *e)
+{
+    memset(e, 0, sizeof *e);
+    return fm_ledger_price(l, t, layer, phase, e);
+}
+
+static double jpu_of(const fm_energy_table *t)
+{
+    double jpu = fm_energy_table_joules_per_unit(t);
+    return jpu > 0 && isfinite(jpu) ? jpu : 0;
+}
+
+/* SI prefixes for joules, largest first. */
+static const struct si_prefix {
+    double factor;
+    const char *name;
+} si_prefixes[] = {{1, ""},      {1e-3, "m"},   {1e-6, "\xc2\xb5"}, {1e-9, "n"},
+                   {1e-12, "p"}, {1e-15, "f"},  {1e-18, "a"},       {1e-21, "z"}};
+enum { SI_PREFIXES = sizeof si_prefixes / sizeof si_prefixes[0] };
+
+static int si_index(double joules)
+{
+    int i = 0;
+    if (!(joules > 0))
+        return 0;
+    while (i + 1 < SI_PREFIXES && joules < si_prefixes[i].factor)
+        i++;
+    return i;
+}
+
+/* "1.23 µJ" */
+static const char *fmt_joules(char *buf, size_t cap, double joules)
+{
+    int i = si_index(joules);
+    snprintf(buf, cap, "%.3g %sJ", joules / si_prefixes[i].factor, si_prefixes[i].name);
+    return buf;
+}
+
+/* How costs are shown in a text table: joules with the SI prefix that puts
+ * `largest` (table units) in [1, 1000), or the table's own unit when it is not
+ * physical. */
+typedef struct cost_unit {
+    double scale; /* shown value = table units * scale */
+    char name[48];
+} cost_unit;
+
+static void choose_unit(cost_unit *u, const fm_energy_table *t, double largest)
+{
+    double jpu = jpu_of(t);
+    if (jpu == 0) {
+        /* "1e6 MAC": a power of 1000 of the table's unit */
+        int k = 0;
+        u->scale = 1;
+        while (largest * u->scale >= 1000 && k < 30) {
+            u->scale /= 1000;
+            k += 3;
+        }
+        if (k)
+            snprintf(u->name, sizeof u->name, "1e%d %s", k, fm_energy_table_unit(t));
+        else
+            snprintf(u->name, sizeof u->name, "%s", fm_energy_table_unit(t));
+        return;
+    }
+    int i = si_index(largest * jpu);
+    u->scale = jpu / si_prefixes[i].factor;
+    snprintf(u->name, sizeof u->name, "%sJ", si_prefixes[i].name);
+}
+
+/* 12345, 160.6M, 1.748G: counts readable at a glance (JSON has them exact). */
+static const char *fmt_count(char *buf, size_t cap, uint64_t n)
+{
+    static const char suffix[] = "kMGTPE";
+    if (n < 100000) {
+        snprintf(buf, cap, "%" PRIu64, n);
+        return buf;
+    }
+    double v = (double)n;
+    int i = -1;
+    while (v >= 999.95 && i < 5) {
+        v /= 1000;
+        i++;
+    }
+    snprintf(buf, cap, "%.4g%c", v, suffix[i]);
+    return buf;
+}
+
+/* "8 KiB", "3.1 MiB", "512 B". */
+static const char *fmt_size(char *buf, size_t cap, uint64_t n)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int i = 0;
+    double v = (double)n;
+    while (v >= 1024 && i < 6) {
+        v /= 1024;
+        i++;
+    }
+    if (i == 0 || v == floor(v))
+        snprintf(buf, cap, "%.0f %s", v, units[i]);
+    else
+        snprintf(buf, cap, "%.1f %s", v, units[i]);
+    return buf;
+}
+
+static const char *fmt_cost(char *buf, size_t cap, double units, const cost_unit *u)
+{
+    snprintf(buf, cap, "%.3g", units * u->scale);
+    return buf;
+}
+
+static const char *fmt_ratio(char *buf, size_t cap, double num, double den)
+{
+    if (den > 0 && isfinite(num / den))
+        snprintf(buf, cap, num / den >= 1000 && num / den < 1e9 ? "%.0f" : "%.3g", num / den);
+    else
+        snprintf(buf, cap, "-");
+    return buf;
+}
+
+static const char *level_name(const fm_energy_table *t, int level)
+{
+    const char *name = level >= 0 ? fm_energy_table_level_name(t, level) : NULL;
+    return name ? name : "?";
+}
+
+/* The rows of the text report: operation columns group the ten kinds. */
+static void print_rows_header(void)
+{
+    printf("  %-14s%7s%7s%7s%9s%7s%8s%8s%9s%9s%10s\n", "layer/phase", "mul+fma", "add",
+           "shift", "sign/sel", "other", "read B", "write B", "compute", "comm", "comm/comp");
+}
+
+static void print_row(const char *label, const fm_ledger *l, int layer, int phase,
+                      const fm_energy *e, const cost_unit *u)
+{
+#define OPS(op) fm_ledger_ops(l, layer, phase, op)
+    uint64_t mul = OPS(FM_OP_FMUL) + OPS(FM_OP_FMA), add = OPS(FM_OP_FADD) + OPS(FM_OP_IADD);
+    uint64_t shift = OPS(FM_OP_SHIFT), sign = OPS(FM_OP_SIGN);
+    uint64_t other = OPS(FM_OP_FSPECIAL) + OPS(FM_OP_XNOR_POPCOUNT) + OPS(FM_OP_CMP) +
+                     OPS(FM_OP_RAND);
+#undef OPS
+    char c[11][32];
+    printf("    %-12s%7s%7s%7s%9s%7s%8s%8s%9s%9s%10s\n", label, fmt_count(c[0], 32, mul),
+           fmt_count(c[1], 32, add), fmt_count(c[2], 32, shift), fmt_count(c[3], 32, sign),
+           fmt_count(c[4], 32, other), fmt_count(c[5], 32, fm_ledger_bytes(l, layer, phase, -1, 0)),
+           fmt_count(c[6], 32, fm_ledger_bytes(l, layer, phase, -1, 1)),
+           fmt_cost(c[7], 32, e->compute, u), fmt_cost(c[8], 32, e->communication, u),
+           fmt_ratio(c[9], 32, e->communication, e->compute));
+}
+
+/* Prints `items` (already formatted) after `lead`, wrapped before 98 columns. */
+static void print_wrapped(const char *lead, const char *const *items, int n, const char *tail)
+{
+    size_t col = strlen(lead);
+    fputs(lead, stdout);
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(items[i]) + (i + 1 < n ? 1 : 0);
+        if (i > 0 && col + 1 + len > 98) {
+            printf("\n    ");
+            col = 4;
+        } else if (i > 0) {
+            putchar(' ');
+            col++;
+        }
+        printf("%s%s", items[i], i + 1 < n ? "," : "");
+        col += len;
+    }
+    printf("%s\n", tail ? tail : "");
+}
+
+/* The tensors of a ledger, largest first (ties in recording order). */
+static int *tensors_by_size(const fm_ledger *l, int *count)
+{
+    int n = fm_ledger_tensors(l);
+    *count = n > 0 ? n : 0;
+    int *order = malloc(sizeof *order * (size_t)(*count + 1));
+    if (!order)
+        return NULL;
+    for (int i = 0; i < *count; i++) {
+        int j = i;
+        uint64_t b = fm_ledger_tensor_bytes(l, i);
+        while (j > 0 && fm_ledger_tensor_bytes(l, order[j - 1]) < b) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    return order;
+}
+
+/* Memory levels (bytes and cost of the whole ledger at each) and tensors:
+ * all of them when `all`, else the largest few. */
+static int print_memory(const fm_ledger *l, const fm_energy_table *t, const cost_unit *u,
+                        int all, const char *more_hint)
+{
+    fm_energy e;
+    if (price(l, t, -1, -1, &e) != FM_OK)
+        return library_failure();
+    int levels = fm_energy_table_levels(t), count = 0;
+    int *order = tensors_by_size(l, &count);
+    if (!order)
+        return failure("out of memory");
+    printf("  %-14s%10s%10s%10s%10s%9s\n", "memory level", "capacity", "read B", "write B",
+           "cost", "tensors");
+    for (int lv = 0; lv < levels && lv < FM_ENERGY_MAX_LEVELS; lv++) {
+        char cap[32], r[32], w[32], cost[32];
+        uint64_t capacity = fm_energy_table_level_capacity(t, lv);
+        int held = 0;
+        for (int i = 0; i < count; i++)
+            held += fm_ledger_tensor_level(l, t, i) == lv;
+        if (capacity == FM_ENERGY_UNBOUNDED)
+            snprintf(cap, sizeof cap, "-");
+        else
+            fmt_size(cap, sizeof cap, capacity);
+        printf("  %-14s%10s%10s%10s%10s%9d\n", level_name(t, lv), cap,
+               fmt_count(r, sizeof r, e.read_bytes[lv]),
+               fmt_count(w, sizeof w, e.written_bytes[lv]),
+               fmt_cost(cost, sizeof cost, e.level_cost[lv], u), held);
+    }
+    if (count > 0) {
+        int shown = all || count <= 6 ? count : 4;
+        char(*text)[160] = malloc(sizeof *text * (size_t)shown);
+        const char **items = malloc(sizeof *items * (size_t)shown);
+        if (!text || !items) {
+            free(text);
+            free(items);
+            free(order);
+            return failure("out of memory");
+        }
+        for (int i = 0; i < shown; i++) {
+            char size[32];
+            snprintf(text[i], sizeof text[i], "%s %s (%s)", fm_ledger_tensor_name(l, order[i]),
+                     fmt_size(size, sizeof size, fm_ledger_tensor_bytes(l, order[i])),
+                     level_name(t, fm_ledger_tensor_level(l, t, order[i])));
+            items[i] = text[i];
+        }
+        char tail[128] = "";
+        if (shown < count)
+            snprintf(tail, sizeof tail, ", ... (%d in all; %s)", count, more_hint);
+        print_wrapped(shown < count ? "  largest tensors: " : "  tensors: ", items, shown, tail);
+        free(text);
+        free(items);
+    }
+    free(order);
+    return 0;
+}
+
+/* The rows of a ledger: each layer's phases with work, then all layers by
+ * phase and in total, then memory and tensors. */
+static int print_ledger_rows(const fm_ledger *l, const fm_energy_table *t, const cost_unit *u,
+                             int all_tensors, const char *more_hint)
+{
+    fm_energy e;
+    print_rows_header();
+    for (int layer = 0; layer < fm_ledger_layers(l); layer++) {
+        if (!phases_with_work(l, layer))
+            continue;
+        const char *name = fm_ledger_layer_name(l, layer), *shape = fm_ledger_layer_shape(l, layer);
+        printf("  %s%s%s\n", name ? name : "?", shape && shape[0] ? " " : "", shape ? shape : "");
+        for (int p = 0; p < FM_PHASES; p++) {
+            if (!has_work(l, layer, p))
+                continue;
+            if (price(l, t, layer, p, &e) != FM_OK)
+                return library_failure();
+            print_row(fm_phase_name((fm_phase)p), l, layer, p, &e, u);
+        }
+    }
+    printf("  all layers\n");
+    for (int p = 0; p < FM_PHASES; p++) {
+        if (!has_work(l, -1, p))
+            continue;
+        if (price(l, t, -1, p, &e) != FM_OK)
+            return library_failure();
+        print_row(fm_phase_name((fm_phase)p), l, -1, p, &e, u);
+    }
+    if (phases_with_work(l, -1) != 1) {
+        if (price(l, t, -1, -1, &e) != FM_OK)
+            return library_failure();
+        print_row("total", l, -1, -1, &e, u);
+    }
+    return print_memory(l, t, u, all_tensors, more_hint);
+}
+
+/* A cost unit for a whole ledger, from its total. */
+static int ledger_unit(const fm_ledger *l, const fm_energy_table *t, cost_unit *u)
+{
+    fm_energy e;
+    if (price(l, t, -1, -1, &e) != FM_OK)
+        return library_failure();
+    choose_unit(u, t, e.compute > e.communication ? e.compute : e.communication);
+    return 0;
+}
+
+/* Prints lead then text, wrapped at spaces before 98 columns; continuation
+ * lines are indented by 4. */
+static void print_words(const char *lead, const char *text)
+{
+    size_t col = strlen(lead);
+    int first = 1;
+    fputs(lead, stdout);
+    for (;;) {
+        while (*text == ' ')
+            text++;
+        if (!*text)
+            break;
+        size_t word = strcspn(text, " ");
+        if (!first && col + 1 + word > 98) {
+            fputs("\n    ", stdout);
+            col = 4;
+        } else if (!first) {
+            putchar(' ');
+            col++;
+        }
+        fwrite(text, 1, word, stdout);
+        col += word;
+        text += word;
+        first = 0;
+    }
+    putchar('\n');
+}
+
+static void print_table_heading(const fm_energy_table *t)
+{
+    const char *source = fm_energy_table_source(t);
+    char lead[160];
+    snprintf(lead, sizeof lead, "table %s (%s): ", fm_energy_table_name(t),
+             fm_energy_table_unit(t));
+    print_words(lead, source && source[0] ? source : "no source given");
+    int levels = fm_energy_table_levels(t);
+    char(*text)[96] = malloc(sizeof *text * (size_t)(levels > 0 ? levels : 1));
+    const char **items = malloc(sizeof *items * (size_t)(levels > 0 ? levels : 1));
+    if (text && items) {
+        for (int lv = 0; lv < levels; lv++) {
+            char size[32];
+            uint64_t capacity = fm_energy_table_level_capacity(t, lv);
+            if (capacity == FM_ENERGY_UNBOUNDED)
+                snprintf(text[lv], sizeof text[lv], "%s", level_name(t, lv));
+            else
+                snprintf(text[lv], sizeof text[lv], "%s %s", level_name(t, lv),
+                         fmt_size(size, sizeof size, capacity));
+            items[lv] = text[lv];
+        }
+        print_wrapped("levels: ", items, levels, NULL);
+    }
+    free(text);
+    free(items);
+}
+
+/* ---- the energy ledger: JSON --------------------------------------------- */
+
+/* One priced part P of a ledger; sets *bad when the library failed. */
+static void json_priced(json_writer *w, const char *key, const fm_ledger *l,
+                        const fm_energy_table *t, int layer, int phase, int *bad)
+{
+    fm_energy e;
+    if (price(l, t, layer, phase, &e) != FM_OK) {
+        *bad = 1;
+        json_null(w, key);
+        return;
+    }
+    double jpu = jpu_of(t);
+    int levels = fm_energy_table_levels(t);
+    json_open(w, key, '{');
+    json_open(w, "ops", '{');
+    for (int op = 0; op < FM_OP_KINDS; op++)
+        json_u64(w, fm_op_name((fm_op)op), fm_ledger_ops(l, layer, phase, (fm_op)op));
+    json_close(w, '}');
+    for (int written = 0; written <= 1; written++) {
+        json_open(w, written ? "written_bytes" : "read_bytes", '{');
+        for (int lv = 0; lv < levels && lv < FM_ENERGY_MAX_LEVELS; lv++)
+            json_u64(w, level_name(t, lv), written ? e.written_bytes[lv] : e.read_bytes[lv]);
+        json_close(w, '}');
+    }
+    json_number(w, "compute", e.compute);
+    json_number(w, "communication", e.communication);
+    if (jpu > 0) {
+        json_number(w, "compute_j", e.compute * jpu);
+        json_number(w, "communication_j", e.communication * jpu);
+    }
+    json_number(w, "comm_to_compute", e.compute > 0 ? e.communication / e.compute : NAN);
+    json_number(w, "landauer_bits", e.landauer_bits);
+    if (jpu > 0)
+        json_number(w, "landauer_j", e.landauer_bits * FM_LANDAUER_J_PER_BIT);
+    json_close(w, '}');
+}
+
+/* A ledger L: its layers with their phases that have work, its tensors and
+ * their levels, each phase over all layers, the total, and (runs) the passes. */
+static void json_ledger(json_writer *w, const char *key, const fm_ledger *l,
+                        const fm_energy_table *t, int with_passes, int *bad)
+{
+    json_open(w, key, '{');
+    json_open(w, "layers", '[');
+    for (int layer = 0; layer < fm_ledger_layers(l); layer++) {
+        json_open(w, NULL, '{');
+        json_string(w, "name", fm_ledger_layer_name(l, layer));
+        json_string(w, "shape", fm_ledger_layer_shape(l, layer));
+        json_open(w, "phases", '{');
+        for (int p = 0; p < FM_PHASES; p++)
+            if (has_work(l, layer, p))
+                json_priced(w, fm_phase_name((fm_phase)p), l, t, layer, p, bad);
+        json_close(w, '}');
+        json_close(w, '}');
+    }
+    json_close(w, ']');
+    json_open(w, "tensors", '[');
+    for (int i = 0; i < fm_ledger_tensors(l); i++) {
+        json_open(w, NULL, '{');
+        json_string(w, "name", fm_ledger_tensor_name(l, i));
+        json_u64(w, "bytes", fm_ledger_tensor_bytes(l, i));
+        int lv = fm_ledger_tensor_level(l, t, i);
+        json_string(w, "level", lv >= 0 ? level_name(t, lv) : NULL);
+        json_close(w, '}');
+    }
+    json_close(w, ']');
+    json_open(w, "phases", '{');
+    for (int p = 0; p < FM_PHASES; p++)
+        if (has_work(l, -1, p))
+            json_priced(w, fm_phase_name((fm_phase)p), l, t, -1, p, bad);
+    json_close(w, '}');
+    json_priced(w, "total", l, t, -1, -1, bad);
+    if (with_passes) {
+        json_open(w, "passes", '{');
+        for (int p = 0; p < FM_PHASES; p++) {
+            uint64_t examples = 0, passes = fm_ledger_passes(l, p, &examples);
+            json_open(w, fm_phase_name((fm_phase)p), '{');
+            json_u64(w, "passes", passes);
+            json_u64(w, "examples", examples);
+            json_close(w, '}');
+        }
+        json_close(w, '}');
+    }
+    json_close(w, '}');
+}
+
+static void json_table(json_writer *w, const char *key, const fm_energy_table *t)
+{
+    json_open(w, key, '{');
+    json_string(w, "name", fm_energy_table_name(t));
+    json_string(w, "source", fm_energy_table_source(t));
+    json_string(w, "unit", fm_energy_table_unit(t));
+    json_number(w, "joules_per_unit", jpu_of(t));
+    json_open(w, "levels", '[');
+    for (int lv = 0; lv < fm_energy_table_levels(t); lv++) {
+        uint64_t capacity = fm_energy_table_level_capacity(t, lv);
+        json_open(w, NULL, '{');
+        json_string(w, "name", level_name(t, lv));
+        if (capacity == FM_ENERGY_UNBOUNDED)
+            json_null(w, "capacity_bytes");
+        else
+            json_u64(w, "capacity_bytes", capacity);
+        json_number(w, "read_cost_per_byte", fm_energy_table_level_cost(t, lv, 0));
+        json_number(w, "write_cost_per_byte", fm_energy_table_level_cost(t, lv, 1));
+        json_close(w, '}');
+    }
+    json_close(w, ']');
+    json_open(w, "ops", '{');
+    for (int op = 0; op < FM_OP_KINDS; op++)
+        json_number(w, fm_op_name((fm_op)op), fm_energy_table_op_cost(t, (fm_op)op));
+    json_close(w, '}');
+    json_close(w, '}');
+}
+
+/* --table: a built-in name or a file; a missing, unreadable or malformed
+ * table is a failure (exit 1) with the library's message, which names the
+ * file (and line), or the built-in tables when a name is neither. */
+static int open_table(const char *name, fm_energy_table **out)
+{
+    if (!name)
+        name = fm_energy_table_builtin(0);
+    if (fm_energy_table_open(name, out) != FM_OK)
+        return failure("--table: %s", fm_last_error());
+    return 0;
 }
 
 /* ---- train: progress, epochs, interruption ------------------------------- */
@@ -925,9 +1646,13 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
             choice_name(opt_choices, o->opt), lr, lr_final, threads_reported(c->threads));
 }
 
-static void print_train_json(const train_opts *o, const fm_model *model, const fm_result *r,
-                             const char *saved)
+/* The result object; with a ledger, its priced totals under "ledger". Returns
+ * nonzero when pricing the ledger failed (the library's message is set). */
+static int print_train_json(const train_opts *o, const fm_model *model, const fm_result *r,
+                            const char *saved, const fm_ledger *ledger,
+                            const fm_energy_table *table)
 {
+    int bad = 0;
     const fm_config *c = &o->cfg;
     json_writer w;
     json_begin(&w, stdout);
@@ -963,7 +1688,47 @@ static void print_train_json(const train_opts *o, const fm_model *model, const f
     json_number(&w, "lr_final", c->lr_final);
     json_string(&w, "opt", choice_name(opt_choices, o->opt));
     json_string(&w, "out", saved);
+    if (ledger) {
+        json_table(&w, "table", table);
+        json_ledger(&w, "ledger", ledger, table, 1, &bad);
+    }
     json_end(&w);
+    return bad;
+}
+
+/* After the summary: what the run did, priced with the table. */
+static int print_run_ledger(const fm_ledger *l, const fm_energy_table *t)
+{
+    cost_unit u;
+    int rc = ledger_unit(l, t, &u);
+    if (rc)
+        return rc;
+    printf("\nledger of the run (costs in %s):\n", u.name);
+    print_table_heading(t);
+    char text[FM_PHASES][96];
+    const char *items[FM_PHASES];
+    for (int p = 0; p < FM_PHASES; p++) {
+        uint64_t examples = 0, passes = fm_ledger_passes(l, p, &examples);
+        snprintf(text[p], sizeof text[p], "%s %" PRIu64 " (%" PRIu64 " examples)",
+                 fm_phase_name((fm_phase)p), passes, examples);
+        items[p] = text[p];
+    }
+    print_wrapped("passes: ", items, FM_PHASES, NULL);
+    rc = print_ledger_rows(l, t, &u, 0, "--json lists them all");
+    if (rc)
+        return rc;
+    fm_energy e;
+    if (price(l, t, -1, -1, &e) != FM_OK)
+        return library_failure();
+    double jpu = jpu_of(t);
+    if (jpu > 0) {
+        char a[48], b[48], c[48];
+        printf("run total: compute %s, communication %s; Landauer floor %s\n",
+               fmt_joules(a, sizeof a, e.compute * jpu),
+               fmt_joules(b, sizeof b, e.communication * jpu),
+               fmt_joules(c, sizeof c, e.landauer_bits * FM_LANDAUER_J_PER_BIT));
+    }
+    return 0;
 }
 
 static void print_train_summary(const fm_result *r, const char *saved)
@@ -1011,10 +1776,14 @@ typedef struct train_run {
     fm_images train, test;
     fm_model *model;
     FILE *log;
+    fm_ledger *ledger;      /* --ledger */
+    fm_energy_table *table; /* --table, opened before training */
 } train_run;
 
 static void train_run_free(train_run *t)
 {
+    fm_ledger_free(t->ledger);
+    fm_energy_table_free(t->table);
     fm_images_free(&t->train);
     fm_images_free(&t->test);
     fm_model_free(t->model);
@@ -1025,12 +1794,20 @@ static void train_run_free(train_run *t)
 /* Everything after the options are known: data, model, training, reports. */
 static int train_with(const train_opts *o, train_run *t)
 {
+    /* the table first: a bad one fails before any data is read */
+    int rc = 0;
+    if (o->ledger) {
+        if ((rc = open_table(o->table, &t->table)) != 0)
+            return rc;
+        if (fm_ledger_create(&t->ledger) != FM_OK)
+            return library_failure();
+    }
     if (o->log && !(t->log = fopen(o->log, "w")))
         return failure("cannot create log file '%s': %s", o->log, strerror(errno));
     if (fm_data_load(o->data, &t->train, &t->test) != FM_OK)
         return library_failure();
     int input_dim = 0, classes = 0;
-    int rc = check_data(o, &t->train, &t->test, &input_dim, &classes);
+    rc = check_data(o, &t->train, &t->test, &input_dim, &classes);
     if (rc)
         return rc;
     if (fm_model_create(&o->cfg, input_dim, classes, &t->model) != FM_OK)
@@ -1040,7 +1817,11 @@ static int train_with(const train_opts *o, train_run *t)
 
     run_state st = {.o = o, .log = t->log, .best_valid = -1};
     st.bar = !o->quiet && isatty(STDERR_FILENO);
-    fm_callbacks cb = {on_progress, on_epoch, should_stop, &st};
+    fm_callbacks cb = {.on_progress = on_progress,
+                       .on_epoch = on_epoch,
+                       .should_stop = should_stop,
+                       .user = &st,
+                       .ledger = t->ledger};
     fm_result result;
     memset(&result, 0, sizeof result);
     install_sigint();
@@ -1063,13 +1844,17 @@ static int train_with(const train_opts *o, train_run *t)
     char save_error[512] = "";
     if (o->out && !saved)
         snprintf(save_error, sizeof save_error, "%s", fm_last_error());
-    if (o->json)
-        print_train_json(o, t->model, &result, saved ? o->out : NULL);
-    else
+    if (o->json) {
+        if (print_train_json(o, t->model, &result, saved ? o->out : NULL, t->ledger, t->table))
+            rc = library_failure();
+    } else {
         print_train_summary(&result, saved ? o->out : NULL);
+        if (t->ledger)
+            rc = print_run_ledger(t->ledger, t->table);
+    }
     if (o->out && !saved)
         return failure("%s", save_error);
-    return CLI_OK;
+    return rc;
 }
 
 static int cmd_train(int argc, char **argv)
@@ -1084,6 +1869,8 @@ static int cmd_train(int argc, char **argv)
         return CLI_OK;
     }
     train_opts_finish(&o);
+    if (o.table)
+        o.ledger = 1; /* --table prices a ledger: it implies --ledger */
     if ((rc = check_data_spec(o.data)) != 0)
         return rc;
     if (fm_config_check(&o.cfg) != FM_OK)
@@ -1190,6 +1977,275 @@ static int cmd_eval(int argc, char **argv)
     return rc;
 }
 
+/* ---- energy -------------------------------------------------------------- */
+
+/* --list-tables: each built-in table with its unit and source. */
+static int list_tables(void)
+{
+    for (int i = 0; fm_energy_table_builtin(i); i++) {
+        const char *name = fm_energy_table_builtin(i);
+        fm_energy_table *t = NULL;
+        if (fm_energy_table_open(name, &t) != FM_OK)
+            return failure("built-in table %s: %s", name, fm_last_error());
+        const char *source = fm_energy_table_source(t);
+        printf("%-12s %-6s %s%s\n", name, fm_energy_table_unit(t),
+               source && source[0] ? source : "no source given", i == 0 ? " (default)" : "");
+        fm_energy_table_free(t);
+    }
+    return CLI_OK;
+}
+
+/* --print-table NAME: a built-in table's text, the start of one's own. */
+static int print_builtin_table(const char *name)
+{
+    char names[256] = "";
+    size_t len = 0;
+    for (int i = 0; fm_energy_table_builtin(i); i++) {
+        if (strcmp(fm_energy_table_builtin(i), name) == 0) {
+            const char *text = fm_energy_table_builtin_text(i);
+            if (!text)
+                return failure("built-in table %s has no text", name);
+            fputs(text, stdout);
+            if (text[0] && text[strlen(text) - 1] != '\n')
+                putchar('\n');
+            return CLI_OK;
+        }
+        append(names, sizeof names, &len, "%s%s", i ? ", " : "", fm_energy_table_builtin(i));
+    }
+    return usage_error("--print-table: no built-in table '%s' (built in: %s)", name, names);
+}
+
+typedef struct energy_run {
+    fm_energy_table *table;
+    fm_model *model, *peer;          /* the network, and the same in plain fp32 */
+    fm_ledger *step, *infer;         /* its training step and inference pass */
+    fm_ledger *peer_step, *peer_infer;
+    uint64_t paper_standard, paper_method;
+} energy_run;
+
+static void energy_run_free(energy_run *r)
+{
+    fm_ledger_free(r->step);
+    fm_ledger_free(r->infer);
+    fm_ledger_free(r->peer_step);
+    fm_ledger_free(r->peer_infer);
+    fm_model_free(r->model);
+    fm_model_free(r->peer);
+    fm_energy_table_free(r->table);
+}
+
+/* A model the options describe; the library refusing its shape is a usage
+ * error, anything else a failure. */
+static int create_model(const fm_config *cfg, int input_dim, int classes, fm_model **out)
+{
+    int err = fm_model_create(cfg, input_dim, classes, out);
+    if (err == FM_EINVAL)
+        return usage_error("%s", fm_last_error());
+    if (err != FM_OK)
+        return library_failure();
+    return 0;
+}
+
+static int measure(fm_model *model, int batch, fm_ledger **step, fm_ledger **infer)
+{
+    if (fm_ledger_create(step) != FM_OK || fm_ledger_create(infer) != FM_OK)
+        return library_failure();
+    if (fm_model_measure(model, batch, *step, *infer) != FM_OK)
+        return library_failure();
+    return 0;
+}
+
+static double ledger_total(const fm_ledger *l, const fm_energy_table *t, fm_energy *e)
+{
+    if (price(l, t, -1, -1, e) != FM_OK)
+        return NAN;
+    return e->compute + e->communication;
+}
+
+/* The method against fp32: compute, communication, their ratio, the total. */
+static int print_comparison(const energy_run *r, const char *peer_describe)
+{
+    const fm_ledger *ls[4] = {r->step, r->peer_step, r->infer, r->peer_infer};
+    fm_energy e[4];
+    double total[4], largest = 0;
+    for (int i = 0; i < 4; i++) {
+        total[i] = ledger_total(ls[i], r->table, &e[i]);
+        if (isnan(total[i]))
+            return library_failure();
+        if (total[i] > largest)
+            largest = total[i];
+    }
+    cost_unit u;
+    choose_unit(&u, r->table, largest);
+    printf("\nmethod vs fp32 (%s; costs in %s)\n", peer_describe, u.name);
+    printf("  %-16s%10s%10s%11s%10s%13s\n", "", "compute", "comm", "comm/comp", "total",
+           "fp32/method");
+    static const char *const labels[4] = {"training step", "  fp32", "inference", "  fp32"};
+    for (int i = 0; i < 4; i++) {
+        char c[5][32];
+        if (i % 2)
+            fmt_ratio(c[4], 32, total[i], total[i - 1]);
+        else
+            c[4][0] = '\0';
+        if (i % 2 && strcmp(c[4], "-") != 0)
+            strncat(c[4], "x", sizeof c[4] - strlen(c[4]) - 1);
+        printf("  %-16s%10s%10s%11s%10s", labels[i], fmt_cost(c[0], 32, e[i].compute, &u),
+               fmt_cost(c[1], 32, e[i].communication, &u),
+               fmt_ratio(c[2], 32, e[i].communication, e[i].compute),
+               fmt_cost(c[3], 32, total[i], &u));
+        if (c[4][0])
+            printf("%13s", c[4]);
+        putchar('\n');
+    }
+    double jpu = jpu_of(r->table);
+    if (jpu > 0) {
+        char a[48], b[48], per_bit[48];
+        printf("Landauer floor (kT ln 2 at 300 K, %s per bit): training step %s, inference %s\n",
+               fmt_joules(per_bit, sizeof per_bit, FM_LANDAUER_J_PER_BIT),
+               fmt_joules(a, sizeof a, e[0].landauer_bits * FM_LANDAUER_J_PER_BIT),
+               fmt_joules(b, sizeof b, e[2].landauer_bits * FM_LANDAUER_J_PER_BIT));
+    }
+    return 0;
+}
+
+static int print_energy_text(const train_opts *o, const energy_run *r)
+{
+    const fm_config *c = &o->cfg;
+    printf("fewmul energy: %s\n", fm_model_describe(r->model));
+    printf("batch %d, input %s (%d values), %d classes, seed %" PRIu64 "\n", c->batch, o->input,
+           o->input_dim, o->classes, c->seed);
+    print_table_heading(r->table);
+
+    static const char *const titles[2] = {"training step", "inference"};
+    const fm_ledger *ls[2] = {r->step, r->infer};
+    for (int i = 0; i < 2; i++) {
+        cost_unit u;
+        int rc = ledger_unit(ls[i], r->table, &u);
+        if (rc)
+            return rc;
+        printf("\n%s (%d example%s; costs in %s)\n", titles[i], c->batch,
+               c->batch == 1 ? "" : "s", u.name);
+        rc = print_ledger_rows(ls[i], r->table, &u, o->verbose, "--verbose lists them all");
+        if (rc)
+            return rc;
+    }
+    char peer_describe[256];
+    snprintf(peer_describe, sizeof peer_describe, "%s", fm_model_describe(r->peer));
+    int rc = print_comparison(r, peer_describe);
+    if (rc)
+        return rc;
+    char ratio[32] = "-";
+    if (r->paper_standard)
+        snprintf(ratio, sizeof ratio, "%.4g", (double)r->paper_method / (double)r->paper_standard);
+    printf("paper view (multiplications per minibatch, as the paper's table):\n"
+           "  standard %" PRIu64 ", this method %" PRIu64 " (ratio %s)\n",
+           r->paper_standard, r->paper_method, ratio);
+    return 0;
+}
+
+static int print_energy_json(const train_opts *o, const energy_run *r)
+{
+    const fm_config *c = &o->cfg;
+    int bad = 0;
+    json_writer w;
+    json_begin(&w, stdout);
+    json_string(&w, "command", "energy");
+    json_string(&w, "arch", c->arch);
+    json_string(&w, "weights", fm_weights_name(c->weights));
+    if (c->weights == FM_WEIGHTS_SYNAPSE)
+        json_int(&w, "synapse_levels", c->synapse_levels);
+    else
+        json_null(&w, "synapse_levels");
+    json_bool(&w, "qb", c->qb);
+    if (c->qb && c->qb_emin != FM_QB_UNBOUNDED) {
+        json_int(&w, "qb_emin", c->qb_emin);
+        json_int(&w, "qb_emax", c->qb_emax);
+    } else {
+        json_null(&w, "qb_emin");
+        json_null(&w, "qb_emax");
+    }
+    json_int(&w, "batch", c->batch);
+    json_string(&w, "input", o->input);
+    json_int(&w, "input_dim", o->input_dim);
+    json_int(&w, "classes", o->classes);
+    json_uint(&w, "seed", (unsigned long long)c->seed);
+    json_string(&w, "describe", fm_model_describe(r->model));
+    json_uint(&w, "params", (unsigned long long)fm_model_param_count(r->model));
+    json_table(&w, "table", r->table);
+    json_ledger(&w, "train_step", r->step, r->table, 0, &bad);
+    json_ledger(&w, "inference", r->infer, r->table, 0, &bad);
+    json_open(&w, "fp32", '{');
+    json_string(&w, "describe", fm_model_describe(r->peer));
+    json_ledger(&w, "train_step", r->peer_step, r->table, 0, &bad);
+    json_ledger(&w, "inference", r->peer_infer, r->table, 0, &bad);
+    json_close(&w, '}');
+    fm_energy e;
+    json_open(&w, "saved", '{');
+    json_number(&w, "train_step",
+                ledger_total(r->peer_step, r->table, &e) / ledger_total(r->step, r->table, &e));
+    json_number(&w, "inference",
+                ledger_total(r->peer_infer, r->table, &e) / ledger_total(r->infer, r->table, &e));
+    json_close(&w, '}');
+    json_u64(&w, "paper_mults_standard", r->paper_standard);
+    json_u64(&w, "paper_mults_method", r->paper_method);
+    json_number(&w, "paper_ratio",
+                r->paper_standard ? (double)r->paper_method / (double)r->paper_standard : NAN);
+    json_number(&w, "landauer_j_per_bit", FM_LANDAUER_J_PER_BIT);
+    json_end(&w);
+    return bad ? library_failure() : 0;
+}
+
+static int energy_with(const train_opts *o, energy_run *r)
+{
+    const fm_config *c = &o->cfg;
+    int rc = open_table(o->table, &r->table);
+    if (rc)
+        return rc;
+    if ((rc = create_model(c, o->input_dim, o->classes, &r->model)) != 0)
+        return rc;
+    if ((rc = measure(r->model, c->batch, &r->step, &r->infer)) != 0)
+        return rc;
+    /* the peer: the same network and step with fp32 weights, no quantized back-prop */
+    fm_config peer = *c;
+    peer.weights = FM_WEIGHTS_FP32;
+    peer.qb = 0;
+    peer.qb_emin = peer.qb_emax = FM_QB_UNBOUNDED;
+    peer.qb_bn_jacobian = 0;
+    if ((rc = create_model(&peer, o->input_dim, o->classes, &r->peer)) != 0)
+        return rc;
+    if ((rc = measure(r->peer, c->batch, &r->peer_step, &r->peer_infer)) != 0)
+        return rc;
+    if (fm_model_paper_mults(r->model, c->batch, &r->paper_standard, &r->paper_method) != FM_OK)
+        return library_failure();
+    return o->json ? print_energy_json(o, r) : print_energy_text(o, r);
+}
+
+static int cmd_energy(int argc, char **argv)
+{
+    train_opts o;
+    train_opts_default(&o);
+    int rc = parse_options(energy_options, &o, &o.help, argc, argv, 2);
+    if (rc)
+        return rc;
+    if (o.help) {
+        print_lines(stdout, energy_help);
+        return CLI_OK;
+    }
+    if (o.list_tables || o.print_table) {
+        if (o.list_tables && (rc = list_tables()) != 0)
+            return rc;
+        return o.print_table ? print_builtin_table(o.print_table) : CLI_OK;
+    }
+    train_opts_finish(&o);
+    if (fm_config_check(&o.cfg) != FM_OK)
+        return usage_error("%s", fm_last_error());
+    energy_run r;
+    memset(&r, 0, sizeof r);
+    rc = energy_with(&o, &r);
+    energy_run_free(&r);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 typedef struct command {
@@ -1199,7 +2255,10 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"train", cmd_train, train_help}, {"eval", cmd_eval, eval_help}, {NULL, NULL, NULL}};
+    {"train", cmd_train, train_help},
+    {"eval", cmd_eval, eval_help},
+    {"energy", cmd_energy, energy_help},
+    {NULL, NULL, NULL}};
 
 static const command *find_command(const char *name)
 {
@@ -1239,7 +2298,7 @@ static int finish_stdout(int rc)
 static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("no command given; expected train, eval or help");
+        return usage_error("no command given; expected train, eval, energy or help");
     const char *name = argv[1];
     if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
         return cmd_help(argc, argv);

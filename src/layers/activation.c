@@ -7,6 +7,8 @@ void fm_relu_forward(const float *x, float *y, size_t n)
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    FM_TALLY(FM_OP_CMP, n);
+    FM_TALLY(FM_OP_SIGN, n);
 }
 
 void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n)
@@ -14,6 +16,8 @@ void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n)
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    FM_TALLY(FM_OP_CMP, n);
+    FM_TALLY(FM_OP_SIGN, n);
 }
 
 void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key)
@@ -25,6 +29,10 @@ void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float
         mask[i] = u >= p;
         y[i] = mask[i] ? x[i] * scale : 0.0f;
     }
+    FM_TALLY(FM_OP_RAND, n);
+    FM_TALLY(FM_OP_CMP, n);
+    FM_TALLY(FM_OP_FMUL, n);
+    FM_TALLY(FM_OP_SIGN, n);
 }
 
 void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p)
@@ -32,4 +40,26 @@ void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t
     const float scale = 1.0f / (1.0f - p);
     for (size_t i = 0; i < n; i++)
         dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+    FM_TALLY(FM_OP_FMUL, n);
+    FM_TALLY(FM_OP_SIGN, n);
+}
+
+void fm_relu_cost(const fm_cost *c, uint64_t n)
+{
+    fm_cost_ops(c, FM_OP_CMP, n);
+    fm_cost_ops(c, FM_OP_SIGN, n);
+}
+
+void fm_dropout_cost_forward(const fm_cost *c, uint64_t n)
+{
+    fm_cost_ops(c, FM_OP_RAND, n);
+    fm_cost_ops(c, FM_OP_CMP, n);
+    fm_cost_ops(c, FM_OP_FMUL, n);
+    fm_cost_ops(c, FM_OP_SIGN, n);
+}
+
+void fm_dropout_cost_backward(const fm_cost *c, uint64_t n)
+{
+    fm_cost_ops(c, FM_OP_FMUL, n);
+    fm_cost_ops(c, FM_OP_SIGN, n);
 }

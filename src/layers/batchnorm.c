@@ -1,6 +1,8 @@
 /* batchnorm.c — batch normalization per feature (Ioffe & Szegedy), as the
  * authors use it after every layer: eps 1e-4, biased batch variance, learned
- * scale gamma and shift beta. Features are split across threads in blocks. */
+ * scale gamma and shift beta. Features are split across threads in blocks.
+ * Per-feature factors are formed once, so each element costs the same few
+ * operations, which fm_bn_cost_* declare to the energy ledger. */
 #include "layers.h"
 
 #include <math.h>
@@ -8,10 +10,13 @@
 
 /* Features per thread block: wide enough to vectorize the inner loop. */
 #define BN_BLOCK 64
+/* Parallel above this many elements. */
+#define BN_PARALLEL 32768
 
 void fm_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *var)
 {
-#pragma omp parallel for schedule(static) if ((long)batch * dim > 32768)
+    const float inv_b = 1.0f / (float)batch;
+#pragma omp parallel for schedule(static) if ((long)batch * dim > BN_PARALLEL)
     for (int j0 = 0; j0 < dim; j0 += BN_BLOCK) {
         int j1 = j0 + BN_BLOCK < dim ? j0 + BN_BLOCK : dim;
         float sum[BN_BLOCK] = {0}, sq[BN_BLOCK] = {0};
@@ -21,7 +26,7 @@ void fm_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *v
                 sum[j - j0] += row[j];
         }
         for (int j = j0; j < j1; j++)
-            mean[j] = sum[j - j0] / (float)batch;
+            mean[j] = sum[j - j0] * inv_b;
         /* two passes: the variance of centred values loses no precision */
         for (int b = 0; b < batch; b++) {
             const float *row = x + (long)b * dim;
@@ -31,8 +36,18 @@ void fm_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *v
             }
         }
         for (int j = j0; j < j1; j++)
-            var[j] = sq[j - j0] / (float)batch;
+            var[j] = sq[j - j0] * inv_b;
     }
+    FM_TALLY(FM_OP_FADD, 2 * (uint64_t)batch * dim);
+    FM_TALLY(FM_OP_FMA, (uint64_t)batch * dim);
+    FM_TALLY(FM_OP_FMUL, 2 * (uint64_t)dim);
+}
+
+void fm_bn_cost_batch_stats(const fm_cost *c, int batch, int dim)
+{
+    fm_cost_ops(c, FM_OP_FADD, 2 * (uint64_t)batch * dim); /* sum; x - mean */
+    fm_cost_ops(c, FM_OP_FMA, (uint64_t)batch * dim);      /* sq += d*d */
+    fm_cost_ops(c, FM_OP_FMUL, 2 * (uint64_t)dim);         /* times 1/B */
 }
 
 void fm_bn_forward_train(const float *x, float *y, int batch, int dim, const float *gamma,
@@ -42,25 +57,60 @@ void fm_bn_forward_train(const float *x, float *y, int batch, int dim, const flo
     fm_bn_batch_stats(x, batch, dim, mean, invstd);
     for (int j = 0; j < dim; j++)
         invstd[j] = 1.0f / sqrtf(invstd[j] + eps);
-#pragma omp parallel for schedule(static) if ((long)batch * dim > 32768)
+#pragma omp parallel for schedule(static) if ((long)batch * dim > BN_PARALLEL)
     for (int b = 0; b < batch; b++) {
         const float *xr = x + (long)b * dim;
         float *yr = y + (long)b * dim;
         for (int j = 0; j < dim; j++)
             yr[j] = gamma[j] * ((xr[j] - mean[j]) * invstd[j]) + beta[j];
     }
+    FM_TALLY(FM_OP_FADD, (uint64_t)dim);
+    FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)dim);
+    FM_TALLY(FM_OP_FADD, (uint64_t)batch * dim);
+    FM_TALLY(FM_OP_FMUL, (uint64_t)batch * dim);
+    FM_TALLY(FM_OP_FMA, (uint64_t)batch * dim);
+}
+
+void fm_bn_cost_forward_train(const fm_cost *c, int batch, int dim)
+{
+    uint64_t n = (uint64_t)batch * dim;
+    fm_bn_cost_batch_stats(c, batch, dim);
+    fm_cost_ops(c, FM_OP_FADD, (uint64_t)dim);         /* var + eps */
+    fm_cost_ops(c, FM_OP_FSPECIAL, 2 * (uint64_t)dim); /* sqrt, 1/ */
+    fm_cost_ops(c, FM_OP_FADD, n);                     /* x - mean */
+    fm_cost_ops(c, FM_OP_FMUL, n);                     /* * invstd */
+    fm_cost_ops(c, FM_OP_FMA, n);                      /* gamma * . + beta */
 }
 
 void fm_bn_forward_infer(const float *x, float *y, int batch, int dim, const float *gamma,
                          const float *beta, float eps, const float *mean, const float *var)
 {
-#pragma omp parallel for schedule(static) if ((long)batch * dim > 32768)
-    for (int b = 0; b < batch; b++) {
-        const float *xr = x + (long)b * dim;
-        float *yr = y + (long)b * dim;
-        for (int j = 0; j < dim; j++)
-            yr[j] = gamma[j] * ((xr[j] - mean[j]) / sqrtf(var[j] + eps)) + beta[j];
+    /* y = x * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s */
+#pragma omp parallel for schedule(static) if ((long)batch * dim > BN_PARALLEL)
+    for (int j0 = 0; j0 < dim; j0 += BN_BLOCK) {
+        int j1 = j0 + BN_BLOCK < dim ? j0 + BN_BLOCK : dim;
+        float s[BN_BLOCK], t[BN_BLOCK];
+        for (int j = j0; j < j1; j++) {
+            s[j - j0] = gamma[j] / sqrtf(var[j] + eps);
+            t[j - j0] = beta[j] - mean[j] * s[j - j0];
+        }
+        for (int b = 0; b < batch; b++) {
+            const float *xr = x + (long)b * dim;
+            float *yr = y + (long)b * dim;
+            for (int j = j0; j < j1; j++)
+                yr[j] = xr[j] * s[j - j0] + t[j - j0];
+        }
     }
+    FM_TALLY(FM_OP_FADD, (uint64_t)dim);
+    FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)dim);
+    FM_TALLY(FM_OP_FMA, (uint64_t)dim + (uint64_t)batch * dim);
+}
+
+void fm_bn_cost_forward_infer(const fm_cost *c, int batch, int dim)
+{
+    fm_cost_ops(c, FM_OP_FADD, (uint64_t)dim);                       /* var + eps */
+    fm_cost_ops(c, FM_OP_FSPECIAL, 2 * (uint64_t)dim);               /* sqrt, gamma / */
+    fm_cost_ops(c, FM_OP_FMA, (uint64_t)dim + (uint64_t)batch * dim); /* t; x * s + t */
 }
 
 void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int dim,
@@ -69,8 +119,9 @@ void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int d
 {
     /* With xhat = (x-mean)*invstd:
      *   dbeta = sum dy, dgamma = sum dy*xhat,
-     *   dx = gamma*invstd/B * (B*dy - dbeta - xhat*dgamma). */
-#pragma omp parallel for schedule(static) if ((long)batch * dim > 32768)
+     *   dx = gamma*invstd * (dy - (dbeta + xhat*dgamma)/B). */
+    const float inv_b = 1.0f / (float)batch;
+#pragma omp parallel for schedule(static) if ((long)batch * dim > BN_PARALLEL)
     for (int j0 = 0; j0 < dim; j0 += BN_BLOCK) {
         int j1 = j0 + BN_BLOCK < dim ? j0 + BN_BLOCK : dim;
         float sg[BN_BLOCK] = {0}, sb[BN_BLOCK] = {0};
@@ -88,15 +139,44 @@ void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int d
         }
         if (!dx)
             continue;
-        const float inv_b = 1.0f / (float)batch;
+        float k[BN_BLOCK], mb[BN_BLOCK], mg[BN_BLOCK];
+        for (int j = j0; j < j1; j++) {
+            k[j - j0] = gamma[j] * invstd[j];
+            mb[j - j0] = sb[j - j0] * inv_b;
+            mg[j - j0] = sg[j - j0] * inv_b;
+        }
         for (int b = 0; b < batch; b++) {
             const float *xr = x + (long)b * dim, *dr = dy + (long)b * dim;
             float *out = dx + (long)b * dim;
             for (int j = j0; j < j1; j++) {
                 float xhat = (xr[j] - mean[j]) * invstd[j];
-                out[j] = gamma[j] * invstd[j] *
-                         (dr[j] - (sb[j - j0] + xhat * sg[j - j0]) * inv_b);
+                out[j] = k[j - j0] * (dr[j] - (mb[j - j0] + xhat * mg[j - j0]));
             }
         }
+    }
+    uint64_t n = (uint64_t)batch * dim;
+    FM_TALLY(FM_OP_FADD, 2 * n);
+    FM_TALLY(FM_OP_FMUL, n);
+    FM_TALLY(FM_OP_FMA, n);
+    if (dx) {
+        FM_TALLY(FM_OP_FMUL, 3 * (uint64_t)dim);
+        FM_TALLY(FM_OP_FADD, 2 * n);
+        FM_TALLY(FM_OP_FMUL, 2 * n);
+        FM_TALLY(FM_OP_FMA, n);
+    }
+    (void)n;
+}
+
+void fm_bn_cost_backward(const fm_cost *c, int batch, int dim, int with_dx)
+{
+    uint64_t n = (uint64_t)batch * dim;
+    fm_cost_ops(c, FM_OP_FADD, 2 * n); /* x - mean; sb += dy */
+    fm_cost_ops(c, FM_OP_FMUL, n);     /* xhat */
+    fm_cost_ops(c, FM_OP_FMA, n);      /* sg += dy * xhat */
+    if (with_dx) {
+        fm_cost_ops(c, FM_OP_FMUL, 3 * (uint64_t)dim); /* k, mb, mg */
+        fm_cost_ops(c, FM_OP_FADD, 2 * n);             /* x - mean; dy - . */
+        fm_cost_ops(c, FM_OP_FMUL, 2 * n);             /* xhat; k * . */
+        fm_cost_ops(c, FM_OP_FMA, n);                  /* mb + xhat * mg */
     }
 }

@@ -3,6 +3,7 @@
  * which input enters the weight gradient (x or Q(x)) is the caller's choice. */
 #include "layers.h"
 #include "gemm.h"
+#include "kernels.h"
 
 #include <math.h>
 
@@ -24,4 +25,40 @@ void fm_dense_backward_weights(const float *x, const float *e, float *dw, int ba
 float fm_dense_w0(int in, int out)
 {
     return (float)(sqrt(6.0 / (double)(in + out)) / 2.0);
+}
+
+/* ---- ledger declarations: the arithmetic of the reference kernels
+ * (dense_ref.c), which the fast GEMMs above reproduce with float products ---- */
+
+static void cost_dots(const fm_cost *c, fm_weight_class wc, uint64_t sums, uint64_t n)
+{
+    if (wc == FM_WCLASS_REAL) {
+        fm_cost_ops(c, FM_OP_FMA, sums * n);
+        return;
+    }
+    fm_cost_ops(c, FM_OP_SIGN, sums * n * (wc == FM_WCLASS_TERNARY ? 2 : 1));
+    fm_cost_ops(c, FM_OP_FADD, sums * n);
+    fm_cost_ops(c, FM_OP_FMUL, sums);
+}
+
+void fm_dense_cost_forward(const fm_cost *c, int weight_class, int batch, int in, int out)
+{
+    cost_dots(c, (fm_weight_class)weight_class, (uint64_t)batch * out, (uint64_t)in);
+}
+
+void fm_dense_cost_backward_input(const fm_cost *c, int weight_class, int batch, int in, int out)
+{
+    cost_dots(c, (fm_weight_class)weight_class, (uint64_t)batch * in, (uint64_t)out);
+}
+
+void fm_dense_cost_backward_weights(const fm_cost *c, int pow2, int batch, int in, int out)
+{
+    uint64_t terms = (uint64_t)in * out * batch;
+    if (pow2) {
+        fm_cost_ops(c, FM_OP_SHIFT, terms);
+        fm_cost_ops(c, FM_OP_SIGN, 2 * terms);
+        fm_cost_ops(c, FM_OP_FADD, terms);
+    } else {
+        fm_cost_ops(c, FM_OP_FMA, terms);
+    }
 }

@@ -5,6 +5,8 @@
 #ifndef FEWMUL_LAYERS_H
 #define FEWMUL_LAYERS_H
 
+#include "ledger.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +20,11 @@ void fm_dense_backward_input(const float *e, const float *w, float *dx, int batc
 void fm_dense_backward_weights(const float *x, const float *e, float *dw, int batch, int in, int out);
 /* Glorot's bound used by the authors: W0 = sqrt(6/(fan_in+fan_out))/2. */
 float fm_dense_w0(int in, int out);
+/* Ledger declarations of the three products in the arithmetic of the reference
+ * kernels (kernels.h; weight_class is an fm_weight_class, pow2 marks Q(x)). */
+void fm_dense_cost_forward(const fm_cost *cost, int weight_class, int batch, int in, int out);
+void fm_dense_cost_backward_input(const fm_cost *cost, int weight_class, int batch, int in, int out);
+void fm_dense_cost_backward_weights(const fm_cost *cost, int pow2, int batch, int in, int out);
 
 /* ---- batch norm over the batch, per feature: y = gamma * (x-mean)/sqrt(var+eps) + beta ---- */
 
@@ -33,6 +40,11 @@ void fm_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *v
 void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int dim,
                     const float *gamma, const float *mean, const float *invstd, float *dgamma,
                     float *dbeta);
+/* Ledger declarations of the kernels above. */
+void fm_bn_cost_batch_stats(const fm_cost *cost, int batch, int dim);
+void fm_bn_cost_forward_train(const fm_cost *cost, int batch, int dim);
+void fm_bn_cost_forward_infer(const fm_cost *cost, int batch, int dim);
+void fm_bn_cost_backward(const fm_cost *cost, int batch, int dim, int with_dx);
 
 /* ---- element-wise ---- */
 
@@ -42,5 +54,10 @@ void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n);
 /* Inverted dropout: keep with probability 1-p, scaled by 1/(1-p); mask records kept. */
 void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key);
 void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p);
+/* Ledger declarations: one compare and one select per element each way; dropout
+ * forward draws, compares, scales and selects, backward scales and selects. */
+void fm_relu_cost(const fm_cost *cost, uint64_t n);
+void fm_dropout_cost_forward(const fm_cost *cost, uint64_t n);
+void fm_dropout_cost_backward(const fm_cost *cost, uint64_t n);
 
 #endif

@@ -1,5 +1,7 @@
 /* hinge.c — squared hinge loss summed over classes, averaged over the batch,
- * exactly as the authors' code: cost = sum_b sum_c max(0, 1 - t*y)^2 / B. */
+ * exactly as the authors' code: cost = sum_b sum_c max(0, 1 - t*y)^2 / B,
+ * with targets t = +1 for the label and -1 elsewhere; and the error count.
+ * t*y and the gradient's t are sign selects, as in the method's arithmetic. */
 #include "loss.h"
 
 int fm_count_errors(const float *y, const uint8_t *labels, int batch, int classes)
@@ -9,30 +11,64 @@ int fm_count_errors(const float *y, const uint8_t *labels, int batch, int classe
         const float *row = y + (long)b * classes;
         int best = 0;
         for (int c = 1; c < classes; c++)
-            if (row[c] > row[best])
-                best = c;
+            best = row[c] > row[best] ? c : best;
         errors += best != labels[b];
     }
+    FM_TALLY(FM_OP_CMP, (uint64_t)batch * classes); /* (classes-1) maxima and the label test */
+    FM_TALLY(FM_OP_SIGN, (uint64_t)batch * (classes - 1));
+    FM_TALLY(FM_OP_IADD, (uint64_t)batch);
     return errors;
+}
+
+void fm_count_errors_cost(const fm_cost *c, int batch, int classes)
+{
+    fm_cost_ops(c, FM_OP_CMP, (uint64_t)batch * classes);
+    fm_cost_ops(c, FM_OP_SIGN, (uint64_t)batch * (classes - 1));
+    fm_cost_ops(c, FM_OP_IADD, (uint64_t)batch);
 }
 
 double fm_loss_hinge(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
                      int *errors)
 {
     double total = 0.0;
-    const float inv_b = 1.0f / (float)batch;
+    const float k = -2.0f / (float)batch; /* d(m^2)/dy = -2 t m, averaged over the batch */
     for (int b = 0; b < batch; b++) {
         for (int c = 0; c < classes; c++) {
             long i = (long)b * classes + c;
-            float t = c == labels[b] ? 1.0f : -1.0f;
-            float margin = 1.0f - t * y[i];
+            int is_label = c == labels[b];
+            float ty = is_label ? y[i] : -y[i];
+            float margin = 1.0f - ty;
             float m = margin > 0.0f ? margin : 0.0f;
             total += (double)m * m;
-            if (dy)
-                dy[i] = -2.0f * t * m * inv_b;
+            if (dy) {
+                float g = m * k;
+                dy[i] = is_label ? g : -g;
+            }
         }
     }
+    uint64_t n = (uint64_t)batch * classes;
+    FM_TALLY(FM_OP_CMP, 2 * n);
+    FM_TALLY(FM_OP_SIGN, 2 * n);
+    FM_TALLY(FM_OP_FADD, n);
+    FM_TALLY(FM_OP_FMA, n);
+    if (dy) {
+        FM_TALLY(FM_OP_FMUL, n);
+        FM_TALLY(FM_OP_SIGN, n);
+    }
+    (void)n;
     if (errors)
         *errors = fm_count_errors(y, labels, batch, classes);
     return total / batch;
+}
+
+void fm_loss_hinge_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)
+{
+    uint64_t n = (uint64_t)batch * classes;
+    fm_cost_ops(forward, FM_OP_CMP, 2 * n);  /* label test, margin > 0 */
+    fm_cost_ops(forward, FM_OP_SIGN, 2 * n); /* t*y, max */
+    fm_cost_ops(forward, FM_OP_FADD, n);     /* 1 - t*y */
+    fm_cost_ops(forward, FM_OP_FMA, n);      /* total += m*m */
+    fm_count_errors_cost(forward, batch, classes);
+    fm_cost_ops(backward, FM_OP_FMUL, n);    /* m * (-2/B) */
+    fm_cost_ops(backward, FM_OP_SIGN, n);    /* times t */
 }

@@ -4,6 +4,8 @@
 #ifndef FEWMUL_LOSS_H
 #define FEWMUL_LOSS_H
 
+#include "ledger.h"
+
 #include <stdint.h>
 
 /* Squared hinge summed over classes (the authors' L2-SVM):
@@ -15,5 +17,11 @@ double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classe
                     int *errors);
 /* argmax of each row; returns the number that differ from labels. */
 int fm_count_errors(const float *y, const uint8_t *labels, int batch, int classes);
+
+/* Ledger declarations: the loss value and error count go to `forward`, the
+ * gradient to `backward`. */
+void fm_loss_hinge_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes);
+void fm_loss_xent_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes);
+void fm_count_errors_cost(const fm_cost *cost, int batch, int classes);
 
 #endif

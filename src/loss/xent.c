@@ -19,13 +19,44 @@ double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classe
             sum += exp((double)(row[c] - top));
         double log_sum = log(sum);
         total += log_sum - (double)(row[labels[b]] - top);
-        if (dy)
+        if (dy) {
+            double inv_sum = 1.0 / sum;
             for (int c = 0; c < classes; c++) {
-                double p = exp((double)(row[c] - top) - log_sum);
-                dy[(long)b * classes + c] = (float)(p - (c == labels[b] ? 1.0 : 0.0)) * inv_b;
+                double p = exp((double)(row[c] - top)) * inv_sum;
+                double d = c == labels[b] ? p - 1.0 : p;
+                dy[(long)b * classes + c] = (float)d * inv_b;
             }
+        }
     }
+    uint64_t n = (uint64_t)batch * classes;
+    FM_TALLY(FM_OP_CMP, (uint64_t)batch * (classes - 1));
+    FM_TALLY(FM_OP_SIGN, (uint64_t)batch * (classes - 1));
+    FM_TALLY(FM_OP_FADD, 2 * n + 3 * (uint64_t)batch);
+    FM_TALLY(FM_OP_FSPECIAL, n + (uint64_t)batch);
+    if (dy) {
+        FM_TALLY(FM_OP_FSPECIAL, (uint64_t)batch + n);
+        FM_TALLY(FM_OP_FADD, 2 * n);
+        FM_TALLY(FM_OP_FMUL, 2 * n);
+        FM_TALLY(FM_OP_CMP, n);
+        FM_TALLY(FM_OP_SIGN, n);
+    }
+    (void)n;
     if (errors)
         *errors = fm_count_errors(y, labels, batch, classes);
     return total / batch;
+}
+
+void fm_loss_xent_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)
+{
+    uint64_t n = (uint64_t)batch * classes;
+    fm_cost_ops(forward, FM_OP_CMP, (uint64_t)batch * (classes - 1));  /* row maximum */
+    fm_cost_ops(forward, FM_OP_SIGN, (uint64_t)batch * (classes - 1));
+    fm_cost_ops(forward, FM_OP_FADD, 2 * n + 3 * (uint64_t)batch);    /* y - top, sum; loss */
+    fm_cost_ops(forward, FM_OP_FSPECIAL, n + (uint64_t)batch);         /* exp; log */
+    fm_count_errors_cost(forward, batch, classes);
+    fm_cost_ops(backward, FM_OP_FSPECIAL, (uint64_t)batch + n);        /* 1/sum; exp */
+    fm_cost_ops(backward, FM_OP_FADD, 2 * n);                          /* y - top; p - 1 */
+    fm_cost_ops(backward, FM_OP_FMUL, 2 * n);                          /* * 1/sum; * 1/B */
+    fm_cost_ops(backward, FM_OP_CMP, n);
+    fm_cost_ops(backward, FM_OP_SIGN, n);
 }

@@ -2,6 +2,7 @@
  * array, parameter groups), initialization, workspaces and batch loading. */
 #include "internal.h"
 #include "layers.h"
+#include "ledger.h"
 #include "net.h"
 #include "rng.h"
 
@@ -61,14 +62,14 @@ int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model
         m->groups[m->n_groups++] = (fm_param_group){
             offset, (size_t)width * next,
             config->opt == FM_OPT_ADAM ? ratio : ratio * ratio,
-            quantized ? d->h : 0.0f};
+            quantized ? d->h : 0.0f, m->n_layers - 1};
         offset += (size_t)width * next;
 
         fm_layer *bn = &m->layers[m->n_layers++];
         bn->kind = FM_LAYER_BN;
         bn->in = bn->out = next;
         bn->offset = offset;
-        m->groups[m->n_groups++] = (fm_param_group){offset, (size_t)2 * next, 1.0f, 0.0f};
+        m->groups[m->n_groups++] = (fm_param_group){offset, (size_t)2 * next, 1.0f, 0.0f, m->n_layers - 1};
         offset += (size_t)4 * next;
 
         if (i < n_hidden) {
@@ -275,4 +276,18 @@ void fm_load_batch(const fm_model *m, const fm_images *images, const int *index,
         for (int j = 0; j < dim; j++)
             row[j] = (float)pix[j] * (1.0f / 255.0f) - mean[j];
     }
+    FM_TALLY(FM_OP_FMA, (uint64_t)count * dim);
+}
+
+void fm_load_batch_cost(const fm_model *m, fm_workspace *ws, fm_phase phase, int count,
+                        int set_count)
+{
+    if (!ws->ledger)
+        return;
+    const fm_cost cost = {ws->ledger, 0, phase};
+    const uint64_t n = (uint64_t)count * m->input_dim;
+    fm_cost_ops(&cost, FM_OP_FMA, n); /* pixel * (1/255) - mean */
+    fm_cost_bytes(&cost, "input.pixels", (uint64_t)set_count * m->input_dim, n, 0);
+    fm_cost_bytes(&cost, "input.mean", 4 * (uint64_t)m->input_dim, 4 * (uint64_t)m->input_dim, 0);
+    fm_cost_bytes(&cost, "input.x", 4 * n, 0, 4 * n);
 }

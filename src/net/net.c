@@ -1,14 +1,20 @@
 /* net.c — passes through the layer list: the training step (sample weights,
  * forward, loss, backward with optional quantized back-prop), the evaluation
- * forward pass, and the authors' recomputation of batch-norm statistics. */
+ * forward pass, and the authors' recomputation of batch-norm statistics.
+ * Each pass declares its work to ws->ledger, when there is one: the layers'
+ * operations (from their fm_*_cost functions) and the bytes of every tensor
+ * they read and write (docs/ledger.md). */
 #include "internal.h"
+#include "kernels.h"
 #include "layers.h"
+#include "ledger.h"
 #include "loss.h"
 #include "net.h"
 #include "quant.h"
 #include "rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Stream purposes for counter-based draws. */
@@ -41,6 +47,8 @@ static int eval_uses_real(const fm_config *c)
     return c->weights == FM_WEIGHTS_FP32 || (is_stochastic(c->weights) && !c->test_quantized);
 }
 
+static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stochastic);
+
 void fm_eval_weights(const fm_model *m, fm_workspace *ws)
 {
     const fm_config *c = &m->config;
@@ -48,10 +56,13 @@ void fm_eval_weights(const fm_model *m, fm_workspace *ws)
         return;
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (L->kind == FM_LAYER_DENSE)
+        if (L->kind == FM_LAYER_DENSE) {
             fm_quantize_weights_det(c->weights, m->state + L->offset, ws->wq[l],
                                     (size_t)L->in * L->out, L->h, c->synapse_levels,
                                     (float)c->synapse_range);
+            const fm_cost cost = {ws->ledger, l + 1, FM_PHASE_EVAL};
+            quantize_cost(&cost, m, l, 0);
+        }
     }
 }
 
@@ -60,23 +71,193 @@ static const float *eval_weights_of(const fm_model *m, const fm_workspace *ws, i
     return eval_uses_real(&m->config) ? m->state + m->layers[l].offset : ws->wq[l];
 }
 
+/* ---- ledger bookkeeping ---- */
+
+/* "dense2", "bn2", "relu1", "dropout1": kind and 1-based count of that kind. */
+static void layer_name(const fm_model *m, int l, char *name, size_t size)
+{
+    static const char *const kinds[] = {"dense", "bn", "relu", "dropout"};
+    int k = 1;
+    for (int i = 0; i < l; i++)
+        k += m->layers[i].kind == m->layers[l].kind;
+    snprintf(name, size, "%s%d", kinds[m->layers[l].kind], k);
+}
+
+void fm_ledger_declare_layers(const fm_model *m, fm_ledger *ledger)
+{
+    if (!ledger)
+        return;
+    char name[32], shape[48];
+    snprintf(shape, sizeof shape, "%d", m->input_dim);
+    fm_ledger_layer(ledger, 0, "input", shape);
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        layer_name(m, l, name, sizeof name);
+        if (L->kind == FM_LAYER_DENSE)
+            snprintf(shape, sizeof shape, "%dx%d", L->in, L->out);
+        else
+            snprintf(shape, sizeof shape, "%d", L->out);
+        fm_ledger_layer(ledger, l + 1, name, shape);
+    }
+    snprintf(shape, sizeof shape, "%d", m->classes);
+    fm_ledger_layer(ledger, fm_ledger_loss_index(m), "loss", shape);
+}
+
+/* Tensor names: "<layer>.<what>"; activation l is "input.x" or "<layer l-1>.y",
+ * its gradient "<layer l-1>.dy". */
+typedef struct tensor_name {
+    char text[48];
+} tensor_name;
+
+static tensor_name tensor_of(const fm_model *m, int l, const char *what)
+{
+    tensor_name t;
+    char name[32];
+    layer_name(m, l, name, sizeof name);
+    snprintf(t.text, sizeof t.text, "%s.%s", name, what);
+    return t;
+}
+
+static tensor_name activation(const fm_model *m, int l, int gradient)
+{
+    if (l == 0) {
+        tensor_name t = {"input.x"};
+        return t;
+    }
+    return tensor_of(m, l - 1, gradient ? "dy" : "y");
+}
+
+static fm_cost cost_at(const fm_workspace *ws, int ledger_layer, fm_phase phase)
+{
+    return (fm_cost){ws->ledger, ledger_layer, phase};
+}
+
+/* Reads of the B x dim activation l (or its gradient). */
+static void read_activation(const fm_cost *c, const fm_model *m, int l, int gradient, int B)
+{
+    if (!c->ledger)
+        return;
+    int dim = l == 0 ? m->input_dim : m->layers[l - 1].out;
+    uint64_t bytes = 4 * (uint64_t)B * dim;
+    fm_cost_bytes(c, activation(m, l, gradient).text, bytes, bytes, 0);
+}
+
+static void write_activation(const fm_cost *c, const fm_model *m, int l, int gradient, int B)
+{
+    if (!c->ledger)
+        return;
+    int dim = l == 0 ? m->input_dim : m->layers[l - 1].out;
+    uint64_t bytes = 4 * (uint64_t)B * dim;
+    fm_cost_bytes(c, activation(m, l, gradient).text, bytes, 0, bytes);
+}
+
+/* A whole tensor read (written = 0) or written once. */
+static void move_tensor(const fm_cost *c, const fm_model *m, int l, const char *what,
+                        uint64_t bytes, int written)
+{
+    if (!c->ledger)
+        return;
+    fm_cost_bytes(c, tensor_of(m, l, what).text, bytes, written ? 0 : bytes, written ? bytes : 0);
+}
+
+/* Bytes of dense layer l's weights as a pass reads them: latent fp32 W, or the
+ * quantized weights packed at the mode's bits per weight. */
+static uint64_t weight_bytes(const fm_model *m, int l, int quantized)
+{
+    uint64_t n = (uint64_t)m->layers[l].in * m->layers[l].out;
+    return quantized ? fm_packed_bytes(n, fm_weight_bits(m->config.weights, m->config.synapse_levels))
+                     : 4 * n;
+}
+
+static void read_weights(const fm_cost *c, const fm_model *m, int l, int quantized)
+{
+    move_tensor(c, m, l, quantized ? "Wq" : "W", weight_bytes(m, l, quantized), 0);
+}
+
+/* Declares a weight quantization of dense layer l: W read, Wq written. */
+static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stochastic)
+{
+    const fm_layer *L = &m->layers[l];
+    fm_quantize_weights_cost(c, m->config.weights, stochastic, (uint64_t)L->in * L->out,
+                             m->config.synapse_levels);
+    read_weights(c, m, l, 0);
+    move_tensor(c, m, l, "Wq", weight_bytes(m, l, 1), 1);
+}
+
+/* y = x · w through BLAS, or the reference kernel in the method's arithmetic. */
+static void dense_forward(const fm_model *m, const fm_workspace *ws, int l, const float *w,
+                          int wclass, int B)
+{
+    const fm_layer *L = &m->layers[l];
+    if (ws->reference)
+        fm_ref_dense_forward((fm_weight_class)wclass, ws->act[l], w, L->h, ws->act[l + 1], B,
+                             L->in, L->out);
+    else
+        fm_dense_forward(ws->act[l], w, ws->act[l + 1], B, L->in, L->out);
+}
+
+/* Declares a forward dense product with weights of class wclass. */
+static void dense_forward_cost(const fm_cost *c, const fm_model *m, int l, int wclass,
+                               int quantized, int B)
+{
+    const fm_layer *L = &m->layers[l];
+    fm_dense_cost_forward(c, wclass, B, L->in, L->out);
+    read_activation(c, m, l, 0, B);
+    read_weights(c, m, l, quantized);
+    write_activation(c, m, l + 1, 0, B);
+}
+
+/* Declares an element-wise layer (ReLU, dropout, identity copy). */
+static void elementwise_bytes(const fm_cost *c, const fm_model *m, int l, int B, int backward)
+{
+    if (backward) {
+        read_activation(c, m, l + 1, 1, B);
+        write_activation(c, m, l, 1, B);
+    } else {
+        read_activation(c, m, l, 0, B);
+        write_activation(c, m, l + 1, 0, B);
+    }
+}
+
+/* Batch-norm state tensors: gamma and beta ("params"), inference mean and
+ * variance ("stats"), the batch mean and 1/std of the last pass ("batch"). */
+static void bn_bytes(const fm_cost *c, const fm_model *m, int l, const char *what, int written)
+{
+    move_tensor(c, m, l, what, 8 * (uint64_t)m->layers[l].out, written);
+}
+
 double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B, uint64_t step,
                      int *errors)
 {
     const fm_config *c = &m->config;
     const float eps = (float)c->bn_eps;
+    const int quantized = c->weights != FM_WEIGHTS_FP32;
+    int unused_errors;
+    if (!errors) /* the loss counts errors either way, as its ledger entry says */
+        errors = &unused_errors;
+    const int wclass = fm_weight_class_of(c->weights);
+    fm_ledger_declare_layers(m, ws->ledger);
 
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
         const float *x = ws->act[l];
         float *y = ws->act[l + 1];
         float *p = m->state + L->offset;
+        const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_FORWARD);
+        const uint64_t n = (uint64_t)B * L->out;
         switch (L->kind) {
         case FM_LAYER_DENSE:
-            fm_dense_forward(x, training_weights(m, ws, l, step), y, B, L->in, L->out);
+            if (quantized)
+                quantize_cost(&cost, m, l, 1);
+            dense_forward(m, ws, l, training_weights(m, ws, l, step), wclass, B);
+            dense_forward_cost(&cost, m, l, wclass, quantized, B);
             break;
         case FM_LAYER_BN:
             fm_bn_forward_train(x, y, B, L->out, p, p + L->out, eps, ws->bn_mean[l], ws->bn_invstd[l]);
+            fm_bn_cost_forward_train(&cost, B, L->out);
+            elementwise_bytes(&cost, m, l, B, 0);
+            bn_bytes(&cost, m, l, "params", 0);
+            bn_bytes(&cost, m, l, "batch", 1);
             if (c->bn_stats == FM_BN_RUNNING) {
                 float a = (float)c->bn_momentum;
                 float *mean = p + 2 * L->out, *var = p + 3 * L->out;
@@ -86,14 +267,30 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
                     mean[j] += a * (ws->bn_mean[l][j] - mean[j]);
                     var[j] += a * (batch_var - var[j]);
                 }
+                /* per feature: inv*inv, 1/., - eps; two differences and two multiply-adds */
+                FM_TALLY(FM_OP_FMUL, L->out);
+                FM_TALLY(FM_OP_FSPECIAL, L->out);
+                FM_TALLY(FM_OP_FADD, 3 * (uint64_t)L->out);
+                FM_TALLY(FM_OP_FMA, 2 * (uint64_t)L->out);
+                fm_cost_ops(&cost, FM_OP_FMUL, (uint64_t)L->out);
+                fm_cost_ops(&cost, FM_OP_FSPECIAL, (uint64_t)L->out);
+                fm_cost_ops(&cost, FM_OP_FADD, 3 * (uint64_t)L->out);
+                fm_cost_ops(&cost, FM_OP_FMA, 2 * (uint64_t)L->out);
+                bn_bytes(&cost, m, l, "stats", 0);
+                bn_bytes(&cost, m, l, "stats", 1);
             }
             break;
         case FM_LAYER_RELU:
-            fm_relu_forward(x, y, (size_t)B * L->out);
+            fm_relu_forward(x, y, (size_t)n);
+            fm_relu_cost(&cost, n);
+            elementwise_bytes(&cost, m, l, B, 0);
             break;
         case FM_LAYER_DROPOUT:
-            fm_dropout_forward(x, y, ws->mask[l], (size_t)B * L->out, (float)c->dropout,
+            fm_dropout_forward(x, y, ws->mask[l], (size_t)n, (float)c->dropout,
                                fm_rng_key(c->seed, STREAM_DROPOUT, (uint64_t)l, step));
+            fm_dropout_cost_forward(&cost, n);
+            elementwise_bytes(&cost, m, l, B, 0);
+            move_tensor(&cost, m, l, "mask", fm_packed_bytes(n, 1), 1);
             break;
         }
     }
@@ -102,6 +299,18 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
     float *dout = ws->grad[m->n_layers];
     double loss = c->loss == FM_LOSS_XENT ? fm_loss_xent(out, labels, B, m->classes, dout, errors)
                                           : fm_loss_hinge(out, labels, B, m->classes, dout, errors);
+    {
+        const int loss_layer = fm_ledger_loss_index(m);
+        const fm_cost fwd = cost_at(ws, loss_layer, FM_PHASE_FORWARD);
+        const fm_cost bwd = cost_at(ws, loss_layer, FM_PHASE_BACKWARD);
+        if (c->loss == FM_LOSS_XENT)
+            fm_loss_xent_cost(&fwd, &bwd, B, m->classes);
+        else
+            fm_loss_hinge_cost(&fwd, &bwd, B, m->classes);
+        read_activation(&fwd, m, m->n_layers, 0, B);
+        fm_cost_bytes(&fwd, "labels", (uint64_t)B, (uint64_t)B, 0);
+        write_activation(&bwd, m, m->n_layers, 1, B);
+    }
 
     for (int l = m->n_layers - 1; l >= 0; l--) {
         const fm_layer *L = &m->layers[l];
@@ -109,77 +318,147 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
         float *dx = l > 0 ? ws->grad[l] : NULL;
         float *g = ws->grad_state + L->offset;
         const float *p = m->state + L->offset;
+        const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_BACKWARD);
+        const uint64_t n = (uint64_t)B * L->out;
         switch (L->kind) {
         case FM_LAYER_DENSE: {
             /* With quantized back-prop the authors' code takes the error at the
              * batch norm's output (skipping its Jacobian) for the weight
              * gradient of a dense layer; qb_bn_jacobian uses the exact one. */
-            const float *e = dy;
+            int e_at = l + 1;
             if (c->qb && !c->qb_bn_jacobian && l + 1 < m->n_layers &&
                 m->layers[l + 1].kind == FM_LAYER_BN)
-                e = ws->grad[l + 2];
+                e_at = l + 2;
+            const float *e = ws->grad[e_at];
             const float *xin = x;
+            const uint64_t xn = (uint64_t)B * L->in;
             if (c->qb) {
-                fm_pow2_quantize(x, ws->qx, (size_t)B * L->in, c->qb_emin, c->qb_emax,
+                fm_pow2_quantize(x, ws->qx, (size_t)xn, c->qb_emin, c->qb_emax,
                                  fm_rng_key(c->seed, STREAM_QB, (uint64_t)L->dense_index, step));
                 xin = ws->qx;
+                fm_pow2_quantize_cost(&cost, xn);
+                read_activation(&cost, m, l, 0, B);
+                move_tensor(&cost, m, l, "Qx", fm_packed_bytes(xn, fm_pow2_bits(c->qb_emin, c->qb_emax)), 1);
             }
-            fm_dense_backward_weights(xin, e, g, B, L->in, L->out);
+            if (ws->reference)
+                fm_ref_dense_backward_weights(c->qb, xin, e, g, B, L->in, L->out);
+            else
+                fm_dense_backward_weights(xin, e, g, B, L->in, L->out);
+            fm_dense_cost_backward_weights(&cost, c->qb, B, L->in, L->out);
+            if (c->qb)
+                move_tensor(&cost, m, l, "Qx", fm_packed_bytes(xn, fm_pow2_bits(c->qb_emin, c->qb_emax)), 0);
+            else
+                read_activation(&cost, m, l, 0, B);
+            read_activation(&cost, m, e_at, 1, B);
+            move_tensor(&cost, m, l, "dW", 4 * (uint64_t)L->in * L->out, 1);
             if (dx) {
-                const float *w = c->weights == FM_WEIGHTS_FP32 ? p : ws->wq[l];
-                fm_dense_backward_input(dy, w, dx, B, L->in, L->out);
+                const float *w = quantized ? ws->wq[l] : p;
+                if (ws->reference)
+                    fm_ref_dense_backward_input((fm_weight_class)wclass, dy, w, L->h, dx, B,
+                                                L->in, L->out);
+                else
+                    fm_dense_backward_input(dy, w, dx, B, L->in, L->out);
+                fm_dense_cost_backward_input(&cost, wclass, B, L->in, L->out);
+                read_activation(&cost, m, l + 1, 1, B);
+                read_weights(&cost, m, l, quantized);
+                write_activation(&cost, m, l, 1, B);
             }
             break;
         }
         case FM_LAYER_BN:
             fm_bn_backward(x, dy, dx, B, L->out, p, ws->bn_mean[l], ws->bn_invstd[l], g,
                            g + L->out);
+            fm_bn_cost_backward(&cost, B, L->out, dx != NULL);
+            read_activation(&cost, m, l, 0, B);
+            read_activation(&cost, m, l + 1, 1, B);
+            bn_bytes(&cost, m, l, "params", 0);
+            bn_bytes(&cost, m, l, "batch", 0);
+            bn_bytes(&cost, m, l, "dparams", 1);
+            if (dx)
+                write_activation(&cost, m, l, 1, B);
             break;
         case FM_LAYER_RELU:
-            if (dx)
-                fm_relu_backward(ws->act[l + 1], dy, dx, (size_t)B * L->out);
+            if (dx) {
+                fm_relu_backward(ws->act[l + 1], dy, dx, (size_t)n);
+                fm_relu_cost(&cost, n);
+                read_activation(&cost, m, l + 1, 0, B);
+                elementwise_bytes(&cost, m, l, B, 1);
+            }
             break;
         case FM_LAYER_DROPOUT:
-            if (dx)
-                fm_dropout_backward(dy, dx, ws->mask[l], (size_t)B * L->out, (float)c->dropout);
+            if (dx) {
+                fm_dropout_backward(dy, dx, ws->mask[l], (size_t)n, (float)c->dropout);
+                fm_dropout_cost_backward(&cost, n);
+                move_tensor(&cost, m, l, "mask", fm_packed_bytes(n, 1), 0);
+                elementwise_bytes(&cost, m, l, B, 1);
+            }
             break;
         }
     }
+    fm_ledger_pass(ws->ledger, FM_PHASE_FORWARD, (uint64_t)B);
+    fm_ledger_pass(ws->ledger, FM_PHASE_BACKWARD, (uint64_t)B);
     return loss;
+}
+
+/* One layer of the evaluation pass, except batch norm's statistics (the caller's). */
+static void eval_layer(const fm_model *m, fm_workspace *ws, int l, int B)
+{
+    const fm_layer *L = &m->layers[l];
+    const float *x = ws->act[l];
+    float *y = ws->act[l + 1];
+    const float *p = m->state + L->offset;
+    const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_EVAL);
+    const uint64_t n = (uint64_t)B * L->out;
+    const int real = eval_uses_real(&m->config);
+    switch (L->kind) {
+    case FM_LAYER_DENSE: {
+        int wclass = real ? FM_WCLASS_REAL : fm_weight_class_of(m->config.weights);
+        dense_forward(m, ws, l, eval_weights_of(m, ws, l), wclass, B);
+        dense_forward_cost(&cost, m, l, wclass, !real, B);
+        break;
+    }
+    case FM_LAYER_BN:
+        fm_bn_forward_infer(x, y, B, L->out, p, p + L->out, (float)m->config.bn_eps,
+                            p + 2 * L->out, p + 3 * L->out);
+        fm_bn_cost_forward_infer(&cost, B, L->out);
+        elementwise_bytes(&cost, m, l, B, 0);
+        bn_bytes(&cost, m, l, "params", 0);
+        bn_bytes(&cost, m, l, "stats", 0);
+        break;
+    case FM_LAYER_RELU:
+        fm_relu_forward(x, y, (size_t)n);
+        fm_relu_cost(&cost, n);
+        elementwise_bytes(&cost, m, l, B, 0);
+        break;
+    case FM_LAYER_DROPOUT: /* inverted dropout: identity at inference */
+        memcpy(y, x, (size_t)n * sizeof *y);
+        elementwise_bytes(&cost, m, l, B, 0);
+        break;
+    }
 }
 
 const float *fm_forward_eval(const fm_model *m, fm_workspace *ws, int B, int refresh)
 {
-    const float eps = (float)m->config.bn_eps;
+    fm_ledger_declare_layers(m, ws->ledger);
     if (refresh)
         fm_eval_weights(m, ws);
-    for (int l = 0; l < m->n_layers; l++) {
-        const fm_layer *L = &m->layers[l];
-        const float *x = ws->act[l];
-        float *y = ws->act[l + 1];
-        const float *p = m->state + L->offset;
-        switch (L->kind) {
-        case FM_LAYER_DENSE:
-            fm_dense_forward(x, eval_weights_of(m, ws, l), y, B, L->in, L->out);
-            break;
-        case FM_LAYER_BN:
-            fm_bn_forward_infer(x, y, B, L->out, p, p + L->out, eps, p + 2 * L->out, p + 3 * L->out);
-            break;
-        case FM_LAYER_RELU:
-            fm_relu_forward(x, y, (size_t)B * L->out);
-            break;
-        case FM_LAYER_DROPOUT: /* inverted dropout: identity at inference */
-            memcpy(y, x, (size_t)B * L->out * sizeof *y);
-            break;
-        }
-    }
+    for (int l = 0; l < m->n_layers; l++)
+        eval_layer(m, ws, l, B);
+    fm_ledger_pass(ws->ledger, FM_PHASE_EVAL, (uint64_t)B);
     return ws->act[m->n_layers];
+}
+
+void fm_eval_errors_cost(const fm_model *m, fm_workspace *ws, int batch)
+{
+    const fm_cost cost = cost_at(ws, fm_ledger_loss_index(m), FM_PHASE_EVAL);
+    fm_count_errors_cost(&cost, batch, m->classes);
+    read_activation(&cost, m, m->n_layers, 0, batch);
+    fm_cost_bytes(&cost, "labels", (uint64_t)batch, (uint64_t)batch, 0);
 }
 
 int fm_bn_recompute(fm_model *m, fm_workspace *ws, const fm_images *sets[], const int *firsts,
                     const int *counts, int n_sets, int batch)
 {
-    const float eps = (float)m->config.bn_eps;
     size_t total = 0;
     for (int l = 0; l < m->n_layers; l++)
         if (m->layers[l].kind == FM_LAYER_BN)
@@ -189,25 +468,23 @@ int fm_bn_recompute(fm_model *m, fm_workspace *ws, const fm_images *sets[], cons
     if (!acc)
         return FM_ENOMEM;
     batch = FM_MIN(batch, ws->max_batch);
+    fm_ledger_declare_layers(m, ws->ledger);
     fm_eval_weights(m, ws);
     long seen = 0;
     for (int s = 0; s < n_sets; s++) {
         for (int b0 = 0; b0 < counts[s]; b0 += batch) {
             int B = FM_MIN(batch, counts[s] - b0);
             fm_load_batch(m, sets[s], NULL, firsts[s] + b0, B, ws->act[0]);
+            fm_load_batch_cost(m, ws, FM_PHASE_EVAL, B, sets[s]->count);
             seen++;
             size_t at = 0;
             for (int l = 0; l < m->n_layers; l++) {
                 const fm_layer *L = &m->layers[l];
-                const float *x = ws->act[l];
-                float *y = ws->act[l + 1];
-                float *p = m->state + L->offset;
-                if (L->kind == FM_LAYER_DENSE) {
-                    fm_dense_forward(x, eval_weights_of(m, ws, l), y, B, L->in, L->out);
-                } else if (L->kind == FM_LAYER_BN) {
+                if (L->kind == FM_LAYER_BN) {
+                    float *p = m->state + L->offset;
                     float *sum_mean = acc + at, *sum_var = acc + at + total;
                     float *bm = acc + at + 2 * total, *bv = acc + at + 3 * total;
-                    fm_bn_batch_stats(x, B, L->out, bm, bv);
+                    fm_bn_batch_stats(ws->act[l], B, L->out, bm, bv);
                     /* this batch joins the average before it is normalised, so
                      * the first batch uses its own statistics (the authors'
                      * can_fit) and later ones the running average */
@@ -217,15 +494,21 @@ int fm_bn_recompute(fm_model *m, fm_workspace *ws, const fm_images *sets[], cons
                         p[2 * L->out + j] = sum_mean[j] / (float)seen;
                         p[3 * L->out + j] = sum_var[j] / (float)seen;
                     }
-                    fm_bn_forward_infer(x, y, B, L->out, p, p + L->out, eps, p + 2 * L->out,
-                                        p + 3 * L->out);
+                    FM_TALLY(FM_OP_FADD, 2 * (uint64_t)L->out);
+                    FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)L->out);
+                    const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_EVAL);
+                    fm_bn_cost_batch_stats(&cost, B, L->out);
+                    fm_cost_ops(&cost, FM_OP_FADD, 2 * (uint64_t)L->out);     /* the sums */
+                    fm_cost_ops(&cost, FM_OP_FSPECIAL, 2 * (uint64_t)L->out); /* / seen */
+                    read_activation(&cost, m, l, 0, B);
+                    bn_bytes(&cost, m, l, "sums", 0);
+                    bn_bytes(&cost, m, l, "sums", 1);
+                    bn_bytes(&cost, m, l, "stats", 1);
                     at += (size_t)L->out;
-                } else if (L->kind == FM_LAYER_RELU) {
-                    fm_relu_forward(x, y, (size_t)B * L->out);
-                } else {
-                    memcpy(y, x, (size_t)B * L->out * sizeof *y);
                 }
+                eval_layer(m, ws, l, B);
             }
+            fm_ledger_pass(ws->ledger, FM_PHASE_EVAL, (uint64_t)B);
         }
     }
     fm_free(acc);

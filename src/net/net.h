@@ -52,6 +52,8 @@ typedef struct fm_workspace {
     uint8_t **mask;       /* dropout masks */
     float *grad_state;    /* gradient, aligned with model->state (training only) */
     int training;
+    fm_ledger *ledger;    /* NULL, or where passes record their work */
+    int reference;        /* 1: dense products by the reference kernels (kernels.h) */
 } fm_workspace;
 
 int fm_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);
@@ -60,6 +62,23 @@ void fm_workspace_free(const fm_model *model, fm_workspace *ws);
 /* Input rows: pixels/255 minus the model's input mean. */
 void fm_load_batch(const fm_model *model, const fm_images *images, const int *index, int first,
                    int count, float *x);
+/* Declares a batch load of `count` examples from a set of `set_count` to
+ * ws->ledger in `phase` (the "input" layer). */
+void fm_load_batch_cost(const fm_model *model, fm_workspace *ws, fm_phase phase, int count,
+                        int set_count);
+/* Declares the model's layers to ws->ledger: index 0 "input", layer l at
+ * l + 1, then "loss". */
+void fm_ledger_declare_layers(const fm_model *model, fm_ledger *ledger);
+/* Ledger index of the loss. */
+static inline int fm_ledger_loss_index(const fm_model *model) { return model->n_layers + 1; }
+/* Declares an argmax error count of `batch` rows (eval phase, loss layer). */
+void fm_eval_errors_cost(const fm_model *model, fm_workspace *ws, int batch);
+
+/* One optimizer step over every parameter group, declared to ws->ledger
+ * (update phase; the caller counts the pass). s1, s2: optimizer state aligned with model->state (s2 for
+ * Adam only); t is the 1-based step number. */
+void fm_optimizer_step(fm_model *model, const fm_workspace *ws, float *s1, float *s2, double lr,
+                       long t);
 
 /* Training pass: samples the weights with stream keys derived from (seed,
  * step), runs forward, loss and backward, leaving gradients in grad_state.

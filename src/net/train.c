@@ -7,6 +7,7 @@
 #include "rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 enum { STREAM_SHUFFLE = 4 };
@@ -35,8 +36,10 @@ static long count_errors(const fm_model *m, fm_workspace *ws, const fm_images *i
     for (int b0 = 0; b0 < count; b0 += ws->max_batch) {
         int B = FM_MIN(ws->max_batch, count - b0);
         fm_load_batch(m, im, NULL, first + b0, B, ws->act[0]);
+        fm_load_batch_cost(m, ws, FM_PHASE_EVAL, B, im->count);
         const float *y = fm_forward_eval(m, ws, B, refresh && b0 == 0);
         errors += fm_count_errors(y, im->labels + first + b0, B, m->classes);
+        fm_eval_errors_cost(m, ws, B);
     }
     return errors;
 }
@@ -57,8 +60,7 @@ static void compute_input_mean(fm_model *m, const fm_images *im, int count)
     }
 }
 
-static void optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2, double lr,
-                           long t)
+void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2, double lr, long t)
 {
     const fm_config *c = &m->config;
     for (int g = 0; g < m->n_groups; g++) {
@@ -71,6 +73,29 @@ static void optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float
                          1e-8f, t, G->clip);
         else
             fm_sgd_step(p, grad, s1 + G->offset, G->count, rate, (float)c->momentum, G->clip);
+        if (!ws->ledger)
+            continue;
+        /* dense groups hold W and its gradient dW; batch-norm groups gamma and
+         * beta ("params") and theirs ("dparams") */
+        const fm_cost cost = {ws->ledger, G->layer + 1, FM_PHASE_UPDATE};
+        const int dense = m->layers[G->layer].kind == FM_LAYER_DENSE;
+        const uint64_t n = G->count, bytes = 4 * n;
+        char name[4][64];
+        const char *layer = fm_ledger_layer_name(ws->ledger, G->layer + 1);
+        snprintf(name[0], sizeof name[0], "%s.%s", layer, dense ? "W" : "params");
+        snprintf(name[1], sizeof name[1], "%s.%s", layer, dense ? "dW" : "dparams");
+        snprintf(name[2], sizeof name[2], "%s.velocity", layer);
+        snprintf(name[3], sizeof name[3], "%s.adam", layer);
+        fm_cost_bytes(&cost, name[0], bytes, bytes, bytes);
+        fm_cost_bytes(&cost, name[1], bytes, bytes, 0);
+        if (c->opt == FM_OPT_ADAM) {
+            fm_adam_cost(&cost, n, G->clip > 0.0f);
+            fm_cost_bytes(&cost, name[3], 2 * bytes, 2 * bytes, 2 * bytes);
+        } else {
+            fm_sgd_cost(&cost, n, c->momentum != 0.0, G->clip > 0.0f);
+            if (c->momentum != 0.0)
+                fm_cost_bytes(&cost, name[2], bytes, bytes, bytes);
+        }
     }
 }
 
@@ -128,6 +153,7 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     const int B = c->batch;
     if ((rc = fm_workspace_create(m, B, 1, &r.ws)) < 0)
         return rc;
+    r.ws->ledger = cb ? cb->ledger : NULL;
     r.order = fm_alloc((size_t)n_train, sizeof *r.order);
     r.labels = fm_alloc((size_t)B, 1);
     r.s1 = fm_alloc(m->state_count, sizeof(float));
@@ -166,12 +192,14 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
         for (int b0 = 0; b0 < n_train; b0 += B) {
             int bs = FM_MIN(B, n_train - b0);
             fm_load_batch(m, train, r.order, b0, bs, r.ws->act[0]);
+            fm_load_batch_cost(m, r.ws, FM_PHASE_FORWARD, bs, train->count);
             for (int b = 0; b < bs; b++)
                 r.labels[b] = train->labels[r.order[b0 + b]];
             int batch_errors = 0;
             loss_sum += fm_train_step(m, r.ws, r.labels, bs, step, &batch_errors);
             step++;
-            optimizer_step(m, r.ws, r.s1, r.s2, lr, (long)step);
+            fm_optimizer_step(m, r.ws, r.s1, r.s2, lr, (long)step);
+            fm_ledger_pass(r.ws->ledger, FM_PHASE_UPDATE, (uint64_t)bs);
             errors += batch_errors;
             batches++;
             if (cb && cb->on_progress) {
@@ -241,6 +269,8 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     res.train_images_per_s = res.train_seconds > 0 ? (double)n_train * res.epochs / res.train_seconds : 0;
     res.valid_error_pct = have_best && n_valid > 0 ? best_valid : -1;
     res.test_error_pct = have_best ? best_test : -1;
+    if (rc == FM_OK && r.ws->ledger)
+        rc = fm_ledger_status(r.ws->ledger);
     free_run(m, &r);
     if (result)
         *result = res;

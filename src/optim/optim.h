@@ -3,12 +3,15 @@
 #ifndef FEWMUL_OPTIM_H
 #define FEWMUL_OPTIM_H
 
+#include "ledger.h"
+
 #include <stddef.h>
 
 typedef struct fm_param_group {
     size_t offset, count; /* into the model's state and gradient arrays */
     float lr_scale;       /* multiplies the rate for this group */
     float clip;           /* > 0: clip to [-clip, clip] after the step (binary/ternary W) */
+    int layer;            /* the model layer the parameters belong to */
 } fm_param_group;
 
 /* SGD with momentum, the authors' rule: v = m*v - lr*g; p = clip(p + v). */
@@ -18,5 +21,9 @@ void fm_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float m
  * p = clip(p - lr * mhat/(sqrt(vhat)+eps)). */
 void fm_adam_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, long t, float clip);
+
+/* Ledger declarations of one step over n parameters. */
+void fm_sgd_cost(const fm_cost *cost, uint64_t n, int momentum, int clipped);
+void fm_adam_cost(const fm_cost *cost, uint64_t n, int clipped);
 
 #endif

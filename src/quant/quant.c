@@ -1,7 +1,9 @@
 /* quant.c — binary, ternary, synapse-level and power-of-two quantizers.
  * Loops are written flat (no branches on random data) so the compiler
- * vectorizes them; every random draw is fm_rand_u32(key, i). */
+ * vectorizes them and every element costs the same operations, which
+ * fm_*_cost declare to the energy ledger; every random draw is fm_rand_u32(key, i). */
 #include "quant.h"
+#include "ledger.h"
 #include "rng.h"
 
 #include <math.h>
@@ -19,12 +21,18 @@ void fm_binarize_stochastic(const float *w, float *out, size_t n, float h, uint6
         float p = w[i] * inv + 0.5f; /* hard sigmoid of w/h; the compare clips it */
         out[i] = uniform24(key, i) < p ? h : -h;
     }
+    FM_TALLY(FM_OP_FMA, n);
+    FM_TALLY(FM_OP_RAND, n);
+    FM_TALLY(FM_OP_CMP, n);
+    FM_TALLY(FM_OP_SIGN, n);
 }
 
 void fm_binarize_det(const float *w, float *out, size_t n, float h)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = w[i] >= 0.0f ? h : -h;
+    FM_TALLY(FM_OP_CMP, n);
+    FM_TALLY(FM_OP_SIGN, n);
 }
 
 void fm_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key)
@@ -36,13 +44,19 @@ void fm_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint
         float s = w[i] > 0.0f ? h : -h;
         out[i] = uniform24(key, i) < p ? s : 0.0f;
     }
+    FM_TALLY(FM_OP_SIGN, 3 * n);
+    FM_TALLY(FM_OP_FMUL, n);
+    FM_TALLY(FM_OP_CMP, 2 * n);
+    FM_TALLY(FM_OP_RAND, n);
 }
 
 void fm_ternarize_det(const float *w, float *out, size_t n, float h)
 {
-    const float half = 0.5f * h;
+    const float half = 0.5f * h, neg_half = -half;
     for (size_t i = 0; i < n; i++)
-        out[i] = w[i] > half ? h : (w[i] < -half ? -h : 0.0f);
+        out[i] = w[i] > half ? h : (w[i] < neg_half ? -h : 0.0f);
+    FM_TALLY(FM_OP_CMP, 2 * n);
+    FM_TALLY(FM_OP_SIGN, 2 * n);
 }
 
 float fm_synapse_level(float h, int levels, float range, int i)
@@ -52,19 +66,37 @@ float fm_synapse_level(float h, int levels, float range, int i)
     return h * powf(range, -(float)(levels - 1 - i) / (float)(levels - 1));
 }
 
-/* Position of magnitude a on the level scale: t = (levels-1) * (1 + log(a/h)/log(range)),
- * so level i sits at t = i. */
-static inline float level_position(float a, float h, int levels, float log_range)
-{
-    return (float)(levels - 1) * (1.0f + logf(a / h) / log_range);
-}
-
-/* The level magnitudes of fm_synapse_level, once per call instead of a powf
- * per weight; levels is 2..FM_SYNAPSE_MAX_LEVELS. */
+/* The level magnitudes of fm_synapse_level; levels is 2..FM_SYNAPSE_MAX_LEVELS. */
 static void fill_levels(float *level, float h, int levels, float range)
 {
     for (int k = 0; k < levels; k++)
         level[k] = fm_synapse_level(h, levels, range, k);
+}
+
+/* Steps of the branch-free search over `count` sorted bounds: ceil(log2(count+1)). */
+static int search_steps(int count)
+{
+    int steps = 0;
+    while ((1 << steps) < count + 1)
+        steps++;
+    return steps;
+}
+
+/* Pads bounds[count .. 2^steps - 2] with +inf so the search needs no range check. */
+static void pad_bounds(float *bound, int count, int steps)
+{
+    for (int j = count; j < (1 << steps) - 1; j++)
+        bound[j] = INFINITY;
+}
+
+/* How many of the sorted bounds are <= a (0 for NaN): one compare, select and
+ * integer add per step, the same for every element. */
+static inline int count_at_most(const float *bound, int steps, float a)
+{
+    int k = 0;
+    for (int step = (1 << steps) >> 1; step >= 1; step >>= 1)
+        k = bound[k + step - 1] <= a ? k + step : k;
+    return k;
 }
 
 void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
@@ -74,31 +106,30 @@ void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int le
         fm_binarize_det(w, out, n, h);
         return;
     }
-    float level[FM_SYNAPSE_MAX_LEVELS];
+    /* |w| in [level[k], level[k+1]) rounds up with p = (|w| - level[k]) / gap[k];
+     * below level[0] p < 0 keeps level[0], above h p >= 1 gives h, so no
+     * branch is needed. k counts the inner levels 1..levels-2 at most |w|. */
+    float level[FM_SYNAPSE_MAX_LEVELS], inv_gap[FM_SYNAPSE_MAX_LEVELS], bound[FM_SYNAPSE_MAX_LEVELS];
     fill_levels(level, h, levels, range);
-    const float log_range = logf(range);
+    for (int k = 0; k + 1 < levels; k++)
+        inv_gap[k] = 1.0f / (level[k + 1] - level[k]);
+    const int count = levels - 2, steps = search_steps(count);
+    memcpy(bound, level + 1, (size_t)count * sizeof *bound);
+    pad_bounds(bound, count, steps);
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         float a = fabsf(w[i]);
-        float s = w[i] >= 0.0f ? 1.0f : -1.0f;
-        float q;
-        if (a <= level[0]) {
-            q = level[0];
-        } else if (a >= h) {
-            q = h;
-        } else {
-            int k = (int)floorf(level_position(a, h, levels, log_range));
-            k = k < 0 ? 0 : (k > levels - 2 ? levels - 2 : k);
-            /* logf's rounding can land one level off near a boundary: step
-             * into [level[k], level[k+1]) so the probability stays in [0, 1] */
-            k = a < level[k] && k > 0 ? k - 1 : k;
-            k = a >= level[k + 1] && k < levels - 2 ? k + 1 : k;
-            float lo = level[k], hi = level[k + 1];
-            float p = (a - lo) / (hi - lo);
-            q = uniform24(key, i) < p ? hi : lo;
-        }
-        out[i] = s * q;
+        int k = count_at_most(bound, steps, a);
+        float p = (a - level[k]) * inv_gap[k];
+        float q = uniform24(key, i) < p ? level[k + 1] : level[k];
+        out[i] = w[i] >= 0.0f ? q : -q;
     }
+    FM_TALLY(FM_OP_SIGN, n * (3 + (uint64_t)steps));
+    FM_TALLY(FM_OP_IADD, n * (uint64_t)steps);
+    FM_TALLY(FM_OP_CMP, n * (2 + (uint64_t)steps));
+    FM_TALLY(FM_OP_FADD, n);
+    FM_TALLY(FM_OP_FMUL, n);
+    FM_TALLY(FM_OP_RAND, n);
 }
 
 void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range)
@@ -107,19 +138,20 @@ void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, f
         fm_binarize_det(w, out, n, h);
         return;
     }
-    float level[FM_SYNAPSE_MAX_LEVELS];
+    /* The level nearest in log: count the geometric midpoints at most |w|. */
+    float level[FM_SYNAPSE_MAX_LEVELS], bound[FM_SYNAPSE_MAX_LEVELS];
     fill_levels(level, h, levels, range);
-    const float log_range = logf(range);
+    const int count = levels - 1, steps = search_steps(count);
+    for (int k = 0; k < count; k++)
+        bound[k] = sqrtf(level[k] * level[k + 1]);
+    pad_bounds(bound, count, steps);
     for (size_t i = 0; i < n; i++) {
-        float a = fabsf(w[i]);
-        float s = w[i] >= 0.0f ? 1.0f : -1.0f;
-        int k = 0;
-        if (a > 0.0f) {
-            float t = level_position(a, h, levels, log_range);
-            k = t <= 0.0f ? 0 : (t >= (float)(levels - 1) ? levels - 1 : (int)lrintf(t));
-        }
-        out[i] = s * level[k];
+        float q = level[count_at_most(bound, steps, fabsf(w[i]))];
+        out[i] = w[i] >= 0.0f ? q : -q;
     }
+    FM_TALLY(FM_OP_SIGN, n * (2 + (uint64_t)steps));
+    FM_TALLY(FM_OP_IADD, n * (uint64_t)steps);
+    FM_TALLY(FM_OP_CMP, n * (1 + (uint64_t)steps));
 }
 
 /* Q(x) of one element from its bits b and 23 random bits r; clip fields in
@@ -155,6 +187,104 @@ void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, 
         q = pow2_bits(b, fm_rand_u32(key, i) >> 9, efield_min, efield_max);
         memcpy(&out[i], &q, sizeof q);
     }
+    /* the draw, r < mantissa, the exponent add, and four compare-selects
+     * (clip below, clip above, zero, inf/nan); field masks are wiring */
+    FM_TALLY(FM_OP_RAND, n);
+    FM_TALLY(FM_OP_CMP, 5 * n);
+    FM_TALLY(FM_OP_IADD, n);
+    FM_TALLY(FM_OP_SIGN, 4 * n);
+}
+
+/* ---- ledger declarations: what the loops above execute per element ---- */
+
+void fm_pow2_quantize_cost(const fm_cost *c, uint64_t n)
+{
+    fm_cost_ops(c, FM_OP_RAND, n);
+    fm_cost_ops(c, FM_OP_CMP, 5 * n);
+    fm_cost_ops(c, FM_OP_IADD, n);
+    fm_cost_ops(c, FM_OP_SIGN, 4 * n);
+}
+
+void fm_quantize_weights_cost(const fm_cost *c, fm_weight_mode mode, int stochastic, uint64_t n,
+                              int levels)
+{
+    int det = !stochastic || mode == FM_WEIGHTS_BC_DET || mode == FM_WEIGHTS_TC_DET;
+    switch (mode) {
+    case FM_WEIGHTS_BC:
+    case FM_WEIGHTS_BC_DET:
+        if (det) {
+            fm_cost_ops(c, FM_OP_CMP, n);
+            fm_cost_ops(c, FM_OP_SIGN, n);
+        } else {
+            fm_cost_ops(c, FM_OP_FMA, n);
+            fm_cost_ops(c, FM_OP_RAND, n);
+            fm_cost_ops(c, FM_OP_CMP, n);
+            fm_cost_ops(c, FM_OP_SIGN, n);
+        }
+        break;
+    case FM_WEIGHTS_TC:
+    case FM_WEIGHTS_TC_DET:
+        if (det) {
+            fm_cost_ops(c, FM_OP_CMP, 2 * n);
+            fm_cost_ops(c, FM_OP_SIGN, 2 * n);
+        } else {
+            fm_cost_ops(c, FM_OP_SIGN, 3 * n);
+            fm_cost_ops(c, FM_OP_FMUL, n);
+            fm_cost_ops(c, FM_OP_CMP, 2 * n);
+            fm_cost_ops(c, FM_OP_RAND, n);
+        }
+        break;
+    case FM_WEIGHTS_SYNAPSE: {
+        if (levels <= 1) {
+            fm_cost_ops(c, FM_OP_CMP, n);
+            fm_cost_ops(c, FM_OP_SIGN, n);
+            break;
+        }
+        uint64_t steps = (uint64_t)search_steps(det ? levels - 1 : levels - 2);
+        fm_cost_ops(c, FM_OP_SIGN, n * ((det ? 2 : 3) + steps));
+        fm_cost_ops(c, FM_OP_IADD, n * steps);
+        fm_cost_ops(c, FM_OP_CMP, n * ((det ? 1 : 2) + steps));
+        if (!det) {
+            fm_cost_ops(c, FM_OP_FADD, n);
+            fm_cost_ops(c, FM_OP_FMUL, n);
+            fm_cost_ops(c, FM_OP_RAND, n);
+        }
+        break;
+    }
+    case FM_WEIGHTS_FP32:
+    default:
+        break;
+    }
+}
+
+unsigned fm_weight_bits(fm_weight_mode mode, int levels)
+{
+    switch (mode) {
+    case FM_WEIGHTS_BC:
+    case FM_WEIGHTS_BC_DET:
+        return 1;
+    case FM_WEIGHTS_TC:
+    case FM_WEIGHTS_TC_DET:
+        return 2;
+    case FM_WEIGHTS_SYNAPSE: {
+        unsigned bits = 1; /* sign, then the level index */
+        while ((1 << (bits - 1)) < levels)
+            bits++;
+        return bits;
+    }
+    default:
+        return 32;
+    }
+}
+
+unsigned fm_pow2_bits(int emin, int emax)
+{
+    if (emin <= FM_QB_UNBOUNDED)
+        return 9; /* sign and the 8-bit exponent field (zero included) */
+    unsigned codes = (unsigned)(emax - emin + 3), bits = 1; /* 2^emin..2^(emax+1), and zero */
+    while ((1u << (bits - 1)) < codes)
+        bits++;
+    return bits;
 }
 
 void fm_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,

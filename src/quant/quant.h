@@ -6,6 +6,7 @@
 #define FEWMUL_QUANT_H
 
 #include "fewmul.h"
+#include "ledger.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -48,5 +49,15 @@ void fm_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t
                          int levels, float range, uint64_t key);
 void fm_quantize_weights_det(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
                              int levels, float range);
+
+/* Declare to the ledger what the quantizers execute for n elements:
+ * fm_quantize_weights (stochastic = 1) or fm_quantize_weights_det (0). */
+void fm_quantize_weights_cost(const fm_cost *cost, fm_weight_mode mode, int stochastic, uint64_t n,
+                              int levels);
+void fm_pow2_quantize_cost(const fm_cost *cost, uint64_t n);
+/* Bits of one stored weight of a mode (1, 2, sign + level index, or 32) and of
+ * one Q(x) code (sign and exponent; 9 when the exponent is unbounded). */
+unsigned fm_weight_bits(fm_weight_mode mode, int levels);
+unsigned fm_pow2_bits(int emin, int emax);
 
 #endif

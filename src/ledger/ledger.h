@@ -1,0 +1,54 @@
+/* ledger.h — how the library records work into a ledger (fewmul.h has the
+ * reading side), and the operation tally of counting builds. Layers declare
+ * their costs through fm_cost_* with the shapes of the pass they run; kernels
+ * of a counting build (-DFEWMUL_COUNT_OPS=ON) also tally what they execute, so
+ * a test can hold the two against each other. */
+#ifndef FEWMUL_LEDGER_H
+#define FEWMUL_LEDGER_H
+
+#include "fewmul.h"
+
+#include <stdint.h>
+
+/* Where recorded work goes: a ledger (may be NULL: record nothing), the layer
+ * index in the ledger and the phase. */
+typedef struct fm_cost {
+    fm_ledger *ledger;
+    int layer;
+    fm_phase phase;
+} fm_cost;
+
+/* Declares layer `index` (model layers first, then the loss) with its name and
+ * shape; returns FM_OK or FM_ENOMEM. Names repeat harmlessly. */
+int fm_ledger_layer(fm_ledger *ledger, int index, const char *name, const char *shape);
+/* Adds n operations of one kind. */
+void fm_cost_ops(const fm_cost *cost, fm_op op, uint64_t n);
+/* Records bytes read and written of the tensor `name` whose footprint is
+ * `footprint` bytes (the largest footprint recorded wins). */
+void fm_cost_bytes(const fm_cost *cost, const char *name, uint64_t footprint, uint64_t read,
+                   uint64_t written);
+/* Counts one pass of `examples` examples in a phase. */
+void fm_ledger_pass(fm_ledger *ledger, fm_phase phase, uint64_t examples);
+/* Allocation failure inside recording is remembered, not reported at once;
+ * this returns FM_ENOMEM (with a message) if any happened, else FM_OK. */
+int fm_ledger_status(const fm_ledger *ledger);
+
+/* Bytes of `count` values of `bits` bits each, packed. */
+static inline uint64_t fm_packed_bytes(uint64_t count, unsigned bits)
+{
+    return (count * bits + 7) / 8;
+}
+
+/* ---- tally of executed operations (counting builds only) ---- */
+#ifdef FM_COUNTING
+void fm_tally_add(fm_op op, uint64_t n);
+#define FM_TALLY(op, n) fm_tally_add((op), (uint64_t)(n))
+#else
+#define FM_TALLY(op, n) ((void)0)
+#endif
+/* Reads and clears the tally (all zero outside counting builds). */
+void fm_tally_take(uint64_t counts[FM_OP_KINDS]);
+/* 1 in a counting build. */
+int fm_tally_enabled(void);
+
+#endif

@@ -1,0 +1,96 @@
+/* measure.c — one real training step and one inference pass of a model on a
+ * synthetic batch, recorded into ledgers (what `fewmul energy` reports), and
+ * the paper's multiplication count of its dense layers. */
+#include "internal.h"
+#include "kernels.h"
+#include "loss.h"
+#include "net.h"
+#include "rng.h"
+
+#include <string.h>
+
+/* Ledger counts depend on shapes only, so any pixels do; the batch is the whole "set". */
+#define MEASURE_MAX_BATCH (1 << 20)
+
+int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *inference)
+{
+    if (!m)
+        return fm_error(FM_EINVAL, "fm_model_measure: NULL model");
+    if (batch < 1 || batch > MEASURE_MAX_BATCH)
+        return fm_error(FM_EINVAL, "batch %d out of range 1..%d", batch, MEASURE_MAX_BATCH);
+    fm_threads_set(m->config.threads);
+    fm_images set = {.count = batch, .height = 1, .width = m->input_dim, .channels = 1};
+    set.pixels = fm_alloc((size_t)batch * m->input_dim, 1);
+    set.labels = fm_alloc((size_t)batch, 1);
+    float *s1 = fm_alloc(m->state_count, sizeof(float));
+    float *s2 = fm_alloc(m->state_count, sizeof(float));
+    fm_workspace *ws = NULL;
+    int rc = set.pixels && set.labels && s1 && s2 ? fm_workspace_create(m, batch, 1, &ws) : FM_ENOMEM;
+    if (rc == FM_OK) {
+        fm_rng rng;
+        fm_rng_seed(&rng, m->config.seed);
+        for (size_t i = 0; i < (size_t)batch * m->input_dim; i++)
+            set.pixels[i] = (uint8_t)(fm_rng_next(&rng) >> 56);
+        for (int b = 0; b < batch; b++)
+            set.labels[b] = (uint8_t)(b % m->classes);
+
+        if (train_step) {
+            ws->ledger = train_step;
+            double lr, lr_end;
+            fm_config_learning_rates(&m->config, &lr, &lr_end);
+            fm_load_batch(m, &set, NULL, 0, batch, ws->act[0]);
+            fm_load_batch_cost(m, ws, FM_PHASE_FORWARD, batch, batch);
+            fm_train_step(m, ws, set.labels, batch, 0, NULL);
+            fm_optimizer_step(m, ws, s1, s2, lr, 1);
+            fm_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)batch);
+            rc = fm_ledger_status(train_step);
+        }
+        if (rc == FM_OK && inference) {
+            /* inference as deployed: the deterministic quantized weights,
+             * prepared beforehand (outside the ledger), as a model file holds them */
+            int saved = m->config.test_quantized;
+            m->config.test_quantized = 1;
+            ws->ledger = NULL;
+            fm_eval_weights(m, ws);
+            ws->ledger = inference;
+            fm_load_batch(m, &set, NULL, 0, batch, ws->act[0]);
+            fm_load_batch_cost(m, ws, FM_PHASE_EVAL, batch, batch);
+            const float *y = fm_forward_eval(m, ws, batch, 0);
+            (void)fm_count_errors(y, set.labels, batch, m->classes);
+            fm_eval_errors_cost(m, ws, batch);
+            m->config.test_quantized = saved;
+            rc = fm_ledger_status(inference);
+        }
+    }
+    fm_workspace_free(m, ws);
+    fm_free(set.pixels);
+    fm_free(set.labels);
+    fm_free(s1);
+    fm_free(s2);
+    return rc;
+}
+
+int fm_model_paper_mults(const fm_model *m, int batch, uint64_t *standard, uint64_t *method)
+{
+    if (!m || !standard || !method)
+        return fm_error(FM_EINVAL, "fm_model_paper_mults: NULL argument");
+    if (batch < 1)
+        return fm_error(FM_EINVAL, "batch %d must be at least 1", batch);
+    /* Per example and dense layer of N inputs and M outputs, standard back-prop
+     * multiplies MN times forward, MN for the error below, MN for the weight
+     * gradient, and about 3M element-wise (the paper's accounting); binary or
+     * ternary weights remove the first two, quantized back-prop the third. */
+    const int signed_weights = fm_weight_class_of(m->config.weights) != FM_WCLASS_REAL;
+    uint64_t s = 0, k = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        if (L->kind != FM_LAYER_DENSE)
+            continue;
+        uint64_t mn = (uint64_t)L->in * L->out, mm = (uint64_t)L->out;
+        s += 3 * mn + 3 * mm;
+        k += (signed_weights ? 0 : 2 * mn) + (m->config.qb ? 0 : mn) + 3 * mm;
+    }
+    *standard = (uint64_t)batch * s;
+    *method = (uint64_t)batch * k;
+    return FM_OK;
+}

@@ -1648,6 +1648,25 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
 
 /* The result object; with a ledger, its priced totals under "ledger". Returns
  * nonzero when pricing the ledger failed (the library's message is set). */
+
+/* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
+ * qb_emax (null where they do not apply). */
+static void json_mode(json_writer *w, const fm_config *c)
+{
+    json_string(w, "weights", fm_weights_name(c->weights));
+    if (c->weights == FM_WEIGHTS_SYNAPSE)
+        json_int(w, "synapse_levels", c->synapse_levels);
+    else
+        json_null(w, "synapse_levels");
+    json_bool(w, "qb", c->qb);
+    if (c->qb && c->qb_emin != FM_QB_UNBOUNDED) {
+        json_int(w, "qb_emin", c->qb_emin);
+        json_int(w, "qb_emax", c->qb_emax);
+    } else {
+        json_null(w, "qb_emin");
+        json_null(w, "qb_emax");
+    }
+}
 static int print_train_json(const train_opts *o, const fm_model *model, const fm_result *r,
                             const char *saved, const fm_ledger *ledger,
                             const fm_energy_table *table)
@@ -1666,19 +1685,7 @@ static int print_train_json(const train_opts *o, const fm_model *model, const fm
     json_number(&w, "final_train_loss", r->final_train_loss);
     json_string(&w, "arch", c->arch);
     json_string(&w, "model", fm_model_describe(model));
-    json_string(&w, "weights", fm_weights_name(c->weights));
-    if (c->weights == FM_WEIGHTS_SYNAPSE)
-        json_int(&w, "synapse_levels", c->synapse_levels);
-    else
-        json_null(&w, "synapse_levels");
-    json_bool(&w, "qb", c->qb);
-    if (c->qb && c->qb_emin != FM_QB_UNBOUNDED) {
-        json_int(&w, "qb_emin", c->qb_emin);
-        json_int(&w, "qb_emax", c->qb_emax);
-    } else {
-        json_null(&w, "qb_emin");
-        json_null(&w, "qb_emax");
-    }
+    json_mode(&w, c);
     json_int(&w, "batch", c->batch);
     json_uint(&w, "seed", (unsigned long long)c->seed);
     json_int(&w, "threads", threads_reported(c->threads));
@@ -2151,19 +2158,7 @@ static int print_energy_json(const train_opts *o, const energy_run *r)
     json_begin(&w, stdout);
     json_string(&w, "command", "energy");
     json_string(&w, "arch", c->arch);
-    json_string(&w, "weights", fm_weights_name(c->weights));
-    if (c->weights == FM_WEIGHTS_SYNAPSE)
-        json_int(&w, "synapse_levels", c->synapse_levels);
-    else
-        json_null(&w, "synapse_levels");
-    json_bool(&w, "qb", c->qb);
-    if (c->qb && c->qb_emin != FM_QB_UNBOUNDED) {
-        json_int(&w, "qb_emin", c->qb_emin);
-        json_int(&w, "qb_emax", c->qb_emax);
-    } else {
-        json_null(&w, "qb_emin");
-        json_null(&w, "qb_emax");
-    }
+    json_mode(&w, c);
     json_int(&w, "batch", c->batch);
     json_string(&w, "input", o->input);
     json_int(&w, "input_dim", o->input_dim);

@@ -219,6 +219,15 @@ static void elementwise_bytes(const fm_cost *c, const fm_model *m, int l, int B,
     }
 }
 
+/* ReLU forward of layer l (training or evaluation), declared. */
+static void relu_forward(const fm_cost *c, const fm_model *m, fm_workspace *ws, int l, int B)
+{
+    const uint64_t n = (uint64_t)B * m->layers[l].out;
+    fm_relu_forward(ws->act[l], ws->act[l + 1], (size_t)n);
+    fm_relu_cost(c, n);
+    elementwise_bytes(c, m, l, B, 0);
+}
+
 /* Batch-norm state tensors: gamma and beta ("params"), inference mean and
  * variance ("stats"), the batch mean and 1/std of the last pass ("batch"). */
 static void bn_bytes(const fm_cost *c, const fm_model *m, int l, const char *what, int written)
@@ -281,9 +290,7 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             }
             break;
         case FM_LAYER_RELU:
-            fm_relu_forward(x, y, (size_t)n);
-            fm_relu_cost(&cost, n);
-            elementwise_bytes(&cost, m, l, B, 0);
+            relu_forward(&cost, m, ws, l, B);
             break;
         case FM_LAYER_DROPOUT:
             fm_dropout_forward(x, y, ws->mask[l], (size_t)n, (float)c->dropout,
@@ -426,9 +433,7 @@ static void eval_layer(const fm_model *m, fm_workspace *ws, int l, int B)
         bn_bytes(&cost, m, l, "stats", 0);
         break;
     case FM_LAYER_RELU:
-        fm_relu_forward(x, y, (size_t)n);
-        fm_relu_cost(&cost, n);
-        elementwise_bytes(&cost, m, l, B, 0);
+        relu_forward(&cost, m, ws, l, B);
         break;
     case FM_LAYER_DROPOUT: /* inverted dropout: identity at inference */
         memcpy(y, x, (size_t)n * sizeof *y);

@@ -1,0 +1,131 @@
+/* support.h — what the file-reading tests share: an allocation hook that
+ * tracks live blocks and can fail the n-th request, a temporary directory per
+ * test program (cmocka group fixtures), per-test leak checks and paths in the
+ * directory. Include after cmocka.h with SUPPORT_NAME defined ("idx"). */
+#ifndef FEWMUL_TEST_SUPPORT_H
+#define FEWMUL_TEST_SUPPORT_H
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fewmul.h"
+
+#ifndef SUPPORT_NAME
+#error "define SUPPORT_NAME before including support.h"
+#endif
+
+static char tmpdir[256];
+
+/* Every allocation goes through this hook, so each test can check that the
+ * library (zlib's buffers included) freed all it took, how big its largest
+ * single request was, and fail a chosen request. */
+static struct {
+    long live;
+    size_t largest;
+    long calls, fail_at; /* fail_at > 0: the fail_at-th request returns NULL */
+} track;
+
+static int t_should_fail(void) { return ++track.calls == track.fail_at; }
+
+static void *t_malloc(size_t n, void *user)
+{
+    (void)user;
+    if (t_should_fail())
+        return NULL;
+    track.live++;
+    if (n > track.largest)
+        track.largest = n;
+    return malloc(n);
+}
+
+static void *t_realloc(void *p, size_t n, void *user)
+{
+    (void)user;
+    if (t_should_fail())
+        return NULL;
+    if (!p)
+        track.live++;
+    if (n > track.largest)
+        track.largest = n;
+    return realloc(p, n);
+}
+
+static void t_free(void *p, void *user)
+{
+    (void)user;
+    if (p)
+        track.live--;
+    free(p);
+}
+
+static const fm_allocator tracking = {t_malloc, t_realloc, t_free, NULL};
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+static void rm_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char sub[1024];
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            rm_tree(sub);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/fewmul-test-" SUPPORT_NAME "-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    fm_set_allocator(&tracking);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    fm_set_allocator(NULL);
+    rm_tree(tmpdir);
+    return 0;
+}
+
+static int test_setup(void **state)
+{
+    (void)state;
+    memset(&track, 0, sizeof track);
+    return 0;
+}
+
+static int test_teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(track.live, 0); /* nothing leaked */
+    return 0;
+}
+
+/* A path in tmpdir; a ring of buffers keeps a test's paths valid together. */
+static inline const char *tpath(const char *name)
+{
+    static char buf[64][512];
+    static int next;
+    char *p = buf[next++ % 64];
+    snprintf(p, 512, "%s/%s", tmpdir, name);
+    return p;
+}
+
+#endif

@@ -6,22 +6,8 @@
 # Usage: cli_energy.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
 
-if [ $# -lt 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 PATH_TO_fewmul [SHARED_DATA_DIR]" >&2
-    exit 2
-fi
-FEWMUL=$1
-SHARED=${2:-}
-command -v python3 >/dev/null || { echo "cli_energy.sh: python3 is needed" >&2; exit 2; }
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_energy.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
+NAME=cli_energy.sh
+source "$(dirname "$0")/cli_common.sh"
 
 # run OUT ARGS...: runs fewmul with a time limit, stdout to $tmp/OUT, stderr to
 # $tmp/OUT.err; sets rc.
@@ -409,5 +395,4 @@ else
     skip "train --table FILE (implies --ledger): text report" "no MNIST at '$mnist'"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,21 +5,8 @@
 # Usage: cli_errors.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
 
-if [ $# -lt 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 PATH_TO_fewmul [SHARED_DATA_DIR]" >&2
-    exit 2
-fi
-FEWMUL=$1
-SHARED=${2:-}
-command -v python3 >/dev/null || { echo "cli_errors.sh: python3 is needed" >&2; exit 2; }
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_errors.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-not_ok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
+NAME=cli_errors.sh
+source "$(dirname "$0")/cli_common.sh"
 
 # Runs fewmul with a time limit; sets rc, leaves stdout/stderr in $tmp/out, $tmp/err.
 run() {
@@ -347,5 +334,4 @@ else
     not_ok "Ctrl-C" "exit $rc, expected 130; stderr: $(first_stderr_line)"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -88,6 +88,17 @@ static void run_eval(run *r, int batch)
 
 static uint64_t ops(const fm_ledger *l, int phase, fm_op op) { return fm_ledger_ops(l, -1, phase, op); }
 
+/* Every kind of operation of a step's three phases, summed over layers. */
+static void assert_step_ops(const fm_ledger *l, const uint64_t forward[FM_OP_KINDS],
+                            const uint64_t backward[FM_OP_KINDS], const uint64_t update[FM_OP_KINDS])
+{
+    for (int op = 0; op < FM_OP_KINDS; op++) {
+        assert_int_equal(ops(l, FM_PHASE_FORWARD, (fm_op)op), forward[op]);
+        assert_int_equal(ops(l, FM_PHASE_BACKWARD, (fm_op)op), backward[op]);
+        assert_int_equal(ops(l, FM_PHASE_UPDATE, (fm_op)op), update[op]);
+    }
+}
+
 /* ---- hand-computed totals ---- */
 
 /* Network A: 4 inputs, mlp:3, 2 classes, batch 5; stochastic binary weights,
@@ -137,11 +148,7 @@ static void test_hand_totals_binary_qb(void **state)
         [FM_OP_RAND] = 35, [FM_OP_CMP] = 190, [FM_OP_IADD] = 35, [FM_OP_SHIFT] = 90};
     static const uint64_t update[FM_OP_KINDS] = {
         [FM_OP_FMA] = 28, [FM_OP_CMP] = 36, [FM_OP_SIGN] = 36};
-    for (int op = 0; op < FM_OP_KINDS; op++) {
-        assert_int_equal(ops(l, FM_PHASE_FORWARD, (fm_op)op), forward[op]);
-        assert_int_equal(ops(l, FM_PHASE_BACKWARD, (fm_op)op), backward[op]);
-        assert_int_equal(ops(l, FM_PHASE_UPDATE, (fm_op)op), update[op]);
-    }
+    assert_step_ops(l, forward, backward, update);
     /* layers in network order, the loss last */
     assert_int_equal(fm_ledger_layers(l), 7);
     assert_string_equal(fm_ledger_layer_name(l, 0), "input");
@@ -210,11 +217,7 @@ static void test_hand_totals_fp32_momentum(void **state)
         [FM_OP_CMP] = 16, [FM_OP_SIGN] = 16};
     static const uint64_t update[FM_OP_KINDS] = {
         [FM_OP_FMUL] = 18, [FM_OP_FMA] = 18, [FM_OP_FADD] = 18};
-    for (int op = 0; op < FM_OP_KINDS; op++) {
-        assert_int_equal(ops(l, FM_PHASE_FORWARD, (fm_op)op), forward[op]);
-        assert_int_equal(ops(l, FM_PHASE_BACKWARD, (fm_op)op), backward[op]);
-        assert_int_equal(ops(l, FM_PHASE_UPDATE, (fm_op)op), update[op]);
-    }
+    assert_step_ops(l, forward, backward, update);
     /* fp32 passes read the latent W itself; momentum moves the velocity */
     int w = -1, v = -1;
     for (int t = 0; t < fm_ledger_tensors(l); t++) {

@@ -286,14 +286,11 @@ int fm_ledger_price(const fm_ledger *l, const fm_energy_table *table, int layer,
         out->compute += out->op_cost[op];
         out->landauer_bits += (double)n * result_bits((fm_op)op);
     }
-    int level_of[64], n_cached = FM_MIN(l->n_tensors, 64);
-    for (int t = 0; t < n_cached; t++)
-        level_of[t] = fm_ledger_tensor_level(l, table, t);
     for (int i = 0; i < l->n_traffic; i++) {
         const ledger_traffic *r = &l->traffic[i];
         if (!selected(layer, r->layer) || !selected(phase, (int)r->phase))
             continue;
-        int k = r->tensor < n_cached ? level_of[r->tensor] : fm_ledger_tensor_level(l, table, r->tensor);
+        int k = fm_ledger_tensor_level(l, table, r->tensor);
         if (k < 0 || k >= FM_ENERGY_MAX_LEVELS)
             continue;
         double cost = (double)r->read * fm_energy_table_level_cost(table, k, 0) +

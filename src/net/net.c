@@ -339,13 +339,14 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             const float *e = ws->grad[e_at];
             const float *xin = x;
             const uint64_t xn = (uint64_t)B * L->in;
+            const uint64_t qx_bytes = fm_packed_bytes(xn, fm_pow2_bits(c->qb_emin, c->qb_emax));
             if (c->qb) {
                 fm_pow2_quantize(x, ws->qx, (size_t)xn, c->qb_emin, c->qb_emax,
                                  fm_rng_key(c->seed, STREAM_QB, (uint64_t)L->dense_index, step));
                 xin = ws->qx;
                 fm_pow2_quantize_cost(&cost, xn);
                 read_activation(&cost, m, l, 0, B);
-                move_tensor(&cost, m, l, "Qx", fm_packed_bytes(xn, fm_pow2_bits(c->qb_emin, c->qb_emax)), 1);
+                move_tensor(&cost, m, l, "Qx", qx_bytes, 1);
             }
             if (ws->reference)
                 fm_ref_dense_backward_weights(c->qb, xin, e, g, B, L->in, L->out);
@@ -353,7 +354,7 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
                 fm_dense_backward_weights(xin, e, g, B, L->in, L->out);
             fm_dense_cost_backward_weights(&cost, c->qb, B, L->in, L->out);
             if (c->qb)
-                move_tensor(&cost, m, l, "Qx", fm_packed_bytes(xn, fm_pow2_bits(c->qb_emin, c->qb_emax)), 0);
+                move_tensor(&cost, m, l, "Qx", qx_bytes, 0);
             else
                 read_activation(&cost, m, l, 0, B);
             read_activation(&cost, m, e_at, 1, B);

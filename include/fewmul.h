@@ -105,6 +105,11 @@ typedef enum fm_bn_stats { FM_BN_PAPER = 0, FM_BN_RUNNING } fm_bn_stats;
 /* Weight scale H of binary/ternary values and of the clip box:
  * glorot: H = W0 = sqrt(6/(fan_in+fan_out))/2 (the authors' code); one: H = 1. */
 typedef enum fm_scale { FM_SCALE_GLOROT = 0, FM_SCALE_ONE } fm_scale;
+/* Hidden activations: relu (the paper), or binary: sign(x) in {-1, +1} with
+ * sign(0) = +1, trained with the straight-through estimator (the gradient
+ * passes where |x| <= 1, as BinaryNet's hard tanh), so that a deployed network
+ * with binary weights runs on xnor and popcount. */
+typedef enum fm_acts { FM_ACTS_RELU = 0, FM_ACTS_BINARY } fm_acts;
 
 /* Exponent range meaning "no clip" for quantized back-prop. */
 #define FM_QB_UNBOUNDED (-1000)
@@ -135,6 +140,7 @@ typedef struct fm_config {
     int valid;                   /* validation images taken from the end of train (10000) */
     int train_limit;             /* use only the first N remaining training images (0: all) */
     double dropout;              /* drop probability on hidden activations (default 0) */
+    fm_acts acts;                /* hidden activations (default FM_ACTS_RELU) */
     fm_bn_stats bn_stats;        /* default FM_BN_PAPER */
     double bn_momentum;          /* EMA weight of a new batch for FM_BN_RUNNING (0.1) */
     double bn_eps;               /* default 1e-4 */
@@ -344,6 +350,76 @@ int fm_model_measure(fm_model *model, int batch, fm_ledger *train_step, fm_ledge
  * the model's method drops the MN terms its weights (binary, ternary) and
  * quantized back-prop remove (BC+QB: B*3*sum M). */
 int fm_model_paper_mults(const fm_model *model, int batch, uint64_t *standard, uint64_t *method);
+
+/* ---- deployment (file format: docs/format.md) ---------------------------- */
+
+/* A deployed network: inference only, weights packed 1 bit (binary), 2 bits
+ * (ternary) or 1 + ceil(log2 N) bits (synapse: 5 bits for N <= 16, 6 for the
+ * default 26), batch norm folded into a scale and offset per output, run by
+ * kernels that add, subtract and look up instead of multiplying. Loading,
+ * querying and freeing are the whole life cycle; once loaded, any number of
+ * threads may predict with one handle concurrently. */
+typedef struct fm_deploy fm_deploy;
+
+/* Which weights a stochastic mode (bc, tc, synapse) deploys.
+ * det:  the deterministic quantization (bc: H*sign(W), tc: H*sign(W)*[|W| > H/2],
+ *       synapse: the level nearest in log), packed; the default.
+ * mean: the real-valued weights W the paper evaluates with (for bc and tc, the
+ *       expected value of the stochastic weight), stored as fp32.
+ * Deterministic modes always deploy det; fp32 models deploy fp32 weights. */
+typedef enum fm_export_weights { FM_EXPORT_DET = 0, FM_EXPORT_MEAN = 1 } fm_export_weights;
+
+/* The deployed form of a trained model. height x width x channels must equal
+ * its input size (all 0: input_dim x 1 x 1). */
+int fm_deploy_from_model(const fm_model *model, fm_export_weights how, int height, int width,
+                         int channels, fm_deploy **out);
+/* Writes the packed file to PATH.tmp, flushed and renamed over PATH. */
+int fm_deploy_save(const fm_deploy *deploy, const char *path);
+/* Reads a packed file, or the same bytes from memory (copied; the buffer may be
+ * freed afterwards). Every count and offset is checked against the size before
+ * anything is allocated; FM_EFORMAT, FM_ETRUNC or FM_EUNSUPPORTED name the fault. */
+int fm_deploy_load(const char *path, fm_deploy **out);
+int fm_deploy_load_memory(const void *data, size_t size, fm_deploy **out);
+void fm_deploy_free(fm_deploy *deploy);
+
+/* Input values per example (and the image shape, any pointer may be NULL). */
+int fm_deploy_input_shape(const fm_deploy *deploy, int *height, int *width, int *channels);
+int fm_deploy_classes(const fm_deploy *deploy);
+/* "784-1024-1024-1024-10, binary weights, relu" */
+const char *fm_deploy_describe(const fm_deploy *deploy);
+/* Bytes of the packed file of this network. */
+uint64_t fm_deploy_file_bytes(const fm_deploy *deploy);
+
+typedef struct fm_deploy_layer_info {
+    int in, out;
+    const char *weights;    /* "fp32", "binary", "ternary", "synapse" */
+    int bits;               /* per weight */
+    int levels;             /* synapse magnitudes, else 0 */
+    const char *input;      /* "real" or "binary" */
+    const char *activation; /* "relu", "sign" or "none" (class scores) */
+    uint64_t weight_bytes;  /* packed weight bytes in the file */
+} fm_deploy_layer_info;
+int fm_deploy_layers(const fm_deploy *deploy);
+int fm_deploy_describe_layer(const fm_deploy *deploy, int layer, fm_deploy_layer_info *info);
+
+/* Kernel variants: "ref" (scalar), "avx2", "avx512", and "fp32", the yardstick
+ * that multiplies the unpacked float weights through BLAS. At load the variant
+ * is FEWMUL_KERNELS if set, else the best this CPU supports. Changing it is not
+ * safe while predictions run on the handle. */
+int fm_deploy_set_kernels(fm_deploy *deploy, const char *name);
+const char *fm_deploy_kernels(const fm_deploy *deploy);
+/* Names of the variants usable here, the best packed one last before "fp32";
+ * NULL past the end. */
+const char *fm_kernels_name(int index);
+
+/* Classes (and, when scores is not NULL, count x classes scores) of `count`
+ * examples of input_dim pixels each (what the IDX reader gives). threads <= 0:
+ * all cores; 1 runs on the calling thread only. */
+int fm_deploy_predict(const fm_deploy *deploy, const uint8_t *pixels, int count, int threads,
+                      uint8_t *classes, float *scores);
+/* The same from float pixel values (the unit of the pixels above, 0..255). */
+int fm_deploy_predict_f32(const fm_deploy *deploy, const float *pixels, int count, int threads,
+                          uint8_t *classes, float *scores);
 
 #ifdef __cplusplus
 }

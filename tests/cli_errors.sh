@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli_errors.sh — meets the `fewmul` command with bad input as a user would: bad
-# options (exit 2), bad data and model files (exit 1), Ctrl-C (exit 130). Every
+# options (exit 2), bad data, model and packed model files (exit 1), Ctrl-C
+# (exit 130). Every
 # failure must be one line "fewmul: error: ..." on stderr, never a crash.
 # Usage: cli_errors.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
@@ -130,13 +131,35 @@ if [ "$rc" -eq 0 ] && grep -q -- '--model' "$tmp/out"; then ok "eval --help"; el
 run energy --help
 if [ "$rc" -eq 0 ] && grep -q -- '--table' "$tmp/out"; then ok "energy --help"; else not_ok "energy --help" "exit $rc"; fi
 
+for c in infer info bench; do
+    run "$c" --help
+    if [ "$rc" -eq 0 ] && grep -q -- 'Exit status' "$tmp/out" && [ ! -s "$tmp/err" ]; then
+        ok "$c --help"
+    else
+        not_ok "$c --help" "exit $rc"
+    fi
+    cp "$tmp/out" "$tmp/${c}_help"
+    run help "$c"
+    if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/${c}_help"; then ok "help $c"; else not_ok "help $c" "exit $rc or text differs"; fi
+done
+run bench infer --help
+if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/bench_help"; then ok "bench infer --help"; else not_ok "bench infer --help" "exit $rc"; fi
+run --help
+if grep -q 'fewmul infer' "$tmp/out" && grep -q 'fewmul info' "$tmp/out" && grep -q 'fewmul bench infer' "$tmp/out" &&
+    grep -q 'FEWMUL_KERNELS' "$tmp/out"; then
+    ok "--help lists infer, info, bench and FEWMUL_KERNELS"
+else
+    not_ok "--help lists infer, info, bench and FEWMUL_KERNELS" "missing"
+fi
+
 run energy --list-tables
 if [ "$rc" -eq 0 ] && grep -q '^horowitz45' "$tmp/out"; then ok "energy --list-tables"; else not_ok "energy --list-tables" "exit $rc"; fi
 
 # A real, tiny training run: --json's last line and every --log line are JSON
-# with the documented keys; the saved model then evaluates.
+# with the documented keys; the saved training state and packed model then
+# evaluate.
 run train --data "idx:$good" --arch mlp:16 --epochs 2 --batch 10 --valid 20 --threads 1 \
-    --quiet --json --out "$tmp/model.fm" --log "$tmp/log.jsonl"
+    --quiet --json --state "$tmp/model.fm" --out "$tmp/model.fmp" --log "$tmp/log.jsonl"
 if [ "$rc" -ne 0 ]; then
     not_ok "train tiny --json --log --out" "exit $rc; stderr: $(first_stderr_line)"
 elif why=$(python3 - "$tmp/out" "$tmp/log.jsonl" <<'EOF'
@@ -144,12 +167,16 @@ import json, sys
 result = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 need = ["test_error_pct", "valid_error_pct", "best_epoch", "epochs", "train_seconds",
         "train_images_per_s", "total_seconds", "final_train_loss", "arch", "weights", "qb",
-        "qb_emin", "qb_emax", "batch", "seed", "threads", "params", "data", "lr", "lr_final", "opt"]
+        "qb_emin", "qb_emax", "batch", "seed", "threads", "params", "data", "lr", "lr_final", "opt",
+        "acts", "out", "out_bytes", "bits_per_weight", "out_weights", "export", "state"]
 missing = [k for k in need if k not in result]
 if missing:
     sys.exit("--json lacks " + ", ".join(missing))
 if result["epochs"] != 2 or result["batch"] != 10 or result["qb"] is not False:
     sys.exit("--json values wrong: %r" % result)
+if not result["out"].endswith("model.fmp") or not result["state"].endswith("model.fm") or \
+        result["bits_per_weight"] != 32 or result["export"] is not None or result["acts"] != "relu":
+    sys.exit("--json out/state values wrong: %r" % result)
 log = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 keys = ["epoch", "epochs", "lr", "train_loss", "train_error_pct", "valid_error_pct",
         "test_error_pct", "best_epoch", "best_test_error_pct", "train_seconds",
@@ -174,6 +201,41 @@ if [ -s "$tmp/model.fm" ]; then
         eval --model "$tmp/model.fm" --data "idx:$small"
 else
     not_ok "eval saved model --json" "no model was saved"
+fi
+if [ -s "$tmp/model.fmp" ]; then
+    run eval --model "$tmp/model.fmp" --data "idx:$good" --json
+    if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["format"] == "packed" and r["images"] == 30' 2>/dev/null; then
+        ok "eval packed model --json"
+    else
+        not_ok "eval packed model --json" "exit $rc; stderr: $(first_stderr_line)"
+    fi
+    run infer --model "$tmp/model.fmp" --data "idx:$good" --batch 7 --json
+    if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["images"] == 30 and r["batches"] == 5 and r["input"] == "8x8x1"' 2>/dev/null; then
+        ok "infer packed model --json"
+    else
+        not_ok "infer packed model --json" "exit $rc; stderr: $(first_stderr_line)"
+    fi
+    run info "$tmp/model.fmp"
+    if [ "$rc" -eq 0 ] && grep -q 'fp32' "$tmp/out"; then ok "info packed model"; else not_ok "info packed model" "exit $rc; stderr: $(first_stderr_line)"; fi
+    runtime_error "eval packed model on images of another size" 'expects|6x6' \
+        eval --model "$tmp/model.fmp" --data "idx:$small"
+    runtime_error "infer on images of another size" 'expects|6x6' \
+        infer --model "$tmp/model.fmp" --data "idx:$small"
+    runtime_error "infer on a training-state file" 'model\.fm.*state' \
+        infer --model "$tmp/model.fm" --data "idx:$good"
+    runtime_error "info on a training-state file" 'model\.fm.*state' info "$tmp/model.fm"
+    runtime_error "bench infer on a training-state file" 'model\.fm.*state' \
+        bench infer --model "$tmp/model.fm"
+    FEWMUL_KERNELS=bogus timeout 60 "$FEWMUL" infer --model "$tmp/model.fmp" --data "idx:$good" \
+        >"$tmp/out" 2>"$tmp/err" </dev/null
+    rc=$?
+    if [ "$rc" -eq 1 ] && [ "$(awk 'END { print NR }' "$tmp/err")" -eq 1 ] && grep -q '^fewmul: error: .*FEWMUL_KERNELS' "$tmp/err"; then
+        ok "infer with FEWMUL_KERNELS=bogus"
+    else
+        not_ok "infer with FEWMUL_KERNELS=bogus" "exit $rc; stderr: $(first_stderr_line)"
+    fi
+else
+    not_ok "eval packed model --json" "no packed model was saved"
 fi
 
 # ---- usage errors: exit 2 ----------------------------------------------------
@@ -227,8 +289,29 @@ usage_error "eval without --model" 'model' eval
 usage_error "--data unknown" 'data|cifar99' train --data cifar99
 usage_error "--data idx: without a folder" 'data|idx' train --data idx:
 usage_error "eval --data unknown" 'data|cifar99' eval --model x --data cifar99
+usage_error "--out of a synapse mode the packed format cannot hold" 'synapse|32' \
+    train --data "idx:$good" --arch mlp:16 --valid 20 --quiet --weights synapse:40 --out "$tmp/s.fmp"
 usage_error "--valid leaves no training images" 'valid' \
     train --data "idx:$good" --arch mlp:16 --valid 120 --quiet
+usage_error "--export unknown" 'export|bogus' train --export bogus
+usage_error "--acts unknown" 'acts|bogus' train --acts bogus
+usage_error "--out and --state the same file" 'same' train --out x.fm --state x.fm
+usage_error "infer without --model" 'model' infer
+usage_error "infer --batch 0" 'batch' infer --model x --batch 0
+usage_error "infer --batch 65537" 'batch' infer --model x --batch 65537
+usage_error "infer --kernels unknown" 'kernels|sse9' infer --model x --kernels sse9
+usage_error "infer --set unknown" 'set|valid' infer --model x --set valid
+usage_error "infer --data unknown" 'data|cifar99' infer --model x --data cifar99
+usage_error "infer unexpected argument" 'x\.fmp' infer x.fmp
+usage_error "info without FILE" 'FILE' info
+usage_error "info with two files" 'b\.fmp' info a.fmp b.fmp
+usage_error "info unknown option" 'bogus' info a.fmp --bogus
+usage_error "bench without subcommand" 'subcommand' bench
+usage_error "bench unknown subcommand" 'train|frobnicate' bench frobnicate
+usage_error "bench option before subcommand" 'runs|subcommand' bench --runs 5
+usage_error "bench infer without --model" 'model' bench infer
+usage_error "bench infer --runs 0" 'runs' bench infer --model x --runs 0
+usage_error "bench infer --threads 0" 'threads' bench infer --model x --threads 0
 usage_error "energy --batch 0" 'batch' energy --batch 0
 usage_error "energy --batch abc" 'batch.*abc' energy --batch abc
 usage_error "energy --input 0" 'input' energy --input 0
@@ -292,12 +375,21 @@ runtime_error "log file in a missing dir" 'log|no-such-dir' \
 
 runtime_error "eval missing model file" 'no-such-model|no such|not found' \
     eval --model "$tmp/no-such-model.fm" --data "idx:$good"
+runtime_error "infer missing model file" 'no-such-model' \
+    infer --model "$tmp/no-such-model.fmp" --data "idx:$good"
+runtime_error "info missing file" 'no-such-model' info "$tmp/no-such-model.fmp"
+runtime_error "bench infer missing model file" 'no-such-model' \
+    bench infer --model "$tmp/no-such-model.fmp"
+runtime_error "info on a directory" "$(basename "$tmp")" info "$tmp"
 python3 -c 'import sys; sys.stdout.buffer.write(bytes((i * 37 + 11) % 256 for i in range(4096)))' >"$tmp/garbage.fm"
 runtime_error "eval garbage model file" 'garbage|magic|format|model' \
     eval --model "$tmp/garbage.fm" --data "idx:$good"
 : >"$tmp/empty.fm"
 runtime_error "eval empty model file" 'empty|trunc|short|magic|format|model' \
     eval --model "$tmp/empty.fm" --data "idx:$good"
+runtime_error "info garbage file" 'garbage\.fm' info "$tmp/garbage.fm"
+runtime_error "infer garbage file" 'garbage\.fm' infer --model "$tmp/garbage.fm" --data "idx:$good"
+runtime_error "info empty file" 'empty\.fm' info "$tmp/empty.fm"
 if [ -w /dev/full ]; then
     "$FEWMUL" --help >/dev/full 2>"$tmp/err"
     rc=$?

@@ -241,6 +241,26 @@ static void check_network(fm_loss loss, int samples_per_group)
     fm_model_free(m);
 }
 
+/* Sign activations: +1 for x >= 0 (zero and negative zero included), and the
+ * straight-through gradient passes exactly where |x| <= 1. */
+static void test_sign_straight_through(void **state)
+{
+    (void)state;
+    const float x[] = {-2.0f, -1.0f, -0.5f, -0.0f, 0.0f, 1e-30f, 1.0f, 1.0000001f, 3.0f};
+    const float want_y[] = {-1, -1, -1, 1, 1, 1, 1, 1, 1};
+    const float want_dx[] = {0, 7, 7, 7, 7, 7, 7, 0, 0};
+    enum { n = sizeof x / sizeof x[0] };
+    float y[n], dy[n], dx[n];
+    for (int i = 0; i < n; i++)
+        dy[i] = 7.0f;
+    fm_sign_forward(x, y, n);
+    fm_sign_backward(x, dy, dx, n);
+    for (int i = 0; i < n; i++) {
+        assert_float_equal(y[i], want_y[i], 0.0f);
+        assert_float_equal(dx[i], want_dx[i], 0.0f);
+    }
+}
+
 static void test_network_gradient_hinge(void **state)
 {
     (void)state;
@@ -260,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_dense_gradients),
         cmocka_unit_test(test_batchnorm_gradients),
         cmocka_unit_test(test_hinge_gradient),
+        cmocka_unit_test(test_sign_straight_through),
         cmocka_unit_test(test_xent_gradient),
         cmocka_unit_test(test_network_gradient_hinge),
         cmocka_unit_test(test_network_gradient_xent),

@@ -594,16 +594,19 @@ static void test_counting_build_tally(void **state)
         double momentum, dropout;
         fm_bn_stats bn;
         int test_quantized;
+        fm_acts acts;
     } cases[] = {
-        {"fp32", FM_WEIGHTS_FP32, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0},
-        {"bc+qb", FM_WEIGHTS_BC, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0},
-        {"tc+qb[-4:3]", FM_WEIGHTS_TC, 1, -4, 3, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 1},
-        {"bc-det", FM_WEIGHTS_BC_DET, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0},
-        {"tc-det+qb", FM_WEIGHTS_TC_DET, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0},
-        {"synapse+qb", FM_WEIGHTS_SYNAPSE, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 1},
+        {"fp32", FM_WEIGHTS_FP32, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
+        {"bc+qb", FM_WEIGHTS_BC, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
+        {"tc+qb[-4:3]", FM_WEIGHTS_TC, 1, -4, 3, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 1, FM_ACTS_RELU},
+        {"bc-det", FM_WEIGHTS_BC_DET, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
+        {"tc-det+qb", FM_WEIGHTS_TC_DET, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
+        {"synapse+qb", FM_WEIGHTS_SYNAPSE, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_SGD, 0, 0, FM_BN_PAPER, 1, FM_ACTS_RELU},
         {"bc xent momentum dropout running", FM_WEIGHTS_BC, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_XENT,
-         FM_OPT_SGD, 0.9, 0.25, FM_BN_RUNNING, 0},
-        {"tc adam", FM_WEIGHTS_TC, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_ADAM, 0, 0, FM_BN_PAPER, 0},
+         FM_OPT_SGD, 0.9, 0.25, FM_BN_RUNNING, 0, FM_ACTS_RELU},
+        {"tc adam", FM_WEIGHTS_TC, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_ADAM, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
+        {"bc-det+qb binary acts dropout", FM_WEIGHTS_BC_DET, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED,
+         FM_LOSS_HINGE, FM_OPT_SGD, 0, 0.25, FM_BN_PAPER, 0, FM_ACTS_BINARY},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         c.weights = cases[i].weights;
@@ -616,6 +619,7 @@ static void test_counting_build_tally(void **state)
         c.dropout = cases[i].dropout;
         c.bn_stats = cases[i].bn;
         c.test_quantized = cases[i].test_quantized;
+        c.acts = cases[i].acts;
         tally_case(&c, 1, cases[i].what);
         tally_case(&c, 2, cases[i].what);
     }

@@ -1,10 +1,11 @@
 /* fewmul.c — the `fewmul` command: `fewmul train` trains a network with binary,
  * ternary, synapse-like or full-precision weights and optional quantized
  * back-propagation (with --ledger, it also reports the run's work, priced);
- * `fewmul eval` measures a saved model's error; `fewmul energy` counts and
- * prices one training step and one inference pass against fp32. It uses only
- * the public header fewmul.h. Exit status: 0 ok, 1 failure, 2 usage error,
- * 130 interrupted (docs/cli.md, docs/fewmul.1). */
+ * `fewmul eval` measures a saved model's error; `fewmul infer`, `info` and
+ * `bench infer` run, describe and time a packed (deployed) model; `fewmul
+ * energy` counts and prices one training step and one inference pass against
+ * fp32. It uses only the public header fewmul.h. Exit status: 0 ok, 1 failure,
+ * 2 usage error, 130 interrupted (docs/cli.md, docs/fewmul.1). */
 #define _POSIX_C_SOURCE 200809L
 
 #include "fewmul.h"
@@ -97,8 +98,14 @@ static const char *const main_help[] = {
     "fewmul " FM_VERSION_STRING " - train neural networks with few multiplications",
     "",
     "Usage:",
-    "  fewmul train [OPTIONS]              train a network, report its test error",
+    "  fewmul train [OPTIONS]              train a network, report its test error,",
+    "                                      save it packed (--out) or in full (--state)",
     "  fewmul eval --model FILE [OPTIONS]  measure the error of a saved model",
+    "  fewmul infer --model FILE [OPTIONS] predict a data set with a packed model:",
+    "                                      error, images/s, latency",
+    "  fewmul info FILE [--json]           describe a packed model, layer by layer",
+    "  fewmul bench infer --model FILE     time every kernel variant of a packed",
+    "                                      model against the fp32 yardstick",
     "  fewmul energy [OPTIONS]             count and price the work of one training",
     "                                      step and one inference pass",
     "  fewmul help [COMMAND]               show the help of a command",
@@ -109,13 +116,24 @@ static const char *const main_help[] = {
     "turns those of the weight gradient into shifts. After Lin, Courbariaux,",
     "Memisevic, Bengio, \"Neural Networks with Few Multiplications\", ICLR 2016.",
     "",
+    "A packed model (--out) holds 1-bit binary, 2-bit ternary or 5- to 6-bit",
+    "synapse weights with batch norm folded in, and runs on kernels that add,",
+    "look up and count bits instead of multiplying.",
+    "",
+    "Environment:",
+    "  FEWMUL_KERNELS=ref|avx2|avx512",
+    "       the kernel variant a packed model gets when it is loaded (default: the",
+    "       best this CPU supports); a value that is not one of these, or a",
+    "       variant this CPU lacks, makes loading fail (exit 1)",
+    "",
     "Exit status:",
     "  0    success",
-    "  1    failure: unreadable or malformed data or model file, I/O error",
+    "  1    failure: unreadable or malformed data or model file, I/O error,",
+    "       a kernel variant this CPU lacks",
     "  2    usage error: unknown command or option, bad value",
     "  130  interrupted (Ctrl-C)",
     "",
-    "Run 'fewmul help train', 'fewmul help eval', 'fewmul help energy' or",
+    "Run 'fewmul help COMMAND' (train, eval, infer, info, bench, energy) or",
     "'man fewmul' for details.",
     NULL};
 
@@ -134,7 +152,30 @@ static const char *const train_help[] = {
     "                     t10k-labels-idx1-ubyte, raw or gzip-compressed (.gz)",
     "  --arch ARCH        paper-mlp (default): 784-1024-1024-1024-10 with batch norm",
     "                     after every layer; mlp:H1,H2,...: those hidden widths",
-    "  --out FILE         save the trained model (the best validation epoch's)",
+    "",
+    "Saving (both written beside FILE and renamed into place):",
+    "  --out FILE         save the best validation epoch's network packed for",
+    "                     deployment: weights of 1 bit (binary), 2 bits (ternary)",
+    "                     or 1 + ceil(log2 N) bits (synapse), batch norm folded",
+    "                     into a scale and offset per unit, the input shape of",
+    "                     the training images; read by 'fewmul infer', 'info',",
+    "                     'bench infer', 'eval' and fm_deploy_load. A network the",
+    "                     format cannot hold (over 32 synapse levels with",
+    "                     --export det) is refused before training (exit 2)",
+    "  --state FILE       save the full training state (latent fp32 weights, batch",
+    "                     norm statistics, configuration, input mean) in the",
+    "                     training format, which 'fewmul eval' evaluates exactly",
+    "                     as training did",
+    "  --export det|mean  the weights --out deploys for the stochastic modes bc,",
+    "                     tc and synapse. det (default): the deterministic",
+    "                     quantization, packed: bc H*sign(W); tc H*sign(W) where",
+    "                     |W| > H/2, else 0; synapse the level nearest in log.",
+    "                     mean: the real-valued weights W, which the paper",
+    "                     evaluates with (for bc and tc the expected value of the",
+    "                     stochastic weight), stored as 32-bit floats and run by",
+    "                     multiplying. The deterministic modes bc-det and tc-det",
+    "                     always deploy their quantized weights and fp32 its",
+    "                     floats: --export changes nothing for them",
     "",
     "Weights and quantization:",
     "  --weights MODE     fp32 (default): full precision",
@@ -157,6 +198,13 @@ static const char *const train_help[] = {
     "  --test-weights real|quantized",
     "                     evaluate stochastic modes with the real weights (default,",
     "                     the paper) or with deterministic quantized weights",
+    "  --acts relu|binary hidden activations: relu (default, the paper), or binary:",
+    "                     sign(x) in {-1, +1} with sign(0) = +1, trained with the",
+    "                     straight-through estimator (the gradient passes where",
+    "                     |x| <= 1). With --weights bc or bc-det, the deployed",
+    "                     network's layers after the first (whose inputs are",
+    "                     pixels) multiply +-1 inputs by +-1 weights: xnor and",
+    "                     popcount",
     "",
     "Training:",
     "  --epochs N         epochs, 1..1000000 (default 20)",
@@ -212,22 +260,27 @@ static const char *const train_help[] = {
     "JSON keys: test_error_pct, valid_error_pct, best_epoch, epochs,",
     "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
     "model, weights, synapse_levels, qb, qb_emin, qb_emax, batch, seed, threads,",
-    "params, data, lr, lr_final, opt, out (null when absent or not measured);",
-    "with --ledger also table and ledger.",
+    "params, data, lr, lr_final, opt, acts, out, out_bytes, bits_per_weight,",
+    "out_weights, export, state (null when absent or not measured); with",
+    "--ledger also table and ledger.",
     "",
     "Exit status: 0 success; 1 failure (data, model or table file, I/O, library);",
     "2 usage error (bad option or value); 130 interrupted.",
     "",
     "Examples:",
-    "  fewmul train --weights bc --qb --epochs 50 --out bc-qb.fm",
+    "  fewmul train --weights bc --qb --epochs 50 --out bc-qb.fmp --state bc-qb.fm",
+    "  fewmul train --weights bc-det --acts binary --out xnor.fmp",
     "  fewmul train --data mnist:/data/mnist --arch mlp:512,512 --opt adam --json",
     NULL};
 
 static const char *const eval_help[] = {
     "Usage: fewmul eval --model FILE [OPTIONS]",
     "",
-    "Load a model saved by 'fewmul train --out' and print its classification",
-    "error on a data set, with the preprocessing stored in the model.",
+    "Load a model saved by 'fewmul train' and print its classification error on",
+    "a data set, with the preprocessing stored in the model. Both files are",
+    "read, told apart by their first 8 bytes: a training state (--state,",
+    "FMULMODL) is evaluated as training evaluates it; a packed model (--out,",
+    "FMULPACK) is run by its kernels, as 'fewmul infer' runs it.",
     "Options take their value as '--opt VALUE' or '--opt=VALUE'.",
     "",
     "  --model FILE       the model file (required)",
@@ -237,11 +290,128 @@ static const char *const eval_help[] = {
     "  --threads T        worker threads, 1..1024 (default: all cores)",
     "  --json             print the result as one JSON object, the last line of",
     "                     standard output, with the keys error_pct, images,",
-    "                     model, data, set, seconds, threads",
+    "                     model, describe, format (state or packed), kernels",
+    "                     (null for a state), data, set, seconds, threads",
     "  -h, --help         show this help",
     "",
-    "Exit status: 0 success; 1 failure (model or data file, size mismatch);",
-    "2 usage error (bad option or value).",
+    "Exit status: 0 success; 1 failure (model or data file, size mismatch,",
+    "FEWMUL_KERNELS invalid); 2 usage error (bad option or value).",
+    NULL};
+
+static const char *const infer_help[] = {
+    "Usage: fewmul infer --model FILE [OPTIONS]",
+    "",
+    "Load a packed model (written by 'fewmul train --out') and predict every",
+    "image of a data set in batches, as a deployed program would: report the",
+    "classification error, the images per second and the median time of one",
+    "batch. One untimed batch goes first, to start the threads and warm the",
+    "caches. Options take their value as '--opt VALUE' or '--opt=VALUE'.",
+    "",
+    "  --model FILE       the packed model file (required)",
+    "  --data SPEC        fashion (default), mnist:DIR or idx:DIR, as for train;",
+    "                     the images must have the model's input shape",
+    "                     (height x width x channels) and no label may reach",
+    "                     the model's class count",
+    "  --set test|train   which set of the data to predict (default test)",
+    "  --batch B          examples per call of fm_deploy_predict, 1..65536",
+    "                     (default 256)",
+    "  --threads T        worker threads, 1..1024 (default: all cores); the",
+    "                     examples of a batch are spread over them",
+    "  --kernels ref|avx2|avx512|fp32",
+    "                     the kernel variant (default: FEWMUL_KERNELS, else the",
+    "                     best this CPU supports). ref is portable C; avx2 and",
+    "                     avx512 give bit-identical results faster; fp32 is the",
+    "                     yardstick: the same network with its weights unpacked",
+    "                     to floats and multiplied through BLAS. A variant this",
+    "                     CPU lacks fails (exit 1)",
+    "  --json             print the result as one JSON object, the last line of",
+    "                     standard output, with the keys error_pct, images,",
+    "                     images_per_s, latency_us_median, batch, batches,",
+    "                     seconds, kernels, threads, model, describe, input,",
+    "                     input_dim, classes, data, set",
+    "  -h, --help         show this help",
+    "",
+    "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
+    "an invalid value fails (exit 1).",
+    "",
+    "Exit status: 0 success; 1 failure (model or data file, shape or class",
+    "mismatch, variant unsupported here, FEWMUL_KERNELS invalid); 2 usage error",
+    "(bad option or value).",
+    "",
+    "Example:",
+    "  fewmul infer --model bc.fmp --data mnist:/data/mnist --batch 1 --threads 1",
+    NULL};
+
+static const char *const info_help[] = {
+    "Usage: fewmul info FILE [--json]",
+    "",
+    "Describe a packed model (written by 'fewmul train --out'): its network,",
+    "input shape, classes and file size; per layer its inputs and outputs, the",
+    "kind of its weights (fp32, binary, ternary, synapse), their bits and",
+    "levels, whether its input is real or binary (+-1 from a sign layer), its",
+    "activation (relu, sign, or none for the class scores) and its weight bytes;",
+    "the total weight bits and bits per weight; the kernel variant that would",
+    "run it here and the variants available.",
+    "",
+    "  --json             print one JSON object, the last line of standard",
+    "                     output, with the keys file, describe, input, input_dim,",
+    "                     classes, file_bytes, layers (in, out, weights, bits,",
+    "                     levels, input, activation, weight_bytes), weights,",
+    "                     weight_bits, weight_bytes, bits_per_weight, kernels,",
+    "                     kernels_available",
+    "  -h, --help         show this help",
+    "",
+    "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
+    "an invalid value fails (exit 1).",
+    "",
+    "Exit status: 0 success; 1 failure (missing, truncated or malformed file, a",
+    "training-state file, FEWMUL_KERNELS invalid); 2 usage error (no FILE, bad",
+    "option).",
+    NULL};
+
+static const char *const bench_help[] = {
+    "Usage: fewmul bench infer --model FILE [--runs N] [--threads T] [--json]",
+    "",
+    "Time a packed model (written by 'fewmul train --out') with every kernel",
+    "variant available here (ref, avx2, avx512 where the CPU has them, and",
+    "fp32, the yardstick that multiplies unpacked float weights through BLAS),",
+    "in one invocation, on pseudo-random pixels of the model's input size",
+    "(256 images from a fixed seed, the same on every run and machine):",
+    "  batch-1 latency: one example per fm_deploy_predict call on 1 thread,",
+    "    the median of N runs, in microseconds; each timed call follows an",
+    "    untimed one of the same variant, so its weights are in cache as when",
+    "    serving steadily",
+    "  throughput: batches of 256 on --threads threads, the median of",
+    "    max(5, N/20) runs, in images per second",
+    "Each variant is warmed up first. The runs are interleaved: every round",
+    "runs each variant once, so machine noise hits them all alike. The report",
+    "gives each variant's speedup over fp32 for both measurements, and the",
+    "number of the 256 inputs whose predicted class differs from ref's (the",
+    "packed variants are bit-identical; fp32 adds in another order). A",
+    "mismatch is printed, but is not an error.",
+    "",
+    "  --model FILE       the packed model file (required)",
+    "  --runs N           batch-1 runs per variant, 1..1000000 (default 200)",
+    "  --threads T        threads of the throughput runs, 1..1024 (default: all",
+    "                     cores)",
+    "  --json             print one JSON object, the last line of standard",
+    "                     output, instead of the table: command, model, describe,",
+    "                     input, classes, runs, throughput_runs, batch, threads,",
+    "                     seed, default_kernels, variants (name, latency_us,",
+    "                     images_per_s, latency_speedup_vs_fp32,",
+    "                     throughput_speedup_vs_fp32, mismatches), mismatches",
+    "  -h, --help         show this help",
+    "",
+    "Environment: FEWMUL_KERNELS=ref|avx2|avx512 sets only the variant the",
+    "model is loaded with (reported as default_kernels); an invalid value fails",
+    "(exit 1).",
+    "",
+    "Exit status: 0 success (also with mismatches); 1 failure (model file,",
+    "FEWMUL_KERNELS invalid, library); 2 usage error (no or unknown subcommand,",
+    "bad option or value).",
+    "",
+    "Example:",
+    "  fewmul bench infer --model bc.fmp --runs 500 --json",
     NULL};
 
 static const char *const energy_help[] = {
@@ -532,15 +702,21 @@ static const option_def *find_option(const option_def *table, const char *name, 
 
 /* Parses argv[first..argc) against table into opts. Returns 0, or CLI_USAGE
  * after printing the one error line. `help` is set on -h/--help, which ends
- * parsing at once so that help works whatever else is on the line. */
+ * parsing at once so that help works whatever else is on the line. When
+ * `positional` is not NULL, one argument that is not an option (a FILE, as in
+ * `fewmul info FILE`) is stored there, wherever it stands on the line. */
 static int parse_options(const option_def *table, void *opts, int *help, int argc,
-                         char **argv, int first)
+                         char **argv, int first, const char **positional)
 {
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             *help = 1;
             return 0;
+        }
+        if (positional && strncmp(arg, "--", 2) != 0 && arg[0] != '\0' && !*positional) {
+            *positional = arg;
+            continue;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
             return usage_error("unexpected argument '%s'", arg);
@@ -591,10 +767,13 @@ static int check_data_spec(const char *spec)
 
 typedef struct train_opts {
     fm_config cfg;
-    const char *data, *out, *log;
+    const char *data, *log;
+    const char *out;   /* the packed deployment file */
+    const char *state; /* the full training state */
     /* Enumerations are parsed as int and copied into cfg afterwards, since
      * the size of an enum type is the compiler's choice. */
-    int opt, loss, preproc, bn_stats, scale, test_quantized;
+    int opt, loss, preproc, bn_stats, scale, test_quantized, acts;
+    int export_how;    /* fm_export_weights of --out */
     int json, quiet, help;
     /* the energy ledger: train --ledger [--table], and `fewmul energy` */
     int ledger, verbose, list_tables;
@@ -609,6 +788,8 @@ static const choice preproc_choices[] = {{"center", FM_PRE_CENTER}, {"unit", FM_
 static const choice bn_choices[] = {{"paper", FM_BN_PAPER}, {"running", FM_BN_RUNNING}, {NULL, 0}};
 static const choice scale_choices[] = {{"glorot", FM_SCALE_GLOROT}, {"one", FM_SCALE_ONE}, {NULL, 0}};
 static const choice test_weight_choices[] = {{"real", 0}, {"quantized", 1}, {NULL, 0}};
+static const choice export_choices[] = {{"det", FM_EXPORT_DET}, {"mean", FM_EXPORT_MEAN}, {NULL, 0}};
+static const choice acts_choices[] = {{"relu", FM_ACTS_RELU}, {"binary", FM_ACTS_BINARY}, {NULL, 0}};
 
 static int set_weights(void *opts, const char *value)
 {
@@ -687,6 +868,9 @@ static const option_def train_options[] = {
     {"data", T_STRING, TOPT(data), 0, 0, 0, NULL, 0, NULL},
     {"arch", T_STRING, TOPT(cfg.arch), 0, 0, 0, NULL, 0, NULL},
     {"out", T_STRING, TOPT(out), 0, 0, 0, NULL, 0, NULL},
+    {"state", T_STRING, TOPT(state), 0, 0, 0, NULL, 0, NULL},
+    {"export", T_CHOICE, TOPT(export_how), 0, 0, 0, export_choices, 0, NULL},
+    {"acts", T_CHOICE, TOPT(acts), 0, 0, 0, acts_choices, 0, NULL},
     {"weights", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_weights},
     {"synapse-range", T_DOUBLE, TOPT(cfg.synapse_range), 1, INFINITY, LO_OPEN, NULL, 0, NULL},
     {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
@@ -753,6 +937,8 @@ static void train_opts_default(train_opts *o)
     o->bn_stats = (int)o->cfg.bn_stats;
     o->scale = (int)o->cfg.scale;
     o->test_quantized = o->cfg.test_quantized;
+    o->acts = (int)o->cfg.acts;
+    o->export_how = FM_EXPORT_DET;
     o->input = "28x28x1";
     o->input_dim = 784;
     o->classes = 10;
@@ -769,6 +955,7 @@ static void train_opts_finish(train_opts *o)
     c->bn_stats = (fm_bn_stats)o->bn_stats;
     c->scale = (fm_scale)o->scale;
     c->test_quantized = o->test_quantized;
+    c->acts = (fm_acts)o->acts;
     /* resolve the optimizer's defaults so the reports show the rates used */
     fm_config_learning_rates(c, &c->lr, &c->lr_final);
 }
@@ -1471,6 +1658,70 @@ static int open_table(const char *name, fm_energy_table **out)
     return 0;
 }
 
+/* ---- deployed networks: shared helpers ----------------------------------- */
+
+/* The weights of a deployed network, summed over its layers; 0 or -1. */
+typedef struct weight_totals {
+    uint64_t weights; /* in x out */
+    uint64_t bits;    /* weights x bits per weight */
+    uint64_t bytes;   /* packed weight bytes in the file */
+    const char *kind; /* the layers' weight kind ("binary"), or "mixed" */
+} weight_totals;
+
+static int weight_totals_of(const fm_deploy *d, weight_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int l = 0; l < fm_deploy_layers(d); l++) {
+        fm_deploy_layer_info info;
+        if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
+            return -1; /* the library's message is set */
+        uint64_t n = (uint64_t)info.in * (uint64_t)info.out;
+        t->weights += n;
+        t->bits += n * (uint64_t)info.bits;
+        t->bytes += info.weight_bytes;
+        t->kind = !t->kind || strcmp(t->kind, info.weights) == 0 ? info.weights : "mixed";
+    }
+    return 0;
+}
+
+static double bits_per_weight(const weight_totals *t)
+{
+    return t->weights ? (double)t->bits / (double)t->weights : 0;
+}
+
+/* The two model files differ in their first 8 bytes (docs/model-format.md,
+ * docs/format.md). A file too short or unreadable is "other": the library's
+ * reader then says what is wrong with it, naming it. */
+typedef enum { MODEL_FILE_OTHER, MODEL_FILE_STATE, MODEL_FILE_PACKED } model_file_kind;
+
+static model_file_kind model_file_kind_of(const char *path)
+{
+    char magic[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return MODEL_FILE_OTHER;
+    size_t n = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    if (n == sizeof magic && memcmp(magic, "FMULPACK", 8) == 0)
+        return MODEL_FILE_PACKED;
+    if (n == sizeof magic && memcmp(magic, "FMULMODL", 8) == 0)
+        return MODEL_FILE_STATE;
+    return MODEL_FILE_OTHER;
+}
+
+/* A packed model for info, infer and bench. A training-state file gets a
+ * message that says which file these commands read, rather than "bad magic". */
+static int load_packed(const char *path, fm_deploy **out)
+{
+    if (model_file_kind_of(path) == MODEL_FILE_STATE)
+        return failure("%s: a training-state file (fewmul train --state); 'fewmul %s' reads "
+                       "packed models (fewmul train --out)",
+                       path, g_command ? g_command : "");
+    if (fm_deploy_load(path, out) != FM_OK)
+        return library_failure();
+    return 0;
+}
+
 /* ---- train: progress, epochs, interruption ------------------------------- */
 
 /* Set by SIGINT, polled by fm_callbacks.should_stop at every minibatch. */
@@ -1646,9 +1897,6 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
             choice_name(opt_choices, o->opt), lr, lr_final, threads_reported(c->threads));
 }
 
-/* The result object; with a ledger, its priced totals under "ledger". Returns
- * nonzero when pricing the ledger failed (the library's message is set). */
-
 /* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
  * qb_emax (null where they do not apply). */
 static void json_mode(json_writer *w, const fm_config *c)
@@ -1667,8 +1915,34 @@ static void json_mode(json_writer *w, const fm_config *c)
         json_null(w, "qb_emax");
     }
 }
+/* What train wrote; a file is NULL when not asked for or not written. */
+typedef struct saved_files {
+    const char *out, *state;
+    uint64_t out_bytes;
+    double bits_per_weight;
+    const char *out_weights; /* the packed layers' weight kind */
+} saved_files;
+
+/* The weights --out deploys: --export for the stochastic modes; the
+ * deterministic modes always deploy their quantized weights, fp32 its floats
+ * (null: --export has no say). */
+static const char *export_applied(const train_opts *o)
+{
+    switch (o->cfg.weights) {
+    case FM_WEIGHTS_FP32:
+        return NULL;
+    case FM_WEIGHTS_BC_DET:
+    case FM_WEIGHTS_TC_DET:
+        return "det";
+    default:
+        return choice_name(export_choices, o->export_how);
+    }
+}
+
+/* The result object; with a ledger, its priced totals under "ledger". Returns
+ * nonzero when pricing the ledger failed (the library's message is set). */
 static int print_train_json(const train_opts *o, const fm_model *model, const fm_result *r,
-                            const char *saved, const fm_ledger *ledger,
+                            const saved_files *saved, const fm_ledger *ledger,
                             const fm_energy_table *table)
 {
     int bad = 0;
@@ -1694,7 +1968,19 @@ static int print_train_json(const train_opts *o, const fm_model *model, const fm
     json_number(&w, "lr", c->lr);
     json_number(&w, "lr_final", c->lr_final);
     json_string(&w, "opt", choice_name(opt_choices, o->opt));
-    json_string(&w, "out", saved);
+    json_string(&w, "acts", choice_name(acts_choices, o->acts));
+    json_string(&w, "out", saved->out);
+    if (saved->out) {
+        json_u64(&w, "out_bytes", saved->out_bytes);
+        json_number(&w, "bits_per_weight", saved->bits_per_weight);
+        json_string(&w, "out_weights", saved->out_weights);
+    } else {
+        json_null(&w, "out_bytes");
+        json_null(&w, "bits_per_weight");
+        json_null(&w, "out_weights");
+    }
+    json_string(&w, "export", export_applied(o));
+    json_string(&w, "state", saved->state);
     if (ledger) {
         json_table(&w, "table", table);
         json_ledger(&w, "ledger", ledger, table, 1, &bad);
@@ -1738,7 +2024,7 @@ static int print_run_ledger(const fm_ledger *l, const fm_energy_table *t)
     return 0;
 }
 
-static void print_train_summary(const fm_result *r, const char *saved)
+static void print_train_summary(const fm_result *r, const saved_files *saved)
 {
     if (r->test_error_pct >= 0 && r->best_epoch > 0 && r->valid_error_pct >= 0)
         printf("test error %.2f%% at epoch %d, the best validation error (%.2f%%)\n",
@@ -1753,8 +2039,15 @@ static void print_train_summary(const fm_result *r, const char *saved)
     printf("%d epoch%s: %.1f s of training (%.0f img/s), %.1f s in all, final loss %.4f\n",
            r->epochs, r->epochs == 1 ? "" : "s", r->train_seconds, r->train_images_per_s, r->total_seconds,
            r->final_train_loss);
-    if (saved)
-        printf("model saved to %s\n", saved);
+    if (saved->out) {
+        char size[32];
+        printf("packed model saved to %s: %s (%" PRIu64 " bytes), %.3g bit%s per weight (%s)\n",
+               saved->out, fmt_size(size, sizeof size, saved->out_bytes), saved->out_bytes,
+               saved->bits_per_weight, saved->bits_per_weight == 1 ? "" : "s",
+               saved->out_weights);
+    }
+    if (saved->state)
+        printf("training state saved to %s\n", saved->state);
 }
 
 /* Checks the loaded sets against the options; prints the error. */
@@ -1798,6 +2091,53 @@ static void train_run_free(train_run *t)
         fclose(t->log);
 }
 
+/* --out exports the trained model: a network the packed format cannot hold
+ * (more than 32 synapse levels) is refused before training rather than after,
+ * by exporting the fresh model once. */
+static int check_deployable(const train_opts *o, const train_run *t)
+{
+    fm_deploy *d = NULL;
+    int err = fm_deploy_from_model(t->model, (fm_export_weights)o->export_how, t->train.height,
+                                   t->train.width, t->train.channels, &d);
+    fm_deploy_free(d);
+    if (err == FM_OK)
+        return 0;
+    /* the options asked for what cannot be (an invalid FEWMUL_KERNELS fails
+     * here too, but that is the environment's fault, not the command line's) */
+    if (err == FM_EUNSUPPORTED && o->cfg.weights == FM_WEIGHTS_SYNAPSE &&
+        o->export_how == FM_EXPORT_DET)
+        return usage_error("--out: %s", fm_last_error());
+    return library_failure();
+}
+
+/* Writes --out (packed, with the training images' shape) and --state; the
+ * first failure's message goes to err. */
+static void save_outputs(const train_opts *o, const train_run *t, saved_files *saved, char *err,
+                         size_t cap)
+{
+    if (o->out) {
+        fm_deploy *d = NULL;
+        weight_totals w;
+        if (fm_deploy_from_model(t->model, (fm_export_weights)o->export_how, t->train.height,
+                                 t->train.width, t->train.channels, &d) == FM_OK &&
+            fm_deploy_save(d, o->out) == FM_OK && weight_totals_of(d, &w) == 0) {
+            saved->out = o->out;
+            saved->out_bytes = fm_deploy_file_bytes(d);
+            saved->bits_per_weight = bits_per_weight(&w);
+            saved->out_weights = w.kind;
+        } else {
+            snprintf(err, cap, "%s", fm_last_error());
+        }
+        fm_deploy_free(d);
+    }
+    if (o->state) {
+        if (fm_model_save(t->model, o->state) == FM_OK)
+            saved->state = o->state;
+        else if (!err[0])
+            snprintf(err, cap, "%s", fm_last_error());
+    }
+}
+
 /* Everything after the options are known: data, model, training, reports. */
 static int train_with(const train_opts *o, train_run *t)
 {
@@ -1819,6 +2159,8 @@ static int train_with(const train_opts *o, train_run *t)
         return rc;
     if (fm_model_create(&o->cfg, input_dim, classes, &t->model) != FM_OK)
         return library_failure();
+    if (o->out && (rc = check_deployable(o, t)) != 0)
+        return rc;
     if (!o->quiet)
         print_plan(o, t->model, &t->train, &t->test);
 
@@ -1847,19 +2189,19 @@ static int train_with(const train_opts *o, train_run *t)
 
     /* A failed save still reports the training, then fails: the numbers of a
      * long run are worth having even when the disk is full. */
-    int saved = o->out && fm_model_save(t->model, o->out) == FM_OK;
+    saved_files saved;
+    memset(&saved, 0, sizeof saved);
     char save_error[512] = "";
-    if (o->out && !saved)
-        snprintf(save_error, sizeof save_error, "%s", fm_last_error());
+    save_outputs(o, t, &saved, save_error, sizeof save_error);
     if (o->json) {
-        if (print_train_json(o, t->model, &result, saved ? o->out : NULL, t->ledger, t->table))
+        if (print_train_json(o, t->model, &result, &saved, t->ledger, t->table))
             rc = library_failure();
     } else {
-        print_train_summary(&result, saved ? o->out : NULL);
+        print_train_summary(&result, &saved);
         if (t->ledger)
             rc = print_run_ledger(t->ledger, t->table);
     }
-    if (o->out && !saved)
+    if (save_error[0])
         return failure("%s", save_error);
     return rc;
 }
@@ -1868,7 +2210,7 @@ static int cmd_train(int argc, char **argv)
 {
     train_opts o;
     train_opts_default(&o);
-    int rc = parse_options(train_options, &o, &o.help, argc, argv, 2);
+    int rc = parse_options(train_options, &o, &o.help, argc, argv, 2, NULL);
     if (rc)
         return rc;
     if (o.help) {
@@ -1880,6 +2222,8 @@ static int cmd_train(int argc, char **argv)
         o.ledger = 1; /* --table prices a ledger: it implies --ledger */
     if ((rc = check_data_spec(o.data)) != 0)
         return rc;
+    if (o.out && o.state && strcmp(o.out, o.state) == 0)
+        return usage_error("--out and --state name the same file '%s'", o.out);
     if (fm_config_check(&o.cfg) != FM_OK)
         return usage_error("%s", fm_last_error());
     train_run t;
@@ -1927,28 +2271,105 @@ static int check_eval_data(const eval_opts *o, const fm_model *model, const fm_i
     return 0;
 }
 
-static int eval_with(const eval_opts *o, fm_model **model, fm_images *images)
+/* Checks a set of images against a packed model: their shape (the product
+ * alone when the model's shape is flat, N x 1 x 1) and their labels. */
+static int check_deploy_data(const char *model, const char *data, const char *set,
+                             const fm_deploy *d, const fm_images *images)
 {
-    if (fm_model_load(o->model, model) != FM_OK)
+    int h = 0, w = 0, c = 0;
+    int dim = fm_deploy_input_shape(d, &h, &w, &c);
+    int flat = h == dim && w == 1 && c == 1;
+    if (input_dim_of(images) != dim ||
+        (!flat && (images->height != h || images->width != w || images->channels != c)))
+        return failure("%s: %s images are %dx%dx%d = %lld values, but model '%s' expects "
+                       "%dx%dx%d = %d inputs",
+                       data, set, images->height, images->width, images->channels,
+                       (long long)images->height * images->width * images->channels, model, h, w,
+                       c, dim);
+    if (classes_in(images) > fm_deploy_classes(d))
+        return failure("%s: labels go up to %d, but model '%s' has %d classes", data,
+                       classes_in(images) - 1, model, fm_deploy_classes(d));
+    if (images->count <= 0)
+        return failure("%s: the %s set is empty", data, set);
+    return 0;
+}
+
+/* Predicts every image in batches of `batch` and counts the wrong classes;
+ * each batch's seconds go to latency[] when it is not NULL. */
+static int predict_batches(const fm_deploy *d, const fm_images *images, int batch, int threads,
+                           long *errors, double *latency, double *seconds)
+{
+    const size_t dim = (size_t)fm_deploy_input_shape(d, NULL, NULL, NULL);
+    uint8_t *classes = malloc((size_t)batch);
+    if (!classes)
+        return failure("out of memory");
+    *errors = 0;
+    *seconds = 0;
+    for (int first = 0, b = 0; first < images->count; first += batch, b++) {
+        int n = images->count - first < batch ? images->count - first : batch;
+        double start = now_seconds();
+        if (fm_deploy_predict(d, images->pixels + (size_t)first * dim, n, threads, classes, NULL) !=
+            FM_OK) {
+            free(classes);
+            return library_failure();
+        }
+        double dt = now_seconds() - start;
+        *seconds += dt;
+        if (latency)
+            latency[b] = dt;
+        for (int i = 0; i < n; i++)
+            *errors += classes[i] != images->labels[first + i];
+    }
+    free(classes);
+    return 0;
+}
+
+/* The models eval may hold: a training state or a packed network. */
+typedef struct eval_models {
+    fm_model *model;
+    fm_deploy *deploy;
+} eval_models;
+
+/* The training state is evaluated as training does (fm_model_evaluate); a
+ * packed file by its kernels, told apart by the first 8 bytes. */
+static int eval_with(const eval_opts *o, eval_models *m, fm_images *images)
+{
+    const char *set = choice_name(set_choices, o->set);
+    if (model_file_kind_of(o->model) == MODEL_FILE_PACKED) {
+        if (fm_deploy_load(o->model, &m->deploy) != FM_OK)
+            return library_failure();
+    } else if (fm_model_load(o->model, &m->model) != FM_OK) {
         return library_failure();
+    }
     int want_train = o->set == 1;
     if (fm_data_load(o->data, want_train ? images : NULL, want_train ? NULL : images) != FM_OK)
         return library_failure();
-    int rc = check_eval_data(o, *model, images);
+    int rc = m->deploy ? check_deploy_data(o->model, o->data, set, m->deploy, images)
+                       : check_eval_data(o, m->model, images);
     if (rc)
         return rc;
-    double error_pct = 0, start = now_seconds();
-    if (fm_model_evaluate(*model, images, o->threads, &error_pct) != FM_OK)
-        return library_failure();
-    double seconds = now_seconds() - start;
-    const char *set = choice_name(set_choices, o->set);
+    double error_pct = 0, seconds = 0, start = now_seconds();
+    if (m->deploy) {
+        long errors = 0;
+        rc = predict_batches(m->deploy, images, images->count, o->threads, &errors, NULL, &seconds);
+        if (rc)
+            return rc;
+        error_pct = 100.0 * (double)errors / (double)images->count;
+    } else {
+        if (fm_model_evaluate(m->model, images, o->threads, &error_pct) != FM_OK)
+            return library_failure();
+        seconds = now_seconds() - start;
+    }
+    const char *describe = m->deploy ? fm_deploy_describe(m->deploy) : fm_model_describe(m->model);
     if (o->json) {
         json_writer w;
         json_begin(&w, stdout);
         json_number(&w, "error_pct", error_pct);
         json_int(&w, "images", images->count);
         json_string(&w, "model", o->model);
-        json_string(&w, "describe", fm_model_describe(*model));
+        json_string(&w, "describe", describe);
+        json_string(&w, "format", m->deploy ? "packed" : "state");
+        json_string(&w, "kernels", m->deploy ? fm_deploy_kernels(m->deploy) : NULL);
         json_string(&w, "data", o->data);
         json_string(&w, "set", set);
         json_number(&w, "seconds", seconds);
@@ -1956,7 +2377,7 @@ static int eval_with(const eval_opts *o, fm_model **model, fm_images *images)
         json_end(&w);
     } else {
         printf("%s error %.2f%% on %d images of %s (%s; %.1f s)\n", set, error_pct,
-               (int)images->count, o->data, fm_model_describe(*model), seconds);
+               (int)images->count, o->data, describe, seconds);
     }
     return CLI_OK;
 }
@@ -1964,7 +2385,7 @@ static int eval_with(const eval_opts *o, fm_model **model, fm_images *images)
 static int cmd_eval(int argc, char **argv)
 {
     eval_opts o = {.data = "fashion"};
-    int rc = parse_options(eval_options, &o, &o.help, argc, argv, 2);
+    int rc = parse_options(eval_options, &o, &o.help, argc, argv, 2, NULL);
     if (rc)
         return rc;
     if (o.help) {
@@ -1975,12 +2396,552 @@ static int cmd_eval(int argc, char **argv)
         return usage_error("missing --model FILE");
     if ((rc = check_data_spec(o.data)) != 0)
         return rc;
-    fm_model *model = NULL;
+    eval_models m = {NULL, NULL};
     fm_images images;
     memset(&images, 0, sizeof images);
-    rc = eval_with(&o, &model, &images);
+    rc = eval_with(&o, &m, &images);
     fm_images_free(&images);
-    fm_model_free(model);
+    fm_model_free(m.model);
+    fm_deploy_free(m.deploy);
+    return rc;
+}
+
+/* ---- infer --------------------------------------------------------------- */
+
+/* Every variant name the library knows; which of them this CPU runs is
+ * fm_kernels_name's business (an unsupported one fails, exit 1). */
+static const choice kernel_choices[] = {
+    {"ref", 0}, {"avx2", 1}, {"avx512", 2}, {"fp32", 3}, {NULL, 0}};
+
+typedef struct infer_opts {
+    const char *model, *data;
+    int set, batch, threads;
+    int kernels; /* index in kernel_choices, -1: the variant chosen at load */
+    int json, help;
+} infer_opts;
+
+#define IOPT(field) offsetof(infer_opts, field)
+static const option_def infer_options[] = {
+    {"model", T_STRING, IOPT(model), 0, 0, 0, NULL, 0, NULL},
+    {"data", T_STRING, IOPT(data), 0, 0, 0, NULL, 0, NULL},
+    {"set", T_CHOICE, IOPT(set), 0, 0, 0, set_choices, 0, NULL},
+    {"batch", T_INT, IOPT(batch), 1, 65536, 0, NULL, 0, NULL},
+    {"threads", T_INT, IOPT(threads), 1, 1024, 0, NULL, 0, NULL},
+    {"kernels", T_CHOICE, IOPT(kernels), 0, 0, 0, kernel_choices, 0, NULL},
+    {"json", T_FLAG, IOPT(json), 0, 0, 0, NULL, 0, NULL},
+    {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
+#undef IOPT
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n values (sorted in place); the mean of the middle two when n
+ * is even. */
+static double median(double *v, int n)
+{
+    if (n <= 0)
+        return NAN;
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* "28x28x1" */
+static const char *fmt_shape(char *buf, size_t cap, const fm_deploy *d)
+{
+    int h = 0, w = 0, c = 0;
+    fm_deploy_input_shape(d, &h, &w, &c);
+    snprintf(buf, cap, "%dx%dx%d", h, w, c);
+    return buf;
+}
+
+/* --kernels NAME: a variant this CPU lacks is a failure with the library's
+ * message, not a usage error: the same line works on another machine. */
+static int apply_kernels(fm_deploy *d, int choice_index)
+{
+    if (choice_index < 0)
+        return 0;
+    if (fm_deploy_set_kernels(d, choice_name(kernel_choices, choice_index)) != FM_OK)
+        return failure("--kernels: %s", fm_last_error());
+    return 0;
+}
+
+static int infer_with(const infer_opts *o, fm_deploy **d, fm_images *images)
+{
+    const char *set = choice_name(set_choices, o->set);
+    int rc = load_packed(o->model, d);
+    if (rc || (rc = apply_kernels(*d, o->kernels)) != 0)
+        return rc;
+    int want_train = o->set == 1;
+    if (fm_data_load(o->data, want_train ? images : NULL, want_train ? NULL : images) != FM_OK)
+        return library_failure();
+    if ((rc = check_deploy_data(o->model, o->data, set, *d, images)) != 0)
+        return rc;
+    /* One untimed batch first: the first call pays for starting the threads
+     * and bringing the weights into cache, which no later batch does. */
+    int warm_count = images->count < o->batch ? images->count : o->batch;
+    uint8_t *warm = malloc((size_t)warm_count);
+    if (!warm)
+        return failure("out of memory");
+    rc = fm_deploy_predict(*d, images->pixels, warm_count, o->threads, warm, NULL);
+    free(warm);
+    if (rc != FM_OK)
+        return library_failure();
+    const int batches = (int)((images->count + (long)o->batch - 1) / o->batch);
+    double *latency = malloc(sizeof *latency * (size_t)batches);
+    if (!latency)
+        return failure("out of memory");
+    long errors = 0;
+    double seconds = 0;
+    rc = predict_batches(*d, images, o->batch, o->threads, &errors, latency, &seconds);
+    double latency_us = median(latency, batches) * 1e6;
+    free(latency);
+    if (rc)
+        return rc;
+    double error_pct = 100.0 * (double)errors / (double)images->count;
+    double images_per_s = seconds > 0 ? (double)images->count / seconds : NAN;
+    char shape[64];
+    fmt_shape(shape, sizeof shape, *d);
+    if (o->json) {
+        json_writer w;
+        json_begin(&w, stdout);
+        json_number(&w, "error_pct", error_pct);
+        json_int(&w, "images", images->count);
+        json_number(&w, "images_per_s", images_per_s);
+        json_number(&w, "latency_us_median", latency_us);
+        json_int(&w, "batch", o->batch);
+        json_int(&w, "batches", batches);
+        json_number(&w, "seconds", seconds);
+        json_string(&w, "kernels", fm_deploy_kernels(*d));
+        json_int(&w, "threads", threads_reported(o->threads));
+        json_string(&w, "model", o->model);
+        json_string(&w, "describe", fm_deploy_describe(*d));
+        json_string(&w, "input", shape);
+        json_int(&w, "input_dim", fm_deploy_input_shape(*d, NULL, NULL, NULL));
+        json_int(&w, "classes", fm_deploy_classes(*d));
+        json_string(&w, "data", o->data);
+        json_string(&w, "set", set);
+        json_end(&w);
+    } else {
+        printf("%s error %.2f%% on %d images of %s (%s)\n", set, error_pct, (int)images->count,
+               o->data, fm_deploy_describe(*d));
+        printf("kernels %s, batch %d, %d thread%s: %.0f images/s, median batch latency %.1f "
+               "\xc2\xb5s over %d batch%s (%.3f s in all)\n",
+               fm_deploy_kernels(*d), o->batch, threads_reported(o->threads),
+               threads_reported(o->threads) == 1 ? "" : "s", images_per_s, latency_us, batches,
+               batches == 1 ? "" : "es", seconds);
+    }
+    return CLI_OK;
+}
+
+static int cmd_infer(int argc, char **argv)
+{
+    infer_opts o = {.data = "fashion", .batch = 256, .kernels = -1};
+    int rc = parse_options(infer_options, &o, &o.help, argc, argv, 2, NULL);
+    if (rc)
+        return rc;
+    if (o.help) {
+        print_lines(stdout, infer_help);
+        return CLI_OK;
+    }
+    if (!o.model)
+        return usage_error("missing --model FILE");
+    if ((rc = check_data_spec(o.data)) != 0)
+        return rc;
+    fm_deploy *d = NULL;
+    fm_images images;
+    memset(&images, 0, sizeof images);
+    rc = infer_with(&o, &d, &images);
+    fm_images_free(&images);
+    fm_deploy_free(d);
+    return rc;
+}
+
+/* ---- info ---------------------------------------------------------------- */
+
+typedef struct info_opts {
+    const char *file;
+    int json, help;
+} info_opts;
+
+static const option_def info_options[] = {
+    {"json", T_FLAG, offsetof(info_opts, json), 0, 0, 0, NULL, 0, NULL},
+    {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static int print_info_json(const info_opts *o, const fm_deploy *d, const weight_totals *t)
+{
+    char shape[64];
+    json_writer w;
+    json_begin(&w, stdout);
+    json_string(&w, "file", o->file);
+    json_string(&w, "describe", fm_deploy_describe(d));
+    json_string(&w, "input", fmt_shape(shape, sizeof shape, d));
+    json_int(&w, "input_dim", fm_deploy_input_shape(d, NULL, NULL, NULL));
+    json_int(&w, "classes", fm_deploy_classes(d));
+    json_u64(&w, "file_bytes", fm_deploy_file_bytes(d));
+    json_open(&w, "layers", '[');
+    for (int l = 0; l < fm_deploy_layers(d); l++) {
+        fm_deploy_layer_info info;
+        if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
+            return library_failure();
+        json_open(&w, NULL, '{');
+        json_int(&w, "in", info.in);
+        json_int(&w, "out", info.out);
+        json_string(&w, "weights", info.weights);
+        json_int(&w, "bits", info.bits);
+        json_int(&w, "levels", info.levels);
+        json_string(&w, "input", info.input);
+        json_string(&w, "activation", info.activation);
+        json_u64(&w, "weight_bytes", info.weight_bytes);
+        json_close(&w, '}');
+    }
+    json_close(&w, ']');
+    json_u64(&w, "weights", t->weights);
+    json_u64(&w, "weight_bits", t->bits);
+    json_u64(&w, "weight_bytes", t->bytes);
+    json_number(&w, "bits_per_weight", bits_per_weight(t));
+    json_string(&w, "kernels", fm_deploy_kernels(d));
+    json_open(&w, "kernels_available", '[');
+    for (int i = 0; fm_kernels_name(i); i++)
+        json_string(&w, NULL, fm_kernels_name(i));
+    json_close(&w, ']');
+    json_end(&w);
+    return 0;
+}
+
+static int print_info_text(const info_opts *o, const fm_deploy *d, const weight_totals *t)
+{
+    char shape[64], size[32], fp32[32];
+    uint64_t file_bytes = fm_deploy_file_bytes(d);
+    printf("%s: packed model, %s\n", o->file, fm_deploy_describe(d));
+    printf("input %s (%d values), %d classes, file %s (%" PRIu64 " bytes)\n",
+           fmt_shape(shape, sizeof shape, d), fm_deploy_input_shape(d, NULL, NULL, NULL),
+           fm_deploy_classes(d), fmt_size(size, sizeof size, file_bytes), file_bytes);
+    printf("%5s %8s %8s  %-8s %4s %6s  %-6s  %-10s %12s\n", "layer", "in", "out", "weights",
+           "bits", "levels", "input", "activation", "weight bytes");
+    for (int l = 0; l < fm_deploy_layers(d); l++) {
+        fm_deploy_layer_info info;
+        if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
+            return library_failure();
+        char levels[16] = "-";
+        if (info.levels > 0)
+            snprintf(levels, sizeof levels, "%d", info.levels);
+        printf("%5d %8d %8d  %-8s %4d %6s  %-6s  %-10s %12" PRIu64 "\n", l + 1, info.in, info.out,
+               info.weights, info.bits, levels, info.input, info.activation, info.weight_bytes);
+    }
+    printf("weights: %" PRIu64 " in %" PRIu64 " bits (%s), %.3g bit%s per weight; as fp32 %s\n",
+           t->weights, t->bits, fmt_size(size, sizeof size, t->bytes), bits_per_weight(t),
+           bits_per_weight(t) == 1 ? "" : "s", fmt_size(fp32, sizeof fp32, 4 * t->weights));
+    printf("kernels here: %s (%s); available:", fm_deploy_kernels(d),
+           getenv("FEWMUL_KERNELS") ? "FEWMUL_KERNELS" : "the best this CPU supports");
+    for (int i = 0; fm_kernels_name(i); i++)
+        printf("%s %s", i ? "," : "", fm_kernels_name(i));
+    putchar('\n');
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    info_opts o = {NULL, 0, 0};
+    int rc = parse_options(info_options, &o, &o.help, argc, argv, 2, &o.file);
+    if (rc)
+        return rc;
+    if (o.help) {
+        print_lines(stdout, info_help);
+        return CLI_OK;
+    }
+    if (!o.file)
+        return usage_error("missing FILE (fewmul info FILE)");
+    fm_deploy *d = NULL;
+    if ((rc = load_packed(o.file, &d)) != 0)
+        return rc;
+    weight_totals t;
+    if (weight_totals_of(d, &t) != 0)
+        rc = library_failure();
+    else
+        rc = o.json ? print_info_json(&o, d, &t) : print_info_text(&o, d, &t);
+    fm_deploy_free(d);
+    return rc;
+}
+
+/* ---- bench infer ----------------------------------------------------------- */
+
+/* The examples of a throughput run, and the pseudo-random inputs' seed. */
+enum { BENCH_BATCH = 256, BENCH_MAX_VARIANTS = 8 };
+#define BENCH_SEED UINT64_C(1234)
+
+typedef struct bench_opts {
+    const char *model;
+    int runs, threads;
+    int json, help;
+} bench_opts;
+
+#define BOPT(field) offsetof(bench_opts, field)
+static const option_def bench_infer_options[] = {
+    {"model", T_STRING, BOPT(model), 0, 0, 0, NULL, 0, NULL},
+    {"runs", T_INT, BOPT(runs), 1, 1000000, 0, NULL, 0, NULL},
+    {"threads", T_INT, BOPT(threads), 1, 1024, 0, NULL, 0, NULL},
+    {"json", T_FLAG, BOPT(json), 0, 0, 0, NULL, 0, NULL},
+    {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
+#undef BOPT
+
+/* splitmix64: the same inputs on every machine and every run. */
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+typedef struct bench_variant {
+    const char *name;
+    double *latency;     /* seconds of each batch-1 run */
+    double *throughput;  /* seconds of each batch run */
+    uint8_t classes[BENCH_BATCH];
+    double latency_us, images_per_s;
+    long mismatches;     /* classes that differ from the first variant's (ref) */
+} bench_variant;
+
+typedef struct bench_run {
+    fm_deploy *d;
+    uint8_t *pixels;
+    int n;               /* variants */
+    bench_variant v[BENCH_MAX_VARIANTS];
+    int latency_runs, throughput_runs, fp32; /* fp32: index of the yardstick, -1 if none */
+} bench_run;
+
+static void bench_run_free(bench_run *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        free(b->v[i].latency);
+        free(b->v[i].throughput);
+    }
+    free(b->pixels);
+    fm_deploy_free(b->d);
+}
+
+static int predict_timed(const bench_run *b, int first, int count, int threads, uint8_t *classes,
+                         double *seconds)
+{
+    const size_t dim = (size_t)fm_deploy_input_shape(b->d, NULL, NULL, NULL);
+    double start = now_seconds();
+    if (fm_deploy_predict(b->d, b->pixels + (size_t)first * dim, count, threads, classes, NULL) !=
+        FM_OK)
+        return library_failure();
+    if (seconds)
+        *seconds = now_seconds() - start;
+    return 0;
+}
+
+static int use_variant(bench_run *b, int i)
+{
+    if (fm_deploy_set_kernels(b->d, b->v[i].name) != FM_OK)
+        return library_failure();
+    return 0;
+}
+
+/* Warm-up and the agreement check, then the timed runs, interleaved: round r
+ * runs every variant once, so that whatever else the machine does in that
+ * moment slows all of them alike. */
+static int bench_measure(bench_run *b, int threads)
+{
+    int rc;
+    uint8_t one[1];
+    for (int i = 0; i < b->n; i++) {
+        if ((rc = use_variant(b, i)) != 0 ||
+            (rc = predict_timed(b, 0, BENCH_BATCH, threads, b->v[i].classes, NULL)) != 0 ||
+            (rc = predict_timed(b, 0, 1, 1, one, NULL)) != 0)
+            return rc;
+    }
+    for (int r = 0; r < b->latency_runs; r++)
+        for (int i = 0; i < b->n; i++) {
+            /* an untimed run of the same variant first: a steadily serving
+             * network has its own weights in cache, not the previous one's */
+            int example = r % BENCH_BATCH;
+            if ((rc = use_variant(b, i)) != 0 ||
+                (rc = predict_timed(b, example, 1, 1, one, NULL)) != 0 ||
+                (rc = predict_timed(b, example, 1, 1, one, &b->v[i].latency[r])) != 0)
+                return rc;
+        }
+    uint8_t classes[BENCH_BATCH];
+    for (int r = 0; r < b->throughput_runs; r++)
+        for (int i = 0; i < b->n; i++)
+            if ((rc = use_variant(b, i)) != 0 ||
+                (rc = predict_timed(b, 0, BENCH_BATCH, threads, classes,
+                                    &b->v[i].throughput[r])) != 0)
+                return rc;
+    for (int i = 0; i < b->n; i++) {
+        bench_variant *v = &b->v[i];
+        v->latency_us = median(v->latency, b->latency_runs) * 1e6;
+        v->images_per_s = BENCH_BATCH / median(v->throughput, b->throughput_runs);
+        v->mismatches = 0;
+        for (int k = 0; k < BENCH_BATCH; k++)
+            v->mismatches += v->classes[k] != b->v[0].classes[k];
+    }
+    return 0;
+}
+
+static long bench_mismatches(const bench_run *b)
+{
+    long n = 0;
+    for (int i = 0; i < b->n; i++)
+        n += b->v[i].mismatches;
+    return n;
+}
+
+/* Speedups over the fp32 yardstick: its latency over the variant's, the
+ * variant's images/s over its. */
+static double latency_speedup(const bench_run *b, int i)
+{
+    return b->fp32 < 0 ? NAN : b->v[b->fp32].latency_us / b->v[i].latency_us;
+}
+
+static double throughput_speedup(const bench_run *b, int i)
+{
+    return b->fp32 < 0 ? NAN : b->v[i].images_per_s / b->v[b->fp32].images_per_s;
+}
+
+/* "6.28", or "-" without an fp32 variant to compare with. */
+static void fmt_speedup(char *buf, size_t cap, double ratio)
+{
+    if (isfinite(ratio))
+        snprintf(buf, cap, "%.3g", ratio);
+    else
+        snprintf(buf, cap, "-");
+}
+
+static void print_bench_json(const bench_opts *o, const bench_run *b, const char *loaded)
+{
+    char shape[64];
+    json_writer w;
+    json_begin(&w, stdout);
+    json_string(&w, "command", "bench infer");
+    json_string(&w, "model", o->model);
+    json_string(&w, "describe", fm_deploy_describe(b->d));
+    json_string(&w, "input", fmt_shape(shape, sizeof shape, b->d));
+    json_int(&w, "classes", fm_deploy_classes(b->d));
+    json_int(&w, "runs", b->latency_runs);
+    json_int(&w, "throughput_runs", b->throughput_runs);
+    json_int(&w, "batch", BENCH_BATCH);
+    json_int(&w, "threads", threads_reported(o->threads));
+    json_uint(&w, "seed", (unsigned long long)BENCH_SEED);
+    json_string(&w, "default_kernels", loaded);
+    json_open(&w, "variants", '[');
+    for (int i = 0; i < b->n; i++) {
+        json_open(&w, NULL, '{');
+        json_string(&w, "name", b->v[i].name);
+        json_number(&w, "latency_us", b->v[i].latency_us);
+        json_number(&w, "images_per_s", b->v[i].images_per_s);
+        json_number(&w, "latency_speedup_vs_fp32", latency_speedup(b, i));
+        json_number(&w, "throughput_speedup_vs_fp32", throughput_speedup(b, i));
+        json_int(&w, "mismatches", b->v[i].mismatches);
+        json_close(&w, '}');
+    }
+    json_close(&w, ']');
+    json_int(&w, "mismatches", bench_mismatches(b));
+    json_end(&w);
+}
+
+static void print_bench_text(const bench_opts *o, const bench_run *b, const char *loaded)
+{
+    char shape[64];
+    int threads = threads_reported(o->threads);
+    printf("fewmul bench infer: %s (%s; input %s)\n", o->model, fm_deploy_describe(b->d),
+           fmt_shape(shape, sizeof shape, b->d));
+    printf("batch 1: median of %d runs on 1 thread; batch %d: median of %d runs on %d thread%s;\n"
+           "variants interleaved run by run; inputs: %d pseudo-random images (seed %" PRIu64 ")\n",
+           b->latency_runs, BENCH_BATCH, b->throughput_runs, threads, threads == 1 ? "" : "s",
+           BENCH_BATCH, BENCH_SEED);
+    printf("%-8s %14s %8s %17s %8s %11s\n", "variant", "batch-1 \xc2\xb5s", "vs fp32",
+           "batch-256 img/s", "vs fp32", "mismatches");
+    for (int i = 0; i < b->n; i++) {
+        char a[32], c[32];
+        fmt_speedup(a, sizeof a, latency_speedup(b, i));
+        fmt_speedup(c, sizeof c, throughput_speedup(b, i));
+        printf("%-8s %13.1f %7sx %17.0f %7sx %11ld\n", b->v[i].name, b->v[i].latency_us, a,
+               b->v[i].images_per_s, c, b->v[i].mismatches);
+    }
+    printf("default variant here: %s (%s)\n", loaded,
+           getenv("FEWMUL_KERNELS") ? "FEWMUL_KERNELS" : "the best this CPU supports");
+    long mismatches = bench_mismatches(b);
+    if (mismatches)
+        printf("MISMATCH: %ld predicted classes differ from %s's on the %d inputs\n", mismatches,
+               b->v[0].name, BENCH_BATCH);
+    else
+        printf("all variants predict the same classes for the %d inputs\n", BENCH_BATCH);
+}
+
+static int bench_infer_with(const bench_opts *o, bench_run *b)
+{
+    int rc = load_packed(o->model, &b->d);
+    if (rc)
+        return rc;
+    char loaded[32];
+    snprintf(loaded, sizeof loaded, "%s", fm_deploy_kernels(b->d));
+    b->latency_runs = o->runs;
+    b->throughput_runs = o->runs / 20 > 5 ? o->runs / 20 : 5;
+    b->fp32 = -1;
+    for (int i = 0; fm_kernels_name(i) && b->n < BENCH_MAX_VARIANTS; i++) {
+        bench_variant *v = &b->v[b->n++];
+        v->name = fm_kernels_name(i);
+        v->latency = malloc(sizeof *v->latency * (size_t)b->latency_runs);
+        v->throughput = malloc(sizeof *v->throughput * (size_t)b->throughput_runs);
+        if (!v->latency || !v->throughput)
+            return failure("out of memory");
+        if (strcmp(v->name, "fp32") == 0)
+            b->fp32 = b->n - 1;
+    }
+    if (b->n == 0)
+        return failure("no kernel variant is available");
+    const size_t dim = (size_t)fm_deploy_input_shape(b->d, NULL, NULL, NULL);
+    if (!(b->pixels = malloc(dim * BENCH_BATCH)))
+        return failure("out of memory");
+    uint64_t state = BENCH_SEED;
+    for (size_t i = 0; i < dim * BENCH_BATCH; i++)
+        b->pixels[i] = (uint8_t)(splitmix64(&state) >> 56);
+    if ((rc = bench_measure(b, o->threads)) != 0)
+        return rc;
+    if (o->json)
+        print_bench_json(o, b, loaded);
+    else
+        print_bench_text(o, b, loaded);
+    return CLI_OK;
+}
+
+/* `fewmul bench SUBCOMMAND`: only `infer` so far. */
+static int cmd_bench(int argc, char **argv)
+{
+    if (argc < 3)
+        return usage_error("missing subcommand: fewmul bench infer --model FILE");
+    const char *sub = argv[2];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        print_lines(stdout, bench_help);
+        return CLI_OK;
+    }
+    if (strcmp(sub, "infer") != 0) {
+        if (sub[0] == '-')
+            return usage_error("'bench' takes its subcommand first: fewmul bench infer %s ...",
+                               sub);
+        return usage_error("unknown bench subcommand '%s' (expected infer)", sub);
+    }
+    g_command = "bench infer";
+    bench_opts o = {.runs = 200};
+    int rc = parse_options(bench_infer_options, &o, &o.help, argc, argv, 3, NULL);
+    if (rc)
+        return rc;
+    if (o.help) {
+        print_lines(stdout, bench_help);
+        return CLI_OK;
+    }
+    if (!o.model)
+        return usage_error("missing --model FILE");
+    bench_run b;
+    memset(&b, 0, sizeof b);
+    rc = bench_infer_with(&o, &b);
+    bench_run_free(&b);
     return rc;
 }
 
@@ -2219,7 +3180,7 @@ static int cmd_energy(int argc, char **argv)
 {
     train_opts o;
     train_opts_default(&o);
-    int rc = parse_options(energy_options, &o, &o.help, argc, argv, 2);
+    int rc = parse_options(energy_options, &o, &o.help, argc, argv, 2, NULL);
     if (rc)
         return rc;
     if (o.help) {
@@ -2252,6 +3213,9 @@ typedef struct command {
 static const command commands[] = {
     {"train", cmd_train, train_help},
     {"eval", cmd_eval, eval_help},
+    {"infer", cmd_infer, infer_help},
+    {"info", cmd_info, info_help},
+    {"bench", cmd_bench, bench_help},
     {"energy", cmd_energy, energy_help},
     {NULL, NULL, NULL}};
 
@@ -2293,7 +3257,8 @@ static int finish_stdout(int rc)
 static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("no command given; expected train, eval, energy or help");
+        return usage_error(
+            "no command given; expected train, eval, infer, info, bench, energy or help");
     const char *name = argv[1];
     if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
         return cmd_help(argc, argv);

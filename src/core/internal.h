@@ -33,6 +33,8 @@ double fm_now(void);
 /* Sets the OpenMP and BLAS thread counts (<= 0: all cores); returns the count. */
 int fm_threads_set(int threads);
 int fm_threads_available(void);
+/* Makes OpenBLAS run on the calling thread (fewmul splits work itself). */
+void fm_blas_single_thread(void);
 
 #define FM_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FM_MAX(a, b) ((a) > (b) ? (a) : (b))

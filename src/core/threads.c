@@ -29,6 +29,13 @@ int fm_threads_available(void)
 #endif
 }
 
+void fm_blas_single_thread(void)
+{
+#ifdef FM_HAVE_CBLAS
+    openblas_set_num_threads(1);
+#endif
+}
+
 int fm_threads_set(int threads)
 {
     if (threads <= 0)

@@ -1,6 +1,9 @@
-/* activation.c — ReLU and inverted dropout, element-wise. */
+/* activation.c — ReLU, sign (binary activations with a straight-through
+ * gradient) and inverted dropout, element-wise. */
 #include "layers.h"
 #include "rng.h"
+
+#include <math.h>
 
 void fm_relu_forward(const float *x, float *y, size_t n)
 {
@@ -18,6 +21,24 @@ void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     FM_TALLY(FM_OP_CMP, n);
     FM_TALLY(FM_OP_SIGN, n);
+}
+
+void fm_sign_forward(const float *x, float *y, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i] >= 0.0f ? 1.0f : -1.0f;
+    FM_TALLY(FM_OP_CMP, n);
+    FM_TALLY(FM_OP_SIGN, n);
+}
+
+void fm_sign_backward(const float *x, const float *dy, float *dx, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        dx[i] = fabsf(x[i]) <= 1.0f ? dy[i] : 0.0f;
+    FM_TALLY(FM_OP_CMP, n);
+    FM_TALLY(FM_OP_SIGN, 2 * n);
 }
 
 void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key)
@@ -48,6 +69,18 @@ void fm_relu_cost(const fm_cost *c, uint64_t n)
 {
     fm_cost_ops(c, FM_OP_CMP, n);
     fm_cost_ops(c, FM_OP_SIGN, n);
+}
+
+void fm_sign_cost_forward(const fm_cost *c, uint64_t n)
+{
+    fm_cost_ops(c, FM_OP_CMP, n);
+    fm_cost_ops(c, FM_OP_SIGN, n);
+}
+
+void fm_sign_cost_backward(const fm_cost *c, uint64_t n)
+{
+    fm_cost_ops(c, FM_OP_CMP, n);
+    fm_cost_ops(c, FM_OP_SIGN, 2 * n); /* |x|, then the select */
 }
 
 void fm_dropout_cost_forward(const fm_cost *c, uint64_t n)

@@ -51,12 +51,20 @@ void fm_bn_cost_backward(const fm_cost *cost, int batch, int dim, int with_dx);
 void fm_relu_forward(const float *x, float *y, size_t n);
 /* dx = dy where y > 0, else 0 */
 void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n);
+/* y = +1 where x >= 0, else -1 */
+void fm_sign_forward(const float *x, float *y, size_t n);
+/* Straight-through: dx = dy where |x| <= 1 (x the sign's input), else 0 */
+void fm_sign_backward(const float *x, const float *dy, float *dx, size_t n);
 /* Inverted dropout: keep with probability 1-p, scaled by 1/(1-p); mask records kept. */
 void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key);
 void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p);
 /* Ledger declarations: one compare and one select per element each way; dropout
  * forward draws, compares, scales and selects, backward scales and selects. */
 void fm_relu_cost(const fm_cost *cost, uint64_t n);
+/* Sign: a compare and a select forward; backward an absolute value, a compare
+ * and a select. */
+void fm_sign_cost_forward(const fm_cost *cost, uint64_t n);
+void fm_sign_cost_backward(const fm_cost *cost, uint64_t n);
 void fm_dropout_cost_forward(const fm_cost *cost, uint64_t n);
 void fm_dropout_cost_backward(const fm_cost *cost, uint64_t n);
 

@@ -149,6 +149,8 @@ int fm_config_check(const fm_config *c)
         return fm_error(FM_EINVAL, "validation size %d is negative", c->valid);
     if (c->train_limit < 0)
         return fm_error(FM_EINVAL, "train limit %d is negative", c->train_limit);
+    if (c->acts != FM_ACTS_RELU && c->acts != FM_ACTS_BINARY)
+        return fm_error(FM_EINVAL, "unknown activation kind %d", (int)c->acts);
     if (!(c->dropout >= 0.0 && c->dropout < 1.0))
         return fm_error(FM_EINVAL, "dropout %g out of range [0, 1)", c->dropout);
     if (!(c->bn_momentum > 0.0 && c->bn_momentum <= 1.0))

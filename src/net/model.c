@@ -74,7 +74,7 @@ int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model
 
         if (i < n_hidden) {
             fm_layer *r = &m->layers[m->n_layers++];
-            r->kind = FM_LAYER_RELU;
+            r->kind = config->acts == FM_ACTS_BINARY ? FM_LAYER_SIGN : FM_LAYER_RELU;
             r->in = r->out = next;
             if (with_dropout) {
                 fm_layer *dr = &m->layers[m->n_layers++];
@@ -103,8 +103,8 @@ int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model
         if (config->weights == FM_WEIGHTS_SYNAPSE)
             snprintf(levels, sizeof levels, ":%d", config->synapse_levels);
         snprintf(m->description + len, sizeof m->description - (size_t)len,
-                 "-%d with batch norm, %s%s%s weights", classes, fm_weights_name(config->weights),
-                 levels, qb);
+                 "-%d with batch norm, %s%s%s weights%s", classes, fm_weights_name(config->weights),
+                 levels, qb, config->acts == FM_ACTS_BINARY ? ", binary activations" : "");
     }
     *out = m;
     return FM_OK;

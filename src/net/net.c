@@ -76,7 +76,7 @@ static const float *eval_weights_of(const fm_model *m, const fm_workspace *ws, i
 /* "dense2", "bn2", "relu1", "dropout1": kind and 1-based count of that kind. */
 static void layer_name(const fm_model *m, int l, char *name, size_t size)
 {
-    static const char *const kinds[] = {"dense", "bn", "relu", "dropout"};
+    static const char *const kinds[] = {"dense", "bn", "relu", "dropout", "sign"};
     int k = 1;
     for (int i = 0; i < l; i++)
         k += m->layers[i].kind == m->layers[l].kind;
@@ -228,6 +228,15 @@ static void relu_forward(const fm_cost *c, const fm_model *m, fm_workspace *ws, 
     elementwise_bytes(c, m, l, B, 0);
 }
 
+/* Sign forward of layer l (training or evaluation), declared. */
+static void sign_forward(const fm_cost *c, const fm_model *m, fm_workspace *ws, int l, int B)
+{
+    const uint64_t n = (uint64_t)B * m->layers[l].out;
+    fm_sign_forward(ws->act[l], ws->act[l + 1], (size_t)n);
+    fm_sign_cost_forward(c, n);
+    elementwise_bytes(c, m, l, B, 0);
+}
+
 /* Batch-norm state tensors: gamma and beta ("params"), inference mean and
  * variance ("stats"), the batch mean and 1/std of the last pass ("batch"). */
 static void bn_bytes(const fm_cost *c, const fm_model *m, int l, const char *what, int written)
@@ -291,6 +300,9 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             break;
         case FM_LAYER_RELU:
             relu_forward(&cost, m, ws, l, B);
+            break;
+        case FM_LAYER_SIGN:
+            sign_forward(&cost, m, ws, l, B);
             break;
         case FM_LAYER_DROPOUT:
             fm_dropout_forward(x, y, ws->mask[l], (size_t)n, (float)c->dropout,
@@ -393,6 +405,14 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
                 elementwise_bytes(&cost, m, l, B, 1);
             }
             break;
+        case FM_LAYER_SIGN:
+            if (dx) {
+                fm_sign_backward(x, dy, dx, (size_t)n);
+                fm_sign_cost_backward(&cost, n);
+                read_activation(&cost, m, l, 0, B);
+                elementwise_bytes(&cost, m, l, B, 1);
+            }
+            break;
         case FM_LAYER_DROPOUT:
             if (dx) {
                 fm_dropout_backward(dy, dx, ws->mask[l], (size_t)n, (float)c->dropout);
@@ -435,6 +455,9 @@ static void eval_layer(const fm_model *m, fm_workspace *ws, int l, int B)
         break;
     case FM_LAYER_RELU:
         relu_forward(&cost, m, ws, l, B);
+        break;
+    case FM_LAYER_SIGN:
+        sign_forward(&cost, m, ws, l, B);
         break;
     case FM_LAYER_DROPOUT: /* inverted dropout: identity at inference */
         memcpy(y, x, (size_t)n * sizeof *y);

@@ -12,7 +12,9 @@
 
 #define FM_MAX_HIDDEN 64
 
-typedef enum fm_layer_kind { FM_LAYER_DENSE, FM_LAYER_BN, FM_LAYER_RELU, FM_LAYER_DROPOUT } fm_layer_kind;
+typedef enum fm_layer_kind {
+    FM_LAYER_DENSE, FM_LAYER_BN, FM_LAYER_RELU, FM_LAYER_DROPOUT, FM_LAYER_SIGN
+} fm_layer_kind;
 
 typedef struct fm_layer {
     fm_layer_kind kind;

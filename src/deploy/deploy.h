@@ -1,0 +1,90 @@
+/* deploy.h — the deployed network: what a packed model file (docs/format.md)
+ * holds once read, and what the inference engine runs. A deployed network is a
+ * chain of dense layers; each has packed weight codes (1-bit binary, 2-bit
+ * ternary, (1 + ceil(log2 N))-bit synapse, or fp32), its batch norm folded into
+ * a per-output scale and offset, and an activation. Everything is read-only
+ * after loading except the kernel choice, so predictions may run concurrently. */
+#ifndef FEWMUL_DEPLOY_H
+#define FEWMUL_DEPLOY_H
+
+#include "fewmul.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* How a layer's weights are stored (the values are the file's codes). */
+typedef enum fm_deploy_weights {
+    FM_DW_FP32 = 0,    /* 32-bit floats */
+    FM_DW_BINARY = 1,  /* 1 bit: 1 means +1, 0 means -1 */
+    FM_DW_TERNARY = 2, /* 2 bits: 0 means 0, 1 means +1, 3 means -1; 2 is invalid */
+    FM_DW_SYNAPSE = 3  /* 1 + ceil(log2 levels) bits: low bits the level index,
+                          top bit the sign (1 negative) */
+} fm_deploy_weights;
+
+/* What follows a layer's scale and offset (the values are the file's codes). */
+typedef enum fm_deploy_act {
+    FM_ACT_NONE = 0, /* the last layer: class scores */
+    FM_ACT_RELU = 1,
+    FM_ACT_SIGN = 2  /* binary activations: +1 where scale*acc + offset >= 0, else -1 */
+} fm_deploy_act;
+
+struct fm_kernel_weights; /* a layer's weights laid out for the kernels (infer.h) */
+
+typedef struct fm_deploy_layer {
+    int32_t in, out;
+    fm_deploy_weights weights;
+    int32_t bits;          /* bits per weight code: 32, 1, 2, or 1 + ceil(log2 levels) */
+    int32_t levels;        /* synapse: number of magnitudes N (2 .. 32); else 0 */
+    float *magnitudes;     /* synapse: the N level magnitudes, H included, ascending */
+    float unit;            /* binary and ternary: the weight magnitude H (folded into
+                              scale, kept to rebuild float weights); else 1 */
+    fm_deploy_act act;
+    int binary_input;      /* 1: the input is the +-1 output of a sign layer */
+    size_t row_bytes;      /* bytes of one packed row: ceil(in * bits / 8) */
+    uint8_t *packed;       /* out rows; row j holds the codes of the in weights of
+                              output j, code i at bit i*bits of the row, least
+                              significant bit first; fp32: little-endian floats */
+    float *scale, *offset; /* out each: z = scale * acc + offset, where acc is the
+                              sum over inputs of input times weight code value
+                              (+-1, 0, or the synapse magnitude with its sign) */
+    struct fm_kernel_weights *kernel; /* prepared by the engine; NULL until then */
+    float *unpacked;       /* fp32 yardstick: out x in row-major floats, the code
+                              values (unit not applied, as acc above); NULL
+                              until the "fp32" variant is chosen */
+} fm_deploy_layer;
+
+struct fm_deploy {
+    int32_t height, width, channels; /* input image shape; product = input_dim */
+    int32_t input_dim, classes;
+    float input_scale;     /* x = pixel * input_scale - input_mean[i] */
+    float *input_mean;     /* input_dim values */
+    int32_t n_layers;
+    fm_deploy_layer *layers;
+    uint32_t source_mode;  /* the training weight mode (fm_weight_mode), informative */
+    uint32_t export_how;   /* fm_export_weights used, informative */
+    const struct fm_kernels *kernels; /* NULL: the fp32 yardstick path */
+    char description[256];
+};
+
+/* A deployed network with n_layers zeroed layers (the caller fills them). */
+int fm_deploy_alloc(int n_layers, fm_deploy **out);
+/* Allocates L->packed (out * row_bytes, zeroed), scale, offset, and magnitudes
+ * when L->levels > 0, from L->in, out, bits, levels. */
+int fm_deploy_layer_alloc(fm_deploy_layer *L);
+/* The value of weight code `code` of layer L (+-1, 0, or +-magnitude); fp32
+ * layers have no codes. */
+float fm_deploy_code_value(const fm_deploy_layer *L, uint32_t code);
+/* Code i of packed row j. */
+uint32_t fm_deploy_code(const fm_deploy_layer *L, int j, int i);
+void fm_deploy_set_code(fm_deploy_layer *L, int j, int i, uint32_t code);
+/* Checks shapes, codes and chaining of every layer: FM_EFORMAT with a message
+ * naming `origin` on the first problem. Used by the reader and the exporter. */
+int fm_deploy_validate(const fm_deploy *d, const char *origin);
+/* Completes a network that passed fm_deploy_validate: its description and its
+ * kernel variant (FEWMUL_KERNELS or the best supported). Called by the reader
+ * and the exporter. */
+int fm_deploy_finish(fm_deploy *deploy);
+/* Bytes of the file fm_deploy_save would write. */
+uint64_t fm_deploy_serialized_bytes(const fm_deploy *d);
+
+#endif

@@ -1,0 +1,238 @@
+/* bytes.c — little-endian writer and reader, CRC-32, whole-file reading and
+ * the atomic tmp + fsync + rename write shared by fewmul's file formats
+ * (bytes.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "bytes.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ---- writing ------------------------------------------------------------- */
+
+void fm_put_reserve(fm_writer *w, size_t bytes)
+{
+    if (w->failed || w->cap - w->len >= bytes)
+        return;
+    if (bytes > SIZE_MAX - w->len) {
+        w->failed = 1;
+        return;
+    }
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap < w->len + bytes)
+        cap = cap > SIZE_MAX / 2 ? w->len + bytes : cap * 2;
+    uint8_t *grown = fm_realloc(w->buf, cap);
+    if (!grown) {
+        w->failed = 1;
+        return;
+    }
+    w->buf = grown;
+    w->cap = cap;
+}
+
+void fm_put_bytes(fm_writer *w, const void *src, size_t n)
+{
+    fm_put_reserve(w, n);
+    if (w->failed || n == 0)
+        return;
+    memcpy(w->buf + w->len, src, n);
+    w->len += n;
+}
+
+void fm_put_u32(fm_writer *w, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    fm_put_bytes(w, b, 4);
+}
+
+void fm_put_u64(fm_writer *w, uint64_t v)
+{
+    fm_put_u32(w, (uint32_t)v);
+    fm_put_u32(w, (uint32_t)(v >> 32));
+}
+
+void fm_put_f32(fm_writer *w, float f)
+{
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    fm_put_u32(w, v);
+}
+
+void fm_put_f64(fm_writer *w, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    fm_put_u64(w, v);
+}
+
+void fm_put_f32s(fm_writer *w, const float *f, size_t n)
+{
+    if (n > SIZE_MAX / 4) {
+        w->failed = 1;
+        return;
+    }
+    fm_put_reserve(w, 4 * n); /* one growth instead of one check per value */
+    for (size_t i = 0; i < n && !w->failed; i++)
+        fm_put_f32(w, f[i]);
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static int truncated(const fm_reader *r, const char *what)
+{
+    return fm_error(FM_ETRUNC, "%s: truncated %s (reading %s)", r->path, r->kind, what);
+}
+
+int fm_get_bytes(fm_reader *r, void *dst, size_t n, const char *what)
+{
+    if (r->left < n) {
+        if (n)
+            memset(dst, 0, n);
+        return truncated(r, what);
+    }
+    if (n)
+        memcpy(dst, r->p, n);
+    r->p += n;
+    r->left -= n;
+    return FM_OK;
+}
+
+int fm_get_u32(fm_reader *r, uint32_t *v, const char *what)
+{
+    uint8_t b[4];
+    int rc = fm_get_bytes(r, b, 4, what);
+    *v = fm_load_le32(b);
+    return rc;
+}
+
+int fm_get_u64(fm_reader *r, uint64_t *v, const char *what)
+{
+    uint8_t b[8];
+    int rc = fm_get_bytes(r, b, 8, what);
+    *v = fm_load_le64(b);
+    return rc;
+}
+
+int fm_get_f32(fm_reader *r, float *f, const char *what)
+{
+    uint32_t v;
+    int rc = fm_get_u32(r, &v, what);
+    memcpy(f, &v, 4);
+    return rc;
+}
+
+int fm_get_f64(fm_reader *r, double *d, const char *what)
+{
+    uint64_t v;
+    int rc = fm_get_u64(r, &v, what);
+    memcpy(d, &v, 8);
+    return rc;
+}
+
+int fm_get_f32s(fm_reader *r, float *f, size_t n, const char *what)
+{
+    if (r->left / 4 < n) {
+        if (n)
+            memset(f, 0, n * sizeof *f);
+        return truncated(r, what);
+    }
+    for (size_t i = 0; i < n; i++)
+        fm_get_f32(r, &f[i], what);
+    return FM_OK;
+}
+
+uint32_t fm_crc32(const void *data, size_t n)
+{
+    const Bytef *p = data;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    /* zlib takes 32-bit lengths: feed it in pieces well below that */
+    while (n > 0) {
+        uInt piece = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = crc32(crc, p, piece);
+        p += piece;
+        n -= piece;
+    }
+    return (uint32_t)crc;
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+int fm_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
+                     size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fm_error(errno == ENOENT ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return fm_error(FM_EIO, "%s: not a regular file", path);
+    }
+    if ((uintmax_t)st.st_size > (uintmax_t)max_bytes) {
+        fclose(f);
+        return fm_error(FM_EFORMAT, "%s: %lld bytes is larger than any %s", path,
+                        (long long)st.st_size, kind);
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t *buf = fm_alloc_raw(size);
+    if (!buf) {
+        fclose(f);
+        return FM_ENOMEM;
+    }
+    size_t got = fread(buf, 1, size, f);
+    fclose(f);
+    if (got != size) {
+        fm_free(buf);
+        return fm_error(FM_EIO, "%s: read failed", path);
+    }
+    *data = buf;
+    *len = size;
+    return FM_OK;
+}
+
+int fm_file_write_atomic(const char *path, const void *data, size_t len)
+{
+    size_t plen = strlen(path);
+    char *tmp = fm_alloc_raw(plen + 5);
+    if (!tmp)
+        return FM_ENOMEM;
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int rc = fm_error(FM_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        fm_free(tmp);
+        return rc;
+    }
+    /* keep the first failure's reason: later steps fail for other ones */
+    int err = 0;
+    errno = 0;
+    if (fwrite(data, 1, len, f) != len)
+        err = errno ? errno : EIO;
+    if (fflush(f) != 0 && !err)
+        err = errno ? errno : EIO;
+    if (fsync(fileno(f)) != 0 && !err)
+        err = errno ? errno : EIO;
+    if (fclose(f) != 0 && !err)
+        err = errno ? errno : EIO;
+    if (err) {
+        remove(tmp);
+        int rc = fm_error(FM_EIO, "%s: write failed: %s", tmp, strerror(err));
+        fm_free(tmp);
+        return rc;
+    }
+    if (rename(tmp, path) != 0) {
+        int rc = fm_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
+        remove(tmp);
+        fm_free(tmp);
+        return rc;
+    }
+    fm_free(tmp);
+    return FM_OK;
+}

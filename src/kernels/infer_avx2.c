@@ -1,0 +1,342 @@
+/* infer_avx2.c — the AVX2 inference kernels: the reference's arithmetic
+ * vectorized across outputs, 8 outputs per ymm lane-wise (a 16-output block of
+ * the prepared layout is two halves), so every output adds its table entries
+ * in the reference's order and the results equal infer_ref.c bit for bit.
+ * vpermps reads only 3 index bits, so a 16-entry lookup is two of them and a
+ * blend on bit 3. Built with -mavx2 -mpopcnt (CMakeLists.txt); only called
+ * after infer.c has checked the CPU. */
+#include "infer.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX2__)
+
+/* In a -march=native build on an AVX-512 CPU, GCC would turn each vblendvps
+ * into a compare into a mask register and a masked move, one instruction more
+ * per lookup (a quarter slower); this is the AVX2 variant, built for AVX2 alone. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC target("no-avx512f")
+#endif
+
+#include <immintrin.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+#define HALF 8 /* outputs per ymm */
+#define INTERLEAVE 2 /* output blocks at a time: 4 add chains */
+#define GROUPS_PER_CHUNK (FM_KERNEL_CHUNK / FM_KERNEL_GROUP)
+
+/* All ones in lanes b (0 .. 7) whose bit k is set. */
+static ALWAYS_INLINE __m256i lanes_with_bit(int k)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i bit = _mm256_and_si256(_mm256_srli_epi32(lane, k), _mm256_set1_epi32(1));
+    return _mm256_cmpeq_epi32(bit, _mm256_set1_epi32(1));
+}
+
+static ALWAYS_INLINE __m256 xor_ps(__m256 v, __m256i bits)
+{
+    return _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(v), bits));
+}
+
+static ALWAYS_INLINE __m256 and_ps(__m256 v, __m256i bits)
+{
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), bits));
+}
+
+static ALWAYS_INLINE const float *group_inputs(const float *x, int in, int g, float padded[4])
+{
+    if (4 * g + 4 <= in)
+        return x + 4 * g;
+    for (int k = 0; k < 4; k++)
+        padded[k] = 4 * g + k < in ? x[4 * g + k] : 0.0f;
+    return padded;
+}
+
+/* Binary tables (T[b] = p01[b & 3] + p23[b >> 2]) of every group of every
+ * chunk: entries 0-7 have input 3 negated, entries 8-15 not. */
+static void binary_tables(const fm_kernel_weights *w, const float *x, float *T)
+{
+    const __m256i sign_bit = _mm256_set1_epi32(INT32_MIN);
+    const __m256i negate0 = _mm256_andnot_si256(lanes_with_bit(0), sign_bit);
+    const __m256i negate1 = _mm256_andnot_si256(lanes_with_bit(1), sign_bit);
+    const __m256i negate2 = _mm256_andnot_si256(lanes_with_bit(2), sign_bit);
+    const int groups = w->chunks * GROUPS_PER_CHUNK;
+    for (int g = 0; g < groups; g++) {
+        float padded[4];
+        const float *v = group_inputs(x, w->in, g, padded);
+        __m256 p01 = _mm256_add_ps(xor_ps(_mm256_set1_ps(v[0]), negate0), xor_ps(_mm256_set1_ps(v[1]), negate1));
+        __m256 x2 = xor_ps(_mm256_set1_ps(v[2]), negate2), x3 = _mm256_set1_ps(v[3]);
+        __m256 p23_low = _mm256_add_ps(x2, xor_ps(x3, sign_bit)), p23_high = _mm256_add_ps(x2, x3);
+        _mm256_store_ps(T + 16 * (size_t)g, _mm256_add_ps(p01, p23_low));
+        _mm256_store_ps(T + 16 * (size_t)g + 8, _mm256_add_ps(p01, p23_high));
+    }
+}
+
+/* Subset-sum tables (S[b] = q01[b & 3] + q23[b >> 2]); a missing input is +0.0f. */
+static void ternary_tables(const fm_kernel_weights *w, const float *x, float *S)
+{
+    const __m256i keep0 = lanes_with_bit(0), keep1 = lanes_with_bit(1), keep2 = lanes_with_bit(2);
+    const int groups = w->chunks * GROUPS_PER_CHUNK;
+    for (int g = 0; g < groups; g++) {
+        float padded[4];
+        const float *v = group_inputs(x, w->in, g, padded);
+        __m256 q01 = _mm256_add_ps(and_ps(_mm256_set1_ps(v[0]), keep0), and_ps(_mm256_set1_ps(v[1]), keep1));
+        __m256 x2 = and_ps(_mm256_set1_ps(v[2]), keep2);
+        __m256 q23_low = _mm256_add_ps(x2, _mm256_setzero_ps()), q23_high = _mm256_add_ps(x2, _mm256_set1_ps(v[3]));
+        _mm256_store_ps(S + 16 * (size_t)g, _mm256_add_ps(q01, q23_low));
+        _mm256_store_ps(S + 16 * (size_t)g + 8, _mm256_add_ps(q01, q23_high));
+    }
+}
+
+/* Entry (index & 15) of a 16-entry table held as entries 0-7 and 8-15. */
+static ALWAYS_INLINE __m256 lookup16(__m256i index, __m256 low, __m256 high)
+{
+    __m256 bit3_at_sign = _mm256_castsi256_ps(_mm256_slli_epi32(index, 28));
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, index), _mm256_permutevar8x32_ps(high, index),
+                            bit3_at_sign);
+}
+
+static ALWAYS_INLINE void store_half(float *acc, int out, int first, __m256 v)
+{
+    int left = out - first;
+    if (left >= HALF) {
+        _mm256_storeu_ps(acc + first, v);
+    } else if (left > 0) {
+        float spill[HALF];
+        _mm256_storeu_ps(spill, v);
+        for (int k = 0; k < left; k++)
+            acc[first + k] = spill[k];
+    }
+}
+
+/* `nb` output blocks from `block` on, of a binary (ternary = 0) or ternary
+ * layer; as in infer_avx512.c, a vector loaded at byte offset k of a chunk's
+ * words brings groups 2k (low nibble) and 2k + 1 (after a shift by 4). */
+static ALWAYS_INLINE void group_blocks(const fm_kernel_weights *w, const float *T, int block,
+                                       const int nb, const int ternary, float *acc)
+{
+    const size_t chunk_bytes = (size_t)(ternary ? 2 : 1) * FM_KERNEL_BLOCK * sizeof(uint32_t);
+    const size_t block_bytes = (size_t)w->chunks * chunk_bytes;
+    const uint8_t *base = (const uint8_t *)w->words + (size_t)block * block_bytes;
+    const size_t minus_offset = FM_KERNEL_BLOCK * sizeof(uint32_t);
+    __m256 sum[2 * INTERLEAVE];
+#pragma GCC unroll 4
+    for (int h = 0; h < 2 * nb; h++)
+        sum[h] = _mm256_setzero_ps();
+    for (int c = 0; c < w->chunks; c++) {
+        const float *table = T + (size_t)c * GROUPS_PER_CHUNK * 16;
+        const uint8_t *chunk = base + (size_t)c * chunk_bytes;
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m256 even_low = _mm256_load_ps(table + 32 * k), even_high = _mm256_load_ps(table + 32 * k + 8);
+            __m256 odd_low = _mm256_load_ps(table + 32 * k + 16), odd_high = _mm256_load_ps(table + 32 * k + 24);
+#pragma GCC unroll 4
+            for (int h = 0; h < 2 * nb; h++) {
+                const uint8_t *at = chunk + (size_t)(h / 2) * block_bytes + (size_t)(h % 2) * HALF * 4 + k;
+                __m256i plus = _mm256_loadu_si256((const __m256i *)(const void *)at);
+                sum[h] = _mm256_add_ps(sum[h], lookup16(plus, even_low, even_high));
+                if (ternary) {
+                    __m256i minus = _mm256_loadu_si256((const __m256i *)(const void *)(at + minus_offset));
+                    sum[h] = _mm256_sub_ps(sum[h], lookup16(minus, even_low, even_high));
+                    sum[h] = _mm256_add_ps(sum[h], lookup16(_mm256_srli_epi32(plus, 4), odd_low, odd_high));
+                    sum[h] = _mm256_sub_ps(sum[h], lookup16(_mm256_srli_epi32(minus, 4), odd_low, odd_high));
+                } else {
+                    sum[h] = _mm256_add_ps(sum[h], lookup16(_mm256_srli_epi32(plus, 4), odd_low, odd_high));
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < 2 * nb; h++)
+        store_half(acc, w->out, block * FM_KERNEL_BLOCK + h * HALF, sum[h]);
+}
+
+static void real_groups(const fm_kernel_weights *w, const float *T, const int ternary, float *acc)
+{
+    int block = 0;
+    for (; block + INTERLEAVE <= w->blocks; block += INTERLEAVE)
+        group_blocks(w, T, block, INTERLEAVE, ternary, acc);
+    for (; block < w->blocks; block++)
+        group_blocks(w, T, block, 1, ternary, acc);
+}
+
+/* `nb` output blocks of a synapse layer: the level index (bits 0-4 of a code)
+ * picks its product out of 8, 16 or 32 with vpermps and blends, bit 7 of the
+ * code, moved to the float's sign, negates it. */
+static ALWAYS_INLINE void synapse_blocks(const fm_kernel_weights *w, const float *P, int block,
+                                         const int nb, const int entries, float *acc)
+{
+    const size_t stride = (size_t)w->table_stride, block_bytes = (size_t)w->in * FM_KERNEL_BLOCK;
+    const uint8_t *codes = w->codes + (size_t)block * block_bytes;
+    const __m256i sign_bit = _mm256_set1_epi32(INT32_MIN);
+    __m256 sum[2 * INTERLEAVE];
+#pragma GCC unroll 4
+    for (int h = 0; h < 2 * nb; h++)
+        sum[h] = _mm256_setzero_ps();
+    for (int i = 0; i < w->in; i++) {
+        const float *table = P + (size_t)i * stride;
+        __m256 t0 = _mm256_load_ps(table), t1 = t0, t2 = t0, t3 = t0;
+        if (entries > 8)
+            t1 = _mm256_load_ps(table + 8);
+        if (entries > 16) {
+            t2 = _mm256_load_ps(table + 16);
+            t3 = _mm256_load_ps(table + 24);
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < 2 * nb; h++) {
+            const uint8_t *at = codes + (size_t)(h / 2) * block_bytes + (size_t)i * FM_KERNEL_BLOCK + (size_t)(h % 2) * HALF;
+            __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)at));
+            __m256 product;
+            if (entries <= 8) {
+                product = _mm256_permutevar8x32_ps(t0, code);
+            } else if (entries <= 16) {
+                product = lookup16(code, t0, t1);
+            } else {
+                __m256 bit4_at_sign = _mm256_castsi256_ps(_mm256_slli_epi32(code, 27));
+                product = _mm256_blendv_ps(lookup16(code, t0, t1), lookup16(code, t2, t3), bit4_at_sign);
+            }
+            __m256i sign = _mm256_and_si256(_mm256_slli_epi32(code, 24), sign_bit);
+            sum[h] = _mm256_add_ps(sum[h], xor_ps(product, sign));
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < 2 * nb; h++)
+        store_half(acc, w->out, block * FM_KERNEL_BLOCK + h * HALF, sum[h]);
+}
+
+static ALWAYS_INLINE void synapse_all_blocks(const fm_kernel_weights *w, const float *P, const int entries,
+                                             float *acc)
+{
+    int block = 0;
+    for (; block + INTERLEAVE <= w->blocks; block += INTERLEAVE)
+        synapse_blocks(w, P, block, INTERLEAVE, entries, acc);
+    for (; block < w->blocks; block++)
+        synapse_blocks(w, P, block, 1, entries, acc);
+}
+
+static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
+{
+    const size_t stride = (size_t)w->table_stride;
+    for (int i = 0; i < w->in; i++) {
+        __m256 xi = _mm256_set1_ps(x[i]);
+        for (size_t k = 0; k < stride; k += 8)
+            _mm256_store_ps(P + (size_t)i * stride + k, _mm256_mul_ps(xi, _mm256_loadu_ps(w->magnitudes + k)));
+    }
+    if (w->levels <= 8)
+        synapse_all_blocks(w, P, 8, acc);
+    else if (w->levels <= 16)
+        synapse_all_blocks(w, P, 16, acc);
+    else
+        synapse_all_blocks(w, P, 32, acc);
+}
+
+static void real_avx2(const fm_kernel_weights *w, const float *x, float *acc, float *scratch)
+{
+    float *tables = fm_kernel_scratch_align(scratch);
+    switch (w->weights) {
+    case FM_DW_BINARY:
+        binary_tables(w, x, tables);
+        real_groups(w, tables, 0, acc);
+        break;
+    case FM_DW_TERNARY:
+        ternary_tables(w, x, tables);
+        real_groups(w, tables, 1, acc);
+        break;
+    case FM_DW_SYNAPSE: real_synapse(w, x, acc, tables); break;
+    case FM_DW_FP32:
+    default: fm_infer_real_ref(w, x, acc, scratch); break;
+    }
+}
+
+/* ---- binary inputs: xnor and popcount ------------------------------------ */
+
+/* Bit counts of every byte: vpshufb looks up each nibble's count (Mula). */
+static ALWAYS_INLINE __m256i byte_counts(__m256i v)
+{
+    const __m256i nibble_counts = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                                   0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
+    __m256i low = _mm256_and_si256(v, low_nibbles);
+    __m256i high = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(nibble_counts, low), _mm256_shuffle_epi8(nibble_counts, high));
+}
+
+/* The sum of the four byte counts of each 32-bit lane. */
+static ALWAYS_INLINE __m256i widen_byte_counts(__m256i bytes)
+{
+    const __m256i even_bytes = _mm256_set1_epi32(0x00ff00ff), low_half = _mm256_set1_epi32(0xffff);
+    __m256i pairs = _mm256_add_epi32(_mm256_and_si256(bytes, even_bytes),
+                                     _mm256_and_si256(_mm256_srli_epi32(bytes, 8), even_bytes));
+    return _mm256_add_epi32(_mm256_and_si256(pairs, low_half), _mm256_srli_epi32(pairs, 16));
+}
+
+/* `nb` output blocks from `block` on; they share each chunk's broadcast input
+ * word. Byte counts grow by at most 8 per chunk: they are widened every 31. */
+static ALWAYS_INLINE void popcount_blocks(const fm_kernel_weights *w, const uint64_t *a, int block,
+                                          const int nb, int32_t *acc)
+{
+    const size_t block_words = (size_t)w->chunks * FM_KERNEL_BLOCK;
+    const uint32_t *words = w->words + (size_t)block * block_words;
+    __m256i mismatches[2 * INTERLEAVE];
+#pragma GCC unroll 4
+    for (int h = 0; h < 2 * nb; h++)
+        mismatches[h] = _mm256_setzero_si256();
+    for (int c0 = 0; c0 < w->chunks; c0 += 31) {
+        int c1 = c0 + 31 < w->chunks ? c0 + 31 : w->chunks;
+        __m256i bytes[2 * INTERLEAVE];
+#pragma GCC unroll 4
+        for (int h = 0; h < 2 * nb; h++)
+            bytes[h] = _mm256_setzero_si256();
+        for (int c = c0; c < c1; c++) {
+            __m256i input = _mm256_set1_epi32((int32_t)(uint32_t)(a[c / 2] >> (32 * (c % 2))));
+#pragma GCC unroll 4
+            for (int h = 0; h < 2 * nb; h++) {
+                const uint32_t *at = words + (size_t)(h / 2) * block_words + (size_t)c * FM_KERNEL_BLOCK + (h % 2) * HALF;
+                __m256i weight = _mm256_load_si256((const __m256i *)(const void *)at);
+                bytes[h] = _mm256_add_epi8(bytes[h], byte_counts(_mm256_xor_si256(input, weight)));
+            }
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < 2 * nb; h++)
+            mismatches[h] = _mm256_add_epi32(mismatches[h], widen_byte_counts(bytes[h]));
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < 2 * nb; h++) {
+        __m256i v = _mm256_sub_epi32(_mm256_set1_epi32(w->in), _mm256_slli_epi32(mismatches[h], 1));
+        int first = block * FM_KERNEL_BLOCK + h * HALF, left = w->out - first;
+        if (left >= HALF) {
+            _mm256_storeu_si256((__m256i *)(void *)(acc + first), v);
+        } else if (left > 0) {
+            int32_t spill[HALF];
+            _mm256_storeu_si256((__m256i *)(void *)spill, v);
+            for (int k = 0; k < left; k++)
+                acc[first + k] = spill[k];
+        }
+    }
+}
+
+static void bits_avx2(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc)
+{
+    if (w->weights != FM_DW_BINARY) {
+        fm_infer_bits_ref(w, a, acc);
+        return;
+    }
+    int block = 0;
+    for (; block + INTERLEAVE <= w->blocks; block += INTERLEAVE)
+        popcount_blocks(w, a, block, INTERLEAVE, acc);
+    for (; block < w->blocks; block++)
+        popcount_blocks(w, a, block, 1, acc);
+}
+
+static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2};
+
+const fm_kernels *fm_kernels_avx2_table(void) { return &avx2_kernels; }
+
+#else
+
+const fm_kernels *fm_kernels_avx2_table(void) { return NULL; }
+
+#endif

@@ -1,0 +1,346 @@
+/* test_deploy.c — deployed networks against the trainer that made them, on
+ * MNIST (../shared/data/mnist): a model of each weight mode is trained briefly,
+ * exported, and its packed predictions must equal the training-side evaluation
+ * of the same deterministic weights image for image, with every kernel variant
+ * and with the fp32 yardstick; packed variants must agree bit for bit on the
+ * scores; a saved and reloaded file predicts the same; one handle serves
+ * concurrent threads. Skips, saying so, when the MNIST copy is absent. */
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fewmul.h"
+#include "net.h"
+
+static fm_images train_set, test_set;
+static int have_data;
+
+static int load_mnist(void **state)
+{
+    (void)state;
+    char spec[4096];
+    const char *env = getenv("FEWMUL_DATA");
+    snprintf(spec, sizeof spec, "mnist:%s/mnist", env ? env : FM_TEST_DATA_DIR);
+    struct stat st;
+    if (stat(spec + 6, &st) != 0) {
+        printf("skipped: MNIST not found at %s (set FEWMUL_DATA to the folder holding mnist/)\n",
+               spec + 6);
+        return 0;
+    }
+    if (fm_data_load(spec, &train_set, &test_set) != FM_OK) {
+        printf("cannot load %s: %s\n", spec, fm_last_error());
+        return -1;
+    }
+    have_data = 1;
+    return 0;
+}
+
+static int free_mnist(void **state)
+{
+    (void)state;
+    fm_images_free(&train_set);
+    fm_images_free(&test_set);
+    return 0;
+}
+
+#define REQUIRE_DATA()                                                            \
+    do {                                                                          \
+        if (!have_data)                                                           \
+            skip();                                                               \
+    } while (0)
+
+/* A short run of `weights` (a --weights spec) with `acts` hidden activations. */
+static fm_model *train_model(const char *weights, int qb, fm_acts acts, const char *arch)
+{
+    fm_config c;
+    fm_config_default(&c);
+    assert_int_equal(fm_parse_weights(weights, &c), FM_OK);
+    c.arch = arch;
+    c.qb = qb;
+    c.acts = acts;
+    c.epochs = 2;
+    c.batch = 100;
+    c.train_limit = 8000;
+    c.valid = 2000;
+    c.threads = 2;
+    fm_model *m;
+    assert_int_equal(fm_model_create(&c, 784, 10, &m), FM_OK);
+    fm_result r;
+    if (fm_train(m, &train_set, NULL, &c, NULL, &r) != FM_OK)
+        fail_msg("%s: %s", weights, fm_last_error());
+    return m;
+}
+
+/* Test-set classes as training evaluates the model; quantized: with the
+ * deterministic weights (a stochastic mode's deployed form). */
+static uint8_t *training_classes(fm_model *m, int quantized)
+{
+    uint8_t *classes = malloc((size_t)test_set.count);
+    assert_non_null(classes);
+    const int saved = m->config.test_quantized;
+    m->config.test_quantized = quantized;
+    assert_int_equal(fm_model_predict(m, &test_set, 0, test_set.count, 2, classes), FM_OK);
+    m->config.test_quantized = saved;
+    return classes;
+}
+
+static double error_pct(const uint8_t *classes)
+{
+    int wrong = 0;
+    for (int i = 0; i < test_set.count; i++)
+        wrong += classes[i] != test_set.labels[i];
+    return 100.0 * wrong / test_set.count;
+}
+
+static int differences(const uint8_t *a, const uint8_t *b)
+{
+    int n = 0;
+    for (int i = 0; i < test_set.count; i++)
+        n += a[i] != b[i];
+    return n;
+}
+
+/* Every kernel variant and the fp32 yardstick predict `expected` image for
+ * image; packed variants give bit-identical scores. Returns the error. */
+static double check_variants(fm_deploy *d, const uint8_t *expected, const char *what)
+{
+    const int n = test_set.count, classes = fm_deploy_classes(d);
+    uint8_t *got = malloc((size_t)n);
+    float *scores = malloc((size_t)n * classes * sizeof *scores);
+    float *ref_scores = malloc((size_t)n * classes * sizeof *ref_scores);
+    assert_true(got && scores && ref_scores);
+    int variants = 0;
+    for (int v = 0; fm_kernels_name(v); v++, variants++) {
+        const char *name = fm_kernels_name(v);
+        assert_int_equal(fm_deploy_set_kernels(d, name), FM_OK);
+        assert_string_equal(fm_deploy_kernels(d), name);
+        assert_int_equal(fm_deploy_predict(d, test_set.pixels, n, 2, got, scores), FM_OK);
+        int diff = differences(got, expected);
+        printf("  %-28s %-7s error %.2f%%  differs from training on %d images\n", what, name,
+               error_pct(got), diff);
+        assert_int_equal(diff, 0);
+        if (strcmp(name, "ref") == 0) {
+            memcpy(ref_scores, scores, (size_t)n * classes * sizeof *scores);
+        } else if (strcmp(name, "fp32") != 0) {
+            assert_memory_equal(scores, ref_scores, (size_t)n * classes * sizeof *scores);
+        } else { /* the yardstick sums in another order: close, not equal */
+            for (size_t i = 0; i < (size_t)n * classes; i++)
+                assert_true(fabsf(scores[i] - ref_scores[i]) <= 1e-3f * (1.0f + fabsf(ref_scores[i])));
+        }
+    }
+    assert_true(variants >= 2); /* ref and fp32 at least */
+    double err = error_pct(got);
+    free(got);
+    free(scores);
+    free(ref_scores);
+    return err;
+}
+
+static void check_mode(const char *weights, int qb, fm_acts acts, const char *want_kind, int want_bits)
+{
+    fm_model *m = train_model(weights, qb, acts, "mlp:256,256");
+    fm_deploy *d;
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 28, 28, 1, &d), FM_OK);
+    fm_deploy_layer_info info;
+    assert_int_equal(fm_deploy_describe_layer(d, 1, &info), FM_OK);
+    assert_string_equal(info.weights, want_kind);
+    assert_int_equal(info.bits, want_bits);
+    assert_string_equal(info.input, acts == FM_ACTS_BINARY ? "binary" : "real");
+    uint8_t *expected = training_classes(m, 1);
+    char what[96];
+    snprintf(what, sizeof what, "%s%s%s", weights, qb ? "+qb" : "",
+             acts == FM_ACTS_BINARY ? " binary acts" : "");
+    double err = check_variants(d, expected, what);
+    assert_true(err < 20.0); /* it learned something in two short epochs */
+    free(expected);
+    fm_deploy_free(d);
+    fm_model_free(m);
+}
+
+static void test_binary_matches_training(void **state)
+{
+    (void)state;
+    REQUIRE_DATA();
+    check_mode("bc", 1, FM_ACTS_RELU, "binary", 1);
+}
+
+static void test_ternary_matches_training(void **state)
+{
+    (void)state;
+    REQUIRE_DATA();
+    check_mode("tc", 1, FM_ACTS_RELU, "ternary", 2);
+}
+
+static void test_synapse_matches_training(void **state)
+{
+    (void)state;
+    REQUIRE_DATA();
+    check_mode("synapse", 1, FM_ACTS_RELU, "synapse", 6);
+    check_mode("synapse:16", 0, FM_ACTS_RELU, "synapse", 5);
+}
+
+static void test_fully_binary_matches_training(void **state)
+{
+    (void)state;
+    REQUIRE_DATA();
+    check_mode("bc-det", 0, FM_ACTS_BINARY, "binary", 1);
+}
+
+/* --export mean deploys the real weights the paper evaluates with: fp32 layers
+ * whose predictions equal training's evaluation with real weights. */
+static void test_mean_export(void **state)
+{
+    (void)state;
+    REQUIRE_DATA();
+    fm_model *m = train_model("bc", 0, FM_ACTS_RELU, "mlp:128");
+    fm_deploy *d;
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_MEAN, 0, 0, 0, &d), FM_OK);
+    fm_deploy_layer_info info;
+    assert_int_equal(fm_deploy_describe_layer(d, 0, &info), FM_OK);
+    assert_string_equal(info.weights, "fp32");
+    assert_int_equal(info.bits, 32);
+    int h, w, c;
+    assert_int_equal(fm_deploy_input_shape(d, &h, &w, &c), 784);
+    assert_true(h == 784 && w == 1 && c == 1);
+    uint8_t *expected = training_classes(m, 0);
+    check_variants(d, expected, "bc --export mean");
+    free(expected);
+    fm_deploy_free(d);
+    fm_model_free(m);
+}
+
+static void test_file_round_trip(void **state)
+{
+    (void)state;
+    REQUIRE_DATA();
+    fm_model *m = train_model("tc", 1, FM_ACTS_RELU, "mlp:128");
+    fm_deploy *d, *back;
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 28, 28, 1, &d), FM_OK);
+    char path[] = "/tmp/fewmul-deploy-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(fm_deploy_save(d, path), FM_OK);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((uint64_t)st.st_size, fm_deploy_file_bytes(d));
+    assert_int_equal(fm_deploy_load(path, &back), FM_OK);
+    remove(path);
+    assert_string_equal(fm_deploy_describe(back), fm_deploy_describe(d));
+    const int n = test_set.count;
+    uint8_t *a = malloc((size_t)n), *b = malloc((size_t)n);
+    assert_int_equal(fm_deploy_predict(d, test_set.pixels, n, 2, a, NULL), FM_OK);
+    assert_int_equal(fm_deploy_predict(back, test_set.pixels, n, 2, b, NULL), FM_OK);
+    assert_memory_equal(a, b, (size_t)n);
+    free(a);
+    free(b);
+    fm_deploy_free(back);
+    fm_deploy_free(d);
+    fm_model_free(m);
+}
+
+/* ---- one handle, many threads ---- */
+
+typedef struct worker {
+    const fm_deploy *deploy;
+    int first, count, rc;
+    uint8_t *classes;
+} worker;
+
+static void *predict_part(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < w->count && w->rc == FM_OK; i += 50) /* small calls interleave */
+        w->rc = fm_deploy_predict(w->deploy, test_set.pixels + (size_t)(w->first + i) * 784,
+                                  w->count - i < 50 ? w->count - i : 50, 1, w->classes + w->first + i,
+                                  NULL);
+    return NULL;
+}
+
+static void test_concurrent_predictions(void **state)
+{
+    (void)state;
+    REQUIRE_DATA();
+    fm_model *m = train_model("bc", 1, FM_ACTS_RELU, "mlp:128");
+    fm_deploy *d;
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 28, 28, 1, &d), FM_OK);
+    const int n = test_set.count, threads = 4;
+    uint8_t *alone = malloc((size_t)n), *together = malloc((size_t)n);
+    assert_int_equal(fm_deploy_predict(d, test_set.pixels, n, 1, alone, NULL), FM_OK);
+    memset(together, 0xff, (size_t)n);
+    pthread_t tid[4];
+    worker w[4];
+    for (int t = 0; t < threads; t++) {
+        w[t] = (worker){d, t * (n / threads), t == threads - 1 ? n - t * (n / threads) : n / threads,
+                        FM_OK, together};
+        assert_int_equal(pthread_create(&tid[t], NULL, predict_part, &w[t]), 0);
+    }
+    for (int t = 0; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        assert_int_equal(w[t].rc, FM_OK);
+    }
+    assert_memory_equal(alone, together, (size_t)n);
+    free(alone);
+    free(together);
+    fm_deploy_free(d);
+    fm_model_free(m);
+}
+
+/* ---- arguments ---- */
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    fm_config c;
+    fm_config_default(&c);
+    c.arch = "mlp:8";
+    assert_int_equal(fm_parse_weights("bc", &c), FM_OK);
+    fm_model *m;
+    assert_int_equal(fm_model_create(&c, 12, 3, &m), FM_OK);
+    fm_deploy *d = (fm_deploy *)1;
+    assert_int_equal(fm_deploy_from_model(NULL, FM_EXPORT_DET, 0, 0, 0, &d), FM_EINVAL);
+    assert_null(d);
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 3, 3, 1, &d), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "12 inputs"));
+    assert_int_equal(fm_deploy_from_model(m, (fm_export_weights)7, 0, 0, 0, &d), FM_EINVAL);
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 2, 3, 2, &d), FM_OK);
+    uint8_t pixels[24] = {0}, classes[2];
+    float scores[6];
+    assert_int_equal(fm_deploy_predict(d, pixels, -1, 1, classes, NULL), FM_EINVAL);
+    assert_int_equal(fm_deploy_predict(d, NULL, 2, 1, classes, NULL), FM_EINVAL);
+    assert_int_equal(fm_deploy_predict(d, pixels, 2, 1, NULL, NULL), FM_EINVAL);
+    assert_int_equal(fm_deploy_predict(d, pixels, 0, 1, classes, NULL), FM_OK);
+    assert_int_equal(fm_deploy_predict(d, pixels, 2, 1, classes, scores), FM_OK);
+    assert_true(classes[0] < 3 && classes[1] < 3);
+    assert_int_equal(fm_deploy_set_kernels(d, "nonsense"), FM_EINVAL);
+    assert_int_equal(fm_deploy_describe_layer(d, 5, &(fm_deploy_layer_info){0}), FM_EINVAL);
+    assert_string_equal(fm_deploy_describe(d), "12-8-3, binary weights, relu activations");
+    fm_deploy_free(d);
+    fm_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_binary_matches_training),
+        cmocka_unit_test(test_ternary_matches_training),
+        cmocka_unit_test(test_synapse_matches_training),
+        cmocka_unit_test(test_fully_binary_matches_training),
+        cmocka_unit_test(test_mean_export),
+        cmocka_unit_test(test_file_round_trip),
+        cmocka_unit_test(test_concurrent_predictions),
+    };
+    return cmocka_run_group_tests(tests, load_mnist, free_mnist);
+}

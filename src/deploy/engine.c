@@ -567,8 +567,13 @@ static int predict(const fm_deploy *d, const uint8_t *u8, const float *f32, int 
         return fm_error(FM_EINVAL, "fm_deploy_predict: neither classes nor scores requested");
     if (count == 0)
         return FM_OK;
-    return d->kernels ? predict_packed(d, u8, f32, count, threads, classes, scores)
-                      : predict_fp32(d, u8, f32, count, threads, classes, scores);
+    /* A network with no packed layer (fp32, or --export mean) gains nothing from
+     * the per-example kernels' path: whole blocks through BLAS are faster. */
+    int packed = 0;
+    for (int l = 0; l < d->n_layers; l++)
+        packed |= d->layers[l].weights != FM_DW_FP32;
+    return d->kernels && packed ? predict_packed(d, u8, f32, count, threads, classes, scores)
+                                : predict_fp32(d, u8, f32, count, threads, classes, scores);
 }
 
 int fm_deploy_predict(const fm_deploy *d, const uint8_t *pixels, int count, int threads,

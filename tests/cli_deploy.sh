@@ -12,25 +12,6 @@ NAME=cli_deploy.sh
 source "$(dirname "$0")/cli_common.sh"
 EXAMPLE=${3:-}
 
-# run OUT ARGS...: runs fewmul with a time limit, stdout to $tmp/OUT, stderr to
-# $tmp/OUT.err; sets rc.
-run() {
-    local out=$1
-    shift
-    timeout 300 "$FEWMUL" "$@" >"$tmp/$out" 2>"$tmp/$out.err" </dev/null
-    rc=$?
-}
-
-first_err_line() { head -n 1 "$tmp/$1.err" | cut -c1-200; }
-
-# check NAME PYTHON_CODE ARGS...: the code fails the check with sys.exit("why").
-check() {
-    local name=$1 code=$2
-    shift 2
-    local why
-    if why=$(python3 -c "$code" "$@" 2>&1); then ok "$name"; else not_ok "$name" "$why"; fi
-}
-
 # expect_fail NAME CODE PATTERN OUT: the last run exited CODE with one line
 # "fewmul: error: ..." matching PATTERN (extended regexp) on stderr.
 expect_fail() {

@@ -9,26 +9,6 @@ set -u
 NAME=cli_energy.sh
 source "$(dirname "$0")/cli_common.sh"
 
-# run OUT ARGS...: runs fewmul with a time limit, stdout to $tmp/OUT, stderr to
-# $tmp/OUT.err; sets rc.
-run() {
-    local out=$1
-    shift
-    timeout 300 "$FEWMUL" "$@" >"$tmp/$out" 2>"$tmp/$out.err" </dev/null
-    rc=$?
-}
-
-first_err_line() { head -n 1 "$tmp/$1.err" | cut -c1-200; }
-
-# check NAME PYTHON_CODE FILES...: runs the code with the files in sys.argv;
-# it fails the check with sys.exit("why").
-check() {
-    local name=$1 code=$2
-    shift 2
-    local why
-    if why=$(python3 -c "$code" "$@" 2>&1); then ok "$name"; else not_ok "$name" "$why"; fi
-}
-
 # A JSON result must be one object on the last line of stdout, and valid.
 json_last_line() {
     python3 - "$1" <<'EOF'

@@ -10,7 +10,7 @@ NAME=cli_errors.sh
 source "$(dirname "$0")/cli_common.sh"
 
 # Runs fewmul with a time limit; sets rc, leaves stdout/stderr in $tmp/out, $tmp/err.
-run() {
+run_cli() {
     timeout 300 "$FEWMUL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
     rc=$?
 }
@@ -23,7 +23,7 @@ first_stderr_line() { head -n 1 "$tmp/err" | cut -c1-200; }
 expect_error() {
     local name=$1 code=$2 pattern=$3
     shift 3
-    run "$@"
+    run_cli "$@"
     local lines
     lines=$(awk 'END { print NR }' "$tmp/err")
     if [ "$rc" -eq 124 ]; then
@@ -108,10 +108,10 @@ cp "$small/t10k-images-idx3-ubyte" "$small/t10k-labels-idx1-ubyte" "$shapes/"
 
 # ---- positive cases ------------------------------------------------------------
 
-run --help
+run_cli --help
 if [ "$rc" -eq 0 ] && [ -s "$tmp/out" ] && [ ! -s "$tmp/err" ]; then ok "--help"; else not_ok "--help" "exit $rc"; fi
 
-run train --help
+run_cli train --help
 if [ "$rc" -eq 0 ] && grep -q -- '--qb' "$tmp/out" && grep -q -- 'Exit status' "$tmp/out"; then
     ok "train --help mentions --qb"
 else
@@ -119,32 +119,32 @@ else
 fi
 cp "$tmp/out" "$tmp/train_help"
 
-run help train
+run_cli help train
 if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/train_help"; then ok "help train"; else not_ok "help train" "exit $rc or text differs from train --help"; fi
 
-run --version
+run_cli --version
 if [ "$rc" -eq 0 ] && grep -Eq '^fewmul [0-9]+\.[0-9]+' "$tmp/out"; then ok "--version"; else not_ok "--version" "exit $rc"; fi
 
-run eval --help
+run_cli eval --help
 if [ "$rc" -eq 0 ] && grep -q -- '--model' "$tmp/out"; then ok "eval --help"; else not_ok "eval --help" "exit $rc"; fi
 
-run energy --help
+run_cli energy --help
 if [ "$rc" -eq 0 ] && grep -q -- '--table' "$tmp/out"; then ok "energy --help"; else not_ok "energy --help" "exit $rc"; fi
 
 for c in infer info bench; do
-    run "$c" --help
+    run_cli "$c" --help
     if [ "$rc" -eq 0 ] && grep -q -- 'Exit status' "$tmp/out" && [ ! -s "$tmp/err" ]; then
         ok "$c --help"
     else
         not_ok "$c --help" "exit $rc"
     fi
     cp "$tmp/out" "$tmp/${c}_help"
-    run help "$c"
+    run_cli help "$c"
     if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/${c}_help"; then ok "help $c"; else not_ok "help $c" "exit $rc or text differs"; fi
 done
-run bench infer --help
+run_cli bench infer --help
 if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/bench_help"; then ok "bench infer --help"; else not_ok "bench infer --help" "exit $rc"; fi
-run --help
+run_cli --help
 if grep -q 'fewmul infer' "$tmp/out" && grep -q 'fewmul info' "$tmp/out" && grep -q 'fewmul bench infer' "$tmp/out" &&
     grep -q 'FEWMUL_KERNELS' "$tmp/out"; then
     ok "--help lists infer, info, bench and FEWMUL_KERNELS"
@@ -152,13 +152,13 @@ else
     not_ok "--help lists infer, info, bench and FEWMUL_KERNELS" "missing"
 fi
 
-run energy --list-tables
+run_cli energy --list-tables
 if [ "$rc" -eq 0 ] && grep -q '^horowitz45' "$tmp/out"; then ok "energy --list-tables"; else not_ok "energy --list-tables" "exit $rc"; fi
 
 # A real, tiny training run: --json's last line and every --log line are JSON
 # with the documented keys; the saved training state and packed model then
 # evaluate.
-run train --data "idx:$good" --arch mlp:16 --epochs 2 --batch 10 --valid 20 --threads 1 \
+run_cli train --data "idx:$good" --arch mlp:16 --epochs 2 --batch 10 --valid 20 --threads 1 \
     --quiet --json --state "$tmp/model.fm" --out "$tmp/model.fmp" --log "$tmp/log.jsonl"
 if [ "$rc" -ne 0 ]; then
     not_ok "train tiny --json --log --out" "exit $rc; stderr: $(first_stderr_line)"
@@ -191,7 +191,7 @@ else
 fi
 
 if [ -s "$tmp/model.fm" ]; then
-    run eval --model "$tmp/model.fm" --data "idx:$good" --json
+    run_cli eval --model "$tmp/model.fm" --data "idx:$good" --json
     if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert 0 <= r["error_pct"] <= 100 and r["images"] == 30 and r["set"] == "test"' 2>/dev/null; then
         ok "eval saved model --json"
     else
@@ -203,19 +203,19 @@ else
     not_ok "eval saved model --json" "no model was saved"
 fi
 if [ -s "$tmp/model.fmp" ]; then
-    run eval --model "$tmp/model.fmp" --data "idx:$good" --json
+    run_cli eval --model "$tmp/model.fmp" --data "idx:$good" --json
     if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["format"] == "packed" and r["images"] == 30' 2>/dev/null; then
         ok "eval packed model --json"
     else
         not_ok "eval packed model --json" "exit $rc; stderr: $(first_stderr_line)"
     fi
-    run infer --model "$tmp/model.fmp" --data "idx:$good" --batch 7 --json
+    run_cli infer --model "$tmp/model.fmp" --data "idx:$good" --batch 7 --json
     if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["images"] == 30 and r["batches"] == 5 and r["input"] == "8x8x1"' 2>/dev/null; then
         ok "infer packed model --json"
     else
         not_ok "infer packed model --json" "exit $rc; stderr: $(first_stderr_line)"
     fi
-    run info "$tmp/model.fmp"
+    run_cli info "$tmp/model.fmp"
     if [ "$rc" -eq 0 ] && grep -q 'fp32' "$tmp/out"; then ok "info packed model"; else not_ok "info packed model" "exit $rc; stderr: $(first_stderr_line)"; fi
     runtime_error "eval packed model on images of another size" 'expects|6x6' \
         eval --model "$tmp/model.fmp" --data "idx:$small"

@@ -21,44 +21,8 @@
 #include <unistd.h>
 
 #include "fewmul.h"
+#include "mnist_fixture.h"
 #include "net.h"
-
-static fm_images train_set, test_set;
-static int have_data;
-
-static int load_mnist(void **state)
-{
-    (void)state;
-    char spec[4096];
-    const char *env = getenv("FEWMUL_DATA");
-    snprintf(spec, sizeof spec, "mnist:%s/mnist", env ? env : FM_TEST_DATA_DIR);
-    struct stat st;
-    if (stat(spec + 6, &st) != 0) {
-        printf("skipped: MNIST not found at %s (set FEWMUL_DATA to the folder holding mnist/)\n",
-               spec + 6);
-        return 0;
-    }
-    if (fm_data_load(spec, &train_set, &test_set) != FM_OK) {
-        printf("cannot load %s: %s\n", spec, fm_last_error());
-        return -1;
-    }
-    have_data = 1;
-    return 0;
-}
-
-static int free_mnist(void **state)
-{
-    (void)state;
-    fm_images_free(&train_set);
-    fm_images_free(&test_set);
-    return 0;
-}
-
-#define REQUIRE_DATA()                                                            \
-    do {                                                                          \
-        if (!have_data)                                                           \
-            skip();                                                               \
-    } while (0)
 
 /* A short run of `weights` (a --weights spec) with `acts` hidden activations. */
 static fm_model *train_model(const char *weights, int qb, fm_acts acts, const char *arch)
@@ -171,21 +135,21 @@ static void check_mode(const char *weights, int qb, fm_acts acts, const char *wa
 static void test_binary_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_DATA();
+    REQUIRE_MNIST();
     check_mode("bc", 1, FM_ACTS_RELU, "binary", 1);
 }
 
 static void test_ternary_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_DATA();
+    REQUIRE_MNIST();
     check_mode("tc", 1, FM_ACTS_RELU, "ternary", 2);
 }
 
 static void test_synapse_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_DATA();
+    REQUIRE_MNIST();
     check_mode("synapse", 1, FM_ACTS_RELU, "synapse", 6);
     check_mode("synapse:16", 0, FM_ACTS_RELU, "synapse", 5);
 }
@@ -193,7 +157,7 @@ static void test_synapse_matches_training(void **state)
 static void test_fully_binary_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_DATA();
+    REQUIRE_MNIST();
     check_mode("bc-det", 0, FM_ACTS_BINARY, "binary", 1);
 }
 
@@ -202,7 +166,7 @@ static void test_fully_binary_matches_training(void **state)
 static void test_mean_export(void **state)
 {
     (void)state;
-    REQUIRE_DATA();
+    REQUIRE_MNIST();
     fm_model *m = train_model("bc", 0, FM_ACTS_RELU, "mlp:128");
     fm_deploy *d;
     assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_MEAN, 0, 0, 0, &d), FM_OK);
@@ -223,7 +187,7 @@ static void test_mean_export(void **state)
 static void test_file_round_trip(void **state)
 {
     (void)state;
-    REQUIRE_DATA();
+    REQUIRE_MNIST();
     fm_model *m = train_model("tc", 1, FM_ACTS_RELU, "mlp:128");
     fm_deploy *d, *back;
     assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 28, 28, 1, &d), FM_OK);
@@ -271,7 +235,7 @@ static void *predict_part(void *arg)
 static void test_concurrent_predictions(void **state)
 {
     (void)state;
-    REQUIRE_DATA();
+    REQUIRE_MNIST();
     fm_model *m = train_model("bc", 1, FM_ACTS_RELU, "mlp:128");
     fm_deploy *d;
     assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 28, 28, 1, &d), FM_OK);

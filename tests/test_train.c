@@ -16,37 +16,7 @@
 #include <unistd.h>
 
 #include "fewmul.h"
-
-static fm_images train_set, test_set;
-static int have_data;
-
-static int load_mnist(void **state)
-{
-    (void)state;
-    char spec[4096];
-    const char *env = getenv("FEWMUL_DATA");
-    snprintf(spec, sizeof spec, "mnist:%s/mnist", env ? env : FM_TEST_DATA_DIR);
-    struct stat st;
-    if (stat(spec + 6, &st) != 0) {
-        printf("skipped: MNIST not found at %s (set FEWMUL_DATA to the folder holding mnist/)\n",
-               spec + 6);
-        return 0;
-    }
-    if (fm_data_load(spec, &train_set, &test_set) != FM_OK) {
-        printf("cannot load %s: %s\n", spec, fm_last_error());
-        return -1;
-    }
-    have_data = 1;
-    return 0;
-}
-
-static int free_mnist(void **state)
-{
-    (void)state;
-    fm_images_free(&train_set);
-    fm_images_free(&test_set);
-    return 0;
-}
+#include "mnist_fixture.h"
 
 /* A short run: 10,000 training images, the paper's 10,000 validation images. */
 static void short_config(fm_config *c, const char *weights, int qb)

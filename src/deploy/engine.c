@@ -7,6 +7,7 @@
 #include "gemm.h"
 #include "infer.h"
 #include "internal.h"
+#include "layers.h"
 #include "net.h"
 #include "quant.h"
 
@@ -240,9 +241,9 @@ static void export_bn(const fm_model *m, const fm_layer *bn, fm_deploy_layer *L)
     const float *gamma = p, *beta = p + bn->out, *mean = p + 2 * bn->out, *var = p + 3 * bn->out;
     const float eps = (float)m->config.bn_eps;
     for (int j = 0; j < bn->out; j++) {
-        float s = gamma[j] / sqrtf(var[j] + eps);
+        float s;
+        fm_bn_fold(gamma[j], beta[j], mean[j], var[j], eps, &s, &L->offset[j]);
         L->scale[j] = s * L->unit;
-        L->offset[j] = beta[j] - mean[j] * s;
     }
 }
 
@@ -394,8 +395,8 @@ static const float *float_weights(const fm_deploy_layer *L)
     return L->weights == FM_DW_FP32 ? (const float *)(const void *)L->packed : L->unpacked;
 }
 
-/* z = scale * acc + offset and the activation, into y (and bits for a sign
- * layer feeding a binary layer). */
+/* z = scale * acc + offset and the activation, into y (and, for a sign layer
+ * whose next layer is binary, into bits; bits is unused when next is NULL). */
 static void finish_layer(const fm_deploy_layer *L, const fm_deploy_layer *next, const float *acc,
                          float *y, uint64_t *bits)
 {
@@ -518,12 +519,10 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
     const size_t w = (size_t)widest(d), block = (size_t)FM_MIN(count, FP32_BLOCK);
     float *x = fm_alloc(block * w, sizeof *x), *y = fm_alloc(block * w, sizeof *y);
     float *acc = fm_alloc(block * w, sizeof *acc);
-    uint64_t *unused_bits = fm_alloc(fm_kernel_bit_words((int)w), sizeof *unused_bits);
-    if (!x || !y || !acc || !unused_bits) {
+    if (!x || !y || !acc) {
         fm_free(x);
         fm_free(y);
         fm_free(acc);
-        fm_free(unused_bits);
         return FM_ENOMEM;
     }
     for (int b0 = 0; b0 < count; b0 += (int)block) {
@@ -534,9 +533,8 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
         for (int l = 0; l < d->n_layers; l++) {
             const fm_deploy_layer *L = &d->layers[l];
             fp32_block(float_weights(L), in, acc, n, L->in, L->out, nt);
-            for (int b = 0; b < n; b++)
-                finish_layer(L, NULL, acc + (size_t)b * L->out, out + (size_t)b * L->out,
-                             unused_bits);
+            for (int b = 0; b < n; b++) /* no next layer given: sign outputs stay floats */
+                finish_layer(L, NULL, acc + (size_t)b * L->out, out + (size_t)b * L->out, NULL);
             float *t = in;
             in = out;
             out = t;
@@ -552,7 +550,6 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
     fm_free(x);
     fm_free(y);
     fm_free(acc);
-    fm_free(unused_bits);
     return FM_OK;
 }
 

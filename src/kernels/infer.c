@@ -4,6 +4,7 @@
  * variant: by name, by FEWMUL_KERNELS, or the best the CPU supports (cpuid). */
 #include "infer.h"
 #include "internal.h"
+#include "quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,9 +95,7 @@ int fm_kernel_prepare(const fm_deploy_layer *L, fm_kernel_weights **out)
         if (L->levels < 2 || L->levels > FM_KERNEL_MAX_LEVELS || !L->magnitudes)
             return fm_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", L->levels,
                             FM_KERNEL_MAX_LEVELS);
-        want_bits = 1;
-        while ((1 << (want_bits - 1)) < L->levels)
-            want_bits++;
+        want_bits = (int)fm_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels); /* sign + index */
     }
     if (L->bits != want_bits)
         return fm_error(FM_EINVAL, "layer stores %d bits per weight (expected %d)", L->bits, want_bits);

@@ -90,10 +90,8 @@ void fm_bn_forward_infer(const float *x, float *y, int batch, int dim, const flo
     for (int j0 = 0; j0 < dim; j0 += BN_BLOCK) {
         int j1 = j0 + BN_BLOCK < dim ? j0 + BN_BLOCK : dim;
         float s[BN_BLOCK], t[BN_BLOCK];
-        for (int j = j0; j < j1; j++) {
-            s[j - j0] = gamma[j] / sqrtf(var[j] + eps);
-            t[j - j0] = beta[j] - mean[j] * s[j - j0];
-        }
+        for (int j = j0; j < j1; j++)
+            fm_bn_fold(gamma[j], beta[j], mean[j], var[j], eps, &s[j - j0], &t[j - j0]);
         for (int b = 0; b < batch; b++) {
             const float *xr = x + (long)b * dim;
             float *yr = y + (long)b * dim;

@@ -7,6 +7,7 @@
 
 #include "ledger.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,15 @@ void fm_dense_cost_backward_weights(const fm_cost *cost, int pow2, int batch, in
 void fm_bn_forward_train(const float *x, float *y, int batch, int dim, const float *gamma,
                          const float *beta, float eps, float *mean, float *invstd);
 /* Inference with fixed statistics. */
+/* The inference form of batch norm for one feature: y = x * scale + shift with
+ * scale = gamma / sqrt(var + eps) and shift = beta - mean * scale. Training's
+ * inference pass and the deployed network's folded scale and offset both use it. */
+static inline void fm_bn_fold(float gamma, float beta, float mean, float var, float eps,
+                              float *scale, float *shift)
+{
+    *scale = gamma / sqrtf(var + eps);
+    *shift = beta - mean * *scale;
+}
 void fm_bn_forward_infer(const float *x, float *y, int batch, int dim, const float *gamma,
                          const float *beta, float eps, const float *mean, const float *var);
 /* Batch mean and biased variance of x, per feature. */

@@ -111,6 +111,16 @@ typedef enum fm_scale { FM_SCALE_GLOROT = 0, FM_SCALE_ONE } fm_scale;
  * with binary weights runs on xnor and popcount. */
 typedef enum fm_acts { FM_ACTS_RELU = 0, FM_ACTS_BINARY } fm_acts;
 
+/* How a training pass executes the dense layers' products (docs/mulfree.md).
+ * FM_EXEC_DEFAULT: float GEMMs (OpenBLAS) of the quantized weights, as the
+ * authors' code emulates the method; the fastest path. FM_EXEC_MULFREE: the
+ * method's arithmetic executed: Wb·x and Wbᵀ·delta by table lookups and adds
+ * from packed sign (and zero) masks, Q(x)ᵀ·delta by exponent adds; needs a
+ * quantized weight mode (synapse: at most 32 levels) and quantized back-prop.
+ * The kernel variant comes from FEWMUL_KERNELS (ref, avx2, avx512), else the
+ * best the CPU supports. */
+typedef enum fm_exec { FM_EXEC_DEFAULT = 0, FM_EXEC_MULFREE } fm_exec;
+
 /* Exponent range meaning "no clip" for quantized back-prop. */
 #define FM_QB_UNBOUNDED (-1000)
 
@@ -148,6 +158,7 @@ typedef struct fm_config {
     int no_eval;                 /* 1: skip validation/test evaluation (benchmarks) */
     uint64_t seed;               /* default 1234 */
     int threads;                 /* <= 0: all cores */
+    fm_exec exec;                /* default FM_EXEC_DEFAULT; not stored in files */
 } fm_config;
 
 /* Fills every field with its default. */
@@ -224,6 +235,11 @@ typedef struct fm_result {
     double total_seconds;        /* including evaluation */
     double train_images_per_s;
     double final_train_loss;
+    const char *kernels;         /* --exec mulfree: the kernel variant that ran ("ref",
+                                    "avx2", "avx512"); NULL on the default path */
+    long ldexp_fallbacks;        /* --exec mulfree: weight gradients formed with ldexpf
+                                    because an exponent add would have left the normal
+                                    float range (docs/mulfree.md); 0 on the default path */
 } fm_result;
 
 /* Trains `model` on `train` (less its last config->valid images, kept for

@@ -168,14 +168,16 @@ result = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 need = ["test_error_pct", "valid_error_pct", "best_epoch", "epochs", "train_seconds",
         "train_images_per_s", "total_seconds", "final_train_loss", "arch", "weights", "qb",
         "qb_emin", "qb_emax", "batch", "seed", "threads", "params", "data", "lr", "lr_final", "opt",
-        "acts", "out", "out_bytes", "bits_per_weight", "out_weights", "export", "state"]
+        "acts", "exec", "kernels", "ldexp_fallbacks", "out", "out_bytes", "bits_per_weight",
+        "out_weights", "export", "state"]
 missing = [k for k in need if k not in result]
 if missing:
     sys.exit("--json lacks " + ", ".join(missing))
 if result["epochs"] != 2 or result["batch"] != 10 or result["qb"] is not False:
     sys.exit("--json values wrong: %r" % result)
 if not result["out"].endswith("model.fmp") or not result["state"].endswith("model.fm") or \
-        result["bits_per_weight"] != 32 or result["export"] is not None or result["acts"] != "relu":
+        result["bits_per_weight"] != 32 or result["export"] is not None or result["acts"] != "relu" or \
+        result["exec"] != "default" or result["kernels"] is not None:
     sys.exit("--json out/state values wrong: %r" % result)
 log = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 keys = ["epoch", "epochs", "lr", "train_loss", "train_error_pct", "valid_error_pct",
@@ -233,6 +235,14 @@ if [ -s "$tmp/model.fmp" ]; then
         ok "infer with FEWMUL_KERNELS=bogus"
     else
         not_ok "infer with FEWMUL_KERNELS=bogus" "exit $rc; stderr: $(first_stderr_line)"
+    fi
+    FEWMUL_KERNELS=bogus timeout 60 "$FEWMUL" train --data "idx:$good" --arch mlp:16 --epochs 1 \
+        --valid 20 --quiet --weights bc --qb --exec mulfree >"$tmp/out" 2>"$tmp/err" </dev/null
+    rc=$?
+    if [ "$rc" -eq 1 ] && [ "$(awk 'END { print NR }' "$tmp/err")" -eq 1 ] && grep -q '^fewmul: error: .*FEWMUL_KERNELS=bogus' "$tmp/err"; then
+        ok "train --exec mulfree with FEWMUL_KERNELS=bogus"
+    else
+        not_ok "train --exec mulfree with FEWMUL_KERNELS=bogus" "exit $rc; stderr: $(first_stderr_line)"
     fi
 else
     not_ok "eval packed model --json" "no packed model was saved"
@@ -295,6 +305,19 @@ usage_error "--valid leaves no training images" 'valid' \
     train --data "idx:$good" --arch mlp:16 --valid 120 --quiet
 usage_error "--export unknown" 'export|bogus' train --export bogus
 usage_error "--acts unknown" 'acts|bogus' train --acts bogus
+run_cli train --data "idx:$good" --arch mlp:16 --epochs 1 --batch 10 --valid 20 --threads 1 \
+    --quiet --json --weights tc --qb --exec mulfree
+if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["exec"] == "mulfree" and r["kernels"] in ("ref", "avx2", "avx512") and r["ldexp_fallbacks"] == 0' 2>/dev/null; then
+    ok "train --exec mulfree --json reports exec, kernels and ldexp_fallbacks"
+else
+    not_ok "train --exec mulfree --json reports exec, kernels and ldexp_fallbacks" "exit $rc; stderr: $(first_stderr_line)"
+fi
+usage_error "--exec unknown" 'exec|bogus' train --exec bogus
+usage_error "--exec mulfree with fp32 weights" 'quantized weights.*fp32' train --exec mulfree
+usage_error "--exec mulfree without --qb" 'quantized back-prop' train --exec mulfree --weights bc
+usage_error "--exec mulfree with 40 synapse levels" 'at most 32' \
+    train --exec mulfree --weights synapse:40 --qb
+usage_error "energy --exec mulfree without --qb" 'quantized back-prop' energy --exec mulfree --weights tc
 usage_error "--out and --state the same file" 'same' train --out x.fm --state x.fm
 usage_error "infer without --model" 'model' infer
 usage_error "infer --batch 0" 'batch' infer --model x --batch 0

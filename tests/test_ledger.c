@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "fewmul.h"
+#include "infer.h"
 #include "internal.h"
 #include "kernels.h"
 #include "layers.h"
@@ -551,6 +552,8 @@ static void tally_case(const fm_config *c, int threads, const char *what)
     run r;
     run_open(&r, &cc, 21, 3, 7);
     r.ws->reference = 1;
+    if (cc.exec == FM_EXEC_MULFREE) /* the reference variant is the one that tallies */
+        assert_int_equal(fm_kernels_get("ref", &r.ws->kernels), FM_OK);
     fm_threads_set(threads);
     uint64_t before[FM_OP_KINDS];
     const int step_phases[] = {FM_PHASE_FORWARD, FM_PHASE_BACKWARD};
@@ -620,8 +623,16 @@ static void test_counting_build_tally(void **state)
         c.bn_stats = cases[i].bn;
         c.test_quantized = cases[i].test_quantized;
         c.acts = cases[i].acts;
+        c.exec = FM_EXEC_DEFAULT;
         tally_case(&c, 1, cases[i].what);
         tally_case(&c, 2, cases[i].what);
+        if (c.qb && c.weights != FM_WEIGHTS_FP32) { /* and --exec mulfree */
+            char what[96];
+            snprintf(what, sizeof what, "%s mulfree", cases[i].what);
+            c.exec = FM_EXEC_MULFREE;
+            tally_case(&c, 1, what);
+            tally_case(&c, 2, what);
+        }
     }
 }
 

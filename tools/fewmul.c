@@ -205,6 +205,19 @@ static const char *const train_help[] = {
     "                     network's layers after the first (whose inputs are",
     "                     pixels) multiply +-1 inputs by +-1 weights: xnor and",
     "                     popcount",
+    "  --exec default|mulfree",
+    "                     how the dense layers' products run. default: float",
+    "                     GEMMs of the quantized weights (OpenBLAS), the fastest",
+    "                     path, as the authors' code emulates the method.",
+    "                     mulfree: the method executed, no float multiply in the",
+    "                     products: Wb*x and Wb'*delta by table lookups and adds",
+    "                     from packed sign (and zero) masks, Q(x)'*delta by",
+    "                     exponent adds; one multiply by H per output remains, and",
+    "                     batch norm, the loss and the update multiply as before.",
+    "                     Needs --weights other than fp32 (synapse: N <= 32) and",
+    "                     --qb. Same results as default up to the order of float",
+    "                     additions. Kernel variant: FEWMUL_KERNELS=ref|avx2|avx512,",
+    "                     else the best this CPU has (docs/mulfree.md)",
     "",
     "Training:",
     "  --epochs N         epochs, 1..1000000 (default 20)",
@@ -260,8 +273,9 @@ static const char *const train_help[] = {
     "JSON keys: test_error_pct, valid_error_pct, best_epoch, epochs,",
     "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
     "model, weights, synapse_levels, qb, qb_emin, qb_emax, batch, seed, threads,",
-    "params, data, lr, lr_final, opt, acts, out, out_bytes, bits_per_weight,",
-    "out_weights, export, state (null when absent or not measured); with",
+    "params, data, lr, lr_final, opt, acts, exec, kernels, ldexp_fallbacks, out,",
+    "out_bytes, bits_per_weight, out_weights, export, state (null when absent or",
+    "not measured); with",
     "--ledger also table and ledger.",
     "",
     "Exit status: 0 success; 1 failure (data, model or table file, I/O, library);",
@@ -441,6 +455,13 @@ static const char *const energy_help[] = {
     "  --qb[=EMIN:EMAX]   quantized back-prop (exponent clip as for train)",
     "  --qb-bn-jacobian   with --qb, the exact pre-batch-norm error",
     "  --acts relu|binary hidden activations (default relu; binary: sign, as train)",
+    "  --exec default|mulfree",
+    "                     the arithmetic the dense products are counted in, as",
+    "                     train: default, the method's sign selects and adds per",
+    "                     term (the default path computes the same values with",
+    "                     float GEMMs); mulfree, what the multiplication-free",
+    "                     kernels execute: table lookups per 4 weights, exponent",
+    "                     adds (needs a quantized mode and --qb; docs/mulfree.md)",
     "  --batch B          examples in the step and the inference pass, 1..65536",
     "                     (default 200)",
     "  --loss hinge|xent  loss (default hinge)",
@@ -773,7 +794,7 @@ typedef struct train_opts {
     const char *state; /* the full training state */
     /* Enumerations are parsed as int and copied into cfg afterwards, since
      * the size of an enum type is the compiler's choice. */
-    int opt, loss, preproc, bn_stats, scale, test_quantized, acts;
+    int opt, loss, preproc, bn_stats, scale, test_quantized, acts, exec;
     int export_how;    /* fm_export_weights of --out */
     int json, quiet, help;
     /* the energy ledger: train --ledger [--table], and `fewmul energy` */
@@ -791,6 +812,7 @@ static const choice scale_choices[] = {{"glorot", FM_SCALE_GLOROT}, {"one", FM_S
 static const choice test_weight_choices[] = {{"real", 0}, {"quantized", 1}, {NULL, 0}};
 static const choice export_choices[] = {{"det", FM_EXPORT_DET}, {"mean", FM_EXPORT_MEAN}, {NULL, 0}};
 static const choice acts_choices[] = {{"relu", FM_ACTS_RELU}, {"binary", FM_ACTS_BINARY}, {NULL, 0}};
+static const choice exec_choices[] = {{"default", FM_EXEC_DEFAULT}, {"mulfree", FM_EXEC_MULFREE}, {NULL, 0}};
 
 static int set_weights(void *opts, const char *value)
 {
@@ -872,6 +894,7 @@ static const option_def train_options[] = {
     {"state", T_STRING, TOPT(state), 0, 0, 0, NULL, 0, NULL},
     {"export", T_CHOICE, TOPT(export_how), 0, 0, 0, export_choices, 0, NULL},
     {"acts", T_CHOICE, TOPT(acts), 0, 0, 0, acts_choices, 0, NULL},
+    {"exec", T_CHOICE, TOPT(exec), 0, 0, 0, exec_choices, 0, NULL},
     {"weights", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_weights},
     {"synapse-range", T_DOUBLE, TOPT(cfg.synapse_range), 1, INFINITY, LO_OPEN, NULL, 0, NULL},
     {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
@@ -911,6 +934,7 @@ static const option_def energy_options[] = {
     {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
     {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
     {"acts", T_CHOICE, TOPT(acts), 0, 0, 0, acts_choices, 0, NULL},
+    {"exec", T_CHOICE, TOPT(exec), 0, 0, 0, exec_choices, 0, NULL},
     {"batch", T_INT, TOPT(cfg.batch), 1, 65536, 0, NULL, 0, NULL},
     {"opt", T_CHOICE, TOPT(opt), 0, 0, 0, opt_choices, 0, NULL},
     {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN, NULL, 0, NULL},
@@ -940,6 +964,7 @@ static void train_opts_default(train_opts *o)
     o->scale = (int)o->cfg.scale;
     o->test_quantized = o->cfg.test_quantized;
     o->acts = (int)o->cfg.acts;
+    o->exec = (int)o->cfg.exec;
     o->export_how = FM_EXPORT_DET;
     o->input = "28x28x1";
     o->input_dim = 784;
@@ -958,6 +983,7 @@ static void train_opts_finish(train_opts *o)
     c->scale = (fm_scale)o->scale;
     c->test_quantized = o->test_quantized;
     c->acts = (fm_acts)o->acts;
+    c->exec = (fm_exec)o->exec;
     /* resolve the optimizer's defaults so the reports show the rates used */
     fm_config_learning_rates(c, &c->lr, &c->lr_final);
 }
@@ -1971,6 +1997,12 @@ static int print_train_json(const train_opts *o, const fm_model *model, const fm
     json_number(&w, "lr_final", c->lr_final);
     json_string(&w, "opt", choice_name(opt_choices, o->opt));
     json_string(&w, "acts", choice_name(acts_choices, o->acts));
+    json_string(&w, "exec", choice_name(exec_choices, o->exec));
+    json_string(&w, "kernels", r->kernels);
+    if (r->kernels)
+        json_int(&w, "ldexp_fallbacks", r->ldexp_fallbacks > INT_MAX ? INT_MAX : (int)r->ldexp_fallbacks);
+    else
+        json_null(&w, "ldexp_fallbacks");
     json_string(&w, "out", saved->out);
     if (saved->out) {
         json_u64(&w, "out_bytes", saved->out_bytes);
@@ -2041,6 +2073,10 @@ static void print_train_summary(const fm_result *r, const saved_files *saved)
     printf("%d epoch%s: %.1f s of training (%.0f img/s), %.1f s in all, final loss %.4f\n",
            r->epochs, r->epochs == 1 ? "" : "s", r->train_seconds, r->train_images_per_s, r->total_seconds,
            r->final_train_loss);
+    if (r->kernels)
+        printf("multiplication-free execution on the %s kernels; %ld weight gradient%s formed "
+               "with ldexpf (an exponent add would have left the float range)\n",
+               r->kernels, r->ldexp_fallbacks, r->ldexp_fallbacks == 1 ? "" : "s");
     if (saved->out) {
         char size[32];
         printf("packed model saved to %s: %s (%" PRIu64 " bytes), %.3g bit%s per weight (%s)\n",
@@ -3169,6 +3205,7 @@ static int energy_with(const train_opts *o, energy_run *r)
     peer.qb = 0;
     peer.qb_emin = peer.qb_emax = FM_QB_UNBOUNDED;
     peer.qb_bn_jacobian = 0;
+    peer.exec = FM_EXEC_DEFAULT;
     if ((rc = create_model(&peer, o->input_dim, o->classes, &r->peer)) != 0)
         return rc;
     if ((rc = measure(r->peer, c->batch, &r->peer_step, &r->peer_infer)) != 0)

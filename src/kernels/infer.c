@@ -4,8 +4,10 @@
  * variant: by name, by FEWMUL_KERNELS, or the best the CPU supports (cpuid). */
 #include "infer.h"
 #include "internal.h"
+#include "ledger.h"
 #include "quant.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,49 +85,44 @@ static size_t checked_madd(size_t a, size_t b, size_t c)
     return a * b + c;
 }
 
-int fm_kernel_prepare(const fm_deploy_layer *L, fm_kernel_weights **out)
+int fm_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const float *magnitudes,
+                     fm_kernel_weights **result)
 {
-    *out = NULL;
-    if (L->weights != FM_DW_BINARY && L->weights != FM_DW_TERNARY && L->weights != FM_DW_SYNAPSE)
+    *result = NULL;
+    if (kind != FM_DW_BINARY && kind != FM_DW_TERNARY && kind != FM_DW_SYNAPSE)
         return fm_error(FM_EINVAL, "only binary, ternary and synapse layers have packed kernels");
-    if (L->in < 1 || L->out < 1 || !L->packed)
-        return fm_error(FM_EINVAL, "kernel layout of a %d x %d layer without weights", L->in, L->out);
-    int want_bits = L->weights == FM_DW_BINARY ? 1 : 2;
-    if (L->weights == FM_DW_SYNAPSE) {
-        if (L->levels < 2 || L->levels > FM_KERNEL_MAX_LEVELS || !L->magnitudes)
-            return fm_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", L->levels,
-                            FM_KERNEL_MAX_LEVELS);
-        want_bits = (int)fm_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels); /* sign + index */
-    }
-    if (L->bits != want_bits)
-        return fm_error(FM_EINVAL, "layer stores %d bits per weight (expected %d)", L->bits, want_bits);
+    if (in < 1 || out < 1)
+        return fm_error(FM_EINVAL, "kernel layout of a %d x %d layer", in, out);
+    if (kind == FM_DW_SYNAPSE && (levels < 2 || levels > FM_KERNEL_MAX_LEVELS || !magnitudes))
+        return fm_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", levels,
+                        FM_KERNEL_MAX_LEVELS);
 
     fm_kernel_weights *w = fm_alloc(1, sizeof *w);
     if (!w)
         return FM_ENOMEM;
-    w->weights = L->weights;
-    w->in = L->in;
-    w->out = L->out;
-    w->blocks = (L->out + FM_KERNEL_BLOCK - 1) / FM_KERNEL_BLOCK;
-    w->groups = (L->in + FM_KERNEL_GROUP - 1) / FM_KERNEL_GROUP;
-    w->chunks = (L->in + FM_KERNEL_CHUNK - 1) / FM_KERNEL_CHUNK;
+    w->weights = kind;
+    w->in = in;
+    w->out = out;
+    w->blocks = (out + FM_KERNEL_BLOCK - 1) / FM_KERNEL_BLOCK;
+    w->groups = (in + FM_KERNEL_GROUP - 1) / FM_KERNEL_GROUP;
+    w->chunks = (in + FM_KERNEL_CHUNK - 1) / FM_KERNEL_CHUNK;
 
     /* bytes of the layout (the tail padding and alignment slack come on top) */
     size_t per_block;
-    if (L->weights == FM_DW_SYNAPSE) {
-        w->levels = L->levels;
-        w->table_stride = L->levels <= 16 ? 16 : 32;
-        memcpy(w->magnitudes, L->magnitudes, (size_t)L->levels * sizeof(float));
-        per_block = checked_madd((size_t)L->in, FM_KERNEL_BLOCK, 0);
+    if (kind == FM_DW_SYNAPSE) {
+        w->levels = levels;
+        w->table_stride = levels <= 16 ? 16 : 32;
+        memcpy(w->magnitudes, magnitudes, (size_t)levels * sizeof(float));
+        per_block = checked_madd((size_t)in, FM_KERNEL_BLOCK, 0);
     } else {
-        size_t words_per_chunk = L->weights == FM_DW_TERNARY ? 2 * FM_KERNEL_BLOCK : FM_KERNEL_BLOCK;
+        size_t words_per_chunk = kind == FM_DW_TERNARY ? 2 * FM_KERNEL_BLOCK : FM_KERNEL_BLOCK;
         per_block = checked_madd((size_t)w->chunks, words_per_chunk * sizeof(uint32_t), 0);
     }
     size_t layout = per_block ? checked_madd((size_t)w->blocks, per_block, 0) : 0;
     size_t total = layout ? checked_madd(1, layout, FM_KERNEL_TAIL + 63) : 0;
     if (!total) {
         fm_free(w);
-        return fm_error(FM_ENOMEM, "kernel layout of a %d x %d layer overflows", L->in, L->out);
+        return fm_error(FM_ENOMEM, "kernel layout of a %d x %d layer overflows", in, out);
     }
     w->allocation = fm_alloc_raw(total);
     if (!w->allocation) {
@@ -133,25 +130,160 @@ int fm_kernel_prepare(const fm_deploy_layer *L, fm_kernel_weights **out)
         return FM_ENOMEM;
     }
     uint8_t *base = w->allocation;
-    uint8_t *aligned = base + (64 - (uintptr_t)base % 64) % 64;
-    memset(aligned, 0, layout + FM_KERNEL_TAIL); /* padding outputs and inputs: code 0 */
-
-    int rc = FM_OK;
-    if (L->weights == FM_DW_BINARY)
-        fill_binary(L, w, (uint32_t *)(void *)aligned);
-    else if (L->weights == FM_DW_TERNARY)
-        rc = fill_ternary(L, w, (uint32_t *)(void *)aligned);
+    w->layout = base + (64 - (uintptr_t)base % 64) % 64;
+    w->layout_bytes = layout;
+    memset(w->layout, 0, layout + FM_KERNEL_TAIL); /* padding outputs and inputs: code 0 */
+    if (kind == FM_DW_SYNAPSE)
+        w->codes = w->layout;
     else
-        rc = fill_synapse(L, w, aligned);
+        w->words = w->layout;
+    *result = w;
+    return FM_OK;
+}
+
+int fm_kernel_prepare(const fm_deploy_layer *L, fm_kernel_weights **out)
+{
+    *out = NULL;
+    if (!L->packed)
+        return fm_error(FM_EINVAL, "kernel layout of a %d x %d layer without weights", L->in, L->out);
+    int want_bits = L->weights == FM_DW_BINARY ? 1 : 2;
+    if (L->weights == FM_DW_SYNAPSE)
+        want_bits = (int)fm_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels); /* sign + index */
+    fm_kernel_weights *w;
+    int rc = fm_kernel_layout(L->weights, L->in, L->out, L->levels, L->magnitudes, &w);
+    if (rc < 0)
+        return rc;
+    if (L->bits != want_bits) {
+        fm_kernel_weights_free(w);
+        return fm_error(FM_EINVAL, "layer stores %d bits per weight (expected %d)", L->bits, want_bits);
+    }
+    if (L->weights == FM_DW_BINARY)
+        fill_binary(L, w, w->layout);
+    else if (L->weights == FM_DW_TERNARY)
+        rc = fill_ternary(L, w, w->layout);
+    else
+        rc = fill_synapse(L, w, w->layout);
     if (rc < 0) {
         fm_kernel_weights_free(w);
         return rc;
     }
-    if (L->weights == FM_DW_SYNAPSE)
-        w->codes = aligned;
-    else
-        w->words = (const uint32_t *)(const void *)aligned;
     *out = w;
+    return FM_OK;
+}
+
+/* ---- filling a layout from float weights (training's --exec mulfree) ------ */
+
+static inline uint32_t float_bits(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits;
+}
+
+/* Binary weights of `lanes` outputs for inputs 32c .. 32c + n - 1 (n <= 32):
+ * word[lane] bit k set where weight (32c + k, lane) has a clear sign bit. */
+static void binary_words(const float *m, size_t in_stride, size_t out_stride, int first_in, int n,
+                         int lanes, uint32_t *word)
+{
+    if (out_stride == 1) { /* the lanes are contiguous: loop over them inside */
+        for (int k = 0; k < n; k++) {
+            const float *row = m + (size_t)(first_in + k) * in_stride;
+            for (int lane = 0; lane < lanes; lane++)
+                word[lane] |= ((float_bits(row[lane]) >> 31) ^ 1u) << k;
+        }
+        return;
+    }
+    for (int lane = 0; lane < lanes; lane++) { /* the inputs are contiguous */
+        const float *row = m + (size_t)lane * out_stride + (size_t)first_in * in_stride;
+        uint32_t bits = 0;
+        for (int k = 0; k < n; k++)
+            bits |= ((float_bits(row[(size_t)k * in_stride]) >> 31) ^ 1u) << k;
+        word[lane] = bits;
+    }
+}
+
+/* Ternary: the +1 bits into pos[lane], the -1 bits into neg[lane]. */
+static void ternary_words(const float *m, size_t in_stride, size_t out_stride, int first_in, int n,
+                          int lanes, uint32_t *pos, uint32_t *neg)
+{
+    for (int lane = 0; lane < lanes; lane++) {
+        const float *row = m + (size_t)lane * out_stride + (size_t)first_in * in_stride;
+        uint32_t p = 0, q = 0;
+        for (int k = 0; k < n; k++) {
+            float v = row[(size_t)k * in_stride];
+            p |= (uint32_t)(v > 0.0f) << k;
+            q |= (uint32_t)(v < 0.0f) << k;
+        }
+        pos[lane] = p;
+        neg[lane] = q;
+    }
+}
+
+/* Steps of level_of's search: ceil(log2 levels). */
+static int search_steps(int levels)
+{
+    int steps = 0;
+    while ((1 << steps) < levels)
+        steps++;
+    return steps;
+}
+
+/* The index of magnitude |v| in the ascending table, or -1: a search of a
+ * fixed number of steps (each an add, a compare and a select), then a compare
+ * for equality, so every weight costs the same (docs/ledger.md). */
+static int level_of(const fm_kernel_weights *w, float v, int steps)
+{
+    float a = fabsf(v);
+    int index = 0;
+    for (int step = steps > 0 ? 1 << (steps - 1) : 0; step > 0; step >>= 1) {
+        int probe = index + step;
+        index = probe < w->levels && w->magnitudes[probe] <= a ? probe : index;
+    }
+    return w->magnitudes[index] == a ? index : -1;
+}
+
+int fm_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride)
+{
+    memset(w->layout, 0, w->layout_bytes);
+    if (w->weights == FM_DW_SYNAPSE) {
+        uint8_t *codes = w->layout;
+        const int steps = search_steps(w->levels);
+        for (int j = 0; j < w->out; j++) {
+            size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+            for (int i = 0; i < w->in; i++) {
+                float v = m[(size_t)i * in_stride + (size_t)j * out_stride];
+                int index = level_of(w, v, steps);
+                if (index < 0)
+                    return fm_error(FM_EINVAL, "weight (%d, %d) = %g is not a synapse level", i, j,
+                                    (double)v);
+                codes[(block * (size_t)w->in + (size_t)i) * FM_KERNEL_BLOCK + lane] =
+                    (uint8_t)((uint32_t)index | (float_bits(v) >> 31) << 7);
+            }
+        }
+        FM_TALLY(FM_OP_IADD, (uint64_t)steps * w->in * w->out);
+        FM_TALLY(FM_OP_CMP, (uint64_t)(steps + 1) * w->in * w->out);
+        FM_TALLY(FM_OP_SIGN, (uint64_t)steps * w->in * w->out);
+        return FM_OK;
+    }
+    uint32_t *words = w->layout;
+    const size_t per_chunk = w->weights == FM_DW_TERNARY ? 2 : 1;
+    for (int block = 0; block < w->blocks; block++) {
+        int first_out = block * FM_KERNEL_BLOCK;
+        int lanes = FM_MIN(FM_KERNEL_BLOCK, w->out - first_out);
+        const float *first = m + (size_t)first_out * out_stride;
+        for (int c = 0; c < w->chunks; c++) {
+            int n = FM_MIN(FM_KERNEL_CHUNK, w->in - c * FM_KERNEL_CHUNK);
+            uint32_t *at = words + ((size_t)block * w->chunks + (size_t)c) * per_chunk * FM_KERNEL_BLOCK;
+            if (w->weights == FM_DW_BINARY)
+                binary_words(first, in_stride, out_stride, c * FM_KERNEL_CHUNK, n, lanes, at);
+            else
+                ternary_words(first, in_stride, out_stride, c * FM_KERNEL_CHUNK, n, lanes, at,
+                              at + FM_KERNEL_BLOCK);
+        }
+    }
+    /* binary: the sign bit is the code (wiring); ternary: two compares per weight */
+    if (w->weights == FM_DW_TERNARY)
+        FM_TALLY(FM_OP_CMP, 2 * (uint64_t)w->in * w->out);
     return FM_OK;
 }
 
@@ -180,9 +312,48 @@ void fm_pack_signs(const float *x, int n, uint64_t *a)
             a[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
+/* ---- exactness of the exponent-add weight gradient ------------------------ */
+
+/* The smallest exponent field among the nonzero values of v (255 when all
+ * are zero) and the largest field (0 when all are zero); 0 when a value is
+ * subnormal (field 0), Inf or NaN (field 255), or, with pow2 set, has mantissa
+ * bits. Plain reductions, which the compiler vectorizes: this scan runs over
+ * every Q(x) and error of every step. */
+static int exponent_range(const float *v, size_t n, int pow2, int *lo, int *hi)
+{
+    uint32_t min_field = 255, max_field = 0, mantissas = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t bits;
+        memcpy(&bits, v + k, sizeof bits);
+        bits &= 0x7fffffffu;
+        uint32_t field = bits >> 23;
+        uint32_t low = bits ? field : 255u; /* a subnormal shows as field 0 */
+        min_field = low < min_field ? low : min_field;
+        max_field = field > max_field ? field : max_field;
+        mantissas |= bits & 0x7fffffu;
+    }
+    *lo = (int)min_field;
+    *hi = (int)max_field;
+    return min_field != 0 && max_field != 255 && !(pow2 && mantissas);
+}
+
+int fm_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count)
+{
+    int q_lo, q_hi, e_lo, e_hi;
+    int q_normal = exponent_range(q, q_count, 1, &q_lo, &q_hi);
+    int e_normal = exponent_range(e, e_count, 0, &e_lo, &e_hi);
+    FM_TALLY(FM_OP_CMP, 3 * ((uint64_t)q_count + e_count)); /* zero, below, above, per value */
+    if (!q_normal || !e_normal)
+        return 0;
+    if (q_hi == 0 || e_hi == 0) /* all zero: every term is a zero */
+        return 1;
+    /* product exponent field = e's field + k, k = q's field - 127 */
+    return e_lo + (q_lo - 127) >= 1 && e_hi + (q_hi - 127) <= 254;
+}
+
 /* ---- choosing a variant -------------------------------------------------- */
 
-static const fm_kernels ref_kernels = {"ref", fm_infer_real_ref, fm_infer_bits_ref};
+static const fm_kernels ref_kernels = {"ref", fm_infer_real_ref, fm_infer_bits_ref, fm_pow2_grad_ref};
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define FM_X86_DISPATCH 1

@@ -1,6 +1,6 @@
-/* infer.h — the multiplication-free inference kernels of deployed layers, in
- * three variants (scalar reference, AVX2, AVX-512) that give bit-identical
- * results: every variant builds the same tables with the same additions and
+/* infer.h — the multiplication-free kernels, of deployed layers and of the
+ * training path `--exec mulfree` (mulfree.h), in three variants (scalar
+ * reference, AVX2, AVX-512) that give bit-identical results: every variant builds the same tables with the same additions and
  * adds into each output in the same order; only the width differs.
  *
  * Real inputs times binary or ternary weights (group lookup): the inputs are
@@ -38,6 +38,17 @@
 /* A layer's weights in the layout the kernels read, built from its packed rows. */
 typedef struct fm_kernel_weights fm_kernel_weights;
 int fm_kernel_prepare(const fm_deploy_layer *layer, fm_kernel_weights **out);
+/* A zeroed layout for an in x out layer of a kind (synapse: `levels` ascending
+ * magnitudes, H included), for fm_kernel_fill to fill. */
+int fm_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const float *magnitudes,
+                     fm_kernel_weights **result);
+/* Refills a layout from float weights: weight (input i, output j) is
+ * m[i * in_stride + j * out_stride], so a row-major in x out matrix fills the
+ * forward layout with (out, 1) and the transposed one (out -> in) with (1, out).
+ * Binary: +1 where the sign bit is clear; ternary: +1 above zero, -1 below,
+ * 0 for +-0; synapse: |w| must equal one of the magnitudes (else FM_EINVAL),
+ * the sign from the sign bit. */
+int fm_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride);
 void fm_kernel_weights_free(fm_kernel_weights *weights);
 /* Floats of scratch one call of `real` needs for this layer. */
 size_t fm_kernel_scratch_floats(const fm_kernel_weights *weights);
@@ -52,7 +63,26 @@ typedef struct fm_kernels {
     /* acc[out] from bit-packed +-1 inputs (bit i of word i/64: input i is +1;
      * bits past `in` are zero), for a binary layer. */
     void (*bits)(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc);
+    /* The weight gradient of quantized back-prop, rows i0 .. i1-1 of dw (one
+     * thread's share): dw[i*out + j] = the sum over b = 0, 1, ..., batch-1, in
+     * that order, of q[b*in + i] * e[b*out + j], added one term at a time to an
+     * accumulator that starts at +0.0f. Every q is +-0 or +-2^k, and the caller
+     * has checked fm_pow2_grad_exact(), so every product is exact: a nonzero
+     * term is e's bit pattern plus (k << 23) plus q's sign bit, one integer add
+     * (the exponent add and the sign flip; no multiply). A term with q = +-0 or
+     * e = +-0 is a zero (of either sign: an accumulator that starts at +0.0f
+     * is never -0.0f, so the sign of a zero term never shows). */
+    void (*pow2_grad)(const float *q, const float *e, float *dw, int batch, int in, int out,
+                      int i0, int i1);
 } fm_kernels;
+
+/* 1 when every product pow2_grad would form from these q (batch x in) and e
+ * (batch x out) is exact as an exponent add: each nonzero q is +-2^k with a
+ * normal exponent, each nonzero e is a finite float with a normal exponent
+ * (no subnormal, infinity or NaN), and min exponent(e) + min k and max
+ * exponent(e) + max k stay in the normal range. Otherwise 0, and the caller
+ * forms the products with ldexpf (fm_ref_dense_backward_weights). */
+int fm_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count);
 
 /* The variant called `name` ("ref", "avx2", "avx512"): FM_OK, FM_EINVAL for an
  * unknown name, FM_EUNSUPPORTED where this CPU or build lacks it. */
@@ -102,6 +132,8 @@ struct fm_kernel_weights {
     float magnitudes[FM_KERNEL_MAX_LEVELS]; /* synapse: ascending, zeros past levels */
     const uint32_t *words;     /* binary, ternary (see above) */
     const uint8_t *codes;      /* synapse (see above) */
+    void *layout;              /* words or codes, writable (fm_kernel_fill) */
+    size_t layout_bytes;       /* bytes of words or codes, without the tail */
     void *allocation;          /* what fm_free releases */
 };
 
@@ -111,6 +143,8 @@ struct fm_kernel_weights {
  * CPU before using one. `bits` of a layer that is not binary writes zeros. */
 void fm_infer_real_ref(const fm_kernel_weights *w, const float *x, float *acc, float *scratch);
 void fm_infer_bits_ref(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc);
+void fm_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
+                      int i1);
 const fm_kernels *fm_kernels_avx2_table(void);
 /* with_vpopcntdq: the `bits` kernel may use VPOPCNTDQ (else a vpshufb count). */
 const fm_kernels *fm_kernels_avx512_table(int with_vpopcntdq);

@@ -17,11 +17,17 @@
 #endif
 
 #include <immintrin.h>
+#include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__clang__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
+#elif defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline, noclone))
 #else
 #define ALWAYS_INLINE inline
+#define NOINLINE
 #endif
 
 #define HALF 8 /* outputs per ymm */
@@ -217,7 +223,11 @@ static ALWAYS_INLINE void synapse_all_blocks(const fm_kernel_weights *w, const f
         synapse_blocks(w, P, block, 1, entries, acc);
 }
 
-static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
+/* P_i[index] = x_i * m[index], `stride` per input: the only float multiplies
+ * of this file, kept in a function of their own (never inlined or cloned) so
+ * that a disassembly of the object shows none anywhere else
+ * (tests/no_float_mul.sh). */
+static NOINLINE void synapse_products(const fm_kernel_weights *w, const float *x, float *P)
 {
     const size_t stride = (size_t)w->table_stride;
     for (int i = 0; i < w->in; i++) {
@@ -225,6 +235,11 @@ static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc,
         for (size_t k = 0; k < stride; k += 8)
             _mm256_store_ps(P + (size_t)i * stride + k, _mm256_mul_ps(xi, _mm256_loadu_ps(w->magnitudes + k)));
     }
+}
+
+static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
+{
+    synapse_products(w, x, P);
     if (w->levels <= 8)
         synapse_all_blocks(w, P, 8, acc);
     else if (w->levels <= 16)
@@ -331,7 +346,150 @@ static void bits_avx2(const fm_kernel_weights *w, const uint64_t *a, int32_t *ac
         popcount_blocks(w, a, block, 1, acc);
 }
 
-static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2};
+/* ---- the weight gradient of quantized back-prop ---------------------------- */
+
+/* Vectorized across outputs j, 8 per ymm, and blocked 6 rows (inputs i) x 2
+ * ymm: 12 accumulators stay in registers over the whole batch and each dw
+ * element adds its terms in example order. Without mask registers each zero
+ * test costs an op, so both are arranged to cost one between them per term:
+ *   e = +-0: the term is e + (code & ~zero_e), which is e itself (a zero) in
+ *     those lanes; zero_e is one compare per vector and example, for 6 rows.
+ *   q = +-0: the row's code is 0 and its e operand is read from a vector of
+ *     zeros instead of e's row (a pointer chosen without a branch: zero q is
+ *     common and unpredictable), so the term is +0.0f.
+ * A term then costs an andn, an integer add (e its memory operand) and the
+ * float add. */
+#define GRAD_ROWS 6
+#define GRAD_VECS 2
+#define GRAD_WIDTH (HALF * GRAD_VECS) /* outputs per block */
+#define GRAD_CHUNK 128                 /* examples tabled at a time */
+
+/* One row block's q over GRAD_CHUNK examples: the code added to e's bits
+ * (q's bits - those of 1.0f: (k << 23) plus the sign bit), and `live`, all
+ * ones where q != +-0, which selects e's row over the zeros. Rows past the
+ * share (padding of the last block) are dead and their q is never read. */
+typedef struct grad_table {
+    int32_t code[GRAD_CHUNK][GRAD_ROWS];
+    int32_t live[GRAD_CHUNK][GRAD_ROWS];
+} grad_table;
+
+static const float grad_zeros[GRAD_WIDTH] __attribute__((aligned(32)));
+
+static void grad_table_fill(grad_table *tab, const float *q, int in, int b0, int nb, int r0, int rows)
+{
+    /* one pointer step per example, no index multiply (nothing for a
+     * vectorizer to turn into vpmuludq, which tests/no_float_mul.sh refuses) */
+    const float *qb = q + (size_t)b0 * in + r0;
+    for (int b = 0; b < nb; b++, qb += in) {
+        for (int r = 0; r < GRAD_ROWS; r++) {
+            uint32_t bits = 0;
+            if (r < rows)
+                memcpy(&bits, qb + r, sizeof bits);
+            int live = (bits & 0x7fffffffu) != 0;
+            tab->code[b][r] = live ? (int32_t)(bits - 0x3f800000u) : 0;
+            tab->live[b][r] = -live;
+        }
+    }
+}
+
+/* `rows` rows of dw from `dw` on (row stride `out`), GRAD_WIDTH outputs from
+ * `e` on (example stride `e_stride`), over one table's examples. With `spill`
+ * (the last, partial block) e is a zero-padded copy and only the first
+ * `width` outputs are loaded and stored. `first`: the accumulators start at
+ * +0.0f; else at what an earlier chunk stored in dw (the same floats). */
+static ALWAYS_INLINE void grad_block(const grad_table *tab, const float *e, size_t e_stride, float *dw,
+                                     int out, int nb, int rows, int first, const int spill, int width)
+{
+    const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
+    __m256 acc[GRAD_ROWS][GRAD_VECS];
+#pragma GCC unroll 8
+    for (int r = 0; r < GRAD_ROWS; r++) {
+        float part[GRAD_WIDTH] = {0};
+        const float *from = dw + (size_t)r * out;
+        if (!first && r < rows && spill) {
+            for (int k = 0; k < width; k++)
+                part[k] = from[k];
+            from = part;
+        }
+#pragma GCC unroll 2
+        for (int v = 0; v < GRAD_VECS; v++)
+            acc[r][v] = first || r >= rows ? _mm256_setzero_ps() : _mm256_loadu_ps(from + HALF * v);
+    }
+    for (int b = 0; b < nb; b++) {
+        const float *eb = e + (size_t)b * e_stride;
+        __m256i zero_e[GRAD_VECS];
+#pragma GCC unroll 2
+        for (int v = 0; v < GRAD_VECS; v++) {
+            __m256i ev = _mm256_loadu_si256((const __m256i *)(const void *)(eb + HALF * v));
+            zero_e[v] = _mm256_cmpeq_epi32(_mm256_and_si256(ev, magnitude), _mm256_setzero_si256());
+        }
+        const uintptr_t to_row = (uintptr_t)eb - (uintptr_t)grad_zeros;
+#pragma GCC unroll 8
+        for (int r = 0; r < GRAD_ROWS; r++) {
+            const __m256i code = _mm256_set1_epi32(tab->code[b][r]);
+            uintptr_t at = (uintptr_t)grad_zeros + (to_row & (uintptr_t)(intptr_t)tab->live[b][r]);
+            /* hide that `at` is eb or grad_zeros: else the compiler branches
+             * on `live` to reuse the e vectors it holds */
+            __asm__("" : "+r"(at));
+            const float *operand = (const float *)at;
+#pragma GCC unroll 2
+            for (int v = 0; v < GRAD_VECS; v++) {
+                __m256i ev = _mm256_loadu_si256((const __m256i *)(const void *)(operand + HALF * v));
+                __m256i term = _mm256_add_epi32(_mm256_andnot_si256(zero_e[v], code), ev);
+                acc[r][v] = _mm256_add_ps(acc[r][v], _mm256_castsi256_ps(term));
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < GRAD_ROWS; r++) {
+        if (r >= rows)
+            continue;
+        float *to = dw + (size_t)r * out;
+        if (spill) {
+            float part[GRAD_WIDTH];
+#pragma GCC unroll 2
+            for (int v = 0; v < GRAD_VECS; v++)
+                _mm256_storeu_ps(part + HALF * v, acc[r][v]);
+            for (int k = 0; k < width; k++)
+                to[k] = part[k];
+        } else {
+#pragma GCC unroll 2
+            for (int v = 0; v < GRAD_VECS; v++)
+                _mm256_storeu_ps(to + HALF * v, acc[r][v]);
+        }
+    }
+}
+
+static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
+                           int i1)
+{
+    if (i1 <= i0 || out <= 0)
+        return;
+    grad_table tab;
+    /* the last outputs (out % GRAD_WIDTH of them), zero-padded to a block */
+    float padded[GRAD_CHUNK][GRAD_WIDTH] __attribute__((aligned(32)));
+    const int whole = out - out % GRAD_WIDTH, width = out - whole;
+    for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
+        int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK;
+        const float *e_chunk = e + (size_t)b0 * out;
+        if (width)
+            for (int b = 0; b < nb; b++)
+                for (int k = 0; k < GRAD_WIDTH; k++)
+                    padded[b][k] = k < width ? e_chunk[(size_t)b * out + whole + k] : 0.0f;
+        for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
+            int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
+            float *rows_dw = dw + (size_t)r0 * out;
+            grad_table_fill(&tab, q, in, b0, nb, r0, rows);
+            const int first = b0 == 0;
+            for (int j0 = 0; j0 < whole; j0 += GRAD_WIDTH)
+                grad_block(&tab, e_chunk + j0, (size_t)out, rows_dw + j0, out, nb, rows, first, 0, GRAD_WIDTH);
+            if (width)
+                grad_block(&tab, &padded[0][0], GRAD_WIDTH, rows_dw + whole, out, nb, rows, first, 1, width);
+        }
+    }
+}
+
+static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2};
 
 const fm_kernels *fm_kernels_avx2_table(void) { return &avx2_kernels; }
 

@@ -13,11 +13,17 @@
     defined(__AVX512VL__) && defined(__AVX512VPOPCNTDQ__)
 
 #include <immintrin.h>
+#include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__clang__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
+#elif defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline, noclone))
 #else
 #define ALWAYS_INLINE inline
+#define NOINLINE
 #endif
 
 /* Output blocks whose add chains run interleaved: with an add latency of
@@ -179,7 +185,11 @@ static ALWAYS_INLINE void synapse_blocks(const fm_kernel_weights *w, const float
         store_block(acc, w->out, block + b, sum[b]);
 }
 
-static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
+/* P_i[index] = x_i * m[index], `stride` per input: the only float multiplies
+ * of this file, kept in a function of their own (never inlined or cloned) so
+ * that a disassembly of the object shows none anywhere else
+ * (tests/no_float_mul.sh). */
+static NOINLINE void synapse_products(const fm_kernel_weights *w, const float *x, float *P)
 {
     const size_t stride = (size_t)w->table_stride;
     const __m512 m_low = _mm512_loadu_ps(w->magnitudes), m_high = _mm512_loadu_ps(w->magnitudes + 16);
@@ -189,6 +199,12 @@ static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc,
         if (stride == 32)
             _mm512_store_ps(P + (size_t)i * stride + 16, _mm512_mul_ps(xi, m_high));
     }
+}
+
+static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
+{
+    const size_t stride = (size_t)w->table_stride;
+    synapse_products(w, x, P);
     int block = 0;
     if (stride == 32) {
         for (; block + INTERLEAVE <= w->blocks; block += INTERLEAVE)
@@ -311,8 +327,130 @@ static void bits_vpshufb(const fm_kernel_weights *w, const uint64_t *a, int32_t 
     }
 }
 
-static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq};
-static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb};
+/* ---- the weight gradient of quantized back-prop ---------------------------- */
+
+/* Vectorized across outputs j, 16 per zmm, and blocked 6 rows (inputs i) x 4
+ * zmm, so 24 accumulators stay in registers over the whole batch (with the 4
+ * e vectors, a code, a term and two constants, all 32 zmm) and each dw
+ * element still adds its terms in example order. Both zero tests are k-masks
+ * applied for free inside the two adds: e's per vector (zeroing the integer
+ * add), q's per row (merging the float add). The vector unit's ops bound the
+ * loop, not the memory, and on AMD Zen 5 writes of mask registers are dear,
+ * so the block is as large as the registers allow (10 mask tests per 24
+ * float adds); masked loads and masked ops with memory operands measured
+ * slower still, so e is loaded whole except in the last, partial block. */
+#define GRAD_ROWS 6
+#define GRAD_VECS 4
+#define GRAD_CHUNK 256 /* examples whose codes are tabled at a time */
+
+/* One row block's q over GRAD_CHUNK examples, as the code added to e's bits:
+ * q's bits - those of 1.0f, which is (k << 23) plus the sign bit, so its low
+ * 23 bits are clear; a zero q (or a padding row past the share, whose q is
+ * never read) gets the odd code 1 instead, and the kernel reads "q is live"
+ * off bit 0 with one vptestnmd: no second table of masks, and no slower than
+ * moving such masks in from general registers (kmovw from memory, measured on
+ * Zen 5, halves the speed). */
+typedef struct grad_table {
+    int32_t code[GRAD_CHUNK][GRAD_ROWS];
+} grad_table;
+
+static void grad_table_fill(grad_table *tab, const float *q, int in, int b0, int nb, int r0, int rows)
+{
+    /* one pointer step per example, no index multiply (nothing for a
+     * vectorizer to turn into vpmuludq, which tests/no_float_mul.sh refuses) */
+    const float *qb = q + (size_t)b0 * in + r0;
+    for (int b = 0; b < nb; b++, qb += in) {
+        for (int r = 0; r < GRAD_ROWS; r++) {
+            uint32_t bits = 0;
+            if (r < rows)
+                memcpy(&bits, qb + r, sizeof bits);
+            tab->code[b][r] = (bits & 0x7fffffffu) ? (int32_t)(bits - 0x3f800000u) : 1;
+        }
+    }
+}
+
+/* Outputs j0 .. j0 + 16 * GRAD_VECS - 1 of `rows` rows of dw (r0 on) over the
+ * examples of one table: with `tail`, lane masks cut the block at `out` (a
+ * masked-off lane reads and writes no memory). `first`: the accumulators
+ * start at +0.0f; else at what an earlier chunk stored in dw (a float stored
+ * and loaded again is the same float, so chunking changes no bit). */
+static ALWAYS_INLINE void grad_block(const grad_table *tab, const float *e, float *dw, int nb, int out,
+                                     int j0, int rows, int first, const int tail)
+{
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), one = _mm512_set1_epi32(1);
+    __mmask16 lanes[GRAD_VECS];
+#pragma GCC unroll 4
+    for (int v = 0; v < GRAD_VECS; v++) {
+        int left = out - j0 - 16 * v;
+        lanes[v] = !tail || left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+    }
+    __m512 acc[GRAD_ROWS][GRAD_VECS];
+#pragma GCC unroll 8
+    for (int r = 0; r < GRAD_ROWS; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < GRAD_VECS; v++) {
+            const float *at = dw + (size_t)r * out + j0 + 16 * v;
+            acc[r][v] = first || r >= rows ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(lanes[v], at);
+        }
+    for (int b = 0; b < nb; b++) {
+        const float *eb = e + (size_t)b * out + j0;
+        __m512i ev[GRAD_VECS];
+        __mmask16 nonzero[GRAD_VECS];
+#pragma GCC unroll 4
+        for (int v = 0; v < GRAD_VECS; v++) {
+            ev[v] = tail ? _mm512_maskz_loadu_epi32(lanes[v], eb + 16 * v) : _mm512_loadu_si512(eb + 16 * v);
+            nonzero[v] = _mm512_test_epi32_mask(ev[v], magnitude);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < GRAD_ROWS; r++) {
+            const __m512i code = _mm512_set1_epi32(tab->code[b][r]);
+            const __mmask16 live = _mm512_testn_epi32_mask(code, one);
+#pragma GCC unroll 4
+            for (int v = 0; v < GRAD_VECS; v++) {
+                __m512 term = _mm512_castsi512_ps(_mm512_maskz_add_epi32(nonzero[v], ev[v], code));
+                acc[r][v] = _mm512_mask_add_ps(acc[r][v], live, acc[r][v], term);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < GRAD_ROWS; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < GRAD_VECS; v++)
+            if (r < rows) {
+                float *at = dw + (size_t)r * out + j0 + 16 * v;
+                if (tail)
+                    _mm512_mask_storeu_ps(at, lanes[v], acc[r][v]);
+                else
+                    _mm512_storeu_ps(at, acc[r][v]);
+            }
+}
+
+static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
+                             int i1)
+{
+    if (i1 <= i0 || out <= 0)
+        return;
+    const int width = 16 * GRAD_VECS;
+    grad_table tab;
+    for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
+        int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
+        float *rows_dw = dw + (size_t)r0 * out;
+        /* batch 0: one empty chunk, which stores the zeros */
+        for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
+            int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK;
+            grad_table_fill(&tab, q, in, b0, nb, r0, rows);
+            const float *e_chunk = e + (size_t)b0 * out;
+            int j0 = 0;
+            for (; j0 + width <= out; j0 += width)
+                grad_block(&tab, e_chunk, rows_dw, nb, out, j0, rows, b0 == 0, 0);
+            if (j0 < out)
+                grad_block(&tab, e_chunk, rows_dw, nb, out, j0, rows, b0 == 0, 1);
+        }
+    }
+}
+
+static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq, pow2_grad_avx512};
+static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb, pow2_grad_avx512};
 
 const fm_kernels *fm_kernels_avx512_table(int with_vpopcntdq)
 {

@@ -4,6 +4,7 @@
  * runs everywhere. Products are stored in tables before they are added, so no
  * compiler may fuse a multiply and an add (that would round differently). */
 #include "infer.h"
+#include "ledger.h"
 
 #include <string.h>
 
@@ -54,6 +55,21 @@ static void subset_table(const float v[4], float S[16])
         S[b] = q01[b & 3] + q23[b >> 2];
 }
 
+/* Counting builds: what one call of real_binary (1 lookup) or real_ternary
+ * (2) executes. Per group, the table: 8 pair sums of two selected (signed or
+ * zeroed) inputs and 16 sums of two pairs; per group and output, each lookup
+ * among 16 entries (counted as the 15 two-way selects of a select tree) and
+ * its add. The ledger declares the same (fm_mulfree_cost_product). */
+static void tally_group_lookups(const fm_kernel_weights *w, int lookups)
+{
+    uint64_t groups = (uint64_t)w->groups, outputs = (uint64_t)w->out;
+    FM_TALLY(FM_OP_SIGN, groups * 16 + groups * outputs * lookups * 15);
+    FM_TALLY(FM_OP_FADD, groups * 24 + groups * outputs * lookups);
+    (void)groups;
+    (void)outputs;
+    (void)lookups;
+}
+
 /* Each loop below runs over the groups (or inputs) outside and the outputs
  * inside: every output still adds its terms in index order, and the adds of
  * different outputs do not wait for one another. */
@@ -71,6 +87,7 @@ static void real_binary(const fm_kernel_weights *w, const float *x, float *acc, 
         for (int j = 0; j < w->out; j++)
             acc[j] += T[group_pattern(w, j, g, 0)];
     }
+    tally_group_lookups(w, 1);
 }
 
 static void real_ternary(const fm_kernel_weights *w, const float *x, float *acc, float *tables)
@@ -89,6 +106,7 @@ static void real_ternary(const fm_kernel_weights *w, const float *x, float *acc,
             acc[j] -= S[group_pattern(w, j, g, 1)];
         }
     }
+    tally_group_lookups(w, 2);
 }
 
 /* v negated when `negative` (1): its sign bit flipped, exactly what -v is,
@@ -102,13 +120,26 @@ static float with_sign(float v, unsigned negative)
     return v;
 }
 
-static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *tables)
+/* P_i[index] = x_i * m[index]: the only multiplies, `stride` per input, kept
+ * in a function of their own (never inlined or cloned) so that a disassembly
+ * shows none anywhere else (tests/no_float_mul.sh). */
+#if defined(__clang__)
+__attribute__((noinline))
+#elif defined(__GNUC__)
+__attribute__((noinline, noclone))
+#endif
+static void synapse_products(const fm_kernel_weights *w, const float *x, float *tables)
 {
     const size_t stride = (size_t)w->table_stride;
-    /* P_i[index] = x_i * m[index]: the only multiplies, `stride` per input */
     for (int i = 0; i < w->in; i++)
         for (size_t index = 0; index < stride; index++)
             tables[(size_t)i * stride + index] = x[i] * w->magnitudes[index];
+}
+
+static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *tables)
+{
+    const size_t stride = (size_t)w->table_stride;
+    synapse_products(w, x, tables);
     for (int j = 0; j < w->out; j++)
         acc[j] = 0.0f;
     for (int i = 0; i < w->in; i++) {
@@ -119,6 +150,13 @@ static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc,
             acc[j] += with_sign(P[code & 0x7fu], code >> 7);
         }
     }
+    /* counting builds: the products; per weight a lookup among `stride`
+     * entries (stride - 1 selects), the sign flip and the add */
+    uint64_t terms = (uint64_t)w->in * (uint64_t)w->out;
+    FM_TALLY(FM_OP_FMUL, (uint64_t)w->in * stride);
+    FM_TALLY(FM_OP_SIGN, terms * stride);
+    FM_TALLY(FM_OP_FADD, terms);
+    (void)terms;
 }
 
 void fm_infer_real_ref(const fm_kernel_weights *w, const float *x, float *acc, float *scratch)
@@ -162,4 +200,40 @@ void fm_infer_bits_ref(const fm_kernel_weights *w, const uint64_t *a, int32_t *a
         }
         acc[j] = w->in - 2 * mismatches;
     }
+}
+
+/* ---- the weight gradient of quantized back-prop ---------------------------- */
+
+/* q * e for q = +-0 or +-2^k, as infer.h specifies: e's bits plus k in the
+ * exponent field plus q's sign bit (q's bits less those of 1.0f are exactly
+ * (k << 23) plus the sign), or a zero when either factor is one. */
+static inline float pow2_product(float q, float e)
+{
+    uint32_t qb, eb;
+    memcpy(&qb, &q, sizeof qb);
+    memcpy(&eb, &e, sizeof eb);
+    if ((qb & 0x7fffffffu) == 0 || (eb & 0x7fffffffu) == 0)
+        return 0.0f;
+    uint32_t tb = eb + (qb - 0x3f800000u);
+    float t;
+    memcpy(&t, &tb, sizeof t);
+    return t;
+}
+
+void fm_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
+                      int i1)
+{
+    for (int i = i0; i < i1; i++)
+        for (int j = 0; j < out; j++) {
+            float acc = 0.0f;
+            for (int b = 0; b < batch; b++)
+                acc += pow2_product(q[(size_t)b * in + i], e[(size_t)b * out + j]);
+            dw[(size_t)i * out + j] = acc;
+        }
+    /* per term: the exponent add (with the sign), the zero selects of q and e, the add */
+    uint64_t terms = (uint64_t)(i1 > i0 ? i1 - i0 : 0) * (uint64_t)out * (uint64_t)batch;
+    FM_TALLY(FM_OP_SHIFT, terms);
+    FM_TALLY(FM_OP_SIGN, 2 * terms);
+    FM_TALLY(FM_OP_FADD, terms);
+    (void)terms;
 }

@@ -159,6 +159,19 @@ int fm_config_check(const fm_config *c)
         return fm_error(FM_EINVAL, "batch-norm epsilon %g out of range (0, 1)", c->bn_eps);
     if (c->eval_every < 1)
         return fm_error(FM_EINVAL, "eval-every %d must be at least 1", c->eval_every);
+    if (c->exec != FM_EXEC_DEFAULT && c->exec != FM_EXEC_MULFREE)
+        return fm_error(FM_EINVAL, "unknown execution path %d", (int)c->exec);
+    if (c->exec == FM_EXEC_MULFREE) {
+        if (c->weights == FM_WEIGHTS_FP32)
+            return fm_error(FM_EINVAL, "multiplication-free execution needs quantized weights "
+                                       "(bc, bc-det, tc, tc-det or synapse), not fp32");
+        if (!c->qb)
+            return fm_error(FM_EINVAL, "multiplication-free execution needs quantized back-prop "
+                                       "(its weight gradient is formed by exponent adds of Q(x))");
+        if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 32)
+            return fm_error(FM_EINVAL, "multiplication-free execution takes at most 32 synapse "
+                                       "levels (got %d)", c->synapse_levels);
+    }
     if (c->threads > 1024)
         return fm_error(FM_EINVAL, "threads %d out of range 1..1024", c->threads);
     return FM_OK;

@@ -3,7 +3,9 @@
 #include "internal.h"
 #include "layers.h"
 #include "ledger.h"
+#include "mulfree.h"
 #include "net.h"
+#include "quant.h"
 #include "rng.h"
 
 #include <stdio.h>
@@ -206,6 +208,15 @@ void fm_workspace_free(const fm_model *m, fm_workspace *ws)
                 fm_free(ws->mask[l]);
         }
     }
+    for (int l = 0; l < m->n_layers; l++) {
+        if (ws->mf_forward)
+            fm_kernel_weights_free(ws->mf_forward[l]);
+        if (ws->mf_backward)
+            fm_kernel_weights_free(ws->mf_backward[l]);
+    }
+    fm_free(ws->mf_forward);
+    fm_free(ws->mf_backward);
+    fm_free(ws->mf_scratch);
     fm_free(ws->act);
     fm_free(ws->grad);
     fm_free(ws->wq);
@@ -215,6 +226,45 @@ void fm_workspace_free(const fm_model *m, fm_workspace *ws)
     fm_free(ws->qx);
     fm_free(ws->grad_state);
     fm_free(ws);
+}
+
+/* The --exec mulfree part of a workspace: the kernel variant, a layout per
+ * dense layer (and its transpose for the input gradient), table scratch. */
+static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
+{
+    const fm_config *c = &m->config;
+    int rc = fm_kernels_default(&ws->kernels);
+    if (rc < 0)
+        return rc;
+    size_t n = (size_t)m->n_layers;
+    ws->mf_forward = fm_alloc(n, sizeof *ws->mf_forward);
+    ws->mf_backward = fm_alloc(n, sizeof *ws->mf_backward);
+    if (!ws->mf_forward || !ws->mf_backward)
+        return FM_ENOMEM;
+    const fm_deploy_weights kind = fm_mulfree_kind(c->weights);
+    size_t slice = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        if (L->kind != FM_LAYER_DENSE)
+            continue;
+        float magnitudes[FM_KERNEL_MAX_LEVELS] = {0};
+        int levels = kind == FM_DW_SYNAPSE ? c->synapse_levels : 0;
+        for (int i = 0; i < levels && i < FM_KERNEL_MAX_LEVELS; i++)
+            magnitudes[i] = fm_synapse_level(L->h, levels, (float)c->synapse_range, i);
+        if ((rc = fm_kernel_layout(kind, L->in, L->out, levels, magnitudes, &ws->mf_forward[l])) < 0)
+            return rc;
+        slice = FM_MAX(slice, fm_kernel_scratch_floats(ws->mf_forward[l]));
+        if (training && l > 0) {
+            if ((rc = fm_kernel_layout(kind, L->out, L->in, levels, magnitudes,
+                                       &ws->mf_backward[l])) < 0)
+                return rc;
+            slice = FM_MAX(slice, fm_kernel_scratch_floats(ws->mf_backward[l]));
+        }
+    }
+    ws->mf_threads = FM_MAX(1, fm_threads_available());
+    ws->mf_slice = slice;
+    ws->mf_scratch = fm_alloc((size_t)ws->mf_threads * slice, sizeof(float));
+    return ws->mf_scratch ? FM_OK : FM_ENOMEM;
 }
 
 int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_workspace **out)
@@ -258,6 +308,13 @@ int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_works
     if (!ok) {
         fm_workspace_free(m, ws);
         return FM_ENOMEM;
+    }
+    if (m->config.exec == FM_EXEC_MULFREE) {
+        int rc = mulfree_create(m, ws, training);
+        if (rc < 0) {
+            fm_workspace_free(m, ws);
+            return rc;
+        }
     }
     *out = ws;
     return FM_OK;

@@ -9,11 +9,15 @@
 #include "layers.h"
 #include "ledger.h"
 #include "loss.h"
+#include "mulfree.h"
 #include "net.h"
 #include "quant.h"
 #include "rng.h"
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +27,27 @@ enum { STREAM_WEIGHTS = 1, STREAM_QB = 2, STREAM_DROPOUT = 3 };
 static int is_stochastic(fm_weight_mode mode)
 {
     return mode == FM_WEIGHTS_BC || mode == FM_WEIGHTS_TC || mode == FM_WEIGHTS_SYNAPSE;
+}
+
+/* Refills a mulfree layout from the pass's float weights; an error (a synapse
+ * weight off the level table, which the quantizer never gives) is kept in
+ * ws->status for the caller of the pass. */
+static void fill_layout(fm_workspace *ws, fm_kernel_weights *layout, const float *wq,
+                        size_t in_stride, size_t out_stride)
+{
+    int rc = fm_kernel_fill(layout, wq, in_stride, out_stride);
+    if (rc < 0 && ws->status == FM_OK)
+        ws->status = rc;
+}
+
+/* Threads a mulfree product may use: the run's count, within the scratch. */
+static int mulfree_threads(const fm_workspace *ws)
+{
+#ifdef _OPENMP
+    return FM_MAX(1, FM_MIN(omp_get_max_threads(), ws->mf_threads));
+#else
+    return 1;
+#endif
 }
 
 /* The weights a training pass uses: W itself in fp32, else a fresh sample
@@ -37,6 +62,11 @@ static const float *training_weights(const fm_model *m, fm_workspace *ws, int l,
     uint64_t key = fm_rng_key(c->seed, STREAM_WEIGHTS, (uint64_t)L->dense_index, step);
     fm_quantize_weights(c->weights, w, ws->wq[l], (size_t)L->in * L->out, L->h,
                         c->synapse_levels, (float)c->synapse_range, key);
+    if (ws->kernels) {
+        fill_layout(ws, ws->mf_forward[l], ws->wq[l], (size_t)L->out, 1);
+        if (ws->mf_backward[l])
+            fill_layout(ws, ws->mf_backward[l], ws->wq[l], 1, (size_t)L->out);
+    }
     return ws->wq[l];
 }
 
@@ -48,6 +78,7 @@ static int eval_uses_real(const fm_config *c)
 }
 
 static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stochastic);
+static void fill_cost(const fm_cost *c, const fm_model *m, int l);
 
 void fm_eval_weights(const fm_model *m, fm_workspace *ws)
 {
@@ -62,6 +93,10 @@ void fm_eval_weights(const fm_model *m, fm_workspace *ws)
                                     (float)c->synapse_range);
             const fm_cost cost = {ws->ledger, l + 1, FM_PHASE_EVAL};
             quantize_cost(&cost, m, l, 0);
+            if (ws->kernels) {
+                fill_layout(ws, ws->mf_forward[l], ws->wq[l], (size_t)L->out, 1);
+                fill_cost(&cost, m, l);
+            }
         }
     }
 }
@@ -184,12 +219,34 @@ static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stocha
     move_tensor(c, m, l, "Wq", weight_bytes(m, l, 1), 1);
 }
 
-/* y = x · w through BLAS, or the reference kernel in the method's arithmetic. */
-static void dense_forward(const fm_model *m, const fm_workspace *ws, int l, const float *w,
-                          int wclass, int B)
+/* Declares the refill of dense layer l's mulfree layout: the quantized
+ * weights read as floats (fm_kernel_fill's input), the codes written. */
+static void fill_cost(const fm_cost *c, const fm_model *m, int l)
 {
     const fm_layer *L = &m->layers[l];
-    if (ws->reference)
+    fm_mulfree_cost_fill(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels, L->in,
+                         L->out);
+    move_tensor(c, m, l, "Wq.float", 4 * (uint64_t)L->in * L->out, 0);
+    move_tensor(c, m, l, "Wq", weight_bytes(m, l, 1), 1);
+}
+
+/* The product of a pass runs on the mulfree kernels: the workspace has them
+ * and the pass's weights are quantized (not the real W of an evaluation). */
+static int runs_mulfree(const fm_workspace *ws, int quantized)
+{
+    return ws->kernels != NULL && quantized;
+}
+
+/* y = x · w through BLAS, the reference kernel in the method's arithmetic, or
+ * (quantized: w is in the mulfree layout too) the mulfree kernels. */
+static void dense_forward(const fm_model *m, const fm_workspace *ws, int l, const float *w,
+                          int wclass, int quantized, int B)
+{
+    const fm_layer *L = &m->layers[l];
+    if (runs_mulfree(ws, quantized))
+        fm_mulfree_product(ws->kernels, ws->mf_forward[l], ws->act[l], ws->act[l + 1], B, L->h,
+                           ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
+    else if (ws->reference)
         fm_ref_dense_forward((fm_weight_class)wclass, ws->act[l], w, L->h, ws->act[l + 1], B,
                              L->in, L->out);
     else
@@ -197,11 +254,15 @@ static void dense_forward(const fm_model *m, const fm_workspace *ws, int l, cons
 }
 
 /* Declares a forward dense product with weights of class wclass. */
-static void dense_forward_cost(const fm_cost *c, const fm_model *m, int l, int wclass,
-                               int quantized, int B)
+static void dense_forward_cost(const fm_cost *c, const fm_model *m, const fm_workspace *ws, int l,
+                               int wclass, int quantized, int B)
 {
     const fm_layer *L = &m->layers[l];
-    fm_dense_cost_forward(c, wclass, B, L->in, L->out);
+    if (runs_mulfree(ws, quantized))
+        fm_mulfree_cost_product(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels, B,
+                                L->in, L->out);
+    else
+        fm_dense_cost_forward(c, wclass, B, L->in, L->out);
     read_activation(c, m, l, 0, B);
     read_weights(c, m, l, quantized);
     write_activation(c, m, l + 1, 0, B);
@@ -267,8 +328,13 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
         case FM_LAYER_DENSE:
             if (quantized)
                 quantize_cost(&cost, m, l, 1);
-            dense_forward(m, ws, l, training_weights(m, ws, l, step), wclass, B);
-            dense_forward_cost(&cost, m, l, wclass, quantized, B);
+            dense_forward(m, ws, l, training_weights(m, ws, l, step), wclass, quantized, B);
+            if (ws->kernels) {
+                fill_cost(&cost, m, l);
+                if (ws->mf_backward[l]) /* the transpose: the same codes again */
+                    fill_cost(&cost, m, l);
+            }
+            dense_forward_cost(&cost, m, ws, l, wclass, quantized, B);
             break;
         case FM_LAYER_BN:
             fm_bn_forward_train(x, y, B, L->out, p, p + L->out, eps, ws->bn_mean[l], ws->bn_invstd[l]);
@@ -360,11 +426,18 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
                 read_activation(&cost, m, l, 0, B);
                 move_tensor(&cost, m, l, "Qx", qx_bytes, 1);
             }
-            if (ws->reference)
-                fm_ref_dense_backward_weights(c->qb, xin, e, g, B, L->in, L->out);
-            else
-                fm_dense_backward_weights(xin, e, g, B, L->in, L->out);
-            fm_dense_cost_backward_weights(&cost, c->qb, B, L->in, L->out);
+            if (ws->kernels) { /* with quantized back-prop, as fm_config_check ensures */
+                if (!fm_mulfree_pow2_grad(ws->kernels, xin, e, g, B, L->in, L->out,
+                                          mulfree_threads(ws)))
+                    ws->mf_fallbacks++;
+                fm_mulfree_cost_pow2_grad(&cost, B, L->in, L->out);
+            } else {
+                if (ws->reference)
+                    fm_ref_dense_backward_weights(c->qb, xin, e, g, B, L->in, L->out);
+                else
+                    fm_dense_backward_weights(xin, e, g, B, L->in, L->out);
+                fm_dense_cost_backward_weights(&cost, c->qb, B, L->in, L->out);
+            }
             if (c->qb)
                 move_tensor(&cost, m, l, "Qx", qx_bytes, 0);
             else
@@ -373,12 +446,19 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             move_tensor(&cost, m, l, "dW", 4 * (uint64_t)L->in * L->out, 1);
             if (dx) {
                 const float *w = quantized ? ws->wq[l] : p;
-                if (ws->reference)
-                    fm_ref_dense_backward_input((fm_weight_class)wclass, dy, w, L->h, dx, B,
-                                                L->in, L->out);
-                else
-                    fm_dense_backward_input(dy, w, dx, B, L->in, L->out);
-                fm_dense_cost_backward_input(&cost, wclass, B, L->in, L->out);
+                if (ws->kernels) {
+                    fm_mulfree_product(ws->kernels, ws->mf_backward[l], dy, dx, B, L->h,
+                                       ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
+                    fm_mulfree_cost_product(&cost, fm_mulfree_kind(c->weights), c->synapse_levels,
+                                            B, L->out, L->in);
+                } else {
+                    if (ws->reference)
+                        fm_ref_dense_backward_input((fm_weight_class)wclass, dy, w, L->h, dx, B,
+                                                    L->in, L->out);
+                    else
+                        fm_dense_backward_input(dy, w, dx, B, L->in, L->out);
+                    fm_dense_cost_backward_input(&cost, wclass, B, L->in, L->out);
+                }
                 read_activation(&cost, m, l + 1, 1, B);
                 read_weights(&cost, m, l, quantized);
                 write_activation(&cost, m, l, 1, B);
@@ -441,8 +521,8 @@ static void eval_layer(const fm_model *m, fm_workspace *ws, int l, int B)
     switch (L->kind) {
     case FM_LAYER_DENSE: {
         int wclass = real ? FM_WCLASS_REAL : fm_weight_class_of(m->config.weights);
-        dense_forward(m, ws, l, eval_weights_of(m, ws, l), wclass, B);
-        dense_forward_cost(&cost, m, l, wclass, !real, B);
+        dense_forward(m, ws, l, eval_weights_of(m, ws, l), wclass, !real, B);
+        dense_forward_cost(&cost, m, ws, l, wclass, !real, B);
         break;
     }
     case FM_LAYER_BN:
@@ -541,5 +621,5 @@ int fm_bn_recompute(fm_model *m, fm_workspace *ws, const fm_images *sets[], cons
         }
     }
     fm_free(acc);
-    return FM_OK;
+    return ws->status < 0 ? ws->status : FM_OK;
 }

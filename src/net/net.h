@@ -56,6 +56,19 @@ typedef struct fm_workspace {
     int training;
     fm_ledger *ledger;    /* NULL, or where passes record their work */
     int reference;        /* 1: dense products by the reference kernels (kernels.h) */
+    /* --exec mulfree (mulfree.h): the kernel variant (NULL: the default path),
+     * per dense layer the pass's weights in the forward layout (in -> out) and
+     * the transposed one (out -> in; layers after the first, training only),
+     * table scratch for mf_threads threads of mf_slice floats each, the count
+     * of weight gradients that fell back to ldexpf, and the first error of a
+     * pass (passes return no code; fm_train reads it after each step). */
+    const struct fm_kernels *kernels;
+    struct fm_kernel_weights **mf_forward, **mf_backward;
+    float *mf_scratch;
+    size_t mf_slice;
+    int mf_threads;
+    uint64_t mf_fallbacks;
+    int status;
 } fm_workspace;
 
 int fm_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);

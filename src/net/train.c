@@ -1,5 +1,6 @@
 /* train.c — the training loop (shuffle, steps, per-epoch learning-rate decay,
  * evaluation, best-validation model selection) and evaluation of a model. */
+#include "infer.h"
 #include "internal.h"
 #include "loss.h"
 #include "net.h"
@@ -197,6 +198,10 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
                 r.labels[b] = train->labels[r.order[b0 + b]];
             int batch_errors = 0;
             loss_sum += fm_train_step(m, r.ws, r.labels, bs, step, &batch_errors);
+            if (r.ws->status < 0) {
+                rc = r.ws->status;
+                break;
+            }
             step++;
             fm_optimizer_step(m, r.ws, r.s1, r.s2, lr, (long)step);
             fm_ledger_pass(r.ws->ledger, FM_PHASE_UPDATE, (uint64_t)bs);
@@ -235,6 +240,8 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
                     break;
             }
             fm_eval_weights(m, r.ws);
+            if ((rc = r.ws->status) < 0)
+                break;
             if (n_valid > 0)
                 rep.valid_error_pct = 100.0 * count_errors(m, r.ws, train, n_total - n_valid, n_valid, 0) / n_valid;
             if (test)
@@ -271,6 +278,8 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     res.test_error_pct = have_best ? best_test : -1;
     if (rc == FM_OK && r.ws->ledger)
         rc = fm_ledger_status(r.ws->ledger);
+    res.kernels = r.ws->kernels ? r.ws->kernels->name : NULL;
+    res.ldexp_fallbacks = (long)r.ws->mf_fallbacks;
     free_run(m, &r);
     if (result)
         *result = res;

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# no_float_mul.sh — proof that the multiplication-free kernels multiply no
+# floats: disassembles the compiled kernel objects of the library archive
+# (the table kernels of every variant, the exponent-add weight gradient, the
+# layout fill and the exactness check: infer.c, infer_ref.c, infer_avx2.c,
+# infer_avx512.c) and fails on any float multiply, fused multiply-add, dot
+# product, divide, reciprocal, scale or vector integer multiply instruction.
+# The only functions exempt are `synapse_products`, which form the synapse
+# product tables (N multiplies per input, docs/mulfree.md lists them). A
+# self-check first shows the scan finds the multiplies that are there.
+#
+# usage: tests/no_float_mul.sh LIBFEWMUL.a
+set -u -o pipefail
+
+ARCHIVE=${1:?usage: no_float_mul.sh LIBFEWMUL.a}
+OBJDUMP=${OBJDUMP:-objdump}
+MEMBERS="infer.c.o infer_ref.c.o infer_avx2.c.o infer_avx512.c.o"
+EXEMPT='^synapse_products([.].*)?$'
+# mnemonics (AT&T or Intel spelling, with or without the v prefix / suffixes)
+FORBIDDEN='^(v?mul(ss|sd|ps|pd|sh|ph)|v?f(n?m(add|sub)(sub|add)?)[0-9]*(ss|sd|ps|pd|sh|ph)|vfm(addsub|subadd)[0-9]*(ps|pd|ph)|v?dp(ps|pd)|v?div(ss|sd|ps|pd|sh|ph)|vscalef(ss|sd|ps|pd|sh|ph)|v?rcp[0-9a-z]*|v?rsqrt[0-9a-z]*|f(i?)mul[a-z]*|f(i?)div[a-z]*|v?pmul[a-z0-9]*|v?pmadd[a-z0-9]*|vpdp[a-z]*|v4?fmadd[a-z]*)$'
+
+command -v "$OBJDUMP" >/dev/null || { echo "no_float_mul.sh: $OBJDUMP not found (install binutils)" >&2; exit 1; }
+[ -f "$ARCHIVE" ] || { echo "no_float_mul.sh: $ARCHIVE not found" >&2; exit 1; }
+WORK=$(mktemp -d) || exit 1
+trap 'rm -rf "$WORK"' EXIT
+(cd "$WORK" && ar x "$ARCHIVE") || { echo "no_float_mul.sh: cannot unpack $ARCHIVE" >&2; exit 1; }
+
+# scan OBJECT EXEMPT_REGEX: prints "function: mnemonic" per offending
+# instruction, and on stderr the number of functions and instructions seen.
+scan() {
+  "$OBJDUMP" -d --no-show-raw-insn "$1" | awk -v forbidden="$FORBIDDEN" -v exempt="$2" '
+    /^[0-9a-f]+ <[^>]+>:$/ { fn = $2; gsub(/[<>:]/, "", fn); functions++; next }
+    /^ +[0-9a-f]+:\t/ {
+      split($0, parts, "\t"); insn = parts[2]; split(insn, words, " "); op = words[1]
+      if (op ~ /^(rep|repz|repnz|lock|notrack|bnd|data16|addr32)$/) op = words[2]
+      instructions++
+      if (exempt != "" && fn ~ exempt) next
+      if (op ~ forbidden) print fn ": " insn
+    }
+    END { printf "%d functions, %d instructions\n", functions, instructions > "/dev/stderr" }'
+}
+
+status=0
+# Self-check: without the exemption the scan must find synapse_products' multiplies.
+if [ -z "$(scan "$WORK/infer_ref.c.o" '' 2>/dev/null | grep '^synapse_products')" ]; then
+  echo "FAIL self-check: no multiply found in infer_ref.c.o's synapse_products without the exemption" >&2
+  status=1
+else
+  echo "ok self-check: the scan finds the multiplies of synapse_products when not exempt"
+fi
+
+for member in $MEMBERS; do
+  object="$WORK/$member"
+  if [ ! -f "$object" ]; then
+    echo "FAIL $member: not in $ARCHIVE (renamed? update tests/no_float_mul.sh)" >&2
+    status=1
+    continue
+  fi
+  found=$(scan "$object" "$EXEMPT" 2>"$WORK/counts")
+  counts=$(cat "$WORK/counts")
+  case "$counts" in
+    0\ functions*|*\ 0\ instructions) echo "FAIL $member: nothing disassembled ($counts)" >&2; status=1; continue ;;
+  esac
+  if [ -n "$found" ]; then
+    echo "FAIL $member: float multiplies outside synapse_products:" >&2
+    echo "$found" | head -20 >&2
+    status=1
+  else
+    echo "ok $member: $counts, no float multiply outside synapse_products"
+  fi
+done
+
+# The kernels the training path calls must be among what was scanned.
+defined=$(nm "$WORK"/infer*.c.o 2>/dev/null)
+for symbol in fm_pow2_grad_ref fm_infer_real_ref fm_kernel_fill fm_pow2_grad_exact; do
+  if ! grep -q " T $symbol\$" <<<"$defined"; then
+    echo "FAIL: $symbol not defined in the scanned objects" >&2
+    status=1
+  fi
+done
+exit $status

@@ -1,0 +1,500 @@
+/* test_mulfree.c — `--exec mulfree`, the training path that runs the method's
+ * arithmetic: its products against exact sums, every kernel variant and
+ * thread count bit for bit against the scalar reference (single products and
+ * whole training runs), the exponent-add weight gradient and its ldexpf
+ * fallback, a training step against the default (BLAS) path within the stated
+ * tolerance, the ledger of a mulfree step, the refusals, and MNIST accuracy
+ * against the default path. */
+#define _POSIX_C_SOURCE 200809L /* setenv, strdup */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fewmul.h"
+#include "infer.h"
+#include "internal.h"
+#include "kernels.h"
+#include "ledger.h"
+#include "mnist_fixture.h"
+#include "mulfree.h"
+#include "net.h"
+#include "quant.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The tolerance of mulfree against the default path (docs/mulfree.md): both
+ * form the same sums of the same terms in different orders (and the default
+ * multiplies every term by H where mulfree multiplies the sum once), so after
+ * one step each value agrees within this fraction of the largest magnitude of
+ * its tensor. */
+#define STEP_TOLERANCE 1e-4
+
+static float uniform(fm_rng *rng) { return (float)(fm_rng_next(rng) >> 40) / 16777216.0f; }
+
+/* Weights of a layout kind: +-h, (+-h or 0), or +-magnitudes[index]. */
+static void random_weights(fm_deploy_weights kind, float *w, size_t n, float h,
+                           const float *magnitudes, int levels, uint64_t seed)
+{
+    fm_rng rng;
+    fm_rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) {
+        float u = uniform(&rng), sign = uniform(&rng) < 0.5f ? -1.0f : 1.0f;
+        if (kind == FM_DW_BINARY)
+            w[i] = sign * h;
+        else if (kind == FM_DW_TERNARY)
+            w[i] = u < 0.3f ? 0.0f : sign * h;
+        else
+            w[i] = sign * magnitudes[(int)(u * (float)levels) % levels];
+    }
+}
+
+static void random_inputs(float *x, size_t n, uint64_t seed)
+{
+    fm_rng rng;
+    fm_rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) {
+        float u = uniform(&rng);
+        x[i] = u < 0.2f ? 0.0f : (uniform(&rng) - 0.5f) * 4.0f;
+    }
+}
+
+/* ---- products ---- */
+
+/* y = scale * x · W (forward: W is in x out) or x · Wᵀ (transposed: x has
+ * `out` values per row, y `in`), through a layout filled from W, against the
+ * exact sum in double; every supported variant and 1 or 2 threads give the
+ * reference's bits. */
+static void check_product(fm_deploy_weights kind, int in, int out, int batch, int transposed)
+{
+    float magnitudes[FM_KERNEL_MAX_LEVELS];
+    const int levels = 26;
+    const float h = 0.0625f;
+    for (int i = 0; i < levels; i++)
+        magnitudes[i] = fm_synapse_level(h, levels, 60.0f, i);
+    float *w = test_malloc((size_t)in * out * sizeof *w);
+    random_weights(kind, w, (size_t)in * out, h, magnitudes, levels, 7u + (uint64_t)in * 131 + out);
+
+    int n_in = transposed ? out : in, n_out = transposed ? in : out;
+    fm_kernel_weights *layout;
+    assert_int_equal(fm_kernel_layout(kind, n_in, n_out, kind == FM_DW_SYNAPSE ? levels : 0,
+                                      magnitudes, &layout), FM_OK);
+    if (transposed)
+        assert_int_equal(fm_kernel_fill(layout, w, 1, (size_t)out), FM_OK);
+    else
+        assert_int_equal(fm_kernel_fill(layout, w, (size_t)out, 1), FM_OK);
+
+    const size_t slice = fm_kernel_scratch_floats(layout);
+    float *scratch = test_malloc(2 * slice * sizeof *scratch);
+    float *x = test_malloc((size_t)batch * n_in * sizeof *x);
+    float *y_ref = test_malloc((size_t)batch * n_out * sizeof *y_ref);
+    float *y = test_malloc((size_t)batch * n_out * sizeof *y);
+    random_inputs(x, (size_t)batch * n_in, 99u + (uint64_t)n_in);
+    const fm_kernels *ref;
+    assert_int_equal(fm_kernels_get("ref", &ref), FM_OK);
+    const float scale = kind == FM_DW_SYNAPSE ? 1.0f : h;
+    fm_mulfree_product(ref, layout, x, y_ref, batch, scale, scratch, slice, 1);
+
+    for (int b = 0; b < batch; b++)
+        for (int j = 0; j < n_out; j++) {
+            double exact = 0.0, size = 0.0;
+            for (int i = 0; i < n_in; i++) {
+                double wij = transposed ? w[(size_t)j * out + i] : w[(size_t)i * out + j];
+                exact += (double)x[(size_t)b * n_in + i] * wij;
+                size += fabs((double)x[(size_t)b * n_in + i] * wij);
+            }
+            double got = y_ref[(size_t)b * n_out + j];
+            if (fabs(got - exact) > 1e-6 * size + 1e-30)
+                fail_msg("kind %d %dx%d%s: y[%d][%d] = %.9g, exact %.9g", (int)kind, in, out,
+                         transposed ? " transposed" : "", b, j, got, exact);
+        }
+    for (int v = 0; fm_kernels_supported(v); v++)
+        for (int threads = 1; threads <= 2; threads++) {
+            const fm_kernels *k = fm_kernels_supported(v);
+            memset(y, 0xff, (size_t)batch * n_out * sizeof *y);
+            fm_mulfree_product(k, layout, x, y, batch, scale, scratch, slice, threads);
+            if (memcmp(y, y_ref, (size_t)batch * n_out * sizeof *y) != 0)
+                fail_msg("%s with %d threads differs from ref (kind %d, %dx%d%s)", k->name,
+                         threads, (int)kind, in, out, transposed ? " transposed" : "");
+        }
+    fm_kernel_weights_free(layout);
+    test_free(w);
+    test_free(scratch);
+    test_free(x);
+    test_free(y_ref);
+    test_free(y);
+}
+
+static void test_products(void **state)
+{
+    (void)state;
+    static const int shapes[][2] = {{1, 1}, {3, 5}, {4, 16}, {37, 19}, {64, 33}, {131, 70}, {33, 128}};
+    const fm_deploy_weights kinds[] = {FM_DW_BINARY, FM_DW_TERNARY, FM_DW_SYNAPSE};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int transposed = 0; transposed <= 1; transposed++)
+                check_product(kinds[k], shapes[s][0], shapes[s][1], 5, transposed);
+}
+
+/* A float that is not one of the layout's levels is refused, not rounded. */
+static void test_fill_refuses_off_level(void **state)
+{
+    (void)state;
+    float magnitudes[4] = {0.125f, 0.25f, 0.5f, 1.0f};
+    fm_kernel_weights *layout;
+    assert_int_equal(fm_kernel_layout(FM_DW_SYNAPSE, 2, 2, 4, magnitudes, &layout), FM_OK);
+    float w[4] = {0.25f, -1.0f, 0.125f, -0.5f};
+    assert_int_equal(fm_kernel_fill(layout, w, 2, 1), FM_OK);
+    w[2] = 0.3f;
+    assert_int_equal(fm_kernel_fill(layout, w, 2, 1), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "not a synapse level"));
+    fm_kernel_weights_free(layout);
+}
+
+/* ---- the weight gradient ---- */
+
+static void test_pow2_grad_and_fallback(void **state)
+{
+    (void)state;
+    const int batch = 23, in = 37, out = 29;
+    float *q = test_malloc((size_t)batch * in * sizeof *q);
+    float *e = test_malloc((size_t)batch * out * sizeof *e);
+    float *x = test_malloc((size_t)batch * in * sizeof *x);
+    float *want = test_malloc((size_t)in * out * sizeof *want);
+    float *got = test_malloc((size_t)in * out * sizeof *got);
+    random_inputs(x, (size_t)batch * in, 5);
+    fm_pow2_quantize(x, q, (size_t)batch * in, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 77);
+    random_inputs(e, (size_t)batch * out, 6);
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) /* a product below the normal range: the fallback runs */
+            e[3] = 1e-37f;
+        fm_ref_dense_backward_weights(1, q, e, want, batch, in, out); /* ldexpf */
+        for (int v = 0; fm_kernels_supported(v); v++) {
+            const fm_kernels *k = fm_kernels_supported(v);
+            memset(got, 0xff, (size_t)in * out * sizeof *got);
+            int exact = fm_mulfree_pow2_grad(k, q, e, got, batch, in, out, 2);
+            assert_int_equal(exact, round == 0);
+            /* the products are exact either way, so the exponent adds and
+             * ldexpf agree bit for bit */
+            if (memcmp(got, want, (size_t)in * out * sizeof *got) != 0)
+                fail_msg("%s pow2 gradient differs from the ldexpf reference (round %d)", k->name,
+                         round);
+        }
+    }
+    test_free(q);
+    test_free(e);
+    test_free(x);
+    test_free(want);
+    test_free(got);
+}
+
+/* ---- training steps ---- */
+
+typedef struct net {
+    fm_model *model;
+    fm_workspace *ws;
+    float *s1;
+    uint8_t *labels;
+} net;
+
+static void net_open(net *n, const fm_config *c, int input_dim, int classes, int batch)
+{
+    memset(n, 0, sizeof *n);
+    assert_int_equal(fm_model_create(c, input_dim, classes, &n->model), FM_OK);
+    assert_int_equal(fm_workspace_create(n->model, batch, 1, &n->ws), FM_OK);
+    n->s1 = test_calloc(n->model->state_count, sizeof(float));
+    n->labels = test_malloc((size_t)batch);
+    for (int b = 0; b < batch; b++)
+        n->labels[b] = (uint8_t)((b * 7) % classes);
+}
+
+static void net_close(net *n)
+{
+    fm_workspace_free(n->model, n->ws);
+    fm_model_free(n->model);
+    test_free(n->s1);
+    test_free(n->labels);
+}
+
+/* Input batch `step` of a fixed stream. */
+static void net_input(net *n, int batch, uint64_t step)
+{
+    random_inputs(n->ws->act[0], (size_t)batch * n->model->input_dim, 1000 + step);
+}
+
+static void net_step(net *n, int batch, uint64_t step)
+{
+    net_input(n, batch, step);
+    fm_train_step(n->model, n->ws, n->labels, batch, step, NULL);
+    assert_int_equal(n->ws->status, FM_OK);
+    fm_optimizer_step(n->model, n->ws, n->s1, NULL, 0.1, (long)step + 1);
+}
+
+static double max_abs(const float *v, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)v[i]));
+    return m;
+}
+
+/* The largest difference of a and b as a fraction of a's largest magnitude. */
+static double relative_gap(const float *a, const float *b, size_t n)
+{
+    double gap = 0.0;
+    for (size_t i = 0; i < n; i++)
+        gap = fmax(gap, fabs((double)a[i] - (double)b[i]));
+    return gap / fmax(max_abs(a, n), 1e-30);
+}
+
+static void config_for(fm_config *c, fm_weight_mode weights, fm_acts acts, int test_quantized)
+{
+    fm_config_default(c);
+    c->arch = "mlp:40,30";
+    c->weights = weights;
+    c->qb = 1;
+    c->acts = acts;
+    c->test_quantized = test_quantized;
+    c->synapse_levels = 26;
+    c->threads = 2;
+}
+
+static const struct {
+    const char *what;
+    fm_weight_mode weights;
+    fm_acts acts;
+} modes[] = {
+    {"bc+qb", FM_WEIGHTS_BC, FM_ACTS_RELU},
+    {"tc+qb", FM_WEIGHTS_TC, FM_ACTS_RELU},
+    {"bc-det+qb", FM_WEIGHTS_BC_DET, FM_ACTS_RELU},
+    {"tc-det+qb", FM_WEIGHTS_TC_DET, FM_ACTS_RELU},
+    {"synapse+qb", FM_WEIGHTS_SYNAPSE, FM_ACTS_RELU},
+    {"bc-det+qb binary acts", FM_WEIGHTS_BC_DET, FM_ACTS_BINARY},
+};
+
+/* One step on each path from the same model and batch: outputs, the loss's
+ * error and every gradient agree within STEP_TOLERANCE. */
+static void test_step_matches_default(void **state)
+{
+    (void)state;
+    const int batch = 16, input_dim = 50, classes = 7;
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        fm_config c;
+        config_for(&c, modes[m].weights, modes[m].acts, 0);
+        net a, b;
+        net_open(&a, &c, input_dim, classes, batch);
+        c.exec = FM_EXEC_MULFREE;
+        net_open(&b, &c, input_dim, classes, batch);
+        fm_threads_set(2);
+        net_input(&a, batch, 0);
+        net_input(&b, batch, 0);
+        fm_train_step(a.model, a.ws, a.labels, batch, 0, NULL);
+        fm_train_step(b.model, b.ws, b.labels, batch, 0, NULL);
+        assert_int_equal(b.ws->status, FM_OK);
+        for (int l = 1; l <= a.model->n_layers; l++) {
+            int dim = a.model->layers[l - 1].out;
+            double gap = relative_gap(a.ws->act[l], b.ws->act[l], (size_t)batch * dim);
+            if (gap > STEP_TOLERANCE)
+                fail_msg("%s: activation %d differs by %.3g of its magnitude", modes[m].what, l, gap);
+        }
+        for (int l = 0; l < a.model->n_layers; l++) {
+            const fm_layer *L = &a.model->layers[l];
+            size_t n = L->kind == FM_LAYER_DENSE ? (size_t)L->in * L->out
+                       : L->kind == FM_LAYER_BN  ? 2 * (size_t)L->out
+                                                 : 0;
+            if (!n)
+                continue;
+            double gap = relative_gap(a.ws->grad_state + L->offset, b.ws->grad_state + L->offset, n);
+            if (gap > STEP_TOLERANCE)
+                fail_msg("%s: gradient of layer %d differs by %.3g of its magnitude", modes[m].what,
+                         l, gap);
+        }
+        net_close(&a);
+        net_close(&b);
+    }
+}
+
+/* Several steps, updates and an evaluation on mulfree with every variant and
+ * 1 or 2 threads end in the same bits as the reference kernels on 1 thread. */
+static void test_runs_bit_exact_across_variants(void **state)
+{
+    (void)state;
+    const int batch = 12, input_dim = 45, classes = 5, steps = 3;
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        fm_config c;
+        config_for(&c, modes[m].weights, modes[m].acts, 1);
+        c.exec = FM_EXEC_MULFREE;
+        float *first_state = NULL, *first_out = NULL;
+        size_t state_count = 0, out_count = (size_t)batch * classes;
+        for (int v = 0; fm_kernels_supported(v); v++)
+            for (int threads = 1; threads <= 2; threads++) {
+                net n;
+                net_open(&n, &c, input_dim, classes, batch);
+                n.ws->kernels = fm_kernels_supported(v);
+                fm_threads_set(threads);
+                for (int s = 0; s < steps; s++)
+                    net_step(&n, batch, (uint64_t)s);
+                net_input(&n, batch, 99);
+                const float *out = fm_forward_eval(n.model, n.ws, batch, 1);
+                assert_int_equal(n.ws->status, FM_OK);
+                if (!first_state) {
+                    state_count = n.model->state_count;
+                    first_state = test_malloc(state_count * sizeof(float));
+                    first_out = test_malloc(out_count * sizeof(float));
+                    memcpy(first_state, n.model->state, state_count * sizeof(float));
+                    memcpy(first_out, out, out_count * sizeof(float));
+                } else if (memcmp(first_state, n.model->state, state_count * sizeof(float)) ||
+                           memcmp(first_out, out, out_count * sizeof(float))) {
+                    fail_msg("%s: %s with %d threads ends in other bits than ref with 1 thread",
+                             modes[m].what, n.ws->kernels->name, threads);
+                }
+                net_close(&n);
+            }
+        test_free(first_state);
+        test_free(first_out);
+    }
+    fm_threads_set(2);
+}
+
+/* The ledger of a mulfree step: the dense layers' only multiplies are the one
+ * by H per output of each product (B x out forward, B x in backward) and, for
+ * the stochastic bc, the sampling's multiply-add per weight (once per step,
+ * not per example); Q(x) and the weight gradient multiply nothing. */
+static void test_ledger_of_a_step(void **state)
+{
+    (void)state;
+    const int batch = 8, input_dim = 20, classes = 3;
+    const fm_weight_mode weights[] = {FM_WEIGHTS_BC_DET, FM_WEIGHTS_BC};
+    for (int w = 0; w < 2; w++) {
+        fm_config c;
+        config_for(&c, weights[w], FM_ACTS_RELU, 0);
+        c.arch = "mlp:16";
+        c.exec = FM_EXEC_MULFREE;
+        net n;
+        net_open(&n, &c, input_dim, classes, batch);
+        fm_ledger *ledger;
+        assert_int_equal(fm_ledger_create(&ledger), FM_OK);
+        n.ws->ledger = ledger;
+        net_input(&n, batch, 0);
+        fm_train_step(n.model, n.ws, n.labels, batch, 0, NULL);
+        for (int l = 0; l < n.model->n_layers; l++) {
+            if (n.model->layers[l].kind != FM_LAYER_DENSE)
+                continue;
+            const fm_layer *L = &n.model->layers[l];
+            const uint64_t sampling = weights[w] == FM_WEIGHTS_BC ? (uint64_t)L->in * L->out : 0;
+            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_FORWARD, FM_OP_FMA), sampling);
+            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_FMA), 0);
+            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_FORWARD, FM_OP_FMUL),
+                             (uint64_t)batch * L->out);
+            /* the first layer forms no input gradient */
+            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_FMUL),
+                             l == 0 ? 0 : (uint64_t)batch * L->in);
+            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_SHIFT),
+                             (uint64_t)batch * L->in * L->out);
+        }
+        fm_ledger_free(ledger);
+        net_close(&n);
+    }
+}
+
+/* ---- refusals ---- */
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    fm_config c;
+    config_for(&c, FM_WEIGHTS_FP32, FM_ACTS_RELU, 0);
+    c.exec = FM_EXEC_MULFREE;
+    fm_model *m = NULL;
+    assert_int_equal(fm_model_create(&c, 10, 3, &m), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "not fp32"));
+    c.weights = FM_WEIGHTS_BC;
+    c.qb = 0;
+    assert_int_equal(fm_model_create(&c, 10, 3, &m), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "quantized back-prop"));
+    c.qb = 1;
+    c.weights = FM_WEIGHTS_SYNAPSE;
+    c.synapse_levels = 33;
+    assert_int_equal(fm_model_create(&c, 10, 3, &m), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "at most 32"));
+    c.synapse_levels = 32;
+    c.exec = (fm_exec)7;
+    assert_int_equal(fm_model_create(&c, 10, 3, &m), FM_EINVAL);
+    c.exec = FM_EXEC_MULFREE;
+    assert_int_equal(fm_model_create(&c, 10, 3, &m), FM_OK);
+    /* a bad FEWMUL_KERNELS fails the workspace, naming the variable */
+    const char *saved = getenv("FEWMUL_KERNELS");
+    char *copy = saved ? strdup(saved) : NULL;
+    setenv("FEWMUL_KERNELS", "bogus", 1);
+    fm_workspace *ws = NULL;
+    assert_int_equal(fm_workspace_create(m, 4, 1, &ws), FM_EINVAL);
+    assert_null(ws);
+    assert_non_null(strstr(fm_last_error(), "FEWMUL_KERNELS=bogus"));
+    if (copy)
+        setenv("FEWMUL_KERNELS", copy, 1);
+    else
+        unsetenv("FEWMUL_KERNELS");
+    free(copy);
+    fm_model_free(m);
+}
+
+/* ---- MNIST: the same accuracy on both paths ---- */
+
+static void test_mnist_same_accuracy(void **state)
+{
+    (void)state;
+    REQUIRE_MNIST();
+    const fm_weight_mode weights[] = {FM_WEIGHTS_BC, FM_WEIGHTS_TC};
+    for (int w = 0; w < 2; w++) {
+        double error[2];
+        for (int exec = 0; exec < 2; exec++) {
+            fm_config c;
+            fm_config_default(&c);
+            c.arch = "mlp:256,256";
+            c.weights = weights[w];
+            c.qb = 1;
+            c.epochs = 4;
+            c.train_limit = 10000;
+            c.valid = 2000;
+            c.threads = 2;
+            c.exec = exec ? FM_EXEC_MULFREE : FM_EXEC_DEFAULT;
+            fm_model *m;
+            assert_int_equal(fm_model_create(&c, 784, 10, &m), FM_OK);
+            fm_result r;
+            assert_int_equal(fm_train(m, &train_set, &test_set, &c, NULL, &r), FM_OK);
+            error[exec] = r.test_error_pct;
+            if (exec)
+                assert_non_null(r.kernels);
+            else
+                assert_null(r.kernels);
+            print_message("%s %s: test error %.2f%%, %.0f img/s%s%s\n",
+                          w ? "tc+qb" : "bc+qb", exec ? "mulfree" : "default", r.test_error_pct,
+                          r.train_images_per_s, exec ? ", kernels " : "", exec ? r.kernels : "");
+            fm_model_free(m);
+        }
+        /* 3 epochs of 10,000 images reach about 5% here; the two paths differ
+         * only in rounding, which moves a few test images either way */
+        assert_true(error[0] < 10.0 && error[1] < 10.0);
+        assert_true(fabs(error[0] - error[1]) <= 0.6);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_products),
+        cmocka_unit_test(test_fill_refuses_off_level),
+        cmocka_unit_test(test_pow2_grad_and_fallback),
+        cmocka_unit_test(test_step_matches_default),
+        cmocka_unit_test(test_runs_bit_exact_across_variants),
+        cmocka_unit_test(test_ledger_of_a_step),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_mnist_same_accuracy),
+    };
+    return cmocka_run_group_tests(tests, load_mnist, free_mnist);
+}

@@ -1,0 +1,457 @@
+/* test_pow2_grad.c — the weight gradient of quantized back-prop, pow2_grad
+ * (src/kernels/infer*.c): dW = Q(x)^T . delta formed with integer exponent
+ * adds and float adds, no multiply. Every variant this CPU supports must equal
+ * the scalar reference bit for bit on many odd shapes, sub-ranges of rows (a
+ * thread's share) and misaligned pointers, writing nothing outside its rows;
+ * the reference must equal an independent double-precision computation; and
+ * fm_pow2_grad_exact must accept exactly the data whose products are exact.
+ *
+ * Mutations this test was checked against (each tried on a copy of the tree,
+ * each made it fail, none is in the tree):
+ *   avx512: the q == 0 merge mask dropped from the float add; the e == 0 mask
+ *     dropped from the integer add; q = +1.0 (code 0) taken for a zero q; the
+ *     examples summed last to first; the lane mask of the partial block one
+ *     lane too wide; every row of a block stored (rows past i1 too); a later
+ *     chunk of 256 examples starting from +0.0f instead of the chunk before
+ *     (test_long_batches only);
+ *   avx2: q == 0 rows reading e's row instead of the zeros; e == 0 lanes
+ *     adding the code; the partial block storing a whole block; every
+ *     other chunk of 128 examples skipped;
+ *   ref: the examples summed last to first (test_ref_against_double);
+ *   fm_pow2_grad_exact: the lower bound >= 0 instead of >= 1, the upper
+ *     <= 255 instead of <= 254, q's mantissa bits not checked, the all-zero
+ *     case answering 0 (test_exact). */
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fewmul.h"
+#include "infer.h"
+#include "rng.h"
+
+/* ---- values ---------------------------------------------------------------- */
+
+static uint32_t bits_of(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+static float from_bits(uint32_t u)
+{
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static float signed_zero(fm_rng *rng) { return fm_rng_below(rng, 2) ? 0.0f : -0.0f; }
+
+/* q: +-0 with probability zero_percent, else +-2^k with k in [k_lo, k_hi]. */
+static void make_q(float *q, size_t n, int k_lo, int k_hi, uint32_t zero_percent, fm_rng *rng)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (fm_rng_below(rng, 100) < zero_percent) {
+            q[k] = signed_zero(rng);
+            continue;
+        }
+        float p = ldexpf(1.0f, k_lo + (int)fm_rng_below(rng, (uint32_t)(k_hi - k_lo + 1)));
+        q[k] = fm_rng_below(rng, 2) ? -p : p;
+    }
+}
+
+/* e: +-0 with probability 40%, else a normal float with 23 random mantissa
+ * bits and magnitude 2^-30 .. 2^11, so sums round and their order shows. */
+static void make_e(float *e, size_t n, fm_rng *rng)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (fm_rng_below(rng, 100) < 40) {
+            e[k] = signed_zero(rng);
+            continue;
+        }
+        uint32_t sign = fm_rng_below(rng, 2), field = 127 - 30 + fm_rng_below(rng, 41);
+        e[k] = from_bits(sign << 31 | field << 23 | fm_rng_below(rng, 1u << 23));
+    }
+}
+
+/* ---- variants -------------------------------------------------------------- */
+
+typedef struct variant {
+    const fm_kernels *kernels;
+    char label[48];
+} variant;
+
+static variant variants[8];
+static int n_variants; /* variants[0] is the reference */
+
+static void find_variants(void)
+{
+    n_variants = 0;
+    for (int k = 0; fm_kernels_supported(k); k++) {
+        variants[n_variants].kernels = fm_kernels_supported(k);
+        snprintf(variants[n_variants].label, sizeof variants[0].label, "%s", fm_kernels_supported(k)->name);
+        n_variants++;
+    }
+    assert_true(n_variants >= 1);
+    assert_string_equal(variants[0].kernels->name, "ref");
+    assert_ptr_equal(variants[0].kernels->pow2_grad, fm_pow2_grad_ref);
+    const fm_kernels *avx512;
+    if (fm_kernels_get("avx512", &avx512) == FM_OK && fm_kernels_avx512_table(0) != avx512) {
+        variants[n_variants].kernels = fm_kernels_avx512_table(0);
+        snprintf(variants[n_variants].label, sizeof variants[0].label, "avx512 (vpshufb popcount)");
+        n_variants++;
+    }
+    for (int v = 0; v < n_variants; v++)
+        assert_non_null(variants[v].kernels->pow2_grad);
+}
+
+static void print_variants(void)
+{
+    char names[256] = "";
+    for (int v = 0; v < n_variants; v++) {
+        strncat(names, v ? ", " : "", sizeof names - strlen(names) - 1);
+        strncat(names, variants[v].label, sizeof names - strlen(names) - 1);
+    }
+    print_message("pow2_grad variants tested against ref: %s\n", names);
+}
+
+/* ---- comparing ------------------------------------------------------------- */
+
+#define GUARD 16 /* floats past dw that must stay untouched */
+static const uint32_t canary = 0x7fc0dead;
+
+static long calls_compared;
+
+/* Buffers of one shape, each one float longer than needed so that the data can
+ * start one float past malloc's alignment. */
+typedef struct shape {
+    int batch, in, out;
+    float *q_block, *e_block, *dw_block, *ref;
+} shape;
+
+static void shape_alloc(shape *s, int batch, int in, int out)
+{
+    s->batch = batch;
+    s->in = in;
+    s->out = out;
+    size_t qn = (size_t)batch * in, en = (size_t)batch * out, wn = (size_t)in * out;
+    s->q_block = malloc((qn + 1) * sizeof(float));
+    s->e_block = malloc((en + 1) * sizeof(float));
+    s->dw_block = malloc((wn + GUARD + 1) * sizeof(float));
+    s->ref = malloc((wn + 1) * sizeof(float));
+    assert_true(s->q_block && s->e_block && s->dw_block && s->ref);
+}
+
+static void shape_free(shape *s)
+{
+    free(s->q_block);
+    free(s->e_block);
+    free(s->dw_block);
+    free(s->ref);
+}
+
+/* Runs `kernels` on rows i0 .. i1-1 into a dw full of canaries and requires
+ * the rows of `expected` (the whole in x out result) in those rows and the
+ * canaries everywhere else, the GUARD floats past dw included. */
+static void check_rows(const variant *var, const shape *s, const float *q, const float *e, float *dw,
+                       int i0, int i1, const float *expected)
+{
+    const size_t row = (size_t)s->out, total = (size_t)s->in * row;
+    for (size_t k = 0; k < total + GUARD; k++)
+        dw[k] = from_bits(canary);
+    var->kernels->pow2_grad(q, e, dw, s->batch, s->in, s->out, i0, i1);
+    for (size_t k = 0; k < total + GUARD; k++) {
+        size_t i = k / row;
+        int inside = k < total && (int)i >= i0 && (int)i < i1;
+        uint32_t want = inside ? bits_of(expected[k]) : canary;
+        if (bits_of(dw[k]) != want) {
+            if (!inside)
+                fail_msg("%s wrote outside rows %d .. %d of a %d x %d dw (batch %d): float %zu "
+                         "(row %zu) is 0x%08x",
+                         var->label, i0, i1 - 1, s->in, s->out, s->batch, k, i, bits_of(dw[k]));
+            fail_msg("%s differs from ref: batch %d, %d x %d, rows %d .. %d, dw[%zu][%zu] = %a "
+                     "(0x%08x), ref %a (0x%08x)",
+                     var->label, s->batch, s->in, s->out, i0, i1 - 1, i, k % row, (double)dw[k],
+                     bits_of(dw[k]), (double)expected[k], want);
+        }
+    }
+    calls_compared++;
+}
+
+/* The sub-ranges of rows a shape is run on: all, empty ones (at the start, in
+ * the middle, at the end), a prefix, shares ending at `in`, an inner one. */
+static int row_ranges(int in, int ranges[][2])
+{
+    int n = 0;
+#define RANGE(a, b) (ranges[n][0] = (a), ranges[n][1] = (b), n++)
+    RANGE(0, in);
+    RANGE(0, 0);
+    RANGE(in, in);
+    RANGE(in / 2, in / 2);
+    if (in >= 2) {
+        RANGE(0, in / 2);
+        RANGE(in / 2, in);
+        RANGE(in - 1, in);
+    }
+    if (in >= 3)
+        RANGE(1, in - 1);
+    if (in >= 9)
+        RANGE(in / 3, 2 * in / 3 + 1);
+#undef RANGE
+    return n;
+}
+
+/* Fresh data for a shape, its reference over all rows, then every variant on
+ * every sub-range; `misalign` (bits 0, 1, 2) moves q, e, dw one float. */
+static void check_shape(shape *s, unsigned misalign, fm_rng *rng)
+{
+    const size_t qn = (size_t)s->batch * s->in, en = (size_t)s->batch * s->out;
+    float *q = s->q_block + (misalign & 1), *e = s->e_block + (misalign >> 1 & 1);
+    float *dw = s->dw_block + (misalign >> 2 & 1);
+    make_q(q, qn, -20, 5, 40, rng);
+    make_e(e, en, rng);
+    /* the kernels' precondition, which this data meets */
+    assert_true(fm_pow2_grad_exact(q, qn, e, en));
+    fm_pow2_grad_ref(q, e, s->ref, s->batch, s->in, s->out, 0, s->in);
+    int ranges[16][2];
+    int n = row_ranges(s->in, ranges);
+    for (int r = 0; r < n; r++)
+        for (int v = 0; v < n_variants; v++)
+            check_rows(&variants[v], s, q, e, dw, ranges[r][0], ranges[r][1], s->ref);
+}
+
+static void check_shapes(const int *batches, size_t nb, const int *ins, size_t ni, const int *outs, size_t no,
+                         uint64_t seed)
+{
+    fm_rng rng;
+    fm_rng_seed(&rng, seed);
+    unsigned count = 0;
+    for (size_t a = 0; a < nb; a++)
+        for (size_t b = 0; b < ni; b++)
+            for (size_t c = 0; c < no; c++) {
+                shape s;
+                shape_alloc(&s, batches[a], ins[b], outs[c]);
+                check_shape(&s, count++ % 8, &rng);
+                shape_free(&s);
+            }
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- tests ----------------------------------------------------------------- */
+
+static void test_variants_equal_ref(void **state)
+{
+    (void)state;
+    find_variants();
+    print_variants();
+    calls_compared = 0;
+    static const int batches[] = {1, 2, 3, 7, 16, 33, 200};
+    static const int ins[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 31, 64, 97};
+    static const int outs[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10,  11, 12, 13, 14, 15,
+                               16, 17, 18, 19, 20, 31, 33, 47, 63, 64, 65, 127, 200};
+    check_shapes(batches, COUNT(batches), ins, COUNT(ins), outs, COUNT(outs), 20240611);
+    print_message("%ld calls equal to ref, outside rows untouched\n", calls_compared);
+}
+
+/* Batches around and past the kernels' chunks of examples (128 for AVX2, 256
+ * for AVX-512), batch 0 (every dw element +0.0f), and wide layers split into
+ * shares as threads split them. */
+static void test_long_batches(void **state)
+{
+    (void)state;
+    find_variants();
+    static const int batches[] = {0, 127, 128, 129, 255, 256, 257, 513};
+    static const int ins[] = {1, 6, 7, 13};
+    static const int outs[] = {1, 16, 17, 64, 65, 100};
+    check_shapes(batches, COUNT(batches), ins, COUNT(ins), outs, COUNT(outs), 99);
+
+    fm_rng rng;
+    fm_rng_seed(&rng, 5);
+    static const int wide[] = {1000, 1024, 1031};
+    for (size_t w = 0; w < COUNT(wide); w++) {
+        shape s;
+        shape_alloc(&s, 200, 50, wide[w]);
+        float *q = s.q_block, *e = s.e_block + 1, *dw = s.dw_block;
+        make_q(q, (size_t)200 * 50, -20, 5, 40, &rng);
+        make_e(e, (size_t)200 * wide[w], &rng);
+        fm_pow2_grad_ref(q, e, s.ref, 200, 50, wide[w], 0, 50);
+        static const int shares[][2] = {{0, 17}, {17, 34}, {34, 50}, {0, 50}};
+        for (size_t k = 0; k < COUNT(shares); k++)
+            for (int v = 0; v < n_variants; v++)
+                check_rows(&variants[v], &s, q, e, dw, shares[k][0], shares[k][1], s.ref);
+        shape_free(&s);
+    }
+}
+
+/* Every q and e zero: all terms are zeros of both signs, and every dw element
+ * is +0.0f (an accumulator that starts at +0.0f never becomes -0.0f). */
+static void test_zero_terms(void **state)
+{
+    (void)state;
+    find_variants();
+    fm_rng rng;
+    fm_rng_seed(&rng, 8);
+    const int batch = 9, in = 7, out = 37;
+    shape s;
+    shape_alloc(&s, batch, in, out);
+    for (int pass = 0; pass < 3; pass++) {
+        /* pass 0: q all zero; 1: e all zero; 2: both */
+        make_q(s.q_block, (size_t)batch * in, -3, 3, pass == 1 ? 0 : 100, &rng);
+        make_e(s.e_block, (size_t)batch * out, &rng);
+        if (pass >= 1)
+            for (size_t k = 0; k < (size_t)batch * out; k++)
+                s.e_block[k] = signed_zero(&rng);
+        for (size_t k = 0; k < (size_t)in * out; k++)
+            s.ref[k] = 0.0f;
+        for (int v = 0; v < n_variants; v++)
+            check_rows(&variants[v], &s, s.q_block, s.e_block, s.dw_block, 0, in, s.ref);
+    }
+    shape_free(&s);
+}
+
+/* The reference against sums formed independently in double precision. */
+static void test_ref_against_double(void **state)
+{
+    (void)state;
+    find_variants();
+    fm_rng rng;
+    fm_rng_seed(&rng, 17);
+    static const int batches[] = {1, 2, 7, 33, 200};
+    static const int ins[] = {1, 3, 9};
+    static const int outs[] = {1, 7, 31, 65};
+    for (size_t a = 0; a < COUNT(batches); a++)
+        for (size_t b = 0; b < COUNT(ins); b++)
+            for (size_t c = 0; c < COUNT(outs); c++) {
+                const int batch = batches[a], in = ins[b], out = outs[c];
+                shape s;
+                shape_alloc(&s, batch, in, out);
+                float *q = s.q_block, *e = s.e_block, *got = s.dw_block;
+                for (int pass = 0; pass < 2; pass++) {
+                    if (pass == 0) {
+                        /* small integers and halves times 2^-3 .. 2^3: every
+                         * partial sum is a multiple of 2^-4 below 2^14, exact
+                         * in float, so the result is the exact sum */
+                        make_q(q, (size_t)batch * in, -3, 3, 40, &rng);
+                        for (size_t k = 0; k < (size_t)batch * out; k++) {
+                            int n = (int)fm_rng_below(&rng, 33) - 16;
+                            e[k] = n ? 0.5f * (float)n : signed_zero(&rng);
+                        }
+                    } else {
+                        make_q(q, (size_t)batch * in, -20, 5, 40, &rng);
+                        make_e(e, (size_t)batch * out, &rng);
+                    }
+                    fm_pow2_grad_ref(q, e, got, batch, in, out, 0, in);
+                    for (int i = 0; i < in; i++)
+                        for (int j = 0; j < out; j++) {
+                            double exact = 0.0;
+                            float stepwise = 0.0f;
+                            for (int t = 0; t < batch; t++) {
+                                /* q * e is exact in double, and in float too */
+                                double product =
+                                    (double)q[(size_t)t * in + i] * (double)e[(size_t)t * out + j];
+                                exact += product;
+                                stepwise += (float)product;
+                            }
+                            float want = pass == 0 ? (float)exact : stepwise;
+                            if (pass == 0)
+                                assert_true((double)want == exact);
+                            float have = got[(size_t)i * out + j];
+                            if (bits_of(have) != bits_of(want))
+                                fail_msg("ref, %s data, batch %d, %d x %d: dw[%d][%d] = %a, expected %a",
+                                         pass == 0 ? "exact" : "general", batch, in, out, i, j, (double)have,
+                                         (double)want);
+                        }
+                }
+                shape_free(&s);
+            }
+}
+
+static int exact1(float q, float e) { return fm_pow2_grad_exact(&q, 1, &e, 1); }
+
+static void test_exact(void **state)
+{
+    (void)state;
+    fm_rng rng;
+    fm_rng_seed(&rng, 3);
+    float q[64], e[64];
+    make_q(q, 64, -20, 5, 40, &rng);
+    make_e(e, 64, &rng);
+    assert_true(fm_pow2_grad_exact(q, 64, e, 64));
+    assert_true(exact1(1.0f, 1.0f));
+    assert_true(exact1(-0.25f, -3.0f));
+    assert_true(fm_pow2_grad_exact(q, 0, e, 0));
+
+    /* e not a normal float: subnormal, infinite, NaN */
+    assert_false(exact1(1.0f, 0x1p-140f));
+    assert_false(exact1(1.0f, from_bits(1)));
+    assert_false(exact1(1.0f, INFINITY));
+    assert_false(exact1(1.0f, -INFINITY));
+    assert_false(exact1(1.0f, NAN));
+    /* q not +-0 or +-2^k: mantissa bits, infinite, NaN, subnormal */
+    assert_false(exact1(1.5f, 1.0f));
+    assert_false(exact1(-3.0f, 1.0f));
+    assert_false(exact1(from_bits(0x3f800001), 1.0f));
+    assert_false(exact1(INFINITY, 1.0f));
+    assert_false(exact1(NAN, 1.0f));
+    assert_false(exact1(0x1p-130f, 1.0f));
+    /* one bad value among good ones is enough */
+    float e_bad[64];
+    memcpy(e_bad, e, sizeof e);
+    e_bad[40] = 0x1p-149f;
+    assert_false(fm_pow2_grad_exact(q, 64, e_bad, 64));
+    float q_bad[64];
+    memcpy(q_bad, q, sizeof q);
+    q_bad[63] = 0.75f;
+    assert_false(fm_pow2_grad_exact(q_bad, 64, e, 64));
+
+    /* products out of the normal range */
+    assert_false(exact1(0x1p-10f, 0x1p-120f)); /* 2^-130: would underflow */
+    assert_false(exact1(0x1p10f, 0x1p120f));   /* 2^130: would overflow */
+    assert_false(exact1(-0x1p10f, -0x1p120f));
+    /* the extremes of each side combine even from different elements */
+    float qs[2] = {0x1p-10f, 1.0f}, es[2] = {1.0f, 0x1p-120f};
+    assert_false(fm_pow2_grad_exact(qs, 2, es, 2));
+
+    /* the boundaries: e = 2^-100 has exponent field 27, q = 2^-26 has k = -26,
+     * so the smallest product has field 1 (normal); 2^-27 would give 0 */
+    assert_true(exact1(0x1p-26f, 0x1p-100f));
+    assert_false(exact1(0x1p-27f, 0x1p-100f));
+    assert_true(exact1(0x1p-26f, -0x1.fffffep-100f));
+    /* e = 2^100 has field 227: q = 2^27 gives 254 (the largest normal field), 2^28 gives 255 */
+    assert_true(exact1(0x1p27f, 0x1p100f));
+    assert_true(exact1(0x1p27f, 0x1.fffffep100f));
+    assert_false(exact1(0x1p28f, 0x1p100f));
+    float q_wide[3] = {0x1p-26f, -0.0f, 0x1p27f}, e_wide[3] = {0x1p-100f, 0.0f, -0x1p100f};
+    assert_true(fm_pow2_grad_exact(q_wide, 3, e_wide, 3));
+    q_wide[1] = 0x1p-27f;
+    assert_false(fm_pow2_grad_exact(q_wide, 3, e_wide, 3));
+
+    /* all q zero (or all e zero): every term is a zero, whatever the other side's range */
+    float q_zero[4] = {0.0f, -0.0f, 0.0f, -0.0f}, e_far[4] = {0x1p120f, 0x1p-120f, -0x1p127f, 0x1p-126f};
+    assert_true(fm_pow2_grad_exact(q_zero, 4, e_far, 4));
+    float q_far[3] = {0x1p127f, 0x1p-126f, -1.0f}, e_zero[3] = {-0.0f, 0.0f, 0.0f};
+    assert_true(fm_pow2_grad_exact(q_far, 3, e_zero, 3));
+    assert_true(fm_pow2_grad_exact(q_zero, 4, e_zero, 3));
+    /* but a value that is not a normal float is still refused */
+    e_far[2] = INFINITY;
+    assert_false(fm_pow2_grad_exact(q_zero, 4, e_far, 4));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_variants_equal_ref), cmocka_unit_test(test_long_batches),
+        cmocka_unit_test(test_zero_terms),         cmocka_unit_test(test_ref_against_double),
+        cmocka_unit_test(test_exact),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

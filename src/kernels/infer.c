@@ -219,15 +219,6 @@ static void ternary_words(const float *m, size_t in_stride, size_t out_stride, i
     }
 }
 
-/* Steps of level_of's search: ceil(log2 levels). */
-static int search_steps(int levels)
-{
-    int steps = 0;
-    while ((1 << steps) < levels)
-        steps++;
-    return steps;
-}
-
 /* The index of magnitude |v| in the ascending table, or -1: a search of a
  * fixed number of steps (each an add, a compare and a select), then a compare
  * for equality, so every weight costs the same (docs/ledger.md). */
@@ -247,7 +238,7 @@ int fm_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_
     memset(w->layout, 0, w->layout_bytes);
     if (w->weights == FM_DW_SYNAPSE) {
         uint8_t *codes = w->layout;
-        const int steps = search_steps(w->levels);
+        const int steps = fm_search_steps(w->levels - 1);
         for (int j = 0; j < w->out; j++) {
             size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
             for (int i = 0; i < w->in; i++) {

@@ -5,6 +5,7 @@
 #include "internal.h"
 #include "kernels.h"
 #include "layers.h"
+#include "quant.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -84,9 +85,7 @@ void fm_mulfree_cost_fill(const fm_cost *c, fm_deploy_weights kind, int levels, 
     if (kind == FM_DW_TERNARY)
         fm_cost_ops(c, FM_OP_CMP, 2 * n);
     if (kind == FM_DW_SYNAPSE) {
-        uint64_t steps = 0;
-        while ((1 << steps) < levels)
-            steps++;
+        const uint64_t steps = (uint64_t)fm_search_steps(levels - 1); /* as fm_kernel_fill */
         fm_cost_ops(c, FM_OP_IADD, steps * n);
         fm_cost_ops(c, FM_OP_CMP, (steps + 1) * n);
         fm_cost_ops(c, FM_OP_SIGN, steps * n);

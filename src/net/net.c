@@ -29,17 +29,6 @@ static int is_stochastic(fm_weight_mode mode)
     return mode == FM_WEIGHTS_BC || mode == FM_WEIGHTS_TC || mode == FM_WEIGHTS_SYNAPSE;
 }
 
-/* Refills a mulfree layout from the pass's float weights; an error (a synapse
- * weight off the level table, which the quantizer never gives) is kept in
- * ws->status for the caller of the pass. */
-static void fill_layout(fm_workspace *ws, fm_kernel_weights *layout, const float *wq,
-                        size_t in_stride, size_t out_stride)
-{
-    int rc = fm_kernel_fill(layout, wq, in_stride, out_stride);
-    if (rc < 0 && ws->status == FM_OK)
-        ws->status = rc;
-}
-
 /* Threads a mulfree product may use: the run's count, within the scratch. */
 static int mulfree_threads(const fm_workspace *ws)
 {
@@ -62,11 +51,6 @@ static const float *training_weights(const fm_model *m, fm_workspace *ws, int l,
     uint64_t key = fm_rng_key(c->seed, STREAM_WEIGHTS, (uint64_t)L->dense_index, step);
     fm_quantize_weights(c->weights, w, ws->wq[l], (size_t)L->in * L->out, L->h,
                         c->synapse_levels, (float)c->synapse_range, key);
-    if (ws->kernels) {
-        fill_layout(ws, ws->mf_forward[l], ws->wq[l], (size_t)L->out, 1);
-        if (ws->mf_backward[l])
-            fill_layout(ws, ws->mf_backward[l], ws->wq[l], 1, (size_t)L->out);
-    }
     return ws->wq[l];
 }
 
@@ -78,7 +62,8 @@ static int eval_uses_real(const fm_config *c)
 }
 
 static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stochastic);
-static void fill_cost(const fm_cost *c, const fm_model *m, int l);
+static void refill_layouts(const fm_cost *c, const fm_model *m, fm_workspace *ws, int l,
+                           int with_transpose);
 
 void fm_eval_weights(const fm_model *m, fm_workspace *ws)
 {
@@ -93,10 +78,8 @@ void fm_eval_weights(const fm_model *m, fm_workspace *ws)
                                     (float)c->synapse_range);
             const fm_cost cost = {ws->ledger, l + 1, FM_PHASE_EVAL};
             quantize_cost(&cost, m, l, 0);
-            if (ws->kernels) {
-                fill_layout(ws, ws->mf_forward[l], ws->wq[l], (size_t)L->out, 1);
-                fill_cost(&cost, m, l);
-            }
+            if (ws->kernels)
+                refill_layouts(&cost, m, ws, l, 0);
         }
     }
 }
@@ -219,15 +202,27 @@ static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stocha
     move_tensor(c, m, l, "Wq", weight_bytes(m, l, 1), 1);
 }
 
-/* Declares the refill of dense layer l's mulfree layout: the quantized
- * weights read as floats (fm_kernel_fill's input), the codes written. */
-static void fill_cost(const fm_cost *c, const fm_model *m, int l)
+/* Refills dense layer l's mulfree layouts from the pass's float weights in
+ * ws->wq: the forward one and, with_transpose, the transposed one of the
+ * input gradient (training workspaces, layers after the first). Each refill
+ * is declared: the weights read as floats, the codes written. An error (a
+ * synapse weight off the level table, which the quantizer never gives) is
+ * kept in ws->status for the caller of the pass. */
+static void refill_layouts(const fm_cost *c, const fm_model *m, fm_workspace *ws, int l,
+                           int with_transpose)
 {
     const fm_layer *L = &m->layers[l];
-    fm_mulfree_cost_fill(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels, L->in,
-                         L->out);
-    move_tensor(c, m, l, "Wq.float", 4 * (uint64_t)L->in * L->out, 0);
-    move_tensor(c, m, l, "Wq", weight_bytes(m, l, 1), 1);
+    fm_kernel_weights *layouts[2] = {ws->mf_forward[l], with_transpose ? ws->mf_backward[l] : NULL};
+    const size_t strides[2][2] = {{(size_t)L->out, 1}, {1, (size_t)L->out}};
+    for (int t = 0; t < 2 && layouts[t]; t++) {
+        int rc = fm_kernel_fill(layouts[t], ws->wq[l], strides[t][0], strides[t][1]);
+        if (rc < 0 && ws->status == FM_OK)
+            ws->status = rc;
+        fm_mulfree_cost_fill(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels,
+                             L->in, L->out);
+        move_tensor(c, m, l, "Wq.float", 4 * (uint64_t)L->in * L->out, 0);
+        move_tensor(c, m, l, "Wq", weight_bytes(m, l, 1), 1);
+    }
 }
 
 /* The product of a pass runs on the mulfree kernels: the workspace has them
@@ -325,17 +320,16 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
         const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_FORWARD);
         const uint64_t n = (uint64_t)B * L->out;
         switch (L->kind) {
-        case FM_LAYER_DENSE:
+        case FM_LAYER_DENSE: {
             if (quantized)
                 quantize_cost(&cost, m, l, 1);
-            dense_forward(m, ws, l, training_weights(m, ws, l, step), wclass, quantized, B);
-            if (ws->kernels) {
-                fill_cost(&cost, m, l);
-                if (ws->mf_backward[l]) /* the transpose: the same codes again */
-                    fill_cost(&cost, m, l);
-            }
+            const float *wq = training_weights(m, ws, l, step);
+            if (ws->kernels)
+                refill_layouts(&cost, m, ws, l, 1);
+            dense_forward(m, ws, l, wq, wclass, quantized, B);
             dense_forward_cost(&cost, m, ws, l, wclass, quantized, B);
             break;
+        }
         case FM_LAYER_BN:
             fm_bn_forward_train(x, y, B, L->out, p, p + L->out, eps, ws->bn_mean[l], ws->bn_invstd[l]);
             fm_bn_cost_forward_train(&cost, B, L->out);

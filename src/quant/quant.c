@@ -73,8 +73,7 @@ static void fill_levels(float *level, float h, int levels, float range)
         level[k] = fm_synapse_level(h, levels, range, k);
 }
 
-/* Steps of the branch-free search over `count` sorted bounds: ceil(log2(count+1)). */
-static int search_steps(int count)
+int fm_search_steps(int count)
 {
     int steps = 0;
     while ((1 << steps) < count + 1)
@@ -113,7 +112,7 @@ void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int le
     fill_levels(level, h, levels, range);
     for (int k = 0; k + 1 < levels; k++)
         inv_gap[k] = 1.0f / (level[k + 1] - level[k]);
-    const int count = levels - 2, steps = search_steps(count);
+    const int count = levels - 2, steps = fm_search_steps(count);
     memcpy(bound, level + 1, (size_t)count * sizeof *bound);
     pad_bounds(bound, count, steps);
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -141,7 +140,7 @@ void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, f
     /* The level nearest in log: count the geometric midpoints at most |w|. */
     float level[FM_SYNAPSE_MAX_LEVELS], bound[FM_SYNAPSE_MAX_LEVELS];
     fill_levels(level, h, levels, range);
-    const int count = levels - 1, steps = search_steps(count);
+    const int count = levels - 1, steps = fm_search_steps(count);
     for (int k = 0; k < count; k++)
         bound[k] = sqrtf(level[k] * level[k + 1]);
     pad_bounds(bound, count, steps);
@@ -240,7 +239,7 @@ void fm_quantize_weights_cost(const fm_cost *c, fm_weight_mode mode, int stochas
             fm_cost_ops(c, FM_OP_SIGN, n);
             break;
         }
-        uint64_t steps = (uint64_t)search_steps(det ? levels - 1 : levels - 2);
+        uint64_t steps = (uint64_t)fm_search_steps(det ? levels - 1 : levels - 2);
         fm_cost_ops(c, FM_OP_SIGN, n * ((det ? 2 : 3) + steps));
         fm_cost_ops(c, FM_OP_IADD, n * steps);
         fm_cost_ops(c, FM_OP_CMP, n * ((det ? 1 : 2) + steps));

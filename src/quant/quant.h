@@ -43,6 +43,11 @@ float fm_synapse_level(float h, int levels, float range, int i);
  * count as 0. Inf and NaN pass through. */
 void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key);
 
+/* Steps of a branch-free binary search over `count` sorted bounds (each an
+ * add, a compare and a select): ceil(log2(count + 1)). Finding one of N
+ * levels takes fm_search_steps(N - 1). */
+int fm_search_steps(int count);
+
 /* Applies a weight mode: training (stochastic modes sample) or the
  * deterministic counterpart used for evaluation and deployment. */
 void fm_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,

@@ -81,6 +81,37 @@ int fm_data_load(const char *spec, fm_images *train, fm_images *test);
 void fm_images_free(fm_images *images);
 #define FM_FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
+/* One file of the CIFAR-10 binary version (data_batch_N.bin, test_batch.bin):
+ * any whole number of 3073-byte records, each a label 0..9 and a 32x32x3
+ * image stored plane by plane (1024 red, 1024 green, 1024 blue bytes), read
+ * into the channel-last layout of fm_images. */
+int fm_cifar10_read(const char *path, fm_images *out);
+/* One SVHN cropped-digits file (train_32x32.mat, test_32x32.mat,
+ * extra_32x32.mat): MATLAB level-5 MAT, variables X (32x32x3xN uint8) and y
+ * (N labels 1..10, 10 meaning digit 0, stored as any numeric class), each
+ * element plain or zlib-compressed, either byte order. Labels become 0..9. */
+int fm_svhn_read(const char *path, fm_images *out);
+/* The data sets of spec, as fm_data_load reads them:
+ *   "cifar10:DIR" train = DIR/data_batch_1.bin .. data_batch_5.bin in order,
+ *                 test = DIR/test_batch.bin;
+ *   "svhn:DIR"    train = DIR/train_32x32.mat followed by DIR/extra_32x32.mat
+ *                 when present, test = DIR/test_32x32.mat; *train_part (may be
+ *                 NULL) receives the number of images from train_32x32.mat. */
+int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int32_t *train_part);
+/* The paper's validation split for a data spec: the number of images
+ * fm_train should hold out at the end of the training set (MNIST and
+ * Fashion-MNIST 10000, CIFAR-10 5000, SVHN 6000); FM_EINVAL with a message
+ * for a spec fm_data_load would not accept. Looks at no file. */
+int fm_data_default_valid(const char *spec);
+/* Moves a class-balanced validation set to the end of `set`: per class,
+ * per_class_head images chosen from [0, boundary) and per_class_tail from
+ * [boundary, count), picked by a shuffle seeded with `seed`; the other images
+ * keep their order ahead of them. SVHN's split (pylearn2's "splitted_train"):
+ * 400 per class from train_32x32 and 200 from extra_32x32. FM_EINVAL with a
+ * message when a class has too few images. */
+int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_head,
+                             int per_class_tail, int classes, uint64_t seed);
+
 /* ---- configuration ----------------------------------------------------- */
 
 typedef enum fm_weight_mode {
@@ -96,7 +127,11 @@ typedef enum fm_optimizer { FM_OPT_SGD = 0, FM_OPT_ADAM } fm_optimizer;
 typedef enum fm_loss { FM_LOSS_HINGE = 0, FM_LOSS_XENT } fm_loss;
 /* center: x/255 minus the per-pixel mean of the training images (the paper);
  * unit: x/255 in [0,1]. */
-typedef enum fm_preproc { FM_PRE_CENTER = 0, FM_PRE_UNIT } fm_preproc;
+/* gcn-zca: global contrast normalization of each image, then ZCA whitening
+ * fitted on the training split (the paper's CIFAR-10); gcn-lcn: global then
+ * LeCun's local contrast normalization, both per image (the paper's SVHN).
+ * docs/data.md gives the constants and their sources. */
+typedef enum fm_preproc { FM_PRE_CENTER = 0, FM_PRE_UNIT, FM_PRE_GCN_ZCA, FM_PRE_GCN_LCN } fm_preproc;
 /* paper: after each epoch, inference statistics are recomputed as the average of
  * per-batch means and variances over the training and validation images with the
  * evaluation weights (the authors' code); running: exponential moving average
@@ -125,13 +160,17 @@ typedef enum fm_exec { FM_EXEC_DEFAULT = 0, FM_EXEC_MULFREE } fm_exec;
 #define FM_QB_UNBOUNDED (-1000)
 
 typedef struct fm_config {
-    const char *arch;            /* "paper-mlp" or "mlp:H1,H2,..." (default paper-mlp) */
+    const char *arch;            /* "paper-mlp", "mlp:H1,H2,...", "paper-cnn", "bc-cnn" or
+                                    "conv:ITEM,..." (docs/cli.md; default paper-mlp) */
     fm_weight_mode weights;      /* default FM_WEIGHTS_FP32 */
     int synapse_levels;          /* N magnitudes for FM_WEIGHTS_SYNAPSE (default 26) */
     double synapse_range;        /* largest/smallest magnitude (default 60) */
     fm_scale scale;              /* default FM_SCALE_GLOROT */
     int qb;                      /* quantized back-prop on/off (default 0) */
-    int qb_emin, qb_emax;        /* exponent clip of Q(x); FM_QB_UNBOUNDED for none */
+    int qb_emin, qb_emax;        /* exponent clip of Q(x) in dense layers;
+                                    FM_QB_UNBOUNDED for none (default, the authors' code) */
+    int qb_conv_emin, qb_conv_emax; /* the same in convolutions (default -4, 3, the
+                                    authors' conv code); FM_QB_UNBOUNDED for none */
     int qb_bn_jacobian;          /* 0 (default): with qb, a dense layer's weight gradient
                                     uses the error at its batch norm's output, as the
                                     authors' code; 1: the exact pre-BN error */
@@ -163,6 +202,9 @@ typedef struct fm_config {
 
 /* Fills every field with its default. */
 void fm_config_default(fm_config *config);
+/* 1 when an architecture string has convolutions, else 0 (also for one that
+ * does not parse; fm_config_check says why). */
+int fm_arch_is_conv(const char *arch);
 /* Parses "fp32|bc|bc-det|tc|tc-det|synapse[:N]" into config->weights (and levels). */
 int fm_parse_weights(const char *text, fm_config *config);
 /* The canonical name of a mode ("bc-det"). */
@@ -178,16 +220,24 @@ int fm_config_check(const fm_config *config);
 typedef struct fm_model fm_model;
 
 /* A fresh model for inputs of input_dim values and `classes` outputs,
- * initialized from config->seed. */
+ * initialized from config->seed. The input counts as an input_dim x 1 x 1
+ * image, so convolutional architectures need fm_model_create_image. */
 int fm_model_create(const fm_config *config, int input_dim, int classes, fm_model **out);
+/* The same for height x width x channels images (what fm_images holds). */
+int fm_model_create_image(const fm_config *config, int height, int width, int channels,
+                          int classes, fm_model **out);
+/* The input image shape (any pointer may be NULL); returns input_dim. */
+int fm_model_input_shape(const fm_model *model, int *height, int *width, int *channels);
 void fm_model_free(fm_model *model);
 /* Number of trainable scalars, and a one-line description ("784-1024-...-10, bc"). */
 size_t fm_model_param_count(const fm_model *model);
 const char *fm_model_describe(const fm_model *model);
 int fm_model_input_dim(const fm_model *model);
 int fm_model_classes(const fm_model *model);
-/* Copies of the latent weights of dense layer `index` (in x out, row-major);
- * returns the element count, or a negative error. dst may be NULL to query. */
+/* Copies of the latent weights of weighted layer `index` (dense or conv, in
+ * network order; fan-in x units, row-major, a convolution's rows ordered
+ * kernel row, kernel column, input channel); returns the element count, or a
+ * negative error. dst may be NULL to query. */
 long fm_model_weights(const fm_model *model, int index, float *dst, size_t capacity);
 
 /* Full-state model file (fewmul's training format, docs/model-format.md): written
@@ -364,7 +414,8 @@ int fm_model_measure(fm_model *model, int batch, fm_ledger *train_step, fm_ledge
 /* Multiplications per minibatch counted as the paper's table does, over the
  * dense layers of N inputs and M outputs: standard back-prop B*(3*sum MN + 3*sum M);
  * the model's method drops the MN terms its weights (binary, ternary) and
- * quantized back-prop remove (BC+QB: B*3*sum M). */
+ * quantized back-prop remove (BC+QB: B*3*sum M). A convolution counts as a
+ * dense layer of N = fan-in and M = filters at each output position. */
 int fm_model_paper_mults(const fm_model *model, int batch, uint64_t *standard, uint64_t *method);
 
 /* ---- deployment (file format: docs/format.md) ---------------------------- */
@@ -386,7 +437,7 @@ typedef struct fm_deploy fm_deploy;
 typedef enum fm_export_weights { FM_EXPORT_DET = 0, FM_EXPORT_MEAN = 1 } fm_export_weights;
 
 /* The deployed form of a trained model. height x width x channels must equal
- * its input size (all 0: input_dim x 1 x 1). */
+ * its input size (all 0: the model's input shape). */
 int fm_deploy_from_model(const fm_model *model, fm_export_weights how, int height, int width,
                          int channels, fm_deploy **out);
 /* Writes the packed file to PATH.tmp, flushed and renamed over PATH. */

@@ -179,15 +179,17 @@ static void test_xent_gradient(void **state)
 /* The whole network: every parameter's gradient from fm_train_step against
  * finite differences of the loss it returns (fp32 weights, no dropout, so the
  * loss is a deterministic function of the state). */
-static void check_network(fm_loss loss, int samples_per_group)
+static void check_network(fm_loss loss, const char *arch, int height, int width, int channels,
+                          int samples_per_group)
 {
     fm_config c;
     fm_config_default(&c);
-    c.arch = "mlp:6,5";
+    c.arch = arch;
     c.loss = loss;
     c.batch = B;
     fm_model *m;
-    assert_int_equal(fm_model_create(&c, N, 4, &m), FM_OK);
+    assert_int_equal(fm_model_create_image(&c, height, width, channels, 4, &m), FM_OK);
+    const int dim = height * width * channels;
     /* BN gamma away from 1 so its gradient is not trivially symmetric */
     for (int g = 0; g < m->n_groups; g++)
         if (m->groups[g].clip == 0.0f && m->groups[g].lr_scale == 1.0f && g % 2 == 1)
@@ -196,18 +198,19 @@ static void check_network(fm_loss loss, int samples_per_group)
     fm_workspace *ws;
     assert_int_equal(fm_workspace_create(m, B, 1, &ws), FM_OK);
     uint8_t labels[B];
-    float x[B * N];
-    fill(x, B * N, 1.0f);
+    float *x = malloc((size_t)B * dim * sizeof *x);
+    const size_t x_bytes = (size_t)B * dim * sizeof *x;
+    fill(x, (size_t)B * dim, 1.0f);
     for (int b = 0; b < B; b++)
         labels[b] = (uint8_t)(b % 4);
-    memcpy(ws->act[0], x, sizeof x);
+    memcpy(ws->act[0], x, x_bytes);
     fm_train_step(m, ws, labels, B, 0, NULL);
     float *analytic = malloc(m->state_count * sizeof(float));
     memcpy(analytic, ws->grad_state, m->state_count * sizeof(float));
     /* One-sided differences that disagree reveal a ReLU kink or hinge corner
      * inside the step; such samples are skipped, and at most a quarter may be. */
     const float h = 2e-3f;
-    memcpy(ws->act[0], x, sizeof x);
+    memcpy(ws->act[0], x, x_bytes);
     double center = fm_train_step(m, ws, labels, B, 0, NULL);
     int checked = 0, skipped = 0;
     for (int g = 0; g < m->n_groups; g++) {
@@ -216,10 +219,10 @@ static void check_network(fm_loss loss, int samples_per_group)
             size_t i = G->offset + fm_rng_below(&rng, (uint32_t)G->count);
             float keep = m->state[i];
             m->state[i] = keep + h;
-            memcpy(ws->act[0], x, sizeof x);
+            memcpy(ws->act[0], x, x_bytes);
             double up = fm_train_step(m, ws, labels, B, 0, NULL);
             m->state[i] = keep - h;
-            memcpy(ws->act[0], x, sizeof x);
+            memcpy(ws->act[0], x, x_bytes);
             double down = fm_train_step(m, ws, labels, B, 0, NULL);
             m->state[i] = keep;
             double forward = (up - center) / h, backward = (center - down) / h;
@@ -237,6 +240,7 @@ static void check_network(fm_loss loss, int samples_per_group)
     }
     assert_true(skipped * 3 <= checked);
     free(analytic);
+    free(x);
     fm_workspace_free(m, ws);
     fm_model_free(m);
 }
@@ -264,13 +268,68 @@ static void test_sign_straight_through(void **state)
 static void test_network_gradient_hinge(void **state)
 {
     (void)state;
-    check_network(FM_LOSS_HINGE, 20);
+    check_network(FM_LOSS_HINGE, "mlp:6,5", N, 1, 1, 20);
 }
 
 static void test_network_gradient_xent(void **state)
 {
     (void)state;
-    check_network(FM_LOSS_XENT, 20);
+    check_network(FM_LOSS_XENT, "mlp:6,5", N, 1, 1, 20);
+}
+
+/* Convolutional networks end to end: valid and same padding, stride 2,
+ * max-pooling, batch norm per feature map, the flattened map into a dense
+ * layer. */
+static void test_conv_network_gradient(void **state)
+{
+    (void)state;
+    check_network(FM_LOSS_HINGE, "conv:3k3,pool2,4k2same,fc5", 7, 7, 2, 12);
+    check_network(FM_LOSS_XENT, "conv:3k3s2same,4k2,pool2,fc5", 8, 8, 2, 12);
+}
+
+/* Batch norm after a convolution and pool normalises each feature map over
+ * the batch and every position: in training, each channel of its output has
+ * mean beta and variance gamma^2 (up to eps) over B x H x W values. */
+static void test_conv_batchnorm_per_map(void **state)
+{
+    (void)state;
+    fm_config c;
+    fm_config_default(&c);
+    c.arch = "conv:3k3,pool2,fc5";
+    fm_model *m;
+    assert_int_equal(fm_model_create_image(&c, 9, 9, 2, 4, &m), FM_OK);
+    fm_workspace *ws;
+    assert_int_equal(fm_workspace_create(m, B, 1, &ws), FM_OK);
+    fill(ws->act[0], (size_t)B * m->input_dim, 1.0f);
+    uint8_t labels[B] = {0};
+    fm_train_step(m, ws, labels, B, 0, NULL);
+    int l = 0;
+    while (m->layers[l].kind != FM_LAYER_BN)
+        l++;
+    const fm_layer *L = &m->layers[l];
+    assert_int_equal(L->channels, 3);
+    assert_int_equal(L->out, 3 * 3 * 3); /* 9 -> 7 -> pool 3 */
+    float *p = m->state + L->offset;
+    for (int ch = 0; ch < 3; ch++) { /* gamma, beta away from 1 and 0 */
+        p[ch] = 0.5f + (float)ch;
+        p[3 + ch] = 0.25f * (float)(ch + 1);
+    }
+    fm_train_step(m, ws, labels, B, 0, NULL);
+    const int rows = B * L->out / 3;
+    for (int ch = 0; ch < 3; ch++) {
+        double sum = 0, sq = 0;
+        for (int r = 0; r < rows; r++)
+            sum += ws->act[l + 1][r * 3 + ch];
+        double mean = sum / rows;
+        for (int r = 0; r < rows; r++) {
+            double d = ws->act[l + 1][r * 3 + ch] - mean;
+            sq += d * d;
+        }
+        assert_true(fabs(mean - p[3 + ch]) < 1e-4);
+        assert_true(fabs(sq / rows - (double)p[ch] * p[ch]) < 2e-3 * p[ch] * p[ch]);
+    }
+    fm_workspace_free(m, ws);
+    fm_model_free(m);
 }
 
 int main(void)
@@ -284,6 +343,8 @@ int main(void)
         cmocka_unit_test(test_xent_gradient),
         cmocka_unit_test(test_network_gradient_hinge),
         cmocka_unit_test(test_network_gradient_xent),
+        cmocka_unit_test(test_conv_network_gradient),
+        cmocka_unit_test(test_conv_batchnorm_per_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

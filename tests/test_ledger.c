@@ -36,14 +36,16 @@ typedef struct run {
     float *s1, *s2;
 } run;
 
-static void run_open(run *r, const fm_config *c, int input_dim, int classes, int batch)
+static void run_open_image(run *r, const fm_config *c, int height, int width, int channels,
+                           int classes, int batch)
 {
+    const int input_dim = height * width * channels;
     memset(r, 0, sizeof *r);
-    assert_int_equal(fm_model_create(c, input_dim, classes, &r->model), FM_OK);
+    assert_int_equal(fm_model_create_image(c, height, width, channels, classes, &r->model), FM_OK);
     assert_int_equal(fm_workspace_create(r->model, batch, 1, &r->ws), FM_OK);
     assert_int_equal(fm_ledger_create(&r->ledger), FM_OK);
     r->ws->ledger = r->ledger;
-    r->set = (fm_images){.count = batch, .height = 1, .width = input_dim, .channels = 1};
+    r->set = (fm_images){.count = batch, .height = height, .width = width, .channels = channels};
     r->set.pixels = test_malloc((size_t)batch * input_dim);
     r->set.labels = test_malloc((size_t)batch);
     fm_rng rng;
@@ -54,6 +56,11 @@ static void run_open(run *r, const fm_config *c, int input_dim, int classes, int
         r->set.labels[b] = (uint8_t)(b % classes);
     r->s1 = test_calloc(r->model->state_count, sizeof(float));
     r->s2 = test_calloc(r->model->state_count, sizeof(float));
+}
+
+static void run_open(run *r, const fm_config *c, int input_dim, int classes, int batch)
+{
+    run_open_image(r, c, input_dim, 1, 1, classes, batch);
 }
 
 static void run_close(run *r)
@@ -70,7 +77,7 @@ static void run_close(run *r)
 /* Loads the batch and runs one training step and one optimizer step. */
 static void run_step(run *r, int batch)
 {
-    fm_load_batch(r->model, &r->set, NULL, 0, batch, r->ws->act[0]);
+    fm_load_batch(r->model, r->ws, &r->set, NULL, 0, batch);
     fm_load_batch_cost(r->model, r->ws, FM_PHASE_FORWARD, batch, r->set.count);
     int errors = 0;
     fm_train_step(r->model, r->ws, r->set.labels, batch, 0, &errors);
@@ -80,7 +87,7 @@ static void run_update(run *r) { fm_optimizer_step(r->model, r->ws, r->s1, r->s2
 
 static void run_eval(run *r, int batch)
 {
-    fm_load_batch(r->model, &r->set, NULL, 0, batch, r->ws->act[0]);
+    fm_load_batch(r->model, r->ws, &r->set, NULL, 0, batch);
     fm_load_batch_cost(r->model, r->ws, FM_PHASE_EVAL, batch, r->set.count);
     const float *y = fm_forward_eval(r->model, r->ws, batch, 1);
     (void)fm_count_errors(y, r->set.labels, batch, r->model->classes);
@@ -294,16 +301,20 @@ static void assert_ledgers_equal(const fm_ledger *a, const fm_ledger *b)
 static void test_invariant_threads_and_kernels(void **state)
 {
     (void)state;
+    for (int conv = 0; conv < 2; conv++) {
     fm_config c;
     fm_config_default(&c);
-    c.arch = "mlp:33,17";
+    c.arch = conv ? "conv:5k3,pool2,4k2same,fc6" : "mlp:33,17";
     c.weights = FM_WEIGHTS_TC;
     c.qb = 1;
     fm_ledger *first = NULL;
     for (int variant = 0; variant < 4; variant++) {
         c.threads = 1 + variant % 2;
         run r;
-        run_open(&r, &c, 45, 7, 13);
+        if (conv)
+            run_open_image(&r, &c, 9, 9, 5, 7, 13);
+        else
+            run_open(&r, &c, 45, 7, 13);
         r.ws->reference = variant >= 2;
         fm_threads_set(c.threads);
         run_step(&r, 13);
@@ -318,6 +329,7 @@ static void test_invariant_threads_and_kernels(void **state)
         run_close(&r);
     }
     fm_ledger_free(first);
+    }
 }
 
 /* fm_model_measure: both ledgers filled, its inference uses the deployed
@@ -550,7 +562,10 @@ static void tally_case(const fm_config *c, int threads, const char *what)
     fm_config cc = *c;
     cc.threads = threads;
     run r;
-    run_open(&r, &cc, 21, 3, 7);
+    if (fm_arch_is_conv(c->arch))
+        run_open_image(&r, &cc, 7, 7, 3, 3, 7);
+    else
+        run_open(&r, &cc, 21, 3, 7);
     r.ws->reference = 1;
     if (cc.exec == FM_EXEC_MULFREE) /* the reference variant is the one that tallies */
         assert_int_equal(fm_kernels_get("ref", &r.ws->kernels), FM_OK);
@@ -634,6 +649,26 @@ static void test_counting_build_tally(void **state)
             tally_case(&c, 2, what);
         }
     }
+    /* convolutional networks (7x7x3 inputs): valid and same padding, stride
+     * 2, pooling, batch norm per map, in each weight class, with the
+     * convolutions' exponent clip and without */
+    const char *const conv_archs[] = {"conv:4k3,pool2,3k2same,fc5", "conv:3k3s2same,4k2,fc4"};
+    const fm_weight_mode conv_modes[] = {FM_WEIGHTS_FP32, FM_WEIGHTS_BC, FM_WEIGHTS_TC_DET,
+                                         FM_WEIGHTS_SYNAPSE};
+    fm_config_default(&c);
+    for (size_t a = 0; a < 2; a++)
+        for (size_t k = 0; k < 4; k++) {
+            char what[96];
+            c.arch = conv_archs[a];
+            c.weights = conv_modes[k];
+            c.qb = k > 0;
+            c.qb_conv_emin = k == 2 ? FM_QB_UNBOUNDED : -4;
+            c.qb_conv_emax = k == 2 ? FM_QB_UNBOUNDED : 3;
+            snprintf(what, sizeof what, "%s %s%s", c.arch, fm_weights_name(c.weights),
+                     c.qb ? "+qb" : "");
+            tally_case(&c, 1, what);
+            tally_case(&c, 2, what);
+        }
 }
 
 int main(void)

@@ -150,8 +150,28 @@ static const char *const train_help[] = {
     "                     mnist:DIR or idx:DIR: a folder with train-images-idx3-ubyte,",
     "                     train-labels-idx1-ubyte, t10k-images-idx3-ubyte,",
     "                     t10k-labels-idx1-ubyte, raw or gzip-compressed (.gz)",
-    "  --arch ARCH        paper-mlp (default): 784-1024-1024-1024-10 with batch norm",
-    "                     after every layer; mlp:H1,H2,...: those hidden widths",
+    "                     cifar10:DIR: the CIFAR-10 binary version (data_batch_1.bin",
+    "                     .. data_batch_5.bin, test_batch.bin)",
+    "                     svhn:DIR: SVHN cropped digits (train_32x32.mat,",
+    "                     test_32x32.mat, and extra_32x32.mat when present,",
+    "                     appended to the training set)",
+    "  --arch ARCH        the network; batch norm follows every layer (after the",
+    "                     pool in a convolution block), ReLU every hidden one:",
+    "                     paper-mlp (default): 1024-1024-1024, dense",
+    "                     mlp:H1,H2,...: those hidden widths, dense",
+    "                     paper-cnn: the paper's CIFAR-10/SVHN net, unpadded:",
+    "                       conv:128k3,128k3,pool2,256k2,256k2,pool2,512k2,512k2,",
+    "                       pool2,1024k2,fc1024",
+    "                     bc-cnn: BinaryConnect's VGG-like net, padded:",
+    "                       conv:128k3same,128k3same,pool2,256k3same,256k3same,",
+    "                       pool2,512k3same,512k3same,pool2,fc1024,fc1024",
+    "                     conv:ITEM,...: FkK[sS][same|valid] a convolution of F",
+    "                       filters KxK, stride S (default 1), padding 'same' or",
+    "                       none (default); poolP[sS] max-pool of PxP windows",
+    "                       moved by S (default P), right after a convolution;",
+    "                       fcH a dense layer of H units, after the convolutions.",
+    "                       The input shape comes from the data, and the class",
+    "                       scores layer is added at the end",
     "",
     "Saving (both written beside FILE and renamed into place):",
     "  --out FILE         save the best validation epoch's network packed for",
@@ -192,9 +212,15 @@ static const char *const train_help[] = {
     "                     gradient are rounded stochastically to signed powers of",
     "                     two; EMIN:EMAX clips the exponent (integers, EMIN <= EMAX,",
     "                     each in -126..126); plain --qb leaves it unbounded",
+    "                     in dense layers (the authors' code clips only",
+    "                     convolutions: see --qb-conv)",
+    "  --qb-conv EMIN:EMAX|none",
+    "                     the exponent clip of Q(x) in convolutions (default -4:3,",
+    "                     the authors' code; Q(0) stays 0, see docs/method.md)",
     "  --qb-bn-jacobian   with --qb, use the exact pre-batch-norm error for a",
-    "                     layer's weight gradient (default: the error at the batch",
-    "                     norm's output, as the authors' code)",
+    "                     dense layer's weight gradient (default: the error at the",
+    "                     batch norm's output, as the authors' code; convolutions",
+    "                     always use the exact error at their output, as theirs)",
     "  --test-weights real|quantized",
     "                     evaluate stochastic modes with the real weights (default,",
     "                     the paper) or with deterministic quantized weights",
@@ -229,15 +255,24 @@ static const char *const train_help[] = {
     "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
     "  --loss hinge|xent  squared hinge summed over classes (default) or softmax",
     "                     cross-entropy",
-    "  --preproc center|unit",
-    "                     x/255 minus the training images' per-pixel mean",
-    "                     (default), or x/255 in [0,1]",
+    "  --preproc center|unit|gcn-zca|gcn-lcn",
+    "                     center: x/255 minus the training images' per-pixel mean",
+    "                     (default for MNIST-like data); unit: x/255 in [0,1];",
+    "                     gcn-zca: global contrast normalization, then ZCA",
+    "                     whitening fitted on the training split (default for",
+    "                     cifar10); gcn-lcn: global, then local contrast",
+    "                     normalization (default for svhn). docs/data.md",
     "  --dropout P        drop probability of hidden units, 0 <= P < 1 (default 0)",
     "  --bn-stats paper|running",
     "                     batch-norm inference statistics: recomputed after each",
     "                     epoch as the authors' code (default), or moving averages",
     "  --valid N          validation images taken from the end of the training",
-    "                     set, N >= 0 (default 10000; 0: none)",
+    "                     set, N >= 0 (default: the paper's split, 10000 for",
+    "                     MNIST-like data, 5000 for cifar10, 6000 for svhn; 0:",
+    "                     none). Without --valid, svhn's validation images are",
+    "                     400 per class from train_32x32 and 200 from extra_32x32",
+    "                     (600 from train_32x32 without extra), as pylearn2's",
+    "                     split, moved to the end of the training set",
     "  --train-limit N    use only the first N remaining training images (0: all)",
     "  --seed S           random seed, 0..18446744073709551615 (default 1234)",
     "  --threads T        worker threads, 1..1024 (default: all cores)",
@@ -272,8 +307,9 @@ static const char *const train_help[] = {
     "",
     "JSON keys: test_error_pct, valid_error_pct, best_epoch, epochs,",
     "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
-    "model, weights, synapse_levels, qb, qb_emin, qb_emax, batch, seed, threads,",
-    "params, data, lr, lr_final, opt, acts, exec, kernels, ldexp_fallbacks, out,",
+    "model, weights, synapse_levels, qb, qb_emin, qb_emax, qb_conv_emin,",
+    "qb_conv_emax, batch, seed, threads, params, data, preproc, valid, lr,",
+    "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, out,",
     "out_bytes, bits_per_weight, out_weights, export, state (null when absent or",
     "not measured); with",
     "--ledger also table and ledger.",
@@ -445,14 +481,18 @@ static const char *const energy_help[] = {
     "Options take their value as '--opt VALUE' or '--opt=VALUE'.",
     "",
     "Network and step (as for 'fewmul train'):",
-    "  --arch ARCH        paper-mlp (default) or mlp:H1,H2,...",
-    "  --input N|HxWxC    input values: N, or height x width x channels",
+    "  --arch ARCH        paper-mlp (default), mlp:H1,H2,..., paper-cnn, bc-cnn or",
+    "                     conv:ITEM,... (as for train)",
+    "  --input N|HxWxC    input values: N, or height x width x channels (the",
+    "                     convolutional networks need HxWxC, e.g. 32x32x3)",
     "                     (default 28x28x1 = 784; at most 1048576 values)",
     "  --classes C        outputs, 2..256 (default 10; labels are bytes)",
     "  --weights MODE     fp32 (default), bc, bc-det, tc, tc-det, synapse[:N]",
     "  --synapse-range R  largest/smallest synapse magnitude, R > 1 (default 60)",
     "  --scale glorot|one weight scale H (default glorot)",
     "  --qb[=EMIN:EMAX]   quantized back-prop (exponent clip as for train)",
+    "  --qb-conv EMIN:EMAX|none",
+    "                     the exponent clip in convolutions (default -4:3)",
     "  --qb-bn-jacobian   with --qb, the exact pre-batch-norm error",
     "  --acts relu|binary hidden activations (default relu; binary: sign, as train)",
     "  --exec default|mulfree",
@@ -497,6 +537,7 @@ static const char *const energy_help[] = {
     "the table's unit times a power of 1000 (\"1e6 MAC\").",
     "",
     "JSON keys: command, arch, weights, synapse_levels, qb, qb_emin, qb_emax,",
+    "qb_conv_emin, qb_conv_emax,",
     "batch, input, input_dim, classes, seed, describe, params, table, train_step,",
     "inference, fp32 (describe, train_step, inference), saved, paper_mults_standard,",
     "paper_mults_method, paper_ratio, landauer_j_per_bit. A ledger has layers",
@@ -777,12 +818,9 @@ static int parse_options(const option_def *table, void *opts, int *help, int arg
  * spec is a usage error, while a missing or broken folder is a failure. */
 static int check_data_spec(const char *spec)
 {
-    if (strcmp(spec, "fashion") == 0)
-        return 0;
-    if ((strncmp(spec, "mnist:", 6) == 0 && spec[6]) || (strncmp(spec, "idx:", 4) == 0 && spec[4]))
-        return 0;
-    return usage_error("--data: unknown data set '%s' (expected fashion, mnist:DIR or idx:DIR)",
-                       spec);
+    if (fm_data_default_valid(spec) < 0)
+        return usage_error("--data: %s", fm_last_error());
+    return 0;
 }
 
 /* ---- train: options ------------------------------------------------------ */
@@ -802,11 +840,15 @@ typedef struct train_opts {
     const char *table, *print_table;
     const char *input;      /* energy --input as given ("28x28x1") */
     int input_dim, classes; /* energy: the network's input values and outputs */
+    int input_shape[3];     /* energy: height, width, channels */
+    int valid_given;        /* train: --valid was on the command line */
 } train_opts;
 
 static const choice opt_choices[] = {{"sgd", FM_OPT_SGD}, {"adam", FM_OPT_ADAM}, {NULL, 0}};
 static const choice loss_choices[] = {{"hinge", FM_LOSS_HINGE}, {"xent", FM_LOSS_XENT}, {NULL, 0}};
-static const choice preproc_choices[] = {{"center", FM_PRE_CENTER}, {"unit", FM_PRE_UNIT}, {NULL, 0}};
+static const choice preproc_choices[] = {{"center", FM_PRE_CENTER},   {"unit", FM_PRE_UNIT},
+                                         {"gcn-zca", FM_PRE_GCN_ZCA}, {"gcn-lcn", FM_PRE_GCN_LCN},
+                                         {NULL, 0}};
 static const choice bn_choices[] = {{"paper", FM_BN_PAPER}, {"running", FM_BN_RUNNING}, {NULL, 0}};
 static const choice scale_choices[] = {{"glorot", FM_SCALE_GLOROT}, {"one", FM_SCALE_ONE}, {NULL, 0}};
 static const choice test_weight_choices[] = {{"real", 0}, {"quantized", 1}, {NULL, 0}};
@@ -849,6 +891,34 @@ static int set_qb(void *opts, const char *value)
     return 0;
 }
 
+/* "--qb-conv=EMIN:EMAX" or "--qb-conv=none": the exponent clip of Q(x) in
+ * convolutions (default -4:3, the authors' conv code). */
+static int set_qb_conv(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    if (strcmp(value, "none") == 0) {
+        o->cfg.qb_conv_emin = o->cfg.qb_conv_emax = FM_QB_UNBOUNDED;
+        return 0;
+    }
+    const char *colon = strchr(value, ':');
+    char emin_text[32];
+    size_t len = colon ? (size_t)(colon - value) : 0;
+    long emin = 0, emax = 0;
+    if (!colon || len >= sizeof emin_text)
+        return usage_error("--qb-conv: '%s' is not EMIN:EMAX or none (e.g. --qb-conv=-4:3)", value);
+    memcpy(emin_text, value, len);
+    emin_text[len] = '\0';
+    if (parse_long(emin_text, &emin) != NUM_OK || parse_long(colon + 1, &emax) != NUM_OK)
+        return usage_error("--qb-conv: '%s' is not EMIN:EMAX with integer exponents", value);
+    if (emin < -126 || emin > 126 || emax < -126 || emax > 126)
+        return usage_error("--qb-conv: exponents of '%s' must lie in -126..126", value);
+    if (emin > emax)
+        return usage_error("--qb-conv: EMIN %ld is greater than EMAX %ld", emin, emax);
+    o->cfg.qb_conv_emin = (int)emin;
+    o->cfg.qb_conv_emax = (int)emax;
+    return 0;
+}
+
 /* Largest --input of `fewmul energy`: a 1024x1024 image, or 224x224x3. */
 #define MAX_INPUT_DIM 1048576L
 
@@ -883,6 +953,8 @@ static int set_input(void *opts, const char *value)
                            n);
     o->input = value;
     o->input_dim = (int)product;
+    for (int i = 0; i < 3; i++)
+        o->input_shape[i] = n == 3 ? (int)dims[i] : i == 0 ? (int)product : 1;
     return 0;
 }
 
@@ -900,6 +972,7 @@ static const option_def train_options[] = {
     {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
     {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
     {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
+    {"qb-conv", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_qb_conv},
     {"test-weights", T_CHOICE, TOPT(test_quantized), 0, 0, 0, test_weight_choices, 0, NULL},
     {"epochs", T_INT, TOPT(cfg.epochs), 1, 1000000, 0, NULL, 0, NULL},
     {"batch", T_INT, TOPT(cfg.batch), 1, 65536, 0, NULL, 0, NULL},
@@ -933,6 +1006,7 @@ static const option_def energy_options[] = {
     {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
     {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
     {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
+    {"qb-conv", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_qb_conv},
     {"acts", T_CHOICE, TOPT(acts), 0, 0, 0, acts_choices, 0, NULL},
     {"exec", T_CHOICE, TOPT(exec), 0, 0, 0, exec_choices, 0, NULL},
     {"batch", T_INT, TOPT(cfg.batch), 1, 65536, 0, NULL, 0, NULL},
@@ -968,7 +1042,12 @@ static void train_opts_default(train_opts *o)
     o->export_how = FM_EXPORT_DET;
     o->input = "28x28x1";
     o->input_dim = 784;
+    o->input_shape[0] = o->input_shape[1] = 28;
+    o->input_shape[2] = 1;
     o->classes = 10;
+    /* chosen by the data set unless given (train_opts_finish) */
+    o->cfg.valid = -1;
+    o->preproc = -1;
 }
 
 /* Copies the parsed enumerations into the config and resolves the default
@@ -976,6 +1055,16 @@ static void train_opts_default(train_opts *o)
 static void train_opts_finish(train_opts *o)
 {
     fm_config *c = &o->cfg;
+    /* the paper's split and preprocessing of the data set, unless given */
+    o->valid_given = c->valid >= 0;
+    if (c->valid < 0) {
+        int valid = fm_data_default_valid(o->data ? o->data : "fashion");
+        c->valid = valid >= 0 ? valid : 10000;
+    }
+    if (o->preproc < 0)
+        o->preproc = o->data && strncmp(o->data, "cifar10:", 8) == 0 ? FM_PRE_GCN_ZCA
+                     : o->data && strncmp(o->data, "svhn:", 5) == 0  ? FM_PRE_GCN_LCN
+                                                                      : FM_PRE_CENTER;
     c->opt = (fm_optimizer)o->opt;
     c->loss = (fm_loss)o->loss;
     c->preproc = (fm_preproc)o->preproc;
@@ -1926,7 +2015,7 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
 }
 
 /* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
- * qb_emax (null where they do not apply). */
+ * qb_emax, qb_conv_emin, qb_conv_emax (null where they do not apply). */
 static void json_mode(json_writer *w, const fm_config *c)
 {
     json_string(w, "weights", fm_weights_name(c->weights));
@@ -1941,6 +2030,13 @@ static void json_mode(json_writer *w, const fm_config *c)
     } else {
         json_null(w, "qb_emin");
         json_null(w, "qb_emax");
+    }
+    if (c->qb && c->qb_conv_emin != FM_QB_UNBOUNDED && fm_arch_is_conv(c->arch)) {
+        json_int(w, "qb_conv_emin", c->qb_conv_emin);
+        json_int(w, "qb_conv_emax", c->qb_conv_emax);
+    } else {
+        json_null(w, "qb_conv_emin");
+        json_null(w, "qb_conv_emax");
     }
 }
 /* What train wrote; a file is NULL when not asked for or not written. */
@@ -1993,6 +2089,8 @@ static int print_train_json(const train_opts *o, const fm_model *model, const fm
     json_int(&w, "threads", threads_reported(c->threads));
     json_uint(&w, "params", (unsigned long long)fm_model_param_count(model));
     json_string(&w, "data", o->data);
+    json_string(&w, "preproc", choice_name(preproc_choices, o->preproc));
+    json_int(&w, "valid", c->valid);
     json_number(&w, "lr", c->lr);
     json_number(&w, "lr_final", c->lr_final);
     json_string(&w, "opt", choice_name(opt_choices, o->opt));
@@ -2110,6 +2208,19 @@ static int check_data(const train_opts *o, const fm_images *train, const fm_imag
     return 0;
 }
 
+/* SVHN's validation set as the paper's (pylearn2's "splitted_train"): 400
+ * images per class from train_32x32.mat and 200 from extra_32x32.mat, or
+ * 600 per class from train_32x32.mat when there is no extra set, moved to
+ * the end of the training set where fm_train takes them. */
+static int svhn_split(const train_opts *o, fm_images *train, int32_t train_part, int classes)
+{
+    const int extra = train_part < train->count;
+    if (fm_images_split_balanced(train, train_part, extra ? 400 : 600, extra ? 200 : 0, classes,
+                                 o->cfg.seed) != FM_OK)
+        return library_failure();
+    return 0;
+}
+
 typedef struct train_run {
     fm_images train, test;
     fm_model *model;
@@ -2142,8 +2253,7 @@ static int check_deployable(const train_opts *o, const train_run *t)
         return 0;
     /* the options asked for what cannot be (an invalid FEWMUL_KERNELS fails
      * here too, but that is the environment's fault, not the command line's) */
-    if (err == FM_EUNSUPPORTED && o->cfg.weights == FM_WEIGHTS_SYNAPSE &&
-        o->export_how == FM_EXPORT_DET)
+    if (err == FM_EUNSUPPORTED)
         return usage_error("--out: %s", fm_last_error());
     return library_failure();
 }
@@ -2189,13 +2299,23 @@ static int train_with(const train_opts *o, train_run *t)
     }
     if (o->log && !(t->log = fopen(o->log, "w")))
         return failure("cannot create log file '%s': %s", o->log, strerror(errno));
-    if (fm_data_load(o->data, &t->train, &t->test) != FM_OK)
+    int32_t train_part = 0;
+    if (fm_data_load_parts(o->data, &t->train, &t->test, &train_part) != FM_OK)
         return library_failure();
     int input_dim = 0, classes = 0;
     rc = check_data(o, &t->train, &t->test, &input_dim, &classes);
     if (rc)
         return rc;
-    if (fm_model_create(&o->cfg, input_dim, classes, &t->model) != FM_OK)
+    if (strncmp(o->data, "svhn:", 5) == 0 && !o->valid_given &&
+        (rc = svhn_split(o, &t->train, train_part, classes)) != 0)
+        return rc;
+    /* the architecture is checked against the images' shape only here, so a
+     * kernel or pool larger than its map is still the options' fault */
+    rc = fm_model_create_image(&o->cfg, t->train.height, t->train.width, t->train.channels, classes,
+                               &t->model);
+    if (rc == FM_EINVAL)
+        return usage_error("%s", fm_last_error());
+    if (rc != FM_OK)
         return library_failure();
     if (o->out && (rc = check_deployable(o, t)) != 0)
         return rc;
@@ -3042,10 +3162,10 @@ static void energy_run_free(energy_run *r)
 
 /* A model the options describe; the library refusing its shape is a usage
  * error, anything else a failure. */
-static int create_model(const fm_config *cfg, int input_dim, int classes, fm_model **out)
+static int create_model(const fm_config *cfg, const int shape[3], int classes, fm_model **out)
 {
-    int err = fm_model_create(cfg, input_dim, classes, out);
-    if (err == FM_EINVAL)
+    int err = fm_model_create_image(cfg, shape[0], shape[1], shape[2], classes, out);
+    if (err == FM_EINVAL || err == FM_EUNSUPPORTED)
         return usage_error("%s", fm_last_error());
     if (err != FM_OK)
         return library_failure();
@@ -3195,7 +3315,7 @@ static int energy_with(const train_opts *o, energy_run *r)
     int rc = open_table(o->table, &r->table);
     if (rc)
         return rc;
-    if ((rc = create_model(c, o->input_dim, o->classes, &r->model)) != 0)
+    if ((rc = create_model(c, o->input_shape, o->classes, &r->model)) != 0)
         return rc;
     if ((rc = measure(r->model, c->batch, &r->step, &r->infer)) != 0)
         return rc;
@@ -3206,7 +3326,7 @@ static int energy_with(const train_opts *o, energy_run *r)
     peer.qb_emin = peer.qb_emax = FM_QB_UNBOUNDED;
     peer.qb_bn_jacobian = 0;
     peer.exec = FM_EXEC_DEFAULT;
-    if ((rc = create_model(&peer, o->input_dim, o->classes, &r->peer)) != 0)
+    if ((rc = create_model(&peer, o->input_shape, o->classes, &r->peer)) != 0)
         return rc;
     if ((rc = measure(r->peer, c->batch, &r->peer_step, &r->peer_infer)) != 0)
         return rc;

@@ -1,8 +1,8 @@
 /* idx.c — reading MNIST-style IDX files (raw or gzip-compressed) into
- * fm_images, and locating the train/test files of a data spec ("fashion",
- * "mnist:DIR", "idx:DIR"). Every declared size is checked against the bytes
- * actually present before a large buffer is allocated, so a damaged or hostile
- * header can neither crash the caller nor make it allocate gigabytes. */
+ * fm_images (data.c finds the files of a data spec). Every declared size is
+ * checked against the bytes actually present before a large buffer is
+ * allocated, so a damaged or hostile header can neither crash the caller nor
+ * make it allocate gigabytes. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "internal.h"
@@ -403,97 +403,4 @@ int fm_idx_read(const char *images_path, const char *labels_path, fm_images *out
     out->pixels = pixels;
     out->labels = labels;
     return FM_OK;
-}
-
-void fm_images_free(fm_images *images)
-{
-    if (!images)
-        return;
-    fm_free(images->pixels);
-    fm_free(images->labels);
-    memset(images, 0, sizeof *images);
-}
-
-/* Finds DIR/BASE, DIR/BASE.gz, then the variants with '.' for the '-' before
- * "idx" (e.g. train-images.idx3-ubyte, as some MNIST copies are named). */
-static int find_file(const char *dir, const char *base, int fashion, char *path, size_t size)
-{
-    char variant[64];
-    snprintf(variant, sizeof variant, "%s", base);
-    char *idx = strstr(variant, "-idx");
-    if (idx)
-        *idx = '.';
-    const char *names[2] = {base, variant};
-    const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
-    for (int v = 0; v < 2; v++) {
-        for (int gz = 0; gz < 2; gz++) {
-            int n = snprintf(path, size, "%s%s%s%s", dir, sep, names[v], gz ? ".gz" : "");
-            if (n < 0 || (size_t)n >= size)
-                return fm_error(FM_EINVAL, "%s: data directory path too long", dir);
-            struct stat st;
-            if (stat(path, &st) == 0)
-                return FM_OK;
-        }
-    }
-    return fm_error(FM_ENOENT, "%s: missing %s[.gz] (also looked for %s[.gz])%s", dir, base,
-                    variant, fashion ? "; install Debian's dataset-fashion-mnist" : "");
-}
-
-static int load_set(const char *dir, const char *images, const char *labels, int fashion,
-                    fm_images *out)
-{
-    char ipath[4096], lpath[4096];
-    int err = find_file(dir, images, fashion, ipath, sizeof ipath);
-    if (!err)
-        err = find_file(dir, labels, fashion, lpath, sizeof lpath);
-    if (!err)
-        err = fm_idx_read(ipath, lpath, out);
-    return err;
-}
-
-int fm_data_load(const char *spec, fm_images *train, fm_images *test)
-{
-    if (train)
-        memset(train, 0, sizeof *train);
-    if (test)
-        memset(test, 0, sizeof *test);
-
-    const char *dir = NULL;
-    int fashion = 0;
-    if (spec && strcmp(spec, "fashion") == 0) {
-        dir = FM_FASHION_DIR;
-        fashion = 1;
-    } else if (spec && strncmp(spec, "mnist:", 6) == 0) {
-        dir = spec + 6;
-    } else if (spec && strncmp(spec, "idx:", 4) == 0) {
-        dir = spec + 4;
-    }
-    if (!dir || !*dir)
-        return fm_error(FM_EINVAL,
-                        "unknown data spec '%s' (expected fashion, mnist:DIR or idx:DIR)",
-                        spec ? spec : "(null)");
-
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return fm_error(errno == ENOENT || errno == ENOTDIR ? FM_ENOENT : FM_EIO,
-                        "data directory %s: %s%s", dir, strerror(errno),
-                        fashion ? "; install Debian's dataset-fashion-mnist" : "");
-    if (!S_ISDIR(st.st_mode))
-        return fm_error(FM_EINVAL, "data directory %s: %s", dir, strerror(ENOTDIR));
-
-    int err = FM_OK;
-    if (train)
-        err = load_set(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", fashion, train);
-    if (!err && test)
-        err = load_set(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", fashion, test);
-    if (!err && train && test &&
-        (train->height != test->height || train->width != test->width ||
-         train->channels != test->channels))
-        err = fm_error(FM_EMISMATCH, "%s: train images are %dx%d but test images are %dx%d", dir,
-                       train->height, train->width, test->height, test->width);
-    if (err) {
-        fm_images_free(train);
-        fm_images_free(test);
-    }
-    return err;
 }

@@ -257,9 +257,17 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
         return fm_error(FM_EINVAL, "fm_deploy_from_model: NULL model");
     if (how != FM_EXPORT_DET && how != FM_EXPORT_MEAN)
         return fm_error(FM_EINVAL, "unknown export choice %d", (int)how);
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->layers[l].kind == FM_LAYER_CONV)
+            return fm_error(FM_EUNSUPPORTED, "the packed format holds dense networks; this model "
+                                             "has convolutions (%s)", m->arch);
+    if (m->config.preproc != FM_PRE_CENTER && m->config.preproc != FM_PRE_UNIT)
+        return fm_error(FM_EUNSUPPORTED, "the packed format stores a mean-subtraction input "
+                                         "step; this model's GCN preprocessing cannot be packed");
     if (height == 0 && width == 0 && channels == 0) {
-        height = m->input_dim;
-        width = channels = 1;
+        height = m->in_h;
+        width = m->in_w;
+        channels = m->in_c;
     }
     if (height < 1 || width < 1 || channels < 1 ||
         (int64_t)height * width * channels != m->input_dim)
@@ -304,6 +312,9 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
             d->layers[k].act = FM_ACT_SIGN;
             break;
         case FM_LAYER_DROPOUT: /* the identity at inference */
+            break;
+        case FM_LAYER_CONV: /* refused above */
+        case FM_LAYER_POOL:
             break;
         }
     }

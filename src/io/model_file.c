@@ -11,8 +11,10 @@
 #include <string.h>
 
 #define MODEL_MAGIC "FMULMODL"
-/* Version 2 added the hidden activation kind; version 1 files (ReLU) still load. */
-#define MODEL_VERSION 2u
+/* Version 2 added the hidden activation kind, version 3 the input image
+ * shape, the exponent range of convolutions and the ZCA matrix; older files
+ * (ReLU; a flat input) still load. */
+#define MODEL_VERSION 3u
 #define MODEL_MAX_BYTES ((size_t)1 << 32)
 
 static void put_config(fm_writer *w, const fm_model *m)
@@ -37,6 +39,11 @@ static void put_config(fm_writer *w, const fm_model *m)
     fm_put_f64(w, c->dropout);
     fm_put_u64(w, c->seed);
     fm_put_u32(w, (uint32_t)c->acts);
+    fm_put_u32(w, (uint32_t)m->in_h);
+    fm_put_u32(w, (uint32_t)m->in_w);
+    fm_put_u32(w, (uint32_t)m->in_c);
+    fm_put_u32(w, (uint32_t)c->qb_conv_emin);
+    fm_put_u32(w, (uint32_t)c->qb_conv_emax);
     size_t arch_len = strlen(m->arch);
     fm_put_u32(w, (uint32_t)arch_len);
     fm_put_bytes(w, m->arch, arch_len);
@@ -51,6 +58,8 @@ int fm_model_save(const fm_model *m, const char *path)
     fm_put_u32(&w, MODEL_VERSION);
     put_config(&w, m);
     fm_put_f32s(&w, m->input_mean, (size_t)m->input_dim);
+    if (m->zca)
+        fm_put_f32s(&w, m->zca, (size_t)m->input_dim * (size_t)m->input_dim);
     fm_put_u64(&w, (uint64_t)m->state_count);
     fm_put_f32s(&w, m->state, m->state_count);
     if (!w.failed)
@@ -82,7 +91,7 @@ static int parse_model(fm_reader *r, fm_model **out)
     fm_config_default(&c);
     double synapse_range, bn_eps, dropout;
     uint64_t seed;
-    uint32_t acts = FM_ACTS_RELU;
+    uint32_t acts = FM_ACTS_RELU, shape[3] = {0, 1, 1}, conv_range[2] = {(uint32_t)-4, 3};
     const char *names[] = {"input size", "classes", "weights", "levels"};
     for (int i = 0; i < 4; i++)
         if ((rc = fm_get_u32(r, &u[i], names[i])) < 0)
@@ -95,6 +104,11 @@ static int parse_model(fm_reader *r, fm_model **out)
     if ((rc = fm_get_f64(r, &bn_eps, "epsilon")) < 0 ||
         (rc = fm_get_f64(r, &dropout, "dropout")) < 0 || (rc = fm_get_u64(r, &seed, "seed")) < 0 ||
         (version >= 2 && (rc = fm_get_u32(r, &acts, "activations")) < 0) ||
+        (version >= 3 && ((rc = fm_get_u32(r, &shape[0], "input height")) < 0 ||
+                          (rc = fm_get_u32(r, &shape[1], "input width")) < 0 ||
+                          (rc = fm_get_u32(r, &shape[2], "input channels")) < 0 ||
+                          (rc = fm_get_u32(r, &conv_range[0], "conv exponent range")) < 0 ||
+                          (rc = fm_get_u32(r, &conv_range[1], "conv exponent range")) < 0)) ||
         (rc = fm_get_u32(r, &u[14], "architecture length")) < 0)
         return rc;
     char arch[256];
@@ -105,6 +119,12 @@ static int parse_model(fm_reader *r, fm_model **out)
     arch[u[14]] = '\0';
     if (u[0] < 1 || u[0] > (1u << 24) || u[1] < 2 || u[1] > 256)
         return fm_error(FM_EFORMAT, "%s: bad shape %u inputs, %u classes", r->path, u[0], u[1]);
+    if (version < 3)
+        shape[0] = u[0];
+    if (shape[0] < 1 || shape[1] < 1 || shape[2] < 1 ||
+        (uint64_t)shape[0] * shape[1] * shape[2] != u[0])
+        return fm_error(FM_EFORMAT, "%s: input shape %ux%ux%u does not hold %u values", r->path,
+                        shape[0], shape[1], shape[2], u[0]);
     c.arch = arch;
     c.weights = (fm_weight_mode)u[2];
     c.synapse_levels = (int)u[3];
@@ -123,16 +143,25 @@ static int parse_model(fm_reader *r, fm_model **out)
     c.dropout = dropout;
     c.seed = seed;
     c.acts = (fm_acts)acts;
+    c.qb_conv_emin = (int32_t)conv_range[0];
+    c.qb_conv_emax = (int32_t)conv_range[1];
     if ((rc = fm_config_check(&c)) < 0) {
         char why[256]; /* fm_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
         return fm_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }
+    /* the whitening matrix is input_dim^2 floats: check it is there before
+     * the model allocates it */
+    if (c.preproc == FM_PRE_GCN_ZCA && (uint64_t)u[0] * u[0] * 4 > r->left)
+        return fm_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
+                        r->path, u[0], u[0], r->left);
     fm_model *m;
-    if ((rc = fm_model_build(&c, (int)u[0], (int)u[1], &m)) < 0)
+    if ((rc = fm_model_build(&c, (int)shape[0], (int)shape[1], (int)shape[2], (int)u[1], &m)) < 0)
         return rc;
     uint64_t count;
     if ((rc = fm_get_f32s(r, m->input_mean, (size_t)m->input_dim, "input mean")) < 0 ||
+        (m->zca && (rc = fm_get_f32s(r, m->zca, (size_t)m->input_dim * (size_t)m->input_dim,
+                                     "whitening matrix")) < 0) ||
         (rc = fm_get_u64(r, &count, "state size")) < 0) {
         fm_model_free(m);
         return rc;

@@ -4,6 +4,7 @@
 #include "net.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@ void fm_config_default(fm_config *c)
     c->qb = 0;
     c->qb_emin = FM_QB_UNBOUNDED;
     c->qb_emax = FM_QB_UNBOUNDED;
+    c->qb_conv_emin = -4;
+    c->qb_conv_emax = 3;
     c->epochs = 20;
     c->batch = 200;
     c->opt = FM_OPT_SGD;
@@ -78,46 +81,159 @@ int fm_parse_weights(const char *text, fm_config *c)
                     text);
 }
 
-int fm_arch_parse(const char *arch, int *hidden, int max_hidden)
+/* The named networks, as the grammar spells them. paper-cnn is the authors'
+ * CIFAR-10/SVHN net (7 unpadded convolutions, 3 pools, 1024 dense);
+ * bc-cnn BinaryConnect's VGG-like net (padded 3x3 convolutions, 2 x 1024). */
+static const struct {
+    const char *name, *spelled;
+} named_archs[] = {
+    {"paper-mlp", "mlp:1024,1024,1024"},
+    {"paper-cnn", "conv:128k3,128k3,pool2,256k2,256k2,pool2,512k2,512k2,pool2,1024k2,fc1024"},
+    {"bc-cnn", "conv:128k3same,128k3same,pool2,256k3same,256k3same,pool2,512k3same,512k3same,"
+               "pool2,fc1024,fc1024"},
+};
+
+/* A decimal integer 1..max at *p, advancing *p; -1 if there is none. */
+static int parse_count(const char **p, int max)
+{
+    const char *s = *p;
+    long v = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++)
+        if ((v = v * 10 + (*s - '0')) > max)
+            return -1;
+    *p = s;
+    return v >= 1 ? (int)v : -1;
+}
+
+/* One item of "conv:": FkK[sS][same|valid], poolP[sS] or fcH. */
+static int parse_item(const char *item, size_t len, fm_layer_spec *spec)
+{
+    char text[32];
+    if (len == 0 || len >= sizeof text)
+        return -1;
+    memcpy(text, item, len);
+    text[len] = '\0';
+    const char *p = text;
+    memset(spec, 0, sizeof *spec);
+    spec->stride = 1;
+    if (strncmp(p, "fc", 2) == 0) {
+        p += 2;
+        spec->kind = FM_SPEC_FC;
+        if ((spec->units = parse_count(&p, 65536)) < 0)
+            return -1;
+        return *p == '\0' ? 0 : -1;
+    }
+    if (strncmp(p, "pool", 4) == 0) {
+        p += 4;
+        spec->kind = FM_SPEC_POOL;
+        if ((spec->k = parse_count(&p, 64)) < 0)
+            return -1;
+        spec->stride = spec->k;
+    } else {
+        spec->kind = FM_SPEC_CONV;
+        if ((spec->units = parse_count(&p, 65536)) < 0 || *p++ != 'k' ||
+            (spec->k = parse_count(&p, 64)) < 0)
+            return -1;
+    }
+    if (p[0] == 's' && p[1] >= '0' && p[1] <= '9') { /* not the 's' of "same" */
+        p++;
+        if ((spec->stride = parse_count(&p, 64)) < 0)
+            return -1;
+    }
+    if (spec->kind == FM_SPEC_CONV && strcmp(p, "same") == 0) {
+        spec->same = 1;
+        p += 4;
+    } else if (spec->kind == FM_SPEC_CONV && strcmp(p, "valid") == 0) {
+        p += 5;
+    }
+    return *p == '\0' ? 0 : -1;
+}
+
+int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs)
 {
     if (!arch)
         return fm_error(FM_EINVAL, "no architecture given");
-    if (strcmp(arch, "paper-mlp") == 0) {
-        for (int i = 0; i < 3 && i < max_hidden; i++)
-            hidden[i] = 1024;
-        return 3;
-    }
-    if (strncmp(arch, "mlp:", 4) != 0)
-        return fm_error(FM_EINVAL, "unknown architecture '%s' (expected paper-mlp or mlp:H1,H2,...)",
+    const char *spelled = arch;
+    for (size_t i = 0; i < sizeof named_archs / sizeof named_archs[0]; i++)
+        if (strcmp(arch, named_archs[i].name) == 0)
+            spelled = named_archs[i].spelled;
+    int conv = strncmp(spelled, "conv:", 5) == 0;
+    if (!conv && strncmp(spelled, "mlp:", 4) != 0)
+        return fm_error(FM_EINVAL,
+                        "unknown architecture '%s' (expected paper-mlp, paper-cnn, bc-cnn, "
+                        "mlp:H1,H2,... or conv:ITEM,...)",
                         arch);
-    const char *p = arch + 4;
-    int n = 0;
+    const char *p = spelled + (conv ? 5 : 4);
+    int n = 0, seen_fc = 0;
     for (;;) {
-        char *end;
-        errno = 0;
-        long width = strtol(p, &end, 10);
-        if (end == p || errno || width < 1 || width > 65536 || (*end != ',' && *end != '\0') ||
-            *p == '+' || *p == '-' || *p == ' ')
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        fm_layer_spec spec;
+        int bad;
+        if (conv) {
+            bad = parse_item(p, len, &spec);
+        } else { /* mlp: bare widths */
+            char item[32];
+            bad = len == 0 || len + 2 >= sizeof item;
+            if (!bad) {
+                snprintf(item, sizeof item, "fc%.*s", (int)len, p);
+                bad = parse_item(item, len + 2, &spec);
+            }
+        }
+        if (bad)
             return fm_error(FM_EINVAL,
-                            "bad architecture '%s': hidden widths must be integers 1..65536 "
-                            "separated by commas",
+                            conv ? "bad architecture '%s': item '%.*s' is not FkK[sS][same|valid] "
+                                   "(convolution), poolP[sS] or fcH"
+                                 : "bad architecture '%s': item '%.*s' is not a hidden width "
+                                   "1..65536 (widths are separated by commas)",
+                            arch, (int)len, p);
+        if (spec.kind != FM_SPEC_FC && seen_fc)
+            return fm_error(FM_EINVAL, "bad architecture '%s': '%.*s' follows a dense layer "
+                                       "(convolutions and pools come first)",
+                            arch, (int)len, p);
+        if (spec.kind == FM_SPEC_POOL && (n == 0 || specs[n - 1].kind != FM_SPEC_CONV))
+            return fm_error(FM_EINVAL, "bad architecture '%s': a pool must follow a convolution",
                             arch);
-        if (n == max_hidden)
-            return fm_error(FM_EINVAL, "bad architecture '%s': at most %d hidden layers", arch,
-                            max_hidden);
-        hidden[n++] = (int)width;
-        if (*end == '\0')
+        seen_fc |= spec.kind == FM_SPEC_FC;
+        if (n == max_specs)
+            return fm_error(FM_EINVAL, "bad architecture '%s': at most %d items", arch, max_specs);
+        specs[n++] = spec;
+        if (!end)
             return n;
         p = end + 1;
     }
 }
 
+int fm_arch_is_conv(const char *arch)
+{
+    fm_layer_spec specs[FM_MAX_HIDDEN];
+    int n = fm_arch_parse(arch, specs, FM_MAX_HIDDEN);
+    for (int i = 0; i < n; i++)
+        if (specs[i].kind == FM_SPEC_CONV)
+            return 1;
+    return 0;
+}
+
+/* Checks an exponent range of quantized back-prop. */
+static int check_qb_range(int emin, int emax, const char *what)
+{
+    if ((emin == FM_QB_UNBOUNDED) != (emax == FM_QB_UNBOUNDED))
+        return fm_error(FM_EINVAL, "quantized back-prop range%s needs both EMIN and EMAX", what);
+    if (emin != FM_QB_UNBOUNDED && (emin > emax || emin < -126 || emax > 126))
+        return fm_error(FM_EINVAL,
+                        "quantized back-prop range%s %d:%d invalid (need -126 <= EMIN <= EMAX <= 126)",
+                        what, emin, emax);
+    return FM_OK;
+}
+
 int fm_config_check(const fm_config *c)
 {
-    int hidden[FM_MAX_HIDDEN];
+    fm_layer_spec specs[FM_MAX_HIDDEN];
     if (!c)
         return fm_error(FM_EINVAL, "no configuration");
-    int rc = fm_arch_parse(c->arch, hidden, FM_MAX_HIDDEN);
+    int rc = fm_arch_parse(c->arch, specs, FM_MAX_HIDDEN);
     if (rc < 0)
         return rc;
     if ((unsigned)c->weights > FM_WEIGHTS_SYNAPSE)
@@ -126,19 +242,15 @@ int fm_config_check(const fm_config *c)
         return fm_error(FM_EINVAL, "synapse levels %d out of range 2..255", c->synapse_levels);
     if (!(c->synapse_range > 1.0 && c->synapse_range < 1e30))
         return fm_error(FM_EINVAL, "synapse range %g must be greater than 1", c->synapse_range);
-    if ((c->qb_emin == FM_QB_UNBOUNDED) != (c->qb_emax == FM_QB_UNBOUNDED))
-        return fm_error(FM_EINVAL, "quantized back-prop range needs both EMIN and EMAX");
-    if (c->qb_emin != FM_QB_UNBOUNDED &&
-        (c->qb_emin > c->qb_emax || c->qb_emin < -126 || c->qb_emax > 126))
-        return fm_error(FM_EINVAL,
-                        "quantized back-prop range %d:%d invalid (need -126 <= EMIN <= EMAX <= 126)",
-                        c->qb_emin, c->qb_emax);
+    if ((rc = check_qb_range(c->qb_emin, c->qb_emax, "")) < 0 ||
+        (rc = check_qb_range(c->qb_conv_emin, c->qb_conv_emax, " of convolutions")) < 0)
+        return rc;
     if (c->epochs < 1 || c->epochs > 1000000)
         return fm_error(FM_EINVAL, "epochs %d out of range 1..1000000", c->epochs);
     if (c->batch < 1 || c->batch > 65536)
         return fm_error(FM_EINVAL, "batch %d out of range 1..65536", c->batch);
     if ((unsigned)c->opt > FM_OPT_ADAM || (unsigned)c->loss > FM_LOSS_XENT ||
-        (unsigned)c->preproc > FM_PRE_UNIT || (unsigned)c->bn_stats > FM_BN_RUNNING ||
+        (unsigned)c->preproc > FM_PRE_GCN_LCN || (unsigned)c->bn_stats > FM_BN_RUNNING ||
         (unsigned)c->scale > FM_SCALE_ONE)
         return fm_error(FM_EINVAL, "unknown optimizer, loss, preprocessing, scale or bn-stats value");
     if (!isfinite(c->lr) || c->lr < 0.0 || !isfinite(c->lr_final) || c->lr_final < 0.0)
@@ -168,6 +280,9 @@ int fm_config_check(const fm_config *c)
         if (!c->qb)
             return fm_error(FM_EINVAL, "multiplication-free execution needs quantized back-prop "
                                        "(its weight gradient is formed by exponent adds of Q(x))");
+        if (fm_arch_is_conv(c->arch))
+            return fm_error(FM_EUNSUPPORTED, "multiplication-free execution runs dense layers "
+                                             "only; '%s' has convolutions", c->arch);
         if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 32)
             return fm_error(FM_EINVAL, "multiplication-free execution takes at most 32 synapse "
                                        "levels (got %d)", c->synapse_levels);

@@ -19,7 +19,7 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
     if (batch < 1 || batch > MEASURE_MAX_BATCH)
         return fm_error(FM_EINVAL, "batch %d out of range 1..%d", batch, MEASURE_MAX_BATCH);
     fm_threads_set(m->config.threads);
-    fm_images set = {.count = batch, .height = 1, .width = m->input_dim, .channels = 1};
+    fm_images set = {.count = batch, .height = m->in_h, .width = m->in_w, .channels = m->in_c};
     set.pixels = fm_alloc((size_t)batch * m->input_dim, 1);
     set.labels = fm_alloc((size_t)batch, 1);
     float *s1 = fm_alloc(m->state_count, sizeof(float));
@@ -38,7 +38,7 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
             ws->ledger = train_step;
             double lr, lr_end;
             fm_config_learning_rates(&m->config, &lr, &lr_end);
-            fm_load_batch(m, &set, NULL, 0, batch, ws->act[0]);
+            fm_load_batch(m, ws, &set, NULL, 0, batch);
             fm_load_batch_cost(m, ws, FM_PHASE_FORWARD, batch, batch);
             fm_train_step(m, ws, set.labels, batch, 0, NULL);
             fm_optimizer_step(m, ws, s1, s2, lr, 1);
@@ -53,7 +53,7 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
             ws->ledger = NULL;
             fm_eval_weights(m, ws);
             ws->ledger = inference;
-            fm_load_batch(m, &set, NULL, 0, batch, ws->act[0]);
+            fm_load_batch(m, ws, &set, NULL, 0, batch);
             fm_load_batch_cost(m, ws, FM_PHASE_EVAL, batch, batch);
             const float *y = fm_forward_eval(m, ws, batch, 0);
             (void)fm_count_errors(y, set.labels, batch, m->classes);
@@ -84,9 +84,11 @@ int fm_model_paper_mults(const fm_model *m, int batch, uint64_t *standard, uint6
     uint64_t s = 0, k = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (L->kind != FM_LAYER_DENSE)
+        if (!fm_layer_weighted(L))
             continue;
-        uint64_t mn = (uint64_t)L->in * L->out, mm = (uint64_t)L->out;
+        /* a convolution is a dense layer of fan-in x filters at each output position */
+        uint64_t positions = L->kind == FM_LAYER_CONV ? (uint64_t)fm_conv_positions(&L->conv) : 1;
+        uint64_t mn = positions * L->w_rows * L->w_cols, mm = positions * L->w_cols;
         s += 3 * mn + 3 * mm;
         k += (signed_weights ? 0 : 2 * mn) + (m->config.qb ? 0 : mn) + 3 * mm;
     }

@@ -5,26 +5,126 @@
 #include "ledger.h"
 #include "mulfree.h"
 #include "net.h"
+#include "preprocess.h"
 #include "quant.h"
 #include "rng.h"
 
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 
 static int is_quantized(fm_weight_mode mode) { return mode != FM_WEIGHTS_FP32; }
 
-int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model **out)
+/* Appends a layer; the caller sized the array for every item. */
+static fm_layer *add_layer(fm_model *m, fm_layer_kind kind, int in, int out)
+{
+    fm_layer *L = &m->layers[m->n_layers++];
+    L->kind = kind;
+    L->in = in;
+    L->out = out;
+    return L;
+}
+
+/* Completes weighted layer L of fan_in x units, whose Glorot fan-out is
+ * fan_out (units for dense; units * k * k / pool area for conv, as the
+ * authors' code), and its parameter group. */
+static void add_weights(fm_model *m, fm_layer *L, int fan_in, int units, double fan_out,
+                        size_t *offset, int *weight_index)
+{
+    const fm_config *c = &m->config;
+    L->w_rows = fan_in;
+    L->w_cols = units;
+    L->offset = *offset;
+    L->w0 = (float)(sqrt(6.0 / ((double)fan_in + fan_out)) / 2.0);
+    L->h = is_quantized(c->weights) && c->scale == FM_SCALE_ONE ? 1.0f : L->w0;
+    L->weight_index = (*weight_index)++;
+    /* The step is scaled so that --scale changes only the representation:
+     * relative to H, BinaryConnect's Adam step is lr*H/W0 (its Glorot
+     * learning-rate scale when H = 1) and an SGD step (H/W0)^2 lr. */
+    float ratio = L->h / L->w0;
+    m->groups[m->n_groups++] = (fm_param_group){
+        *offset, fm_layer_weight_count(L), c->opt == FM_OPT_ADAM ? ratio : ratio * ratio,
+        is_quantized(c->weights) ? L->h : 0.0f, (int)(L - m->layers)};
+    *offset += fm_layer_weight_count(L);
+}
+
+/* Batch norm over `channels` features of `values` per example, then (hidden
+ * layers) the activation and dropout. */
+static void add_norm_act(fm_model *m, int values, int channels, int hidden, size_t *offset)
+{
+    fm_layer *bn = add_layer(m, FM_LAYER_BN, values, values);
+    bn->channels = channels;
+    bn->offset = *offset;
+    m->groups[m->n_groups++] =
+        (fm_param_group){*offset, (size_t)2 * channels, 1.0f, 0.0f, m->n_layers - 1};
+    *offset += (size_t)4 * channels;
+    if (!hidden)
+        return;
+    add_layer(m, m->config.acts == FM_ACTS_BINARY ? FM_LAYER_SIGN : FM_LAYER_RELU, values, values);
+    if (m->config.dropout > 0.0)
+        add_layer(m, FM_LAYER_DROPOUT, values, values);
+}
+
+static void describe(fm_model *m, const fm_layer_spec *specs, int n_specs)
+{
+    const fm_config *c = &m->config;
+    char *d = m->description;
+    const size_t size = sizeof m->description;
+    int len, conv = 0;
+    for (int i = 0; i < n_specs; i++)
+        conv |= specs[i].kind != FM_SPEC_FC;
+    if (conv) {
+        len = snprintf(d, size, "%dx%dx%d-%s", m->in_h, m->in_w, m->in_c, m->arch);
+    } else {
+        len = snprintf(d, size, "%d", m->input_dim);
+        for (int i = 0; i < n_specs && len < (int)size; i++)
+            len += snprintf(d + len, size - (size_t)len, "-%d", specs[i].units);
+    }
+    if (len >= (int)size)
+        return;
+    char qb[64] = "";
+    if (c->qb && c->qb_emin == FM_QB_UNBOUNDED)
+        snprintf(qb, sizeof qb, "+qb");
+    else if (c->qb)
+        snprintf(qb, sizeof qb, "+qb[%d:%d]", c->qb_emin, c->qb_emax);
+    char levels[32] = "";
+    if (c->weights == FM_WEIGHTS_SYNAPSE)
+        snprintf(levels, sizeof levels, ":%d", c->synapse_levels);
+    snprintf(d + len, size - (size_t)len, "-%d with batch norm, %s%s%s weights%s", m->classes,
+             fm_weights_name(c->weights), levels, qb,
+             c->acts == FM_ACTS_BINARY ? ", binary activations" : "");
+}
+
+/* Frees a model under construction whose item `item` (0-based) does not fit
+ * its h x w x c input map, naming both. */
+static int misfit(fm_model *m, int rc, int item, int h, int w, int c)
+{
+    char why[256]; /* fm_error formats into the buffer fm_last_error() returns */
+    snprintf(why, sizeof why, "%s", fm_last_error());
+    rc = fm_error(rc, "architecture '%s', item %d (%dx%dx%d input): %s", m->arch, item + 1, h, w,
+                  c, why);
+    fm_model_free(m);
+    return rc;
+}
+
+int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+                   fm_model **out)
 {
     *out = NULL;
     int rc = fm_config_check(config);
     if (rc < 0)
         return rc;
-    if (input_dim < 1 || classes < 2 || classes > 256)
-        return fm_error(FM_EINVAL, "bad model shape: %d inputs, %d classes", input_dim, classes);
+    const long input_dim = (long)in_h * in_w * in_c;
+    if (in_h < 1 || in_w < 1 || in_c < 1 || input_dim > (1L << 24) || classes < 2 || classes > 256)
+        return fm_error(FM_EINVAL, "bad model shape: %dx%dx%d inputs, %d classes", in_h, in_w, in_c,
+                        classes);
     if (strlen(config->arch) >= sizeof ((fm_model *)0)->arch)
         return fm_error(FM_EINVAL, "architecture string too long");
-    int hidden[FM_MAX_HIDDEN];
-    int n_hidden = fm_arch_parse(config->arch, hidden, FM_MAX_HIDDEN);
+    fm_layer_spec specs[FM_MAX_HIDDEN];
+    const int n_specs = fm_arch_parse(config->arch, specs, FM_MAX_HIDDEN);
 
     fm_model *m = fm_alloc(1, sizeof *m);
     if (!m)
@@ -32,12 +132,14 @@ int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model
     m->config = *config;
     strcpy(m->arch, config->arch);
     m->config.arch = m->arch;
-    m->input_dim = input_dim;
+    m->input_dim = (int)input_dim;
+    m->in_h = in_h;
+    m->in_w = in_w;
+    m->in_c = in_c;
     m->classes = classes;
-    int with_dropout = config->dropout > 0.0;
-    int max_layers = (n_hidden + 1) * 4;
-    m->layers = fm_alloc((size_t)max_layers, sizeof *m->layers);
-    m->groups = fm_alloc((size_t)(n_hidden + 1) * 2, sizeof *m->groups);
+    /* at most conv, pool, bn, act, dropout per item; dense and bn at the end */
+    m->layers = fm_alloc((size_t)(n_specs + 1) * 5, sizeof *m->layers);
+    m->groups = fm_alloc((size_t)(n_specs + 1) * 2, sizeof *m->groups);
     m->input_mean = fm_alloc((size_t)input_dim, sizeof *m->input_mean);
     if (!m->layers || !m->groups || !m->input_mean) {
         fm_model_free(m);
@@ -45,69 +147,57 @@ int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model
     }
 
     size_t offset = 0;
-    int width = input_dim, dense_index = 0;
-    const int quantized = is_quantized(config->weights);
-    for (int i = 0; i <= n_hidden; i++) {
-        int next = i < n_hidden ? hidden[i] : classes;
-        fm_layer *d = &m->layers[m->n_layers++];
-        d->kind = FM_LAYER_DENSE;
-        d->in = width;
-        d->out = next;
-        d->offset = offset;
-        d->w0 = fm_dense_w0(width, next);
-        d->h = quantized && config->scale == FM_SCALE_ONE ? 1.0f : d->w0;
-        d->dense_index = dense_index++;
-        /* The step is scaled so that --scale changes only the representation:
-         * relative to H, BinaryConnect's Adam step is lr*H/W0 (its Glorot
-         * learning-rate scale when H = 1) and an SGD step (H/W0)^2 lr. */
-        float ratio = d->h / d->w0;
-        m->groups[m->n_groups++] = (fm_param_group){
-            offset, (size_t)width * next,
-            config->opt == FM_OPT_ADAM ? ratio : ratio * ratio,
-            quantized ? d->h : 0.0f, m->n_layers - 1};
-        offset += (size_t)width * next;
-
-        fm_layer *bn = &m->layers[m->n_layers++];
-        bn->kind = FM_LAYER_BN;
-        bn->in = bn->out = next;
-        bn->offset = offset;
-        m->groups[m->n_groups++] = (fm_param_group){offset, (size_t)2 * next, 1.0f, 0.0f, m->n_layers - 1};
-        offset += (size_t)4 * next;
-
-        if (i < n_hidden) {
-            fm_layer *r = &m->layers[m->n_layers++];
-            r->kind = config->acts == FM_ACTS_BINARY ? FM_LAYER_SIGN : FM_LAYER_RELU;
-            r->in = r->out = next;
-            if (with_dropout) {
-                fm_layer *dr = &m->layers[m->n_layers++];
-                dr->kind = FM_LAYER_DROPOUT;
-                dr->in = dr->out = next;
+    int weight_index = 0;
+    int h = in_h, w = in_w, ch = in_c, flat = 0; /* the current map, or flat values */
+    for (int i = 0; i < n_specs; i++) {
+        const fm_layer_spec *s = &specs[i];
+        if (s->kind == FM_SPEC_FC) {
+            int in = flat ? flat : h * w * ch;
+            fm_layer *d = add_layer(m, FM_LAYER_DENSE, in, s->units);
+            add_weights(m, d, in, s->units, (double)s->units, &offset, &weight_index);
+            add_norm_act(m, s->units, s->units, 1, &offset);
+            flat = s->units;
+        } else if (s->kind == FM_SPEC_CONV) {
+            fm_layer *cv = add_layer(m, FM_LAYER_CONV, h * w * ch, 0);
+            rc = fm_conv_geom_init(&cv->conv, h, w, ch, s->k, s->stride, s->same, s->units);
+            if (rc < 0)
+                return misfit(m, rc, i, h, w, ch);
+            h = cv->conv.out_h;
+            w = cv->conv.out_w;
+            ch = s->units;
+            cv->out = h * w * ch;
+            double pool_area = 1.0;
+            if (i + 1 < n_specs && specs[i + 1].kind == FM_SPEC_POOL) {
+                const fm_layer_spec *ps = &specs[++i];
+                fm_layer *pl = add_layer(m, FM_LAYER_POOL, h * w * ch, 0);
+                rc = fm_pool_geom_init(&pl->pool, h, w, ch, ps->k, ps->stride);
+                if (rc < 0)
+                    return misfit(m, rc, i, h, w, ch);
+                h = pl->pool.out_h;
+                w = pl->pool.out_w;
+                pl->out = h * w * ch;
+                pool_area = (double)ps->k * ps->k;
             }
+            add_weights(m, cv, fm_conv_fan_in(&cv->conv), s->units,
+                        (double)s->units * s->k * s->k / pool_area, &offset, &weight_index);
+            add_norm_act(m, h * w * ch, ch, 1, &offset);
         }
-        width = next;
+    }
+    {
+        int in = flat ? flat : h * w * ch;
+        fm_layer *d = add_layer(m, FM_LAYER_DENSE, in, classes);
+        add_weights(m, d, in, classes, (double)classes, &offset, &weight_index);
+        add_norm_act(m, classes, classes, 0, &offset);
     }
     m->state_count = offset;
     m->state = fm_alloc(offset, sizeof *m->state);
-    if (!m->state) {
+    if (config->preproc == FM_PRE_GCN_ZCA && m->state)
+        m->zca = fm_alloc((size_t)input_dim * (size_t)input_dim, sizeof *m->zca);
+    if (!m->state || (config->preproc == FM_PRE_GCN_ZCA && !m->zca)) {
         fm_model_free(m);
         return FM_ENOMEM;
     }
-    int len = snprintf(m->description, sizeof m->description, "%d", input_dim);
-    for (int i = 0; i < n_hidden && len < (int)sizeof m->description; i++)
-        len += snprintf(m->description + len, sizeof m->description - (size_t)len, "-%d", hidden[i]);
-    if (len < (int)sizeof m->description) {
-        char qb[64] = "";
-        if (config->qb && config->qb_emin == FM_QB_UNBOUNDED)
-            snprintf(qb, sizeof qb, "+qb");
-        else if (config->qb)
-            snprintf(qb, sizeof qb, "+qb[%d:%d]", config->qb_emin, config->qb_emax);
-        char levels[32] = "";
-        if (config->weights == FM_WEIGHTS_SYNAPSE)
-            snprintf(levels, sizeof levels, ":%d", config->synapse_levels);
-        snprintf(m->description + len, sizeof m->description - (size_t)len,
-                 "-%d with batch norm, %s%s%s weights%s", classes, fm_weights_name(config->weights),
-                 levels, qb, config->acts == FM_ACTS_BINARY ? ", binary activations" : "");
-    }
+    describe(m, specs, n_specs);
     *out = m;
     return FM_OK;
 }
@@ -119,32 +209,50 @@ void fm_model_init(fm_model *m, uint64_t seed)
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
         float *p = m->state + L->offset;
-        if (L->kind == FM_LAYER_DENSE) {
+        if (fm_layer_weighted(L)) {
             /* U(-2H, 2H): Glorot's uniform bound when H = W0, as the authors'
              * code, so initial weights start partly outside the clip box. */
             float bound = 2.0f * L->h;
-            for (size_t i = 0; i < (size_t)L->in * L->out; i++)
+            for (size_t i = 0; i < fm_layer_weight_count(L); i++)
                 p[i] = (2.0f * fm_rng_uniform(&rng) - 1.0f) * bound;
         } else if (L->kind == FM_LAYER_BN) {
-            for (int j = 0; j < L->out; j++) {
-                p[j] = 1.0f;              /* gamma */
-                p[L->out + j] = 0.0f;     /* beta */
-                p[2 * L->out + j] = 0.0f; /* mean */
-                p[3 * L->out + j] = 1.0f; /* var */
+            const int n = L->channels;
+            for (int j = 0; j < n; j++) {
+                p[j] = 1.0f;          /* gamma */
+                p[n + j] = 0.0f;      /* beta */
+                p[2 * n + j] = 0.0f;  /* mean */
+                p[3 * n + j] = 1.0f;  /* var */
             }
         }
     }
 }
 
-int fm_model_create(const fm_config *config, int input_dim, int classes, fm_model **out)
+int fm_model_create_image(const fm_config *config, int height, int width, int channels,
+                          int classes, fm_model **out)
 {
     if (!config || !out)
         return fm_error(FM_EINVAL, "fm_model_create: NULL argument");
-    int rc = fm_model_build(config, input_dim, classes, out);
+    int rc = fm_model_build(config, height, width, channels, classes, out);
     if (rc < 0)
         return rc;
     fm_model_init(*out, config->seed);
     return FM_OK;
+}
+
+int fm_model_create(const fm_config *config, int input_dim, int classes, fm_model **out)
+{
+    return fm_model_create_image(config, input_dim, 1, 1, classes, out);
+}
+
+int fm_model_input_shape(const fm_model *m, int *height, int *width, int *channels)
+{
+    if (height)
+        *height = m->in_h;
+    if (width)
+        *width = m->in_w;
+    if (channels)
+        *channels = m->in_c;
+    return m->input_dim;
 }
 
 void fm_model_free(fm_model *m)
@@ -155,6 +263,7 @@ void fm_model_free(fm_model *m)
     fm_free(m->groups);
     fm_free(m->state);
     fm_free(m->input_mean);
+    fm_free(m->zca);
     fm_free(m);
 }
 
@@ -174,9 +283,9 @@ long fm_model_weights(const fm_model *m, int index, float *dst, size_t capacity)
 {
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (L->kind != FM_LAYER_DENSE || L->dense_index != index)
+        if (!fm_layer_weighted(L) || L->weight_index != index)
             continue;
-        size_t n = (size_t)L->in * L->out;
+        size_t n = fm_layer_weight_count(L);
         if (dst) {
             if (capacity < n)
                 return fm_error(FM_EINVAL, "weight buffer holds %zu values, layer has %zu",
@@ -185,7 +294,7 @@ long fm_model_weights(const fm_model *m, int index, float *dst, size_t capacity)
         }
         return (long)n;
     }
-    return fm_error(FM_EINVAL, "no dense layer %d", index);
+    return fm_error(FM_EINVAL, "no weighted layer %d", index);
 }
 
 void fm_workspace_free(const fm_model *m, fm_workspace *ws)
@@ -206,6 +315,8 @@ void fm_workspace_free(const fm_model *m, fm_workspace *ws)
                 fm_free(ws->bn_invstd[l]);
             if (ws->mask)
                 fm_free(ws->mask[l]);
+            if (ws->argmax)
+                fm_free(ws->argmax[l]);
         }
     }
     for (int l = 0; l < m->n_layers; l++) {
@@ -223,6 +334,9 @@ void fm_workspace_free(const fm_model *m, fm_workspace *ws)
     fm_free(ws->bn_mean);
     fm_free(ws->bn_invstd);
     fm_free(ws->mask);
+    fm_free(ws->argmax);
+    fm_free(ws->conv_scratch);
+    fm_free(ws->pre_scratch);
     fm_free(ws->qx);
     fm_free(ws->grad_state);
     fm_free(ws);
@@ -267,6 +381,16 @@ static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
     return ws->mf_scratch ? FM_OK : FM_ENOMEM;
 }
 
+/* Threads that may run a parallel loop here. */
+static int max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_workspace **out)
 {
     *out = NULL;
@@ -282,8 +406,9 @@ int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_works
     ws->bn_mean = fm_alloc(n, sizeof *ws->bn_mean);
     ws->bn_invstd = fm_alloc(n, sizeof *ws->bn_invstd);
     ws->mask = fm_alloc(n, sizeof *ws->mask);
-    int ok = ws->act && ws->grad && ws->wq && ws->bn_mean && ws->bn_invstd && ws->mask;
-    size_t widest_in = 0;
+    ws->argmax = fm_alloc(n, sizeof *ws->argmax);
+    int ok = ws->act && ws->grad && ws->wq && ws->bn_mean && ws->bn_invstd && ws->mask && ws->argmax;
+    size_t widest_in = 0, conv_scratch = 0;
     for (int l = 0; ok && l <= m->n_layers; l++) {
         int dim = l == 0 ? m->input_dim : m->layers[l - 1].out;
         ok = (ws->act[l] = fm_alloc((size_t)max_batch * dim, sizeof(float))) != NULL;
@@ -292,19 +417,31 @@ int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_works
         if (!ok || l == m->n_layers)
             break;
         const fm_layer *L = &m->layers[l];
-        if (L->kind == FM_LAYER_DENSE) {
-            ok = (ws->wq[l] = fm_alloc((size_t)L->in * L->out, sizeof(float))) != NULL;
+        if (fm_layer_weighted(L)) {
+            ok = (ws->wq[l] = fm_alloc(fm_layer_weight_count(L), sizeof(float))) != NULL;
             widest_in = FM_MAX(widest_in, (size_t)L->in);
+            if (L->kind == FM_LAYER_CONV)
+                conv_scratch = FM_MAX(conv_scratch, fm_conv_scratch_floats(&L->conv, max_batch));
         } else if (L->kind == FM_LAYER_BN) {
-            ok = (ws->bn_mean[l] = fm_alloc((size_t)L->out, sizeof(float))) != NULL &&
-                 (ws->bn_invstd[l] = fm_alloc((size_t)L->out, sizeof(float))) != NULL;
+            ok = (ws->bn_mean[l] = fm_alloc((size_t)L->channels, sizeof(float))) != NULL &&
+                 (ws->bn_invstd[l] = fm_alloc((size_t)L->channels, sizeof(float))) != NULL;
         } else if (L->kind == FM_LAYER_DROPOUT && training) {
             ok = (ws->mask[l] = fm_alloc((size_t)max_batch * L->out, 1)) != NULL;
+        } else if (L->kind == FM_LAYER_POOL && training) {
+            ok = (ws->argmax[l] = fm_alloc((size_t)max_batch * L->out, sizeof(int32_t))) != NULL;
         }
     }
     if (ok && training)
         ok = (ws->qx = fm_alloc((size_t)max_batch * widest_in, sizeof(float))) != NULL &&
              (ws->grad_state = fm_alloc(m->state_count, sizeof(float))) != NULL;
+    if (ok && conv_scratch)
+        ok = (ws->conv_scratch = fm_alloc(conv_scratch, sizeof(float))) != NULL;
+    if (ok && m->config.preproc == FM_PRE_GCN_ZCA)
+        ok = (ws->pre_scratch = fm_alloc((size_t)max_batch * m->input_dim, sizeof(float))) != NULL;
+    if (ok && m->config.preproc == FM_PRE_GCN_LCN)
+        ok = (ws->pre_scratch = fm_alloc((size_t)max_threads(),
+                                         fm_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL) *
+                                             sizeof(float))) != NULL;
     if (!ok) {
         fm_workspace_free(m, ws);
         return FM_ENOMEM;
@@ -320,20 +457,116 @@ int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_works
     return FM_OK;
 }
 
-void fm_load_batch(const fm_model *m, const fm_images *images, const int *index, int first,
-                   int count, float *x)
+void fm_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images, const int *index,
+                   int first, int count)
 {
     const int dim = m->input_dim;
-    const float *mean = m->input_mean;
+    const fm_preproc pre = m->config.preproc;
+    float *x = ws->act[0];
+    /* gcn-zca normalises into the scratch, then whitens into x */
+    float *rows = pre == FM_PRE_GCN_ZCA ? ws->pre_scratch : x;
+    const size_t lcn_floats = fm_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL);
 #pragma omp parallel for schedule(static) if (count * dim > 65536)
     for (int b = 0; b < count; b++) {
         long src = index ? index[first + b] : first + b;
         const uint8_t *pix = images->pixels + src * dim;
-        float *row = x + (long)b * dim;
+        float *row = rows + (long)b * dim;
+        if (pre == FM_PRE_CENTER || pre == FM_PRE_UNIT) {
+            const float *mean = m->input_mean;
+            for (int j = 0; j < dim; j++)
+                row[j] = (float)pix[j] * (1.0f / 255.0f) - mean[j];
+            continue;
+        }
+        /* pylearn2's pipelines work on raw pixel values 0..255 */
         for (int j = 0; j < dim; j++)
-            row[j] = (float)pix[j] * (1.0f / 255.0f) - mean[j];
+            row[j] = (float)pix[j];
+        fm_gcn(row, dim, pre == FM_PRE_GCN_ZCA ? &fm_gcn_cifar10 : &fm_gcn_svhn);
+        if (pre == FM_PRE_GCN_LCN) {
+#ifdef _OPENMP
+            float *scratch = ws->pre_scratch + (size_t)omp_get_thread_num() * lcn_floats;
+#else
+            float *scratch = ws->pre_scratch;
+#endif
+            fm_lcn(row, m->in_h, m->in_w, m->in_c, FM_LCN_KERNEL, FM_LCN_THRESHOLD, scratch);
+        }
     }
-    FM_TALLY(FM_OP_FMA, (uint64_t)count * dim);
+    (void)lcn_floats;
+    if (pre == FM_PRE_GCN_ZCA)
+        fm_zca_apply(m->input_mean, m->zca, rows, x, count, dim);
+    if (pre == FM_PRE_CENTER || pre == FM_PRE_UNIT)
+        FM_TALLY(FM_OP_FMA, (uint64_t)count * dim);
+}
+
+int fm_preprocess_fit(fm_model *m, const fm_images *im, int count)
+{
+    const int dim = m->input_dim;
+    switch (m->config.preproc) {
+    case FM_PRE_UNIT:
+    case FM_PRE_GCN_LCN: /* per-image transforms: nothing to fit */
+        memset(m->input_mean, 0, (size_t)dim * sizeof *m->input_mean);
+        return FM_OK;
+    case FM_PRE_CENTER:
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < dim; j++) {
+            double sum = 0.0;
+            for (int i = 0; i < count; i++)
+                sum += im->pixels[(long)i * dim + j];
+            m->input_mean[j] = (float)(sum / count / 255.0);
+        }
+        return FM_OK;
+    case FM_PRE_GCN_ZCA: {
+        float *x = fm_alloc((size_t)count * dim, sizeof *x);
+        if (!x)
+            return FM_ENOMEM;
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < count; i++) {
+            float *row = x + (size_t)i * dim;
+            for (int j = 0; j < dim; j++)
+                row[j] = (float)im->pixels[(size_t)i * dim + j];
+            fm_gcn(row, dim, &fm_gcn_cifar10);
+        }
+        int rc = fm_zca_fit(x, count, dim, FM_ZCA_FILTER_BIAS, m->input_mean, m->zca);
+        fm_free(x);
+        return rc;
+    }
+    }
+    return fm_error(FM_EINVAL, "unknown preprocessing %d", (int)m->config.preproc);
+}
+
+/* What fm_gcn executes on n examples of dim values: the sum, the centred
+ * squares and the scaling per value; the mean, root and normaliser per example. */
+static void gcn_cost(const fm_cost *c, uint64_t n, uint64_t dim)
+{
+    fm_cost_ops(c, FM_OP_FADD, 3 * n * dim); /* sum; x - mean twice */
+    fm_cost_ops(c, FM_OP_FMA, n * dim);      /* sum of squares */
+    fm_cost_ops(c, FM_OP_FSPECIAL, n * dim + 3 * n); /* / normaliser; mean, sqrt, / scale */
+    fm_cost_ops(c, FM_OP_CMP, n);            /* normaliser < min_divisor */
+}
+
+/* Terms of one separable Gaussian pass along a line of `len` values (the
+ * kernel is cut at the borders, as fm_lcn's zero padding). */
+static uint64_t blur_terms(int len, int kernel)
+{
+    const int mid = kernel / 2;
+    uint64_t terms = 0;
+    for (int j = 0; j < len; j++)
+        terms += (uint64_t)(FM_MIN(2 * mid, len - 1 - j + mid) - FM_MAX(0, mid - j) + 1);
+    return terms;
+}
+
+/* What fm_lcn executes on n images: per channel the Gaussian's taps (two
+ * exponentials, a sum and a division each), two separable blurs (the second
+ * of squares), then per value a root, a clamp, a sum, two maxima, a
+ * difference and a division; per channel the mean of the roots. */
+static void lcn_cost(const fm_cost *c, uint64_t n, int h, int w, int channels, int kernel)
+{
+    const uint64_t maps = n * (uint64_t)channels, hw = (uint64_t)h * w;
+    const uint64_t rows = (uint64_t)h * blur_terms(w, kernel), cols = (uint64_t)w * blur_terms(h, kernel);
+    fm_cost_ops(c, FM_OP_FMA, maps * 2 * (rows + cols));
+    fm_cost_ops(c, FM_OP_FMUL, maps * rows); /* the squares */
+    fm_cost_ops(c, FM_OP_FSPECIAL, maps * (2 * hw + 1 + 3 * (uint64_t)kernel));
+    fm_cost_ops(c, FM_OP_CMP, maps * 3 * hw);
+    fm_cost_ops(c, FM_OP_FADD, maps * (2 * hw + (uint64_t)kernel));
 }
 
 void fm_load_batch_cost(const fm_model *m, fm_workspace *ws, fm_phase phase, int count,
@@ -342,9 +575,25 @@ void fm_load_batch_cost(const fm_model *m, fm_workspace *ws, fm_phase phase, int
     if (!ws->ledger)
         return;
     const fm_cost cost = {ws->ledger, 0, phase};
-    const uint64_t n = (uint64_t)count * m->input_dim;
-    fm_cost_ops(&cost, FM_OP_FMA, n); /* pixel * (1/255) - mean */
-    fm_cost_bytes(&cost, "input.pixels", (uint64_t)set_count * m->input_dim, n, 0);
-    fm_cost_bytes(&cost, "input.mean", 4 * (uint64_t)m->input_dim, 4 * (uint64_t)m->input_dim, 0);
+    const uint64_t dim = (uint64_t)m->input_dim, n = (uint64_t)count * dim;
+    fm_cost_bytes(&cost, "input.pixels", (uint64_t)set_count * dim, n, 0);
     fm_cost_bytes(&cost, "input.x", 4 * n, 0, 4 * n);
+    switch (m->config.preproc) {
+    case FM_PRE_CENTER:
+    case FM_PRE_UNIT:
+        fm_cost_ops(&cost, FM_OP_FMA, n); /* pixel * (1/255) - mean */
+        fm_cost_bytes(&cost, "input.mean", 4 * dim, 4 * dim, 0);
+        break;
+    case FM_PRE_GCN_ZCA:
+        gcn_cost(&cost, (uint64_t)count, dim);
+        /* (x - mean)·P as x·P - mean·P: one row of mean·P, then the batch's */
+        fm_cost_ops(&cost, FM_OP_FMA, (n + dim) * dim);
+        fm_cost_bytes(&cost, "input.mean", 4 * dim, 4 * dim, 0);
+        fm_cost_bytes(&cost, "input.zca", 4 * dim * dim, 4 * dim * dim, 0);
+        break;
+    case FM_PRE_GCN_LCN:
+        gcn_cost(&cost, (uint64_t)count, dim);
+        lcn_cost(&cost, (uint64_t)count, m->in_h, m->in_w, m->in_c, FM_LCN_KERNEL);
+        break;
+    }
 }

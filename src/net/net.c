@@ -48,8 +48,8 @@ static const float *training_weights(const fm_model *m, fm_workspace *ws, int l,
     const float *w = m->state + L->offset;
     if (c->weights == FM_WEIGHTS_FP32)
         return w;
-    uint64_t key = fm_rng_key(c->seed, STREAM_WEIGHTS, (uint64_t)L->dense_index, step);
-    fm_quantize_weights(c->weights, w, ws->wq[l], (size_t)L->in * L->out, L->h,
+    uint64_t key = fm_rng_key(c->seed, STREAM_WEIGHTS, (uint64_t)L->weight_index, step);
+    fm_quantize_weights(c->weights, w, ws->wq[l], fm_layer_weight_count(L), L->h,
                         c->synapse_levels, (float)c->synapse_range, key);
     return ws->wq[l];
 }
@@ -72,9 +72,9 @@ void fm_eval_weights(const fm_model *m, fm_workspace *ws)
         return;
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (L->kind == FM_LAYER_DENSE) {
+        if (fm_layer_weighted(L)) {
             fm_quantize_weights_det(c->weights, m->state + L->offset, ws->wq[l],
-                                    (size_t)L->in * L->out, L->h, c->synapse_levels,
+                                    fm_layer_weight_count(L), L->h, c->synapse_levels,
                                     (float)c->synapse_range);
             const fm_cost cost = {ws->ledger, l + 1, FM_PHASE_EVAL};
             quantize_cost(&cost, m, l, 0);
@@ -91,10 +91,10 @@ static const float *eval_weights_of(const fm_model *m, const fm_workspace *ws, i
 
 /* ---- ledger bookkeeping ---- */
 
-/* "dense2", "bn2", "relu1", "dropout1": kind and 1-based count of that kind. */
+/* "dense2", "bn2", "relu1", "conv3": kind and 1-based count of that kind. */
 static void layer_name(const fm_model *m, int l, char *name, size_t size)
 {
-    static const char *const kinds[] = {"dense", "bn", "relu", "dropout", "sign"};
+    static const char *const kinds[] = {"dense", "bn", "relu", "dropout", "sign", "conv", "pool"};
     int k = 1;
     for (int i = 0; i < l; i++)
         k += m->layers[i].kind == m->layers[l].kind;
@@ -113,6 +113,13 @@ void fm_ledger_declare_layers(const fm_model *m, fm_ledger *ledger)
         layer_name(m, l, name, sizeof name);
         if (L->kind == FM_LAYER_DENSE)
             snprintf(shape, sizeof shape, "%dx%d", L->in, L->out);
+        else if (L->kind == FM_LAYER_CONV)
+            snprintf(shape, sizeof shape, "%dx%dx%d>%dk%d>%dx%dx%d", L->conv.in_h, L->conv.in_w,
+                     L->conv.in_c, L->conv.out_c, L->conv.k_h, L->conv.out_h, L->conv.out_w,
+                     L->conv.out_c);
+        else if (L->kind == FM_LAYER_POOL)
+            snprintf(shape, sizeof shape, "%dx%dx%d>%dx%dx%d", L->pool.in_h, L->pool.in_w,
+                     L->pool.c, L->pool.out_h, L->pool.out_w, L->pool.c);
         else
             snprintf(shape, sizeof shape, "%d", L->out);
         fm_ledger_layer(ledger, l + 1, name, shape);
@@ -178,11 +185,11 @@ static void move_tensor(const fm_cost *c, const fm_model *m, int l, const char *
     fm_cost_bytes(c, tensor_of(m, l, what).text, bytes, written ? 0 : bytes, written ? bytes : 0);
 }
 
-/* Bytes of dense layer l's weights as a pass reads them: latent fp32 W, or the
- * quantized weights packed at the mode's bits per weight. */
+/* Bytes of weighted layer l's weights as a pass reads them: latent fp32 W, or
+ * the quantized weights packed at the mode's bits per weight. */
 static uint64_t weight_bytes(const fm_model *m, int l, int quantized)
 {
-    uint64_t n = (uint64_t)m->layers[l].in * m->layers[l].out;
+    uint64_t n = fm_layer_weight_count(&m->layers[l]);
     return quantized ? fm_packed_bytes(n, fm_weight_bits(m->config.weights, m->config.synapse_levels))
                      : 4 * n;
 }
@@ -192,11 +199,11 @@ static void read_weights(const fm_cost *c, const fm_model *m, int l, int quantiz
     move_tensor(c, m, l, quantized ? "Wq" : "W", weight_bytes(m, l, quantized), 0);
 }
 
-/* Declares a weight quantization of dense layer l: W read, Wq written. */
+/* Declares a weight quantization of weighted layer l: W read, Wq written. */
 static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stochastic)
 {
     const fm_layer *L = &m->layers[l];
-    fm_quantize_weights_cost(c, m->config.weights, stochastic, (uint64_t)L->in * L->out,
+    fm_quantize_weights_cost(c, m->config.weights, stochastic, fm_layer_weight_count(L),
                              m->config.synapse_levels);
     read_weights(c, m, l, 0);
     move_tensor(c, m, l, "Wq", weight_bytes(m, l, 1), 1);
@@ -232,36 +239,84 @@ static int runs_mulfree(const fm_workspace *ws, int quantized)
     return ws->kernels != NULL && quantized;
 }
 
-/* y = x · w through BLAS, the reference kernel in the method's arithmetic, or
- * (quantized: w is in the mulfree layout too) the mulfree kernels. */
-static void dense_forward(const fm_model *m, const fm_workspace *ws, int l, const float *w,
-                          int wclass, int quantized, int B)
+/* How a conv layer's products run: GEMM, or the reference kernels in the
+ * method's arithmetic (weights of class wclass). */
+static fm_product conv_product(const fm_workspace *ws, const fm_layer *L, int wclass)
 {
-    const fm_layer *L = &m->layers[l];
-    if (runs_mulfree(ws, quantized))
-        fm_mulfree_product(ws->kernels, ws->mf_forward[l], ws->act[l], ws->act[l + 1], B, L->h,
-                           ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
-    else if (ws->reference)
-        fm_ref_dense_forward((fm_weight_class)wclass, ws->act[l], w, L->h, ws->act[l + 1], B,
-                             L->in, L->out);
-    else
-        fm_dense_forward(ws->act[l], w, ws->act[l + 1], B, L->in, L->out);
+    return (fm_product){ws->reference, wclass, L->h};
 }
 
-/* Declares a forward dense product with weights of class wclass. */
-static void dense_forward_cost(const fm_cost *c, const fm_model *m, const fm_workspace *ws, int l,
-                               int wclass, int quantized, int B)
+/* im2col columns of conv layer l for B examples: written and read once per
+ * product. They pass through a buffer of one chunk of examples (conv.h),
+ * which is the tensor's footprint in the memory model. A layer whose columns
+ * are its input itself (a 1x1 kernel, or one covering the whole map) needs no
+ * buffer and moves no columns. */
+static void conv_columns_bytes(const fm_cost *c, const fm_model *m, int l, int B)
 {
     const fm_layer *L = &m->layers[l];
-    if (runs_mulfree(ws, quantized))
+    const size_t buffer = fm_conv_scratch_floats(&L->conv, B);
+    if (!c->ledger || buffer == 0)
+        return;
+    uint64_t bytes = 4 * (uint64_t)B * fm_conv_positions(&L->conv) * L->w_rows;
+    uint64_t footprint = FM_MIN(bytes, 4 * (uint64_t)buffer);
+    fm_cost_bytes(c, tensor_of(m, l, "cols").text, footprint, bytes, bytes);
+}
+
+/* y = x · w (dense) or conv(x, w) through BLAS, the reference kernels in the
+ * method's arithmetic, or (dense, quantized: w is in the mulfree layout too)
+ * the mulfree kernels. */
+static void weighted_forward(const fm_model *m, fm_workspace *ws, int l, const float *w,
+                             int wclass, int quantized, int B)
+{
+    const fm_layer *L = &m->layers[l];
+    if (L->kind == FM_LAYER_CONV) {
+        const fm_product p = conv_product(ws, L, wclass);
+        fm_conv_forward(&L->conv, &p, ws->act[l], w, ws->act[l + 1], B, ws->conv_scratch);
+    } else if (runs_mulfree(ws, quantized)) {
+        fm_mulfree_product(ws->kernels, ws->mf_forward[l], ws->act[l], ws->act[l + 1], B, L->h,
+                           ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
+    } else if (ws->reference) {
+        fm_ref_dense_forward((fm_weight_class)wclass, ws->act[l], w, L->h, ws->act[l + 1], B,
+                             L->in, L->out);
+    } else {
+        fm_dense_forward(ws->act[l], w, ws->act[l + 1], B, L->in, L->out);
+    }
+}
+
+/* Declares a forward product with weights of class wclass. */
+static void weighted_forward_cost(const fm_cost *c, const fm_model *m, const fm_workspace *ws,
+                                  int l, int wclass, int quantized, int B)
+{
+    const fm_layer *L = &m->layers[l];
+    if (L->kind == FM_LAYER_CONV) {
+        fm_conv_cost_forward(c, &L->conv, wclass, B);
+        conv_columns_bytes(c, m, l, B);
+    } else if (runs_mulfree(ws, quantized)) {
         fm_mulfree_cost_product(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels, B,
                                 L->in, L->out);
-    else
+    } else {
         fm_dense_cost_forward(c, wclass, B, L->in, L->out);
+    }
     read_activation(c, m, l, 0, B);
     read_weights(c, m, l, quantized);
     write_activation(c, m, l + 1, 0, B);
 }
+
+/* Max-pool forward of layer l (argmax: NULL at evaluation), declared. */
+static void pool_forward(const fm_cost *c, const fm_model *m, fm_workspace *ws, int l, int B,
+                         int32_t *argmax)
+{
+    const fm_layer *L = &m->layers[l];
+    fm_maxpool_forward(&L->pool, ws->act[l], ws->act[l + 1], argmax, B);
+    fm_maxpool_cost_forward(c, &L->pool, B);
+    read_activation(c, m, l, 0, B);
+    write_activation(c, m, l + 1, 0, B);
+    if (argmax)
+        move_tensor(c, m, l, "argmax", 4 * (uint64_t)B * L->out, 1);
+}
+
+/* Rows batch norm normalises over: B examples times the positions of a map. */
+static int bn_rows(const fm_layer *L, int B) { return B * (L->out / L->channels); }
 
 /* Declares an element-wise layer (ReLU, dropout, identity copy). */
 static void elementwise_bytes(const fm_cost *c, const fm_model *m, int l, int B, int backward)
@@ -297,7 +352,7 @@ static void sign_forward(const fm_cost *c, const fm_model *m, fm_workspace *ws, 
  * variance ("stats"), the batch mean and 1/std of the last pass ("batch"). */
 static void bn_bytes(const fm_cost *c, const fm_model *m, int l, const char *what, int written)
 {
-    move_tensor(c, m, l, what, 8 * (uint64_t)m->layers[l].out, written);
+    move_tensor(c, m, l, what, 8 * (uint64_t)m->layers[l].channels, written);
 }
 
 double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B, uint64_t step,
@@ -320,44 +375,51 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
         const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_FORWARD);
         const uint64_t n = (uint64_t)B * L->out;
         switch (L->kind) {
-        case FM_LAYER_DENSE: {
+        case FM_LAYER_DENSE:
+        case FM_LAYER_CONV: {
             if (quantized)
                 quantize_cost(&cost, m, l, 1);
             const float *wq = training_weights(m, ws, l, step);
             if (ws->kernels)
                 refill_layouts(&cost, m, ws, l, 1);
-            dense_forward(m, ws, l, wq, wclass, quantized, B);
-            dense_forward_cost(&cost, m, ws, l, wclass, quantized, B);
+            weighted_forward(m, ws, l, wq, wclass, quantized, B);
+            weighted_forward_cost(&cost, m, ws, l, wclass, quantized, B);
             break;
         }
-        case FM_LAYER_BN:
-            fm_bn_forward_train(x, y, B, L->out, p, p + L->out, eps, ws->bn_mean[l], ws->bn_invstd[l]);
-            fm_bn_cost_forward_train(&cost, B, L->out);
+        case FM_LAYER_POOL:
+            pool_forward(&cost, m, ws, l, B, ws->argmax[l]);
+            break;
+        case FM_LAYER_BN: {
+            const int C = L->channels;
+            fm_bn_forward_train(x, y, bn_rows(L, B), C, p, p + C, eps, ws->bn_mean[l],
+                                ws->bn_invstd[l]);
+            fm_bn_cost_forward_train(&cost, bn_rows(L, B), C);
             elementwise_bytes(&cost, m, l, B, 0);
             bn_bytes(&cost, m, l, "params", 0);
             bn_bytes(&cost, m, l, "batch", 1);
             if (c->bn_stats == FM_BN_RUNNING) {
                 float a = (float)c->bn_momentum;
-                float *mean = p + 2 * L->out, *var = p + 3 * L->out;
-                for (int j = 0; j < L->out; j++) {
+                float *mean = p + 2 * C, *var = p + 3 * C;
+                for (int j = 0; j < C; j++) {
                     float inv = ws->bn_invstd[l][j];
                     float batch_var = 1.0f / (inv * inv) - eps;
                     mean[j] += a * (ws->bn_mean[l][j] - mean[j]);
                     var[j] += a * (batch_var - var[j]);
                 }
                 /* per feature: inv*inv, 1/., - eps; two differences and two multiply-adds */
-                FM_TALLY(FM_OP_FMUL, L->out);
-                FM_TALLY(FM_OP_FSPECIAL, L->out);
-                FM_TALLY(FM_OP_FADD, 3 * (uint64_t)L->out);
-                FM_TALLY(FM_OP_FMA, 2 * (uint64_t)L->out);
-                fm_cost_ops(&cost, FM_OP_FMUL, (uint64_t)L->out);
-                fm_cost_ops(&cost, FM_OP_FSPECIAL, (uint64_t)L->out);
-                fm_cost_ops(&cost, FM_OP_FADD, 3 * (uint64_t)L->out);
-                fm_cost_ops(&cost, FM_OP_FMA, 2 * (uint64_t)L->out);
+                FM_TALLY(FM_OP_FMUL, C);
+                FM_TALLY(FM_OP_FSPECIAL, C);
+                FM_TALLY(FM_OP_FADD, 3 * (uint64_t)C);
+                FM_TALLY(FM_OP_FMA, 2 * (uint64_t)C);
+                fm_cost_ops(&cost, FM_OP_FMUL, (uint64_t)C);
+                fm_cost_ops(&cost, FM_OP_FSPECIAL, (uint64_t)C);
+                fm_cost_ops(&cost, FM_OP_FADD, 3 * (uint64_t)C);
+                fm_cost_ops(&cost, FM_OP_FMA, 2 * (uint64_t)C);
                 bn_bytes(&cost, m, l, "stats", 0);
                 bn_bytes(&cost, m, l, "stats", 1);
             }
             break;
+        }
         case FM_LAYER_RELU:
             relu_forward(&cost, m, ws, l, B);
             break;
@@ -400,27 +462,38 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
         const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_BACKWARD);
         const uint64_t n = (uint64_t)B * L->out;
         switch (L->kind) {
-        case FM_LAYER_DENSE: {
+        case FM_LAYER_DENSE:
+        case FM_LAYER_CONV: {
+            const int conv = L->kind == FM_LAYER_CONV;
             /* With quantized back-prop the authors' code takes the error at the
              * batch norm's output (skipping its Jacobian) for the weight
-             * gradient of a dense layer; qb_bn_jacobian uses the exact one. */
+             * gradient of a dense layer; qb_bn_jacobian uses the exact one.
+             * Their conv layers take the exact error at the convolution's
+             * output, before pooling and batch norm. */
             int e_at = l + 1;
-            if (c->qb && !c->qb_bn_jacobian && l + 1 < m->n_layers &&
+            if (!conv && c->qb && !c->qb_bn_jacobian && l + 1 < m->n_layers &&
                 m->layers[l + 1].kind == FM_LAYER_BN)
                 e_at = l + 2;
             const float *e = ws->grad[e_at];
             const float *xin = x;
+            const int emin = conv ? c->qb_conv_emin : c->qb_emin;
+            const int emax = conv ? c->qb_conv_emax : c->qb_emax;
             const uint64_t xn = (uint64_t)B * L->in;
-            const uint64_t qx_bytes = fm_packed_bytes(xn, fm_pow2_bits(c->qb_emin, c->qb_emax));
+            const uint64_t qx_bytes = fm_packed_bytes(xn, fm_pow2_bits(emin, emax));
             if (c->qb) {
-                fm_pow2_quantize(x, ws->qx, (size_t)xn, c->qb_emin, c->qb_emax,
-                                 fm_rng_key(c->seed, STREAM_QB, (uint64_t)L->dense_index, step));
+                fm_pow2_quantize(x, ws->qx, (size_t)xn, emin, emax,
+                                 fm_rng_key(c->seed, STREAM_QB, (uint64_t)L->weight_index, step));
                 xin = ws->qx;
                 fm_pow2_quantize_cost(&cost, xn);
                 read_activation(&cost, m, l, 0, B);
                 move_tensor(&cost, m, l, "Qx", qx_bytes, 1);
             }
-            if (ws->kernels) { /* with quantized back-prop, as fm_config_check ensures */
+            const fm_product prod = conv_product(ws, L, wclass);
+            if (conv) {
+                fm_conv_backward_weights(&L->conv, &prod, c->qb, xin, e, g, B, ws->conv_scratch);
+                fm_conv_cost_backward_weights(&cost, &L->conv, c->qb, B);
+                conv_columns_bytes(&cost, m, l, B);
+            } else if (ws->kernels) { /* with quantized back-prop, as fm_config_check ensures */
                 if (!fm_mulfree_pow2_grad(ws->kernels, xin, e, g, B, L->in, L->out,
                                           mulfree_threads(ws)))
                     ws->mf_fallbacks++;
@@ -437,10 +510,14 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             else
                 read_activation(&cost, m, l, 0, B);
             read_activation(&cost, m, e_at, 1, B);
-            move_tensor(&cost, m, l, "dW", 4 * (uint64_t)L->in * L->out, 1);
+            move_tensor(&cost, m, l, "dW", 4 * (uint64_t)fm_layer_weight_count(L), 1);
             if (dx) {
                 const float *w = quantized ? ws->wq[l] : p;
-                if (ws->kernels) {
+                if (conv) {
+                    fm_conv_backward_input(&L->conv, &prod, dy, w, dx, B, ws->conv_scratch);
+                    fm_conv_cost_backward_input(&cost, &L->conv, wclass, B);
+                    conv_columns_bytes(&cost, m, l, B);
+                } else if (ws->kernels) {
                     fm_mulfree_product(ws->kernels, ws->mf_backward[l], dy, dx, B, L->h,
                                        ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
                     fm_mulfree_cost_product(&cost, fm_mulfree_kind(c->weights), c->synapse_levels,
@@ -459,10 +536,18 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             }
             break;
         }
+        case FM_LAYER_POOL:
+            if (dx) {
+                fm_maxpool_backward(&L->pool, dy, ws->argmax[l], dx, B);
+                fm_maxpool_cost_backward(&cost, &L->pool, B);
+                move_tensor(&cost, m, l, "argmax", 4 * (uint64_t)B * L->out, 0);
+                elementwise_bytes(&cost, m, l, B, 1);
+            }
+            break;
         case FM_LAYER_BN:
-            fm_bn_backward(x, dy, dx, B, L->out, p, ws->bn_mean[l], ws->bn_invstd[l], g,
-                           g + L->out);
-            fm_bn_cost_backward(&cost, B, L->out, dx != NULL);
+            fm_bn_backward(x, dy, dx, bn_rows(L, B), L->channels, p, ws->bn_mean[l],
+                           ws->bn_invstd[l], g, g + L->channels);
+            fm_bn_cost_backward(&cost, bn_rows(L, B), L->channels, dx != NULL);
             read_activation(&cost, m, l, 0, B);
             read_activation(&cost, m, l + 1, 1, B);
             bn_bytes(&cost, m, l, "params", 0);
@@ -513,20 +598,26 @@ static void eval_layer(const fm_model *m, fm_workspace *ws, int l, int B)
     const uint64_t n = (uint64_t)B * L->out;
     const int real = eval_uses_real(&m->config);
     switch (L->kind) {
-    case FM_LAYER_DENSE: {
+    case FM_LAYER_DENSE:
+    case FM_LAYER_CONV: {
         int wclass = real ? FM_WCLASS_REAL : fm_weight_class_of(m->config.weights);
-        dense_forward(m, ws, l, eval_weights_of(m, ws, l), wclass, !real, B);
-        dense_forward_cost(&cost, m, ws, l, wclass, !real, B);
+        weighted_forward(m, ws, l, eval_weights_of(m, ws, l), wclass, !real, B);
+        weighted_forward_cost(&cost, m, ws, l, wclass, !real, B);
         break;
     }
-    case FM_LAYER_BN:
-        fm_bn_forward_infer(x, y, B, L->out, p, p + L->out, (float)m->config.bn_eps,
-                            p + 2 * L->out, p + 3 * L->out);
-        fm_bn_cost_forward_infer(&cost, B, L->out);
+    case FM_LAYER_POOL:
+        pool_forward(&cost, m, ws, l, B, NULL);
+        break;
+    case FM_LAYER_BN: {
+        const int C = L->channels;
+        fm_bn_forward_infer(x, y, bn_rows(L, B), C, p, p + C, (float)m->config.bn_eps, p + 2 * C,
+                            p + 3 * C);
+        fm_bn_cost_forward_infer(&cost, bn_rows(L, B), C);
         elementwise_bytes(&cost, m, l, B, 0);
         bn_bytes(&cost, m, l, "params", 0);
         bn_bytes(&cost, m, l, "stats", 0);
         break;
+    }
     case FM_LAYER_RELU:
         relu_forward(&cost, m, ws, l, B);
         break;
@@ -565,7 +656,7 @@ int fm_bn_recompute(fm_model *m, fm_workspace *ws, const fm_images *sets[], cons
     size_t total = 0;
     for (int l = 0; l < m->n_layers; l++)
         if (m->layers[l].kind == FM_LAYER_BN)
-            total += (size_t)m->layers[l].out;
+            total += (size_t)m->layers[l].channels;
     /* sums of per-batch means and variances, then per-batch scratch */
     float *acc = fm_alloc(total * 4, sizeof *acc);
     if (!acc)
@@ -577,37 +668,38 @@ int fm_bn_recompute(fm_model *m, fm_workspace *ws, const fm_images *sets[], cons
     for (int s = 0; s < n_sets; s++) {
         for (int b0 = 0; b0 < counts[s]; b0 += batch) {
             int B = FM_MIN(batch, counts[s] - b0);
-            fm_load_batch(m, sets[s], NULL, firsts[s] + b0, B, ws->act[0]);
+            fm_load_batch(m, ws, sets[s], NULL, firsts[s] + b0, B);
             fm_load_batch_cost(m, ws, FM_PHASE_EVAL, B, sets[s]->count);
             seen++;
             size_t at = 0;
             for (int l = 0; l < m->n_layers; l++) {
                 const fm_layer *L = &m->layers[l];
                 if (L->kind == FM_LAYER_BN) {
+                    const int C = L->channels;
                     float *p = m->state + L->offset;
                     float *sum_mean = acc + at, *sum_var = acc + at + total;
                     float *bm = acc + at + 2 * total, *bv = acc + at + 3 * total;
-                    fm_bn_batch_stats(ws->act[l], B, L->out, bm, bv);
+                    fm_bn_batch_stats(ws->act[l], bn_rows(L, B), C, bm, bv);
                     /* this batch joins the average before it is normalised, so
                      * the first batch uses its own statistics (the authors'
                      * can_fit) and later ones the running average */
-                    for (int j = 0; j < L->out; j++) {
+                    for (int j = 0; j < C; j++) {
                         sum_mean[j] += bm[j];
                         sum_var[j] += bv[j];
-                        p[2 * L->out + j] = sum_mean[j] / (float)seen;
-                        p[3 * L->out + j] = sum_var[j] / (float)seen;
+                        p[2 * C + j] = sum_mean[j] / (float)seen;
+                        p[3 * C + j] = sum_var[j] / (float)seen;
                     }
-                    FM_TALLY(FM_OP_FADD, 2 * (uint64_t)L->out);
-                    FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)L->out);
+                    FM_TALLY(FM_OP_FADD, 2 * (uint64_t)C);
+                    FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)C);
                     const fm_cost cost = cost_at(ws, l + 1, FM_PHASE_EVAL);
-                    fm_bn_cost_batch_stats(&cost, B, L->out);
-                    fm_cost_ops(&cost, FM_OP_FADD, 2 * (uint64_t)L->out);     /* the sums */
-                    fm_cost_ops(&cost, FM_OP_FSPECIAL, 2 * (uint64_t)L->out); /* / seen */
+                    fm_bn_cost_batch_stats(&cost, bn_rows(L, B), C);
+                    fm_cost_ops(&cost, FM_OP_FADD, 2 * (uint64_t)C);     /* the sums */
+                    fm_cost_ops(&cost, FM_OP_FSPECIAL, 2 * (uint64_t)C); /* / seen */
                     read_activation(&cost, m, l, 0, B);
                     bn_bytes(&cost, m, l, "sums", 0);
                     bn_bytes(&cost, m, l, "sums", 1);
                     bn_bytes(&cost, m, l, "stats", 1);
-                    at += (size_t)L->out;
+                    at += (size_t)C;
                 }
                 eval_layer(m, ws, l, B);
             }

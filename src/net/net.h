@@ -4,6 +4,7 @@
 #ifndef FEWMUL_NET_H
 #define FEWMUL_NET_H
 
+#include "conv.h"
 #include "fewmul.h"
 #include "optim.h"
 
@@ -13,35 +14,64 @@
 #define FM_MAX_HIDDEN 64
 
 typedef enum fm_layer_kind {
-    FM_LAYER_DENSE, FM_LAYER_BN, FM_LAYER_RELU, FM_LAYER_DROPOUT, FM_LAYER_SIGN
+    FM_LAYER_DENSE, FM_LAYER_BN, FM_LAYER_RELU, FM_LAYER_DROPOUT, FM_LAYER_SIGN, FM_LAYER_CONV,
+    FM_LAYER_POOL
 } fm_layer_kind;
 
 typedef struct fm_layer {
     fm_layer_kind kind;
-    int in, out;          /* values per example */
-    size_t offset;        /* dense: W (in x out); bn: gamma, beta, mean, var (out each) */
-    float w0;             /* dense: Glorot W0 */
-    float h;              /* dense: binary/ternary value and clip bound H */
-    int dense_index;      /* dense: 0, 1, ... */
+    int in, out;          /* values per example (a map is H x W x C, channel last) */
+    size_t offset;        /* weighted: W (w_rows x w_cols); bn: gamma, beta, mean, var
+                             (channels each) */
+    int w_rows, w_cols;   /* weighted (dense, conv): fan-in x units */
+    float w0;             /* weighted: Glorot W0 */
+    float h;              /* weighted: binary/ternary value and clip bound H */
+    int weight_index;     /* weighted: 0, 1, ... in network order */
+    int channels;         /* bn: features normalised (a map's channels, or a dense
+                             layer's outputs); out / channels rows per example */
+    fm_conv_geom conv;    /* conv */
+    fm_pool_geom pool;    /* pool */
 } fm_layer;
+
+/* Layers with a weight matrix: dense and conv. */
+static inline int fm_layer_weighted(const fm_layer *L)
+{
+    return L->kind == FM_LAYER_DENSE || L->kind == FM_LAYER_CONV;
+}
+static inline size_t fm_layer_weight_count(const fm_layer *L)
+{
+    return (size_t)L->w_rows * (size_t)L->w_cols;
+}
+
+/* One item of an architecture string: a dense layer of `units` outputs, a
+ * convolution of `units` filters k x k with `stride` ('same' or 'valid'
+ * padding), or a max-pool of k x k windows moved by `stride`. */
+typedef enum fm_spec_kind { FM_SPEC_FC, FM_SPEC_CONV, FM_SPEC_POOL } fm_spec_kind;
+typedef struct fm_layer_spec {
+    fm_spec_kind kind;
+    int units, k, stride, same;
+} fm_layer_spec;
+
+/* Parses an architecture (docs/cli.md, "Architectures") into items; returns
+ * their count or a negative error with a message. */
+int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs);
 
 struct fm_model {
     fm_config config;     /* config.arch points at arch below */
     char arch[256];
     int input_dim, classes;
+    int in_h, in_w, in_c; /* input image shape; in_h * in_w * in_c = input_dim */
     int n_layers;
     fm_layer *layers;
     size_t state_count;   /* floats in state */
     float *state;         /* every parameter and batch-norm statistic, one allocation */
-    float *input_mean;    /* input_dim values subtracted after scaling by 1/255 */
+    float *input_mean;    /* input_dim values: center/unit, the mean subtracted after
+                             scaling by 1/255; gcn-zca, the ZCA mean */
+    float *zca;           /* gcn-zca: the input_dim x input_dim whitening matrix, else NULL */
     int n_groups;
     fm_param_group *groups; /* trainable runs of state */
     char description[512];
 };
-
-/* Parses an architecture into hidden-layer widths; returns the count or a
- * negative error with a message. */
-int fm_arch_parse(const char *arch, int *hidden, int max_hidden);
 
 /* Buffers for passes over batches of up to max_batch examples. */
 typedef struct fm_workspace {
@@ -49,7 +79,10 @@ typedef struct fm_workspace {
     float **act;          /* n_layers+1 activations, act[0] the input batch */
     float **grad;         /* gradients of the same shapes (training only) */
     float **wq;           /* per layer: the weights used in the pass (dense only) */
-    float *qx;            /* Q(x) scratch: max_batch x widest dense input */
+    float *qx;            /* Q(x) scratch: max_batch x widest weighted layer's input */
+    float *conv_scratch;  /* im2col columns of the conv layers (conv.h) */
+    int32_t **argmax;     /* pool layers (training): the chosen input of each output */
+    float *pre_scratch;   /* input preprocessing (gcn-zca, gcn-lcn) */
     float **bn_mean, **bn_invstd; /* per layer: batch statistics of the last pass */
     uint8_t **mask;       /* dropout masks */
     float *grad_state;    /* gradient, aligned with model->state (training only) */
@@ -74,9 +107,14 @@ typedef struct fm_workspace {
 int fm_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);
 void fm_workspace_free(const fm_model *model, fm_workspace *ws);
 
-/* Input rows: pixels/255 minus the model's input mean. */
-void fm_load_batch(const fm_model *model, const fm_images *images, const int *index, int first,
-                   int count, float *x);
+/* Input rows of ws->act[0] from `count` images (index[first..], or first..
+ * when index is NULL), preprocessed as the model says: pixels/255 minus the
+ * input mean, or GCN then ZCA or LCN (preprocess.h). */
+void fm_load_batch(const fm_model *model, fm_workspace *ws, const fm_images *images,
+                   const int *index, int first, int count);
+/* Fits the model's input preprocessing on images [0, count): the per-pixel
+ * mean (center), or the ZCA of the GCN-normalised images (gcn-zca). */
+int fm_preprocess_fit(fm_model *model, const fm_images *images, int count);
 /* Declares a batch load of `count` examples from a set of `set_count` to
  * ws->ledger in `phase` (the "input" layer). */
 void fm_load_batch_cost(const fm_model *model, fm_workspace *ws, fm_phase phase, int count,
@@ -104,7 +142,7 @@ double fm_train_step(fm_model *model, fm_workspace *ws, const uint8_t *labels, i
 /* Evaluation pass over ws->act[0]: fills the evaluation weights first when
  * refresh is set. Returns the output rows (batch x classes). */
 const float *fm_forward_eval(const fm_model *model, fm_workspace *ws, int batch, int refresh);
-/* The evaluation weights of every dense layer into ws->wq. */
+/* The evaluation weights of every weighted layer into ws->wq. */
 void fm_eval_weights(const fm_model *model, fm_workspace *ws);
 
 /* Recomputes batch-norm inference statistics the authors' way: running averages
@@ -113,8 +151,10 @@ void fm_eval_weights(const fm_model *model, fm_workspace *ws);
 int fm_bn_recompute(fm_model *model, fm_workspace *ws, const fm_images *sets[], const int *firsts,
                     const int *counts, int n_sets, int batch);
 
-/* Sets up layers, state and parameter groups for config (no initialization). */
-int fm_model_build(const fm_config *config, int input_dim, int classes, fm_model **out);
+/* Sets up layers, state and parameter groups for config and an input of
+ * in_h x in_w x in_c values (no initialization). */
+int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+                   fm_model **out);
 /* Initializes weights (U(-2H, 2H)), gamma = 1, beta = 0, statistics (0, 1). */
 void fm_model_init(fm_model *model, uint64_t seed);
 

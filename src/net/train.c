@@ -12,16 +12,39 @@
 #include <string.h>
 
 enum { STREAM_SHUFFLE = 4 };
-#define EVAL_BATCH 500
+/* Whether a model has convolutions, so its input must have the exact image shape. */
+static int has_conv(const fm_model *m)
+{
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->layers[l].kind == FM_LAYER_CONV)
+            return 1;
+    return 0;
+}
+
+/* Examples per evaluation pass: fewer for convolutional nets, whose
+ * activations are whole maps. */
+static int eval_batch(const fm_model *m) { return has_conv(m) ? 100 : 500; }
+
+static int check_shape(const fm_model *m, const fm_images *im, const char *what)
+{
+    long dim = (long)im->height * im->width * im->channels;
+    if (has_conv(m) && (im->height != m->in_h || im->width != m->in_w || im->channels != m->in_c))
+        return fm_error(FM_EMISMATCH, "%s images are %dx%dx%d, the convolutional model expects %dx%dx%d",
+                        what, (int)im->height, (int)im->width, (int)im->channels, m->in_h, m->in_w,
+                        m->in_c);
+    if (dim != m->input_dim)
+        return fm_error(FM_EMISMATCH, "%s images have %ldx%ldx%ld = %ld values, the model expects %d",
+                        what, (long)im->height, (long)im->width, (long)im->channels, dim, m->input_dim);
+    return FM_OK;
+}
 
 static int check_images(const fm_model *m, const fm_images *im, const char *what)
 {
     if (!im || !im->pixels || !im->labels || im->count < 1)
         return fm_error(FM_EINVAL, "%s set is empty", what);
-    long dim = (long)im->height * im->width * im->channels;
-    if (dim != m->input_dim)
-        return fm_error(FM_EMISMATCH, "%s images have %ldx%ldx%ld = %ld values, the model expects %d",
-                        what, (long)im->height, (long)im->width, (long)im->channels, dim, m->input_dim);
+    int rc = check_shape(m, im, what);
+    if (rc < 0)
+        return rc;
     for (int i = 0; i < im->count; i++)
         if (im->labels[i] >= m->classes)
             return fm_error(FM_EMISMATCH, "%s label %d at index %d exceeds the model's %d classes",
@@ -36,29 +59,13 @@ static long count_errors(const fm_model *m, fm_workspace *ws, const fm_images *i
     long errors = 0;
     for (int b0 = 0; b0 < count; b0 += ws->max_batch) {
         int B = FM_MIN(ws->max_batch, count - b0);
-        fm_load_batch(m, im, NULL, first + b0, B, ws->act[0]);
+        fm_load_batch(m, ws, im, NULL, first + b0, B);
         fm_load_batch_cost(m, ws, FM_PHASE_EVAL, B, im->count);
         const float *y = fm_forward_eval(m, ws, B, refresh && b0 == 0);
         errors += fm_count_errors(y, im->labels + first + b0, B, m->classes);
         fm_eval_errors_cost(m, ws, B);
     }
     return errors;
-}
-
-static void compute_input_mean(fm_model *m, const fm_images *im, int count)
-{
-    if (m->config.preproc == FM_PRE_UNIT) {
-        memset(m->input_mean, 0, (size_t)m->input_dim * sizeof *m->input_mean);
-        return;
-    }
-    const int dim = m->input_dim;
-#pragma omp parallel for schedule(static)
-    for (int j = 0; j < dim; j++) {
-        double sum = 0.0;
-        for (int i = 0; i < count; i++)
-            sum += im->pixels[(long)i * dim + j];
-        m->input_mean[j] = (float)(sum / count / 255.0);
-    }
 }
 
 void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2, double lr, long t)
@@ -79,7 +86,7 @@ void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2
         /* dense groups hold W and its gradient dW; batch-norm groups gamma and
          * beta ("params") and theirs ("dparams") */
         const fm_cost cost = {ws->ledger, G->layer + 1, FM_PHASE_UPDATE};
-        const int dense = m->layers[G->layer].kind == FM_LAYER_DENSE;
+        const int dense = fm_layer_weighted(&m->layers[G->layer]);
         const uint64_t n = G->count, bytes = 4 * n;
         char name[4][64];
         const char *layer = fm_ledger_layer_name(ws->ledger, G->layer + 1);
@@ -147,8 +154,11 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     const fm_config *c = &m->config;
     fm_threads_set(c->threads);
     /* pylearn2's MNIST(center=True) subtracts the mean of all 60,000 training
-     * images from train and validation alike; test uses the same mean here */
-    compute_input_mean(m, train, n_total);
+     * images from train and validation alike (test uses the same mean here);
+     * ZCA is fitted on the training split only */
+    rc = fm_preprocess_fit(m, train, c->preproc == FM_PRE_GCN_ZCA ? n_total - n_valid : n_total);
+    if (rc < 0)
+        return rc;
 
     run_buffers r = {0};
     const int B = c->batch;
@@ -192,7 +202,7 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
         long errors = 0, batches = 0;
         for (int b0 = 0; b0 < n_train; b0 += B) {
             int bs = FM_MIN(B, n_train - b0);
-            fm_load_batch(m, train, r.order, b0, bs, r.ws->act[0]);
+            fm_load_batch(m, r.ws, train, r.order, b0, bs);
             fm_load_batch_cost(m, r.ws, FM_PHASE_FORWARD, bs, train->count);
             for (int b = 0; b < bs; b++)
                 r.labels[b] = train->labels[r.order[b0 + b]];
@@ -295,7 +305,7 @@ int fm_model_evaluate(const fm_model *m, const fm_images *images, int threads, d
         return rc;
     fm_threads_set(threads);
     fm_workspace *ws;
-    if ((rc = fm_workspace_create(m, FM_MIN(EVAL_BATCH, images->count), 0, &ws)) < 0)
+    if ((rc = fm_workspace_create(m, FM_MIN(eval_batch(m), images->count), 0, &ws)) < 0)
         return rc;
     long errors = count_errors(m, ws, images, 0, images->count, 1);
     fm_workspace_free(m, ws);
@@ -311,18 +321,17 @@ int fm_model_predict(const fm_model *m, const fm_images *images, int first, int 
     if (first < 0 || count < 1 || first > images->count - count)
         return fm_error(FM_EINVAL, "images %d..%d out of range (set has %d)", first,
                         first + count - 1, images->count);
-    long dim = (long)images->height * images->width * images->channels;
-    if (dim != m->input_dim)
-        return fm_error(FM_EMISMATCH, "images have %ld values, the model expects %d", dim,
-                        m->input_dim);
+    int rc = check_shape(m, images, "the");
+    if (rc < 0)
+        return rc;
     fm_threads_set(threads);
     fm_workspace *ws;
-    int rc = fm_workspace_create(m, FM_MIN(EVAL_BATCH, count), 0, &ws);
+    rc = fm_workspace_create(m, FM_MIN(eval_batch(m), count), 0, &ws);
     if (rc < 0)
         return rc;
     for (int b0 = 0; b0 < count; b0 += ws->max_batch) {
         int B = FM_MIN(ws->max_batch, count - b0);
-        fm_load_batch(m, images, NULL, first + b0, B, ws->act[0]);
+        fm_load_batch(m, ws, images, NULL, first + b0, B);
         const float *y = fm_forward_eval(m, ws, B, b0 == 0);
         for (int b = 0; b < B; b++) {
             const float *row = y + (long)b * m->classes;

@@ -1,0 +1,390 @@
+/* data.c — the data specs ("fashion", "mnist:DIR", "idx:DIR", "cifar10:DIR",
+ * "svhn:DIR"): finding each set's files and loading them through the IDX,
+ * CIFAR-10 and SVHN readers, the paper's validation sizes, and the
+ * class-balanced validation split SVHN uses. docs/data.md describes them all. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "internal.h"
+#include "readers.h"
+#include "rng.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef enum data_kind { DATA_FASHION, DATA_IDX, DATA_CIFAR10, DATA_SVHN } data_kind;
+
+#define CIFAR10_SUBDIR "cifar-10-batches-bin"
+#define CIFAR10_FILES "data_batch_1.bin .. data_batch_5.bin, test_batch.bin"
+#define SVHN_FILES "train_32x32.mat, test_32x32.mat, optional extra_32x32.mat"
+
+void fm_images_free(fm_images *images)
+{
+    if (!images)
+        return;
+    fm_free(images->pixels);
+    fm_free(images->labels);
+    memset(images, 0, sizeof *images);
+}
+
+int fm_data_resize(uint8_t **buf, size_t bytes)
+{
+    uint8_t *p = *buf ? fm_realloc(*buf, bytes) : fm_alloc_raw(bytes);
+    if (!p)
+        return FM_ENOMEM;
+    *buf = p;
+    return FM_OK;
+}
+
+static int parse_spec(const char *spec, data_kind *kind, const char **dir)
+{
+    static const struct {
+        const char *prefix;
+        data_kind kind;
+    } forms[] = {{"mnist:", DATA_IDX}, {"idx:", DATA_IDX}, {"cifar10:", DATA_CIFAR10}, {"svhn:", DATA_SVHN}};
+    if (spec && strcmp(spec, "fashion") == 0) {
+        *kind = DATA_FASHION;
+        *dir = FM_FASHION_DIR;
+        return FM_OK;
+    }
+    for (size_t i = 0; spec && i < sizeof forms / sizeof *forms; i++) {
+        size_t n = strlen(forms[i].prefix);
+        if (strncmp(spec, forms[i].prefix, n) == 0 && spec[n]) {
+            *kind = forms[i].kind;
+            *dir = spec + n;
+            return FM_OK;
+        }
+    }
+    return fm_error(FM_EINVAL,
+                    "unknown data spec '%s' (expected fashion, mnist:DIR or idx:DIR for IDX files, "
+                    "cifar10:DIR or svhn:DIR)",
+                    spec ? spec : "(null)");
+}
+
+int fm_data_default_valid(const char *spec)
+{
+    data_kind kind;
+    const char *dir;
+    int err = parse_spec(spec, &kind, &dir);
+    if (err)
+        return err;
+    switch (kind) {
+    case DATA_CIFAR10:
+        return 5000;
+    case DATA_SVHN:
+        return 6000; /* 400 per class from train_32x32, 200 from extra_32x32 */
+    default:
+        return 10000;
+    }
+}
+
+/* DIR/NAME into path; a trailing '/' on DIR is not doubled. */
+static int join(char *path, size_t size, const char *dir, const char *name)
+{
+    const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
+    int n = snprintf(path, size, "%s%s%s", dir, sep, name);
+    if (n < 0 || (size_t)n >= size)
+        return fm_error(FM_EINVAL, "%s: data directory path too long", dir);
+    return FM_OK;
+}
+
+static int missing(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
+/* ---- IDX: "fashion", "mnist:DIR", "idx:DIR" ------------------------------ */
+
+/* Finds DIR/BASE, DIR/BASE.gz, then the variants with '.' for the '-' before
+ * "idx" (e.g. train-images.idx3-ubyte, as some MNIST copies are named). */
+static int find_file(const char *dir, const char *base, int fashion, char *path, size_t size)
+{
+    char variant[64];
+    snprintf(variant, sizeof variant, "%s", base);
+    char *idx = strstr(variant, "-idx");
+    if (idx)
+        *idx = '.';
+    const char *names[2] = {base, variant};
+    const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
+    for (int v = 0; v < 2; v++) {
+        for (int gz = 0; gz < 2; gz++) {
+            int n = snprintf(path, size, "%s%s%s%s", dir, sep, names[v], gz ? ".gz" : "");
+            if (n < 0 || (size_t)n >= size)
+                return fm_error(FM_EINVAL, "%s: data directory path too long", dir);
+            struct stat st;
+            if (stat(path, &st) == 0)
+                return FM_OK;
+        }
+    }
+    return fm_error(FM_ENOENT, "%s: missing %s[.gz] (also looked for %s[.gz])%s", dir, base,
+                    variant, fashion ? "; install Debian's dataset-fashion-mnist" : "");
+}
+
+static int load_idx_set(const char *dir, const char *images, const char *labels, int fashion,
+                        fm_images *out)
+{
+    char ipath[4096], lpath[4096];
+    int err = find_file(dir, images, fashion, ipath, sizeof ipath);
+    if (!err)
+        err = find_file(dir, labels, fashion, lpath, sizeof lpath);
+    if (!err)
+        err = fm_idx_read(ipath, lpath, out);
+    return err;
+}
+
+static int load_idx(const char *dir, int fashion, fm_images *train, fm_images *test)
+{
+    int err = FM_OK;
+    if (train)
+        err = load_idx_set(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", fashion, train);
+    if (!err && test)
+        err = load_idx_set(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", fashion, test);
+    if (!err && train && test &&
+        (train->height != test->height || train->width != test->width ||
+         train->channels != test->channels))
+        err = fm_error(FM_EMISMATCH, "%s: train images are %dx%d but test images are %dx%d", dir,
+                       train->height, train->width, test->height, test->width);
+    return err;
+}
+
+/* ---- "cifar10:DIR" --------------------------------------------------------- */
+
+static int load_cifar10(const char *dir, fm_images *train, fm_images *test)
+{
+    static const char *const batches[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                          "data_batch_4.bin", "data_batch_5.bin"};
+    char base[4096], path[4096], first[4096], last[4096];
+    snprintf(base, sizeof base, "%s", dir);
+    /* The archive unpacks into cifar-10-batches-bin/, so DIR may name its parent. */
+    int err = join(first, sizeof first, dir, batches[0]);
+    if (!err)
+        err = join(last, sizeof last, dir, "test_batch.bin");
+    if (!err)
+        err = join(path, sizeof path, dir, CIFAR10_SUBDIR);
+    struct stat st;
+    if (!err && missing(first) && missing(last) && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(base, sizeof base, "%s", path);
+    /* Every file is looked for before any is read, so a missing test set does
+     * not cost reading 150 MB first. */
+    for (int i = 0; !err && i < 6; i++) {
+        if ((i < 5 && !train) || (i == 5 && !test))
+            continue;
+        const char *name = i < 5 ? batches[i] : "test_batch.bin";
+        err = join(path, sizeof path, base, name);
+        if (!err && missing(path))
+            err = fm_error(FM_ENOENT, "%s: missing %s (the CIFAR-10 binary version: %s)", base, name,
+                           CIFAR10_FILES);
+    }
+    for (int i = 0; !err && train && i < 5; i++) {
+        err = join(path, sizeof path, base, batches[i]);
+        if (!err)
+            err = fm_cifar10_read_append(path, train);
+    }
+    if (!err && test) {
+        err = join(path, sizeof path, base, "test_batch.bin");
+        if (!err)
+            err = fm_cifar10_read_append(path, test);
+    }
+    return err;
+}
+
+/* ---- "svhn:DIR" ------------------------------------------------------------ */
+
+static int load_svhn(const char *dir, fm_images *train, fm_images *test, int32_t *part)
+{
+    char path[4096];
+    int err = FM_OK;
+    const char *needed[2] = {train ? "train_32x32.mat" : NULL, test ? "test_32x32.mat" : NULL};
+    for (int i = 0; !err && i < 2; i++) {
+        if (!needed[i])
+            continue;
+        err = join(path, sizeof path, dir, needed[i]);
+        if (!err && missing(path))
+            err = fm_error(FM_ENOENT, "%s: missing %s (SVHN cropped digits: %s)", dir, needed[i],
+                           SVHN_FILES);
+    }
+    if (!err && train) {
+        err = join(path, sizeof path, dir, "train_32x32.mat");
+        if (!err)
+            err = fm_svhn_read_append(path, train);
+        if (!err)
+            *part = train->count;
+        if (!err)
+            err = join(path, sizeof path, dir, "extra_32x32.mat");
+        if (!err && !missing(path))
+            err = fm_svhn_read_append(path, train);
+    }
+    if (!err && test) {
+        err = join(path, sizeof path, dir, "test_32x32.mat");
+        if (!err)
+            err = fm_svhn_read_append(path, test);
+    }
+    return err;
+}
+
+/* ---- the specs ------------------------------------------------------------ */
+
+int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int32_t *train_part)
+{
+    if (train)
+        memset(train, 0, sizeof *train);
+    if (test)
+        memset(test, 0, sizeof *test);
+    if (train_part)
+        *train_part = 0;
+
+    data_kind kind;
+    const char *dir;
+    int err = parse_spec(spec, &kind, &dir);
+    if (err)
+        return err;
+    int fashion = kind == DATA_FASHION;
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return fm_error(errno == ENOENT || errno == ENOTDIR ? FM_ENOENT : FM_EIO,
+                        "data directory %s: %s%s", dir, strerror(errno),
+                        fashion ? "; install Debian's dataset-fashion-mnist" : "");
+    if (!S_ISDIR(st.st_mode))
+        return fm_error(FM_EINVAL, "data directory %s: %s", dir, strerror(ENOTDIR));
+
+    int32_t part = 0;
+    switch (kind) {
+    case DATA_CIFAR10:
+        err = load_cifar10(dir, train, test);
+        break;
+    case DATA_SVHN:
+        err = load_svhn(dir, train, test, &part);
+        break;
+    default:
+        err = load_idx(dir, fashion, train, test);
+        break;
+    }
+    if (err) {
+        fm_images_free(train);
+        fm_images_free(test);
+        return err;
+    }
+    if (train_part)
+        *train_part = kind == DATA_SVHN ? part : train ? train->count : 0;
+    return FM_OK;
+}
+
+int fm_data_load(const char *spec, fm_images *train, fm_images *test)
+{
+    return fm_data_load_parts(spec, train, test, NULL);
+}
+
+/* ---- the class-balanced validation split ------------------------------------ */
+
+#define SPLIT_MAX_CLASSES 256
+
+int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_head,
+                             int per_class_tail, int classes, uint64_t seed)
+{
+    if (!set)
+        return fm_error(FM_EINVAL, "fm_images_split_balanced: NULL set");
+    int32_t n = set->count;
+    if (n < 0 || (n > 0 && (!set->pixels || !set->labels || set->height <= 0 || set->width <= 0 ||
+                            set->channels <= 0)))
+        return fm_error(FM_EINVAL, "fm_images_split_balanced: a set of %d images of %dx%dx%d without buffers",
+                        n, set->height, set->width, set->channels);
+    if (boundary < 0 || boundary > n)
+        return fm_error(FM_EINVAL, "fm_images_split_balanced: boundary %d outside 0..%d", boundary, n);
+    if (per_class_head < 0 || per_class_tail < 0)
+        return fm_error(FM_EINVAL, "fm_images_split_balanced: negative count per class (%d, %d)",
+                        per_class_head, per_class_tail);
+    if (classes < 1 || classes > SPLIT_MAX_CLASSES)
+        return fm_error(FM_EINVAL, "fm_images_split_balanced: %d classes (expected 1..%d)", classes,
+                        SPLIT_MAX_CLASSES);
+
+    int32_t have[2][SPLIT_MAX_CLASSES] = {{0}};
+    for (int32_t i = 0; i < n; i++) {
+        if (set->labels[i] >= classes)
+            return fm_error(FM_EINVAL, "fm_images_split_balanced: label %u at index %d is not below %d classes",
+                            (unsigned)set->labels[i], i, classes);
+        have[i >= boundary][set->labels[i]]++;
+    }
+    const int want[2] = {per_class_head, per_class_tail};
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < classes; k++)
+            if (have[r][k] < want[r])
+                return fm_error(FM_EINVAL,
+                                "fm_images_split_balanced: class %d has %d images in [%d, %d), fewer than "
+                                "the %d per class to hold out",
+                                k, have[r][k], r ? boundary : 0, r ? n : boundary, want[r]);
+    if (per_class_head == 0 && per_class_tail == 0)
+        return FM_OK;
+
+    size_t image = (size_t)set->height * (size_t)set->width * (size_t)set->channels;
+    int32_t *order = fm_alloc((size_t)n, sizeof *order);
+    uint8_t *picked = fm_alloc((size_t)n, 1);
+    uint8_t *tmp = fm_alloc_raw(image);
+    if (!order || !picked || !tmp) {
+        fm_free(order);
+        fm_free(picked);
+        fm_free(tmp);
+        return FM_ENOMEM;
+    }
+
+    /* Indices grouped by (part, class), each group in index order; then a
+     * partial Fisher-Yates shuffle of each group picks its first want[r]. */
+    int32_t start[2][SPLIT_MAX_CLASSES], fill[2][SPLIT_MAX_CLASSES];
+    int32_t at = 0;
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < classes; k++) {
+            start[r][k] = fill[r][k] = at;
+            at += have[r][k];
+        }
+    for (int32_t i = 0; i < n; i++)
+        order[fill[i >= boundary][set->labels[i]]++] = i;
+    fm_rng rng;
+    fm_rng_seed(&rng, seed);
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < classes; k++) {
+            int32_t *g = order + start[r][k], m = have[r][k];
+            for (int32_t j = 0; j < want[r]; j++) {
+                int32_t s = j + (int32_t)fm_rng_below(&rng, (uint32_t)(m - j));
+                int32_t t = g[j];
+                g[j] = g[s];
+                g[s] = t;
+                picked[g[j]] = 1;
+            }
+        }
+
+    /* order becomes the permutation: position p receives image order[p]. */
+    int32_t p = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int32_t i = 0; i < n; i++)
+            if (picked[i] == pass)
+                order[p++] = i;
+    /* Applied in place by following its cycles, so no second copy of the
+     * pixels is needed (SVHN with extra is 1.9 GB); picked marks done slots. */
+    memset(picked, 0, (size_t)n);
+    for (int32_t s = 0; s < n; s++) {
+        if (picked[s] || order[s] == s) {
+            picked[s] = 1;
+            continue;
+        }
+        memcpy(tmp, set->pixels + (size_t)s * image, image);
+        uint8_t tmp_label = set->labels[s];
+        int32_t j = s;
+        for (;;) {
+            int32_t src = order[j];
+            picked[j] = 1;
+            if (src == s) {
+                memcpy(set->pixels + (size_t)j * image, tmp, image);
+                set->labels[j] = tmp_label;
+                break;
+            }
+            memcpy(set->pixels + (size_t)j * image, set->pixels + (size_t)src * image, image);
+            set->labels[j] = set->labels[src];
+            j = src;
+        }
+    }
+    fm_free(order);
+    fm_free(picked);
+    fm_free(tmp);
+    return FM_OK;
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# cli_conv.sh — convolutional networks and the CIFAR-10 reader as a user meets
+# them: a small CNN trained on a CIFAR-10 folder written here in the exact
+# binary format (random images whose class sets their brightness), the
+# paper's split and preprocessing chosen by the data set, the saved state
+# evaluated again, and the refusals (architectures that do not fit the
+# images, --out, --exec mulfree, --qb-conv values, broken files).
+# Usage: cli_conv.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
+set -u
+
+NAME=cli_conv.sh
+source "$(dirname "$0")/cli_common.sh"
+
+# CIFAR-10 binary version: 3073-byte records, label then 1024 R, G, B bytes.
+python3 - "$tmp/cifar" <<'PY'
+import os, random, sys
+d = sys.argv[1]
+os.makedirs(d)
+rng = random.Random(7)
+# pixel = its label's base plus noise: learnable from brightness alone
+tables = [bytes(min(255, 20 * label + v // 3) for v in range(256)) for label in range(10)]
+files = [("data_batch_%d.bin" % i, 1040) for i in range(1, 6)] + [("test_batch.bin", 200)]
+for name, n in files:
+    with open(os.path.join(d, name), "wb") as f:
+        for _ in range(n):
+            label = rng.randrange(10)
+            f.write(bytes([label]) + rng.randbytes(3072).translate(tables[label]))
+PY
+small="conv:8k3,pool2,16k3s2same,fc32"
+
+run train train --data "cifar10:$tmp/cifar" --arch "$small" --weights bc --qb --epochs 2 \
+    --batch 50 --valid 200 --preproc unit --state "$tmp/cnn.fm" --quiet --json
+if [ $rc -eq 0 ]; then ok "train a small CNN on cifar10:DIR"; else not_ok "train a small CNN on cifar10:DIR" "exit $rc: $(first_err_line train)"; fi
+check "train JSON: shape, split, mode, learns" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+want = {"valid": 200, "preproc": "unit", "qb_conv_emin": -4, "qb_conv_emax": 3, "weights": "bc"}
+for k, v in want.items():
+    if r.get(k) != v:
+        sys.exit("%s = %r, expected %r" % (k, r.get(k), v))
+if not r["model"].startswith("32x32x3-conv:"):
+    sys.exit("model " + r["model"])
+if not r["test_error_pct"] < 60:
+    sys.exit("test error %s%% (chance 90%%)" % r["test_error_pct"])
+' "$tmp/train"
+
+run eval eval --model "$tmp/cnn.fm" --data "cifar10:$tmp/cifar" --json
+check "eval of the saved CNN state gives the training's test error" '
+import json, sys
+t = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+e = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+if abs(t["test_error_pct"] - e["error_pct"]) > 1e-9:
+    sys.exit("train %s, eval %s" % (t["test_error_pct"], e["error_pct"]))
+' "$tmp/train" "$tmp/eval"
+
+# defaults by data set: CIFAR-10's 5000 validation images and gcn-zca
+run defaults train --data "cifar10:$tmp/cifar" --arch conv:4k5,pool4 --epochs 1 --batch 100 \
+    --quiet --json
+check "cifar10 defaults: valid 5000, gcn-zca" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+if (r["valid"], r["preproc"]) != (5000, "gcn-zca"):
+    sys.exit("valid %r preproc %r" % (r["valid"], r["preproc"]))
+' "$tmp/defaults"
+
+# expect NAME STATUS WORDS ARGS...: exit status and a word of the message
+expect() {
+    local name=$1 status=$2 word=$3
+    shift 3
+    run out "$@"
+    if [ $rc -ne "$status" ]; then
+        not_ok "$name" "exit $rc, expected $status: $(first_err_line out)"
+    elif ! grep -q -- "$word" "$tmp/out.err"; then
+        not_ok "$name" "message lacks '$word': $(first_err_line out)"
+    else
+        ok "$name"
+    fi
+}
+data=(--data "cifar10:$tmp/cifar" --epochs 1 --valid 200 --quiet)
+expect "a kernel larger than its map is a usage error" 2 "item 5 (5x5x8 input)" train "${data[@]}" --arch conv:8k5,pool2,8k5,pool2,8k7
+expect "a pool larger than its map is a usage error" 2 "larger than" train "${data[@]}" --arch conv:8k30,pool4
+expect "--out refuses a convolutional network before training" 2 "convolutions" train "${data[@]}" --arch "$small" --preproc unit --out "$tmp/x.fmp"
+expect "--out refuses gcn preprocessing" 2 "GCN" train "${data[@]}" --arch mlp:8 --out "$tmp/x.fmp"
+expect "--exec mulfree refuses convolutions" 2 "convolutions" train "${data[@]}" --arch "$small" --weights bc --qb --exec mulfree
+expect "--qb-conv needs EMIN:EMAX" 2 "EMIN:EMAX" train "${data[@]}" --arch "$small" --qb --qb-conv=4
+expect "--qb-conv EMIN > EMAX" 2 "greater" train "${data[@]}" --arch "$small" --qb --qb-conv=3:-4
+expect "--qb-conv out of range" 2 "126" train "${data[@]}" --arch "$small" --qb --qb-conv=-200:3
+expect "bad conv item" 2 "FkK" train "${data[@]}" --arch conv:8x3
+expect "pool not after a convolution" 2 "pool must follow" train "${data[@]}" --arch conv:pool2,8k3
+expect "convolution after a dense layer" 2 "follows a dense layer" train "${data[@]}" --arch conv:8k3,fc10,8k3
+expect "energy: paper-cnn on a flat input" 2 "larger than" energy --arch paper-cnn --input 784
+expect "unknown data spec names the forms" 2 "cifar10:DIR" train --data cifar:/x
+
+# broken files
+cp -r "$tmp/cifar" "$tmp/broken"
+head -c 5000 "$tmp/cifar/data_batch_3.bin" >"$tmp/broken/data_batch_3.bin"
+expect "a truncated CIFAR-10 batch is named" 1 "data_batch_3.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
+rm "$tmp/broken/test_batch.bin"
+expect "a missing CIFAR-10 file is named" 1 "test_batch.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
+
+run energy energy --arch paper-cnn --input 32x32x3 --weights bc --qb --batch 10 --json
+check "energy of paper-cnn: 7 conv layers, 3 pools, counts per layer" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+names = [l["name"] for l in r["train_step"]["layers"]]
+if sum(n.startswith("conv") for n in names) != 7 or sum(n.startswith("pool") for n in names) != 3:
+    sys.exit("layers %s" % names)
+if not r["paper_mults_method"] < r["paper_mults_standard"]:
+    sys.exit("paper counts")
+' "$tmp/energy"
+
+finish

@@ -71,7 +71,7 @@ MODE_TEST(test_tc_det, "tc-det", 0, 6.0)
 MODE_TEST(test_synapse, "synapse", 0, 6.0)
 
 /* Measured error of test_cnn_bc_qb (see there) and its limit. */
-#define CNN_BC_QB_LIMIT 4.5
+#define CNN_BC_QB_LIMIT 4.0
 
 static void train_small(const fm_config *c, float *weights, long n)
 {
@@ -163,7 +163,7 @@ static void test_save_load_roundtrip(void **state)
 /* A small convolutional network, binary weights with quantized back-prop
  * (the convolutions' exponent clip -4:3, the authors'), trained on MNIST
  * images as 28x28x1 maps: conv 5x5 16, pool, conv 5x5 32, pool, dense 128.
- * Measured at commit time (2 threads): 2.80 % test error after 3 epochs of
+ * Measured at commit time (2 threads): 2.61 % test error after 3 epochs of
  * 10,000 images; the limit allows about half again (chance is 90 %). It is
  * also saved, reloaded and must predict identically. */
 static void test_cnn_bc_qb(void **state)

@@ -302,33 +302,33 @@ static void test_invariant_threads_and_kernels(void **state)
 {
     (void)state;
     for (int conv = 0; conv < 2; conv++) {
-    fm_config c;
-    fm_config_default(&c);
-    c.arch = conv ? "conv:5k3,pool2,4k2same,fc6" : "mlp:33,17";
-    c.weights = FM_WEIGHTS_TC;
-    c.qb = 1;
-    fm_ledger *first = NULL;
-    for (int variant = 0; variant < 4; variant++) {
-        c.threads = 1 + variant % 2;
-        run r;
-        if (conv)
-            run_open_image(&r, &c, 9, 9, 5, 7, 13);
-        else
-            run_open(&r, &c, 45, 7, 13);
-        r.ws->reference = variant >= 2;
-        fm_threads_set(c.threads);
-        run_step(&r, 13);
-        run_update(&r);
-        run_eval(&r, 13);
-        if (!first) {
-            first = r.ledger;
-            r.ledger = NULL;
-        } else {
-            assert_ledgers_equal(first, r.ledger);
+        fm_config c;
+        fm_config_default(&c);
+        c.arch = conv ? "conv:5k3,pool2,4k2same,fc6" : "mlp:33,17";
+        c.weights = FM_WEIGHTS_TC;
+        c.qb = 1;
+        fm_ledger *first = NULL;
+        for (int variant = 0; variant < 4; variant++) {
+            c.threads = 1 + variant % 2;
+            run r;
+            if (conv)
+                run_open_image(&r, &c, 9, 9, 5, 7, 13);
+            else
+                run_open(&r, &c, 45, 7, 13);
+            r.ws->reference = variant >= 2;
+            fm_threads_set(c.threads);
+            run_step(&r, 13);
+            run_update(&r);
+            run_eval(&r, 13);
+            if (!first) {
+                first = r.ledger;
+                r.ledger = NULL;
+            } else {
+                assert_ledgers_equal(first, r.ledger);
+            }
+            run_close(&r);
         }
-        run_close(&r);
-    }
-    fm_ledger_free(first);
+        fm_ledger_free(first);
     }
 }
 

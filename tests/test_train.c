@@ -160,6 +160,20 @@ static void test_save_load_roundtrip(void **state)
     fm_model_free(loaded);
 }
 
+/* The model as fm_model_save writes it and fm_model_load reads it back. */
+static fm_model *saved_copy(const fm_model *m)
+{
+    char dir[] = "/tmp/fewmul-test-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/model.fm", dir);
+    fm_model *loaded = NULL;
+    assert_int_equal(fm_model_save(m, path), FM_OK);
+    assert_int_equal(fm_model_load(path, &loaded), FM_OK);
+    unlink(path);
+    rmdir(dir);
+    return loaded;
+}
+
 /* A small convolutional network, binary weights with quantized back-prop
  * (the convolutions' exponent clip -4:3, the authors'), trained on MNIST
  * images as 28x28x1 maps: conv 5x5 16, pool, conv 5x5 32, pool, dense 128.
@@ -183,11 +197,7 @@ static void test_cnn_bc_qb(void **state)
            r.test_error_pct, r.valid_error_pct, r.best_epoch, r.train_images_per_s);
     assert_true(r.test_error_pct < CNN_BC_QB_LIMIT);
 
-    char dir[] = "/tmp/fewmul-test-XXXXXX", path[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/cnn.fm", dir);
-    assert_int_equal(fm_model_save(m, path), FM_OK);
-    assert_int_equal(fm_model_load(path, &loaded), FM_OK);
+    loaded = saved_copy(m);
     int h = 0, w = 0, ch = 0;
     assert_int_equal(fm_model_input_shape(loaded, &h, &w, &ch), 784);
     assert_true(h == 28 && w == 28 && ch == 1);
@@ -200,8 +210,6 @@ static void test_cnn_bc_qb(void **state)
     flat.height = 784;
     flat.width = 1;
     assert_int_equal(fm_model_predict(m, &flat, 0, 10, 2, p1), FM_EMISMATCH);
-    unlink(path);
-    rmdir(dir);
     free(p1);
     free(p2);
     fm_model_free(m);
@@ -233,17 +241,11 @@ static void test_preprocessing_pipelines(void **state)
             fail_msg("preproc %d: %s", (int)kinds[k], fm_last_error());
         printf("  preproc %s  test %.2f%%\n", k == 0 ? "gcn-zca" : "gcn-lcn", r.test_error_pct);
         assert_true(r.test_error_pct < 15.0);
-        char dir[] = "/tmp/fewmul-test-XXXXXX", path[64];
-        assert_non_null(mkdtemp(dir));
-        snprintf(path, sizeof path, "%s/pre.fm", dir);
-        assert_int_equal(fm_model_save(m, path), FM_OK);
-        assert_int_equal(fm_model_load(path, &loaded), FM_OK);
+        loaded = saved_copy(m);
         double e1, e2;
         assert_int_equal(fm_model_evaluate(m, &test_set, 2, &e1), FM_OK);
         assert_int_equal(fm_model_evaluate(loaded, &test_set, 2, &e2), FM_OK);
         assert_true(e1 == e2);
-        unlink(path);
-        rmdir(dir);
         fm_model_free(m);
         fm_model_free(loaded);
     }

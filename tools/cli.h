@@ -1,0 +1,269 @@
+/* cli.h — what the files of the `fewmul` command share: exit statuses, error
+ * messages, strict numbers, the option table and its parser, small utilities,
+ * the JSON writer, the options of train and energy, the energy-ledger reports,
+ * the deployed-model helpers, and each command's parse function, help text and
+ * entry point. Include it first: it sets _POSIX_C_SOURCE. */
+#ifndef FEWMUL_CLI_H
+#define FEWMUL_CLI_H
+
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "fewmul.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CLI_PRINTF(a, b)
+#endif
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
+
+/* ---- messages (cli_util.c) ----------------------------------------------- */
+
+/* The subcommand whose --help a usage error points to (NULL: the top level). */
+extern const char *g_command;
+
+/* Where error messages go; NULL (the default) is stderr. cli_err_file() is
+ * the stream in effect. */
+extern FILE *cli_err;
+FILE *cli_err_file(void);
+
+/* A mistake on the command line: prints the one error line with a pointer to
+ * the help, returns CLI_USAGE (exit status 2). */
+int usage_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+/* A failure at run time (data, files, the library): CLI_FAIL (exit status 1). */
+int failure(const char *fmt, ...) CLI_PRINTF(1, 2);
+/* failure() with the library's fm_last_error(). */
+int library_failure(void);
+void print_lines(FILE *f, const char *const *lines);
+
+/* ---- strict numbers (cli_util.c) ----------------------------------------- */
+
+typedef enum { NUM_OK, NUM_SYNTAX, NUM_RANGE } num_status;
+
+/* A decimal integer and nothing else: no white space, no stray characters. */
+num_status parse_long(const char *s, long *out);
+
+/* ---- the option table (cli_util.c) --------------------------------------- */
+
+typedef enum { T_FLAG, T_INT, T_U64, T_DOUBLE, T_STRING, T_CHOICE, T_CUSTOM } value_type;
+typedef enum { ARG_NONE, ARG_REQUIRED, ARG_OPTIONAL } arg_kind;
+enum { LO_OPEN = 1, HI_OPEN = 2 }; /* range bounds excluded (T_DOUBLE) */
+
+typedef struct choice {
+    const char *name;
+    int value;
+} choice;
+
+typedef struct option_def {
+    const char *name;     /* without the leading "--" */
+    value_type type;
+    size_t offset;        /* of the field set, in the command's options struct */
+    double lo, hi;        /* inclusive range of T_INT and T_DOUBLE, unless flags */
+    unsigned flags;
+    const choice *choices; /* T_CHOICE, ends with a NULL name */
+    arg_kind arg;         /* T_CUSTOM only; the others follow from the type */
+    /* T_CUSTOM: value is NULL when an optional value is absent; returns 0 or
+     * CLI_USAGE after printing the error. */
+    int (*custom)(void *opts, const char *value);
+} option_def;
+
+/* Parses argv[first..argc) against table into opts. Returns 0, or CLI_USAGE
+ * after printing the one error line. `help` is set on -h/--help, which ends
+ * parsing at once so that help works whatever else is on the line. When
+ * `positional` is not NULL, one argument that is not an option (a FILE, as in
+ * `fewmul info FILE`) is stored there, wherever it stands on the line. */
+int parse_options(const option_def *table, void *opts, int *help, int argc, char **argv,
+                  int first, const char **positional);
+
+/* A --data spec's syntax (no file is opened): 0, or CLI_USAGE. */
+int check_data_spec(const char *spec);
+
+/* ---- small utilities (cli_util.c) ---------------------------------------- */
+
+double now_seconds(void);
+/* The thread count to report: the requested one, or the cores online. */
+int threads_reported(int requested);
+const char *choice_name(const choice *choices, int value);
+/* Appends formatted text to buf (capacity cap, current length *len). */
+void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) CLI_PRINTF(4, 5);
+/* Highest label + 1 over a set (0 when the set is empty or absent). */
+int classes_in(const fm_images *images);
+/* height*width*channels, or -1 when it does not fit in an int. */
+int input_dim_of(const fm_images *images);
+/* "8 KiB", "3.1 MiB", "512 B". */
+const char *fmt_size(char *buf, size_t cap, uint64_t n);
+
+/* ---- JSON output (cli_util.c) -------------------------------------------- */
+
+/* One JSON object written as it goes, on one line; objects and arrays nest
+ * (json_open ... json_close). */
+enum { JSON_MAX_DEPTH = 16 };
+typedef struct json_writer {
+    FILE *f;
+    int depth;
+    int items[JSON_MAX_DEPTH]; /* values written so far at each depth */
+} json_writer;
+
+void json_begin(json_writer *w, FILE *f);
+/* Opens an object ('{') or array ('[') as the value of key (NULL in an array). */
+void json_open(json_writer *w, const char *key, char bracket);
+void json_close(json_writer *w, char bracket);
+void json_string(json_writer *w, const char *key, const char *value); /* NULL: null */
+void json_number(json_writer *w, const char *key, double value);      /* nan, inf: null */
+void json_pct(json_writer *w, const char *key, double value);         /* < 0: null */
+void json_int(json_writer *w, const char *key, long long value);
+void json_uint(json_writer *w, const char *key, unsigned long long value);
+void json_u64(json_writer *w, const char *key, uint64_t value);
+void json_bool(json_writer *w, const char *key, int value);
+void json_null(json_writer *w, const char *key);
+void json_end(json_writer *w);
+
+/* ---- the options of train and energy (cli_config.c) ---------------------- */
+
+typedef struct train_opts {
+    fm_config cfg;
+    const char *data, *log;
+    const char *out;   /* the packed deployment file */
+    const char *state; /* the full training state */
+    /* Enumerations are parsed as int and copied into cfg afterwards, since
+     * the size of an enum type is the compiler's choice. */
+    int opt, loss, preproc, bn_stats, scale, test_quantized, acts, exec;
+    int export_how;    /* fm_export_weights of --out */
+    int json, quiet, help;
+    /* the energy ledger: train --ledger [--table], and `fewmul energy` */
+    int ledger, verbose, list_tables;
+    const char *table, *print_table;
+    const char *input;      /* energy --input as given ("28x28x1") */
+    int input_dim, classes; /* energy: the network's input values and outputs */
+    int input_shape[3];     /* energy: height, width, channels */
+    int valid_given;        /* train: --valid was on the command line */
+} train_opts;
+
+extern const choice opt_choices[], preproc_choices[], export_choices[], acts_choices[],
+    exec_choices[];
+extern const option_def train_options[], energy_options[];
+
+void train_opts_default(train_opts *o);
+/* Copies the parsed enumerations into the config and resolves the default
+ * learning rates, so that what is reported is what is used. */
+void train_opts_finish(train_opts *o);
+/* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
+ * qb_emax, qb_conv_emin, qb_conv_emax (null where they do not apply). */
+void json_mode(json_writer *w, const fm_config *c);
+
+/* ---- the energy ledger: pricing, reports, JSON (cli_ledger.c) ------------ */
+
+/* How costs are shown in a text table: joules with an SI prefix, or the
+ * table's own unit when it is not physical. */
+typedef struct cost_unit {
+    double scale; /* shown value = table units * scale */
+    char name[48];
+} cost_unit;
+
+int price(const fm_ledger *l, const fm_energy_table *t, int layer, int phase, fm_energy *e);
+/* The table's joules per unit, 0 when it is not physical. */
+double jpu_of(const fm_energy_table *t);
+const char *fmt_joules(char *buf, size_t cap, double joules); /* "1.23 µJ" */
+void choose_unit(cost_unit *u, const fm_energy_table *t, double largest);
+const char *fmt_cost(char *buf, size_t cap, double units, const cost_unit *u);
+const char *fmt_ratio(char *buf, size_t cap, double num, double den);
+/* A cost unit for a whole ledger, from its total. */
+int ledger_unit(const fm_ledger *l, const fm_energy_table *t, cost_unit *u);
+/* The rows of a ledger: each layer's phases with work, then all layers by
+ * phase and in total, then memory and tensors. */
+int print_ledger_rows(const fm_ledger *l, const fm_energy_table *t, const cost_unit *u,
+                      int all_tensors, const char *more_hint);
+void print_table_heading(const fm_energy_table *t);
+/* After train's summary: what the run did, priced with the table. */
+int print_run_ledger(const fm_ledger *l, const fm_energy_table *t);
+/* A ledger under key; sets *bad when the library failed to price it. */
+void json_ledger(json_writer *w, const char *key, const fm_ledger *l, const fm_energy_table *t,
+                 int with_passes, int *bad);
+void json_table(json_writer *w, const char *key, const fm_energy_table *t);
+/* --table: a built-in name or a file (NULL: the default); CLI_FAIL when
+ * missing, unreadable or malformed. */
+int open_table(const char *name, fm_energy_table **out);
+
+/* ---- deployed networks: shared helpers (cli_deploy.c) -------------------- */
+
+extern const choice set_choices[]; /* --set test|train of eval and infer */
+
+/* The weights of a deployed network, summed over its layers. */
+typedef struct weight_totals {
+    uint64_t weights; /* in x out */
+    uint64_t bits;    /* weights x bits per weight */
+    uint64_t bytes;   /* packed weight bytes in the file */
+    const char *kind; /* the layers' weight kind ("binary"), or "mixed" */
+} weight_totals;
+
+int weight_totals_of(const fm_deploy *d, weight_totals *t); /* 0 or -1 */
+double bits_per_weight(const weight_totals *t);
+
+typedef enum { MODEL_FILE_OTHER, MODEL_FILE_STATE, MODEL_FILE_PACKED } model_file_kind;
+model_file_kind model_file_kind_of(const char *path);
+int check_deploy_data(const char *model, const char *data, const char *set, const fm_deploy *d,
+                      const fm_images *images);
+int predict_batches(const fm_deploy *d, const fm_images *images, int batch, int threads,
+                    long *errors, double *latency, double *seconds);
+
+/* ---- the commands -------------------------------------------------------- */
+
+/* The options of eval, infer, info and bench infer (train and energy: train_opts). */
+typedef struct eval_opts {
+    const char *model, *data;
+    int set; /* 0 test, 1 train */
+    int threads;
+    int json, help;
+} eval_opts;
+
+typedef struct infer_opts {
+    const char *model, *data;
+    int set, batch, threads;
+    int kernels; /* index in kernel_choices, -1: the variant chosen at load */
+    int json, help;
+} infer_opts;
+
+typedef struct info_opts {
+    const char *file;
+    int json, help;
+} info_opts;
+
+typedef struct bench_opts {
+    const char *model;
+    int runs, threads;
+    int json, help;
+} bench_opts;
+
+/* Each parse function reads the command's argv (argv[1] the command's name)
+ * into its options and makes every check that needs no file; it opens no
+ * file, keeps no memory, runs nothing and never exits. It returns CLI_OK or
+ * CLI_USAGE (after printing the one error line to cli_err); on -h or --help
+ * it sets the options' help and returns CLI_OK at once. */
+int parse_train(int argc, char **argv, train_opts *o);
+int parse_eval(int argc, char **argv, eval_opts *o);
+int parse_infer(int argc, char **argv, infer_opts *o);
+int parse_info(int argc, char **argv, info_opts *o);
+int parse_bench(int argc, char **argv, bench_opts *o); /* bench infer */
+int parse_energy(int argc, char **argv, train_opts *o);
+
+/* Each command: its parse function, then the help or the run; an exit status. */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_infer(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_energy(int argc, char **argv);
+
+/* Help texts: arrays of lines ending with NULL (no string literal is too long
+ * for C11). */
+extern const char *const train_help[], *const eval_help[], *const infer_help[],
+    *const info_help[], *const bench_help[], *const energy_help[];
+
+#endif

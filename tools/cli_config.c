@@ -1,0 +1,269 @@
+/* cli_config.c — the options of `fewmul train` and `fewmul energy` (train_opts):
+ * the choice tables, the setters of --weights, --qb, --qb-conv and --input,
+ * both option tables, the defaults and the finishing of a parsed set, and the
+ * weight mode as JSON. */
+#include "cli.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+const choice opt_choices[] = {{"sgd", FM_OPT_SGD}, {"adam", FM_OPT_ADAM}, {NULL, 0}};
+static const choice loss_choices[] = {{"hinge", FM_LOSS_HINGE}, {"xent", FM_LOSS_XENT}, {NULL, 0}};
+const choice preproc_choices[] = {{"center", FM_PRE_CENTER},   {"unit", FM_PRE_UNIT},
+                                  {"gcn-zca", FM_PRE_GCN_ZCA}, {"gcn-lcn", FM_PRE_GCN_LCN},
+                                  {NULL, 0}};
+static const choice bn_choices[] = {{"paper", FM_BN_PAPER}, {"running", FM_BN_RUNNING}, {NULL, 0}};
+static const choice scale_choices[] = {{"glorot", FM_SCALE_GLOROT}, {"one", FM_SCALE_ONE}, {NULL, 0}};
+static const choice test_weight_choices[] = {{"real", 0}, {"quantized", 1}, {NULL, 0}};
+const choice export_choices[] = {{"det", FM_EXPORT_DET}, {"mean", FM_EXPORT_MEAN}, {NULL, 0}};
+const choice acts_choices[] = {{"relu", FM_ACTS_RELU}, {"binary", FM_ACTS_BINARY}, {NULL, 0}};
+const choice exec_choices[] = {{"default", FM_EXEC_DEFAULT}, {"mulfree", FM_EXEC_MULFREE}, {NULL, 0}};
+
+static int set_weights(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    if (fm_parse_weights(value, &o->cfg) != FM_OK)
+        return usage_error("--weights: %s", fm_last_error());
+    return 0;
+}
+
+/* "--qb" alone: unbounded exponents; "--qb=EMIN:EMAX": the clip range. */
+static int set_qb(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    o->cfg.qb = 1;
+    o->cfg.qb_emin = o->cfg.qb_emax = FM_QB_UNBOUNDED;
+    if (!value)
+        return 0;
+    const char *colon = strchr(value, ':');
+    char emin_text[32];
+    size_t len = colon ? (size_t)(colon - value) : 0;
+    if (!colon || len >= sizeof emin_text)
+        return usage_error("--qb: '%s' is not EMIN:EMAX (e.g. --qb=-4:3)", value);
+    memcpy(emin_text, value, len);
+    emin_text[len] = '\0';
+    long emin = 0, emax = 0;
+    if (parse_long(emin_text, &emin) != NUM_OK || parse_long(colon + 1, &emax) != NUM_OK)
+        return usage_error("--qb: '%s' is not EMIN:EMAX with integer exponents", value);
+    if (emin < -126 || emin > 126 || emax < -126 || emax > 126)
+        return usage_error("--qb: exponents of '%s' must lie in -126..126", value);
+    if (emin > emax)
+        return usage_error("--qb: EMIN %ld is greater than EMAX %ld", emin, emax);
+    o->cfg.qb_emin = (int)emin;
+    o->cfg.qb_emax = (int)emax;
+    return 0;
+}
+
+/* "--qb-conv=EMIN:EMAX" or "--qb-conv=none": the exponent clip of Q(x) in
+ * convolutions (default -4:3, the authors' conv code). */
+static int set_qb_conv(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    if (strcmp(value, "none") == 0) {
+        o->cfg.qb_conv_emin = o->cfg.qb_conv_emax = FM_QB_UNBOUNDED;
+        return 0;
+    }
+    const char *colon = strchr(value, ':');
+    char emin_text[32];
+    size_t len = colon ? (size_t)(colon - value) : 0;
+    long emin = 0, emax = 0;
+    if (!colon || len >= sizeof emin_text)
+        return usage_error("--qb-conv: '%s' is not EMIN:EMAX or none (e.g. --qb-conv=-4:3)", value);
+    memcpy(emin_text, value, len);
+    emin_text[len] = '\0';
+    if (parse_long(emin_text, &emin) != NUM_OK || parse_long(colon + 1, &emax) != NUM_OK)
+        return usage_error("--qb-conv: '%s' is not EMIN:EMAX with integer exponents", value);
+    if (emin < -126 || emin > 126 || emax < -126 || emax > 126)
+        return usage_error("--qb-conv: exponents of '%s' must lie in -126..126", value);
+    if (emin > emax)
+        return usage_error("--qb-conv: EMIN %ld is greater than EMAX %ld", emin, emax);
+    o->cfg.qb_conv_emin = (int)emin;
+    o->cfg.qb_conv_emax = (int)emax;
+    return 0;
+}
+
+/* Largest --input of `fewmul energy`: a 1024x1024 image, or 224x224x3. */
+#define MAX_INPUT_DIM 1048576L
+
+/* "N" or "HxWxC": the input values of `fewmul energy`'s network. */
+static int set_input(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    long dims[3], product = 1;
+    int n = 0;
+    const char *p = value;
+    for (;;) {
+        char part[32];
+        size_t len = strcspn(p, "x");
+        if (n == 3 || len == 0 || len >= sizeof part)
+            return usage_error("--input: '%s' is not N or HxWxC (e.g. 784 or 28x28x1)", value);
+        memcpy(part, p, len);
+        part[len] = '\0';
+        if (parse_long(part, &dims[n]) != NUM_OK)
+            return usage_error("--input: '%s' is not N or HxWxC (e.g. 784 or 28x28x1)", value);
+        if (dims[n] < 1 || dims[n] > MAX_INPUT_DIM)
+            return usage_error("--input: %s in '%s' is out of range (each size must be >= 1)",
+                               part, value);
+        product *= dims[n++];
+        if (product > MAX_INPUT_DIM)
+            return usage_error("--input: '%s' is more than %ld values", value, MAX_INPUT_DIM);
+        if (!p[len])
+            break;
+        p += len + 1;
+    }
+    if (n != 1 && n != 3)
+        return usage_error("--input: '%s' has %d sizes; give N or HxWxC (e.g. 28x28x1)", value,
+                           n);
+    o->input = value;
+    o->input_dim = (int)product;
+    for (int i = 0; i < 3; i++)
+        o->input_shape[i] = n == 3 ? (int)dims[i] : i == 0 ? (int)product : 1;
+    return 0;
+}
+
+#define TOPT(field) offsetof(train_opts, field)
+const option_def train_options[] = {
+    {"data", T_STRING, TOPT(data), 0, 0, 0, NULL, 0, NULL},
+    {"arch", T_STRING, TOPT(cfg.arch), 0, 0, 0, NULL, 0, NULL},
+    {"out", T_STRING, TOPT(out), 0, 0, 0, NULL, 0, NULL},
+    {"state", T_STRING, TOPT(state), 0, 0, 0, NULL, 0, NULL},
+    {"export", T_CHOICE, TOPT(export_how), 0, 0, 0, export_choices, 0, NULL},
+    {"acts", T_CHOICE, TOPT(acts), 0, 0, 0, acts_choices, 0, NULL},
+    {"exec", T_CHOICE, TOPT(exec), 0, 0, 0, exec_choices, 0, NULL},
+    {"weights", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_weights},
+    {"synapse-range", T_DOUBLE, TOPT(cfg.synapse_range), 1, INFINITY, LO_OPEN, NULL, 0, NULL},
+    {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
+    {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
+    {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
+    {"qb-conv", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_qb_conv},
+    {"test-weights", T_CHOICE, TOPT(test_quantized), 0, 0, 0, test_weight_choices, 0, NULL},
+    {"epochs", T_INT, TOPT(cfg.epochs), 1, 1000000, 0, NULL, 0, NULL},
+    {"batch", T_INT, TOPT(cfg.batch), 1, 65536, 0, NULL, 0, NULL},
+    {"opt", T_CHOICE, TOPT(opt), 0, 0, 0, opt_choices, 0, NULL},
+    {"lr", T_DOUBLE, TOPT(cfg.lr), 0, INFINITY, LO_OPEN, NULL, 0, NULL},
+    {"lr-final", T_DOUBLE, TOPT(cfg.lr_final), 0, INFINITY, LO_OPEN, NULL, 0, NULL},
+    {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN, NULL, 0, NULL},
+    {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
+    {"preproc", T_CHOICE, TOPT(preproc), 0, 0, 0, preproc_choices, 0, NULL},
+    {"dropout", T_DOUBLE, TOPT(cfg.dropout), 0, 1, HI_OPEN, NULL, 0, NULL},
+    {"bn-stats", T_CHOICE, TOPT(bn_stats), 0, 0, 0, bn_choices, 0, NULL},
+    {"valid", T_INT, TOPT(cfg.valid), 0, INT_MAX, 0, NULL, 0, NULL},
+    {"train-limit", T_INT, TOPT(cfg.train_limit), 0, INT_MAX, 0, NULL, 0, NULL},
+    {"seed", T_U64, TOPT(cfg.seed), 0, 0, 0, NULL, 0, NULL},
+    {"threads", T_INT, TOPT(cfg.threads), 1, 1024, 0, NULL, 0, NULL},
+    {"eval-every", T_INT, TOPT(cfg.eval_every), 1, 1000000, 0, NULL, 0, NULL},
+    {"no-eval", T_FLAG, TOPT(cfg.no_eval), 0, 0, 0, NULL, 0, NULL},
+    {"log", T_STRING, TOPT(log), 0, 0, 0, NULL, 0, NULL},
+    {"json", T_FLAG, TOPT(json), 0, 0, 0, NULL, 0, NULL},
+    {"quiet", T_FLAG, TOPT(quiet), 0, 0, 0, NULL, 0, NULL},
+    {"ledger", T_FLAG, TOPT(ledger), 0, 0, 0, NULL, 0, NULL},
+    {"table", T_STRING, TOPT(table), 0, 0, 0, NULL, 0, NULL},
+    {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
+
+/* `fewmul energy`: train's options that shape the network and its step, with
+ * the same names and meanings, and its own. */
+const option_def energy_options[] = {
+    {"arch", T_STRING, TOPT(cfg.arch), 0, 0, 0, NULL, 0, NULL},
+    {"weights", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_weights},
+    {"synapse-range", T_DOUBLE, TOPT(cfg.synapse_range), 1, INFINITY, LO_OPEN, NULL, 0, NULL},
+    {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
+    {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
+    {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
+    {"qb-conv", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_qb_conv},
+    {"acts", T_CHOICE, TOPT(acts), 0, 0, 0, acts_choices, 0, NULL},
+    {"exec", T_CHOICE, TOPT(exec), 0, 0, 0, exec_choices, 0, NULL},
+    {"batch", T_INT, TOPT(cfg.batch), 1, 65536, 0, NULL, 0, NULL},
+    {"opt", T_CHOICE, TOPT(opt), 0, 0, 0, opt_choices, 0, NULL},
+    {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN, NULL, 0, NULL},
+    {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
+    {"dropout", T_DOUBLE, TOPT(cfg.dropout), 0, 1, HI_OPEN, NULL, 0, NULL},
+    {"seed", T_U64, TOPT(cfg.seed), 0, 0, 0, NULL, 0, NULL},
+    {"threads", T_INT, TOPT(cfg.threads), 1, 1024, 0, NULL, 0, NULL},
+    {"input", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_input},
+    {"classes", T_INT, TOPT(classes), 2, 256, 0, NULL, 0, NULL},
+    {"table", T_STRING, TOPT(table), 0, 0, 0, NULL, 0, NULL},
+    {"list-tables", T_FLAG, TOPT(list_tables), 0, 0, 0, NULL, 0, NULL},
+    {"print-table", T_STRING, TOPT(print_table), 0, 0, 0, NULL, 0, NULL},
+    {"verbose", T_FLAG, TOPT(verbose), 0, 0, 0, NULL, 0, NULL},
+    {"json", T_FLAG, TOPT(json), 0, 0, 0, NULL, 0, NULL},
+    {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
+#undef TOPT
+
+/* The paper's MNIST setup; --valid and --preproc are left to the data set. */
+void train_opts_default(train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    fm_config_default(&o->cfg);
+    o->data = "fashion";
+    o->opt = (int)o->cfg.opt;
+    o->loss = (int)o->cfg.loss;
+    o->preproc = (int)o->cfg.preproc;
+    o->bn_stats = (int)o->cfg.bn_stats;
+    o->scale = (int)o->cfg.scale;
+    o->test_quantized = o->cfg.test_quantized;
+    o->acts = (int)o->cfg.acts;
+    o->exec = (int)o->cfg.exec;
+    o->export_how = FM_EXPORT_DET;
+    o->input = "28x28x1";
+    o->input_dim = 784;
+    o->input_shape[0] = o->input_shape[1] = 28;
+    o->input_shape[2] = 1;
+    o->classes = 10;
+    /* chosen by the data set unless given (train_opts_finish) */
+    o->cfg.valid = -1;
+    o->preproc = -1;
+}
+
+/* Copies the parsed enumerations into the config and resolves the default
+ * learning rates, so that what is reported is what is used. */
+void train_opts_finish(train_opts *o)
+{
+    fm_config *c = &o->cfg;
+    /* the paper's split and preprocessing of the data set, unless given */
+    o->valid_given = c->valid >= 0;
+    if (c->valid < 0) {
+        int valid = fm_data_default_valid(o->data ? o->data : "fashion");
+        c->valid = valid >= 0 ? valid : 10000;
+    }
+    if (o->preproc < 0)
+        o->preproc = o->data && strncmp(o->data, "cifar10:", 8) == 0 ? FM_PRE_GCN_ZCA
+                     : o->data && strncmp(o->data, "svhn:", 5) == 0  ? FM_PRE_GCN_LCN
+                                                                      : FM_PRE_CENTER;
+    c->opt = (fm_optimizer)o->opt;
+    c->loss = (fm_loss)o->loss;
+    c->preproc = (fm_preproc)o->preproc;
+    c->bn_stats = (fm_bn_stats)o->bn_stats;
+    c->scale = (fm_scale)o->scale;
+    c->test_quantized = o->test_quantized;
+    c->acts = (fm_acts)o->acts;
+    c->exec = (fm_exec)o->exec;
+    /* resolve the optimizer's defaults so the reports show the rates used */
+    fm_config_learning_rates(c, &c->lr, &c->lr_final);
+}
+
+/* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
+ * qb_emax, qb_conv_emin, qb_conv_emax (null where they do not apply). */
+void json_mode(json_writer *w, const fm_config *c)
+{
+    json_string(w, "weights", fm_weights_name(c->weights));
+    if (c->weights == FM_WEIGHTS_SYNAPSE)
+        json_int(w, "synapse_levels", c->synapse_levels);
+    else
+        json_null(w, "synapse_levels");
+    json_bool(w, "qb", c->qb);
+    if (c->qb && c->qb_emin != FM_QB_UNBOUNDED) {
+        json_int(w, "qb_emin", c->qb_emin);
+        json_int(w, "qb_emax", c->qb_emax);
+    } else {
+        json_null(w, "qb_emin");
+        json_null(w, "qb_emax");
+    }
+    if (c->qb && c->qb_conv_emin != FM_QB_UNBOUNDED && fm_arch_is_conv(c->arch)) {
+        json_int(w, "qb_conv_emin", c->qb_conv_emin);
+        json_int(w, "qb_conv_emax", c->qb_conv_emax);
+    } else {
+        json_null(w, "qb_conv_emin");
+        json_null(w, "qb_conv_emax");
+    }
+}

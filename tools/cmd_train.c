@@ -1,0 +1,698 @@
+/* cmd_train.c — `fewmul train`: its help, the parsing and checking of its
+ * options (parse_train), the progress bar, epoch lines, JSON log and Ctrl-C
+ * handling, and the run: data, model, training, saving and the reports. */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *const train_help[] = {
+    "Usage: fewmul train [OPTIONS]",
+    "",
+    "Train a network on a training set, keeping its last --valid images for",
+    "validation, and report the test error at the epoch of best validation",
+    "error. Options take their value as '--opt VALUE' or '--opt=VALUE'.",
+    "",
+    "Data and model:",
+    "  --data SPEC        fashion (default): Fashion-MNIST from Debian's",
+    "                     dataset-fashion-mnist (" FM_FASHION_DIR ");",
+    "                     mnist:DIR or idx:DIR: a folder with train-images-idx3-ubyte,",
+    "                     train-labels-idx1-ubyte, t10k-images-idx3-ubyte,",
+    "                     t10k-labels-idx1-ubyte, raw or gzip-compressed (.gz)",
+    "                     cifar10:DIR: the CIFAR-10 binary version (data_batch_1.bin",
+    "                     .. data_batch_5.bin, test_batch.bin)",
+    "                     svhn:DIR: SVHN cropped digits (train_32x32.mat,",
+    "                     test_32x32.mat, and extra_32x32.mat when present,",
+    "                     appended to the training set)",
+    "  --arch ARCH        the network; batch norm follows every layer (after the",
+    "                     pool in a convolution block), ReLU every hidden one:",
+    "                     paper-mlp (default): 1024-1024-1024, dense",
+    "                     mlp:H1,H2,...: those hidden widths, dense",
+    "                     paper-cnn: the paper's CIFAR-10/SVHN net, unpadded:",
+    "                       conv:128k3,128k3,pool2,256k2,256k2,pool2,512k2,512k2,",
+    "                       pool2,1024k2,fc1024",
+    "                     bc-cnn: BinaryConnect's VGG-like net, padded:",
+    "                       conv:128k3same,128k3same,pool2,256k3same,256k3same,",
+    "                       pool2,512k3same,512k3same,pool2,fc1024,fc1024",
+    "                     conv:ITEM,...: FkK[sS][same|valid] a convolution of F",
+    "                       filters KxK, stride S (default 1), padding 'same' or",
+    "                       none (default); poolP[sS] max-pool of PxP windows",
+    "                       moved by S (default P), right after a convolution;",
+    "                       fcH a dense layer of H units, after the convolutions.",
+    "                       The input shape comes from the data, and the class",
+    "                       scores layer is added at the end",
+    "",
+    "Saving (both written beside FILE and renamed into place):",
+    "  --out FILE         save the best validation epoch's network packed for",
+    "                     deployment: weights of 1 bit (binary), 2 bits (ternary)",
+    "                     or 1 + ceil(log2 N) bits (synapse), batch norm folded",
+    "                     into a scale and offset per unit, the input shape of",
+    "                     the training images; read by 'fewmul infer', 'info',",
+    "                     'bench infer', 'eval' and fm_deploy_load. A network the",
+    "                     format cannot hold (over 32 synapse levels with",
+    "                     --export det) is refused before training (exit 2)",
+    "  --state FILE       save the full training state (latent fp32 weights, batch",
+    "                     norm statistics, configuration, input mean) in the",
+    "                     training format, which 'fewmul eval' evaluates exactly",
+    "                     as training did",
+    "  --export det|mean  the weights --out deploys for the stochastic modes bc,",
+    "                     tc and synapse. det (default): the deterministic",
+    "                     quantization, packed: bc H*sign(W); tc H*sign(W) where",
+    "                     |W| > H/2, else 0; synapse the level nearest in log.",
+    "                     mean: the real-valued weights W, which the paper",
+    "                     evaluates with (for bc and tc the expected value of the",
+    "                     stochastic weight), stored as 32-bit floats and run by",
+    "                     multiplying. The deterministic modes bc-det and tc-det",
+    "                     always deploy their quantized weights and fp32 its",
+    "                     floats: --export changes nothing for them",
+    "",
+    "Weights and quantization:",
+    "  --weights MODE     fp32 (default): full precision",
+    "                     bc, bc-det: binary (BinaryConnect), stochastic or",
+    "                       deterministic",
+    "                     tc, tc-det: ternary (TernaryConnect), stochastic or",
+    "                       deterministic",
+    "                     synapse[:N]: N log-spaced magnitudes with sign,",
+    "                       stochastic rounding (default N 26)",
+    "  --synapse-range R  largest/smallest synapse magnitude, R > 1 (default 60)",
+    "  --scale glorot|one weight scale H of binary/ternary values and of the clip",
+    "                     box: glorot (default) H = sqrt(6/(fan_in+fan_out))/2, or 1",
+    "  --qb[=EMIN:EMAX]   quantized back-prop: the layer inputs used in the weight",
+    "                     gradient are rounded stochastically to signed powers of",
+    "                     two; EMIN:EMAX clips the exponent (integers, EMIN <= EMAX,",
+    "                     each in -126..126); plain --qb leaves it unbounded",
+    "                     in dense layers (the authors' code clips only",
+    "                     convolutions: see --qb-conv)",
+    "  --qb-conv EMIN:EMAX|none",
+    "                     the exponent clip of Q(x) in convolutions (default -4:3,",
+    "                     the authors' code; Q(0) stays 0, see docs/method.md)",
+    "  --qb-bn-jacobian   with --qb, use the exact pre-batch-norm error for a",
+    "                     dense layer's weight gradient (default: the error at the",
+    "                     batch norm's output, as the authors' code; convolutions",
+    "                     always use the exact error at their output, as theirs)",
+    "  --test-weights real|quantized",
+    "                     evaluate stochastic modes with the real weights (default,",
+    "                     the paper) or with deterministic quantized weights",
+    "  --acts relu|binary hidden activations: relu (default, the paper), or binary:",
+    "                     sign(x) in {-1, +1} with sign(0) = +1, trained with the",
+    "                     straight-through estimator (the gradient passes where",
+    "                     |x| <= 1). With --weights bc or bc-det, the deployed",
+    "                     network's layers after the first (whose inputs are",
+    "                     pixels) multiply +-1 inputs by +-1 weights: xnor and",
+    "                     popcount",
+    "  --exec default|mulfree",
+    "                     how the dense layers' products run. default: float",
+    "                     GEMMs of the quantized weights (OpenBLAS), the fastest",
+    "                     path, as the authors' code emulates the method.",
+    "                     mulfree: the method executed, no float multiply in the",
+    "                     products: Wb*x and Wb'*delta by table lookups and adds",
+    "                     from packed sign (and zero) masks, Q(x)'*delta by",
+    "                     exponent adds; one multiply by H per output remains, and",
+    "                     batch norm, the loss and the update multiply as before.",
+    "                     Needs --weights other than fp32 (synapse: N <= 32) and",
+    "                     --qb. Same results as default up to the order of float",
+    "                     additions. Kernel variant: FEWMUL_KERNELS=ref|avx2|avx512,",
+    "                     else the best this CPU has (docs/mulfree.md)",
+    "",
+    "Training:",
+    "  --epochs N         epochs, 1..1000000 (default 20)",
+    "  --batch B          minibatch size, 1..65536 (default 200)",
+    "  --opt sgd|adam     optimizer (default sgd)",
+    "  --lr X             initial learning rate, > 0 (default sgd 0.3, adam 0.003)",
+    "  --lr-final X       rate after the last epoch, > 0, reached by exponential",
+    "                     decay per epoch (default sgd 0.01, adam 2e-6)",
+    "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
+    "  --loss hinge|xent  squared hinge summed over classes (default) or softmax",
+    "                     cross-entropy",
+    "  --preproc center|unit|gcn-zca|gcn-lcn",
+    "                     center: x/255 minus the training images' per-pixel mean",
+    "                     (default for MNIST-like data); unit: x/255 in [0,1];",
+    "                     gcn-zca: global contrast normalization, then ZCA",
+    "                     whitening fitted on the training split (default for",
+    "                     cifar10); gcn-lcn: global, then local contrast",
+    "                     normalization (default for svhn). docs/data.md",
+    "  --dropout P        drop probability of hidden units, 0 <= P < 1 (default 0)",
+    "  --bn-stats paper|running",
+    "                     batch-norm inference statistics: recomputed after each",
+    "                     epoch as the authors' code (default), or moving averages",
+    "  --valid N          validation images taken from the end of the training",
+    "                     set, N >= 0 (default: the paper's split, 10000 for",
+    "                     MNIST-like data, 5000 for cifar10, 6000 for svhn; 0:",
+    "                     none). Without --valid, svhn's validation images are",
+    "                     400 per class from train_32x32 and 200 from extra_32x32",
+    "                     (600 from train_32x32 without extra), as pylearn2's",
+    "                     split, moved to the end of the training set",
+    "  --train-limit N    use only the first N remaining training images (0: all)",
+    "  --seed S           random seed, 0..18446744073709551615 (default 1234)",
+    "  --threads T        worker threads, 1..1024 (default: all cores)",
+    "",
+    "Evaluation:",
+    "  --eval-every N     measure validation and test error every N epochs and",
+    "                     after the last, N >= 1 (default 1)",
+    "  --no-eval          measure no validation or test error (benchmarks)",
+    "",
+    "Output:",
+    "  --log FILE         write one JSON object per epoch to FILE (JSON Lines;",
+    "                     the file is truncated first and flushed every epoch)",
+    "  --json             print the result as one JSON object, the last line of",
+    "                     standard output, instead of the human summary",
+    "  --quiet            no progress bar and no per-epoch lines",
+    "  --ledger           record the run's work (operations and bytes per layer and",
+    "                     phase, training steps and evaluation passes) and print it,",
+    "                     priced with --table, after the summary; with --json, under",
+    "                     the keys \"ledger\" and \"table\" ('fewmul help energy')",
+    "  --table NAME|FILE  energy table that prices the ledger: a built-in name",
+    "                     (default horowitz45; 'fewmul energy --list-tables') or a",
+    "                     table file; implies --ledger. A missing or malformed table",
+    "                     fails (exit 1) before any data is read",
+    "  -h, --help         show this help",
+    "",
+    "Unless --quiet, each epoch prints a line on standard error, and a progress",
+    "bar is drawn while standard error is a terminal:",
+    "  epoch 3/20  loss 0.1234  train 2.10%  valid 1.90%  test 2.00%  best 1.90%@3",
+    "  lr 0.2800  8.2 s  6100 img/s",
+    "Ctrl-C stops training at the next minibatch; fewmul then prints",
+    "'interrupted' and exits with status 130 without saving.",
+    "",
+    "JSON keys: test_error_pct, valid_error_pct, best_epoch, epochs,",
+    "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
+    "model, weights, synapse_levels, qb, qb_emin, qb_emax, qb_conv_emin,",
+    "qb_conv_emax, batch, seed, threads, params, data, preproc, valid, lr,",
+    "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, out,",
+    "out_bytes, bits_per_weight, out_weights, export, state (null when absent or",
+    "not measured); with",
+    "--ledger also table and ledger.",
+    "",
+    "Exit status: 0 success; 1 failure (data, model or table file, I/O, library);",
+    "2 usage error (bad option or value); 130 interrupted.",
+    "",
+    "Examples:",
+    "  fewmul train --weights bc --qb --epochs 50 --out bc-qb.fmp --state bc-qb.fm",
+    "  fewmul train --weights bc-det --acts binary --out xnor.fmp",
+    "  fewmul train --data mnist:/data/mnist --arch mlp:512,512 --opt adam --json",
+    NULL};
+
+/* ---- progress, epochs, interruption -------------------------------------- */
+
+/* Set by SIGINT, polled by fm_callbacks.should_stop at every minibatch. */
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
+/* SA_RESETHAND: a second Ctrl-C kills at once if the first goes unanswered. */
+static void install_sigint(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = (int)SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+typedef struct run_state {
+    const train_opts *o;
+    FILE *log;
+    int log_errno;       /* nonzero once writing the log failed: training stops */
+    int bar;             /* draw the progress bar */
+    int bar_drawn;       /* characters of the bar now on screen */
+    double last_draw;
+    double best_valid;   /* best validation error so far, -1 before any */
+} run_state;
+
+static void bar_clear(run_state *st)
+{
+    if (st->bar_drawn > 0) {
+        fprintf(stderr, "\r%*s\r", st->bar_drawn, "");
+        fflush(stderr);
+        st->bar_drawn = 0;
+    }
+}
+
+static void format_duration(char *buf, size_t cap, double s)
+{
+    long t = s < 0 ? 0 : s > 1e8 ? 100000000L : (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60)
+        snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, cap, "%lds", t);
+}
+
+/* "epoch 3/20 [#########.........] 45%  6123 img/s  loss 0.1234  ETA 1m23s";
+ * the ETA is for the whole run, from the time and images so far. */
+static void on_progress(const fm_progress *p, void *user)
+{
+    run_state *st = user;
+    if (!st->bar || p->images_total <= 0)
+        return;
+    double now = now_seconds();
+    if (now - st->last_draw < 0.1)
+        return;
+    st->last_draw = now;
+
+    enum { WIDTH = 20 };
+    double frac = (double)p->images_done / (double)p->images_total;
+    frac = frac < 0 ? 0 : frac > 1 ? 1 : frac;
+    int filled = (int)(frac * WIDTH);
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[WIDTH] = '\0';
+
+    double done = (double)(p->epoch - 1) * (double)p->images_total + (double)p->images_done;
+    double total = (double)p->epochs * (double)p->images_total;
+    char eta[32] = "?";
+    if (done > 0 && p->elapsed_s > 0)
+        format_duration(eta, sizeof eta, p->elapsed_s * (total - done) / done);
+
+    char line[256];
+    size_t len = 0;
+    append(line, sizeof line, &len, "epoch %d/%d [%s] %3d%%  %.0f img/s  loss %.4f  ETA %s",
+           p->epoch, p->epochs, bar, (int)(frac * 100), p->images_per_s, p->loss, eta);
+    int pad = st->bar_drawn > (int)len ? st->bar_drawn - (int)len : 0;
+    fprintf(stderr, "\r%s%*s", line, pad, "");
+    fflush(stderr);
+    st->bar_drawn = (int)len + pad;
+}
+
+static void format_lr(char *buf, size_t cap, double lr)
+{
+    snprintf(buf, cap, lr >= 1e-3 ? "%.4f" : "%.3e", lr);
+}
+
+/* "epoch 3/20  loss 0.1234  train 2.10%  valid 1.90%  test 2.00%  best 1.90%@3
+ *  lr 0.2800  8.2 s  6100 img/s", leaving out what was not measured. */
+static void print_epoch_line(const run_state *st, const fm_epoch_report *r)
+{
+    char line[512], lr[32];
+    size_t len = 0;
+    format_lr(lr, sizeof lr, r->lr);
+    append(line, sizeof line, &len, "epoch %d/%d  loss %.4f  train %.2f%%", r->epoch, r->epochs,
+           r->train_loss, r->train_error_pct);
+    if (r->valid_error_pct >= 0)
+        append(line, sizeof line, &len, "  valid %.2f%%", r->valid_error_pct);
+    if (r->test_error_pct >= 0)
+        append(line, sizeof line, &len, "  test %.2f%%", r->test_error_pct);
+    if (r->best_epoch > 0 && st->best_valid >= 0)
+        append(line, sizeof line, &len, "  best %.2f%%@%d", st->best_valid, r->best_epoch);
+    append(line, sizeof line, &len, "  lr %s  %.1f s  %.0f img/s", lr, r->epoch_seconds,
+           r->images_per_s);
+    fprintf(stderr, "%s\n", line);
+}
+
+static void write_log_line(run_state *st, const fm_epoch_report *r)
+{
+    json_writer w;
+    json_begin(&w, st->log);
+    json_int(&w, "epoch", r->epoch);
+    json_int(&w, "epochs", r->epochs);
+    json_number(&w, "lr", r->lr);
+    json_number(&w, "train_loss", r->train_loss);
+    json_number(&w, "train_error_pct", r->train_error_pct);
+    json_pct(&w, "valid_error_pct", r->valid_error_pct);
+    json_pct(&w, "test_error_pct", r->test_error_pct);
+    json_int(&w, "best_epoch", r->best_epoch);
+    json_pct(&w, "best_test_error_pct", r->best_epoch > 0 ? r->best_test_error_pct : -1);
+    json_number(&w, "train_seconds", r->train_seconds);
+    json_number(&w, "epoch_seconds", r->epoch_seconds);
+    json_number(&w, "images_per_s", r->images_per_s);
+    json_end(&w);
+    /* Flushed every epoch so that a run can be followed, or survives a crash. */
+    if (fflush(st->log) != 0 || ferror(st->log))
+        st->log_errno = errno ? errno : EIO;
+}
+
+static void on_epoch(const fm_epoch_report *r, void *user)
+{
+    run_state *st = user;
+    if (r->best_epoch == r->epoch && r->valid_error_pct >= 0)
+        st->best_valid = r->valid_error_pct;
+    bar_clear(st);
+    if (!st->o->quiet)
+        print_epoch_line(st, r);
+    if (st->log && !st->log_errno)
+        write_log_line(st, r);
+}
+
+static int should_stop(void *user)
+{
+    const run_state *st = user;
+    return g_interrupted || st->log_errno;
+}
+
+/* ---- the run ------------------------------------------------------------- */
+
+/* The one line that tells what is about to run, on stderr. */
+static void print_plan(const train_opts *o, const fm_model *model, const fm_images *train,
+                       const fm_images *test)
+{
+    const fm_config *c = &o->cfg;
+    long fit = (long)train->count - c->valid;
+    if (c->train_limit > 0 && c->train_limit < fit)
+        fit = c->train_limit;
+    char lr[32], lr_final[32];
+    format_lr(lr, sizeof lr, c->lr);
+    format_lr(lr_final, sizeof lr_final, c->lr_final);
+    fprintf(stderr,
+            "fewmul: %s, %zu parameters; data %s: %ld train, %d valid, %d test images; "
+            "%d epoch%s of batch %d, %s lr %s -> %s, %d threads\n",
+            fm_model_describe(model), fm_model_param_count(model), o->data, fit, c->valid,
+            test ? test->count : 0, c->epochs, c->epochs == 1 ? "" : "s", c->batch,
+            choice_name(opt_choices, o->opt), lr, lr_final, threads_reported(c->threads));
+}
+
+/* What train wrote; a file is NULL when not asked for or not written. */
+typedef struct saved_files {
+    const char *out, *state;
+    uint64_t out_bytes;
+    double bits_per_weight;
+    const char *out_weights; /* the packed layers' weight kind */
+} saved_files;
+
+/* The weights --out deploys: --export for the stochastic modes; the
+ * deterministic modes always deploy their quantized weights, fp32 its floats
+ * (null: --export has no say). */
+static const char *export_applied(const train_opts *o)
+{
+    switch (o->cfg.weights) {
+    case FM_WEIGHTS_FP32:
+        return NULL;
+    case FM_WEIGHTS_BC_DET:
+    case FM_WEIGHTS_TC_DET:
+        return "det";
+    default:
+        return choice_name(export_choices, o->export_how);
+    }
+}
+
+/* The result object; with a ledger, its priced totals under "ledger". Returns
+ * nonzero when pricing the ledger failed (the library's message is set). */
+static int print_train_json(const train_opts *o, const fm_model *model, const fm_result *r,
+                            const saved_files *saved, const fm_ledger *ledger,
+                            const fm_energy_table *table)
+{
+    int bad = 0;
+    const fm_config *c = &o->cfg;
+    json_writer w;
+    json_begin(&w, stdout);
+    json_pct(&w, "test_error_pct", r->test_error_pct);
+    json_pct(&w, "valid_error_pct", r->valid_error_pct);
+    json_int(&w, "best_epoch", r->best_epoch);
+    json_int(&w, "epochs", r->epochs);
+    json_number(&w, "train_seconds", r->train_seconds);
+    json_number(&w, "train_images_per_s", r->train_images_per_s);
+    json_number(&w, "total_seconds", r->total_seconds);
+    json_number(&w, "final_train_loss", r->final_train_loss);
+    json_string(&w, "arch", c->arch);
+    json_string(&w, "model", fm_model_describe(model));
+    json_mode(&w, c);
+    json_int(&w, "batch", c->batch);
+    json_uint(&w, "seed", (unsigned long long)c->seed);
+    json_int(&w, "threads", threads_reported(c->threads));
+    json_uint(&w, "params", (unsigned long long)fm_model_param_count(model));
+    json_string(&w, "data", o->data);
+    json_string(&w, "preproc", choice_name(preproc_choices, o->preproc));
+    json_int(&w, "valid", c->valid);
+    json_number(&w, "lr", c->lr);
+    json_number(&w, "lr_final", c->lr_final);
+    json_string(&w, "opt", choice_name(opt_choices, o->opt));
+    json_string(&w, "acts", choice_name(acts_choices, o->acts));
+    json_string(&w, "exec", choice_name(exec_choices, o->exec));
+    json_string(&w, "kernels", r->kernels);
+    if (r->kernels)
+        json_int(&w, "ldexp_fallbacks", r->ldexp_fallbacks > INT_MAX ? INT_MAX : (int)r->ldexp_fallbacks);
+    else
+        json_null(&w, "ldexp_fallbacks");
+    json_string(&w, "out", saved->out);
+    if (saved->out) {
+        json_u64(&w, "out_bytes", saved->out_bytes);
+        json_number(&w, "bits_per_weight", saved->bits_per_weight);
+        json_string(&w, "out_weights", saved->out_weights);
+    } else {
+        json_null(&w, "out_bytes");
+        json_null(&w, "bits_per_weight");
+        json_null(&w, "out_weights");
+    }
+    json_string(&w, "export", export_applied(o));
+    json_string(&w, "state", saved->state);
+    if (ledger) {
+        json_table(&w, "table", table);
+        json_ledger(&w, "ledger", ledger, table, 1, &bad);
+    }
+    json_end(&w);
+    return bad;
+}
+
+static void print_train_summary(const fm_result *r, const saved_files *saved)
+{
+    if (r->test_error_pct >= 0 && r->best_epoch > 0 && r->valid_error_pct >= 0)
+        printf("test error %.2f%% at epoch %d, the best validation error (%.2f%%)\n",
+               r->test_error_pct, r->best_epoch, r->valid_error_pct);
+    else if (r->test_error_pct >= 0)
+        printf("test error %.2f%% after the last epoch (no validation set)\n", r->test_error_pct);
+    else if (r->valid_error_pct >= 0)
+        printf("best validation error %.2f%% at epoch %d (no test set measured)\n",
+               r->valid_error_pct, r->best_epoch);
+    else
+        printf("no error measured\n");
+    printf("%d epoch%s: %.1f s of training (%.0f img/s), %.1f s in all, final loss %.4f\n",
+           r->epochs, r->epochs == 1 ? "" : "s", r->train_seconds, r->train_images_per_s, r->total_seconds,
+           r->final_train_loss);
+    if (r->kernels)
+        printf("multiplication-free execution on the %s kernels; %ld weight gradient%s formed "
+               "with ldexpf (an exponent add would have left the float range)\n",
+               r->kernels, r->ldexp_fallbacks, r->ldexp_fallbacks == 1 ? "" : "s");
+    if (saved->out) {
+        char size[32];
+        printf("packed model saved to %s: %s (%" PRIu64 " bytes), %.3g bit%s per weight (%s)\n",
+               saved->out, fmt_size(size, sizeof size, saved->out_bytes), saved->out_bytes,
+               saved->bits_per_weight, saved->bits_per_weight == 1 ? "" : "s",
+               saved->out_weights);
+    }
+    if (saved->state)
+        printf("training state saved to %s\n", saved->state);
+}
+
+/* Checks the loaded sets against the options; prints the error. */
+static int check_data(const train_opts *o, const fm_images *train, const fm_images *test,
+                      int *input_dim, int *classes)
+{
+    *input_dim = input_dim_of(train);
+    if (*input_dim < 0)
+        return failure("%s: training images of %dx%dx%d values are too large", o->data,
+                       train->height, train->width, train->channels);
+    if (input_dim_of(test) != *input_dim)
+        return failure("%s: test images are %dx%dx%d but training images %dx%dx%d", o->data,
+                       test->height, test->width, test->channels, train->height, train->width,
+                       train->channels);
+    if (o->cfg.valid >= train->count)
+        return usage_error("--valid %d leaves no training images: %s has %d", o->cfg.valid,
+                           o->data, (int)train->count);
+    int a = classes_in(train), b = classes_in(test);
+    *classes = a > b ? a : b;
+    if (*classes < 2)
+        *classes = 2;
+    return 0;
+}
+
+/* SVHN's validation set as the paper's (pylearn2's "splitted_train"): 400
+ * images per class from train_32x32.mat and 200 from extra_32x32.mat, or
+ * 600 per class from train_32x32.mat when there is no extra set, moved to
+ * the end of the training set where fm_train takes them. */
+static int svhn_split(const train_opts *o, fm_images *train, int32_t train_part, int classes)
+{
+    const int extra = train_part < train->count;
+    if (fm_images_split_balanced(train, train_part, extra ? 400 : 600, extra ? 200 : 0, classes,
+                                 o->cfg.seed) != FM_OK)
+        return library_failure();
+    return 0;
+}
+
+typedef struct train_run {
+    fm_images train, test;
+    fm_model *model;
+    FILE *log;
+    fm_ledger *ledger;      /* --ledger */
+    fm_energy_table *table; /* --table, opened before training */
+} train_run;
+
+static void train_run_free(train_run *t)
+{
+    fm_ledger_free(t->ledger);
+    fm_energy_table_free(t->table);
+    fm_images_free(&t->train);
+    fm_images_free(&t->test);
+    fm_model_free(t->model);
+    if (t->log)
+        fclose(t->log);
+}
+
+/* --out exports the trained model: a network the packed format cannot hold
+ * (more than 32 synapse levels) is refused before training rather than after,
+ * by exporting the fresh model once. */
+static int check_deployable(const train_opts *o, const train_run *t)
+{
+    fm_deploy *d = NULL;
+    int err = fm_deploy_from_model(t->model, (fm_export_weights)o->export_how, t->train.height,
+                                   t->train.width, t->train.channels, &d);
+    fm_deploy_free(d);
+    if (err == FM_OK)
+        return 0;
+    /* the options asked for what cannot be (an invalid FEWMUL_KERNELS fails
+     * here too, but that is the environment's fault, not the command line's) */
+    if (err == FM_EUNSUPPORTED)
+        return usage_error("--out: %s", fm_last_error());
+    return library_failure();
+}
+
+/* Writes --out (packed, with the training images' shape) and --state; the
+ * first failure's message goes to err. */
+static void save_outputs(const train_opts *o, const train_run *t, saved_files *saved, char *err,
+                         size_t cap)
+{
+    if (o->out) {
+        fm_deploy *d = NULL;
+        weight_totals w;
+        if (fm_deploy_from_model(t->model, (fm_export_weights)o->export_how, t->train.height,
+                                 t->train.width, t->train.channels, &d) == FM_OK &&
+            fm_deploy_save(d, o->out) == FM_OK && weight_totals_of(d, &w) == 0) {
+            saved->out = o->out;
+            saved->out_bytes = fm_deploy_file_bytes(d);
+            saved->bits_per_weight = bits_per_weight(&w);
+            saved->out_weights = w.kind;
+        } else {
+            snprintf(err, cap, "%s", fm_last_error());
+        }
+        fm_deploy_free(d);
+    }
+    if (o->state) {
+        if (fm_model_save(t->model, o->state) == FM_OK)
+            saved->state = o->state;
+        else if (!err[0])
+            snprintf(err, cap, "%s", fm_last_error());
+    }
+}
+
+/* Everything after the options are known: data, model, training, reports. */
+static int train_with(const train_opts *o, train_run *t)
+{
+    /* the table first: a bad one fails before any data is read */
+    int rc = 0;
+    if (o->ledger) {
+        if ((rc = open_table(o->table, &t->table)) != 0)
+            return rc;
+        if (fm_ledger_create(&t->ledger) != FM_OK)
+            return library_failure();
+    }
+    if (o->log && !(t->log = fopen(o->log, "w")))
+        return failure("cannot create log file '%s': %s", o->log, strerror(errno));
+    int32_t train_part = 0;
+    if (fm_data_load_parts(o->data, &t->train, &t->test, &train_part) != FM_OK)
+        return library_failure();
+    int input_dim = 0, classes = 0;
+    rc = check_data(o, &t->train, &t->test, &input_dim, &classes);
+    if (rc)
+        return rc;
+    if (strncmp(o->data, "svhn:", 5) == 0 && !o->valid_given &&
+        (rc = svhn_split(o, &t->train, train_part, classes)) != 0)
+        return rc;
+    /* the architecture is checked against the images' shape only here, so a
+     * kernel or pool larger than its map is still the options' fault */
+    rc = fm_model_create_image(&o->cfg, t->train.height, t->train.width, t->train.channels, classes,
+                               &t->model);
+    if (rc == FM_EINVAL)
+        return usage_error("%s", fm_last_error());
+    if (rc != FM_OK)
+        return library_failure();
+    if (o->out && (rc = check_deployable(o, t)) != 0)
+        return rc;
+    if (!o->quiet)
+        print_plan(o, t->model, &t->train, &t->test);
+
+    run_state st = {.o = o, .log = t->log, .best_valid = -1};
+    st.bar = !o->quiet && isatty(STDERR_FILENO);
+    fm_callbacks cb = {.on_progress = on_progress,
+                       .on_epoch = on_epoch,
+                       .should_stop = should_stop,
+                       .user = &st,
+                       .ledger = t->ledger};
+    fm_result result;
+    memset(&result, 0, sizeof result);
+    install_sigint();
+    rc = fm_train(t->model, &t->train, &t->test, &o->cfg, &cb, &result);
+    signal(SIGINT, SIG_DFL);
+    bar_clear(&st);
+    if (st.log_errno)
+        return failure("writing log file '%s': %s", o->log, strerror(st.log_errno));
+    if (rc == FM_ECANCELED && g_interrupted) {
+        fflush(stdout);
+        fprintf(cli_err_file(), "interrupted\n");
+        return CLI_INTERRUPTED;
+    }
+    if (rc != FM_OK)
+        return library_failure();
+
+    /* A failed save still reports the training, then fails: the numbers of a
+     * long run are worth having even when the disk is full. */
+    saved_files saved;
+    memset(&saved, 0, sizeof saved);
+    char save_error[512] = "";
+    save_outputs(o, t, &saved, save_error, sizeof save_error);
+    if (o->json) {
+        if (print_train_json(o, t->model, &result, &saved, t->ledger, t->table))
+            rc = library_failure();
+    } else {
+        print_train_summary(&result, &saved);
+        if (t->ledger)
+            rc = print_run_ledger(t->ledger, t->table);
+    }
+    if (save_error[0])
+        return failure("%s", save_error);
+    return rc;
+}
+
+/* The options, checked as far as they can be without reading a file. */
+int parse_train(int argc, char **argv, train_opts *o)
+{
+    train_opts_default(o);
+    int rc = parse_options(train_options, o, &o->help, argc, argv, 2, NULL);
+    if (rc || o->help)
+        return rc;
+    train_opts_finish(o);
+    if (o->table)
+        o->ledger = 1; /* --table prices a ledger: it implies --ledger */
+    if ((rc = check_data_spec(o->data)) != 0)
+        return rc;
+    if (o->out && o->state && strcmp(o->out, o->state) == 0)
+        return usage_error("--out and --state name the same file '%s'", o->out);
+    if (fm_config_check(&o->cfg) != FM_OK)
+        return usage_error("%s", fm_last_error());
+    return CLI_OK;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_opts o;
+    int rc = parse_train(argc, argv, &o);
+    if (rc)
+        return rc;
+    if (o.help) {
+        print_lines(stdout, train_help);
+        return CLI_OK;
+    }
+    train_run t;
+    memset(&t, 0, sizeof t);
+    rc = train_with(&o, &t);
+    train_run_free(&t);
+    return rc;
+}

@@ -1,0 +1,149 @@
+/* main.c — the `fewmul` command's entry point: the top-level help, the table
+ * of commands (train, eval, infer, info, bench, energy; each in its cmd_*.c),
+ * `help` and `--version`, dispatch, and the check that standard output was
+ * written. Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted
+ * (docs/cli.md, docs/fewmul.1). */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const main_help[] = {
+    "fewmul " FM_VERSION_STRING " - train neural networks with few multiplications",
+    "",
+    "Usage:",
+    "  fewmul train [OPTIONS]              train a network, report its test error,",
+    "                                      save it packed (--out) or in full (--state)",
+    "  fewmul eval --model FILE [OPTIONS]  measure the error of a saved model",
+    "  fewmul infer --model FILE [OPTIONS] predict a data set with a packed model:",
+    "                                      error, images/s, latency",
+    "  fewmul info FILE [--json]           describe a packed model, layer by layer",
+    "  fewmul bench infer --model FILE     time every kernel variant of a packed",
+    "                                      model against the fp32 yardstick",
+    "  fewmul energy [OPTIONS]             count and price the work of one training",
+    "                                      step and one inference pass",
+    "  fewmul help [COMMAND]               show the help of a command",
+    "  fewmul --version                    print the version",
+    "",
+    "Binary and ternary weights (BinaryConnect, TernaryConnect) turn the forward",
+    "pass's multiplications into sign changes; quantized back-propagation (--qb)",
+    "turns those of the weight gradient into shifts. After Lin, Courbariaux,",
+    "Memisevic, Bengio, \"Neural Networks with Few Multiplications\", ICLR 2016.",
+    "",
+    "A packed model (--out) holds 1-bit binary, 2-bit ternary or 5- to 6-bit",
+    "synapse weights with batch norm folded in, and runs on kernels that add,",
+    "look up and count bits instead of multiplying.",
+    "",
+    "Environment:",
+    "  FEWMUL_KERNELS=ref|avx2|avx512",
+    "       the kernel variant a packed model gets when it is loaded (default: the",
+    "       best this CPU supports); a value that is not one of these, or a",
+    "       variant this CPU lacks, makes loading fail (exit 1)",
+    "",
+    "Exit status:",
+    "  0    success",
+    "  1    failure: unreadable or malformed data or model file, I/O error,",
+    "       a kernel variant this CPU lacks",
+    "  2    usage error: unknown command or option, bad value",
+    "  130  interrupted (Ctrl-C)",
+    "",
+    "Run 'fewmul help COMMAND' (train, eval, infer, info, bench, energy) or",
+    "'man fewmul' for details.",
+    NULL};
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *const *help;
+} command;
+
+static const command commands[] = {
+    {"train", cmd_train, train_help},
+    {"eval", cmd_eval, eval_help},
+    {"infer", cmd_infer, infer_help},
+    {"info", cmd_info, info_help},
+    {"bench", cmd_bench, bench_help},
+    {"energy", cmd_energy, energy_help},
+    {NULL, NULL, NULL}};
+
+static const command *find_command(const char *name)
+{
+    for (const command *c = commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+/* "fewmul help [COMMAND]". */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc <= 2) {
+        print_lines(stdout, main_help);
+        return CLI_OK;
+    }
+    if (argc > 3)
+        return usage_error("'help' takes one command name, got '%s' too", argv[3]);
+    const command *c = find_command(argv[2]);
+    if (!c)
+        return usage_error("no help for unknown command '%s'", argv[2]);
+    print_lines(stdout, c->help);
+    return CLI_OK;
+}
+
+/* A write error on stdout (a full disk, a closed pipe) must not pass for success. */
+static int finish_stdout(int rc)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int err = errno;
+        fprintf(cli_err_file(), "fewmul: error: writing standard output: %s\n",
+                strerror(err ? err : EIO));
+        return rc ? rc : CLI_FAIL;
+    }
+    return rc;
+}
+
+static int dispatch(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error(
+            "no command given; expected train, eval, infer, info, bench, energy or help");
+    const char *name = argv[1];
+    if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+        return cmd_help(argc, argv);
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0 ||
+        strcmp(name, "version") == 0) {
+        printf("fewmul %s\n", FM_VERSION_STRING);
+        return CLI_OK;
+    }
+    const command *c = find_command(name);
+    if (!c) {
+        if (name[0] == '-')
+            return usage_error("unknown option '%s' before the command", name);
+        return usage_error("unknown command '%s'", name);
+    }
+    g_command = c->name;
+    return c->run(argc, argv);
+}
+
+/* OpenMP threads that spin between parallel regions take the cores from each
+ * other whenever anything else runs on the machine (measured on 2 cores with a
+ * second process busy: 2-5x slower training). The runtime reads its wait policy
+ * once, when it loads, so the command re-executes itself with a passive policy
+ * unless the user chose one. */
+static void prefer_passive_waiting(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
+        execv("/proc/self/exe", argv); /* returns only on failure: carry on as we are */
+}
+
+int main(int argc, char **argv)
+{
+    prefer_passive_waiting(argv);
+    return finish_stdout(dispatch(argc, argv));
+}

@@ -44,9 +44,14 @@ const char *fm_strerror(int err);
 /* The detailed one-line message of the last failure on the calling thread,
  * e.g. "train-images-idx3-ubyte.gz: bad magic 0x00000000 (expected 0x00000803)". */
 const char *fm_last_error(void);
+/* The code that message came with (FM_OK before any failure): what a program
+ * that reports fm_last_error() can map to its own statuses. */
+int fm_last_error_code(void);
 
-/* Every allocation of the library goes through these; NULL restores the C
- * library's. Set before any other call; not thread-safe against running calls. */
+/* Every allocation of the library goes through these (zlib's buffers
+ * included); NULL restores the C library's. Set before any other call; not
+ * thread-safe against running calls. OpenBLAS and the OpenMP runtime keep
+ * buffers of their own, outside the hook. */
 typedef struct fm_allocator {
     void *(*malloc_fn)(size_t size, void *user);
     void *(*realloc_fn)(void *ptr, size_t size, void *user);
@@ -197,7 +202,7 @@ typedef struct fm_config {
     int no_eval;                 /* 1: skip validation/test evaluation (benchmarks) */
     uint64_t seed;               /* default 1234 */
     int threads;                 /* <= 0: all cores */
-    fm_exec exec;                /* default FM_EXEC_DEFAULT; not stored in files */
+    fm_exec exec;                /* default FM_EXEC_DEFAULT; not stored in model files */
 } fm_config;
 
 /* Fills every field with its default. */
@@ -267,13 +272,50 @@ typedef struct fm_epoch_report {
     double images_per_s;         /* training images / train_seconds */
 } fm_epoch_report;
 
+/* A training run paused in a checkpoint file (docs/checkpoint-format.md): the
+ * model, the optimizer's state, the data order and position, the learning
+ * rate, the best epoch so far and its weights, and the ledger if the run kept
+ * one; resuming it ends with the same bits as a run never interrupted. */
+typedef struct fm_checkpoint fm_checkpoint;
+
+typedef struct fm_checkpoint_info {
+    int epoch, epochs;           /* the epoch to run next or in progress (1-based; epochs + 1
+                                    when the run has finished), of the run's epochs */
+    long images_done, images_total; /* of that epoch's training images */
+    uint64_t step;               /* training steps done */
+    double lr;                   /* the rate of that epoch */
+    int best_epoch;              /* 0: no evaluation yet */
+    double best_valid_error_pct, best_test_error_pct; /* -1 when not measured */
+    int has_ledger;              /* the run records an energy ledger */
+} fm_checkpoint_info;
+
 typedef struct fm_callbacks {
     void (*on_progress)(const fm_progress *progress, void *user); /* every batch */
     void (*on_epoch)(const fm_epoch_report *report, void *user);
-    int (*should_stop)(void *user); /* polled each batch; nonzero ends with FM_ECANCELED */
+    int (*should_stop)(void *user); /* polled after each batch; nonzero ends the run with
+                                       FM_ECANCELED, after writing a checkpoint if one is set */
     void *user;
     struct fm_ledger *ledger;       /* optional: records the run's work (steps, updates,
                                        evaluation passes); see the energy ledger below */
+    /* Checkpoints. With a path, fm_train writes the run's whole state there
+     * (to PATH.tmp, flushed, synced and renamed, so the previous checkpoint
+     * survives any crash) at the end of every epoch, every checkpoint_every
+     * steps and every checkpoint_seconds (0: neither), and when should_stop
+     * ends the run. A checkpoint that cannot be written ends the run with its
+     * error (FM_EIO, FM_ENOMEM); the one before stays as it was. */
+    const char *checkpoint;
+    long checkpoint_every;
+    double checkpoint_seconds;
+    const char *data_spec;          /* recorded in checkpoints, e.g. "mnist:DIR" (may be NULL) */
+    void (*on_checkpoint)(const char *path, const fm_checkpoint_info *where, void *user);
+    /* Continue a paused run: fm_train takes the checkpoint's weights, input
+     * statistics, optimizer state and position into `model` (which must have
+     * the same architecture and shapes), and checks that `train` and `test`
+     * are the run's data and that the configuration is the run's
+     * (fm_checkpoint_config; only threads may differ, though a different thread
+     * count may change the float sums) and that a ledger is given exactly when
+     * the run kept one; else FM_EMISMATCH naming the difference. */
+    const fm_checkpoint *resume;
 } fm_callbacks;
 
 typedef struct fm_result {
@@ -298,6 +340,20 @@ typedef struct fm_result {
  * validation set). callbacks may be NULL. */
 int fm_train(fm_model *model, const fm_images *train, const fm_images *test,
              const fm_config *config, const fm_callbacks *callbacks, fm_result *result);
+
+/* Reads a checkpoint written by fm_train. Every count is checked against the
+ * file's size before anything is allocated; FM_EFORMAT, FM_ETRUNC or
+ * FM_EUNSUPPORTED name the fault. */
+int fm_checkpoint_load(const char *path, fm_checkpoint **out);
+void fm_checkpoint_free(fm_checkpoint *checkpoint);
+/* The paused run's configuration (its arch string belongs to the checkpoint). */
+const fm_config *fm_checkpoint_config(const fm_checkpoint *checkpoint);
+/* The data spec the run recorded ("" when none). */
+const char *fm_checkpoint_data(const fm_checkpoint *checkpoint);
+int fm_checkpoint_position(const fm_checkpoint *checkpoint, fm_checkpoint_info *info);
+/* A new model with the checkpoint's architecture and current weights, to
+ * resume with (or to evaluate the paused weights). */
+int fm_checkpoint_model(const fm_checkpoint *checkpoint, fm_model **out);
 
 /* Classification error in percent of `model` on `images`, with the
  * preprocessing stored in the model. threads <= 0: all cores. */

@@ -1,11 +1,12 @@
 /* support.h — what the file-reading tests share: an allocation hook that
  * tracks live blocks and can fail the n-th request, a temporary directory per
- * test program (cmocka group fixtures), per-test leak checks and paths in the
- * directory. Include after cmocka.h with SUPPORT_NAME defined ("idx"). */
+ * test program (cmocka group fixtures), per-test leak checks, paths in the
+ * directory, and whole-file reads and writes. Include after cmocka.h with SUPPORT_NAME defined ("idx"). */
 #ifndef FEWMUL_TEST_SUPPORT_H
 #define FEWMUL_TEST_SUPPORT_H
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,33 @@ static inline const char *tpath(const char *name)
     char *p = buf[next++ % 64];
     snprintf(p, 512, "%s/%s", tmpdir, name);
     return p;
+}
+
+/* ---- files ----------------------------------------------------------------- */
+
+/* The whole of a file, malloc'ed (one byte more, for a terminator). */
+static inline uint8_t *read_whole_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    assert_true(size >= 0);
+    rewind(f);
+    uint8_t *buf = malloc((size_t)size + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *n = (size_t)size;
+    return buf;
+}
+
+static inline void write_whole_file(const char *path, const void *buf, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
 }
 
 #endif

@@ -181,30 +181,6 @@ static void assert_nets_equal(const fm_deploy *a, const fm_deploy *b)
 
 /* ---- files and bytes ---------------------------------------------------- */
 
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long size = ftell(f);
-    assert_true(size >= 0);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)size + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *n = (size_t)size;
-    return buf;
-}
-
-static void write_file(const char *path, const void *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -226,7 +202,7 @@ static uint32_t crc_of(const uint8_t *p, size_t n) { return (uint32_t)crc32(0L, 
 static uint8_t *saved_bytes(const fm_deploy *d, const char *name, size_t *n)
 {
     assert_int_equal(fm_deploy_save(d, tpath(name)), FM_OK);
-    return read_file(tpath(name), n);
+    return read_whole_file(tpath(name), n);
 }
 
 /* Offsets of a file's sections, from its own length fields. */
@@ -294,7 +270,7 @@ static void expect_memory_fail(const uint8_t *p, size_t n, int err, const char *
 static void expect_file_fail(const uint8_t *p, size_t n, const char *name, int err,
                              const char *expect)
 {
-    write_file(tpath(name), p, n);
+    write_whole_file(tpath(name), p, n);
     fm_deploy *d = (fm_deploy *)(uintptr_t)1;
     int rc = fm_deploy_load(tpath(name), &d);
     if (rc != err)
@@ -846,7 +822,7 @@ static void test_missing_and_unreadable(void **state)
 static void assert_file_is(const char *path, const uint8_t *want, size_t n)
 {
     size_t have;
-    uint8_t *p = read_file(path, &have);
+    uint8_t *p = read_whole_file(path, &have);
     assert_int_equal(have, n);
     assert_memory_equal(p, want, n);
     free(p);
@@ -905,7 +881,7 @@ static void test_atomic_save(void **state)
     snprintf(child, sizeof child, "%s/child", busy);
     snprintf(busy_tmp, sizeof busy_tmp, "%s.tmp", busy);
     assert_int_equal(mkdir(busy, 0700), 0);
-    write_file(child, "x", 1);
+    write_whole_file(child, "x", 1);
     assert_int_equal(fm_deploy_save(a, busy), FM_EIO);
     assert_non_null(strstr(fm_last_error(), "cannot rename into place"));
     assert_int_equal(access(busy_tmp, F_OK), -1);

@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -145,19 +146,21 @@ int fm_get_f32s(fm_reader *r, float *f, size_t n, const char *what)
     return FM_OK;
 }
 
-uint32_t fm_crc32(const void *data, size_t n)
+uint32_t fm_crc32_update(uint32_t crc, const void *data, size_t n)
 {
     const Bytef *p = data;
-    uLong crc = crc32(0L, Z_NULL, 0);
+    uLong c = crc;
     /* zlib takes 32-bit lengths: feed it in pieces well below that */
     while (n > 0) {
         uInt piece = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, piece);
+        c = crc32(c, p, piece);
         p += piece;
         n -= piece;
     }
-    return (uint32_t)crc;
+    return (uint32_t)c;
 }
+
+uint32_t fm_crc32(const void *data, size_t n) { return fm_crc32_update(0, data, n); }
 
 /* ---- files --------------------------------------------------------------- */
 
@@ -194,6 +197,28 @@ int fm_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8
     *data = buf;
     *len = size;
     return FM_OK;
+}
+
+/* The rename is durable only once the directory entry is on disk: a power
+ * loss right after it could otherwise bring back the old file, or none. Best
+ * effort: some file systems cannot sync a directory, and the data is safe. */
+static void sync_directory(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
 }
 
 int fm_file_write_atomic(const char *path, const void *data, size_t len)
@@ -234,5 +259,6 @@ int fm_file_write_atomic(const char *path, const void *data, size_t len)
         return rc;
     }
     fm_free(tmp);
+    sync_directory(path);
     return FM_OK;
 }

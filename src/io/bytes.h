@@ -58,8 +58,10 @@ static inline uint64_t fm_load_le64(const uint8_t *p)
     return (uint64_t)fm_load_le32(p + 4) << 32 | fm_load_le32(p);
 }
 
-/* zlib's CRC-32 of n bytes (any n: zlib's length argument is only 32 bits). */
+/* zlib's CRC-32 of n bytes (any n: zlib's length argument is only 32 bits),
+ * and the CRC of more bytes following those a crc was computed over. */
 uint32_t fm_crc32(const void *data, size_t n);
+uint32_t fm_crc32_update(uint32_t crc, const void *data, size_t n);
 
 /* ---- files --------------------------------------------------------------- */
 

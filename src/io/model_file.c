@@ -3,7 +3,7 @@
  * state array, little-endian, closed by a CRC-32. Written to PATH.tmp, synced
  * and renamed, so a crash mid-write never damages an existing file. */
 #define _POSIX_C_SOURCE 200809L
-#include "bytes.h"
+#include "model_file.h"
 #include "internal.h"
 #include "net.h"
 
@@ -49,26 +49,30 @@ static void put_config(fm_writer *w, const fm_model *m)
     fm_put_bytes(w, m->arch, arch_len);
 }
 
+int fm_model_serialize(const fm_model *m, fm_writer *w)
+{
+    const size_t start = w->len;
+    fm_put_bytes(w, MODEL_MAGIC, 8);
+    fm_put_u32(w, MODEL_VERSION);
+    put_config(w, m);
+    fm_put_f32s(w, m->input_mean, (size_t)m->input_dim);
+    if (m->zca)
+        fm_put_f32s(w, m->zca, (size_t)m->input_dim * (size_t)m->input_dim);
+    fm_put_u64(w, (uint64_t)m->state_count);
+    fm_put_f32s(w, m->state, m->state_count);
+    if (!w->failed)
+        fm_put_u32(w, fm_crc32(w->buf + start, w->len - start));
+    return w->failed ? fm_error(FM_ENOMEM, "out of memory serializing the model") : FM_OK;
+}
+
 int fm_model_save(const fm_model *m, const char *path)
 {
     if (!m || !path)
         return fm_error(FM_EINVAL, "fm_model_save: NULL argument");
     fm_writer w = {0};
-    fm_put_bytes(&w, MODEL_MAGIC, 8);
-    fm_put_u32(&w, MODEL_VERSION);
-    put_config(&w, m);
-    fm_put_f32s(&w, m->input_mean, (size_t)m->input_dim);
-    if (m->zca)
-        fm_put_f32s(&w, m->zca, (size_t)m->input_dim * (size_t)m->input_dim);
-    fm_put_u64(&w, (uint64_t)m->state_count);
-    fm_put_f32s(&w, m->state, m->state_count);
-    if (!w.failed)
-        fm_put_u32(&w, fm_crc32(w.buf, w.len));
-    if (w.failed) {
-        fm_free(w.buf);
-        return fm_error(FM_ENOMEM, "out of memory serializing the model");
-    }
-    int rc = fm_file_write_atomic(path, w.buf, w.len);
+    int rc = fm_model_serialize(m, &w);
+    if (rc == FM_OK)
+        rc = fm_file_write_atomic(path, w.buf, w.len);
     fm_free(w.buf);
     return rc;
 }
@@ -150,13 +154,31 @@ static int parse_model(fm_reader *r, fm_model **out)
         snprintf(why, sizeof why, "%s", fm_last_error());
         return fm_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }
-    /* the whitening matrix is input_dim^2 floats: check it is there before
-     * the model allocates it */
-    if (c.preproc == FM_PRE_GCN_ZCA && (uint64_t)u[0] * u[0] * 4 > r->left)
+    /* Nothing is allocated for more than the file holds: the input mean, the
+     * whitening matrix (input_dim^2 floats) and the state count must fit in
+     * the bytes left, and the state the architecture implies in the rest. */
+    const uint64_t mean_bytes = 4ull * u[0];
+    const uint64_t zca_bytes = c.preproc == FM_PRE_GCN_ZCA ? 4ull * u[0] * u[0] : 0;
+    if (mean_bytes + 8 > r->left)
+        return fm_error(FM_ETRUNC, "%s: an input mean of %u values needs more than the %zu bytes left",
+                        r->path, u[0], r->left);
+    if (zca_bytes > r->left - mean_bytes - 8)
         return fm_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
                         r->path, u[0], u[0], r->left);
+    const size_t max_state = (size_t)((r->left - mean_bytes - 8 - zca_bytes) / 4);
     fm_model *m;
-    if ((rc = fm_model_build(&c, (int)shape[0], (int)shape[1], (int)shape[2], (int)u[1], &m)) < 0)
+    rc = fm_model_build(&c, (int)shape[0], (int)shape[1], (int)shape[2], (int)u[1], max_state, &m);
+    if (rc < 0 && rc != FM_ENOMEM) {
+        /* the architecture and shape come from the file: a state larger than
+         * the file holds is a truncation, one that does not fit its input a
+         * damaged file, not a caller's mistake */
+        char why[256]; /* fm_error formats into the buffer fm_last_error() returns */
+        snprintf(why, sizeof why, "%s", fm_last_error());
+        if (rc == FM_ETRUNC)
+            return fm_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
+        return fm_error(FM_EFORMAT, "%s: bad model file: %s", r->path, why);
+    }
+    if (rc < 0)
         return rc;
     uint64_t count;
     if ((rc = fm_get_f32s(r, m->input_mean, (size_t)m->input_dim, "input mean")) < 0 ||
@@ -167,9 +189,10 @@ static int parse_model(fm_reader *r, fm_model **out)
         return rc;
     }
     if (count != m->state_count) {
+        const size_t need = m->state_count;
         fm_model_free(m);
         return fm_error(FM_EFORMAT, "%s: state holds %llu values, the architecture needs %zu",
-                        r->path, (unsigned long long)count, m->state_count);
+                        r->path, (unsigned long long)count, need);
     }
     if ((rc = fm_get_f32s(r, m->state, m->state_count, "parameters")) < 0) {
         fm_model_free(m);
@@ -177,6 +200,24 @@ static int parse_model(fm_reader *r, fm_model **out)
     }
     *out = m;
     return FM_OK;
+}
+
+int fm_model_parse(const uint8_t *data, size_t len, const char *path, fm_model **out)
+{
+    *out = NULL;
+    if (len < 16)
+        return fm_error(FM_ETRUNC, "%s: %zu bytes is too short for a model file", path, len);
+    uint32_t stored = fm_load_le32(data + len - 4);
+    fm_reader r = {data, len - 4, path, "model file"};
+    if (memcmp(data, MODEL_MAGIC, 8) == 0 && fm_crc32(data, len - 4) != stored)
+        return fm_error(FM_EFORMAT, "%s: checksum mismatch (file damaged or truncated)", path);
+    int rc = parse_model(&r, out);
+    if (rc == FM_OK && r.left != 0) {
+        fm_model_free(*out);
+        *out = NULL;
+        rc = fm_error(FM_EFORMAT, "%s: %zu unexpected bytes after the parameters", path, r.left);
+    }
+    return rc;
 }
 
 int fm_model_load(const char *path, fm_model **out)
@@ -189,22 +230,7 @@ int fm_model_load(const char *path, fm_model **out)
     int rc = fm_file_read_all(path, MODEL_MAX_BYTES, "model file", &data, &len);
     if (rc < 0)
         return rc;
-    if (len < 16) {
-        fm_free(data);
-        return fm_error(FM_ETRUNC, "%s: %zu bytes is too short for a model file", path, len);
-    }
-    uint32_t stored = fm_load_le32(data + len - 4);
-    fm_reader r = {data, len - 4, path, "model file"};
-    if (memcmp(data, MODEL_MAGIC, 8) == 0 && fm_crc32(data, len - 4) != stored) {
-        fm_free(data);
-        return fm_error(FM_EFORMAT, "%s: checksum mismatch (file damaged or truncated)", path);
-    }
-    rc = parse_model(&r, out);
-    if (rc == FM_OK && r.left != 0) {
-        fm_model_free(*out);
-        *out = NULL;
-        rc = fm_error(FM_EFORMAT, "%s: %zu unexpected bytes after the parameters", path, r.left);
-    }
+    rc = fm_model_parse(data, len, path, out);
     fm_free(data);
     return rc;
 }

@@ -2,6 +2,7 @@
  * layer and phase, the tensors those bytes belong to, and their pricing with an
  * energy table (each tensor sits in the smallest memory level that holds it).
  * Also the operation tally of counting builds. docs/ledger.md explains the model. */
+#include "bytes.h"
 #include "internal.h"
 #include "ledger.h"
 
@@ -188,6 +189,142 @@ void fm_ledger_pass(fm_ledger *l, fm_phase phase, uint64_t examples)
         return;
     l->passes[phase]++;
     l->examples[phase] += examples;
+}
+
+/* ---- saving with a checkpoint ---- */
+
+static void put_name(fm_writer *w, const char *name)
+{
+    size_t n = strlen(name);
+    fm_put_u32(w, (uint32_t)n);
+    fm_put_bytes(w, name, n);
+}
+
+void fm_ledger_serialize(const fm_ledger *l, fm_writer *w)
+{
+    fm_put_u32(w, (uint32_t)l->n_layers);
+    for (int i = 0; i < l->n_layers; i++) {
+        put_name(w, l->layers[i].name);
+        put_name(w, l->layers[i].shape);
+        for (int p = 0; p < FM_PHASES; p++)
+            for (int op = 0; op < FM_OP_KINDS; op++)
+                fm_put_u64(w, l->layers[i].ops[p][op]);
+    }
+    fm_put_u32(w, (uint32_t)l->n_tensors);
+    for (int t = 0; t < l->n_tensors; t++) {
+        put_name(w, l->tensors[t].name);
+        fm_put_u64(w, l->tensors[t].bytes);
+    }
+    fm_put_u32(w, (uint32_t)l->n_traffic);
+    for (int i = 0; i < l->n_traffic; i++) {
+        const ledger_traffic *r = &l->traffic[i];
+        fm_put_u32(w, (uint32_t)r->layer);
+        fm_put_u32(w, (uint32_t)r->tensor);
+        fm_put_u32(w, (uint32_t)r->phase);
+        fm_put_u64(w, r->read);
+        fm_put_u64(w, r->written);
+    }
+    for (int p = 0; p < FM_PHASES; p++) {
+        fm_put_u64(w, l->passes[p]);
+        fm_put_u64(w, l->examples[p]);
+    }
+}
+
+static int get_name(fm_reader *r, char *dst, const char *what)
+{
+    uint32_t n;
+    int rc = fm_get_u32(r, &n, what);
+    if (rc < 0)
+        return rc;
+    if (n >= NAME_MAX_LEN)
+        return fm_error(FM_EFORMAT, "%s: ledger %s of %u bytes is too long", r->path, what, n);
+    if ((rc = fm_get_bytes(r, dst, n, what)) < 0)
+        return rc;
+    dst[n] = '\0';
+    return FM_OK;
+}
+
+/* A count of items of at least `item_bytes` bytes each, checked against the
+ * bytes left before anything is allocated for them. */
+static int get_count(fm_reader *r, uint32_t *n, size_t item_bytes, const char *what)
+{
+    int rc = fm_get_u32(r, n, what);
+    if (rc < 0)
+        return rc;
+    if (*n > INT32_MAX || (uint64_t)*n * item_bytes > r->left)
+        return fm_error(FM_ETRUNC, "%s: %u ledger %s need more than the %zu bytes left", r->path,
+                        *n, what, r->left);
+    return FM_OK;
+}
+
+int fm_ledger_parse(fm_reader *r, fm_ledger *l)
+{
+    fm_ledger_clear(l);
+    uint32_t n;
+    int rc = get_count(r, &n, 8 + 8 * FM_PHASES * FM_OP_KINDS, "layers");
+    if (rc < 0)
+        return rc;
+    if (n && !ensure_layer(l, (int)n - 1))
+        return FM_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        ledger_layer *L = &l->layers[i];
+        if ((rc = get_name(r, L->name, "layer name")) < 0 ||
+            (rc = get_name(r, L->shape, "layer shape")) < 0)
+            return rc;
+        for (int p = 0; p < FM_PHASES; p++)
+            for (int op = 0; op < FM_OP_KINDS; op++)
+                if ((rc = fm_get_u64(r, &L->ops[p][op], "operation counts")) < 0)
+                    return rc;
+    }
+    if ((rc = get_count(r, &n, 12, "tensors")) < 0)
+        return rc;
+    if (!reserve((void **)&l->tensors, &l->cap_tensors, (int)n, sizeof *l->tensors))
+        return FM_ENOMEM;
+    for (; l->n_tensors < (int)n; l->n_tensors++) {
+        ledger_tensor *t = &l->tensors[l->n_tensors];
+        if ((rc = get_name(r, t->name, "tensor name")) < 0 ||
+            (rc = fm_get_u64(r, &t->bytes, "tensor size")) < 0)
+            return rc;
+    }
+    if ((rc = get_count(r, &n, 28, "traffic records")) < 0)
+        return rc;
+    if (!reserve((void **)&l->traffic, &l->cap_traffic, (int)n, sizeof *l->traffic))
+        return FM_ENOMEM;
+    for (; l->n_traffic < (int)n; l->n_traffic++) {
+        ledger_traffic *t = &l->traffic[l->n_traffic];
+        uint32_t layer, tensor, phase;
+        if ((rc = fm_get_u32(r, &layer, "traffic layer")) < 0 ||
+            (rc = fm_get_u32(r, &tensor, "traffic tensor")) < 0 ||
+            (rc = fm_get_u32(r, &phase, "traffic phase")) < 0 ||
+            (rc = fm_get_u64(r, &t->read, "bytes read")) < 0 ||
+            (rc = fm_get_u64(r, &t->written, "bytes written")) < 0)
+            return rc;
+        if (layer >= (uint32_t)l->n_layers || tensor >= (uint32_t)l->n_tensors || phase >= FM_PHASES)
+            return fm_error(FM_EFORMAT, "%s: ledger traffic record %d names layer %u, tensor %u, "
+                            "phase %u, outside the ledger", r->path, l->n_traffic, layer, tensor, phase);
+        t->layer = (int)layer;
+        t->tensor = (int)tensor;
+        t->phase = (fm_phase)phase;
+    }
+    for (int p = 0; p < FM_PHASES; p++)
+        if ((rc = fm_get_u64(r, &l->passes[p], "pass counts")) < 0 ||
+            (rc = fm_get_u64(r, &l->examples[p], "pass counts")) < 0)
+            return rc;
+    return FM_OK;
+}
+
+int fm_ledger_copy(fm_ledger *dst, const fm_ledger *src)
+{
+    fm_writer w = {0};
+    fm_ledger_serialize(src, &w);
+    if (w.failed) {
+        fm_free(w.buf);
+        return fm_error(FM_ENOMEM, "out of memory copying the energy ledger");
+    }
+    fm_reader r = {w.buf, w.len, "ledger copy", "ledger"};
+    int rc = fm_ledger_parse(&r, dst);
+    fm_free(w.buf);
+    return rc;
 }
 
 /* ---- reading ---- */

@@ -33,6 +33,14 @@ void fm_ledger_pass(fm_ledger *ledger, fm_phase phase, uint64_t examples);
  * this returns FM_ENOMEM (with a message) if any happened, else FM_OK. */
 int fm_ledger_status(const fm_ledger *ledger);
 
+/* A ledger saved with a training checkpoint and read back (into a ledger
+ * whose contents it replaces), and a copy through the same two. */
+struct fm_writer;
+struct fm_reader;
+void fm_ledger_serialize(const fm_ledger *ledger, struct fm_writer *w);
+int fm_ledger_parse(struct fm_reader *r, fm_ledger *ledger);
+int fm_ledger_copy(fm_ledger *dst, const fm_ledger *src);
+
 /* Bytes of `count` values of `bits` bits each, packed. */
 static inline uint64_t fm_packed_bytes(uint64_t count, unsigned bits)
 {

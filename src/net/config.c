@@ -291,3 +291,44 @@ int fm_config_check(const fm_config *c)
         return fm_error(FM_EINVAL, "threads %d out of range 1..1024", c->threads);
     return FM_OK;
 }
+
+const char *fm_config_differs(const fm_config *a, const fm_config *b)
+{
+#define SAME(field) if (a->field != b->field) return #field
+#define SAME_REAL(field) if (memcmp(&a->field, &b->field, sizeof a->field) != 0) return #field
+    if (strcmp(a->arch, b->arch) != 0)
+        return "arch";
+    SAME(weights);
+    SAME(synapse_levels);
+    SAME_REAL(synapse_range);
+    SAME(scale);
+    SAME(qb);
+    SAME(qb_emin);
+    SAME(qb_emax);
+    SAME(qb_conv_emin);
+    SAME(qb_conv_emax);
+    SAME(qb_bn_jacobian);
+    SAME(test_quantized);
+    SAME(epochs);
+    SAME(batch);
+    SAME(opt);
+    SAME_REAL(lr);
+    SAME_REAL(lr_final);
+    SAME_REAL(momentum);
+    SAME(loss);
+    SAME(preproc);
+    SAME(valid);
+    SAME(train_limit);
+    SAME_REAL(dropout);
+    SAME(acts);
+    SAME(bn_stats);
+    SAME_REAL(bn_momentum);
+    SAME_REAL(bn_eps);
+    SAME(eval_every);
+    SAME(no_eval);
+    SAME(seed);
+    SAME(exec);
+    return NULL;
+#undef SAME
+#undef SAME_REAL
+}

@@ -111,7 +111,7 @@ static int misfit(fm_model *m, int rc, int item, int h, int w, int c)
 }
 
 int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
-                   fm_model **out)
+                   size_t max_state, fm_model **out)
 {
     *out = NULL;
     int rc = fm_config_check(config);
@@ -190,6 +190,11 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
         add_norm_act(m, classes, classes, 0, &offset);
     }
     m->state_count = offset;
+    if (offset > max_state) {
+        fm_model_free(m);
+        return fm_error(FM_ETRUNC, "the architecture needs %zu state values, more than the %zu "
+                                   "there is room for", offset, max_state);
+    }
     m->state = fm_alloc(offset, sizeof *m->state);
     if (config->preproc == FM_PRE_GCN_ZCA && m->state)
         m->zca = fm_alloc((size_t)input_dim * (size_t)input_dim, sizeof *m->zca);
@@ -232,7 +237,7 @@ int fm_model_create_image(const fm_config *config, int height, int width, int ch
 {
     if (!config || !out)
         return fm_error(FM_EINVAL, "fm_model_create: NULL argument");
-    int rc = fm_model_build(config, height, width, channels, classes, out);
+    int rc = fm_model_build(config, height, width, channels, classes, SIZE_MAX, out);
     if (rc < 0)
         return rc;
     fm_model_init(*out, config->seed);

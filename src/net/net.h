@@ -56,6 +56,10 @@ typedef struct fm_layer_spec {
  * their count or a negative error with a message. */
 int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs);
 
+/* The first field (by name: "epochs", "lr", ...) in which two configurations
+ * of a run differ, threads aside, or NULL when they describe the same run. */
+const char *fm_config_differs(const fm_config *a, const fm_config *b);
+
 struct fm_model {
     fm_config config;     /* config.arch points at arch below */
     char arch[256];
@@ -152,9 +156,11 @@ int fm_bn_recompute(fm_model *model, fm_workspace *ws, const fm_images *sets[], 
                     const int *counts, int n_sets, int batch);
 
 /* Sets up layers, state and parameter groups for config and an input of
- * in_h x in_w x in_c values (no initialization). */
+ * in_h x in_w x in_c values (no initialization). A reader passes the values
+ * its file can still hold as max_state (SIZE_MAX: no bound), so that a hostile
+ * architecture fails with FM_ETRUNC before its state is allocated. */
 int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
-                   fm_model **out);
+                   size_t max_state, fm_model **out);
 /* Initializes weights (U(-2H, 2H)), gamma = 1, beta = 0, statistics (0, 1). */
 void fm_model_init(fm_model *model, uint64_t seed);
 

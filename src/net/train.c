@@ -1,5 +1,6 @@
 /* train.c — the training loop (shuffle, steps, per-epoch learning-rate decay,
  * evaluation, best-validation model selection) and evaluation of a model. */
+#include "checkpoint.h"
 #include "infer.h"
 #include "internal.h"
 #include "loss.h"
@@ -109,19 +110,109 @@ void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2
 
 typedef struct run_buffers {
     fm_workspace *ws;
-    int *order;
     uint8_t *labels;
-    float *s1, *s2, *best;
+    fm_run run;
+    fm_data_id data;   /* filled when the run checkpoints or resumes */
 } run_buffers;
 
 static void free_run(const fm_model *m, run_buffers *r)
 {
     fm_workspace_free(m, r->ws);
-    fm_free(r->order);
     fm_free(r->labels);
-    fm_free(r->s1);
-    fm_free(r->s2);
-    fm_free(r->best);
+    fm_free(r->run.order);
+    fm_free(r->run.s1);
+    fm_free(r->run.s2);
+    fm_free(r->run.best);
+}
+
+/* A paused run continues only as itself: same configuration (threads
+ * aside), architecture, shapes and ledger presence. */
+static int check_resume(const fm_model *m, const fm_checkpoint *ck, const fm_config *cfg,
+                        const fm_ledger *ledger)
+{
+    const fm_model *saved = ck->model;
+    const char *field = fm_config_differs(cfg, &ck->config);
+    if (field)
+        return fm_error(FM_EMISMATCH, "resume: the configuration's %s differs from the "
+                                      "checkpoint's run (a resumed run keeps its configuration)",
+                        field);
+    if (strcmp(m->arch, saved->arch) != 0 || m->in_h != saved->in_h || m->in_w != saved->in_w ||
+        m->in_c != saved->in_c || m->classes != saved->classes ||
+        m->state_count != saved->state_count)
+        return fm_error(FM_EMISMATCH, "resume: the model (%s, %dx%dx%d inputs, %d classes) is not "
+                                      "the checkpoint's (%s, %dx%dx%d inputs, %d classes)",
+                        m->arch, m->in_h, m->in_w, m->in_c, m->classes, saved->arch, saved->in_h,
+                        saved->in_w, saved->in_c, saved->classes);
+    if (!ledger != !ck->ledger)
+        return fm_error(FM_EMISMATCH, ck->ledger ? "resume: the checkpoint's run keeps an energy "
+                                                   "ledger; give one to continue it"
+                                                 : "resume: the checkpoint's run kept no energy "
+                                                   "ledger, so a ledger could not cover the whole run");
+    return FM_OK;
+}
+
+static int check_resume_data(const fm_data_id *now, const fm_data_id *then)
+{
+    if (now->train_count != then->train_count || now->train_crc != then->train_crc ||
+        now->height != then->height || now->width != then->width ||
+        now->channels != then->channels)
+        return fm_error(FM_EMISMATCH, "resume: the training set (%d images of %dx%dx%d, CRC %08x) is "
+                                      "not the checkpoint's run's (%d images of %dx%dx%d, CRC %08x)",
+                        (int)now->train_count, (int)now->height, (int)now->width,
+                        (int)now->channels, (unsigned)now->train_crc, (int)then->train_count,
+                        (int)then->height, (int)then->width, (int)then->channels,
+                        (unsigned)then->train_crc);
+    if (now->test_count != then->test_count || now->test_crc != then->test_crc)
+        return fm_error(FM_EMISMATCH, "resume: the test set (%d images, CRC %08x) is not the "
+                                      "checkpoint's run's (%d images, CRC %08x)",
+                        (int)now->test_count, (unsigned)now->test_crc, (int)then->test_count,
+                        (unsigned)then->test_crc);
+    return FM_OK;
+}
+
+/* Takes the paused run's weights, input statistics, position and arrays. */
+static int take_checkpoint(fm_model *m, const fm_checkpoint *ck, run_buffers *r, fm_ledger *ledger)
+{
+    const fm_model *saved = ck->model;
+    const size_t S = m->state_count;
+    memcpy(m->state, saved->state, S * sizeof *m->state);
+    memcpy(m->input_mean, saved->input_mean, (size_t)m->input_dim * sizeof *m->input_mean);
+    if (saved->zca && m->zca)
+        memcpy(m->zca, saved->zca, (size_t)m->input_dim * m->input_dim * sizeof *m->zca);
+    fm_run *run = &r->run;
+    const fm_run *from = &ck->run;
+    if (from->n_train != run->n_train)
+        return fm_error(FM_EMISMATCH, "resume: the run trains on %d images, the checkpoint's on %d",
+                        run->n_train, from->n_train);
+    /* the arrays stay this run's own; everything else is the checkpoint's */
+    float *s1 = run->s1, *s2 = run->s2, *best = run->best;
+    int *order = run->order;
+    *run = *from;
+    run->s1 = s1;
+    run->s2 = s2;
+    run->best = best;
+    run->order = order;
+    memcpy(order, from->order, (size_t)run->n_train * sizeof *order);
+    if (from->s1)
+        memcpy(s1, from->s1, S * sizeof *s1);
+    if (from->s2 && s2)
+        memcpy(s2, from->s2, S * sizeof *s2);
+    if (from->have_best)
+        memcpy(best, from->best, S * sizeof *best);
+    r->ws->mf_fallbacks = from->mulfree_fallbacks;
+    return ledger ? fm_ledger_copy(ledger, ck->ledger) : FM_OK;
+}
+
+static int write_checkpoint(const fm_model *m, run_buffers *r, const fm_callbacks *cb)
+{
+    r->run.mulfree_fallbacks = r->ws->mf_fallbacks;
+    int rc = fm_checkpoint_write(cb->checkpoint, m, cb->data_spec, &r->data, &r->run, cb->ledger);
+    if (rc == FM_OK && cb->on_checkpoint) {
+        fm_checkpoint_info info;
+        fm_run_position(&r->run, &m->config, cb->ledger != NULL, &info);
+        cb->on_checkpoint(cb->checkpoint, &info, cb->user);
+    }
+    return rc;
 }
 
 int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const fm_config *cfg,
@@ -140,6 +231,10 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     if ((rc = check_images(m, train, "training")) < 0 ||
         (test && (rc = check_images(m, test, "test")) < 0))
         return rc;
+    const fm_checkpoint *resume = cb ? cb->resume : NULL;
+    const int checkpointing = cb && cb->checkpoint;
+    if (resume && (rc = check_resume(m, resume, cfg, cb->ledger)) < 0)
+        return rc;
     const int n_total = train->count;
     const int n_valid = cfg->valid;
     if (n_valid >= n_total)
@@ -153,77 +248,115 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     m->config.arch = m->arch;
     const fm_config *c = &m->config;
     fm_threads_set(c->threads);
-    /* pylearn2's MNIST(center=True) subtracts the mean of all 60,000 training
-     * images from train and validation alike (test uses the same mean here);
-     * ZCA is fitted on the training split only */
-    rc = fm_preprocess_fit(m, train, c->preproc == FM_PRE_GCN_ZCA ? n_total - n_valid : n_total);
-    if (rc < 0)
-        return rc;
 
     run_buffers r = {0};
+    fm_run *run = &r.run;
+    if (checkpointing || resume) {
+        fm_data_identify(train, test, &r.data);
+        if (resume && (rc = check_resume_data(&r.data, &resume->data)) < 0)
+            return rc;
+    }
+    /* pylearn2's MNIST(center=True) subtracts the mean of all 60,000 training
+     * images from train and validation alike (test uses the same mean here);
+     * ZCA is fitted on the training split only. A resumed run has them. */
+    if (!resume &&
+        (rc = fm_preprocess_fit(m, train, c->preproc == FM_PRE_GCN_ZCA ? n_total - n_valid : n_total)) < 0)
+        return rc;
+
     const int B = c->batch;
     if ((rc = fm_workspace_create(m, B, 1, &r.ws)) < 0)
         return rc;
     r.ws->ledger = cb ? cb->ledger : NULL;
-    r.order = fm_alloc((size_t)n_train, sizeof *r.order);
+    run->n_train = n_train;
+    run->order = fm_alloc((size_t)n_train, sizeof *run->order);
     r.labels = fm_alloc((size_t)B, 1);
-    r.s1 = fm_alloc(m->state_count, sizeof(float));
-    r.s2 = c->opt == FM_OPT_ADAM ? fm_alloc(m->state_count, sizeof(float)) : NULL;
-    r.best = fm_alloc(m->state_count, sizeof(float));
-    if (!r.order || !r.labels || !r.s1 || !r.best || (c->opt == FM_OPT_ADAM && !r.s2)) {
+    /* SGD without momentum never touches s1, but takes it */
+    run->s1 = fm_alloc(m->state_count, sizeof(float));
+    run->s2 = c->opt == FM_OPT_ADAM ? fm_alloc(m->state_count, sizeof(float)) : NULL;
+    run->best = fm_alloc(m->state_count, sizeof(float));
+    if (!run->order || !r.labels || !run->s1 || !run->best || (c->opt == FM_OPT_ADAM && !run->s2)) {
         free_run(m, &r);
         return FM_ENOMEM;
     }
-    for (int i = 0; i < n_train; i++)
-        r.order[i] = i;
 
     double lr0, lr_end;
     fm_config_learning_rates(c, &lr0, &lr_end);
     const double decay = pow(lr_end / lr0, 1.0 / c->epochs);
-    double lr = lr0;
-    fm_rng shuffle;
-    fm_rng_seed(&shuffle, fm_rng_key(c->seed, STREAM_SHUFFLE, 0, 0));
+    if (resume) {
+        if ((rc = take_checkpoint(m, resume, &r, cb->ledger)) < 0) {
+            free_run(m, &r);
+            return rc;
+        }
+    } else {
+        for (int i = 0; i < n_train; i++)
+            run->order[i] = i;
+        fm_rng shuffle;
+        fm_rng_seed(&shuffle, fm_rng_key(c->seed, STREAM_SHUFFLE, 0, 0));
+        run->shuffle = shuffle.state;
+        run->epoch = 1;
+        run->lr = lr0;
+        run->best_valid = INFINITY;
+        run->best_test = -1;
+    }
 
     fm_result res = {.test_error_pct = -1, .valid_error_pct = -1};
-    double best_valid = INFINITY, best_test = -1;
-    int have_best = 0, evaluated = 0;
-    uint64_t step = 0;
-    const double start = fm_now();
+    const double start = fm_now() - run->elapsed_seconds;
+    double last_checkpoint = fm_now();
     rc = FM_OK;
 
-    for (int epoch = 1; epoch <= c->epochs && rc == FM_OK; epoch++) {
-        for (int i = n_train - 1; i > 0; i--) {
-            int j = (int)fm_rng_below(&shuffle, (uint32_t)i + 1);
-            int t = r.order[i];
-            r.order[i] = r.order[j];
-            r.order[j] = t;
+    while (run->epoch <= c->epochs && rc == FM_OK) {
+        const int epoch = run->epoch;
+        if (run->next == 0) {
+            fm_rng shuffle = {run->shuffle};
+            for (int i = n_train - 1; i > 0; i--) {
+                int j = (int)fm_rng_below(&shuffle, (uint32_t)i + 1);
+                int t = run->order[i];
+                run->order[i] = run->order[j];
+                run->order[j] = t;
+            }
+            run->shuffle = shuffle.state;
+            run->loss_sum = 0.0;
+            run->errors = run->batches = 0;
+            run->epoch_train_seconds = 0.0;
         }
-        double epoch_start = fm_now(), loss_sum = 0.0;
-        long errors = 0, batches = 0;
-        for (int b0 = 0; b0 < n_train; b0 += B) {
+        const double epoch_start = fm_now() - run->epoch_train_seconds;
+        for (int b0 = run->next; b0 < n_train; b0 += B) {
             int bs = FM_MIN(B, n_train - b0);
-            fm_load_batch(m, r.ws, train, r.order, b0, bs);
+            fm_load_batch(m, r.ws, train, run->order, b0, bs);
             fm_load_batch_cost(m, r.ws, FM_PHASE_FORWARD, bs, train->count);
             for (int b = 0; b < bs; b++)
-                r.labels[b] = train->labels[r.order[b0 + b]];
+                r.labels[b] = train->labels[run->order[b0 + b]];
             int batch_errors = 0;
-            loss_sum += fm_train_step(m, r.ws, r.labels, bs, step, &batch_errors);
+            run->loss_sum += fm_train_step(m, r.ws, r.labels, bs, run->step, &batch_errors);
             if (r.ws->status < 0) {
                 rc = r.ws->status;
                 break;
             }
-            step++;
-            fm_optimizer_step(m, r.ws, r.s1, r.s2, lr, (long)step);
+            run->step++;
+            fm_optimizer_step(m, r.ws, run->s1, run->s2, run->lr, (long)run->step);
             fm_ledger_pass(r.ws->ledger, FM_PHASE_UPDATE, (uint64_t)bs);
-            errors += batch_errors;
-            batches++;
+            run->errors += batch_errors;
+            run->batches++;
+            run->next = b0 + bs;
+            double now = fm_now();
             if (cb && cb->on_progress) {
-                double now = fm_now();
-                fm_progress pr = {epoch, c->epochs, b0 + bs, n_train, loss_sum / batches,
+                fm_progress pr = {epoch, c->epochs, b0 + bs, n_train, run->loss_sum / run->batches,
                                   (b0 + bs) / FM_MAX(now - epoch_start, 1e-9), now - start};
                 cb->on_progress(&pr, cb->user);
             }
-            if (cb && cb->should_stop && cb->should_stop(cb->user)) {
+            const int stop = cb && cb->should_stop && cb->should_stop(cb->user);
+            /* the end of an epoch has its own checkpoint, after evaluation */
+            const int due = checkpointing && run->next < n_train &&
+                            ((cb->checkpoint_every > 0 && run->step % (uint64_t)cb->checkpoint_every == 0) ||
+                             (cb->checkpoint_seconds > 0 && now - last_checkpoint >= cb->checkpoint_seconds));
+            if (checkpointing && (stop || due)) {
+                run->epoch_train_seconds = now - epoch_start;
+                run->elapsed_seconds = now - start;
+                if ((rc = write_checkpoint(m, &r, cb)) < 0)
+                    break;
+                last_checkpoint = fm_now();
+            }
+            if (stop) {
                 rc = fm_error(FM_ECANCELED, "training interrupted in epoch %d", epoch);
                 break;
             }
@@ -231,15 +364,14 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
         if (rc != FM_OK)
             break;
         double train_time = fm_now() - epoch_start;
-        res.train_seconds += train_time;
-        fm_epoch_report rep = {.epoch = epoch, .epochs = c->epochs, .lr = lr,
-                               .train_loss = loss_sum / FM_MAX(batches, 1),
-                               .train_error_pct = 100.0 * errors / n_train,
+        run->train_seconds += train_time;
+        fm_epoch_report rep = {.epoch = epoch, .epochs = c->epochs, .lr = run->lr,
+                               .train_loss = run->loss_sum / FM_MAX(run->batches, 1),
+                               .train_error_pct = 100.0 * (double)run->errors / n_train,
                                .valid_error_pct = -1, .test_error_pct = -1,
                                .train_seconds = train_time,
                                .images_per_s = n_train / FM_MAX(train_time, 1e-9)};
-        res.final_train_loss = rep.train_loss;
-        lr *= decay;
+        run->final_train_loss = rep.train_loss;
 
         int eval_now = !c->no_eval && (epoch % c->eval_every == 0 || epoch == c->epochs);
         if (eval_now) {
@@ -256,36 +388,49 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
                 rep.valid_error_pct = 100.0 * count_errors(m, r.ws, train, n_total - n_valid, n_valid, 0) / n_valid;
             if (test)
                 rep.test_error_pct = 100.0 * count_errors(m, r.ws, test, 0, test->count, 0) / test->count;
-            evaluated = 1;
+            run->evaluated = 1;
             /* the authors keep the later epoch on ties (<=) */
-            if (n_valid == 0 || rep.valid_error_pct <= best_valid) {
-                best_valid = n_valid > 0 ? rep.valid_error_pct : best_valid;
-                best_test = rep.test_error_pct;
-                res.best_epoch = epoch;
-                memcpy(r.best, m->state, m->state_count * sizeof(float));
-                have_best = 1;
+            if (n_valid == 0 || rep.valid_error_pct <= run->best_valid) {
+                run->best_valid = n_valid > 0 ? rep.valid_error_pct : run->best_valid;
+                run->best_test = rep.test_error_pct;
+                run->best_epoch = epoch;
+                memcpy(run->best, m->state, m->state_count * sizeof(float));
+                run->have_best = 1;
             }
         }
-        rep.best_epoch = res.best_epoch;
-        rep.best_test_error_pct = best_test;
+        rep.best_epoch = run->best_epoch;
+        rep.best_test_error_pct = run->best_test;
         rep.epoch_seconds = fm_now() - epoch_start;
-        res.epochs = epoch;
+        run->lr *= decay;
+        run->epoch++;
+        run->next = 0;
+        run->epoch_train_seconds = 0.0;
         if (cb && cb->on_epoch)
             cb->on_epoch(&rep, cb->user);
+        if (checkpointing) {
+            run->elapsed_seconds = fm_now() - start;
+            if ((rc = write_checkpoint(m, &r, cb)) < 0)
+                break;
+            last_checkpoint = fm_now();
+        }
     }
 
-    if (rc == FM_OK && !evaluated && c->bn_stats == FM_BN_PAPER) {
+    if (rc == FM_OK && !run->evaluated && c->bn_stats == FM_BN_PAPER) {
         /* no evaluation ran: still leave usable inference statistics */
         const fm_images *sets[2] = {train, train};
         int firsts[2] = {0, n_total - n_valid}, counts[2] = {n_train, n_valid};
         rc = fm_bn_recompute(m, r.ws, sets, firsts, counts, 2, B);
     }
-    if (rc == FM_OK && have_best)
-        memcpy(m->state, r.best, m->state_count * sizeof(float));
+    if (rc == FM_OK && run->have_best)
+        memcpy(m->state, run->best, m->state_count * sizeof(float));
+    res.epochs = run->epoch - 1;
+    res.best_epoch = run->best_epoch;
+    res.train_seconds = run->train_seconds;
+    res.final_train_loss = run->final_train_loss;
     res.total_seconds = fm_now() - start;
     res.train_images_per_s = res.train_seconds > 0 ? (double)n_train * res.epochs / res.train_seconds : 0;
-    res.valid_error_pct = have_best && n_valid > 0 ? best_valid : -1;
-    res.test_error_pct = have_best ? best_test : -1;
+    res.valid_error_pct = run->have_best && n_valid > 0 ? run->best_valid : -1;
+    res.test_error_pct = run->have_best ? run->best_test : -1;
     if (rc == FM_OK && r.ws->ledger)
         rc = fm_ledger_status(r.ws->ledger);
     res.kernels = r.ws->kernels ? r.ws->kernels->name : NULL;

@@ -1,7 +1,8 @@
 # cli_common.sh — sourced by the command-line test scripts (cli_*.sh): checks
 # the arguments (PATH_TO_fewmul [SHARED_DATA_DIR]), makes a temporary
-# directory removed on exit, keeps TAP-like counts, and runs fewmul (run,
-# first_err_line) and Python checks of its output (check). NAME must be set to
+# directory removed on exit, keeps TAP-like counts, runs fewmul (run,
+# first_err_line) and Python checks of its output (check), and writes small IDX
+# data sets (make_idx). NAME must be set to
 # the script's name first; the script ends with `finish`.
 
 if [ $# -lt 1 ] || [ ! -x "$1" ]; then
@@ -26,6 +27,7 @@ skip() { echo "ok - $1 # SKIP $2"; }
 run() {
     local out=$1
     shift
+    last_args=("$@")
     timeout 300 "$FEWMUL" "$@" >"$tmp/$out" 2>"$tmp/$out.err" </dev/null
     rc=$?
 }
@@ -39,6 +41,51 @@ check() {
     shift 2
     local why
     if why=$(python3 -c "$code" "$@" 2>&1); then ok "$name"; else not_ok "$name" "$why"; fi
+}
+
+# make_idx DIR TRAIN TEST SIDE [TRAIN_LABELS]: raw IDX files of SIDE x SIDE images
+# whose pixels depend on the label, so that a tiny network can learn them.
+make_idx() {
+    python3 - "$@" <<'EOF'
+import os, struct, sys
+d, n_train, n_test, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+n_labels = int(sys.argv[5]) if len(sys.argv) > 5 else n_train
+os.makedirs(d, exist_ok=True)
+def write(prefix, n, n_lab):
+    labels = bytes(i % 10 for i in range(n))
+    pixels = bytearray()
+    for i in range(n):
+        for p in range(side * side):
+            pixels.append(255 if (p + labels[i]) % 10 == 0 else (i * 7 + p * 13) % 40)
+    with open(os.path.join(d, prefix + "-images-idx3-ubyte"), "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, side, side) + bytes(pixels))
+    with open(os.path.join(d, prefix + "-labels-idx1-ubyte"), "wb") as f:
+        f.write(struct.pack(">II", 0x801, n_lab) + labels[:n_lab])
+write("train", n_train, n_labels)
+write("t10k", n_test, n_test)
+EOF
+}
+
+# record_case NAME ERRFILE: with ERRORS_TABLE set (scripts/errors-table), appends
+# one tab-separated row to it for docs/errors.md: the script, NAME, the last run's
+# exit status and command line (last_args, which may start with one VAR=value of
+# the environment) and the first line of ERRFILE, with
+# the temporary folder written DIR and the shared data folder SHARED.
+last_args=()
+record_case() {
+    [ -n "${ERRORS_TABLE:-}" ] || return 0
+    python3 - "$NAME" "$1" "$rc" "$2" "$tmp" "$SHARED" "${last_args[@]}" >>"$ERRORS_TABLE" <<'EOF'
+import shlex, sys
+script, name, status, errfile, tmp, shared = sys.argv[1:7]
+def clean(s):
+    s = s.replace(tmp, "DIR")
+    return s.replace(shared, "SHARED") if shared else s
+line = open(errfile, errors="replace").readline().rstrip("\n")
+args = [clean(a) for a in sys.argv[7:]]
+env = [args.pop(0)] if args and "=" in args[0] and args[0].split("=")[0].isupper() else []
+command = " ".join(env + ["fewmul"] + [shlex.quote(a) for a in args])
+print("\t".join([script, name, status, command, clean(line)]))
+EOF
 }
 
 # Prints the counts; the exit status is nonzero if anything failed.

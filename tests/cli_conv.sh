@@ -68,6 +68,7 @@ expect() {
     local name=$1 status=$2 word=$3
     shift 3
     run out "$@"
+    record_case "$name" "$tmp/out.err"
     if [ $rc -ne "$status" ]; then
         not_ok "$name" "exit $rc, expected $status: $(first_err_line out)"
     elif ! grep -q -- "$word" "$tmp/out.err"; then
@@ -94,9 +95,9 @@ expect "unknown data spec names the forms" 2 "cifar10:DIR" train --data cifar:/x
 # broken files
 cp -r "$tmp/cifar" "$tmp/broken"
 head -c 5000 "$tmp/cifar/data_batch_3.bin" >"$tmp/broken/data_batch_3.bin"
-expect "a truncated CIFAR-10 batch is named" 1 "data_batch_3.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
+expect "a truncated CIFAR-10 batch is named" 4 "data_batch_3.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
 rm "$tmp/broken/test_batch.bin"
-expect "a missing CIFAR-10 file is named" 1 "test_batch.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
+expect "a missing CIFAR-10 file is named" 3 "test_batch.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
 
 run energy energy --arch paper-cnn --input 32x32x3 --weights bc --qb --batch 10 --json
 check "energy of paper-cnn: 7 conv layers, 3 pools, counts per layer" '

@@ -17,6 +17,7 @@ EXAMPLE=${3:-}
 expect_fail() {
     local name=$1 code=$2 pattern=$3 out=$4
     local lines
+    record_case "$name" "$tmp/$out.err"
     lines=$(awk 'END { print NR }' "$tmp/$out.err")
     if [ "$rc" -ge 124 ]; then
         not_ok "$name" "crashed or timed out (exit $rc): $(first_err_line "$out")"
@@ -230,6 +231,7 @@ fi
 
 # ---- FEWMUL_KERNELS, damaged files ---------------------------------------------
 
+last_args=(FEWMUL_KERNELS=bogus info "$tmp/bc.fmp")
 FEWMUL_KERNELS=bogus timeout 60 "$FEWMUL" info "$tmp/bc.fmp" >"$tmp/env" 2>"$tmp/env.err" </dev/null
 rc=$?
 expect_fail "FEWMUL_KERNELS=bogus fails clearly" 1 'FEWMUL_KERNELS' env
@@ -240,14 +242,14 @@ cp "$tmp/bc.fmp" "$tmp/flip.fmp"
 printf '\377\377\377\377' | dd of="$tmp/flip.fmp" bs=1 seek=$((size / 2)) conv=notrunc status=none
 for f in trunc flip; do
     run "bad_info_$f" info "$tmp/$f.fmp"
-    expect_fail "info on a damaged packed file ($f)" 1 "$f\\.fmp" "bad_info_$f"
+    expect_fail "info on a damaged packed file ($f)" 4 "$f\\.fmp" "bad_info_$f"
     run "bad_infer_$f" infer --model "$tmp/$f.fmp" --data "$DATA"
-    expect_fail "infer on a damaged packed file ($f)" 1 "$f\\.fmp" "bad_infer_$f"
+    expect_fail "infer on a damaged packed file ($f)" 4 "$f\\.fmp" "bad_infer_$f"
     run "bad_eval_$f" eval --model "$tmp/$f.fmp" --data "$DATA"
-    expect_fail "eval on a damaged packed file ($f)" 1 "$f\\.fmp" "bad_eval_$f"
+    expect_fail "eval on a damaged packed file ($f)" 4 "$f\\.fmp" "bad_eval_$f"
 done
 run state_info info "$tmp/bc.fm"
-expect_fail "info on a training-state file says so" 1 'bc\.fm.*state' state_info
+expect_fail "info on a training-state file says so" 4 'bc\.fm.*state' state_info
 
 # ---- the example program -------------------------------------------------------
 

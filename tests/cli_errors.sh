@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_errors.sh — meets the `fewmul` command with bad input as a user would: bad
-# options (exit 2), bad data, model and packed model files (exit 1), Ctrl-C
-# (exit 130). Every
+# options (exit 2), missing files (3), bad data, model and packed model files
+# (4), I/O failures (5), Ctrl-C (130). Every
 # failure must be one line "fewmul: error: ..." on stderr, never a crash.
 # Usage: cli_errors.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
@@ -10,8 +10,11 @@ NAME=cli_errors.sh
 source "$(dirname "$0")/cli_common.sh"
 
 # Runs fewmul with a time limit; sets rc, leaves stdout/stderr in $tmp/out, $tmp/err.
+# wrap: a command that starts fewmul (setpriv, prlimit), empty for none.
+wrap=()
 run_cli() {
-    timeout 300 "$FEWMUL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    last_args=("$@")
+    timeout 300 "${wrap[@]}" "$FEWMUL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
     rc=$?
 }
 
@@ -24,6 +27,7 @@ expect_error() {
     local name=$1 code=$2 pattern=$3
     shift 3
     run_cli "$@"
+    record_case "$name" "$tmp/err"
     local lines
     lines=$(awk 'END { print NR }' "$tmp/err")
     if [ "$rc" -eq 124 ]; then
@@ -43,33 +47,15 @@ expect_error() {
     fi
 }
 
+# The exit statuses of docs/cli.md, "Exit status".
 usage_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 2 "$pattern" "$@"; }
 runtime_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 1 "$pattern" "$@"; }
+not_found() { local name=$1 pattern=$2; shift 2; expect_error "$name" 3 "$pattern" "$@"; }
+bad_input() { local name=$1 pattern=$2; shift 2; expect_error "$name" 4 "$pattern" "$@"; }
+io_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 5 "$pattern" "$@"; }
+no_memory() { local name=$1 pattern=$2; shift 2; expect_error "$name" 6 "$pattern" "$@"; }
 
 # ---- generated data: small IDX sets, one good and several broken ----------
-
-# make_idx DIR TRAIN TEST SIDE [TRAIN_LABELS]: raw IDX files of SIDE x SIDE images
-# whose pixels depend on the label, so that a tiny network can learn them.
-make_idx() {
-    python3 - "$@" <<'EOF'
-import os, struct, sys
-d, n_train, n_test, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-n_labels = int(sys.argv[5]) if len(sys.argv) > 5 else n_train
-os.makedirs(d, exist_ok=True)
-def write(prefix, n, n_lab):
-    labels = bytes(i % 10 for i in range(n))
-    pixels = bytearray()
-    for i in range(n):
-        for p in range(side * side):
-            pixels.append(255 if (p + labels[i]) % 10 == 0 else (i * 7 + p * 13) % 40)
-    with open(os.path.join(d, prefix + "-images-idx3-ubyte"), "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, side, side) + bytes(pixels))
-    with open(os.path.join(d, prefix + "-labels-idx1-ubyte"), "wb") as f:
-        f.write(struct.pack(">II", 0x801, n_lab) + labels[:n_lab])
-write("train", n_train, n_labels)
-write("t10k", n_test, n_test)
-EOF
-}
 
 good=$tmp/good
 make_idx "$good" 120 30 8
@@ -199,7 +185,7 @@ if [ -s "$tmp/model.fm" ]; then
     else
         not_ok "eval saved model --json" "exit $rc; stderr: $(first_stderr_line)"
     fi
-    runtime_error "eval on images of another size" 'input|expects|size|6x6' \
+    bad_input "eval on images of another size" 'input|expects|size|6x6' \
         eval --model "$tmp/model.fm" --data "idx:$small"
 else
     not_ok "eval saved model --json" "no model was saved"
@@ -219,14 +205,14 @@ if [ -s "$tmp/model.fmp" ]; then
     fi
     run_cli info "$tmp/model.fmp"
     if [ "$rc" -eq 0 ] && grep -q 'fp32' "$tmp/out"; then ok "info packed model"; else not_ok "info packed model" "exit $rc; stderr: $(first_stderr_line)"; fi
-    runtime_error "eval packed model on images of another size" 'expects|6x6' \
+    bad_input "eval packed model on images of another size" 'expects|6x6' \
         eval --model "$tmp/model.fmp" --data "idx:$small"
-    runtime_error "infer on images of another size" 'expects|6x6' \
+    bad_input "infer on images of another size" 'expects|6x6' \
         infer --model "$tmp/model.fmp" --data "idx:$small"
-    runtime_error "infer on a training-state file" 'model\.fm.*state' \
+    bad_input "infer on a training-state file" 'model\.fm.*state' \
         infer --model "$tmp/model.fm" --data "idx:$good"
-    runtime_error "info on a training-state file" 'model\.fm.*state' info "$tmp/model.fm"
-    runtime_error "bench infer on a training-state file" 'model\.fm.*state' \
+    bad_input "info on a training-state file" 'model\.fm.*state' info "$tmp/model.fm"
+    bad_input "bench infer on a training-state file" 'model\.fm.*state' \
         bench infer --model "$tmp/model.fm"
     FEWMUL_KERNELS=bogus timeout 60 "$FEWMUL" infer --model "$tmp/model.fmp" --data "idx:$good" \
         >"$tmp/out" 2>"$tmp/err" </dev/null
@@ -351,38 +337,38 @@ usage_error "energy --arch foo" 'arch|foo' energy --arch foo
 usage_error "energy --print-table nosuch" 'nosuch' energy --print-table nosuch
 usage_error "energy --table without a value" 'table' energy --table
 
-# ---- runtime errors: exit 1 ----------------------------------------------------
+# ---- runtime errors: exit 3 (not found), 4 (bad input), 5 (I/O) ------------------
 
 # Energy tables: a name that is neither built in nor a file, a missing file, and
 # files the parser must refuse, each named in the message.
-runtime_error "energy --table unknown name" 'nosuchtable' energy --table nosuchtable
-runtime_error "energy --table missing file" 'no-such\.table' energy --table "$tmp/no-such.table"
+not_found "energy --table unknown name" 'nosuchtable' energy --table nosuchtable
+not_found "energy --table missing file" 'no-such\.table' energy --table "$tmp/no-such.table"
 printf 'fewmul-energy-table 1\nname bad\nbogus 1 2\n' >"$tmp/bad.table"
-runtime_error "energy --table malformed file" 'bad\.table' energy --table "$tmp/bad.table"
+bad_input "energy --table malformed file" 'bad\.table' energy --table "$tmp/bad.table"
 : >"$tmp/empty.table"
-runtime_error "energy --table empty file" 'empty\.table' energy --table "$tmp/empty.table"
-runtime_error "energy --table a directory" "$(basename "$tmp")" energy --table "$tmp"
+bad_input "energy --table empty file" 'empty\.table' energy --table "$tmp/empty.table"
+io_error "energy --table a directory" "$(basename "$tmp")" energy --table "$tmp"
 # The table is opened before any data is read: its error comes first.
-runtime_error "train --table missing file (before data)" 'no-such\.table' \
+not_found "train --table missing file (before data)" 'no-such\.table' \
     train --data "idx:$tmp/no-such-dir" --arch mlp:16 --quiet --table "$tmp/no-such.table"
-runtime_error "train --ledger --table malformed" 'bad\.table' \
+bad_input "train --ledger --table malformed" 'bad\.table' \
     train --data "idx:$good" --arch mlp:16 --valid 20 --quiet --ledger --table "$tmp/bad.table"
 
-runtime_error "missing data dir" 'no-such-dir|no such|not found|missing' \
+not_found "missing data dir" 'no-such-dir|no such|not found|missing' \
     train --data "idx:$tmp/no-such-dir" --arch mlp:16 --valid 20 --quiet
-runtime_error "wrong magic" 'magic|train-images' \
+bad_input "wrong magic" 'magic|train-images' \
     train --data "idx:$badmagic" --arch mlp:16 --valid 20 --quiet
-runtime_error "truncated images" 'trunc|short|train-images' \
+bad_input "truncated images" 'trunc|short|train-images' \
     train --data "idx:$truncated" --arch mlp:16 --valid 20 --quiet
-runtime_error "truncated gzip images" 'trunc|short|gzip|train-images' \
+bad_input "truncated gzip images" 'trunc|short|gzip|train-images' \
     train --data "idx:$truncgz" --arch mlp:16 --valid 20 --quiet
-runtime_error "empty images file" 'trunc|short|empty|train-images' \
+bad_input "empty images file" 'trunc|short|empty|train-images' \
     train --data "idx:$empty" --arch mlp:16 --valid 20 --quiet
-runtime_error "image count beyond the file" 'trunc|short|count|size|train-images' \
+bad_input "image count beyond the file" 'trunc|short|count|size|train-images' \
     train --data "idx:$huge" --arch mlp:16 --valid 20 --quiet
-runtime_error "image/label count mismatch" 'label|count|mismatch|119|120' \
+bad_input "image/label count mismatch" 'label|count|mismatch|119|120' \
     train --data "idx:$mismatch" --arch mlp:16 --valid 20 --quiet
-runtime_error "train/test image size mismatch" 'test|t10k|size|shape|mismatch|6x6|8x8' \
+bad_input "train/test image size mismatch" 'test|t10k|size|shape|mismatch|6x6|8x8' \
     train --data "idx:$shapes" --arch mlp:16 --valid 20 --quiet
 mnist_images=$SHARED/mnist/train-images-idx3-ubyte.gz
 if [ -n "$SHARED" ] && [ -r "$mnist_images" ]; then
@@ -390,40 +376,135 @@ if [ -n "$SHARED" ] && [ -r "$mnist_images" ]; then
     mkdir -p "$realtrunc"
     head -c 100000 "$mnist_images" >"$realtrunc/train-images-idx3-ubyte.gz"
     cp "$SHARED"/mnist/train-labels-idx1-ubyte.gz "$SHARED"/mnist/t10k-*-ubyte.gz "$realtrunc/"
-    runtime_error "truncated real MNIST gzip" 'trunc|short|gzip|train-images' \
+    bad_input "truncated real MNIST gzip" 'trunc|short|gzip|train-images' \
         train --data "mnist:$realtrunc" --arch mlp:16 --quiet
 fi
-runtime_error "log file in a missing dir" 'log|no-such-dir' \
+io_error "log file in a missing dir" 'log|no-such-dir' \
     train --data "idx:$good" --arch mlp:16 --valid 20 --quiet --log "$tmp/no-such-dir/x.jsonl"
 
-runtime_error "eval missing model file" 'no-such-model|no such|not found' \
+not_found "eval missing model file" 'no-such-model|no such|not found' \
     eval --model "$tmp/no-such-model.fm" --data "idx:$good"
-runtime_error "infer missing model file" 'no-such-model' \
+not_found "infer missing model file" 'no-such-model' \
     infer --model "$tmp/no-such-model.fmp" --data "idx:$good"
-runtime_error "info missing file" 'no-such-model' info "$tmp/no-such-model.fmp"
-runtime_error "bench infer missing model file" 'no-such-model' \
+not_found "info missing file" 'no-such-model' info "$tmp/no-such-model.fmp"
+not_found "bench infer missing model file" 'no-such-model' \
     bench infer --model "$tmp/no-such-model.fmp"
-runtime_error "info on a directory" "$(basename "$tmp")" info "$tmp"
+io_error "info on a directory" "$(basename "$tmp")" info "$tmp"
 python3 -c 'import sys; sys.stdout.buffer.write(bytes((i * 37 + 11) % 256 for i in range(4096)))' >"$tmp/garbage.fm"
-runtime_error "eval garbage model file" 'garbage|magic|format|model' \
+bad_input "eval garbage model file" 'garbage|magic|format|model' \
     eval --model "$tmp/garbage.fm" --data "idx:$good"
 : >"$tmp/empty.fm"
-runtime_error "eval empty model file" 'empty|trunc|short|magic|format|model' \
+bad_input "eval empty model file" 'empty|trunc|short|magic|format|model' \
     eval --model "$tmp/empty.fm" --data "idx:$good"
-runtime_error "info garbage file" 'garbage\.fm' info "$tmp/garbage.fm"
-runtime_error "infer garbage file" 'garbage\.fm' infer --model "$tmp/garbage.fm" --data "idx:$good"
-runtime_error "info empty file" 'empty\.fm' info "$tmp/empty.fm"
+bad_input "info garbage file" 'garbage\.fm' info "$tmp/garbage.fm"
+bad_input "infer garbage file" 'garbage\.fm' infer --model "$tmp/garbage.fm" --data "idx:$good"
+bad_input "info empty file" 'empty\.fm' info "$tmp/empty.fm"
 if [ -w /dev/full ]; then
     "$FEWMUL" --help >/dev/full 2>"$tmp/err"
     rc=$?
-    if [ "$rc" -eq 1 ] && [ "$(awk 'END { print NR }' "$tmp/err")" -eq 1 ]; then
+    if [ "$rc" -eq 5 ] && [ "$(awk 'END { print NR }' "$tmp/err")" -eq 1 ]; then
         ok "--help to a full disk fails"
     else
         not_ok "--help to a full disk fails" "exit $rc"
     fi
 fi
 
-# ---- Ctrl-C: exit 130 after "interrupted" ------------------------------------
+# ---- declared sizes the file cannot hold ------------------------------------------
+
+# A training-state file whose architecture asks for billions of values, its
+# CRC recomputed: refused before anything that size is allocated.
+if [ -s "$tmp/model.fm" ]; then
+    python3 - "$tmp/model.fm" "$tmp/hostile.fm" <<'EOF'
+import struct, sys, zlib
+d = open(sys.argv[1], "rb").read()[:-4]
+n = struct.unpack_from("<I", d, 124)[0]
+arch = b"mlp:65536,65536,65536"
+d = d[:124] + struct.pack("<I", len(arch)) + arch + d[128 + n:]
+open(sys.argv[2], "wb").write(d + struct.pack("<I", zlib.crc32(d)))
+EOF
+    bad_input "model file declaring an 8.6e9-value architecture" 'hostile\.fm: truncated model file: the architecture needs [0-9]+ state values' \
+        eval --model "$tmp/hostile.fm" --data "idx:$good"
+fi
+
+# ---- permissions, memory, a full disk -------------------------------------------
+
+# As root every file is readable: the permission cases run as nobody, through
+# setpriv, on copies in a folder nobody may enter.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+    wrap=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups)
+elif [ "$(id -u)" -ne 0 ]; then
+    wrap=()
+else
+    wrap=(none)
+fi
+if [ "${wrap[0]:-}" != none ] && [ -s "$tmp/model.fm" ]; then
+    perm=$tmp/perm
+    mkdir -p "$perm/ro"
+    chmod 755 "$tmp" "$perm"
+    cp -r "$good" "$perm/data"
+    chmod -R a+rX "$perm/data"
+    chmod 000 "$perm/data/train-images-idx3-ubyte"
+    cp "$tmp/model.fm" "$perm/model.fm" && chmod 000 "$perm/model.fm"
+    fewmul_args=(--data "idx:$good" --arch mlp:8 --epochs 1 --batch 10 --valid 20 --threads 1 --quiet)
+    "$FEWMUL" train "${fewmul_args[@]}" --checkpoint "$perm/run.fmc" >/dev/null 2>&1
+    chmod 000 "$perm/run.fmc"
+    "$FEWMUL" energy --print-table horowitz45 >"$perm/my.table" 2>/dev/null && chmod 000 "$perm/my.table"
+    cp "$tmp/model.fm" "$perm/ro/keep.fm"
+    chmod 755 "$perm/ro" && chmod a+r "$perm/ro/keep.fm" && chmod 555 "$perm/ro"
+    io_error "unreadable training images (permission denied)" 'train-images-idx3-ubyte: Permission denied' \
+        train --data "idx:$perm/data" --arch mlp:8 --epochs 1 --quiet
+    io_error "unreadable model file (permission denied)" 'model\.fm: Permission denied' \
+        eval --model "$perm/model.fm" --data "idx:$good"
+    io_error "unreadable checkpoint (permission denied)" 'run\.fmc: Permission denied' \
+        train --resume "$perm/run.fmc" --quiet
+    io_error "unreadable energy table (permission denied)" 'my\.table: Permission denied' \
+        energy --table "$perm/my.table"
+    io_error "--state into a folder that cannot be written" 'keep\.fm\.tmp: cannot create: Permission denied' \
+        train "${fewmul_args[@]}" --state "$perm/ro/keep.fm"
+    if cmp -s "$tmp/model.fm" "$perm/ro/keep.fm"; then ok "... and the existing --state file is untouched"; else not_ok "... and the existing --state file is untouched" "it changed"; fi
+    io_error "--out into a folder that cannot be written" 'x\.fmp\.tmp: cannot create: Permission denied' \
+        train "${fewmul_args[@]}" --out "$perm/ro/x.fmp"
+    io_error "--log into a folder that cannot be written" 'x\.jsonl.*Permission denied' \
+        train "${fewmul_args[@]}" --log "$perm/ro/x.jsonl"
+    io_error "--checkpoint into a folder that cannot be written" 'x\.fmc\.tmp: cannot create: Permission denied' \
+        train "${fewmul_args[@]}" --checkpoint "$perm/ro/x.fmc"
+    chmod 755 "$perm/ro"
+    chmod -R u+rwX "$perm"
+else
+    skip "permission cases" "running as root without setpriv or a nobody user"
+fi
+wrap=()
+
+if command -v prlimit >/dev/null; then
+    # An address space of 1.5 GiB: a network of 2e8 weights (0.8 GB, then as
+    # much again for the gradient) cannot be allocated. AddressSanitizer
+    # reserves terabytes of address space at start, so its build gets a
+    # limit from its own allocator instead (whose warning goes to a log file,
+    # so that stderr still holds the one error line).
+    if ldd "$FEWMUL" 2>/dev/null | grep -q libasan; then
+        wrap=(env "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1:max_allocation_size_mb=512:log_path=$tmp/asan-log")
+    else
+        wrap=(prlimit --as=1610612736)
+    fi
+    no_memory "a network larger than the memory (address space limited)" 'out of memory allocating [0-9]+ bytes' \
+        train --data "idx:$good" --arch mlp:20000,10000 --epochs 1 --valid 20 --threads 1 --quiet
+    # A full disk: a file size limit makes the write fail part-way (EFBIG, as
+    # ENOSPC would); SIGXFSZ is ignored so that the write returns the error.
+    cp "$tmp/model.fm" "$tmp/full.fm"
+    wrap=(bash -c 'trap "" XFSZ; exec prlimit --fsize=4096 "$0" "$@"')
+    io_error "--state on a full disk" 'full\.fm\.tmp: write failed: File too large' \
+        train --data "idx:$good" --arch mlp:64 --epochs 1 --valid 20 --threads 1 --quiet --state "$tmp/full.fm"
+    if cmp -s "$tmp/model.fm" "$tmp/full.fm" && [ ! -e "$tmp/full.fm.tmp" ]; then
+        ok "... and the existing --state file is untouched, no FILE.tmp left"
+    else
+        not_ok "... and the existing --state file is untouched, no FILE.tmp left" "it changed"
+    fi
+    wrap=()
+else
+    skip "memory and full-disk cases" "prlimit not found"
+fi
+
+# ---- Ctrl-C: exit 130 after "interrupted by SIGINT" ---------------------------
 
 # Sent once the first epoch is logged, so the handler is surely installed.
 "$FEWMUL" train --data "idx:$good" --arch mlp:16 --epochs 1000000 --batch 10 --valid 20 \
@@ -443,7 +524,7 @@ done
 kill -KILL "$pid" 2>/dev/null
 wait "$pid"
 rc=$?
-if [ "$rc" -eq 130 ] && grep -q '^interrupted' "$tmp/err"; then
+if [ "$rc" -eq 130 ] && grep -q '^fewmul: interrupted by SIGINT; nothing saved' "$tmp/err"; then
     ok "Ctrl-C"
 else
     not_ok "Ctrl-C" "exit $rc, expected 130; stderr: $(first_stderr_line)"

@@ -22,7 +22,22 @@
 #define CLI_PRINTF(a, b)
 #endif
 
-enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_INTERRUPTED = 130 };
+/* Exit statuses (docs/cli.md, "Exit status"; docs/errors.md): a failure of
+ * the library maps by its code (exit_status_of), an interruption by its signal
+ * (128 + the signal's number, as a shell reports a signal's death). */
+enum {
+    CLI_OK = 0,
+    CLI_FAIL = 1,        /* anything not below: an invalid environment, an internal error */
+    CLI_USAGE = 2,       /* the command line: unknown option, bad value, conflicting options */
+    CLI_NOT_FOUND = 3,   /* FM_ENOENT: a file or folder named does not exist */
+    CLI_BAD_INPUT = 4,   /* FM_EFORMAT, FM_ETRUNC, FM_EMISMATCH, FM_EUNSUPPORTED: malformed,
+                            truncated, unsupported or not fitting together */
+    CLI_IO = 5,          /* FM_EIO: a file could not be read or written (permission, not a
+                            regular file, disk full) */
+    CLI_NO_MEMORY = 6,   /* FM_ENOMEM */
+    CLI_INTERRUPTED = 130, /* SIGINT */
+    CLI_TERMINATED = 143   /* SIGTERM */
+};
 
 /* ---- messages (cli_util.c) ----------------------------------------------- */
 
@@ -37,9 +52,13 @@ FILE *cli_err_file(void);
 /* A mistake on the command line: prints the one error line with a pointer to
  * the help, returns CLI_USAGE (exit status 2). */
 int usage_error(const char *fmt, ...) CLI_PRINTF(1, 2);
-/* A failure at run time (data, files, the library): CLI_FAIL (exit status 1). */
+/* The exit status of a library error code. */
+int exit_status_of(int err);
+/* A failure at run time that is no file's or the library's: CLI_FAIL. */
 int failure(const char *fmt, ...) CLI_PRINTF(1, 2);
-/* failure() with the library's fm_last_error(). */
+/* A failure of the kind of library code err: prints, returns exit_status_of(err). */
+int failure_as(int err, const char *fmt, ...) CLI_PRINTF(2, 3);
+/* The library's last failure: fm_last_error() with fm_last_error_code()'s status. */
 int library_failure(void);
 void print_lines(FILE *f, const char *const *lines);
 
@@ -143,7 +162,11 @@ typedef struct train_opts {
     const char *input;      /* energy --input as given ("28x28x1") */
     int input_dim, classes; /* energy: the network's input values and outputs */
     int input_shape[3];     /* energy: height, width, channels */
-    int valid_given;        /* train: --valid was on the command line */
+    /* train: checkpoints (--checkpoint, --checkpoint-every N or a time) and
+     * the run to continue (--resume) */
+    const char *checkpoint, *resume;
+    long checkpoint_every;
+    double checkpoint_seconds;
 } train_opts;
 
 extern const choice opt_choices[], preproc_choices[], export_choices[], acts_choices[],
@@ -151,6 +174,8 @@ extern const choice opt_choices[], preproc_choices[], export_choices[], acts_cho
 extern const option_def train_options[], energy_options[];
 
 void train_opts_default(train_opts *o);
+/* The options of a configuration (a resumed run's): cfg and the enumerations. */
+void train_opts_take_config(train_opts *o, const fm_config *c);
 /* Copies the parsed enumerations into the config and resolves the default
  * learning rates, so that what is reported is what is used. */
 void train_opts_finish(train_opts *o);
@@ -206,7 +231,9 @@ typedef struct weight_totals {
 int weight_totals_of(const fm_deploy *d, weight_totals *t); /* 0 or -1 */
 double bits_per_weight(const weight_totals *t);
 
-typedef enum { MODEL_FILE_OTHER, MODEL_FILE_STATE, MODEL_FILE_PACKED } model_file_kind;
+typedef enum {
+    MODEL_FILE_OTHER, MODEL_FILE_STATE, MODEL_FILE_PACKED, MODEL_FILE_CHECKPOINT
+} model_file_kind;
 model_file_kind model_file_kind_of(const char *path);
 int check_deploy_data(const char *model, const char *data, const char *set, const fm_deploy *d,
                       const fm_images *images);

@@ -83,6 +83,35 @@ static int set_qb_conv(void *opts, const char *value)
     return 0;
 }
 
+/* "--checkpoint-every N" (training steps) or "Ns", "Nm", "Nh" (seconds,
+ * minutes, hours of wall-clock time): when train writes a checkpoint besides
+ * the end of each epoch. */
+static int set_checkpoint_every(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    char digits[32];
+    size_t len = strlen(value);
+    const char unit = len ? value[len - 1] : '\0';
+    const double scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 0;
+    if (scale > 0)
+        len--;
+    long n = 0;
+    if (len == 0 || len >= sizeof digits)
+        return usage_error("--checkpoint-every: '%s' is not N (steps) or Ns, Nm, Nh (e.g. 500 or 10m)",
+                           value);
+    memcpy(digits, value, len);
+    digits[len] = '\0';
+    if (parse_long(digits, &n) != NUM_OK)
+        return usage_error("--checkpoint-every: '%s' is not N (steps) or Ns, Nm, Nh (e.g. 500 or 10m)",
+                           value);
+    if (n < 1 || n > 100000000L)
+        return usage_error("--checkpoint-every: %s is out of range (must be between 1 and 100000000)",
+                           value);
+    o->checkpoint_every = scale > 0 ? 0 : n;
+    o->checkpoint_seconds = scale > 0 ? (double)n * scale : 0;
+    return 0;
+}
+
 /* Largest --input of `fewmul energy`: a 1024x1024 image, or 224x224x3. */
 #define MAX_INPUT_DIM 1048576L
 
@@ -159,6 +188,9 @@ const option_def train_options[] = {
     {"quiet", T_FLAG, TOPT(quiet), 0, 0, 0, NULL, 0, NULL},
     {"ledger", T_FLAG, TOPT(ledger), 0, 0, 0, NULL, 0, NULL},
     {"table", T_STRING, TOPT(table), 0, 0, 0, NULL, 0, NULL},
+    {"checkpoint", T_STRING, TOPT(checkpoint), 0, 0, 0, NULL, 0, NULL},
+    {"checkpoint-every", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_checkpoint_every},
+    {"resume", T_STRING, TOPT(resume), 0, 0, 0, NULL, 0, NULL},
     {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
 
 /* `fewmul energy`: train's options that shape the network and its step, with
@@ -215,13 +247,25 @@ void train_opts_default(train_opts *o)
     o->preproc = -1;
 }
 
+void train_opts_take_config(train_opts *o, const fm_config *c)
+{
+    o->cfg = *c;
+    o->opt = (int)c->opt;
+    o->loss = (int)c->loss;
+    o->preproc = (int)c->preproc;
+    o->bn_stats = (int)c->bn_stats;
+    o->scale = (int)c->scale;
+    o->test_quantized = c->test_quantized;
+    o->acts = (int)c->acts;
+    o->exec = (int)c->exec;
+}
+
 /* Copies the parsed enumerations into the config and resolves the default
  * learning rates, so that what is reported is what is used. */
 void train_opts_finish(train_opts *o)
 {
     fm_config *c = &o->cfg;
     /* the paper's split and preprocessing of the data set, unless given */
-    o->valid_given = c->valid >= 0;
     if (c->valid < 0) {
         int valid = fm_data_default_valid(o->data ? o->data : "fashion");
         c->valid = valid >= 0 ? valid : 10000;

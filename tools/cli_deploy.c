@@ -32,8 +32,8 @@ double bits_per_weight(const weight_totals *t)
     return t->weights ? (double)t->bits / (double)t->weights : 0;
 }
 
-/* The two model files differ in their first 8 bytes (docs/model-format.md,
- * docs/format.md). A file too short or unreadable is "other": the library's
+/* The model files differ in their first 8 bytes (docs/model-format.md,
+ * docs/format.md, docs/checkpoint-format.md). A file too short or unreadable is "other": the library's
  * reader then says what is wrong with it, naming it. */
 model_file_kind model_file_kind_of(const char *path)
 {
@@ -47,6 +47,8 @@ model_file_kind model_file_kind_of(const char *path)
         return MODEL_FILE_PACKED;
     if (n == sizeof magic && memcmp(magic, "FMULMODL", 8) == 0)
         return MODEL_FILE_STATE;
+    if (n == sizeof magic && memcmp(magic, "FMULCKPT", 8) == 0)
+        return MODEL_FILE_CHECKPOINT;
     return MODEL_FILE_OTHER;
 }
 
@@ -60,16 +62,16 @@ int check_deploy_data(const char *model, const char *data, const char *set, cons
     int flat = h == dim && w == 1 && c == 1;
     if (input_dim_of(images) != dim ||
         (!flat && (images->height != h || images->width != w || images->channels != c)))
-        return failure("%s: %s images are %dx%dx%d = %lld values, but model '%s' expects "
+        return failure_as(FM_EMISMATCH, "%s: %s images are %dx%dx%d = %lld values, but model '%s' expects "
                        "%dx%dx%d = %d inputs",
                        data, set, images->height, images->width, images->channels,
                        (long long)images->height * images->width * images->channels, model, h, w,
                        c, dim);
     if (classes_in(images) > fm_deploy_classes(d))
-        return failure("%s: labels go up to %d, but model '%s' has %d classes", data,
+        return failure_as(FM_EMISMATCH, "%s: labels go up to %d, but model '%s' has %d classes", data,
                        classes_in(images) - 1, model, fm_deploy_classes(d));
     if (images->count <= 0)
-        return failure("%s: the %s set is empty", data, set);
+        return failure_as(FM_EMISMATCH, "%s: the %s set is empty", data, set);
     return 0;
 }
 
@@ -81,7 +83,7 @@ int predict_batches(const fm_deploy *d, const fm_images *images, int batch, int 
     const size_t dim = (size_t)fm_deploy_input_shape(d, NULL, NULL, NULL);
     uint8_t *classes = malloc((size_t)batch);
     if (!classes)
-        return failure("out of memory");
+        return failure_as(FM_ENOMEM, "out of memory");
     *errors = 0;
     *seconds = 0;
     for (int first = 0, b = 0; first < images->count; first += batch, b++) {

@@ -206,7 +206,7 @@ static int print_memory(const fm_ledger *l, const fm_energy_table *t, const cost
     int levels = fm_energy_table_levels(t), count = 0;
     int *order = tensors_by_size(l, &count);
     if (!order)
-        return failure("out of memory");
+        return failure_as(FM_ENOMEM, "out of memory");
     printf("  %-14s%10s%10s%10s%10s%9s\n", "memory level", "capacity", "read B", "write B",
            "cost", "tensors");
     for (int lv = 0; lv < levels && lv < FM_ENERGY_MAX_LEVELS; lv++) {
@@ -232,7 +232,7 @@ static int print_memory(const fm_ledger *l, const fm_energy_table *t, const cost
             free(text);
             free(items);
             free(order);
-            return failure("out of memory");
+            return failure_as(FM_ENOMEM, "out of memory");
         }
         for (int i = 0; i < shown; i++) {
             char size[32];
@@ -469,14 +469,14 @@ void json_table(json_writer *w, const char *key, const fm_energy_table *t)
 }
 
 /* --table: a built-in name or a file; a missing, unreadable or malformed
- * table is a failure (exit 1) with the library's message, which names the
+ * table is a failure (exit 3, 4 or 5) with the library's message, which names the
  * file (and line), or the built-in tables when a name is neither. */
 int open_table(const char *name, fm_energy_table **out)
 {
     if (!name)
         name = fm_energy_table_builtin(0);
     if (fm_energy_table_open(name, out) != FM_OK)
-        return failure("--table: %s", fm_last_error());
+        return failure_as(fm_last_error_code(), "--table: %s", fm_last_error());
     return 0;
 }
 

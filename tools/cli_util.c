@@ -58,7 +58,25 @@ int usage_error(const char *fmt, ...)
     return CLI_USAGE;
 }
 
-/* A failure at run time (data, files, the library): exit status 1. */
+int exit_status_of(int err)
+{
+    switch (err) {
+    case FM_ENOENT:
+        return CLI_NOT_FOUND;
+    case FM_EFORMAT:
+    case FM_ETRUNC:
+    case FM_EMISMATCH:
+    case FM_EUNSUPPORTED:
+        return CLI_BAD_INPUT;
+    case FM_EIO:
+        return CLI_IO;
+    case FM_ENOMEM:
+        return CLI_NO_MEMORY;
+    default:
+        return CLI_FAIL;
+    }
+}
+
 int failure(const char *fmt, ...)
 {
     va_list args;
@@ -68,9 +86,18 @@ int failure(const char *fmt, ...)
     return CLI_FAIL;
 }
 
+int failure_as(int err, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    print_error_line(NULL, fmt, args);
+    va_end(args);
+    return exit_status_of(err);
+}
+
 int library_failure(void)
 {
-    return failure("%s", fm_last_error());
+    return failure_as(fm_last_error_code(), "%s", fm_last_error());
 }
 
 void print_lines(FILE *f, const char *const *lines)

@@ -46,9 +46,12 @@ const char *const infer_help[] = {
     "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
     "an invalid value fails (exit 1).",
     "",
-    "Exit status: 0 success; 1 failure (model or data file, shape or class",
-    "mismatch, variant unsupported here, FEWMUL_KERNELS invalid); 2 usage error",
-    "(bad option or value).",
+    "Exit status: 0 success; 1 a variant unsupported here, FEWMUL_KERNELS",
+    "invalid; 2 usage error (bad option or value);",
+    "3 a file or folder not found; 4 bad input: a malformed, truncated or",
+    "unsupported file, or data that do not fit the model; 5 I/O error: a file",
+    "that cannot be read or written (permission, disk full); 6 out of memory.",
+    "docs/errors.md lists the cases.",
     "",
     "Example:",
     "  fewmul infer --model bc.fmp --data mnist:/data/mnist --batch 1 --threads 1",
@@ -57,6 +60,14 @@ const char *const infer_help[] = {
 const char *const info_help[] = {
     "Usage: fewmul info FILE [--json]",
     "",
+    "A checkpoint (written by 'fewmul train --checkpoint') is described as the",
+    "run it holds: its network, data spec, the epoch and images it has done,",
+    "its steps, learning rate, best epoch so far and whether it keeps a ledger;",
+    "with --json the keys file, format (\"checkpoint\"), describe, data, epoch,",
+    "epochs, images_done, images_total, step, lr, best_epoch,",
+    "best_valid_error_pct, best_test_error_pct, ledger, finished.",
+    "",
+    "Otherwise:",
     "Describe a packed model (written by 'fewmul train --out'): its network,",
     "input shape, classes and file size; per layer its inputs and outputs, the",
     "kind of its weights (fp32, binary, ternary, synapse), their bits and",
@@ -76,9 +87,12 @@ const char *const info_help[] = {
     "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
     "an invalid value fails (exit 1).",
     "",
-    "Exit status: 0 success; 1 failure (missing, truncated or malformed file, a",
-    "training-state file, FEWMUL_KERNELS invalid); 2 usage error (no FILE, bad",
-    "option).",
+    "Exit status: 0 success; 1 FEWMUL_KERNELS invalid; 2 usage error (no FILE,",
+    "bad option); 4 also for a training-state file;",
+    "3 a file or folder not found; 4 bad input: a malformed, truncated or",
+    "unsupported file, or data that do not fit the model; 5 I/O error: a file",
+    "that cannot be read or written (permission, disk full); 6 out of memory.",
+    "docs/errors.md lists the cases.",
     NULL};
 
 const char *const bench_help[] = {
@@ -118,9 +132,12 @@ const char *const bench_help[] = {
     "model is loaded with (reported as default_kernels); an invalid value fails",
     "(exit 1).",
     "",
-    "Exit status: 0 success (also with mismatches); 1 failure (model file,",
-    "FEWMUL_KERNELS invalid, library); 2 usage error (no or unknown subcommand,",
-    "bad option or value).",
+    "Exit status: 0 success (also with mismatches); 1 FEWMUL_KERNELS invalid;",
+    "2 usage error (no or unknown subcommand, bad option or value);",
+    "3 a file or folder not found; 4 bad input: a malformed, truncated or",
+    "unsupported file, or data that do not fit the model; 5 I/O error: a file",
+    "that cannot be read or written (permission, disk full); 6 out of memory.",
+    "docs/errors.md lists the cases.",
     "",
     "Example:",
     "  fewmul bench infer --model bc.fmp --runs 500 --json",
@@ -133,7 +150,7 @@ const char *const bench_help[] = {
 static int load_packed(const char *path, fm_deploy **out)
 {
     if (model_file_kind_of(path) == MODEL_FILE_STATE)
-        return failure("%s: a training-state file (fewmul train --state); 'fewmul %s' reads "
+        return failure_as(FM_EFORMAT, "%s: a training-state file (fewmul train --state); 'fewmul %s' reads "
                        "packed models (fewmul train --out)",
                        path, g_command ? g_command : "");
     if (fm_deploy_load(path, out) != FM_OK)
@@ -212,7 +229,7 @@ static int infer_with(const infer_opts *o, fm_deploy **d, fm_images *images)
     int warm_count = images->count < o->batch ? images->count : o->batch;
     uint8_t *warm = malloc((size_t)warm_count);
     if (!warm)
-        return failure("out of memory");
+        return failure_as(FM_ENOMEM, "out of memory");
     rc = fm_deploy_predict(*d, images->pixels, warm_count, o->threads, warm, NULL);
     free(warm);
     if (rc != FM_OK)
@@ -220,7 +237,7 @@ static int infer_with(const infer_opts *o, fm_deploy **d, fm_images *images)
     const int batches = (int)((images->count + (long)o->batch - 1) / o->batch);
     double *latency = malloc(sizeof *latency * (size_t)batches);
     if (!latency)
-        return failure("out of memory");
+        return failure_as(FM_ENOMEM, "out of memory");
     long errors = 0;
     double seconds = 0;
     rc = predict_batches(*d, images, o->batch, o->threads, &errors, latency, &seconds);
@@ -383,6 +400,61 @@ int parse_info(int argc, char **argv, info_opts *o)
     return CLI_OK;
 }
 
+/* `fewmul info CHECKPOINT`: where the paused run stands. */
+static int print_checkpoint_info(const info_opts *o)
+{
+    fm_checkpoint *ck;
+    if (fm_checkpoint_load(o->file, &ck) != FM_OK)
+        return library_failure();
+    fm_checkpoint_info at;
+    fm_checkpoint_position(ck, &at);
+    fm_model *m = NULL;
+    if (fm_checkpoint_model(ck, &m) != FM_OK) {
+        fm_checkpoint_free(ck);
+        return library_failure();
+    }
+    const int finished = at.epoch > at.epochs;
+    if (o->json) {
+        json_writer w;
+        json_begin(&w, stdout);
+        json_string(&w, "file", o->file);
+        json_string(&w, "format", "checkpoint");
+        json_string(&w, "describe", fm_model_describe(m));
+        json_string(&w, "data", fm_checkpoint_data(ck));
+        json_int(&w, "epoch", at.epoch);
+        json_int(&w, "epochs", at.epochs);
+        json_int(&w, "images_done", at.images_done);
+        json_int(&w, "images_total", at.images_total);
+        json_u64(&w, "step", at.step);
+        json_number(&w, "lr", at.lr);
+        json_int(&w, "best_epoch", at.best_epoch);
+        json_pct(&w, "best_valid_error_pct", at.best_valid_error_pct);
+        json_pct(&w, "best_test_error_pct", at.best_test_error_pct);
+        json_bool(&w, "ledger", at.has_ledger);
+        json_bool(&w, "finished", finished);
+        json_end(&w);
+    } else {
+        printf("%s: checkpoint of a training run\n", o->file);
+        printf("  network    %s\n", fm_model_describe(m));
+        printf("  data       %s\n", fm_checkpoint_data(ck)[0] ? fm_checkpoint_data(ck) : "(not recorded)");
+        if (finished)
+            printf("  position   finished: all %d epochs (step %" PRIu64 ")\n", at.epochs, at.step);
+        else
+            printf("  position   epoch %d/%d, %ld of %ld images done (step %" PRIu64 "), lr %.4g\n",
+                   at.epoch, at.epochs, at.images_done, at.images_total, at.step, at.lr);
+        if (at.best_epoch > 0 && at.best_valid_error_pct >= 0)
+            printf("  best       epoch %d: validation %.2f%%, test %.2f%%\n", at.best_epoch,
+                   at.best_valid_error_pct, at.best_test_error_pct);
+        else
+            printf("  best       none yet\n");
+        printf("  ledger     %s\n", at.has_ledger ? "kept (the run was started with --ledger)" : "none");
+        printf("  resume     fewmul train --resume %s\n", o->file);
+    }
+    fm_model_free(m);
+    fm_checkpoint_free(ck);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv)
 {
     info_opts o;
@@ -393,6 +465,8 @@ int cmd_info(int argc, char **argv)
         print_lines(stdout, info_help);
         return CLI_OK;
     }
+    if (model_file_kind_of(o.file) == MODEL_FILE_CHECKPOINT)
+        return print_checkpoint_info(&o);
     fm_deploy *d = NULL;
     if ((rc = load_packed(o.file, &d)) != 0)
         return rc;
@@ -623,7 +697,7 @@ static int bench_infer_with(const bench_opts *o, bench_run *b)
         v->latency = malloc(sizeof *v->latency * (size_t)b->latency_runs);
         v->throughput = malloc(sizeof *v->throughput * (size_t)b->throughput_runs);
         if (!v->latency || !v->throughput)
-            return failure("out of memory");
+            return failure_as(FM_ENOMEM, "out of memory");
         if (strcmp(v->name, "fp32") == 0)
             b->fp32 = b->n - 1;
     }
@@ -631,7 +705,7 @@ static int bench_infer_with(const bench_opts *o, bench_run *b)
         return failure("no kernel variant is available");
     const size_t dim = (size_t)fm_deploy_input_shape(b->d, NULL, NULL, NULL);
     if (!(b->pixels = malloc(dim * BENCH_BATCH)))
-        return failure("out of memory");
+        return failure_as(FM_ENOMEM, "out of memory");
     uint64_t state = BENCH_SEED;
     for (size_t i = 0; i < dim * BENCH_BATCH; i++)
         b->pixels[i] = (uint8_t)(splitmix64(&state) >> 56);

@@ -27,8 +27,12 @@ const char *const eval_help[] = {
     "                     (null for a state), data, set, seconds, threads",
     "  -h, --help         show this help",
     "",
-    "Exit status: 0 success; 1 failure (model or data file, size mismatch,",
-    "FEWMUL_KERNELS invalid); 2 usage error (bad option or value).",
+    "Exit status: 0 success; 1 FEWMUL_KERNELS invalid; 2 usage error (bad",
+    "option or value);",
+    "3 a file or folder not found; 4 bad input: a malformed, truncated or",
+    "unsupported file, or data that do not fit the model; 5 I/O error: a file",
+    "that cannot be read or written (permission, disk full); 6 out of memory.",
+    "docs/errors.md lists the cases.",
     NULL};
 
 #define EOPT(field) offsetof(eval_opts, field)
@@ -45,16 +49,16 @@ static int check_eval_data(const eval_opts *o, const fm_model *model, const fm_i
 {
     int want = fm_model_input_dim(model);
     if (input_dim_of(images) != want)
-        return failure("%s: %s images are %dx%dx%d = %lld values, but model '%s' expects %d inputs",
+        return failure_as(FM_EMISMATCH, "%s: %s images are %dx%dx%d = %lld values, but model '%s' expects %d inputs",
                        o->data, choice_name(set_choices, o->set), images->height, images->width,
                        images->channels,
                        (long long)images->height * images->width * images->channels, o->model,
                        want);
     if (classes_in(images) > fm_model_classes(model))
-        return failure("%s: labels go up to %d, but model '%s' has %d classes", o->data,
+        return failure_as(FM_EMISMATCH, "%s: labels go up to %d, but model '%s' has %d classes", o->data,
                        classes_in(images) - 1, o->model, fm_model_classes(model));
     if (images->count <= 0)
-        return failure("%s: the %s set is empty", o->data, choice_name(set_choices, o->set));
+        return failure_as(FM_EMISMATCH, "%s: the %s set is empty", o->data, choice_name(set_choices, o->set));
     return 0;
 }
 

@@ -1,12 +1,14 @@
 /* cmd_train.c — `fewmul train`: its help, the parsing and checking of its
- * options (parse_train), the progress bar, epoch lines, JSON log and Ctrl-C
- * handling, and the run: data, model, training, saving and the reports. */
+ * options (parse_train), the progress bar, epoch lines, JSON log, SIGINT and
+ * SIGTERM handling, checkpoints and resuming, and the run: data, model,
+ * training, saving and the reports. */
 #include "cli.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -142,7 +144,7 @@ const char *const train_help[] = {
     "  --valid N          validation images taken from the end of the training",
     "                     set, N >= 0 (default: the paper's split, 10000 for",
     "                     MNIST-like data, 5000 for cifar10, 6000 for svhn; 0:",
-    "                     none). Without --valid, svhn's validation images are",
+    "                     none). With the default 6000, svhn's validation images are",
     "                     400 per class from train_32x32 and 200 from extra_32x32",
     "                     (600 from train_32x32 without extra), as pylearn2's",
     "                     split, moved to the end of the training set",
@@ -167,55 +169,99 @@ const char *const train_help[] = {
     "                     the keys \"ledger\" and \"table\" ('fewmul help energy')",
     "  --table NAME|FILE  energy table that prices the ledger: a built-in name",
     "                     (default horowitz45; 'fewmul energy --list-tables') or a",
-    "                     table file; implies --ledger. A missing or malformed table",
-    "                     fails (exit 1) before any data is read",
+    "                     table file; implies --ledger. A missing, unreadable or",
+    "                     malformed table fails (exit 3, 5 or 4) before any data",
+    "                     is read",
     "  -h, --help         show this help",
+    "",
+    "Checkpoints (docs/checkpoint-format.md):",
+    "  --checkpoint FILE  keep the whole state of the run in FILE: weights,",
+    "                     optimizer state, batch-norm statistics, data order and",
+    "                     position, learning rate, best epoch and its weights,",
+    "                     the ledger; written at the end of every epoch, at",
+    "                     --checkpoint-every, and when SIGINT or SIGTERM stops",
+    "                     the run, each time to FILE.tmp, synced and renamed, so",
+    "                     that a crash, a kill or a full disk leaves the previous",
+    "                     checkpoint whole. A checkpoint that cannot be written",
+    "                     ends the run (exit 5), keeping the one before",
+    "  --checkpoint-every N|Ns|Nm|Nh",
+    "                     also write it every N training steps, or every N",
+    "                     seconds, minutes or hours (needs --checkpoint or",
+    "                     --resume)",
+    "  --resume FILE      continue the run paused in FILE (a --checkpoint): same",
+    "                     configuration, same data (checked: counts and CRCs),",
+    "                     and, with the same --threads, the same bits as the run",
+    "                     would have ended with uninterrupted. --data defaults",
+    "                     to the spec the run recorded; checkpoints go on to FILE",
+    "                     unless --checkpoint names another; a run that kept a",
+    "                     ledger keeps it. Only --data, --out, --state, --export,",
+    "                     --log, --json, --quiet, --ledger, --table, --threads,",
+    "                     --checkpoint and --checkpoint-every may be given with",
+    "                     it (exit 2 for any other). The --log file keeps the",
+    "                     lines of the epochs the checkpoint finished and grows",
+    "                     from there",
     "",
     "Unless --quiet, each epoch prints a line on standard error, and a progress",
     "bar is drawn while standard error is a terminal:",
     "  epoch 3/20  loss 0.1234  train 2.10%  valid 1.90%  test 2.00%  best 1.90%@3",
     "  lr 0.2800  8.2 s  6100 img/s",
-    "Ctrl-C stops training at the next minibatch; fewmul then prints",
-    "'interrupted' and exits with status 130 without saving.",
+    "SIGINT (Ctrl-C) or SIGTERM stops training after the minibatch it is in;",
+    "with --checkpoint the run's state is written first. fewmul then says so in",
+    "one line, 'fewmul: interrupted by SIGINT in epoch 3/20 after 12000 of 50000",
+    "images; checkpoint saved to FILE; continue with ...' (or 'nothing saved'),",
+    "and exits with status 130 (SIGINT) or 143 (SIGTERM). A second signal ends",
+    "the process at once; the previous checkpoint then stays whole.",
     "",
     "JSON keys: test_error_pct, valid_error_pct, best_epoch, epochs,",
     "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
     "model, weights, synapse_levels, qb, qb_emin, qb_emax, qb_conv_emin,",
     "qb_conv_emax, batch, seed, threads, params, data, preproc, valid, lr,",
     "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, out,",
-    "out_bytes, bits_per_weight, out_weights, export, state (null when absent or",
-    "not measured); with",
-    "--ledger also table and ledger.",
+    "out_bytes, bits_per_weight, out_weights, export, state, checkpoint,",
+    "resumed_from (null when absent or not measured); with --ledger also table",
+    "and ledger.",
     "",
-    "Exit status: 0 success; 1 failure (data, model or table file, I/O, library);",
-    "2 usage error (bad option or value); 130 interrupted.",
+    "Exit status: 0 success; 1 FEWMUL_KERNELS invalid (with --out); 2 usage",
+    "error (bad option or value, options that conflict, a changed option with",
+    "--resume); 3 a data, table or checkpoint file or folder not found; 4 bad",
+    "input: a malformed, truncated or unsupported file, data that do not fit",
+    "each other or the checkpoint's run; 5 I/O error: a file that cannot be",
+    "read or written (permission, disk full), also a log or checkpoint; 6 out of",
+    "memory; 130 interrupted by SIGINT, 143 by SIGTERM. docs/errors.md lists",
+    "the cases.",
     "",
     "Examples:",
     "  fewmul train --weights bc --qb --epochs 50 --out bc-qb.fmp --state bc-qb.fm",
     "  fewmul train --weights bc-det --acts binary --out xnor.fmp",
     "  fewmul train --data mnist:/data/mnist --arch mlp:512,512 --opt adam --json",
+    "  fewmul train --weights tc --qb --epochs 500 --checkpoint tc.fmc \\",
+    "               --checkpoint-every 10m --log tc.jsonl   (stopped, then:)",
+    "  fewmul train --resume tc.fmc --log tc.jsonl --state tc.fm",
     NULL};
 
 /* ---- progress, epochs, interruption -------------------------------------- */
 
-/* Set by SIGINT, polled by fm_callbacks.should_stop at every minibatch. */
-static volatile sig_atomic_t g_interrupted;
+/* The signal (SIGINT or SIGTERM) that asked the run to stop, polled by
+ * fm_callbacks.should_stop after every minibatch; 0 while none has. */
+static volatile sig_atomic_t g_signal;
 
-static void on_sigint(int sig)
+static void on_stop_signal(int sig)
 {
-    (void)sig;
-    g_interrupted = 1;
+    g_signal = sig;
 }
 
-/* SA_RESETHAND: a second Ctrl-C kills at once if the first goes unanswered. */
-static void install_sigint(void)
+/* SA_RESETHAND: a second signal ends the process at once if the first goes
+ * unanswered (a checkpoint on a slow disk, say); the checkpoint on disk is
+ * then the one before, whole. */
+static void set_stop_signals(void (*handler)(int))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = (int)SA_RESETHAND;
+    sa.sa_flags = handler == SIG_DFL ? 0 : (int)SA_RESETHAND;
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 typedef struct run_state {
@@ -226,6 +272,8 @@ typedef struct run_state {
     int bar_drawn;       /* characters of the bar now on screen */
     double last_draw;
     double best_valid;   /* best validation error so far, -1 before any */
+    int checkpoints;     /* written so far, and where the last one stands */
+    fm_checkpoint_info last_checkpoint;
 } run_state;
 
 static void bar_clear(run_state *st)
@@ -347,7 +395,15 @@ static void on_epoch(const fm_epoch_report *r, void *user)
 static int should_stop(void *user)
 {
     const run_state *st = user;
-    return g_interrupted || st->log_errno;
+    return g_signal || st->log_errno;
+}
+
+static void on_checkpoint(const char *path, const fm_checkpoint_info *where, void *user)
+{
+    (void)path;
+    run_state *st = user;
+    st->checkpoints++;
+    st->last_checkpoint = *where;
 }
 
 /* ---- the run ------------------------------------------------------------- */
@@ -371,9 +427,21 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
             choice_name(opt_choices, o->opt), lr, lr_final, threads_reported(c->threads));
 }
 
+/* "fewmul: resuming run.fmc: epoch 3/20, 12000 of 50000 images done (step 660)". */
+static void print_resume(const char *path, const fm_checkpoint_info *at)
+{
+    if (at->epoch > at->epochs)
+        fprintf(stderr, "fewmul: resuming %s: all %d epochs done (step %" PRIu64 ")\n", path,
+                at->epochs, at->step);
+    else
+        fprintf(stderr, "fewmul: resuming %s: epoch %d/%d, %ld of %ld images done (step %" PRIu64 ")\n",
+                path, at->epoch, at->epochs, at->images_done, at->images_total, at->step);
+}
+
 /* What train wrote; a file is NULL when not asked for or not written. */
 typedef struct saved_files {
     const char *out, *state;
+    const char *checkpoint; /* the last checkpoint written, if any */
     uint64_t out_bytes;
     double bits_per_weight;
     const char *out_weights; /* the packed layers' weight kind */
@@ -445,6 +513,8 @@ static int print_train_json(const train_opts *o, const fm_model *model, const fm
     }
     json_string(&w, "export", export_applied(o));
     json_string(&w, "state", saved->state);
+    json_string(&w, "checkpoint", saved->checkpoint);
+    json_string(&w, "resumed_from", o->resume);
     if (ledger) {
         json_table(&w, "table", table);
         json_ledger(&w, "ledger", ledger, table, 1, &bad);
@@ -489,10 +559,10 @@ static int check_data(const train_opts *o, const fm_images *train, const fm_imag
 {
     *input_dim = input_dim_of(train);
     if (*input_dim < 0)
-        return failure("%s: training images of %dx%dx%d values are too large", o->data,
+        return failure_as(FM_EUNSUPPORTED, "%s: training images of %dx%dx%d values are too large", o->data,
                        train->height, train->width, train->channels);
     if (input_dim_of(test) != *input_dim)
-        return failure("%s: test images are %dx%dx%d but training images %dx%dx%d", o->data,
+        return failure_as(FM_EMISMATCH, "%s: test images are %dx%dx%d but training images %dx%dx%d", o->data,
                        test->height, test->width, test->channels, train->height, train->width,
                        train->channels);
     if (o->cfg.valid >= train->count)
@@ -508,7 +578,9 @@ static int check_data(const train_opts *o, const fm_images *train, const fm_imag
 /* SVHN's validation set as the paper's (pylearn2's "splitted_train"): 400
  * images per class from train_32x32.mat and 200 from extra_32x32.mat, or
  * 600 per class from train_32x32.mat when there is no extra set, moved to
- * the end of the training set where fm_train takes them. */
+ * the end of the training set where fm_train takes them. It is taken whenever
+ * --valid is the default 6000, given or not, so that a resumed run splits its
+ * data as the run it continues did. */
 static int svhn_split(const train_opts *o, fm_images *train, int32_t train_part, int classes)
 {
     const int extra = train_part < train->count;
@@ -524,6 +596,7 @@ typedef struct train_run {
     FILE *log;
     fm_ledger *ledger;      /* --ledger */
     fm_energy_table *table; /* --table, opened before training */
+    fm_checkpoint *resume;  /* --resume: the paused run (its config is the run's) */
 } train_run;
 
 static void train_run_free(train_run *t)
@@ -533,8 +606,142 @@ static void train_run_free(train_run *t)
     fm_images_free(&t->train);
     fm_images_free(&t->test);
     fm_model_free(t->model);
+    fm_checkpoint_free(t->resume);
     if (t->log)
         fclose(t->log);
+}
+
+/* The options a resumed run may be given: where its data are, what it
+ * writes and how it reports, and its threads. Any other would change the run. */
+static const char *const resume_options[] = {
+    "data", "out", "state", "export", "log", "json", "quiet", "ledger", "table", "threads",
+    "checkpoint", "checkpoint-every", "resume", NULL};
+
+/* The first option on the line (after a successful parse) that a resumed run
+ * may not be given, or NULL. */
+static const char *option_changing_run(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0)
+            continue; /* a value */
+        size_t len = strcspn(a + 2, "=");
+        int allowed = 0;
+        for (const char *const *r = resume_options; *r && !allowed; r++)
+            allowed = strlen(*r) == len && strncmp(*r, a + 2, len) == 0;
+        if (!allowed)
+            return a;
+    }
+    return NULL;
+}
+
+/* --resume: the checkpoint's run becomes the options' configuration (threads
+ * aside, when given), its data spec the data unless --data is given, and its
+ * ledger the run's --ledger. Checkpoints go on to the same file unless
+ * --checkpoint names another. */
+static int take_resumed_run(train_opts *o, train_run *t, int threads_given, int data_given)
+{
+    if (fm_checkpoint_load(o->resume, &t->resume) != FM_OK)
+        return library_failure();
+    fm_checkpoint_info at;
+    fm_checkpoint_position(t->resume, &at);
+    const int threads = o->cfg.threads;
+    train_opts_take_config(o, fm_checkpoint_config(t->resume));
+    if (threads_given)
+        o->cfg.threads = threads;
+    if (!data_given) {
+        o->data = fm_checkpoint_data(t->resume);
+        if (!o->data[0])
+            return usage_error("--resume: %s records no data spec; give --data", o->resume);
+        if (check_data_spec(o->data) != 0)
+            return CLI_USAGE;
+    }
+    if (o->ledger && !at.has_ledger)
+        return usage_error("--%s: the run in %s kept no energy ledger, so one could not cover "
+                           "the whole run", o->table ? "table" : "ledger", o->resume);
+    o->ledger = at.has_ledger;
+    if (!o->checkpoint)
+        o->checkpoint = o->resume;
+    if (!o->quiet)
+        print_resume(o->resume, &at);
+    return 0;
+}
+
+/* A JSON Lines log line's epoch ({"epoch": N, ...}), or -1. */
+static long log_line_epoch(const char *line)
+{
+    static const char key[] = "{\"epoch\": ";
+    if (strncmp(line, key, sizeof key - 1) != 0)
+        return -1;
+    char *end;
+    long epoch = strtol(line + sizeof key - 1, &end, 10);
+    return end > line + sizeof key - 1 && *end == ',' ? epoch : -1;
+}
+
+/* A resumed run's --log: the lines of the epochs the checkpoint has finished
+ * stay, whatever the interrupted run wrote after it goes (a torn last line
+ * included), and the resumed run appends. The kept lines are written to
+ * LOG.tmp and renamed over LOG, so a crash here loses nothing either. */
+static int reopen_log(const char *path, int epochs_done, FILE **out)
+{
+    FILE *old = fopen(path, "r");
+    if (!old && errno != ENOENT)
+        return failure_as(FM_EIO, "cannot read log file '%s': %s", path, strerror(errno));
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return usage_error("--log: the path '%s' is too long", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        int err = errno;
+        if (old)
+            fclose(old);
+        return failure_as(FM_EIO, "cannot create log file '%s': %s", tmp, strerror(err));
+    }
+    char line[8192];
+    while (old && fgets(line, sizeof line, old)) {
+        size_t n = strlen(line);
+        long epoch = log_line_epoch(line);
+        if (n > 0 && line[n - 1] == '\n' && epoch >= 1 && epoch <= epochs_done)
+            fputs(line, f);
+    }
+    int read_error = old && ferror(old);
+    if (old)
+        fclose(old);
+    if (read_error || fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) {
+        int err = errno ? errno : EIO;
+        fclose(f);
+        remove(tmp);
+        return failure_as(FM_EIO, "rewriting log file '%s': %s", path, strerror(err));
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0) {
+        int err = errno;
+        remove(tmp);
+        return failure_as(FM_EIO, "rewriting log file '%s': %s", path, strerror(err));
+    }
+    if (!(*out = fopen(path, "a")))
+        return failure_as(FM_EIO, "cannot append to log file '%s': %s", path, strerror(errno));
+    return 0;
+}
+
+/* Ended by SIGINT or SIGTERM: says what was kept and how to go on. */
+static int report_interruption(const train_opts *o, const run_state *st)
+{
+    const int sig = g_signal;
+    const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    fflush(stdout);
+    FILE *err = cli_err_file();
+    if (o->checkpoint && st->checkpoints > 0) {
+        const fm_checkpoint_info *at = &st->last_checkpoint;
+        fprintf(err, "fewmul: interrupted by %s in epoch %d/%d after %ld of %ld images; "
+                     "checkpoint saved to %s; continue with 'fewmul train --resume %s'\n",
+                name, at->epoch, at->epochs, at->images_done, at->images_total, o->checkpoint,
+                o->checkpoint);
+    } else {
+        fprintf(err, "fewmul: interrupted by %s; nothing saved (--checkpoint FILE keeps a run's "
+                     "progress)\n", name);
+    }
+    return sig == SIGTERM ? CLI_TERMINATED : CLI_INTERRUPTED;
 }
 
 /* --out exports the trained model: a network the packed format cannot hold
@@ -556,9 +763,9 @@ static int check_deployable(const train_opts *o, const train_run *t)
 }
 
 /* Writes --out (packed, with the training images' shape) and --state; the
- * first failure's message goes to err. */
+ * first failure's message goes to err and its code to *code. */
 static void save_outputs(const train_opts *o, const train_run *t, saved_files *saved, char *err,
-                         size_t cap)
+                         size_t cap, int *code)
 {
     if (o->out) {
         fm_deploy *d = NULL;
@@ -572,14 +779,17 @@ static void save_outputs(const train_opts *o, const train_run *t, saved_files *s
             saved->out_weights = w.kind;
         } else {
             snprintf(err, cap, "%s", fm_last_error());
+            *code = fm_last_error_code();
         }
         fm_deploy_free(d);
     }
     if (o->state) {
-        if (fm_model_save(t->model, o->state) == FM_OK)
+        if (fm_model_save(t->model, o->state) == FM_OK) {
             saved->state = o->state;
-        else if (!err[0])
+        } else if (!err[0]) {
             snprintf(err, cap, "%s", fm_last_error());
+            *code = fm_last_error_code();
+        }
     }
 }
 
@@ -594,8 +804,15 @@ static int train_with(const train_opts *o, train_run *t)
         if (fm_ledger_create(&t->ledger) != FM_OK)
             return library_failure();
     }
-    if (o->log && !(t->log = fopen(o->log, "w")))
-        return failure("cannot create log file '%s': %s", o->log, strerror(errno));
+    fm_checkpoint_info at = {0};
+    if (t->resume)
+        fm_checkpoint_position(t->resume, &at);
+    if (o->log) {
+        if (t->resume && (rc = reopen_log(o->log, at.epoch - 1, &t->log)) != 0)
+            return rc;
+        if (!t->resume && !(t->log = fopen(o->log, "w")))
+            return failure_as(FM_EIO, "cannot create log file '%s': %s", o->log, strerror(errno));
+    }
     int32_t train_part = 0;
     if (fm_data_load_parts(o->data, &t->train, &t->test, &train_part) != FM_OK)
         return library_failure();
@@ -603,14 +820,17 @@ static int train_with(const train_opts *o, train_run *t)
     rc = check_data(o, &t->train, &t->test, &input_dim, &classes);
     if (rc)
         return rc;
-    if (strncmp(o->data, "svhn:", 5) == 0 && !o->valid_given &&
+    if (strncmp(o->data, "svhn:", 5) == 0 && o->cfg.valid == fm_data_default_valid(o->data) &&
         (rc = svhn_split(o, &t->train, train_part, classes)) != 0)
         return rc;
     /* the architecture is checked against the images' shape only here, so a
      * kernel or pool larger than its map is still the options' fault */
-    rc = fm_model_create_image(&o->cfg, t->train.height, t->train.width, t->train.channels, classes,
-                               &t->model);
-    if (rc == FM_EINVAL)
+    if (t->resume)
+        rc = fm_checkpoint_model(t->resume, &t->model);
+    else
+        rc = fm_model_create_image(&o->cfg, t->train.height, t->train.width, t->train.channels,
+                                   classes, &t->model);
+    if (rc == FM_EINVAL && !t->resume)
         return usage_error("%s", fm_last_error());
     if (rc != FM_OK)
         return library_failure();
@@ -619,26 +839,31 @@ static int train_with(const train_opts *o, train_run *t)
     if (!o->quiet)
         print_plan(o, t->model, &t->train, &t->test);
 
-    run_state st = {.o = o, .log = t->log, .best_valid = -1};
+    run_state st = {.o = o, .log = t->log, .best_valid = at.best_valid_error_pct};
     st.bar = !o->quiet && isatty(STDERR_FILENO);
     fm_callbacks cb = {.on_progress = on_progress,
                        .on_epoch = on_epoch,
                        .should_stop = should_stop,
                        .user = &st,
-                       .ledger = t->ledger};
+                       .ledger = t->ledger,
+                       .checkpoint = o->checkpoint,
+                       .checkpoint_every = o->checkpoint_every,
+                       .checkpoint_seconds = o->checkpoint_seconds,
+                       .data_spec = o->data,
+                       .on_checkpoint = on_checkpoint,
+                       .resume = t->resume};
     fm_result result;
     memset(&result, 0, sizeof result);
-    install_sigint();
+    set_stop_signals(on_stop_signal);
     rc = fm_train(t->model, &t->train, &t->test, &o->cfg, &cb, &result);
-    signal(SIGINT, SIG_DFL);
+    set_stop_signals(SIG_DFL);
     bar_clear(&st);
     if (st.log_errno)
-        return failure("writing log file '%s': %s", o->log, strerror(st.log_errno));
-    if (rc == FM_ECANCELED && g_interrupted) {
-        fflush(stdout);
-        fprintf(cli_err_file(), "interrupted\n");
-        return CLI_INTERRUPTED;
-    }
+        return failure_as(FM_EIO, "writing log file '%s': %s", o->log, strerror(st.log_errno));
+    if (rc == FM_ECANCELED && g_signal)
+        return report_interruption(o, &st);
+    if (rc == FM_EMISMATCH && t->resume)
+        return failure_as(rc, "%s: %s", o->resume, fm_last_error());
     if (rc != FM_OK)
         return library_failure();
 
@@ -646,8 +871,11 @@ static int train_with(const train_opts *o, train_run *t)
      * long run are worth having even when the disk is full. */
     saved_files saved;
     memset(&saved, 0, sizeof saved);
+    /* the file that holds the run's last state */
+    saved.checkpoint = st.checkpoints > 0 ? o->checkpoint : o->resume;
     char save_error[512] = "";
-    save_outputs(o, t, &saved, save_error, sizeof save_error);
+    int save_code = FM_OK;
+    save_outputs(o, t, &saved, save_error, sizeof save_error, &save_code);
     if (o->json) {
         if (print_train_json(o, t->model, &result, &saved, t->ledger, t->table))
             rc = library_failure();
@@ -657,7 +885,7 @@ static int train_with(const train_opts *o, train_run *t)
             rc = print_run_ledger(t->ledger, t->table);
     }
     if (save_error[0])
-        return failure("%s", save_error);
+        return failure_as(save_code, "%s", save_error);
     return rc;
 }
 
@@ -675,9 +903,38 @@ int parse_train(int argc, char **argv, train_opts *o)
         return rc;
     if (o->out && o->state && strcmp(o->out, o->state) == 0)
         return usage_error("--out and --state name the same file '%s'", o->out);
+    const char *files[] = {o->out, o->state, o->log};
+    for (int i = 0; i < 3; i++)
+        if (o->checkpoint && files[i] && strcmp(o->checkpoint, files[i]) == 0)
+            return usage_error("--checkpoint and --%s name the same file '%s'",
+                               i == 0 ? "out" : i == 1 ? "state" : "log", o->checkpoint);
+    if ((o->checkpoint_every || o->checkpoint_seconds) && !o->checkpoint && !o->resume)
+        return usage_error("--checkpoint-every needs --checkpoint FILE (or --resume FILE)");
+    if (o->resume) {
+        const char *changing = option_changing_run(argc, argv);
+        if (changing)
+            return usage_error("%.*s cannot be given with --resume: a resumed run keeps the "
+                               "configuration it was started with",
+                               (int)strcspn(changing, "="), changing);
+        for (int i = 0; i < 3; i++)
+            if (files[i] && strcmp(o->resume, files[i]) == 0)
+                return usage_error("--resume and --%s name the same file '%s'",
+                                   i == 0 ? "out" : i == 1 ? "state" : "log", o->resume);
+    }
     if (fm_config_check(&o->cfg) != FM_OK)
         return usage_error("%s", fm_last_error());
     return CLI_OK;
+}
+
+/* Whether an option is on the line (after a successful parse). */
+static int option_given(int argc, char **argv, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 2; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, len) == 0 &&
+            (argv[i][2 + len] == '\0' || argv[i][2 + len] == '='))
+            return 1;
+    return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -692,7 +949,11 @@ int cmd_train(int argc, char **argv)
     }
     train_run t;
     memset(&t, 0, sizeof t);
-    rc = train_with(&o, &t);
+    if (o.resume)
+        rc = take_resumed_run(&o, &t, option_given(argc, argv, "threads"),
+                              option_given(argc, argv, "data"));
+    if (rc == 0)
+        rc = train_with(&o, &t);
     train_run_free(&t);
     return rc;
 }

@@ -1,8 +1,7 @@
 /* main.c — the `fewmul` command's entry point: the top-level help, the table
  * of commands (train, eval, infer, info, bench, energy; each in its cmd_*.c),
  * `help` and `--version`, dispatch, and the check that standard output was
- * written. Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted
- * (docs/cli.md, docs/fewmul.1). */
+ * written. Exit statuses: cli.h, docs/cli.md, docs/errors.md. */
 #include "cli.h"
 
 #include <errno.h>
@@ -42,12 +41,21 @@ static const char *const main_help[] = {
     "       best this CPU supports); a value that is not one of these, or a",
     "       variant this CPU lacks, makes loading fail (exit 1)",
     "",
-    "Exit status:",
+    "Exit status (docs/errors.md lists the cases):",
     "  0    success",
-    "  1    failure: unreadable or malformed data or model file, I/O error,",
-    "       a kernel variant this CPU lacks",
-    "  2    usage error: unknown command or option, bad value",
-    "  130  interrupted (Ctrl-C)",
+    "  1    a failure not listed below: FEWMUL_KERNELS invalid, a kernel",
+    "       variant this CPU lacks",
+    "  2    usage error: unknown command or option, bad value, options that",
+    "       conflict",
+    "  3    not found: a data, model, checkpoint or table file or folder",
+    "  4    bad input: a malformed, truncated or unsupported file, or data",
+    "       that do not fit the model or the checkpoint's run",
+    "  5    I/O error: a file that cannot be read or written (permission, not",
+    "       a regular file, disk full); nothing existing is damaged",
+    "  6    out of memory",
+    "  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: training stops",
+    "       after the minibatch it is in, writes its checkpoint if it has one",
+    "       (train --checkpoint), and exits",
     "",
     "Run 'fewmul help COMMAND' (train, eval, infer, info, bench, energy) or",
     "'man fewmul' for details.",
@@ -101,7 +109,7 @@ static int finish_stdout(int rc)
         int err = errno;
         fprintf(cli_err_file(), "fewmul: error: writing standard output: %s\n",
                 strerror(err ? err : EIO));
-        return rc ? rc : CLI_FAIL;
+        return rc ? rc : CLI_IO;
     }
     return rc;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -188,6 +189,122 @@ static void test_gzip_multi_member(void **state)
     assert_int_equal(fm_idx_read(tpath("multi-images"), tpath("multi-labels"), &out), FM_OK);
     check_good(&out);
     fm_images_free(&out);
+}
+
+/* A pipe that delivers n bytes, then end of file, as the path /dev/fd/N of its
+ * read end (*fd; close it after the read). Up to 32 KiB are written at once;
+ * more come from a child process, so the reader sees them arrive in pieces. */
+static const char *pipe_of(const void *buf, size_t n, int *fd, pid_t *child)
+{
+    static char path[2][32];
+    static int next;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    *child = -1;
+    if (n <= 32768) {
+        assert_int_equal(write(p[1], buf, n), (ssize_t)n);
+    } else {
+        *child = fork();
+        assert_true(*child >= 0);
+        if (*child == 0) {
+            close(p[0]);
+            const uint8_t *b = buf;
+            while (n > 0) {
+                ssize_t w = write(p[1], b, n > 4096 ? 4096 : n);
+                if (w <= 0)
+                    _exit(1);
+                b += w;
+                n -= (size_t)w;
+            }
+            _exit(0);
+        }
+    }
+    close(p[1]);
+    *fd = p[0];
+    char *out = path[next++ % 2];
+    snprintf(out, sizeof path[0], "/dev/fd/%d", p[0]);
+    return out;
+}
+
+static void pipe_done(int fd, pid_t child)
+{
+    close(fd);
+    if (child > 0) {
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+    }
+}
+
+static void test_through_pipes(void **state)
+{
+    (void)state;
+    /* A pipe has no size to check against: the data, raw or gzip, is read as
+     * it arrives into a buffer that grows with it (past the first megabyte
+     * here), and a short or long payload is found at its end. (fuzz_idx hands
+     * parts over through pipes too.) */
+    uint8_t buf[256];
+    int fi, fl;
+    pid_t ci, cl;
+    size_t n = make_images(buf, 0x803, 3, 2, 3, 18);
+    const char *lb = tpath("p-labels");
+    write_good(tpath("p-images"), lb, 0, 0);
+    fm_images out;
+    const char *im = pipe_of(buf, n, &fi, &ci);
+    uint8_t lbuf[16];
+    size_t ln = make_labels(lbuf, 0x801, 3, good_labels, 3);
+    const char *lp = pipe_of(lbuf, ln, &fl, &cl);
+    assert_int_equal(fm_idx_read(im, lp, &out), FM_OK);
+    pipe_done(fi, ci);
+    pipe_done(fl, cl);
+    check_good(&out);
+    fm_images_free(&out);
+
+    write_gz(tpath("p-gz"), buf, n);
+    size_t g;
+    uint8_t *gz = slurp(tpath("p-gz"), &g);
+    im = pipe_of(gz, g, &fi, &ci);
+    assert_int_equal(fm_idx_read(im, lb, &out), FM_OK);
+    pipe_done(fi, ci);
+    check_good(&out);
+    fm_images_free(&out);
+
+    n = make_images(buf, 0x803, 3, 2, 3, 19);
+    im = pipe_of(buf, n, &fi, &ci);
+    expect_fail(im, lb, FM_EFORMAT, im, "extra bytes after data (header declares 3 images of 2x3)",
+                NULL);
+    pipe_done(fi, ci);
+    n = make_images(buf, 0x803, 3, 2, 3, 15);
+    im = pipe_of(buf, n, &fi, &ci);
+    expect_fail(im, lb, FM_ETRUNC, im,
+                "header declares 3 images of 2x3 (18 bytes) but only 15 bytes follow", NULL);
+    pipe_done(fi, ci);
+
+    /* 1100 images of 32x32: 1.1 MB, more than the first buffer holds */
+    static uint8_t big[16 + 1100 * 1024 + 1];
+    static uint8_t labels[1100];
+    n = make_images(big, 0x803, 1100, 32, 32, 1100 * 1024);
+    for (int i = 0; i < 1100; i++)
+        labels[i] = (uint8_t)(i % 10);
+    write_raw(tpath("p-big-labels"), lbuf, make_labels(lbuf, 0x801, 1100, labels, 0));
+    FILE *f = fopen(tpath("p-big-labels"), "ab");
+    assert_non_null(f);
+    assert_int_equal(fwrite(labels, 1, 1100, f), 1100);
+    assert_int_equal(fclose(f), 0);
+    im = pipe_of(big, n, &fi, &ci);
+    assert_int_equal(fm_idx_read(im, tpath("p-big-labels"), &out), FM_OK);
+    pipe_done(fi, ci);
+    assert_int_equal(out.count, 1100);
+    assert_int_equal(out.pixels[1100 * 1024 - 1], pixel_value(1100 * 1024 - 1));
+    assert_memory_equal(out.labels, labels, 1100);
+    fm_images_free(&out);
+    /* cut short by one byte, and one byte too many */
+    im = pipe_of(big, n - 1, &fi, &ci);
+    expect_fail(im, tpath("p-big-labels"), FM_ETRUNC, im, "but only 1126399 bytes follow", NULL);
+    pipe_done(fi, ci);
+    big[n] = 0;
+    im = pipe_of(big, n + 1, &fi, &ci);
+    expect_fail(im, tpath("p-big-labels"), FM_EFORMAT, im, "extra bytes after data", NULL);
+    pipe_done(fi, ci);
 }
 
 /* ---- fm_idx_read: errors --------------------------------------------------- */
@@ -710,6 +827,7 @@ int main(void)
         T(test_raw_loads),
         T(test_gzip_loads),
         T(test_gzip_multi_member),
+        T(test_through_pipes),
         T(test_missing_file),
         T(test_unreadable),
         T(test_null_arguments),

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# cli_conv.sh — convolutional networks and the CIFAR-10 reader as a user meets
-# them: a small CNN trained on a CIFAR-10 folder written here in the exact
+# cli_conv.sh — convolutional networks and the CIFAR-10 and SVHN readers as a
+# user meets them: a small CNN trained on a CIFAR-10 folder written here in the exact
 # binary format (random images whose class sets their brightness), the
 # paper's split and preprocessing chosen by the data set, the saved state
 # evaluated again, and the refusals (architectures that do not fit the
-# images, --out, --exec mulfree, --qb-conv values, broken files).
+# images, --out, --exec mulfree, --qb-conv values, broken CIFAR-10 and SVHN
+# files).
 # Usage: cli_conv.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
 
@@ -98,6 +99,49 @@ head -c 5000 "$tmp/cifar/data_batch_3.bin" >"$tmp/broken/data_batch_3.bin"
 expect "a truncated CIFAR-10 batch is named" 4 "data_batch_3.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
 rm "$tmp/broken/test_batch.bin"
 expect "a missing CIFAR-10 file is named" 3 "test_batch.bin" train --data "cifar10:$tmp/broken" --arch "$small" --epochs 1 --quiet
+
+# SVHN: MATLAB level-5 files (X 32x32x3xN uint8, y N labels 1..10), written
+# here uncompressed; svhn_mat DIR NAME N [LABEL] [ROWS]: one file, its labels
+# i % 10 + 1 or all LABEL, its images ROWS (32) high.
+svhn_mat() {
+    python3 - "$@" <<'PY'
+import os, struct, sys
+d, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+label = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
+rows = int(sys.argv[5]) if len(sys.argv) > 5 else 32
+def element(kind, data):
+    pad = (8 - len(data) % 8) % 8
+    return struct.pack("<II", kind, len(data)) + data + b"\0" * pad
+def matrix(var, mx_class, dims, kind, data):
+    body = element(6, struct.pack("<II", mx_class, 0)) + element(5, struct.pack("<%di" % len(dims), *dims))
+    body += element(1, var) + element(kind, data)
+    return element(14, body)
+x = bytes((i * 7) % 256 for i in range(rows * 32 * 3 * n))
+y = struct.pack("<%dd" % n, *[label if label is not None else i % 10 + 1 for i in range(n)])
+head = b"MATLAB 5.0 MAT-file, written by cli_conv.sh".ljust(116) + b"\0" * 8 + struct.pack("<H", 0x100) + b"IM"
+os.makedirs(d, exist_ok=True)
+with open(os.path.join(d, name), "wb") as f:
+    f.write(head + matrix(b"X", 9, [rows, 32, 3, n], 2, x) + matrix(b"y", 6, [n, 1], 9, y))
+PY
+}
+svhn_mat "$tmp/svhn" train_32x32.mat 20
+svhn_mat "$tmp/svhn" test_32x32.mat 10
+svhn_args=(--arch conv:4k5,pool4 --epochs 1 --batch 10 --valid 5 --quiet)
+run svhn_ok train --data "svhn:$tmp/svhn" "${svhn_args[@]}"
+if [ $rc -eq 0 ]; then ok "train on an svhn:DIR written here"; else not_ok "train on an svhn:DIR written here" "exit $rc: $(first_err_line svhn_ok)"; fi
+expect "svhn: a missing folder" 3 "no-such" train --data "svhn:$tmp/no-such" "${svhn_args[@]}"
+cp -r "$tmp/svhn" "$tmp/svhn_notest" && rm "$tmp/svhn_notest/test_32x32.mat"
+expect "svhn: test_32x32.mat missing" 3 "test_32x32.mat" train --data "svhn:$tmp/svhn_notest" "${svhn_args[@]}"
+cp -r "$tmp/svhn" "$tmp/svhn_cut" && head -c 2000 "$tmp/svhn/train_32x32.mat" >"$tmp/svhn_cut/train_32x32.mat"
+expect "svhn: a MAT file cut short" 4 "train_32x32.mat" train --data "svhn:$tmp/svhn_cut" "${svhn_args[@]}"
+cp -r "$tmp/svhn" "$tmp/svhn_text" && python3 -c 'print("not a MATLAB file " * 20)' >"$tmp/svhn_text/train_32x32.mat"
+expect "svhn: not a MAT file" 4 "train_32x32.mat" train --data "svhn:$tmp/svhn_text" "${svhn_args[@]}"
+svhn_mat "$tmp/svhn_label" train_32x32.mat 20 11
+cp "$tmp/svhn/test_32x32.mat" "$tmp/svhn_label/"
+expect "svhn: a label of 11" 4 "train_32x32.mat" train --data "svhn:$tmp/svhn_label" "${svhn_args[@]}"
+svhn_mat "$tmp/svhn_shape" train_32x32.mat 20 "" 31
+cp "$tmp/svhn/test_32x32.mat" "$tmp/svhn_shape/"
+expect "svhn: images 31 pixels high" 4 "train_32x32.mat" train --data "svhn:$tmp/svhn_shape" "${svhn_args[@]}"
 
 run energy energy --arch paper-cnn --input 32x32x3 --weights bc --qb --batch 10 --json
 check "energy of paper-cnn: 7 conv layers, 3 pools, counts per layer" '

@@ -28,6 +28,29 @@ static int set_weights(void *opts, const char *value)
     return 0;
 }
 
+/* "EMIN:EMAX", integers in -126..126, EMIN <= EMAX: an exponent clip of Q(x). */
+static int parse_exponent_range(const char *option, const char *value, const char *forms,
+                                int *emin_out, int *emax_out)
+{
+    const char *colon = strchr(value, ':');
+    char emin_text[32];
+    size_t len = colon ? (size_t)(colon - value) : 0;
+    if (!colon || len >= sizeof emin_text)
+        return usage_error("--%s: '%s' is not %s (e.g. --%s=-4:3)", option, value, forms, option);
+    memcpy(emin_text, value, len);
+    emin_text[len] = '\0';
+    long emin = 0, emax = 0;
+    if (parse_long(emin_text, &emin) != NUM_OK || parse_long(colon + 1, &emax) != NUM_OK)
+        return usage_error("--%s: '%s' is not EMIN:EMAX with integer exponents", option, value);
+    if (emin < -126 || emin > 126 || emax < -126 || emax > 126)
+        return usage_error("--%s: exponents of '%s' must lie in -126..126", option, value);
+    if (emin > emax)
+        return usage_error("--%s: EMIN %ld is greater than EMAX %ld", option, emin, emax);
+    *emin_out = (int)emin;
+    *emax_out = (int)emax;
+    return 0;
+}
+
 /* "--qb" alone: unbounded exponents; "--qb=EMIN:EMAX": the clip range. */
 static int set_qb(void *opts, const char *value)
 {
@@ -36,23 +59,7 @@ static int set_qb(void *opts, const char *value)
     o->cfg.qb_emin = o->cfg.qb_emax = FM_QB_UNBOUNDED;
     if (!value)
         return 0;
-    const char *colon = strchr(value, ':');
-    char emin_text[32];
-    size_t len = colon ? (size_t)(colon - value) : 0;
-    if (!colon || len >= sizeof emin_text)
-        return usage_error("--qb: '%s' is not EMIN:EMAX (e.g. --qb=-4:3)", value);
-    memcpy(emin_text, value, len);
-    emin_text[len] = '\0';
-    long emin = 0, emax = 0;
-    if (parse_long(emin_text, &emin) != NUM_OK || parse_long(colon + 1, &emax) != NUM_OK)
-        return usage_error("--qb: '%s' is not EMIN:EMAX with integer exponents", value);
-    if (emin < -126 || emin > 126 || emax < -126 || emax > 126)
-        return usage_error("--qb: exponents of '%s' must lie in -126..126", value);
-    if (emin > emax)
-        return usage_error("--qb: EMIN %ld is greater than EMAX %ld", emin, emax);
-    o->cfg.qb_emin = (int)emin;
-    o->cfg.qb_emax = (int)emax;
-    return 0;
+    return parse_exponent_range("qb", value, "EMIN:EMAX", &o->cfg.qb_emin, &o->cfg.qb_emax);
 }
 
 /* "--qb-conv=EMIN:EMAX" or "--qb-conv=none": the exponent clip of Q(x) in
@@ -64,23 +71,8 @@ static int set_qb_conv(void *opts, const char *value)
         o->cfg.qb_conv_emin = o->cfg.qb_conv_emax = FM_QB_UNBOUNDED;
         return 0;
     }
-    const char *colon = strchr(value, ':');
-    char emin_text[32];
-    size_t len = colon ? (size_t)(colon - value) : 0;
-    long emin = 0, emax = 0;
-    if (!colon || len >= sizeof emin_text)
-        return usage_error("--qb-conv: '%s' is not EMIN:EMAX or none (e.g. --qb-conv=-4:3)", value);
-    memcpy(emin_text, value, len);
-    emin_text[len] = '\0';
-    if (parse_long(emin_text, &emin) != NUM_OK || parse_long(colon + 1, &emax) != NUM_OK)
-        return usage_error("--qb-conv: '%s' is not EMIN:EMAX with integer exponents", value);
-    if (emin < -126 || emin > 126 || emax < -126 || emax > 126)
-        return usage_error("--qb-conv: exponents of '%s' must lie in -126..126", value);
-    if (emin > emax)
-        return usage_error("--qb-conv: EMIN %ld is greater than EMAX %ld", emin, emax);
-    o->cfg.qb_conv_emin = (int)emin;
-    o->cfg.qb_conv_emax = (int)emax;
-    return 0;
+    return parse_exponent_range("qb-conv", value, "EMIN:EMAX or none", &o->cfg.qb_conv_emin,
+                                &o->cfg.qb_conv_emax);
 }
 
 /* "--checkpoint-every N" (training steps) or "Ns", "Nm", "Nh" (seconds,

@@ -314,25 +314,39 @@ def crc_fixed(body):
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def make_model(fewmul):
-    if not fewmul:
-        print("make_seeds.py: no fewmul binary (--fewmul): model seeds skipped", file=sys.stderr)
-        return
-    d = reset("model")
+def tiny_runs(fewmul, runs, epochs):
+    """Runs `fewmul train` on the synthetic 6x6 set once per (name, options,
+    output file name, expected exit status), the option OUT standing for the
+    output file, and returns each output file's bytes by name."""
+    files = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         os.makedirs(data)
         synthetic_idx(data, "train", 120, 1)
         synthetic_idx(data, "t10k", 20, 2)
         env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
-        files = {}
-        for name, args in MODELS:
-            out = os.path.join(tmp, name + ".fm")
-            cmd = [fewmul, "train", "--data", "idx:" + data, "--valid", "20", "--epochs", "1",
-                   "--batch", "20", "--threads", "1", "--seed", "7", "--quiet", "--state", out] + args
-            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        for name, args, out_name, status in runs:
+            cmd = [fewmul, "train", "--data", "idx:" + data, "--valid", "20", "--epochs",
+                   str(epochs), "--batch", "20", "--threads", "1", "--seed", "7", "--quiet"]
+            out = os.path.join(tmp, out_name)
+            done = subprocess.run([out if a == "OUT" else a for a in cmd + args], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if done.returncode != status:
+                sys.exit("make_seeds.py: %s exited %d, not %d" % (" ".join(cmd + args),
+                                                                 done.returncode, status))
             files[name] = open(out, "rb").read()
-            write(d, name, files[name])
+    return files
+
+
+def make_model(fewmul):
+    if not fewmul:
+        print("make_seeds.py: no fewmul binary (--fewmul): model seeds skipped", file=sys.stderr)
+        return
+    d = reset("model")
+    files = tiny_runs(fewmul, [(name, args + ["--state", "OUT"], name + ".fm", 0)
+                               for name, args in MODELS], 1)
+    for name in files:
+        write(d, name, files[name])
     # older versions of a flat-input file: version 2 lacks the input shape and
     # the conv exponent range (bytes 104..123), version 1 also the activations
     v3 = files["mlp8-fp32"]
@@ -376,25 +390,13 @@ def make_checkpoint(fewmul):
               file=sys.stderr)
         return
     d = reset("checkpoint")
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "data")
-        os.makedirs(data)
-        synthetic_idx(data, "train", 120, 1)
-        synthetic_idx(data, "t10k", 20, 2)
-        env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
-        files = {}
-        for name, args, stopped in CHECKPOINTS:
-            out = os.path.join(tmp, name + ".fmc")
-            cmd = [fewmul, "train", "--data", "idx:" + data, "--valid", "20", "--epochs", "2",
-                   "--batch", "20", "--threads", "1", "--seed", "7", "--quiet",
-                   "--checkpoint", out] + args + (["--log", "/dev/full"] if stopped else [])
-            done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if done.returncode != (5 if stopped else 0):
-                sys.exit("make_seeds.py: %s exited %d" % (" ".join(cmd), done.returncode))
-            files[name] = open(out, "rb").read()
-            write(d, name, files[name])
-    # near-valid: cut short, and a flipped bit with both CRCs right again (the
-    # model file's inside, at offset 20, and the checkpoint's)
+    files = tiny_runs(fewmul, [(name, args + ["--checkpoint", "OUT"] +
+                                (["--log", "/dev/full"] if stopped else []),
+                                name + ".fmc", 5 if stopped else 0)
+                               for name, args, stopped in CHECKPOINTS], 2)
+    for name in files:
+        write(d, name, files[name])
+    # near-valid: cut short, and the data order damaged with the CRC right again
     write(d, "truncated", files["mlp8-fp32-finished"][:1000])
     bad = bytearray(files["mlp4x4-bc-qb-momentum-stopped"])
     bad[-9] ^= 0x01  # the last order index

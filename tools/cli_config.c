@@ -214,31 +214,6 @@ const option_def energy_options[] = {
     {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
 #undef TOPT
 
-/* The paper's MNIST setup; --valid and --preproc are left to the data set. */
-void train_opts_default(train_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    fm_config_default(&o->cfg);
-    o->data = "fashion";
-    o->opt = (int)o->cfg.opt;
-    o->loss = (int)o->cfg.loss;
-    o->preproc = (int)o->cfg.preproc;
-    o->bn_stats = (int)o->cfg.bn_stats;
-    o->scale = (int)o->cfg.scale;
-    o->test_quantized = o->cfg.test_quantized;
-    o->acts = (int)o->cfg.acts;
-    o->exec = (int)o->cfg.exec;
-    o->export_how = FM_EXPORT_DET;
-    o->input = "28x28x1";
-    o->input_dim = 784;
-    o->input_shape[0] = o->input_shape[1] = 28;
-    o->input_shape[2] = 1;
-    o->classes = 10;
-    /* chosen by the data set unless given (train_opts_finish) */
-    o->cfg.valid = -1;
-    o->preproc = -1;
-}
-
 void train_opts_take_config(train_opts *o, const fm_config *c)
 {
     o->cfg = *c;
@@ -250,6 +225,25 @@ void train_opts_take_config(train_opts *o, const fm_config *c)
     o->test_quantized = c->test_quantized;
     o->acts = (int)c->acts;
     o->exec = (int)c->exec;
+}
+
+/* The paper's MNIST setup; --valid and --preproc are left to the data set. */
+void train_opts_default(train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    fm_config defaults;
+    fm_config_default(&defaults);
+    train_opts_take_config(o, &defaults);
+    o->data = "fashion";
+    o->export_how = FM_EXPORT_DET;
+    o->input = "28x28x1";
+    o->input_dim = 784;
+    o->input_shape[0] = o->input_shape[1] = 28;
+    o->input_shape[2] = 1;
+    o->classes = 10;
+    /* chosen by the data set unless given (train_opts_finish) */
+    o->cfg.valid = -1;
+    o->preproc = -1;
 }
 
 /* Copies the parsed enumerations into the config and resolves the default

@@ -31,7 +31,8 @@ extern "C" {
     X(FM_ETRUNC, -6, "truncated file")                             \
     X(FM_EMISMATCH, -7, "inconsistent data")                       \
     X(FM_EUNSUPPORTED, -8, "unsupported")                          \
-    X(FM_ECANCELED, -9, "canceled")
+    X(FM_ECANCELED, -9, "canceled")                                \
+    X(FM_EPEER, -10, "another rank failed")
 
 enum fm_error {
 #define FM_ENUM_ITEM(name, value, text) name = value,
@@ -289,6 +290,56 @@ typedef struct fm_checkpoint_info {
     int has_ledger;              /* the run records an energy ledger */
 } fm_checkpoint_info;
 
+/* ---- data-parallel training (docs/distributed.md) ----------------------
+ *
+ * With a communicator, fm_train runs as one of `size` ranks of a data-parallel
+ * run: every rank holds the whole model and data, trains on its share of each
+ * global minibatch (config->batch images, split into contiguous shares), and
+ * the gradients are summed over the ranks every step, so that every rank
+ * applies the same update and keeps the same weights. Batch normalization
+ * takes its statistics over the whole global minibatch (the partial sums
+ * travel too), and every random draw is keyed by the example's place in the
+ * global minibatch, so a run on N ranks computes what one process computes
+ * with the same configuration, up to the order of float additions.
+ *
+ * The library stays free of any communication engine: the caller supplies
+ * the two collectives (the fewmul command supplies MPI's). Both must be
+ * called by every rank in the same order, which fm_train guarantees, and
+ * return FM_OK or a negative code; a failing collective ends the run on that
+ * rank with FM_EPEER. A rank whose own step fails announces it at the next
+ * collective, and every other rank then ends with FM_EPEER and a message
+ * naming the failed rank and its error, so no rank waits forever. Only rank
+ * 0 writes checkpoints (every rank must give the same checkpoint settings);
+ * every rank computes the same result and, at the end, the same ledger: the
+ * work of all ranks, plus the bytes they sent each other (the ledger's
+ * network level). */
+typedef enum fm_compress {
+    FM_COMPRESS_NONE = 0, /* fp32 gradients, summed by allreduce */
+    FM_COMPRESS_POW2,     /* each value rounded to a signed power of two (1 byte) */
+    FM_COMPRESS_INT8      /* each value scaled by its group's max |value| to -127..127 */
+} fm_compress;
+
+typedef struct fm_comm {
+    int rank, size;                 /* 0 <= rank < size */
+    /* Sums `count` floats elementwise over the ranks, in place, with the same
+     * bits on every rank. */
+    int (*allreduce_sum)(float *data, size_t count, void *user);
+    /* Every rank's `bytes` bytes of `send`, in rank order, into `recv`
+     * (size * bytes). */
+    int (*allgather)(const void *send, void *recv, size_t bytes, void *user);
+    void *user;
+    /* Gradient compression before the exchange, with error feedback: what
+     * rounding drops is kept per rank and added to the next step's gradient.
+     * Compressed gradients travel by allgather and are summed in rank order
+     * on every rank. The feedback is not saved in checkpoints: a resumed run
+     * starts it at zero. */
+    fm_compress compress;
+} fm_comm;
+
+/* "none", "pow2", "int8"; fm_parse_compress is its inverse (FM_EINVAL). */
+const char *fm_compress_name(fm_compress compress);
+int fm_parse_compress(const char *text, fm_compress *out);
+
 typedef struct fm_callbacks {
     void (*on_progress)(const fm_progress *progress, void *user); /* every batch */
     void (*on_epoch)(const fm_epoch_report *report, void *user);
@@ -316,6 +367,8 @@ typedef struct fm_callbacks {
      * count may change the float sums) and that a ledger is given exactly when
      * the run kept one; else FM_EMISMATCH naming the difference. */
     const fm_checkpoint *resume;
+    /* Data-parallel training over ranks (above); NULL or size 1: one process. */
+    const fm_comm *comm;
 } fm_callbacks;
 
 typedef struct fm_result {
@@ -445,6 +498,12 @@ uint64_t fm_energy_table_level_capacity(const fm_energy_table *table, int level)
 /* Cost in table units of reading (write = 0) or writing (write = 1) one byte. */
 double fm_energy_table_level_cost(const fm_energy_table *table, int level, int write);
 
+/* The link between the ranks of a data-parallel run (the table's optional
+ * network line): whether the table prices it, and the cost in table units of
+ * sending (receive = 0) or receiving (receive = 1) one byte. */
+int fm_energy_table_has_network(const fm_energy_table *table);
+double fm_energy_table_network_cost(const fm_energy_table *table, int receive);
+
 /* A priced part of a ledger (one layer and phase, or sums as in fm_ledger_ops). */
 typedef struct fm_energy {
     double op_cost[FM_OP_KINDS];   /* table units, per kind */
@@ -452,9 +511,15 @@ typedef struct fm_energy {
     double communication;          /* table units: all bytes at their levels */
     uint64_t read_bytes[FM_ENERGY_MAX_LEVELS], written_bytes[FM_ENERGY_MAX_LEVELS];
     double level_cost[FM_ENERGY_MAX_LEVELS]; /* table units per level */
+    uint64_t network_sent, network_received; /* bytes between ranks (fm_comm) */
+    double network_cost;           /* their cost (0 when the table has no network line);
+                                      part of communication */
     double landauer_bits;          /* result bits of every operation plus bits written */
 } fm_energy;
-/* The level that holds a tensor: the smallest whose capacity is at least its footprint. */
+/* The level that holds a tensor: the smallest whose capacity is at least its
+ * footprint; FM_LEDGER_NETWORK for the bytes sent between ranks (tensors
+ * named "net:..."), which travel over the table's network line. */
+#define FM_LEDGER_NETWORK (-2)
 int fm_ledger_tensor_level(const fm_ledger *ledger, const fm_energy_table *table, int tensor);
 int fm_ledger_price(const fm_ledger *ledger, const fm_energy_table *table, int layer, int phase,
                     fm_energy *out);

@@ -408,7 +408,7 @@ static void test_reference_kernels_match_blas(void **state)
             fm_dense_backward_input(e, w, d1, B, in, out);
             fm_ref_dense_backward_input(wc, e, w, h, d2, B, in, out);
             assert_close(d2, d1, (size_t)B * in, 1e-5f * (float)out);
-            fm_pow2_quantize(x, q, (size_t)B * in, FM_QB_UNBOUNDED, 0, 5);
+            fm_pow2_quantize(x, q, (size_t)B * in, FM_QB_UNBOUNDED, 0, 5, 0);
             fm_dense_backward_weights(q, e, g1, B, in, out);
             fm_ref_dense_backward_weights(1, q, e, g2, B, in, out);
             assert_close(g2, g1, (size_t)in * out, 1e-5f * (float)B);

@@ -168,7 +168,7 @@ static void test_pow2_grad_and_fallback(void **state)
     float *want = test_malloc((size_t)in * out * sizeof *want);
     float *got = test_malloc((size_t)in * out * sizeof *got);
     random_inputs(x, (size_t)batch * in, 5);
-    fm_pow2_quantize(x, q, (size_t)batch * in, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 77);
+    fm_pow2_quantize(x, q, (size_t)batch * in, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 77, 0);
     random_inputs(e, (size_t)batch * out, 6);
     for (int round = 0; round < 2; round++) {
         if (round == 1) /* a product below the normal range: the fallback runs */

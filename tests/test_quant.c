@@ -23,7 +23,7 @@ static float h_global = 0.03f;
 static void bc(const float *w, float *o, size_t n, uint64_t k) { fm_binarize_stochastic(w, o, n, h_global, k); }
 static void tc(const float *w, float *o, size_t n, uint64_t k) { fm_ternarize_stochastic(w, o, n, h_global, k); }
 static void syn(const float *w, float *o, size_t n, uint64_t k) { fm_synapse_stochastic(w, o, n, h_global, 26, 60.0f, k); }
-static void qb(const float *w, float *o, size_t n, uint64_t k) { fm_pow2_quantize(w, o, n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, k); }
+static void qb(const float *w, float *o, size_t n, uint64_t k) { fm_pow2_quantize(w, o, n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, k, 0); }
 
 static double sample_mean(sampler f, float w, uint64_t key, double *sd_out)
 {
@@ -166,7 +166,7 @@ static void test_pow2_unbiased_and_powers(void **state)
     float x[1000], q[1000];
     for (int i = 0; i < 1000; i++)
         x[i] = (float)((i * 7919) % 2001 - 1000) / 97.0f;
-    fm_pow2_quantize(x, q, 1000, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 5);
+    fm_pow2_quantize(x, q, 1000, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 5, 0);
     for (int i = 0; i < 1000; i++) {
         if (x[i] == 0.0f) {
             assert_true(q[i] == 0.0f);
@@ -181,7 +181,7 @@ static void test_pow2_unbiased_and_powers(void **state)
     }
     /* exact powers of two stay put */
     float p2[] = {0.25f, -2.0f, 64.0f}, qp[3];
-    fm_pow2_quantize(p2, qp, 3, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 1);
+    fm_pow2_quantize(p2, qp, 3, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 1, 0);
     assert_memory_equal(p2, qp, sizeof p2);
 }
 
@@ -191,7 +191,7 @@ static void test_pow2_clip_and_zero(void **state)
     /* the authors' conv range [-4, 3]: magnitudes 2^-4 .. 2^4 */
     float x[] = {0.0f, 1e-3f, -0.05f, 0.0625f, 20.0f, -100.0f, 15.0f, 1e-40f};
     float q[8];
-    fm_pow2_quantize(x, q, 8, -4, 3, 3);
+    fm_pow2_quantize(x, q, 8, -4, 3, 3, 0);
     assert_true(q[0] == 0.0f);         /* Q(0) = 0, our documented choice */
     assert_true(q[1] == 0.0625f);      /* below range: up to 2^emin */
     assert_true(q[2] == -0.0625f);
@@ -205,7 +205,7 @@ static void test_pow2_clip_and_zero(void **state)
     static float in[SAMPLES], out[SAMPLES];
     for (int i = 0; i < SAMPLES; i++)
         in[i] = 0.37f;
-    fm_pow2_quantize(in, out, SAMPLES, -4, 3, 77);
+    fm_pow2_quantize(in, out, SAMPLES, -4, 3, 77, 0);
     double s = 0, s2 = 0;
     for (int i = 0; i < SAMPLES; i++) {
         s += out[i];

@@ -41,12 +41,13 @@ void fm_sign_backward(const float *x, const float *dy, float *dx, size_t n)
     FM_TALLY(FM_OP_SIGN, 2 * n);
 }
 
-void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key)
+void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key,
+                        uint64_t first)
 {
     const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float u = (float)(fm_rand_u32(key, i) >> 8) * 0x1p-24f;
+        float u = (float)(fm_rand_u32(key, first + i) >> 8) * 0x1p-24f;
         mask[i] = u >= p;
         y[i] = mask[i] ? x[i] * scale : 0.0f;
     }

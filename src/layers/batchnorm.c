@@ -165,6 +165,103 @@ void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int d
     (void)n;
 }
 
+/* ---- a minibatch split over ranks ----
+ * The same arithmetic as above, cut where the statistics need every rank's
+ * rows: the caller sums the partial sums over the ranks between the calls and
+ * divides by the whole minibatch's rows. The operations per element are those
+ * of the undivided functions, so their ledger declarations hold. */
+
+void fm_bn_sums(const float *x, int rows, int dim, float *sum)
+{
+    memset(sum, 0, (size_t)dim * sizeof *sum);
+    for (int b = 0; b < rows; b++) {
+        const float *row = x + (long)b * dim;
+        for (int j = 0; j < dim; j++)
+            sum[j] += row[j];
+    }
+    FM_TALLY(FM_OP_FADD, (uint64_t)rows * dim);
+}
+
+void fm_bn_centred_squares(const float *x, int rows, int dim, const float *mean, float *sq)
+{
+    memset(sq, 0, (size_t)dim * sizeof *sq);
+    for (int b = 0; b < rows; b++) {
+        const float *row = x + (long)b * dim;
+        for (int j = 0; j < dim; j++) {
+            float d = row[j] - mean[j];
+            sq[j] += d * d;
+        }
+    }
+    FM_TALLY(FM_OP_FADD, (uint64_t)rows * dim);
+    FM_TALLY(FM_OP_FMA, (uint64_t)rows * dim);
+}
+
+void fm_bn_normalize(const float *x, float *y, int rows, int dim, const float *gamma,
+                     const float *beta, const float *mean, const float *invstd)
+{
+#pragma omp parallel for schedule(static) if ((long)rows * dim > BN_PARALLEL)
+    for (int b = 0; b < rows; b++) {
+        const float *xr = x + (long)b * dim;
+        float *yr = y + (long)b * dim;
+        for (int j = 0; j < dim; j++)
+            yr[j] = gamma[j] * ((xr[j] - mean[j]) * invstd[j]) + beta[j];
+    }
+    FM_TALLY(FM_OP_FADD, (uint64_t)rows * dim);
+    FM_TALLY(FM_OP_FMUL, (uint64_t)rows * dim);
+    FM_TALLY(FM_OP_FMA, (uint64_t)rows * dim);
+}
+
+void fm_bn_backward_sums(const float *x, const float *dy, int rows, int dim, const float *mean,
+                         const float *invstd, float *dgamma, float *dbeta)
+{
+    memset(dgamma, 0, (size_t)dim * sizeof *dgamma);
+    memset(dbeta, 0, (size_t)dim * sizeof *dbeta);
+    for (int b = 0; b < rows; b++) {
+        const float *xr = x + (long)b * dim, *dr = dy + (long)b * dim;
+        for (int j = 0; j < dim; j++) {
+            float xhat = (xr[j] - mean[j]) * invstd[j];
+            dbeta[j] += dr[j];
+            dgamma[j] += dr[j] * xhat;
+        }
+    }
+    uint64_t n = (uint64_t)rows * dim;
+    FM_TALLY(FM_OP_FADD, 2 * n);
+    FM_TALLY(FM_OP_FMUL, n);
+    FM_TALLY(FM_OP_FMA, n);
+    (void)n;
+}
+
+void fm_bn_backward_input(const float *x, const float *dy, float *dx, int rows, int total_rows,
+                          int dim, const float *gamma, const float *mean, const float *invstd,
+                          const float *dgamma, const float *dbeta)
+{
+    const float inv_b = 1.0f / (float)total_rows;
+#pragma omp parallel for schedule(static) if ((long)rows * dim > BN_PARALLEL)
+    for (int j0 = 0; j0 < dim; j0 += BN_BLOCK) {
+        int j1 = j0 + BN_BLOCK < dim ? j0 + BN_BLOCK : dim;
+        float k[BN_BLOCK], mb[BN_BLOCK], mg[BN_BLOCK];
+        for (int j = j0; j < j1; j++) {
+            k[j - j0] = gamma[j] * invstd[j];
+            mb[j - j0] = dbeta[j] * inv_b;
+            mg[j - j0] = dgamma[j] * inv_b;
+        }
+        for (int b = 0; b < rows; b++) {
+            const float *xr = x + (long)b * dim, *dr = dy + (long)b * dim;
+            float *out = dx + (long)b * dim;
+            for (int j = j0; j < j1; j++) {
+                float xhat = (xr[j] - mean[j]) * invstd[j];
+                out[j] = k[j - j0] * (dr[j] - (mb[j - j0] + xhat * mg[j - j0]));
+            }
+        }
+    }
+    uint64_t n = (uint64_t)rows * dim;
+    FM_TALLY(FM_OP_FMUL, 3 * (uint64_t)dim);
+    FM_TALLY(FM_OP_FADD, 2 * n);
+    FM_TALLY(FM_OP_FMUL, 2 * n);
+    FM_TALLY(FM_OP_FMA, n);
+    (void)n;
+}
+
 void fm_bn_cost_backward(const fm_cost *c, int batch, int dim, int with_dx)
 {
     uint64_t n = (uint64_t)batch * dim;

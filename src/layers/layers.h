@@ -51,6 +51,20 @@ void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int d
                     const float *gamma, const float *mean, const float *invstd, float *dgamma,
                     float *dbeta);
 /* Ledger declarations of the kernels above. */
+/* The same split for a minibatch spread over ranks (net.c sums the partial
+ * results over the ranks between the calls): sums over rows, sums of squared
+ * deviations from the whole batch's mean, the normalization; the backward
+ * sums (dgamma, dbeta of these rows) and the input gradient from the whole
+ * batch's sums over its total_rows rows. */
+void fm_bn_sums(const float *x, int rows, int dim, float *sum);
+void fm_bn_centred_squares(const float *x, int rows, int dim, const float *mean, float *sq);
+void fm_bn_normalize(const float *x, float *y, int rows, int dim, const float *gamma,
+                     const float *beta, const float *mean, const float *invstd);
+void fm_bn_backward_sums(const float *x, const float *dy, int rows, int dim, const float *mean,
+                         const float *invstd, float *dgamma, float *dbeta);
+void fm_bn_backward_input(const float *x, const float *dy, float *dx, int rows, int total_rows,
+                          int dim, const float *gamma, const float *mean, const float *invstd,
+                          const float *dgamma, const float *dbeta);
 void fm_bn_cost_batch_stats(const fm_cost *cost, int batch, int dim);
 void fm_bn_cost_forward_train(const fm_cost *cost, int batch, int dim);
 void fm_bn_cost_forward_infer(const fm_cost *cost, int batch, int dim);
@@ -66,7 +80,9 @@ void fm_sign_forward(const float *x, float *y, size_t n);
 /* Straight-through: dx = dy where |x| <= 1 (x the sign's input), else 0 */
 void fm_sign_backward(const float *x, const float *dy, float *dx, size_t n);
 /* Inverted dropout: keep with probability 1-p, scaled by 1/(1-p); mask records kept. */
-void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key);
+/* Value i draws number first + i of stream `key` (as fm_pow2_quantize). */
+void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key,
+                        uint64_t first);
 void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p);
 /* Ledger declarations: one compare and one select per element each way; dropout
  * forward draws, compares, scales and selects, backward scales and selects. */

@@ -51,7 +51,15 @@ static const char horowitz45[] =
     "                                         # ASSUMPTION\n"
     "level dram    inf      1300 1300  64     # 64-bit DRAM access, 1.3-2.6 nJ (Horowitz): the low\n"
     "                                         # end, so communication is not overstated; write =\n"
-    "                                         # read ASSUMPTION\n";
+    "                                         # read ASSUMPTION\n"
+    "\n"
+    "# Bytes sent between the ranks of a data-parallel run, per 8 bits sent. NOT Horowitz's:\n"
+    "# a chip-to-chip serial link, 1.9 pJ/bit over 20 inches of circuit board, transmitter\n"
+    "# and receiver together (\"A 1.4-pJ/b, power-scalable 16x12-Gb/s source-synchronous I/O\n"
+    "# with DFE receiver in 32nm SOI CMOS technology\", IBM Research), so receiving is 0.\n"
+    "# A lower bound for ranks on one board; a network between machines (NIC, switch)\n"
+    "# costs more: write your own table for it.\n"
+    "network 15.2 0 8\n";
 
 static const char eyeriss16[] =
     "fewmul-energy-table 1\n"

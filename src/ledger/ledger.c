@@ -183,6 +183,54 @@ void fm_cost_bytes(const fm_cost *c, const char *name, uint64_t footprint, uint6
     l->traffic[l->n_traffic++] = (ledger_traffic){c->layer, t, c->phase, read, written};
 }
 
+#define NETWORK_PREFIX "net:"
+
+static int is_network_tensor(const ledger_tensor *t)
+{
+    return strncmp(t->name, NETWORK_PREFIX, sizeof NETWORK_PREFIX - 1) == 0;
+}
+
+void fm_cost_network(const fm_cost *c, const char *name, uint64_t sent, uint64_t received)
+{
+    char key[NAME_MAX_LEN];
+    snprintf(key, sizeof key, NETWORK_PREFIX "%s", name);
+    /* what a rank receives it reads off the link, what it sends it writes */
+    fm_cost_bytes(c, key, 0, received, sent);
+}
+
+int fm_ledger_add(fm_ledger *dst, const fm_ledger *src)
+{
+    if (!dst || !src)
+        return fm_error(FM_EINVAL, "fm_ledger_add: NULL argument");
+    for (int i = 0; i < src->n_layers; i++) {
+        const ledger_layer *from = &src->layers[i];
+        if (!ensure_layer(dst, i))
+            return FM_ENOMEM;
+        ledger_layer *to = &dst->layers[i];
+        if (!to->name[0]) {
+            memcpy(to->name, from->name, sizeof to->name);
+            memcpy(to->shape, from->shape, sizeof to->shape);
+        }
+        for (int p = 0; p < FM_PHASES; p++)
+            for (int op = 0; op < FM_OP_KINDS; op++)
+                to->ops[p][op] += from->ops[p][op];
+    }
+    for (int i = 0; i < src->n_traffic; i++) {
+        const ledger_traffic *r = &src->traffic[i];
+        const ledger_tensor *t = &src->tensors[r->tensor];
+        const fm_cost at = {dst, r->layer, r->phase};
+        fm_cost_bytes(&at, t->name, t->bytes, r->read, r->written);
+    }
+    for (int t = 0; t < src->n_tensors; t++) /* footprints of tensors without traffic too */
+        if (find_tensor(dst, src->tensors[t].name, src->tensors[t].bytes) < 0)
+            break;
+    for (int p = 0; p < FM_PHASES; p++) {
+        dst->passes[p] += src->passes[p];
+        dst->examples[p] += src->examples[p];
+    }
+    return dst->out_of_memory ? FM_ENOMEM : FM_OK;
+}
+
 void fm_ledger_pass(fm_ledger *l, fm_phase phase, uint64_t examples)
 {
     if (!l || (unsigned)phase >= FM_PHASES)
@@ -398,6 +446,8 @@ int fm_ledger_tensor_level(const fm_ledger *l, const fm_energy_table *table, int
     int levels = fm_energy_table_levels(table);
     if (!l || tensor < 0 || tensor >= l->n_tensors || levels < 1)
         return -1;
+    if (is_network_tensor(&l->tensors[tensor]))
+        return FM_LEDGER_NETWORK;
     for (int k = 0; k < levels; k++)
         if (fm_energy_table_level_capacity(table, k) >= l->tensors[tensor].bytes)
             return k;
@@ -428,6 +478,16 @@ int fm_ledger_price(const fm_ledger *l, const fm_energy_table *table, int layer,
         if (!selected(layer, r->layer) || !selected(phase, (int)r->phase))
             continue;
         int k = fm_ledger_tensor_level(l, table, r->tensor);
+        if (k == FM_LEDGER_NETWORK) {
+            double cost = (double)r->written * fm_energy_table_network_cost(table, 0) +
+                          (double)r->read * fm_energy_table_network_cost(table, 1);
+            out->network_sent += r->written;
+            out->network_received += r->read;
+            out->network_cost += cost;
+            out->communication += cost;
+            out->landauer_bits += 8.0 * (double)r->written;
+            continue;
+        }
         if (k < 0 || k >= FM_ENERGY_MAX_LEVELS)
             continue;
         double cost = (double)r->read * fm_energy_table_level_cost(table, k, 0) +

@@ -27,6 +27,12 @@ void fm_cost_ops(const fm_cost *cost, fm_op op, uint64_t n);
  * `footprint` bytes (the largest footprint recorded wins). */
 void fm_cost_bytes(const fm_cost *cost, const char *name, uint64_t footprint, uint64_t read,
                    uint64_t written);
+/* Records bytes a rank sent to and received from the other ranks of a
+ * data-parallel run, as the tensor "net:<name>" (the network level). */
+void fm_cost_network(const fm_cost *cost, const char *name, uint64_t sent, uint64_t received);
+/* Adds every count of src into dst (layers by index, tensors and traffic by
+ * name; a footprint takes the larger): the ledgers of the ranks of one run. */
+int fm_ledger_add(fm_ledger *dst, const fm_ledger *src);
 /* Counts one pass of `examples` examples in a phase. */
 void fm_ledger_pass(fm_ledger *ledger, fm_phase phase, uint64_t examples);
 /* Allocation failure inside recording is remembered, not reported at once;

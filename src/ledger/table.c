@@ -43,6 +43,10 @@ struct fm_energy_table {
     double op_cost[FM_OP_KINDS];
     int levels;
     table_level level[FM_ENERGY_MAX_LEVELS];
+    /* the link between ranks of a data-parallel run: the optional network line */
+    int network_line;            /* 0: the table prices no network */
+    double network_send, network_receive; /* table units per `network_bits` bits */
+    int network_bits;
 };
 
 static const char *const op_names[FM_OP_KINDS] = {
@@ -130,6 +134,19 @@ double fm_energy_table_level_cost(const fm_energy_table *table, int level, int w
     if (!l)
         return 0.0;
     return (write ? l->write : l->read) / ((double)l->bits / 8.0);
+}
+
+int fm_energy_table_has_network(const fm_energy_table *table)
+{
+    return table && table->network_line > 0;
+}
+
+double fm_energy_table_network_cost(const fm_energy_table *table, int receive)
+{
+    if (!fm_energy_table_has_network(table))
+        return 0.0;
+    return (receive ? table->network_receive : table->network_send) /
+           ((double)table->network_bits / 8.0);
 }
 
 /* ---- the parser ---------------------------------------------------------- */
@@ -367,6 +384,26 @@ static int key_level(parser *p, char **tok, int ntok)
     return FM_OK;
 }
 
+static int key_network(parser *p, char **tok, int ntok)
+{
+    int err = want_tokens(p, ntok, 4, "network SEND_COST RECEIVE_COST BITS");
+    if (err)
+        return err;
+    fm_energy_table *t = p->table;
+    if (t->network_line)
+        return fm_error(FM_EFORMAT, "%s:%d: duplicate key 'network' (first on line %d)",
+                        p->origin, p->line, t->network_line);
+    err = number_field(p, tok[1], "send cost", &t->network_send);
+    if (!err)
+        err = number_field(p, tok[2], "receive cost", &t->network_receive);
+    if (!err)
+        err = parse_bits(p, tok[3], &t->network_bits);
+    if (err)
+        return err;
+    t->network_line = p->line;
+    return FM_OK;
+}
+
 /* Splits a line (NUL-terminated, comment already cut) into tokens in place. */
 static int tokenize(char *line, char **tok)
 {
@@ -455,11 +492,13 @@ static int parse_line(parser *p, char *line)
         return key_op(p, tok, ntok);
     if (!strcmp(tok[0], "level"))
         return key_level(p, tok, ntok);
+    if (!strcmp(tok[0], "network"))
+        return key_network(p, tok, ntok);
     if (!strcmp(tok[0], TABLE_MAGIC))
         return fm_error(FM_EFORMAT, "%s:%d: a second '%s' line (only the first line has it)",
                         p->origin, p->line, TABLE_MAGIC);
     return fm_error(FM_EFORMAT,
-                    "%s:%d: unknown key '%s' (expected name, source, unit, op or level)",
+                    "%s:%d: unknown key '%s' (expected name, source, unit, op, level or network)",
                     p->origin, p->line, tok[0]);
 }
 

@@ -27,11 +27,11 @@ void fm_count_errors_cost(const fm_cost *c, int batch, int classes)
     fm_cost_ops(c, FM_OP_IADD, (uint64_t)batch);
 }
 
-double fm_loss_hinge(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
-                     int *errors)
+double fm_loss_hinge_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
+                          float *dy, int *errors)
 {
     double total = 0.0;
-    const float k = -2.0f / (float)batch; /* d(m^2)/dy = -2 t m, averaged over the batch */
+    const float k = -2.0f / (float)norm; /* d(m^2)/dy = -2 t m, averaged over the batch */
     for (int b = 0; b < batch; b++) {
         for (int c = 0; c < classes; c++) {
             long i = (long)b * classes + c;
@@ -58,7 +58,13 @@ double fm_loss_hinge(const float *y, const uint8_t *labels, int batch, int class
     (void)n;
     if (errors)
         *errors = fm_count_errors(y, labels, batch, classes);
-    return total / batch;
+    return total / norm;
+}
+
+double fm_loss_hinge(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
+                     int *errors)
+{
+    return fm_loss_hinge_part(y, labels, batch, batch, classes, dy, errors);
 }
 
 void fm_loss_hinge_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)

@@ -15,6 +15,13 @@ double fm_loss_hinge(const float *y, const uint8_t *labels, int batch, int class
 /* Softmax cross-entropy: L = 1/B sum_b -log softmax(y_b)[label]. */
 double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
                     int *errors);
+/* The same over `batch` rows of a larger minibatch of `norm` examples (a
+ * rank's share): the loss and gradient are divided by norm, so the shares'
+ * losses and gradients add up to the whole minibatch's. */
+double fm_loss_hinge_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
+                          float *dy, int *errors);
+double fm_loss_xent_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
+                         float *dy, int *errors);
 /* argmax of each row; returns the number that differ from labels. */
 int fm_count_errors(const float *y, const uint8_t *labels, int batch, int classes);
 

@@ -4,11 +4,11 @@
 
 #include <math.h>
 
-double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
-                    int *errors)
+double fm_loss_xent_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
+                         float *dy, int *errors)
 {
     double total = 0.0;
-    const float inv_b = 1.0f / (float)batch;
+    const float inv_b = 1.0f / (float)norm;
     for (int b = 0; b < batch; b++) {
         const float *row = y + (long)b * classes;
         float top = row[0];
@@ -43,7 +43,13 @@ double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classe
     (void)n;
     if (errors)
         *errors = fm_count_errors(y, labels, batch, classes);
-    return total / batch;
+    return total / norm;
+}
+
+double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
+                    int *errors)
+{
+    return fm_loss_xent_part(y, labels, batch, batch, classes, dy, errors);
 }
 
 void fm_loss_xent_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)

@@ -438,7 +438,7 @@ int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_works
     }
     if (ok && training)
         ok = (ws->qx = fm_alloc((size_t)max_batch * widest_in, sizeof(float))) != NULL &&
-             (ws->grad_state = fm_alloc(m->state_count, sizeof(float))) != NULL;
+             (ws->grad_state = fm_alloc(m->state_count + FM_GRAD_EXTRA, sizeof(float))) != NULL;
     if (ok && conv_scratch)
         ok = (ws->conv_scratch = fm_alloc(conv_scratch, sizeof(float))) != NULL;
     if (ok && m->config.preproc == FM_PRE_GCN_ZCA)

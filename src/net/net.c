@@ -4,6 +4,7 @@
  * Each pass declares its work to ws->ledger, when there is one: the layers'
  * operations (from their fm_*_cost functions) and the bytes of every tensor
  * they read and write (docs/ledger.md). */
+#include "dist.h"
 #include "internal.h"
 #include "kernels.h"
 #include "layers.h"
@@ -355,6 +356,60 @@ static void bn_bytes(const fm_cost *c, const fm_model *m, int l, const char *wha
     move_tensor(c, m, l, what, 8 * (uint64_t)m->layers[l].channels, written);
 }
 
+/* Batch norm over a global minibatch spread over ranks: the partial sums of
+ * this rank's rows are summed over the ranks before each use, and divided by
+ * the whole minibatch's rows. A failed collective is kept in ws->status (the
+ * rank's other collectives of the step are skipped: the communicator is gone). */
+static int shared_batch(const fm_workspace *ws) { return ws->dist && ws->status != FM_EPEER; }
+
+static void shared_sum(const fm_cost *cost, fm_workspace *ws, float *x, size_t n)
+{
+    if (!shared_batch(ws))
+        return;
+    char name[64] = "sums";
+    if (cost->ledger)
+        snprintf(name, sizeof name, "%s.sums", fm_ledger_layer_name(cost->ledger, cost->layer));
+    int rc = fm_dist_allreduce(ws->dist, cost, name, x, n);
+    if (rc < 0)
+        ws->status = rc;
+}
+
+static void bn_forward_shared(const fm_cost *cost, fm_workspace *ws, const fm_layer *L, int l,
+                              const float *x, float *y, const float *p, int B, float eps)
+{
+    const int C = L->channels, rows = bn_rows(L, B), total = bn_rows(L, ws->rows_total);
+    float *mean = ws->bn_mean[l], *invstd = ws->bn_invstd[l];
+    const float inv_b = 1.0f / (float)total;
+    fm_bn_sums(x, rows, C, mean);
+    shared_sum(cost, ws, mean, (size_t)C);
+    for (int j = 0; j < C; j++)
+        mean[j] *= inv_b;
+    fm_bn_centred_squares(x, rows, C, mean, invstd);
+    shared_sum(cost, ws, invstd, (size_t)C);
+    for (int j = 0; j < C; j++)
+        invstd[j] = 1.0f / sqrtf(invstd[j] * inv_b + eps);
+    FM_TALLY(FM_OP_FMUL, 2 * (uint64_t)C);
+    FM_TALLY(FM_OP_FADD, (uint64_t)C);
+    FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)C);
+    fm_bn_normalize(x, y, rows, C, p, p + L->channels, mean, invstd);
+}
+
+static void bn_backward_shared(const fm_cost *cost, fm_workspace *ws, const fm_layer *L, int l,
+                               const float *x, const float *dy, float *dx, float *g,
+                               const float *p, int B)
+{
+    const int C = L->channels, rows = bn_rows(L, B);
+    /* g keeps this rank's own sums: the gradient exchange adds them up */
+    fm_bn_backward_sums(x, dy, rows, C, ws->bn_mean[l], ws->bn_invstd[l], g, g + C);
+    if (!dx)
+        return;
+    float *total = ws->dist->scratch;
+    memcpy(total, g, 2 * (size_t)C * sizeof *total);
+    shared_sum(cost, ws, total, 2 * (size_t)C);
+    fm_bn_backward_input(x, dy, dx, rows, bn_rows(L, ws->rows_total), C, p, ws->bn_mean[l],
+                         ws->bn_invstd[l], total, total + C);
+}
+
 double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B, uint64_t step,
                      int *errors)
 {
@@ -391,8 +446,11 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             break;
         case FM_LAYER_BN: {
             const int C = L->channels;
-            fm_bn_forward_train(x, y, bn_rows(L, B), C, p, p + C, eps, ws->bn_mean[l],
-                                ws->bn_invstd[l]);
+            if (ws->dist)
+                bn_forward_shared(&cost, ws, L, l, x, y, p, B, eps);
+            else
+                fm_bn_forward_train(x, y, bn_rows(L, B), C, p, p + C, eps, ws->bn_mean[l],
+                                    ws->bn_invstd[l]);
             fm_bn_cost_forward_train(&cost, bn_rows(L, B), C);
             elementwise_bytes(&cost, m, l, B, 0);
             bn_bytes(&cost, m, l, "params", 0);
@@ -428,7 +486,8 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             break;
         case FM_LAYER_DROPOUT:
             fm_dropout_forward(x, y, ws->mask[l], (size_t)n, (float)c->dropout,
-                               fm_rng_key(c->seed, STREAM_DROPOUT, (uint64_t)l, step));
+                               fm_rng_key(c->seed, STREAM_DROPOUT, (uint64_t)l, step),
+                               (uint64_t)ws->row0 * L->out);
             fm_dropout_cost_forward(&cost, n);
             elementwise_bytes(&cost, m, l, B, 0);
             move_tensor(&cost, m, l, "mask", fm_packed_bytes(n, 1), 1);
@@ -438,8 +497,11 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
 
     const float *out = ws->act[m->n_layers];
     float *dout = ws->grad[m->n_layers];
-    double loss = c->loss == FM_LOSS_XENT ? fm_loss_xent(out, labels, B, m->classes, dout, errors)
-                                          : fm_loss_hinge(out, labels, B, m->classes, dout, errors);
+    /* a rank's share of a global minibatch divides by the whole minibatch */
+    const int norm = ws->rows_total > 0 ? ws->rows_total : B;
+    double loss = c->loss == FM_LOSS_XENT
+                      ? fm_loss_xent_part(out, labels, B, norm, m->classes, dout, errors)
+                      : fm_loss_hinge_part(out, labels, B, norm, m->classes, dout, errors);
     {
         const int loss_layer = fm_ledger_loss_index(m);
         const fm_cost fwd = cost_at(ws, loss_layer, FM_PHASE_FORWARD);
@@ -482,7 +544,8 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             const uint64_t qx_bytes = fm_packed_bytes(xn, fm_pow2_bits(emin, emax));
             if (c->qb) {
                 fm_pow2_quantize(x, ws->qx, (size_t)xn, emin, emax,
-                                 fm_rng_key(c->seed, STREAM_QB, (uint64_t)L->weight_index, step));
+                                 fm_rng_key(c->seed, STREAM_QB, (uint64_t)L->weight_index, step),
+                                 (uint64_t)ws->row0 * L->in);
                 xin = ws->qx;
                 fm_pow2_quantize_cost(&cost, xn);
                 read_activation(&cost, m, l, 0, B);
@@ -545,8 +608,11 @@ double fm_train_step(fm_model *m, fm_workspace *ws, const uint8_t *labels, int B
             }
             break;
         case FM_LAYER_BN:
-            fm_bn_backward(x, dy, dx, bn_rows(L, B), L->channels, p, ws->bn_mean[l],
-                           ws->bn_invstd[l], g, g + L->channels);
+            if (ws->dist)
+                bn_backward_shared(&cost, ws, L, l, x, dy, dx, g, p, B);
+            else
+                fm_bn_backward(x, dy, dx, bn_rows(L, B), L->channels, p, ws->bn_mean[l],
+                               ws->bn_invstd[l], g, g + L->channels);
             fm_bn_cost_backward(&cost, bn_rows(L, B), L->channels, dx != NULL);
             read_activation(&cost, m, l, 0, B);
             read_activation(&cost, m, l + 1, 1, B);

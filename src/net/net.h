@@ -106,7 +106,16 @@ typedef struct fm_workspace {
     int mf_threads;
     uint64_t mf_fallbacks;
     int status;
+    /* A data-parallel run (dist.h): the collectives, and this rank's rows of
+     * the global minibatch: the first one's index in it and the whole
+     * minibatch's size (0: the pass's own batch, one process). */
+    struct fm_dist *dist;
+    int row0, rows_total;
 } fm_workspace;
+
+/* Floats after grad_state's state_count: the step's loss and error count
+ * travel with the gradient between ranks. */
+#define FM_GRAD_EXTRA 4
 
 int fm_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);
 void fm_workspace_free(const fm_model *model, fm_workspace *ws);

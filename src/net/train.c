@@ -1,6 +1,7 @@
 /* train.c — the training loop (shuffle, steps, per-epoch learning-rate decay,
  * evaluation, best-validation model selection) and evaluation of a model. */
 #include "checkpoint.h"
+#include "dist.h"
 #include "infer.h"
 #include "internal.h"
 #include "loss.h"
@@ -110,6 +111,7 @@ void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2
 
 typedef struct run_buffers {
     fm_workspace *ws;
+    fm_dist *dist;     /* a data-parallel run's collectives, else NULL */
     uint8_t *labels;
     fm_run run;
     fm_data_id data;   /* filled when the run checkpoints or resumes */
@@ -203,10 +205,11 @@ static int take_checkpoint(fm_model *m, const fm_checkpoint *ck, run_buffers *r,
     return ledger ? fm_ledger_copy(ledger, ck->ledger) : FM_OK;
 }
 
-static int write_checkpoint(const fm_model *m, run_buffers *r, const fm_callbacks *cb)
+static int write_checkpoint(const fm_model *m, run_buffers *r, const fm_callbacks *cb,
+                            const fm_ledger *ledger)
 {
     r->run.mulfree_fallbacks = r->ws->mf_fallbacks;
-    int rc = fm_checkpoint_write(cb->checkpoint, m, cb->data_spec, &r->data, &r->run, cb->ledger);
+    int rc = fm_checkpoint_write(cb->checkpoint, m, cb->data_spec, &r->data, &r->run, ledger);
     if (rc == FM_OK && cb->on_checkpoint) {
         fm_checkpoint_info info;
         fm_run_position(&r->run, &m->config, cb->ledger != NULL, &info);
@@ -215,31 +218,83 @@ static int write_checkpoint(const fm_model *m, run_buffers *r, const fm_callback
     return rc;
 }
 
+/* A data-parallel run's shares of a minibatch of B images, as the ranks
+ * split it: every rank needs at least one image of every minibatch. */
+static int check_shares(const fm_dist *d, int n_train, int B)
+{
+    const int last = n_train % B;
+    if (B < d->size || (last > 0 && last < d->size))
+        return fm_error(FM_EINVAL, "a minibatch of %d images cannot be shared by %d ranks "
+                                   "(the last of each epoch has %d): every rank needs at least "
+                                   "one image; use fewer ranks or another --batch or --valid",
+                        B, d->size, last > 0 ? last : B);
+    return FM_OK;
+}
+
+/* Errors over images[first .. first+count), this rank's share of them in a
+ * data-parallel run (the caller sums the shares at its next agreement). */
+static long shared_errors(const fm_model *m, fm_workspace *ws, const fm_images *im, int first,
+                          int count)
+{
+    int lo, n;
+    fm_dist_share(ws->dist, count, &lo, &n);
+    return n > 0 ? count_errors(m, ws, im, first + lo, n, 0) : 0;
+}
+
+/* A failure before the run's first agreement still reaches it, so that no
+ * rank waits for one that has given up. */
+static int start_failed(const fm_comm *comm, const fm_model *m, int rc)
+{
+    if (comm && comm->size > 1) {
+        fm_dist start = {.comm = comm, .rank = comm->rank, .size = comm->size,
+                         .control_layer = fm_ledger_loss_index(m)};
+        fm_dist_agree(&start, rc, NULL);
+    }
+    return rc;
+}
+
+/* Saves the run: rank 0 writes, every rank takes part in the ledger's merge
+ * and learns whether the write succeeded. */
+static int checkpoint_run(const fm_model *m, run_buffers *r, const fm_callbacks *cb)
+{
+    if (!r->dist)
+        return write_checkpoint(m, r, cb, cb->ledger);
+    int rc = FM_OK;
+    fm_ledger *merged = NULL;
+    if (cb->ledger && (rc = fm_ledger_create(&merged)) == FM_OK)
+        rc = fm_dist_merge_ledger(r->dist, cb->ledger, merged);
+    if (rc == FM_OK && r->dist->rank == 0)
+        rc = write_checkpoint(m, r, cb, merged);
+    fm_ledger_free(merged);
+    return fm_dist_agree(r->dist, rc, NULL);
+}
+
 int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const fm_config *cfg,
              const fm_callbacks *cb, fm_result *result)
 {
     if (!m || !train || !cfg)
         return fm_error(FM_EINVAL, "fm_train: NULL argument");
+    const fm_comm *comm = cb ? cb->comm : NULL;
     int rc = fm_config_check(cfg);
     if (rc < 0)
-        return rc;
+        return start_failed(comm, m, rc);
     if (strcmp(cfg->arch, m->arch) != 0 || cfg->weights != m->config.weights ||
         cfg->scale != m->config.scale || cfg->opt != m->config.opt ||
         (cfg->dropout > 0.0) != (m->config.dropout > 0.0))
-        return fm_error(FM_EINVAL, "training configuration does not match the model's "
-                                   "(architecture, weights, scale, optimizer and dropout must agree)");
+        return start_failed(comm, m, fm_error(FM_EINVAL, "training configuration does not match the model's "
+                                   "(architecture, weights, scale, optimizer and dropout must agree)"));
     if ((rc = check_images(m, train, "training")) < 0 ||
         (test && (rc = check_images(m, test, "test")) < 0))
-        return rc;
+        return start_failed(comm, m, rc);
     const fm_checkpoint *resume = cb ? cb->resume : NULL;
     const int checkpointing = cb && cb->checkpoint;
     if (resume && (rc = check_resume(m, resume, cfg, cb->ledger)) < 0)
-        return rc;
+        return start_failed(comm, m, rc);
     const int n_total = train->count;
     const int n_valid = cfg->valid;
     if (n_valid >= n_total)
-        return fm_error(FM_EINVAL, "validation size %d leaves no training images (of %d)", n_valid,
-                        n_total);
+        return start_failed(comm, m, fm_error(FM_EINVAL, "validation size %d leaves no training images (of %d)", n_valid,
+                        n_total));
     int n_train = n_total - n_valid;
     if (cfg->train_limit > 0 && cfg->train_limit < n_train)
         n_train = cfg->train_limit;
@@ -251,21 +306,21 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
 
     run_buffers r = {0};
     fm_run *run = &r.run;
-    if (checkpointing || resume) {
+    if (checkpointing || resume || (comm && comm->size > 1)) {
         fm_data_identify(train, test, &r.data);
         if (resume && (rc = check_resume_data(&r.data, &resume->data)) < 0)
-            return rc;
+            return start_failed(comm, m, rc);
     }
     /* pylearn2's MNIST(center=True) subtracts the mean of all 60,000 training
      * images from train and validation alike (test uses the same mean here);
      * ZCA is fitted on the training split only. A resumed run has them. */
     if (!resume &&
         (rc = fm_preprocess_fit(m, train, c->preproc == FM_PRE_GCN_ZCA ? n_total - n_valid : n_total)) < 0)
-        return rc;
+        return start_failed(comm, m, rc);
 
     const int B = c->batch;
     if ((rc = fm_workspace_create(m, B, 1, &r.ws)) < 0)
-        return rc;
+        return start_failed(comm, m, rc);
     r.ws->ledger = cb ? cb->ledger : NULL;
     run->n_train = n_train;
     run->order = fm_alloc((size_t)n_train, sizeof *run->order);
@@ -274,20 +329,18 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     run->s1 = fm_alloc(m->state_count, sizeof(float));
     run->s2 = c->opt == FM_OPT_ADAM ? fm_alloc(m->state_count, sizeof(float)) : NULL;
     run->best = fm_alloc(m->state_count, sizeof(float));
-    if (!run->order || !r.labels || !run->s1 || !run->best || (c->opt == FM_OPT_ADAM && !run->s2)) {
-        free_run(m, &r);
-        return FM_ENOMEM;
-    }
+    if (!run->order || !r.labels || !run->s1 || !run->best || (c->opt == FM_OPT_ADAM && !run->s2))
+        rc = FM_ENOMEM;
+    if (rc == FM_OK)
+        rc = fm_dist_create(comm, m, r.ws->ledger, &r.dist);
+    r.ws->dist = r.dist;
 
     double lr0, lr_end;
     fm_config_learning_rates(c, &lr0, &lr_end);
     const double decay = pow(lr_end / lr0, 1.0 / c->epochs);
-    if (resume) {
-        if ((rc = take_checkpoint(m, resume, &r, cb->ledger)) < 0) {
-            free_run(m, &r);
-            return rc;
-        }
-    } else {
+    if (rc == FM_OK && resume) {
+        rc = take_checkpoint(m, resume, &r, cb->ledger);
+    } else if (rc == FM_OK) {
         for (int i = 0; i < n_train; i++)
             run->order[i] = i;
         fm_rng shuffle;
@@ -298,6 +351,22 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
         run->best_valid = INFINITY;
         run->best_test = -1;
     }
+    if (r.dist && rc == FM_OK) {
+        /* a resumed run's ledger is the whole run's so far: rank 0 carries it */
+        if (resume && cb->ledger && r.dist->rank != 0)
+            fm_ledger_clear(cb->ledger);
+        if ((rc = fm_dist_agree(r.dist, FM_OK, NULL)) == FM_OK &&
+            (rc = fm_dist_check_start(r.dist, m, &r.data, n_train)) == FM_OK)
+            rc = check_shares(r.dist, n_train, B);
+    } else if (rc < 0) {
+        start_failed(comm, m, rc);
+    }
+    if (rc < 0) {
+        fm_dist_free(r.dist);
+        free_run(m, &r);
+        return rc;
+    }
+    fm_dist *dist = r.dist;
 
     fm_result res = {.test_error_pct = -1, .valid_error_pct = -1};
     const double start = fm_now() - run->elapsed_seconds;
@@ -321,20 +390,33 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
         }
         const double epoch_start = fm_now() - run->epoch_train_seconds;
         for (int b0 = run->next; b0 < n_train; b0 += B) {
-            int bs = FM_MIN(B, n_train - b0);
-            fm_load_batch(m, r.ws, train, run->order, b0, bs);
-            fm_load_batch_cost(m, r.ws, FM_PHASE_FORWARD, bs, train->count);
-            for (int b = 0; b < bs; b++)
-                r.labels[b] = train->labels[run->order[b0 + b]];
+            const int bs = FM_MIN(B, n_train - b0);
+            /* this rank's rows of the minibatch (all of it in one process) */
+            int lo, rows;
+            fm_dist_share(dist, bs, &lo, &rows);
+            r.ws->row0 = lo;
+            r.ws->rows_total = dist ? bs : 0;
+            fm_load_batch(m, r.ws, train, run->order, b0 + lo, rows);
+            fm_load_batch_cost(m, r.ws, FM_PHASE_FORWARD, rows, train->count);
+            for (int b = 0; b < rows; b++)
+                r.labels[b] = train->labels[run->order[b0 + lo + b]];
             int batch_errors = 0;
-            run->loss_sum += fm_train_step(m, r.ws, r.labels, bs, run->step, &batch_errors);
-            if (r.ws->status < 0) {
+            double loss = fm_train_step(m, r.ws, r.labels, rows, run->step, &batch_errors);
+            /* a rank whose step failed still takes part, then says so below */
+            if (dist && r.ws->status != FM_EPEER) {
+                int x = fm_dist_exchange(dist, m, r.ws, &loss, &batch_errors);
+                if (x < 0 && (r.ws->status == FM_OK || x == FM_EPEER))
+                    r.ws->status = x;
+            }
+            if (dist && r.ws->status == FM_EPEER) { /* the communicator is gone */
                 rc = r.ws->status;
                 break;
             }
+            run->loss_sum += loss;
             run->step++;
-            fm_optimizer_step(m, r.ws, run->s1, run->s2, run->lr, (long)run->step);
-            fm_ledger_pass(r.ws->ledger, FM_PHASE_UPDATE, (uint64_t)bs);
+            if (r.ws->status == FM_OK)
+                fm_optimizer_step(m, r.ws, run->s1, run->s2, run->lr, (long)run->step);
+            fm_ledger_pass(r.ws->ledger, FM_PHASE_UPDATE, (uint64_t)rows);
             run->errors += batch_errors;
             run->batches++;
             run->next = b0 + bs;
@@ -344,15 +426,27 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
                                   (b0 + bs) / FM_MAX(now - epoch_start, 1e-9), now - start};
                 cb->on_progress(&pr, cb->user);
             }
-            const int stop = cb && cb->should_stop && cb->should_stop(cb->user);
+            int stop = cb && cb->should_stop && cb->should_stop(cb->user);
             /* the end of an epoch has its own checkpoint, after evaluation */
-            const int due = checkpointing && run->next < n_train &&
-                            ((cb->checkpoint_every > 0 && run->step % (uint64_t)cb->checkpoint_every == 0) ||
-                             (cb->checkpoint_seconds > 0 && now - last_checkpoint >= cb->checkpoint_seconds));
+            int due = checkpointing && run->next < n_train &&
+                      ((cb->checkpoint_every > 0 && run->step % (uint64_t)cb->checkpoint_every == 0) ||
+                       (cb->checkpoint_seconds > 0 && now - last_checkpoint >= cb->checkpoint_seconds));
+            rc = r.ws->status;
+            if (dist) {
+                /* one rank's stop stops all; rank 0's clock times the checkpoints */
+                double flags[FM_DIST_VALUES] = {stop, due && dist->rank == 0};
+                rc = fm_dist_agree(dist, rc, flags);
+                stop = flags[0] > 0;
+                due = checkpointing && run->next < n_train &&
+                      ((cb->checkpoint_every > 0 && run->step % (uint64_t)cb->checkpoint_every == 0) ||
+                       flags[1] > 0);
+            }
+            if (rc < 0)
+                break;
             if (checkpointing && (stop || due)) {
                 run->epoch_train_seconds = now - epoch_start;
                 run->elapsed_seconds = now - start;
-                if ((rc = write_checkpoint(m, &r, cb)) < 0)
+                if ((rc = checkpoint_run(m, &r, cb)) < 0)
                     break;
                 last_checkpoint = fm_now();
             }
@@ -375,19 +469,30 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
 
         int eval_now = !c->no_eval && (epoch % c->eval_every == 0 || epoch == c->epochs);
         if (eval_now) {
+            r.ws->row0 = r.ws->rows_total = 0;
             if (c->bn_stats == FM_BN_PAPER) {
                 const fm_images *sets[2] = {train, train};
                 int firsts[2] = {0, n_total - n_valid}, counts[2] = {n_train, n_valid};
-                if ((rc = fm_bn_recompute(m, r.ws, sets, firsts, counts, 2, B)) < 0)
-                    break;
+                rc = fm_bn_recompute(m, r.ws, sets, firsts, counts, 2, B);
             }
-            fm_eval_weights(m, r.ws);
-            if ((rc = r.ws->status) < 0)
+            if (rc == FM_OK) {
+                fm_eval_weights(m, r.ws);
+                rc = r.ws->status;
+            }
+            /* each rank counts the errors of its share of the two sets */
+            double errors[FM_DIST_VALUES] = {0};
+            if (rc == FM_OK && n_valid > 0)
+                errors[0] = (double)shared_errors(m, r.ws, train, n_total - n_valid, n_valid);
+            if (rc == FM_OK && test)
+                errors[1] = (double)shared_errors(m, r.ws, test, 0, test->count);
+            if (dist)
+                rc = fm_dist_agree(dist, rc, errors);
+            if (rc < 0)
                 break;
             if (n_valid > 0)
-                rep.valid_error_pct = 100.0 * count_errors(m, r.ws, train, n_total - n_valid, n_valid, 0) / n_valid;
+                rep.valid_error_pct = 100.0 * errors[0] / n_valid;
             if (test)
-                rep.test_error_pct = 100.0 * count_errors(m, r.ws, test, 0, test->count, 0) / test->count;
+                rep.test_error_pct = 100.0 * errors[1] / test->count;
             run->evaluated = 1;
             /* the authors keep the later epoch on ties (<=) */
             if (n_valid == 0 || rep.valid_error_pct <= run->best_valid) {
@@ -409,17 +514,37 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
             cb->on_epoch(&rep, cb->user);
         if (checkpointing) {
             run->elapsed_seconds = fm_now() - start;
-            if ((rc = write_checkpoint(m, &r, cb)) < 0)
+            if ((rc = checkpoint_run(m, &r, cb)) < 0)
                 break;
             last_checkpoint = fm_now();
         }
     }
 
+    /* every failure inside the loop came from (or through) an agreement: all
+     * ranks know of it and have left the loop together */
+    const int failed_together = rc < 0;
     if (rc == FM_OK && !run->evaluated && c->bn_stats == FM_BN_PAPER) {
         /* no evaluation ran: still leave usable inference statistics */
         const fm_images *sets[2] = {train, train};
         int firsts[2] = {0, n_total - n_valid}, counts[2] = {n_train, n_valid};
+        r.ws->row0 = r.ws->rows_total = 0;
         rc = fm_bn_recompute(m, r.ws, sets, firsts, counts, 2, B);
+    }
+    if (rc == FM_OK && r.ws->ledger)
+        rc = fm_ledger_status(r.ws->ledger);
+    /* the last agreement: every rank has finished, with the same weights,
+     * and holds the ledger of the whole run (all ranks' work) */
+    if (dist && !failed_together) {
+        rc = fm_dist_agree(dist, rc, NULL);
+        if (rc == FM_OK)
+            rc = fm_dist_check_weights(dist, m, run->step);
+        if (rc == FM_OK && r.ws->ledger) {
+            fm_ledger *merged = NULL;
+            if ((rc = fm_ledger_create(&merged)) == FM_OK &&
+                (rc = fm_dist_merge_ledger(dist, r.ws->ledger, merged)) == FM_OK)
+                rc = fm_ledger_copy(r.ws->ledger, merged);
+            fm_ledger_free(merged);
+        }
     }
     if (rc == FM_OK && run->have_best)
         memcpy(m->state, run->best, m->state_count * sizeof(float));
@@ -431,10 +556,9 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     res.train_images_per_s = res.train_seconds > 0 ? (double)n_train * res.epochs / res.train_seconds : 0;
     res.valid_error_pct = run->have_best && n_valid > 0 ? run->best_valid : -1;
     res.test_error_pct = run->have_best ? run->best_test : -1;
-    if (rc == FM_OK && r.ws->ledger)
-        rc = fm_ledger_status(r.ws->ledger);
     res.kernels = r.ws->kernels ? r.ws->kernels->name : NULL;
     res.ldexp_fallbacks = (long)r.ws->mf_fallbacks;
+    fm_dist_free(dist);
     free_run(m, &r);
     if (result)
         *result = res;

@@ -169,7 +169,8 @@ static inline uint32_t pow2_bits(uint32_t b, uint32_t r, uint32_t efield_min, ui
     return q;
 }
 
-void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key)
+void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key,
+                      uint64_t first)
 {
     /* For a normal float |x| = (1 + f) * 2^k with the 23-bit mantissa f, so the
      * round-up probability |x|/2^k - 1 is exactly f: draw 23 random bits r and
@@ -183,7 +184,7 @@ void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, 
     for (size_t i = 0; i < n; i++) {
         uint32_t b, q;
         memcpy(&b, &x[i], sizeof b);
-        q = pow2_bits(b, fm_rand_u32(key, i) >> 9, efield_min, efield_max);
+        q = pow2_bits(b, fm_rand_u32(key, first + i) >> 9, efield_min, efield_max);
         memcpy(&out[i], &q, sizeof q);
     }
     /* the draw, r < mantissa, the exponent add, and four compare-selects

@@ -41,7 +41,10 @@ float fm_synapse_level(float h, int levels, float range, int i);
  * 2^emin and |x| >= 2^(emax+1) becomes 2^(emax+1). Q(0) = 0 always (see
  * docs/method.md; the authors' conv code maps 0 to -2^emin). Subnormal inputs
  * count as 0. Inf and NaN pass through. */
-void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key);
+/* Value i draws number first + i of stream `key`: a shard of a larger tensor
+ * (a rank's rows of a global minibatch) draws what the whole would. */
+void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key,
+                      uint64_t first);
 
 /* Steps of a branch-free binary search over `count` sorted bounds (each an
  * add, a compare and a select): ceil(log2(count + 1)). Finding one of N

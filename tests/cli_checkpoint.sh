@@ -33,6 +33,10 @@ log_facts() {
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
+    if "result" in r:  # the finished run's last line
+        r = r["result"]
+        print("result", r["epochs"], r["test_error_pct"], r["best_epoch"], r["final_train_loss"])
+        continue
     print(r["epoch"], r["lr"], r["train_loss"], r["train_error_pct"], r["valid_error_pct"],
           r["test_error_pct"], r["best_epoch"])
 EOF

@@ -166,6 +166,9 @@ if not result["out"].endswith("model.fmp") or not result["state"].endswith("mode
         result["exec"] != "default" or result["kernels"] is not None:
     sys.exit("--json out/state values wrong: %r" % result)
 log = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+if not log or log[-1].get("result") != result:
+    sys.exit("--log does not end with {\"result\": R}, R the --json object")
+log = log[:-1]
 keys = ["epoch", "epochs", "lr", "train_loss", "train_error_pct", "valid_error_pct",
         "test_error_pct", "best_epoch", "best_test_error_pct", "train_seconds",
         "epoch_seconds", "images_per_s"]
@@ -279,6 +282,7 @@ usage_error "--valid -5" 'valid' train --valid -5
 usage_error "--seed -1" 'seed' train --seed -1
 usage_error "--seed overflow" 'seed' train --seed 18446744073709551616
 usage_error "--opt unknown" 'opt|rmsprop' train --opt rmsprop
+usage_error "--compress unknown" 'compress|zip' train --compress zip
 usage_error "--loss unknown" 'loss|l1' train --loss l1
 usage_error "--set unknown" 'set|valid' eval --model x --set valid
 usage_error "eval without --model" 'model' eval

@@ -173,6 +173,10 @@ static void test_horowitz45_values(void **state)
     }
     assert_true(fm_energy_table_level_cost(t, 0, 0) == 1.25);
     assert_true(fm_energy_table_level_cost(t, 3, 1) == 162.5);
+    /* the link between ranks: 1.9 pJ/bit sent, receiving included */
+    assert_true(fm_energy_table_has_network(t));
+    assert_true(fm_energy_table_network_cost(t, 0) == 15.2);
+    assert_true(fm_energy_table_network_cost(t, 1) == 0.0);
     fm_energy_table_free(t);
 }
 
@@ -205,8 +209,23 @@ static void test_eyeriss16_values(void **state)
         assert_true(fm_energy_table_level_cost(t, l, 0) == per_word[l] / 2); /* 16-bit words */
         assert_true(fm_energy_table_level_cost(t, l, 1) == per_word[l] / 2);
     }
+    assert_false(fm_energy_table_has_network(t)); /* Eyeriss prices no link between chips */
+    assert_true(fm_energy_table_network_cost(t, 0) == 0.0);
     fm_energy_table_free(t);
     fm_energy_table_free(h);
+}
+
+/* The optional network line: costs per BITS-bit word, per byte as read back. */
+static void test_network_line(void **state)
+{
+    (void)state;
+    static const char text[] = HEAD LEVELS "network 8 4 16   # a 16-bit link\n";
+    fm_energy_table *t = NULL;
+    assert_int_equal(fm_energy_table_parse(text, strlen(text), "net.table", &t), FM_OK);
+    assert_true(fm_energy_table_has_network(t));
+    assert_true(fm_energy_table_network_cost(t, 0) == 4.0);
+    assert_true(fm_energy_table_network_cost(t, 1) == 2.0);
+    fm_energy_table_free(t);
 }
 
 static void test_accessors_out_of_range(void **state)
@@ -423,6 +442,12 @@ static const bad_case bad_cases[] = {
      "duplicate key 'source'", NULL},
     {"duplicate unit", HEAD LEVELS "unit J 1\n", 0, FM_EFORMAT, 17, "duplicate key 'unit'",
      NULL},
+    {"duplicate network", HEAD LEVELS "network 1 1 8\nnetwork 2 2 8\n", 0, FM_EFORMAT, 18,
+     "duplicate key 'network'", "line 17"},
+    {"network without bits", HEAD LEVELS "network 1 1\n", 0, FM_EFORMAT, 17, "missing tokens",
+     "network SEND_COST RECEIVE_COST BITS"},
+    {"negative network cost", HEAD LEVELS "network 1 -1 8\n", 0, FM_EFORMAT, 17, "negative",
+     "receive cost"},
     {"negative cost", HDR META "op fmul -1\n" OPS_NO_FMUL LEVELS, 0, FM_EFORMAT, 5, "negative",
      "fmul"},
     {"nan cost", HDR META "op fmul nan\n" OPS_NO_FMUL LEVELS, 0, FM_EFORMAT, 5, "'nan'", NULL},
@@ -686,6 +711,7 @@ int main(void)
         T(test_op_names),
         T(test_builtins_parse),
         T(test_horowitz45_values),
+        T(test_network_line),
         T(test_eyeriss16_values),
         T(test_accessors_out_of_range),
         T(test_null_arguments),

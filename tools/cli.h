@@ -35,6 +35,7 @@ enum {
     CLI_IO = 5,          /* FM_EIO: a file could not be read or written (permission, not a
                             regular file, disk full) */
     CLI_NO_MEMORY = 6,   /* FM_ENOMEM */
+    CLI_PEER = 7,        /* FM_EPEER: another rank of an MPI run failed, or the link to it */
     CLI_INTERRUPTED = 130, /* SIGINT */
     CLI_TERMINATED = 143   /* SIGTERM */
 };
@@ -61,6 +62,29 @@ int failure_as(int err, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* The library's last failure: fm_last_error() with fm_last_error_code()'s status. */
 int library_failure(void);
 void print_lines(FILE *f, const char *const *lines);
+/* The text of the last error line printed (without "fewmul: error: "). */
+const char *last_error_message(void);
+/* In a run of several ranks every error line names its rank: "rank R of N: ". */
+void set_error_prefix(int rank, int size);
+
+/* ---- the ranks of an MPI run (cli_mpi.c; docs/distributed.md) ------------ */
+
+typedef struct cli_ranks {
+    int rank, size;  /* 0 of 1 outside MPI */
+    int local_size;  /* ranks on this machine */
+    int mpi;         /* MPI is running (launched by mpirun with N > 1) */
+    fm_comm comm;    /* the collectives, when mpi */
+} cli_ranks;
+
+/* Starts MPI when launched as one of several ranks; 0 or an exit status
+ * (without MPI in the build, several ranks are refused: exit 4). */
+int ranks_start(cli_ranks *ranks);
+/* After each rank's set-up: 0 when all started; else this rank's own status,
+ * or CLI_PEER after printing which rank failed and its message. */
+int ranks_agree(cli_ranks *ranks, int status);
+/* MPI's description of a failed collective, or NULL. */
+const char *ranks_failure(void);
+void ranks_finish(cli_ranks *ranks);
 
 /* ---- strict numbers (cli_util.c) ----------------------------------------- */
 
@@ -167,10 +191,12 @@ typedef struct train_opts {
     const char *checkpoint, *resume;
     long checkpoint_every;
     double checkpoint_seconds;
+    int compress;      /* fm_compress of an MPI run's gradient exchange */
+    int ranks;         /* the ranks of an MPI run (set at its start; 0 or 1: one process) */
 } train_opts;
 
 extern const choice opt_choices[], preproc_choices[], export_choices[], acts_choices[],
-    exec_choices[];
+    exec_choices[], compress_choices[];
 extern const option_def train_options[], energy_options[];
 
 void train_opts_default(train_opts *o);
@@ -268,6 +294,18 @@ typedef struct bench_opts {
     int json, help;
 } bench_opts;
 
+/* The options of report: the logs (not options, wherever they stand) and
+ * one --label per log, in order. */
+enum { REPORT_MAX_RUNS = 64, REPORT_MAX_POINTS = 1000 };
+typedef struct report_opts {
+    const char *files[REPORT_MAX_RUNS];
+    int n_files;
+    const char *labels[REPORT_MAX_RUNS];
+    int n_labels;
+    const char *out, *svg_dir, *title;
+    int help;
+} report_opts;
+
 /* Each parse function reads the command's argv (argv[1] the command's name)
  * into its options and makes every check that needs no file; it opens no
  * file, keeps no memory, runs nothing and never exits. It returns CLI_OK or
@@ -279,6 +317,7 @@ int parse_infer(int argc, char **argv, infer_opts *o);
 int parse_info(int argc, char **argv, info_opts *o);
 int parse_bench(int argc, char **argv, bench_opts *o); /* bench infer */
 int parse_energy(int argc, char **argv, train_opts *o);
+int parse_report(int argc, char **argv, report_opts *o);
 
 /* Each command: its parse function, then the help or the run; an exit status. */
 int cmd_train(int argc, char **argv);
@@ -287,10 +326,11 @@ int cmd_infer(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_energy(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Help texts: arrays of lines ending with NULL (no string literal is too long
  * for C11). */
 extern const char *const train_help[], *const eval_help[], *const infer_help[],
-    *const info_help[], *const bench_help[], *const energy_help[];
+    *const info_help[], *const bench_help[], *const energy_help[], *const report_help[];
 
 #endif

@@ -19,6 +19,8 @@ static const choice test_weight_choices[] = {{"real", 0}, {"quantized", 1}, {NUL
 const choice export_choices[] = {{"det", FM_EXPORT_DET}, {"mean", FM_EXPORT_MEAN}, {NULL, 0}};
 const choice acts_choices[] = {{"relu", FM_ACTS_RELU}, {"binary", FM_ACTS_BINARY}, {NULL, 0}};
 const choice exec_choices[] = {{"default", FM_EXEC_DEFAULT}, {"mulfree", FM_EXEC_MULFREE}, {NULL, 0}};
+const choice compress_choices[] = {{"none", FM_COMPRESS_NONE}, {"pow2", FM_COMPRESS_POW2},
+                                   {"int8", FM_COMPRESS_INT8}, {NULL, 0}};
 
 static int set_weights(void *opts, const char *value)
 {
@@ -183,6 +185,7 @@ const option_def train_options[] = {
     {"checkpoint", T_STRING, TOPT(checkpoint), 0, 0, 0, NULL, 0, NULL},
     {"checkpoint-every", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_checkpoint_every},
     {"resume", T_STRING, TOPT(resume), 0, 0, 0, NULL, 0, NULL},
+    {"compress", T_CHOICE, TOPT(compress), 0, 0, 0, compress_choices, 0, NULL},
     {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
 
 /* `fewmul energy`: train's options that shape the network and its step, with

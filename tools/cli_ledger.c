@@ -126,6 +126,8 @@ const char *fmt_ratio(char *buf, size_t cap, double num, double den)
 
 static const char *level_name(const fm_energy_table *t, int level)
 {
+    if (level == FM_LEDGER_NETWORK)
+        return "network"; /* bytes between the ranks of an MPI run */
     const char *name = level >= 0 ? fm_energy_table_level_name(t, level) : NULL;
     return name ? name : "?";
 }
@@ -223,6 +225,17 @@ static int print_memory(const fm_ledger *l, const fm_energy_table *t, const cost
                fmt_count(r, sizeof r, e.read_bytes[lv]),
                fmt_count(w, sizeof w, e.written_bytes[lv]),
                fmt_cost(cost, sizeof cost, e.level_cost[lv], u), held);
+    }
+    if (e.network_sent || e.network_received) {
+        char r[32], w[32], cost[32];
+        int held = 0;
+        for (int i = 0; i < count; i++)
+            held += fm_ledger_tensor_level(l, t, i) == FM_LEDGER_NETWORK;
+        printf("  %-14s%10s%10s%10s%10s%9d\n", "network", "ranks",
+               fmt_count(r, sizeof r, e.network_received), fmt_count(w, sizeof w, e.network_sent),
+               fm_energy_table_has_network(t) ? fmt_cost(cost, sizeof cost, e.network_cost, u)
+                                              : "unpriced",
+               held);
     }
     if (count > 0) {
         int shown = all || count <= 6 ? count : 4;
@@ -376,8 +389,13 @@ static void json_priced(json_writer *w, const char *key, const fm_ledger *l,
         json_open(w, written ? "written_bytes" : "read_bytes", '{');
         for (int lv = 0; lv < levels && lv < FM_ENERGY_MAX_LEVELS; lv++)
             json_u64(w, level_name(t, lv), written ? e.written_bytes[lv] : e.read_bytes[lv]);
+        /* bytes received from and sent to the other ranks of an MPI run */
+        if (e.network_sent || e.network_received)
+            json_u64(w, "network", written ? e.network_sent : e.network_received);
         json_close(w, '}');
     }
+    if (e.network_sent || e.network_received)
+        json_number(w, "network_cost", e.network_cost);
     json_number(w, "compute", e.compute);
     json_number(w, "communication", e.communication);
     if (jpu > 0) {
@@ -416,7 +434,7 @@ void json_ledger(json_writer *w, const char *key, const fm_ledger *l, const fm_e
         json_string(w, "name", fm_ledger_tensor_name(l, i));
         json_u64(w, "bytes", fm_ledger_tensor_bytes(l, i));
         int lv = fm_ledger_tensor_level(l, t, i);
-        json_string(w, "level", lv >= 0 ? level_name(t, lv) : NULL);
+        json_string(w, "level", lv >= 0 || lv == FM_LEDGER_NETWORK ? level_name(t, lv) : NULL);
         json_close(w, '}');
     }
     json_close(w, ']');
@@ -461,6 +479,14 @@ void json_table(json_writer *w, const char *key, const fm_energy_table *t)
         json_close(w, '}');
     }
     json_close(w, ']');
+    if (fm_energy_table_has_network(t)) {
+        json_open(w, "network", '{');
+        json_number(w, "send_cost_per_byte", fm_energy_table_network_cost(t, 0));
+        json_number(w, "receive_cost_per_byte", fm_energy_table_network_cost(t, 1));
+        json_close(w, '}');
+    } else {
+        json_null(w, "network");
+    }
     json_open(w, "ops", '{');
     for (int op = 0; op < FM_OP_KINDS; op++)
         json_number(w, fm_op_name((fm_op)op), fm_energy_table_op_cost(t, (fm_op)op));

@@ -29,18 +29,28 @@ FILE *cli_err_file(void)
 
 /* Every error is exactly one line: control characters that a file name or an
  * argument could smuggle in are shown as '?'. */
+static char last_message[1024];
+static char rank_prefix[48];
+
+const char *last_error_message(void) { return last_message; }
+
+void set_error_prefix(int rank, int size)
+{
+    snprintf(rank_prefix, sizeof rank_prefix, "rank %d of %d: ", rank, size);
+}
+
 static void print_error_line(const char *hint, const char *fmt, va_list args)
 {
-    char message[1024];
-    vsnprintf(message, sizeof message, fmt, args);
+    char *message = last_message;
+    vsnprintf(message, sizeof last_message, fmt, args);
     for (char *c = message; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             *c = '?';
     fflush(stdout);
     if (hint)
-        fprintf(cli_err_file(), "fewmul: error: %s (%s)\n", message, hint);
+        fprintf(cli_err_file(), "fewmul: error: %s%s (%s)\n", rank_prefix, message, hint);
     else
-        fprintf(cli_err_file(), "fewmul: error: %s\n", message);
+        fprintf(cli_err_file(), "fewmul: error: %s%s\n", rank_prefix, message);
 }
 
 /* A mistake on the command line: exit status 2 and a pointer to the help. */
@@ -72,6 +82,8 @@ int exit_status_of(int err)
         return CLI_IO;
     case FM_ENOMEM:
         return CLI_NO_MEMORY;
+    case FM_EPEER:
+        return CLI_PEER;
     default:
         return CLI_FAIL;
     }

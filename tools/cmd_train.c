@@ -150,7 +150,22 @@ const char *const train_help[] = {
     "                     split, moved to the end of the training set",
     "  --train-limit N    use only the first N remaining training images (0: all)",
     "  --seed S           random seed, 0..18446744073709551615 (default 1234)",
-    "  --threads T        worker threads, 1..1024 (default: all cores)",
+    "  --threads T        worker threads, 1..1024 (default: all cores; in an MPI",
+    "                     run, the machine's cores divided by its ranks, each)",
+    "",
+    "Data-parallel training (mpirun -np N fewmul train ...; docs/distributed.md):",
+    "  Each global minibatch of --batch images is shared by the N ranks, batch",
+    "  norm takes the statistics of the whole minibatch, gradients are summed",
+    "  every step: the result is one process's, up to float rounding. Rank 0",
+    "  alone prints and writes --out, --state, --log, --json and checkpoints.",
+    "  A rank that fails stops every other (exit 7, naming it). Every rank must",
+    "  be given the same options. With --ledger, the bytes between ranks are the",
+    "  ledger's network level. Open MPI as root needs --allow-run-as-root.",
+    "  --compress none|int8|pow2",
+    "                     the gradient exchange: fp32 (default), or one byte per",
+    "                     value, 8-bit integers or signed powers of two, with",
+    "                     error feedback (a quarter of the bytes); no effect in",
+    "                     one process",
     "",
     "Evaluation:",
     "  --eval-every N     measure validation and test error every N epochs and",
@@ -218,7 +233,8 @@ const char *const train_help[] = {
     "qb_conv_emax, batch, seed, threads, params, data, preproc, valid, lr,",
     "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, out,",
     "out_bytes, bits_per_weight, out_weights, export, state, checkpoint,",
-    "resumed_from (null when absent or not measured); with --ledger also table",
+    "resumed_from (null when absent or not measured), ranks, compress (null",
+    "for one process); with --ledger also table",
     "and ledger.",
     "",
     "Exit status: 0 success; 1 FEWMUL_KERNELS invalid (with --out); 2 usage",
@@ -227,8 +243,8 @@ const char *const train_help[] = {
     "input: a malformed, truncated or unsupported file, data that do not fit",
     "each other or the checkpoint's run; 5 I/O error: a file that cannot be",
     "read or written (permission, disk full), also a log or checkpoint; 6 out of",
-    "memory; 130 interrupted by SIGINT, 143 by SIGTERM. docs/errors.md lists",
-    "the cases.",
+    "memory; 7 another rank of an MPI run failed (the message names it); 130",
+    "interrupted by SIGINT, 143 by SIGTERM. docs/errors.md lists the cases.",
     "",
     "Examples:",
     "  fewmul train --weights bc --qb --epochs 50 --out bc-qb.fmp --state bc-qb.fm",
@@ -237,6 +253,7 @@ const char *const train_help[] = {
     "  fewmul train --weights tc --qb --epochs 500 --checkpoint tc.fmc \\",
     "               --checkpoint-every 10m --log tc.jsonl   (stopped, then:)",
     "  fewmul train --resume tc.fmc --log tc.jsonl --state tc.fm",
+    "  mpirun -np 4 fewmul train --weights bc --qb --compress int8 --log bc.jsonl",
     NULL};
 
 /* ---- progress, epochs, interruption -------------------------------------- */
@@ -421,10 +438,17 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
     format_lr(lr_final, sizeof lr_final, c->lr_final);
     fprintf(stderr,
             "fewmul: %s, %zu parameters; data %s: %ld train, %d valid, %d test images; "
-            "%d epoch%s of batch %d, %s lr %s -> %s, %d threads\n",
+            "%d epoch%s of batch %d, %s lr %s -> %s, %d threads",
             fm_model_describe(model), fm_model_param_count(model), o->data, fit, c->valid,
             test ? test->count : 0, c->epochs, c->epochs == 1 ? "" : "s", c->batch,
             choice_name(opt_choices, o->opt), lr, lr_final, threads_reported(c->threads));
+    if (o->ranks > 1)
+        fprintf(stderr, " on each of %d MPI ranks (gradients exchanged %s)", o->ranks,
+                o->compress == FM_COMPRESS_NONE ? "as fp32"
+                                                : o->compress == FM_COMPRESS_POW2
+                                                      ? "as powers of two"
+                                                      : "as 8-bit integers");
+    fputc('\n', stderr);
 }
 
 /* "fewmul: resuming run.fmc: epoch 3/20, 12000 of 50000 images done (step 660)". */
@@ -465,14 +489,16 @@ static const char *export_applied(const train_opts *o)
 
 /* The result object; with a ledger, its priced totals under "ledger". Returns
  * nonzero when pricing the ledger failed (the library's message is set). */
-static int print_train_json(const train_opts *o, const fm_model *model, const fm_result *r,
-                            const saved_files *saved, const fm_ledger *ledger,
-                            const fm_energy_table *table)
+/* The run's result object (train --json, and the last line of --log) as the
+ * fields of the object open in w; returns nonzero if the ledger could not be
+ * priced. */
+static int write_result_fields(json_writer *wp, const train_opts *o, const fm_model *model,
+                               const fm_result *r, const saved_files *saved,
+                               const fm_ledger *ledger, const fm_energy_table *table)
 {
     int bad = 0;
     const fm_config *c = &o->cfg;
-    json_writer w;
-    json_begin(&w, stdout);
+    json_writer w = *wp;
     json_pct(&w, "test_error_pct", r->test_error_pct);
     json_pct(&w, "valid_error_pct", r->valid_error_pct);
     json_int(&w, "best_epoch", r->best_epoch);
@@ -487,6 +513,8 @@ static int print_train_json(const train_opts *o, const fm_model *model, const fm
     json_int(&w, "batch", c->batch);
     json_uint(&w, "seed", (unsigned long long)c->seed);
     json_int(&w, "threads", threads_reported(c->threads));
+    json_int(&w, "ranks", o->ranks > 1 ? o->ranks : 1);
+    json_string(&w, "compress", o->ranks > 1 ? choice_name(compress_choices, o->compress) : NULL);
     json_uint(&w, "params", (unsigned long long)fm_model_param_count(model));
     json_string(&w, "data", o->data);
     json_string(&w, "preproc", choice_name(preproc_choices, o->preproc));
@@ -519,8 +547,36 @@ static int print_train_json(const train_opts *o, const fm_model *model, const fm
         json_table(&w, "table", table);
         json_ledger(&w, "ledger", ledger, table, 1, &bad);
     }
+    *wp = w;
+    return bad;
+}
+
+static int print_train_json(const train_opts *o, const fm_model *model, const fm_result *r,
+                            const saved_files *saved, const fm_ledger *ledger,
+                            const fm_energy_table *table)
+{
+    json_writer w;
+    json_begin(&w, stdout);
+    int bad = write_result_fields(&w, o, model, r, saved, ledger, table);
     json_end(&w);
     return bad;
+}
+
+/* A finished run's --log ends with {"result": R}, R the --json object, so a
+ * log alone is enough for `fewmul report`. */
+static int write_log_result(FILE *log, const train_opts *o, const fm_model *model,
+                            const fm_result *r, const saved_files *saved,
+                            const fm_ledger *ledger, const fm_energy_table *table)
+{
+    json_writer w;
+    json_begin(&w, log);
+    json_open(&w, "result", '{');
+    int bad = write_result_fields(&w, o, model, r, saved, ledger, table);
+    json_close(&w, '}');
+    json_end(&w);
+    if (fflush(log) != 0 || ferror(log))
+        return failure_as(FM_EIO, "writing log file '%s': %s", o->log, strerror(errno ? errno : EIO));
+    return bad ? library_failure() : 0;
 }
 
 static void print_train_summary(const fm_result *r, const saved_files *saved)
@@ -597,6 +653,7 @@ typedef struct train_run {
     fm_ledger *ledger;      /* --ledger */
     fm_energy_table *table; /* --table, opened before training */
     fm_checkpoint *resume;  /* --resume: the paused run (its config is the run's) */
+    cli_ranks ranks;        /* an MPI run's ranks (one, outside MPI) */
 } train_run;
 
 static void train_run_free(train_run *t)
@@ -615,7 +672,7 @@ static void train_run_free(train_run *t)
  * writes and how it reports, and its threads. Any other would change the run. */
 static const char *const resume_options[] = {
     "data", "out", "state", "export", "log", "json", "quiet", "ledger", "table", "threads",
-    "checkpoint", "checkpoint-every", "resume", NULL};
+    "checkpoint", "checkpoint-every", "resume", "compress", NULL};
 
 /* The first option on the line (after a successful parse) that a resumed run
  * may not be given, or NULL. */
@@ -793,8 +850,8 @@ static void save_outputs(const train_opts *o, const train_run *t, saved_files *s
     }
 }
 
-/* Everything after the options are known: data, model, training, reports. */
-static int train_with(const train_opts *o, train_run *t)
+/* Before training: the table, the ledger, the log, the data and the model. */
+static int prepare(const train_opts *o, train_run *t, fm_checkpoint_info *at)
 {
     /* the table first: a bad one fails before any data is read */
     int rc = 0;
@@ -804,11 +861,10 @@ static int train_with(const train_opts *o, train_run *t)
         if (fm_ledger_create(&t->ledger) != FM_OK)
             return library_failure();
     }
-    fm_checkpoint_info at = {0};
     if (t->resume)
-        fm_checkpoint_position(t->resume, &at);
+        fm_checkpoint_position(t->resume, at);
     if (o->log) {
-        if (t->resume && (rc = reopen_log(o->log, at.epoch - 1, &t->log)) != 0)
+        if (t->resume && (rc = reopen_log(o->log, at->epoch - 1, &t->log)) != 0)
             return rc;
         if (!t->resume && !(t->log = fopen(o->log, "w")))
             return failure_as(FM_EIO, "cannot create log file '%s': %s", o->log, strerror(errno));
@@ -838,7 +894,18 @@ static int train_with(const train_opts *o, train_run *t)
         return rc;
     if (!o->quiet)
         print_plan(o, t->model, &t->train, &t->test);
+    return 0;
+}
 
+/* Everything after the options are known: data, model, training, reports.
+ * Every rank of an MPI run trains; rank 0 alone writes and prints. */
+static int train_with(const train_opts *o, train_run *t)
+{
+    fm_checkpoint_info at = {0};
+    int rc = prepare(o, t, &at);
+    /* a rank that could not start stops the others, with its message */
+    if ((rc = ranks_agree(&t->ranks, rc)) != 0)
+        return rc;
     run_state st = {.o = o, .log = t->log, .best_valid = at.best_valid_error_pct};
     st.bar = !o->quiet && isatty(STDERR_FILENO);
     fm_callbacks cb = {.on_progress = on_progress,
@@ -851,7 +918,8 @@ static int train_with(const train_opts *o, train_run *t)
                        .checkpoint_seconds = o->checkpoint_seconds,
                        .data_spec = o->data,
                        .on_checkpoint = on_checkpoint,
-                       .resume = t->resume};
+                       .resume = t->resume,
+                       .comm = t->ranks.mpi ? &t->ranks.comm : NULL};
     fm_result result;
     memset(&result, 0, sizeof result);
     set_stop_signals(on_stop_signal);
@@ -864,8 +932,12 @@ static int train_with(const train_opts *o, train_run *t)
         return report_interruption(o, &st);
     if (rc == FM_EMISMATCH && t->resume)
         return failure_as(rc, "%s: %s", o->resume, fm_last_error());
+    if (rc == FM_EPEER && ranks_failure())
+        return failure_as(rc, "%s (%s)", fm_last_error(), ranks_failure());
     if (rc != FM_OK)
         return library_failure();
+    if (t->ranks.rank > 0)
+        return 0; /* rank 0 saves and reports the run, which every rank has */
 
     /* A failed save still reports the training, then fails: the numbers of a
      * long run are worth having even when the disk is full. */
@@ -876,6 +948,9 @@ static int train_with(const train_opts *o, train_run *t)
     char save_error[512] = "";
     int save_code = FM_OK;
     save_outputs(o, t, &saved, save_error, sizeof save_error, &save_code);
+    if (t->log && (rc = write_log_result(t->log, o, t->model, &result, &saved, t->ledger,
+                                         t->table)) != 0)
+        return rc;
     if (o->json) {
         if (print_train_json(o, t->model, &result, &saved, t->ledger, t->table))
             rc = library_failure();
@@ -926,6 +1001,28 @@ int parse_train(int argc, char **argv, train_opts *o)
     return CLI_OK;
 }
 
+/* A rank's part in an MPI run: rank 0 writes the files and prints; the
+ * others train in silence. Each rank takes its machine's share of the cores
+ * unless --threads says otherwise. */
+static void adopt_rank(train_opts *o, const cli_ranks *ranks)
+{
+    o->ranks = ranks->size;
+    if (ranks->rank > 0) {
+        o->quiet = 1;
+        o->json = 0;
+        o->log = o->out = o->state = NULL;
+    }
+}
+
+static void share_cores(train_opts *o, const cli_ranks *ranks)
+{
+    if (ranks->mpi && o->cfg.threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int share = (int)(cores / (ranks->local_size > 0 ? ranks->local_size : 1));
+        o->cfg.threads = share > 0 ? share : 1;
+    }
+}
+
 /* Whether an option is on the line (after a successful parse). */
 static int option_given(int argc, char **argv, const char *name)
 {
@@ -949,11 +1046,20 @@ int cmd_train(int argc, char **argv)
     }
     train_run t;
     memset(&t, 0, sizeof t);
+    if ((rc = ranks_start(&t.ranks)) != 0)
+        return rc;
+    if (t.ranks.mpi)
+        adopt_rank(&o, &t.ranks);
     if (o.resume)
         rc = take_resumed_run(&o, &t, option_given(argc, argv, "threads"),
                               option_given(argc, argv, "data"));
+    share_cores(&o, &t.ranks);
+    t.ranks.comm.compress = (fm_compress)o.compress;
     if (rc == 0)
         rc = train_with(&o, &t);
+    else
+        rc = ranks_agree(&t.ranks, rc); /* the others wait for this rank's set-up */
+    ranks_finish(&t.ranks);
     train_run_free(&t);
     return rc;
 }

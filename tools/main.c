@@ -1,6 +1,6 @@
 /* main.c — the `fewmul` command's entry point: the top-level help, the table
- * of commands (train, eval, infer, info, bench, energy; each in its cmd_*.c),
- * `help` and `--version`, dispatch, and the check that standard output was
+ * of commands (train, eval, infer, info, bench, energy, report; each in its
+ * cmd_*.c), `help` and `--version`, dispatch, and the check that standard output was
  * written. Exit statuses: cli.h, docs/cli.md, docs/errors.md. */
 #include "cli.h"
 
@@ -23,6 +23,9 @@ static const char *const main_help[] = {
     "                                      model against the fp32 yardstick",
     "  fewmul energy [OPTIONS]             count and price the work of one training",
     "                                      step and one inference pass",
+    "  fewmul report LOG.jsonl...          one HTML page comparing training runs",
+    "                                      from their --log files: error, rate,",
+    "                                      speed, energy",
     "  fewmul help [COMMAND]               show the help of a command",
     "  fewmul --version                    print the version",
     "",
@@ -57,7 +60,7 @@ static const char *const main_help[] = {
     "       after the minibatch it is in, writes its checkpoint if it has one",
     "       (train --checkpoint), and exits",
     "",
-    "Run 'fewmul help COMMAND' (train, eval, infer, info, bench, energy) or",
+    "Run 'fewmul help COMMAND' (train, eval, infer, info, bench, energy, report) or",
     "'man fewmul' for details.",
     NULL};
 
@@ -76,6 +79,7 @@ static const command commands[] = {
     {"info", cmd_info, info_help},
     {"bench", cmd_bench, bench_help},
     {"energy", cmd_energy, energy_help},
+    {"report", cmd_report, report_help},
     {NULL, NULL, NULL}};
 
 static const command *find_command(const char *name)
@@ -118,7 +122,7 @@ static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
         return usage_error(
-            "no command given; expected train, eval, infer, info, bench, energy or help");
+            "no command given; expected train, eval, infer, info, bench, energy, report or help");
     const char *name = argv[1];
     if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
         return cmd_help(argc, argv);

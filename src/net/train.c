@@ -263,6 +263,8 @@ static int checkpoint_run(const fm_model *m, run_buffers *r, const fm_callbacks 
     fm_ledger *merged = NULL;
     if (cb->ledger && (rc = fm_ledger_create(&merged)) == FM_OK)
         rc = fm_dist_merge_ledger(r->dist, cb->ledger, merged);
+    if (rc == FM_OK) /* what rank 0 saves is every rank's state */
+        rc = fm_dist_check_weights(r->dist, m, r->run.step);
     if (rc == FM_OK && r->dist->rank == 0)
         rc = write_checkpoint(m, r, cb, merged);
     fm_ledger_free(merged);

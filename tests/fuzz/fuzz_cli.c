@@ -95,6 +95,14 @@ static void parse_command(int argc, char **argv)
         check_status(rc = parse_bench(argc, argv, &o));
         if (rc == CLI_OK && !o.help && (!o.model || o.runs < 1))
             abort();
+    } else if (strcmp(name, "report") == 0) {
+        report_opts o;
+        g_command = "report";
+        check_status(rc = parse_report(argc, argv, &o));
+        if (rc == CLI_OK && !o.help &&
+            (o.n_files < 1 || o.n_files > REPORT_MAX_RUNS || o.n_labels > o.n_files || !o.out ||
+             !o.out[0] || !o.title))
+            abort();
     }
     /* help, --version and unknown commands: main.c prints, parses nothing */
 }

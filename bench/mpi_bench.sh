@@ -100,8 +100,11 @@ for name in names:
     ref = [json.loads(open("%s/%s.%d" % (tmp, base, r)).read()) for r in range(1, repeats + 1)]
     ips = [x["train_images_per_s"] for x in runs]
     ratio = [x["train_images_per_s"] / y["train_images_per_s"] for x, y in zip(runs, ref)]
-    total = runs[0]["ledger"]["total"]
+    led = runs[0]["ledger"]
+    total = led["total"]
     sent = total["written_bytes"].get("network", 0)
+    # the training steps alone: the final batch-norm recomputation (eval) runs on every rank
+    train = [led["phases"][p] for p in ("forward", "backward", "update") if p in led["phases"]]
     grad = sum(l["phases"]["update"]["written_bytes"].get("network", 0)
                for l in runs[0]["ledger"]["layers"] if "update" in l["phases"])
     nranks = runs[0].get("ranks", 1)
@@ -111,19 +114,24 @@ for name in names:
                  "bytes_sent_per_step_per_rank": sent / steps / nranks if nranks > 1 else 0,
                  "bytes_sent_per_step_all_ranks": sent / steps if nranks > 1 else 0,
                  "network_j_per_step": total.get("network_cost", 0) * 1e-12 / steps,
-                 "communication_j_per_step": total.get("communication_j", 0) / steps,
-                 "compute_j_per_step": total.get("compute_j", 0) / steps,
+                 "train_compute_j_per_step": sum(p.get("compute_j", 0) for p in train) / steps,
+                 "train_communication_j_per_step":
+                     sum(p.get("communication_j", 0) for p in train) / steps,
                  "test_error_pct": runs[0]["test_error_pct"]})
 print("fewmul train %s %s, %d images (%d steps of 200), %d rounds interleaved, %d cores"
       % (arch, mode, images, steps, repeats, cores))
-print("%-18s %5s %7s %12s %9s %16s %14s" % ("contender", "ranks", "threads", "images/s", "ratio",
-                                            "sent/step/rank", "network/step"))
+print("%-16s %5s %7s %10s %7s %15s %13s %13s %13s" % (
+    "contender", "ranks", "threads", "images/s", "ratio", "sent/step/rank", "network/step",
+    "compute/step", "comm./step"))
 for r in rows:
-    print("%-18s %5d %7d %12.0f %9.3f %16s %14s" % (
+    print("%-16s %5d %7d %10.0f %7.3f %15s %13s %10.3g mJ %10.3g mJ" % (
         r["contender"], r["ranks"], r["threads_per_rank"], r["images_per_s_median"],
         r["ratio_to_%s_median" % base],
         "%.0f B" % r["bytes_sent_per_step_per_rank"] if r["ranks"] > 1 else "-",
-        "%.3g uJ" % (r["network_j_per_step"] * 1e6) if r["ranks"] > 1 else "-"))
+        "%.3g uJ" % (r["network_j_per_step"] * 1e6) if r["ranks"] > 1 else "-",
+        r["train_compute_j_per_step"] * 1e3, r["train_communication_j_per_step"] * 1e3))
+print("(ratio: median over rounds of images/s against %s in the same round; energies: the\n"
+      " ledger's training steps, all ranks, horowitz45)" % base)
 if out:
     json.dump({"arch": arch, "mode": mode, "images": images, "steps": steps, "repeats": repeats,
                "cores": cores, "rows": rows}, open(out, "w"), indent=1)

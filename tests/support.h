@@ -1,7 +1,7 @@
 /* support.h — what the file-reading tests share: an allocation hook that
  * tracks live blocks and can fail the n-th request, a temporary directory per
  * test program (cmocka group fixtures), per-test leak checks, paths in the
- * directory, and whole-file reads and writes. Include after cmocka.h with SUPPORT_NAME defined ("idx"). */
+ * directory, whole-file reads and writes, and a synthetic image set. Include after cmocka.h with SUPPORT_NAME defined ("idx"). */
 #ifndef FEWMUL_TEST_SUPPORT_H
 #define FEWMUL_TEST_SUPPORT_H
 
@@ -127,6 +127,30 @@ static inline const char *tpath(const char *name)
     char *p = buf[next++ % 64];
     snprintf(p, 512, "%s/%s", tmpdir, name);
     return p;
+}
+
+/* ---- synthetic data ---------------------------------------------------------- */
+
+/* count 8x8 images in 4 classes, the class being the bright quadrant: a set a
+ * tiny network learns in a few epochs (the training tests). Free the two
+ * arrays with free(). */
+static inline void make_quadrant_set(fm_images *set, int count, uint32_t seed)
+{
+    set->count = count;
+    set->height = set->width = 8;
+    set->channels = 1;
+    set->pixels = malloc((size_t)count * 64);
+    set->labels = malloc((size_t)count);
+    uint32_t x = seed;
+    for (int i = 0; i < count; i++) {
+        int label = i % 4;
+        set->labels[i] = (uint8_t)label;
+        for (int p = 0; p < 64; p++) {
+            x = x * 1664525u + 1013904223u;
+            int quadrant = (p / 8 >= 4) * 2 + (p % 8 >= 4);
+            set->pixels[(size_t)i * 64 + p] = (uint8_t)((x >> 24) / 2 + (quadrant == label ? 100 : 0));
+        }
+    }
 }
 
 /* ---- files ----------------------------------------------------------------- */

@@ -35,24 +35,6 @@
 
 static fm_images train_set, test_set;
 
-static void make_set(fm_images *set, int count, uint32_t seed)
-{
-    set->count = count;
-    set->height = set->width = 8;
-    set->channels = 1;
-    set->pixels = malloc((size_t)count * 64);
-    set->labels = malloc((size_t)count);
-    uint32_t x = seed;
-    for (int i = 0; i < count; i++) {
-        int label = i % 4;
-        set->labels[i] = (uint8_t)label;
-        for (int p = 0; p < 64; p++) {
-            x = x * 1664525u + 1013904223u;
-            int quadrant = (p / 8 >= 4) * 2 + (p % 8 >= 4);
-            set->pixels[(size_t)i * 64 + p] = (uint8_t)((x >> 24) / 2 + (quadrant == label ? 100 : 0));
-        }
-    }
-}
 
 /* ---- the shared-memory communicator ---------------------------------------- */
 
@@ -489,8 +471,8 @@ static void test_compress_names(void **state)
 
 static int setup(void **state)
 {
-    make_set(&train_set, 500, 1);
-    make_set(&test_set, 120, 2);
+    make_quadrant_set(&train_set, 500, 1);
+    make_quadrant_set(&test_set, 120, 2);
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return -1;

@@ -118,20 +118,26 @@ int ranks_agree(cli_ranks *r, int status)
 {
     if (!r->mpi)
         return status;
-    int worst = 0;
-    if (mpi_status(MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD),
-                   "MPI_Allreduce"))
+    /* the worst status, and whether a rank lacks room for the messages (then
+     * none are gathered, by every rank alike) */
+    rank_status mine = {status, ""}, *all = calloc((size_t)r->size, sizeof *all);
+    int flags[2] = {status, all == NULL}, worst[2] = {0, 0};
+    if (mpi_status(MPI_Allreduce(flags, worst, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD),
+                   "MPI_Allreduce")) {
+        free(all);
         return failure_as(FM_EPEER, "the ranks could not agree that they have started: %s",
                           mpi_failure);
-    if (worst == 0)
+    }
+    if (worst[0] == 0) {
+        free(all);
         return CLI_OK;
-    rank_status mine = {status, ""}, *all = calloc((size_t)r->size, sizeof *all);
+    }
     if (status)
         snprintf(mine.message, sizeof mine.message, "%s", last_error_message());
-    int rc = all ? mpi_status(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine,
-                                            MPI_BYTE, MPI_COMM_WORLD),
-                              "MPI_Allgather")
-                 : -1;
+    int rc = worst[1] == 0 ? mpi_status(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all,
+                                                      sizeof mine, MPI_BYTE, MPI_COMM_WORLD),
+                                        "MPI_Allgather")
+                           : -1;
     int first = 0;
     while (rc == 0 && first < r->size && all[first].status == 0)
         first++;

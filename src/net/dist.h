@@ -21,6 +21,7 @@ typedef struct fm_dist {
     fm_ledger *ledger;     /* where exchanges are recorded (NULL: nowhere) */
     int control_layer;     /* the ledger layer of agreements and step statistics: the loss */
     float *scratch;        /* batch norm's backward sums: 2 x the widest */
+    void *gather;          /* room for one fixed-size block from every rank */
     float *residual;       /* error feedback of the compressed exchange (state_count) */
     uint8_t *payload;      /* compressed gradients: this rank's, then every rank's */
     size_t payload_bytes;  /* one rank's */

@@ -29,6 +29,12 @@ typedef struct rank_print {
 
 enum { STEP_HEADER = 16 }; /* the compressed payload's loss, error count, padding */
 
+/* One rank's block of the fixed-size gathers (failures, start checks, CRCs,
+ * ledger sizes): fm_dist_create allocates them for every rank at once, so
+ * that no collective can be left half-done by one rank's failed allocation. */
+#define GATHER_BLOCK                                                                         \
+    (sizeof(rank_print) > sizeof(rank_failure) ? sizeof(rank_print) : sizeof(rank_failure))
+
 const char *fm_compress_name(fm_compress compress)
 {
     switch (compress) {
@@ -77,7 +83,8 @@ int fm_dist_create(const fm_comm *comm, const fm_model *m, fm_ledger *ledger, fm
         if (m->layers[l].kind == FM_LAYER_BN && m->layers[l].channels > widest)
             widest = m->layers[l].channels;
     d->scratch = fm_alloc(2 * (size_t)widest, sizeof *d->scratch);
-    int ok = d->scratch != NULL;
+    d->gather = fm_alloc((size_t)d->size, GATHER_BLOCK);
+    int ok = d->scratch && d->gather;
     if (ok && comm->compress != FM_COMPRESS_NONE) {
         d->payload_bytes = STEP_HEADER;
         for (int g = 0; g < m->n_groups; g++)
@@ -99,6 +106,7 @@ void fm_dist_free(fm_dist *d)
     if (!d)
         return;
     fm_free(d->scratch);
+    fm_free(d->gather);
     fm_free(d->residual);
     fm_free(d->payload);
     fm_free(d);
@@ -123,10 +131,11 @@ static int comm_failed(const fm_dist *d, const char *what, size_t bytes)
                     d->rank, d->size, what, bytes);
 }
 
+/* name NULL: not recorded (the ledgers' own merge is bookkeeping, not training) */
 static void record(const fm_dist *d, const fm_cost *cost, const char *name, uint64_t sent,
                    uint64_t received)
 {
-    if (d->ledger && cost)
+    if (d->ledger && cost && name)
         fm_cost_network(cost, name, sent, received);
 }
 
@@ -145,53 +154,56 @@ int fm_dist_allreduce(fm_dist *d, const fm_cost *cost, const char *name, float *
     return FM_OK;
 }
 
-/* name NULL: not recorded (the ledger's own merge is bookkeeping, not training) */
 static int allgather(fm_dist *d, const char *name, const void *send, void *recv, size_t bytes)
 {
     if (d->comm->allgather(send, recv, bytes, d->comm->user) < 0)
         return comm_failed(d, "allgather", bytes);
-    if (!name)
-        return FM_OK;
     const fm_cost cost = {d->ledger, d->control_layer, FM_PHASE_UPDATE};
     uint64_t b = (uint64_t)(d->size - 1) * bytes;
     record(d, &cost, name, b, b);
     return FM_OK;
 }
 
-int fm_dist_agree(fm_dist *d, int rc, double values[FM_DIST_VALUES])
+/* fm_dist_agree, recorded as `name` (NULL: not recorded). The header holds
+ * the failure flag, whether a rank lacks room for the messages (then none
+ * are gathered, by every rank alike), and the values. */
+static int agree_as(fm_dist *d, const char *name, int rc, double values[FM_DIST_VALUES])
 {
-    float header[1 + FM_DIST_VALUES] = {rc < 0 ? 1.0f : 0.0f};
-    for (int i = 0; values && i < FM_DIST_VALUES; i++)
-        header[1 + i] = (float)values[i];
     /* the own message first: the collectives below must not lose it */
     rank_failure mine = {rc, ""};
     if (rc < 0)
         snprintf(mine.message, sizeof mine.message, "%s", fm_last_error());
-    const fm_cost cost = {d->ledger, d->control_layer, FM_PHASE_UPDATE};
-    int crc = fm_dist_allreduce(d, &cost, "control", header, 1 + FM_DIST_VALUES);
-    if (crc < 0)
-        return crc;
+    /* a communicator made for one agreement (start_failed) has no gather buffer */
+    rank_failure *all = d->gather ? d->gather : fm_alloc((size_t)d->size, sizeof *all);
+    float header[2 + FM_DIST_VALUES] = {rc < 0 ? 1.0f : 0.0f, all ? 0.0f : 1.0f};
     for (int i = 0; values && i < FM_DIST_VALUES; i++)
-        values[i] = header[1 + i];
-    if (header[0] == 0.0f)
-        return FM_OK;
-    rank_failure *all = fm_alloc((size_t)d->size, sizeof *all);
-    if (!all)
-        return FM_ENOMEM; /* the others still learn of a failure: they stop too */
-    crc = allgather(d, "control", &mine, all, sizeof mine);
-    int first = -1;
-    for (int r = 0; crc == FM_OK && r < d->size && first < 0; r++)
-        if (all[r].code < 0)
-            first = r;
-    if (crc == FM_OK && rc < 0)
-        crc = fm_error(rc, "%s", mine.message);
-    else if (crc == FM_OK && first >= 0)
-        crc = fm_error(FM_EPEER, "rank %d of %d failed: %.*s", first, d->size, FAILURE_TEXT - 1,
-                       all[first].message);
-    else if (crc == FM_OK)
-        crc = fm_error(FM_EPEER, "a rank failed");
-    fm_free(all);
+        header[2 + i] = (float)values[i];
+    const fm_cost cost = {d->ledger, d->control_layer, FM_PHASE_UPDATE};
+    int crc = fm_dist_allreduce(d, &cost, name, header, 2 + FM_DIST_VALUES);
+    for (int i = 0; crc == FM_OK && values && i < FM_DIST_VALUES; i++)
+        values[i] = header[2 + i];
+    if (crc == FM_OK && header[0] != 0.0f) {
+        int first = -1;
+        if (header[1] == 0.0f && (crc = allgather(d, name, &mine, all, sizeof mine)) == FM_OK)
+            for (int r = 0; r < d->size && first < 0; r++)
+                if (all[r].code < 0)
+                    first = r;
+        if (crc == FM_OK && rc < 0)
+            crc = fm_error(rc, "%s", mine.message);
+        else if (crc == FM_OK && first >= 0)
+            crc = fm_error(FM_EPEER, "rank %d of %d failed: %.*s", first, d->size,
+                           FAILURE_TEXT - 1, all[first].message);
+        else if (crc == FM_OK)
+            crc = fm_error(FM_EPEER, "a rank failed (its message was lost: out of memory)");
+    }
+    if (all != d->gather)
+        fm_free(all);
     return crc;
+}
+
+int fm_dist_agree(fm_dist *d, int rc, double values[FM_DIST_VALUES])
+{
+    return agree_as(d, "control", rc, values);
 }
 
 /* ---- the gradient exchange ---- */
@@ -406,9 +418,7 @@ int fm_dist_check_start(fm_dist *d, const fm_model *m, const fm_data_id *data, i
     mine.n_train = n_train;
     mine.state_crc = floats_crc(m->state, m->state_count);
     mine.mean_crc = floats_crc(m->input_mean, (size_t)m->input_dim);
-    rank_print *all = fm_alloc((size_t)d->size, sizeof *all);
-    if (!all)
-        return FM_ENOMEM;
+    rank_print *all = d->gather;
     int rc = allgather(d, "control", &mine, all, sizeof mine);
     for (int r = 1; rc == FM_OK && r < d->size; r++) {
         const rank_print *a = &all[0], *b = &all[r];
@@ -429,16 +439,13 @@ int fm_dist_check_start(fm_dist *d, const fm_model *m, const fm_data_id *data, i
             rc = fm_error(FM_EMISMATCH, "rank %d starts from other weights than rank 0 (a resumed "
                                         "rank must read the same checkpoint)", r);
     }
-    fm_free(all);
     return rc;
 }
 
 int fm_dist_check_weights(fm_dist *d, const fm_model *m, uint64_t step)
 {
     uint32_t mine = floats_crc(m->state, m->state_count);
-    uint32_t *all = fm_alloc((size_t)d->size, sizeof *all);
-    if (!all)
-        return FM_ENOMEM;
+    uint32_t *all = d->gather;
     int rc = allgather(d, "control", &mine, all, sizeof mine);
     for (int r = 1; rc == FM_OK && r < d->size; r++)
         if (all[r] != all[0])
@@ -446,35 +453,42 @@ int fm_dist_check_weights(fm_dist *d, const fm_model *m, uint64_t step)
                                         "rank 0's (%08x): the communicator's sums are not the "
                                         "same on every rank",
                           (unsigned long long)step, r, (unsigned)all[r], (unsigned)all[0]);
-    fm_free(all);
     return rc;
 }
 
 int fm_dist_merge_ledger(fm_dist *d, const fm_ledger *own, fm_ledger *merged)
 {
+    /* every rank takes part in every collective below, whatever fails on it:
+     * a failure is its block size (UINT64_MAX), then the agreement */
     fm_writer w = {0};
     fm_ledger_serialize(own, &w);
-    if (w.failed) {
+    uint64_t len = w.failed ? UINT64_MAX : w.len, *sizes = d->gather, block = 0;
+    int rc = allgather(d, NULL, &len, sizes, sizeof len);
+    int lost = -1;
+    for (int r = 0; rc == FM_OK && r < d->size; r++) {
+        if (sizes[r] == UINT64_MAX && lost < 0)
+            lost = r;
+        else if (sizes[r] != UINT64_MAX && sizes[r] > block)
+            block = sizes[r];
+    }
+    if (rc < 0) {
         fm_free(w.buf);
-        return FM_ENOMEM;
+        return rc;
     }
-    /* the largest ledger sets the block size; each block starts with its length */
-    uint64_t *sizes = fm_alloc((size_t)d->size, sizeof *sizes);
-    uint64_t len = w.len;
-    int rc = sizes ? allgather(d, NULL, &len, sizes, sizeof len) : FM_ENOMEM;
-    uint64_t block = 0;
-    for (int r = 0; rc == FM_OK && r < d->size; r++)
-        block = sizes[r] > block ? sizes[r] : block;
-    uint8_t *mine = NULL, *all = NULL;
-    if (rc == FM_OK) {
-        mine = fm_alloc(1, (size_t)block);
-        all = fm_alloc((size_t)d->size, (size_t)block);
-        rc = mine && all ? FM_OK : FM_ENOMEM;
+    /* every rank's block, then this rank's own to send */
+    uint8_t *all = NULL;
+    if (lost >= 0)
+        rc = fm_error(FM_ENOMEM, "rank %d ran out of memory writing its ledger", lost);
+    else {
+        all = fm_alloc((size_t)d->size + 1, (size_t)block);
+        rc = agree_as(d, NULL, all ? FM_OK : FM_ENOMEM, NULL);
     }
     if (rc == FM_OK) {
-        memcpy(mine, w.buf, w.len);
-        rc = allgather(d, NULL, mine, all, (size_t)block);
+        uint8_t *send = all + (size_t)d->size * block;
+        memcpy(send, w.buf, w.len);
+        rc = allgather(d, NULL, send, all, (size_t)block);
     }
+    fm_free(w.buf);
     fm_ledger_clear(merged);
     fm_ledger *one = NULL;
     if (rc == FM_OK)
@@ -486,8 +500,5 @@ int fm_dist_merge_ledger(fm_dist *d, const fm_ledger *own, fm_ledger *merged)
     }
     fm_ledger_free(one);
     fm_free(all);
-    fm_free(mine);
-    fm_free(sizes);
-    fm_free(w.buf);
     return rc;
 }

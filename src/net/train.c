@@ -353,15 +353,15 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
         run->best_valid = INFINITY;
         run->best_test = -1;
     }
-    if (r.dist && rc == FM_OK) {
+    if (rc < 0) {
+        start_failed(comm, m, rc);
+    } else if (r.dist) {
         /* a resumed run's ledger is the whole run's so far: rank 0 carries it */
         if (resume && cb->ledger && r.dist->rank != 0)
             fm_ledger_clear(cb->ledger);
         if ((rc = fm_dist_agree(r.dist, FM_OK, NULL)) == FM_OK &&
             (rc = fm_dist_check_start(r.dist, m, &r.data, n_train)) == FM_OK)
             rc = check_shares(r.dist, n_train, B);
-    } else if (rc < 0) {
-        start_failed(comm, m, rc);
     }
     if (rc < 0) {
         fm_dist_free(r.dist);
@@ -430,19 +430,20 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
             }
             int stop = cb && cb->should_stop && cb->should_stop(cb->user);
             /* the end of an epoch has its own checkpoint, after evaluation */
-            int due = checkpointing && run->next < n_train &&
-                      ((cb->checkpoint_every > 0 && run->step % (uint64_t)cb->checkpoint_every == 0) ||
-                       (cb->checkpoint_seconds > 0 && now - last_checkpoint >= cb->checkpoint_seconds));
+            const int mid_epoch = checkpointing && run->next < n_train;
+            const int counted = mid_epoch && cb->checkpoint_every > 0 &&
+                                run->step % (uint64_t)cb->checkpoint_every == 0;
+            int timed = mid_epoch && cb->checkpoint_seconds > 0 &&
+                        now - last_checkpoint >= cb->checkpoint_seconds;
             rc = r.ws->status;
             if (dist) {
                 /* one rank's stop stops all; rank 0's clock times the checkpoints */
-                double flags[FM_DIST_VALUES] = {stop, due && dist->rank == 0};
+                double flags[FM_DIST_VALUES] = {stop, timed && dist->rank == 0};
                 rc = fm_dist_agree(dist, rc, flags);
                 stop = flags[0] > 0;
-                due = checkpointing && run->next < n_train &&
-                      ((cb->checkpoint_every > 0 && run->step % (uint64_t)cb->checkpoint_every == 0) ||
-                       flags[1] > 0);
+                timed = flags[1] > 0;
             }
+            const int due = counted || timed;
             if (rc < 0)
                 break;
             if (checkpointing && (stop || due)) {

@@ -316,6 +316,7 @@ static void test_invariant_threads_and_kernels(void **state)
             else
                 run_open(&r, &c, 45, 7, 13);
             r.ws->reference = variant >= 2;
+            fm_workspace_choose_products(r.model, r.ws);
             fm_threads_set(c.threads);
             run_step(&r, 13);
             run_update(&r);
@@ -569,6 +570,7 @@ static void tally_case(const fm_config *c, int threads, const char *what)
     r.ws->reference = 1;
     if (cc.exec == FM_EXEC_MULFREE) /* the reference variant is the one that tallies */
         assert_int_equal(fm_kernels_get("ref", &r.ws->kernels), FM_OK);
+    fm_workspace_choose_products(r.model, r.ws);
     fm_threads_set(threads);
     uint64_t before[FM_OP_KINDS];
     const int step_phases[] = {FM_PHASE_FORWARD, FM_PHASE_BACKWARD};

@@ -50,6 +50,7 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
              * prepared beforehand (outside the ledger), as a model file holds them */
             int saved = m->config.test_quantized;
             m->config.test_quantized = 1;
+            fm_workspace_choose_products(m, ws); /* the evaluation weights changed */
             ws->ledger = NULL;
             fm_eval_weights(m, ws);
             ws->ledger = inference;
@@ -59,6 +60,7 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
             (void)fm_count_errors(y, set.labels, batch, m->classes);
             fm_eval_errors_cost(m, ws, batch);
             m->config.test_quantized = saved;
+            fm_workspace_choose_products(m, ws);
             rc = fm_ledger_status(inference);
         }
     }

@@ -1,6 +1,7 @@
 /* model.c — building a model from its configuration (layer list, one state
  * array, parameter groups), initialization, workspaces and batch loading. */
 #include "internal.h"
+#include "layer.h"
 #include "layers.h"
 #include "ledger.h"
 #include "mulfree.h"
@@ -213,22 +214,9 @@ void fm_model_init(fm_model *m, uint64_t seed)
     fm_rng_seed(&rng, seed);
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        float *p = m->state + L->offset;
-        if (fm_layer_weighted(L)) {
-            /* U(-2H, 2H): Glorot's uniform bound when H = W0, as the authors'
-             * code, so initial weights start partly outside the clip box. */
-            float bound = 2.0f * L->h;
-            for (size_t i = 0; i < fm_layer_weight_count(L); i++)
-                p[i] = (2.0f * fm_rng_uniform(&rng) - 1.0f) * bound;
-        } else if (L->kind == FM_LAYER_BN) {
-            const int n = L->channels;
-            for (int j = 0; j < n; j++) {
-                p[j] = 1.0f;          /* gamma */
-                p[n + j] = 0.0f;      /* beta */
-                p[2 * n + j] = 0.0f;  /* mean */
-                p[3 * n + j] = 1.0f;  /* var */
-            }
-        }
+        const fm_layer_ops *ops = fm_layer_ops_of(L->kind);
+        if (ops->init)
+            ops->init(L, m->state + L->offset, &rng);
     }
 }
 
@@ -340,6 +328,8 @@ void fm_workspace_free(const fm_model *m, fm_workspace *ws)
     fm_free(ws->bn_invstd);
     fm_free(ws->mask);
     fm_free(ws->argmax);
+    fm_free(ws->train_product);
+    fm_free(ws->eval_product);
     fm_free(ws->conv_scratch);
     fm_free(ws->pre_scratch);
     fm_free(ws->qx);
@@ -396,6 +386,52 @@ static int max_threads(void)
 #endif
 }
 
+void fm_workspace_choose_products(const fm_model *m, fm_workspace *ws)
+{
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer_ops *ops = fm_layer_ops_of(m->layers[l].kind);
+        if (ops->product) {
+            ws->train_product[l] = ops->product(m, ws, l, 0);
+            ws->eval_product[l] = ops->product(m, ws, l, 1);
+        }
+    }
+}
+
+/* The activations (and gradients) of every layer, then each layer's own
+ * buffers and those the layers share. */
+static int workspace_buffers(const fm_model *m, fm_workspace *ws, int training)
+{
+    const int max_batch = ws->max_batch;
+    fm_workspace_sizes sizes = {0};
+    for (int l = 0; l <= m->n_layers; l++) {
+        int dim = l == 0 ? m->input_dim : m->layers[l - 1].out;
+        if (!(ws->act[l] = fm_alloc((size_t)max_batch * dim, sizeof(float))) ||
+            (training && !(ws->grad[l] = fm_alloc((size_t)max_batch * dim, sizeof(float)))))
+            return FM_ENOMEM;
+        if (l == m->n_layers)
+            break;
+        const fm_layer_ops *ops = fm_layer_ops_of(m->layers[l].kind);
+        int rc = ops->reserve ? ops->reserve(m, l, ws, training, &sizes) : FM_OK;
+        if (rc < 0)
+            return rc;
+    }
+    if (training &&
+        (!(ws->qx = fm_alloc((size_t)max_batch * sizes.widest_input, sizeof(float))) ||
+         !(ws->grad_state = fm_alloc(m->state_count + FM_GRAD_EXTRA, sizeof(float)))))
+        return FM_ENOMEM;
+    if (sizes.conv_scratch && !(ws->conv_scratch = fm_alloc(sizes.conv_scratch, sizeof(float))))
+        return FM_ENOMEM;
+    if (m->config.preproc == FM_PRE_GCN_ZCA &&
+        !(ws->pre_scratch = fm_alloc((size_t)max_batch * m->input_dim, sizeof(float))))
+        return FM_ENOMEM;
+    if (m->config.preproc == FM_PRE_GCN_LCN &&
+        !(ws->pre_scratch = fm_alloc((size_t)max_threads(),
+                                     fm_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL) *
+                                         sizeof(float))))
+        return FM_ENOMEM;
+    return FM_OK;
+}
+
 int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_workspace **out)
 {
     *out = NULL;
@@ -412,52 +448,19 @@ int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_works
     ws->bn_invstd = fm_alloc(n, sizeof *ws->bn_invstd);
     ws->mask = fm_alloc(n, sizeof *ws->mask);
     ws->argmax = fm_alloc(n, sizeof *ws->argmax);
-    int ok = ws->act && ws->grad && ws->wq && ws->bn_mean && ws->bn_invstd && ws->mask && ws->argmax;
-    size_t widest_in = 0, conv_scratch = 0;
-    for (int l = 0; ok && l <= m->n_layers; l++) {
-        int dim = l == 0 ? m->input_dim : m->layers[l - 1].out;
-        ok = (ws->act[l] = fm_alloc((size_t)max_batch * dim, sizeof(float))) != NULL;
-        if (ok && training)
-            ok = (ws->grad[l] = fm_alloc((size_t)max_batch * dim, sizeof(float))) != NULL;
-        if (!ok || l == m->n_layers)
-            break;
-        const fm_layer *L = &m->layers[l];
-        if (fm_layer_weighted(L)) {
-            ok = (ws->wq[l] = fm_alloc(fm_layer_weight_count(L), sizeof(float))) != NULL;
-            widest_in = FM_MAX(widest_in, (size_t)L->in);
-            if (L->kind == FM_LAYER_CONV)
-                conv_scratch = FM_MAX(conv_scratch, fm_conv_scratch_floats(&L->conv, max_batch));
-        } else if (L->kind == FM_LAYER_BN) {
-            ok = (ws->bn_mean[l] = fm_alloc((size_t)L->channels, sizeof(float))) != NULL &&
-                 (ws->bn_invstd[l] = fm_alloc((size_t)L->channels, sizeof(float))) != NULL;
-        } else if (L->kind == FM_LAYER_DROPOUT && training) {
-            ok = (ws->mask[l] = fm_alloc((size_t)max_batch * L->out, 1)) != NULL;
-        } else if (L->kind == FM_LAYER_POOL && training) {
-            ok = (ws->argmax[l] = fm_alloc((size_t)max_batch * L->out, sizeof(int32_t))) != NULL;
-        }
-    }
-    if (ok && training)
-        ok = (ws->qx = fm_alloc((size_t)max_batch * widest_in, sizeof(float))) != NULL &&
-             (ws->grad_state = fm_alloc(m->state_count + FM_GRAD_EXTRA, sizeof(float))) != NULL;
-    if (ok && conv_scratch)
-        ok = (ws->conv_scratch = fm_alloc(conv_scratch, sizeof(float))) != NULL;
-    if (ok && m->config.preproc == FM_PRE_GCN_ZCA)
-        ok = (ws->pre_scratch = fm_alloc((size_t)max_batch * m->input_dim, sizeof(float))) != NULL;
-    if (ok && m->config.preproc == FM_PRE_GCN_LCN)
-        ok = (ws->pre_scratch = fm_alloc((size_t)max_threads(),
-                                         fm_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL) *
-                                             sizeof(float))) != NULL;
-    if (!ok) {
+    ws->train_product = fm_alloc(n, sizeof *ws->train_product);
+    ws->eval_product = fm_alloc(n, sizeof *ws->eval_product);
+    int rc = ws->act && ws->grad && ws->wq && ws->bn_mean && ws->bn_invstd && ws->mask &&
+                     ws->argmax && ws->train_product && ws->eval_product
+                 ? workspace_buffers(m, ws, training)
+                 : FM_ENOMEM;
+    if (rc == FM_OK && m->config.exec == FM_EXEC_MULFREE)
+        rc = mulfree_create(m, ws, training);
+    if (rc < 0) {
         fm_workspace_free(m, ws);
-        return FM_ENOMEM;
+        return rc;
     }
-    if (m->config.exec == FM_EXEC_MULFREE) {
-        int rc = mulfree_create(m, ws, training);
-        if (rc < 0) {
-            fm_workspace_free(m, ws);
-            return rc;
-        }
-    }
+    fm_workspace_choose_products(m, ws);
     *out = ws;
     return FM_OK;
 }

@@ -33,6 +33,9 @@ typedef struct fm_layer {
     fm_pool_geom pool;    /* pool */
 } fm_layer;
 
+/* Purposes of the counter-based random streams (rng.h), keyed with the seed. */
+enum { FM_STREAM_WEIGHTS = 1, FM_STREAM_QB = 2, FM_STREAM_DROPOUT = 3, FM_STREAM_SHUFFLE = 4 };
+
 /* Layers with a weight matrix: dense and conv. */
 static inline int fm_layer_weighted(const fm_layer *L)
 {
@@ -92,7 +95,10 @@ typedef struct fm_workspace {
     float *grad_state;    /* gradient, aligned with model->state (training only) */
     int training;
     fm_ledger *ledger;    /* NULL, or where passes record their work */
-    int reference;        /* 1: dense products by the reference kernels (kernels.h) */
+    int reference;        /* 1: products by the reference kernels (kernels.h) */
+    /* per layer: how a weighted layer's products run in training and in
+     * evaluation passes (product.h), chosen by fm_workspace_choose_products */
+    const struct fm_product_ops **train_product, **eval_product;
     /* --exec mulfree (mulfree.h): the kernel variant (NULL: the default path),
      * per dense layer the pass's weights in the forward layout (in -> out) and
      * the transposed one (out -> in; layers after the first, training only),
@@ -119,6 +125,10 @@ typedef struct fm_workspace {
 
 int fm_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);
 void fm_workspace_free(const fm_model *model, fm_workspace *ws);
+/* Chooses every weighted layer's products from the workspace's reference
+ * flag and mulfree kernels; fm_workspace_create does, and a caller that
+ * changes ws->reference (tests of the reference kernels) does again. */
+void fm_workspace_choose_products(const fm_model *model, fm_workspace *ws);
 
 /* Input rows of ws->act[0] from `count` images (index[first..], or first..
  * when index is NULL), preprocessed as the model says: pixels/255 minus the

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { STREAM_SHUFFLE = 4 };
 /* Whether a model has convolutions, so its input must have the exact image shape. */
 static int has_conv(const fm_model *m)
 {
@@ -109,12 +108,21 @@ void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2
     }
 }
 
+/* A training run in progress: the model and data, the run's buffers and
+ * position (fm_run, what a checkpoint saves), and the clocks. */
 typedef struct run_buffers {
+    fm_model *m;
+    const fm_images *train, *test;
+    const fm_callbacks *cb;
+    int n_total, n_valid, n_train;
     fm_workspace *ws;
     fm_dist *dist;     /* a data-parallel run's collectives, else NULL */
     uint8_t *labels;
     fm_run run;
     fm_data_id data;   /* filled when the run checkpoints or resumes */
+    double decay;      /* the learning rate's factor per epoch */
+    double start, last_checkpoint;
+    int checkpointing;
 } run_buffers;
 
 static void free_run(const fm_model *m, run_buffers *r)
@@ -271,297 +279,398 @@ static int checkpoint_run(const fm_model *m, run_buffers *r, const fm_callbacks 
     return fm_dist_agree(r->dist, rc, NULL);
 }
 
+/* The checks that need only the arguments, before anything is allocated. */
+static int check_run(const fm_model *m, const fm_images *train, const fm_images *test,
+                     const fm_config *cfg, const fm_callbacks *cb)
+{
+    int rc = fm_config_check(cfg);
+    if (rc < 0)
+        return rc;
+    if (strcmp(cfg->arch, m->arch) != 0 || cfg->weights != m->config.weights ||
+        cfg->scale != m->config.scale || cfg->opt != m->config.opt ||
+        (cfg->dropout > 0.0) != (m->config.dropout > 0.0))
+        return fm_error(FM_EINVAL, "training configuration does not match the model's "
+                                   "(architecture, weights, scale, optimizer and dropout must agree)");
+    if ((rc = check_images(m, train, "training")) < 0 ||
+        (test && (rc = check_images(m, test, "test")) < 0))
+        return rc;
+    if (cb && cb->resume && (rc = check_resume(m, cb->resume, cfg, cb->ledger)) < 0)
+        return rc;
+    if (cfg->valid >= train->count)
+        return fm_error(FM_EINVAL, "validation size %d leaves no training images (of %d)",
+                        cfg->valid, train->count);
+    return FM_OK;
+}
+
+/* The run's buffers: workspace, data order, labels, optimizer arrays, the
+ * best weights, and the collectives of a data-parallel run. */
+static int allocate_run(run_buffers *r, const fm_comm *comm)
+{
+    fm_model *m = r->m;
+    const fm_config *c = &m->config;
+    const int B = c->batch;
+    fm_run *run = &r->run;
+    int rc = fm_workspace_create(m, B, 1, &r->ws);
+    if (rc < 0)
+        return rc;
+    r->ws->ledger = r->cb ? r->cb->ledger : NULL;
+    run->n_train = r->n_train;
+    run->order = fm_alloc((size_t)r->n_train, sizeof *run->order);
+    r->labels = fm_alloc((size_t)B, 1);
+    /* SGD without momentum never touches s1, but takes it */
+    run->s1 = fm_alloc(m->state_count, sizeof(float));
+    run->s2 = c->opt == FM_OPT_ADAM ? fm_alloc(m->state_count, sizeof(float)) : NULL;
+    run->best = fm_alloc(m->state_count, sizeof(float));
+    if (!run->order || !r->labels || !run->s1 || !run->best || (c->opt == FM_OPT_ADAM && !run->s2))
+        return FM_ENOMEM;
+    rc = fm_dist_create(comm, m, r->ws->ledger, &r->dist);
+    r->ws->dist = r->dist;
+    return rc;
+}
+
+/* A new run's position: the first epoch, the data in order before its
+ * first shuffle, the initial learning rate, no best epoch yet. */
+static void start_position(run_buffers *r, double lr0)
+{
+    fm_run *run = &r->run;
+    for (int i = 0; i < r->n_train; i++)
+        run->order[i] = i;
+    fm_rng shuffle;
+    fm_rng_seed(&shuffle, fm_rng_key(r->m->config.seed, FM_STREAM_SHUFFLE, 0, 0));
+    run->shuffle = shuffle.state;
+    run->epoch = 1;
+    run->lr = lr0;
+    run->best_valid = INFINITY;
+    run->best_test = -1;
+}
+
+/* Everything before the first step: the model takes the configuration, the
+ * input statistics are fitted (or resumed), the buffers made, the position
+ * set, and the ranks of a data-parallel run agree to start. On failure the
+ * caller frees r. */
+static int open_run(run_buffers *r, const fm_config *cfg, const fm_comm *comm)
+{
+    fm_model *m = r->m;
+    const fm_callbacks *cb = r->cb;
+    const fm_checkpoint *resume = cb ? cb->resume : NULL;
+    m->config = *cfg;
+    m->config.arch = m->arch;
+    const fm_config *c = &m->config;
+    fm_threads_set(c->threads);
+    int rc;
+    if (r->checkpointing || resume || (comm && comm->size > 1)) {
+        fm_data_identify(r->train, r->test, &r->data);
+        if (resume && (rc = check_resume_data(&r->data, &resume->data)) < 0)
+            return start_failed(comm, m, rc);
+    }
+    /* pylearn2's MNIST(center=True) subtracts the mean of all 60,000 training
+     * images from train and validation alike (test uses the same mean here);
+     * ZCA is fitted on the training split only. A resumed run has them. */
+    const int fit = c->preproc == FM_PRE_GCN_ZCA ? r->n_total - r->n_valid : r->n_total;
+    if (!resume && (rc = fm_preprocess_fit(m, r->train, fit)) < 0)
+        return start_failed(comm, m, rc);
+    double lr0, lr_end;
+    fm_config_learning_rates(c, &lr0, &lr_end);
+    r->decay = pow(lr_end / lr0, 1.0 / c->epochs);
+    rc = allocate_run(r, comm);
+    if (rc == FM_OK && resume)
+        rc = take_checkpoint(m, resume, r, cb->ledger);
+    else if (rc == FM_OK)
+        start_position(r, lr0);
+    if (rc < 0)
+        return start_failed(comm, m, rc);
+    if (!r->dist)
+        return FM_OK;
+    /* a resumed run's ledger is the whole run's so far: rank 0 carries it */
+    if (resume && cb->ledger && r->dist->rank != 0)
+        fm_ledger_clear(cb->ledger);
+    if ((rc = fm_dist_agree(r->dist, FM_OK, NULL)) == FM_OK &&
+        (rc = fm_dist_check_start(r->dist, m, &r->data, r->n_train)) == FM_OK)
+        rc = check_shares(r->dist, r->n_train, c->batch);
+    return rc;
+}
+
+/* A new epoch's data order and running sums. */
+static void start_epoch(run_buffers *r)
+{
+    fm_run *run = &r->run;
+    fm_rng shuffle = {run->shuffle};
+    for (int i = r->n_train - 1; i > 0; i--) {
+        int j = (int)fm_rng_below(&shuffle, (uint32_t)i + 1);
+        int t = run->order[i];
+        run->order[i] = run->order[j];
+        run->order[j] = t;
+    }
+    run->shuffle = shuffle.state;
+    run->loss_sum = 0.0;
+    run->errors = run->batches = 0;
+    run->epoch_train_seconds = 0.0;
+}
+
+/* One step on the minibatch at b0 of bs images: this rank's rows loaded,
+ * the training pass, the gradient exchange of a data-parallel run, the
+ * update. A failure is left in ws->status. */
+static void train_minibatch(run_buffers *r, int b0, int bs)
+{
+    fm_model *m = r->m;
+    fm_workspace *ws = r->ws;
+    fm_run *run = &r->run;
+    /* this rank's rows of the minibatch (all of it in one process) */
+    int lo, rows;
+    fm_dist_share(r->dist, bs, &lo, &rows);
+    ws->row0 = lo;
+    ws->rows_total = r->dist ? bs : 0;
+    fm_load_batch(m, ws, r->train, run->order, b0 + lo, rows);
+    fm_load_batch_cost(m, ws, FM_PHASE_FORWARD, rows, r->train->count);
+    for (int b = 0; b < rows; b++)
+        r->labels[b] = r->train->labels[run->order[b0 + lo + b]];
+    int batch_errors = 0;
+    double loss = fm_train_step(m, ws, r->labels, rows, run->step, &batch_errors);
+    /* a rank whose step failed still takes part, then says so at the agreement */
+    if (r->dist && ws->status != FM_EPEER) {
+        int x = fm_dist_exchange(r->dist, m, ws, &loss, &batch_errors);
+        if (x < 0 && (ws->status == FM_OK || x == FM_EPEER))
+            ws->status = x;
+    }
+    if (r->dist && ws->status == FM_EPEER) /* the communicator is gone */
+        return;
+    run->loss_sum += loss;
+    run->step++;
+    if (ws->status == FM_OK)
+        fm_optimizer_step(m, ws, run->s1, run->s2, run->lr, (long)run->step);
+    fm_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)rows);
+    run->errors += batch_errors;
+    run->batches++;
+    run->next = b0 + bs;
+}
+
+/* After a step: progress reported, then a stop or a checkpoint when asked
+ * for or due (agreed by the ranks). FM_OK to go on. */
+static int after_step(run_buffers *r, double epoch_start)
+{
+    const fm_callbacks *cb = r->cb;
+    const fm_config *c = &r->m->config;
+    fm_run *run = &r->run;
+    const double now = fm_now();
+    if (cb && cb->on_progress) {
+        fm_progress pr = {run->epoch, c->epochs, run->next, r->n_train,
+                          run->loss_sum / run->batches,
+                          run->next / FM_MAX(now - epoch_start, 1e-9), now - r->start};
+        cb->on_progress(&pr, cb->user);
+    }
+    int stop = cb && cb->should_stop && cb->should_stop(cb->user);
+    /* the end of an epoch has its own checkpoint, after evaluation */
+    const int mid_epoch = r->checkpointing && run->next < r->n_train;
+    const int counted = mid_epoch && cb->checkpoint_every > 0 &&
+                        run->step % (uint64_t)cb->checkpoint_every == 0;
+    int timed = mid_epoch && cb->checkpoint_seconds > 0 &&
+                now - r->last_checkpoint >= cb->checkpoint_seconds;
+    int rc = r->ws->status;
+    if (r->dist) {
+        /* one rank's stop stops all; rank 0's clock times the checkpoints */
+        double flags[FM_DIST_VALUES] = {stop, timed && r->dist->rank == 0};
+        rc = fm_dist_agree(r->dist, rc, flags);
+        stop = flags[0] > 0;
+        timed = flags[1] > 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (r->checkpointing && (stop || counted || timed)) {
+        run->epoch_train_seconds = now - epoch_start;
+        run->elapsed_seconds = now - r->start;
+        if ((rc = checkpoint_run(r->m, r, cb)) < 0)
+            return rc;
+        r->last_checkpoint = fm_now();
+    }
+    if (stop)
+        return fm_error(FM_ECANCELED, "training interrupted in epoch %d", run->epoch);
+    return FM_OK;
+}
+
+/* The steps of the epoch from the run's position on. */
+static int train_epoch_steps(run_buffers *r, double epoch_start)
+{
+    const int B = r->m->config.batch;
+    for (int b0 = r->run.next; b0 < r->n_train; b0 += B) {
+        train_minibatch(r, b0, FM_MIN(B, r->n_train - b0));
+        if (r->dist && r->ws->status == FM_EPEER)
+            return r->ws->status;
+        int rc = after_step(r, epoch_start);
+        if (rc < 0)
+            return rc;
+    }
+    return FM_OK;
+}
+
+/* The authors' batch-norm statistics over the training and validation images. */
+static int recompute_bn(run_buffers *r)
+{
+    const fm_images *sets[2] = {r->train, r->train};
+    int firsts[2] = {0, r->n_total - r->n_valid}, counts[2] = {r->n_train, r->n_valid};
+    r->ws->row0 = r->ws->rows_total = 0;
+    return fm_bn_recompute(r->m, r->ws, sets, firsts, counts, 2, r->m->config.batch);
+}
+
+/* The end of an epoch's evaluation: validation and test errors (each rank
+ * counting its share), and the best epoch kept. */
+static int evaluate_epoch(run_buffers *r, fm_epoch_report *rep)
+{
+    fm_model *m = r->m;
+    fm_run *run = &r->run;
+    const int n_valid = r->n_valid;
+    int rc = FM_OK;
+    r->ws->row0 = r->ws->rows_total = 0;
+    if (m->config.bn_stats == FM_BN_PAPER)
+        rc = recompute_bn(r);
+    if (rc == FM_OK) {
+        fm_eval_weights(m, r->ws);
+        rc = r->ws->status;
+    }
+    double errors[FM_DIST_VALUES] = {0};
+    if (rc == FM_OK && n_valid > 0)
+        errors[0] = (double)shared_errors(m, r->ws, r->train, r->n_total - n_valid, n_valid);
+    if (rc == FM_OK && r->test)
+        errors[1] = (double)shared_errors(m, r->ws, r->test, 0, r->test->count);
+    if (r->dist)
+        rc = fm_dist_agree(r->dist, rc, errors);
+    if (rc < 0)
+        return rc;
+    if (n_valid > 0)
+        rep->valid_error_pct = 100.0 * errors[0] / n_valid;
+    if (r->test)
+        rep->test_error_pct = 100.0 * errors[1] / r->test->count;
+    run->evaluated = 1;
+    /* the authors keep the later epoch on ties (<=) */
+    if (n_valid == 0 || rep->valid_error_pct <= run->best_valid) {
+        run->best_valid = n_valid > 0 ? rep->valid_error_pct : run->best_valid;
+        run->best_test = rep->test_error_pct;
+        run->best_epoch = run->epoch;
+        memcpy(run->best, m->state, m->state_count * sizeof(float));
+        run->have_best = 1;
+    }
+    return FM_OK;
+}
+
+/* One epoch from the run's position: its steps, its evaluation when due,
+ * the learning rate's decay, the report and the epoch's checkpoint. */
+static int train_epoch(run_buffers *r)
+{
+    const fm_config *c = &r->m->config;
+    const fm_callbacks *cb = r->cb;
+    fm_run *run = &r->run;
+    const int epoch = run->epoch;
+    if (run->next == 0)
+        start_epoch(r);
+    const double epoch_start = fm_now() - run->epoch_train_seconds;
+    int rc = train_epoch_steps(r, epoch_start);
+    if (rc != FM_OK)
+        return rc;
+    double train_time = fm_now() - epoch_start;
+    run->train_seconds += train_time;
+    fm_epoch_report rep = {.epoch = epoch, .epochs = c->epochs, .lr = run->lr,
+                           .train_loss = run->loss_sum / FM_MAX(run->batches, 1),
+                           .train_error_pct = 100.0 * (double)run->errors / r->n_train,
+                           .valid_error_pct = -1, .test_error_pct = -1,
+                           .train_seconds = train_time,
+                           .images_per_s = r->n_train / FM_MAX(train_time, 1e-9)};
+    run->final_train_loss = rep.train_loss;
+    if (!c->no_eval && (epoch % c->eval_every == 0 || epoch == c->epochs) &&
+        (rc = evaluate_epoch(r, &rep)) < 0)
+        return rc;
+    rep.best_epoch = run->best_epoch;
+    rep.best_test_error_pct = run->best_test;
+    rep.epoch_seconds = fm_now() - epoch_start;
+    run->lr *= r->decay;
+    run->epoch++;
+    run->next = 0;
+    run->epoch_train_seconds = 0.0;
+    if (cb && cb->on_epoch)
+        cb->on_epoch(&rep, cb->user);
+    if (r->checkpointing) {
+        run->elapsed_seconds = fm_now() - r->start;
+        if ((rc = checkpoint_run(r->m, r, cb)) < 0)
+            return rc;
+        r->last_checkpoint = fm_now();
+    }
+    return FM_OK;
+}
+
+/* After the last epoch (rc: how the epochs ended): usable inference
+ * statistics even without an evaluation, the ledger's status, the last
+ * agreement of a data-parallel run, and the best epoch's weights. Every
+ * failure inside the epochs came from (or through) an agreement: all ranks
+ * know of it and have left together. */
+static int close_run(run_buffers *r, int rc)
+{
+    fm_model *m = r->m;
+    const int failed_together = rc < 0;
+    if (rc == FM_OK && !r->run.evaluated && m->config.bn_stats == FM_BN_PAPER)
+        rc = recompute_bn(r);
+    if (rc == FM_OK && r->ws->ledger)
+        rc = fm_ledger_status(r->ws->ledger);
+    /* the last agreement: every rank has finished, with the same weights,
+     * and holds the ledger of the whole run (all ranks' work) */
+    if (r->dist && !failed_together) {
+        rc = fm_dist_agree(r->dist, rc, NULL);
+        if (rc == FM_OK)
+            rc = fm_dist_check_weights(r->dist, m, r->run.step);
+        if (rc == FM_OK && r->ws->ledger) {
+            fm_ledger *merged = NULL;
+            if ((rc = fm_ledger_create(&merged)) == FM_OK &&
+                (rc = fm_dist_merge_ledger(r->dist, r->ws->ledger, merged)) == FM_OK)
+                rc = fm_ledger_copy(r->ws->ledger, merged);
+            fm_ledger_free(merged);
+        }
+    }
+    if (rc == FM_OK && r->run.have_best)
+        memcpy(m->state, r->run.best, m->state_count * sizeof(float));
+    return rc;
+}
+
+static fm_result run_result(const run_buffers *r)
+{
+    const fm_run *run = &r->run;
+    fm_result res = {.test_error_pct = -1, .valid_error_pct = -1};
+    res.epochs = run->epoch - 1;
+    res.best_epoch = run->best_epoch;
+    res.train_seconds = run->train_seconds;
+    res.final_train_loss = run->final_train_loss;
+    res.total_seconds = fm_now() - r->start;
+    res.train_images_per_s =
+        res.train_seconds > 0 ? (double)r->n_train * res.epochs / res.train_seconds : 0;
+    res.valid_error_pct = run->have_best && r->n_valid > 0 ? run->best_valid : -1;
+    res.test_error_pct = run->have_best ? run->best_test : -1;
+    res.kernels = r->ws->kernels ? r->ws->kernels->name : NULL;
+    res.ldexp_fallbacks = (long)r->ws->mf_fallbacks;
+    return res;
+}
+
 int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const fm_config *cfg,
              const fm_callbacks *cb, fm_result *result)
 {
     if (!m || !train || !cfg)
         return fm_error(FM_EINVAL, "fm_train: NULL argument");
     const fm_comm *comm = cb ? cb->comm : NULL;
-    int rc = fm_config_check(cfg);
+    int rc = check_run(m, train, test, cfg, cb);
     if (rc < 0)
         return start_failed(comm, m, rc);
-    if (strcmp(cfg->arch, m->arch) != 0 || cfg->weights != m->config.weights ||
-        cfg->scale != m->config.scale || cfg->opt != m->config.opt ||
-        (cfg->dropout > 0.0) != (m->config.dropout > 0.0))
-        return start_failed(comm, m, fm_error(FM_EINVAL, "training configuration does not match the model's "
-                                   "(architecture, weights, scale, optimizer and dropout must agree)"));
-    if ((rc = check_images(m, train, "training")) < 0 ||
-        (test && (rc = check_images(m, test, "test")) < 0))
-        return start_failed(comm, m, rc);
-    const fm_checkpoint *resume = cb ? cb->resume : NULL;
-    const int checkpointing = cb && cb->checkpoint;
-    if (resume && (rc = check_resume(m, resume, cfg, cb->ledger)) < 0)
-        return start_failed(comm, m, rc);
-    const int n_total = train->count;
-    const int n_valid = cfg->valid;
-    if (n_valid >= n_total)
-        return start_failed(comm, m, fm_error(FM_EINVAL, "validation size %d leaves no training images (of %d)", n_valid,
-                        n_total));
-    int n_train = n_total - n_valid;
-    if (cfg->train_limit > 0 && cfg->train_limit < n_train)
-        n_train = cfg->train_limit;
-
-    m->config = *cfg;
-    m->config.arch = m->arch;
-    const fm_config *c = &m->config;
-    fm_threads_set(c->threads);
-
-    run_buffers r = {0};
-    fm_run *run = &r.run;
-    if (checkpointing || resume || (comm && comm->size > 1)) {
-        fm_data_identify(train, test, &r.data);
-        if (resume && (rc = check_resume_data(&r.data, &resume->data)) < 0)
-            return start_failed(comm, m, rc);
-    }
-    /* pylearn2's MNIST(center=True) subtracts the mean of all 60,000 training
-     * images from train and validation alike (test uses the same mean here);
-     * ZCA is fitted on the training split only. A resumed run has them. */
-    if (!resume &&
-        (rc = fm_preprocess_fit(m, train, c->preproc == FM_PRE_GCN_ZCA ? n_total - n_valid : n_total)) < 0)
-        return start_failed(comm, m, rc);
-
-    const int B = c->batch;
-    if ((rc = fm_workspace_create(m, B, 1, &r.ws)) < 0)
-        return start_failed(comm, m, rc);
-    r.ws->ledger = cb ? cb->ledger : NULL;
-    run->n_train = n_train;
-    run->order = fm_alloc((size_t)n_train, sizeof *run->order);
-    r.labels = fm_alloc((size_t)B, 1);
-    /* SGD without momentum never touches s1, but takes it */
-    run->s1 = fm_alloc(m->state_count, sizeof(float));
-    run->s2 = c->opt == FM_OPT_ADAM ? fm_alloc(m->state_count, sizeof(float)) : NULL;
-    run->best = fm_alloc(m->state_count, sizeof(float));
-    if (!run->order || !r.labels || !run->s1 || !run->best || (c->opt == FM_OPT_ADAM && !run->s2))
-        rc = FM_ENOMEM;
-    if (rc == FM_OK)
-        rc = fm_dist_create(comm, m, r.ws->ledger, &r.dist);
-    r.ws->dist = r.dist;
-
-    double lr0, lr_end;
-    fm_config_learning_rates(c, &lr0, &lr_end);
-    const double decay = pow(lr_end / lr0, 1.0 / c->epochs);
-    if (rc == FM_OK && resume) {
-        rc = take_checkpoint(m, resume, &r, cb->ledger);
-    } else if (rc == FM_OK) {
-        for (int i = 0; i < n_train; i++)
-            run->order[i] = i;
-        fm_rng shuffle;
-        fm_rng_seed(&shuffle, fm_rng_key(c->seed, STREAM_SHUFFLE, 0, 0));
-        run->shuffle = shuffle.state;
-        run->epoch = 1;
-        run->lr = lr0;
-        run->best_valid = INFINITY;
-        run->best_test = -1;
-    }
-    if (rc < 0) {
-        start_failed(comm, m, rc);
-    } else if (r.dist) {
-        /* a resumed run's ledger is the whole run's so far: rank 0 carries it */
-        if (resume && cb->ledger && r.dist->rank != 0)
-            fm_ledger_clear(cb->ledger);
-        if ((rc = fm_dist_agree(r.dist, FM_OK, NULL)) == FM_OK &&
-            (rc = fm_dist_check_start(r.dist, m, &r.data, n_train)) == FM_OK)
-            rc = check_shares(r.dist, n_train, B);
-    }
-    if (rc < 0) {
+    run_buffers r = {.m = m, .train = train, .test = test, .cb = cb, .n_total = train->count,
+                     .n_valid = cfg->valid, .checkpointing = cb && cb->checkpoint};
+    r.n_train = r.n_total - r.n_valid;
+    if (cfg->train_limit > 0 && cfg->train_limit < r.n_train)
+        r.n_train = cfg->train_limit;
+    if ((rc = open_run(&r, cfg, comm)) < 0) {
         fm_dist_free(r.dist);
         free_run(m, &r);
         return rc;
     }
-    fm_dist *dist = r.dist;
-
-    fm_result res = {.test_error_pct = -1, .valid_error_pct = -1};
-    const double start = fm_now() - run->elapsed_seconds;
-    double last_checkpoint = fm_now();
-    rc = FM_OK;
-
-    while (run->epoch <= c->epochs && rc == FM_OK) {
-        const int epoch = run->epoch;
-        if (run->next == 0) {
-            fm_rng shuffle = {run->shuffle};
-            for (int i = n_train - 1; i > 0; i--) {
-                int j = (int)fm_rng_below(&shuffle, (uint32_t)i + 1);
-                int t = run->order[i];
-                run->order[i] = run->order[j];
-                run->order[j] = t;
-            }
-            run->shuffle = shuffle.state;
-            run->loss_sum = 0.0;
-            run->errors = run->batches = 0;
-            run->epoch_train_seconds = 0.0;
-        }
-        const double epoch_start = fm_now() - run->epoch_train_seconds;
-        for (int b0 = run->next; b0 < n_train; b0 += B) {
-            const int bs = FM_MIN(B, n_train - b0);
-            /* this rank's rows of the minibatch (all of it in one process) */
-            int lo, rows;
-            fm_dist_share(dist, bs, &lo, &rows);
-            r.ws->row0 = lo;
-            r.ws->rows_total = dist ? bs : 0;
-            fm_load_batch(m, r.ws, train, run->order, b0 + lo, rows);
-            fm_load_batch_cost(m, r.ws, FM_PHASE_FORWARD, rows, train->count);
-            for (int b = 0; b < rows; b++)
-                r.labels[b] = train->labels[run->order[b0 + lo + b]];
-            int batch_errors = 0;
-            double loss = fm_train_step(m, r.ws, r.labels, rows, run->step, &batch_errors);
-            /* a rank whose step failed still takes part, then says so below */
-            if (dist && r.ws->status != FM_EPEER) {
-                int x = fm_dist_exchange(dist, m, r.ws, &loss, &batch_errors);
-                if (x < 0 && (r.ws->status == FM_OK || x == FM_EPEER))
-                    r.ws->status = x;
-            }
-            if (dist && r.ws->status == FM_EPEER) { /* the communicator is gone */
-                rc = r.ws->status;
-                break;
-            }
-            run->loss_sum += loss;
-            run->step++;
-            if (r.ws->status == FM_OK)
-                fm_optimizer_step(m, r.ws, run->s1, run->s2, run->lr, (long)run->step);
-            fm_ledger_pass(r.ws->ledger, FM_PHASE_UPDATE, (uint64_t)rows);
-            run->errors += batch_errors;
-            run->batches++;
-            run->next = b0 + bs;
-            double now = fm_now();
-            if (cb && cb->on_progress) {
-                fm_progress pr = {epoch, c->epochs, b0 + bs, n_train, run->loss_sum / run->batches,
-                                  (b0 + bs) / FM_MAX(now - epoch_start, 1e-9), now - start};
-                cb->on_progress(&pr, cb->user);
-            }
-            int stop = cb && cb->should_stop && cb->should_stop(cb->user);
-            /* the end of an epoch has its own checkpoint, after evaluation */
-            const int mid_epoch = checkpointing && run->next < n_train;
-            const int counted = mid_epoch && cb->checkpoint_every > 0 &&
-                                run->step % (uint64_t)cb->checkpoint_every == 0;
-            int timed = mid_epoch && cb->checkpoint_seconds > 0 &&
-                        now - last_checkpoint >= cb->checkpoint_seconds;
-            rc = r.ws->status;
-            if (dist) {
-                /* one rank's stop stops all; rank 0's clock times the checkpoints */
-                double flags[FM_DIST_VALUES] = {stop, timed && dist->rank == 0};
-                rc = fm_dist_agree(dist, rc, flags);
-                stop = flags[0] > 0;
-                timed = flags[1] > 0;
-            }
-            const int due = counted || timed;
-            if (rc < 0)
-                break;
-            if (checkpointing && (stop || due)) {
-                run->epoch_train_seconds = now - epoch_start;
-                run->elapsed_seconds = now - start;
-                if ((rc = checkpoint_run(m, &r, cb)) < 0)
-                    break;
-                last_checkpoint = fm_now();
-            }
-            if (stop) {
-                rc = fm_error(FM_ECANCELED, "training interrupted in epoch %d", epoch);
-                break;
-            }
-        }
-        if (rc != FM_OK)
-            break;
-        double train_time = fm_now() - epoch_start;
-        run->train_seconds += train_time;
-        fm_epoch_report rep = {.epoch = epoch, .epochs = c->epochs, .lr = run->lr,
-                               .train_loss = run->loss_sum / FM_MAX(run->batches, 1),
-                               .train_error_pct = 100.0 * (double)run->errors / n_train,
-                               .valid_error_pct = -1, .test_error_pct = -1,
-                               .train_seconds = train_time,
-                               .images_per_s = n_train / FM_MAX(train_time, 1e-9)};
-        run->final_train_loss = rep.train_loss;
-
-        int eval_now = !c->no_eval && (epoch % c->eval_every == 0 || epoch == c->epochs);
-        if (eval_now) {
-            r.ws->row0 = r.ws->rows_total = 0;
-            if (c->bn_stats == FM_BN_PAPER) {
-                const fm_images *sets[2] = {train, train};
-                int firsts[2] = {0, n_total - n_valid}, counts[2] = {n_train, n_valid};
-                rc = fm_bn_recompute(m, r.ws, sets, firsts, counts, 2, B);
-            }
-            if (rc == FM_OK) {
-                fm_eval_weights(m, r.ws);
-                rc = r.ws->status;
-            }
-            /* each rank counts the errors of its share of the two sets */
-            double errors[FM_DIST_VALUES] = {0};
-            if (rc == FM_OK && n_valid > 0)
-                errors[0] = (double)shared_errors(m, r.ws, train, n_total - n_valid, n_valid);
-            if (rc == FM_OK && test)
-                errors[1] = (double)shared_errors(m, r.ws, test, 0, test->count);
-            if (dist)
-                rc = fm_dist_agree(dist, rc, errors);
-            if (rc < 0)
-                break;
-            if (n_valid > 0)
-                rep.valid_error_pct = 100.0 * errors[0] / n_valid;
-            if (test)
-                rep.test_error_pct = 100.0 * errors[1] / test->count;
-            run->evaluated = 1;
-            /* the authors keep the later epoch on ties (<=) */
-            if (n_valid == 0 || rep.valid_error_pct <= run->best_valid) {
-                run->best_valid = n_valid > 0 ? rep.valid_error_pct : run->best_valid;
-                run->best_test = rep.test_error_pct;
-                run->best_epoch = epoch;
-                memcpy(run->best, m->state, m->state_count * sizeof(float));
-                run->have_best = 1;
-            }
-        }
-        rep.best_epoch = run->best_epoch;
-        rep.best_test_error_pct = run->best_test;
-        rep.epoch_seconds = fm_now() - epoch_start;
-        run->lr *= decay;
-        run->epoch++;
-        run->next = 0;
-        run->epoch_train_seconds = 0.0;
-        if (cb && cb->on_epoch)
-            cb->on_epoch(&rep, cb->user);
-        if (checkpointing) {
-            run->elapsed_seconds = fm_now() - start;
-            if ((rc = checkpoint_run(m, &r, cb)) < 0)
-                break;
-            last_checkpoint = fm_now();
-        }
-    }
-
-    /* every failure inside the loop came from (or through) an agreement: all
-     * ranks know of it and have left the loop together */
-    const int failed_together = rc < 0;
-    if (rc == FM_OK && !run->evaluated && c->bn_stats == FM_BN_PAPER) {
-        /* no evaluation ran: still leave usable inference statistics */
-        const fm_images *sets[2] = {train, train};
-        int firsts[2] = {0, n_total - n_valid}, counts[2] = {n_train, n_valid};
-        r.ws->row0 = r.ws->rows_total = 0;
-        rc = fm_bn_recompute(m, r.ws, sets, firsts, counts, 2, B);
-    }
-    if (rc == FM_OK && r.ws->ledger)
-        rc = fm_ledger_status(r.ws->ledger);
-    /* the last agreement: every rank has finished, with the same weights,
-     * and holds the ledger of the whole run (all ranks' work) */
-    if (dist && !failed_together) {
-        rc = fm_dist_agree(dist, rc, NULL);
-        if (rc == FM_OK)
-            rc = fm_dist_check_weights(dist, m, run->step);
-        if (rc == FM_OK && r.ws->ledger) {
-            fm_ledger *merged = NULL;
-            if ((rc = fm_ledger_create(&merged)) == FM_OK &&
-                (rc = fm_dist_merge_ledger(dist, r.ws->ledger, merged)) == FM_OK)
-                rc = fm_ledger_copy(r.ws->ledger, merged);
-            fm_ledger_free(merged);
-        }
-    }
-    if (rc == FM_OK && run->have_best)
-        memcpy(m->state, run->best, m->state_count * sizeof(float));
-    res.epochs = run->epoch - 1;
-    res.best_epoch = run->best_epoch;
-    res.train_seconds = run->train_seconds;
-    res.final_train_loss = run->final_train_loss;
-    res.total_seconds = fm_now() - start;
-    res.train_images_per_s = res.train_seconds > 0 ? (double)n_train * res.epochs / res.train_seconds : 0;
-    res.valid_error_pct = run->have_best && n_valid > 0 ? run->best_valid : -1;
-    res.test_error_pct = run->have_best ? run->best_test : -1;
-    res.kernels = r.ws->kernels ? r.ws->kernels->name : NULL;
-    res.ldexp_fallbacks = (long)r.ws->mf_fallbacks;
-    fm_dist_free(dist);
+    r.start = fm_now() - r.run.elapsed_seconds;
+    r.last_checkpoint = fm_now();
+    while (r.run.epoch <= m->config.epochs && rc == FM_OK)
+        rc = train_epoch(&r);
+    rc = close_run(&r, rc);
+    const fm_result res = run_result(&r);
+    fm_dist_free(r.dist);
     free_run(m, &r);
     if (result)
         *result = res;

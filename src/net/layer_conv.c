@@ -1,0 +1,50 @@
+/* layer_conv.c — the 2-D convolution (conv.h) on NHWC maps, weights
+ * (k_h*k_w*in_c) x out_c. Its products are the workspace's convolution
+ * product (product.h); the packed format holds no convolutions yet, so it
+ * has no export. */
+#include "conv.h"
+#include "internal.h"
+#include "product.h"
+#include "weighted.h"
+
+#include <stdio.h>
+
+static void conv_shape(const fm_layer *L, char *text, size_t size)
+{
+    snprintf(text, size, "%dx%dx%d>%dk%d>%dx%dx%d", L->conv.in_h, L->conv.in_w, L->conv.in_c,
+             L->conv.out_c, L->conv.k_h, L->conv.out_h, L->conv.out_w, L->conv.out_c);
+}
+
+static int conv_reserve(const fm_model *m, int l, fm_workspace *ws, int training,
+                        fm_workspace_sizes *sizes)
+{
+    const fm_layer *L = &m->layers[l];
+    sizes->conv_scratch = FM_MAX(sizes->conv_scratch, fm_conv_scratch_floats(&L->conv, ws->max_batch));
+    return fm_weighted_reserve(m, l, ws, training, sizes);
+}
+
+static const fm_product_ops *conv_product(const fm_model *m, const fm_workspace *ws, int l,
+                                          int evaluation)
+{
+    (void)m, (void)l, (void)evaluation;
+    return ws->reference ? &fm_product_conv_reference : &fm_product_conv_gemm;
+}
+
+/* The authors' conv layers take the exact error at the convolution's
+ * output, before pooling and batch norm, and clip Q(x) to their own range. */
+static void conv_backward(const fm_pass *p, int l)
+{
+    const fm_config *c = &p->model->config;
+    fm_weighted_backward(p, l, l + 1, c->qb_conv_emin, c->qb_conv_emax);
+}
+
+const fm_layer_ops fm_layer_conv = {
+    .name = "conv",
+    .shape = conv_shape,
+    .reserve = conv_reserve,
+    .init = fm_weighted_init,
+    .forward = fm_weighted_forward,
+    .forward_eval = fm_weighted_forward_eval,
+    .backward = conv_backward,
+    .product = conv_product,
+};

@@ -1,0 +1,238 @@
+/* product.c — the products of product.h. Every variant computes what the
+ * reference kernels specify (up to the order of float additions for BLAS)
+ * and declares the reference arithmetic; convolutions add the bytes of their
+ * im2col columns. */
+#include "conv.h"
+#include "internal.h"
+#include "kernels.h"
+#include "layers.h"
+#include "mulfree.h"
+#include "product.h"
+#include "weighted.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- dense layers through BLAS (fm_sgemm) ---- */
+
+static void blas_forward(const fm_pass *p, const fm_cost *c, int l, const float *w, int wclass)
+{
+    const fm_layer *L = &p->model->layers[l];
+    fm_dense_forward(p->ws->act[l], w, p->ws->act[l + 1], p->batch, L->in, L->out);
+    fm_dense_cost_forward(c, wclass, p->batch, L->in, L->out);
+}
+
+static void blas_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                                  const float *e, float *dw)
+{
+    const fm_layer *L = &p->model->layers[l];
+    fm_dense_backward_weights(x, e, dw, p->batch, L->in, L->out);
+    fm_dense_cost_backward_weights(c, p->model->config.qb, p->batch, L->in, L->out);
+}
+
+static void blas_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
+                                const float *w, float *dx, int wclass)
+{
+    const fm_layer *L = &p->model->layers[l];
+    fm_dense_backward_input(dy, w, dx, p->batch, L->in, L->out);
+    fm_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
+}
+
+const fm_product_ops fm_product_blas = {"blas", NULL, blas_forward, blas_backward_weights,
+                                        blas_backward_input};
+
+/* ---- dense layers through the reference kernels (the method's arithmetic) ---- */
+
+static void reference_forward(const fm_pass *p, const fm_cost *c, int l, const float *w,
+                              int wclass)
+{
+    const fm_layer *L = &p->model->layers[l];
+    fm_ref_dense_forward((fm_weight_class)wclass, p->ws->act[l], w, L->h, p->ws->act[l + 1],
+                         p->batch, L->in, L->out);
+    fm_dense_cost_forward(c, wclass, p->batch, L->in, L->out);
+}
+
+static void reference_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                                       const float *e, float *dw)
+{
+    const fm_layer *L = &p->model->layers[l];
+    const int qb = p->model->config.qb;
+    fm_ref_dense_backward_weights(qb, x, e, dw, p->batch, L->in, L->out);
+    fm_dense_cost_backward_weights(c, qb, p->batch, L->in, L->out);
+}
+
+static void reference_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
+                                     const float *w, float *dx, int wclass)
+{
+    const fm_layer *L = &p->model->layers[l];
+    fm_ref_dense_backward_input((fm_weight_class)wclass, dy, w, L->h, dx, p->batch, L->in, L->out);
+    fm_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
+}
+
+const fm_product_ops fm_product_reference = {"reference", NULL, reference_forward,
+                                             reference_backward_weights, reference_backward_input};
+
+/* ---- dense layers without float multiplies (--exec mulfree) ---- */
+
+/* Threads a mulfree product may use: the run's count, within the scratch. */
+static int mulfree_threads(const fm_workspace *ws)
+{
+#ifdef _OPENMP
+    return FM_MAX(1, FM_MIN(omp_get_max_threads(), ws->mf_threads));
+#else
+    return 1;
+#endif
+}
+
+/* Refills dense layer l's mulfree layouts from the pass's float weights in
+ * ws->wq: the forward one and, with_transpose, the transposed one of the
+ * input gradient (training workspaces, layers after the first). Each refill
+ * is declared: the weights read as floats, the codes written. An error (a
+ * synapse weight off the level table, which the quantizer never gives) is
+ * kept in ws->status for the caller of the pass. */
+static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_transpose)
+{
+    const fm_model *m = p->model;
+    const fm_layer *L = &m->layers[l];
+    fm_workspace *ws = p->ws;
+    fm_kernel_weights *layouts[2] = {ws->mf_forward[l], with_transpose ? ws->mf_backward[l] : NULL};
+    const size_t strides[2][2] = {{(size_t)L->out, 1}, {1, (size_t)L->out}};
+    for (int t = 0; t < 2 && layouts[t]; t++) {
+        int rc = fm_kernel_fill(layouts[t], ws->wq[l], strides[t][0], strides[t][1]);
+        if (rc < 0 && ws->status == FM_OK)
+            ws->status = rc;
+        fm_mulfree_cost_fill(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels,
+                             L->in, L->out);
+        fm_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)L->in * L->out, 0);
+        fm_bytes_tensor(c, m, l, "Wq", fm_layer_weight_bytes(m, l, 1), 1);
+    }
+}
+
+static void mulfree_forward(const fm_pass *p, const fm_cost *c, int l, const float *w, int wclass)
+{
+    (void)w, (void)wclass; /* the layout prepared from them */
+    const fm_model *m = p->model;
+    const fm_layer *L = &m->layers[l];
+    fm_workspace *ws = p->ws;
+    fm_mulfree_product(ws->kernels, ws->mf_forward[l], ws->act[l], ws->act[l + 1], p->batch, L->h,
+                       ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
+    fm_mulfree_cost_product(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels,
+                            p->batch, L->in, L->out);
+}
+
+static void mulfree_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                                     const float *e, float *dw)
+{
+    const fm_layer *L = &p->model->layers[l];
+    fm_workspace *ws = p->ws;
+    /* x is Q(x): --exec mulfree needs quantized back-prop (fm_config_check) */
+    if (!fm_mulfree_pow2_grad(ws->kernels, x, e, dw, p->batch, L->in, L->out, mulfree_threads(ws)))
+        ws->mf_fallbacks++;
+    fm_mulfree_cost_pow2_grad(c, p->batch, L->in, L->out);
+}
+
+static void mulfree_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
+                                   const float *w, float *dx, int wclass)
+{
+    (void)w, (void)wclass;
+    const fm_model *m = p->model;
+    const fm_layer *L = &m->layers[l];
+    fm_workspace *ws = p->ws;
+    fm_mulfree_product(ws->kernels, ws->mf_backward[l], dy, dx, p->batch, L->h, ws->mf_scratch,
+                       ws->mf_slice, mulfree_threads(ws));
+    fm_mulfree_cost_product(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels,
+                            p->batch, L->out, L->in);
+}
+
+const fm_product_ops fm_product_mulfree = {"mulfree", mulfree_prepare, mulfree_forward,
+                                           mulfree_backward_weights, mulfree_backward_input};
+
+/* ---- convolutions: im2col + GEMM, or + the reference kernels ---- */
+
+/* im2col columns of conv layer l for B examples: written and read once per
+ * product. They pass through a buffer of one chunk of examples (conv.h),
+ * which is the tensor's footprint in the memory model. A layer whose columns
+ * are its input itself (a 1x1 kernel, or one covering the whole map) needs no
+ * buffer and moves no columns. */
+static void conv_columns_bytes(const fm_cost *c, const fm_model *m, int l, int B)
+{
+    const fm_layer *L = &m->layers[l];
+    const size_t buffer = fm_conv_scratch_floats(&L->conv, B);
+    if (!c->ledger || buffer == 0)
+        return;
+    uint64_t bytes = 4 * (uint64_t)B * fm_conv_positions(&L->conv) * L->w_rows;
+    uint64_t footprint = FM_MIN(bytes, 4 * (uint64_t)buffer);
+    fm_cost_bytes(c, fm_tensor_of(m, l, "cols").text, footprint, bytes, bytes);
+}
+
+static void conv_forward(const fm_pass *p, const fm_cost *c, int l, const float *w, int wclass,
+                         int reference)
+{
+    const fm_layer *L = &p->model->layers[l];
+    const fm_product prod = {reference, wclass, L->h};
+    fm_conv_forward(&L->conv, &prod, p->ws->act[l], w, p->ws->act[l + 1], p->batch,
+                    p->ws->conv_scratch);
+    fm_conv_cost_forward(c, &L->conv, wclass, p->batch);
+    conv_columns_bytes(c, p->model, l, p->batch);
+}
+
+static void conv_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                                  const float *e, float *dw, int reference)
+{
+    const fm_model *m = p->model;
+    const fm_layer *L = &m->layers[l];
+    const fm_product prod = {reference, fm_weight_class_of(m->config.weights), L->h};
+    fm_conv_backward_weights(&L->conv, &prod, m->config.qb, x, e, dw, p->batch,
+                             p->ws->conv_scratch);
+    fm_conv_cost_backward_weights(c, &L->conv, m->config.qb, p->batch);
+    conv_columns_bytes(c, m, l, p->batch);
+}
+
+static void conv_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
+                                const float *w, float *dx, int wclass, int reference)
+{
+    const fm_layer *L = &p->model->layers[l];
+    const fm_product prod = {reference, wclass, L->h};
+    fm_conv_backward_input(&L->conv, &prod, dy, w, dx, p->batch, p->ws->conv_scratch);
+    fm_conv_cost_backward_input(c, &L->conv, wclass, p->batch);
+    conv_columns_bytes(c, p->model, l, p->batch);
+}
+
+static void conv_gemm_forward(const fm_pass *p, const fm_cost *c, int l, const float *w, int wclass)
+{
+    conv_forward(p, c, l, w, wclass, 0);
+}
+static void conv_gemm_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                                       const float *e, float *dw)
+{
+    conv_backward_weights(p, c, l, x, e, dw, 0);
+}
+static void conv_gemm_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
+                                     const float *w, float *dx, int wclass)
+{
+    conv_backward_input(p, c, l, dy, w, dx, wclass, 0);
+}
+
+const fm_product_ops fm_product_conv_gemm = {"conv-gemm", NULL, conv_gemm_forward,
+                                             conv_gemm_backward_weights, conv_gemm_backward_input};
+
+static void conv_reference_forward(const fm_pass *p, const fm_cost *c, int l, const float *w,
+                                   int wclass)
+{
+    conv_forward(p, c, l, w, wclass, 1);
+}
+static void conv_reference_backward_weights(const fm_pass *p, const fm_cost *c, int l,
+                                            const float *x, const float *e, float *dw)
+{
+    conv_backward_weights(p, c, l, x, e, dw, 1);
+}
+static void conv_reference_backward_input(const fm_pass *p, const fm_cost *c, int l,
+                                          const float *dy, const float *w, float *dx, int wclass)
+{
+    conv_backward_input(p, c, l, dy, w, dx, wclass, 1);
+}
+
+const fm_product_ops fm_product_conv_reference = {
+    "conv-reference", NULL, conv_reference_forward, conv_reference_backward_weights,
+    conv_reference_backward_input};

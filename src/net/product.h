@@ -1,0 +1,38 @@
+/* product.h — the product interface: how a weighted layer's three products
+ * run (y = x·W, dx = dy·Wᵀ, dW = xᵀ·e): through BLAS, through the reference
+ * kernels in the method's arithmetic (kernels.h, the ledger's ground truth),
+ * through the multiplication-free kernels (mulfree.h), or as convolutions
+ * (conv.h) with either of the first two. Each product declares its operations
+ * next to the kernel it runs. The workspace chooses one per weighted layer
+ * for training passes and one for evaluation passes when it is made
+ * (fm_workspace_choose_products), so no pass tests how to run a product. */
+#ifndef FEWMUL_PRODUCT_H
+#define FEWMUL_PRODUCT_H
+
+#include "layer.h"
+
+typedef struct fm_product_ops {
+    const char *name;
+    /* Fills the product's own layout of the pass's weights in ws->wq[l]
+     * (with_transpose: the input gradient's too), declared; NULL: the
+     * product reads the float weights directly. */
+    void (*prepare)(const fm_pass *p, const fm_cost *c, int l, int with_transpose);
+    /* act[l+1] = act[l] · w, weights of class wclass (an fm_weight_class). */
+    void (*forward)(const fm_pass *p, const fm_cost *c, int l, const float *w, int wclass);
+    /* dw = xᵀ · e, x the layer's input or Q(x) (config.qb). */
+    void (*backward_weights)(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                             const float *e, float *dw);
+    /* dx = dy · wᵀ. */
+    void (*backward_input)(const fm_pass *p, const fm_cost *c, int l, const float *dy,
+                           const float *w, float *dx, int wclass);
+} fm_product_ops;
+
+extern const fm_product_ops fm_product_blas, fm_product_reference, fm_product_mulfree,
+    fm_product_conv_gemm, fm_product_conv_reference;
+
+/* Evaluation runs on the real W for fp32 and, as the paper, for the
+ * stochastic modes; deterministic modes (or test_quantized) on the
+ * deterministic quantization. */
+int fm_eval_uses_real(const fm_config *c);
+
+#endif

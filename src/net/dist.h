@@ -8,7 +8,7 @@
 #ifndef FEWMUL_DIST_H
 #define FEWMUL_DIST_H
 
-#include "checkpoint.h"
+#include "data_id.h"
 #include "ledger.h"
 #include "net.h"
 

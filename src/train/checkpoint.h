@@ -5,6 +5,7 @@
 #ifndef FEWMUL_CHECKPOINT_H
 #define FEWMUL_CHECKPOINT_H
 
+#include "data_id.h"
 #include "fewmul.h"
 
 #include <stdint.h>
@@ -35,13 +36,6 @@ typedef struct fm_run {
     int n_train;
 } fm_run;
 
-/* What identifies the data of a run: counts, shape and CRC-32 of the labels
- * and pixels of the training set (in the order given) and the test set. */
-typedef struct fm_data_id {
-    int32_t train_count, test_count; /* test_count -1: no test set */
-    int32_t height, width, channels;
-    uint32_t train_crc, test_crc;
-} fm_data_id;
 
 struct fm_checkpoint {
     fm_model *model;
@@ -55,7 +49,6 @@ struct fm_checkpoint {
 /* The optimizer arrays a configuration uses (0, 1 or 2): what fm_train
  * allocates and a checkpoint stores. */
 int fm_run_optimizer_arrays(const fm_config *config);
-void fm_data_identify(const fm_images *train, const fm_images *test, fm_data_id *id);
 /* Writes the run atomically to path (PATH.tmp, flushed, synced, renamed). */
 int fm_checkpoint_write(const char *path, const fm_model *model, const char *data_spec,
                         const fm_data_id *data, const fm_run *run, const fm_ledger *ledger);

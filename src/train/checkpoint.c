@@ -27,24 +27,6 @@ int fm_run_optimizer_arrays(const fm_config *c)
     return c->momentum != 0.0 ? 1 : 0; /* SGD without momentum keeps no velocity */
 }
 
-static uint32_t images_crc(const fm_images *im)
-{
-    size_t pixels = (size_t)im->count * im->height * im->width * im->channels;
-    return fm_crc32_update(fm_crc32(im->labels, (size_t)im->count), im->pixels, pixels);
-}
-
-void fm_data_identify(const fm_images *train, const fm_images *test, fm_data_id *id)
-{
-    memset(id, 0, sizeof *id);
-    id->train_count = train->count;
-    id->height = train->height;
-    id->width = train->width;
-    id->channels = train->channels;
-    id->train_crc = images_crc(train);
-    id->test_count = test ? test->count : -1;
-    id->test_crc = test ? images_crc(test) : 0;
-}
-
 void fm_run_position(const fm_run *run, const fm_config *c, int has_ledger, fm_checkpoint_info *info)
 {
     memset(info, 0, sizeof *info);

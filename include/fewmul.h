@@ -104,17 +104,27 @@ int fm_svhn_read(const char *path, fm_images *out);
  *                 when present, test = DIR/test_32x32.mat; *train_part (may be
  *                 NULL) receives the number of images from train_32x32.mat. */
 int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int32_t *train_part);
-/* The paper's validation split for a data spec: the number of images
- * fm_train should hold out at the end of the training set (MNIST and
- * Fashion-MNIST 10000, CIFAR-10 5000, SVHN 6000); FM_EINVAL with a message
- * for a spec fm_data_load would not accept. Looks at no file. */
+/* The kinds of data set a spec can name; each has its own defaults
+ * (fm_data_defaults) and validation split (fm_data_split_validation). */
+typedef enum fm_data_kind {
+    FM_DATA_FASHION = 0, /* "fashion" */
+    FM_DATA_IDX,         /* "mnist:DIR", "idx:DIR" */
+    FM_DATA_CIFAR10,     /* "cifar10:DIR" */
+    FM_DATA_SVHN         /* "svhn:DIR" */
+} fm_data_kind;
+/* The kind of data set spec names (kind may be NULL: a check of the spec);
+ * FM_EINVAL with a message for a spec fm_data_load would not accept. Looks
+ * at no file. */
+int fm_data_kind_of(const char *spec, fm_data_kind *kind);
+/* The paper's validation size for a data spec: fm_data_kind_of, then
+ * fm_data_defaults' valid (MNIST and Fashion-MNIST 10000, CIFAR-10 5000,
+ * SVHN 6000); a negative FM_E* code for a spec fm_data_load would not accept. */
 int fm_data_default_valid(const char *spec);
 /* Moves a class-balanced validation set to the end of `set`: per class,
  * per_class_head images chosen from [0, boundary) and per_class_tail from
  * [boundary, count), picked by a shuffle seeded with `seed`; the other images
- * keep their order ahead of them. SVHN's split (pylearn2's "splitted_train"):
- * 400 per class from train_32x32 and 200 from extra_32x32. FM_EINVAL with a
- * message when a class has too few images. */
+ * keep their order ahead of them. fm_data_split_validation makes SVHN's split
+ * with it. FM_EINVAL with a message when a class has too few images. */
 int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_head,
                              int per_class_tail, int classes, uint64_t seed);
 
@@ -191,8 +201,9 @@ typedef struct fm_config {
                                     per epoch; <= 0 means default (SGD 0.01, Adam 2e-6) */
     double momentum;             /* SGD momentum (default 0, the paper) */
     fm_loss loss;                /* default FM_LOSS_HINGE (squared, summed over classes) */
-    fm_preproc preproc;          /* default FM_PRE_CENTER */
-    int valid;                   /* validation images taken from the end of train (10000) */
+    fm_preproc preproc;          /* default FM_PRE_CENTER (each data set's: fm_data_defaults) */
+    int valid;                   /* validation images taken from the end of train (10000;
+                                    each data set's: fm_data_defaults) */
     int train_limit;             /* use only the first N remaining training images (0: all) */
     double dropout;              /* drop probability on hidden activations (default 0) */
     fm_acts acts;                /* hidden activations (default FM_ACTS_RELU) */
@@ -220,6 +231,28 @@ const char *fm_weights_name(fm_weight_mode mode);
 void fm_config_learning_rates(const fm_config *config, double *lr, double *lr_final);
 /* Checks every field and the architecture string; FM_EINVAL with a message. */
 int fm_config_check(const fm_config *config);
+
+/* ---- each data set's setup (docs/data.md, "Validation splits") --------- */
+
+/* The paper's setup for a kind of data set, what a program should use unless
+ * told otherwise: *preproc the input preprocessing (center for MNIST and
+ * Fashion-MNIST, gcn-zca for CIFAR-10, gcn-lcn for SVHN) and *valid the number
+ * of training images held out for validation (10000, 5000, 6000). Either
+ * pointer may be NULL. FM_EINVAL for a kind outside fm_data_kind. */
+int fm_data_defaults(fm_data_kind kind, fm_preproc *preproc, int *valid);
+/* Arranges a training set loaded by fm_data_load_parts (train_part: the count
+ * it gave) so that its last `valid` images are the validation set of its kind,
+ * where fm_train (config->valid = valid) takes them. SVHN with `valid` equal to
+ * its default 6000: pylearn2's "splitted_train", per class 400 images from
+ * train_32x32.mat ([0, train_part)) and 200 from extra_32x32.mat ([train_part,
+ * count)), or 600 from train_32x32.mat when there is no extra part (train_part
+ * == count), picked with `seed` and moved to the end by
+ * fm_images_split_balanced over `classes` classes (every label below it; 10
+ * for SVHN). Any other kind or size: nothing moves, the last `valid` images as
+ * loaded are the validation set. FM_EINVAL with a message for bad arguments or
+ * a class with too few images, or FM_ENOMEM; then nothing moves. */
+int fm_data_split_validation(fm_data_kind kind, fm_images *train, int32_t train_part, int valid,
+                             int classes, uint64_t seed);
 
 /* ---- models and training ----------------------------------------------- */
 

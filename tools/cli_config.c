@@ -254,15 +254,18 @@ void train_opts_default(train_opts *o)
 void train_opts_finish(train_opts *o)
 {
     fm_config *c = &o->cfg;
-    /* the paper's split and preprocessing of the data set, unless given */
-    if (c->valid < 0) {
-        int valid = fm_data_default_valid(o->data ? o->data : "fashion");
-        c->valid = valid >= 0 ? valid : 10000;
-    }
+    /* the data set's validation size and preprocessing (the library's
+     * defaults), unless given; a spec that does not parse gets fashion's and
+     * fails as a usage error (check_data_spec) */
+    fm_data_kind kind = FM_DATA_FASHION;
+    fm_data_kind_of(o->data ? o->data : "fashion", &kind);
+    fm_preproc preproc = FM_PRE_CENTER;
+    int valid = 0;
+    fm_data_defaults(kind, &preproc, &valid);
+    if (c->valid < 0)
+        c->valid = valid;
     if (o->preproc < 0)
-        o->preproc = o->data && strncmp(o->data, "cifar10:", 8) == 0 ? FM_PRE_GCN_ZCA
-                     : o->data && strncmp(o->data, "svhn:", 5) == 0  ? FM_PRE_GCN_LCN
-                                                                      : FM_PRE_CENTER;
+        o->preproc = (int)preproc;
     c->opt = (fm_optimizer)o->opt;
     c->loss = (fm_loss)o->loss;
     c->preproc = (fm_preproc)o->preproc;

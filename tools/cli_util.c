@@ -355,7 +355,7 @@ int parse_options(const option_def *table, void *opts, int *help, int argc, char
  * spec is a usage error, while a missing or broken folder is a failure. */
 int check_data_spec(const char *spec)
 {
-    if (fm_data_default_valid(spec) < 0)
+    if (fm_data_kind_of(spec, NULL) != FM_OK)
         return usage_error("--data: %s", fm_last_error());
     return 0;
 }

@@ -631,21 +631,6 @@ static int check_data(const train_opts *o, const fm_images *train, const fm_imag
     return 0;
 }
 
-/* SVHN's validation set as the paper's (pylearn2's "splitted_train"): 400
- * images per class from train_32x32.mat and 200 from extra_32x32.mat, or
- * 600 per class from train_32x32.mat when there is no extra set, moved to
- * the end of the training set where fm_train takes them. It is taken whenever
- * --valid is the default 6000, given or not, so that a resumed run splits its
- * data as the run it continues did. */
-static int svhn_split(const train_opts *o, fm_images *train, int32_t train_part, int classes)
-{
-    const int extra = train_part < train->count;
-    if (fm_images_split_balanced(train, train_part, extra ? 400 : 600, extra ? 200 : 0, classes,
-                                 o->cfg.seed) != FM_OK)
-        return library_failure();
-    return 0;
-}
-
 typedef struct train_run {
     fm_images train, test;
     fm_model *model;
@@ -876,9 +861,13 @@ static int prepare(const train_opts *o, train_run *t, fm_checkpoint_info *at)
     rc = check_data(o, &t->train, &t->test, &input_dim, &classes);
     if (rc)
         return rc;
-    if (strncmp(o->data, "svhn:", 5) == 0 && o->cfg.valid == fm_data_default_valid(o->data) &&
-        (rc = svhn_split(o, &t->train, train_part, classes)) != 0)
-        return rc;
+    /* the data set's own validation split (SVHN's is class-balanced); with
+     * the same --valid and --seed a resumed run splits its data as the run
+     * it continues did */
+    fm_data_kind kind = FM_DATA_FASHION;
+    if (fm_data_kind_of(o->data, &kind) != FM_OK ||
+        fm_data_split_validation(kind, &t->train, train_part, o->cfg.valid, classes, o->cfg.seed) != FM_OK)
+        return library_failure();
     /* the architecture is checked against the images' shape only here, so a
      * kernel or pool larger than its map is still the options' fault */
     if (t->resume)

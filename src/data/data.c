@@ -1,7 +1,8 @@
 /* data.c — the data specs ("fashion", "mnist:DIR", "idx:DIR", "cifar10:DIR",
  * "svhn:DIR"): finding each set's files and loading them through the IDX,
- * CIFAR-10 and SVHN readers, the paper's validation sizes, and the
- * class-balanced validation split SVHN uses. docs/data.md describes them all. */
+ * CIFAR-10 and SVHN readers, each data set's defaults (the paper's
+ * preprocessing and validation size), and its validation split (the
+ * class-balanced one SVHN uses). docs/data.md describes them all. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "internal.h"
@@ -12,8 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-
-typedef enum data_kind { DATA_FASHION, DATA_IDX, DATA_CIFAR10, DATA_SVHN } data_kind;
 
 #define CIFAR10_SUBDIR "cifar-10-batches-bin"
 #define CIFAR10_FILES "data_batch_1.bin .. data_batch_5.bin, test_batch.bin"
@@ -37,14 +36,17 @@ int fm_data_resize(uint8_t **buf, size_t bytes)
     return FM_OK;
 }
 
-static int parse_spec(const char *spec, data_kind *kind, const char **dir)
+static int parse_spec(const char *spec, fm_data_kind *kind, const char **dir)
 {
     static const struct {
         const char *prefix;
-        data_kind kind;
-    } forms[] = {{"mnist:", DATA_IDX}, {"idx:", DATA_IDX}, {"cifar10:", DATA_CIFAR10}, {"svhn:", DATA_SVHN}};
+        fm_data_kind kind;
+    } forms[] = {{"mnist:", FM_DATA_IDX},
+                 {"idx:", FM_DATA_IDX},
+                 {"cifar10:", FM_DATA_CIFAR10},
+                 {"svhn:", FM_DATA_SVHN}};
     if (spec && strcmp(spec, "fashion") == 0) {
-        *kind = DATA_FASHION;
+        *kind = FM_DATA_FASHION;
         *dir = FM_FASHION_DIR;
         return FM_OK;
     }
@@ -62,21 +64,84 @@ static int parse_spec(const char *spec, data_kind *kind, const char **dir)
                     spec ? spec : "(null)");
 }
 
+int fm_data_kind_of(const char *spec, fm_data_kind *kind)
+{
+    fm_data_kind k;
+    const char *dir;
+    int err = parse_spec(spec, &k, &dir);
+    if (!err && kind)
+        *kind = k;
+    return err;
+}
+
+/* ---- each data set's defaults: the paper's setup ------------------------------ */
+
+/* SVHN's validation set (pylearn2's "splitted_train"): per class, this many
+ * images from train_32x32.mat and from extra_32x32.mat, or SVHN_VALID_ALONE
+ * from train_32x32.mat when there is no extra set. */
+#define SVHN_VALID_TRAIN 400
+#define SVHN_VALID_EXTRA 200
+#define SVHN_VALID_ALONE 600
+
+int fm_data_defaults(fm_data_kind kind, fm_preproc *preproc, int *valid)
+{
+    fm_preproc p;
+    int v;
+    switch (kind) {
+    case FM_DATA_FASHION:
+    case FM_DATA_IDX:
+        p = FM_PRE_CENTER;
+        v = 10000; /* the last 10000 of the 60000 training images */
+        break;
+    case FM_DATA_CIFAR10:
+        p = FM_PRE_GCN_ZCA;
+        v = 5000; /* the second half of data_batch_5.bin */
+        break;
+    case FM_DATA_SVHN:
+        p = FM_PRE_GCN_LCN;
+        v = 6000; /* 10 classes x (400 from train_32x32 + 200 from extra_32x32) */
+        break;
+    default:
+        return fm_error(FM_EINVAL, "fm_data_defaults: unknown data set kind %d", (int)kind);
+    }
+    if (preproc)
+        *preproc = p;
+    if (valid)
+        *valid = v;
+    return FM_OK;
+}
+
 int fm_data_default_valid(const char *spec)
 {
-    data_kind kind;
-    const char *dir;
-    int err = parse_spec(spec, &kind, &dir);
+    fm_data_kind kind;
+    int valid = 0;
+    int err = fm_data_kind_of(spec, &kind);
+    if (!err)
+        err = fm_data_defaults(kind, NULL, &valid);
+    return err ? err : valid;
+}
+
+int fm_data_split_validation(fm_data_kind kind, fm_images *train, int32_t train_part, int valid,
+                             int classes, uint64_t seed)
+{
+    int default_valid = 0;
+    int err = fm_data_defaults(kind, NULL, &default_valid);
     if (err)
         return err;
-    switch (kind) {
-    case DATA_CIFAR10:
-        return 5000;
-    case DATA_SVHN:
-        return 6000; /* 400 per class from train_32x32, 200 from extra_32x32 */
-    default:
-        return 10000;
-    }
+    if (!train)
+        return fm_error(FM_EINVAL, "fm_data_split_validation: NULL training set");
+    if (train_part < 0 || train_part > train->count)
+        return fm_error(FM_EINVAL, "fm_data_split_validation: train_part %d outside 0..%d", train_part,
+                        train->count);
+    if (valid < 0)
+        return fm_error(FM_EINVAL, "fm_data_split_validation: %d validation images", valid);
+    /* Only SVHN at its own validation size picks its images; every other
+     * split is the last `valid` images as loaded. */
+    if (kind != FM_DATA_SVHN || valid != default_valid)
+        return FM_OK;
+    const int extra = train_part < train->count;
+    return fm_images_split_balanced(train, train_part, extra ? SVHN_VALID_TRAIN : SVHN_VALID_ALONE,
+                                    extra ? SVHN_VALID_EXTRA : 0, classes, seed);
 }
 
 /* DIR/NAME into path; a trailing '/' on DIR is not doubled. */
@@ -235,12 +300,12 @@ int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int3
     if (train_part)
         *train_part = 0;
 
-    data_kind kind;
+    fm_data_kind kind;
     const char *dir;
     int err = parse_spec(spec, &kind, &dir);
     if (err)
         return err;
-    int fashion = kind == DATA_FASHION;
+    int fashion = kind == FM_DATA_FASHION;
     struct stat st;
     if (stat(dir, &st) != 0)
         return fm_error(errno == ENOENT || errno == ENOTDIR ? FM_ENOENT : FM_EIO,
@@ -251,10 +316,10 @@ int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int3
 
     int32_t part = 0;
     switch (kind) {
-    case DATA_CIFAR10:
+    case FM_DATA_CIFAR10:
         err = load_cifar10(dir, train, test);
         break;
-    case DATA_SVHN:
+    case FM_DATA_SVHN:
         err = load_svhn(dir, train, test, &part);
         break;
     default:
@@ -267,7 +332,7 @@ int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int3
         return err;
     }
     if (train_part)
-        *train_part = kind == DATA_SVHN ? part : train ? train->count : 0;
+        *train_part = kind == FM_DATA_SVHN ? part : train ? train->count : 0;
     return FM_OK;
 }
 

@@ -54,6 +54,21 @@ if abs(t["test_error_pct"] - e["error_pct"]) > 1e-9:
     sys.exit("train %s, eval %s" % (t["test_error_pct"], e["error_pct"]))
 ' "$tmp/train" "$tmp/eval"
 
+# global average pooling: the channel means feed the class-score layer; it
+# learns the brightness code, and its state evaluates as training did
+run gap train --data "cifar10:$tmp/cifar" --arch conv:8k3,pool2,16k3,gap --epochs 2 --batch 50 \
+    --valid 200 --preproc unit --state "$tmp/gap.fm" --quiet --json
+run gap_eval eval --model "$tmp/gap.fm" --data "cifar10:$tmp/cifar" --json
+check "a gap network learns and its state evaluates as training did" '
+import json, sys
+t = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+e = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+if not t["test_error_pct"] < 60:
+    sys.exit("test error %s%% (chance 90%%)" % t["test_error_pct"])
+if abs(t["test_error_pct"] - e["error_pct"]) > 1e-9:
+    sys.exit("train %s, eval %s" % (t["test_error_pct"], e["error_pct"]))
+' "$tmp/gap" "$tmp/gap_eval"
+
 # defaults by data set: CIFAR-10's 5000 validation images and gcn-zca
 run defaults train --data "cifar10:$tmp/cifar" --arch conv:4k5,pool4 --epochs 1 --batch 100 \
     --quiet --json
@@ -89,6 +104,7 @@ expect "--qb-conv EMIN > EMAX" 2 "greater" train "${data[@]}" --arch "$small" --
 expect "--qb-conv out of range" 2 "126" train "${data[@]}" --arch "$small" --qb --qb-conv=-200:3
 expect "bad conv item" 2 "FkK" train "${data[@]}" --arch conv:8x3
 expect "pool not after a convolution" 2 "pool must follow" train "${data[@]}" --arch conv:pool2,8k3
+expect "gap not after a map" 2 "gap must follow" train "${data[@]}" --arch conv:8k3,gap,gap
 expect "convolution after a dense layer" 2 "follows a dense layer" train "${data[@]}" --arch conv:8k3,fc10,8k3
 expect "energy: paper-cnn on a flat input" 2 "larger than" energy --arch paper-cnn --input 784
 expect "unknown data spec names the forms" 2 "cifar10:DIR" train --data cifar:/x

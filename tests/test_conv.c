@@ -1,7 +1,7 @@
-/* test_conv.c — convolution and max-pooling (src/layers/conv.h): im2col +
+/* test_conv.c — convolution and max-pooling (src/kernels/conv.h): im2col +
  * GEMM against direct loops in double for many geometries, both product
  * paths and binary/ternary/power-of-two operands; finite-difference gradients
- * of conv, max-pool and batch norm per feature map; geometry and its errors;
+ * of conv, max-pool and batch norm per feature map; global average pooling; geometry and its errors;
  * identical results whatever the threads; and, in a counting build, executed
  * operations equal to the ledger declarations. */
 #include <setjmp.h>
@@ -443,6 +443,60 @@ static void test_maxpool_forward(void **state)
     }
 }
 
+/* Global average pooling against a direct loop in double, its gradient by
+ * finite differences, the same bits on 1 and 2 threads, and (counting build)
+ * executed operations equal to its declarations. */
+static void test_gap(void **state)
+{
+    (void)state;
+    const int cases[][2] = {{1, 3}, {9, 4}, {49, 5}, {1000, 70}}; /* positions, channels */
+    enum { B = 3 };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int P = cases[k][0], C = cases[k][1];
+        size_t ni = (size_t)B * P * C, no = (size_t)B * C;
+        float *x = falloc(ni), *dx = falloc(ni), *dx2 = falloc(ni), *y = falloc(no),
+              *y2 = falloc(no), *r = falloc(no);
+        fill(x, ni, 1.0f);
+        fill(r, no, 1.0f);
+        fm_threads_set(1);
+        fm_gap_forward(x, y, B, P, C);
+        fm_gap_backward(r, dx, B, P, C);
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < C; c++) {
+                double sum = 0;
+                for (int p = 0; p < P; p++)
+                    sum += x[((size_t)b * P + p) * C + c];
+                assert_true(fabs(y[b * C + c] - sum / P) <= 1e-5 * (1 + fabs(sum / P)));
+                for (int p = 0; p < P; p++) /* d mean / d x = 1/P */
+                    assert_true(fabsf(dx[((size_t)b * P + p) * C + c] - r[b * C + c] / P) <=
+                                1e-7f);
+            }
+        fm_threads_set(2);
+        fm_gap_forward(x, y2, B, P, C);
+        fm_gap_backward(r, dx2, B, P, C);
+        assert_memory_equal(y, y2, sizeof(float) * no);
+        assert_memory_equal(dx, dx2, sizeof(float) * ni);
+        if (fm_tally_enabled()) {
+            uint64_t before[FM_OP_KINDS], ran[FM_OP_KINDS], declared[FM_OP_KINDS];
+            fm_ledger *ledger;
+            assert_int_equal(fm_ledger_create(&ledger), FM_OK);
+            fm_tally_take(before);
+            fm_gap_forward(x, y, B, P, C);
+            fm_gap_backward(r, dx, B, P, C);
+            fm_tally_take(ran);
+            const fm_cost cost = {ledger, 0, FM_PHASE_FORWARD};
+            fm_gap_cost_forward(&cost, B, P, C);
+            fm_gap_cost_backward(&cost, B, P, C);
+            for (int op = 0; op < FM_OP_KINDS; op++) {
+                declared[op] = fm_ledger_ops(ledger, -1, FM_PHASE_FORWARD, (fm_op)op);
+                assert_int_equal(ran[op], declared[op]);
+            }
+            fm_ledger_free(ledger);
+        }
+        free(x), free(dx), free(dx2), free(y), free(y2), free(r);
+    }
+}
+
 /* Batch norm per feature map: the dense kernels on B*H*W rows of C features. */
 static void test_batchnorm_per_map_gradients(void **state)
 {
@@ -750,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_conv_gradients),
         cmocka_unit_test(test_maxpool_forward),
         cmocka_unit_test(test_maxpool_gradient),
+        cmocka_unit_test(test_gap),
         cmocka_unit_test(test_batchnorm_per_map_gradients),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_counting_build_tally),

@@ -654,11 +654,12 @@ static void test_counting_build_tally(void **state)
     /* convolutional networks (7x7x3 inputs): valid and same padding, stride
      * 2, pooling, batch norm per map, in each weight class, with the
      * convolutions' exponent clip and without */
-    const char *const conv_archs[] = {"conv:4k3,pool2,3k2same,fc5", "conv:3k3s2same,4k2,fc4"};
+    const char *const conv_archs[] = {"conv:4k3,pool2,3k2same,fc5", "conv:3k3s2same,4k2,fc4",
+                                      "conv:4k3,pool2,3k2same,gap,fc5"};
     const fm_weight_mode conv_modes[] = {FM_WEIGHTS_FP32, FM_WEIGHTS_BC, FM_WEIGHTS_TC_DET,
                                          FM_WEIGHTS_SYNAPSE};
     fm_config_default(&c);
-    for (size_t a = 0; a < 2; a++)
+    for (size_t a = 0; a < sizeof conv_archs / sizeof conv_archs[0]; a++)
         for (size_t k = 0; k < 4; k++) {
             char what[96];
             c.arch = conv_archs[a];

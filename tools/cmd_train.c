@@ -44,6 +44,8 @@ const char *const train_help[] = {
     "                       filters KxK, stride S (default 1), padding 'same' or",
     "                       none (default); poolP[sS] max-pool of PxP windows",
     "                       moved by S (default P), right after a convolution;",
+    "                       gap the mean of each channel over the map (global",
+    "                       average pooling), after a convolution or pool;",
     "                       fcH a dense layer of H units, after the convolutions.",
     "                       The input shape comes from the data, and the class",
     "                       scores layer is added at the end",

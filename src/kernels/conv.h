@@ -95,4 +95,15 @@ void fm_maxpool_backward(const fm_pool_geom *g, const float *dy, const int32_t *
 void fm_maxpool_cost_forward(const fm_cost *cost, const fm_pool_geom *g, int batch);
 void fm_maxpool_cost_backward(const fm_cost *cost, const fm_pool_geom *g, int batch);
 
+/* ---- global average pooling: each channel's mean over a map's positions ---- */
+
+/* y[B x channels] = the mean of x[B x positions x channels] over positions. */
+void fm_gap_forward(const float *x, float *y, int batch, int positions, int channels);
+/* dx[B x positions x channels] = dy / positions at every position (overwritten). */
+void fm_gap_backward(const float *dy, float *dx, int batch, int positions, int channels);
+/* Ledger declarations: one reciprocal per call; forward the adds of the
+ * positions and one multiply per output, backward one multiply per input. */
+void fm_gap_cost_forward(const fm_cost *cost, int batch, int positions, int channels);
+void fm_gap_cost_backward(const fm_cost *cost, int batch, int positions, int channels);
+
 #endif

@@ -125,6 +125,10 @@ static int parse_item(const char *item, size_t len, fm_layer_spec *spec)
             return -1;
         return *p == '\0' ? 0 : -1;
     }
+    if (strcmp(p, "gap") == 0) {
+        spec->kind = FM_SPEC_GAP;
+        return 0;
+    }
     if (strncmp(p, "pool", 4) == 0) {
         p += 4;
         spec->kind = FM_SPEC_POOL;
@@ -185,7 +189,7 @@ int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs)
         if (bad)
             return fm_error(FM_EINVAL,
                             conv ? "bad architecture '%s': item '%.*s' is not FkK[sS][same|valid] "
-                                   "(convolution), poolP[sS] or fcH"
+                                   "(convolution), poolP[sS], gap or fcH"
                                  : "bad architecture '%s': item '%.*s' is not a hidden width "
                                    "1..65536 (widths are separated by commas)",
                             arch, (int)len, p);
@@ -196,6 +200,9 @@ int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs)
         if (spec.kind == FM_SPEC_POOL && (n == 0 || specs[n - 1].kind != FM_SPEC_CONV))
             return fm_error(FM_EINVAL, "bad architecture '%s': a pool must follow a convolution",
                             arch);
+        if (spec.kind == FM_SPEC_GAP && (n == 0 || specs[n - 1].kind == FM_SPEC_GAP))
+            return fm_error(FM_EINVAL, "bad architecture '%s': gap must follow a convolution "
+                                       "or a pool", arch);
         seen_fc |= spec.kind == FM_SPEC_FC;
         if (n == max_specs)
             return fm_error(FM_EINVAL, "bad architecture '%s': at most %d items", arch, max_specs);

@@ -182,6 +182,10 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
             add_weights(m, cv, fm_conv_fan_in(&cv->conv), s->units,
                         (double)s->units * s->k * s->k / pool_area, &offset, &weight_index);
             add_norm_act(m, h * w * ch, ch, 1, &offset);
+        } else if (s->kind == FM_SPEC_GAP) { /* the map's mean per channel */
+            fm_layer *g = add_layer(m, FM_LAYER_GAP, h * w * ch, ch);
+            g->channels = ch;
+            h = w = 1;
         }
     }
     {

@@ -15,7 +15,7 @@
 
 typedef enum fm_layer_kind {
     FM_LAYER_DENSE, FM_LAYER_BN, FM_LAYER_RELU, FM_LAYER_DROPOUT, FM_LAYER_SIGN, FM_LAYER_CONV,
-    FM_LAYER_POOL
+    FM_LAYER_POOL, FM_LAYER_GAP
 } fm_layer_kind;
 
 typedef struct fm_layer {
@@ -28,7 +28,8 @@ typedef struct fm_layer {
     float h;              /* weighted: binary/ternary value and clip bound H */
     int weight_index;     /* weighted: 0, 1, ... in network order */
     int channels;         /* bn: features normalised (a map's channels, or a dense
-                             layer's outputs); out / channels rows per example */
+                             layer's outputs); out / channels rows per example;
+                             gap: the map's channels (in / channels positions) */
     fm_conv_geom conv;    /* conv */
     fm_pool_geom pool;    /* pool */
 } fm_layer;
@@ -48,8 +49,9 @@ static inline size_t fm_layer_weight_count(const fm_layer *L)
 
 /* One item of an architecture string: a dense layer of `units` outputs, a
  * convolution of `units` filters k x k with `stride` ('same' or 'valid'
- * padding), or a max-pool of k x k windows moved by `stride`. */
-typedef enum fm_spec_kind { FM_SPEC_FC, FM_SPEC_CONV, FM_SPEC_POOL } fm_spec_kind;
+ * padding), a max-pool of k x k windows moved by `stride`, or the global
+ * average pooling of a map. */
+typedef enum fm_spec_kind { FM_SPEC_FC, FM_SPEC_CONV, FM_SPEC_POOL, FM_SPEC_GAP } fm_spec_kind;
 typedef struct fm_layer_spec {
     fm_spec_kind kind;
     int units, k, stride, same;

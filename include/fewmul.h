@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,6 +61,36 @@ typedef struct fm_allocator {
     void *user;
 } fm_allocator;
 void fm_set_allocator(const fm_allocator *allocator);
+
+/* ---- files ------------------------------------------------------------- */
+
+/* The step of fm_write_file_atomic that failed, for a caller that words its
+ * own message (a command naming "the report" or "the log file"). */
+typedef enum fm_write_step {
+    FM_WRITE_STEP_NONE = 0, /* no system call failed (success, or FM_ENOMEM) */
+    FM_WRITE_STEP_CREATE,   /* PATH.tmp could not be created */
+    FM_WRITE_STEP_WRITE,    /* fill failed, or writing, flushing, syncing or closing PATH.tmp */
+    FM_WRITE_STEP_RENAME    /* PATH.tmp could not be renamed over PATH */
+} fm_write_step;
+
+typedef struct fm_write_failure {
+    fm_write_step step;
+    int sys_errno; /* the system's reason (an errno value), 0 with FM_WRITE_STEP_NONE */
+} fm_write_failure;
+
+/* Writes a file whole or not at all, as every file of fewmul is written:
+ * fill(f, user) writes the content to PATH.tmp, which is then flushed,
+ * fsynced (a special file that cannot be synced is not a failure), closed and
+ * renamed over path; last path's folder is synced, so that the rename itself
+ * survives a power loss (best effort: not every file system can). fill returns
+ * 0, or a positive errno value for a failure of its own (errors of the stream
+ * are found afterwards, fill need not check them). On any failure PATH.tmp is
+ * removed and a file already at path is left as it was; the return is FM_EIO
+ * with fm_last_error() "PATH.tmp: cannot create: REASON", "PATH.tmp: write
+ * failed: REASON" or "PATH: cannot rename into place: REASON", or FM_ENOMEM.
+ * failure (may be NULL) receives the failed step and the system's reason. */
+int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
+                         fm_write_failure *failure);
 
 /* ---- data -------------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #endif
 
 #include "fewmul.h"
+#include "report/report.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -295,8 +296,7 @@ typedef struct bench_opts {
 } bench_opts;
 
 /* The options of report: the logs (not options, wherever they stand) and
- * one --label per log, in order. */
-enum { REPORT_MAX_RUNS = 64, REPORT_MAX_POINTS = 1000 };
+ * one --label per log, in order (REPORT_MAX_RUNS: report/report.h). */
 typedef struct report_opts {
     const char *files[REPORT_MAX_RUNS];
     int n_files;

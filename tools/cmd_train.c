@@ -722,47 +722,53 @@ static long log_line_epoch(const char *line)
     return end > line + sizeof key - 1 && *end == ',' ? epoch : -1;
 }
 
+/* The lines of a log that a resumed run keeps: those of finished epochs. */
+typedef struct kept_log {
+    FILE *old; /* NULL: there was no log */
+    int epochs_done;
+} kept_log;
+
+static int write_kept_lines(FILE *f, void *user)
+{
+    const kept_log *k = user;
+    char line[8192];
+    while (k->old && fgets(line, sizeof line, k->old)) {
+        size_t n = strlen(line);
+        long epoch = log_line_epoch(line);
+        if (n > 0 && line[n - 1] == '\n' && epoch >= 1 && epoch <= k->epochs_done)
+            fputs(line, f);
+    }
+    return k->old && ferror(k->old) ? (errno ? errno : EIO) : 0;
+}
+
 /* A resumed run's --log: the lines of the epochs the checkpoint has finished
  * stay, whatever the interrupted run wrote after it goes (a torn last line
  * included), and the resumed run appends. The kept lines are written to
- * LOG.tmp and renamed over LOG, so a crash here loses nothing either. */
+ * LOG.tmp and renamed over LOG (fm_write_file_atomic), so a crash here loses
+ * nothing either. */
 static int reopen_log(const char *path, int epochs_done, FILE **out)
 {
-    FILE *old = fopen(path, "r");
-    if (!old && errno != ENOENT)
+    kept_log kept = {fopen(path, "r"), epochs_done};
+    if (!kept.old && errno != ENOENT)
         return failure_as(FM_EIO, "cannot read log file '%s': %s", path, strerror(errno));
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        if (kept.old)
+            fclose(kept.old);
         return usage_error("--log: the path '%s' is too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        int err = errno;
-        if (old)
-            fclose(old);
-        return failure_as(FM_EIO, "cannot create log file '%s': %s", tmp, strerror(err));
     }
-    char line[8192];
-    while (old && fgets(line, sizeof line, old)) {
-        size_t n = strlen(line);
-        long epoch = log_line_epoch(line);
-        if (n > 0 && line[n - 1] == '\n' && epoch >= 1 && epoch <= epochs_done)
-            fputs(line, f);
-    }
-    int read_error = old && ferror(old);
-    if (old)
-        fclose(old);
-    if (read_error || fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) {
-        int err = errno ? errno : EIO;
-        fclose(f);
-        remove(tmp);
-        return failure_as(FM_EIO, "rewriting log file '%s': %s", path, strerror(err));
-    }
-    fclose(f);
-    if (rename(tmp, path) != 0) {
-        int err = errno;
-        remove(tmp);
-        return failure_as(FM_EIO, "rewriting log file '%s': %s", path, strerror(err));
-    }
+    fm_write_failure failed;
+    int rc = fm_write_file_atomic(path, write_kept_lines, &kept, &failed);
+    if (kept.old)
+        fclose(kept.old);
+    if (rc && failed.step == FM_WRITE_STEP_CREATE)
+        return failure_as(FM_EIO, "cannot create log file '%s': %s", tmp,
+                          strerror(failed.sys_errno));
+    if (rc && failed.step != FM_WRITE_STEP_NONE)
+        return failure_as(FM_EIO, "rewriting log file '%s': %s", path,
+                          strerror(failed.sys_errno));
+    if (rc)
+        return library_failure();
     if (!(*out = fopen(path, "a")))
         return failure_as(FM_EIO, "cannot append to log file '%s': %s", path, strerror(errno));
     return 0;

@@ -1,6 +1,6 @@
-/* bytes.c — little-endian writer and reader, CRC-32, whole-file reading and
- * the atomic tmp + fsync + rename write shared by fewmul's file formats
- * (bytes.h). */
+/* bytes.c — little-endian writer and reader, CRC-32, whole-file reading
+ * (bytes.h), and fm_write_file_atomic (fewmul.h): the one tmp + fsync +
+ * rename write that fewmul's file formats and the command's outputs share. */
 #define _POSIX_C_SOURCE 200809L
 #include "bytes.h"
 #include "internal.h"
@@ -221,8 +221,26 @@ static void sync_directory(const char *path)
     }
 }
 
-int fm_file_write_atomic(const char *path, const void *data, size_t len)
+static void record_failure(fm_write_failure *failure, fm_write_step step, int sys_errno)
 {
+    if (failure) {
+        failure->step = step;
+        failure->sys_errno = sys_errno;
+    }
+}
+
+/* The first failure's reason is the one kept: later steps fail because of it. */
+static int first_error(int err)
+{
+    return err ? err : errno ? errno : EIO;
+}
+
+int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
+                         fm_write_failure *failure)
+{
+    record_failure(failure, FM_WRITE_STEP_NONE, 0);
+    if (!path || !fill)
+        return fm_error(FM_EINVAL, "fm_write_file_atomic: no path or no fill function");
     size_t plen = strlen(path);
     char *tmp = fm_alloc_raw(plen + 5);
     if (!tmp)
@@ -231,29 +249,34 @@ int fm_file_write_atomic(const char *path, const void *data, size_t len)
     memcpy(tmp + plen, ".tmp", 5);
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        int rc = fm_error(FM_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        int err = errno;
+        record_failure(failure, FM_WRITE_STEP_CREATE, err);
+        int rc = fm_error(FM_EIO, "%s: cannot create: %s", tmp, strerror(err));
         fm_free(tmp);
         return rc;
     }
-    /* keep the first failure's reason: later steps fail for other ones */
-    int err = 0;
     errno = 0;
-    if (fwrite(data, 1, len, f) != len)
-        err = errno ? errno : EIO;
-    if (fflush(f) != 0 && !err)
-        err = errno ? errno : EIO;
-    if (fsync(fileno(f)) != 0 && !err)
-        err = errno ? errno : EIO;
-    if (fclose(f) != 0 && !err)
-        err = errno ? errno : EIO;
+    int err = fill(f, user);
+    if (!err && ferror(f))
+        err = first_error(0);
+    if (fflush(f) != 0)
+        err = first_error(err);
+    /* EINVAL: a special file, which cannot be synced; what it took is gone */
+    if (fsync(fileno(f)) != 0 && errno != EINVAL)
+        err = first_error(err);
+    if (fclose(f) != 0)
+        err = first_error(err);
     if (err) {
         remove(tmp);
+        record_failure(failure, FM_WRITE_STEP_WRITE, err);
         int rc = fm_error(FM_EIO, "%s: write failed: %s", tmp, strerror(err));
         fm_free(tmp);
         return rc;
     }
     if (rename(tmp, path) != 0) {
-        int rc = fm_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
+        err = errno;
+        record_failure(failure, FM_WRITE_STEP_RENAME, err);
+        int rc = fm_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(err));
         remove(tmp);
         fm_free(tmp);
         return rc;
@@ -261,4 +284,21 @@ int fm_file_write_atomic(const char *path, const void *data, size_t len)
     fm_free(tmp);
     sync_directory(path);
     return FM_OK;
+}
+
+typedef struct byte_span {
+    const void *data;
+    size_t len;
+} byte_span;
+
+static int write_span(FILE *f, void *user)
+{
+    const byte_span *span = user;
+    return fwrite(span->data, 1, span->len, f) == span->len ? 0 : first_error(0);
+}
+
+int fm_file_write_atomic(const char *path, const void *data, size_t len)
+{
+    byte_span span = {data, len};
+    return fm_write_file_atomic(path, write_span, &span, NULL);
 }

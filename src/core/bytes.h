@@ -72,9 +72,10 @@ uint32_t fm_crc32_update(uint32_t crc, const void *data, size_t n);
 int fm_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
                      size_t *len);
 
-/* Writes len bytes to PATH.tmp, flushes, fsyncs and renames it over path.
- * On any failure the temporary file is removed, an existing file at path is
- * left as it was, and FM_EIO names the step and the system's reason. */
+/* fm_write_file_atomic (fewmul.h) of len bytes: PATH.tmp written, flushed,
+ * fsynced and renamed over path. On any failure the temporary file is removed,
+ * an existing file at path is left as it was, and FM_EIO names the step and
+ * the system's reason. */
 int fm_file_write_atomic(const char *path, const void *data, size_t len);
 
 #endif

@@ -2,7 +2,8 @@
  * at NUL bytes, is the argv after "fewmul", and the parse function of the
  * command argv[1] names reads it (tools/cli.h). No command runs, no file is
  * opened; error lines go to /dev/null. Built from the C files of tools/ but
- * main.c, and the library's (tests/fuzz/run.sh); seeds corpus/cli, cli.dict. */
+ * main.c, those of tools/report/, and the library's (tests/fuzz/run.sh); seeds
+ * corpus/cli, cli.dict. */
 #include "cli.h"
 
 #include <stdint.h>

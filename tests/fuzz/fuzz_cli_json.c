@@ -1,13 +1,14 @@
 /* fuzz_cli_json.c — libFuzzer target for the strict JSON reader of `fewmul
- * report` (tools/json_read.c), which reads every line of a `train --log`
+ * report` (tools/report/json_read.c), which reads every line of a `train --log`
  * file: any input gives a tree or one of the failure statuses with a message
  * and an offset inside the input, never a crash, a leak or a read past the
  * end (the input is copied to a buffer of exactly its size). A tree written
  * back compactly must read again as the same tree. Built with the command's
- * sources (tests/fuzz/run.sh: targets named fuzz_cli*); seeds corpus/cli_json.
+ * sources and the report module's (tests/fuzz/run.sh: targets named
+ * fuzz_cli*); seeds corpus/cli_json.
  * FUZZ_OPTIONS: -max_len=65536
  */
-#include "json_read.h"
+#include "report/json_read.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -8,8 +8,8 @@
 # (-fsanitize=fuzzer-no-link), into an archive that every target links;
 # objects are rebuilt only when a source, a header it includes or the flags
 # change. Targets named fuzz_cli* also link the command's sources: tools/*.c
-# except tools/main.c and any file that defines main() (found with nm), with
-# -I tools.
+# except tools/main.c and any file that defines main() (found with nm), and
+# the report module's, tools/report/*.c; with -I tools.
 #
 # NAME is the target's file name without "fuzz_" and without a "_file" suffix
 # (fuzz_deploy_file.c: corpus/deploy). A target may name extra libFuzzer
@@ -205,7 +205,9 @@ for t in "${targets[@]}"; do case $(basename "$t") in fuzz_cli*) need_tools=1 ;;
 tool_objs=()
 if [ $need_tools = 1 ]; then
     tool_sources=()
-    for s in "$root"/tools/*.c; do [ "$(basename "$s")" = main.c ] || tool_sources+=("$s"); done
+    for s in "$root"/tools/*.c "$root"/tools/report/*.c; do
+        [ "$(basename "$s")" = main.c ] || tool_sources+=("$s")
+    done
     if [ ${#tool_sources[@]} -gt 0 ]; then
         if ! objs=$(build_objects "$build/tools" "-I$root/tools" "${tool_sources[@]}"); then
             echo "run.sh: the command's sources do not build" >&2

@@ -413,21 +413,15 @@ static size_t pick_points(const line_series *s, size_t max, size_t *out, size_t 
     return n;
 }
 
-void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info)
-{
-    memset(info, 0, sizeof *info);
-    const double x0 = 84, x1 = CHART_WIDTH - 30;
-    int rows = legend_rows(c->legend, c->n_legend, x0, x1);
-    double legend_y = c->subtitle && c->subtitle[0] ? 72 : 54;
-    double y0 = legend_y + rows * 20 + 6;
-    int height = (int)(y0 + 340 + 56);
-    double y1 = height - 56;
-    svg_begin(b, c->id, height, c->title, c->subtitle);
-    draw_legend(b, c->legend, c->n_legend, x0, x1, legend_y);
+/* The extent of the values of a line chart's series. */
+typedef struct line_ranges {
+    double xmin, xmax, ymin, ymax;
+    double ypos; /* the smallest positive y */
+} line_ranges;
 
-    /* the ranges */
-    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
-    double ypos = INFINITY; /* smallest positive */
+static void find_line_ranges(const line_chart *c, line_ranges *r, line_chart_info *info)
+{
+    *r = (line_ranges){INFINITY, -INFINITY, INFINITY, -INFINITY, INFINITY};
     for (size_t k = 0; k < c->n_series; k++) {
         const line_series *s = &c->series[k];
         size_t valid = 0;
@@ -436,55 +430,53 @@ void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info)
             if (isnan(y) || !isfinite(s->x[i]))
                 continue;
             valid++;
-            xmin = fmin(xmin, s->x[i]);
-            xmax = fmax(xmax, s->x[i]);
-            ymin = fmin(ymin, y);
-            ymax = fmax(ymax, y);
+            r->xmin = fmin(r->xmin, s->x[i]);
+            r->xmax = fmax(r->xmax, s->x[i]);
+            r->ymin = fmin(r->ymin, y);
+            r->ymax = fmax(r->ymax, y);
             if (y > 0)
-                ypos = fmin(ypos, y);
+                r->ypos = fmin(r->ypos, y);
         }
         if (valid > info->longest)
             info->longest = valid;
     }
-    if (info->longest == 0 || (c->log_y && !isfinite(ypos))) {
-        draw_empty(b, c->empty_message, x0, x1, y0, y1);
-        sb_puts(b, "</svg>\n");
-        return;
-    }
-    if (xmin == xmax) {
-        xmin -= 1;
-        xmax += 1;
-    }
-    axis xa = {xmin, xmax, 0, x0, x1};
-    axis ya = {0, 1, c->log_y, y1, y0};
+}
+
+/* The y axis of a line chart: decades of 1, 2, 5 on a log scale, else
+ * from 0 (or below, for negative values) to a nice step above the top. */
+static void line_y_range(const line_chart *c, const line_ranges *r, axis *ya)
+{
     if (c->log_y) {
-        ya.lo = nice_125(ypos, 0);
-        ya.hi = nice_125(ymax, 1);
-        if (ya.hi <= ya.lo * 1.0001) {
-            ya.lo /= 2;
-            ya.hi *= 2;
+        ya->lo = nice_125(r->ypos, 0);
+        ya->hi = nice_125(r->ymax, 1);
+        if (ya->hi <= ya->lo * 1.0001) {
+            ya->lo /= 2;
+            ya->hi *= 2;
         }
     } else {
-        double top = ymax > 0 ? ymax : 1;
+        double top = r->ymax > 0 ? r->ymax : 1;
         double step = nice_step(top / 5);
-        ya.hi = ceil(top / step - 1e-9) * step;
-        ya.lo = ymin < 0 ? floor(ymin / step) * step : 0;
-        if (ya.hi <= ya.lo)
-            ya.hi = ya.lo + step;
+        ya->hi = ceil(top / step - 1e-9) * step;
+        ya->lo = r->ymin < 0 ? floor(r->ymin / step) * step : 0;
+        if (ya->hi <= ya->lo)
+            ya->hi = ya->lo + step;
     }
+}
 
-    /* axes and grid */
-    draw_y_axis(b, &ya, x0, x1, c->y_label, NULL);
+/* The x axis of a line chart, its grid and title, and the axis lines. */
+static void draw_line_x_axis(sbuf *b, const line_chart *c, const axis *xa, double x0, double x1,
+                             double y0, double y1)
+{
     double ticks[MAX_TICKS], step;
     /* whole numbers (epochs) get whole ticks */
     int whole = 1;
     for (size_t k = 0; k < c->n_series && whole; k++)
         for (size_t i = 0; i < c->series[k].n && whole; i++)
             whole = c->series[k].x[i] == floor(c->series[k].x[i]);
-    int n = linear_ticks(&xa, 10, ticks, &step, whole ? 1 : 0);
+    int n = linear_ticks(xa, 10, ticks, &step, whole ? 1 : 0);
     sb_puts(b, "<g class=\"fm-x-axis\">\n");
     for (int i = 0; i < n; i++) {
-        double x = axis_pos(&xa, ticks[i]);
+        double x = axis_pos(xa, ticks[i]);
         char t[48];
         fmt_tick(t, sizeof t, ticks[i], step);
         sb_printf(b, "<line class=\"fm-grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
@@ -502,8 +494,45 @@ void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info)
     sb_printf(b, "<path class=\"fm-axis\" d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" "
                  "stroke=\"#333\"/>\n",
               x0, y0, y1, x1);
+}
 
-    /* the series */
+/* One series' polyline through its m picked points, with a marker on each
+ * where the points are few enough to be told apart. */
+static void draw_series(sbuf *b, const line_chart *c, const line_series *s, const size_t *pick,
+                        size_t m, const axis *xa, const axis *ya, line_chart_info *info)
+{
+    sb_printf(b, "<polyline class=\"fm-series %s\" fill=\"none\" stroke=\"%s\" "
+                 "stroke-width=\"%.1f\" stroke-linejoin=\"round\"%s%s%s points=\"",
+              s->cls, s->color, s->width, s->dash ? " stroke-dasharray=\"" : "",
+              s->dash ? s->dash : "", s->dash ? "\"" : "");
+    for (size_t j = 0; j < m; j++) {
+        double y = s->y[pick[j]];
+        if (c->log_y && y <= 0) {
+            y = ya->lo;
+            info->clamped++;
+        }
+        sb_printf(b, "%s%.1f,%.1f", j ? " " : "", axis_pos(xa, s->x[pick[j]]), axis_pos(ya, y));
+    }
+    sb_puts(b, "\"><title>");
+    sb_text(b, s->tip);
+    sb_puts(b, "</title></polyline>\n");
+    if (m <= 60) {
+        sb_printf(b, "<g class=\"fm-markers %s\" fill=\"%s\">", s->cls, s->color);
+        for (size_t j = 0; j < m; j++) {
+            double y = s->y[pick[j]];
+            if (c->log_y && y <= 0)
+                y = ya->lo;
+            sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\"/>",
+                      axis_pos(xa, s->x[pick[j]]), axis_pos(ya, y), m == 1 ? 4.0 : 2.5);
+        }
+        sb_puts(b, "</g>\n");
+    }
+}
+
+/* Every series with a value, each decimated to at most max_points points. */
+static void draw_all_series(sbuf *b, const line_chart *c, const axis *xa, const axis *ya,
+                            line_chart_info *info)
+{
     size_t *pick = NULL;
     size_t cap = 0;
     for (size_t k = 0; k < c->n_series; k++) {
@@ -529,36 +558,40 @@ void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info)
         size_t m = pick_points(s, c->max_points, pick, valid);
         if (m > info->drawn)
             info->drawn = m;
-        sb_printf(b, "<polyline class=\"fm-series %s\" fill=\"none\" stroke=\"%s\" "
-                     "stroke-width=\"%.1f\" stroke-linejoin=\"round\"%s%s%s points=\"",
-                  s->cls, s->color, s->width, s->dash ? " stroke-dasharray=\"" : "",
-                  s->dash ? s->dash : "", s->dash ? "\"" : "");
-        for (size_t j = 0; j < m; j++) {
-            double y = s->y[pick[j]];
-            if (c->log_y && y <= 0) {
-                y = ya.lo;
-                info->clamped++;
-            }
-            sb_printf(b, "%s%.1f,%.1f", j ? " " : "", axis_pos(&xa, s->x[pick[j]]),
-                      axis_pos(&ya, y));
-        }
-        sb_puts(b, "\"><title>");
-        sb_text(b, s->tip);
-        sb_puts(b, "</title></polyline>\n");
-        /* markers where the points are few enough to be told apart */
-        if (m <= 60) {
-            sb_printf(b, "<g class=\"fm-markers %s\" fill=\"%s\">", s->cls, s->color);
-            for (size_t j = 0; j < m; j++) {
-                double y = s->y[pick[j]];
-                if (c->log_y && y <= 0)
-                    y = ya.lo;
-                sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\"/>",
-                          axis_pos(&xa, s->x[pick[j]]), axis_pos(&ya, y), m == 1 ? 4.0 : 2.5);
-            }
-            sb_puts(b, "</g>\n");
-        }
+        draw_series(b, c, s, pick, m, xa, ya, info);
     }
     free(pick);
+}
+
+void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info)
+{
+    memset(info, 0, sizeof *info);
+    const double x0 = 84, x1 = CHART_WIDTH - 30;
+    int rows = legend_rows(c->legend, c->n_legend, x0, x1);
+    double legend_y = c->subtitle && c->subtitle[0] ? 72 : 54;
+    double y0 = legend_y + rows * 20 + 6;
+    int height = (int)(y0 + 340 + 56);
+    double y1 = height - 56;
+    svg_begin(b, c->id, height, c->title, c->subtitle);
+    draw_legend(b, c->legend, c->n_legend, x0, x1, legend_y);
+
+    line_ranges r;
+    find_line_ranges(c, &r, info);
+    if (info->longest == 0 || (c->log_y && !isfinite(r.ypos))) {
+        draw_empty(b, c->empty_message, x0, x1, y0, y1);
+        sb_puts(b, "</svg>\n");
+        return;
+    }
+    if (r.xmin == r.xmax) {
+        r.xmin -= 1;
+        r.xmax += 1;
+    }
+    axis xa = {r.xmin, r.xmax, 0, x0, x1};
+    axis ya = {0, 1, c->log_y, y1, y0};
+    line_y_range(c, &r, &ya);
+    draw_y_axis(b, &ya, x0, x1, c->y_label, NULL);
+    draw_line_x_axis(b, c, &xa, x0, x1, y0, y1);
+    draw_all_series(b, c, &xa, &ya, info);
     sb_puts(b, "</svg>\n");
 }
 
@@ -597,17 +630,21 @@ static size_t utf8_chars(const char *s)
     return n;
 }
 
-void svg_bar_chart(sbuf *b, const bar_chart *c)
-{
-    const double x0 = 92, x1 = CHART_WIDTH - 24;
-    legend_item legend[32];
-    size_t n_legend = 0;
-    for (size_t k = 0; k < c->n_kinds && n_legend < 32; k++)
-        legend[n_legend++] = (legend_item){c->kinds[k].name, c->kinds[k].color, NULL, 1};
-    int rows = legend_rows(legend, n_legend, x0, x1);
-    double legend_y = c->subtitle && c->subtitle[0] ? 72 : 54;
-    double y0 = legend_y + rows * 20 + 14;
+/* Where a bar chart's parts go. */
+typedef struct bar_layout {
+    double x0, x1;       /* the plot's left and right */
+    double y0, y1;       /* its top and its baseline */
+    double slot, gap;    /* a bar's width with its margins; between groups, in slots */
+    double bar_w;
+    double label_h;      /* the room of the bar labels under the baseline */
+    int rotate;          /* the bar labels are too wide: slanted */
+    size_t n_bars;
+    double top;          /* the largest bar or reference, in base units */
+    int height;
+} bar_layout;
 
+static void bar_layout_of(const bar_chart *c, double y0, bar_layout *l)
+{
     size_t n_bars = 0, longest = 0;
     double top = 0;
     int grouped = 0;
@@ -627,127 +664,153 @@ void svg_bar_chart(sbuf *b, const bar_chart *c)
     }
     if (isfinite(c->ref_value))
         top = fmax(top, c->ref_value);
+    l->n_bars = n_bars;
+    l->top = top;
+    l->y0 = y0;
     /* the widths: a bar slot each, and a slot's gap between groups */
-    double gap = c->n_groups > 1 ? 1.0 : 0.0;
-    double slot = n_bars ? (x1 - x0 - 8) / ((double)n_bars + gap * (double)c->n_groups) : 0;
-    double bar_w = fmin(slot * 0.8, 110);
+    l->gap = c->n_groups > 1 ? 1.0 : 0.0;
+    l->slot = n_bars ? (l->x1 - l->x0 - 8) / ((double)n_bars + l->gap * (double)c->n_groups) : 0;
+    l->bar_w = fmin(l->slot * 0.8, 110);
     if (longest > 24)
         longest = 24;
-    int rotate = (double)longest * CHAR_W > slot - 4;
-    double label_h = rotate ? 12 + (double)longest * CHAR_W * 0.66 : 20;
+    l->rotate = (double)longest * CHAR_W > l->slot - 4;
+    l->label_h = l->rotate ? 12 + (double)longest * CHAR_W * 0.66 : 20;
     double plot_h = 320;
-    int height = (int)(y0 + plot_h + 10 + label_h + (grouped ? 30 : 6));
-    double y1 = y0 + plot_h;
-    svg_begin(b, c->id, height, c->title, c->subtitle);
-    draw_legend(b, legend, n_legend, x0, x1, legend_y);
-    if (n_bars == 0 || !(top > 0)) {
-        draw_empty(b, c->empty_message, x0, x1, y0, y1);
+    l->height = (int)(y0 + plot_h + 10 + l->label_h + (grouped ? 30 : 6));
+    l->y1 = y0 + plot_h;
+}
+
+/* One stacked bar in the slot starting at x: its segments with tooltips,
+ * the run's key strip, its note above and its label below. */
+static void draw_bar(sbuf *b, const bar_chart *c, const bar_item *bar, double x,
+                     const bar_layout *l, const axis *ya)
+{
+    double bx = x + (l->slot - l->bar_w) / 2, cx = x + l->slot / 2;
+    double total = bar_total(c, bar), acc = 0;
+    for (size_t k = 0; k < c->n_kinds; k++) {
+        double v = bar->values[k];
+        if (!(v > 0))
+            continue;
+        double ya0 = axis_pos(ya, acc * c->scale), ya1 = axis_pos(ya, (acc + v) * c->scale);
+        acc += v;
+        char val[32], pct[32];
+        sb_printf(b, "<rect class=\"fm-bar fm-seg %s %s\" x=\"%.1f\" y=\"%.2f\" "
+                     "width=\"%.1f\" height=\"%.2f\" fill=\"%s\"><title>",
+                  c->kinds[k].cls, bar->cls, bx, ya1, l->bar_w, ya0 - ya1, c->kinds[k].color);
+        sb_text(b, bar->tip);
+        sb_puts(b, ": ");
+        sb_text(b, c->kinds[k].name);
+        sb_printf(b, " %s %s (%s%% of %s)", fmt_sig(val, sizeof val, v * c->scale, 3), c->unit,
+                  fmt_sig(pct, sizeof pct, 100 * v / total, 3), "the bar");
+        sb_puts(b, "</title></rect>\n");
+    }
+    double ytop = axis_pos(ya, total * c->scale);
+    /* the run's key colour, a strip under the bar */
+    sb_printf(b, "<rect class=\"fm-bar-key %s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+                 "height=\"5\" fill=\"%s\"/>\n",
+              bar->cls, bx, l->y1 + 2, l->bar_w, bar->color);
+    if (bar->note && bar->note[0]) {
+        sb_printf(b, "<text class=\"fm-bar-note\" x=\"%.1f\" y=\"%.1f\" "
+                     "text-anchor=\"middle\" font-size=\"12\" fill=\"#222\">",
+                  cx, ytop - 6);
+        sb_text(b, bar->note);
+        sb_puts(b, "</text>\n");
+    }
+    char label[128];
+    cut_label(label, sizeof label, bar->label, 24);
+    if (l->rotate)
+        sb_printf(b, "<text class=\"fm-bar-label\" transform=\"translate(%.1f,%.1f) "
+                     "rotate(-40)\" text-anchor=\"end\" font-size=\"12\" fill=\"#333\">",
+                  cx + 4, l->y1 + 18);
+    else
+        sb_printf(b, "<text class=\"fm-bar-label\" x=\"%.1f\" y=\"%.1f\" "
+                     "text-anchor=\"middle\" font-size=\"12\" fill=\"#333\">",
+                  cx, l->y1 + 20);
+    sb_text(b, label);
+    sb_puts(b, "</text>\n");
+}
+
+/* A dashed reference line from x_from to x_to at value (base units), with
+ * its label at the right end, label_dx before it. */
+static void draw_ref(sbuf *b, const bar_chart *c, const axis *ya, double value, double x_from,
+                     double x_to, const char *label, double label_dx)
+{
+    double y = axis_pos(ya, value * c->scale);
+    sb_printf(b, "<path class=\"fm-ref\" d=\"M%.1f %.1fH%.1f\" stroke=\"#555\" "
+                 "stroke-dasharray=\"6 4\" fill=\"none\"/>\n",
+              x_from, y, x_to);
+    if (label) {
+        sb_printf(b, "<text class=\"fm-ref-label\" x=\"%.1f\" y=\"%.1f\" "
+                     "text-anchor=\"end\" font-size=\"12\" fill=\"#555\">",
+                  x_to - label_dx, y - 5);
+        sb_text(b, label);
+        sb_puts(b, "</text>\n");
+    }
+}
+
+/* Group g's bars from x on, its reference line, its label under them and
+ * the line that separates it from the next; returns the x after its bars. */
+static double draw_group(sbuf *b, const bar_chart *c, size_t g, double x, const bar_layout *l,
+                         const axis *ya)
+{
+    const bar_group *grp = &c->groups[g];
+    double gx0 = x;
+    sb_puts(b, "<g class=\"fm-group\">\n");
+    for (size_t i = 0; i < grp->n_bars; i++) {
+        draw_bar(b, c, &grp->bars[i], x, l, ya);
+        x += l->slot;
+    }
+    if (grp->ref > 0)
+        draw_ref(b, c, ya, grp->ref, gx0, x, grp->ref_label, 2);
+    if (grp->label) {
+        double gx1 = x;
+        sb_printf(b, "<text class=\"fm-group-label\" x=\"%.1f\" y=\"%.1f\" "
+                     "text-anchor=\"middle\" font-weight=\"bold\" fill=\"#222\">",
+                  (gx0 + gx1) / 2, l->y1 + 10 + l->label_h + 16);
+        char label[128];
+        cut_label(label, sizeof label, grp->label, (size_t)fmax(3, (gx1 - gx0) / CHAR_W));
+        sb_text(b, label);
+        sb_puts(b, "</text>\n");
+        if (g + 1 < c->n_groups)
+            sb_printf(b, "<line class=\"fm-group-sep\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
+                         "y2=\"%.1f\" stroke=\"#ddd\"/>\n",
+                      x + l->slot * l->gap / 2, l->y0, x + l->slot * l->gap / 2,
+                      l->y1 + 10 + l->label_h + 20);
+    }
+    sb_puts(b, "</g>\n");
+    return x;
+}
+
+void svg_bar_chart(sbuf *b, const bar_chart *c)
+{
+    bar_layout l = {.x0 = 92, .x1 = CHART_WIDTH - 24};
+    legend_item legend[32];
+    size_t n_legend = 0;
+    for (size_t k = 0; k < c->n_kinds && n_legend < 32; k++)
+        legend[n_legend++] = (legend_item){c->kinds[k].name, c->kinds[k].color, NULL, 1};
+    int rows = legend_rows(legend, n_legend, l.x0, l.x1);
+    double legend_y = c->subtitle && c->subtitle[0] ? 72 : 54;
+    bar_layout_of(c, legend_y + rows * 20 + 14, &l);
+    svg_begin(b, c->id, l.height, c->title, c->subtitle);
+    draw_legend(b, legend, n_legend, l.x0, l.x1, legend_y);
+    if (l.n_bars == 0 || !(l.top > 0)) {
+        draw_empty(b, c->empty_message, l.x0, l.x1, l.y0, l.y1);
         sb_puts(b, "</svg>\n");
         return;
     }
-    axis ya = {0, 1, 0, y1, y0};
-    double shown_top = top * c->scale;
+    axis ya = {0, 1, 0, l.y1, l.y0};
+    double shown_top = l.top * c->scale;
     double step = nice_step(shown_top / 5);
     ya.hi = ceil(shown_top * 1.08 / step - 1e-9) * step;
-    draw_y_axis(b, &ya, x0, x1, c->y_label, c->unit);
+    draw_y_axis(b, &ya, l.x0, l.x1, c->y_label, c->unit);
     sb_printf(b, "<path class=\"fm-axis\" d=\"M%.1f %.1fV%.1fH%.1f\" fill=\"none\" "
                  "stroke=\"#333\"/>\n",
-              x0, y0, y1, x1);
+              l.x0, l.y0, l.y1, l.x1);
 
-    double x = x0 + 4 + slot * gap / 2;
-    for (size_t g = 0; g < c->n_groups; g++) {
-        const bar_group *grp = &c->groups[g];
-        double gx0 = x;
-        sb_puts(b, "<g class=\"fm-group\">\n");
-        for (size_t i = 0; i < grp->n_bars; i++) {
-            const bar_item *bar = &grp->bars[i];
-            double bx = x + (slot - bar_w) / 2, cx = x + slot / 2;
-            double total = bar_total(c, bar), acc = 0;
-            for (size_t k = 0; k < c->n_kinds; k++) {
-                double v = bar->values[k];
-                if (!(v > 0))
-                    continue;
-                double ya0 = axis_pos(&ya, acc * c->scale), ya1 = axis_pos(&ya, (acc + v) * c->scale);
-                acc += v;
-                char val[32], pct[32];
-                sb_printf(b, "<rect class=\"fm-bar fm-seg %s %s\" x=\"%.1f\" y=\"%.2f\" "
-                             "width=\"%.1f\" height=\"%.2f\" fill=\"%s\"><title>",
-                          c->kinds[k].cls, bar->cls, bx, ya1, bar_w, ya0 - ya1, c->kinds[k].color);
-                sb_text(b, bar->tip);
-                sb_puts(b, ": ");
-                sb_text(b, c->kinds[k].name);
-                sb_printf(b, " %s %s (%s%% of %s)", fmt_sig(val, sizeof val, v * c->scale, 3),
-                          c->unit, fmt_sig(pct, sizeof pct, 100 * v / total, 3), "the bar");
-                sb_puts(b, "</title></rect>\n");
-            }
-            double ytop = axis_pos(&ya, total * c->scale);
-            /* the run's key colour, a strip under the bar */
-            sb_printf(b, "<rect class=\"fm-bar-key %s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
-                         "height=\"5\" fill=\"%s\"/>\n",
-                      bar->cls, bx, y1 + 2, bar_w, bar->color);
-            if (bar->note && bar->note[0]) {
-                sb_printf(b, "<text class=\"fm-bar-note\" x=\"%.1f\" y=\"%.1f\" "
-                             "text-anchor=\"middle\" font-size=\"12\" fill=\"#222\">",
-                          cx, ytop - 6);
-                sb_text(b, bar->note);
-                sb_puts(b, "</text>\n");
-            }
-            char label[128];
-            cut_label(label, sizeof label, bar->label, 24);
-            if (rotate)
-                sb_printf(b, "<text class=\"fm-bar-label\" transform=\"translate(%.1f,%.1f) "
-                             "rotate(-40)\" text-anchor=\"end\" font-size=\"12\" fill=\"#333\">",
-                          cx + 4, y1 + 18);
-            else
-                sb_printf(b, "<text class=\"fm-bar-label\" x=\"%.1f\" y=\"%.1f\" "
-                             "text-anchor=\"middle\" font-size=\"12\" fill=\"#333\">",
-                          cx, y1 + 20);
-            sb_text(b, label);
-            sb_puts(b, "</text>\n");
-            x += slot;
-        }
-        if (grp->ref > 0) {
-            double y = axis_pos(&ya, grp->ref * c->scale);
-            sb_printf(b, "<path class=\"fm-ref\" d=\"M%.1f %.1fH%.1f\" stroke=\"#555\" "
-                         "stroke-dasharray=\"6 4\" fill=\"none\"/>\n",
-                      gx0, y, x);
-            if (grp->ref_label) {
-                sb_printf(b, "<text class=\"fm-ref-label\" x=\"%.1f\" y=\"%.1f\" "
-                             "text-anchor=\"end\" font-size=\"12\" fill=\"#555\">",
-                          x - 2, y - 5);
-                sb_text(b, grp->ref_label);
-                sb_puts(b, "</text>\n");
-            }
-        }
-        if (grp->label) {
-            double gx1 = x;
-            sb_printf(b, "<text class=\"fm-group-label\" x=\"%.1f\" y=\"%.1f\" "
-                         "text-anchor=\"middle\" font-weight=\"bold\" fill=\"#222\">",
-                      (gx0 + gx1) / 2, y1 + 10 + label_h + 16);
-            char label[128];
-            cut_label(label, sizeof label, grp->label, (size_t)fmax(3, (gx1 - gx0) / CHAR_W));
-            sb_text(b, label);
-            sb_puts(b, "</text>\n");
-            if (g + 1 < c->n_groups)
-                sb_printf(b, "<line class=\"fm-group-sep\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
-                             "y2=\"%.1f\" stroke=\"#ddd\"/>\n",
-                          x + slot * gap / 2, y0, x + slot * gap / 2, y1 + 10 + label_h + 20);
-        }
-        sb_puts(b, "</g>\n");
-        x += slot * gap;
-    }
-    if (isfinite(c->ref_value) && c->ref_value > 0) {
-        double y = axis_pos(&ya, c->ref_value * c->scale);
-        sb_printf(b, "<path class=\"fm-ref\" d=\"M%.1f %.1fH%.1f\" stroke=\"#555\" "
-                     "stroke-dasharray=\"6 4\" fill=\"none\"/>\n",
-                  x0, y, x1);
-        if (c->ref_label) {
-            sb_printf(b, "<text class=\"fm-ref-label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" "
-                         "font-size=\"12\" fill=\"#555\">",
-                      x1 - 4, y - 5);
-            sb_text(b, c->ref_label);
-            sb_puts(b, "</text>\n");
-        }
-    }
+    double x = l.x0 + 4 + l.slot * l.gap / 2;
+    for (size_t g = 0; g < c->n_groups; g++)
+        x = draw_group(b, c, g, x, &l, &ya) + l.slot * l.gap;
+    if (isfinite(c->ref_value) && c->ref_value > 0)
+        draw_ref(b, c, &ya, c->ref_value, l.x0, l.x1, c->ref_label, 4);
     sb_puts(b, "</svg>\n");
 }

@@ -1,4 +1,4 @@
-/* json_read.h — a small strict JSON reader for the `fewmul` command (report
+/* json_read.h — a small strict JSON reader for the report module (report.c
  * reads the JSON Lines logs of `train --log`): one value per call, parsed into
  * a tree that lives in an arena freed at once. RFC 8259 exactly: no comments,
  * no trailing commas, no leading zeros or '+', no NaN or Infinity, no control

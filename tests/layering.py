@@ -7,7 +7,8 @@ folder below it, and the public include/fewmul.h; never one of a folder above
 it. No loop may tie files of different folders (with every include going
 down there can be none; this checks the folder graph on its own as well, so a
 reordered list cannot hide one). The command (tools/) includes only the
-public header and its own headers: the header is the ABI.
+public header and its own headers (the header is the ABI), and a module of
+the command (a folder of tools/, such as tools/report/) only its own.
 
 Usage: layering.py [ROOT]        check the tree at ROOT (default: this repo)
        layering.py --self-test   check that a planted upward include, a
@@ -78,12 +79,18 @@ def check(root):
     problems += folder_loops(edges)
     tools = os.path.join(root, "tools")
     if os.path.isdir(tools):
-        own = {os.path.basename(p) for p in sources(tools) if p.endswith(".h")}
+        own = {os.path.basename(p): os.path.dirname(p) for p in sources(tools) if p.endswith(".h")}
         for path in sources(tools):
             for header in includes_of(path):
-                if header != "fewmul.h" and os.path.basename(header) not in own:
-                    problems.append(f"{os.path.relpath(path, root)}: includes the library's "
-                                    f"internal {header}; the command uses include/fewmul.h only")
+                name = os.path.basename(header)
+                rel = os.path.relpath(path, root)
+                if header != "fewmul.h" and name not in own:
+                    problems.append(f"{rel}: includes the library's internal {header}; the "
+                                    f"command uses include/fewmul.h only")
+                elif (header != "fewmul.h" and os.path.dirname(path) != tools and
+                      own[name] != os.path.dirname(path)):
+                    problems.append(f"{rel}: includes {header} from outside its module "
+                                    f"{os.path.relpath(os.path.dirname(path), root)}/")
     return problems
 
 
@@ -136,6 +143,8 @@ def self_test():
                                      "high low", "loop between folders"),
         "command reaching into src": (dict(clean, **{"tools/main.c": '#include "a.h"\n'}),
                                       "low high", "internal a.h"),
+        "a command module reaching out": (dict(clean, **{"tools/mod/m.c": '#include "cli.h"\n'}),
+                                          "low high", "outside its module"),
     }
     failed = 0
     for what, (files, order, expect) in cases.items():

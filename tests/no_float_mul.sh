@@ -72,7 +72,7 @@ done
 
 # The kernels the training path calls must be among what was scanned.
 defined=$(nm "$WORK"/infer*.c.o 2>/dev/null)
-for symbol in fm_pow2_grad_ref fm_infer_real_ref fm_kernel_fill fm_pow2_grad_exact; do
+for symbol in fmi_pow2_grad_ref fmi_infer_real_ref fmi_kernel_fill fmi_pow2_grad_exact; do
   if ! grep -q " T $symbol\$" <<<"$defined"; then
     echo "FAIL: $symbol not defined in the scanned objects" >&2
     status=1

@@ -359,7 +359,7 @@ static int load_bytes(const uint8_t *data, size_t len)
 
 static void fix_crc(uint8_t *data, size_t len)
 {
-    uint32_t crc = fm_crc32(data, len - 4);
+    uint32_t crc = fmi_crc32(data, len - 4);
     for (int i = 0; i < 4; i++)
         data[len - 4 + (size_t)i] = (uint8_t)(crc >> (8 * i));
 }

@@ -32,7 +32,7 @@ static fm_rng rng;
 static void fill(float *x, size_t n, float scale)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = (2.0f * fm_rng_uniform(&rng) - 1.0f) * scale;
+        x[i] = (2.0f * fmi_rng_uniform(&rng) - 1.0f) * scale;
 }
 
 static float *falloc(size_t n)
@@ -52,7 +52,7 @@ static size_t out_count(const fm_conv_geom *g, int batch)
 {
     return (size_t)batch * g->out_h * g->out_w * g->out_c;
 }
-static size_t w_count(const fm_conv_geom *g) { return (size_t)fm_conv_fan_in(g) * g->out_c; }
+static size_t w_count(const fm_conv_geom *g) { return (size_t)fmi_conv_fan_in(g) * g->out_c; }
 
 /* Calls f(xi, wi, yi) for every product term x[xi] * w[wi] feeding y[yi]:
  * batch, output row, column, channel, kernel row, column, input channel. */
@@ -135,7 +135,7 @@ typedef struct shape {
 
 static void geom(fm_conv_geom *g, const shape *sh)
 {
-    assert_int_equal(fm_conv_geom_init(g, sh->h, sh->w, sh->c, sh->k, sh->s, sh->same, sh->oc),
+    assert_int_equal(fmi_conv_geom_init(g, sh->h, sh->w, sh->c, sh->k, sh->s, sh->same, sh->oc),
                      FM_OK);
 }
 
@@ -181,7 +181,7 @@ static void buffers_open(buffers *t, const shape *sh, float wscale)
     t->y = falloc(no), t->dy = falloc(no);
     t->w = falloc(nw), t->dw = falloc(nw);
     /* exactly the declared scratch: AddressSanitizer catches any overrun */
-    t->scratch = falloc(fm_conv_scratch_floats(&t->g, sh->batch));
+    t->scratch = falloc(fmi_conv_scratch_floats(&t->g, sh->batch));
     t->ref = malloc(sizeof(double) * most);
     t->mag = malloc(sizeof(double) * most);
     assert_non_null(t->ref);
@@ -202,20 +202,20 @@ static void check_passes(buffers *t, const fm_product *p, int pow2, const char *
 {
     const fm_conv_geom *g = &t->g;
     int B = t->batch;
-    fm_conv_forward(g, p, t->x, t->w, t->y, B, t->scratch);
+    fmi_conv_forward(g, p, t->x, t->w, t->y, B, t->scratch);
     direct_forward(g, t->x, t->w, B, t->ref, t->mag);
-    assert_close_to(t->y, t->ref, t->mag, out_count(g, B), fm_conv_fan_in(g), "forward", where);
+    assert_close_to(t->y, t->ref, t->mag, out_count(g, B), fmi_conv_fan_in(g), "forward", where);
 
     memset(t->dx, 0xff, sizeof(float) * in_count(g, B)); /* NaN: every value must be written */
-    fm_conv_backward_input(g, p, t->dy, t->w, t->dx, B, t->scratch);
+    fmi_conv_backward_input(g, p, t->dy, t->w, t->dx, B, t->scratch);
     direct_backward_input(g, t->dy, t->w, B, t->ref, t->mag);
     assert_close_to(t->dx, t->ref, t->mag, in_count(g, B), g->k_h * g->k_w * g->out_c,
                     "backward input", where);
 
     memset(t->dw, 0xff, sizeof(float) * w_count(g));
-    fm_conv_backward_weights(g, p, pow2, t->x, t->dy, t->dw, B, t->scratch);
+    fmi_conv_backward_weights(g, p, pow2, t->x, t->dy, t->dw, B, t->scratch);
     direct_backward_weights(g, t->x, t->dy, B, t->ref, t->mag);
-    assert_close_to(t->dw, t->ref, t->mag, w_count(g), B * fm_conv_positions(g),
+    assert_close_to(t->dw, t->ref, t->mag, w_count(g), B * fmi_conv_positions(g),
                     "backward weights", where);
 }
 
@@ -241,10 +241,10 @@ static void test_conv_chunks(void **state)
     const fm_product fast = {0, FM_WCLASS_REAL, 0.0f}, ref = {1, FM_WCLASS_REAL, 0.0f};
     buffers t;
     buffers_open(&t, &chunked, 0.5f);
-    const size_t whole = (size_t)chunked.batch * fm_conv_positions(&t.g) * fm_conv_fan_in(&t.g);
+    const size_t whole = (size_t)chunked.batch * fmi_conv_positions(&t.g) * fmi_conv_fan_in(&t.g);
     /* the case is meant to take several chunks: its scratch is smaller than
      * the columns of the whole batch */
-    assert_true(fm_conv_scratch_floats(&t.g, chunked.batch) < whole);
+    assert_true(fmi_conv_scratch_floats(&t.g, chunked.batch) < whole);
     check_passes(&t, &fast, 0, "several chunks (gemm)");
     check_passes(&t, &ref, 0, "several chunks (reference)");
     /* every smaller batch fits the scratch sized for the largest (ASan checks) */
@@ -316,10 +316,10 @@ static void numeric_conv(buffers *t, float *p, size_t n, double *out)
     for (size_t i = 0; i < n; i++) {
         float keep = p[i];
         p[i] = keep + h;
-        fm_conv_forward(&t->g, &fast, t->x, t->w, t->y, t->batch, t->scratch);
+        fmi_conv_forward(&t->g, &fast, t->x, t->w, t->y, t->batch, t->scratch);
         double up = dotf(t->dy, t->y, no);
         p[i] = keep - h;
-        fm_conv_forward(&t->g, &fast, t->x, t->w, t->y, t->batch, t->scratch);
+        fmi_conv_forward(&t->g, &fast, t->x, t->w, t->y, t->batch, t->scratch);
         out[i] = (up - dotf(t->dy, t->y, no)) / (2 * h);
         p[i] = keep;
     }
@@ -337,8 +337,8 @@ static void test_conv_gradients(void **state)
         size_t ni = in_count(&t.g, t.batch), nw = w_count(&t.g);
         double *num = malloc(sizeof(double) * FM_MAX(ni, nw));
         assert_non_null(num);
-        fm_conv_backward_input(&t.g, &fast, t.dy, t.w, t.dx, t.batch, t.scratch);
-        fm_conv_backward_weights(&t.g, &fast, 0, t.x, t.dy, t.dw, t.batch, t.scratch);
+        fmi_conv_backward_input(&t.g, &fast, t.dy, t.w, t.dx, t.batch, t.scratch);
+        fmi_conv_backward_weights(&t.g, &fast, 0, t.x, t.dy, t.dw, t.batch, t.scratch);
         char what[160];
         numeric_conv(&t, t.x, ni, num);
         snprintf(what, sizeof what, "conv dx %s", describe(&cases[i]));
@@ -357,7 +357,7 @@ static void fill_distinct(float *x, size_t n)
     for (size_t i = 0; i < n; i++)
         x[i] = 0.1f * (float)i - 0.05f * (float)n;
     for (size_t i = n; i > 1; i--) {
-        size_t j = fm_rng_below(&rng, (uint32_t)i);
+        size_t j = fmi_rng_below(&rng, (uint32_t)i);
         float v = x[i - 1];
         x[i - 1] = x[j];
         x[j] = v;
@@ -373,7 +373,7 @@ static void test_maxpool_gradient(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         fm_pool_geom g;
         assert_int_equal(
-            fm_pool_geom_init(&g, cases[k][0], cases[k][1], cases[k][2], cases[k][3], cases[k][4]),
+            fmi_pool_geom_init(&g, cases[k][0], cases[k][1], cases[k][2], cases[k][3], cases[k][4]),
             FM_OK);
         size_t ni = (size_t)B * g.in_h * g.in_w * g.c, no = (size_t)B * g.out_h * g.out_w * g.c;
         float *x = falloc(ni), *dx = falloc(ni), *y = falloc(no), *r = falloc(no);
@@ -381,16 +381,16 @@ static void test_maxpool_gradient(void **state)
         double *num = malloc(sizeof(double) * ni);
         fill_distinct(x, ni);
         fill(r, no, 1.0f);
-        fm_maxpool_forward(&g, x, y, am, B);
-        fm_maxpool_backward(&g, r, am, dx, B);
+        fmi_maxpool_forward(&g, x, y, am, B);
+        fmi_maxpool_backward(&g, r, am, dx, B);
         const float h = 1e-2f;
         for (size_t i = 0; i < ni; i++) {
             float keep = x[i];
             x[i] = keep + h;
-            fm_maxpool_forward(&g, x, y, NULL, B);
+            fmi_maxpool_forward(&g, x, y, NULL, B);
             double up = dotf(r, y, no);
             x[i] = keep - h;
-            fm_maxpool_forward(&g, x, y, NULL, B);
+            fmi_maxpool_forward(&g, x, y, NULL, B);
             num[i] = (up - dotf(r, y, no)) / (2 * h);
             x[i] = keep;
         }
@@ -411,15 +411,15 @@ static void test_maxpool_forward(void **state)
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         fm_pool_geom g;
         assert_int_equal(
-            fm_pool_geom_init(&g, cases[k][0], cases[k][1], cases[k][2], cases[k][3], cases[k][4]),
+            fmi_pool_geom_init(&g, cases[k][0], cases[k][1], cases[k][2], cases[k][3], cases[k][4]),
             FM_OK);
         size_t ni = (size_t)B * g.in_h * g.in_w * g.c, no = (size_t)B * g.out_h * g.out_w * g.c;
         float *x = falloc(ni), *y = falloc(no), *y2 = falloc(no);
         int32_t *am = malloc(sizeof(int32_t) * no);
         for (size_t i = 0; i < ni; i++) /* few levels: many ties */
-            x[i] = (float)fm_rng_below(&rng, 4) - 1.5f;
-        fm_maxpool_forward(&g, x, y, am, B);
-        fm_maxpool_forward(&g, x, y2, NULL, B);
+            x[i] = (float)fmi_rng_below(&rng, 4) - 1.5f;
+        fmi_maxpool_forward(&g, x, y, am, B);
+        fmi_maxpool_forward(&g, x, y2, NULL, B);
         assert_memory_equal(y, y2, sizeof(float) * no);
         size_t o = 0;
         for (int b = 0; b < B; b++)
@@ -458,9 +458,9 @@ static void test_gap(void **state)
               *y2 = falloc(no), *r = falloc(no);
         fill(x, ni, 1.0f);
         fill(r, no, 1.0f);
-        fm_threads_set(1);
-        fm_gap_forward(x, y, B, P, C);
-        fm_gap_backward(r, dx, B, P, C);
+        fmi_threads_set(1);
+        fmi_gap_forward(x, y, B, P, C);
+        fmi_gap_backward(r, dx, B, P, C);
         for (int b = 0; b < B; b++)
             for (int c = 0; c < C; c++) {
                 double sum = 0;
@@ -471,22 +471,22 @@ static void test_gap(void **state)
                     assert_true(fabsf(dx[((size_t)b * P + p) * C + c] - r[b * C + c] / P) <=
                                 1e-7f);
             }
-        fm_threads_set(2);
-        fm_gap_forward(x, y2, B, P, C);
-        fm_gap_backward(r, dx2, B, P, C);
+        fmi_threads_set(2);
+        fmi_gap_forward(x, y2, B, P, C);
+        fmi_gap_backward(r, dx2, B, P, C);
         assert_memory_equal(y, y2, sizeof(float) * no);
         assert_memory_equal(dx, dx2, sizeof(float) * ni);
-        if (fm_tally_enabled()) {
+        if (fmi_tally_enabled()) {
             uint64_t before[FM_OP_KINDS], ran[FM_OP_KINDS], declared[FM_OP_KINDS];
             fm_ledger *ledger;
             assert_int_equal(fm_ledger_create(&ledger), FM_OK);
-            fm_tally_take(before);
-            fm_gap_forward(x, y, B, P, C);
-            fm_gap_backward(r, dx, B, P, C);
-            fm_tally_take(ran);
+            fmi_tally_take(before);
+            fmi_gap_forward(x, y, B, P, C);
+            fmi_gap_backward(r, dx, B, P, C);
+            fmi_tally_take(ran);
             const fm_cost cost = {ledger, 0, FM_PHASE_FORWARD};
-            fm_gap_cost_forward(&cost, B, P, C);
-            fm_gap_cost_backward(&cost, B, P, C);
+            fmi_gap_cost_forward(&cost, B, P, C);
+            fmi_gap_cost_backward(&cost, B, P, C);
             for (int op = 0; op < FM_OP_KINDS; op++) {
                 declared[op] = fm_ledger_ops(ledger, -1, FM_PHASE_FORWARD, (fm_op)op);
                 assert_int_equal(ran[op], declared[op]);
@@ -509,16 +509,16 @@ static void test_batchnorm_per_map_gradients(void **state)
     fill(beta, C, 1.0f);
     fill(r, N, 1.0f);
     const float eps = 1e-4f, h = 1e-2f;
-    fm_bn_forward_train(x, y, ROWS, C, gamma, beta, eps, mean, invstd);
-    fm_bn_backward(x, r, dx, ROWS, C, gamma, mean, invstd, dgamma, dbeta);
+    fmi_bn_forward_train(x, y, ROWS, C, gamma, beta, eps, mean, invstd);
+    fmi_bn_backward(x, r, dx, ROWS, C, gamma, mean, invstd, dgamma, dbeta);
 #define NUMERIC(arr, i, out)                                                   \
     do {                                                                       \
         float keep = arr[i];                                                   \
         arr[i] = keep + h;                                                     \
-        fm_bn_forward_train(x, y, ROWS, C, gamma, beta, eps, mean, invstd);    \
+        fmi_bn_forward_train(x, y, ROWS, C, gamma, beta, eps, mean, invstd);    \
         double up = dotf(r, y, N);                                             \
         arr[i] = keep - h;                                                     \
-        fm_bn_forward_train(x, y, ROWS, C, gamma, beta, eps, mean, invstd);    \
+        fmi_bn_forward_train(x, y, ROWS, C, gamma, beta, eps, mean, invstd);    \
         out = (up - dotf(r, y, N)) / (2 * h);                                  \
         arr[i] = keep;                                                         \
     } while (0)
@@ -548,78 +548,78 @@ static void test_geometry(void **state)
     (void)state;
     fm_conv_geom g;
     /* valid: floor((in - k)/s) + 1, no padding */
-    assert_int_equal(fm_conv_geom_init(&g, 32, 32, 3, 3, 1, 0, 128), FM_OK);
+    assert_int_equal(fmi_conv_geom_init(&g, 32, 32, 3, 3, 1, 0, 128), FM_OK);
     assert_int_equal(g.out_h, 30);
     assert_int_equal(g.out_w, 30);
     assert_int_equal(g.pad_top, 0);
-    assert_int_equal(fm_conv_fan_in(&g), 27);
-    assert_int_equal(fm_conv_positions(&g), 900);
-    assert_int_equal(fm_conv_geom_init(&g, 9, 8, 2, 3, 2, 0, 4), FM_OK);
+    assert_int_equal(fmi_conv_fan_in(&g), 27);
+    assert_int_equal(fmi_conv_positions(&g), 900);
+    assert_int_equal(fmi_conv_geom_init(&g, 9, 8, 2, 3, 2, 0, 4), FM_OK);
     assert_int_equal(g.out_h, 4);
     assert_int_equal(g.out_w, 3);
-    assert_int_equal(fm_conv_geom_init(&g, 11, 11, 1, 5, 3, 0, 1), FM_OK);
+    assert_int_equal(fmi_conv_geom_init(&g, 11, 11, 1, 5, 3, 0, 1), FM_OK);
     assert_int_equal(g.out_h, 3);
     /* same: ceil(in/s), padding max((out-1)s + k - in, 0), top/left half */
-    assert_int_equal(fm_conv_geom_init(&g, 32, 31, 3, 3, 1, 1, 8), FM_OK);
+    assert_int_equal(fmi_conv_geom_init(&g, 32, 31, 3, 3, 1, 1, 8), FM_OK);
     assert_int_equal(g.out_h, 32);
     assert_int_equal(g.out_w, 31);
     assert_int_equal(g.pad_top, 1);
     assert_int_equal(g.pad_left, 1);
-    assert_int_equal(fm_conv_geom_init(&g, 8, 7, 1, 4, 2, 1, 1), FM_OK); /* even kernel */
+    assert_int_equal(fmi_conv_geom_init(&g, 8, 7, 1, 4, 2, 1, 1), FM_OK); /* even kernel */
     assert_int_equal(g.out_h, 4);
     assert_int_equal(g.out_w, 4);
     assert_int_equal(g.pad_top, 1); /* total 6 + 4 - 8 = 2 */
     assert_int_equal(g.pad_left, 1); /* total 6 + 4 - 7 = 3: 1 left, 2 right */
-    assert_int_equal(fm_conv_geom_init(&g, 6, 6, 1, 2, 1, 1, 1), FM_OK);
+    assert_int_equal(fmi_conv_geom_init(&g, 6, 6, 1, 2, 1, 1, 1), FM_OK);
     assert_int_equal(g.pad_top, 0); /* total 1: all bottom */
-    assert_int_equal(fm_conv_geom_init(&g, 9, 9, 1, 1, 3, 1, 1), FM_OK);
+    assert_int_equal(fmi_conv_geom_init(&g, 9, 9, 1, 1, 3, 1, 1), FM_OK);
     assert_int_equal(g.out_h, 3);
     assert_int_equal(g.pad_top, 0);
-    assert_int_equal(fm_conv_geom_init(&g, 2, 2, 1, 5, 1, 1, 1), FM_OK); /* kernel > input */
+    assert_int_equal(fmi_conv_geom_init(&g, 2, 2, 1, 5, 1, 1, 1), FM_OK); /* kernel > input */
     assert_int_equal(g.out_h, 2);
     assert_int_equal(g.pad_top, 2);
     /* errors with a message */
-    assert_int_equal(fm_conv_geom_init(&g, 4, 5, 3, 5, 1, 0, 2), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 4, 5, 3, 5, 1, 0, 2), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "larger than"));
-    assert_int_equal(fm_conv_geom_init(&g, 6, 2, 3, 3, 1, 0, 2), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 6, 2, 3, 3, 1, 0, 2), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "larger than"));
-    assert_int_equal(fm_conv_geom_init(&g, 0, 5, 3, 1, 1, 0, 2), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 0, 5, 3, 1, 1, 0, 2), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), ">= 1"));
-    assert_int_equal(fm_conv_geom_init(&g, 5, 5, 3, 3, 0, 0, 2), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 5, 5, 3, 3, 0, 0, 2), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "stride"));
-    assert_int_equal(fm_conv_geom_init(&g, 5, 5, 3, 0, 1, 1, 2), FM_EINVAL);
-    assert_int_equal(fm_conv_geom_init(&g, 5, 5, 3, 3, 1, 0, 0), FM_EINVAL);
-    assert_int_equal(fm_conv_geom_init(&g, 5, 5, 0, 3, 1, 0, 2), FM_EINVAL);
-    assert_int_equal(fm_conv_geom_init(&g, 100000, 100000, 1, 3, 1, 0, 2), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 5, 5, 3, 0, 1, 1, 2), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 5, 5, 3, 3, 1, 0, 0), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 5, 5, 0, 3, 1, 0, 2), FM_EINVAL);
+    assert_int_equal(fmi_conv_geom_init(&g, 100000, 100000, 1, 3, 1, 0, 2), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "too large"));
 
     fm_pool_geom p;
-    assert_int_equal(fm_pool_geom_init(&p, 28, 28, 128, 2, 2), FM_OK);
+    assert_int_equal(fmi_pool_geom_init(&p, 28, 28, 128, 2, 2), FM_OK);
     assert_int_equal(p.out_h, 14);
     assert_int_equal(p.out_w, 14);
-    assert_int_equal(fm_pool_geom_init(&p, 13, 12, 4, 2, 2), FM_OK); /* border dropped */
+    assert_int_equal(fmi_pool_geom_init(&p, 13, 12, 4, 2, 2), FM_OK); /* border dropped */
     assert_int_equal(p.out_h, 6);
     assert_int_equal(p.out_w, 6);
-    assert_int_equal(fm_pool_geom_init(&p, 7, 8, 4, 3, 2), FM_OK);
+    assert_int_equal(fmi_pool_geom_init(&p, 7, 8, 4, 3, 2), FM_OK);
     assert_int_equal(p.out_h, 3);
     assert_int_equal(p.out_w, 3);
-    assert_int_equal(fm_pool_geom_init(&p, 2, 2, 1, 2, 2), FM_OK);
+    assert_int_equal(fmi_pool_geom_init(&p, 2, 2, 1, 2, 2), FM_OK);
     assert_int_equal(p.out_h, 1);
-    assert_int_equal(fm_pool_geom_init(&p, 1, 5, 4, 2, 2), FM_EINVAL);
+    assert_int_equal(fmi_pool_geom_init(&p, 1, 5, 4, 2, 2), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "larger than"));
-    assert_int_equal(fm_pool_geom_init(&p, 4, 4, 4, 0, 2), FM_EINVAL);
+    assert_int_equal(fmi_pool_geom_init(&p, 4, 4, 4, 0, 2), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), ">= 1"));
-    assert_int_equal(fm_pool_geom_init(&p, 4, 4, 4, 2, 0), FM_EINVAL);
-    assert_int_equal(fm_pool_geom_init(&p, 4, 4, 0, 2, 2), FM_EINVAL);
+    assert_int_equal(fmi_pool_geom_init(&p, 4, 4, 4, 2, 0), FM_EINVAL);
+    assert_int_equal(fmi_pool_geom_init(&p, 4, 4, 0, 2, 2), FM_EINVAL);
 }
 
 /* ---- threads ---- */
 
 static void run_all(const buffers *t, const fm_product *p, float *y, float *dx, float *dw)
 {
-    fm_conv_forward(&t->g, p, t->x, t->w, y, t->batch, t->scratch);
-    fm_conv_backward_input(&t->g, p, t->dy, t->w, dx, t->batch, t->scratch);
-    fm_conv_backward_weights(&t->g, p, 0, t->x, t->dy, dw, t->batch, t->scratch);
+    fmi_conv_forward(&t->g, p, t->x, t->w, y, t->batch, t->scratch);
+    fmi_conv_backward_input(&t->g, p, t->dy, t->w, dx, t->batch, t->scratch);
+    fmi_conv_backward_weights(&t->g, p, 0, t->x, t->dy, dw, t->batch, t->scratch);
 }
 
 static void test_threads_identical(void **state)
@@ -635,9 +635,9 @@ static void test_threads_identical(void **state)
             size_t ni = in_count(&t.g, t.batch), no = out_count(&t.g, t.batch), nw = w_count(&t.g);
             float *y1 = falloc(no), *dx1 = falloc(ni), *dw1 = falloc(nw);
             const fm_product p = {ref, FM_WCLASS_REAL, 0.0f};
-            fm_threads_set(1);
+            fmi_threads_set(1);
             run_all(&t, &p, y1, dx1, dw1);
-            fm_threads_set(2);
+            fmi_threads_set(2);
             run_all(&t, &p, t.y, t.dx, t.dw);
             assert_int_equal(omp_get_max_threads(), 2); /* the caller's setting survives */
             char what[160];
@@ -653,7 +653,7 @@ static void test_threads_identical(void **state)
         }
     /* max-pool, overlapping windows */
     fm_pool_geom g;
-    assert_int_equal(fm_pool_geom_init(&g, 33, 31, 64, 3, 2), FM_OK);
+    assert_int_equal(fmi_pool_geom_init(&g, 33, 31, 64, 3, 2), FM_OK);
     enum { B = 8 };
     size_t ni = (size_t)B * g.in_h * g.in_w * g.c, no = (size_t)B * g.out_h * g.out_w * g.c;
     float *x = falloc(ni), *y[2] = {falloc(no), falloc(no)}, *dx[2] = {falloc(ni), falloc(ni)};
@@ -662,9 +662,9 @@ static void test_threads_identical(void **state)
     fill(x, ni, 1.0f);
     fill(dy, no, 1.0f);
     for (int th = 0; th < 2; th++) {
-        fm_threads_set(th + 1);
-        fm_maxpool_forward(&g, x, y[th], am[th], B);
-        fm_maxpool_backward(&g, dy, am[th], dx[th], B);
+        fmi_threads_set(th + 1);
+        fmi_maxpool_forward(&g, x, y[th], am[th], B);
+        fmi_maxpool_backward(&g, dy, am[th], dx[th], B);
     }
     assert_memory_equal(y[0], y[1], sizeof(float) * no);
     assert_memory_equal(am[0], am[1], sizeof(int32_t) * no);
@@ -683,10 +683,10 @@ typedef void (*declare_fn)(const fm_cost *cost, const void *arg);
 static void check_tally(declare_fn declare, const void *arg, const char *what)
 {
     uint64_t done[FM_OP_KINDS];
-    fm_tally_take(done); /* what the pass just executed */
+    fmi_tally_take(done); /* what the pass just executed */
     fm_ledger *l;
     assert_int_equal(fm_ledger_create(&l), FM_OK);
-    assert_int_equal(fm_ledger_layer(l, 0, "conv", "x"), FM_OK);
+    assert_int_equal(fmi_ledger_layer(l, 0, "conv", "x"), FM_OK);
     const fm_cost cost = {l, 0, FM_PHASE_FORWARD};
     declare(&cost, arg);
     for (int op = 0; op < FM_OP_KINDS; op++) {
@@ -706,17 +706,17 @@ typedef struct conv_args {
 static void declare_forward(const fm_cost *c, const void *a)
 {
     const conv_args *x = a;
-    fm_conv_cost_forward(c, x->g, x->wclass, x->batch);
+    fmi_conv_cost_forward(c, x->g, x->wclass, x->batch);
 }
 static void declare_backward_input(const fm_cost *c, const void *a)
 {
     const conv_args *x = a;
-    fm_conv_cost_backward_input(c, x->g, x->wclass, x->batch);
+    fmi_conv_cost_backward_input(c, x->g, x->wclass, x->batch);
 }
 static void declare_backward_weights(const fm_cost *c, const void *a)
 {
     const conv_args *x = a;
-    fm_conv_cost_backward_weights(c, x->g, x->pow2, x->batch);
+    fmi_conv_cost_backward_weights(c, x->g, x->pow2, x->batch);
 }
 
 typedef struct pool_args {
@@ -727,18 +727,18 @@ typedef struct pool_args {
 static void declare_pool_forward(const fm_cost *c, const void *a)
 {
     const pool_args *x = a;
-    fm_maxpool_cost_forward(c, x->g, x->batch);
+    fmi_maxpool_cost_forward(c, x->g, x->batch);
 }
 static void declare_pool_backward(const fm_cost *c, const void *a)
 {
     const pool_args *x = a;
-    fm_maxpool_cost_backward(c, x->g, x->batch);
+    fmi_maxpool_cost_backward(c, x->g, x->batch);
 }
 
 static void test_counting_build_tally(void **state)
 {
     (void)state;
-    if (!fm_tally_enabled()) {
+    if (!fmi_tally_enabled()) {
         if (getenv("FEWMUL_REQUIRE_COUNTING"))
             fail_msg("FEWMUL_REQUIRE_COUNTING is set but this is not a counting build");
         print_message("skipped: not a counting build (configure with -DFEWMUL_COUNT_OPS=ON)\n");
@@ -750,7 +750,7 @@ static void test_counting_build_tally(void **state)
     const shape cases[] = {shapes[1], shapes[6],  shapes[7], shapes[10],  shapes[13],
                            shapes[14], shapes[16], shapes[17], two_chunks, chunked};
     for (int threads = 1; threads <= 2; threads++) {
-        fm_threads_set(threads);
+        fmi_threads_set(threads);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
             for (int wc = FM_WCLASS_REAL; wc <= FM_WCLASS_TERNARY; wc++) {
                 buffers t;
@@ -761,19 +761,19 @@ static void test_counting_build_tally(void **state)
                 char what[192];
                 snprintf(what, sizeof what, "%s class %d threads %d", describe(&cases[i]), wc,
                          threads);
-                fm_tally_take(junk);
-                fm_conv_forward(&t.g, &p, t.x, t.w, t.y, t.batch, t.scratch);
+                fmi_tally_take(junk);
+                fmi_conv_forward(&t.g, &p, t.x, t.w, t.y, t.batch, t.scratch);
                 check_tally(declare_forward, &a, what);
-                fm_conv_backward_input(&t.g, &p, t.dy, t.w, t.dx, t.batch, t.scratch);
+                fmi_conv_backward_input(&t.g, &p, t.dy, t.w, t.dx, t.batch, t.scratch);
                 check_tally(declare_backward_input, &a, what);
-                fm_conv_backward_weights(&t.g, &p, pow2, t.x, t.dy, t.dw, t.batch, t.scratch);
+                fmi_conv_backward_weights(&t.g, &p, pow2, t.x, t.dy, t.dw, t.batch, t.scratch);
                 check_tally(declare_backward_weights, &a, what);
                 buffers_close(&t);
             }
         const int pools[][5] = {{6, 6, 3, 2, 2}, {7, 8, 4, 3, 2}, {9, 7, 3, 3, 3}, {5, 5, 2, 2, 1}};
         for (size_t k = 0; k < sizeof pools / sizeof pools[0]; k++) {
             fm_pool_geom g;
-            assert_int_equal(fm_pool_geom_init(&g, pools[k][0], pools[k][1], pools[k][2],
+            assert_int_equal(fmi_pool_geom_init(&g, pools[k][0], pools[k][1], pools[k][2],
                                                pools[k][3], pools[k][4]),
                              FM_OK);
             enum { B = 3 };
@@ -782,10 +782,10 @@ static void test_counting_build_tally(void **state)
             int32_t *am = malloc(sizeof(int32_t) * no);
             fill(x, ni, 1.0f);
             pool_args a = {&g, B};
-            fm_tally_take(junk);
-            fm_maxpool_forward(&g, x, y, am, B);
+            fmi_tally_take(junk);
+            fmi_maxpool_forward(&g, x, y, am, B);
             check_tally(declare_pool_forward, &a, "max-pool forward");
-            fm_maxpool_backward(&g, y, am, dx, B);
+            fmi_maxpool_backward(&g, y, am, dx, B);
             check_tally(declare_pool_backward, &a, "max-pool backward");
             free(x), free(dx), free(y), free(am);
         }
@@ -794,8 +794,8 @@ static void test_counting_build_tally(void **state)
 
 int main(void)
 {
-    fm_rng_seed(&rng, 20240611);
-    fm_threads_set(2);
+    fmi_rng_seed(&rng, 20240611);
+    fmi_threads_set(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_geometry),
         cmocka_unit_test(test_conv_matches_direct),

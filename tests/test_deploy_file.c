@@ -71,16 +71,16 @@ static void fill_layer(fm_deploy_layer *L)
                 break;
             }
             case FM_DW_BINARY:
-                fm_deploy_set_code(L, j, i, r & 1u);
+                fmi_deploy_set_code(L, j, i, r & 1u);
                 break;
             case FM_DW_TERNARY: {
                 static const uint32_t codes[3] = {0, 1, 3};
-                fm_deploy_set_code(L, j, i, codes[r % 3]);
+                fmi_deploy_set_code(L, j, i, codes[r % 3]);
                 break;
             }
             case FM_DW_SYNAPSE: {
                 uint32_t sign = (r >> 10) & 1u, index = r % (uint32_t)L->levels;
-                fm_deploy_set_code(L, j, i, sign << (L->bits - 1) | index);
+                fmi_deploy_set_code(L, j, i, sign << (L->bits - 1) | index);
                 break;
             }
             }
@@ -94,7 +94,7 @@ static fm_deploy *make_net(int h, int w, int c, const layer_spec *specs, int n, 
 {
     rng_state = seed;
     fm_deploy *d;
-    assert_int_equal(fm_deploy_alloc(n, &d), FM_OK);
+    assert_int_equal(fmi_deploy_alloc(n, &d), FM_OK);
     d->height = h;
     d->width = w;
     d->channels = c;
@@ -103,7 +103,7 @@ static fm_deploy *make_net(int h, int w, int c, const layer_spec *specs, int n, 
     d->input_scale = 1.0f / 255.0f;
     d->source_mode = FM_WEIGHTS_BC_DET;
     d->export_how = FM_EXPORT_DET;
-    d->input_mean = fm_alloc((size_t)d->input_dim, sizeof *d->input_mean);
+    d->input_mean = fmi_alloc((size_t)d->input_dim, sizeof *d->input_mean);
     assert_non_null(d->input_mean);
     for (int i = 0; i < d->input_dim; i++)
         d->input_mean[i] = 0.001f * (float)(next_random() % 500);
@@ -121,12 +121,12 @@ static fm_deploy *make_net(int h, int w, int c, const layer_spec *specs, int n, 
         L->unit = specs[l].kind == FM_DW_BINARY || specs[l].kind == FM_DW_TERNARY ? 0.0625f : 1.0f;
         L->act = specs[l].act;
         L->binary_input = binary_input;
-        assert_int_equal(fm_deploy_layer_alloc(L), FM_OK);
+        assert_int_equal(fmi_deploy_layer_alloc(L), FM_OK);
         fill_layer(L);
         in = L->out;
         binary_input = L->act == FM_ACT_SIGN;
     }
-    assert_int_equal(fm_deploy_validate(d, "make_net"), FM_OK);
+    assert_int_equal(fmi_deploy_validate(d, "make_net"), FM_OK);
     return d;
 }
 
@@ -309,7 +309,7 @@ static fm_deploy *small_net(void)
 static void round_trip(const fm_deploy *d, const char *name)
 {
     uint64_t bytes = fm_deploy_file_bytes(d);
-    assert_int_equal(bytes, fm_deploy_serialized_bytes(d));
+    assert_int_equal(bytes, fmi_deploy_serialized_bytes(d));
     assert_int_equal(bytes, documented_bytes(d));
 
     size_t n;
@@ -422,7 +422,7 @@ static void test_documented_layout(void **state)
     const uint8_t *rows = s + 44 + 104;
     for (int j = 0; j < 13; j++)
         for (int i = 0; i < 6; i++)
-            assert_int_equal((rows[j] >> i) & 1u, fm_deploy_code(L, j, i));
+            assert_int_equal((rows[j] >> i) & 1u, fmi_deploy_code(L, j, i));
     assert_int_equal(le32(s + 12 + payload), crc_of(s, 12 + payload));
     assert_int_equal(le32(p + header + 16 + payload + 12 + 4), 9); /* layer 2's out */
     free(p);
@@ -437,14 +437,14 @@ static void test_binary_much_smaller_than_fp32(void **state)
     const int dims[] = {1024, 1024, 1024, 10};
     fm_deploy *net[2];
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(fm_deploy_alloc(4, &net[k]), FM_OK);
+        assert_int_equal(fmi_deploy_alloc(4, &net[k]), FM_OK);
         fm_deploy *d = net[k];
         d->height = 28;
         d->width = 28;
         d->channels = 1;
         d->input_dim = 784;
         d->classes = 10;
-        d->input_mean = fm_alloc(784, sizeof(float));
+        d->input_mean = fmi_alloc(784, sizeof(float));
         assert_non_null(d->input_mean);
         int in = 784;
         for (int l = 0; l < 4; l++) {
@@ -455,14 +455,14 @@ static void test_binary_much_smaller_than_fp32(void **state)
             L->bits = k ? 1 : 32;
             L->unit = 1.0f;
             L->act = l == 3 ? FM_ACT_NONE : FM_ACT_RELU;
-            assert_int_equal(fm_deploy_layer_alloc(L), FM_OK);
+            assert_int_equal(fmi_deploy_layer_alloc(L), FM_OK);
             for (int j = 0; j < L->out; j++)
                 L->scale[j] = 1.0f;
             in = L->out;
         }
-        assert_int_equal(fm_deploy_validate(d, "paper-mlp"), FM_OK);
+        assert_int_equal(fmi_deploy_validate(d, "paper-mlp"), FM_OK);
     }
-    uint64_t fp32 = fm_deploy_serialized_bytes(net[0]), binary = fm_deploy_serialized_bytes(net[1]);
+    uint64_t fp32 = fmi_deploy_serialized_bytes(net[0]), binary = fmi_deploy_serialized_bytes(net[1]);
     assert_int_equal(fp32, documented_bytes(net[0]));
     assert_int_equal(binary, documented_bytes(net[1]));
     assert_int_equal(fp32, 11668880);
@@ -705,7 +705,7 @@ static void test_trailing_bytes(void **state)
     free(p);
 }
 
-/* Semantic faults with every checksum right: fm_deploy_validate's turn. */
+/* Semantic faults with every checksum right: fmi_deploy_validate's turn. */
 static void test_invalid_values(void **state)
 {
     (void)state;
@@ -903,11 +903,11 @@ static void test_save_refuses_invalid(void **state)
 {
     (void)state;
     fm_deploy *d = small_net();
-    fm_deploy_set_code(&d->layers[3], 1, 2, 2u); /* ternary code 2 */
+    fmi_deploy_set_code(&d->layers[3], 1, 2, 2u); /* ternary code 2 */
     assert_int_equal(fm_deploy_save(d, tpath("invalid.fmp")), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "invalid code 2"));
     assert_int_equal(access(tpath("invalid.fmp"), F_OK), -1);
-    fm_deploy_set_code(&d->layers[3], 1, 2, 0u);
+    fmi_deploy_set_code(&d->layers[3], 1, 2, 0u);
     d->export_how = 2;
     assert_int_equal(fm_deploy_save(d, tpath("invalid.fmp")), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "export kind 2"));

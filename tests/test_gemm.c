@@ -1,4 +1,4 @@
-/* test_gemm.c — fm_sgemm (OpenBLAS or the portable loop, whichever this build
+/* test_gemm.c — fmi_sgemm (OpenBLAS or the portable loop, whichever this build
  * uses) against a double-precision reference, for every transpose case, odd
  * shapes, alpha/beta, and the sizes that split across threads. */
 #include <setjmp.h>
@@ -17,18 +17,18 @@
 static void check_case(int ta, int tb, int M, int N, int K, float alpha, float beta, int threads)
 {
     fm_rng rng;
-    fm_rng_seed(&rng, (uint64_t)(M * 131 + N * 7 + K + ta * 3 + tb));
+    fmi_rng_seed(&rng, (uint64_t)(M * 131 + N * 7 + K + ta * 3 + tb));
     int lda = ta ? M : K, ldb = tb ? K : N;
     float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
     float *C = malloc(sizeof(float) * M * N), *C0 = malloc(sizeof(float) * M * N);
     for (int i = 0; i < M * K; i++)
-        A[i] = 2.0f * fm_rng_uniform(&rng) - 1.0f;
+        A[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
     for (int i = 0; i < K * N; i++)
-        B[i] = 2.0f * fm_rng_uniform(&rng) - 1.0f;
+        B[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
     for (int i = 0; i < M * N; i++)
-        C[i] = C0[i] = 2.0f * fm_rng_uniform(&rng) - 1.0f;
-    fm_threads_set(threads);
-    fm_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+        C[i] = C0[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+    fmi_threads_set(threads);
+    fmi_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = 0;

@@ -1,5 +1,5 @@
 /* test_grad.c — finite-difference gradient checks: dense, batch norm, both
- * losses, and a whole full-precision network through fm_train_step. Each
+ * losses, and a whole full-precision network through fmi_train_step. Each
  * check perturbs inputs in double-sided steps and compares with the analytic
  * gradient at a relative tolerance suited to float arithmetic. */
 #include <setjmp.h>
@@ -22,7 +22,7 @@ static fm_rng rng;
 static void fill(float *x, size_t n, float scale)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = (2.0f * fm_rng_uniform(&rng) - 1.0f) * scale;
+        x[i] = (2.0f * fmi_rng_uniform(&rng) - 1.0f) * scale;
 }
 
 /* Compares analytic and numeric gradients: |a - n| <= tol * max(1, |a|, |n|)
@@ -59,10 +59,10 @@ static void numeric_dense(float *p, int n, const float *x, const float *w, const
     for (int i = 0; i < n; i++) {
         float keep = p[i];
         p[i] = keep + h;
-        fm_dense_forward(x, w, y, B, N, M);
+        fmi_dense_forward(x, w, y, B, N, M);
         double up = dot(r, y, B * M);
         p[i] = keep - h;
-        fm_dense_forward(x, w, y, B, N, M);
+        fmi_dense_forward(x, w, y, B, N, M);
         out[i] = (up - dot(r, y, B * M)) / (2 * h);
         p[i] = keep;
     }
@@ -76,8 +76,8 @@ static void test_dense_gradients(void **state)
     fill(x, B * N, 1.0f);
     fill(w, N * M, 0.5f);
     fill(r, B * M, 1.0f);
-    fm_dense_backward_input(r, w, dx, B, N, M);
-    fm_dense_backward_weights(x, r, dw, B, N, M);
+    fmi_dense_backward_input(r, w, dx, B, N, M);
+    fmi_dense_backward_weights(x, r, dw, B, N, M);
     numeric_dense(x, B * N, x, w, r, num_x);
     numeric_dense(w, N * M, x, w, r, num_w);
     assert_grad_close(dx, num_x, B * N, 1e-3, "dense dx");
@@ -96,17 +96,17 @@ static void test_batchnorm_gradients(void **state)
     fill(beta, D, 1.0f);
     fill(r, B * D, 1.0f);
     const float eps = 1e-4f;
-    fm_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);
-    fm_bn_backward(x, r, dx, B, D, gamma, mean, invstd, dgamma, dbeta);
+    fmi_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);
+    fmi_bn_backward(x, r, dx, B, D, gamma, mean, invstd, dgamma, dbeta);
     const float h = 1e-2f;
 #define NUMERIC(arr, i, out)                                                   \
     do {                                                                       \
         float keep = arr[i];                                                   \
         arr[i] = keep + h;                                                     \
-        fm_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);       \
+        fmi_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);       \
         double up = dot(r, y, B * D);                                          \
         arr[i] = keep - h;                                                     \
-        fm_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);       \
+        fmi_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);       \
         out = (up - dot(r, y, B * D)) / (2 * h);                               \
         arr[i] = keep;                                                         \
     } while (0)
@@ -121,9 +121,9 @@ static void test_batchnorm_gradients(void **state)
     assert_grad_close(dgamma, num_g, D, 1e-3, "bn dgamma");
     assert_grad_close(dbeta, num_b, D, 1e-3, "bn dbeta");
     /* the forward output is normalised: per feature mean beta, variance gamma^2 */
-    fm_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);
+    fmi_bn_forward_train(x, y, B, D, gamma, beta, eps, mean, invstd);
     float m2[D], v2[D];
-    fm_bn_batch_stats(y, B, D, m2, v2);
+    fmi_bn_batch_stats(y, B, D, m2, v2);
     for (int j = 0; j < D; j++) {
         assert_float_equal(m2[j], beta[j], 1e-5);
         assert_float_equal(v2[j], gamma[j] * gamma[j], 2e-3 * gamma[j] * gamma[j] + 1e-5);
@@ -140,7 +140,7 @@ static void check_loss(loss_fn f, const char *name)
     uint8_t labels[B];
     fill(y, B * C, 1.5f);
     for (int b = 0; b < B; b++)
-        labels[b] = (uint8_t)fm_rng_below(&rng, C);
+        labels[b] = (uint8_t)fmi_rng_below(&rng, C);
     int errors;
     f(y, labels, B, C, dy, &errors);
     const float h = 1e-3f;
@@ -153,30 +153,30 @@ static void check_loss(loss_fn f, const char *name)
         y[i] = keep;
     }
     assert_grad_close(dy, num, B * C, 2e-3, name);
-    assert_int_equal(errors, fm_count_errors(y, labels, B, C));
+    assert_int_equal(errors, fmi_count_errors(y, labels, B, C));
 }
 
 static void test_hinge_gradient(void **state)
 {
     (void)state;
-    check_loss(fm_loss_hinge, "hinge");
+    check_loss(fmi_loss_hinge, "hinge");
     /* value by hand: one example, two classes, label 0, outputs (0.5, 0.25):
      * (1 - 0.5)^2 + (1 + 0.25)^2 = 0.25 + 1.5625 */
     float y[2] = {0.5f, 0.25f};
     uint8_t label = 0;
-    assert_float_equal(fm_loss_hinge(y, &label, 1, 2, NULL, NULL), 1.8125, 1e-9);
+    assert_float_equal(fmi_loss_hinge(y, &label, 1, 2, NULL, NULL), 1.8125, 1e-9);
 }
 
 static void test_xent_gradient(void **state)
 {
     (void)state;
-    check_loss(fm_loss_xent, "xent");
+    check_loss(fmi_loss_xent, "xent");
     float y[2] = {0.0f, 0.0f};
     uint8_t label = 1;
-    assert_float_equal(fm_loss_xent(y, &label, 1, 2, NULL, NULL), log(2.0), 1e-7);
+    assert_float_equal(fmi_loss_xent(y, &label, 1, 2, NULL, NULL), log(2.0), 1e-7);
 }
 
-/* The whole network: every parameter's gradient from fm_train_step against
+/* The whole network: every parameter's gradient from fmi_train_step against
  * finite differences of the loss it returns (fp32 weights, no dropout, so the
  * loss is a deterministic function of the state). */
 static void check_network(fm_loss loss, const char *arch, int height, int width, int channels,
@@ -194,9 +194,9 @@ static void check_network(fm_loss loss, const char *arch, int height, int width,
     for (int g = 0; g < m->n_groups; g++)
         if (m->groups[g].clip == 0.0f && m->groups[g].lr_scale == 1.0f && g % 2 == 1)
             for (size_t i = 0; i < m->groups[g].count / 2; i++)
-                m->state[m->groups[g].offset + i] = 0.5f + fm_rng_uniform(&rng);
+                m->state[m->groups[g].offset + i] = 0.5f + fmi_rng_uniform(&rng);
     fm_workspace *ws;
-    assert_int_equal(fm_workspace_create(m, B, 1, &ws), FM_OK);
+    assert_int_equal(fmi_workspace_create(m, B, 1, &ws), FM_OK);
     uint8_t labels[B];
     float *x = malloc((size_t)B * dim * sizeof *x);
     const size_t x_bytes = (size_t)B * dim * sizeof *x;
@@ -204,26 +204,26 @@ static void check_network(fm_loss loss, const char *arch, int height, int width,
     for (int b = 0; b < B; b++)
         labels[b] = (uint8_t)(b % 4);
     memcpy(ws->act[0], x, x_bytes);
-    fm_train_step(m, ws, labels, B, 0, NULL);
+    fmi_train_step(m, ws, labels, B, 0, NULL);
     float *analytic = malloc(m->state_count * sizeof(float));
     memcpy(analytic, ws->grad_state, m->state_count * sizeof(float));
     /* One-sided differences that disagree reveal a ReLU kink or hinge corner
      * inside the step; such samples are skipped, and at most a quarter may be. */
     const float h = 2e-3f;
     memcpy(ws->act[0], x, x_bytes);
-    double center = fm_train_step(m, ws, labels, B, 0, NULL);
+    double center = fmi_train_step(m, ws, labels, B, 0, NULL);
     int checked = 0, skipped = 0;
     for (int g = 0; g < m->n_groups; g++) {
         const fm_param_group *G = &m->groups[g];
         for (int s = 0; s < samples_per_group; s++) {
-            size_t i = G->offset + fm_rng_below(&rng, (uint32_t)G->count);
+            size_t i = G->offset + fmi_rng_below(&rng, (uint32_t)G->count);
             float keep = m->state[i];
             m->state[i] = keep + h;
             memcpy(ws->act[0], x, x_bytes);
-            double up = fm_train_step(m, ws, labels, B, 0, NULL);
+            double up = fmi_train_step(m, ws, labels, B, 0, NULL);
             m->state[i] = keep - h;
             memcpy(ws->act[0], x, x_bytes);
-            double down = fm_train_step(m, ws, labels, B, 0, NULL);
+            double down = fmi_train_step(m, ws, labels, B, 0, NULL);
             m->state[i] = keep;
             double forward = (up - center) / h, backward = (center - down) / h;
             double numeric = (up - down) / (2 * h);
@@ -241,7 +241,7 @@ static void check_network(fm_loss loss, const char *arch, int height, int width,
     assert_true(skipped * 3 <= checked);
     free(analytic);
     free(x);
-    fm_workspace_free(m, ws);
+    fmi_workspace_free(m, ws);
     fm_model_free(m);
 }
 
@@ -257,8 +257,8 @@ static void test_sign_straight_through(void **state)
     float y[n], dy[n], dx[n];
     for (int i = 0; i < n; i++)
         dy[i] = 7.0f;
-    fm_sign_forward(x, y, n);
-    fm_sign_backward(x, dy, dx, n);
+    fmi_sign_forward(x, y, n);
+    fmi_sign_backward(x, dy, dx, n);
     for (int i = 0; i < n; i++) {
         assert_float_equal(y[i], want_y[i], 0.0f);
         assert_float_equal(dx[i], want_dx[i], 0.0f);
@@ -303,10 +303,10 @@ static void test_conv_batchnorm_per_map(void **state)
     fm_model *m;
     assert_int_equal(fm_model_create_image(&c, 9, 9, 2, 4, &m), FM_OK);
     fm_workspace *ws;
-    assert_int_equal(fm_workspace_create(m, B, 1, &ws), FM_OK);
+    assert_int_equal(fmi_workspace_create(m, B, 1, &ws), FM_OK);
     fill(ws->act[0], (size_t)B * m->input_dim, 1.0f);
     uint8_t labels[B] = {0};
-    fm_train_step(m, ws, labels, B, 0, NULL);
+    fmi_train_step(m, ws, labels, B, 0, NULL);
     int l = 0;
     while (m->layers[l].kind != FM_LAYER_BN)
         l++;
@@ -318,7 +318,7 @@ static void test_conv_batchnorm_per_map(void **state)
         p[ch] = 0.5f + (float)ch;
         p[3 + ch] = 0.25f * (float)(ch + 1);
     }
-    fm_train_step(m, ws, labels, B, 0, NULL);
+    fmi_train_step(m, ws, labels, B, 0, NULL);
     const int rows = B * L->out / 3;
     for (int ch = 0; ch < 3; ch++) {
         double sum = 0, sq = 0;
@@ -332,13 +332,13 @@ static void test_conv_batchnorm_per_map(void **state)
         assert_true(fabs(mean - p[3 + ch]) < 1e-4);
         assert_true(fabs(sq / rows - (double)p[ch] * p[ch]) < 2e-3 * p[ch] * p[ch]);
     }
-    fm_workspace_free(m, ws);
+    fmi_workspace_free(m, ws);
     fm_model_free(m);
 }
 
 int main(void)
 {
-    fm_rng_seed(&rng, 42);
+    fmi_rng_seed(&rng, 42);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense_gradients),
         cmocka_unit_test(test_batchnorm_gradients),

@@ -5,7 +5,7 @@
  * signed zeros and a wide range of magnitudes; the reference must agree with
  * a double-precision dot product, `bits` with an exact integer sum; nothing is
  * written past the outputs. Also the choice of variant (names, FEWMUL_KERNELS),
- * fm_pack_signs, and preparation errors and allocation failures without leaks. */
+ * fmi_pack_signs, and preparation errors and allocation failures without leaks. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,21 +66,21 @@ static void make_layer(fm_deploy_layer *L, const weight_kind *kind, int in, int 
     L->levels = kind->levels;
     L->bits = code_bits(kind);
     L->unit = 1.0f;
-    assert_int_equal(fm_deploy_layer_alloc(L), FM_OK);
+    assert_int_equal(fmi_deploy_layer_alloc(L), FM_OK);
     for (int k = 0; k < L->levels; k++)
-        L->magnitudes[k] = k == 0 ? 0.01f + 0.01f * fm_rng_uniform(rng)
-                                  : L->magnitudes[k - 1] * (1.05f + fm_rng_uniform(rng));
+        L->magnitudes[k] = k == 0 ? 0.01f + 0.01f * fmi_rng_uniform(rng)
+                                  : L->magnitudes[k - 1] * (1.05f + fmi_rng_uniform(rng));
     const uint32_t index_bits = (uint32_t)L->bits - 1;
     for (int j = 0; j < out; j++) {
         for (int i = 0; i < in; i++) {
             uint32_t code;
             if (L->weights == FM_DW_BINARY)
-                code = fm_rng_below(rng, 2);
+                code = fmi_rng_below(rng, 2);
             else if (L->weights == FM_DW_TERNARY)
-                code = (const uint32_t[]){0, 1, 3}[fm_rng_below(rng, 3)];
+                code = (const uint32_t[]){0, 1, 3}[fmi_rng_below(rng, 3)];
             else
-                code = fm_rng_below(rng, (uint32_t)L->levels) | fm_rng_below(rng, 2) << index_bits;
-            fm_deploy_set_code(L, j, i, code);
+                code = fmi_rng_below(rng, (uint32_t)L->levels) | fmi_rng_below(rng, 2) << index_bits;
+            fmi_deploy_set_code(L, j, i, code);
         }
         if (L->weights == FM_DW_BINARY && in % 8)
             L->packed[(size_t)j * L->row_bytes + L->row_bytes - 1] |= (uint8_t)(0xffu << (in % 8));
@@ -89,17 +89,17 @@ static void make_layer(fm_deploy_layer *L, const weight_kind *kind, int in, int 
 
 static void free_layer(fm_deploy_layer *L)
 {
-    fm_free(L->packed);
-    fm_free(L->scale);
-    fm_free(L->offset);
-    fm_free(L->magnitudes);
-    fm_kernel_weights_free(L->kernel);
+    fmi_free(L->packed);
+    fmi_free(L->scale);
+    fmi_free(L->offset);
+    fmi_free(L->magnitudes);
+    fmi_kernel_weights_free(L->kernel);
     memset(L, 0, sizeof *L);
 }
 
 static float weight_value(const fm_deploy_layer *L, int j, int i)
 {
-    return fm_deploy_code_value(L, fm_deploy_code(L, j, i));
+    return fmi_deploy_code_value(L, fmi_deploy_code(L, j, i));
 }
 
 /* ---- inputs -------------------------------------------------------------- */
@@ -111,13 +111,13 @@ static const char *const pattern_names[] = {"wide", "+-1", "-0", "+-0"};
  * the low bits; about one value in eight is +0.0 or -0.0. */
 static float wide_value(fm_rng *rng)
 {
-    uint32_t r = fm_rng_below(rng, 16);
+    uint32_t r = fmi_rng_below(rng, 16);
     if (r == 0)
         return 0.0f;
     if (r == 1)
         return -0.0f;
-    float magnitude = ldexpf(0.5f + fm_rng_uniform(rng), (int)fm_rng_below(rng, 21) - 10);
-    return fm_rng_below(rng, 2) ? magnitude : -magnitude;
+    float magnitude = ldexpf(0.5f + fmi_rng_uniform(rng), (int)fmi_rng_below(rng, 21) - 10);
+    return fmi_rng_below(rng, 2) ? magnitude : -magnitude;
 }
 
 static void make_inputs(float *x, int in, enum input_pattern pattern, fm_rng *rng)
@@ -125,9 +125,9 @@ static void make_inputs(float *x, int in, enum input_pattern pattern, fm_rng *rn
     for (int i = 0; i < in; i++) {
         switch (pattern) {
         case INPUT_WIDE: x[i] = wide_value(rng); break;
-        case INPUT_PLUS_MINUS_ONE: x[i] = fm_rng_below(rng, 2) ? 1.0f : -1.0f; break;
+        case INPUT_PLUS_MINUS_ONE: x[i] = fmi_rng_below(rng, 2) ? 1.0f : -1.0f; break;
         case INPUT_MINUS_ZERO: x[i] = -0.0f; break;
-        default: x[i] = fm_rng_below(rng, 2) ? 0.0f : -0.0f; break;
+        default: x[i] = fmi_rng_below(rng, 2) ? 0.0f : -0.0f; break;
         }
     }
 }
@@ -145,17 +145,17 @@ static int n_variants; /* variants[0] is the reference */
 static void find_variants(void)
 {
     n_variants = 0;
-    for (int k = 0; fm_kernels_supported(k); k++) {
-        variants[n_variants].kernels = fm_kernels_supported(k);
-        snprintf(variants[n_variants].label, sizeof variants[0].label, "%s", fm_kernels_supported(k)->name);
+    for (int k = 0; fmi_kernels_supported(k); k++) {
+        variants[n_variants].kernels = fmi_kernels_supported(k);
+        snprintf(variants[n_variants].label, sizeof variants[0].label, "%s", fmi_kernels_supported(k)->name);
         n_variants++;
     }
     assert_true(n_variants >= 1);
     assert_string_equal(variants[0].kernels->name, "ref");
     /* where AVX-512 runs, its popcount fallback for CPUs without VPOPCNTDQ runs too */
     const fm_kernels *avx512;
-    if (fm_kernels_get("avx512", &avx512) == FM_OK && fm_kernels_avx512_table(0) != avx512) {
-        variants[n_variants].kernels = fm_kernels_avx512_table(0);
+    if (fmi_kernels_get("avx512", &avx512) == FM_OK && fmi_kernels_avx512_table(0) != avx512) {
+        variants[n_variants].kernels = fmi_kernels_avx512_table(0);
         snprintf(variants[n_variants].label, sizeof variants[0].label, "avx512 (vpshufb popcount)");
         n_variants++;
     }
@@ -195,7 +195,7 @@ static case_stats stats;
 static void compare_real(const fm_deploy_layer *L, const fm_kernel_weights *w, const float *x,
                          const char *pattern, float *ref_out)
 {
-    size_t scratch_floats = fm_kernel_scratch_floats(w);
+    size_t scratch_floats = fmi_kernel_scratch_floats(w);
     /* one float past a malloc'd start: the kernels must not assume alignment */
     float *scratch_block = malloc((scratch_floats + 1) * sizeof(float));
     float *acc = malloc(((size_t)L->out + GUARD) * sizeof(float));
@@ -249,12 +249,12 @@ static void check_ref_against_dot(const fm_deploy_layer *L, const float *x, cons
 static void compare_bits(const fm_deploy_layer *L, const fm_kernel_weights *w, const float *x,
                          const float *ref_real)
 {
-    size_t words = fm_kernel_bit_words(L->in);
+    size_t words = fmi_kernel_bit_words(L->in);
     uint64_t *a = malloc(words * sizeof *a);
     int32_t *acc = malloc(((size_t)L->out + GUARD) * sizeof *acc);
     int32_t *expected = malloc((size_t)L->out * sizeof *expected);
     assert_true(a && acc && expected);
-    fm_pack_signs(x, L->in, a);
+    fmi_pack_signs(x, L->in, a);
     for (int j = 0; j < L->out; j++) {
         int32_t sum = 0;
         for (int i = 0; i < L->in; i++)
@@ -284,10 +284,10 @@ static void compare_bits(const fm_deploy_layer *L, const fm_kernel_weights *w, c
 /* `bits` of a layer that is not binary writes zeros (infer.h). */
 static void check_bits_zero(const fm_deploy_layer *L, const fm_kernel_weights *w, const float *x)
 {
-    uint64_t *a = malloc(fm_kernel_bit_words(L->in) * sizeof *a);
+    uint64_t *a = malloc(fmi_kernel_bit_words(L->in) * sizeof *a);
     int32_t *acc = malloc(((size_t)L->out + GUARD) * sizeof *acc);
     assert_true(a && acc);
-    fm_pack_signs(x, L->in, a);
+    fmi_pack_signs(x, L->in, a);
     for (int v = 0; v < n_variants; v++) {
         fill_canary(acc, (size_t)L->out + GUARD);
         variants[v].kernels->bits(w, a, acc);
@@ -305,7 +305,7 @@ static void check_shape(const weight_kind *kind, int in, int out, fm_rng *rng)
     fm_deploy_layer L;
     make_layer(&L, kind, in, out, rng);
     fm_kernel_weights *w;
-    int rc = fm_kernel_prepare(&L, &w);
+    int rc = fmi_kernel_prepare(&L, &w);
     if (rc != FM_OK)
         fail_msg("prepare %s %d x %d: %s", kind->label, in, out, fm_last_error());
     L.kernel = w;
@@ -348,7 +348,7 @@ static void test_variants_equal_ref_small_shapes(void **state)
     print_variants();
     memset(&stats, 0, sizeof stats);
     fm_rng rng;
-    fm_rng_seed(&rng, 20240601);
+    fmi_rng_seed(&rng, 20240601);
     static const int odd_outs[] = {63, 65, 127, 40};
     for (size_t k = 0; k < N_KINDS; k++)
         for (int in = 1; in <= 70; in++) {
@@ -364,7 +364,7 @@ static void test_variants_equal_ref_every_out(void **state)
     (void)state;
     find_variants();
     fm_rng rng;
-    fm_rng_seed(&rng, 77);
+    fmi_rng_seed(&rng, 77);
     for (size_t k = 0; k < N_KINDS; k++)
         for (int out = 1; out <= 40; out++)
             check_shape(&kinds[k], (const int[]){3, 32, 33, 37}[out % 4], out, &rng);
@@ -376,7 +376,7 @@ static void test_variants_equal_ref_large_shapes(void **state)
     find_variants();
     memset(&stats, 0, sizeof stats);
     fm_rng rng;
-    fm_rng_seed(&rng, 4242);
+    fmi_rng_seed(&rng, 4242);
     static const int ins[] = {97, 131, 255, 785};
     static const int outs[] = {1, 17, 63, 65, 127};
     for (size_t k = 0; k < N_KINDS; k++)
@@ -397,19 +397,19 @@ static void test_bits_extremes(void **state)
     (void)state;
     find_variants();
     fm_rng rng;
-    fm_rng_seed(&rng, 31);
+    fmi_rng_seed(&rng, 31);
     static const int ins[] = {992, 993, 1024, 2049, 4000};
     for (size_t s = 0; s < sizeof ins / sizeof ins[0]; s++) {
         int in = ins[s];
         fm_deploy_layer L;
         make_layer(&L, &kinds[0], in, 35, &rng);
         for (int i = 0; i < in; i++) {
-            fm_deploy_set_code(&L, 0, i, 0);
-            fm_deploy_set_code(&L, 1, i, 1);
-            fm_deploy_set_code(&L, 33, i, 0);
+            fmi_deploy_set_code(&L, 0, i, 0);
+            fmi_deploy_set_code(&L, 1, i, 1);
+            fmi_deploy_set_code(&L, 33, i, 0);
         }
         fm_kernel_weights *w;
-        assert_int_equal(fm_kernel_prepare(&L, &w), FM_OK);
+        assert_int_equal(fmi_kernel_prepare(&L, &w), FM_OK);
         L.kernel = w;
         float *x = malloc((size_t)in * sizeof *x), *ref_out = malloc((size_t)L.out * sizeof *ref_out);
         assert_true(x && ref_out);
@@ -430,15 +430,15 @@ static void test_pack_signs(void **state)
 {
     (void)state;
     fm_rng rng;
-    fm_rng_seed(&rng, 5);
+    fmi_rng_seed(&rng, 5);
     for (int n = 1; n <= 200; n++) {
         float x[200];
         uint64_t a[5];
         memset(a, 0xff, sizeof a);
         for (int i = 0; i < n; i++)
             x[i] = wide_value(&rng);
-        fm_pack_signs(x, n, a);
-        size_t words = fm_kernel_bit_words(n);
+        fmi_pack_signs(x, n, a);
+        size_t words = fmi_kernel_bit_words(n);
         for (int i = 0; i < (int)(64 * words); i++) {
             int bit = (int)(a[i / 64] >> (i % 64) & 1);
             int expected = i < n && x[i] >= 0.0f; /* +0.0 and -0.0 both count as +1 */
@@ -473,22 +473,22 @@ static void test_choosing_variants(void **state)
 {
     (void)state;
     const fm_kernels *k = (const fm_kernels *)(uintptr_t)1;
-    assert_int_equal(fm_kernels_get("nonsense", &k), FM_EINVAL);
+    assert_int_equal(fmi_kernels_get("nonsense", &k), FM_EINVAL);
     assert_null(k);
     assert_non_null(strstr(fm_last_error(), "nonsense"));
-    assert_int_equal(fm_kernels_get("ref", &k), FM_OK);
+    assert_int_equal(fmi_kernels_get("ref", &k), FM_OK);
     assert_string_equal(k->name, "ref");
 
     const fm_kernels *best = NULL;
-    for (int i = 0; fm_kernels_supported(i); i++)
-        best = fm_kernels_supported(i);
+    for (int i = 0; fmi_kernels_supported(i); i++)
+        best = fmi_kernels_supported(i);
     assert_non_null(best);
     for (int i = 0; i < 3; i++) {
         const char *name = (const char *[]){"ref", "avx2", "avx512"}[i];
-        int rc = fm_kernels_get(name, &k);
+        int rc = fmi_kernels_get(name, &k);
         int listed = 0;
-        for (int s = 0; fm_kernels_supported(s); s++)
-            listed |= !strcmp(fm_kernels_supported(s)->name, name);
+        for (int s = 0; fmi_kernels_supported(s); s++)
+            listed |= !strcmp(fmi_kernels_supported(s)->name, name);
         if (rc == FM_OK) {
             assert_string_equal(k->name, name);
             assert_true(listed);
@@ -502,24 +502,24 @@ static void test_choosing_variants(void **state)
 
     save_env();
     unsetenv("FEWMUL_KERNELS");
-    assert_int_equal(fm_kernels_default(&k), FM_OK);
+    assert_int_equal(fmi_kernels_default(&k), FM_OK);
     assert_ptr_equal(k, best);
     setenv("FEWMUL_KERNELS", "", 1);
-    assert_int_equal(fm_kernels_default(&k), FM_OK);
+    assert_int_equal(fmi_kernels_default(&k), FM_OK);
     assert_ptr_equal(k, best);
     setenv("FEWMUL_KERNELS", "ref", 1);
-    assert_int_equal(fm_kernels_default(&k), FM_OK);
+    assert_int_equal(fmi_kernels_default(&k), FM_OK);
     assert_string_equal(k->name, "ref");
     setenv("FEWMUL_KERNELS", "foo", 1);
-    assert_int_equal(fm_kernels_default(&k), FM_EINVAL);
+    assert_int_equal(fmi_kernels_default(&k), FM_EINVAL);
     assert_null(k);
     assert_string_equal(fm_last_error(), "FEWMUL_KERNELS=foo: unknown kernel variant (ref, avx2, avx512)");
     for (int i = 0; i < 2; i++) {
         const char *name = i ? "avx512" : "avx2";
         setenv("FEWMUL_KERNELS", name, 1);
         const fm_kernels *direct;
-        int rc = fm_kernels_get(name, &direct);
-        assert_int_equal(fm_kernels_default(&k), rc);
+        int rc = fmi_kernels_get(name, &direct);
+        assert_int_equal(fmi_kernels_default(&k), rc);
         if (rc == FM_OK) {
             assert_ptr_equal(k, direct);
         } else {
@@ -535,7 +535,7 @@ static void test_prepare_rejects(void **state)
 {
     (void)state;
     fm_rng rng;
-    fm_rng_seed(&rng, 9);
+    fmi_rng_seed(&rng, 9);
     fm_kernel_weights *w = (fm_kernel_weights *)(uintptr_t)1;
 
     fm_deploy_layer L;
@@ -545,27 +545,27 @@ static void test_prepare_rejects(void **state)
     L.weights = FM_DW_FP32;
     L.bits = 32;
     L.unit = 1.0f;
-    assert_int_equal(fm_deploy_layer_alloc(&L), FM_OK);
-    assert_int_equal(fm_kernel_prepare(&L, &w), FM_EINVAL); /* fp32 goes through BLAS */
+    assert_int_equal(fmi_deploy_layer_alloc(&L), FM_OK);
+    assert_int_equal(fmi_kernel_prepare(&L, &w), FM_EINVAL); /* fp32 goes through BLAS */
     assert_null(w);
     free_layer(&L);
 
     make_layer(&L, &kinds[1], 9, 5, &rng);
-    fm_deploy_set_code(&L, 4, 8, 2); /* ternary code 2 is invalid */
-    assert_int_equal(fm_kernel_prepare(&L, &w), FM_EINVAL);
+    fmi_deploy_set_code(&L, 4, 8, 2); /* ternary code 2 is invalid */
+    assert_int_equal(fmi_kernel_prepare(&L, &w), FM_EINVAL);
     assert_null(w);
     free_layer(&L);
 
     make_layer(&L, &kinds[3], 9, 5, &rng); /* 5 levels: 3 index bits */
-    fm_deploy_set_code(&L, 2, 7, 6);
-    assert_int_equal(fm_kernel_prepare(&L, &w), FM_EINVAL);
+    fmi_deploy_set_code(&L, 2, 7, 6);
+    assert_int_equal(fmi_kernel_prepare(&L, &w), FM_EINVAL);
     assert_null(w);
     assert_non_null(strstr(fm_last_error(), "level 6"));
     free_layer(&L);
 
     make_layer(&L, &kinds[0], 9, 5, &rng);
     L.bits = 2; /* a binary layer must store 1 bit per weight */
-    assert_int_equal(fm_kernel_prepare(&L, &w), FM_EINVAL);
+    assert_int_equal(fmi_kernel_prepare(&L, &w), FM_EINVAL);
     L.bits = 1;
     free_layer(&L);
 }
@@ -574,7 +574,7 @@ static void test_prepare_out_of_memory(void **state)
 {
     (void)state;
     fm_rng rng;
-    fm_rng_seed(&rng, 11);
+    fmi_rng_seed(&rng, 11);
     for (size_t k = 0; k < N_KINDS; k++) {
         fm_deploy_layer L;
         make_layer(&L, &kinds[k], 45, 19, &rng);
@@ -583,11 +583,11 @@ static void test_prepare_out_of_memory(void **state)
             track.calls = 0;
             track.fail_at = n;
             fm_kernel_weights *w = (fm_kernel_weights *)(uintptr_t)1;
-            int rc = fm_kernel_prepare(&L, &w);
+            int rc = fmi_kernel_prepare(&L, &w);
             track.fail_at = 0;
             if (rc == FM_OK) {
                 assert_true(n > 1);
-                fm_kernel_weights_free(w);
+                fmi_kernel_weights_free(w);
                 break;
             }
             if (rc != FM_ENOMEM)

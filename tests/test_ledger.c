@@ -42,16 +42,16 @@ static void run_open_image(run *r, const fm_config *c, int height, int width, in
     const int input_dim = height * width * channels;
     memset(r, 0, sizeof *r);
     assert_int_equal(fm_model_create_image(c, height, width, channels, classes, &r->model), FM_OK);
-    assert_int_equal(fm_workspace_create(r->model, batch, 1, &r->ws), FM_OK);
+    assert_int_equal(fmi_workspace_create(r->model, batch, 1, &r->ws), FM_OK);
     assert_int_equal(fm_ledger_create(&r->ledger), FM_OK);
     r->ws->ledger = r->ledger;
     r->set = (fm_images){.count = batch, .height = height, .width = width, .channels = channels};
     r->set.pixels = test_malloc((size_t)batch * input_dim);
     r->set.labels = test_malloc((size_t)batch);
     fm_rng rng;
-    fm_rng_seed(&rng, 99);
+    fmi_rng_seed(&rng, 99);
     for (int i = 0; i < batch * input_dim; i++)
-        r->set.pixels[i] = (uint8_t)(fm_rng_next(&rng) >> 56);
+        r->set.pixels[i] = (uint8_t)(fmi_rng_next(&rng) >> 56);
     for (int b = 0; b < batch; b++)
         r->set.labels[b] = (uint8_t)(b % classes);
     r->s1 = test_calloc(r->model->state_count, sizeof(float));
@@ -65,7 +65,7 @@ static void run_open(run *r, const fm_config *c, int input_dim, int classes, int
 
 static void run_close(run *r)
 {
-    fm_workspace_free(r->model, r->ws);
+    fmi_workspace_free(r->model, r->ws);
     fm_ledger_free(r->ledger);
     fm_model_free(r->model);
     test_free(r->set.pixels);
@@ -77,21 +77,21 @@ static void run_close(run *r)
 /* Loads the batch and runs one training step and one optimizer step. */
 static void run_step(run *r, int batch)
 {
-    fm_load_batch(r->model, r->ws, &r->set, NULL, 0, batch);
-    fm_load_batch_cost(r->model, r->ws, FM_PHASE_FORWARD, batch, r->set.count);
+    fmi_load_batch(r->model, r->ws, &r->set, NULL, 0, batch);
+    fmi_load_batch_cost(r->model, r->ws, FM_PHASE_FORWARD, batch, r->set.count);
     int errors = 0;
-    fm_train_step(r->model, r->ws, r->set.labels, batch, 0, &errors);
+    fmi_train_step(r->model, r->ws, r->set.labels, batch, 0, &errors);
 }
 
-static void run_update(run *r) { fm_optimizer_step(r->model, r->ws, r->s1, r->s2, 0.1, 1); }
+static void run_update(run *r) { fmi_optimizer_step(r->model, r->ws, r->s1, r->s2, 0.1, 1); }
 
 static void run_eval(run *r, int batch)
 {
-    fm_load_batch(r->model, r->ws, &r->set, NULL, 0, batch);
-    fm_load_batch_cost(r->model, r->ws, FM_PHASE_EVAL, batch, r->set.count);
-    const float *y = fm_forward_eval(r->model, r->ws, batch, 1);
-    (void)fm_count_errors(y, r->set.labels, batch, r->model->classes);
-    fm_eval_errors_cost(r->model, r->ws, batch);
+    fmi_load_batch(r->model, r->ws, &r->set, NULL, 0, batch);
+    fmi_load_batch_cost(r->model, r->ws, FM_PHASE_EVAL, batch, r->set.count);
+    const float *y = fmi_forward_eval(r->model, r->ws, batch, 1);
+    (void)fmi_count_errors(y, r->set.labels, batch, r->model->classes);
+    fmi_eval_errors_cost(r->model, r->ws, batch);
 }
 
 static uint64_t ops(const fm_ledger *l, int phase, fm_op op) { return fm_ledger_ops(l, -1, phase, op); }
@@ -316,8 +316,8 @@ static void test_invariant_threads_and_kernels(void **state)
             else
                 run_open(&r, &c, 45, 7, 13);
             r.ws->reference = variant >= 2;
-            fm_workspace_choose_products(r.model, r.ws);
-            fm_threads_set(c.threads);
+            fmi_workspace_choose_products(r.model, r.ws);
+            fmi_threads_set(c.threads);
             run_step(&r, 13);
             run_update(&r);
             run_eval(&r, 13);
@@ -372,9 +372,9 @@ static void test_measure(void **state)
 static void fill(float *v, size_t n, uint64_t seed)
 {
     fm_rng rng;
-    fm_rng_seed(&rng, seed);
+    fmi_rng_seed(&rng, seed);
     for (size_t i = 0; i < n; i++)
-        v[i] = 2.0f * fm_rng_uniform(&rng) - 1.0f;
+        v[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
 }
 
 static void assert_close(const float *a, const float *b, size_t n, float tolerance)
@@ -401,20 +401,20 @@ static void test_reference_kernels_match_blas(void **state)
             fill(x, (size_t)B * in, 1 + s);
             fill(e, (size_t)B * out, 2 + s);
             fill(w, (size_t)in * out, 3 + s);
-            fm_quantize_weights(modes[k], w, w, (size_t)in * out, h, 26, 60.0f, 77);
-            fm_weight_class wc = fm_weight_class_of(modes[k]);
-            fm_dense_forward(x, w, y1, B, in, out);
-            fm_ref_dense_forward(wc, x, w, h, y2, B, in, out);
+            fmi_quantize_weights(modes[k], w, w, (size_t)in * out, h, 26, 60.0f, 77);
+            fm_weight_class wc = fmi_weight_class_of(modes[k]);
+            fmi_dense_forward(x, w, y1, B, in, out);
+            fmi_ref_dense_forward(wc, x, w, h, y2, B, in, out);
             assert_close(y2, y1, (size_t)B * out, 1e-5f * (float)in);
-            fm_dense_backward_input(e, w, d1, B, in, out);
-            fm_ref_dense_backward_input(wc, e, w, h, d2, B, in, out);
+            fmi_dense_backward_input(e, w, d1, B, in, out);
+            fmi_ref_dense_backward_input(wc, e, w, h, d2, B, in, out);
             assert_close(d2, d1, (size_t)B * in, 1e-5f * (float)out);
-            fm_pow2_quantize(x, q, (size_t)B * in, FM_QB_UNBOUNDED, 0, 5, 0);
-            fm_dense_backward_weights(q, e, g1, B, in, out);
-            fm_ref_dense_backward_weights(1, q, e, g2, B, in, out);
+            fmi_pow2_quantize(x, q, (size_t)B * in, FM_QB_UNBOUNDED, 0, 5, 0);
+            fmi_dense_backward_weights(q, e, g1, B, in, out);
+            fmi_ref_dense_backward_weights(1, q, e, g2, B, in, out);
             assert_close(g2, g1, (size_t)in * out, 1e-5f * (float)B);
-            fm_dense_backward_weights(x, e, g1, B, in, out);
-            fm_ref_dense_backward_weights(0, x, e, g2, B, in, out);
+            fmi_dense_backward_weights(x, e, g1, B, in, out);
+            fmi_ref_dense_backward_weights(0, x, e, g2, B, in, out);
             assert_close(g2, g1, (size_t)in * out, 1e-5f * (float)B);
             test_free(x), test_free(w), test_free(e), test_free(q), test_free(y1), test_free(y2);
             test_free(d1), test_free(d2), test_free(g1), test_free(g2);
@@ -430,7 +430,7 @@ static void test_pow2_product_exact(void **state)
     float e[6] = {3.3f, 1.7f, -5.0f, 2.0f, 1e-30f, -0.1f};
     for (int i = 0; i < 6; i++) {
         float g;
-        fm_ref_dense_backward_weights(1, &x[i], &e[i], &g, 1, 1, 1);
+        fmi_ref_dense_backward_weights(1, &x[i], &e[i], &g, 1, 1, 1);
         float want = 0.0f + x[i] * e[i];
         assert_memory_equal(&g, &want, sizeof g);
     }
@@ -452,15 +452,15 @@ static void test_pricing(void **state)
     assert_int_equal(fm_energy_table_parse(tiny_table, sizeof tiny_table - 1, "tiny", &t), FM_OK);
     fm_ledger *l;
     assert_int_equal(fm_ledger_create(&l), FM_OK);
-    assert_int_equal(fm_ledger_layer(l, 0, "a", "1"), FM_OK);
-    assert_int_equal(fm_ledger_layer(l, 1, "b", "2"), FM_OK);
+    assert_int_equal(fmi_ledger_layer(l, 0, "a", "1"), FM_OK);
+    assert_int_equal(fmi_ledger_layer(l, 1, "b", "2"), FM_OK);
     fm_cost a = {l, 0, FM_PHASE_FORWARD}, b = {l, 1, FM_PHASE_BACKWARD};
-    fm_cost_ops(&a, FM_OP_FMUL, 10);    /* 30 */
-    fm_cost_ops(&b, FM_OP_SHIFT, 8);    /* 2 */
-    fm_cost_ops(&b, FM_OP_CMP, 3);      /* 1.5 */
-    fm_cost_bytes(&a, "small", 4096, 800, 80);  /* fits 4 KiB: 800/8*8 + 80/8*16 = 960 */
-    fm_cost_bytes(&b, "large", 4097, 16, 0);    /* does not: 16/8*800 = 1600 */
-    fm_cost_bytes(&b, "small", 100, 8, 0);      /* footprint stays 4096: 8 */
+    fmi_cost_ops(&a, FM_OP_FMUL, 10);    /* 30 */
+    fmi_cost_ops(&b, FM_OP_SHIFT, 8);    /* 2 */
+    fmi_cost_ops(&b, FM_OP_CMP, 3);      /* 1.5 */
+    fmi_cost_bytes(&a, "small", 4096, 800, 80);  /* fits 4 KiB: 800/8*8 + 80/8*16 = 960 */
+    fmi_cost_bytes(&b, "large", 4097, 16, 0);    /* does not: 16/8*800 = 1600 */
+    fmi_cost_bytes(&b, "small", 100, 8, 0);      /* footprint stays 4096: 8 */
     fm_energy e;
     assert_int_equal(fm_ledger_price(l, t, -1, -1, &e), FM_OK);
     assert_true(fabs(e.compute - 33.5) < 1e-9);
@@ -537,7 +537,7 @@ static void assert_tally_equals(const fm_ledger *l, const int *phases, int n_pha
                                 const uint64_t before[FM_OP_KINDS], const char *what)
 {
     uint64_t done[FM_OP_KINDS];
-    fm_tally_take(done);
+    fmi_tally_take(done);
     for (int op = 0; op < FM_OP_KINDS; op++) {
         uint64_t declared = 0;
         for (int i = 0; i < n_phases; i++)
@@ -569,13 +569,13 @@ static void tally_case(const fm_config *c, int threads, const char *what)
         run_open(&r, &cc, 21, 3, 7);
     r.ws->reference = 1;
     if (cc.exec == FM_EXEC_MULFREE) /* the reference variant is the one that tallies */
-        assert_int_equal(fm_kernels_get("ref", &r.ws->kernels), FM_OK);
-    fm_workspace_choose_products(r.model, r.ws);
-    fm_threads_set(threads);
+        assert_int_equal(fmi_kernels_get("ref", &r.ws->kernels), FM_OK);
+    fmi_workspace_choose_products(r.model, r.ws);
+    fmi_threads_set(threads);
     uint64_t before[FM_OP_KINDS];
     const int step_phases[] = {FM_PHASE_FORWARD, FM_PHASE_BACKWARD};
     const int update_phase[] = {FM_PHASE_UPDATE}, eval_phase[] = {FM_PHASE_EVAL};
-    fm_tally_take(before); /* clear */
+    fmi_tally_take(before); /* clear */
     declared_now(r.ledger, step_phases, 2, before);
     run_step(&r, 7);
     assert_tally_equals(r.ledger, step_phases, 2, before, what);
@@ -587,7 +587,7 @@ static void tally_case(const fm_config *c, int threads, const char *what)
     declared_now(r.ledger, eval_phase, 1, before);
     const fm_images *sets[2] = {&r.set, &r.set};
     int firsts[2] = {0, 2}, counts[2] = {7, 5};
-    assert_int_equal(fm_bn_recompute(r.model, r.ws, sets, firsts, counts, 2, 3), FM_OK);
+    assert_int_equal(fmi_bn_recompute(r.model, r.ws, sets, firsts, counts, 2, 3), FM_OK);
     assert_tally_equals(r.ledger, eval_phase, 1, before, what);
     run_close(&r);
 }
@@ -595,7 +595,7 @@ static void tally_case(const fm_config *c, int threads, const char *what)
 static void test_counting_build_tally(void **state)
 {
     (void)state;
-    if (!fm_tally_enabled()) {
+    if (!fmi_tally_enabled()) {
         /* CI's counting build sets this, so the check cannot silently skip there */
         if (getenv("FEWMUL_REQUIRE_COUNTING"))
             fail_msg("FEWMUL_REQUIRE_COUNTING is set but this is not a counting build");

@@ -32,7 +32,7 @@ static uint8_t *saved_model(const char *arch, int h, int w, size_t *len)
     return read_whole_file(path, len);
 }
 
-static uint32_t get32(const uint8_t *p) { return fm_load_le32(p); }
+static uint32_t get32(const uint8_t *p) { return fmi_load_le32(p); }
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -40,7 +40,7 @@ static void put32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void fix_crc(uint8_t *data, size_t len) { put32(data + len - 4, fm_crc32(data, len - 4)); }
+static void fix_crc(uint8_t *data, size_t len) { put32(data + len - 4, fmi_crc32(data, len - 4)); }
 
 /* Loads bytes as a model file; returns the code, checks the failure's form. */
 static int load(const uint8_t *data, size_t len, const char *name)

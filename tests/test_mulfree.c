@@ -35,14 +35,14 @@
  * its tensor. */
 #define STEP_TOLERANCE 1e-4
 
-static float uniform(fm_rng *rng) { return (float)(fm_rng_next(rng) >> 40) / 16777216.0f; }
+static float uniform(fm_rng *rng) { return (float)(fmi_rng_next(rng) >> 40) / 16777216.0f; }
 
 /* Weights of a layout kind: +-h, (+-h or 0), or +-magnitudes[index]. */
 static void random_weights(fm_deploy_weights kind, float *w, size_t n, float h,
                            const float *magnitudes, int levels, uint64_t seed)
 {
     fm_rng rng;
-    fm_rng_seed(&rng, seed);
+    fmi_rng_seed(&rng, seed);
     for (size_t i = 0; i < n; i++) {
         float u = uniform(&rng), sign = uniform(&rng) < 0.5f ? -1.0f : 1.0f;
         if (kind == FM_DW_BINARY)
@@ -57,7 +57,7 @@ static void random_weights(fm_deploy_weights kind, float *w, size_t n, float h,
 static void random_inputs(float *x, size_t n, uint64_t seed)
 {
     fm_rng rng;
-    fm_rng_seed(&rng, seed);
+    fmi_rng_seed(&rng, seed);
     for (size_t i = 0; i < n; i++) {
         float u = uniform(&rng);
         x[i] = u < 0.2f ? 0.0f : (uniform(&rng) - 0.5f) * 4.0f;
@@ -76,29 +76,29 @@ static void check_product(fm_deploy_weights kind, int in, int out, int batch, in
     const int levels = 26;
     const float h = 0.0625f;
     for (int i = 0; i < levels; i++)
-        magnitudes[i] = fm_synapse_level(h, levels, 60.0f, i);
+        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
     float *w = test_malloc((size_t)in * out * sizeof *w);
     random_weights(kind, w, (size_t)in * out, h, magnitudes, levels, 7u + (uint64_t)in * 131 + out);
 
     int n_in = transposed ? out : in, n_out = transposed ? in : out;
     fm_kernel_weights *layout;
-    assert_int_equal(fm_kernel_layout(kind, n_in, n_out, kind == FM_DW_SYNAPSE ? levels : 0,
+    assert_int_equal(fmi_kernel_layout(kind, n_in, n_out, kind == FM_DW_SYNAPSE ? levels : 0,
                                       magnitudes, &layout), FM_OK);
     if (transposed)
-        assert_int_equal(fm_kernel_fill(layout, w, 1, (size_t)out), FM_OK);
+        assert_int_equal(fmi_kernel_fill(layout, w, 1, (size_t)out), FM_OK);
     else
-        assert_int_equal(fm_kernel_fill(layout, w, (size_t)out, 1), FM_OK);
+        assert_int_equal(fmi_kernel_fill(layout, w, (size_t)out, 1), FM_OK);
 
-    const size_t slice = fm_kernel_scratch_floats(layout);
+    const size_t slice = fmi_kernel_scratch_floats(layout);
     float *scratch = test_malloc(2 * slice * sizeof *scratch);
     float *x = test_malloc((size_t)batch * n_in * sizeof *x);
     float *y_ref = test_malloc((size_t)batch * n_out * sizeof *y_ref);
     float *y = test_malloc((size_t)batch * n_out * sizeof *y);
     random_inputs(x, (size_t)batch * n_in, 99u + (uint64_t)n_in);
     const fm_kernels *ref;
-    assert_int_equal(fm_kernels_get("ref", &ref), FM_OK);
+    assert_int_equal(fmi_kernels_get("ref", &ref), FM_OK);
     const float scale = kind == FM_DW_SYNAPSE ? 1.0f : h;
-    fm_mulfree_product(ref, layout, x, y_ref, batch, scale, scratch, slice, 1);
+    fmi_mulfree_product(ref, layout, x, y_ref, batch, scale, scratch, slice, 1);
 
     for (int b = 0; b < batch; b++)
         for (int j = 0; j < n_out; j++) {
@@ -113,16 +113,16 @@ static void check_product(fm_deploy_weights kind, int in, int out, int batch, in
                 fail_msg("kind %d %dx%d%s: y[%d][%d] = %.9g, exact %.9g", (int)kind, in, out,
                          transposed ? " transposed" : "", b, j, got, exact);
         }
-    for (int v = 0; fm_kernels_supported(v); v++)
+    for (int v = 0; fmi_kernels_supported(v); v++)
         for (int threads = 1; threads <= 2; threads++) {
-            const fm_kernels *k = fm_kernels_supported(v);
+            const fm_kernels *k = fmi_kernels_supported(v);
             memset(y, 0xff, (size_t)batch * n_out * sizeof *y);
-            fm_mulfree_product(k, layout, x, y, batch, scale, scratch, slice, threads);
+            fmi_mulfree_product(k, layout, x, y, batch, scale, scratch, slice, threads);
             if (memcmp(y, y_ref, (size_t)batch * n_out * sizeof *y) != 0)
                 fail_msg("%s with %d threads differs from ref (kind %d, %dx%d%s)", k->name,
                          threads, (int)kind, in, out, transposed ? " transposed" : "");
         }
-    fm_kernel_weights_free(layout);
+    fmi_kernel_weights_free(layout);
     test_free(w);
     test_free(scratch);
     test_free(x);
@@ -147,13 +147,13 @@ static void test_fill_refuses_off_level(void **state)
     (void)state;
     float magnitudes[4] = {0.125f, 0.25f, 0.5f, 1.0f};
     fm_kernel_weights *layout;
-    assert_int_equal(fm_kernel_layout(FM_DW_SYNAPSE, 2, 2, 4, magnitudes, &layout), FM_OK);
+    assert_int_equal(fmi_kernel_layout(FM_DW_SYNAPSE, 2, 2, 4, magnitudes, &layout), FM_OK);
     float w[4] = {0.25f, -1.0f, 0.125f, -0.5f};
-    assert_int_equal(fm_kernel_fill(layout, w, 2, 1), FM_OK);
+    assert_int_equal(fmi_kernel_fill(layout, w, 2, 1), FM_OK);
     w[2] = 0.3f;
-    assert_int_equal(fm_kernel_fill(layout, w, 2, 1), FM_EINVAL);
+    assert_int_equal(fmi_kernel_fill(layout, w, 2, 1), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "not a synapse level"));
-    fm_kernel_weights_free(layout);
+    fmi_kernel_weights_free(layout);
 }
 
 /* ---- the weight gradient ---- */
@@ -168,16 +168,16 @@ static void test_pow2_grad_and_fallback(void **state)
     float *want = test_malloc((size_t)in * out * sizeof *want);
     float *got = test_malloc((size_t)in * out * sizeof *got);
     random_inputs(x, (size_t)batch * in, 5);
-    fm_pow2_quantize(x, q, (size_t)batch * in, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 77, 0);
+    fmi_pow2_quantize(x, q, (size_t)batch * in, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 77, 0);
     random_inputs(e, (size_t)batch * out, 6);
     for (int round = 0; round < 2; round++) {
         if (round == 1) /* a product below the normal range: the fallback runs */
             e[3] = 1e-37f;
-        fm_ref_dense_backward_weights(1, q, e, want, batch, in, out); /* ldexpf */
-        for (int v = 0; fm_kernels_supported(v); v++) {
-            const fm_kernels *k = fm_kernels_supported(v);
+        fmi_ref_dense_backward_weights(1, q, e, want, batch, in, out); /* ldexpf */
+        for (int v = 0; fmi_kernels_supported(v); v++) {
+            const fm_kernels *k = fmi_kernels_supported(v);
             memset(got, 0xff, (size_t)in * out * sizeof *got);
-            int exact = fm_mulfree_pow2_grad(k, q, e, got, batch, in, out, 2);
+            int exact = fmi_mulfree_pow2_grad(k, q, e, got, batch, in, out, 2);
             assert_int_equal(exact, round == 0);
             /* the products are exact either way, so the exponent adds and
              * ldexpf agree bit for bit */
@@ -206,7 +206,7 @@ static void net_open(net *n, const fm_config *c, int input_dim, int classes, int
 {
     memset(n, 0, sizeof *n);
     assert_int_equal(fm_model_create(c, input_dim, classes, &n->model), FM_OK);
-    assert_int_equal(fm_workspace_create(n->model, batch, 1, &n->ws), FM_OK);
+    assert_int_equal(fmi_workspace_create(n->model, batch, 1, &n->ws), FM_OK);
     n->s1 = test_calloc(n->model->state_count, sizeof(float));
     n->labels = test_malloc((size_t)batch);
     for (int b = 0; b < batch; b++)
@@ -215,7 +215,7 @@ static void net_open(net *n, const fm_config *c, int input_dim, int classes, int
 
 static void net_close(net *n)
 {
-    fm_workspace_free(n->model, n->ws);
+    fmi_workspace_free(n->model, n->ws);
     fm_model_free(n->model);
     test_free(n->s1);
     test_free(n->labels);
@@ -230,9 +230,9 @@ static void net_input(net *n, int batch, uint64_t step)
 static void net_step(net *n, int batch, uint64_t step)
 {
     net_input(n, batch, step);
-    fm_train_step(n->model, n->ws, n->labels, batch, step, NULL);
+    fmi_train_step(n->model, n->ws, n->labels, batch, step, NULL);
     assert_int_equal(n->ws->status, FM_OK);
-    fm_optimizer_step(n->model, n->ws, n->s1, NULL, 0.1, (long)step + 1);
+    fmi_optimizer_step(n->model, n->ws, n->s1, NULL, 0.1, (long)step + 1);
 }
 
 static double max_abs(const float *v, size_t n)
@@ -290,11 +290,11 @@ static void test_step_matches_default(void **state)
         net_open(&a, &c, input_dim, classes, batch);
         c.exec = FM_EXEC_MULFREE;
         net_open(&b, &c, input_dim, classes, batch);
-        fm_threads_set(2);
+        fmi_threads_set(2);
         net_input(&a, batch, 0);
         net_input(&b, batch, 0);
-        fm_train_step(a.model, a.ws, a.labels, batch, 0, NULL);
-        fm_train_step(b.model, b.ws, b.labels, batch, 0, NULL);
+        fmi_train_step(a.model, a.ws, a.labels, batch, 0, NULL);
+        fmi_train_step(b.model, b.ws, b.labels, batch, 0, NULL);
         assert_int_equal(b.ws->status, FM_OK);
         for (int l = 1; l <= a.model->n_layers; l++) {
             int dim = a.model->layers[l - 1].out;
@@ -331,16 +331,16 @@ static void test_runs_bit_exact_across_variants(void **state)
         c.exec = FM_EXEC_MULFREE;
         float *first_state = NULL, *first_out = NULL;
         size_t state_count = 0, out_count = (size_t)batch * classes;
-        for (int v = 0; fm_kernels_supported(v); v++)
+        for (int v = 0; fmi_kernels_supported(v); v++)
             for (int threads = 1; threads <= 2; threads++) {
                 net n;
                 net_open(&n, &c, input_dim, classes, batch);
-                n.ws->kernels = fm_kernels_supported(v);
-                fm_threads_set(threads);
+                n.ws->kernels = fmi_kernels_supported(v);
+                fmi_threads_set(threads);
                 for (int s = 0; s < steps; s++)
                     net_step(&n, batch, (uint64_t)s);
                 net_input(&n, batch, 99);
-                const float *out = fm_forward_eval(n.model, n.ws, batch, 1);
+                const float *out = fmi_forward_eval(n.model, n.ws, batch, 1);
                 assert_int_equal(n.ws->status, FM_OK);
                 if (!first_state) {
                     state_count = n.model->state_count;
@@ -358,7 +358,7 @@ static void test_runs_bit_exact_across_variants(void **state)
         test_free(first_state);
         test_free(first_out);
     }
-    fm_threads_set(2);
+    fmi_threads_set(2);
 }
 
 /* The ledger of a mulfree step: the dense layers' only multiplies are the one
@@ -381,7 +381,7 @@ static void test_ledger_of_a_step(void **state)
         assert_int_equal(fm_ledger_create(&ledger), FM_OK);
         n.ws->ledger = ledger;
         net_input(&n, batch, 0);
-        fm_train_step(n.model, n.ws, n.labels, batch, 0, NULL);
+        fmi_train_step(n.model, n.ws, n.labels, batch, 0, NULL);
         for (int l = 0; l < n.model->n_layers; l++) {
             if (n.model->layers[l].kind != FM_LAYER_DENSE)
                 continue;
@@ -432,7 +432,7 @@ static void test_refusals(void **state)
     char *copy = saved ? strdup(saved) : NULL;
     setenv("FEWMUL_KERNELS", "bogus", 1);
     fm_workspace *ws = NULL;
-    assert_int_equal(fm_workspace_create(m, 4, 1, &ws), FM_EINVAL);
+    assert_int_equal(fmi_workspace_create(m, 4, 1, &ws), FM_EINVAL);
     assert_null(ws);
     assert_non_null(strstr(fm_last_error(), "FEWMUL_KERNELS=bogus"));
     if (copy)

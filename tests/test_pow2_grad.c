@@ -4,7 +4,7 @@
  * the scalar reference bit for bit on many odd shapes, sub-ranges of rows (a
  * thread's share) and misaligned pointers, writing nothing outside its rows;
  * the reference must equal an independent double-precision computation; and
- * fm_pow2_grad_exact must accept exactly the data whose products are exact.
+ * fmi_pow2_grad_exact must accept exactly the data whose products are exact.
  *
  * Mutations this test was checked against (each tried on a copy of the tree,
  * each made it fail, none is in the tree):
@@ -18,7 +18,7 @@
  *     adding the code; the partial block storing a whole block; every
  *     other chunk of 128 examples skipped;
  *   ref: the examples summed last to first (test_ref_against_double);
- *   fm_pow2_grad_exact: the lower bound >= 0 instead of >= 1, the upper
+ *   fmi_pow2_grad_exact: the lower bound >= 0 instead of >= 1, the upper
  *     <= 255 instead of <= 254, q's mantissa bits not checked, the all-zero
  *     case answering 0 (test_exact). */
 #define _POSIX_C_SOURCE 200809L
@@ -53,18 +53,18 @@ static float from_bits(uint32_t u)
     return v;
 }
 
-static float signed_zero(fm_rng *rng) { return fm_rng_below(rng, 2) ? 0.0f : -0.0f; }
+static float signed_zero(fm_rng *rng) { return fmi_rng_below(rng, 2) ? 0.0f : -0.0f; }
 
 /* q: +-0 with probability zero_percent, else +-2^k with k in [k_lo, k_hi]. */
 static void make_q(float *q, size_t n, int k_lo, int k_hi, uint32_t zero_percent, fm_rng *rng)
 {
     for (size_t k = 0; k < n; k++) {
-        if (fm_rng_below(rng, 100) < zero_percent) {
+        if (fmi_rng_below(rng, 100) < zero_percent) {
             q[k] = signed_zero(rng);
             continue;
         }
-        float p = ldexpf(1.0f, k_lo + (int)fm_rng_below(rng, (uint32_t)(k_hi - k_lo + 1)));
-        q[k] = fm_rng_below(rng, 2) ? -p : p;
+        float p = ldexpf(1.0f, k_lo + (int)fmi_rng_below(rng, (uint32_t)(k_hi - k_lo + 1)));
+        q[k] = fmi_rng_below(rng, 2) ? -p : p;
     }
 }
 
@@ -73,12 +73,12 @@ static void make_q(float *q, size_t n, int k_lo, int k_hi, uint32_t zero_percent
 static void make_e(float *e, size_t n, fm_rng *rng)
 {
     for (size_t k = 0; k < n; k++) {
-        if (fm_rng_below(rng, 100) < 40) {
+        if (fmi_rng_below(rng, 100) < 40) {
             e[k] = signed_zero(rng);
             continue;
         }
-        uint32_t sign = fm_rng_below(rng, 2), field = 127 - 30 + fm_rng_below(rng, 41);
-        e[k] = from_bits(sign << 31 | field << 23 | fm_rng_below(rng, 1u << 23));
+        uint32_t sign = fmi_rng_below(rng, 2), field = 127 - 30 + fmi_rng_below(rng, 41);
+        e[k] = from_bits(sign << 31 | field << 23 | fmi_rng_below(rng, 1u << 23));
     }
 }
 
@@ -95,17 +95,17 @@ static int n_variants; /* variants[0] is the reference */
 static void find_variants(void)
 {
     n_variants = 0;
-    for (int k = 0; fm_kernels_supported(k); k++) {
-        variants[n_variants].kernels = fm_kernels_supported(k);
-        snprintf(variants[n_variants].label, sizeof variants[0].label, "%s", fm_kernels_supported(k)->name);
+    for (int k = 0; fmi_kernels_supported(k); k++) {
+        variants[n_variants].kernels = fmi_kernels_supported(k);
+        snprintf(variants[n_variants].label, sizeof variants[0].label, "%s", fmi_kernels_supported(k)->name);
         n_variants++;
     }
     assert_true(n_variants >= 1);
     assert_string_equal(variants[0].kernels->name, "ref");
-    assert_ptr_equal(variants[0].kernels->pow2_grad, fm_pow2_grad_ref);
+    assert_ptr_equal(variants[0].kernels->pow2_grad, fmi_pow2_grad_ref);
     const fm_kernels *avx512;
-    if (fm_kernels_get("avx512", &avx512) == FM_OK && fm_kernels_avx512_table(0) != avx512) {
-        variants[n_variants].kernels = fm_kernels_avx512_table(0);
+    if (fmi_kernels_get("avx512", &avx512) == FM_OK && fmi_kernels_avx512_table(0) != avx512) {
+        variants[n_variants].kernels = fmi_kernels_avx512_table(0);
         snprintf(variants[n_variants].label, sizeof variants[0].label, "avx512 (vpshufb popcount)");
         n_variants++;
     }
@@ -219,8 +219,8 @@ static void check_shape(shape *s, unsigned misalign, fm_rng *rng)
     make_q(q, qn, -20, 5, 40, rng);
     make_e(e, en, rng);
     /* the kernels' precondition, which this data meets */
-    assert_true(fm_pow2_grad_exact(q, qn, e, en));
-    fm_pow2_grad_ref(q, e, s->ref, s->batch, s->in, s->out, 0, s->in);
+    assert_true(fmi_pow2_grad_exact(q, qn, e, en));
+    fmi_pow2_grad_ref(q, e, s->ref, s->batch, s->in, s->out, 0, s->in);
     int ranges[16][2];
     int n = row_ranges(s->in, ranges);
     for (int r = 0; r < n; r++)
@@ -232,7 +232,7 @@ static void check_shapes(const int *batches, size_t nb, const int *ins, size_t n
                          uint64_t seed)
 {
     fm_rng rng;
-    fm_rng_seed(&rng, seed);
+    fmi_rng_seed(&rng, seed);
     unsigned count = 0;
     for (size_t a = 0; a < nb; a++)
         for (size_t b = 0; b < ni; b++)
@@ -275,7 +275,7 @@ static void test_long_batches(void **state)
     check_shapes(batches, COUNT(batches), ins, COUNT(ins), outs, COUNT(outs), 99);
 
     fm_rng rng;
-    fm_rng_seed(&rng, 5);
+    fmi_rng_seed(&rng, 5);
     static const int wide[] = {1000, 1024, 1031};
     for (size_t w = 0; w < COUNT(wide); w++) {
         shape s;
@@ -283,7 +283,7 @@ static void test_long_batches(void **state)
         float *q = s.q_block, *e = s.e_block + 1, *dw = s.dw_block;
         make_q(q, (size_t)200 * 50, -20, 5, 40, &rng);
         make_e(e, (size_t)200 * wide[w], &rng);
-        fm_pow2_grad_ref(q, e, s.ref, 200, 50, wide[w], 0, 50);
+        fmi_pow2_grad_ref(q, e, s.ref, 200, 50, wide[w], 0, 50);
         static const int shares[][2] = {{0, 17}, {17, 34}, {34, 50}, {0, 50}};
         for (size_t k = 0; k < COUNT(shares); k++)
             for (int v = 0; v < n_variants; v++)
@@ -299,7 +299,7 @@ static void test_zero_terms(void **state)
     (void)state;
     find_variants();
     fm_rng rng;
-    fm_rng_seed(&rng, 8);
+    fmi_rng_seed(&rng, 8);
     const int batch = 9, in = 7, out = 37;
     shape s;
     shape_alloc(&s, batch, in, out);
@@ -324,7 +324,7 @@ static void test_ref_against_double(void **state)
     (void)state;
     find_variants();
     fm_rng rng;
-    fm_rng_seed(&rng, 17);
+    fmi_rng_seed(&rng, 17);
     static const int batches[] = {1, 2, 7, 33, 200};
     static const int ins[] = {1, 3, 9};
     static const int outs[] = {1, 7, 31, 65};
@@ -342,14 +342,14 @@ static void test_ref_against_double(void **state)
                          * in float, so the result is the exact sum */
                         make_q(q, (size_t)batch * in, -3, 3, 40, &rng);
                         for (size_t k = 0; k < (size_t)batch * out; k++) {
-                            int n = (int)fm_rng_below(&rng, 33) - 16;
+                            int n = (int)fmi_rng_below(&rng, 33) - 16;
                             e[k] = n ? 0.5f * (float)n : signed_zero(&rng);
                         }
                     } else {
                         make_q(q, (size_t)batch * in, -20, 5, 40, &rng);
                         make_e(e, (size_t)batch * out, &rng);
                     }
-                    fm_pow2_grad_ref(q, e, got, batch, in, out, 0, in);
+                    fmi_pow2_grad_ref(q, e, got, batch, in, out, 0, in);
                     for (int i = 0; i < in; i++)
                         for (int j = 0; j < out; j++) {
                             double exact = 0.0;
@@ -375,20 +375,20 @@ static void test_ref_against_double(void **state)
             }
 }
 
-static int exact1(float q, float e) { return fm_pow2_grad_exact(&q, 1, &e, 1); }
+static int exact1(float q, float e) { return fmi_pow2_grad_exact(&q, 1, &e, 1); }
 
 static void test_exact(void **state)
 {
     (void)state;
     fm_rng rng;
-    fm_rng_seed(&rng, 3);
+    fmi_rng_seed(&rng, 3);
     float q[64], e[64];
     make_q(q, 64, -20, 5, 40, &rng);
     make_e(e, 64, &rng);
-    assert_true(fm_pow2_grad_exact(q, 64, e, 64));
+    assert_true(fmi_pow2_grad_exact(q, 64, e, 64));
     assert_true(exact1(1.0f, 1.0f));
     assert_true(exact1(-0.25f, -3.0f));
-    assert_true(fm_pow2_grad_exact(q, 0, e, 0));
+    assert_true(fmi_pow2_grad_exact(q, 0, e, 0));
 
     /* e not a normal float: subnormal, infinite, NaN */
     assert_false(exact1(1.0f, 0x1p-140f));
@@ -407,11 +407,11 @@ static void test_exact(void **state)
     float e_bad[64];
     memcpy(e_bad, e, sizeof e);
     e_bad[40] = 0x1p-149f;
-    assert_false(fm_pow2_grad_exact(q, 64, e_bad, 64));
+    assert_false(fmi_pow2_grad_exact(q, 64, e_bad, 64));
     float q_bad[64];
     memcpy(q_bad, q, sizeof q);
     q_bad[63] = 0.75f;
-    assert_false(fm_pow2_grad_exact(q_bad, 64, e, 64));
+    assert_false(fmi_pow2_grad_exact(q_bad, 64, e, 64));
 
     /* products out of the normal range */
     assert_false(exact1(0x1p-10f, 0x1p-120f)); /* 2^-130: would underflow */
@@ -419,7 +419,7 @@ static void test_exact(void **state)
     assert_false(exact1(-0x1p10f, -0x1p120f));
     /* the extremes of each side combine even from different elements */
     float qs[2] = {0x1p-10f, 1.0f}, es[2] = {1.0f, 0x1p-120f};
-    assert_false(fm_pow2_grad_exact(qs, 2, es, 2));
+    assert_false(fmi_pow2_grad_exact(qs, 2, es, 2));
 
     /* the boundaries: e = 2^-100 has exponent field 27, q = 2^-26 has k = -26,
      * so the smallest product has field 1 (normal); 2^-27 would give 0 */
@@ -431,19 +431,19 @@ static void test_exact(void **state)
     assert_true(exact1(0x1p27f, 0x1.fffffep100f));
     assert_false(exact1(0x1p28f, 0x1p100f));
     float q_wide[3] = {0x1p-26f, -0.0f, 0x1p27f}, e_wide[3] = {0x1p-100f, 0.0f, -0x1p100f};
-    assert_true(fm_pow2_grad_exact(q_wide, 3, e_wide, 3));
+    assert_true(fmi_pow2_grad_exact(q_wide, 3, e_wide, 3));
     q_wide[1] = 0x1p-27f;
-    assert_false(fm_pow2_grad_exact(q_wide, 3, e_wide, 3));
+    assert_false(fmi_pow2_grad_exact(q_wide, 3, e_wide, 3));
 
     /* all q zero (or all e zero): every term is a zero, whatever the other side's range */
     float q_zero[4] = {0.0f, -0.0f, 0.0f, -0.0f}, e_far[4] = {0x1p120f, 0x1p-120f, -0x1p127f, 0x1p-126f};
-    assert_true(fm_pow2_grad_exact(q_zero, 4, e_far, 4));
+    assert_true(fmi_pow2_grad_exact(q_zero, 4, e_far, 4));
     float q_far[3] = {0x1p127f, 0x1p-126f, -1.0f}, e_zero[3] = {-0.0f, 0.0f, 0.0f};
-    assert_true(fm_pow2_grad_exact(q_far, 3, e_zero, 3));
-    assert_true(fm_pow2_grad_exact(q_zero, 4, e_zero, 3));
+    assert_true(fmi_pow2_grad_exact(q_far, 3, e_zero, 3));
+    assert_true(fmi_pow2_grad_exact(q_zero, 4, e_zero, 3));
     /* but a value that is not a normal float is still refused */
     e_far[2] = INFINITY;
-    assert_false(fm_pow2_grad_exact(q_zero, 4, e_far, 4));
+    assert_false(fmi_pow2_grad_exact(q_zero, 4, e_far, 4));
 }
 
 int main(void)

@@ -19,7 +19,7 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static double urand(fm_rng *rng) { return 2.0 * fm_rng_uniform(rng) - 1.0; }
+static double urand(fm_rng *rng) { return 2.0 * fmi_rng_uniform(rng) - 1.0; }
 
 static double *dalloc(size_t count)
 {
@@ -101,12 +101,12 @@ static void check_eigen(const double *a0, int n, const double *values, const dou
         }
 }
 
-/* Runs fm_sym_eigen on a copy of a0 and checks it; returns values/vectors. */
+/* Runs fmi_sym_eigen on a copy of a0 and checks it; returns values/vectors. */
 static void eigen_and_check(const double *a0, int n, double *values, double *v, double tol)
 {
     double *a = dalloc((size_t)n * n);
     memcpy(a, a0, sizeof(double) * n * n);
-    assert_int_equal(fm_sym_eigen(a, n, values, v), FM_OK);
+    assert_int_equal(fmi_sym_eigen(a, n, values, v), FM_OK);
     check_eigen(a0, n, values, v, tol);
     free(a);
 }
@@ -116,10 +116,10 @@ static void eigen_and_check(const double *a0, int n, double *values, double *v, 
 static void test_gcn_constants(void **state)
 {
     (void)state;
-    assert_true(fm_gcn_cifar10.scale == 55.0f && fm_gcn_cifar10.sqrt_bias == 0.0f &&
-                fm_gcn_cifar10.min_divisor == 1e-8f && fm_gcn_cifar10.use_std == 0);
-    assert_true(fm_gcn_svhn.scale == 1.0f && fm_gcn_svhn.sqrt_bias == 0.0f && fm_gcn_svhn.min_divisor == 1e-8f &&
-                fm_gcn_svhn.use_std == 0);
+    assert_true(fmi_gcn_cifar10.scale == 55.0f && fmi_gcn_cifar10.sqrt_bias == 0.0f &&
+                fmi_gcn_cifar10.min_divisor == 1e-8f && fmi_gcn_cifar10.use_std == 0);
+    assert_true(fmi_gcn_svhn.scale == 1.0f && fmi_gcn_svhn.sqrt_bias == 0.0f && fmi_gcn_svhn.min_divisor == 1e-8f &&
+                fmi_gcn_svhn.use_std == 0);
     assert_true(FM_ZCA_FILTER_BIAS == 0.1);
     assert_int_equal(FM_LCN_KERNEL, 7);
     assert_true(FM_LCN_THRESHOLD == 1e-4f);
@@ -149,12 +149,12 @@ static void test_gcn_norm(void **state)
     (void)state;
     enum { DIM = 192 };
     fm_rng rng;
-    fm_rng_seed(&rng, 1);
+    fmi_rng_seed(&rng, 1);
     float x[DIM], x0[DIM];
     double ref[DIM];
     for (int i = 0; i < DIM; i++)
-        x[i] = x0[i] = (float)fm_rng_below(&rng, 256);
-    fm_gcn(x, DIM, &fm_gcn_cifar10);
+        x[i] = x0[i] = (float)fmi_rng_below(&rng, 256);
+    fmi_gcn(x, DIM, &fmi_gcn_cifar10);
     gcn_reference(x0, ref, DIM, 55, 0, 1e-8, 0);
     double sum = 0, ss = 0;
     for (int i = 0; i < DIM; i++) {
@@ -167,7 +167,7 @@ static void test_gcn_norm(void **state)
 
     /* SVHN: unit L2 norm */
     memcpy(x, x0, sizeof x);
-    fm_gcn(x, DIM, &fm_gcn_svhn);
+    fmi_gcn(x, DIM, &fmi_gcn_svhn);
     ss = 0;
     for (int i = 0; i < DIM; i++)
         ss += (double)x[i] * x[i];
@@ -185,7 +185,7 @@ static void test_gcn_std_and_bias(void **state)
     double ref[DIM];
     const fm_gcn_params std = {2.0f, 0.0f, 1e-8f, 1};
     memcpy(x, in, sizeof x);
-    fm_gcn(x, DIM, &std);
+    fmi_gcn(x, DIM, &std);
     double ss = 0;
     for (int i = 0; i < DIM; i++)
         ss += (double)x[i] * x[i];
@@ -193,14 +193,14 @@ static void test_gcn_std_and_bias(void **state)
 
     const fm_gcn_params biased = {1.0f, 10.0f, 1e-8f, 1};
     memcpy(x, in, sizeof x);
-    fm_gcn(x, DIM, &biased);
+    fmi_gcn(x, DIM, &biased);
     gcn_reference(in, ref, DIM, 1, 10, 1e-8, 1);
     for (int i = 0; i < DIM; i++)
         assert_true(fabs(x[i] - ref[i]) < 1e-6);
 
     const fm_gcn_params norm_bias = {3.0f, 7.0f, 1e-8f, 0};
     memcpy(x, in, sizeof x);
-    fm_gcn(x, DIM, &norm_bias);
+    fmi_gcn(x, DIM, &norm_bias);
     gcn_reference(in, ref, DIM, 3, 7, 1e-8, 0);
     for (int i = 0; i < DIM; i++)
         assert_true(fabs(x[i] - ref[i]) < 1e-6);
@@ -212,20 +212,20 @@ static void test_gcn_min_divisor(void **state)
 {
     (void)state;
     float flat[5] = {7, 7, 7, 7, 7};
-    fm_gcn(flat, 5, &fm_gcn_cifar10);
+    fmi_gcn(flat, 5, &fmi_gcn_cifar10);
     for (int i = 0; i < 5; i++)
         assert_true(flat[i] == 0.0f);
     float tiny[4] = {2e-9f, -2e-9f, 1e-9f, -1e-9f}; /* norm 3.2e-9: / 55 < 1e-8 */
-    fm_gcn(tiny, 4, &fm_gcn_cifar10);
+    fmi_gcn(tiny, 4, &fmi_gcn_cifar10);
     const float expect[4] = {2e-9f, -2e-9f, 1e-9f, -1e-9f};
     for (int i = 0; i < 4; i++)
         assert_true(fabs(tiny[i] - expect[i]) < 1e-15);
     /* just above the cut it is scaled to norm 55 */
     float above[2] = {4e-7f, -4e-7f}; /* norm 5.7e-7: / 55 = 1.03e-8 */
-    fm_gcn(above, 2, &fm_gcn_cifar10);
+    fmi_gcn(above, 2, &fmi_gcn_cifar10);
     assert_true(fabs(hypot(above[0], above[1]) - 55.0) < 1e-3);
-    fm_gcn(NULL, 4, &fm_gcn_cifar10); /* no crash */
-    fm_gcn(tiny, 0, &fm_gcn_cifar10);
+    fmi_gcn(NULL, 4, &fmi_gcn_cifar10); /* no crash */
+    fmi_gcn(tiny, 0, &fmi_gcn_cifar10);
 }
 
 /* ---- symmetric eigensolver -------------------------------------------------- */
@@ -235,12 +235,12 @@ static void test_eigen_small_known(void **state)
     (void)state;
     double a[4], values[2], v[4];
     a[0] = -3.5;
-    assert_int_equal(fm_sym_eigen(a, 1, values, v), FM_OK);
+    assert_int_equal(fmi_sym_eigen(a, 1, values, v), FM_OK);
     assert_true(values[0] == -3.5 && fabs(v[0]) == 1.0);
 
     double a2[4] = {2, 1, 1, 2};
     memcpy(a, a2, sizeof a2);
-    assert_int_equal(fm_sym_eigen(a, 2, values, v), FM_OK);
+    assert_int_equal(fmi_sym_eigen(a, 2, values, v), FM_OK);
     assert_true(fabs(values[0] - 1) < 1e-15 && fabs(values[1] - 3) < 1e-15);
     /* vector of 1 is ±(1, -1)/√2, of 3 is ±(1, 1)/√2 (columns) */
     const double h = sqrt(0.5);
@@ -250,7 +250,7 @@ static void test_eigen_small_known(void **state)
 
     /* only the lower triangle is read */
     double a3[4] = {2, 1e300, 1, 2};
-    assert_int_equal(fm_sym_eigen(a3, 2, values, v), FM_OK);
+    assert_int_equal(fmi_sym_eigen(a3, 2, values, v), FM_OK);
     assert_true(fabs(values[0] - 1) < 1e-15 && fabs(values[1] - 3) < 1e-15);
 }
 
@@ -276,7 +276,7 @@ static void test_eigen_diagonal(void **state)
     /* the zero matrix */
     double z[16] = {0}, zv[16], zval[4];
     double z0[16] = {0};
-    assert_int_equal(fm_sym_eigen(z, 4, zval, zv), FM_OK);
+    assert_int_equal(fmi_sym_eigen(z, 4, zval, zv), FM_OK);
     check_eigen(z0, 4, zval, zv, 1e-15);
 }
 
@@ -287,7 +287,7 @@ static void test_eigen_repeated(void **state)
     const double lambda[N] = {5, 1, 9, 1, 5, 1, -2, 9, 5};
     const double sorted[N] = {-2, 1, 1, 1, 5, 5, 5, 9, 9};
     fm_rng rng;
-    fm_rng_seed(&rng, 7);
+    fmi_rng_seed(&rng, 7);
     double q[N * N], a0[N * N], values[N], v[N * N];
     random_orthogonal(q, N, &rng);
     compose(a0, q, lambda, N);
@@ -303,7 +303,7 @@ static void test_eigen_random_spd(void **state)
     (void)state;
     enum { N = 240, M = 300 };
     fm_rng rng;
-    fm_rng_seed(&rng, 11);
+    fmi_rng_seed(&rng, 11);
     double *b = dalloc((size_t)N * M), *a0 = dalloc((size_t)N * N), *a = dalloc((size_t)N * N);
     double *v = dalloc((size_t)N * N), *values = dalloc(N);
     for (int i = 0; i < N * M; i++)
@@ -328,8 +328,8 @@ static void test_eigen_random_spd(void **state)
      * (all of this spectrum's gaps are far above the rounding) */
     double *lv = dalloc((size_t)N * N), *lvalues = dalloc(N);
     memcpy(a, a0, sizeof(double) * N * N);
-    int rc = fm_sym_eigen_lapack(a, N, lvalues, lv);
-    print_message("fm_sym_eigen vs dsyevd: %s\n", rc == FM_OK ? "compared" : "no LAPACK in this build");
+    int rc = fmi_sym_eigen_lapack(a, N, lvalues, lv);
+    print_message("fmi_sym_eigen vs dsyevd: %s\n", rc == FM_OK ? "compared" : "no LAPACK in this build");
     if (rc == FM_OK) {
         check_eigen(a0, N, lvalues, lv, 1e-12);
         for (int i = 0; i < N; i++) {
@@ -381,10 +381,10 @@ static void test_eigen_cluster(void **state)
     (void)state;
     enum { N = 400, K = 12 };
     fm_rng rng;
-    fm_rng_seed(&rng, 13);
+    fmi_rng_seed(&rng, 13);
     double *x = dalloc((size_t)K * N), *a0 = dalloc((size_t)N * N), *v = dalloc((size_t)N * N), *values = dalloc(N);
     for (int i = 0; i < K * N; i++)
-        x[i] = 100.0 * fm_rng_uniform(&rng);
+        x[i] = 100.0 * fmi_rng_uniform(&rng);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) {
             double s = 0;
@@ -406,13 +406,13 @@ static void test_eigen_bad_args(void **state)
 {
     (void)state;
     double a[4] = {1, 0, 0, 1}, values[2], v[4];
-    assert_int_equal(fm_sym_eigen(a, 0, values, v), FM_EINVAL);
-    assert_int_equal(fm_sym_eigen(NULL, 2, values, v), FM_EINVAL);
-    assert_int_equal(fm_sym_eigen(a, 2, values, a), FM_EINVAL);
+    assert_int_equal(fmi_sym_eigen(a, 0, values, v), FM_EINVAL);
+    assert_int_equal(fmi_sym_eigen(NULL, 2, values, v), FM_EINVAL);
+    assert_int_equal(fmi_sym_eigen(a, 2, values, a), FM_EINVAL);
     a[2] = NAN;
-    assert_int_equal(fm_sym_eigen(a, 2, values, v), FM_EINVAL);
+    assert_int_equal(fmi_sym_eigen(a, 2, values, v), FM_EINVAL);
     double inf[4] = {INFINITY, 0, 0, 1};
-    assert_int_equal(fm_sym_eigen(inf, 2, values, v), FM_EINVAL);
+    assert_int_equal(fmi_sym_eigen(inf, 2, values, v), FM_EINVAL);
 }
 
 /* ---- ZCA ------------------------------------------------------------------- */
@@ -421,7 +421,7 @@ static void test_eigen_bad_args(void **state)
 static float *correlated_data(int n, int dim, uint64_t seed)
 {
     fm_rng rng;
-    fm_rng_seed(&rng, seed);
+    fmi_rng_seed(&rng, seed);
     const int k = dim;
     double *mix = dalloc((size_t)k * dim);
     for (int i = 0; i < k * dim; i++)
@@ -503,7 +503,7 @@ static void check_zca(const float *x, int n, int dim, double bias, const float *
     }
     /* the whitened data */
     float *out = falloc((size_t)n * dim);
-    fm_zca_apply(mean, P, x, out, n, dim);
+    fmi_zca_apply(mean, P, x, out, n, dim);
     double *wm = dalloc(dim);
     for (int r = 0; r < n; r++)
         for (int j = 0; j < dim; j++)
@@ -535,12 +535,12 @@ static void test_zca_properties(void **state)
     enum { N = 400, DIM = 8 * 8 * 3 };
     float *x = correlated_data(N, DIM, 3);
     float *mean = falloc(DIM), *P = falloc((size_t)DIM * DIM);
-    assert_int_equal(fm_zca_fit(x, N, DIM, FM_ZCA_FILTER_BIAS, mean, P), FM_OK);
+    assert_int_equal(fmi_zca_fit(x, N, DIM, FM_ZCA_FILTER_BIAS, mean, P), FM_OK);
     check_zca(x, N, DIM, FM_ZCA_FILTER_BIAS, mean, P, 2e-4);
     /* a larger bias, fitted with one thread: the same properties */
-    fm_threads_set(1);
-    assert_int_equal(fm_zca_fit(x, N, DIM, 2.0, mean, P), FM_OK);
-    fm_threads_set(2);
+    fmi_threads_set(1);
+    assert_int_equal(fmi_zca_fit(x, N, DIM, 2.0, mean, P), FM_OK);
+    fmi_threads_set(2);
     check_zca(x, N, DIM, 2.0, mean, P, 2e-4);
     free(x);
     free(mean);
@@ -555,7 +555,7 @@ static void test_zca_blocks(void **state)
     (void)state;
     enum { N = 2100, DIM = 530 };
     fm_rng rng;
-    fm_rng_seed(&rng, 5);
+    fmi_rng_seed(&rng, 5);
     float *x = falloc((size_t)N * DIM);
     /* smooth rows (neighbouring columns correlated), cheap to generate */
     for (int r = 0; r < N; r++) {
@@ -566,7 +566,7 @@ static void test_zca_blocks(void **state)
         }
     }
     float *mean = falloc(DIM), *P = falloc((size_t)DIM * DIM);
-    assert_int_equal(fm_zca_fit(x, N, DIM, FM_ZCA_FILTER_BIAS, mean, P), FM_OK);
+    assert_int_equal(fmi_zca_fit(x, N, DIM, FM_ZCA_FILTER_BIAS, mean, P), FM_OK);
     check_zca(x, N, DIM, FM_ZCA_FILTER_BIAS, mean, P, 1e-3);
     free(x);
     free(mean);
@@ -580,11 +580,11 @@ static void test_zca_rank_deficient(void **state)
     float *x = correlated_data(N, DIM, 9);
     float mean[DIM], P[DIM * DIM];
     /* 5 examples span at most 4 directions: singular without the bias */
-    assert_int_equal(fm_zca_fit(x, N, DIM, 0.0, mean, P), FM_EINVAL);
-    assert_int_equal(fm_zca_fit(x, N, DIM, 0.1, mean, P), FM_OK);
+    assert_int_equal(fmi_zca_fit(x, N, DIM, 0.0, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(x, N, DIM, 0.1, mean, P), FM_OK);
     check_zca(x, N, DIM, 0.1, mean, P, 1e-4);
     /* one example: the covariance is 0, P = I / sqrt(bias) */
-    assert_int_equal(fm_zca_fit(x, 1, DIM, 0.25, mean, P), FM_OK);
+    assert_int_equal(fmi_zca_fit(x, 1, DIM, 0.25, mean, P), FM_OK);
     for (int i = 0; i < DIM; i++)
         for (int j = 0; j < DIM; j++)
             assert_true(fabs(P[i * DIM + j] - (i == j ? 2.0 : 0.0)) < 1e-6);
@@ -595,15 +595,15 @@ static void test_zca_bad_args(void **state)
 {
     (void)state;
     float x[6] = {1, 2, 3, 4, 5, 7}, mean[3], P[9];
-    assert_int_equal(fm_zca_fit(x, 0, 3, 0.1, mean, P), FM_EINVAL);
-    assert_int_equal(fm_zca_fit(x, 2, 0, 0.1, mean, P), FM_EINVAL);
-    assert_int_equal(fm_zca_fit(NULL, 2, 3, 0.1, mean, P), FM_EINVAL);
-    assert_int_equal(fm_zca_fit(x, 2, 3, -0.1, mean, P), FM_EINVAL);
-    assert_int_equal(fm_zca_fit(x, 2, 3, NAN, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(x, 0, 3, 0.1, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(x, 2, 0, 0.1, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(NULL, 2, 3, 0.1, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(x, 2, 3, -0.1, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(x, 2, 3, NAN, mean, P), FM_EINVAL);
     x[4] = NAN;
-    assert_int_equal(fm_zca_fit(x, 2, 3, 0.1, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(x, 2, 3, 0.1, mean, P), FM_EINVAL);
     x[4] = INFINITY;
-    assert_int_equal(fm_zca_fit(x, 2, 3, 0.1, mean, P), FM_EINVAL);
+    assert_int_equal(fmi_zca_fit(x, 2, 3, 0.1, mean, P), FM_EINVAL);
 }
 
 /* an allocator that fails its n-th request and counts live blocks */
@@ -648,7 +648,7 @@ static void test_zca_enomem(void **state)
         hook.calls = 0;
         hook.fail_at = k;
         hook.live = 0;
-        int rc = fm_zca_fit(x, N, DIM, 0.1, mean, P);
+        int rc = fmi_zca_fit(x, N, DIM, 0.1, mean, P);
         assert_int_equal(hook.live, 0);
         if (rc == FM_OK)
             ok = 1;
@@ -660,7 +660,7 @@ static void test_zca_enomem(void **state)
     double a[9] = {2, 0, 0, 1, 3, 0, 0, 1, 4}, values[3], v[9];
     hook.calls = 0;
     hook.fail_at = 1;
-    assert_int_equal(fm_sym_eigen(a, 3, values, v), FM_ENOMEM);
+    assert_int_equal(fmi_sym_eigen(a, 3, values, v), FM_ENOMEM);
     assert_int_equal(hook.live, 0);
     fm_set_allocator(NULL);
     free(x);
@@ -671,7 +671,7 @@ static void test_zca_apply_reference(void **state)
     (void)state;
     enum { N = 37, DIM = 45 };
     fm_rng rng;
-    fm_rng_seed(&rng, 21);
+    fmi_rng_seed(&rng, 21);
     float *x = falloc((size_t)N * DIM), *P = falloc((size_t)DIM * DIM), mean[DIM];
     float *out = falloc((size_t)N * DIM), *again = falloc((size_t)N * DIM);
     for (int i = 0; i < N * DIM; i++)
@@ -680,8 +680,8 @@ static void test_zca_apply_reference(void **state)
         P[i] = (float)urand(&rng);
     for (int j = 0; j < DIM; j++)
         mean[j] = (float)urand(&rng);
-    fm_zca_apply(mean, P, x, out, N, DIM);
-    fm_zca_apply(mean, P, x, again, N, DIM);
+    fmi_zca_apply(mean, P, x, out, N, DIM);
+    fmi_zca_apply(mean, P, x, again, N, DIM);
     assert_memory_equal(out, again, sizeof(float) * N * DIM);
     for (int r = 0; r < N; r++)
         for (int j = 0; j < DIM; j++) {
@@ -692,7 +692,7 @@ static void test_zca_apply_reference(void **state)
                 fail_msg("out[%d,%d] = %.7g, expected %.7g", r, j, out[r * DIM + j], s);
         }
     /* one row (BLAS may take another kernel for it: equal up to rounding) */
-    fm_zca_apply(mean, P, x, again, 1, DIM);
+    fmi_zca_apply(mean, P, x, again, 1, DIM);
     for (int j = 0; j < DIM; j++)
         assert_true(fabs(out[j] - again[j]) < 1e-5 * DIM);
     free(x);
@@ -748,10 +748,10 @@ static void lcn_reference(const float *x, int h, int w, int c, int ch, int k, do
 
 static void lcn_against_reference(const float *x0, int h, int w, int c, int k, float threshold, double tol)
 {
-    float *x = falloc((size_t)h * w * c), *scratch = falloc(fm_lcn_scratch_floats(h, w, k));
+    float *x = falloc((size_t)h * w * c), *scratch = falloc(fmi_lcn_scratch_floats(h, w, k));
     double *ref = dalloc((size_t)h * w);
     memcpy(x, x0, sizeof(float) * h * w * c);
-    fm_lcn(x, h, w, c, k, threshold, scratch);
+    fmi_lcn(x, h, w, c, k, threshold, scratch);
     for (int ch = 0; ch < c; ch++) {
         lcn_reference(x0, h, w, c, ch, k, threshold, ref);
         for (int i = 0; i < h * w; i++)
@@ -782,8 +782,8 @@ static void test_lcn_hand_case(void **state)
     /* the same numbers from a literal Python transcription of lecun_lcn */
     const double python[3] = {0.572470923, 0.985700595, 1.856518447};
     float x[3] = {1, 2, 3}, scratch[16];
-    assert_true(fm_lcn_scratch_floats(1, 3, 3) <= 16);
-    fm_lcn(x, 1, 3, 1, 3, 1e-4f, scratch);
+    assert_true(fmi_lcn_scratch_floats(1, 3, 3) <= 16);
+    fmi_lcn(x, 1, 3, 1, 3, 1e-4f, scratch);
     for (int i = 0; i < 3; i++) {
         assert_true(fabs(expect[i] - python[i]) < 1e-8);
         assert_true(fabs(x[i] - expect[i]) < 1e-6);
@@ -791,7 +791,7 @@ static void test_lcn_hand_case(void **state)
     /* 2 x 2, from the Python transcription */
     float y[4] = {1, -2, 0.5f, 4};
     const double py2[4] = {0.404782845, -1.493414830, 0.039005435, 2.165203152};
-    fm_lcn(y, 2, 2, 1, 3, 1e-4f, scratch);
+    fmi_lcn(y, 2, 2, 1, 3, 1e-4f, scratch);
     for (int i = 0; i < 4; i++)
         assert_true(fabs(y[i] - py2[i]) < 1e-6);
 }
@@ -800,7 +800,7 @@ static void test_lcn_reference(void **state)
 {
     (void)state;
     fm_rng rng;
-    fm_rng_seed(&rng, 31);
+    fmi_rng_seed(&rng, 31);
     enum { H = 9, W = 11, C = 3 };
     float x[H * W * C];
     for (int i = 0; i < H * W * C; i++)
@@ -818,8 +818,8 @@ static void test_lcn_reference(void **state)
     /* the SVHN pipeline on a 32 x 32 x 3 image of bytes: GCN then LCN */
     float img[32 * 32 * 3];
     for (int i = 0; i < 32 * 32 * 3; i++)
-        img[i] = (float)fm_rng_below(&rng, 256);
-    fm_gcn(img, 32 * 32 * 3, &fm_gcn_svhn);
+        img[i] = (float)fmi_rng_below(&rng, 256);
+    fmi_gcn(img, 32 * 32 * 3, &fmi_gcn_svhn);
     lcn_against_reference(img, 32, 32, 3, FM_LCN_KERNEL, FM_LCN_THRESHOLD, 2e-6);
 }
 
@@ -829,32 +829,32 @@ static void test_lcn_channels_independent(void **state)
     (void)state;
     enum { H = 6, W = 7, C = 4 };
     fm_rng rng;
-    fm_rng_seed(&rng, 41);
+    fmi_rng_seed(&rng, 41);
     float x[H * W * C], one[H * W], scratch[3 * H * W + 7];
     for (int i = 0; i < H * W * C; i++)
         x[i] = (float)(urand(&rng) * (1 + i % C));
     float all[H * W * C];
     memcpy(all, x, sizeof x);
-    fm_lcn(all, H, W, C, 7, 1e-4f, scratch);
+    fmi_lcn(all, H, W, C, 7, 1e-4f, scratch);
     for (int ch = 0; ch < C; ch++) {
         for (int i = 0; i < H * W; i++)
             one[i] = x[i * C + ch];
-        fm_lcn(one, H, W, 1, 7, 1e-4f, scratch);
+        fmi_lcn(one, H, W, 1, 7, 1e-4f, scratch);
         for (int i = 0; i < H * W; i++)
             assert_true(one[i] == all[i * C + ch]);
     }
-    /* fm_lcn_channel: that channel as fm_lcn does it, the others untouched */
+    /* fmi_lcn_channel: that channel as fmi_lcn does it, the others untouched */
     for (int ch = 0; ch < C; ch++) {
         float some[H * W * C];
         memcpy(some, x, sizeof x);
-        fm_lcn_channel(some, H, W, C, ch, 7, 1e-4f, scratch);
+        fmi_lcn_channel(some, H, W, C, ch, 7, 1e-4f, scratch);
         for (int i = 0; i < H * W * C; i++)
             assert_true(some[i] == (i % C == ch ? all[i] : x[i]));
     }
     float some[H * W * C];
     memcpy(some, x, sizeof x);
-    fm_lcn_channel(some, H, W, C, C, 7, 1e-4f, scratch); /* no such channel */
-    fm_lcn_channel(some, H, W, C, -1, 7, 1e-4f, scratch);
+    fmi_lcn_channel(some, H, W, C, C, 7, 1e-4f, scratch); /* no such channel */
+    fmi_lcn_channel(some, H, W, C, -1, 7, 1e-4f, scratch);
     assert_memory_equal(some, x, sizeof x);
 }
 
@@ -864,19 +864,19 @@ static void test_lcn_threshold(void **state)
     enum { H = 5, W = 5 };
     float scratch[3 * H * W + 7];
     float zero[H * W] = {0};
-    fm_lcn(zero, H, W, 1, 7, 1e-4f, scratch);
+    fmi_lcn(zero, H, W, 1, 7, 1e-4f, scratch);
     for (int i = 0; i < H * W; i++)
         assert_true(zero[i] == 0.0f);
     /* a faint image: every local norm is under the threshold, which divides */
     fm_rng rng;
-    fm_rng_seed(&rng, 51);
+    fmi_rng_seed(&rng, 51);
     float faint[H * W];
     for (int i = 0; i < H * W; i++)
         faint[i] = (float)(1e-6 * urand(&rng));
     lcn_against_reference(faint, H, W, 1, 7, 1e-4f, 2e-6);
     float copy[H * W];
     memcpy(copy, faint, sizeof faint);
-    fm_lcn(copy, H, W, 1, 7, 1e-4f, scratch);
+    fmi_lcn(copy, H, W, 1, 7, 1e-4f, scratch);
     double big = 0;
     for (int i = 0; i < H * W; i++)
         big = fmax(big, fabs(copy[i]));
@@ -887,22 +887,22 @@ static void test_lcn_threshold(void **state)
 static void test_lcn_bad_args(void **state)
 {
     (void)state;
-    assert_int_equal(fm_lcn_scratch_floats(32, 32, 7), 3 * 32 * 32 + 7);
-    assert_int_equal(fm_lcn_scratch_floats(0, 32, 7), 0);
-    assert_int_equal(fm_lcn_scratch_floats(32, 32, 0), 0);
+    assert_int_equal(fmi_lcn_scratch_floats(32, 32, 7), 3 * 32 * 32 + 7);
+    assert_int_equal(fmi_lcn_scratch_floats(0, 32, 7), 0);
+    assert_int_equal(fmi_lcn_scratch_floats(32, 32, 0), 0);
     float x[4] = {1, 2, 3, 4}, scratch[64];
     const float keep[4] = {1, 2, 3, 4};
-    fm_lcn(x, 2, 2, 1, 4, 1e-4f, scratch); /* even kernel */
-    fm_lcn(x, 2, 2, 1, -3, 1e-4f, scratch);
-    fm_lcn(x, 2, 2, 0, 3, 1e-4f, scratch);
-    fm_lcn(x, 2, 2, 1, 3, 1e-4f, NULL);
-    fm_lcn(NULL, 2, 2, 1, 3, 1e-4f, scratch);
+    fmi_lcn(x, 2, 2, 1, 4, 1e-4f, scratch); /* even kernel */
+    fmi_lcn(x, 2, 2, 1, -3, 1e-4f, scratch);
+    fmi_lcn(x, 2, 2, 0, 3, 1e-4f, scratch);
+    fmi_lcn(x, 2, 2, 1, 3, 1e-4f, NULL);
+    fmi_lcn(NULL, 2, 2, 1, 3, 1e-4f, scratch);
     assert_memory_equal(x, keep, sizeof keep);
 }
 
 int main(void)
 {
-    fm_threads_set(2);
+    fmi_threads_set(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gcn_constants),
         cmocka_unit_test(test_gcn_norm),

@@ -20,10 +20,10 @@
  * its own index of one stream (counter-based streams make that a sample). */
 typedef void (*sampler)(const float *w, float *out, size_t n, uint64_t key);
 static float h_global = 0.03f;
-static void bc(const float *w, float *o, size_t n, uint64_t k) { fm_binarize_stochastic(w, o, n, h_global, k); }
-static void tc(const float *w, float *o, size_t n, uint64_t k) { fm_ternarize_stochastic(w, o, n, h_global, k); }
-static void syn(const float *w, float *o, size_t n, uint64_t k) { fm_synapse_stochastic(w, o, n, h_global, 26, 60.0f, k); }
-static void qb(const float *w, float *o, size_t n, uint64_t k) { fm_pow2_quantize(w, o, n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, k, 0); }
+static void bc(const float *w, float *o, size_t n, uint64_t k) { fmi_binarize_stochastic(w, o, n, h_global, k); }
+static void tc(const float *w, float *o, size_t n, uint64_t k) { fmi_ternarize_stochastic(w, o, n, h_global, k); }
+static void syn(const float *w, float *o, size_t n, uint64_t k) { fmi_synapse_stochastic(w, o, n, h_global, 26, 60.0f, k); }
+static void qb(const float *w, float *o, size_t n, uint64_t k) { fmi_pow2_quantize(w, o, n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, k, 0); }
 
 static double sample_mean(sampler f, float w, uint64_t key, double *sd_out)
 {
@@ -64,7 +64,7 @@ static void test_binary_stochastic_mean(void **state)
     float w[1000], out[1000];
     for (int i = 0; i < 1000; i++)
         w[i] = (float)(i - 500) * 1e-4f;
-    fm_binarize_stochastic(w, out, 1000, h, 7);
+    fmi_binarize_stochastic(w, out, 1000, h, 7);
     for (int i = 0; i < 1000; i++)
         assert_true(out[i] == h || out[i] == -h);
 }
@@ -80,7 +80,7 @@ static void test_ternary_stochastic_mean(void **state)
         assert_mean_close(mean, sd, clipped);
     }
     float w[3] = {0.0f, 0.01f, -0.01f}, out[3];
-    fm_ternarize_stochastic(w, out, 3, h, 9);
+    fmi_ternarize_stochastic(w, out, 3, h, 9);
     assert_true(out[0] == 0.0f); /* p = 0 at w = 0 */
     assert_true(out[1] == 0.0f || out[1] == h);
     assert_true(out[2] == 0.0f || out[2] == -h);
@@ -92,8 +92,8 @@ static void test_deterministic_modes_exact(void **state)
     const float h = 0.25f;
     float w[] = {-1.0f, -0.2f, -0.125f, -0.1f, -0.0f, 0.0f, 0.1f, 0.125f, 0.126f, 0.7f};
     float b[10], t[10];
-    fm_binarize_det(w, b, 10, h);
-    fm_ternarize_det(w, t, 10, h);
+    fmi_binarize_det(w, b, 10, h);
+    fmi_ternarize_det(w, t, 10, h);
     const float b_expect[] = {-h, -h, -h, -h, h, h, h, h, h, h}; /* sign(0) = +1, also for -0 */
     const float t_expect[] = {-h, -h, 0, 0, 0, 0, 0, 0, h, h};  /* threshold |w| > H/2 */
     for (int i = 0; i < 10; i++) {
@@ -102,11 +102,11 @@ static void test_deterministic_modes_exact(void **state)
     }
     /* the dispatcher's deterministic counterparts are the same functions */
     float d[10];
-    fm_quantize_weights_det(FM_WEIGHTS_BC, w, d, 10, h, 0, 0);
+    fmi_quantize_weights_det(FM_WEIGHTS_BC, w, d, 10, h, 0, 0);
     assert_memory_equal(d, b, sizeof d);
-    fm_quantize_weights_det(FM_WEIGHTS_TC_DET, w, d, 10, h, 0, 0);
+    fmi_quantize_weights_det(FM_WEIGHTS_TC_DET, w, d, 10, h, 0, 0);
     assert_memory_equal(d, t, sizeof d);
-    fm_quantize_weights_det(FM_WEIGHTS_FP32, w, d, 10, h, 0, 0);
+    fmi_quantize_weights_det(FM_WEIGHTS_FP32, w, d, 10, h, 0, 0);
     assert_memory_equal(d, w, sizeof d);
 }
 
@@ -116,10 +116,10 @@ static void test_synapse_levels(void **state)
     const float h = h_global;
     /* 26 levels from h/60 to h, equal ratios */
     double ratio = pow(60.0, 1.0 / 25.0);
-    assert_float_equal(fm_synapse_level(h, 26, 60.0f, 25), h, 1e-9);
-    assert_float_equal(fm_synapse_level(h, 26, 60.0f, 0), h / 60.0f, 1e-9);
+    assert_float_equal(fmi_synapse_level(h, 26, 60.0f, 25), h, 1e-9);
+    assert_float_equal(fmi_synapse_level(h, 26, 60.0f, 0), h / 60.0f, 1e-9);
     for (int i = 0; i < 25; i++)
-        assert_float_equal(fm_synapse_level(h, 26, 60.0f, i + 1) / fm_synapse_level(h, 26, 60.0f, i),
+        assert_float_equal(fmi_synapse_level(h, 26, 60.0f, i + 1) / fmi_synapse_level(h, 26, 60.0f, i),
                            ratio, 1e-5);
     /* stochastic rounding is unbiased between the smallest level and h */
     const float ws[] = {0.0006f, 0.001f, 0.0033f, -0.0071f, 0.0152f, -0.0299f};
@@ -132,14 +132,14 @@ static void test_synapse_levels(void **state)
     float w[200], out[200], det[200];
     for (int i = 0; i < 200; i++)
         w[i] = (i % 2 ? -1.0f : 1.0f) * h * powf(70.0f, -(float)i / 199.0f);
-    fm_synapse_stochastic(w, out, 200, h, 26, 60.0f, 11);
-    fm_synapse_det(w, det, 200, h, 26, 60.0f);
+    fmi_synapse_stochastic(w, out, 200, h, 26, 60.0f, 11);
+    fmi_synapse_det(w, det, 200, h, 26, 60.0f);
     for (int i = 0; i < 200; i++) {
         int found_s = 0, found_d = 0;
         double best = INFINITY;
         int nearest = -1;
         for (int k = 0; k < 26; k++) {
-            float level = fm_synapse_level(h, 26, 60.0f, k);
+            float level = fmi_synapse_level(h, 26, 60.0f, k);
             found_s |= fabsf(out[i]) == level;
             found_d |= fabsf(det[i]) == level;
             double d = fabs(log(fabs(w[i])) - log(level));
@@ -150,7 +150,7 @@ static void test_synapse_levels(void **state)
         }
         assert_true(found_s && found_d);
         assert_true((out[i] < 0) == (w[i] < 0));
-        assert_float_equal(fabsf(det[i]), fm_synapse_level(h, 26, 60.0f, nearest), 1e-9);
+        assert_float_equal(fabsf(det[i]), fmi_synapse_level(h, 26, 60.0f, nearest), 1e-9);
     }
 }
 
@@ -166,7 +166,7 @@ static void test_pow2_unbiased_and_powers(void **state)
     float x[1000], q[1000];
     for (int i = 0; i < 1000; i++)
         x[i] = (float)((i * 7919) % 2001 - 1000) / 97.0f;
-    fm_pow2_quantize(x, q, 1000, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 5, 0);
+    fmi_pow2_quantize(x, q, 1000, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 5, 0);
     for (int i = 0; i < 1000; i++) {
         if (x[i] == 0.0f) {
             assert_true(q[i] == 0.0f);
@@ -181,7 +181,7 @@ static void test_pow2_unbiased_and_powers(void **state)
     }
     /* exact powers of two stay put */
     float p2[] = {0.25f, -2.0f, 64.0f}, qp[3];
-    fm_pow2_quantize(p2, qp, 3, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 1, 0);
+    fmi_pow2_quantize(p2, qp, 3, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 1, 0);
     assert_memory_equal(p2, qp, sizeof p2);
 }
 
@@ -191,7 +191,7 @@ static void test_pow2_clip_and_zero(void **state)
     /* the authors' conv range [-4, 3]: magnitudes 2^-4 .. 2^4 */
     float x[] = {0.0f, 1e-3f, -0.05f, 0.0625f, 20.0f, -100.0f, 15.0f, 1e-40f};
     float q[8];
-    fm_pow2_quantize(x, q, 8, -4, 3, 3, 0);
+    fmi_pow2_quantize(x, q, 8, -4, 3, 3, 0);
     assert_true(q[0] == 0.0f);         /* Q(0) = 0, our documented choice */
     assert_true(q[1] == 0.0625f);      /* below range: up to 2^emin */
     assert_true(q[2] == -0.0625f);
@@ -205,7 +205,7 @@ static void test_pow2_clip_and_zero(void **state)
     static float in[SAMPLES], out[SAMPLES];
     for (int i = 0; i < SAMPLES; i++)
         in[i] = 0.37f;
-    fm_pow2_quantize(in, out, SAMPLES, -4, 3, 77, 0);
+    fmi_pow2_quantize(in, out, SAMPLES, -4, 3, 77, 0);
     double s = 0, s2 = 0;
     for (int i = 0; i < SAMPLES; i++) {
         s += out[i];
@@ -223,19 +223,19 @@ static void test_counter_streams(void **state)
     float w[5000], a[5000], b[5000];
     for (int i = 0; i < 5000; i++)
         w[i] = (float)(i % 61 - 30) * 1e-3f;
-    fm_binarize_stochastic(w, a, 5000, 0.03f, 99);
-    fm_binarize_stochastic(w, b, 5000, 0.03f, 99);
+    fmi_binarize_stochastic(w, a, 5000, 0.03f, 99);
+    fmi_binarize_stochastic(w, b, 5000, 0.03f, 99);
     assert_memory_equal(a, b, sizeof a);
-    fm_binarize_stochastic(w, b, 5000, 0.03f, 100);
+    fmi_binarize_stochastic(w, b, 5000, 0.03f, 100);
     assert_true(memcmp(a, b, sizeof a) != 0);
     /* keys from different identifiers differ */
-    assert_true(fm_rng_key(1, 1, 0, 0) != fm_rng_key(1, 1, 0, 1));
-    assert_true(fm_rng_key(1, 1, 0, 0) != fm_rng_key(1, 2, 0, 0));
-    assert_true(fm_rng_key(1, 1, 0, 0) != fm_rng_key(2, 1, 0, 0));
+    assert_true(fmi_rng_key(1, 1, 0, 0) != fmi_rng_key(1, 1, 0, 1));
+    assert_true(fmi_rng_key(1, 1, 0, 0) != fmi_rng_key(1, 2, 0, 0));
+    assert_true(fmi_rng_key(1, 1, 0, 0) != fmi_rng_key(2, 1, 0, 0));
     /* uniforms are uniform enough: mean 1/2, variance 1/12 */
     double s = 0, s2 = 0;
     for (int i = 0; i < 100000; i++) {
-        double u = fm_rand_uniform(1234, (uint64_t)i);
+        double u = fmi_rand_uniform(1234, (uint64_t)i);
         assert_true(u >= 0.0 && u < 1.0);
         s += u;
         s2 += u * u;

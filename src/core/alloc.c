@@ -20,44 +20,44 @@ void fm_set_allocator(const fm_allocator *allocator)
         current = (fm_allocator){default_malloc, default_realloc, default_free, NULL};
 }
 
-void *fm_alloc_raw(size_t bytes)
+void *fmi_alloc_raw(size_t bytes)
 {
     void *p = current.malloc_fn(bytes ? bytes : 1, current.user);
     if (!p)
-        fm_error(FM_ENOMEM, "out of memory allocating %zu bytes", bytes);
+        fmi_error(FM_ENOMEM, "out of memory allocating %zu bytes", bytes);
     return p;
 }
 
-void *fm_alloc(size_t count, size_t size)
+void *fmi_alloc(size_t count, size_t size)
 {
     if (size && count > SIZE_MAX / size) {
-        fm_error(FM_ENOMEM, "allocation of %zu x %zu bytes overflows", count, size);
+        fmi_error(FM_ENOMEM, "allocation of %zu x %zu bytes overflows", count, size);
         return NULL;
     }
-    void *p = fm_alloc_raw(count * size);
+    void *p = fmi_alloc_raw(count * size);
     if (p)
         memset(p, 0, count * size);
     return p;
 }
 
-void *fm_realloc(void *ptr, size_t bytes)
+void *fmi_realloc(void *ptr, size_t bytes)
 {
     void *p = current.realloc_fn(ptr, bytes ? bytes : 1, current.user);
     if (!p)
-        fm_error(FM_ENOMEM, "out of memory reallocating %zu bytes", bytes);
+        fmi_error(FM_ENOMEM, "out of memory reallocating %zu bytes", bytes);
     return p;
 }
 
-void fm_free(void *ptr)
+void fmi_free(void *ptr)
 {
     if (ptr)
         current.free_fn(ptr, current.user);
 }
 
-char *fm_strdup(const char *text)
+char *fmi_strdup(const char *text)
 {
     size_t n = strlen(text) + 1;
-    char *copy = fm_alloc_raw(n);
+    char *copy = fmi_alloc_raw(n);
     if (copy)
         memcpy(copy, text, n);
     return copy;

@@ -15,7 +15,7 @@
 
 /* ---- writing ------------------------------------------------------------- */
 
-void fm_put_reserve(fm_writer *w, size_t bytes)
+void fmi_put_reserve(fm_writer *w, size_t bytes)
 {
     if (w->failed || w->cap - w->len >= bytes)
         return;
@@ -26,7 +26,7 @@ void fm_put_reserve(fm_writer *w, size_t bytes)
     size_t cap = w->cap ? w->cap : 4096;
     while (cap < w->len + bytes)
         cap = cap > SIZE_MAX / 2 ? w->len + bytes : cap * 2;
-    uint8_t *grown = fm_realloc(w->buf, cap);
+    uint8_t *grown = fmi_realloc(w->buf, cap);
     if (!grown) {
         w->failed = 1;
         return;
@@ -35,60 +35,60 @@ void fm_put_reserve(fm_writer *w, size_t bytes)
     w->cap = cap;
 }
 
-void fm_put_bytes(fm_writer *w, const void *src, size_t n)
+void fmi_put_bytes(fm_writer *w, const void *src, size_t n)
 {
-    fm_put_reserve(w, n);
+    fmi_put_reserve(w, n);
     if (w->failed || n == 0)
         return;
     memcpy(w->buf + w->len, src, n);
     w->len += n;
 }
 
-void fm_put_u32(fm_writer *w, uint32_t v)
+void fmi_put_u32(fm_writer *w, uint32_t v)
 {
     uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    fm_put_bytes(w, b, 4);
+    fmi_put_bytes(w, b, 4);
 }
 
-void fm_put_u64(fm_writer *w, uint64_t v)
+void fmi_put_u64(fm_writer *w, uint64_t v)
 {
-    fm_put_u32(w, (uint32_t)v);
-    fm_put_u32(w, (uint32_t)(v >> 32));
+    fmi_put_u32(w, (uint32_t)v);
+    fmi_put_u32(w, (uint32_t)(v >> 32));
 }
 
-void fm_put_f32(fm_writer *w, float f)
+void fmi_put_f32(fm_writer *w, float f)
 {
     uint32_t v;
     memcpy(&v, &f, 4);
-    fm_put_u32(w, v);
+    fmi_put_u32(w, v);
 }
 
-void fm_put_f64(fm_writer *w, double d)
+void fmi_put_f64(fm_writer *w, double d)
 {
     uint64_t v;
     memcpy(&v, &d, 8);
-    fm_put_u64(w, v);
+    fmi_put_u64(w, v);
 }
 
-void fm_put_f32s(fm_writer *w, const float *f, size_t n)
+void fmi_put_f32s(fm_writer *w, const float *f, size_t n)
 {
     if (n > SIZE_MAX / 4) {
         w->failed = 1;
         return;
     }
-    fm_put_reserve(w, 4 * n); /* one growth instead of one check per value */
+    fmi_put_reserve(w, 4 * n); /* one growth instead of one check per value */
     for (size_t i = 0; i < n && !w->failed; i++)
-        fm_put_f32(w, f[i]);
+        fmi_put_f32(w, f[i]);
 }
 
 /* ---- reading ------------------------------------------------------------- */
 
 static int truncated(const fm_reader *r, const char *what)
 {
-    return fm_error(FM_ETRUNC, "%s: truncated %s (reading %s)", r->path, r->kind, what);
+    return fmi_error(FM_ETRUNC, "%s: truncated %s (reading %s)", r->path, r->kind, what);
 }
 
-int fm_get_bytes(fm_reader *r, void *dst, size_t n, const char *what)
+int fmi_get_bytes(fm_reader *r, void *dst, size_t n, const char *what)
 {
     if (r->left < n) {
         if (n)
@@ -102,39 +102,39 @@ int fm_get_bytes(fm_reader *r, void *dst, size_t n, const char *what)
     return FM_OK;
 }
 
-int fm_get_u32(fm_reader *r, uint32_t *v, const char *what)
+int fmi_get_u32(fm_reader *r, uint32_t *v, const char *what)
 {
     uint8_t b[4];
-    int rc = fm_get_bytes(r, b, 4, what);
-    *v = fm_load_le32(b);
+    int rc = fmi_get_bytes(r, b, 4, what);
+    *v = fmi_load_le32(b);
     return rc;
 }
 
-int fm_get_u64(fm_reader *r, uint64_t *v, const char *what)
+int fmi_get_u64(fm_reader *r, uint64_t *v, const char *what)
 {
     uint8_t b[8];
-    int rc = fm_get_bytes(r, b, 8, what);
-    *v = fm_load_le64(b);
+    int rc = fmi_get_bytes(r, b, 8, what);
+    *v = fmi_load_le64(b);
     return rc;
 }
 
-int fm_get_f32(fm_reader *r, float *f, const char *what)
+int fmi_get_f32(fm_reader *r, float *f, const char *what)
 {
     uint32_t v;
-    int rc = fm_get_u32(r, &v, what);
+    int rc = fmi_get_u32(r, &v, what);
     memcpy(f, &v, 4);
     return rc;
 }
 
-int fm_get_f64(fm_reader *r, double *d, const char *what)
+int fmi_get_f64(fm_reader *r, double *d, const char *what)
 {
     uint64_t v;
-    int rc = fm_get_u64(r, &v, what);
+    int rc = fmi_get_u64(r, &v, what);
     memcpy(d, &v, 8);
     return rc;
 }
 
-int fm_get_f32s(fm_reader *r, float *f, size_t n, const char *what)
+int fmi_get_f32s(fm_reader *r, float *f, size_t n, const char *what)
 {
     if (r->left / 4 < n) {
         if (n)
@@ -142,11 +142,11 @@ int fm_get_f32s(fm_reader *r, float *f, size_t n, const char *what)
         return truncated(r, what);
     }
     for (size_t i = 0; i < n; i++)
-        fm_get_f32(r, &f[i], what);
+        fmi_get_f32(r, &f[i], what);
     return FM_OK;
 }
 
-uint32_t fm_crc32_update(uint32_t crc, const void *data, size_t n)
+uint32_t fmi_crc32_update(uint32_t crc, const void *data, size_t n)
 {
     const Bytef *p = data;
     uLong c = crc;
@@ -160,30 +160,30 @@ uint32_t fm_crc32_update(uint32_t crc, const void *data, size_t n)
     return (uint32_t)c;
 }
 
-uint32_t fm_crc32(const void *data, size_t n) { return fm_crc32_update(0, data, n); }
+uint32_t fmi_crc32(const void *data, size_t n) { return fmi_crc32_update(0, data, n); }
 
 /* ---- files --------------------------------------------------------------- */
 
-int fm_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
+int fmi_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
                      size_t *len)
 {
     *data = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fm_error(errno == ENOENT ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
+        return fmi_error(errno == ENOENT ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return fm_error(FM_EIO, "%s: not a regular file", path);
+        return fmi_error(FM_EIO, "%s: not a regular file", path);
     }
     if ((uintmax_t)st.st_size > (uintmax_t)max_bytes) {
         fclose(f);
-        return fm_error(FM_EFORMAT, "%s: %lld bytes is larger than any %s", path,
+        return fmi_error(FM_EFORMAT, "%s: %lld bytes is larger than any %s", path,
                         (long long)st.st_size, kind);
     }
     size_t size = (size_t)st.st_size;
-    uint8_t *buf = fm_alloc_raw(size);
+    uint8_t *buf = fmi_alloc_raw(size);
     if (!buf) {
         fclose(f);
         return FM_ENOMEM;
@@ -191,8 +191,8 @@ int fm_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8
     size_t got = fread(buf, 1, size, f);
     fclose(f);
     if (got != size) {
-        fm_free(buf);
-        return fm_error(FM_EIO, "%s: read failed", path);
+        fmi_free(buf);
+        return fmi_error(FM_EIO, "%s: read failed", path);
     }
     *data = buf;
     *len = size;
@@ -240,9 +240,9 @@ int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), voi
 {
     record_failure(failure, FM_WRITE_STEP_NONE, 0);
     if (!path || !fill)
-        return fm_error(FM_EINVAL, "fm_write_file_atomic: no path or no fill function");
+        return fmi_error(FM_EINVAL, "fm_write_file_atomic: no path or no fill function");
     size_t plen = strlen(path);
-    char *tmp = fm_alloc_raw(plen + 5);
+    char *tmp = fmi_alloc_raw(plen + 5);
     if (!tmp)
         return FM_ENOMEM;
     memcpy(tmp, path, plen);
@@ -251,8 +251,8 @@ int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), voi
     if (!f) {
         int err = errno;
         record_failure(failure, FM_WRITE_STEP_CREATE, err);
-        int rc = fm_error(FM_EIO, "%s: cannot create: %s", tmp, strerror(err));
-        fm_free(tmp);
+        int rc = fmi_error(FM_EIO, "%s: cannot create: %s", tmp, strerror(err));
+        fmi_free(tmp);
         return rc;
     }
     errno = 0;
@@ -269,19 +269,19 @@ int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), voi
     if (err) {
         remove(tmp);
         record_failure(failure, FM_WRITE_STEP_WRITE, err);
-        int rc = fm_error(FM_EIO, "%s: write failed: %s", tmp, strerror(err));
-        fm_free(tmp);
+        int rc = fmi_error(FM_EIO, "%s: write failed: %s", tmp, strerror(err));
+        fmi_free(tmp);
         return rc;
     }
     if (rename(tmp, path) != 0) {
         err = errno;
         record_failure(failure, FM_WRITE_STEP_RENAME, err);
-        int rc = fm_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(err));
+        int rc = fmi_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(err));
         remove(tmp);
-        fm_free(tmp);
+        fmi_free(tmp);
         return rc;
     }
-    fm_free(tmp);
+    fmi_free(tmp);
     sync_directory(path);
     return FM_OK;
 }
@@ -297,7 +297,7 @@ static int write_span(FILE *f, void *user)
     return fwrite(span->data, 1, span->len, f) == span->len ? 0 : first_error(0);
 }
 
-int fm_file_write_atomic(const char *path, const void *data, size_t len)
+int fmi_file_write_atomic(const char *path, const void *data, size_t len)
 {
     byte_span span = {data, len};
     return fm_write_file_atomic(path, write_span, &span, NULL);

@@ -11,7 +11,7 @@
 
 /* ---- writing ------------------------------------------------------------- */
 
-/* Appends to buf, growing it through fm_realloc. After an allocation failure
+/* Appends to buf, growing it through fmi_realloc. After an allocation failure
  * every further put is ignored and `failed` stays set, so a serializer checks
  * once at the end. */
 typedef struct fm_writer {
@@ -21,13 +21,13 @@ typedef struct fm_writer {
 } fm_writer;
 
 /* Makes room for `bytes` more without further growth (sets failed on failure). */
-void fm_put_reserve(fm_writer *w, size_t bytes);
-void fm_put_bytes(fm_writer *w, const void *src, size_t n);
-void fm_put_u32(fm_writer *w, uint32_t v);
-void fm_put_u64(fm_writer *w, uint64_t v);
-void fm_put_f32(fm_writer *w, float f);
-void fm_put_f64(fm_writer *w, double d);
-void fm_put_f32s(fm_writer *w, const float *f, size_t n);
+void fmi_put_reserve(fm_writer *w, size_t bytes);
+void fmi_put_bytes(fm_writer *w, const void *src, size_t n);
+void fmi_put_u32(fm_writer *w, uint32_t v);
+void fmi_put_u64(fm_writer *w, uint64_t v);
+void fmi_put_f32(fm_writer *w, float f);
+void fmi_put_f64(fm_writer *w, double d);
+void fmi_put_f32s(fm_writer *w, const float *f, size_t n);
 
 /* ---- reading ------------------------------------------------------------- */
 
@@ -41,41 +41,41 @@ typedef struct fm_reader {
     const char *kind; /* "model file" */
 } fm_reader;
 
-int fm_get_bytes(fm_reader *r, void *dst, size_t n, const char *what);
-int fm_get_u32(fm_reader *r, uint32_t *v, const char *what);
-int fm_get_u64(fm_reader *r, uint64_t *v, const char *what);
-int fm_get_f32(fm_reader *r, float *f, const char *what);
-int fm_get_f64(fm_reader *r, double *d, const char *what);
-int fm_get_f32s(fm_reader *r, float *f, size_t n, const char *what);
+int fmi_get_bytes(fm_reader *r, void *dst, size_t n, const char *what);
+int fmi_get_u32(fm_reader *r, uint32_t *v, const char *what);
+int fmi_get_u64(fm_reader *r, uint64_t *v, const char *what);
+int fmi_get_f32(fm_reader *r, float *f, const char *what);
+int fmi_get_f64(fm_reader *r, double *d, const char *what);
+int fmi_get_f32s(fm_reader *r, float *f, size_t n, const char *what);
 
 /* Little-endian values at a byte address, without bounds checks. */
-static inline uint32_t fm_load_le32(const uint8_t *p)
+static inline uint32_t fmi_load_le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static inline uint64_t fm_load_le64(const uint8_t *p)
+static inline uint64_t fmi_load_le64(const uint8_t *p)
 {
-    return (uint64_t)fm_load_le32(p + 4) << 32 | fm_load_le32(p);
+    return (uint64_t)fmi_load_le32(p + 4) << 32 | fmi_load_le32(p);
 }
 
 /* zlib's CRC-32 of n bytes (any n: zlib's length argument is only 32 bits),
  * and the CRC of more bytes following those a crc was computed over. */
-uint32_t fm_crc32(const void *data, size_t n);
-uint32_t fm_crc32_update(uint32_t crc, const void *data, size_t n);
+uint32_t fmi_crc32(const void *data, size_t n);
+uint32_t fmi_crc32_update(uint32_t crc, const void *data, size_t n);
 
 /* ---- files --------------------------------------------------------------- */
 
 /* Reads the whole of a regular file of at most max_bytes into a new buffer
- * (freed with fm_free; one byte is allocated even for an empty file).
+ * (freed with fmi_free; one byte is allocated even for an empty file).
  * FM_ENOENT when missing, FM_EIO when unreadable or not a regular file,
  * FM_EFORMAT "PATH: N bytes is larger than any KIND" past max_bytes. */
-int fm_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
+int fmi_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
                      size_t *len);
 
 /* fm_write_file_atomic (fewmul.h) of len bytes: PATH.tmp written, flushed,
  * fsynced and renamed over path. On any failure the temporary file is removed,
  * an existing file at path is left as it was, and FM_EIO names the step and
  * the system's reason. */
-int fm_file_write_atomic(const char *path, const void *data, size_t len);
+int fmi_file_write_atomic(const char *path, const void *data, size_t len);
 
 #endif

@@ -28,7 +28,7 @@ const char *fm_last_error(void)
 
 int fm_last_error_code(void) { return last_code; }
 
-int fm_error(int err, const char *fmt, ...)
+int fmi_error(int err, const char *fmt, ...)
 {
     last_code = err;
     va_list args;

@@ -1,4 +1,4 @@
-/* gemm.c — fm_sgemm: OpenBLAS when available (the fast path), otherwise a
+/* gemm.c — fmi_sgemm: OpenBLAS when available (the fast path), otherwise a
  * straightforward row-parallel loop that is correct for every transpose case. */
 #include "gemm.h"
 
@@ -8,11 +8,11 @@
 #include <omp.h>
 #endif
 
-/* Threads: OpenBLAS runs single-threaded (fm_threads_set) and this function
+/* Threads: OpenBLAS runs single-threaded (fmi_threads_set) and this function
  * splits C into column blocks, one per OpenMP thread. One thread pool instead
  * of two: OpenMP threads spinning between our loops would otherwise steal the
  * cores OpenBLAS's own threads need (measured: 2.5x slower training). */
-void fm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+void fmi_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
     const CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
@@ -53,7 +53,7 @@ void fm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, 
 
 #else
 
-void fm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+void fmi_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
     /* Row i of C is independent of the others, so rows split across threads and

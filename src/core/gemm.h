@@ -4,7 +4,7 @@
 #define FEWMUL_GEMM_H
 
 /* op(A) is M x K, op(B) is K x N, C is M x N; ta/tb nonzero mean transposed. */
-void fm_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+void fmi_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 
 #endif

@@ -16,25 +16,25 @@
 #endif
 
 /* Records a one-line message for fm_last_error() and returns err, so a failure
- * reads `return fm_error(FM_EINVAL, "bad batch %d", b);`. */
-int fm_error(int err, const char *fmt, ...) FM_PRINTF(2, 3);
+ * reads `return fmi_error(FM_EINVAL, "bad batch %d", b);`. */
+int fmi_error(int err, const char *fmt, ...) FM_PRINTF(2, 3);
 
-/* The allocation hook (fm_set_allocator). fm_alloc zero-fills; both set an
+/* The allocation hook (fm_set_allocator). fmi_alloc zero-fills; both set an
  * FM_ENOMEM message on failure and return NULL. Sizes are checked for overflow. */
-void *fm_alloc(size_t count, size_t size);
-void *fm_alloc_raw(size_t bytes);
-void *fm_realloc(void *ptr, size_t bytes);
-void fm_free(void *ptr);
-char *fm_strdup(const char *text);
+void *fmi_alloc(size_t count, size_t size);
+void *fmi_alloc_raw(size_t bytes);
+void *fmi_realloc(void *ptr, size_t bytes);
+void fmi_free(void *ptr);
+char *fmi_strdup(const char *text);
 
 /* Monotonic seconds. */
-double fm_now(void);
+double fmi_now(void);
 
 /* Sets the OpenMP and BLAS thread counts (<= 0: all cores); returns the count. */
-int fm_threads_set(int threads);
-int fm_threads_available(void);
+int fmi_threads_set(int threads);
+int fmi_threads_available(void);
 /* Makes OpenBLAS run on the calling thread (fewmul splits work itself). */
-void fm_blas_single_thread(void);
+void fmi_blas_single_thread(void);
 
 #define FM_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FM_MAX(a, b) ((a) > (b) ? (a) : (b))

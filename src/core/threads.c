@@ -12,14 +12,14 @@
 #include <cblas.h>
 #endif
 
-double fm_now(void)
+double fmi_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int fm_threads_available(void)
+int fmi_threads_available(void)
 {
 #ifdef _OPENMP
     return omp_get_num_procs();
@@ -29,22 +29,22 @@ int fm_threads_available(void)
 #endif
 }
 
-void fm_blas_single_thread(void)
+void fmi_blas_single_thread(void)
 {
 #ifdef FM_HAVE_CBLAS
     openblas_set_num_threads(1);
 #endif
 }
 
-int fm_threads_set(int threads)
+int fmi_threads_set(int threads)
 {
     if (threads <= 0)
-        threads = fm_threads_available();
+        threads = fmi_threads_available();
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
 #ifdef FM_HAVE_CBLAS
-    /* fm_sgemm splits GEMMs across OpenMP threads itself (see gemm.c) */
+    /* fmi_sgemm splits GEMMs across OpenMP threads itself (see gemm.c) */
     openblas_set_num_threads(1);
 #endif
     return threads;

@@ -30,7 +30,7 @@ static int read_exact(int fd, const char *path, uint8_t *buf, size_t n, size_t *
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return fm_error(FM_EIO, "%s: %s", path, strerror(errno));
+            return fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
         if (r == 0)
             break;
         *got += (size_t)r;
@@ -45,38 +45,38 @@ static void record_to_image(const uint8_t *rec, uint8_t *out)
             out[i * FM_DATA_RGB + ch] = rec[ch * CIFAR_PLANE + i];
 }
 
-int fm_cifar10_read_append(const char *path, fm_images *acc)
+int fmi_cifar10_read_append(const char *path, fm_images *acc)
 {
     if (!path || !acc)
-        return fm_error(FM_EINVAL, "fm_cifar10_read: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_cifar10_read: NULL argument");
     if (acc->count < 0 || (acc->count > 0 && (acc->height != FM_DATA_SIDE || acc->width != FM_DATA_SIDE ||
                                              acc->channels != FM_DATA_RGB)))
-        return fm_error(FM_EINVAL, "%s: cannot append 32x32x3 images to %dx%dx%d images", path,
+        return fmi_error(FM_EINVAL, "%s: cannot append 32x32x3 images to %dx%dx%d images", path,
                         acc->height, acc->width, acc->channels);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int missing = errno == ENOENT || errno == ENOTDIR;
-        return fm_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
+        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
     }
     struct stat st;
     int err = FM_OK;
     if (fstat(fd, &st) != 0)
-        err = fm_error(FM_EIO, "%s: %s", path, strerror(errno));
+        err = fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
     else if (S_ISDIR(st.st_mode))
-        err = fm_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
+        err = fmi_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
     else if (!S_ISREG(st.st_mode))
-        err = fm_error(FM_EIO, "%s: not a regular file (its size must be known)", path);
+        err = fmi_error(FM_EIO, "%s: not a regular file (its size must be known)", path);
     else if (st.st_size == 0)
-        err = fm_error(FM_EFORMAT, "%s: empty file (expected 3073-byte records: a label, then 3072 pixels)",
+        err = fmi_error(FM_EFORMAT, "%s: empty file (expected 3073-byte records: a label, then 3072 pixels)",
                        path);
     else if (st.st_size % CIFAR_RECORD)
-        err = fm_error(FM_ETRUNC,
+        err = fmi_error(FM_ETRUNC,
                        "%s: truncated: %lld bytes is not a whole number of 3073-byte records "
                        "(%lld records and %lld bytes over)",
                        path, (long long)st.st_size, (long long)(st.st_size / CIFAR_RECORD),
                        (long long)(st.st_size % CIFAR_RECORD));
     else if (st.st_size / CIFAR_RECORD > (off_t)INT32_MAX - acc->count)
-        err = fm_error(FM_EFORMAT, "%s: %lld records, more than %d in all", path,
+        err = fmi_error(FM_EFORMAT, "%s: %lld records, more than %d in all", path,
                        (long long)(st.st_size / CIFAR_RECORD), INT32_MAX);
     if (err) {
         close(fd);
@@ -85,27 +85,27 @@ int fm_cifar10_read_append(const char *path, fm_images *acc)
 
     size_t base = (size_t)acc->count, n = (size_t)(st.st_size / CIFAR_RECORD);
     uint8_t *chunk = NULL;
-    err = fm_data_resize(&acc->pixels, (base + n) * FM_DATA_IMAGE_BYTES);
+    err = fmi_data_resize(&acc->pixels, (base + n) * FM_DATA_IMAGE_BYTES);
     if (!err)
-        err = fm_data_resize(&acc->labels, base + n);
-    if (!err && !(chunk = fm_alloc_raw((size_t)CIFAR_CHUNK * CIFAR_RECORD)))
+        err = fmi_data_resize(&acc->labels, base + n);
+    if (!err && !(chunk = fmi_alloc_raw((size_t)CIFAR_CHUNK * CIFAR_RECORD)))
         err = FM_ENOMEM;
     for (size_t i = 0; !err && i < n; i += CIFAR_CHUNK) {
         size_t k = FM_MIN((size_t)CIFAR_CHUNK, n - i), got;
         err = read_exact(fd, path, chunk, k * CIFAR_RECORD, &got);
         if (!err && got < k * CIFAR_RECORD)
-            err = fm_error(FM_ETRUNC, "%s: unexpected end of file in record %zu (it shrank while being read)",
+            err = fmi_error(FM_ETRUNC, "%s: unexpected end of file in record %zu (it shrank while being read)",
                            path, i + got / CIFAR_RECORD);
         for (size_t j = 0; !err && j < k; j++) {
             const uint8_t *rec = chunk + j * CIFAR_RECORD;
             if (rec[0] >= CIFAR_CLASSES)
-                err = fm_error(FM_EFORMAT, "%s: record %zu: label %u out of range 0..9", path, i + j,
+                err = fmi_error(FM_EFORMAT, "%s: record %zu: label %u out of range 0..9", path, i + j,
                                (unsigned)rec[0]);
             acc->labels[base + i + j] = rec[0];
             record_to_image(rec + 1, acc->pixels + (base + i + j) * FM_DATA_IMAGE_BYTES);
         }
     }
-    fm_free(chunk);
+    fmi_free(chunk);
     close(fd);
     if (err)
         return err;
@@ -120,10 +120,10 @@ int fm_cifar10_read(const char *path, fm_images *out)
     if (out)
         memset(out, 0, sizeof *out);
     if (!path || !out)
-        return fm_error(FM_EINVAL, "fm_cifar10_read: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_cifar10_read: NULL argument");
     fm_images acc;
     memset(&acc, 0, sizeof acc);
-    int err = fm_cifar10_read_append(path, &acc);
+    int err = fmi_cifar10_read_append(path, &acc);
     if (err) {
         fm_images_free(&acc);
         return err;

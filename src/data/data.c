@@ -22,14 +22,14 @@ void fm_images_free(fm_images *images)
 {
     if (!images)
         return;
-    fm_free(images->pixels);
-    fm_free(images->labels);
+    fmi_free(images->pixels);
+    fmi_free(images->labels);
     memset(images, 0, sizeof *images);
 }
 
-int fm_data_resize(uint8_t **buf, size_t bytes)
+int fmi_data_resize(uint8_t **buf, size_t bytes)
 {
-    uint8_t *p = *buf ? fm_realloc(*buf, bytes) : fm_alloc_raw(bytes);
+    uint8_t *p = *buf ? fmi_realloc(*buf, bytes) : fmi_alloc_raw(bytes);
     if (!p)
         return FM_ENOMEM;
     *buf = p;
@@ -58,7 +58,7 @@ static int parse_spec(const char *spec, fm_data_kind *kind, const char **dir)
             return FM_OK;
         }
     }
-    return fm_error(FM_EINVAL,
+    return fmi_error(FM_EINVAL,
                     "unknown data spec '%s' (expected fashion, mnist:DIR or idx:DIR for IDX files, "
                     "cifar10:DIR or svhn:DIR)",
                     spec ? spec : "(null)");
@@ -102,7 +102,7 @@ int fm_data_defaults(fm_data_kind kind, fm_preproc *preproc, int *valid)
         v = 6000; /* 10 classes x (400 from train_32x32 + 200 from extra_32x32) */
         break;
     default:
-        return fm_error(FM_EINVAL, "fm_data_defaults: unknown data set kind %d", (int)kind);
+        return fmi_error(FM_EINVAL, "fm_data_defaults: unknown data set kind %d", (int)kind);
     }
     if (preproc)
         *preproc = p;
@@ -129,12 +129,12 @@ int fm_data_split_validation(fm_data_kind kind, fm_images *train, int32_t train_
     if (err)
         return err;
     if (!train)
-        return fm_error(FM_EINVAL, "fm_data_split_validation: NULL training set");
+        return fmi_error(FM_EINVAL, "fm_data_split_validation: NULL training set");
     if (train_part < 0 || train_part > train->count)
-        return fm_error(FM_EINVAL, "fm_data_split_validation: train_part %d outside 0..%d", train_part,
+        return fmi_error(FM_EINVAL, "fm_data_split_validation: train_part %d outside 0..%d", train_part,
                         train->count);
     if (valid < 0)
-        return fm_error(FM_EINVAL, "fm_data_split_validation: %d validation images", valid);
+        return fmi_error(FM_EINVAL, "fm_data_split_validation: %d validation images", valid);
     /* Only SVHN at its own validation size picks its images; every other
      * split is the last `valid` images as loaded. */
     if (kind != FM_DATA_SVHN || valid != default_valid)
@@ -150,7 +150,7 @@ static int join(char *path, size_t size, const char *dir, const char *name)
     const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
     int n = snprintf(path, size, "%s%s%s", dir, sep, name);
     if (n < 0 || (size_t)n >= size)
-        return fm_error(FM_EINVAL, "%s: data directory path too long", dir);
+        return fmi_error(FM_EINVAL, "%s: data directory path too long", dir);
     return FM_OK;
 }
 
@@ -177,13 +177,13 @@ static int find_file(const char *dir, const char *base, int fashion, char *path,
         for (int gz = 0; gz < 2; gz++) {
             int n = snprintf(path, size, "%s%s%s%s", dir, sep, names[v], gz ? ".gz" : "");
             if (n < 0 || (size_t)n >= size)
-                return fm_error(FM_EINVAL, "%s: data directory path too long", dir);
+                return fmi_error(FM_EINVAL, "%s: data directory path too long", dir);
             struct stat st;
             if (stat(path, &st) == 0)
                 return FM_OK;
         }
     }
-    return fm_error(FM_ENOENT, "%s: missing %s[.gz] (also looked for %s[.gz])%s", dir, base,
+    return fmi_error(FM_ENOENT, "%s: missing %s[.gz] (also looked for %s[.gz])%s", dir, base,
                     variant, fashion ? "; install Debian's dataset-fashion-mnist" : "");
 }
 
@@ -209,7 +209,7 @@ static int load_idx(const char *dir, int fashion, fm_images *train, fm_images *t
     if (!err && train && test &&
         (train->height != test->height || train->width != test->width ||
          train->channels != test->channels))
-        err = fm_error(FM_EMISMATCH, "%s: train images are %dx%d but test images are %dx%d", dir,
+        err = fmi_error(FM_EMISMATCH, "%s: train images are %dx%d but test images are %dx%d", dir,
                        train->height, train->width, test->height, test->width);
     return err;
 }
@@ -239,18 +239,18 @@ static int load_cifar10(const char *dir, fm_images *train, fm_images *test)
         const char *name = i < 5 ? batches[i] : "test_batch.bin";
         err = join(path, sizeof path, base, name);
         if (!err && missing(path))
-            err = fm_error(FM_ENOENT, "%s: missing %s (the CIFAR-10 binary version: %s)", base, name,
+            err = fmi_error(FM_ENOENT, "%s: missing %s (the CIFAR-10 binary version: %s)", base, name,
                            CIFAR10_FILES);
     }
     for (int i = 0; !err && train && i < 5; i++) {
         err = join(path, sizeof path, base, batches[i]);
         if (!err)
-            err = fm_cifar10_read_append(path, train);
+            err = fmi_cifar10_read_append(path, train);
     }
     if (!err && test) {
         err = join(path, sizeof path, base, "test_batch.bin");
         if (!err)
-            err = fm_cifar10_read_append(path, test);
+            err = fmi_cifar10_read_append(path, test);
     }
     return err;
 }
@@ -267,24 +267,24 @@ static int load_svhn(const char *dir, fm_images *train, fm_images *test, int32_t
             continue;
         err = join(path, sizeof path, dir, needed[i]);
         if (!err && missing(path))
-            err = fm_error(FM_ENOENT, "%s: missing %s (SVHN cropped digits: %s)", dir, needed[i],
+            err = fmi_error(FM_ENOENT, "%s: missing %s (SVHN cropped digits: %s)", dir, needed[i],
                            SVHN_FILES);
     }
     if (!err && train) {
         err = join(path, sizeof path, dir, "train_32x32.mat");
         if (!err)
-            err = fm_svhn_read_append(path, train);
+            err = fmi_svhn_read_append(path, train);
         if (!err)
             *part = train->count;
         if (!err)
             err = join(path, sizeof path, dir, "extra_32x32.mat");
         if (!err && !missing(path))
-            err = fm_svhn_read_append(path, train);
+            err = fmi_svhn_read_append(path, train);
     }
     if (!err && test) {
         err = join(path, sizeof path, dir, "test_32x32.mat");
         if (!err)
-            err = fm_svhn_read_append(path, test);
+            err = fmi_svhn_read_append(path, test);
     }
     return err;
 }
@@ -308,11 +308,11 @@ int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int3
     int fashion = kind == FM_DATA_FASHION;
     struct stat st;
     if (stat(dir, &st) != 0)
-        return fm_error(errno == ENOENT || errno == ENOTDIR ? FM_ENOENT : FM_EIO,
+        return fmi_error(errno == ENOENT || errno == ENOTDIR ? FM_ENOENT : FM_EIO,
                         "data directory %s: %s%s", dir, strerror(errno),
                         fashion ? "; install Debian's dataset-fashion-mnist" : "");
     if (!S_ISDIR(st.st_mode))
-        return fm_error(FM_EINVAL, "data directory %s: %s", dir, strerror(ENOTDIR));
+        return fmi_error(FM_EINVAL, "data directory %s: %s", dir, strerror(ENOTDIR));
 
     int32_t part = 0;
     switch (kind) {
@@ -349,25 +349,25 @@ int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_hea
                              int per_class_tail, int classes, uint64_t seed)
 {
     if (!set)
-        return fm_error(FM_EINVAL, "fm_images_split_balanced: NULL set");
+        return fmi_error(FM_EINVAL, "fm_images_split_balanced: NULL set");
     int32_t n = set->count;
     if (n < 0 || (n > 0 && (!set->pixels || !set->labels || set->height <= 0 || set->width <= 0 ||
                             set->channels <= 0)))
-        return fm_error(FM_EINVAL, "fm_images_split_balanced: a set of %d images of %dx%dx%d without buffers",
+        return fmi_error(FM_EINVAL, "fm_images_split_balanced: a set of %d images of %dx%dx%d without buffers",
                         n, set->height, set->width, set->channels);
     if (boundary < 0 || boundary > n)
-        return fm_error(FM_EINVAL, "fm_images_split_balanced: boundary %d outside 0..%d", boundary, n);
+        return fmi_error(FM_EINVAL, "fm_images_split_balanced: boundary %d outside 0..%d", boundary, n);
     if (per_class_head < 0 || per_class_tail < 0)
-        return fm_error(FM_EINVAL, "fm_images_split_balanced: negative count per class (%d, %d)",
+        return fmi_error(FM_EINVAL, "fm_images_split_balanced: negative count per class (%d, %d)",
                         per_class_head, per_class_tail);
     if (classes < 1 || classes > SPLIT_MAX_CLASSES)
-        return fm_error(FM_EINVAL, "fm_images_split_balanced: %d classes (expected 1..%d)", classes,
+        return fmi_error(FM_EINVAL, "fm_images_split_balanced: %d classes (expected 1..%d)", classes,
                         SPLIT_MAX_CLASSES);
 
     int32_t have[2][SPLIT_MAX_CLASSES] = {{0}};
     for (int32_t i = 0; i < n; i++) {
         if (set->labels[i] >= classes)
-            return fm_error(FM_EINVAL, "fm_images_split_balanced: label %u at index %d is not below %d classes",
+            return fmi_error(FM_EINVAL, "fm_images_split_balanced: label %u at index %d is not below %d classes",
                             (unsigned)set->labels[i], i, classes);
         have[i >= boundary][set->labels[i]]++;
     }
@@ -375,7 +375,7 @@ int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_hea
     for (int r = 0; r < 2; r++)
         for (int k = 0; k < classes; k++)
             if (have[r][k] < want[r])
-                return fm_error(FM_EINVAL,
+                return fmi_error(FM_EINVAL,
                                 "fm_images_split_balanced: class %d has %d images in [%d, %d), fewer than "
                                 "the %d per class to hold out",
                                 k, have[r][k], r ? boundary : 0, r ? n : boundary, want[r]);
@@ -383,13 +383,13 @@ int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_hea
         return FM_OK;
 
     size_t image = (size_t)set->height * (size_t)set->width * (size_t)set->channels;
-    int32_t *order = fm_alloc((size_t)n, sizeof *order);
-    uint8_t *picked = fm_alloc((size_t)n, 1);
-    uint8_t *tmp = fm_alloc_raw(image);
+    int32_t *order = fmi_alloc((size_t)n, sizeof *order);
+    uint8_t *picked = fmi_alloc((size_t)n, 1);
+    uint8_t *tmp = fmi_alloc_raw(image);
     if (!order || !picked || !tmp) {
-        fm_free(order);
-        fm_free(picked);
-        fm_free(tmp);
+        fmi_free(order);
+        fmi_free(picked);
+        fmi_free(tmp);
         return FM_ENOMEM;
     }
 
@@ -405,12 +405,12 @@ int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_hea
     for (int32_t i = 0; i < n; i++)
         order[fill[i >= boundary][set->labels[i]]++] = i;
     fm_rng rng;
-    fm_rng_seed(&rng, seed);
+    fmi_rng_seed(&rng, seed);
     for (int r = 0; r < 2; r++)
         for (int k = 0; k < classes; k++) {
             int32_t *g = order + start[r][k], m = have[r][k];
             for (int32_t j = 0; j < want[r]; j++) {
-                int32_t s = j + (int32_t)fm_rng_below(&rng, (uint32_t)(m - j));
+                int32_t s = j + (int32_t)fmi_rng_below(&rng, (uint32_t)(m - j));
                 int32_t t = g[j];
                 g[j] = g[s];
                 g[s] = t;
@@ -448,8 +448,8 @@ int fm_images_split_balanced(fm_images *set, int32_t boundary, int per_class_hea
             j = src;
         }
     }
-    fm_free(order);
-    fm_free(picked);
-    fm_free(tmp);
+    fmi_free(order);
+    fmi_free(picked);
+    fmi_free(tmp);
     return FM_OK;
 }

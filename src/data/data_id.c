@@ -7,10 +7,10 @@
 static uint32_t images_crc(const fm_images *im)
 {
     size_t pixels = (size_t)im->count * im->height * im->width * im->channels;
-    return fm_crc32_update(fm_crc32(im->labels, (size_t)im->count), im->pixels, pixels);
+    return fmi_crc32_update(fmi_crc32(im->labels, (size_t)im->count), im->pixels, pixels);
 }
 
-void fm_data_identify(const fm_images *train, const fm_images *test, fm_data_id *id)
+void fmi_data_identify(const fm_images *train, const fm_images *test, fm_data_id *id)
 {
     memset(id, 0, sizeof *id);
     id->train_count = train->count;

@@ -16,6 +16,6 @@ typedef struct fm_data_id {
 } fm_data_id;
 
 /* The identity of a training set and a test set (may be NULL). */
-void fm_data_identify(const fm_images *train, const fm_images *test, fm_data_id *id);
+void fmi_data_identify(const fm_images *train, const fm_images *test, fm_data_id *id);
 
 #endif

@@ -54,13 +54,13 @@ typedef struct idx_file {
 static voidpf idx_zalloc(voidpf opaque, uInt items, uInt size)
 {
     (void)opaque;
-    return fm_alloc_raw((size_t)items * size);
+    return fmi_alloc_raw((size_t)items * size);
 }
 
 static void idx_zfree(voidpf opaque, voidpf ptr)
 {
     (void)opaque;
-    fm_free(ptr);
+    fmi_free(ptr);
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -78,7 +78,7 @@ static int fd_read(idx_file *f, uint8_t *buf, size_t n, size_t *got)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return fm_error(FM_EIO, "%s: %s", f->path, strerror(errno));
+            return fmi_error(FM_EIO, "%s: %s", f->path, strerror(errno));
         if (r == 0)
             break;
         done += (size_t)r;
@@ -94,13 +94,13 @@ static int idx_open(idx_file *f, const char *path)
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0) {
         int missing = errno == ENOENT || errno == ENOTDIR;
-        return fm_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
+        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
     }
     struct stat st;
     if (fstat(f->fd, &st) != 0)
-        return fm_error(FM_EIO, "%s: %s", path, strerror(errno));
+        return fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
-        return fm_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
+        return fmi_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
 
     int err = fd_read(f, f->peek, 2, &f->npeek);
     if (err)
@@ -114,7 +114,7 @@ static int idx_open(idx_file *f, const char *path)
         return FM_OK;
     }
 
-    f->in = fm_alloc_raw(FM_IDX_IN_CHUNK);
+    f->in = fmi_alloc_raw(FM_IDX_IN_CHUNK);
     if (!f->in)
         return FM_ENOMEM;
     memcpy(f->in, f->peek, 2);
@@ -127,7 +127,7 @@ static int idx_open(idx_file *f, const char *path)
     int zr = inflateInit2(&f->zs, 16 + MAX_WBITS);
     if (zr != Z_OK)
         return zr == Z_MEM_ERROR ? FM_ENOMEM
-                                 : fm_error(FM_EIO, "%s: zlib: %s", path, zError(zr));
+                                 : fmi_error(FM_EIO, "%s: zlib: %s", path, zError(zr));
     f->zs_ready = 1;
     return FM_OK;
 }
@@ -136,7 +136,7 @@ static void idx_close(idx_file *f)
 {
     if (f->zs_ready)
         inflateEnd(&f->zs);
-    fm_free(f->in);
+    fmi_free(f->in);
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
@@ -181,7 +181,7 @@ static int gz_read(idx_file *f, uint8_t *buf, size_t n, size_t *got)
             if (f->zs.avail_in == 0)
                 break;
             if (f->zs.avail_in < 2 || f->zs.next_in[0] != 0x1f || f->zs.next_in[1] != 0x8b)
-                return fm_error(FM_EFORMAT, "%s: unexpected bytes after the gzip stream",
+                return fmi_error(FM_EFORMAT, "%s: unexpected bytes after the gzip stream",
                                 f->path);
             inflateReset(&f->zs);
             f->zs_end = 0;
@@ -199,14 +199,14 @@ static int gz_read(idx_file *f, uint8_t *buf, size_t n, size_t *got)
             /* No progress possible: input exhausted mid-stream (zlib always
              * progresses while it has input and output room). */
             if (f->zs.avail_in == 0 && f->in_eof)
-                return fm_error(FM_ETRUNC,
+                return fmi_error(FM_ETRUNC,
                                 "%s: truncated gzip stream (unexpected end of file)", f->path);
             if (f->zs.avail_in != 0)
-                return fm_error(FM_EFORMAT, "%s: corrupt gzip stream: no progress", f->path);
+                return fmi_error(FM_EFORMAT, "%s: corrupt gzip stream: no progress", f->path);
         } else if (zr == Z_MEM_ERROR) {
             return FM_ENOMEM;
         } else if (zr != Z_OK) {
-            return fm_error(FM_EFORMAT, "%s: corrupt gzip stream: %s", f->path,
+            return fmi_error(FM_EFORMAT, "%s: corrupt gzip stream: %s", f->path,
                             f->zs.msg ? f->zs.msg : zError(zr));
         }
     }
@@ -245,20 +245,20 @@ static int read_header(idx_file *f, uint32_t expected_magic, uint32_t *dims)
         return err;
     const char *kind = ndims == 3 ? "an IDX image file" : "an IDX label file";
     if (got < 4)
-        return fm_error(FM_ETRUNC, "%s: truncated header (%zu of %zu bytes)", f->path, got, need);
+        return fmi_error(FM_ETRUNC, "%s: truncated header (%zu of %zu bytes)", f->path, got, need);
     uint32_t magic = be32(h);
     /* The element type is judged only when the rest of the magic is right, so
      * a label file given as images reads "bad magic", not "unsupported". */
     if (h[0] != 0 || h[1] != 0 || h[3] != ndims)
-        return fm_error(FM_EFORMAT, "%s: bad magic 0x%08x (expected 0x%08x, %s)", f->path,
+        return fmi_error(FM_EFORMAT, "%s: bad magic 0x%08x (expected 0x%08x, %s)", f->path,
                         (unsigned)magic, (unsigned)expected_magic, kind);
     if (h[2] != FM_IDX_TYPE_UBYTE)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: unsupported IDX element type 0x%02x in magic 0x%08x "
                         "(only unsigned bytes, 0x08, are supported)",
                         f->path, h[2], (unsigned)magic);
     if (got < need)
-        return fm_error(FM_ETRUNC, "%s: truncated header (%zu of %zu bytes)", f->path, got, need);
+        return fmi_error(FM_ETRUNC, "%s: truncated header (%zu of %zu bytes)", f->path, got, need);
     for (unsigned i = 0; i < ndims; i++)
         dims[i] = be32(h + 4 + 4 * i);
     return FM_OK;
@@ -270,17 +270,17 @@ static int read_payload(idx_file *f, uint64_t declared, const char *what, uint8_
 {
     *out = NULL;
     if (declared > SIZE_MAX)
-        return fm_error(FM_EFORMAT, "%s: header declares %s, too large for this machine",
+        return fmi_error(FM_EFORMAT, "%s: header declares %s, too large for this machine",
                         f->path, what);
     if (f->have_size) {
         if (f->remaining < declared)
-            return fm_error(FM_ETRUNC,
+            return fmi_error(FM_ETRUNC,
                             "%s: truncated: header declares %s (%llu bytes) but only %llu "
                             "bytes follow",
                             f->path, what, (unsigned long long)declared,
                             (unsigned long long)f->remaining);
         if (f->remaining > declared)
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s: %llu extra bytes after data (header declares %s, %llu bytes)",
                             f->path, (unsigned long long)(f->remaining - declared), what,
                             (unsigned long long)declared);
@@ -290,31 +290,31 @@ static int read_payload(idx_file *f, uint64_t declared, const char *what, uint8_
      * actually arrives, never past the declared size. */
     size_t cap = f->have_size ? (size_t)declared : FM_MIN((size_t)declared, FM_IDX_FIRST_CHUNK);
     size_t len = 0;
-    uint8_t *buf = fm_alloc_raw(cap);
+    uint8_t *buf = fmi_alloc_raw(cap);
     if (!buf)
         return FM_ENOMEM;
     for (;;) {
         size_t got = 0;
         int err = idx_read(f, buf + len, cap - len, &got);
         if (err) {
-            fm_free(buf);
+            fmi_free(buf);
             return err;
         }
         len += got;
         if (len < cap || cap == declared)
             break;
         size_t next = cap > ((size_t)declared) / 2 ? (size_t)declared : cap * 2;
-        uint8_t *grown = fm_realloc(buf, next);
+        uint8_t *grown = fmi_realloc(buf, next);
         if (!grown) {
-            fm_free(buf);
+            fmi_free(buf);
             return FM_ENOMEM;
         }
         buf = grown;
         cap = next;
     }
     if (len < declared) {
-        fm_free(buf);
-        return fm_error(FM_ETRUNC,
+        fmi_free(buf);
+        return fmi_error(FM_ETRUNC,
                         "%s: truncated: header declares %s (%llu bytes) but only %zu bytes "
                         "follow",
                         f->path, what, (unsigned long long)declared, len);
@@ -323,9 +323,9 @@ static int read_payload(idx_file *f, uint64_t declared, const char *what, uint8_
     size_t extra;
     int err = idx_read(f, &probe, 1, &extra);
     if (err || extra) {
-        fm_free(buf);
+        fmi_free(buf);
         return err ? err
-                   : fm_error(FM_EFORMAT, "%s: extra bytes after data (header declares %s)",
+                   : fmi_error(FM_EFORMAT, "%s: extra bytes after data (header declares %s)",
                               f->path, what);
     }
     *out = buf;
@@ -337,7 +337,7 @@ int fm_idx_read(const char *images_path, const char *labels_path, fm_images *out
     if (out)
         memset(out, 0, sizeof *out);
     if (!images_path || !labels_path || !out)
-        return fm_error(FM_EINVAL, "fm_idx_read: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_idx_read: NULL argument");
 
     idx_file fi, fl;
     fl.fd = -1;
@@ -352,13 +352,13 @@ int fm_idx_read(const char *images_path, const char *labels_path, fm_images *out
         err = read_header(&fi, FM_IDX_MAGIC_IMAGES, idims);
     if (!err) {
         if (idims[0] == 0 || idims[1] == 0 || idims[2] == 0)
-            err = fm_error(FM_EFORMAT, "%s: header declares %u images of %ux%u pixels",
+            err = fmi_error(FM_EFORMAT, "%s: header declares %u images of %ux%u pixels",
                            images_path, idims[0], idims[1], idims[2]);
         else if (idims[1] > FM_IDX_MAX_SIDE || idims[2] > FM_IDX_MAX_SIDE)
-            err = fm_error(FM_EFORMAT, "%s: implausible image size %ux%u (limit %ux%u)",
+            err = fmi_error(FM_EFORMAT, "%s: implausible image size %ux%u (limit %ux%u)",
                            images_path, idims[1], idims[2], FM_IDX_MAX_SIDE, FM_IDX_MAX_SIDE);
         else if (idims[0] > FM_IDX_MAX_COUNT)
-            err = fm_error(FM_EFORMAT, "%s: implausible image count %u (limit %u)",
+            err = fmi_error(FM_EFORMAT, "%s: implausible image count %u (limit %u)",
                            images_path, idims[0], FM_IDX_MAX_COUNT);
     }
     /* Both headers are checked before any payload is read, so a mismatched
@@ -369,12 +369,12 @@ int fm_idx_read(const char *images_path, const char *labels_path, fm_images *out
         err = read_header(&fl, FM_IDX_MAGIC_LABELS, ldims);
     if (!err) {
         if (ldims[0] == 0)
-            err = fm_error(FM_EFORMAT, "%s: header declares 0 labels", labels_path);
+            err = fmi_error(FM_EFORMAT, "%s: header declares 0 labels", labels_path);
         else if (ldims[0] > FM_IDX_MAX_COUNT)
-            err = fm_error(FM_EFORMAT, "%s: implausible label count %u (limit %u)",
+            err = fmi_error(FM_EFORMAT, "%s: implausible label count %u (limit %u)",
                            labels_path, ldims[0], FM_IDX_MAX_COUNT);
         else if (ldims[0] != idims[0])
-            err = fm_error(FM_EMISMATCH, "%s has %u images but %s has %u labels", images_path,
+            err = fmi_error(FM_EMISMATCH, "%s has %u images but %s has %u labels", images_path,
                            idims[0], labels_path, ldims[0]);
     }
     if (!err) {
@@ -387,13 +387,13 @@ int fm_idx_read(const char *images_path, const char *labels_path, fm_images *out
     }
     for (uint32_t i = 0; !err && i < ldims[0]; i++)
         if (labels[i] >= FM_IDX_MAX_CLASSES)
-            err = fm_error(FM_EFORMAT, "%s: label %u at index %u out of range 0..%d",
+            err = fmi_error(FM_EFORMAT, "%s: label %u at index %u out of range 0..%d",
                            labels_path, (unsigned)labels[i], (unsigned)i, FM_IDX_MAX_CLASSES - 1);
     idx_close(&fi);
     idx_close(&fl);
     if (err) {
-        fm_free(pixels);
-        fm_free(labels);
+        fmi_free(pixels);
+        fmi_free(labels);
         return err;
     }
     out->count = (int32_t)idims[0];

@@ -52,16 +52,16 @@ static uint32_t pad8(uint64_t n) { return (uint32_t)((8 - n % 8) % 8); }
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
 {
     (void)opaque;
-    return fm_alloc_raw((size_t)items * size);
+    return fmi_alloc_raw((size_t)items * size);
 }
 
 static void z_free(voidpf opaque, voidpf ptr)
 {
     (void)opaque;
-    fm_free(ptr);
+    fmi_free(ptr);
 }
 
-size_t mat5_type_size(int type)
+size_t fmi_mat5_type_size(int type)
 {
     switch (type) {
     case MAT5_INT8:
@@ -83,7 +83,7 @@ size_t mat5_type_size(int type)
     }
 }
 
-const char *mat5_type_name(int type)
+const char *fmi_mat5_type_name(int type)
 {
     static const char *const names[] = {
         NULL,       "miINT8",   "miUINT8",  "miINT16",  "miUINT16",     "miINT32", "miUINT32",
@@ -94,7 +94,7 @@ const char *mat5_type_name(int type)
     return names[type];
 }
 
-const char *mat5_class_name(int klass)
+const char *fmi_mat5_class_name(int klass)
 {
     static const char *const names[] = {"empty",  "cell",  "struct", "object", "char",
                                         "sparse", "double", "single", "int8",  "uint8",
@@ -105,7 +105,7 @@ const char *mat5_class_name(int klass)
     return names[klass];
 }
 
-double mat5_value(const mat5_file *f, int type, const uint8_t *p)
+double fmi_mat5_value(const mat5_file *f, int type, const uint8_t *p)
 {
     switch (type) {
     case MAT5_INT8:
@@ -163,9 +163,9 @@ static int fd_read_exact(mat5_file *f, uint8_t *dst, size_t n)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            return fm_error(FM_EIO, "%s: %s", f->path, strerror(errno));
+            return fmi_error(FM_EIO, "%s: %s", f->path, strerror(errno));
         if (r == 0)
-            return fm_error(FM_ETRUNC, "%s: unexpected end of file (it shrank while being read)",
+            return fmi_error(FM_ETRUNC, "%s: unexpected end of file (it shrank while being read)",
                             f->path);
         dst += r;
         n -= (size_t)r;
@@ -206,7 +206,7 @@ static int file_read(mat5_file *f, uint8_t *dst, size_t n)
             if (err)
                 return err;
             if (f->off == f->len)
-                return fm_error(FM_ETRUNC, "%s: unexpected end of file", f->path);
+                return fmi_error(FM_ETRUNC, "%s: unexpected end of file", f->path);
         }
         size_t take = FM_MIN(n, f->len - f->off);
         memcpy(dst, f->buf + f->off, take);
@@ -228,7 +228,7 @@ static int file_skip(mat5_file *f, uint64_t n)
         return FM_OK;
     /* The buffer is empty, so the descriptor's offset is f->pos. */
     if (n > (uint64_t)INT64_MAX || lseek(f->fd, (off_t)n, SEEK_CUR) < 0)
-        return fm_error(FM_EIO, "%s: seek: %s", f->path, strerror(errno));
+        return fmi_error(FM_EIO, "%s: seek: %s", f->path, strerror(errno));
     f->pos += n;
     return FM_OK;
 }
@@ -266,19 +266,19 @@ static int z_pull(mat5_file *f, uint8_t *dst, size_t n, size_t *got)
         } else if (zr == Z_MEM_ERROR) {
             return FM_ENOMEM;
         } else if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR || zr == Z_STREAM_ERROR) {
-            return fm_error(FM_EFORMAT, "%s: %s: corrupt zlib stream: %s", f->path,
+            return fmi_error(FM_EFORMAT, "%s: %s: corrupt zlib stream: %s", f->path,
                             var_label(f, where, sizeof where),
                             zr == Z_NEED_DICT ? "needs a preset dictionary"
                                               : f->zs.msg ? f->zs.msg : zError(zr));
         } else if (used == 0 && made == 0) {
             /* No progress: zlib has all of the element's bytes and wants more. */
             if (f->z_left == 0)
-                return fm_error(FM_ETRUNC,
+                return fmi_error(FM_ETRUNC,
                                 "%s: %s: truncated zlib stream: the compressed element's bytes "
                                 "end after %llu inflated bytes",
                                 f->path, var_label(f, where, sizeof where),
                                 (unsigned long long)f->z_inflated);
-            return fm_error(FM_EFORMAT, "%s: %s: corrupt zlib stream: no progress", f->path,
+            return fmi_error(FM_EFORMAT, "%s: %s: corrupt zlib stream: no progress", f->path,
                             var_label(f, where, sizeof where));
         }
     }
@@ -293,7 +293,7 @@ static int z_read(mat5_file *f, uint8_t *dst, size_t n)
     int err = z_pull(f, dst, n, &got);
     if (!err && got < n) {
         char where[128];
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: %s: inflated data ends after %llu bytes, short of the %llu its "
                         "miMATRIX element declares (tag included)",
                         f->path, var_label(f, where, sizeof where),
@@ -339,7 +339,7 @@ static int sub_begin(mat5_file *f, const char *what, uint32_t *type, uint32_t *b
 {
     char where[128];
     if (f->elem_left < 8)
-        return fm_error(FM_EFORMAT, "%s: %s: no %s (the variable ends first)",
+        return fmi_error(FM_EFORMAT, "%s: %s: no %s (the variable ends first)",
                         f->path, var_label(f, where, sizeof where), what);
     uint8_t tag[8];
     int err = src_read(f, tag, 8);
@@ -352,7 +352,7 @@ static int sub_begin(mat5_file *f, const char *what, uint32_t *type, uint32_t *b
         *type = w0 & 0xffffu;
         *bytes = w0 >> 16;
         if (*bytes > 4)
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s: %s: %s: small data element declares %u bytes (at most 4 fit)",
                             f->path, var_label(f, where, sizeof where), what, (unsigned)*bytes);
         memcpy(f->sde, tag + 4, 4);
@@ -362,7 +362,7 @@ static int sub_begin(mat5_file *f, const char *what, uint32_t *type, uint32_t *b
         *type = w0;
         *bytes = get32(f, tag + 4);
         if (*bytes > f->elem_left)
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s: %s: %s declares %u bytes but only %llu of the variable are left",
                             f->path, var_label(f, where, sizeof where), what, (unsigned)*bytes,
                             (unsigned long long)f->elem_left);
@@ -377,7 +377,7 @@ static int sub_begin(mat5_file *f, const char *what, uint32_t *type, uint32_t *b
 static int sub_read(mat5_file *f, uint8_t *dst, size_t n)
 {
     if (n > f->sub_left)
-        return fm_error(FM_EINVAL, "%s: internal: read past a subelement", f->path);
+        return fmi_error(FM_EINVAL, "%s: internal: read past a subelement", f->path);
     int err = FM_OK;
     if (f->sub_sde) {
         memcpy(dst, f->sde + f->sde_off, n);
@@ -419,10 +419,10 @@ static int read_array_header(mat5_file *f)
     if (err)
         return err;
     if (type != MAT5_UINT32 || bytes != 8)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: %s: array flags are %s (type %u) of %u bytes, expected miUINT32 of 8",
                         f->path, var_label(f, where, sizeof where),
-                        mat5_type_name((int)type) ? mat5_type_name((int)type) : "unknown",
+                        fmi_mat5_type_name((int)type) ? fmi_mat5_type_name((int)type) : "unknown",
                         (unsigned)type, (unsigned)bytes);
     err = sub_read(f, b, 8);
     if (err)
@@ -440,11 +440,11 @@ static int read_array_header(mat5_file *f)
     if (err)
         return err;
     if (type != MAT5_INT32 || bytes % 4 || bytes < 8 || bytes > 4 * MAT5_MAX_DIMS)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: %s: dimensions are %s (type %u) of %u bytes, expected miINT32 "
                         "holding 2 to %d dimensions",
                         f->path, var_label(f, where, sizeof where),
-                        mat5_type_name((int)type) ? mat5_type_name((int)type) : "unknown",
+                        fmi_mat5_type_name((int)type) ? fmi_mat5_type_name((int)type) : "unknown",
                         (unsigned)type, (unsigned)bytes, MAT5_MAX_DIMS);
     v->ndims = (int)(bytes / 4);
     v->numel = 1;
@@ -454,7 +454,7 @@ static int read_array_header(mat5_file *f)
             return err;
         int32_t d = (int32_t)get32(f, b);
         if (d < 0)
-            return fm_error(FM_EFORMAT, "%s: %s: negative dimension %d", f->path,
+            return fmi_error(FM_EFORMAT, "%s: %s: negative dimension %d", f->path,
                             var_label(f, where, sizeof where), (int)d);
         v->dims[i] = (uint32_t)d;
         if (v->numel == 0 || d == 0)
@@ -469,9 +469,9 @@ static int read_array_header(mat5_file *f)
     if (err)
         return err;
     if (type != MAT5_INT8 && type != MAT5_UINT8 && type != MAT5_UTF8)
-        return fm_error(FM_EFORMAT, "%s: %s: its name is %s (type %u), expected miINT8 text",
+        return fmi_error(FM_EFORMAT, "%s: %s: its name is %s (type %u), expected miINT8 text",
                         f->path, var_label(f, where, sizeof where),
-                        mat5_type_name((int)type) ? mat5_type_name((int)type) : "unknown",
+                        fmi_mat5_type_name((int)type) ? fmi_mat5_type_name((int)type) : "unknown",
                         (unsigned)type);
     if (bytes <= MAT5_MAX_NAME) {
         err = sub_read(f, (uint8_t *)v->name, bytes);
@@ -486,28 +486,28 @@ static int read_array_header(mat5_file *f)
 
 /* ---- public entry points ------------------------------------------------- */
 
-int mat5_open(mat5_file *f, const char *path)
+int fmi_mat5_open(mat5_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0) {
         int missing = errno == ENOENT || errno == ENOTDIR;
-        return fm_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
+        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
     }
     struct stat st;
     if (fstat(f->fd, &st) != 0)
-        return fm_error(FM_EIO, "%s: %s", path, strerror(errno));
+        return fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
-        return fm_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
+        return fmi_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
     if (!S_ISREG(st.st_mode))
-        return fm_error(FM_EIO, "%s: not a regular file (its size must be known)", path);
+        return fmi_error(FM_EIO, "%s: not a regular file (its size must be known)", path);
     f->size = (uint64_t)st.st_size;
-    f->buf = fm_alloc_raw(MAT5_BUF);
+    f->buf = fmi_alloc_raw(MAT5_BUF);
     if (!f->buf)
         return FM_ENOMEM;
     if (f->size < MAT5_HEADER)
-        return fm_error(FM_ETRUNC, "%s: truncated MAT header (%llu of %u bytes)", path,
+        return fmi_error(FM_ETRUNC, "%s: truncated MAT header (%llu of %u bytes)", path,
                         (unsigned long long)f->size, MAT5_HEADER);
     uint8_t h[MAT5_HEADER];
     int err = file_read(f, h, MAT5_HEADER);
@@ -518,28 +518,28 @@ int mat5_open(mat5_file *f, const char *path)
     else if (h[126] == 'M' && h[127] == 'I')
         f->big = 1;
     else
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: not a level-5 MAT file: endian indicator 0x%02x 0x%02x at offset "
                         "126 (expected 'IM' or 'MI')",
                         path, h[126], h[127]);
     unsigned version = get16(f, h + 124);
     if (version == MAT5_VERSION_HDF5)
-        return fm_error(FM_EUNSUPPORTED,
+        return fmi_error(FM_EUNSUPPORTED,
                         "%s: MAT version 0x0200 (MATLAB 7.3, an HDF5 file) is not supported; "
                         "save it with -v7 or -v6",
                         path);
     if (version != MAT5_VERSION)
-        return fm_error(FM_EFORMAT, "%s: unknown MAT version 0x%04x (expected 0x0100)", path,
+        return fmi_error(FM_EFORMAT, "%s: unknown MAT version 0x%04x (expected 0x0100)", path,
                         version);
     return FM_OK;
 }
 
-void mat5_close(mat5_file *f)
+void fmi_mat5_close(mat5_file *f)
 {
     if (f->zs_ready)
         inflateEnd(&f->zs);
     f->zs_ready = 0;
-    fm_free(f->buf);
+    fmi_free(f->buf);
     f->buf = NULL;
     if (f->fd >= 0)
         close(f->fd);
@@ -547,16 +547,16 @@ void mat5_close(mat5_file *f)
     f->open = 0;
 }
 
-int mat5_next(mat5_file *f, mat5_var *var)
+int fmi_mat5_next(mat5_file *f, mat5_var *var)
 {
-    int err = mat5_end(f, 0);
+    int err = fmi_mat5_end(f, 0);
     if (err)
         return err;
     if (f->pos == f->size)
         return 0;
     uint64_t at = f->pos, left = f->size - f->pos;
     if (left < 8)
-        return fm_error(FM_ETRUNC, "%s: truncated element tag at offset %llu (%llu of 8 bytes)",
+        return fmi_error(FM_ETRUNC, "%s: truncated element tag at offset %llu (%llu of 8 bytes)",
                         f->path, (unsigned long long)at, (unsigned long long)left);
     uint8_t tag[8];
     err = file_read(f, tag, 8);
@@ -573,7 +573,7 @@ int mat5_next(mat5_file *f, mat5_var *var)
     f->sub_sde = 0;
     f->sub_pad = 0;
     if (!small && (type == MAT5_MATRIX || type == MAT5_COMPRESSED) && count > left)
-        return fm_error(FM_ETRUNC, "%s: element at offset %llu declares %u bytes but only %llu follow",
+        return fmi_error(FM_ETRUNC, "%s: element at offset %llu declares %u bytes but only %llu follow",
                         f->path, (unsigned long long)at, (unsigned)count,
                         (unsigned long long)left);
 
@@ -585,7 +585,7 @@ int mat5_next(mat5_file *f, mat5_var *var)
         f->next = FM_MIN(at + 8 + count + pad8(count), f->size);
     } else if (!small && type == MAT5_COMPRESSED) {
         if (count == 0)
-            return fm_error(FM_EFORMAT, "%s: empty compressed element at offset %llu", f->path,
+            return fmi_error(FM_EFORMAT, "%s: empty compressed element at offset %llu", f->path,
                             (unsigned long long)at);
         /* Only uncompressed data is aligned: the next tag follows at once. */
         f->next = at + 8 + count;
@@ -601,7 +601,7 @@ int mat5_next(mat5_file *f, mat5_var *var)
         int zr = inflateInit(&f->zs);
         if (zr != Z_OK)
             return zr == Z_MEM_ERROR ? FM_ENOMEM
-                                     : fm_error(FM_EIO, "%s: zlib: %s", f->path, zError(zr));
+                                     : fmi_error(FM_EIO, "%s: zlib: %s", f->path, zError(zr));
         f->zs_ready = 1;
         f->open = 1;
         f->elem_left = 8;
@@ -610,15 +610,15 @@ int mat5_next(mat5_file *f, mat5_var *var)
             return err;
         uint32_t inner = get32(f, tag), inner_count = get32(f, tag + 4);
         if (inner != MAT5_MATRIX) {
-            const char *name = mat5_type_name((int)(inner & 0xffffu));
-            return fm_error(FM_EFORMAT,
+            const char *name = fmi_mat5_type_name((int)(inner & 0xffffu));
+            return fmi_error(FM_EFORMAT,
                             "%s: compressed element at offset %llu holds a %s element (type "
                             "0x%08x), expected miMATRIX",
                             f->path, (unsigned long long)at, name ? name : "unknown",
                             (unsigned)inner);
         }
         if ((uint64_t)inner_count > (uint64_t)count * MAT5_MAX_RATIO)
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s: compressed element at offset %llu: its miMATRIX declares %u "
                             "bytes, more than %u compressed bytes can inflate to",
                             f->path, (unsigned long long)at, (unsigned)inner_count,
@@ -626,13 +626,13 @@ int mat5_next(mat5_file *f, mat5_var *var)
         f->elem_left = inner_count;
         f->z_declared = 8 + (uint64_t)inner_count;
     } else {
-        const char *name = mat5_type_name((int)type);
+        const char *name = fmi_mat5_type_name((int)type);
         if (name)
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s: %s element at offset %llu where a variable (miMATRIX or "
                             "miCOMPRESSED) must be",
                             f->path, name, (unsigned long long)at);
-        return fm_error(FM_EFORMAT, "%s: unknown element type %u at offset %llu", f->path,
+        return fmi_error(FM_EFORMAT, "%s: unknown element type %u at offset %llu", f->path,
                         (unsigned)type, (unsigned long long)at);
     }
     f->open = 1;
@@ -643,37 +643,37 @@ int mat5_next(mat5_file *f, mat5_var *var)
     return 1;
 }
 
-int mat5_data_begin(mat5_file *f, int *type, uint64_t *count)
+int fmi_mat5_data_begin(mat5_file *f, int *type, uint64_t *count)
 {
     char where[128];
     uint32_t t = 0, bytes = 0;
     if (!f->open)
-        return fm_error(FM_EINVAL, "%s: internal: no open variable", f->path);
+        return fmi_error(FM_EINVAL, "%s: internal: no open variable", f->path);
     int err = sub_begin(f, "real part", &t, &bytes);
     if (err)
         return err;
-    size_t size = mat5_type_size((int)t);
+    size_t size = fmi_mat5_type_size((int)t);
     if (size == 0) {
-        const char *name = mat5_type_name((int)t);
-        return fm_error(FM_EFORMAT, "%s: %s: its data is %s (type %u), not numbers", f->path,
+        const char *name = fmi_mat5_type_name((int)t);
+        return fmi_error(FM_EFORMAT, "%s: %s: its data is %s (type %u), not numbers", f->path,
                         var_label(f, where, sizeof where), name ? name : "unknown", (unsigned)t);
     }
     if (bytes % size)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: %s: its data of %u bytes is not a whole number of %zu-byte %s values",
                         f->path, var_label(f, where, sizeof where), (unsigned)bytes, size,
-                        mat5_type_name((int)t));
+                        fmi_mat5_type_name((int)t));
     *type = (int)t;
     *count = bytes / size;
     return FM_OK;
 }
 
-int mat5_data_read(mat5_file *f, void *buf, size_t n)
+int fmi_mat5_data_read(mat5_file *f, void *buf, size_t n)
 {
     return sub_read(f, buf, n);
 }
 
-int mat5_end(mat5_file *f, int verify)
+int fmi_mat5_end(mat5_file *f, int verify)
 {
     if (!f->open)
         return FM_OK;
@@ -690,13 +690,13 @@ int mat5_end(mat5_file *f, int verify)
         if (!err)
             err = z_pull(f, &probe, 1, &got);
         if (!err && got)
-            err = fm_error(FM_EFORMAT,
+            err = fmi_error(FM_EFORMAT,
                            "%s: %s: inflated data runs past the %llu bytes its miMATRIX "
                            "element declares (tag included)",
                            f->path, var_label(f, where, sizeof where),
                            (unsigned long long)f->z_declared);
         if (!err && f->z_left)
-            err = fm_error(FM_EFORMAT,
+            err = fmi_error(FM_EFORMAT,
                            "%s: %s: %llu bytes follow the zlib stream inside its compressed "
                            "element",
                            f->path, var_label(f, where, sizeof where),

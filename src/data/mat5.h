@@ -52,7 +52,7 @@ enum mat5_class {
 #define MAT5_MAX_NAME 63
 #define MAT5_MAX_DIMS 32
 
-/* The header of one top-level variable, as mat5_next reads it. */
+/* The header of one top-level variable, as fmi_mat5_next reads it. */
 typedef struct mat5_var {
     int klass;         /* enum mat5_class; 0 for an empty miMATRIX element */
     int complex, logical;
@@ -94,32 +94,32 @@ typedef struct mat5_file {
 
 /* Opens path and checks the 128-byte header. FM_ENOENT, FM_EIO, FM_ETRUNC,
  * FM_EFORMAT (not a level-5 MAT file), FM_EUNSUPPORTED (v7.3, HDF5). */
-int mat5_open(mat5_file *f, const char *path);
-void mat5_close(mat5_file *f);
+int fmi_mat5_open(mat5_file *f, const char *path);
+void fmi_mat5_close(mat5_file *f);
 
 /* Ends the open variable, if any, and reads the next top-level variable's
  * array flags, dimensions and name. Returns 1 with *var filled, 0 at the end
  * of the file, or a negative FM_E* code. */
-int mat5_next(mat5_file *f, mat5_var *var);
+int fmi_mat5_next(mat5_file *f, mat5_var *var);
 
 /* Starts the open variable's real part: its data type and element count. The
  * byte count must fit the variable and be a whole number of elements of a
  * numeric type (miINT8 .. miUINT64, miSINGLE, miDOUBLE). */
-int mat5_data_begin(mat5_file *f, int *type, uint64_t *count);
+int fmi_mat5_data_begin(mat5_file *f, int *type, uint64_t *count);
 /* Reads the next n bytes of the real part (n at most what is left of it). */
-int mat5_data_read(mat5_file *f, void *buf, size_t n);
+int fmi_mat5_data_read(mat5_file *f, void *buf, size_t n);
 
 /* Ends the open variable. verify = 1 inflates what is left of a compressed
  * one and requires the zlib stream to end exactly with it (checksum
  * included); verify = 0 skips its compressed bytes unread. */
-int mat5_end(mat5_file *f, int verify);
+int fmi_mat5_end(mat5_file *f, int verify);
 
 /* Bytes per element of a numeric data type; 0 for any other type. */
-size_t mat5_type_size(int type);
-const char *mat5_type_name(int type);
-const char *mat5_class_name(int klass);
+size_t fmi_mat5_type_size(int type);
+const char *fmi_mat5_type_name(int type);
+const char *fmi_mat5_class_name(int klass);
 /* The value of one element of numeric type `type` stored at p in the file's
  * byte order. Integers beyond 2^53 round, which no label comes near. */
-double mat5_value(const mat5_file *f, int type, const uint8_t *p);
+double fmi_mat5_value(const mat5_file *f, int type, const uint8_t *p);
 
 #endif

@@ -24,10 +24,10 @@
 /* CIFAR10(gcn=55.) calls global_contrast_normalize(X, scale=55.) with the
  * other defaults; svhn_preprocessing.py's GlobalContrastNormalization() keeps
  * the class defaults (scale 1, sqrt_bias 0, use_std False, min_divisor 1e-8). */
-const fm_gcn_params fm_gcn_cifar10 = {55.0f, 0.0f, 1e-8f, 0};
-const fm_gcn_params fm_gcn_svhn = {1.0f, 0.0f, 1e-8f, 0};
+const fm_gcn_params fmi_gcn_cifar10 = {55.0f, 0.0f, 1e-8f, 0};
+const fm_gcn_params fmi_gcn_svhn = {1.0f, 0.0f, 1e-8f, 0};
 
-void fm_gcn(float *x, int dim, const fm_gcn_params *params)
+void fmi_gcn(float *x, int dim, const fm_gcn_params *params)
 {
     if (!x || !params || dim < 1)
         return;
@@ -268,7 +268,7 @@ static int ql_implicit(double *d, double *e, int n, double *zt, rotations *rot)
             if (m == l)
                 break;
             if (++sweeps > FM_EIGEN_MAX_SWEEPS)
-                return fm_error(FM_EINVAL, "symmetric eigen-decomposition: no convergence for eigenvalue %d of %d", l, n);
+                return fmi_error(FM_EINVAL, "symmetric eigen-decomposition: no convergence for eigenvalue %d of %d", l, n);
             double g = (d[l + 1] - d[l]) / (2.0 * e[l]);
             double r = hypot(g, 1.0);
             g = d[m] - d[l] + e[l] / (g + copysign(r, g));
@@ -324,14 +324,14 @@ static int eigen_rows_own(double *a, int n, double *values, double *zt)
         for (int j = 0; j <= i; j++) {
             const double v = a[(size_t)i * n + j];
             if (!isfinite(v))
-                return fm_error(FM_EINVAL, "symmetric eigen-decomposition: entry (%d, %d) is not finite", i, j);
+                return fmi_error(FM_EINVAL, "symmetric eigen-decomposition: entry (%d, %d) is not finite", i, j);
             a[(size_t)j * n + i] = v;
         }
     /* a small matrix needs no more than about 2n² rotations in all */
     const int buffered = (int)FM_MIN((size_t)FM_ROT_BUFFER, 2 * (size_t)n * n + 16);
-    double *work = fm_alloc((size_t)n * 5, sizeof(double));
-    keyed *order = fm_alloc((size_t)n, sizeof(keyed));
-    rotations rot = {fm_alloc_raw(sizeof(int) * (size_t)buffered), fm_alloc_raw(sizeof(double) * 2 * (size_t)buffered), 0,
+    double *work = fmi_alloc((size_t)n * 5, sizeof(double));
+    keyed *order = fmi_alloc((size_t)n, sizeof(keyed));
+    rotations rot = {fmi_alloc_raw(sizeof(int) * (size_t)buffered), fmi_alloc_raw(sizeof(double) * 2 * (size_t)buffered), 0,
                      buffered};
     int rc = FM_ENOMEM;
     if (!work || !order || !rot.row || !rot.cs)
@@ -353,10 +353,10 @@ static int eigen_rows_own(double *a, int n, double *values, double *zt)
         }
     }
 done:
-    fm_free(work);
-    fm_free(order);
-    fm_free(rot.row);
-    fm_free(rot.cs);
+    fmi_free(work);
+    fmi_free(order);
+    fmi_free(rot.row);
+    fmi_free(rot.cs);
     return rc;
 }
 
@@ -370,10 +370,10 @@ static void transpose_square(double *m, int n)
         }
 }
 
-int fm_sym_eigen(double *a, int n, double *values, double *vectors)
+int fmi_sym_eigen(double *a, int n, double *values, double *vectors)
 {
     if (!a || !values || !vectors || n < 1 || vectors == a)
-        return fm_error(FM_EINVAL, "fm_sym_eigen: bad arguments (n = %d)", n);
+        return fmi_error(FM_EINVAL, "fmi_sym_eigen: bad arguments (n = %d)", n);
     int rc = eigen_rows_own(a, n, values, vectors);
     if (rc == FM_OK)
         transpose_square(vectors, n);
@@ -391,26 +391,26 @@ extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
 
 /* Same output as eigen_rows_own: a, row-major and symmetric, is column-major
  * Aᵀ = A to Fortran, and the eigenvectors dsyevd writes as its columns are
- * our rows. OpenBLAS runs single-threaded for fm_sgemm's sake (threads.c);
+ * our rows. OpenBLAS runs single-threaded for fmi_sgemm's sake (threads.c);
  * this one standalone call gets the OpenMP thread count, then it is restored. */
 static int eigen_rows_lapack(double *a, int n, double *values)
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j <= i; j++)
             if (!isfinite(a[(size_t)i * n + j]))
-                return fm_error(FM_EINVAL, "dsyevd: entry (%d, %d) is not finite", i, j);
+                return fmi_error(FM_EINVAL, "dsyevd: entry (%d, %d) is not finite", i, j);
     int lwork = -1, liwork = -1, info = 0, iwork_size = 0;
     double work_size = 0.0;
     dsyevd_("V", "U", &n, a, &n, values, &work_size, &lwork, &iwork_size, &liwork, &info, 1, 1);
     if (info != 0)
-        return fm_error(FM_EINVAL, "dsyevd workspace query failed (info %d)", info);
+        return fmi_error(FM_EINVAL, "dsyevd workspace query failed (info %d)", info);
     lwork = (int)work_size + 1;
     liwork = iwork_size;
-    double *work = fm_alloc_raw(sizeof(double) * (size_t)lwork);
-    int *iwork = fm_alloc_raw(sizeof(int) * (size_t)FM_MAX(liwork, 1));
+    double *work = fmi_alloc_raw(sizeof(double) * (size_t)lwork);
+    int *iwork = fmi_alloc_raw(sizeof(int) * (size_t)FM_MAX(liwork, 1));
     if (!work || !iwork) {
-        fm_free(work);
-        fm_free(iwork);
+        fmi_free(work);
+        fmi_free(iwork);
         return FM_ENOMEM;
     }
     const int saved = openblas_get_num_threads();
@@ -419,18 +419,18 @@ static int eigen_rows_lapack(double *a, int n, double *values)
 #endif
     dsyevd_("V", "U", &n, a, &n, values, work, &lwork, iwork, &liwork, &info, 1, 1);
     openblas_set_num_threads(saved);
-    fm_free(work);
-    fm_free(iwork);
+    fmi_free(work);
+    fmi_free(iwork);
     if (info != 0)
-        return fm_error(FM_EINVAL, "dsyevd failed (info %d)", info);
+        return fmi_error(FM_EINVAL, "dsyevd failed (info %d)", info);
     return FM_OK;
 }
 #endif
 
-int fm_sym_eigen_lapack(double *a, int n, double *values, double *vectors)
+int fmi_sym_eigen_lapack(double *a, int n, double *values, double *vectors)
 {
     if (!a || !values || !vectors || n < 1 || vectors == a)
-        return fm_error(FM_EINVAL, "fm_sym_eigen_lapack: bad arguments (n = %d)", n);
+        return fmi_error(FM_EINVAL, "fmi_sym_eigen_lapack: bad arguments (n = %d)", n);
 #ifdef FM_HAVE_CBLAS
     int rc = eigen_rows_lapack(a, n, values);
     if (rc == FM_OK) {
@@ -440,7 +440,7 @@ int fm_sym_eigen_lapack(double *a, int n, double *values, double *vectors)
     return rc;
 #else
     (void)a;
-    return fm_error(FM_EUNSUPPORTED, "this build has no LAPACK (built without BLAS)");
+    return fmi_error(FM_EUNSUPPORTED, "this build has no LAPACK (built without BLAS)");
 #endif
 }
 
@@ -503,14 +503,14 @@ static int gram(const float *x, int n, int dim, const double *centre, double *C)
 {
     const int rows = FM_MIN(n, GRAM_ROWS);
     const int tiles = (dim + GRAM_TILE - 1) / GRAM_TILE;
-    float *block = centre ? fm_alloc_raw(sizeof(float) * (size_t)rows * dim) : NULL;
+    float *block = centre ? fmi_alloc_raw(sizeof(float) * (size_t)rows * dim) : NULL;
     if (centre && !block)
         return FM_ENOMEM;
 #ifdef FM_HAVE_CBLAS
     const int tile_side = FM_MIN(dim, GRAM_TILE);
-    float *tile = fm_alloc_raw(sizeof(float) * (size_t)tile_side * tile_side);
+    float *tile = fmi_alloc_raw(sizeof(float) * (size_t)tile_side * tile_side);
     if (!tile) {
-        fm_free(block);
+        fmi_free(block);
         return FM_ENOMEM;
     }
 #endif
@@ -529,7 +529,7 @@ static int gram(const float *x, int n, int dim, const double *centre, double *C)
             for (int tj = ti; tj < tiles; tj++) {
                 const int i0 = ti * GRAM_TILE, j0 = tj * GRAM_TILE;
                 const int mi = FM_MIN(GRAM_TILE, dim - i0), mj = FM_MIN(GRAM_TILE, dim - j0);
-                fm_sgemm(1, 0, mi, mj, m, 1.0f, xs + i0, dim, xs + j0, dim, 0.0f, tile, mj);
+                fmi_sgemm(1, 0, mi, mj, m, 1.0f, xs + i0, dim, xs + j0, dim, 0.0f, tile, mj);
 #pragma omp parallel for schedule(static) if ((size_t)mi * mj >= FM_PAR_MIN)
                 for (int a = 0; a < mi; a++) {
                     double *c = C + (size_t)(i0 + a) * dim + j0;
@@ -553,26 +553,26 @@ static int gram(const float *x, int n, int dim, const double *centre, double *C)
     for (int i = 1; i < dim; i++)
         for (int j = 0; j < i; j++)
             C[(size_t)i * dim + j] = C[(size_t)j * dim + i];
-    fm_free(block);
+    fmi_free(block);
 #ifdef FM_HAVE_CBLAS
-    fm_free(tile);
+    fmi_free(tile);
 #endif
     return FM_OK;
 }
 
-int fm_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean, float *P)
+int fmi_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean, float *P)
 {
     if (!x || !mean || !P || n < 1 || dim < 1 || !isfinite(filter_bias) || filter_bias < 0.0)
-        return fm_error(FM_EINVAL, "fm_zca_fit: bad arguments (n %d, dim %d, filter_bias %g)", n, dim, filter_bias);
+        return fmi_error(FM_EINVAL, "fmi_zca_fit: bad arguments (n %d, dim %d, filter_bias %g)", n, dim, filter_bias);
     const size_t dd = (size_t)dim * dim;
-    double *mu = fm_alloc((size_t)dim * 2, sizeof(double));
-    double *cov = fm_alloc(dd, sizeof(double));
+    double *mu = fmi_alloc((size_t)dim * 2, sizeof(double));
+    double *cov = fmi_alloc(dd, sizeof(double));
 #ifdef FM_HAVE_CBLAS
     double *zt = cov; /* dsyevd returns the eigenvectors in place */
 #else
-    double *zt = fm_alloc_raw(sizeof(double) * dd);
+    double *zt = fmi_alloc_raw(sizeof(double) * dd);
 #endif
-    float *wt = fm_alloc_raw(sizeof(float) * dd);
+    float *wt = fmi_alloc_raw(sizeof(float) * dd);
     int rc = FM_OK;
     if (!mu || !cov || !zt || !wt) {
         rc = FM_ENOMEM;
@@ -599,7 +599,7 @@ int fm_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean, 
     }
     for (int j = 0; j < dim; j++)
         if (!isfinite(mu[j])) {
-            rc = fm_error(FM_EINVAL, "fm_zca_fit: the data has non-finite values (column %d)", j);
+            rc = fmi_error(FM_EINVAL, "fmi_zca_fit: the data has non-finite values (column %d)", j);
             goto done;
         }
 
@@ -618,7 +618,7 @@ int fm_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean, 
     if (rc != FM_OK)
         goto done;
     if (!(values[0] > 0.0)) {
-        rc = fm_error(FM_EINVAL, "fm_zca_fit: covariance + filter_bias %g is not positive definite (smallest eigenvalue %g)",
+        rc = fmi_error(FM_EINVAL, "fmi_zca_fit: covariance + filter_bias %g is not positive definite (smallest eigenvalue %g)",
                       filter_bias, values[0]);
         goto done;
     }
@@ -641,31 +641,31 @@ int fm_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean, 
         mean[j] = (float)mu[j];
 
 done:
-    fm_free(mu);
-    fm_free(cov);
+    fmi_free(mu);
+    fmi_free(cov);
 #ifndef FM_HAVE_CBLAS
-    fm_free(zt);
+    fmi_free(zt);
 #endif
-    fm_free(wt);
+    fmi_free(wt);
     return rc;
 }
 
-void fm_zca_apply(const float *mean, const float *P, const float *x, float *out, int n, int dim)
+void fmi_zca_apply(const float *mean, const float *P, const float *x, float *out, int n, int dim)
 {
     if (!mean || !P || !x || !out || n < 1 || dim < 1)
         return;
     /* (x - mean)·P = x·P - mean·P: row 0 of out receives -mean·P, every row
      * a copy of it, and one GEMM with beta = 1 adds x·P — no scratch. */
-    fm_sgemm(0, 0, 1, dim, dim, -1.0f, mean, dim, P, dim, 0.0f, out, dim);
+    fmi_sgemm(0, 0, 1, dim, dim, -1.0f, mean, dim, P, dim, 0.0f, out, dim);
 #pragma omp parallel for schedule(static) if ((size_t)n * dim >= FM_PAR_MIN)
     for (int r = 1; r < n; r++)
         memcpy(out + (size_t)r * dim, out, sizeof(float) * (size_t)dim);
-    fm_sgemm(0, 0, n, dim, dim, 1.0f, x, dim, P, dim, 1.0f, out, dim);
+    fmi_sgemm(0, 0, n, dim, dim, 1.0f, x, dim, P, dim, 1.0f, out, dim);
 }
 
 /* ---- LeCun local contrast normalization ----------------------------------- */
 
-size_t fm_lcn_scratch_floats(int h, int w, int kernel)
+size_t fmi_lcn_scratch_floats(int h, int w, int kernel)
 {
     if (h < 1 || w < 1 || kernel < 1)
         return 0;
@@ -698,7 +698,7 @@ static void blur(const float *x, int c, int h, int w, const float *g, int mid, i
     }
 }
 
-void fm_lcn_channel(float *x, int h, int w, int c, int channel, int kernel, float threshold, float *scratch)
+void fmi_lcn_channel(float *x, int h, int w, int c, int channel, int kernel, float threshold, float *scratch)
 {
     if (!x || !scratch || h < 1 || w < 1 || c < 1 || channel < 0 || channel >= c || kernel < 1 || kernel % 2 == 0)
         return;
@@ -728,8 +728,8 @@ void fm_lcn_channel(float *x, int h, int w, int c, int channel, int kernel, floa
     }
 }
 
-void fm_lcn(float *x, int h, int w, int c, int kernel, float threshold, float *scratch)
+void fmi_lcn(float *x, int h, int w, int c, int kernel, float threshold, float *scratch)
 {
     for (int ch = 0; ch < c; ch++)
-        fm_lcn_channel(x, h, w, c, ch, kernel, threshold, scratch);
+        fmi_lcn_channel(x, h, w, c, ch, kernel, threshold, scratch);
 }

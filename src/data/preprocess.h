@@ -20,11 +20,11 @@ typedef struct fm_gcn_params {
     float scale, sqrt_bias, min_divisor;
     int use_std;
 } fm_gcn_params;
-void fm_gcn(float *x, int dim, const fm_gcn_params *params);
+void fmi_gcn(float *x, int dim, const fm_gcn_params *params);
 /* The parameters the paper's CIFAR-10 and SVHN pipelines use: CIFAR-10
  * {55, 0, 1e-8, 0} (CIFAR10(gcn=55.)), SVHN {1, 0, 1e-8, 0}
  * (GlobalContrastNormalization() with its defaults). */
-extern const fm_gcn_params fm_gcn_cifar10, fm_gcn_svhn;
+extern const fm_gcn_params fmi_gcn_cifar10, fmi_gcn_svhn;
 
 /* pylearn2's ZCA (n_components and n_drop_components unset, as the CIFAR-10
  * script leaves them): mean over the n examples, covariance C = Xcᵀ Xc / n
@@ -39,13 +39,13 @@ extern const fm_gcn_params fm_gcn_cifar10, fm_gcn_svhn;
  * 290 MB and 200 MB in all at dim 3072). FM_EINVAL for bad arguments,
  * non-finite data, or a covariance that is not positive definite after the
  * bias (pylearn2 asserts the same); FM_ENOMEM. Uses LAPACK's dsyevd from
- * OpenBLAS when the build has BLAS, fm_sym_eigen otherwise. */
-int fm_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean, float *P);
-/* out[n x dim] = (x - mean) · P, computed as x·P - mean·P with fm_sgemm and no
- * scratch; out may not alias x. Parallel (fm_sgemm's threads); the same
+ * OpenBLAS when the build has BLAS, fmi_sym_eigen otherwise. */
+int fmi_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean, float *P);
+/* out[n x dim] = (x - mean) · P, computed as x·P - mean·P with fmi_sgemm and no
+ * scratch; out may not alias x. Parallel (fmi_sgemm's threads); the same
  * inputs and thread count give the same bits. Does nothing on NULL or n, dim
  * < 1. */
-void fm_zca_apply(const float *mean, const float *P, const float *x, float *out, int n, int dim);
+void fmi_zca_apply(const float *mean, const float *P, const float *x, float *out, int n, int dim);
 /* The filter bias of the paper's CIFAR-10 pipeline (ZCA()'s default). */
 #define FM_ZCA_FILTER_BIAS 0.1
 
@@ -57,13 +57,13 @@ void fm_zca_apply(const float *mean, const float *P, const float *x, float *out,
  * parallel over rows (results independent of the thread count). FM_OK,
  * FM_ENOMEM, or FM_EINVAL for bad arguments, non-finite entries, or when the
  * iteration fails to converge. */
-int fm_sym_eigen(double *a, int n, double *values, double *vectors);
+int fmi_sym_eigen(double *a, int n, double *values, double *vectors);
 /* The same contract through LAPACK's dsyevd (OpenBLAS), for comparison;
  * FM_EUNSUPPORTED in a build without BLAS. */
-int fm_sym_eigen_lapack(double *a, int n, double *values, double *vectors);
+int fmi_sym_eigen_lapack(double *a, int n, double *values, double *vectors);
 
 /* pylearn2's lecun_lcn on one h x w x c image, each channel separately (what
- * LeCunLCN with channels=None means; see fm_lcn_channel for what 2014-2015
+ * LeCunLCN with channels=None means; see fmi_lcn_channel for what 2014-2015
  * pylearn2 actually did): a kernel x kernel Gaussian (sigma
  * FM_LCN_SIGMA in pixels, whatever the kernel size; normalised to sum 1)
  * gives the local mean m = gauss * x, and the local norm
@@ -74,16 +74,16 @@ int fm_sym_eigen_lapack(double *a, int n, double *values, double *vectors);
  * kernel must be odd (pylearn2's crop gives the wrong size otherwise); an even
  * or non-positive kernel, h, w or c < 1, or NULL pointers leave x unchanged.
  * Sums in double. Not parallel inside: run images in parallel, one scratch
- * each. scratch: fm_lcn_scratch_floats(h, w, kernel) floats (0 for bad
+ * each. scratch: fmi_lcn_scratch_floats(h, w, kernel) floats (0 for bad
  * sizes). */
-void fm_lcn(float *x, int h, int w, int c, int kernel, float threshold, float *scratch);
-size_t fm_lcn_scratch_floats(int h, int w, int kernel);
+void fmi_lcn(float *x, int h, int w, int c, int kernel, float threshold, float *scratch);
+size_t fmi_lcn_scratch_floats(int h, int w, int kernel);
 /* The same on channel `channel` alone (0 <= channel < c; others untouched).
  * pylearn2's LeCunLCN.transform from its 2014 reformatting on returns inside
  * its loop over channels, so the SVHN data made with those versions had LCN on
- * channel 0 only, the others GCN alone; fm_lcn_channel(x, .., 0, ..)
+ * channel 0 only, the others GCN alone; fmi_lcn_channel(x, .., 0, ..)
  * reproduces that. The 2013 code (the maxout paper's) did every channel. */
-void fm_lcn_channel(float *x, int h, int w, int c, int channel, int kernel, float threshold, float *scratch);
+void fmi_lcn_channel(float *x, int h, int w, int c, int channel, int kernel, float threshold, float *scratch);
 /* The kernel size and threshold of the paper's SVHN pipeline (LeCunLCN's
  * defaults, which svhn_preprocessing.py keeps), and gaussian_filter's sigma. */
 #define FM_LCN_KERNEL 7

@@ -10,8 +10,8 @@
  * either all zero or holds 32x32x3 images from an earlier call. The buffers
  * grow in place; on failure acc->count is unchanged (the buffers may have
  * grown) and the caller frees *acc as usual. */
-int fm_cifar10_read_append(const char *path, fm_images *acc);
-int fm_svhn_read_append(const char *path, fm_images *acc);
+int fmi_cifar10_read_append(const char *path, fm_images *acc);
+int fmi_svhn_read_append(const char *path, fm_images *acc);
 
 /* Side of the images both data sets hold. */
 #define FM_DATA_SIDE 32
@@ -19,6 +19,6 @@ int fm_svhn_read_append(const char *path, fm_images *acc);
 #define FM_DATA_IMAGE_BYTES (FM_DATA_SIDE * FM_DATA_SIDE * FM_DATA_RGB)
 
 /* Sets a buffer's size to exactly `bytes` (NULL grows from nothing). */
-int fm_data_resize(uint8_t **buf, size_t bytes);
+int fmi_data_resize(uint8_t **buf, size_t bytes);
 
 #endif

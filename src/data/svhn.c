@@ -38,7 +38,7 @@ static int reserve(uint8_t **buf, size_t unit, size_t *cap, size_t want, size_t 
     if (want <= *cap)
         return FM_OK;
     size_t next = exact ? limit : FM_MAX(want, FM_MIN(limit, FM_MAX(*cap * 2, (size_t)SVHN_FIRST_RESERVE)));
-    int err = fm_data_resize(buf, next * unit);
+    int err = fmi_data_resize(buf, next * unit);
     if (!err)
         *cap = next;
     return err;
@@ -67,43 +67,43 @@ static int read_x(mat5_file *f, const mat5_var *v, svhn_read *s)
 {
     char dims[160];
     if (s->have_x)
-        return fm_error(FM_EFORMAT, "%s: a second variable X at offset %llu", s->path,
+        return fmi_error(FM_EFORMAT, "%s: a second variable X at offset %llu", s->path,
                         (unsigned long long)v->offset);
     if (v->klass != MAT5_CLASS_UINT8 || v->complex || v->logical)
-        return fm_error(FM_EFORMAT, "%s: X is %s%s%s, expected a real uint8 array", s->path,
+        return fmi_error(FM_EFORMAT, "%s: X is %s%s%s, expected a real uint8 array", s->path,
                         v->complex ? "complex " : "", v->logical ? "logical " : "",
-                        mat5_class_name(v->klass));
+                        fmi_mat5_class_name(v->klass));
     dims_text(v, dims, sizeof dims);
     /* MATLAB drops trailing singleton dimensions: one image is 32x32x3. */
     int shape = v->ndims >= 3 && v->ndims <= 4 && v->dims[0] == FM_DATA_SIDE &&
                 v->dims[1] == FM_DATA_SIDE && v->dims[2] == FM_DATA_RGB;
     if (!shape)
-        return fm_error(FM_EFORMAT, "%s: X is %s, expected 32x32x3xN (N images of 32x32 pixels, 3 colours)",
+        return fmi_error(FM_EFORMAT, "%s: X is %s, expected 32x32x3xN (N images of 32x32 pixels, 3 colours)",
                         s->path, dims);
     uint64_t n = v->ndims == 4 ? v->dims[3] : 1;
     if (n == 0)
-        return fm_error(FM_EFORMAT, "%s: X is %s: no images", s->path, dims);
+        return fmi_error(FM_EFORMAT, "%s: X is %s: no images", s->path, dims);
     if (s->have_y && n != s->ny)
-        return fm_error(FM_EMISMATCH, "%s: X has %llu images but y has %llu labels", s->path,
+        return fmi_error(FM_EMISMATCH, "%s: X has %llu images but y has %llu labels", s->path,
                         (unsigned long long)n, (unsigned long long)s->ny);
     if (n > (uint64_t)INT32_MAX - s->base)
-        return fm_error(FM_EFORMAT, "%s: X holds %llu images, more than %d in all", s->path,
+        return fmi_error(FM_EFORMAT, "%s: X holds %llu images, more than %d in all", s->path,
                         (unsigned long long)n, INT32_MAX);
     int type;
     uint64_t count;
-    int err = mat5_data_begin(f, &type, &count);
+    int err = fmi_mat5_data_begin(f, &type, &count);
     if (err)
         return err;
     if (type != MAT5_UINT8)
-        return fm_error(FM_EFORMAT, "%s: X's data is stored as %s, expected miUINT8", s->path,
-                        mat5_type_name(type));
+        return fmi_error(FM_EFORMAT, "%s: X's data is stored as %s, expected miUINT8", s->path,
+                        fmi_mat5_type_name(type));
     if (count != n * FM_DATA_IMAGE_BYTES)
-        return fm_error(FM_EFORMAT, "%s: X's data holds %llu values but its dimensions %s need %llu",
+        return fmi_error(FM_EFORMAT, "%s: X's data holds %llu values but its dimensions %s need %llu",
                         s->path, (unsigned long long)count, dims,
                         (unsigned long long)(n * FM_DATA_IMAGE_BYTES));
 
     size_t total = s->base + (size_t)n;
-    uint8_t *chunk = fm_alloc_raw((size_t)SVHN_CHUNK * FM_DATA_IMAGE_BYTES);
+    uint8_t *chunk = fmi_alloc_raw((size_t)SVHN_CHUNK * FM_DATA_IMAGE_BYTES);
     if (!chunk)
         return FM_ENOMEM;
     for (size_t i = 0; !err && i < n; i += SVHN_CHUNK) {
@@ -111,14 +111,14 @@ static int read_x(mat5_file *f, const mat5_var *v, svhn_read *s)
         err = reserve(&s->acc->pixels, FM_DATA_IMAGE_BYTES, &s->cap_pixels, s->base + i + k, total,
                       !v->compressed);
         if (!err)
-            err = mat5_data_read(f, chunk, k * FM_DATA_IMAGE_BYTES);
+            err = fmi_mat5_data_read(f, chunk, k * FM_DATA_IMAGE_BYTES);
         for (size_t j = 0; !err && j < k; j++)
             to_channel_last(chunk + j * FM_DATA_IMAGE_BYTES,
                             s->acc->pixels + (s->base + i + j) * FM_DATA_IMAGE_BYTES);
     }
-    fm_free(chunk);
+    fmi_free(chunk);
     if (!err)
-        err = mat5_end(f, 1);
+        err = fmi_mat5_end(f, 1);
     s->have_x = 1;
     s->nx = n;
     return err;
@@ -128,71 +128,71 @@ static int read_y(mat5_file *f, const mat5_var *v, svhn_read *s)
 {
     char dims[160];
     if (s->have_y)
-        return fm_error(FM_EFORMAT, "%s: a second variable y at offset %llu", s->path,
+        return fmi_error(FM_EFORMAT, "%s: a second variable y at offset %llu", s->path,
                         (unsigned long long)v->offset);
     if (v->klass < MAT5_CLASS_DOUBLE || v->klass > MAT5_CLASS_UINT64 || v->complex)
-        return fm_error(FM_EFORMAT, "%s: y is %s%s, expected real numbers", s->path,
-                        v->complex ? "complex " : "", mat5_class_name(v->klass));
+        return fmi_error(FM_EFORMAT, "%s: y is %s%s, expected real numbers", s->path,
+                        v->complex ? "complex " : "", fmi_mat5_class_name(v->klass));
     dims_text(v, dims, sizeof dims);
     int long_dims = 0;
     for (int i = 0; i < v->ndims; i++)
         long_dims += v->dims[i] > 1;
     if (long_dims > 1)
-        return fm_error(FM_EFORMAT, "%s: y is %s, expected a vector of labels", s->path, dims);
+        return fmi_error(FM_EFORMAT, "%s: y is %s, expected a vector of labels", s->path, dims);
     uint64_t n = v->numel;
     if (n == 0)
-        return fm_error(FM_EFORMAT, "%s: y is %s: no labels", s->path, dims);
+        return fmi_error(FM_EFORMAT, "%s: y is %s: no labels", s->path, dims);
     if (s->have_x && n != s->nx)
-        return fm_error(FM_EMISMATCH, "%s: y has %llu labels but X has %llu images", s->path,
+        return fmi_error(FM_EMISMATCH, "%s: y has %llu labels but X has %llu images", s->path,
                         (unsigned long long)n, (unsigned long long)s->nx);
     if (n > (uint64_t)INT32_MAX - s->base)
-        return fm_error(FM_EFORMAT, "%s: y holds %llu labels, more than %d in all", s->path,
+        return fmi_error(FM_EFORMAT, "%s: y holds %llu labels, more than %d in all", s->path,
                         (unsigned long long)n, INT32_MAX);
     int type;
     uint64_t count;
-    int err = mat5_data_begin(f, &type, &count);
+    int err = fmi_mat5_data_begin(f, &type, &count);
     if (err)
         return err;
     if (count != n)
-        return fm_error(FM_EFORMAT, "%s: y's data holds %llu values but its dimensions %s need %llu",
+        return fmi_error(FM_EFORMAT, "%s: y's data holds %llu values but its dimensions %s need %llu",
                         s->path, (unsigned long long)count, dims, (unsigned long long)n);
 
-    size_t size = mat5_type_size(type), total = s->base + (size_t)n;
-    uint8_t *chunk = fm_alloc_raw(SVHN_LABEL_CHUNK * size);
+    size_t size = fmi_mat5_type_size(type), total = s->base + (size_t)n;
+    uint8_t *chunk = fmi_alloc_raw(SVHN_LABEL_CHUNK * size);
     if (!chunk)
         return FM_ENOMEM;
     for (size_t i = 0; !err && i < n; i += SVHN_LABEL_CHUNK) {
         size_t k = (size_t)FM_MIN((uint64_t)SVHN_LABEL_CHUNK, n - i);
         err = reserve(&s->acc->labels, 1, &s->cap_labels, s->base + i + k, total, !v->compressed);
         if (!err)
-            err = mat5_data_read(f, chunk, k * size);
+            err = fmi_mat5_data_read(f, chunk, k * size);
         for (size_t j = 0; !err && j < k; j++) {
-            double x = mat5_value(f, type, chunk + j * size);
+            double x = fmi_mat5_value(f, type, chunk + j * size);
             if (x != floor(x)) /* NaN included */
-                err = fm_error(FM_EFORMAT, "%s: y: label %g at index %llu is not an integer 1..10",
+                err = fmi_error(FM_EFORMAT, "%s: y: label %g at index %llu is not an integer 1..10",
                                s->path, x, (unsigned long long)(i + j));
             else if (x < 1 || x > SVHN_CLASSES)
-                err = fm_error(FM_EFORMAT, "%s: y: label %g at index %llu out of range 1..10",
+                err = fmi_error(FM_EFORMAT, "%s: y: label %g at index %llu out of range 1..10",
                                s->path, x, (unsigned long long)(i + j));
             else /* SVHN's 10 is the digit 0 */
                 s->acc->labels[s->base + i + j] = (uint8_t)((int)x % SVHN_CLASSES);
         }
     }
-    fm_free(chunk);
+    fmi_free(chunk);
     if (!err)
-        err = mat5_end(f, 1);
+        err = fmi_mat5_end(f, 1);
     s->have_y = 1;
     s->ny = n;
     return err;
 }
 
-int fm_svhn_read_append(const char *path, fm_images *acc)
+int fmi_svhn_read_append(const char *path, fm_images *acc)
 {
     if (!path || !acc)
-        return fm_error(FM_EINVAL, "fm_svhn_read: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_svhn_read: NULL argument");
     if (acc->count < 0 || (acc->count > 0 && (acc->height != FM_DATA_SIDE || acc->width != FM_DATA_SIDE ||
                                              acc->channels != FM_DATA_RGB)))
-        return fm_error(FM_EINVAL, "%s: cannot append 32x32x3 images to %dx%dx%d images", path,
+        return fmi_error(FM_EINVAL, "%s: cannot append 32x32x3 images to %dx%dx%d images", path,
                         acc->height, acc->width, acc->channels);
     svhn_read s;
     memset(&s, 0, sizeof s);
@@ -202,10 +202,10 @@ int fm_svhn_read_append(const char *path, fm_images *acc)
     s.cap_pixels = s.cap_labels = s.base;
 
     mat5_file f;
-    int err = mat5_open(&f, path);
+    int err = fmi_mat5_open(&f, path);
     while (!err) {
         mat5_var v;
-        int r = mat5_next(&f, &v);
+        int r = fmi_mat5_next(&f, &v);
         if (r <= 0) {
             err = r;
             break;
@@ -214,19 +214,19 @@ int fm_svhn_read_append(const char *path, fm_images *acc)
             err = read_x(&f, &v, &s);
         else if (strcmp(v.name, "y") == 0)
             err = read_y(&f, &v, &s);
-        /* anything else is skipped by the next mat5_next */
+        /* anything else is skipped by the next fmi_mat5_next */
     }
-    mat5_close(&f);
+    fmi_mat5_close(&f);
     if (!err && !s.have_x)
-        err = fm_error(FM_EFORMAT, "%s: no variable X (the images)", path);
+        err = fmi_error(FM_EFORMAT, "%s: no variable X (the images)", path);
     if (!err && !s.have_y)
-        err = fm_error(FM_EFORMAT, "%s: no variable y (the labels)", path);
+        err = fmi_error(FM_EFORMAT, "%s: no variable y (the labels)", path);
     size_t total = s.base + (size_t)s.nx;
     /* Doubling may have left slack; give it back. */
     if (!err && s.cap_pixels != total)
-        err = fm_data_resize(&acc->pixels, total * FM_DATA_IMAGE_BYTES);
+        err = fmi_data_resize(&acc->pixels, total * FM_DATA_IMAGE_BYTES);
     if (!err && s.cap_labels != total)
-        err = fm_data_resize(&acc->labels, total);
+        err = fmi_data_resize(&acc->labels, total);
     if (err)
         return err;
     acc->count = (int32_t)total;
@@ -240,10 +240,10 @@ int fm_svhn_read(const char *path, fm_images *out)
     if (out)
         memset(out, 0, sizeof *out);
     if (!path || !out)
-        return fm_error(FM_EINVAL, "fm_svhn_read: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_svhn_read: NULL argument");
     fm_images acc;
     memset(&acc, 0, sizeof acc);
-    int err = fm_svhn_read_append(path, &acc);
+    int err = fmi_svhn_read_append(path, &acc);
     if (err) {
         fm_images_free(&acc);
         return err;

@@ -9,15 +9,15 @@
 #include <math.h>
 #include <string.h>
 
-int fm_deploy_alloc(int n_layers, fm_deploy **out)
+int fmi_deploy_alloc(int n_layers, fm_deploy **out)
 {
     *out = NULL;
-    fm_deploy *d = fm_alloc(1, sizeof *d);
+    fm_deploy *d = fmi_alloc(1, sizeof *d);
     if (!d)
         return FM_ENOMEM;
-    d->layers = fm_alloc((size_t)(n_layers > 0 ? n_layers : 1), sizeof *d->layers);
+    d->layers = fmi_alloc((size_t)(n_layers > 0 ? n_layers : 1), sizeof *d->layers);
     if (!d->layers) {
-        fm_free(d);
+        fmi_free(d);
         return FM_ENOMEM;
     }
     d->n_layers = n_layers;
@@ -26,14 +26,14 @@ int fm_deploy_alloc(int n_layers, fm_deploy **out)
     return FM_OK;
 }
 
-int fm_deploy_layer_alloc(fm_deploy_layer *L)
+int fmi_deploy_layer_alloc(fm_deploy_layer *L)
 {
     L->row_bytes = ((size_t)L->in * (size_t)L->bits + 7) / 8;
-    L->packed = fm_alloc((size_t)L->out, L->row_bytes);
-    L->scale = fm_alloc((size_t)L->out, sizeof *L->scale);
-    L->offset = fm_alloc((size_t)L->out, sizeof *L->offset);
+    L->packed = fmi_alloc((size_t)L->out, L->row_bytes);
+    L->scale = fmi_alloc((size_t)L->out, sizeof *L->scale);
+    L->offset = fmi_alloc((size_t)L->out, sizeof *L->offset);
     if (L->levels > 0)
-        L->magnitudes = fm_alloc((size_t)L->levels, sizeof *L->magnitudes);
+        L->magnitudes = fmi_alloc((size_t)L->levels, sizeof *L->magnitudes);
     if (!L->packed || !L->scale || !L->offset || (L->levels > 0 && !L->magnitudes))
         return FM_ENOMEM;
     return FM_OK;
@@ -45,19 +45,19 @@ void fm_deploy_free(fm_deploy *d)
         return;
     for (int l = 0; l < d->n_layers; l++) {
         fm_deploy_layer *L = &d->layers[l];
-        fm_free(L->packed);
-        fm_free(L->scale);
-        fm_free(L->offset);
-        fm_free(L->magnitudes);
-        fm_free(L->unpacked);
-        fm_kernel_weights_free(L->kernel);
+        fmi_free(L->packed);
+        fmi_free(L->scale);
+        fmi_free(L->offset);
+        fmi_free(L->magnitudes);
+        fmi_free(L->unpacked);
+        fmi_kernel_weights_free(L->kernel);
     }
-    fm_free(d->layers);
-    fm_free(d->input_mean);
-    fm_free(d);
+    fmi_free(d->layers);
+    fmi_free(d->input_mean);
+    fmi_free(d);
 }
 
-uint32_t fm_deploy_code(const fm_deploy_layer *L, int j, int i)
+uint32_t fmi_deploy_code(const fm_deploy_layer *L, int j, int i)
 {
     const uint8_t *row = L->packed + (size_t)j * L->row_bytes;
     size_t bit = (size_t)i * (size_t)L->bits;
@@ -67,7 +67,7 @@ uint32_t fm_deploy_code(const fm_deploy_layer *L, int j, int i)
     return code;
 }
 
-void fm_deploy_set_code(fm_deploy_layer *L, int j, int i, uint32_t code)
+void fmi_deploy_set_code(fm_deploy_layer *L, int j, int i, uint32_t code)
 {
     uint8_t *row = L->packed + (size_t)j * L->row_bytes;
     size_t bit = (size_t)i * (size_t)L->bits;
@@ -77,7 +77,7 @@ void fm_deploy_set_code(fm_deploy_layer *L, int j, int i, uint32_t code)
     }
 }
 
-float fm_deploy_code_value(const fm_deploy_layer *L, uint32_t code)
+float fmi_deploy_code_value(const fm_deploy_layer *L, uint32_t code)
 {
     switch (L->weights) {
     case FM_DW_BINARY:
@@ -99,12 +99,12 @@ static int check_layer(const fm_deploy_layer *L, int l, int prev_out, int prev_s
                        const char *origin)
 {
     if (L->in < 1 || L->out < 1 || L->in > (1 << 24) || L->out > (1 << 24))
-        return fm_error(FM_EFORMAT, "%s: layer %d has shape %d x %d", origin, l + 1, L->in, L->out);
+        return fmi_error(FM_EFORMAT, "%s: layer %d has shape %d x %d", origin, l + 1, L->in, L->out);
     if (L->in != prev_out)
-        return fm_error(FM_EFORMAT, "%s: layer %d takes %d inputs but receives %d", origin, l + 1,
+        return fmi_error(FM_EFORMAT, "%s: layer %d takes %d inputs but receives %d", origin, l + 1,
                         L->in, prev_out);
     if (L->binary_input != prev_sign)
-        return fm_error(FM_EFORMAT, "%s: layer %d input kind does not match layer %d's activation",
+        return fmi_error(FM_EFORMAT, "%s: layer %d input kind does not match layer %d's activation",
                         origin, l + 1, l);
     int want_bits;
     switch (L->weights) {
@@ -113,40 +113,40 @@ static int check_layer(const fm_deploy_layer *L, int l, int prev_out, int prev_s
     case FM_DW_TERNARY: want_bits = 2; break;
     case FM_DW_SYNAPSE:
         if (L->levels < 2 || L->levels > 32)
-            return fm_error(FM_EFORMAT, "%s: layer %d has %d synapse levels (2 .. 32)", origin,
+            return fmi_error(FM_EFORMAT, "%s: layer %d has %d synapse levels (2 .. 32)", origin,
                             l + 1, L->levels);
-        want_bits = (int)fm_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels); /* sign + index */
+        want_bits = (int)fmi_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels); /* sign + index */
         break;
     default:
-        return fm_error(FM_EFORMAT, "%s: layer %d has unknown weight kind %d", origin, l + 1,
+        return fmi_error(FM_EFORMAT, "%s: layer %d has unknown weight kind %d", origin, l + 1,
                         (int)L->weights);
     }
     if (L->bits != want_bits)
-        return fm_error(FM_EFORMAT, "%s: layer %d stores %d bits per weight (expected %d)", origin,
+        return fmi_error(FM_EFORMAT, "%s: layer %d stores %d bits per weight (expected %d)", origin,
                         l + 1, L->bits, want_bits);
     if (L->weights != FM_DW_SYNAPSE && L->levels != 0)
-        return fm_error(FM_EFORMAT, "%s: layer %d is not synapse but declares levels", origin, l + 1);
+        return fmi_error(FM_EFORMAT, "%s: layer %d is not synapse but declares levels", origin, l + 1);
     if ((unsigned)L->act > FM_ACT_SIGN)
-        return fm_error(FM_EFORMAT, "%s: layer %d has unknown activation %d", origin, l + 1,
+        return fmi_error(FM_EFORMAT, "%s: layer %d has unknown activation %d", origin, l + 1,
                         (int)L->act);
     if (!(isfinite(L->unit) && L->unit > 0.0f))
-        return fm_error(FM_EFORMAT, "%s: layer %d has weight unit %g", origin, l + 1, (double)L->unit);
+        return fmi_error(FM_EFORMAT, "%s: layer %d has weight unit %g", origin, l + 1, (double)L->unit);
     for (int k = 0; k < L->levels; k++)
         if (!(isfinite(L->magnitudes[k]) && L->magnitudes[k] > 0.0f) ||
             (k > 0 && !(L->magnitudes[k] > L->magnitudes[k - 1])))
-            return fm_error(FM_EFORMAT, "%s: layer %d synapse magnitudes are not positive and ascending",
+            return fmi_error(FM_EFORMAT, "%s: layer %d synapse magnitudes are not positive and ascending",
                             origin, l + 1);
     for (int j = 0; j < L->out; j++)
         if (!isfinite(L->scale[j]) || !isfinite(L->offset[j]))
-            return fm_error(FM_EFORMAT, "%s: layer %d output %d has a non-finite scale or offset",
+            return fmi_error(FM_EFORMAT, "%s: layer %d output %d has a non-finite scale or offset",
                             origin, l + 1, j);
     if (L->weights == FM_DW_TERNARY || L->weights == FM_DW_SYNAPSE) {
         const uint32_t index_mask = L->weights == FM_DW_SYNAPSE ? (1u << (L->bits - 1)) - 1u : 0;
         for (int j = 0; j < L->out; j++)
             for (int i = 0; i < L->in; i++) {
-                uint32_t code = fm_deploy_code(L, j, i);
+                uint32_t code = fmi_deploy_code(L, j, i);
                 if (L->weights == FM_DW_TERNARY ? code == 2u : (code & index_mask) >= (uint32_t)L->levels)
-                    return fm_error(FM_EFORMAT, "%s: layer %d weight (%d, %d) has invalid code %u",
+                    return fmi_error(FM_EFORMAT, "%s: layer %d weight (%d, %d) has invalid code %u",
                                     origin, l + 1, i, j, code);
             }
     }
@@ -156,27 +156,27 @@ static int check_layer(const fm_deploy_layer *L, int l, int prev_out, int prev_s
                 float w;
                 memcpy(&w, L->packed + (size_t)j * L->row_bytes + 4 * (size_t)i, 4);
                 if (!isfinite(w))
-                    return fm_error(FM_EFORMAT, "%s: layer %d weight (%d, %d) is not finite", origin,
+                    return fmi_error(FM_EFORMAT, "%s: layer %d weight (%d, %d) is not finite", origin,
                                     l + 1, i, j);
             }
     return FM_OK;
 }
 
-int fm_deploy_validate(const fm_deploy *d, const char *origin)
+int fmi_deploy_validate(const fm_deploy *d, const char *origin)
 {
     if (d->input_dim < 1 || d->input_dim > (1 << 24) || d->height < 1 || d->width < 1 ||
         d->channels < 1 || (int64_t)d->height * d->width * d->channels != d->input_dim)
-        return fm_error(FM_EFORMAT, "%s: bad input shape %d x %d x %d (%d values)", origin, d->height,
+        return fmi_error(FM_EFORMAT, "%s: bad input shape %d x %d x %d (%d values)", origin, d->height,
                         d->width, d->channels, d->input_dim);
     if (d->classes < 2 || d->classes > 256)
-        return fm_error(FM_EFORMAT, "%s: %d classes (2 .. 256)", origin, d->classes);
+        return fmi_error(FM_EFORMAT, "%s: %d classes (2 .. 256)", origin, d->classes);
     if (d->n_layers < 1 || d->n_layers > 64)
-        return fm_error(FM_EFORMAT, "%s: %d layers (1 .. 64)", origin, d->n_layers);
+        return fmi_error(FM_EFORMAT, "%s: %d layers (1 .. 64)", origin, d->n_layers);
     if (!(isfinite(d->input_scale) && d->input_scale > 0.0f))
-        return fm_error(FM_EFORMAT, "%s: input scale %g", origin, (double)d->input_scale);
+        return fmi_error(FM_EFORMAT, "%s: input scale %g", origin, (double)d->input_scale);
     for (int i = 0; i < d->input_dim; i++)
         if (!isfinite(d->input_mean[i]))
-            return fm_error(FM_EFORMAT, "%s: input mean %d is not finite", origin, i);
+            return fmi_error(FM_EFORMAT, "%s: input mean %d is not finite", origin, i);
     int prev_out = d->input_dim, prev_sign = 0;
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
@@ -185,14 +185,14 @@ int fm_deploy_validate(const fm_deploy *d, const char *origin)
             return rc;
         int last = l == d->n_layers - 1;
         if (last != (L->act == FM_ACT_NONE))
-            return fm_error(FM_EFORMAT, "%s: %s", origin,
+            return fmi_error(FM_EFORMAT, "%s: %s", origin,
                             last ? "the last layer must give class scores (activation none)"
                                  : "only the last layer may have no activation");
         prev_out = L->out;
         prev_sign = L->act == FM_ACT_SIGN;
     }
     if (prev_out != d->classes)
-        return fm_error(FM_EFORMAT, "%s: the last layer gives %d outputs for %d classes", origin,
+        return fmi_error(FM_EFORMAT, "%s: the last layer gives %d outputs for %d classes", origin,
                         prev_out, d->classes);
     return FM_OK;
 }

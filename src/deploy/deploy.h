@@ -67,24 +67,24 @@ struct fm_deploy {
 };
 
 /* A deployed network with n_layers zeroed layers (the caller fills them). */
-int fm_deploy_alloc(int n_layers, fm_deploy **out);
+int fmi_deploy_alloc(int n_layers, fm_deploy **out);
 /* Allocates L->packed (out * row_bytes, zeroed), scale, offset, and magnitudes
  * when L->levels > 0, from L->in, out, bits, levels. */
-int fm_deploy_layer_alloc(fm_deploy_layer *L);
+int fmi_deploy_layer_alloc(fm_deploy_layer *L);
 /* The value of weight code `code` of layer L (+-1, 0, or +-magnitude); fp32
  * layers have no codes. */
-float fm_deploy_code_value(const fm_deploy_layer *L, uint32_t code);
+float fmi_deploy_code_value(const fm_deploy_layer *L, uint32_t code);
 /* Code i of packed row j. */
-uint32_t fm_deploy_code(const fm_deploy_layer *L, int j, int i);
-void fm_deploy_set_code(fm_deploy_layer *L, int j, int i, uint32_t code);
+uint32_t fmi_deploy_code(const fm_deploy_layer *L, int j, int i);
+void fmi_deploy_set_code(fm_deploy_layer *L, int j, int i, uint32_t code);
 /* Checks shapes, codes and chaining of every layer: FM_EFORMAT with a message
  * naming `origin` on the first problem. Used by the reader and the exporter. */
-int fm_deploy_validate(const fm_deploy *d, const char *origin);
-/* Completes a network that passed fm_deploy_validate: its description and its
+int fmi_deploy_validate(const fm_deploy *d, const char *origin);
+/* Completes a network that passed fmi_deploy_validate: its description and its
  * kernel variant (FEWMUL_KERNELS or the best supported). Called by the reader
  * and the exporter. */
-int fm_deploy_finish(fm_deploy *deploy);
+int fmi_deploy_finish(fm_deploy *deploy);
 /* Bytes of the file fm_deploy_save would write. */
-uint64_t fm_deploy_serialized_bytes(const fm_deploy *d);
+uint64_t fmi_deploy_serialized_bytes(const fm_deploy *d);
 
 #endif

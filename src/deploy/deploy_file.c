@@ -7,7 +7,7 @@
  * walks every section and checks each length, count, offset and checksum
  * against the bytes present, allocating nothing, so a malformed or hostile
  * file can never make it allocate more than the file itself holds. The second
- * allocates and copies, then fm_deploy_validate checks the meaning (shapes
+ * allocates and copies, then fmi_deploy_validate checks the meaning (shapes
  * chain, codes valid, floats finite). */
 #define _POSIX_C_SOURCE 200809L
 #include "bytes.h"
@@ -68,7 +68,7 @@ static uint64_t header_bytes_of(uint64_t input_dim)
  * become huge, so a broken network sizes as absurdly large, never small). */
 static uint64_t count_of(int32_t v) { return (uint64_t)(uint32_t)v; }
 
-uint64_t fm_deploy_serialized_bytes(const fm_deploy *d)
+uint64_t fmi_deploy_serialized_bytes(const fm_deploy *d)
 {
     if (!d)
         return 0;
@@ -89,19 +89,19 @@ static void put_layer(fm_writer *w, const fm_deploy_layer *L)
     size_t start = w->len;
     uint64_t payload = layer_payload_bytes(count_of(L->in), count_of(L->out), count_of(L->bits),
                                            count_of(L->levels));
-    fm_put_bytes(w, LAYER_TAG, 4);
-    fm_put_u64(w, payload);
-    fm_put_u32(w, (uint32_t)L->in);
-    fm_put_u32(w, (uint32_t)L->out);
-    fm_put_u32(w, (uint32_t)L->weights);
-    fm_put_u32(w, (uint32_t)L->bits);
-    fm_put_u32(w, (uint32_t)L->levels);
-    fm_put_u32(w, (uint32_t)L->act);
-    fm_put_u32(w, (uint32_t)L->binary_input);
-    fm_put_f32(w, L->unit);
-    fm_put_f32s(w, L->magnitudes, (size_t)L->levels);
-    fm_put_f32s(w, L->scale, (size_t)L->out);
-    fm_put_f32s(w, L->offset, (size_t)L->out);
+    fmi_put_bytes(w, LAYER_TAG, 4);
+    fmi_put_u64(w, payload);
+    fmi_put_u32(w, (uint32_t)L->in);
+    fmi_put_u32(w, (uint32_t)L->out);
+    fmi_put_u32(w, (uint32_t)L->weights);
+    fmi_put_u32(w, (uint32_t)L->bits);
+    fmi_put_u32(w, (uint32_t)L->levels);
+    fmi_put_u32(w, (uint32_t)L->act);
+    fmi_put_u32(w, (uint32_t)L->binary_input);
+    fmi_put_f32(w, L->unit);
+    fmi_put_f32s(w, L->magnitudes, (size_t)L->levels);
+    fmi_put_f32s(w, L->scale, (size_t)L->out);
+    fmi_put_f32s(w, L->offset, (size_t)L->out);
     /* Rows as stored, but with the bits past the last code cleared: the
      * reader insists on zero padding, so a file has one byte form only. */
     size_t row = (size_t)row_bytes_of(count_of(L->in), count_of(L->bits));
@@ -109,40 +109,40 @@ static void put_layer(fm_writer *w, const fm_deploy_layer *L)
     unsigned pad = (unsigned)(row * 8 - used_bits);
     for (int j = 0; j < L->out && !w->failed; j++) {
         const uint8_t *src = L->packed + (size_t)j * L->row_bytes;
-        fm_put_bytes(w, src, row);
+        fmi_put_bytes(w, src, row);
         if (pad && !w->failed)
             w->buf[w->len - 1] &= (uint8_t)(0xFFu >> pad);
     }
     if (!w->failed)
-        fm_put_u32(w, fm_crc32(w->buf + start, w->len - start));
+        fmi_put_u32(w, fmi_crc32(w->buf + start, w->len - start));
 }
 
-/* The whole file in a new buffer of exactly fm_deploy_serialized_bytes. */
+/* The whole file in a new buffer of exactly fmi_deploy_serialized_bytes. */
 static int serialize(const fm_deploy *d, uint64_t size, fm_writer *w)
 {
-    fm_put_reserve(w, (size_t)size);
-    fm_put_bytes(w, PACK_MAGIC, 8);
-    fm_put_u32(w, PACK_VERSION);
-    fm_put_u32(w, (uint32_t)header_bytes_of(count_of(d->input_dim)));
-    fm_put_u32(w, PACK_KNOWN_FLAGS);
-    fm_put_u32(w, (uint32_t)d->height);
-    fm_put_u32(w, (uint32_t)d->width);
-    fm_put_u32(w, (uint32_t)d->channels);
-    fm_put_u32(w, (uint32_t)d->classes);
-    fm_put_u32(w, (uint32_t)d->n_layers);
-    fm_put_u32(w, d->source_mode);
-    fm_put_u32(w, d->export_how);
-    fm_put_u64(w, size);
-    fm_put_f32(w, d->input_scale);
-    fm_put_f32s(w, d->input_mean, (size_t)d->input_dim);
+    fmi_put_reserve(w, (size_t)size);
+    fmi_put_bytes(w, PACK_MAGIC, 8);
+    fmi_put_u32(w, PACK_VERSION);
+    fmi_put_u32(w, (uint32_t)header_bytes_of(count_of(d->input_dim)));
+    fmi_put_u32(w, PACK_KNOWN_FLAGS);
+    fmi_put_u32(w, (uint32_t)d->height);
+    fmi_put_u32(w, (uint32_t)d->width);
+    fmi_put_u32(w, (uint32_t)d->channels);
+    fmi_put_u32(w, (uint32_t)d->classes);
+    fmi_put_u32(w, (uint32_t)d->n_layers);
+    fmi_put_u32(w, d->source_mode);
+    fmi_put_u32(w, d->export_how);
+    fmi_put_u64(w, size);
+    fmi_put_f32(w, d->input_scale);
+    fmi_put_f32s(w, d->input_mean, (size_t)d->input_dim);
     if (!w->failed)
-        fm_put_u32(w, fm_crc32(w->buf, w->len));
+        fmi_put_u32(w, fmi_crc32(w->buf, w->len));
     for (int l = 0; l < d->n_layers; l++)
         put_layer(w, &d->layers[l]);
     if (w->failed)
-        return fm_error(FM_ENOMEM, "out of memory serializing the packed model");
+        return fmi_error(FM_ENOMEM, "out of memory serializing the packed model");
     if (w->len != size) /* the size formula and the writer disagree: a bug here */
-        return fm_error(FM_EINVAL, "packed model serialized to %zu bytes, expected %llu", w->len,
+        return fmi_error(FM_EINVAL, "packed model serialized to %zu bytes, expected %llu", w->len,
                         (unsigned long long)size);
     return FM_OK;
 }
@@ -150,32 +150,32 @@ static int serialize(const fm_deploy *d, uint64_t size, fm_writer *w)
 int fm_deploy_save(const fm_deploy *d, const char *path)
 {
     if (!d || !path)
-        return fm_error(FM_EINVAL, "fm_deploy_save: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_deploy_save: NULL argument");
     /* never write a file the reader would refuse */
-    if (fm_deploy_validate(d, "fm_deploy_save") < 0)
+    if (fmi_deploy_validate(d, "fm_deploy_save") < 0)
         return FM_EINVAL;
     if (d->source_mode > FM_WEIGHTS_SYNAPSE || d->export_how > FM_EXPORT_MEAN)
-        return fm_error(FM_EINVAL,
+        return fmi_error(FM_EINVAL,
                         "fm_deploy_save: unknown source weight mode %u or export kind %u",
                         d->source_mode, d->export_how);
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
         if (L->row_bytes != row_bytes_of(count_of(L->in), count_of(L->bits)))
-            return fm_error(FM_EINVAL, "fm_deploy_save: layer %d rows of %zu bytes, expected %llu",
+            return fmi_error(FM_EINVAL, "fm_deploy_save: layer %d rows of %zu bytes, expected %llu",
                             l + 1, L->row_bytes,
                             (unsigned long long)row_bytes_of(count_of(L->in), count_of(L->bits)));
     }
-    uint64_t size = fm_deploy_serialized_bytes(d);
+    uint64_t size = fmi_deploy_serialized_bytes(d);
     if (size > PACK_MAX_BYTES)
-        return fm_error(FM_EINVAL,
+        return fmi_error(FM_EINVAL,
                         "fm_deploy_save: the network needs %llu bytes, more than a packed model "
                         "file may hold (%llu)",
                         (unsigned long long)size, (unsigned long long)PACK_MAX_BYTES);
     fm_writer w = {0};
     int rc = serialize(d, size, &w);
     if (rc == FM_OK)
-        rc = fm_file_write_atomic(path, w.buf, w.len);
-    fm_free(w.buf);
+        rc = fmi_file_write_atomic(path, w.buf, w.len);
+    fmi_free(w.buf);
     return rc;
 }
 
@@ -197,7 +197,7 @@ typedef struct file_plan {
 static int truncated(const char *origin, const char *what, uint64_t need, uint64_t at,
                      uint64_t size)
 {
-    return fm_error(FM_ETRUNC,
+    return fmi_error(FM_ETRUNC,
                     "%s: truncated packed model: %s needs %llu bytes at offset %llu, the file has "
                     "%llu",
                     origin, what, (unsigned long long)need, (unsigned long long)at,
@@ -221,20 +221,20 @@ static int check_magic_version(const uint8_t *p, size_t size, const char *origin
         char shown[40];
         show_magic(p, have, shown, sizeof shown);
         if (size >= 8 && memcmp(p, "FMULMODL", 8) == 0)
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s: not a fewmul packed model (magic \"%s\" is the training model "
                             "file; expected \"%s\")",
                             origin, shown, PACK_MAGIC);
-        return fm_error(FM_EFORMAT, "%s: not a fewmul packed model (magic \"%s\", expected \"%s\")",
+        return fmi_error(FM_EFORMAT, "%s: not a fewmul packed model (magic \"%s\", expected \"%s\")",
                         origin, shown, PACK_MAGIC);
     }
     if (size < 12)
         return truncated(origin, "the magic and version", 12, 0, size);
-    uint32_t version = fm_load_le32(p + 8);
+    uint32_t version = fmi_load_le32(p + 8);
     if (version == 0)
-        return fm_error(FM_EFORMAT, "%s: format version 0 is not valid", origin);
+        return fmi_error(FM_EFORMAT, "%s: format version 0 is not valid", origin);
     if (version > PACK_VERSION)
-        return fm_error(FM_EUNSUPPORTED, "%s: format version %u is newer than this fewmul (%u)",
+        return fmi_error(FM_EUNSUPPORTED, "%s: format version %u is newer than this fewmul (%u)",
                         origin, version, PACK_VERSION);
     return FM_OK;
 }
@@ -246,54 +246,54 @@ static int plan_header(const uint8_t *p, size_t size, const char *origin, file_p
         return rc;
     if (size < HEADER_FIXED)
         return truncated(origin, "the header", HEADER_FIXED, 0, size);
-    uint32_t header_bytes = fm_load_le32(p + 12), flags = fm_load_le32(p + 16);
-    plan->height = fm_load_le32(p + 20);
-    plan->width = fm_load_le32(p + 24);
-    plan->channels = fm_load_le32(p + 28);
-    plan->classes = fm_load_le32(p + 32);
-    plan->n_layers = fm_load_le32(p + 36);
-    plan->source_mode = fm_load_le32(p + 40);
-    plan->export_how = fm_load_le32(p + 44);
-    uint64_t declared_size = fm_load_le64(p + 48);
+    uint32_t header_bytes = fmi_load_le32(p + 12), flags = fmi_load_le32(p + 16);
+    plan->height = fmi_load_le32(p + 20);
+    plan->width = fmi_load_le32(p + 24);
+    plan->channels = fmi_load_le32(p + 28);
+    plan->classes = fmi_load_le32(p + 32);
+    plan->n_layers = fmi_load_le32(p + 36);
+    plan->source_mode = fmi_load_le32(p + 40);
+    plan->export_how = fmi_load_le32(p + 44);
+    uint64_t declared_size = fmi_load_le64(p + 48);
     plan->input = p + 56;
 
     /* The shape fixes where the header's checksum lies: bound it first. */
     uint64_t dim = mul_sat(mul_sat(plan->height, plan->width), plan->channels);
     if (plan->height < 1 || plan->width < 1 || plan->channels < 1 || dim > PACK_MAX_DIM)
-        return fm_error(FM_EFORMAT, "%s: bad input shape %u x %u x %u (at most 2^24 values)",
+        return fmi_error(FM_EFORMAT, "%s: bad input shape %u x %u x %u (at most 2^24 values)",
                         origin, plan->height, plan->width, plan->channels);
     plan->input_dim = (uint32_t)dim;
     if (header_bytes != header_bytes_of(dim))
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: header declares %u bytes, its input shape %u x %u x %u needs %llu",
                         origin, header_bytes, plan->height, plan->width, plan->channels,
                         (unsigned long long)header_bytes_of(dim));
     if (header_bytes > size)
         return truncated(origin, "the header", header_bytes, 0, size);
-    if (fm_crc32(p, header_bytes - 4) != fm_load_le32(p + header_bytes - 4))
-        return fm_error(FM_EFORMAT, "%s: header checksum mismatch (file damaged)", origin);
+    if (fmi_crc32(p, header_bytes - 4) != fmi_load_le32(p + header_bytes - 4))
+        return fmi_error(FM_EFORMAT, "%s: header checksum mismatch (file damaged)", origin);
 
     if (flags & ~PACK_KNOWN_FLAGS)
-        return fm_error(FM_EUNSUPPORTED, "%s: unknown feature flags 0x%08x", origin,
+        return fmi_error(FM_EUNSUPPORTED, "%s: unknown feature flags 0x%08x", origin,
                         flags & ~PACK_KNOWN_FLAGS);
     if (declared_size > size)
-        return fm_error(FM_ETRUNC,
+        return fmi_error(FM_ETRUNC,
                         "%s: truncated packed model: %llu bytes, the header declares %llu", origin,
                         (unsigned long long)size, (unsigned long long)declared_size);
     if (declared_size < size)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: %llu unexpected bytes after the end of the packed model (%llu bytes)",
                         origin, (unsigned long long)(size - declared_size),
                         (unsigned long long)declared_size);
     if (plan->classes < 2 || plan->classes > 256)
-        return fm_error(FM_EFORMAT, "%s: %u classes (2 .. 256)", origin, plan->classes);
+        return fmi_error(FM_EFORMAT, "%s: %u classes (2 .. 256)", origin, plan->classes);
     if (plan->n_layers < 1 || plan->n_layers > PACK_MAX_LAYERS)
-        return fm_error(FM_EFORMAT, "%s: %u layers (1 .. %u)", origin, plan->n_layers,
+        return fmi_error(FM_EFORMAT, "%s: %u layers (1 .. %u)", origin, plan->n_layers,
                         PACK_MAX_LAYERS);
     if (plan->source_mode > FM_WEIGHTS_SYNAPSE)
-        return fm_error(FM_EFORMAT, "%s: unknown source weight mode %u", origin, plan->source_mode);
+        return fmi_error(FM_EFORMAT, "%s: unknown source weight mode %u", origin, plan->source_mode);
     if (plan->export_how > FM_EXPORT_MEAN)
-        return fm_error(FM_EFORMAT, "%s: unknown export kind %u", origin, plan->export_how);
+        return fmi_error(FM_EFORMAT, "%s: unknown export kind %u", origin, plan->export_how);
     return FM_OK;
 }
 
@@ -309,38 +309,38 @@ static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, cons
         return truncated(origin, what, 12, at, size);
     const uint8_t *s = p + at;
     if (memcmp(s, LAYER_TAG, 4) != 0)
-        return fm_error(FM_EFORMAT, "%s: layer %u section at offset %zu has a bad tag", origin,
+        return fmi_error(FM_EFORMAT, "%s: layer %u section at offset %zu has a bad tag", origin,
                         l + 1, at);
-    uint64_t payload = fm_load_le64(s + 4);
+    uint64_t payload = fmi_load_le64(s + 4);
     if (payload < LAYER_FIXED)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: layer %u section declares %llu payload bytes (at least %u)", origin,
                         l + 1, (unsigned long long)payload, LAYER_FIXED);
     if (left < SECTION_FRAME || payload > left - SECTION_FRAME)
         return truncated(origin, what, add_sat(payload, SECTION_FRAME), at, size);
     size_t body = 12 + (size_t)payload;
-    if (fm_crc32(s, body) != fm_load_le32(s + body))
-        return fm_error(FM_EFORMAT, "%s: layer %u section checksum mismatch (file damaged)", origin,
+    if (fmi_crc32(s, body) != fmi_load_le32(s + body))
+        return fmi_error(FM_EFORMAT, "%s: layer %u section checksum mismatch (file damaged)", origin,
                         l + 1);
 
     const uint8_t *f = s + 12;
     span->payload = f;
-    span->in = fm_load_le32(f);
-    span->out = fm_load_le32(f + 4);
-    span->bits = fm_load_le32(f + 12);
-    span->levels = fm_load_le32(f + 16);
+    span->in = fmi_load_le32(f);
+    span->out = fmi_load_le32(f + 4);
+    span->bits = fmi_load_le32(f + 12);
+    span->levels = fmi_load_le32(f + 16);
     if (span->in < 1 || span->in > PACK_MAX_DIM || span->out < 1 || span->out > PACK_MAX_DIM)
-        return fm_error(FM_EFORMAT, "%s: layer %u has shape %u x %u (1 .. 2^24 each)", origin,
+        return fmi_error(FM_EFORMAT, "%s: layer %u has shape %u x %u (1 .. 2^24 each)", origin,
                         l + 1, span->in, span->out);
     if (span->bits < 1 || span->bits > PACK_MAX_BITS)
-        return fm_error(FM_EFORMAT, "%s: layer %u stores %u bits per weight (1 .. 32)", origin,
+        return fmi_error(FM_EFORMAT, "%s: layer %u stores %u bits per weight (1 .. 32)", origin,
                         l + 1, span->bits);
     if (span->levels > PACK_MAX_LEVELS)
-        return fm_error(FM_EFORMAT, "%s: layer %u has %u synapse levels (at most %u)", origin,
+        return fmi_error(FM_EFORMAT, "%s: layer %u has %u synapse levels (at most %u)", origin,
                         l + 1, span->levels, PACK_MAX_LEVELS);
     uint64_t want = layer_payload_bytes(span->in, span->out, span->bits, span->levels);
     if (payload != want)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s: layer %u section holds %llu payload bytes, its counts (%u x %u, %u "
                         "bits, %u levels) need %llu",
                         origin, l + 1, (unsigned long long)payload, span->in, span->out,
@@ -354,7 +354,7 @@ static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, cons
         uint8_t mask = (uint8_t)(0xFFu << (8 - pad));
         for (uint32_t j = 0; j < span->out; j++)
             if (rows[(size_t)j * row + row - 1] & mask)
-                return fm_error(FM_EFORMAT, "%s: layer %u row %u has nonzero padding bits", origin,
+                return fmi_error(FM_EFORMAT, "%s: layer %u row %u has nonzero padding bits", origin,
                                 l + 1, j);
     }
     *next = at + body + 4;
@@ -364,7 +364,7 @@ static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, cons
 static int plan_file(const uint8_t *p, size_t size, const char *origin, file_plan *plan)
 {
     if ((uint64_t)size > PACK_MAX_BYTES)
-        return fm_error(FM_EFORMAT, "%s: %zu bytes is larger than any %s", origin, size, PACK_KIND);
+        return fmi_error(FM_EFORMAT, "%s: %zu bytes is larger than any %s", origin, size, PACK_KIND);
     int rc = plan_header(p, size, origin, plan);
     if (rc < 0)
         return rc;
@@ -373,7 +373,7 @@ static int plan_file(const uint8_t *p, size_t size, const char *origin, file_pla
         if ((rc = plan_layer(p, size, at, l, origin, &plan->layers[l], &at)) < 0)
             return rc;
     if (at != size)
-        return fm_error(FM_EFORMAT, "%s: %zu unexpected bytes after the last of %u layers", origin,
+        return fmi_error(FM_EFORMAT, "%s: %zu unexpected bytes after the last of %u layers", origin,
                         size - at, plan->n_layers);
     return FM_OK;
 }
@@ -383,7 +383,7 @@ static int plan_file(const uint8_t *p, size_t size, const char *origin, file_pla
 static void read_f32s(const uint8_t *p, float *dst, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        uint32_t v = fm_load_le32(p + 4 * i);
+        uint32_t v = fmi_load_le32(p + 4 * i);
         memcpy(&dst[i], &v, 4);
     }
 }
@@ -393,15 +393,15 @@ static int fill_layer(const layer_span *span, fm_deploy_layer *L)
     const uint8_t *f = span->payload;
     L->in = (int32_t)span->in;
     L->out = (int32_t)span->out;
-    L->weights = (fm_deploy_weights)fm_load_le32(f + 8);
+    L->weights = (fm_deploy_weights)fmi_load_le32(f + 8);
     L->bits = (int32_t)span->bits;
     L->levels = (int32_t)span->levels;
-    L->act = (fm_deploy_act)fm_load_le32(f + 20);
-    uint32_t binary_input = fm_load_le32(f + 24);
+    L->act = (fm_deploy_act)fmi_load_le32(f + 20);
+    uint32_t binary_input = fmi_load_le32(f + 24);
     /* any value other than 0 and 1 must fail validation, not become 1 */
     L->binary_input = binary_input > 1 ? -1 : (int)binary_input;
     read_f32s(f + 28, &L->unit, 1);
-    if (fm_deploy_layer_alloc(L) < 0)
+    if (fmi_deploy_layer_alloc(L) < 0)
         return FM_ENOMEM;
     const uint8_t *q = f + LAYER_FIXED;
     read_f32s(q, L->magnitudes, span->levels);
@@ -417,7 +417,7 @@ static int fill_layer(const layer_span *span, fm_deploy_layer *L)
 static int build_network(const file_plan *plan, const char *origin, fm_deploy **out)
 {
     fm_deploy *d;
-    int rc = fm_deploy_alloc((int)plan->n_layers, &d);
+    int rc = fmi_deploy_alloc((int)plan->n_layers, &d);
     if (rc < 0)
         return rc;
     d->height = (int32_t)plan->height;
@@ -428,7 +428,7 @@ static int build_network(const file_plan *plan, const char *origin, fm_deploy **
     d->source_mode = plan->source_mode;
     d->export_how = plan->export_how;
     read_f32s(plan->input, &d->input_scale, 1);
-    d->input_mean = fm_alloc(plan->input_dim, sizeof *d->input_mean);
+    d->input_mean = fmi_alloc(plan->input_dim, sizeof *d->input_mean);
     if (!d->input_mean) {
         fm_deploy_free(d);
         return FM_ENOMEM;
@@ -439,7 +439,7 @@ static int build_network(const file_plan *plan, const char *origin, fm_deploy **
             fm_deploy_free(d);
             return rc;
         }
-    if ((rc = fm_deploy_validate(d, origin)) < 0 || (rc = fm_deploy_finish(d)) < 0) {
+    if ((rc = fmi_deploy_validate(d, origin)) < 0 || (rc = fmi_deploy_finish(d)) < 0) {
         fm_deploy_free(d);
         return rc;
     }
@@ -459,10 +459,10 @@ static int parse(const uint8_t *p, size_t size, const char *origin, fm_deploy **
 int fm_deploy_load_memory(const void *data, size_t size, fm_deploy **out)
 {
     if (!out)
-        return fm_error(FM_EINVAL, "fm_deploy_load_memory: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_deploy_load_memory: NULL argument");
     *out = NULL;
     if (!data && size)
-        return fm_error(FM_EINVAL, "fm_deploy_load_memory: NULL data of %zu bytes", size);
+        return fmi_error(FM_EINVAL, "fm_deploy_load_memory: NULL data of %zu bytes", size);
     static const uint8_t empty[1];
     return parse(data ? data : empty, size, "<memory>", out);
 }
@@ -470,14 +470,14 @@ int fm_deploy_load_memory(const void *data, size_t size, fm_deploy **out)
 int fm_deploy_load(const char *path, fm_deploy **out)
 {
     if (!path || !out)
-        return fm_error(FM_EINVAL, "fm_deploy_load: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_deploy_load: NULL argument");
     *out = NULL;
     uint8_t *data;
     size_t size;
-    int rc = fm_file_read_all(path, (size_t)PACK_MAX_BYTES, PACK_KIND, &data, &size);
+    int rc = fmi_file_read_all(path, (size_t)PACK_MAX_BYTES, PACK_KIND, &data, &size);
     if (rc < 0)
         return rc;
     rc = parse(data, size, path, out);
-    fm_free(data);
+    fmi_free(data);
     return rc;
 }

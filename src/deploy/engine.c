@@ -56,44 +56,44 @@ static int unpack_all(fm_deploy *d)
         fm_deploy_layer *L = &d->layers[l];
         if (L->weights == FM_DW_FP32 || L->unpacked)
             continue;
-        float *w = fm_alloc((size_t)L->out * (size_t)L->in, sizeof *w);
+        float *w = fmi_alloc((size_t)L->out * (size_t)L->in, sizeof *w);
         if (!w)
             return FM_ENOMEM;
         for (int j = 0; j < L->out; j++)
             for (int i = 0; i < L->in; i++)
-                w[(size_t)j * L->in + i] = fm_deploy_code_value(L, fm_deploy_code(L, j, i));
+                w[(size_t)j * L->in + i] = fmi_deploy_code_value(L, fmi_deploy_code(L, j, i));
         L->unpacked = w;
     }
     return FM_OK;
 }
 
-int fm_deploy_finish(fm_deploy *d)
+int fmi_deploy_finish(fm_deploy *d)
 {
     describe(d);
     const fm_kernels *k;
-    int rc = fm_kernels_default(&k);
+    int rc = fmi_kernels_default(&k);
     if (rc < 0)
         return rc;
     for (int l = 0; l < d->n_layers; l++) {
         fm_deploy_layer *L = &d->layers[l];
-        if (L->weights != FM_DW_FP32 && !L->kernel && (rc = fm_kernel_prepare(L, &L->kernel)) < 0)
+        if (L->weights != FM_DW_FP32 && !L->kernel && (rc = fmi_kernel_prepare(L, &L->kernel)) < 0)
             return rc;
     }
     d->kernels = k;
-    fm_blas_single_thread();
+    fmi_blas_single_thread();
     return FM_OK;
 }
 
 int fm_deploy_set_kernels(fm_deploy *d, const char *name)
 {
     if (!d)
-        return fm_error(FM_EINVAL, "fm_deploy_set_kernels: NULL network");
+        return fmi_error(FM_EINVAL, "fm_deploy_set_kernels: NULL network");
     const fm_kernels *k = NULL;
     int rc;
     if (name && strcmp(name, "fp32") == 0)
         rc = unpack_all(d);
     else
-        rc = name ? fm_kernels_get(name, &k) : fm_kernels_default(&k);
+        rc = name ? fmi_kernels_get(name, &k) : fmi_kernels_default(&k);
     if (rc < 0)
         return rc;
     d->kernels = k;
@@ -109,10 +109,10 @@ const char *fm_kernels_name(int index)
 {
     if (index < 0)
         return NULL;
-    const fm_kernels *k = fm_kernels_supported(index);
+    const fm_kernels *k = fmi_kernels_supported(index);
     if (k)
         return k->name;
-    return fm_kernels_supported(index - 1) ? "fp32" : NULL;
+    return fmi_kernels_supported(index - 1) ? "fp32" : NULL;
 }
 
 /* ---- queries ---- */
@@ -120,7 +120,7 @@ const char *fm_kernels_name(int index)
 int fm_deploy_input_shape(const fm_deploy *d, int *height, int *width, int *channels)
 {
     if (!d)
-        return fm_error(FM_EINVAL, "fm_deploy_input_shape: NULL network");
+        return fmi_error(FM_EINVAL, "fm_deploy_input_shape: NULL network");
     if (height)
         *height = d->height;
     if (width)
@@ -133,14 +133,14 @@ int fm_deploy_input_shape(const fm_deploy *d, int *height, int *width, int *chan
 int fm_deploy_classes(const fm_deploy *d) { return d ? d->classes : FM_EINVAL; }
 const char *fm_deploy_describe(const fm_deploy *d) { return d ? d->description : ""; }
 int fm_deploy_layers(const fm_deploy *d) { return d ? d->n_layers : FM_EINVAL; }
-uint64_t fm_deploy_file_bytes(const fm_deploy *d) { return d ? fm_deploy_serialized_bytes(d) : 0; }
+uint64_t fm_deploy_file_bytes(const fm_deploy *d) { return d ? fmi_deploy_serialized_bytes(d) : 0; }
 
 int fm_deploy_describe_layer(const fm_deploy *d, int layer, fm_deploy_layer_info *info)
 {
     if (!d || !info)
-        return fm_error(FM_EINVAL, "fm_deploy_describe_layer: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_deploy_describe_layer: NULL argument");
     if (layer < 0 || layer >= d->n_layers)
-        return fm_error(FM_EINVAL, "layer %d out of range (network has %d)", layer, d->n_layers);
+        return fmi_error(FM_EINVAL, "layer %d out of range (network has %d)", layer, d->n_layers);
     const fm_deploy_layer *L = &d->layers[layer];
     info->in = L->in;
     info->out = L->out;
@@ -176,11 +176,11 @@ static int scratch_create(const fm_deploy *d, scratch *s)
     size_t w = (size_t)widest(d), kernel = 0;
     for (int l = 0; l < d->n_layers; l++)
         if (d->layers[l].kernel)
-            kernel = FM_MAX(kernel, fm_kernel_scratch_floats(d->layers[l].kernel));
-    size_t words = fm_kernel_bit_words((int)w);
+            kernel = FM_MAX(kernel, fmi_kernel_scratch_floats(d->layers[l].kernel));
+    size_t words = fmi_kernel_bit_words((int)w);
     /* x, y, acc (floats), iacc (int32), bits (uint64, 8-aligned first) */
     size_t bytes = words * 8 + (3 * w + kernel) * sizeof(float) + w * sizeof(int32_t);
-    s->block = fm_alloc_raw(bytes);
+    s->block = fmi_alloc_raw(bytes);
     if (!s->block)
         return FM_ENOMEM;
     uint8_t *p = s->block;
@@ -249,7 +249,7 @@ static void finish_layer(const fm_deploy_layer *L, const fm_deploy_layer *next, 
         for (int j = 0; j < L->out; j++)
             y[j] = acc[j] * L->scale[j] + L->offset[j] >= 0.0f ? 1.0f : -1.0f;
         if (next && next->weights == FM_DW_BINARY)
-            fm_pack_signs(y, L->out, bits);
+            fmi_pack_signs(y, L->out, bits);
         break;
     }
 }
@@ -291,7 +291,7 @@ static int argmax(const float *row, int n)
 static int threads_for(int threads, int count)
 {
     if (threads <= 0)
-        threads = fm_threads_available();
+        threads = fmi_threads_available();
     return FM_MAX(1, FM_MIN(threads, count));
 }
 
@@ -306,7 +306,7 @@ static int predict_packed(const fm_deploy *d, const uint8_t *u8, const float *f3
         scratch s = {0};
         float *row = NULL;
         int ok = scratch_create(d, &s) == FM_OK &&
-                 (scores || (row = fm_alloc((size_t)d->classes, sizeof *row)) != NULL);
+                 (scores || (row = fmi_alloc((size_t)d->classes, sizeof *row)) != NULL);
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -321,10 +321,10 @@ static int predict_packed(const fm_deploy *d, const uint8_t *u8, const float *f3
             if (classes)
                 classes[b] = (uint8_t)argmax(out, d->classes);
         }
-        fm_free(row);
-        fm_free(s.block);
+        fmi_free(row);
+        fmi_free(s.block);
     }
-    return failed ? fm_error(FM_ENOMEM, "out of memory for prediction buffers") : FM_OK;
+    return failed ? fmi_error(FM_ENOMEM, "out of memory for prediction buffers") : FM_OK;
 }
 
 /* Y = X · Wᵀ over a block of examples (W out x in). */
@@ -342,7 +342,7 @@ static void fp32_block(const float *w, const float *x, float *y, int n, int in, 
     }
 #endif
     (void)threads;
-    fm_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    fmi_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
 }
 
 /* The fp32 yardstick: whole blocks of examples through matrix products. */
@@ -351,12 +351,12 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
 {
     const int nt = threads_for(threads, count);
     const size_t w = (size_t)widest(d), block = (size_t)FM_MIN(count, FP32_BLOCK);
-    float *x = fm_alloc(block * w, sizeof *x), *y = fm_alloc(block * w, sizeof *y);
-    float *acc = fm_alloc(block * w, sizeof *acc);
+    float *x = fmi_alloc(block * w, sizeof *x), *y = fmi_alloc(block * w, sizeof *y);
+    float *acc = fmi_alloc(block * w, sizeof *acc);
     if (!x || !y || !acc) {
-        fm_free(x);
-        fm_free(y);
-        fm_free(acc);
+        fmi_free(x);
+        fmi_free(y);
+        fmi_free(acc);
         return FM_ENOMEM;
     }
     for (int b0 = 0; b0 < count; b0 += (int)block) {
@@ -381,9 +381,9 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
                 classes[b0 + b] = (uint8_t)argmax(row, d->classes);
         }
     }
-    fm_free(x);
-    fm_free(y);
-    fm_free(acc);
+    fmi_free(x);
+    fmi_free(y);
+    fmi_free(acc);
     return FM_OK;
 }
 
@@ -391,11 +391,11 @@ static int predict(const fm_deploy *d, const uint8_t *u8, const float *f32, int 
                    uint8_t *classes, float *scores)
 {
     if (!d || (!u8 && !f32 && count > 0))
-        return fm_error(FM_EINVAL, "fm_deploy_predict: NULL network or inputs");
+        return fmi_error(FM_EINVAL, "fm_deploy_predict: NULL network or inputs");
     if (count < 0)
-        return fm_error(FM_EINVAL, "fm_deploy_predict: negative count %d", count);
+        return fmi_error(FM_EINVAL, "fm_deploy_predict: negative count %d", count);
     if (!classes && !scores)
-        return fm_error(FM_EINVAL, "fm_deploy_predict: neither classes nor scores requested");
+        return fmi_error(FM_EINVAL, "fm_deploy_predict: neither classes nor scores requested");
     if (count == 0)
         return FM_OK;
     /* A network with no packed layer (fp32, or --export mean) gains nothing from

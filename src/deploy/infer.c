@@ -46,11 +46,11 @@ static int fill_ternary(const fm_deploy_layer *L, fm_kernel_weights *w, uint32_t
     for (int j = 0; j < L->out; j++) {
         int block = j / FM_KERNEL_BLOCK, lane = j % FM_KERNEL_BLOCK;
         for (int i = 0; i < L->in; i++) {
-            uint32_t code = fm_deploy_code(L, j, i);
+            uint32_t code = fmi_deploy_code(L, j, i);
             if (code == 0)
                 continue;
             if (code == 2)
-                return fm_error(FM_EINVAL, "ternary weight (%d, %d) has the invalid code 2", i, j);
+                return fmi_error(FM_EINVAL, "ternary weight (%d, %d) has the invalid code 2", i, j);
             int c = i / FM_KERNEL_CHUNK, negative = code == 3;
             size_t at = (((size_t)block * w->chunks + c) * 2 + (size_t)negative) * FM_KERNEL_BLOCK + lane;
             words[at] |= 1u << (i % FM_KERNEL_CHUNK);
@@ -65,10 +65,10 @@ static int fill_synapse(const fm_deploy_layer *L, fm_kernel_weights *w, uint8_t 
     for (int j = 0; j < L->out; j++) {
         int block = j / FM_KERNEL_BLOCK, lane = j % FM_KERNEL_BLOCK;
         for (int i = 0; i < L->in; i++) {
-            uint32_t code = fm_deploy_code(L, j, i);
+            uint32_t code = fmi_deploy_code(L, j, i);
             uint32_t index = code & index_mask, negative = code >> (L->bits - 1);
             if (index >= (uint32_t)L->levels)
-                return fm_error(FM_EINVAL, "synapse weight (%d, %d) has level %u of %d", i, j,
+                return fmi_error(FM_EINVAL, "synapse weight (%d, %d) has level %u of %d", i, j,
                                 index, L->levels);
             codes[((size_t)block * w->in + i) * FM_KERNEL_BLOCK + lane] =
                 (uint8_t)(index | negative << 7);
@@ -85,19 +85,19 @@ static size_t checked_madd(size_t a, size_t b, size_t c)
     return a * b + c;
 }
 
-int fm_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const float *magnitudes,
+int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const float *magnitudes,
                      fm_kernel_weights **result)
 {
     *result = NULL;
     if (kind != FM_DW_BINARY && kind != FM_DW_TERNARY && kind != FM_DW_SYNAPSE)
-        return fm_error(FM_EINVAL, "only binary, ternary and synapse layers have packed kernels");
+        return fmi_error(FM_EINVAL, "only binary, ternary and synapse layers have packed kernels");
     if (in < 1 || out < 1)
-        return fm_error(FM_EINVAL, "kernel layout of a %d x %d layer", in, out);
+        return fmi_error(FM_EINVAL, "kernel layout of a %d x %d layer", in, out);
     if (kind == FM_DW_SYNAPSE && (levels < 2 || levels > FM_KERNEL_MAX_LEVELS || !magnitudes))
-        return fm_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", levels,
+        return fmi_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", levels,
                         FM_KERNEL_MAX_LEVELS);
 
-    fm_kernel_weights *w = fm_alloc(1, sizeof *w);
+    fm_kernel_weights *w = fmi_alloc(1, sizeof *w);
     if (!w)
         return FM_ENOMEM;
     w->weights = kind;
@@ -121,12 +121,12 @@ int fm_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const 
     size_t layout = per_block ? checked_madd((size_t)w->blocks, per_block, 0) : 0;
     size_t total = layout ? checked_madd(1, layout, FM_KERNEL_TAIL + 63) : 0;
     if (!total) {
-        fm_free(w);
-        return fm_error(FM_ENOMEM, "kernel layout of a %d x %d layer overflows", in, out);
+        fmi_free(w);
+        return fmi_error(FM_ENOMEM, "kernel layout of a %d x %d layer overflows", in, out);
     }
-    w->allocation = fm_alloc_raw(total);
+    w->allocation = fmi_alloc_raw(total);
     if (!w->allocation) {
-        fm_free(w);
+        fmi_free(w);
         return FM_ENOMEM;
     }
     uint8_t *base = w->allocation;
@@ -141,21 +141,21 @@ int fm_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const 
     return FM_OK;
 }
 
-int fm_kernel_prepare(const fm_deploy_layer *L, fm_kernel_weights **out)
+int fmi_kernel_prepare(const fm_deploy_layer *L, fm_kernel_weights **out)
 {
     *out = NULL;
     if (!L->packed)
-        return fm_error(FM_EINVAL, "kernel layout of a %d x %d layer without weights", L->in, L->out);
+        return fmi_error(FM_EINVAL, "kernel layout of a %d x %d layer without weights", L->in, L->out);
     int want_bits = L->weights == FM_DW_BINARY ? 1 : 2;
     if (L->weights == FM_DW_SYNAPSE)
-        want_bits = (int)fm_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels); /* sign + index */
+        want_bits = (int)fmi_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels); /* sign + index */
     fm_kernel_weights *w;
-    int rc = fm_kernel_layout(L->weights, L->in, L->out, L->levels, L->magnitudes, &w);
+    int rc = fmi_kernel_layout(L->weights, L->in, L->out, L->levels, L->magnitudes, &w);
     if (rc < 0)
         return rc;
     if (L->bits != want_bits) {
-        fm_kernel_weights_free(w);
-        return fm_error(FM_EINVAL, "layer stores %d bits per weight (expected %d)", L->bits, want_bits);
+        fmi_kernel_weights_free(w);
+        return fmi_error(FM_EINVAL, "layer stores %d bits per weight (expected %d)", L->bits, want_bits);
     }
     if (L->weights == FM_DW_BINARY)
         fill_binary(L, w, w->layout);
@@ -164,7 +164,7 @@ int fm_kernel_prepare(const fm_deploy_layer *L, fm_kernel_weights **out)
     else
         rc = fill_synapse(L, w, w->layout);
     if (rc < 0) {
-        fm_kernel_weights_free(w);
+        fmi_kernel_weights_free(w);
         return rc;
     }
     *out = w;
@@ -233,19 +233,19 @@ static int level_of(const fm_kernel_weights *w, float v, int steps)
     return w->magnitudes[index] == a ? index : -1;
 }
 
-int fm_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride)
+int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride)
 {
     memset(w->layout, 0, w->layout_bytes);
     if (w->weights == FM_DW_SYNAPSE) {
         uint8_t *codes = w->layout;
-        const int steps = fm_search_steps(w->levels - 1);
+        const int steps = fmi_search_steps(w->levels - 1);
         for (int j = 0; j < w->out; j++) {
             size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
             for (int i = 0; i < w->in; i++) {
                 float v = m[(size_t)i * in_stride + (size_t)j * out_stride];
                 int index = level_of(w, v, steps);
                 if (index < 0)
-                    return fm_error(FM_EINVAL, "weight (%d, %d) = %g is not a synapse level", i, j,
+                    return fmi_error(FM_EINVAL, "weight (%d, %d) = %g is not a synapse level", i, j,
                                     (double)v);
                 codes[(block * (size_t)w->in + (size_t)i) * FM_KERNEL_BLOCK + lane] =
                     (uint8_t)((uint32_t)index | (float_bits(v) >> 31) << 7);
@@ -278,15 +278,15 @@ int fm_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_
     return FM_OK;
 }
 
-void fm_kernel_weights_free(fm_kernel_weights *w)
+void fmi_kernel_weights_free(fm_kernel_weights *w)
 {
     if (!w)
         return;
-    fm_free(w->allocation);
-    fm_free(w);
+    fmi_free(w->allocation);
+    fmi_free(w);
 }
 
-size_t fm_kernel_scratch_floats(const fm_kernel_weights *w)
+size_t fmi_kernel_scratch_floats(const fm_kernel_weights *w)
 {
     /* 16 floats of slack let a variant start its tables 64-byte aligned */
     if (w->weights == FM_DW_SYNAPSE)
@@ -294,9 +294,9 @@ size_t fm_kernel_scratch_floats(const fm_kernel_weights *w)
     return (size_t)w->chunks * (FM_KERNEL_CHUNK / FM_KERNEL_GROUP) * 16 + 16;
 }
 
-void fm_pack_signs(const float *x, int n, uint64_t *a)
+void fmi_pack_signs(const float *x, int n, uint64_t *a)
 {
-    size_t words = fm_kernel_bit_words(n);
+    size_t words = fmi_kernel_bit_words(n);
     memset(a, 0, words * sizeof *a);
     for (int i = 0; i < n; i++)
         if (x[i] >= 0.0f)
@@ -328,7 +328,7 @@ static int exponent_range(const float *v, size_t n, int pow2, int *lo, int *hi)
     return min_field != 0 && max_field != 255 && !(pow2 && mantissas);
 }
 
-int fm_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count)
+int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count)
 {
     int q_lo, q_hi, e_lo, e_hi;
     int q_normal = exponent_range(q, q_count, 1, &q_lo, &q_hi);
@@ -344,80 +344,107 @@ int fm_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_
 
 /* ---- choosing a variant -------------------------------------------------- */
 
-static const fm_kernels ref_kernels = {"ref", fm_infer_real_ref, fm_infer_bits_ref, fm_pow2_grad_ref};
+static const fm_kernels ref_kernels = {"ref", fmi_infer_real_ref, fmi_infer_bits_ref, fmi_pow2_grad_ref};
+static const fm_kernels *ref_table(void) { return &ref_kernels; }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define FM_X86_DISPATCH 1
+static int cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+}
+static int cpu_has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
+           __builtin_cpu_supports("popcnt");
+}
+/* without VPOPCNTDQ (Skylake-X; Ice Lake has it) `bits` counts with vpshufb */
+static const fm_kernels *avx512_table(void)
+{
+    return fmi_kernels_avx512_table(__builtin_cpu_supports("avx512vpopcntdq") != 0);
+}
+#define X86_VARIANT(has, table) has, table
+#else
+#define X86_VARIANT(has, table) NULL, NULL
 #endif
+
+/* The variants, the best last: the name FEWMUL_KERNELS takes, the CPU
+ * features it needs (for messages: a label and the feature list), whether
+ * this CPU has them, and its table (NULL both where the build has none). A
+ * new variant is its file, its compile flags and one line here. */
+typedef struct variant {
+    const char *name, *label, *needs;
+    int (*cpu_has)(void);
+    const fm_kernels *(*table)(void);
+} variant;
+
+static const variant variants[] = {
+    {"ref", "reference", "", NULL, ref_table},
+    {"avx2", "AVX2", "avx2, popcnt", X86_VARIANT(cpu_has_avx2, fmi_kernels_avx2_table)},
+    {"avx512", "AVX-512", "avx512f, avx512bw, avx512vl",
+     X86_VARIANT(cpu_has_avx512, avx512_table)},
+};
+enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
 /* The variant `name` on this CPU and build: FM_OK with *out set; otherwise an
  * error code with the reason in `why` (a phrase that follows "name: "). */
 static int lookup(const char *name, const fm_kernels **out, char *why, size_t why_size)
 {
     *out = NULL;
-    if (!strcmp(name, "ref")) {
-        *out = &ref_kernels;
-        return FM_OK;
-    }
-    int is_avx2 = !strcmp(name, "avx2"), is_avx512 = !strcmp(name, "avx512");
-    if (!is_avx2 && !is_avx512) {
-        snprintf(why, why_size, "unknown kernel variant (ref, avx2, avx512)");
+    const variant *v = NULL;
+    for (int k = 0; k < N_VARIANTS && !v; k++)
+        if (!strcmp(name, variants[k].name))
+            v = &variants[k];
+    if (!v) {
+        int len = snprintf(why, why_size, "unknown kernel variant (");
+        for (int k = 0; k < N_VARIANTS && len > 0 && (size_t)len < why_size; k++)
+            len += snprintf(why + len, why_size - (size_t)len, "%s%s", k ? ", " : "",
+                            variants[k].name);
+        if (len > 0 && (size_t)len < why_size)
+            snprintf(why + len, why_size - (size_t)len, ")");
         return FM_EINVAL;
     }
-#ifdef FM_X86_DISPATCH
-    __builtin_cpu_init();
-    if (is_avx2) {
-        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("popcnt")) {
-            snprintf(why, why_size, "this CPU lacks AVX2 (needs avx2, popcnt)");
-            return FM_EUNSUPPORTED;
-        }
-        *out = fm_kernels_avx2_table();
-    } else {
-        if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-            !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx2") ||
-            !__builtin_cpu_supports("popcnt")) {
-            snprintf(why, why_size, "this CPU lacks AVX-512 (needs avx512f, avx512bw, avx512vl)");
-            return FM_EUNSUPPORTED;
-        }
-        /* without VPOPCNTDQ (Skylake-X, Ice Lake has it) `bits` counts with vpshufb */
-        *out = fm_kernels_avx512_table(__builtin_cpu_supports("avx512vpopcntdq") != 0);
+    if (!v->table) {
+        snprintf(why, why_size, "this build has no %s kernels (not built for x86 with GCC or Clang)",
+                 v->label);
+        return FM_EUNSUPPORTED;
     }
-    if (!*out) {
+    if (v->cpu_has && !v->cpu_has()) {
+        snprintf(why, why_size, "this CPU lacks %s (needs %s)", v->label, v->needs);
+        return FM_EUNSUPPORTED;
+    }
+    if (!(*out = v->table())) {
         snprintf(why, why_size, "this build has no %s kernels (the compiler lacked the flags)",
-                 is_avx2 ? "AVX2" : "AVX-512");
+                 v->label);
         return FM_EUNSUPPORTED;
     }
     return FM_OK;
-#else
-    snprintf(why, why_size, "this build has no %s kernels (not built for x86 with GCC or Clang)",
-             is_avx2 ? "AVX2" : "AVX-512");
-    return FM_EUNSUPPORTED;
-#endif
 }
 
-int fm_kernels_get(const char *name, const fm_kernels **out)
+int fmi_kernels_get(const char *name, const fm_kernels **out)
 {
     char why[128];
     int rc = lookup(name ? name : "", out, why, sizeof why);
     if (rc < 0)
-        return fm_error(rc, "%s: %s", name ? name : "(null)", why);
+        return fmi_error(rc, "%s: %s", name ? name : "(null)", why);
     return FM_OK;
 }
 
-const fm_kernels *fm_kernels_supported(int index)
+const fm_kernels *fmi_kernels_supported(int index)
 {
-    static const char *const best_last[] = {"ref", "avx2", "avx512"};
     int found = 0;
-    for (size_t k = 0; k < sizeof best_last / sizeof best_last[0]; k++) {
+    for (int k = 0; k < N_VARIANTS; k++) {
         const fm_kernels *kernels;
         char why[128];
-        if (lookup(best_last[k], &kernels, why, sizeof why) == FM_OK && found++ == index)
+        if (lookup(variants[k].name, &kernels, why, sizeof why) == FM_OK && found++ == index)
             return kernels;
     }
     return NULL;
 }
 
-int fm_kernels_default(const fm_kernels **out)
+int fmi_kernels_default(const fm_kernels **out)
 {
     *out = NULL;
     const char *name = getenv("FEWMUL_KERNELS");
@@ -425,10 +452,10 @@ int fm_kernels_default(const fm_kernels **out)
         char why[128];
         int rc = lookup(name, out, why, sizeof why);
         if (rc < 0)
-            return fm_error(rc, "FEWMUL_KERNELS=%s: %s", name, why);
+            return fmi_error(rc, "FEWMUL_KERNELS=%s: %s", name, why);
         return FM_OK;
     }
-    for (int k = 0; fm_kernels_supported(k); k++)
-        *out = fm_kernels_supported(k);
+    for (int k = 0; fmi_kernels_supported(k); k++)
+        *out = fmi_kernels_supported(k);
     return FM_OK;
 }

@@ -37,10 +37,10 @@
 
 /* A layer's weights in the layout the kernels read, built from its packed rows. */
 typedef struct fm_kernel_weights fm_kernel_weights;
-int fm_kernel_prepare(const fm_deploy_layer *layer, fm_kernel_weights **out);
+int fmi_kernel_prepare(const fm_deploy_layer *layer, fm_kernel_weights **out);
 /* A zeroed layout for an in x out layer of a kind (synapse: `levels` ascending
- * magnitudes, H included), for fm_kernel_fill to fill. */
-int fm_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const float *magnitudes,
+ * magnitudes, H included), for fmi_kernel_fill to fill. */
+int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const float *magnitudes,
                      fm_kernel_weights **result);
 /* Refills a layout from float weights: weight (input i, output j) is
  * m[i * in_stride + j * out_stride], so a row-major in x out matrix fills the
@@ -48,17 +48,17 @@ int fm_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const 
  * Binary: +1 where the sign bit is clear; ternary: +1 above zero, -1 below,
  * 0 for +-0; synapse: |w| must equal one of the magnitudes (else FM_EINVAL),
  * the sign from the sign bit. */
-int fm_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride);
-void fm_kernel_weights_free(fm_kernel_weights *weights);
+int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride);
+void fmi_kernel_weights_free(fm_kernel_weights *weights);
 /* Floats of scratch one call of `real` needs for this layer. */
-size_t fm_kernel_scratch_floats(const fm_kernel_weights *weights);
+size_t fmi_kernel_scratch_floats(const fm_kernel_weights *weights);
 /* 64-bit words holding `in` packed +-1 inputs (the bits input of `bits`). */
-static inline size_t fm_kernel_bit_words(int in) { return ((size_t)in + 63) / 64; }
+static inline size_t fmi_kernel_bit_words(int in) { return ((size_t)in + 63) / 64; }
 
 typedef struct fm_kernels {
     const char *name; /* "ref", "avx2", "avx512" */
     /* acc[out] from x[in] real inputs, for a binary, ternary or synapse layer.
-     * scratch: fm_kernel_scratch_floats floats, any alignment. */
+     * scratch: fmi_kernel_scratch_floats floats, any alignment. */
     void (*real)(const fm_kernel_weights *w, const float *x, float *acc, float *scratch);
     /* acc[out] from bit-packed +-1 inputs (bit i of word i/64: input i is +1;
      * bits past `in` are zero), for a binary layer. */
@@ -67,7 +67,7 @@ typedef struct fm_kernels {
      * thread's share): dw[i*out + j] = the sum over b = 0, 1, ..., batch-1, in
      * that order, of q[b*in + i] * e[b*out + j], added one term at a time to an
      * accumulator that starts at +0.0f. Every q is +-0 or +-2^k, and the caller
-     * has checked fm_pow2_grad_exact(), so every product is exact: a nonzero
+     * has checked fmi_pow2_grad_exact(), so every product is exact: a nonzero
      * term is e's bit pattern plus (k << 23) plus q's sign bit, one integer add
      * (the exponent add and the sign flip; no multiply). A term with q = +-0 or
      * e = +-0 is a zero (of either sign: an accumulator that starts at +0.0f
@@ -81,20 +81,20 @@ typedef struct fm_kernels {
  * normal exponent, each nonzero e is a finite float with a normal exponent
  * (no subnormal, infinity or NaN), and min exponent(e) + min k and max
  * exponent(e) + max k stay in the normal range. Otherwise 0, and the caller
- * forms the products with ldexpf (fm_ref_dense_backward_weights). */
-int fm_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count);
+ * forms the products with ldexpf (fmi_ref_dense_backward_weights). */
+int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count);
 
 /* The variant called `name` ("ref", "avx2", "avx512"): FM_OK, FM_EINVAL for an
  * unknown name, FM_EUNSUPPORTED where this CPU or build lacks it. */
-int fm_kernels_get(const char *name, const fm_kernels **out);
+int fmi_kernels_get(const char *name, const fm_kernels **out);
 /* The variant to use by default: FEWMUL_KERNELS when set (errors as above,
  * naming the variable), else the best this CPU supports (cpuid). */
-int fm_kernels_default(const fm_kernels **out);
+int fmi_kernels_default(const fm_kernels **out);
 /* Variants this CPU and build support, best last; NULL past the end. */
-const fm_kernels *fm_kernels_supported(int index);
+const fm_kernels *fmi_kernels_supported(int index);
 
 /* Packs +-1 activations given as floats (>= 0 means +1) into bits as `bits` reads them. */
-void fm_pack_signs(const float *x, int n, uint64_t *a);
+void fmi_pack_signs(const float *x, int n, uint64_t *a);
 
 /* ---- the prepared layout (shared by the variants; not for the engine) -----
  * Outputs come in blocks of FM_KERNEL_BLOCK (one zmm of floats); the padding
@@ -132,26 +132,26 @@ struct fm_kernel_weights {
     float magnitudes[FM_KERNEL_MAX_LEVELS]; /* synapse: ascending, zeros past levels */
     const uint32_t *words;     /* binary, ternary (see above) */
     const uint8_t *codes;      /* synapse (see above) */
-    void *layout;              /* words or codes, writable (fm_kernel_fill) */
+    void *layout;              /* words or codes, writable (fmi_kernel_fill) */
     size_t layout_bytes;       /* bytes of words or codes, without the tail */
-    void *allocation;          /* what fm_free releases */
+    void *allocation;          /* what fmi_free releases */
 };
 
 /* The variants' entry points (infer_ref.c, infer_avx2.c, infer_avx512.c). A
  * SIMD file built without its instruction set (not x86, or a compiler without
  * the flags) returns NULL from its table function; the caller still checks the
  * CPU before using one. `bits` of a layer that is not binary writes zeros. */
-void fm_infer_real_ref(const fm_kernel_weights *w, const float *x, float *acc, float *scratch);
-void fm_infer_bits_ref(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc);
-void fm_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
+void fmi_infer_real_ref(const fm_kernel_weights *w, const float *x, float *acc, float *scratch);
+void fmi_infer_bits_ref(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc);
+void fmi_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
                       int i1);
-const fm_kernels *fm_kernels_avx2_table(void);
+const fm_kernels *fmi_kernels_avx2_table(void);
 /* with_vpopcntdq: the `bits` kernel may use VPOPCNTDQ (else a vpshufb count). */
-const fm_kernels *fm_kernels_avx512_table(int with_vpopcntdq);
+const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq);
 
-/* The 64-byte-aligned start of a scratch buffer of fm_kernel_scratch_floats
+/* The 64-byte-aligned start of a scratch buffer of fmi_kernel_scratch_floats
  * floats (which include the slack for this). */
-static inline float *fm_kernel_scratch_align(float *scratch)
+static inline float *fmi_kernel_scratch_align(float *scratch)
 {
     uintptr_t p = (uintptr_t)scratch;
     return scratch + ((64 - p % 64) % 64) / sizeof(float);

@@ -250,7 +250,7 @@ static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc,
 
 static void real_avx2(const fm_kernel_weights *w, const float *x, float *acc, float *scratch)
 {
-    float *tables = fm_kernel_scratch_align(scratch);
+    float *tables = fmi_kernel_scratch_align(scratch);
     switch (w->weights) {
     case FM_DW_BINARY:
         binary_tables(w, x, tables);
@@ -262,7 +262,7 @@ static void real_avx2(const fm_kernel_weights *w, const float *x, float *acc, fl
         break;
     case FM_DW_SYNAPSE: real_synapse(w, x, acc, tables); break;
     case FM_DW_FP32:
-    default: fm_infer_real_ref(w, x, acc, scratch); break;
+    default: fmi_infer_real_ref(w, x, acc, scratch); break;
     }
 }
 
@@ -336,7 +336,7 @@ static ALWAYS_INLINE void popcount_blocks(const fm_kernel_weights *w, const uint
 static void bits_avx2(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc)
 {
     if (w->weights != FM_DW_BINARY) {
-        fm_infer_bits_ref(w, a, acc);
+        fmi_infer_bits_ref(w, a, acc);
         return;
     }
     int block = 0;
@@ -491,10 +491,10 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
 
 static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2};
 
-const fm_kernels *fm_kernels_avx2_table(void) { return &avx2_kernels; }
+const fm_kernels *fmi_kernels_avx2_table(void) { return &avx2_kernels; }
 
 #else
 
-const fm_kernels *fm_kernels_avx2_table(void) { return NULL; }
+const fm_kernels *fmi_kernels_avx2_table(void) { return NULL; }
 
 #endif

@@ -221,13 +221,13 @@ static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc,
 
 static void real_avx512(const fm_kernel_weights *w, const float *x, float *acc, float *scratch)
 {
-    float *tables = fm_kernel_scratch_align(scratch);
+    float *tables = fmi_kernel_scratch_align(scratch);
     switch (w->weights) {
     case FM_DW_BINARY: real_binary(w, x, acc, tables); break;
     case FM_DW_TERNARY: real_ternary(w, x, acc, tables); break;
     case FM_DW_SYNAPSE: real_synapse(w, x, acc, tables); break;
     case FM_DW_FP32:
-    default: fm_infer_real_ref(w, x, acc, scratch); break;
+    default: fmi_infer_real_ref(w, x, acc, scratch); break;
     }
 }
 
@@ -274,7 +274,7 @@ static ALWAYS_INLINE void popcount_blocks(const fm_kernel_weights *w, const uint
 static void bits_vpopcntdq(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc)
 {
     if (w->weights != FM_DW_BINARY) {
-        fm_infer_bits_ref(w, a, acc);
+        fmi_infer_bits_ref(w, a, acc);
         return;
     }
     int block = 0;
@@ -307,7 +307,7 @@ static ALWAYS_INLINE __m512i widen_byte_counts(__m512i bytes)
 static void bits_vpshufb(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc)
 {
     if (w->weights != FM_DW_BINARY) {
-        fm_infer_bits_ref(w, a, acc);
+        fmi_infer_bits_ref(w, a, acc);
         return;
     }
     for (int block = 0; block < w->blocks; block++) {
@@ -452,14 +452,14 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
 static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq, pow2_grad_avx512};
 static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb, pow2_grad_avx512};
 
-const fm_kernels *fm_kernels_avx512_table(int with_vpopcntdq)
+const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq)
 {
     return with_vpopcntdq ? &avx512_kernels : &avx512_kernels_vpshufb;
 }
 
 #else
 
-const fm_kernels *fm_kernels_avx512_table(int with_vpopcntdq)
+const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq)
 {
     (void)with_vpopcntdq;
     return NULL;

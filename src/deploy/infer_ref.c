@@ -59,7 +59,7 @@ static void subset_table(const float v[4], float S[16])
  * (2) executes. Per group, the table: 8 pair sums of two selected (signed or
  * zeroed) inputs and 16 sums of two pairs; per group and output, each lookup
  * among 16 entries (counted as the 15 two-way selects of a select tree) and
- * its add. The ledger declares the same (fm_mulfree_cost_product). */
+ * its add. The ledger declares the same (fmi_mulfree_cost_product). */
 static void tally_group_lookups(const fm_kernel_weights *w, int lookups)
 {
     uint64_t groups = (uint64_t)w->groups, outputs = (uint64_t)w->out;
@@ -159,7 +159,7 @@ static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc,
     (void)terms;
 }
 
-void fm_infer_real_ref(const fm_kernel_weights *w, const float *x, float *acc, float *scratch)
+void fmi_infer_real_ref(const fm_kernel_weights *w, const float *x, float *acc, float *scratch)
 {
     switch (w->weights) {
     case FM_DW_BINARY: real_binary(w, x, acc, scratch); break;
@@ -184,7 +184,7 @@ static int popcount32(uint32_t v)
 #endif
 }
 
-void fm_infer_bits_ref(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc)
+void fmi_infer_bits_ref(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc)
 {
     if (w->weights != FM_DW_BINARY) {
         memset(acc, 0, (size_t)w->out * sizeof *acc);
@@ -220,7 +220,7 @@ static inline float pow2_product(float q, float e)
     return t;
 }
 
-void fm_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
+void fmi_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
                       int i1)
 {
     for (int i = i0; i < i1; i++)

@@ -11,7 +11,7 @@
 #include <omp.h>
 #endif
 
-fm_deploy_weights fm_mulfree_kind(fm_weight_mode mode)
+fm_deploy_weights fmi_mulfree_kind(fm_weight_mode mode)
 {
     switch (mode) {
     case FM_WEIGHTS_BC:
@@ -36,7 +36,7 @@ static int thread_index(void)
 #endif
 }
 
-void fm_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const float *x, float *y,
+void fmi_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const float *x, float *y,
                         int batch, float scale, float *scratch, size_t slice, int threads)
 {
     const int scaled = w->weights != FM_DW_SYNAPSE;
@@ -56,11 +56,11 @@ void fm_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const f
         FM_TALLY(FM_OP_FMUL, (uint64_t)batch * w->out);
 }
 
-int fm_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
+int fmi_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
                          int in, int out, int threads)
 {
-    if (!fm_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out)) {
-        fm_ref_dense_backward_weights(1, q, e, dw, batch, in, out);
+    if (!fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out)) {
+        fmi_ref_dense_backward_weights(1, q, e, dw, batch, in, out);
         return 0;
     }
     /* Shares of whole 16-row bands, so a kernel may block rows as it likes. */
@@ -79,44 +79,44 @@ int fm_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, fl
  * A lookup among S table entries is counted as the S - 1 two-way selects of a
  * select tree (`sign`), an upper bound on what a hardware multiplexer does. */
 
-void fm_mulfree_cost_fill(const fm_cost *c, fm_deploy_weights kind, int levels, int in, int out)
+void fmi_mulfree_cost_fill(const fm_cost *c, fm_deploy_weights kind, int levels, int in, int out)
 {
     const uint64_t n = (uint64_t)in * out;
     if (kind == FM_DW_TERNARY)
-        fm_cost_ops(c, FM_OP_CMP, 2 * n);
+        fmi_cost_ops(c, FM_OP_CMP, 2 * n);
     if (kind == FM_DW_SYNAPSE) {
-        const uint64_t steps = (uint64_t)fm_search_steps(levels - 1); /* as fm_kernel_fill */
-        fm_cost_ops(c, FM_OP_IADD, steps * n);
-        fm_cost_ops(c, FM_OP_CMP, (steps + 1) * n);
-        fm_cost_ops(c, FM_OP_SIGN, steps * n);
+        const uint64_t steps = (uint64_t)fmi_search_steps(levels - 1); /* as fmi_kernel_fill */
+        fmi_cost_ops(c, FM_OP_IADD, steps * n);
+        fmi_cost_ops(c, FM_OP_CMP, (steps + 1) * n);
+        fmi_cost_ops(c, FM_OP_SIGN, steps * n);
     }
     /* binary: the sign bit is the code, wiring */
 }
 
-void fm_mulfree_cost_product(const fm_cost *c, fm_deploy_weights kind, int levels, int batch,
+void fmi_mulfree_cost_product(const fm_cost *c, fm_deploy_weights kind, int levels, int batch,
                              int in, int out)
 {
     const uint64_t B = (uint64_t)batch, groups = ((uint64_t)in + 3) / 4;
     if (kind == FM_DW_SYNAPSE) {
         const uint64_t stride = levels <= 16 ? 16 : 32, terms = B * in * out;
-        fm_cost_ops(c, FM_OP_FMUL, B * in * stride); /* the product tables */
-        fm_cost_ops(c, FM_OP_SIGN, terms * stride);  /* lookup (stride - 1) and sign (1) */
-        fm_cost_ops(c, FM_OP_FADD, terms);
+        fmi_cost_ops(c, FM_OP_FMUL, B * in * stride); /* the product tables */
+        fmi_cost_ops(c, FM_OP_SIGN, terms * stride);  /* lookup (stride - 1) and sign (1) */
+        fmi_cost_ops(c, FM_OP_FADD, terms);
         return;
     }
     const uint64_t lookups = kind == FM_DW_TERNARY ? 2 : 1;
     /* per group and example: 8 pair sums of two selected inputs, 16 table sums */
-    fm_cost_ops(c, FM_OP_SIGN, B * groups * 16);
-    fm_cost_ops(c, FM_OP_FADD, B * groups * 24);
+    fmi_cost_ops(c, FM_OP_SIGN, B * groups * 16);
+    fmi_cost_ops(c, FM_OP_FADD, B * groups * 24);
     /* per group, output and example: the lookups (15 selects each) and their adds */
-    fm_cost_ops(c, FM_OP_SIGN, B * groups * out * lookups * 15);
-    fm_cost_ops(c, FM_OP_FADD, B * groups * out * lookups);
-    fm_cost_ops(c, FM_OP_FMUL, B * out); /* times H */
+    fmi_cost_ops(c, FM_OP_SIGN, B * groups * out * lookups * 15);
+    fmi_cost_ops(c, FM_OP_FADD, B * groups * out * lookups);
+    fmi_cost_ops(c, FM_OP_FMUL, B * out); /* times H */
 }
 
-void fm_mulfree_cost_pow2_grad(const fm_cost *c, int batch, int in, int out)
+void fmi_mulfree_cost_pow2_grad(const fm_cost *c, int batch, int in, int out)
 {
     /* the exactness check: three compares per value of Q(x) and of e */
-    fm_cost_ops(c, FM_OP_CMP, 3 * (uint64_t)batch * ((uint64_t)in + out));
-    fm_dense_cost_backward_weights(c, 1, batch, in, out);
+    fmi_cost_ops(c, FM_OP_CMP, 3 * (uint64_t)batch * ((uint64_t)in + out));
+    fmi_dense_cost_backward_weights(c, 1, batch, in, out);
 }

@@ -5,7 +5,7 @@
 
 #include <math.h>
 
-void fm_relu_forward(const float *x, float *y, size_t n)
+void fmi_relu_forward(const float *x, float *y, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
@@ -14,7 +14,7 @@ void fm_relu_forward(const float *x, float *y, size_t n)
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n)
+void fmi_relu_backward(const float *y, const float *dy, float *dx, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
@@ -23,7 +23,7 @@ void fm_relu_backward(const float *y, const float *dy, float *dx, size_t n)
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fm_sign_forward(const float *x, float *y, size_t n)
+void fmi_sign_forward(const float *x, float *y, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
@@ -32,7 +32,7 @@ void fm_sign_forward(const float *x, float *y, size_t n)
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fm_sign_backward(const float *x, const float *dy, float *dx, size_t n)
+void fmi_sign_backward(const float *x, const float *dy, float *dx, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
@@ -41,13 +41,13 @@ void fm_sign_backward(const float *x, const float *dy, float *dx, size_t n)
     FM_TALLY(FM_OP_SIGN, 2 * n);
 }
 
-void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key,
+void fmi_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float p, uint64_t key,
                         uint64_t first)
 {
     const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float u = (float)(fm_rand_u32(key, first + i) >> 8) * 0x1p-24f;
+        float u = (float)(fmi_rand_u32(key, first + i) >> 8) * 0x1p-24f;
         mask[i] = u >= p;
         y[i] = mask[i] ? x[i] * scale : 0.0f;
     }
@@ -57,7 +57,7 @@ void fm_dropout_forward(const float *x, float *y, uint8_t *mask, size_t n, float
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p)
+void fmi_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t n, float p)
 {
     const float scale = 1.0f / (1.0f - p);
     for (size_t i = 0; i < n; i++)
@@ -66,34 +66,34 @@ void fm_dropout_backward(const float *dy, float *dx, const uint8_t *mask, size_t
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fm_relu_cost(const fm_cost *c, uint64_t n)
+void fmi_relu_cost(const fm_cost *c, uint64_t n)
 {
-    fm_cost_ops(c, FM_OP_CMP, n);
-    fm_cost_ops(c, FM_OP_SIGN, n);
+    fmi_cost_ops(c, FM_OP_CMP, n);
+    fmi_cost_ops(c, FM_OP_SIGN, n);
 }
 
-void fm_sign_cost_forward(const fm_cost *c, uint64_t n)
+void fmi_sign_cost_forward(const fm_cost *c, uint64_t n)
 {
-    fm_cost_ops(c, FM_OP_CMP, n);
-    fm_cost_ops(c, FM_OP_SIGN, n);
+    fmi_cost_ops(c, FM_OP_CMP, n);
+    fmi_cost_ops(c, FM_OP_SIGN, n);
 }
 
-void fm_sign_cost_backward(const fm_cost *c, uint64_t n)
+void fmi_sign_cost_backward(const fm_cost *c, uint64_t n)
 {
-    fm_cost_ops(c, FM_OP_CMP, n);
-    fm_cost_ops(c, FM_OP_SIGN, 2 * n); /* |x|, then the select */
+    fmi_cost_ops(c, FM_OP_CMP, n);
+    fmi_cost_ops(c, FM_OP_SIGN, 2 * n); /* |x|, then the select */
 }
 
-void fm_dropout_cost_forward(const fm_cost *c, uint64_t n)
+void fmi_dropout_cost_forward(const fm_cost *c, uint64_t n)
 {
-    fm_cost_ops(c, FM_OP_RAND, n);
-    fm_cost_ops(c, FM_OP_CMP, n);
-    fm_cost_ops(c, FM_OP_FMUL, n);
-    fm_cost_ops(c, FM_OP_SIGN, n);
+    fmi_cost_ops(c, FM_OP_RAND, n);
+    fmi_cost_ops(c, FM_OP_CMP, n);
+    fmi_cost_ops(c, FM_OP_FMUL, n);
+    fmi_cost_ops(c, FM_OP_SIGN, n);
 }
 
-void fm_dropout_cost_backward(const fm_cost *c, uint64_t n)
+void fmi_dropout_cost_backward(const fm_cost *c, uint64_t n)
 {
-    fm_cost_ops(c, FM_OP_FMUL, n);
-    fm_cost_ops(c, FM_OP_SIGN, n);
+    fmi_cost_ops(c, FM_OP_FMUL, n);
+    fmi_cost_ops(c, FM_OP_SIGN, n);
 }

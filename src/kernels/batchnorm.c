@@ -13,7 +13,7 @@
 /* Parallel above this many elements. */
 #define BN_PARALLEL 32768
 
-void fm_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *var)
+void fmi_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *var)
 {
     const float inv_b = 1.0f / (float)batch;
 #pragma omp parallel for schedule(static) if ((long)batch * dim > BN_PARALLEL)
@@ -43,18 +43,18 @@ void fm_bn_batch_stats(const float *x, int batch, int dim, float *mean, float *v
     FM_TALLY(FM_OP_FMUL, 2 * (uint64_t)dim);
 }
 
-void fm_bn_cost_batch_stats(const fm_cost *c, int batch, int dim)
+void fmi_bn_cost_batch_stats(const fm_cost *c, int batch, int dim)
 {
-    fm_cost_ops(c, FM_OP_FADD, 2 * (uint64_t)batch * dim); /* sum; x - mean */
-    fm_cost_ops(c, FM_OP_FMA, (uint64_t)batch * dim);      /* sq += d*d */
-    fm_cost_ops(c, FM_OP_FMUL, 2 * (uint64_t)dim);         /* times 1/B */
+    fmi_cost_ops(c, FM_OP_FADD, 2 * (uint64_t)batch * dim); /* sum; x - mean */
+    fmi_cost_ops(c, FM_OP_FMA, (uint64_t)batch * dim);      /* sq += d*d */
+    fmi_cost_ops(c, FM_OP_FMUL, 2 * (uint64_t)dim);         /* times 1/B */
 }
 
-void fm_bn_forward_train(const float *x, float *y, int batch, int dim, const float *gamma,
+void fmi_bn_forward_train(const float *x, float *y, int batch, int dim, const float *gamma,
                          const float *beta, float eps, float *mean, float *invstd)
 {
     /* invstd holds the variance until converted below */
-    fm_bn_batch_stats(x, batch, dim, mean, invstd);
+    fmi_bn_batch_stats(x, batch, dim, mean, invstd);
     for (int j = 0; j < dim; j++)
         invstd[j] = 1.0f / sqrtf(invstd[j] + eps);
 #pragma omp parallel for schedule(static) if ((long)batch * dim > BN_PARALLEL)
@@ -71,18 +71,18 @@ void fm_bn_forward_train(const float *x, float *y, int batch, int dim, const flo
     FM_TALLY(FM_OP_FMA, (uint64_t)batch * dim);
 }
 
-void fm_bn_cost_forward_train(const fm_cost *c, int batch, int dim)
+void fmi_bn_cost_forward_train(const fm_cost *c, int batch, int dim)
 {
     uint64_t n = (uint64_t)batch * dim;
-    fm_bn_cost_batch_stats(c, batch, dim);
-    fm_cost_ops(c, FM_OP_FADD, (uint64_t)dim);         /* var + eps */
-    fm_cost_ops(c, FM_OP_FSPECIAL, 2 * (uint64_t)dim); /* sqrt, 1/ */
-    fm_cost_ops(c, FM_OP_FADD, n);                     /* x - mean */
-    fm_cost_ops(c, FM_OP_FMUL, n);                     /* * invstd */
-    fm_cost_ops(c, FM_OP_FMA, n);                      /* gamma * . + beta */
+    fmi_bn_cost_batch_stats(c, batch, dim);
+    fmi_cost_ops(c, FM_OP_FADD, (uint64_t)dim);         /* var + eps */
+    fmi_cost_ops(c, FM_OP_FSPECIAL, 2 * (uint64_t)dim); /* sqrt, 1/ */
+    fmi_cost_ops(c, FM_OP_FADD, n);                     /* x - mean */
+    fmi_cost_ops(c, FM_OP_FMUL, n);                     /* * invstd */
+    fmi_cost_ops(c, FM_OP_FMA, n);                      /* gamma * . + beta */
 }
 
-void fm_bn_forward_infer(const float *x, float *y, int batch, int dim, const float *gamma,
+void fmi_bn_forward_infer(const float *x, float *y, int batch, int dim, const float *gamma,
                          const float *beta, float eps, const float *mean, const float *var)
 {
     /* y = x * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s */
@@ -91,7 +91,7 @@ void fm_bn_forward_infer(const float *x, float *y, int batch, int dim, const flo
         int j1 = j0 + BN_BLOCK < dim ? j0 + BN_BLOCK : dim;
         float s[BN_BLOCK], t[BN_BLOCK];
         for (int j = j0; j < j1; j++)
-            fm_bn_fold(gamma[j], beta[j], mean[j], var[j], eps, &s[j - j0], &t[j - j0]);
+            fmi_bn_fold(gamma[j], beta[j], mean[j], var[j], eps, &s[j - j0], &t[j - j0]);
         for (int b = 0; b < batch; b++) {
             const float *xr = x + (long)b * dim;
             float *yr = y + (long)b * dim;
@@ -104,14 +104,14 @@ void fm_bn_forward_infer(const float *x, float *y, int batch, int dim, const flo
     FM_TALLY(FM_OP_FMA, (uint64_t)dim + (uint64_t)batch * dim);
 }
 
-void fm_bn_cost_forward_infer(const fm_cost *c, int batch, int dim)
+void fmi_bn_cost_forward_infer(const fm_cost *c, int batch, int dim)
 {
-    fm_cost_ops(c, FM_OP_FADD, (uint64_t)dim);                       /* var + eps */
-    fm_cost_ops(c, FM_OP_FSPECIAL, 2 * (uint64_t)dim);               /* sqrt, gamma / */
-    fm_cost_ops(c, FM_OP_FMA, (uint64_t)dim + (uint64_t)batch * dim); /* t; x * s + t */
+    fmi_cost_ops(c, FM_OP_FADD, (uint64_t)dim);                       /* var + eps */
+    fmi_cost_ops(c, FM_OP_FSPECIAL, 2 * (uint64_t)dim);               /* sqrt, gamma / */
+    fmi_cost_ops(c, FM_OP_FMA, (uint64_t)dim + (uint64_t)batch * dim); /* t; x * s + t */
 }
 
-void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int dim,
+void fmi_bn_backward(const float *x, const float *dy, float *dx, int batch, int dim,
                     const float *gamma, const float *mean, const float *invstd, float *dgamma,
                     float *dbeta)
 {
@@ -171,7 +171,7 @@ void fm_bn_backward(const float *x, const float *dy, float *dx, int batch, int d
  * divides by the whole minibatch's rows. The operations per element are those
  * of the undivided functions, so their ledger declarations hold. */
 
-void fm_bn_sums(const float *x, int rows, int dim, float *sum)
+void fmi_bn_sums(const float *x, int rows, int dim, float *sum)
 {
     memset(sum, 0, (size_t)dim * sizeof *sum);
     for (int b = 0; b < rows; b++) {
@@ -182,7 +182,7 @@ void fm_bn_sums(const float *x, int rows, int dim, float *sum)
     FM_TALLY(FM_OP_FADD, (uint64_t)rows * dim);
 }
 
-void fm_bn_centred_squares(const float *x, int rows, int dim, const float *mean, float *sq)
+void fmi_bn_centred_squares(const float *x, int rows, int dim, const float *mean, float *sq)
 {
     memset(sq, 0, (size_t)dim * sizeof *sq);
     for (int b = 0; b < rows; b++) {
@@ -196,7 +196,7 @@ void fm_bn_centred_squares(const float *x, int rows, int dim, const float *mean,
     FM_TALLY(FM_OP_FMA, (uint64_t)rows * dim);
 }
 
-void fm_bn_normalize(const float *x, float *y, int rows, int dim, const float *gamma,
+void fmi_bn_normalize(const float *x, float *y, int rows, int dim, const float *gamma,
                      const float *beta, const float *mean, const float *invstd)
 {
 #pragma omp parallel for schedule(static) if ((long)rows * dim > BN_PARALLEL)
@@ -211,7 +211,7 @@ void fm_bn_normalize(const float *x, float *y, int rows, int dim, const float *g
     FM_TALLY(FM_OP_FMA, (uint64_t)rows * dim);
 }
 
-void fm_bn_backward_sums(const float *x, const float *dy, int rows, int dim, const float *mean,
+void fmi_bn_backward_sums(const float *x, const float *dy, int rows, int dim, const float *mean,
                          const float *invstd, float *dgamma, float *dbeta)
 {
     memset(dgamma, 0, (size_t)dim * sizeof *dgamma);
@@ -231,7 +231,7 @@ void fm_bn_backward_sums(const float *x, const float *dy, int rows, int dim, con
     (void)n;
 }
 
-void fm_bn_backward_input(const float *x, const float *dy, float *dx, int rows, int total_rows,
+void fmi_bn_backward_input(const float *x, const float *dy, float *dx, int rows, int total_rows,
                           int dim, const float *gamma, const float *mean, const float *invstd,
                           const float *dgamma, const float *dbeta)
 {
@@ -262,16 +262,16 @@ void fm_bn_backward_input(const float *x, const float *dy, float *dx, int rows, 
     (void)n;
 }
 
-void fm_bn_cost_backward(const fm_cost *c, int batch, int dim, int with_dx)
+void fmi_bn_cost_backward(const fm_cost *c, int batch, int dim, int with_dx)
 {
     uint64_t n = (uint64_t)batch * dim;
-    fm_cost_ops(c, FM_OP_FADD, 2 * n); /* x - mean; sb += dy */
-    fm_cost_ops(c, FM_OP_FMUL, n);     /* xhat */
-    fm_cost_ops(c, FM_OP_FMA, n);      /* sg += dy * xhat */
+    fmi_cost_ops(c, FM_OP_FADD, 2 * n); /* x - mean; sb += dy */
+    fmi_cost_ops(c, FM_OP_FMUL, n);     /* xhat */
+    fmi_cost_ops(c, FM_OP_FMA, n);      /* sg += dy * xhat */
     if (with_dx) {
-        fm_cost_ops(c, FM_OP_FMUL, 3 * (uint64_t)dim); /* k, mb, mg */
-        fm_cost_ops(c, FM_OP_FADD, 2 * n);             /* x - mean; dy - . */
-        fm_cost_ops(c, FM_OP_FMUL, 2 * n);             /* xhat; k * . */
-        fm_cost_ops(c, FM_OP_FMA, n);                  /* mb + xhat * mg */
+        fmi_cost_ops(c, FM_OP_FMUL, 3 * (uint64_t)dim); /* k, mb, mg */
+        fmi_cost_ops(c, FM_OP_FADD, 2 * n);             /* x - mean; dy - . */
+        fmi_cost_ops(c, FM_OP_FMUL, 2 * n);             /* xhat; k * . */
+        fmi_cost_ops(c, FM_OP_FMA, n);                  /* mb + xhat * mg */
     }
 }

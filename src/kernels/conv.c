@@ -1,6 +1,6 @@
 /* conv.c — 2-D convolution on NHWC batches as im2col + GEMM (conv.h): the
  * geometry, the column copy (im2col) and its adjoint (col2im), the three
- * passes through fm_sgemm or the reference kernels of kernels.h, and their
+ * passes through fmi_sgemm or the reference kernels of kernels.h, and their
  * ledger declarations. Examples go through in chunks whose size depends only
  * on the geometry and the batch, which bounds the column buffer. */
 #include "conv.h"
@@ -24,25 +24,25 @@
 /* Parallel copies above this many floats; below, waking threads costs more. */
 #define COPY_PARALLEL 32768
 
-int fm_conv_geom_init(fm_conv_geom *g, int in_h, int in_w, int in_c, int k, int stride, int same,
+int fmi_conv_geom_init(fm_conv_geom *g, int in_h, int in_w, int in_c, int k, int stride, int same,
                       int out_c)
 {
     if (!g)
-        return fm_error(FM_EINVAL, "conv: no geometry to fill");
+        return fmi_error(FM_EINVAL, "conv: no geometry to fill");
     if (in_h < 1 || in_w < 1 || in_c < 1 || out_c < 1)
-        return fm_error(FM_EINVAL,
+        return fmi_error(FM_EINVAL,
                         "conv: input %dx%dx%d with %d output channels: sizes must be >= 1", in_h,
                         in_w, in_c, out_c);
     if (k < 1 || stride < 1)
-        return fm_error(FM_EINVAL, "conv: kernel %d, stride %d: both must be >= 1", k, stride);
+        return fmi_error(FM_EINVAL, "conv: kernel %d, stride %d: both must be >= 1", k, stride);
     if (!same && (k > in_h || k > in_w))
-        return fm_error(FM_EINVAL,
+        return fmi_error(FM_EINVAL,
                         "conv: %dx%d kernel larger than the %dx%d input ('valid' padding)", k, k,
                         in_h, in_w);
     /* every index and row count below is an int: keep the sizes in range */
     if ((long long)k * k * in_c > INT_MAX / 4 || (long long)in_h * in_w * in_c > INT_MAX / 4 ||
         (long long)in_h * in_w * out_c > INT_MAX / 4)
-        return fm_error(FM_EINVAL, "conv: input %dx%dx%d, kernel %d, %d output channels: too large",
+        return fmi_error(FM_EINVAL, "conv: input %dx%dx%d, kernel %d, %d output channels: too large",
                         in_h, in_w, in_c, k, out_c);
     memset(g, 0, sizeof *g);
     g->in_h = in_h, g->in_w = in_w, g->in_c = in_c;
@@ -73,7 +73,7 @@ static int columns_are_input(const fm_conv_geom *g)
 
 static size_t col_floats_per_example(const fm_conv_geom *g)
 {
-    return (size_t)fm_conv_positions(g) * (size_t)fm_conv_fan_in(g);
+    return (size_t)fmi_conv_positions(g) * (size_t)fmi_conv_fan_in(g);
 }
 
 /* Most examples one chunk may hold: its columns stay within COL_CAP. */
@@ -104,7 +104,7 @@ static int chunk_count(const fm_conv_geom *g, int batch)
     return batch < 1 ? 0 : (batch + cb - 1) / cb;
 }
 
-size_t fm_conv_scratch_floats(const fm_conv_geom *g, int max_batch)
+size_t fmi_conv_scratch_floats(const fm_conv_geom *g, int max_batch)
 {
     if (max_batch < 1 || columns_are_input(g))
         return 0;
@@ -113,7 +113,7 @@ size_t fm_conv_scratch_floats(const fm_conv_geom *g, int max_batch)
     size_t floats = (size_t)FM_MIN(max_batch, lim) * col_floats_per_example(g);
     /* the reference weight gradient's partial sums of chunks after the first */
     if (max_batch > lim)
-        floats += (size_t)fm_conv_fan_in(g) * (size_t)g->out_c;
+        floats += (size_t)fmi_conv_fan_in(g) * (size_t)g->out_c;
     return floats;
 }
 
@@ -138,7 +138,7 @@ static void im2col(const fm_conv_geom *g, const float *x, int nb, float *col)
 {
     const int kh = g->k_h, kw = g->k_w, s = g->stride, ic = g->in_c;
     const int oh = g->out_h, ow = g->out_w, ih = g->in_h, iw = g->in_w;
-    const int fan = fm_conv_fan_in(g), run = kw * ic;
+    const int fan = fmi_conv_fan_in(g), run = kw * ic;
     const long in_size = (long)ih * iw * ic;
     const long tasks = (long)nb * oh;
     const int parallel = (size_t)nb * col_floats_per_example(g) > COPY_PARALLEL;
@@ -175,7 +175,7 @@ static uint64_t col2im(const fm_conv_geom *g, const float *col, int nb, float *d
 {
     const int kh = g->k_h, kw = g->k_w, s = g->stride, ic = g->in_c;
     const int oh = g->out_h, ow = g->out_w, ih = g->in_h, iw = g->in_w;
-    const int fan = fm_conv_fan_in(g);
+    const int fan = fmi_conv_fan_in(g);
     const long tasks = (long)nb * ih;
     const int parallel = (size_t)nb * col_floats_per_example(g) > COPY_PARALLEL;
     uint64_t adds = 0;
@@ -240,13 +240,13 @@ static uint64_t col2im_adds_per_example(const fm_conv_geom *g)
 
 /* ---- the three products, fast or reference (rows = positions of a chunk) ---- */
 
-/* fm_sgemm splits its product by the thread count, and OpenBLAS rounds a
+/* fmi_sgemm splits its product by the thread count, and OpenBLAS rounds a
  * value differently depending on where it falls in a kernel block, so the
  * split would show in the results. The fast path therefore cuts C into a grid
  * of tiles that depends on M and N only and computes each tile in one
- * single-threaded fm_sgemm call: the same values whatever the threads.
+ * single-threaded fmi_sgemm call: the same values whatever the threads.
  * GEMM_TILES tiles (4: two per thread on the 2-core target, measured as fast
- * as fm_sgemm's own split), halving the longer side down to TILE_MIN; products
+ * as fmi_sgemm's own split), halving the longer side down to TILE_MIN; products
  * under TILE_WORK multiply-adds stay whole. */
 #ifndef GEMM_TILES
 #define GEMM_TILES 4
@@ -273,7 +273,7 @@ static void tiled_sgemm(int ta, int tb, int M, int N, int K, const float *A, int
 #pragma omp parallel if (gm * gn > 1)
     {
 #ifdef _OPENMP
-        /* this thread's own setting (restored after the region): fm_sgemm
+        /* this thread's own setting (restored after the region): fmi_sgemm
          * then runs each tile on its caller alone */
         omp_set_num_threads(1);
 #endif
@@ -282,7 +282,7 @@ static void tiled_sgemm(int ta, int tb, int M, int N, int K, const float *A, int
             const int i0 = t / gn * tm, j0 = t % gn * tn;
             const float *a = ta ? A + i0 : A + (long)i0 * lda;
             const float *b = tb ? B + (long)j0 * ldb : B + j0;
-            fm_sgemm(ta, tb, FM_MIN(tm, M - i0), FM_MIN(tn, N - j0), K, 1.0f, a, lda, b, ldb,
+            fmi_sgemm(ta, tb, FM_MIN(tm, M - i0), FM_MIN(tn, N - j0), K, 1.0f, a, lda, b, ldb,
                      beta, C + (long)i0 * ldc + j0, ldc);
         }
     }
@@ -292,7 +292,7 @@ static void product_forward(const fm_product *p, const float *col, const float *
                             int rows, int fan, int oc)
 {
     if (p->reference)
-        fm_ref_dense_forward((fm_weight_class)p->wclass, col, w, p->h, y, rows, fan, oc);
+        fmi_ref_dense_forward((fm_weight_class)p->wclass, col, w, p->h, y, rows, fan, oc);
     else
         tiled_sgemm(0, 0, rows, oc, fan, col, fan, w, oc, 0.0f, y, oc);
 }
@@ -301,15 +301,15 @@ static void product_backward_input(const fm_product *p, const float *dy, const f
                                    float *dcol, int rows, int fan, int oc)
 {
     if (p->reference)
-        fm_ref_dense_backward_input((fm_weight_class)p->wclass, dy, w, p->h, dcol, rows, fan, oc);
+        fmi_ref_dense_backward_input((fm_weight_class)p->wclass, dy, w, p->h, dcol, rows, fan, oc);
     else
         tiled_sgemm(0, 1, rows, fan, oc, dy, oc, w, oc, 0.0f, dcol, fan);
 }
 
-void fm_conv_forward(const fm_conv_geom *g, const fm_product *p, const float *x, const float *w,
+void fmi_conv_forward(const fm_conv_geom *g, const fm_product *p, const float *x, const float *w,
                      float *y, int batch, float *scratch)
 {
-    const int fan = fm_conv_fan_in(g), P = fm_conv_positions(g), oc = g->out_c;
+    const int fan = fmi_conv_fan_in(g), P = fmi_conv_positions(g), oc = g->out_c;
     if (batch < 1)
         return;
     if (columns_are_input(g)) {
@@ -325,10 +325,10 @@ void fm_conv_forward(const fm_conv_geom *g, const fm_product *p, const float *x,
     }
 }
 
-void fm_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const float *dy,
+void fmi_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const float *dy,
                             const float *w, float *dx, int batch, float *scratch)
 {
-    const int fan = fm_conv_fan_in(g), P = fm_conv_positions(g), oc = g->out_c;
+    const int fan = fmi_conv_fan_in(g), P = fmi_conv_positions(g), oc = g->out_c;
     if (batch < 1)
         return;
     if (columns_are_input(g)) {
@@ -347,10 +347,10 @@ void fm_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const fl
     (void)adds;
 }
 
-void fm_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
+void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
                               const float *dy, float *dw, int batch, float *scratch)
 {
-    const int fan = fm_conv_fan_in(g), P = fm_conv_positions(g), oc = g->out_c;
+    const int fan = fmi_conv_fan_in(g), P = fmi_conv_positions(g), oc = g->out_c;
     const long n = (long)fan * oc;
     if (batch < 1) {
         memset(dw, 0, sizeof(float) * (size_t)n);
@@ -358,7 +358,7 @@ void fm_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int po
     }
     if (columns_are_input(g)) {
         if (p->reference)
-            fm_ref_dense_backward_weights(pow2, x, dy, dw, batch * P, fan, oc);
+            fmi_ref_dense_backward_weights(pow2, x, dy, dw, batch * P, fan, oc);
         else
             tiled_sgemm(1, 0, fan, oc, batch * P, x, fan, dy, oc, 0.0f, dw, oc);
         return;
@@ -376,11 +376,11 @@ void fm_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int po
             continue;
         }
         if (b0 == 0) {
-            fm_ref_dense_backward_weights(pow2, col, dyc, dw, nb * P, fan, oc);
+            fmi_ref_dense_backward_weights(pow2, col, dyc, dw, nb * P, fan, oc);
             continue;
         }
         /* the reference kernel overwrites: a partial sum, then one add each */
-        fm_ref_dense_backward_weights(pow2, col, dyc, part, nb * P, fan, oc);
+        fmi_ref_dense_backward_weights(pow2, col, dyc, part, nb * P, fan, oc);
 #pragma omp parallel for simd schedule(static) if (n > COPY_PARALLEL)
         for (long i = 0; i < n; i++)
             dw[i] += part[i];
@@ -390,27 +390,27 @@ void fm_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int po
 
 /* ---- ledger declarations ---- */
 
-void fm_conv_cost_forward(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch)
+void fmi_conv_cost_forward(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch)
 {
-    fm_dense_cost_forward(cost, wclass, batch * fm_conv_positions(g), fm_conv_fan_in(g), g->out_c);
+    fmi_dense_cost_forward(cost, wclass, batch * fmi_conv_positions(g), fmi_conv_fan_in(g), g->out_c);
 }
 
-void fm_conv_cost_backward_input(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch)
+void fmi_conv_cost_backward_input(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch)
 {
-    fm_dense_cost_backward_input(cost, wclass, batch * fm_conv_positions(g), fm_conv_fan_in(g),
+    fmi_dense_cost_backward_input(cost, wclass, batch * fmi_conv_positions(g), fmi_conv_fan_in(g),
                                  g->out_c);
     /* the overlapping columns' adds (none when the columns are the input) */
     if (batch > 0 && !columns_are_input(g))
-        fm_cost_ops(cost, FM_OP_FADD, (uint64_t)batch * col2im_adds_per_example(g));
+        fmi_cost_ops(cost, FM_OP_FADD, (uint64_t)batch * col2im_adds_per_example(g));
 }
 
-void fm_conv_cost_backward_weights(const fm_cost *cost, const fm_conv_geom *g, int pow2, int batch)
+void fmi_conv_cost_backward_weights(const fm_cost *cost, const fm_conv_geom *g, int pow2, int batch)
 {
-    fm_dense_cost_backward_weights(cost, pow2, batch * fm_conv_positions(g), fm_conv_fan_in(g),
+    fmi_dense_cost_backward_weights(cost, pow2, batch * fmi_conv_positions(g), fmi_conv_fan_in(g),
                                    g->out_c);
     /* the reference path's partial sums of the chunks after the first */
     int chunks = chunk_count(g, batch);
     if (chunks > 1)
-        fm_cost_ops(cost, FM_OP_FADD,
-                    (uint64_t)(chunks - 1) * (uint64_t)fm_conv_fan_in(g) * (uint64_t)g->out_c);
+        fmi_cost_ops(cost, FM_OP_FADD,
+                    (uint64_t)(chunks - 1) * (uint64_t)fmi_conv_fan_in(g) * (uint64_t)g->out_c);
 }

@@ -26,18 +26,18 @@ typedef struct fm_conv_geom {
  * same: out = ceil(in/s), total padding max((out-1)*s + k - in, 0), of which
  * top/left get total/2 (the rest bottom/right). FM_EINVAL with a message for
  * sizes < 1 or a valid kernel larger than the input. */
-int fm_conv_geom_init(fm_conv_geom *g, int in_h, int in_w, int in_c, int k, int stride, int same,
+int fmi_conv_geom_init(fm_conv_geom *g, int in_h, int in_w, int in_c, int k, int stride, int same,
                       int out_c);
 
 /* Rows of the weight matrix (the fan-in): k_h * k_w * in_c. */
-static inline int fm_conv_fan_in(const fm_conv_geom *g) { return g->k_h * g->k_w * g->in_c; }
+static inline int fmi_conv_fan_in(const fm_conv_geom *g) { return g->k_h * g->k_w * g->in_c; }
 /* Output positions per example: out_h * out_w. */
-static inline int fm_conv_positions(const fm_conv_geom *g) { return g->out_h * g->out_w; }
+static inline int fmi_conv_positions(const fm_conv_geom *g) { return g->out_h * g->out_w; }
 
 /* How the products run: reference = 1 uses the reference kernels of
  * kernels.h (the method's arithmetic, tallied in counting builds) with weight
  * class wclass (an fm_weight_class) and binary/ternary value h; reference = 0
- * uses fm_sgemm. */
+ * uses fmi_sgemm. */
 typedef struct fm_product {
     int reference;
     int wclass;
@@ -49,27 +49,27 @@ typedef struct fm_product {
  * reference path's accumulation needs). The chunk size depends only on the
  * geometry and the batch, never on the thread count, so results are the same
  * whatever the threads. */
-size_t fm_conv_scratch_floats(const fm_conv_geom *g, int max_batch);
+size_t fmi_conv_scratch_floats(const fm_conv_geom *g, int max_batch);
 
 /* y[B x out_h x out_w x out_c] = conv(x[B x in_h x in_w x in_c], w) */
-void fm_conv_forward(const fm_conv_geom *g, const fm_product *p, const float *x, const float *w,
+void fmi_conv_forward(const fm_conv_geom *g, const fm_product *p, const float *x, const float *w,
                      float *y, int batch, float *scratch);
 /* dx = the input gradient of dy through w (overwritten). */
-void fm_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const float *dy,
+void fmi_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const float *dy,
                             const float *w, float *dx, int batch, float *scratch);
 /* dw[fan_in x out_c] = the weight gradient (overwritten) of dy for input x.
  * With pow2 set, x holds Q(x) (each value 0 or +-2^k) and the reference path
  * forms every product by an exponent add (kernels.h). */
-void fm_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
+void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
                               const float *dy, float *dw, int batch, float *scratch);
 
 /* Ledger declarations of exactly what the functions above execute with the
  * reference products (kernels.h's arithmetic at B*positions rows, plus the
  * adds of overlapping columns in the input gradient and of chunk partial sums
  * in the weight gradient). */
-void fm_conv_cost_forward(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch);
-void fm_conv_cost_backward_input(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch);
-void fm_conv_cost_backward_weights(const fm_cost *cost, const fm_conv_geom *g, int pow2, int batch);
+void fmi_conv_cost_forward(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch);
+void fmi_conv_cost_backward_input(const fm_cost *cost, const fm_conv_geom *g, int wclass, int batch);
+void fmi_conv_cost_backward_weights(const fm_cost *cost, const fm_conv_geom *g, int pow2, int batch);
 
 /* ---- max-pooling: size x size windows moved by stride, no padding; rows or
  * columns that do not fill a window are dropped (Theano's ignore_border) ---- */
@@ -82,28 +82,28 @@ typedef struct fm_pool_geom {
 
 /* out = floor((in - size)/stride) + 1; FM_EINVAL with a message when the
  * input is smaller than a window or a size is < 1. */
-int fm_pool_geom_init(fm_pool_geom *g, int in_h, int in_w, int c, int size, int stride);
+int fmi_pool_geom_init(fm_pool_geom *g, int in_h, int in_w, int c, int size, int stride);
 
 /* y = the window maxima (the first of equal maxima wins). argmax (may be
  * NULL at inference) receives, per output value, the index of the chosen
  * input value within its example's map ((row * in_w + col) * c + channel). */
-void fm_maxpool_forward(const fm_pool_geom *g, const float *x, float *y, int32_t *argmax, int batch);
+void fmi_maxpool_forward(const fm_pool_geom *g, const float *x, float *y, int32_t *argmax, int batch);
 /* dx = dy routed to the chosen inputs, zero elsewhere (summed where windows
  * overlap). */
-void fm_maxpool_backward(const fm_pool_geom *g, const float *dy, const int32_t *argmax, float *dx,
+void fmi_maxpool_backward(const fm_pool_geom *g, const float *dy, const int32_t *argmax, float *dx,
                          int batch);
-void fm_maxpool_cost_forward(const fm_cost *cost, const fm_pool_geom *g, int batch);
-void fm_maxpool_cost_backward(const fm_cost *cost, const fm_pool_geom *g, int batch);
+void fmi_maxpool_cost_forward(const fm_cost *cost, const fm_pool_geom *g, int batch);
+void fmi_maxpool_cost_backward(const fm_cost *cost, const fm_pool_geom *g, int batch);
 
 /* ---- global average pooling: each channel's mean over a map's positions ---- */
 
 /* y[B x channels] = the mean of x[B x positions x channels] over positions. */
-void fm_gap_forward(const float *x, float *y, int batch, int positions, int channels);
+void fmi_gap_forward(const float *x, float *y, int batch, int positions, int channels);
 /* dx[B x positions x channels] = dy / positions at every position (overwritten). */
-void fm_gap_backward(const float *dy, float *dx, int batch, int positions, int channels);
+void fmi_gap_backward(const float *dy, float *dx, int batch, int positions, int channels);
 /* Ledger declarations: one reciprocal per call; forward the adds of the
  * positions and one multiply per output, backward one multiply per input. */
-void fm_gap_cost_forward(const fm_cost *cost, int batch, int positions, int channels);
-void fm_gap_cost_backward(const fm_cost *cost, int batch, int positions, int channels);
+void fmi_gap_cost_forward(const fm_cost *cost, int batch, int positions, int channels);
+void fmi_gap_cost_backward(const fm_cost *cost, int batch, int positions, int channels);
 
 #endif

@@ -7,22 +7,22 @@
 
 #include <math.h>
 
-void fm_dense_forward(const float *x, const float *w, float *y, int batch, int in, int out)
+void fmi_dense_forward(const float *x, const float *w, float *y, int batch, int in, int out)
 {
-    fm_sgemm(0, 0, batch, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
+    fmi_sgemm(0, 0, batch, out, in, 1.0f, x, in, w, out, 0.0f, y, out);
 }
 
-void fm_dense_backward_input(const float *e, const float *w, float *dx, int batch, int in, int out)
+void fmi_dense_backward_input(const float *e, const float *w, float *dx, int batch, int in, int out)
 {
-    fm_sgemm(0, 1, batch, in, out, 1.0f, e, out, w, out, 0.0f, dx, in);
+    fmi_sgemm(0, 1, batch, in, out, 1.0f, e, out, w, out, 0.0f, dx, in);
 }
 
-void fm_dense_backward_weights(const float *x, const float *e, float *dw, int batch, int in, int out)
+void fmi_dense_backward_weights(const float *x, const float *e, float *dw, int batch, int in, int out)
 {
-    fm_sgemm(1, 0, in, out, batch, 1.0f, x, in, e, out, 0.0f, dw, out);
+    fmi_sgemm(1, 0, in, out, batch, 1.0f, x, in, e, out, 0.0f, dw, out);
 }
 
-float fm_dense_w0(int in, int out)
+float fmi_dense_w0(int in, int out)
 {
     return (float)(sqrt(6.0 / (double)(in + out)) / 2.0);
 }
@@ -33,32 +33,32 @@ float fm_dense_w0(int in, int out)
 static void cost_dots(const fm_cost *c, fm_weight_class wc, uint64_t sums, uint64_t n)
 {
     if (wc == FM_WCLASS_REAL) {
-        fm_cost_ops(c, FM_OP_FMA, sums * n);
+        fmi_cost_ops(c, FM_OP_FMA, sums * n);
         return;
     }
-    fm_cost_ops(c, FM_OP_SIGN, sums * n * (wc == FM_WCLASS_TERNARY ? 2 : 1));
-    fm_cost_ops(c, FM_OP_FADD, sums * n);
-    fm_cost_ops(c, FM_OP_FMUL, sums);
+    fmi_cost_ops(c, FM_OP_SIGN, sums * n * (wc == FM_WCLASS_TERNARY ? 2 : 1));
+    fmi_cost_ops(c, FM_OP_FADD, sums * n);
+    fmi_cost_ops(c, FM_OP_FMUL, sums);
 }
 
-void fm_dense_cost_forward(const fm_cost *c, int weight_class, int batch, int in, int out)
+void fmi_dense_cost_forward(const fm_cost *c, int weight_class, int batch, int in, int out)
 {
     cost_dots(c, (fm_weight_class)weight_class, (uint64_t)batch * out, (uint64_t)in);
 }
 
-void fm_dense_cost_backward_input(const fm_cost *c, int weight_class, int batch, int in, int out)
+void fmi_dense_cost_backward_input(const fm_cost *c, int weight_class, int batch, int in, int out)
 {
     cost_dots(c, (fm_weight_class)weight_class, (uint64_t)batch * in, (uint64_t)out);
 }
 
-void fm_dense_cost_backward_weights(const fm_cost *c, int pow2, int batch, int in, int out)
+void fmi_dense_cost_backward_weights(const fm_cost *c, int pow2, int batch, int in, int out)
 {
     uint64_t terms = (uint64_t)in * out * batch;
     if (pow2) {
-        fm_cost_ops(c, FM_OP_SHIFT, terms);
-        fm_cost_ops(c, FM_OP_SIGN, 2 * terms);
-        fm_cost_ops(c, FM_OP_FADD, terms);
+        fmi_cost_ops(c, FM_OP_SHIFT, terms);
+        fmi_cost_ops(c, FM_OP_SIGN, 2 * terms);
+        fmi_cost_ops(c, FM_OP_FADD, terms);
     } else {
-        fm_cost_ops(c, FM_OP_FMA, terms);
+        fmi_cost_ops(c, FM_OP_FMA, terms);
     }
 }

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-fm_weight_class fm_weight_class_of(fm_weight_mode mode)
+fm_weight_class fmi_weight_class_of(fm_weight_mode mode)
 {
     switch (mode) {
     case FM_WEIGHTS_BC:
@@ -59,7 +59,7 @@ static void tally_dots(fm_weight_class wc, uint64_t sums, uint64_t n)
     (void)n;
 }
 
-void fm_ref_dense_forward(fm_weight_class wc, const float *x, const float *w, float h, float *y,
+void fmi_ref_dense_forward(fm_weight_class wc, const float *x, const float *w, float h, float *y,
                           int batch, int in, int out)
 {
 #pragma omp parallel for schedule(static)
@@ -69,7 +69,7 @@ void fm_ref_dense_forward(fm_weight_class wc, const float *x, const float *w, fl
     tally_dots(wc, (uint64_t)batch * out, (uint64_t)in);
 }
 
-void fm_ref_dense_backward_input(fm_weight_class wc, const float *e, const float *w, float h,
+void fmi_ref_dense_backward_input(fm_weight_class wc, const float *e, const float *w, float h,
                                  float *dx, int batch, int in, int out)
 {
 #pragma omp parallel for schedule(static)
@@ -92,7 +92,7 @@ static inline float times_pow2(float e, float q)
     return (bits & 0x7fffffffu) == 0 ? 0.0f : t;
 }
 
-void fm_ref_dense_backward_weights(int pow2, const float *x, const float *e, float *dw, int batch,
+void fmi_ref_dense_backward_weights(int pow2, const float *x, const float *e, float *dw, int batch,
                                    int in, int out)
 {
 #pragma omp parallel for schedule(static)

@@ -8,7 +8,7 @@
 /* Parallel above this many input values. */
 #define GAP_PARALLEL 32768
 
-void fm_gap_forward(const float *x, float *y, int batch, int positions, int channels)
+void fmi_gap_forward(const float *x, float *y, int batch, int positions, int channels)
 {
     const float inv = 1.0f / (float)positions;
     const long n = (long)batch * positions * channels;
@@ -29,7 +29,7 @@ void fm_gap_forward(const float *x, float *y, int batch, int positions, int chan
     FM_TALLY(FM_OP_FMUL, (uint64_t)batch * channels);
 }
 
-void fm_gap_backward(const float *dy, float *dx, int batch, int positions, int channels)
+void fmi_gap_backward(const float *dy, float *dx, int batch, int positions, int channels)
 {
     const float inv = 1.0f / (float)positions;
     const long n = (long)batch * positions * channels;
@@ -45,15 +45,15 @@ void fm_gap_backward(const float *dy, float *dx, int batch, int positions, int c
     FM_TALLY(FM_OP_FMUL, (uint64_t)n);
 }
 
-void fm_gap_cost_forward(const fm_cost *cost, int batch, int positions, int channels)
+void fmi_gap_cost_forward(const fm_cost *cost, int batch, int positions, int channels)
 {
-    fm_cost_ops(cost, FM_OP_FSPECIAL, 1); /* 1 / positions */
-    fm_cost_ops(cost, FM_OP_FADD, (uint64_t)batch * (positions - 1) * channels);
-    fm_cost_ops(cost, FM_OP_FMUL, (uint64_t)batch * channels);
+    fmi_cost_ops(cost, FM_OP_FSPECIAL, 1); /* 1 / positions */
+    fmi_cost_ops(cost, FM_OP_FADD, (uint64_t)batch * (positions - 1) * channels);
+    fmi_cost_ops(cost, FM_OP_FMUL, (uint64_t)batch * channels);
 }
 
-void fm_gap_cost_backward(const fm_cost *cost, int batch, int positions, int channels)
+void fmi_gap_cost_backward(const fm_cost *cost, int batch, int positions, int channels)
 {
-    fm_cost_ops(cost, FM_OP_FSPECIAL, 1);
-    fm_cost_ops(cost, FM_OP_FMUL, (uint64_t)batch * positions * channels);
+    fmi_cost_ops(cost, FM_OP_FSPECIAL, 1);
+    fmi_cost_ops(cost, FM_OP_FMUL, (uint64_t)batch * positions * channels);
 }

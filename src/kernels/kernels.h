@@ -16,17 +16,17 @@ typedef enum fm_weight_class {
     FM_WCLASS_TERNARY /* +-h or 0: select sign, select zero, add; one multiply by h per sum */
 } fm_weight_class;
 
-fm_weight_class fm_weight_class_of(fm_weight_mode mode);
+fm_weight_class fmi_weight_class_of(fm_weight_mode mode);
 
 /* y = x · w */
-void fm_ref_dense_forward(fm_weight_class wc, const float *x, const float *w, float h, float *y,
+void fmi_ref_dense_forward(fm_weight_class wc, const float *x, const float *w, float h, float *y,
                           int batch, int in, int out);
 /* dx = e · wᵀ */
-void fm_ref_dense_backward_input(fm_weight_class wc, const float *e, const float *w, float h,
+void fmi_ref_dense_backward_input(fm_weight_class wc, const float *e, const float *w, float h,
                                  float *dx, int batch, int in, int out);
 /* dw = xᵀ · e; with pow2 set, every x is 0 or +-2^k (Q(x)) and each product
  * is an exponent add, a sign flip and a zero select instead of a multiply. */
-void fm_ref_dense_backward_weights(int pow2, const float *x, const float *e, float *dw, int batch,
+void fmi_ref_dense_backward_weights(int pow2, const float *x, const float *e, float *dw, int batch,
                                    int in, int out);
 
 #endif

@@ -10,19 +10,19 @@
 /* Parallel above this many output values. */
 #define POOL_PARALLEL 32768
 
-int fm_pool_geom_init(fm_pool_geom *g, int in_h, int in_w, int c, int size, int stride)
+int fmi_pool_geom_init(fm_pool_geom *g, int in_h, int in_w, int c, int size, int stride)
 {
     if (!g)
-        return fm_error(FM_EINVAL, "max-pool: no geometry to fill");
+        return fmi_error(FM_EINVAL, "max-pool: no geometry to fill");
     if (in_h < 1 || in_w < 1 || c < 1 || size < 1 || stride < 1)
-        return fm_error(FM_EINVAL,
+        return fmi_error(FM_EINVAL,
                         "max-pool: input %dx%dx%d, window %d, stride %d: sizes must be >= 1", in_h,
                         in_w, c, size, stride);
     if (size > in_h || size > in_w)
-        return fm_error(FM_EINVAL, "max-pool: %dx%d window larger than the %dx%d input", size, size,
+        return fmi_error(FM_EINVAL, "max-pool: %dx%d window larger than the %dx%d input", size, size,
                         in_h, in_w);
     if ((long long)in_h * in_w * c > INT32_MAX)
-        return fm_error(FM_EINVAL, "max-pool: input %dx%dx%d too large for int32 indices", in_h,
+        return fmi_error(FM_EINVAL, "max-pool: input %dx%dx%d too large for int32 indices", in_h,
                         in_w, c);
     memset(g, 0, sizeof *g);
     g->in_h = in_h, g->in_w = in_w, g->c = c;
@@ -41,7 +41,7 @@ static uint64_t pool_outputs(const fm_pool_geom *g, int batch)
 /* One output row (b, oy) per task. The window's first value starts the
  * maximum; each later one is compared (strictly greater replaces it, so the
  * first of equal maxima stays) and selected. */
-void fm_maxpool_forward(const fm_pool_geom *g, const float *x, float *y, int32_t *argmax, int batch)
+void fmi_maxpool_forward(const fm_pool_geom *g, const float *x, float *y, int32_t *argmax, int batch)
 {
     const int c = g->c, iw = g->in_w, oh = g->out_h, ow = g->out_w, k = g->size, s = g->stride;
     const long in_size = (long)g->in_h * iw * c;
@@ -89,7 +89,7 @@ void fm_maxpool_forward(const fm_pool_geom *g, const float *x, float *y, int32_t
  * same input, so an example's map belongs to one thread and its sums keep
  * output order. Without overlap each input receives at most one value, a
  * store; with overlap every routed value is added. */
-void fm_maxpool_backward(const fm_pool_geom *g, const float *dy, const int32_t *argmax, float *dx,
+void fmi_maxpool_backward(const fm_pool_geom *g, const float *dy, const int32_t *argmax, float *dx,
                          int batch)
 {
     const long in_size = (long)g->in_h * g->in_w * g->c;
@@ -115,17 +115,17 @@ void fm_maxpool_backward(const fm_pool_geom *g, const float *dy, const int32_t *
     (void)n;
 }
 
-void fm_maxpool_cost_forward(const fm_cost *cost, const fm_pool_geom *g, int batch)
+void fmi_maxpool_cost_forward(const fm_cost *cost, const fm_pool_geom *g, int batch)
 {
     uint64_t later = pool_outputs(g, batch) * (uint64_t)(g->size * g->size - 1);
-    fm_cost_ops(cost, FM_OP_CMP, later);  /* v > max */
-    fm_cost_ops(cost, FM_OP_SIGN, later); /* max (and its index) = the greater */
+    fmi_cost_ops(cost, FM_OP_CMP, later);  /* v > max */
+    fmi_cost_ops(cost, FM_OP_SIGN, later); /* max (and its index) = the greater */
 }
 
-void fm_maxpool_cost_backward(const fm_cost *cost, const fm_pool_geom *g, int batch)
+void fmi_maxpool_cost_backward(const fm_cost *cost, const fm_pool_geom *g, int batch)
 {
     uint64_t n = pool_outputs(g, batch);
-    fm_cost_ops(cost, FM_OP_SIGN, n); /* route dy to the chosen input */
+    fmi_cost_ops(cost, FM_OP_SIGN, n); /* route dy to the chosen input */
     if (g->stride < g->size)
-        fm_cost_ops(cost, FM_OP_FADD, n); /* overlapping windows sum */
+        fmi_cost_ops(cost, FM_OP_FADD, n); /* overlapping windows sum */
 }

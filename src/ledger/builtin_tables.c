@@ -4,9 +4,9 @@
  * comments, so `fewmul` can print one as a starting point for a new table. */
 
 /* Read by table.c, which declares them (there is no other user). */
-extern const int fm_energy_builtin_count;
-extern const char *const fm_energy_builtin_names[];
-extern const char *const fm_energy_builtin_texts[];
+extern const int fmi_energy_builtin_count;
+extern const char *const fmi_energy_builtin_names[];
+extern const char *const fmi_energy_builtin_texts[];
 
 /* Index 0 is the default. */
 static const char horowitz45[] =
@@ -104,6 +104,6 @@ static const char eyeriss16[] =
     "                                       # upper end rounded to a power of two\n"
     "level dram   inf      200  200   16    # off-chip DRAM\n";
 
-const char *const fm_energy_builtin_names[] = {"horowitz45", "eyeriss16"};
-const char *const fm_energy_builtin_texts[] = {horowitz45, eyeriss16};
-const int fm_energy_builtin_count = (int)(sizeof fm_energy_builtin_names / sizeof *fm_energy_builtin_names);
+const char *const fmi_energy_builtin_names[] = {"horowitz45", "eyeriss16"};
+const char *const fmi_energy_builtin_texts[] = {horowitz45, eyeriss16};
+const int fmi_energy_builtin_count = (int)(sizeof fmi_energy_builtin_names / sizeof *fmi_energy_builtin_names);

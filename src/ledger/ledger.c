@@ -49,8 +49,8 @@ const char *fm_phase_name(fm_phase phase)
 int fm_ledger_create(fm_ledger **out)
 {
     if (!out)
-        return fm_error(FM_EINVAL, "fm_ledger_create: NULL argument");
-    *out = fm_alloc(1, sizeof **out);
+        return fmi_error(FM_EINVAL, "fm_ledger_create: NULL argument");
+    *out = fmi_alloc(1, sizeof **out);
     return *out ? FM_OK : FM_ENOMEM;
 }
 
@@ -58,10 +58,10 @@ void fm_ledger_free(fm_ledger *l)
 {
     if (!l)
         return;
-    fm_free(l->layers);
-    fm_free(l->tensors);
-    fm_free(l->traffic);
-    fm_free(l);
+    fmi_free(l->layers);
+    fmi_free(l->tensors);
+    fmi_free(l->traffic);
+    fmi_free(l);
 }
 
 void fm_ledger_clear(fm_ledger *l)
@@ -74,10 +74,10 @@ void fm_ledger_clear(fm_ledger *l)
     l->out_of_memory = 0;
 }
 
-int fm_ledger_status(const fm_ledger *l)
+int fmi_ledger_status(const fm_ledger *l)
 {
     if (l && l->out_of_memory)
-        return fm_error(FM_ENOMEM, "out of memory while recording the energy ledger");
+        return fmi_error(FM_ENOMEM, "out of memory while recording the energy ledger");
     return FM_OK;
 }
 
@@ -89,7 +89,7 @@ static int reserve(void **items, int *cap, int need, size_t size)
     int cap2 = *cap ? *cap * 2 : 16;
     while (cap2 < need)
         cap2 *= 2;
-    void *p = fm_realloc(*items, (size_t)cap2 * size);
+    void *p = fmi_realloc(*items, (size_t)cap2 * size);
     if (!p)
         return 0;
     memset((char *)p + (size_t)*cap * size, 0, (size_t)(cap2 - *cap) * size);
@@ -117,18 +117,18 @@ static void copy_name(char *dst, const char *src)
     snprintf(dst, NAME_MAX_LEN, "%s", src ? src : "");
 }
 
-int fm_ledger_layer(fm_ledger *l, int index, const char *name, const char *shape)
+int fmi_ledger_layer(fm_ledger *l, int index, const char *name, const char *shape)
 {
     if (!l)
         return FM_OK;
     if (!ensure_layer(l, index))
-        return index < 0 ? fm_error(FM_EINVAL, "negative ledger layer") : FM_ENOMEM;
+        return index < 0 ? fmi_error(FM_EINVAL, "negative ledger layer") : FM_ENOMEM;
     copy_name(l->layers[index].name, name);
     copy_name(l->layers[index].shape, shape);
     return FM_OK;
 }
 
-void fm_cost_ops(const fm_cost *c, fm_op op, uint64_t n)
+void fmi_cost_ops(const fm_cost *c, fm_op op, uint64_t n)
 {
     if (!c || !c->ledger || n == 0 || (unsigned)op >= FM_OP_KINDS || (unsigned)c->phase >= FM_PHASES)
         return;
@@ -156,7 +156,7 @@ static int find_tensor(fm_ledger *l, const char *name, uint64_t footprint)
     return l->n_tensors++;
 }
 
-void fm_cost_bytes(const fm_cost *c, const char *name, uint64_t footprint, uint64_t read,
+void fmi_cost_bytes(const fm_cost *c, const char *name, uint64_t footprint, uint64_t read,
                    uint64_t written)
 {
     if (!c || !c->ledger || (read == 0 && written == 0) || (unsigned)c->phase >= FM_PHASES)
@@ -190,18 +190,18 @@ static int is_network_tensor(const ledger_tensor *t)
     return strncmp(t->name, NETWORK_PREFIX, sizeof NETWORK_PREFIX - 1) == 0;
 }
 
-void fm_cost_network(const fm_cost *c, const char *name, uint64_t sent, uint64_t received)
+void fmi_cost_network(const fm_cost *c, const char *name, uint64_t sent, uint64_t received)
 {
     char key[NAME_MAX_LEN];
     snprintf(key, sizeof key, NETWORK_PREFIX "%s", name);
     /* what a rank receives it reads off the link, what it sends it writes */
-    fm_cost_bytes(c, key, 0, received, sent);
+    fmi_cost_bytes(c, key, 0, received, sent);
 }
 
-int fm_ledger_add(fm_ledger *dst, const fm_ledger *src)
+int fmi_ledger_add(fm_ledger *dst, const fm_ledger *src)
 {
     if (!dst || !src)
-        return fm_error(FM_EINVAL, "fm_ledger_add: NULL argument");
+        return fmi_error(FM_EINVAL, "fmi_ledger_add: NULL argument");
     for (int i = 0; i < src->n_layers; i++) {
         const ledger_layer *from = &src->layers[i];
         if (!ensure_layer(dst, i))
@@ -219,7 +219,7 @@ int fm_ledger_add(fm_ledger *dst, const fm_ledger *src)
         const ledger_traffic *r = &src->traffic[i];
         const ledger_tensor *t = &src->tensors[r->tensor];
         const fm_cost at = {dst, r->layer, r->phase};
-        fm_cost_bytes(&at, t->name, t->bytes, r->read, r->written);
+        fmi_cost_bytes(&at, t->name, t->bytes, r->read, r->written);
     }
     for (int t = 0; t < src->n_tensors; t++) /* footprints of tensors without traffic too */
         if (find_tensor(dst, src->tensors[t].name, src->tensors[t].bytes) < 0)
@@ -231,7 +231,7 @@ int fm_ledger_add(fm_ledger *dst, const fm_ledger *src)
     return dst->out_of_memory ? FM_ENOMEM : FM_OK;
 }
 
-void fm_ledger_pass(fm_ledger *l, fm_phase phase, uint64_t examples)
+void fmi_ledger_pass(fm_ledger *l, fm_phase phase, uint64_t examples)
 {
     if (!l || (unsigned)phase >= FM_PHASES)
         return;
@@ -244,49 +244,49 @@ void fm_ledger_pass(fm_ledger *l, fm_phase phase, uint64_t examples)
 static void put_name(fm_writer *w, const char *name)
 {
     size_t n = strlen(name);
-    fm_put_u32(w, (uint32_t)n);
-    fm_put_bytes(w, name, n);
+    fmi_put_u32(w, (uint32_t)n);
+    fmi_put_bytes(w, name, n);
 }
 
-void fm_ledger_serialize(const fm_ledger *l, fm_writer *w)
+void fmi_ledger_serialize(const fm_ledger *l, fm_writer *w)
 {
-    fm_put_u32(w, (uint32_t)l->n_layers);
+    fmi_put_u32(w, (uint32_t)l->n_layers);
     for (int i = 0; i < l->n_layers; i++) {
         put_name(w, l->layers[i].name);
         put_name(w, l->layers[i].shape);
         for (int p = 0; p < FM_PHASES; p++)
             for (int op = 0; op < FM_OP_KINDS; op++)
-                fm_put_u64(w, l->layers[i].ops[p][op]);
+                fmi_put_u64(w, l->layers[i].ops[p][op]);
     }
-    fm_put_u32(w, (uint32_t)l->n_tensors);
+    fmi_put_u32(w, (uint32_t)l->n_tensors);
     for (int t = 0; t < l->n_tensors; t++) {
         put_name(w, l->tensors[t].name);
-        fm_put_u64(w, l->tensors[t].bytes);
+        fmi_put_u64(w, l->tensors[t].bytes);
     }
-    fm_put_u32(w, (uint32_t)l->n_traffic);
+    fmi_put_u32(w, (uint32_t)l->n_traffic);
     for (int i = 0; i < l->n_traffic; i++) {
         const ledger_traffic *r = &l->traffic[i];
-        fm_put_u32(w, (uint32_t)r->layer);
-        fm_put_u32(w, (uint32_t)r->tensor);
-        fm_put_u32(w, (uint32_t)r->phase);
-        fm_put_u64(w, r->read);
-        fm_put_u64(w, r->written);
+        fmi_put_u32(w, (uint32_t)r->layer);
+        fmi_put_u32(w, (uint32_t)r->tensor);
+        fmi_put_u32(w, (uint32_t)r->phase);
+        fmi_put_u64(w, r->read);
+        fmi_put_u64(w, r->written);
     }
     for (int p = 0; p < FM_PHASES; p++) {
-        fm_put_u64(w, l->passes[p]);
-        fm_put_u64(w, l->examples[p]);
+        fmi_put_u64(w, l->passes[p]);
+        fmi_put_u64(w, l->examples[p]);
     }
 }
 
 static int get_name(fm_reader *r, char *dst, const char *what)
 {
     uint32_t n;
-    int rc = fm_get_u32(r, &n, what);
+    int rc = fmi_get_u32(r, &n, what);
     if (rc < 0)
         return rc;
     if (n >= NAME_MAX_LEN)
-        return fm_error(FM_EFORMAT, "%s: ledger %s of %u bytes is too long", r->path, what, n);
-    if ((rc = fm_get_bytes(r, dst, n, what)) < 0)
+        return fmi_error(FM_EFORMAT, "%s: ledger %s of %u bytes is too long", r->path, what, n);
+    if ((rc = fmi_get_bytes(r, dst, n, what)) < 0)
         return rc;
     dst[n] = '\0';
     return FM_OK;
@@ -296,16 +296,16 @@ static int get_name(fm_reader *r, char *dst, const char *what)
  * bytes left before anything is allocated for them. */
 static int get_count(fm_reader *r, uint32_t *n, size_t item_bytes, const char *what)
 {
-    int rc = fm_get_u32(r, n, what);
+    int rc = fmi_get_u32(r, n, what);
     if (rc < 0)
         return rc;
     if (*n > INT32_MAX || (uint64_t)*n * item_bytes > r->left)
-        return fm_error(FM_ETRUNC, "%s: %u ledger %s need more than the %zu bytes left", r->path,
+        return fmi_error(FM_ETRUNC, "%s: %u ledger %s need more than the %zu bytes left", r->path,
                         *n, what, r->left);
     return FM_OK;
 }
 
-int fm_ledger_parse(fm_reader *r, fm_ledger *l)
+int fmi_ledger_parse(fm_reader *r, fm_ledger *l)
 {
     fm_ledger_clear(l);
     uint32_t n;
@@ -321,7 +321,7 @@ int fm_ledger_parse(fm_reader *r, fm_ledger *l)
             return rc;
         for (int p = 0; p < FM_PHASES; p++)
             for (int op = 0; op < FM_OP_KINDS; op++)
-                if ((rc = fm_get_u64(r, &L->ops[p][op], "operation counts")) < 0)
+                if ((rc = fmi_get_u64(r, &L->ops[p][op], "operation counts")) < 0)
                     return rc;
     }
     if ((rc = get_count(r, &n, 12, "tensors")) < 0)
@@ -331,7 +331,7 @@ int fm_ledger_parse(fm_reader *r, fm_ledger *l)
     for (; l->n_tensors < (int)n; l->n_tensors++) {
         ledger_tensor *t = &l->tensors[l->n_tensors];
         if ((rc = get_name(r, t->name, "tensor name")) < 0 ||
-            (rc = fm_get_u64(r, &t->bytes, "tensor size")) < 0)
+            (rc = fmi_get_u64(r, &t->bytes, "tensor size")) < 0)
             return rc;
     }
     if ((rc = get_count(r, &n, 28, "traffic records")) < 0)
@@ -341,37 +341,37 @@ int fm_ledger_parse(fm_reader *r, fm_ledger *l)
     for (; l->n_traffic < (int)n; l->n_traffic++) {
         ledger_traffic *t = &l->traffic[l->n_traffic];
         uint32_t layer, tensor, phase;
-        if ((rc = fm_get_u32(r, &layer, "traffic layer")) < 0 ||
-            (rc = fm_get_u32(r, &tensor, "traffic tensor")) < 0 ||
-            (rc = fm_get_u32(r, &phase, "traffic phase")) < 0 ||
-            (rc = fm_get_u64(r, &t->read, "bytes read")) < 0 ||
-            (rc = fm_get_u64(r, &t->written, "bytes written")) < 0)
+        if ((rc = fmi_get_u32(r, &layer, "traffic layer")) < 0 ||
+            (rc = fmi_get_u32(r, &tensor, "traffic tensor")) < 0 ||
+            (rc = fmi_get_u32(r, &phase, "traffic phase")) < 0 ||
+            (rc = fmi_get_u64(r, &t->read, "bytes read")) < 0 ||
+            (rc = fmi_get_u64(r, &t->written, "bytes written")) < 0)
             return rc;
         if (layer >= (uint32_t)l->n_layers || tensor >= (uint32_t)l->n_tensors || phase >= FM_PHASES)
-            return fm_error(FM_EFORMAT, "%s: ledger traffic record %d names layer %u, tensor %u, "
+            return fmi_error(FM_EFORMAT, "%s: ledger traffic record %d names layer %u, tensor %u, "
                             "phase %u, outside the ledger", r->path, l->n_traffic, layer, tensor, phase);
         t->layer = (int)layer;
         t->tensor = (int)tensor;
         t->phase = (fm_phase)phase;
     }
     for (int p = 0; p < FM_PHASES; p++)
-        if ((rc = fm_get_u64(r, &l->passes[p], "pass counts")) < 0 ||
-            (rc = fm_get_u64(r, &l->examples[p], "pass counts")) < 0)
+        if ((rc = fmi_get_u64(r, &l->passes[p], "pass counts")) < 0 ||
+            (rc = fmi_get_u64(r, &l->examples[p], "pass counts")) < 0)
             return rc;
     return FM_OK;
 }
 
-int fm_ledger_copy(fm_ledger *dst, const fm_ledger *src)
+int fmi_ledger_copy(fm_ledger *dst, const fm_ledger *src)
 {
     fm_writer w = {0};
-    fm_ledger_serialize(src, &w);
+    fmi_ledger_serialize(src, &w);
     if (w.failed) {
-        fm_free(w.buf);
-        return fm_error(FM_ENOMEM, "out of memory copying the energy ledger");
+        fmi_free(w.buf);
+        return fmi_error(FM_ENOMEM, "out of memory copying the energy ledger");
     }
     fm_reader r = {w.buf, w.len, "ledger copy", "ledger"};
-    int rc = fm_ledger_parse(&r, dst);
-    fm_free(w.buf);
+    int rc = fmi_ledger_parse(&r, dst);
+    fmi_free(w.buf);
     return rc;
 }
 
@@ -465,7 +465,7 @@ int fm_ledger_price(const fm_ledger *l, const fm_energy_table *table, int layer,
                     fm_energy *out)
 {
     if (!l || !table || !out)
-        return fm_error(FM_EINVAL, "fm_ledger_price: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_ledger_price: NULL argument");
     memset(out, 0, sizeof *out);
     for (int op = 0; op < FM_OP_KINDS; op++) {
         uint64_t n = fm_ledger_ops(l, layer, phase, (fm_op)op);
@@ -512,7 +512,7 @@ void fm_tally_add(fm_op op, uint64_t n)
     tally[op] += n;
 }
 
-void fm_tally_take(uint64_t counts[FM_OP_KINDS])
+void fmi_tally_take(uint64_t counts[FM_OP_KINDS])
 {
     for (int op = 0; op < FM_OP_KINDS; op++) {
         uint64_t v;
@@ -525,12 +525,12 @@ void fm_tally_take(uint64_t counts[FM_OP_KINDS])
     }
 }
 
-int fm_tally_enabled(void) { return 1; }
+int fmi_tally_enabled(void) { return 1; }
 #else
-void fm_tally_take(uint64_t counts[FM_OP_KINDS])
+void fmi_tally_take(uint64_t counts[FM_OP_KINDS])
 {
     memset(counts, 0, FM_OP_KINDS * sizeof counts[0]);
 }
 
-int fm_tally_enabled(void) { return 0; }
+int fmi_tally_enabled(void) { return 0; }
 #endif

@@ -25,9 +25,9 @@
 #define TABLE_VERSION 1
 
 /* Defined in builtin_tables.c (no header: these are this file's only users). */
-extern const int fm_energy_builtin_count;
-extern const char *const fm_energy_builtin_names[];
-extern const char *const fm_energy_builtin_texts[];
+extern const int fmi_energy_builtin_count;
+extern const char *const fmi_energy_builtin_names[];
+extern const char *const fmi_energy_builtin_texts[];
 
 typedef struct table_level {
     char *name;
@@ -71,12 +71,12 @@ const char *fm_op_name(fm_op op)
 
 const char *fm_energy_table_builtin(int index)
 {
-    return index >= 0 && index < fm_energy_builtin_count ? fm_energy_builtin_names[index] : NULL;
+    return index >= 0 && index < fmi_energy_builtin_count ? fmi_energy_builtin_names[index] : NULL;
 }
 
 const char *fm_energy_table_builtin_text(int index)
 {
-    return index >= 0 && index < fm_energy_builtin_count ? fm_energy_builtin_texts[index] : NULL;
+    return index >= 0 && index < fmi_energy_builtin_count ? fmi_energy_builtin_texts[index] : NULL;
 }
 
 /* ---- freeing and reading ------------------------------------------------- */
@@ -85,12 +85,12 @@ void fm_energy_table_free(fm_energy_table *table)
 {
     if (!table)
         return;
-    fm_free(table->name);
-    fm_free(table->source);
-    fm_free(table->unit);
+    fmi_free(table->name);
+    fmi_free(table->source);
+    fmi_free(table->unit);
     for (int i = 0; i < FM_ENERGY_MAX_LEVELS; i++)
-        fm_free(table->level[i].name);
-    fm_free(table);
+        fmi_free(table->level[i].name);
+    fmi_free(table);
 }
 
 const char *fm_energy_table_name(const fm_energy_table *table) { return table ? table->name : NULL; }
@@ -221,13 +221,13 @@ static int number_field(parser *p, const char *token, const char *what, double *
 {
     int r = parse_number(token, out);
     if (r == -2)
-        return fm_error(FM_EFORMAT, "%s:%d: %s %s is negative (must be >= 0)", p->origin,
+        return fmi_error(FM_EFORMAT, "%s:%d: %s %s is negative (must be >= 0)", p->origin,
                         p->line, what, token);
     if (r == -3)
-        return fm_error(FM_EFORMAT, "%s:%d: %s %s is out of range", p->origin, p->line, what,
+        return fmi_error(FM_EFORMAT, "%s:%d: %s %s is out of range", p->origin, p->line, what,
                         token);
     if (r)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s:%d: bad %s '%s' (expected a finite decimal number >= 0, e.g. 3.7 or 1e-12)",
                         p->origin, p->line, what, token);
     return FM_OK;
@@ -259,15 +259,15 @@ static int parse_capacity(parser *p, const char *token, uint64_t *out)
             if (!strcmp(s, units[i].suffix))
                 shift = (int)units[i].shift;
     if (shift < 0)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s:%d: bad capacity '%s' (expected a whole number with a suffix B, K, "
                         "KiB, M, MiB, G or GiB, e.g. 8KiB, or inf for the last level)",
                         p->origin, p->line, token);
     if (n == 0)
-        return fm_error(FM_EFORMAT, "%s:%d: capacity %s is zero", p->origin, p->line, token);
+        return fmi_error(FM_EFORMAT, "%s:%d: capacity %s is zero", p->origin, p->line, token);
     /* UINT64_MAX itself means unbounded, so the largest finite capacity is one less. */
     if (overflow || n > (UINT64_MAX - 1) >> shift)
-        return fm_error(FM_EFORMAT, "%s:%d: capacity %s is too large (write inf for unbounded)",
+        return fmi_error(FM_EFORMAT, "%s:%d: capacity %s is too large (write inf for unbounded)",
                         p->origin, p->line, token);
     *out = n << shift;
     return FM_OK;
@@ -281,7 +281,7 @@ static int parse_bits(parser *p, const char *token, int *out)
         if (v <= TABLE_MAX_BITS)
             v = v * 10 + (*s - '0');
     if (s == token || *s || v < 1 || v > TABLE_MAX_BITS)
-        return fm_error(FM_EFORMAT, "%s:%d: bad access width '%s' (expected a whole number of bits, 1..%d)",
+        return fmi_error(FM_EFORMAT, "%s:%d: bad access width '%s' (expected a whole number of bits, 1..%d)",
                         p->origin, p->line, token, TABLE_MAX_BITS);
     *out = (int)v;
     return FM_OK;
@@ -306,7 +306,7 @@ static int want_tokens(parser *p, int ntok, int want, const char *form)
 {
     if (ntok == want)
         return FM_OK;
-    return fm_error(FM_EFORMAT, "%s:%d: %s tokens (expected '%s')", p->origin, p->line,
+    return fmi_error(FM_EFORMAT, "%s:%d: %s tokens (expected '%s')", p->origin, p->line,
                     ntok < want ? "missing" : "extra", form);
 }
 
@@ -320,12 +320,12 @@ static int key_op(parser *p, char **tok, int ntok)
         if (!strcmp(tok[1], op_names[i]))
             op = i;
     if (op < 0)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s:%d: unknown op '%s' (expected fmul, fadd, fma, fspecial, iadd, shift, "
                         "sign, xnor_popcount, cmp or rand)",
                         p->origin, p->line, tok[1]);
     if (p->have_op[op])
-        return fm_error(FM_EFORMAT, "%s:%d: duplicate op '%s' (first on line %d)", p->origin,
+        return fmi_error(FM_EFORMAT, "%s:%d: duplicate op '%s' (first on line %d)", p->origin,
                         p->line, tok[1], p->have_op[op]);
     char what[64];
     snprintf(what, sizeof what, "cost of op %s", op_names[op]);
@@ -344,10 +344,10 @@ static int key_level(parser *p, char **tok, int ntok)
     fm_energy_table *t = p->table;
     for (int i = 0; i < t->levels; i++)
         if (!strcmp(t->level[i].name, tok[1]))
-            return fm_error(FM_EFORMAT, "%s:%d: duplicate level '%s' (first on line %d)",
+            return fmi_error(FM_EFORMAT, "%s:%d: duplicate level '%s' (first on line %d)",
                             p->origin, p->line, tok[1], t->level[i].line);
     if (t->levels == FM_ENERGY_MAX_LEVELS)
-        return fm_error(FM_EFORMAT, "%s:%d: too many levels (at most %d)", p->origin, p->line,
+        return fmi_error(FM_EFORMAT, "%s:%d: too many levels (at most %d)", p->origin, p->line,
                         FM_ENERGY_MAX_LEVELS);
     table_level l = {0};
     l.line = p->line;
@@ -363,7 +363,7 @@ static int key_level(parser *p, char **tok, int ntok)
     if (t->levels > 0) {
         const table_level *prev = &t->level[t->levels - 1];
         if (prev->capacity == FM_ENERGY_UNBOUNDED)
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s:%d: level '%s' follows the unbounded level '%s' (line %d); the "
                             "level of capacity inf must be the last",
                             p->origin, p->line, tok[1], prev->name, prev->line);
@@ -371,13 +371,13 @@ static int key_level(parser *p, char **tok, int ntok)
             char a[32], b[32];
             format_capacity(l.capacity, a, sizeof a);
             format_capacity(prev->capacity, b, sizeof b);
-            return fm_error(FM_EFORMAT,
+            return fmi_error(FM_EFORMAT,
                             "%s:%d: level '%s' (%s) is not larger than the level before it, '%s' "
                             "(%s); list levels smallest first",
                             p->origin, p->line, tok[1], a, prev->name, b);
         }
     }
-    l.name = fm_strdup(tok[1]);
+    l.name = fmi_strdup(tok[1]);
     if (!l.name)
         return FM_ENOMEM;
     t->level[t->levels++] = l;
@@ -391,7 +391,7 @@ static int key_network(parser *p, char **tok, int ntok)
         return err;
     fm_energy_table *t = p->table;
     if (t->network_line)
-        return fm_error(FM_EFORMAT, "%s:%d: duplicate key 'network' (first on line %d)",
+        return fmi_error(FM_EFORMAT, "%s:%d: duplicate key 'network' (first on line %d)",
                         p->origin, p->line, t->network_line);
     err = number_field(p, tok[1], "send cost", &t->network_send);
     if (!err)
@@ -435,7 +435,7 @@ static int parse_line(parser *p, char *line)
         s++;
     if (!strncmp(s, "source", 6) && (s[6] == ' ' || s[6] == '\t' || s[6] == '\0')) {
         if (p->have_source)
-            return fm_error(FM_EFORMAT, "%s:%d: duplicate key 'source' (first on line %d)",
+            return fmi_error(FM_EFORMAT, "%s:%d: duplicate key 'source' (first on line %d)",
                             p->origin, p->line, p->have_source);
         s += 6;
         while (*s == ' ' || *s == '\t')
@@ -444,9 +444,9 @@ static int parse_line(parser *p, char *line)
         while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
             n--;
         if (!n)
-            return fm_error(FM_EFORMAT, "%s:%d: missing tokens (expected 'source TEXT...')",
+            return fmi_error(FM_EFORMAT, "%s:%d: missing tokens (expected 'source TEXT...')",
                             p->origin, p->line);
-        char *copy = fm_alloc_raw(n + 1);
+        char *copy = fmi_alloc_raw(n + 1);
         if (!copy)
             return FM_ENOMEM;
         memcpy(copy, s, n);
@@ -464,26 +464,26 @@ static int parse_line(parser *p, char *line)
         ntok = TABLE_MAX_TOKENS + 1;
     if (!strcmp(tok[0], "name")) {
         if (p->have_name)
-            return fm_error(FM_EFORMAT, "%s:%d: duplicate key 'name' (first on line %d)",
+            return fmi_error(FM_EFORMAT, "%s:%d: duplicate key 'name' (first on line %d)",
                             p->origin, p->line, p->have_name);
         int err = want_tokens(p, ntok, 2, "name NAME");
         if (err)
             return err;
-        if (!(t->name = fm_strdup(tok[1])))
+        if (!(t->name = fmi_strdup(tok[1])))
             return FM_ENOMEM;
         p->have_name = p->line;
         return FM_OK;
     }
     if (!strcmp(tok[0], "unit")) {
         if (p->have_unit)
-            return fm_error(FM_EFORMAT, "%s:%d: duplicate key 'unit' (first on line %d)",
+            return fmi_error(FM_EFORMAT, "%s:%d: duplicate key 'unit' (first on line %d)",
                             p->origin, p->line, p->have_unit);
         int err = want_tokens(p, ntok, 3, "unit UNIT JOULES_PER_UNIT");
         if (!err)
             err = number_field(p, tok[2], "joules per unit", &t->joules_per_unit);
         if (err)
             return err;
-        if (!(t->unit = fm_strdup(tok[1])))
+        if (!(t->unit = fmi_strdup(tok[1])))
             return FM_ENOMEM;
         p->have_unit = p->line;
         return FM_OK;
@@ -495,9 +495,9 @@ static int parse_line(parser *p, char *line)
     if (!strcmp(tok[0], "network"))
         return key_network(p, tok, ntok);
     if (!strcmp(tok[0], TABLE_MAGIC))
-        return fm_error(FM_EFORMAT, "%s:%d: a second '%s' line (only the first line has it)",
+        return fmi_error(FM_EFORMAT, "%s:%d: a second '%s' line (only the first line has it)",
                         p->origin, p->line, TABLE_MAGIC);
-    return fm_error(FM_EFORMAT,
+    return fmi_error(FM_EFORMAT,
                     "%s:%d: unknown key '%s' (expected name, source, unit, op, level or network)",
                     p->origin, p->line, tok[0]);
 }
@@ -508,11 +508,11 @@ static int parse_header(parser *p, char *line)
     char *tok[TABLE_MAX_TOKENS];
     int ntok = tokenize(line, tok);
     if (ntok < 1 || strcmp(tok[0], TABLE_MAGIC))
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s:%d: not an energy table: the first line must be '%s %d'",
                         p->origin, p->line, TABLE_MAGIC, TABLE_VERSION);
     if (ntok != 2)
-        return fm_error(FM_EFORMAT, "%s:%d: %s tokens (expected '%s %d')", p->origin, p->line,
+        return fmi_error(FM_EFORMAT, "%s:%d: %s tokens (expected '%s %d')", p->origin, p->line,
                         ntok < 2 ? "missing" : "extra", TABLE_MAGIC, TABLE_VERSION);
     const char *v = tok[1];
     long version = 0;
@@ -521,10 +521,10 @@ static int parse_header(parser *p, char *line)
         if (version < 1000000)
             version = version * 10 + (*s - '0');
     if (s == v || *s)
-        return fm_error(FM_EFORMAT, "%s:%d: bad format version '%s' (expected '%s %d')",
+        return fmi_error(FM_EFORMAT, "%s:%d: bad format version '%s' (expected '%s %d')",
                         p->origin, p->line, v, TABLE_MAGIC, TABLE_VERSION);
     if (version != TABLE_VERSION)
-        return fm_error(FM_EUNSUPPORTED,
+        return fmi_error(FM_EUNSUPPORTED,
                         "%s:%d: energy table format version %s is not supported (this fewmul "
                         "reads version %d)",
                         p->origin, p->line, v, TABLE_VERSION);
@@ -549,12 +549,12 @@ static int check_complete(parser *p)
     if (!p->table->levels)
         len += (size_t)snprintf(missing + len, sizeof missing - len, "%slevel", len ? ", " : "");
     if (len)
-        return fm_error(FM_EFORMAT, "%s: missing %s (a table needs name, source, unit, one op "
+        return fmi_error(FM_EFORMAT, "%s: missing %s (a table needs name, source, unit, one op "
                         "line for each of the %d kinds and 1..%d levels)",
                         p->origin, missing, FM_OP_KINDS, FM_ENERGY_MAX_LEVELS);
     const table_level *last = &p->table->level[p->table->levels - 1];
     if (last->capacity != FM_ENERGY_UNBOUNDED)
-        return fm_error(FM_EFORMAT,
+        return fmi_error(FM_EFORMAT,
                         "%s:%d: the last level '%s' must have capacity inf (the memory that "
                         "holds everything, e.g. DRAM)",
                         p->origin, last->line, last->name);
@@ -569,14 +569,14 @@ int fm_energy_table_parse(const char *text, size_t length, const char *origin,
     if (!origin)
         origin = "energy table";
     if (!out || (!text && length))
-        return fm_error(FM_EINVAL, "fm_energy_table_parse: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_energy_table_parse: NULL argument");
     if (length > TABLE_MAX_BYTES)
-        return fm_error(FM_EFORMAT, "%s: too large (%zu bytes; an energy table is at most %zu)",
+        return fmi_error(FM_EFORMAT, "%s: too large (%zu bytes; an energy table is at most %zu)",
                         origin, length, TABLE_MAX_BYTES);
 
     parser p = {0};
     p.origin = origin;
-    p.table = fm_alloc(1, sizeof *p.table);
+    p.table = fmi_alloc(1, sizeof *p.table);
     if (!p.table)
         return FM_ENOMEM;
 
@@ -595,19 +595,19 @@ int fm_energy_table_parse(const char *text, size_t length, const char *origin,
         if (n && start[n - 1] == '\r')
             n--; /* CRLF */
         if (n > TABLE_MAX_LINE) {
-            err = fm_error(FM_EFORMAT, "%s:%d: line too long (%zu bytes; at most %d)", origin,
+            err = fmi_error(FM_EFORMAT, "%s:%d: line too long (%zu bytes; at most %d)", origin,
                            p.line, n, TABLE_MAX_LINE);
             break;
         }
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)start[i];
             if (c == '\0') {
-                err = fm_error(FM_EFORMAT, "%s:%d: NUL byte at column %zu (not a text file?)",
+                err = fmi_error(FM_EFORMAT, "%s:%d: NUL byte at column %zu (not a text file?)",
                                origin, p.line, i + 1);
                 break;
             }
             if ((c < 0x20 && c != '\t') || c == 0x7f) {
-                err = fm_error(FM_EFORMAT, "%s:%d: control character 0x%02x at column %zu",
+                err = fmi_error(FM_EFORMAT, "%s:%d: control character 0x%02x at column %zu",
                                origin, p.line, c, i + 1);
                 break;
             }
@@ -632,7 +632,7 @@ int fm_energy_table_parse(const char *text, size_t length, const char *origin,
         }
     }
     if (!err && !header_seen)
-        err = fm_error(FM_EFORMAT, "%s: empty (no '%s %d' line)", origin, TABLE_MAGIC,
+        err = fmi_error(FM_EFORMAT, "%s: empty (no '%s %d' line)", origin, TABLE_MAGIC,
                        TABLE_VERSION);
     if (!err)
         err = check_complete(&p);
@@ -654,29 +654,29 @@ static int read_table_file(const char *path, char **text, size_t *length)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int missing = errno == ENOENT || errno == ENOTDIR;
-        return fm_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
+        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fm_error(FM_EIO, "%s: %s", path, strerror(e));
+        return fmi_error(FM_EIO, "%s: %s", path, strerror(e));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return fm_error(FM_EIO, "%s: %s (expected an energy table file or a built-in table name)",
+        return fmi_error(FM_EIO, "%s: %s (expected an energy table file or a built-in table name)",
                         path, strerror(EISDIR));
     }
     if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > TABLE_MAX_BYTES) {
         close(fd);
-        return fm_error(FM_EFORMAT, "%s: too large (%llu bytes; an energy table is at most %zu)",
+        return fmi_error(FM_EFORMAT, "%s: too large (%llu bytes; an energy table is at most %zu)",
                         path, (unsigned long long)st.st_size, TABLE_MAX_BYTES);
     }
     /* A regular file is read in one buffer of its size; anything else (a pipe)
      * grows its buffer with what arrives, up to one byte past the limit. */
     size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 4096;
     size_t len = 0;
-    char *buf = fm_alloc_raw(cap + 1);
+    char *buf = fmi_alloc_raw(cap + 1);
     if (!buf) {
         close(fd);
         return FM_ENOMEM;
@@ -687,7 +687,7 @@ static int read_table_file(const char *path, char **text, size_t *length)
             if (cap > TABLE_MAX_BYTES)
                 break;
             size_t next = FM_MIN(cap * 2, TABLE_MAX_BYTES + 1);
-            char *grown = fm_realloc(buf, next + 1);
+            char *grown = fmi_realloc(buf, next + 1);
             if (!grown) {
                 err = FM_ENOMEM;
                 break;
@@ -699,7 +699,7 @@ static int read_table_file(const char *path, char **text, size_t *length)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            err = fm_error(FM_EIO, "%s: %s", path, strerror(errno));
+            err = fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
             break;
         }
         if (r == 0)
@@ -708,10 +708,10 @@ static int read_table_file(const char *path, char **text, size_t *length)
     }
     close(fd);
     if (!err && len > TABLE_MAX_BYTES)
-        err = fm_error(FM_EFORMAT, "%s: too large (more than %zu bytes; an energy table is at "
+        err = fmi_error(FM_EFORMAT, "%s: too large (more than %zu bytes; an energy table is at "
                        "most %zu)", path, TABLE_MAX_BYTES, TABLE_MAX_BYTES);
     if (err) {
-        fm_free(buf);
+        fmi_free(buf);
         return err;
     }
     buf[len] = '\0';
@@ -725,15 +725,15 @@ int fm_energy_table_open(const char *name_or_path, fm_energy_table **out)
     if (out)
         *out = NULL;
     if (!name_or_path || !out)
-        return fm_error(FM_EINVAL, "fm_energy_table_open: NULL argument");
-    for (int i = 0; i < fm_energy_builtin_count; i++)
-        if (!strcmp(name_or_path, fm_energy_builtin_names[i]))
-            return fm_energy_table_parse(fm_energy_builtin_texts[i],
-                                         strlen(fm_energy_builtin_texts[i]),
-                                         fm_energy_builtin_names[i], out);
+        return fmi_error(FM_EINVAL, "fm_energy_table_open: NULL argument");
+    for (int i = 0; i < fmi_energy_builtin_count; i++)
+        if (!strcmp(name_or_path, fmi_energy_builtin_names[i]))
+            return fm_energy_table_parse(fmi_energy_builtin_texts[i],
+                                         strlen(fmi_energy_builtin_texts[i]),
+                                         fmi_energy_builtin_names[i], out);
     if (!*name_or_path)
-        return fm_error(FM_ENOENT, "empty energy table name (built-in tables: %s, ...)",
-                        fm_energy_builtin_names[0]);
+        return fmi_error(FM_ENOENT, "empty energy table name (built-in tables: %s, ...)",
+                        fmi_energy_builtin_names[0]);
     char *text;
     size_t length;
     int err = read_table_file(name_or_path, &text, &length);
@@ -741,15 +741,15 @@ int fm_energy_table_open(const char *name_or_path, fm_energy_table **out)
         /* A mistyped built-in name reads as a missing file: say both. */
         char names[256] = "";
         size_t len = 0;
-        for (int i = 0; i < fm_energy_builtin_count && len < sizeof names; i++)
+        for (int i = 0; i < fmi_energy_builtin_count && len < sizeof names; i++)
             len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "",
-                                    fm_energy_builtin_names[i]);
-        return fm_error(FM_ENOENT, "%s: %s (and not a built-in energy table: %s)", name_or_path,
+                                    fmi_energy_builtin_names[i]);
+        return fmi_error(FM_ENOENT, "%s: %s (and not a built-in energy table: %s)", name_or_path,
                         strerror(ENOENT), names);
     }
     if (err)
         return err;
     err = fm_energy_table_parse(text, length, name_or_path, out);
-    fm_free(text);
+    fmi_free(text);
     return err;
 }

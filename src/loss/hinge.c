@@ -4,7 +4,7 @@
  * t*y and the gradient's t are sign selects, as in the method's arithmetic. */
 #include "loss.h"
 
-int fm_count_errors(const float *y, const uint8_t *labels, int batch, int classes)
+int fmi_count_errors(const float *y, const uint8_t *labels, int batch, int classes)
 {
     int errors = 0;
     for (int b = 0; b < batch; b++) {
@@ -20,14 +20,14 @@ int fm_count_errors(const float *y, const uint8_t *labels, int batch, int classe
     return errors;
 }
 
-void fm_count_errors_cost(const fm_cost *c, int batch, int classes)
+void fmi_count_errors_cost(const fm_cost *c, int batch, int classes)
 {
-    fm_cost_ops(c, FM_OP_CMP, (uint64_t)batch * classes);
-    fm_cost_ops(c, FM_OP_SIGN, (uint64_t)batch * (classes - 1));
-    fm_cost_ops(c, FM_OP_IADD, (uint64_t)batch);
+    fmi_cost_ops(c, FM_OP_CMP, (uint64_t)batch * classes);
+    fmi_cost_ops(c, FM_OP_SIGN, (uint64_t)batch * (classes - 1));
+    fmi_cost_ops(c, FM_OP_IADD, (uint64_t)batch);
 }
 
-double fm_loss_hinge_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
+double fmi_loss_hinge_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
                           float *dy, int *errors)
 {
     double total = 0.0;
@@ -57,24 +57,24 @@ double fm_loss_hinge_part(const float *y, const uint8_t *labels, int batch, int 
     }
     (void)n;
     if (errors)
-        *errors = fm_count_errors(y, labels, batch, classes);
+        *errors = fmi_count_errors(y, labels, batch, classes);
     return total / norm;
 }
 
-double fm_loss_hinge(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
+double fmi_loss_hinge(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
                      int *errors)
 {
-    return fm_loss_hinge_part(y, labels, batch, batch, classes, dy, errors);
+    return fmi_loss_hinge_part(y, labels, batch, batch, classes, dy, errors);
 }
 
-void fm_loss_hinge_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)
+void fmi_loss_hinge_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)
 {
     uint64_t n = (uint64_t)batch * classes;
-    fm_cost_ops(forward, FM_OP_CMP, 2 * n);  /* label test, margin > 0 */
-    fm_cost_ops(forward, FM_OP_SIGN, 2 * n); /* t*y, max */
-    fm_cost_ops(forward, FM_OP_FADD, n);     /* 1 - t*y */
-    fm_cost_ops(forward, FM_OP_FMA, n);      /* total += m*m */
-    fm_count_errors_cost(forward, batch, classes);
-    fm_cost_ops(backward, FM_OP_FMUL, n);    /* m * (-2/B) */
-    fm_cost_ops(backward, FM_OP_SIGN, n);    /* times t */
+    fmi_cost_ops(forward, FM_OP_CMP, 2 * n);  /* label test, margin > 0 */
+    fmi_cost_ops(forward, FM_OP_SIGN, 2 * n); /* t*y, max */
+    fmi_cost_ops(forward, FM_OP_FADD, n);     /* 1 - t*y */
+    fmi_cost_ops(forward, FM_OP_FMA, n);      /* total += m*m */
+    fmi_count_errors_cost(forward, batch, classes);
+    fmi_cost_ops(backward, FM_OP_FMUL, n);    /* m * (-2/B) */
+    fmi_cost_ops(backward, FM_OP_SIGN, n);    /* times t */
 }

@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-double fm_loss_xent_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
+double fmi_loss_xent_part(const float *y, const uint8_t *labels, int batch, int norm, int classes,
                          float *dy, int *errors)
 {
     double total = 0.0;
@@ -42,27 +42,27 @@ double fm_loss_xent_part(const float *y, const uint8_t *labels, int batch, int n
     }
     (void)n;
     if (errors)
-        *errors = fm_count_errors(y, labels, batch, classes);
+        *errors = fmi_count_errors(y, labels, batch, classes);
     return total / norm;
 }
 
-double fm_loss_xent(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
+double fmi_loss_xent(const float *y, const uint8_t *labels, int batch, int classes, float *dy,
                     int *errors)
 {
-    return fm_loss_xent_part(y, labels, batch, batch, classes, dy, errors);
+    return fmi_loss_xent_part(y, labels, batch, batch, classes, dy, errors);
 }
 
-void fm_loss_xent_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)
+void fmi_loss_xent_cost(const fm_cost *forward, const fm_cost *backward, int batch, int classes)
 {
     uint64_t n = (uint64_t)batch * classes;
-    fm_cost_ops(forward, FM_OP_CMP, (uint64_t)batch * (classes - 1));  /* row maximum */
-    fm_cost_ops(forward, FM_OP_SIGN, (uint64_t)batch * (classes - 1));
-    fm_cost_ops(forward, FM_OP_FADD, 2 * n + 3 * (uint64_t)batch);    /* y - top, sum; loss */
-    fm_cost_ops(forward, FM_OP_FSPECIAL, n + (uint64_t)batch);         /* exp; log */
-    fm_count_errors_cost(forward, batch, classes);
-    fm_cost_ops(backward, FM_OP_FSPECIAL, (uint64_t)batch + n);        /* 1/sum; exp */
-    fm_cost_ops(backward, FM_OP_FADD, 2 * n);                          /* y - top; p - 1 */
-    fm_cost_ops(backward, FM_OP_FMUL, 2 * n);                          /* * 1/sum; * 1/B */
-    fm_cost_ops(backward, FM_OP_CMP, n);
-    fm_cost_ops(backward, FM_OP_SIGN, n);
+    fmi_cost_ops(forward, FM_OP_CMP, (uint64_t)batch * (classes - 1));  /* row maximum */
+    fmi_cost_ops(forward, FM_OP_SIGN, (uint64_t)batch * (classes - 1));
+    fmi_cost_ops(forward, FM_OP_FADD, 2 * n + 3 * (uint64_t)batch);    /* y - top, sum; loss */
+    fmi_cost_ops(forward, FM_OP_FSPECIAL, n + (uint64_t)batch);         /* exp; log */
+    fmi_count_errors_cost(forward, batch, classes);
+    fmi_cost_ops(backward, FM_OP_FSPECIAL, (uint64_t)batch + n);        /* 1/sum; exp */
+    fmi_cost_ops(backward, FM_OP_FADD, 2 * n);                          /* y - top; p - 1 */
+    fmi_cost_ops(backward, FM_OP_FMUL, 2 * n);                          /* * 1/sum; * 1/B */
+    fmi_cost_ops(backward, FM_OP_CMP, n);
+    fmi_cost_ops(backward, FM_OP_SIGN, n);
 }

@@ -58,7 +58,7 @@ const char *fm_weights_name(fm_weight_mode mode)
 int fm_parse_weights(const char *text, fm_config *c)
 {
     if (!text || !c)
-        return fm_error(FM_EINVAL, "no weight mode given");
+        return fmi_error(FM_EINVAL, "no weight mode given");
     for (int m = 0; m < (int)(sizeof weight_names / sizeof weight_names[0]); m++)
         if (strcmp(text, weight_names[m]) == 0) {
             c->weights = (fm_weight_mode)m;
@@ -70,13 +70,13 @@ int fm_parse_weights(const char *text, fm_config *c)
         errno = 0;
         long n = strtol(digits, &end, 10);
         if (*digits == '\0' || *end != '\0' || errno || n < 2 || n > 255)
-            return fm_error(FM_EINVAL, "bad synapse level count '%s' (expected an integer 2..255)",
+            return fmi_error(FM_EINVAL, "bad synapse level count '%s' (expected an integer 2..255)",
                             digits);
         c->weights = FM_WEIGHTS_SYNAPSE;
         c->synapse_levels = (int)n;
         return FM_OK;
     }
-    return fm_error(FM_EINVAL,
+    return fmi_error(FM_EINVAL,
                     "unknown weight mode '%s' (expected fp32, bc, bc-det, tc, tc-det or synapse[:N])",
                     text);
 }
@@ -155,17 +155,17 @@ static int parse_item(const char *item, size_t len, fm_layer_spec *spec)
     return *p == '\0' ? 0 : -1;
 }
 
-int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs)
+int fmi_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs)
 {
     if (!arch)
-        return fm_error(FM_EINVAL, "no architecture given");
+        return fmi_error(FM_EINVAL, "no architecture given");
     const char *spelled = arch;
     for (size_t i = 0; i < sizeof named_archs / sizeof named_archs[0]; i++)
         if (strcmp(arch, named_archs[i].name) == 0)
             spelled = named_archs[i].spelled;
     int conv = strncmp(spelled, "conv:", 5) == 0;
     if (!conv && strncmp(spelled, "mlp:", 4) != 0)
-        return fm_error(FM_EINVAL,
+        return fmi_error(FM_EINVAL,
                         "unknown architecture '%s' (expected paper-mlp, paper-cnn, bc-cnn, "
                         "mlp:H1,H2,... or conv:ITEM,...)",
                         arch);
@@ -187,25 +187,25 @@ int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs)
             }
         }
         if (bad)
-            return fm_error(FM_EINVAL,
+            return fmi_error(FM_EINVAL,
                             conv ? "bad architecture '%s': item '%.*s' is not FkK[sS][same|valid] "
                                    "(convolution), poolP[sS], gap or fcH"
                                  : "bad architecture '%s': item '%.*s' is not a hidden width "
                                    "1..65536 (widths are separated by commas)",
                             arch, (int)len, p);
         if (spec.kind != FM_SPEC_FC && seen_fc)
-            return fm_error(FM_EINVAL, "bad architecture '%s': '%.*s' follows a dense layer "
+            return fmi_error(FM_EINVAL, "bad architecture '%s': '%.*s' follows a dense layer "
                                        "(convolutions and pools come first)",
                             arch, (int)len, p);
         if (spec.kind == FM_SPEC_POOL && (n == 0 || specs[n - 1].kind != FM_SPEC_CONV))
-            return fm_error(FM_EINVAL, "bad architecture '%s': a pool must follow a convolution",
+            return fmi_error(FM_EINVAL, "bad architecture '%s': a pool must follow a convolution",
                             arch);
         if (spec.kind == FM_SPEC_GAP && (n == 0 || specs[n - 1].kind == FM_SPEC_GAP))
-            return fm_error(FM_EINVAL, "bad architecture '%s': gap must follow a convolution "
+            return fmi_error(FM_EINVAL, "bad architecture '%s': gap must follow a convolution "
                                        "or a pool", arch);
         seen_fc |= spec.kind == FM_SPEC_FC;
         if (n == max_specs)
-            return fm_error(FM_EINVAL, "bad architecture '%s': at most %d items", arch, max_specs);
+            return fmi_error(FM_EINVAL, "bad architecture '%s': at most %d items", arch, max_specs);
         specs[n++] = spec;
         if (!end)
             return n;
@@ -216,7 +216,7 @@ int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs)
 int fm_arch_is_conv(const char *arch)
 {
     fm_layer_spec specs[FM_MAX_HIDDEN];
-    int n = fm_arch_parse(arch, specs, FM_MAX_HIDDEN);
+    int n = fmi_arch_parse(arch, specs, FM_MAX_HIDDEN);
     for (int i = 0; i < n; i++)
         if (specs[i].kind == FM_SPEC_CONV)
             return 1;
@@ -227,9 +227,9 @@ int fm_arch_is_conv(const char *arch)
 static int check_qb_range(int emin, int emax, const char *what)
 {
     if ((emin == FM_QB_UNBOUNDED) != (emax == FM_QB_UNBOUNDED))
-        return fm_error(FM_EINVAL, "quantized back-prop range%s needs both EMIN and EMAX", what);
+        return fmi_error(FM_EINVAL, "quantized back-prop range%s needs both EMIN and EMAX", what);
     if (emin != FM_QB_UNBOUNDED && (emin > emax || emin < -126 || emax > 126))
-        return fm_error(FM_EINVAL,
+        return fmi_error(FM_EINVAL,
                         "quantized back-prop range%s %d:%d invalid (need -126 <= EMIN <= EMAX <= 126)",
                         what, emin, emax);
     return FM_OK;
@@ -239,67 +239,67 @@ int fm_config_check(const fm_config *c)
 {
     fm_layer_spec specs[FM_MAX_HIDDEN];
     if (!c)
-        return fm_error(FM_EINVAL, "no configuration");
-    int rc = fm_arch_parse(c->arch, specs, FM_MAX_HIDDEN);
+        return fmi_error(FM_EINVAL, "no configuration");
+    int rc = fmi_arch_parse(c->arch, specs, FM_MAX_HIDDEN);
     if (rc < 0)
         return rc;
     if ((unsigned)c->weights > FM_WEIGHTS_SYNAPSE)
-        return fm_error(FM_EINVAL, "unknown weight mode %d", (int)c->weights);
+        return fmi_error(FM_EINVAL, "unknown weight mode %d", (int)c->weights);
     if (c->weights == FM_WEIGHTS_SYNAPSE && (c->synapse_levels < 2 || c->synapse_levels > 255))
-        return fm_error(FM_EINVAL, "synapse levels %d out of range 2..255", c->synapse_levels);
+        return fmi_error(FM_EINVAL, "synapse levels %d out of range 2..255", c->synapse_levels);
     if (!(c->synapse_range > 1.0 && c->synapse_range < 1e30))
-        return fm_error(FM_EINVAL, "synapse range %g must be greater than 1", c->synapse_range);
+        return fmi_error(FM_EINVAL, "synapse range %g must be greater than 1", c->synapse_range);
     if ((rc = check_qb_range(c->qb_emin, c->qb_emax, "")) < 0 ||
         (rc = check_qb_range(c->qb_conv_emin, c->qb_conv_emax, " of convolutions")) < 0)
         return rc;
     if (c->epochs < 1 || c->epochs > 1000000)
-        return fm_error(FM_EINVAL, "epochs %d out of range 1..1000000", c->epochs);
+        return fmi_error(FM_EINVAL, "epochs %d out of range 1..1000000", c->epochs);
     if (c->batch < 1 || c->batch > 65536)
-        return fm_error(FM_EINVAL, "batch %d out of range 1..65536", c->batch);
+        return fmi_error(FM_EINVAL, "batch %d out of range 1..65536", c->batch);
     if ((unsigned)c->opt > FM_OPT_ADAM || (unsigned)c->loss > FM_LOSS_XENT ||
         (unsigned)c->preproc > FM_PRE_GCN_LCN || (unsigned)c->bn_stats > FM_BN_RUNNING ||
         (unsigned)c->scale > FM_SCALE_ONE)
-        return fm_error(FM_EINVAL, "unknown optimizer, loss, preprocessing, scale or bn-stats value");
+        return fmi_error(FM_EINVAL, "unknown optimizer, loss, preprocessing, scale or bn-stats value");
     if (!isfinite(c->lr) || c->lr < 0.0 || !isfinite(c->lr_final) || c->lr_final < 0.0)
-        return fm_error(FM_EINVAL, "learning rates must be finite and positive");
+        return fmi_error(FM_EINVAL, "learning rates must be finite and positive");
     if (!(c->momentum >= 0.0 && c->momentum < 1.0))
-        return fm_error(FM_EINVAL, "momentum %g out of range [0, 1)", c->momentum);
+        return fmi_error(FM_EINVAL, "momentum %g out of range [0, 1)", c->momentum);
     if (c->valid < 0)
-        return fm_error(FM_EINVAL, "validation size %d is negative", c->valid);
+        return fmi_error(FM_EINVAL, "validation size %d is negative", c->valid);
     if (c->train_limit < 0)
-        return fm_error(FM_EINVAL, "train limit %d is negative", c->train_limit);
+        return fmi_error(FM_EINVAL, "train limit %d is negative", c->train_limit);
     if (c->acts != FM_ACTS_RELU && c->acts != FM_ACTS_BINARY)
-        return fm_error(FM_EINVAL, "unknown activation kind %d", (int)c->acts);
+        return fmi_error(FM_EINVAL, "unknown activation kind %d", (int)c->acts);
     if (!(c->dropout >= 0.0 && c->dropout < 1.0))
-        return fm_error(FM_EINVAL, "dropout %g out of range [0, 1)", c->dropout);
+        return fmi_error(FM_EINVAL, "dropout %g out of range [0, 1)", c->dropout);
     if (!(c->bn_momentum > 0.0 && c->bn_momentum <= 1.0))
-        return fm_error(FM_EINVAL, "batch-norm momentum %g out of range (0, 1]", c->bn_momentum);
+        return fmi_error(FM_EINVAL, "batch-norm momentum %g out of range (0, 1]", c->bn_momentum);
     if (!(c->bn_eps > 0.0 && c->bn_eps < 1.0))
-        return fm_error(FM_EINVAL, "batch-norm epsilon %g out of range (0, 1)", c->bn_eps);
+        return fmi_error(FM_EINVAL, "batch-norm epsilon %g out of range (0, 1)", c->bn_eps);
     if (c->eval_every < 1)
-        return fm_error(FM_EINVAL, "eval-every %d must be at least 1", c->eval_every);
+        return fmi_error(FM_EINVAL, "eval-every %d must be at least 1", c->eval_every);
     if (c->exec != FM_EXEC_DEFAULT && c->exec != FM_EXEC_MULFREE)
-        return fm_error(FM_EINVAL, "unknown execution path %d", (int)c->exec);
+        return fmi_error(FM_EINVAL, "unknown execution path %d", (int)c->exec);
     if (c->exec == FM_EXEC_MULFREE) {
         if (c->weights == FM_WEIGHTS_FP32)
-            return fm_error(FM_EINVAL, "multiplication-free execution needs quantized weights "
+            return fmi_error(FM_EINVAL, "multiplication-free execution needs quantized weights "
                                        "(bc, bc-det, tc, tc-det or synapse), not fp32");
         if (!c->qb)
-            return fm_error(FM_EINVAL, "multiplication-free execution needs quantized back-prop "
+            return fmi_error(FM_EINVAL, "multiplication-free execution needs quantized back-prop "
                                        "(its weight gradient is formed by exponent adds of Q(x))");
         if (fm_arch_is_conv(c->arch))
-            return fm_error(FM_EUNSUPPORTED, "multiplication-free execution runs dense layers "
+            return fmi_error(FM_EUNSUPPORTED, "multiplication-free execution runs dense layers "
                                              "only; '%s' has convolutions", c->arch);
         if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 32)
-            return fm_error(FM_EINVAL, "multiplication-free execution takes at most 32 synapse "
+            return fmi_error(FM_EINVAL, "multiplication-free execution takes at most 32 synapse "
                                        "levels (got %d)", c->synapse_levels);
     }
     if (c->threads > 1024)
-        return fm_error(FM_EINVAL, "threads %d out of range 1..1024", c->threads);
+        return fmi_error(FM_EINVAL, "threads %d out of range 1..1024", c->threads);
     return FM_OK;
 }
 
-const char *fm_config_differs(const fm_config *a, const fm_config *b)
+const char *fmi_config_differs(const fm_config *a, const fm_config *b)
 {
 #define SAME(field) if (a->field != b->field) return #field
 #define SAME_REAL(field) if (memcmp(&a->field, &b->field, sizeof a->field) != 0) return #field

@@ -28,38 +28,38 @@ typedef struct fm_dist {
 } fm_dist;
 
 /* A communicator of one rank (or none) needs no fm_dist: *out is NULL. */
-int fm_dist_create(const fm_comm *comm, const fm_model *model, fm_ledger *ledger, fm_dist **out);
-void fm_dist_free(fm_dist *dist);
+int fmi_dist_create(const fm_comm *comm, const fm_model *model, fm_ledger *ledger, fm_dist **out);
+void fmi_dist_free(fm_dist *dist);
 
 /* This rank's contiguous share [*first, *first + *count) of `total` items. */
-void fm_dist_share(const fm_dist *dist, int total, int *first, int *count);
+void fmi_dist_share(const fm_dist *dist, int total, int *first, int *count);
 
 /* Sums n floats over the ranks in place, recorded in the ledger as `name`
  * at `cost` (a ring allreduce: each rank sends and receives 2(N-1)/N of the
  * bytes). FM_EPEER when the communicator fails. */
-int fm_dist_allreduce(fm_dist *dist, const fm_cost *cost, const char *name, float *x, size_t n);
+int fmi_dist_allreduce(fm_dist *dist, const fm_cost *cost, const char *name, float *x, size_t n);
 
 /* Every rank calls this at the same points of a run, with its own status
  * `rc` and values to sum (may be NULL). All ranks learn whether any failed:
  * the failed ones return their own code; the others return FM_EPEER with a
  * message naming the first failed rank and its message. */
-int fm_dist_agree(fm_dist *dist, int rc, double values[FM_DIST_VALUES]);
+int fmi_dist_agree(fm_dist *dist, int rc, double values[FM_DIST_VALUES]);
 
 /* The gradient exchange of a step: ws->grad_state (and the step's loss and
  * error count, in the FM_GRAD_EXTRA floats after it) summed over the ranks,
  * by allreduce or, compressed, by allgather and a sum in rank order. */
-int fm_dist_exchange(fm_dist *dist, const fm_model *model, fm_workspace *ws, double *loss,
+int fmi_dist_exchange(fm_dist *dist, const fm_model *model, fm_workspace *ws, double *loss,
                      int *errors);
 
 /* Once at the start: the ranks must run one configuration (threads aside) on
  * one data set from one initial state. FM_EMISMATCH naming the first rank
  * that differs and what differs; the same verdict on every rank. */
-int fm_dist_check_start(fm_dist *dist, const fm_model *model, const fm_data_id *data, int n_train);
+int fmi_dist_check_start(fm_dist *dist, const fm_model *model, const fm_data_id *data, int n_train);
 
 /* The ranks' weights must be bit-identical; FM_EMISMATCH otherwise. */
-int fm_dist_check_weights(fm_dist *dist, const fm_model *model, uint64_t step);
+int fmi_dist_check_weights(fm_dist *dist, const fm_model *model, uint64_t step);
 
 /* The sum of every rank's ledger into `merged` (cleared first). */
-int fm_dist_merge_ledger(fm_dist *dist, const fm_ledger *own, fm_ledger *merged);
+int fmi_dist_merge_ledger(fm_dist *dist, const fm_ledger *own, fm_ledger *merged);
 
 #endif

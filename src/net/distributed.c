@@ -30,7 +30,7 @@ typedef struct rank_print {
 enum { STEP_HEADER = 16 }; /* the compressed payload's loss, error count, padding */
 
 /* One rank's block of the fixed-size gathers (failures, start checks, CRCs,
- * ledger sizes): fm_dist_create allocates them for every rank at once, so
+ * ledger sizes): fmi_dist_create allocates them for every rank at once, so
  * that no collective can be left half-done by one rank's failed allocation. */
 #define GATHER_BLOCK                                                                         \
     (sizeof(rank_print) > sizeof(rank_failure) ? sizeof(rank_print) : sizeof(rank_failure))
@@ -56,63 +56,63 @@ int fm_parse_compress(const char *text, fm_compress *out)
             *out = all[i];
             return FM_OK;
         }
-    return fm_error(FM_EINVAL, "unknown gradient compression '%s' (expected none, pow2 or int8)",
+    return fmi_error(FM_EINVAL, "unknown gradient compression '%s' (expected none, pow2 or int8)",
                     text ? text : "(null)");
 }
 
-int fm_dist_create(const fm_comm *comm, const fm_model *m, fm_ledger *ledger, fm_dist **out)
+int fmi_dist_create(const fm_comm *comm, const fm_model *m, fm_ledger *ledger, fm_dist **out)
 {
     *out = NULL;
     if (!comm || comm->size <= 1)
         return FM_OK;
     if (comm->rank < 0 || comm->rank >= comm->size || !comm->allreduce_sum || !comm->allgather)
-        return fm_error(FM_EINVAL, "fm_comm: rank %d of %d, or a collective missing", comm->rank,
+        return fmi_error(FM_EINVAL, "fm_comm: rank %d of %d, or a collective missing", comm->rank,
                         comm->size);
     if ((unsigned)comm->compress > FM_COMPRESS_INT8)
-        return fm_error(FM_EINVAL, "fm_comm: unknown compression %d", (int)comm->compress);
-    fm_dist *d = fm_alloc(1, sizeof *d);
+        return fmi_error(FM_EINVAL, "fm_comm: unknown compression %d", (int)comm->compress);
+    fm_dist *d = fmi_alloc(1, sizeof *d);
     if (!d)
         return FM_ENOMEM;
     d->comm = comm;
     d->rank = comm->rank;
     d->size = comm->size;
     d->ledger = ledger;
-    d->control_layer = fm_ledger_loss_index(m);
+    d->control_layer = fmi_ledger_loss_index(m);
     int widest = 1;
     for (int l = 0; l < m->n_layers; l++)
         if (m->layers[l].kind == FM_LAYER_BN && m->layers[l].channels > widest)
             widest = m->layers[l].channels;
-    d->scratch = fm_alloc(2 * (size_t)widest, sizeof *d->scratch);
-    d->gather = fm_alloc((size_t)d->size, GATHER_BLOCK);
+    d->scratch = fmi_alloc(2 * (size_t)widest, sizeof *d->scratch);
+    d->gather = fmi_alloc((size_t)d->size, GATHER_BLOCK);
     int ok = d->scratch && d->gather;
     if (ok && comm->compress != FM_COMPRESS_NONE) {
         d->payload_bytes = STEP_HEADER;
         for (int g = 0; g < m->n_groups; g++)
             d->payload_bytes += 4 + m->groups[g].count;
-        d->residual = fm_alloc(m->state_count, sizeof *d->residual);
-        d->payload = fm_alloc((size_t)d->size + 1, d->payload_bytes);
+        d->residual = fmi_alloc(m->state_count, sizeof *d->residual);
+        d->payload = fmi_alloc((size_t)d->size + 1, d->payload_bytes);
         ok = d->residual && d->payload;
     }
     if (!ok) {
-        fm_dist_free(d);
+        fmi_dist_free(d);
         return FM_ENOMEM;
     }
     *out = d;
     return FM_OK;
 }
 
-void fm_dist_free(fm_dist *d)
+void fmi_dist_free(fm_dist *d)
 {
     if (!d)
         return;
-    fm_free(d->scratch);
-    fm_free(d->gather);
-    fm_free(d->residual);
-    fm_free(d->payload);
-    fm_free(d);
+    fmi_free(d->scratch);
+    fmi_free(d->gather);
+    fmi_free(d->residual);
+    fmi_free(d->payload);
+    fmi_free(d);
 }
 
-void fm_dist_share(const fm_dist *d, int total, int *first, int *count)
+void fmi_dist_share(const fm_dist *d, int total, int *first, int *count)
 {
     if (!d) {
         *first = 0;
@@ -126,7 +126,7 @@ void fm_dist_share(const fm_dist *d, int total, int *first, int *count)
 
 static int comm_failed(const fm_dist *d, const char *what, size_t bytes)
 {
-    return fm_error(FM_EPEER, "rank %d of %d: the %s of %zu bytes between the ranks failed "
+    return fmi_error(FM_EPEER, "rank %d of %d: the %s of %zu bytes between the ranks failed "
                               "(another rank has died or left the run)",
                     d->rank, d->size, what, bytes);
 }
@@ -136,7 +136,7 @@ static void record(const fm_dist *d, const fm_cost *cost, const char *name, uint
                    uint64_t received)
 {
     if (d->ledger && cost && name)
-        fm_cost_network(cost, name, sent, received);
+        fmi_cost_network(cost, name, sent, received);
 }
 
 /* Bytes per rank of a ring allreduce of `bytes`: 2(N-1)/N of them, each way. */
@@ -145,7 +145,7 @@ static uint64_t ring_bytes(const fm_dist *d, uint64_t bytes)
     return 2 * (uint64_t)(d->size - 1) * bytes / (uint64_t)d->size;
 }
 
-int fm_dist_allreduce(fm_dist *d, const fm_cost *cost, const char *name, float *x, size_t n)
+int fmi_dist_allreduce(fm_dist *d, const fm_cost *cost, const char *name, float *x, size_t n)
 {
     if (d->comm->allreduce_sum(x, n, d->comm->user) < 0)
         return comm_failed(d, "allreduce", n * sizeof *x);
@@ -164,7 +164,7 @@ static int allgather(fm_dist *d, const char *name, const void *send, void *recv,
     return FM_OK;
 }
 
-/* fm_dist_agree, recorded as `name` (NULL: not recorded). The header holds
+/* fmi_dist_agree, recorded as `name` (NULL: not recorded). The header holds
  * the failure flag, whether a rank lacks room for the messages (then none
  * are gathered, by every rank alike), and the values. */
 static int agree_as(fm_dist *d, const char *name, int rc, double values[FM_DIST_VALUES])
@@ -174,12 +174,12 @@ static int agree_as(fm_dist *d, const char *name, int rc, double values[FM_DIST_
     if (rc < 0)
         snprintf(mine.message, sizeof mine.message, "%s", fm_last_error());
     /* a communicator made for one agreement (start_failed) has no gather buffer */
-    rank_failure *all = d->gather ? d->gather : fm_alloc((size_t)d->size, sizeof *all);
+    rank_failure *all = d->gather ? d->gather : fmi_alloc((size_t)d->size, sizeof *all);
     float header[2 + FM_DIST_VALUES] = {rc < 0 ? 1.0f : 0.0f, all ? 0.0f : 1.0f};
     for (int i = 0; values && i < FM_DIST_VALUES; i++)
         header[2 + i] = (float)values[i];
     const fm_cost cost = {d->ledger, d->control_layer, FM_PHASE_UPDATE};
-    int crc = fm_dist_allreduce(d, &cost, name, header, 2 + FM_DIST_VALUES);
+    int crc = fmi_dist_allreduce(d, &cost, name, header, 2 + FM_DIST_VALUES);
     for (int i = 0; crc == FM_OK && values && i < FM_DIST_VALUES; i++)
         values[i] = header[2 + i];
     if (crc == FM_OK && header[0] != 0.0f) {
@@ -189,19 +189,19 @@ static int agree_as(fm_dist *d, const char *name, int rc, double values[FM_DIST_
                 if (all[r].code < 0)
                     first = r;
         if (crc == FM_OK && rc < 0)
-            crc = fm_error(rc, "%s", mine.message);
+            crc = fmi_error(rc, "%s", mine.message);
         else if (crc == FM_OK && first >= 0)
-            crc = fm_error(FM_EPEER, "rank %d of %d failed: %.*s", first, d->size,
+            crc = fmi_error(FM_EPEER, "rank %d of %d failed: %.*s", first, d->size,
                            FAILURE_TEXT - 1, all[first].message);
         else if (crc == FM_OK)
-            crc = fm_error(FM_EPEER, "a rank failed (its message was lost: out of memory)");
+            crc = fmi_error(FM_EPEER, "a rank failed (its message was lost: out of memory)");
     }
     if (all != d->gather)
-        fm_free(all);
+        fmi_free(all);
     return crc;
 }
 
-int fm_dist_agree(fm_dist *d, int rc, double values[FM_DIST_VALUES])
+int fmi_dist_agree(fm_dist *d, int rc, double values[FM_DIST_VALUES])
 {
     return agree_as(d, "control", rc, values);
 }
@@ -298,18 +298,18 @@ static void decode_group(fm_compress how, float scale, const int8_t *codes, size
  * sign; each rank after the first adds (fadd). */
 static void compress_cost(const fm_cost *c, fm_compress how, int ranks, uint64_t n)
 {
-    fm_cost_ops(c, FM_OP_FADD, 2 * n + (uint64_t)(ranks - 1) * n);
-    fm_cost_ops(c, FM_OP_SIGN, 2 * n);
-    fm_cost_ops(c, FM_OP_CMP, n);
+    fmi_cost_ops(c, FM_OP_FADD, 2 * n + (uint64_t)(ranks - 1) * n);
+    fmi_cost_ops(c, FM_OP_SIGN, 2 * n);
+    fmi_cost_ops(c, FM_OP_CMP, n);
     if (how == FM_COMPRESS_INT8) {
-        fm_cost_ops(c, FM_OP_FMUL, 2 * n + (uint64_t)ranks * n);
-        fm_cost_ops(c, FM_OP_CMP, 3 * n);
-        fm_cost_ops(c, FM_OP_SIGN, 3 * n);
-        fm_cost_ops(c, FM_OP_FADD, n);
+        fmi_cost_ops(c, FM_OP_FMUL, 2 * n + (uint64_t)ranks * n);
+        fmi_cost_ops(c, FM_OP_CMP, 3 * n);
+        fmi_cost_ops(c, FM_OP_SIGN, 3 * n);
+        fmi_cost_ops(c, FM_OP_FADD, n);
     } else {
-        fm_cost_ops(c, FM_OP_CMP, 4 * n);
-        fm_cost_ops(c, FM_OP_IADD, 4 * n + (uint64_t)ranks * n);
-        fm_cost_ops(c, FM_OP_SIGN, n + (uint64_t)ranks * n);
+        fmi_cost_ops(c, FM_OP_CMP, 4 * n);
+        fmi_cost_ops(c, FM_OP_IADD, 4 * n + (uint64_t)ranks * n);
+        fmi_cost_ops(c, FM_OP_SIGN, n + (uint64_t)ranks * n);
     }
 }
 
@@ -359,18 +359,18 @@ static int exchange_compressed(fm_dist *d, const fm_model *m, fm_workspace *ws, 
         const uint64_t n = G->count, block = 4 + n;
         compress_cost(&cost, how, d->size, n);
         snprintf(name, sizeof name, "%s.residual", layer);
-        fm_cost_bytes(&cost, name, 4 * n, 4 * n, 4 * n);
+        fmi_cost_bytes(&cost, name, 4 * n, 4 * n, 4 * n);
         snprintf(name, sizeof name, "%s.codes", layer);
-        fm_cost_bytes(&cost, name, (uint64_t)d->size * block, (uint64_t)d->size * block, block);
+        fmi_cost_bytes(&cost, name, (uint64_t)d->size * block, (uint64_t)d->size * block, block);
         snprintf(name, sizeof name, "%s.grad", layer);
-        fm_cost_network(&cost, name, other * block, other * block);
+        fmi_cost_network(&cost, name, other * block, other * block);
     }
     const fm_cost control = {d->ledger, d->control_layer, FM_PHASE_UPDATE};
     record(d, &control, "stats", other * STEP_HEADER, other * STEP_HEADER);
     return FM_OK;
 }
 
-int fm_dist_exchange(fm_dist *d, const fm_model *m, fm_workspace *ws, double *loss, int *errors)
+int fmi_dist_exchange(fm_dist *d, const fm_model *m, fm_workspace *ws, double *loss, int *errors)
 {
     if (d->comm->compress != FM_COMPRESS_NONE)
         return exchange_compressed(d, m, ws, *loss, *errors, loss, errors);
@@ -393,7 +393,7 @@ int fm_dist_exchange(fm_dist *d, const fm_model *m, fm_workspace *ws, double *lo
         char name[64];
         snprintf(name, sizeof name, "%s.grad", fm_ledger_layer_name(d->ledger, G->layer + 1));
         uint64_t b = ring_bytes(d, 4 * (uint64_t)G->count);
-        fm_cost_network(&cost, name, b, b);
+        fmi_cost_network(&cost, name, b, b);
         grouped += G->count;
     }
     const fm_cost control = {d->ledger, d->control_layer, FM_PHASE_UPDATE};
@@ -404,9 +404,9 @@ int fm_dist_exchange(fm_dist *d, const fm_model *m, fm_workspace *ws, double *lo
 
 /* ---- checks ---- */
 
-static uint32_t floats_crc(const float *x, size_t n) { return x ? fm_crc32(x, n * sizeof *x) : 0; }
+static uint32_t floats_crc(const float *x, size_t n) { return x ? fmi_crc32(x, n * sizeof *x) : 0; }
 
-int fm_dist_check_start(fm_dist *d, const fm_model *m, const fm_data_id *data, int n_train)
+int fmi_dist_check_start(fm_dist *d, const fm_model *m, const fm_data_id *data, int n_train)
 {
     rank_print mine;
     memset(&mine, 0, sizeof mine);
@@ -425,43 +425,43 @@ int fm_dist_check_start(fm_dist *d, const fm_model *m, const fm_data_id *data, i
         fm_config ca = a->config, cb = b->config;
         ca.arch = a->arch;
         cb.arch = b->arch;
-        const char *field = fm_config_differs(&ca, &cb);
+        const char *field = fmi_config_differs(&ca, &cb);
         if (field)
-            rc = fm_error(FM_EMISMATCH, "rank %d's configuration differs from rank 0's: %s "
+            rc = fmi_error(FM_EMISMATCH, "rank %d's configuration differs from rank 0's: %s "
                                         "(every rank must run the same command)", r, field);
         else if (memcmp(&a->data, &b->data, sizeof a->data) != 0 || a->n_train != b->n_train)
-            rc = fm_error(FM_EMISMATCH, "rank %d's data differs from rank 0's (%d training "
+            rc = fmi_error(FM_EMISMATCH, "rank %d's data differs from rank 0's (%d training "
                                         "images, CRC %08x, against %d, CRC %08x): every rank "
                                         "must read the same data set",
                           r, (int)b->data.train_count, (unsigned)b->data.train_crc,
                           (int)a->data.train_count, (unsigned)a->data.train_crc);
         else if (a->state_crc != b->state_crc || a->mean_crc != b->mean_crc)
-            rc = fm_error(FM_EMISMATCH, "rank %d starts from other weights than rank 0 (a resumed "
+            rc = fmi_error(FM_EMISMATCH, "rank %d starts from other weights than rank 0 (a resumed "
                                         "rank must read the same checkpoint)", r);
     }
     return rc;
 }
 
-int fm_dist_check_weights(fm_dist *d, const fm_model *m, uint64_t step)
+int fmi_dist_check_weights(fm_dist *d, const fm_model *m, uint64_t step)
 {
     uint32_t mine = floats_crc(m->state, m->state_count);
     uint32_t *all = d->gather;
     int rc = allgather(d, "control", &mine, all, sizeof mine);
     for (int r = 1; rc == FM_OK && r < d->size; r++)
         if (all[r] != all[0])
-            rc = fm_error(FM_EMISMATCH, "after step %llu rank %d's weights (CRC %08x) differ from "
+            rc = fmi_error(FM_EMISMATCH, "after step %llu rank %d's weights (CRC %08x) differ from "
                                         "rank 0's (%08x): the communicator's sums are not the "
                                         "same on every rank",
                           (unsigned long long)step, r, (unsigned)all[r], (unsigned)all[0]);
     return rc;
 }
 
-int fm_dist_merge_ledger(fm_dist *d, const fm_ledger *own, fm_ledger *merged)
+int fmi_dist_merge_ledger(fm_dist *d, const fm_ledger *own, fm_ledger *merged)
 {
     /* every rank takes part in every collective below, whatever fails on it:
      * a failure is its block size (UINT64_MAX), then the agreement */
     fm_writer w = {0};
-    fm_ledger_serialize(own, &w);
+    fmi_ledger_serialize(own, &w);
     uint64_t len = w.failed ? UINT64_MAX : w.len, *sizes = d->gather, block = 0;
     int rc = allgather(d, NULL, &len, sizes, sizeof len);
     int lost = -1;
@@ -472,15 +472,15 @@ int fm_dist_merge_ledger(fm_dist *d, const fm_ledger *own, fm_ledger *merged)
             block = sizes[r];
     }
     if (rc < 0) {
-        fm_free(w.buf);
+        fmi_free(w.buf);
         return rc;
     }
     /* every rank's block, then this rank's own to send */
     uint8_t *all = NULL;
     if (lost >= 0)
-        rc = fm_error(FM_ENOMEM, "rank %d ran out of memory writing its ledger", lost);
+        rc = fmi_error(FM_ENOMEM, "rank %d ran out of memory writing its ledger", lost);
     else {
-        all = fm_alloc((size_t)d->size + 1, (size_t)block);
+        all = fmi_alloc((size_t)d->size + 1, (size_t)block);
         rc = agree_as(d, NULL, all ? FM_OK : FM_ENOMEM, NULL);
     }
     if (rc == FM_OK) {
@@ -488,17 +488,17 @@ int fm_dist_merge_ledger(fm_dist *d, const fm_ledger *own, fm_ledger *merged)
         memcpy(send, w.buf, w.len);
         rc = allgather(d, NULL, send, all, (size_t)block);
     }
-    fm_free(w.buf);
+    fmi_free(w.buf);
     fm_ledger_clear(merged);
     fm_ledger *one = NULL;
     if (rc == FM_OK)
         rc = fm_ledger_create(&one);
     for (int r = 0; rc == FM_OK && r < d->size; r++) {
         fm_reader reader = {all + (size_t)r * block, (size_t)sizes[r], "rank ledger", "ledger"};
-        if ((rc = fm_ledger_parse(&reader, one)) == FM_OK)
-            rc = fm_ledger_add(merged, one);
+        if ((rc = fmi_ledger_parse(&reader, one)) == FM_OK)
+            rc = fmi_ledger_add(merged, one);
     }
     fm_ledger_free(one);
-    fm_free(all);
+    fmi_free(all);
     return rc;
 }

@@ -10,11 +10,11 @@
 static int check_exportable(const fm_model *m)
 {
     for (int l = 0; l < m->n_layers; l++)
-        if (!fm_layer_ops_of(m->layers[l].kind)->export)
-            return fm_error(FM_EUNSUPPORTED, "the packed format holds dense networks; this model "
+        if (!fmi_layer_ops_of(m->layers[l].kind)->export)
+            return fmi_error(FM_EUNSUPPORTED, "the packed format holds dense networks; this model "
                                              "has convolutions (%s)", m->arch);
     if (m->config.preproc != FM_PRE_CENTER && m->config.preproc != FM_PRE_UNIT)
-        return fm_error(FM_EUNSUPPORTED, "the packed format stores a mean-subtraction input "
+        return fmi_error(FM_EUNSUPPORTED, "the packed format stores a mean-subtraction input "
                                          "step; this model's GCN preprocessing cannot be packed");
     return FM_OK;
 }
@@ -23,12 +23,12 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
                          int channels, fm_deploy **out)
 {
     if (!out)
-        return fm_error(FM_EINVAL, "fm_deploy_from_model: NULL output");
+        return fmi_error(FM_EINVAL, "fm_deploy_from_model: NULL output");
     *out = NULL;
     if (!m)
-        return fm_error(FM_EINVAL, "fm_deploy_from_model: NULL model");
+        return fmi_error(FM_EINVAL, "fm_deploy_from_model: NULL model");
     if (how != FM_EXPORT_DET && how != FM_EXPORT_MEAN)
-        return fm_error(FM_EINVAL, "unknown export choice %d", (int)how);
+        return fmi_error(FM_EINVAL, "unknown export choice %d", (int)how);
     int rc = check_exportable(m);
     if (rc < 0)
         return rc;
@@ -39,13 +39,13 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
     }
     if (height < 1 || width < 1 || channels < 1 ||
         (int64_t)height * width * channels != m->input_dim)
-        return fm_error(FM_EINVAL, "input shape %d x %d x %d does not hold the model's %d inputs",
+        return fmi_error(FM_EINVAL, "input shape %d x %d x %d does not hold the model's %d inputs",
                         height, width, channels, m->input_dim);
     int n_dense = 0; /* each starts a deployed layer */
     for (int l = 0; l < m->n_layers; l++)
-        n_dense += fm_layer_weighted(&m->layers[l]);
+        n_dense += fmi_layer_weighted(&m->layers[l]);
     fm_deploy *d;
-    rc = fm_deploy_alloc(n_dense, &d);
+    rc = fmi_deploy_alloc(n_dense, &d);
     if (rc < 0)
         return rc;
     d->height = height;
@@ -55,7 +55,7 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
     d->classes = m->classes;
     d->source_mode = (uint32_t)m->config.weights;
     d->export_how = (uint32_t)how;
-    d->input_mean = fm_alloc((size_t)m->input_dim, sizeof *d->input_mean);
+    d->input_mean = fmi_alloc((size_t)m->input_dim, sizeof *d->input_mean);
     if (!d->input_mean) {
         fm_deploy_free(d);
         return FM_ENOMEM;
@@ -63,11 +63,11 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
     memcpy(d->input_mean, m->input_mean, (size_t)m->input_dim * sizeof *d->input_mean);
     fm_export_state e = {m, how, d, -1};
     for (int l = 0; l < m->n_layers && rc == FM_OK; l++)
-        rc = fm_layer_ops_of(m->layers[l].kind)->export(&e, &m->layers[l]);
+        rc = fmi_layer_ops_of(m->layers[l].kind)->export(&e, &m->layers[l]);
     if (rc == FM_OK)
-        rc = fm_deploy_validate(d, "exported model");
+        rc = fmi_deploy_validate(d, "exported model");
     if (rc == FM_OK)
-        rc = fm_deploy_finish(d);
+        rc = fmi_deploy_finish(d);
     if (rc < 0) {
         fm_deploy_free(d);
         return rc;

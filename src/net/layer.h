@@ -73,15 +73,15 @@ typedef struct fm_layer_ops {
 } fm_layer_ops;
 
 /* The registry: the table of a layer kind. */
-const fm_layer_ops *fm_layer_ops_of(fm_layer_kind kind);
+const fm_layer_ops *fmi_layer_ops_of(fm_layer_kind kind);
 
 /* The shape of a layer that keeps its input's shape: its value count. */
-void fm_layer_shape_flat(const fm_layer *L, char *text, size_t size);
+void fmi_layer_shape_flat(const fm_layer *L, char *text, size_t size);
 
 /* ---- the ledger's view of a pass (layer_cost.c) ---- */
 
 /* Where layer l's work in a phase is recorded (layer l is ledger index l+1). */
-static inline fm_cost fm_pass_cost(const fm_pass *p, int l, fm_phase phase)
+static inline fm_cost fmi_pass_cost(const fm_pass *p, int l, fm_phase phase)
 {
     return (fm_cost){p->ws->ledger, l + 1, phase};
 }
@@ -89,15 +89,15 @@ static inline fm_cost fm_pass_cost(const fm_pass *p, int l, fm_phase phase)
 typedef struct fm_tensor_name {
     char text[48];
 } fm_tensor_name;
-fm_tensor_name fm_tensor_of(const fm_model *m, int l, const char *what);
+fm_tensor_name fmi_tensor_of(const fm_model *m, int l, const char *what);
 /* Bytes of the B x dim activation l (or its gradient) read or written. */
-void fm_bytes_activation(const fm_cost *c, const fm_model *m, int l, int gradient, int B,
+void fmi_bytes_activation(const fm_cost *c, const fm_model *m, int l, int gradient, int B,
                          int written);
 /* A whole tensor "<layer l>.<what>" read (written = 0) or written once. */
-void fm_bytes_tensor(const fm_cost *c, const fm_model *m, int l, const char *what, uint64_t bytes,
+void fmi_bytes_tensor(const fm_cost *c, const fm_model *m, int l, const char *what, uint64_t bytes,
                      int written);
 /* An element-wise layer's bytes: act[l] read and act[l+1] written, or
  * backward the gradient of l+1 read and that of l written. */
-void fm_bytes_elementwise(const fm_cost *c, const fm_model *m, int l, int B, int backward);
+void fmi_bytes_elementwise(const fm_cost *c, const fm_model *m, int l, int B, int backward);
 
 #endif

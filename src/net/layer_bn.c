@@ -21,7 +21,7 @@ static int bn_rows(const fm_layer *L, int B) { return B * (L->out / L->channels)
  * variance ("stats"), the batch mean and 1/std of the last pass ("batch"). */
 static void bn_bytes(const fm_cost *c, const fm_model *m, int l, const char *what, int written)
 {
-    fm_bytes_tensor(c, m, l, what, 8 * (uint64_t)m->layers[l].channels, written);
+    fmi_bytes_tensor(c, m, l, what, 8 * (uint64_t)m->layers[l].channels, written);
 }
 
 static int bn_reserve(const fm_model *m, int l, fm_workspace *ws, int training,
@@ -29,8 +29,8 @@ static int bn_reserve(const fm_model *m, int l, fm_workspace *ws, int training,
 {
     (void)training, (void)sizes;
     const size_t C = (size_t)m->layers[l].channels;
-    ws->bn_mean[l] = fm_alloc(C, sizeof(float));
-    ws->bn_invstd[l] = fm_alloc(C, sizeof(float));
+    ws->bn_mean[l] = fmi_alloc(C, sizeof(float));
+    ws->bn_invstd[l] = fmi_alloc(C, sizeof(float));
     return ws->bn_mean[l] && ws->bn_invstd[l] ? FM_OK : FM_ENOMEM;
 }
 
@@ -59,7 +59,7 @@ static void shared_sum(const fm_cost *cost, fm_workspace *ws, float *x, size_t n
     char name[64] = "sums";
     if (cost->ledger)
         snprintf(name, sizeof name, "%s.sums", fm_ledger_layer_name(cost->ledger, cost->layer));
-    int rc = fm_dist_allreduce(ws->dist, cost, name, x, n);
+    int rc = fmi_dist_allreduce(ws->dist, cost, name, x, n);
     if (rc < 0)
         ws->status = rc;
 }
@@ -71,18 +71,18 @@ static void bn_forward_shared(const fm_cost *cost, fm_workspace *ws, const fm_la
     const float *x = ws->act[l];
     float *mean = ws->bn_mean[l], *invstd = ws->bn_invstd[l];
     const float inv_b = 1.0f / (float)total;
-    fm_bn_sums(x, rows, C, mean);
+    fmi_bn_sums(x, rows, C, mean);
     shared_sum(cost, ws, mean, (size_t)C);
     for (int j = 0; j < C; j++)
         mean[j] *= inv_b;
-    fm_bn_centred_squares(x, rows, C, mean, invstd);
+    fmi_bn_centred_squares(x, rows, C, mean, invstd);
     shared_sum(cost, ws, invstd, (size_t)C);
     for (int j = 0; j < C; j++)
         invstd[j] = 1.0f / sqrtf(invstd[j] * inv_b + eps);
     FM_TALLY(FM_OP_FMUL, 2 * (uint64_t)C);
     FM_TALLY(FM_OP_FADD, (uint64_t)C);
     FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)C);
-    fm_bn_normalize(x, ws->act[l + 1], rows, C, p, p + L->channels, mean, invstd);
+    fmi_bn_normalize(x, ws->act[l + 1], rows, C, p, p + L->channels, mean, invstd);
 }
 
 static void bn_backward_shared(const fm_cost *cost, fm_workspace *ws, const fm_layer *L, int l,
@@ -91,13 +91,13 @@ static void bn_backward_shared(const fm_cost *cost, fm_workspace *ws, const fm_l
     const int C = L->channels, rows = bn_rows(L, B);
     const float *x = ws->act[l], *dy = ws->grad[l + 1];
     /* g keeps this rank's own sums: the gradient exchange adds them up */
-    fm_bn_backward_sums(x, dy, rows, C, ws->bn_mean[l], ws->bn_invstd[l], g, g + C);
+    fmi_bn_backward_sums(x, dy, rows, C, ws->bn_mean[l], ws->bn_invstd[l], g, g + C);
     if (!dx)
         return;
     float *total = ws->dist->scratch;
     memcpy(total, g, 2 * (size_t)C * sizeof *total);
     shared_sum(cost, ws, total, 2 * (size_t)C);
-    fm_bn_backward_input(x, dy, dx, rows, bn_rows(L, ws->rows_total), C, p, ws->bn_mean[l],
+    fmi_bn_backward_input(x, dy, dx, rows, bn_rows(L, ws->rows_total), C, p, ws->bn_mean[l],
                          ws->bn_invstd[l], total, total + C);
 }
 
@@ -122,10 +122,10 @@ static void bn_running_update(const fm_cost *cost, const fm_model *m, const fm_w
     FM_TALLY(FM_OP_FSPECIAL, C);
     FM_TALLY(FM_OP_FADD, 3 * (uint64_t)C);
     FM_TALLY(FM_OP_FMA, 2 * (uint64_t)C);
-    fm_cost_ops(cost, FM_OP_FMUL, (uint64_t)C);
-    fm_cost_ops(cost, FM_OP_FSPECIAL, (uint64_t)C);
-    fm_cost_ops(cost, FM_OP_FADD, 3 * (uint64_t)C);
-    fm_cost_ops(cost, FM_OP_FMA, 2 * (uint64_t)C);
+    fmi_cost_ops(cost, FM_OP_FMUL, (uint64_t)C);
+    fmi_cost_ops(cost, FM_OP_FSPECIAL, (uint64_t)C);
+    fmi_cost_ops(cost, FM_OP_FADD, 3 * (uint64_t)C);
+    fmi_cost_ops(cost, FM_OP_FMA, 2 * (uint64_t)C);
     bn_bytes(cost, m, l, "stats", 0);
     bn_bytes(cost, m, l, "stats", 1);
 }
@@ -138,14 +138,14 @@ static void bn_forward(const fm_pass *p, int l)
     const int C = L->channels, B = p->batch;
     const float eps = (float)m->config.bn_eps;
     const float *params = m->state + L->offset;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_FORWARD);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_FORWARD);
     if (ws->dist)
         bn_forward_shared(&cost, ws, L, l, params, B, eps);
     else
-        fm_bn_forward_train(ws->act[l], ws->act[l + 1], bn_rows(L, B), C, params, params + C, eps,
+        fmi_bn_forward_train(ws->act[l], ws->act[l + 1], bn_rows(L, B), C, params, params + C, eps,
                             ws->bn_mean[l], ws->bn_invstd[l]);
-    fm_bn_cost_forward_train(&cost, bn_rows(L, B), C);
-    fm_bytes_elementwise(&cost, m, l, B, 0);
+    fmi_bn_cost_forward_train(&cost, bn_rows(L, B), C);
+    fmi_bytes_elementwise(&cost, m, l, B, 0);
     bn_bytes(&cost, m, l, "params", 0);
     bn_bytes(&cost, m, l, "batch", 1);
     if (m->config.bn_stats == FM_BN_RUNNING)
@@ -158,11 +158,11 @@ static void bn_forward_eval(const fm_pass *p, int l)
     const fm_layer *L = &m->layers[l];
     const int C = L->channels, B = p->batch;
     const float *params = m->state + L->offset;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_EVAL);
-    fm_bn_forward_infer(p->ws->act[l], p->ws->act[l + 1], bn_rows(L, B), C, params, params + C,
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_EVAL);
+    fmi_bn_forward_infer(p->ws->act[l], p->ws->act[l + 1], bn_rows(L, B), C, params, params + C,
                         (float)m->config.bn_eps, params + 2 * C, params + 3 * C);
-    fm_bn_cost_forward_infer(&cost, bn_rows(L, B), C);
-    fm_bytes_elementwise(&cost, m, l, B, 0);
+    fmi_bn_cost_forward_infer(&cost, bn_rows(L, B), C);
+    fmi_bytes_elementwise(&cost, m, l, B, 0);
     bn_bytes(&cost, m, l, "params", 0);
     bn_bytes(&cost, m, l, "stats", 0);
 }
@@ -176,20 +176,20 @@ static void bn_backward(const fm_pass *p, int l)
     const float *params = m->state + L->offset;
     float *dx = l > 0 ? ws->grad[l] : NULL;
     float *g = ws->grad_state + L->offset;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_BACKWARD);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_BACKWARD);
     if (ws->dist)
         bn_backward_shared(&cost, ws, L, l, dx, g, params, B);
     else
-        fm_bn_backward(ws->act[l], ws->grad[l + 1], dx, bn_rows(L, B), C, params, ws->bn_mean[l],
+        fmi_bn_backward(ws->act[l], ws->grad[l + 1], dx, bn_rows(L, B), C, params, ws->bn_mean[l],
                        ws->bn_invstd[l], g, g + C);
-    fm_bn_cost_backward(&cost, bn_rows(L, B), C, dx != NULL);
-    fm_bytes_activation(&cost, m, l, 0, B, 0);
-    fm_bytes_activation(&cost, m, l + 1, 1, B, 0);
+    fmi_bn_cost_backward(&cost, bn_rows(L, B), C, dx != NULL);
+    fmi_bytes_activation(&cost, m, l, 0, B, 0);
+    fmi_bytes_activation(&cost, m, l + 1, 1, B, 0);
     bn_bytes(&cost, m, l, "params", 0);
     bn_bytes(&cost, m, l, "batch", 0);
     bn_bytes(&cost, m, l, "dparams", 1);
     if (dx)
-        fm_bytes_activation(&cost, m, l, 1, B, 1);
+        fmi_bytes_activation(&cost, m, l, 1, B, 1);
 }
 
 /* ---- the authors' recomputation of the inference statistics ---- */
@@ -207,7 +207,7 @@ static void bn_refit(const fm_pass *p, int l, float *sums, long seen)
     const int C = L->channels, B = p->batch;
     float *stats = m->state + L->offset + 2 * C; /* mean, then var */
     float *sum_mean = sums, *sum_var = sums + C, *bm = sums + 2 * C, *bv = sums + 3 * C;
-    fm_bn_batch_stats(p->ws->act[l], bn_rows(L, B), C, bm, bv);
+    fmi_bn_batch_stats(p->ws->act[l], bn_rows(L, B), C, bm, bv);
     for (int j = 0; j < C; j++) {
         sum_mean[j] += bm[j];
         sum_var[j] += bv[j];
@@ -216,11 +216,11 @@ static void bn_refit(const fm_pass *p, int l, float *sums, long seen)
     }
     FM_TALLY(FM_OP_FADD, 2 * (uint64_t)C);
     FM_TALLY(FM_OP_FSPECIAL, 2 * (uint64_t)C);
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_EVAL);
-    fm_bn_cost_batch_stats(&cost, bn_rows(L, B), C);
-    fm_cost_ops(&cost, FM_OP_FADD, 2 * (uint64_t)C);     /* the sums */
-    fm_cost_ops(&cost, FM_OP_FSPECIAL, 2 * (uint64_t)C); /* / seen */
-    fm_bytes_activation(&cost, m, l, 0, B, 0);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_EVAL);
+    fmi_bn_cost_batch_stats(&cost, bn_rows(L, B), C);
+    fmi_cost_ops(&cost, FM_OP_FADD, 2 * (uint64_t)C);     /* the sums */
+    fmi_cost_ops(&cost, FM_OP_FSPECIAL, 2 * (uint64_t)C); /* / seen */
+    fmi_bytes_activation(&cost, m, l, 0, B, 0);
     bn_bytes(&cost, m, l, "sums", 0);
     bn_bytes(&cost, m, l, "sums", 1);
     bn_bytes(&cost, m, l, "stats", 1);
@@ -238,15 +238,15 @@ static int bn_export(fm_export_state *e, const fm_layer *bn)
     const float eps = (float)m->config.bn_eps;
     for (int j = 0; j < bn->out; j++) {
         float s;
-        fm_bn_fold(gamma[j], beta[j], mean[j], var[j], eps, &s, &L->offset[j]);
+        fmi_bn_fold(gamma[j], beta[j], mean[j], var[j], eps, &s, &L->offset[j]);
         L->scale[j] = s * L->unit;
     }
     return FM_OK;
 }
 
-const fm_layer_ops fm_layer_bn = {
+const fm_layer_ops fmi_layer_bn = {
     .name = "bn",
-    .shape = fm_layer_shape_flat,
+    .shape = fmi_layer_shape_flat,
     .reserve = bn_reserve,
     .init = bn_init,
     .forward = bn_forward,

@@ -19,15 +19,15 @@ static int conv_reserve(const fm_model *m, int l, fm_workspace *ws, int training
                         fm_workspace_sizes *sizes)
 {
     const fm_layer *L = &m->layers[l];
-    sizes->conv_scratch = FM_MAX(sizes->conv_scratch, fm_conv_scratch_floats(&L->conv, ws->max_batch));
-    return fm_weighted_reserve(m, l, ws, training, sizes);
+    sizes->conv_scratch = FM_MAX(sizes->conv_scratch, fmi_conv_scratch_floats(&L->conv, ws->max_batch));
+    return fmi_weighted_reserve(m, l, ws, training, sizes);
 }
 
 static const fm_product_ops *conv_product(const fm_model *m, const fm_workspace *ws, int l,
                                           int evaluation)
 {
     (void)m, (void)l, (void)evaluation;
-    return ws->reference ? &fm_product_conv_reference : &fm_product_conv_gemm;
+    return ws->reference ? &fmi_product_conv_reference : &fmi_product_conv_gemm;
 }
 
 /* The authors' conv layers take the exact error at the convolution's
@@ -35,16 +35,16 @@ static const fm_product_ops *conv_product(const fm_model *m, const fm_workspace 
 static void conv_backward(const fm_pass *p, int l)
 {
     const fm_config *c = &p->model->config;
-    fm_weighted_backward(p, l, l + 1, c->qb_conv_emin, c->qb_conv_emax);
+    fmi_weighted_backward(p, l, l + 1, c->qb_conv_emin, c->qb_conv_emax);
 }
 
-const fm_layer_ops fm_layer_conv = {
+const fm_layer_ops fmi_layer_conv = {
     .name = "conv",
     .shape = conv_shape,
     .reserve = conv_reserve,
-    .init = fm_weighted_init,
-    .forward = fm_weighted_forward,
-    .forward_eval = fm_weighted_forward_eval,
+    .init = fmi_weighted_init,
+    .forward = fmi_weighted_forward,
+    .forward_eval = fmi_weighted_forward_eval,
     .backward = conv_backward,
     .product = conv_product,
 };

@@ -22,9 +22,9 @@ static const fm_product_ops *dense_product(const fm_model *m, const fm_workspace
                                            int evaluation)
 {
     (void)l;
-    if (ws->kernels && !(evaluation && fm_eval_uses_real(&m->config)))
-        return &fm_product_mulfree;
-    return ws->reference ? &fm_product_reference : &fm_product_blas;
+    if (ws->kernels && !(evaluation && fmi_eval_uses_real(&m->config)))
+        return &fmi_product_mulfree;
+    return ws->reference ? &fmi_product_reference : &fmi_product_blas;
 }
 
 /* With quantized back-prop the authors' code takes the error at the batch
@@ -38,7 +38,7 @@ static void dense_backward(const fm_pass *p, int l)
     if (c->qb && !c->qb_bn_jacobian && l + 1 < m->n_layers &&
         m->layers[l + 1].kind == FM_LAYER_BN)
         e_at = l + 2;
-    fm_weighted_backward(p, l, e_at, c->qb_emin, c->qb_emax);
+    fmi_weighted_backward(p, l, e_at, c->qb_emin, c->qb_emax);
 }
 
 /* ---- export ---- */
@@ -70,12 +70,12 @@ static int export_weights(const fm_model *m, const fm_layer *dl, fm_export_weigh
         L->weights = FM_DW_FP32;
         L->bits = 32;
     } else if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 32) {
-        return fm_error(FM_EUNSUPPORTED, "packed files hold at most 32 synapse levels (model has %d);"
+        return fmi_error(FM_EUNSUPPORTED, "packed files hold at most 32 synapse levels (model has %d);"
                         " export the real weights instead", c->synapse_levels);
     } else if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 1) {
         L->weights = FM_DW_SYNAPSE;
         L->levels = c->synapse_levels;
-        L->bits = (int)fm_weight_bits(c->weights, c->synapse_levels); /* sign + index */
+        L->bits = (int)fmi_weight_bits(c->weights, c->synapse_levels); /* sign + index */
     } else {
         /* one synapse level with a sign is the binary rule */
         const int binary = c->weights != FM_WEIGHTS_TC && c->weights != FM_WEIGHTS_TC_DET;
@@ -83,7 +83,7 @@ static int export_weights(const fm_model *m, const fm_layer *dl, fm_export_weigh
         L->bits = binary ? 1 : 2;
         L->unit = dl->h;
     }
-    int rc = fm_deploy_layer_alloc(L);
+    int rc = fmi_deploy_layer_alloc(L);
     if (rc < 0)
         return rc;
     if (!packed) {
@@ -94,13 +94,13 @@ static int export_weights(const fm_model *m, const fm_layer *dl, fm_export_weigh
         return FM_OK;
     }
     for (int k = 0; k < L->levels; k++)
-        L->magnitudes[k] = fm_synapse_level(dl->h, L->levels, (float)c->synapse_range, k);
+        L->magnitudes[k] = fmi_synapse_level(dl->h, L->levels, (float)c->synapse_range, k);
     /* The deterministic weights exactly as training evaluates them, then coded. */
     const size_t n = (size_t)L->in * L->out;
-    float *q = fm_alloc(n, sizeof *q);
+    float *q = fmi_alloc(n, sizeof *q);
     if (!q)
         return FM_ENOMEM;
-    fm_quantize_weights_det(c->weights, w, q, n, dl->h, c->synapse_levels, (float)c->synapse_range);
+    fmi_quantize_weights_det(c->weights, w, q, n, dl->h, c->synapse_levels, (float)c->synapse_range);
     for (int i = 0; i < L->in; i++)
         for (int j = 0; j < L->out; j++) {
             float v = q[(size_t)i * L->out + j];
@@ -111,9 +111,9 @@ static int export_weights(const fm_model *m, const fm_layer *dl, fm_export_weigh
                 code = v > 0.0f ? 1u : v < 0.0f ? 3u : 0u;
             else
                 code = synapse_code(L, v);
-            fm_deploy_set_code(L, j, i, code);
+            fmi_deploy_set_code(L, j, i, code);
         }
-    fm_free(q);
+    fmi_free(q);
     return FM_OK;
 }
 
@@ -127,13 +127,13 @@ static int dense_export(fm_export_state *e, const fm_layer *L)
     return export_weights(e->model, L, e->how, &layers[k]);
 }
 
-const fm_layer_ops fm_layer_dense = {
+const fm_layer_ops fmi_layer_dense = {
     .name = "dense",
     .shape = dense_shape,
-    .reserve = fm_weighted_reserve,
-    .init = fm_weighted_init,
-    .forward = fm_weighted_forward,
-    .forward_eval = fm_weighted_forward_eval,
+    .reserve = fmi_weighted_reserve,
+    .init = fmi_weighted_init,
+    .forward = fmi_weighted_forward,
+    .forward_eval = fmi_weighted_forward_eval,
     .backward = dense_backward,
     .product = dense_product,
     .export = dense_export,

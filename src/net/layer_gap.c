@@ -18,10 +18,10 @@ static void gap_forward(const fm_pass *p, int l)
 {
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
-    const fm_cost cost = fm_pass_cost(p, l, p->phase);
-    fm_gap_forward(p->ws->act[l], p->ws->act[l + 1], p->batch, positions(L), L->channels);
-    fm_gap_cost_forward(&cost, p->batch, positions(L), L->channels);
-    fm_bytes_elementwise(&cost, m, l, p->batch, 0);
+    const fm_cost cost = fmi_pass_cost(p, l, p->phase);
+    fmi_gap_forward(p->ws->act[l], p->ws->act[l + 1], p->batch, positions(L), L->channels);
+    fmi_gap_cost_forward(&cost, p->batch, positions(L), L->channels);
+    fmi_bytes_elementwise(&cost, m, l, p->batch, 0);
 }
 
 static void gap_backward(const fm_pass *p, int l)
@@ -30,13 +30,13 @@ static void gap_backward(const fm_pass *p, int l)
         return;
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_BACKWARD);
-    fm_gap_backward(p->ws->grad[l + 1], p->ws->grad[l], p->batch, positions(L), L->channels);
-    fm_gap_cost_backward(&cost, p->batch, positions(L), L->channels);
-    fm_bytes_elementwise(&cost, m, l, p->batch, 1);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_BACKWARD);
+    fmi_gap_backward(p->ws->grad[l + 1], p->ws->grad[l], p->batch, positions(L), L->channels);
+    fmi_gap_cost_backward(&cost, p->batch, positions(L), L->channels);
+    fmi_bytes_elementwise(&cost, m, l, p->batch, 1);
 }
 
-const fm_layer_ops fm_layer_gap = {
+const fm_layer_ops fmi_layer_gap = {
     .name = "gap",
     .shape = gap_shape,
     .forward = gap_forward,

@@ -17,7 +17,7 @@ static int pool_reserve(const fm_model *m, int l, fm_workspace *ws, int training
     (void)sizes;
     if (!training)
         return FM_OK;
-    ws->argmax[l] = fm_alloc((size_t)ws->max_batch * m->layers[l].out, sizeof(int32_t));
+    ws->argmax[l] = fmi_alloc((size_t)ws->max_batch * m->layers[l].out, sizeof(int32_t));
     return ws->argmax[l] ? FM_OK : FM_ENOMEM;
 }
 
@@ -27,12 +27,12 @@ static void pool_run(const fm_pass *p, int l, fm_phase phase, int32_t *argmax)
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
     const int B = p->batch;
-    const fm_cost cost = fm_pass_cost(p, l, phase);
-    fm_maxpool_forward(&L->pool, p->ws->act[l], p->ws->act[l + 1], argmax, B);
-    fm_maxpool_cost_forward(&cost, &L->pool, B);
-    fm_bytes_elementwise(&cost, m, l, B, 0);
+    const fm_cost cost = fmi_pass_cost(p, l, phase);
+    fmi_maxpool_forward(&L->pool, p->ws->act[l], p->ws->act[l + 1], argmax, B);
+    fmi_maxpool_cost_forward(&cost, &L->pool, B);
+    fmi_bytes_elementwise(&cost, m, l, B, 0);
     if (argmax)
-        fm_bytes_tensor(&cost, m, l, "argmax", 4 * (uint64_t)B * L->out, 1);
+        fmi_bytes_tensor(&cost, m, l, "argmax", 4 * (uint64_t)B * L->out, 1);
 }
 
 static void pool_forward(const fm_pass *p, int l)
@@ -50,14 +50,14 @@ static void pool_backward(const fm_pass *p, int l)
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
     const int B = p->batch;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_BACKWARD);
-    fm_maxpool_backward(&L->pool, ws->grad[l + 1], ws->argmax[l], ws->grad[l], B);
-    fm_maxpool_cost_backward(&cost, &L->pool, B);
-    fm_bytes_tensor(&cost, m, l, "argmax", 4 * (uint64_t)B * L->out, 0);
-    fm_bytes_elementwise(&cost, m, l, B, 1);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_BACKWARD);
+    fmi_maxpool_backward(&L->pool, ws->grad[l + 1], ws->argmax[l], ws->grad[l], B);
+    fmi_maxpool_cost_backward(&cost, &L->pool, B);
+    fmi_bytes_tensor(&cost, m, l, "argmax", 4 * (uint64_t)B * L->out, 0);
+    fmi_bytes_elementwise(&cost, m, l, B, 1);
 }
 
-const fm_layer_ops fm_layer_pool = {
+const fm_layer_ops fmi_layer_pool = {
     .name = "pool",
     .shape = pool_shape,
     .reserve = pool_reserve,

@@ -5,11 +5,11 @@
 static void relu_forward(const fm_pass *p, int l)
 {
     const fm_model *m = p->model;
-    const fm_cost cost = fm_pass_cost(p, l, p->phase);
+    const fm_cost cost = fmi_pass_cost(p, l, p->phase);
     const uint64_t n = (uint64_t)p->batch * m->layers[l].out;
-    fm_relu_forward(p->ws->act[l], p->ws->act[l + 1], (size_t)n);
-    fm_relu_cost(&cost, n);
-    fm_bytes_elementwise(&cost, m, l, p->batch, 0);
+    fmi_relu_forward(p->ws->act[l], p->ws->act[l + 1], (size_t)n);
+    fmi_relu_cost(&cost, n);
+    fmi_bytes_elementwise(&cost, m, l, p->batch, 0);
 }
 
 static void relu_backward(const fm_pass *p, int l)
@@ -18,12 +18,12 @@ static void relu_backward(const fm_pass *p, int l)
         return;
     const fm_model *m = p->model;
     fm_workspace *ws = p->ws;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_BACKWARD);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_BACKWARD);
     const uint64_t n = (uint64_t)p->batch * m->layers[l].out;
-    fm_relu_backward(ws->act[l + 1], ws->grad[l + 1], ws->grad[l], (size_t)n);
-    fm_relu_cost(&cost, n);
-    fm_bytes_activation(&cost, m, l + 1, 0, p->batch, 0);
-    fm_bytes_elementwise(&cost, m, l, p->batch, 1);
+    fmi_relu_backward(ws->act[l + 1], ws->grad[l + 1], ws->grad[l], (size_t)n);
+    fmi_relu_cost(&cost, n);
+    fmi_bytes_activation(&cost, m, l + 1, 0, p->batch, 0);
+    fmi_bytes_elementwise(&cost, m, l, p->batch, 1);
 }
 
 static int relu_export(fm_export_state *e, const fm_layer *L)
@@ -33,9 +33,9 @@ static int relu_export(fm_export_state *e, const fm_layer *L)
     return FM_OK;
 }
 
-const fm_layer_ops fm_layer_relu = {
+const fm_layer_ops fmi_layer_relu = {
     .name = "relu",
-    .shape = fm_layer_shape_flat,
+    .shape = fmi_layer_shape_flat,
     .forward = relu_forward,
     .forward_eval = relu_forward,
     .backward = relu_backward,

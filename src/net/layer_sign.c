@@ -6,11 +6,11 @@
 static void sign_forward(const fm_pass *p, int l)
 {
     const fm_model *m = p->model;
-    const fm_cost cost = fm_pass_cost(p, l, p->phase);
+    const fm_cost cost = fmi_pass_cost(p, l, p->phase);
     const uint64_t n = (uint64_t)p->batch * m->layers[l].out;
-    fm_sign_forward(p->ws->act[l], p->ws->act[l + 1], (size_t)n);
-    fm_sign_cost_forward(&cost, n);
-    fm_bytes_elementwise(&cost, m, l, p->batch, 0);
+    fmi_sign_forward(p->ws->act[l], p->ws->act[l + 1], (size_t)n);
+    fmi_sign_cost_forward(&cost, n);
+    fmi_bytes_elementwise(&cost, m, l, p->batch, 0);
 }
 
 static void sign_backward(const fm_pass *p, int l)
@@ -19,12 +19,12 @@ static void sign_backward(const fm_pass *p, int l)
         return;
     const fm_model *m = p->model;
     fm_workspace *ws = p->ws;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_BACKWARD);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_BACKWARD);
     const uint64_t n = (uint64_t)p->batch * m->layers[l].out;
-    fm_sign_backward(ws->act[l], ws->grad[l + 1], ws->grad[l], (size_t)n);
-    fm_sign_cost_backward(&cost, n);
-    fm_bytes_activation(&cost, m, l, 0, p->batch, 0);
-    fm_bytes_elementwise(&cost, m, l, p->batch, 1);
+    fmi_sign_backward(ws->act[l], ws->grad[l + 1], ws->grad[l], (size_t)n);
+    fmi_sign_cost_backward(&cost, n);
+    fmi_bytes_activation(&cost, m, l, 0, p->batch, 0);
+    fmi_bytes_elementwise(&cost, m, l, p->batch, 1);
 }
 
 static int sign_export(fm_export_state *e, const fm_layer *L)
@@ -34,9 +34,9 @@ static int sign_export(fm_export_state *e, const fm_layer *L)
     return FM_OK;
 }
 
-const fm_layer_ops fm_layer_sign = {
+const fm_layer_ops fmi_layer_sign = {
     .name = "sign",
-    .shape = fm_layer_shape_flat,
+    .shape = fmi_layer_shape_flat,
     .forward = sign_forward,
     .forward_eval = sign_forward,
     .backward = sign_backward,

@@ -15,22 +15,22 @@
 int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *inference)
 {
     if (!m)
-        return fm_error(FM_EINVAL, "fm_model_measure: NULL model");
+        return fmi_error(FM_EINVAL, "fm_model_measure: NULL model");
     if (batch < 1 || batch > MEASURE_MAX_BATCH)
-        return fm_error(FM_EINVAL, "batch %d out of range 1..%d", batch, MEASURE_MAX_BATCH);
-    fm_threads_set(m->config.threads);
+        return fmi_error(FM_EINVAL, "batch %d out of range 1..%d", batch, MEASURE_MAX_BATCH);
+    fmi_threads_set(m->config.threads);
     fm_images set = {.count = batch, .height = m->in_h, .width = m->in_w, .channels = m->in_c};
-    set.pixels = fm_alloc((size_t)batch * m->input_dim, 1);
-    set.labels = fm_alloc((size_t)batch, 1);
-    float *s1 = fm_alloc(m->state_count, sizeof(float));
-    float *s2 = fm_alloc(m->state_count, sizeof(float));
+    set.pixels = fmi_alloc((size_t)batch * m->input_dim, 1);
+    set.labels = fmi_alloc((size_t)batch, 1);
+    float *s1 = fmi_alloc(m->state_count, sizeof(float));
+    float *s2 = fmi_alloc(m->state_count, sizeof(float));
     fm_workspace *ws = NULL;
-    int rc = set.pixels && set.labels && s1 && s2 ? fm_workspace_create(m, batch, 1, &ws) : FM_ENOMEM;
+    int rc = set.pixels && set.labels && s1 && s2 ? fmi_workspace_create(m, batch, 1, &ws) : FM_ENOMEM;
     if (rc == FM_OK) {
         fm_rng rng;
-        fm_rng_seed(&rng, m->config.seed);
+        fmi_rng_seed(&rng, m->config.seed);
         for (size_t i = 0; i < (size_t)batch * m->input_dim; i++)
-            set.pixels[i] = (uint8_t)(fm_rng_next(&rng) >> 56);
+            set.pixels[i] = (uint8_t)(fmi_rng_next(&rng) >> 56);
         for (int b = 0; b < batch; b++)
             set.labels[b] = (uint8_t)(b % m->classes);
 
@@ -38,58 +38,58 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
             ws->ledger = train_step;
             double lr, lr_end;
             fm_config_learning_rates(&m->config, &lr, &lr_end);
-            fm_load_batch(m, ws, &set, NULL, 0, batch);
-            fm_load_batch_cost(m, ws, FM_PHASE_FORWARD, batch, batch);
-            fm_train_step(m, ws, set.labels, batch, 0, NULL);
-            fm_optimizer_step(m, ws, s1, s2, lr, 1);
-            fm_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)batch);
-            rc = fm_ledger_status(train_step);
+            fmi_load_batch(m, ws, &set, NULL, 0, batch);
+            fmi_load_batch_cost(m, ws, FM_PHASE_FORWARD, batch, batch);
+            fmi_train_step(m, ws, set.labels, batch, 0, NULL);
+            fmi_optimizer_step(m, ws, s1, s2, lr, 1);
+            fmi_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)batch);
+            rc = fmi_ledger_status(train_step);
         }
         if (rc == FM_OK && inference) {
             /* inference as deployed: the deterministic quantized weights,
              * prepared beforehand (outside the ledger), as a model file holds them */
             int saved = m->config.test_quantized;
             m->config.test_quantized = 1;
-            fm_workspace_choose_products(m, ws); /* the evaluation weights changed */
+            fmi_workspace_choose_products(m, ws); /* the evaluation weights changed */
             ws->ledger = NULL;
-            fm_eval_weights(m, ws);
+            fmi_eval_weights(m, ws);
             ws->ledger = inference;
-            fm_load_batch(m, ws, &set, NULL, 0, batch);
-            fm_load_batch_cost(m, ws, FM_PHASE_EVAL, batch, batch);
-            const float *y = fm_forward_eval(m, ws, batch, 0);
-            (void)fm_count_errors(y, set.labels, batch, m->classes);
-            fm_eval_errors_cost(m, ws, batch);
+            fmi_load_batch(m, ws, &set, NULL, 0, batch);
+            fmi_load_batch_cost(m, ws, FM_PHASE_EVAL, batch, batch);
+            const float *y = fmi_forward_eval(m, ws, batch, 0);
+            (void)fmi_count_errors(y, set.labels, batch, m->classes);
+            fmi_eval_errors_cost(m, ws, batch);
             m->config.test_quantized = saved;
-            fm_workspace_choose_products(m, ws);
-            rc = fm_ledger_status(inference);
+            fmi_workspace_choose_products(m, ws);
+            rc = fmi_ledger_status(inference);
         }
     }
-    fm_workspace_free(m, ws);
-    fm_free(set.pixels);
-    fm_free(set.labels);
-    fm_free(s1);
-    fm_free(s2);
+    fmi_workspace_free(m, ws);
+    fmi_free(set.pixels);
+    fmi_free(set.labels);
+    fmi_free(s1);
+    fmi_free(s2);
     return rc;
 }
 
 int fm_model_paper_mults(const fm_model *m, int batch, uint64_t *standard, uint64_t *method)
 {
     if (!m || !standard || !method)
-        return fm_error(FM_EINVAL, "fm_model_paper_mults: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_model_paper_mults: NULL argument");
     if (batch < 1)
-        return fm_error(FM_EINVAL, "batch %d must be at least 1", batch);
+        return fmi_error(FM_EINVAL, "batch %d must be at least 1", batch);
     /* Per example and dense layer of N inputs and M outputs, standard back-prop
      * multiplies MN times forward, MN for the error below, MN for the weight
      * gradient, and about 3M element-wise (the paper's accounting); binary or
      * ternary weights remove the first two, quantized back-prop the third. */
-    const int signed_weights = fm_weight_class_of(m->config.weights) != FM_WCLASS_REAL;
+    const int signed_weights = fmi_weight_class_of(m->config.weights) != FM_WCLASS_REAL;
     uint64_t s = 0, k = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (!fm_layer_weighted(L))
+        if (!fmi_layer_weighted(L))
             continue;
         /* a convolution is a dense layer of fan-in x filters at each output position */
-        uint64_t positions = L->kind == FM_LAYER_CONV ? (uint64_t)fm_conv_positions(&L->conv) : 1;
+        uint64_t positions = L->kind == FM_LAYER_CONV ? (uint64_t)fmi_conv_positions(&L->conv) : 1;
         uint64_t mn = positions * L->w_rows * L->w_cols, mm = positions * L->w_cols;
         s += 3 * mn + 3 * mm;
         k += (signed_weights ? 0 : 2 * mn) + (m->config.qb ? 0 : mn) + 3 * mm;

@@ -47,9 +47,9 @@ static void add_weights(fm_model *m, fm_layer *L, int fan_in, int units, double 
      * learning-rate scale when H = 1) and an SGD step (H/W0)^2 lr. */
     float ratio = L->h / L->w0;
     m->groups[m->n_groups++] = (fm_param_group){
-        *offset, fm_layer_weight_count(L), c->opt == FM_OPT_ADAM ? ratio : ratio * ratio,
+        *offset, fmi_layer_weight_count(L), c->opt == FM_OPT_ADAM ? ratio : ratio * ratio,
         is_quantized(c->weights) ? L->h : 0.0f, (int)(L - m->layers)};
-    *offset += fm_layer_weight_count(L);
+    *offset += fmi_layer_weight_count(L);
 }
 
 /* Batch norm over `channels` features of `values` per example, then (hidden
@@ -103,15 +103,15 @@ static void describe(fm_model *m, const fm_layer_spec *specs, int n_specs)
  * its h x w x c input map, naming both. */
 static int misfit(fm_model *m, int rc, int item, int h, int w, int c)
 {
-    char why[256]; /* fm_error formats into the buffer fm_last_error() returns */
+    char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
     snprintf(why, sizeof why, "%s", fm_last_error());
-    rc = fm_error(rc, "architecture '%s', item %d (%dx%dx%d input): %s", m->arch, item + 1, h, w,
+    rc = fmi_error(rc, "architecture '%s', item %d (%dx%dx%d input): %s", m->arch, item + 1, h, w,
                   c, why);
     fm_model_free(m);
     return rc;
 }
 
-int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+int fmi_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
                    size_t max_state, fm_model **out)
 {
     *out = NULL;
@@ -120,14 +120,14 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
         return rc;
     const long input_dim = (long)in_h * in_w * in_c;
     if (in_h < 1 || in_w < 1 || in_c < 1 || input_dim > (1L << 24) || classes < 2 || classes > 256)
-        return fm_error(FM_EINVAL, "bad model shape: %dx%dx%d inputs, %d classes", in_h, in_w, in_c,
+        return fmi_error(FM_EINVAL, "bad model shape: %dx%dx%d inputs, %d classes", in_h, in_w, in_c,
                         classes);
     if (strlen(config->arch) >= sizeof ((fm_model *)0)->arch)
-        return fm_error(FM_EINVAL, "architecture string too long");
+        return fmi_error(FM_EINVAL, "architecture string too long");
     fm_layer_spec specs[FM_MAX_HIDDEN];
-    const int n_specs = fm_arch_parse(config->arch, specs, FM_MAX_HIDDEN);
+    const int n_specs = fmi_arch_parse(config->arch, specs, FM_MAX_HIDDEN);
 
-    fm_model *m = fm_alloc(1, sizeof *m);
+    fm_model *m = fmi_alloc(1, sizeof *m);
     if (!m)
         return FM_ENOMEM;
     m->config = *config;
@@ -139,9 +139,9 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
     m->in_c = in_c;
     m->classes = classes;
     /* at most conv, pool, bn, act, dropout per item; dense and bn at the end */
-    m->layers = fm_alloc((size_t)(n_specs + 1) * 5, sizeof *m->layers);
-    m->groups = fm_alloc((size_t)(n_specs + 1) * 2, sizeof *m->groups);
-    m->input_mean = fm_alloc((size_t)input_dim, sizeof *m->input_mean);
+    m->layers = fmi_alloc((size_t)(n_specs + 1) * 5, sizeof *m->layers);
+    m->groups = fmi_alloc((size_t)(n_specs + 1) * 2, sizeof *m->groups);
+    m->input_mean = fmi_alloc((size_t)input_dim, sizeof *m->input_mean);
     if (!m->layers || !m->groups || !m->input_mean) {
         fm_model_free(m);
         return FM_ENOMEM;
@@ -160,7 +160,7 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
             flat = s->units;
         } else if (s->kind == FM_SPEC_CONV) {
             fm_layer *cv = add_layer(m, FM_LAYER_CONV, h * w * ch, 0);
-            rc = fm_conv_geom_init(&cv->conv, h, w, ch, s->k, s->stride, s->same, s->units);
+            rc = fmi_conv_geom_init(&cv->conv, h, w, ch, s->k, s->stride, s->same, s->units);
             if (rc < 0)
                 return misfit(m, rc, i, h, w, ch);
             h = cv->conv.out_h;
@@ -171,7 +171,7 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
             if (i + 1 < n_specs && specs[i + 1].kind == FM_SPEC_POOL) {
                 const fm_layer_spec *ps = &specs[++i];
                 fm_layer *pl = add_layer(m, FM_LAYER_POOL, h * w * ch, 0);
-                rc = fm_pool_geom_init(&pl->pool, h, w, ch, ps->k, ps->stride);
+                rc = fmi_pool_geom_init(&pl->pool, h, w, ch, ps->k, ps->stride);
                 if (rc < 0)
                     return misfit(m, rc, i, h, w, ch);
                 h = pl->pool.out_h;
@@ -179,7 +179,7 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
                 pl->out = h * w * ch;
                 pool_area = (double)ps->k * ps->k;
             }
-            add_weights(m, cv, fm_conv_fan_in(&cv->conv), s->units,
+            add_weights(m, cv, fmi_conv_fan_in(&cv->conv), s->units,
                         (double)s->units * s->k * s->k / pool_area, &offset, &weight_index);
             add_norm_act(m, h * w * ch, ch, 1, &offset);
         } else if (s->kind == FM_SPEC_GAP) { /* the map's mean per channel */
@@ -197,12 +197,12 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
     m->state_count = offset;
     if (offset > max_state) {
         fm_model_free(m);
-        return fm_error(FM_ETRUNC, "the architecture needs %zu state values, more than the %zu "
+        return fmi_error(FM_ETRUNC, "the architecture needs %zu state values, more than the %zu "
                                    "there is room for", offset, max_state);
     }
-    m->state = fm_alloc(offset, sizeof *m->state);
+    m->state = fmi_alloc(offset, sizeof *m->state);
     if (config->preproc == FM_PRE_GCN_ZCA && m->state)
-        m->zca = fm_alloc((size_t)input_dim * (size_t)input_dim, sizeof *m->zca);
+        m->zca = fmi_alloc((size_t)input_dim * (size_t)input_dim, sizeof *m->zca);
     if (!m->state || (config->preproc == FM_PRE_GCN_ZCA && !m->zca)) {
         fm_model_free(m);
         return FM_ENOMEM;
@@ -212,13 +212,13 @@ int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int cl
     return FM_OK;
 }
 
-void fm_model_init(fm_model *m, uint64_t seed)
+void fmi_model_init(fm_model *m, uint64_t seed)
 {
     fm_rng rng;
-    fm_rng_seed(&rng, seed);
+    fmi_rng_seed(&rng, seed);
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        const fm_layer_ops *ops = fm_layer_ops_of(L->kind);
+        const fm_layer_ops *ops = fmi_layer_ops_of(L->kind);
         if (ops->init)
             ops->init(L, m->state + L->offset, &rng);
     }
@@ -228,11 +228,11 @@ int fm_model_create_image(const fm_config *config, int height, int width, int ch
                           int classes, fm_model **out)
 {
     if (!config || !out)
-        return fm_error(FM_EINVAL, "fm_model_create: NULL argument");
-    int rc = fm_model_build(config, height, width, channels, classes, SIZE_MAX, out);
+        return fmi_error(FM_EINVAL, "fm_model_create: NULL argument");
+    int rc = fmi_model_build(config, height, width, channels, classes, SIZE_MAX, out);
     if (rc < 0)
         return rc;
-    fm_model_init(*out, config->seed);
+    fmi_model_init(*out, config->seed);
     return FM_OK;
 }
 
@@ -256,12 +256,12 @@ void fm_model_free(fm_model *m)
 {
     if (!m)
         return;
-    fm_free(m->layers);
-    fm_free(m->groups);
-    fm_free(m->state);
-    fm_free(m->input_mean);
-    fm_free(m->zca);
-    fm_free(m);
+    fmi_free(m->layers);
+    fmi_free(m->groups);
+    fmi_free(m->state);
+    fmi_free(m->input_mean);
+    fmi_free(m->zca);
+    fmi_free(m);
 }
 
 size_t fm_model_param_count(const fm_model *m)
@@ -280,65 +280,65 @@ long fm_model_weights(const fm_model *m, int index, float *dst, size_t capacity)
 {
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (!fm_layer_weighted(L) || L->weight_index != index)
+        if (!fmi_layer_weighted(L) || L->weight_index != index)
             continue;
-        size_t n = fm_layer_weight_count(L);
+        size_t n = fmi_layer_weight_count(L);
         if (dst) {
             if (capacity < n)
-                return fm_error(FM_EINVAL, "weight buffer holds %zu values, layer has %zu",
+                return fmi_error(FM_EINVAL, "weight buffer holds %zu values, layer has %zu",
                                 capacity, n);
             memcpy(dst, m->state + L->offset, n * sizeof *dst);
         }
         return (long)n;
     }
-    return fm_error(FM_EINVAL, "no weighted layer %d", index);
+    return fmi_error(FM_EINVAL, "no weighted layer %d", index);
 }
 
-void fm_workspace_free(const fm_model *m, fm_workspace *ws)
+void fmi_workspace_free(const fm_model *m, fm_workspace *ws)
 {
     if (!ws)
         return;
     for (int l = 0; l <= m->n_layers; l++) {
         if (ws->act)
-            fm_free(ws->act[l]);
+            fmi_free(ws->act[l]);
         if (ws->grad)
-            fm_free(ws->grad[l]);
+            fmi_free(ws->grad[l]);
         if (l < m->n_layers) {
             if (ws->wq)
-                fm_free(ws->wq[l]);
+                fmi_free(ws->wq[l]);
             if (ws->bn_mean)
-                fm_free(ws->bn_mean[l]);
+                fmi_free(ws->bn_mean[l]);
             if (ws->bn_invstd)
-                fm_free(ws->bn_invstd[l]);
+                fmi_free(ws->bn_invstd[l]);
             if (ws->mask)
-                fm_free(ws->mask[l]);
+                fmi_free(ws->mask[l]);
             if (ws->argmax)
-                fm_free(ws->argmax[l]);
+                fmi_free(ws->argmax[l]);
         }
     }
     for (int l = 0; l < m->n_layers; l++) {
         if (ws->mf_forward)
-            fm_kernel_weights_free(ws->mf_forward[l]);
+            fmi_kernel_weights_free(ws->mf_forward[l]);
         if (ws->mf_backward)
-            fm_kernel_weights_free(ws->mf_backward[l]);
+            fmi_kernel_weights_free(ws->mf_backward[l]);
     }
-    fm_free(ws->mf_forward);
-    fm_free(ws->mf_backward);
-    fm_free(ws->mf_scratch);
-    fm_free(ws->act);
-    fm_free(ws->grad);
-    fm_free(ws->wq);
-    fm_free(ws->bn_mean);
-    fm_free(ws->bn_invstd);
-    fm_free(ws->mask);
-    fm_free(ws->argmax);
-    fm_free(ws->train_product);
-    fm_free(ws->eval_product);
-    fm_free(ws->conv_scratch);
-    fm_free(ws->pre_scratch);
-    fm_free(ws->qx);
-    fm_free(ws->grad_state);
-    fm_free(ws);
+    fmi_free(ws->mf_forward);
+    fmi_free(ws->mf_backward);
+    fmi_free(ws->mf_scratch);
+    fmi_free(ws->act);
+    fmi_free(ws->grad);
+    fmi_free(ws->wq);
+    fmi_free(ws->bn_mean);
+    fmi_free(ws->bn_invstd);
+    fmi_free(ws->mask);
+    fmi_free(ws->argmax);
+    fmi_free(ws->train_product);
+    fmi_free(ws->eval_product);
+    fmi_free(ws->conv_scratch);
+    fmi_free(ws->pre_scratch);
+    fmi_free(ws->qx);
+    fmi_free(ws->grad_state);
+    fmi_free(ws);
 }
 
 /* The --exec mulfree part of a workspace: the kernel variant, a layout per
@@ -346,15 +346,15 @@ void fm_workspace_free(const fm_model *m, fm_workspace *ws)
 static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
 {
     const fm_config *c = &m->config;
-    int rc = fm_kernels_default(&ws->kernels);
+    int rc = fmi_kernels_default(&ws->kernels);
     if (rc < 0)
         return rc;
     size_t n = (size_t)m->n_layers;
-    ws->mf_forward = fm_alloc(n, sizeof *ws->mf_forward);
-    ws->mf_backward = fm_alloc(n, sizeof *ws->mf_backward);
+    ws->mf_forward = fmi_alloc(n, sizeof *ws->mf_forward);
+    ws->mf_backward = fmi_alloc(n, sizeof *ws->mf_backward);
     if (!ws->mf_forward || !ws->mf_backward)
         return FM_ENOMEM;
-    const fm_deploy_weights kind = fm_mulfree_kind(c->weights);
+    const fm_deploy_weights kind = fmi_mulfree_kind(c->weights);
     size_t slice = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
@@ -363,20 +363,20 @@ static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
         float magnitudes[FM_KERNEL_MAX_LEVELS] = {0};
         int levels = kind == FM_DW_SYNAPSE ? c->synapse_levels : 0;
         for (int i = 0; i < levels && i < FM_KERNEL_MAX_LEVELS; i++)
-            magnitudes[i] = fm_synapse_level(L->h, levels, (float)c->synapse_range, i);
-        if ((rc = fm_kernel_layout(kind, L->in, L->out, levels, magnitudes, &ws->mf_forward[l])) < 0)
+            magnitudes[i] = fmi_synapse_level(L->h, levels, (float)c->synapse_range, i);
+        if ((rc = fmi_kernel_layout(kind, L->in, L->out, levels, magnitudes, &ws->mf_forward[l])) < 0)
             return rc;
-        slice = FM_MAX(slice, fm_kernel_scratch_floats(ws->mf_forward[l]));
+        slice = FM_MAX(slice, fmi_kernel_scratch_floats(ws->mf_forward[l]));
         if (training && l > 0) {
-            if ((rc = fm_kernel_layout(kind, L->out, L->in, levels, magnitudes,
+            if ((rc = fmi_kernel_layout(kind, L->out, L->in, levels, magnitudes,
                                        &ws->mf_backward[l])) < 0)
                 return rc;
-            slice = FM_MAX(slice, fm_kernel_scratch_floats(ws->mf_backward[l]));
+            slice = FM_MAX(slice, fmi_kernel_scratch_floats(ws->mf_backward[l]));
         }
     }
-    ws->mf_threads = FM_MAX(1, fm_threads_available());
+    ws->mf_threads = FM_MAX(1, fmi_threads_available());
     ws->mf_slice = slice;
-    ws->mf_scratch = fm_alloc((size_t)ws->mf_threads * slice, sizeof(float));
+    ws->mf_scratch = fmi_alloc((size_t)ws->mf_threads * slice, sizeof(float));
     return ws->mf_scratch ? FM_OK : FM_ENOMEM;
 }
 
@@ -390,10 +390,10 @@ static int max_threads(void)
 #endif
 }
 
-void fm_workspace_choose_products(const fm_model *m, fm_workspace *ws)
+void fmi_workspace_choose_products(const fm_model *m, fm_workspace *ws)
 {
     for (int l = 0; l < m->n_layers; l++) {
-        const fm_layer_ops *ops = fm_layer_ops_of(m->layers[l].kind);
+        const fm_layer_ops *ops = fmi_layer_ops_of(m->layers[l].kind);
         if (ops->product) {
             ws->train_product[l] = ops->product(m, ws, l, 0);
             ws->eval_product[l] = ops->product(m, ws, l, 1);
@@ -409,51 +409,51 @@ static int workspace_buffers(const fm_model *m, fm_workspace *ws, int training)
     fm_workspace_sizes sizes = {0};
     for (int l = 0; l <= m->n_layers; l++) {
         int dim = l == 0 ? m->input_dim : m->layers[l - 1].out;
-        if (!(ws->act[l] = fm_alloc((size_t)max_batch * dim, sizeof(float))) ||
-            (training && !(ws->grad[l] = fm_alloc((size_t)max_batch * dim, sizeof(float)))))
+        if (!(ws->act[l] = fmi_alloc((size_t)max_batch * dim, sizeof(float))) ||
+            (training && !(ws->grad[l] = fmi_alloc((size_t)max_batch * dim, sizeof(float)))))
             return FM_ENOMEM;
         if (l == m->n_layers)
             break;
-        const fm_layer_ops *ops = fm_layer_ops_of(m->layers[l].kind);
+        const fm_layer_ops *ops = fmi_layer_ops_of(m->layers[l].kind);
         int rc = ops->reserve ? ops->reserve(m, l, ws, training, &sizes) : FM_OK;
         if (rc < 0)
             return rc;
     }
     if (training &&
-        (!(ws->qx = fm_alloc((size_t)max_batch * sizes.widest_input, sizeof(float))) ||
-         !(ws->grad_state = fm_alloc(m->state_count + FM_GRAD_EXTRA, sizeof(float)))))
+        (!(ws->qx = fmi_alloc((size_t)max_batch * sizes.widest_input, sizeof(float))) ||
+         !(ws->grad_state = fmi_alloc(m->state_count + FM_GRAD_EXTRA, sizeof(float)))))
         return FM_ENOMEM;
-    if (sizes.conv_scratch && !(ws->conv_scratch = fm_alloc(sizes.conv_scratch, sizeof(float))))
+    if (sizes.conv_scratch && !(ws->conv_scratch = fmi_alloc(sizes.conv_scratch, sizeof(float))))
         return FM_ENOMEM;
     if (m->config.preproc == FM_PRE_GCN_ZCA &&
-        !(ws->pre_scratch = fm_alloc((size_t)max_batch * m->input_dim, sizeof(float))))
+        !(ws->pre_scratch = fmi_alloc((size_t)max_batch * m->input_dim, sizeof(float))))
         return FM_ENOMEM;
     if (m->config.preproc == FM_PRE_GCN_LCN &&
-        !(ws->pre_scratch = fm_alloc((size_t)max_threads(),
-                                     fm_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL) *
+        !(ws->pre_scratch = fmi_alloc((size_t)max_threads(),
+                                     fmi_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL) *
                                          sizeof(float))))
         return FM_ENOMEM;
     return FM_OK;
 }
 
-int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_workspace **out)
+int fmi_workspace_create(const fm_model *m, int max_batch, int training, fm_workspace **out)
 {
     *out = NULL;
-    fm_workspace *ws = fm_alloc(1, sizeof *ws);
+    fm_workspace *ws = fmi_alloc(1, sizeof *ws);
     if (!ws)
         return FM_ENOMEM;
     ws->max_batch = max_batch;
     ws->training = training;
     size_t n = (size_t)m->n_layers + 1;
-    ws->act = fm_alloc(n, sizeof *ws->act);
-    ws->grad = fm_alloc(n, sizeof *ws->grad);
-    ws->wq = fm_alloc(n, sizeof *ws->wq);
-    ws->bn_mean = fm_alloc(n, sizeof *ws->bn_mean);
-    ws->bn_invstd = fm_alloc(n, sizeof *ws->bn_invstd);
-    ws->mask = fm_alloc(n, sizeof *ws->mask);
-    ws->argmax = fm_alloc(n, sizeof *ws->argmax);
-    ws->train_product = fm_alloc(n, sizeof *ws->train_product);
-    ws->eval_product = fm_alloc(n, sizeof *ws->eval_product);
+    ws->act = fmi_alloc(n, sizeof *ws->act);
+    ws->grad = fmi_alloc(n, sizeof *ws->grad);
+    ws->wq = fmi_alloc(n, sizeof *ws->wq);
+    ws->bn_mean = fmi_alloc(n, sizeof *ws->bn_mean);
+    ws->bn_invstd = fmi_alloc(n, sizeof *ws->bn_invstd);
+    ws->mask = fmi_alloc(n, sizeof *ws->mask);
+    ws->argmax = fmi_alloc(n, sizeof *ws->argmax);
+    ws->train_product = fmi_alloc(n, sizeof *ws->train_product);
+    ws->eval_product = fmi_alloc(n, sizeof *ws->eval_product);
     int rc = ws->act && ws->grad && ws->wq && ws->bn_mean && ws->bn_invstd && ws->mask &&
                      ws->argmax && ws->train_product && ws->eval_product
                  ? workspace_buffers(m, ws, training)
@@ -461,15 +461,15 @@ int fm_workspace_create(const fm_model *m, int max_batch, int training, fm_works
     if (rc == FM_OK && m->config.exec == FM_EXEC_MULFREE)
         rc = mulfree_create(m, ws, training);
     if (rc < 0) {
-        fm_workspace_free(m, ws);
+        fmi_workspace_free(m, ws);
         return rc;
     }
-    fm_workspace_choose_products(m, ws);
+    fmi_workspace_choose_products(m, ws);
     *out = ws;
     return FM_OK;
 }
 
-void fm_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images, const int *index,
+void fmi_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images, const int *index,
                    int first, int count)
 {
     const int dim = m->input_dim;
@@ -477,7 +477,7 @@ void fm_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images,
     float *x = ws->act[0];
     /* gcn-zca normalises into the scratch, then whitens into x */
     float *rows = pre == FM_PRE_GCN_ZCA ? ws->pre_scratch : x;
-    const size_t lcn_floats = fm_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL);
+    const size_t lcn_floats = fmi_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL);
 #pragma omp parallel for schedule(static) if (count * dim > 65536)
     for (int b = 0; b < count; b++) {
         long src = index ? index[first + b] : first + b;
@@ -492,24 +492,24 @@ void fm_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images,
         /* pylearn2's pipelines work on raw pixel values 0..255 */
         for (int j = 0; j < dim; j++)
             row[j] = (float)pix[j];
-        fm_gcn(row, dim, pre == FM_PRE_GCN_ZCA ? &fm_gcn_cifar10 : &fm_gcn_svhn);
+        fmi_gcn(row, dim, pre == FM_PRE_GCN_ZCA ? &fmi_gcn_cifar10 : &fmi_gcn_svhn);
         if (pre == FM_PRE_GCN_LCN) {
 #ifdef _OPENMP
             float *scratch = ws->pre_scratch + (size_t)omp_get_thread_num() * lcn_floats;
 #else
             float *scratch = ws->pre_scratch;
 #endif
-            fm_lcn(row, m->in_h, m->in_w, m->in_c, FM_LCN_KERNEL, FM_LCN_THRESHOLD, scratch);
+            fmi_lcn(row, m->in_h, m->in_w, m->in_c, FM_LCN_KERNEL, FM_LCN_THRESHOLD, scratch);
         }
     }
     (void)lcn_floats;
     if (pre == FM_PRE_GCN_ZCA)
-        fm_zca_apply(m->input_mean, m->zca, rows, x, count, dim);
+        fmi_zca_apply(m->input_mean, m->zca, rows, x, count, dim);
     if (pre == FM_PRE_CENTER || pre == FM_PRE_UNIT)
         FM_TALLY(FM_OP_FMA, (uint64_t)count * dim);
 }
 
-int fm_preprocess_fit(fm_model *m, const fm_images *im, int count)
+int fmi_preprocess_fit(fm_model *m, const fm_images *im, int count)
 {
     const int dim = m->input_dim;
     switch (m->config.preproc) {
@@ -527,7 +527,7 @@ int fm_preprocess_fit(fm_model *m, const fm_images *im, int count)
         }
         return FM_OK;
     case FM_PRE_GCN_ZCA: {
-        float *x = fm_alloc((size_t)count * dim, sizeof *x);
+        float *x = fmi_alloc((size_t)count * dim, sizeof *x);
         if (!x)
             return FM_ENOMEM;
 #pragma omp parallel for schedule(static)
@@ -535,28 +535,28 @@ int fm_preprocess_fit(fm_model *m, const fm_images *im, int count)
             float *row = x + (size_t)i * dim;
             for (int j = 0; j < dim; j++)
                 row[j] = (float)im->pixels[(size_t)i * dim + j];
-            fm_gcn(row, dim, &fm_gcn_cifar10);
+            fmi_gcn(row, dim, &fmi_gcn_cifar10);
         }
-        int rc = fm_zca_fit(x, count, dim, FM_ZCA_FILTER_BIAS, m->input_mean, m->zca);
-        fm_free(x);
+        int rc = fmi_zca_fit(x, count, dim, FM_ZCA_FILTER_BIAS, m->input_mean, m->zca);
+        fmi_free(x);
         return rc;
     }
     }
-    return fm_error(FM_EINVAL, "unknown preprocessing %d", (int)m->config.preproc);
+    return fmi_error(FM_EINVAL, "unknown preprocessing %d", (int)m->config.preproc);
 }
 
-/* What fm_gcn executes on n examples of dim values: the sum, the centred
+/* What fmi_gcn executes on n examples of dim values: the sum, the centred
  * squares and the scaling per value; the mean, root and normaliser per example. */
 static void gcn_cost(const fm_cost *c, uint64_t n, uint64_t dim)
 {
-    fm_cost_ops(c, FM_OP_FADD, 3 * n * dim); /* sum; x - mean twice */
-    fm_cost_ops(c, FM_OP_FMA, n * dim);      /* sum of squares */
-    fm_cost_ops(c, FM_OP_FSPECIAL, n * dim + 3 * n); /* / normaliser; mean, sqrt, / scale */
-    fm_cost_ops(c, FM_OP_CMP, n);            /* normaliser < min_divisor */
+    fmi_cost_ops(c, FM_OP_FADD, 3 * n * dim); /* sum; x - mean twice */
+    fmi_cost_ops(c, FM_OP_FMA, n * dim);      /* sum of squares */
+    fmi_cost_ops(c, FM_OP_FSPECIAL, n * dim + 3 * n); /* / normaliser; mean, sqrt, / scale */
+    fmi_cost_ops(c, FM_OP_CMP, n);            /* normaliser < min_divisor */
 }
 
 /* Terms of one separable Gaussian pass along a line of `len` values (the
- * kernel is cut at the borders, as fm_lcn's zero padding). */
+ * kernel is cut at the borders, as fmi_lcn's zero padding). */
 static uint64_t blur_terms(int len, int kernel)
 {
     const int mid = kernel / 2;
@@ -566,7 +566,7 @@ static uint64_t blur_terms(int len, int kernel)
     return terms;
 }
 
-/* What fm_lcn executes on n images: per channel the Gaussian's taps (two
+/* What fmi_lcn executes on n images: per channel the Gaussian's taps (two
  * exponentials, a sum and a division each), two separable blurs (the second
  * of squares), then per value a root, a clamp, a sum, two maxima, a
  * difference and a division; per channel the mean of the roots. */
@@ -574,34 +574,34 @@ static void lcn_cost(const fm_cost *c, uint64_t n, int h, int w, int channels, i
 {
     const uint64_t maps = n * (uint64_t)channels, hw = (uint64_t)h * w;
     const uint64_t rows = (uint64_t)h * blur_terms(w, kernel), cols = (uint64_t)w * blur_terms(h, kernel);
-    fm_cost_ops(c, FM_OP_FMA, maps * 2 * (rows + cols));
-    fm_cost_ops(c, FM_OP_FMUL, maps * rows); /* the squares */
-    fm_cost_ops(c, FM_OP_FSPECIAL, maps * (2 * hw + 1 + 3 * (uint64_t)kernel));
-    fm_cost_ops(c, FM_OP_CMP, maps * 3 * hw);
-    fm_cost_ops(c, FM_OP_FADD, maps * (2 * hw + (uint64_t)kernel));
+    fmi_cost_ops(c, FM_OP_FMA, maps * 2 * (rows + cols));
+    fmi_cost_ops(c, FM_OP_FMUL, maps * rows); /* the squares */
+    fmi_cost_ops(c, FM_OP_FSPECIAL, maps * (2 * hw + 1 + 3 * (uint64_t)kernel));
+    fmi_cost_ops(c, FM_OP_CMP, maps * 3 * hw);
+    fmi_cost_ops(c, FM_OP_FADD, maps * (2 * hw + (uint64_t)kernel));
 }
 
-void fm_load_batch_cost(const fm_model *m, fm_workspace *ws, fm_phase phase, int count,
+void fmi_load_batch_cost(const fm_model *m, fm_workspace *ws, fm_phase phase, int count,
                         int set_count)
 {
     if (!ws->ledger)
         return;
     const fm_cost cost = {ws->ledger, 0, phase};
     const uint64_t dim = (uint64_t)m->input_dim, n = (uint64_t)count * dim;
-    fm_cost_bytes(&cost, "input.pixels", (uint64_t)set_count * dim, n, 0);
-    fm_cost_bytes(&cost, "input.x", 4 * n, 0, 4 * n);
+    fmi_cost_bytes(&cost, "input.pixels", (uint64_t)set_count * dim, n, 0);
+    fmi_cost_bytes(&cost, "input.x", 4 * n, 0, 4 * n);
     switch (m->config.preproc) {
     case FM_PRE_CENTER:
     case FM_PRE_UNIT:
-        fm_cost_ops(&cost, FM_OP_FMA, n); /* pixel * (1/255) - mean */
-        fm_cost_bytes(&cost, "input.mean", 4 * dim, 4 * dim, 0);
+        fmi_cost_ops(&cost, FM_OP_FMA, n); /* pixel * (1/255) - mean */
+        fmi_cost_bytes(&cost, "input.mean", 4 * dim, 4 * dim, 0);
         break;
     case FM_PRE_GCN_ZCA:
         gcn_cost(&cost, (uint64_t)count, dim);
         /* (x - mean)·P as x·P - mean·P: one row of mean·P, then the batch's */
-        fm_cost_ops(&cost, FM_OP_FMA, (n + dim) * dim);
-        fm_cost_bytes(&cost, "input.mean", 4 * dim, 4 * dim, 0);
-        fm_cost_bytes(&cost, "input.zca", 4 * dim * dim, 4 * dim * dim, 0);
+        fmi_cost_ops(&cost, FM_OP_FMA, (n + dim) * dim);
+        fmi_cost_bytes(&cost, "input.mean", 4 * dim, 4 * dim, 0);
+        fmi_cost_bytes(&cost, "input.zca", 4 * dim * dim, 4 * dim * dim, 0);
         break;
     case FM_PRE_GCN_LCN:
         gcn_cost(&cost, (uint64_t)count, dim);

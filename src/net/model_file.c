@@ -20,60 +20,60 @@
 static void put_config(fm_writer *w, const fm_model *m)
 {
     const fm_config *c = &m->config;
-    fm_put_u32(w, (uint32_t)m->input_dim);
-    fm_put_u32(w, (uint32_t)m->classes);
-    fm_put_u32(w, (uint32_t)c->weights);
-    fm_put_u32(w, (uint32_t)c->synapse_levels);
-    fm_put_f64(w, c->synapse_range);
-    fm_put_u32(w, (uint32_t)c->scale);
-    fm_put_u32(w, (uint32_t)c->qb);
-    fm_put_u32(w, (uint32_t)c->qb_emin);
-    fm_put_u32(w, (uint32_t)c->qb_emax);
-    fm_put_u32(w, (uint32_t)c->qb_bn_jacobian);
-    fm_put_u32(w, (uint32_t)c->test_quantized);
-    fm_put_u32(w, (uint32_t)c->opt);
-    fm_put_u32(w, (uint32_t)c->loss);
-    fm_put_u32(w, (uint32_t)c->preproc);
-    fm_put_u32(w, (uint32_t)c->bn_stats);
-    fm_put_f64(w, c->bn_eps);
-    fm_put_f64(w, c->dropout);
-    fm_put_u64(w, c->seed);
-    fm_put_u32(w, (uint32_t)c->acts);
-    fm_put_u32(w, (uint32_t)m->in_h);
-    fm_put_u32(w, (uint32_t)m->in_w);
-    fm_put_u32(w, (uint32_t)m->in_c);
-    fm_put_u32(w, (uint32_t)c->qb_conv_emin);
-    fm_put_u32(w, (uint32_t)c->qb_conv_emax);
+    fmi_put_u32(w, (uint32_t)m->input_dim);
+    fmi_put_u32(w, (uint32_t)m->classes);
+    fmi_put_u32(w, (uint32_t)c->weights);
+    fmi_put_u32(w, (uint32_t)c->synapse_levels);
+    fmi_put_f64(w, c->synapse_range);
+    fmi_put_u32(w, (uint32_t)c->scale);
+    fmi_put_u32(w, (uint32_t)c->qb);
+    fmi_put_u32(w, (uint32_t)c->qb_emin);
+    fmi_put_u32(w, (uint32_t)c->qb_emax);
+    fmi_put_u32(w, (uint32_t)c->qb_bn_jacobian);
+    fmi_put_u32(w, (uint32_t)c->test_quantized);
+    fmi_put_u32(w, (uint32_t)c->opt);
+    fmi_put_u32(w, (uint32_t)c->loss);
+    fmi_put_u32(w, (uint32_t)c->preproc);
+    fmi_put_u32(w, (uint32_t)c->bn_stats);
+    fmi_put_f64(w, c->bn_eps);
+    fmi_put_f64(w, c->dropout);
+    fmi_put_u64(w, c->seed);
+    fmi_put_u32(w, (uint32_t)c->acts);
+    fmi_put_u32(w, (uint32_t)m->in_h);
+    fmi_put_u32(w, (uint32_t)m->in_w);
+    fmi_put_u32(w, (uint32_t)m->in_c);
+    fmi_put_u32(w, (uint32_t)c->qb_conv_emin);
+    fmi_put_u32(w, (uint32_t)c->qb_conv_emax);
     size_t arch_len = strlen(m->arch);
-    fm_put_u32(w, (uint32_t)arch_len);
-    fm_put_bytes(w, m->arch, arch_len);
+    fmi_put_u32(w, (uint32_t)arch_len);
+    fmi_put_bytes(w, m->arch, arch_len);
 }
 
-int fm_model_serialize(const fm_model *m, fm_writer *w)
+int fmi_model_serialize(const fm_model *m, fm_writer *w)
 {
     const size_t start = w->len;
-    fm_put_bytes(w, MODEL_MAGIC, 8);
-    fm_put_u32(w, MODEL_VERSION);
+    fmi_put_bytes(w, MODEL_MAGIC, 8);
+    fmi_put_u32(w, MODEL_VERSION);
     put_config(w, m);
-    fm_put_f32s(w, m->input_mean, (size_t)m->input_dim);
+    fmi_put_f32s(w, m->input_mean, (size_t)m->input_dim);
     if (m->zca)
-        fm_put_f32s(w, m->zca, (size_t)m->input_dim * (size_t)m->input_dim);
-    fm_put_u64(w, (uint64_t)m->state_count);
-    fm_put_f32s(w, m->state, m->state_count);
+        fmi_put_f32s(w, m->zca, (size_t)m->input_dim * (size_t)m->input_dim);
+    fmi_put_u64(w, (uint64_t)m->state_count);
+    fmi_put_f32s(w, m->state, m->state_count);
     if (!w->failed)
-        fm_put_u32(w, fm_crc32(w->buf + start, w->len - start));
-    return w->failed ? fm_error(FM_ENOMEM, "out of memory serializing the model") : FM_OK;
+        fmi_put_u32(w, fmi_crc32(w->buf + start, w->len - start));
+    return w->failed ? fmi_error(FM_ENOMEM, "out of memory serializing the model") : FM_OK;
 }
 
 int fm_model_save(const fm_model *m, const char *path)
 {
     if (!m || !path)
-        return fm_error(FM_EINVAL, "fm_model_save: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_model_save: NULL argument");
     fm_writer w = {0};
-    int rc = fm_model_serialize(m, &w);
+    int rc = fmi_model_serialize(m, &w);
     if (rc == FM_OK)
-        rc = fm_file_write_atomic(path, w.buf, w.len);
-    fm_free(w.buf);
+        rc = fmi_file_write_atomic(path, w.buf, w.len);
+    fmi_free(w.buf);
     return rc;
 }
 
@@ -81,15 +81,15 @@ static int parse_model(fm_reader *r, fm_model **out)
 {
     char magic[8];
     uint32_t version, u[15];
-    int rc = fm_get_bytes(r, magic, 8, "magic");
+    int rc = fmi_get_bytes(r, magic, 8, "magic");
     if (rc < 0)
         return rc;
     if (memcmp(magic, MODEL_MAGIC, 8) != 0)
-        return fm_error(FM_EFORMAT, "%s: not a fewmul model file (bad magic)", r->path);
-    if ((rc = fm_get_u32(r, &version, "version")) < 0)
+        return fmi_error(FM_EFORMAT, "%s: not a fewmul model file (bad magic)", r->path);
+    if ((rc = fmi_get_u32(r, &version, "version")) < 0)
         return rc;
     if (version < 1 || version > MODEL_VERSION)
-        return fm_error(FM_EUNSUPPORTED, "%s: model file version %u, this fewmul reads %u",
+        return fmi_error(FM_EUNSUPPORTED, "%s: model file version %u, this fewmul reads %u",
                         r->path, version, MODEL_VERSION);
     fm_config c;
     fm_config_default(&c);
@@ -98,36 +98,36 @@ static int parse_model(fm_reader *r, fm_model **out)
     uint32_t acts = FM_ACTS_RELU, shape[3] = {0, 1, 1}, conv_range[2] = {(uint32_t)-4, 3};
     const char *names[] = {"input size", "classes", "weights", "levels"};
     for (int i = 0; i < 4; i++)
-        if ((rc = fm_get_u32(r, &u[i], names[i])) < 0)
+        if ((rc = fmi_get_u32(r, &u[i], names[i])) < 0)
             return rc;
-    if ((rc = fm_get_f64(r, &synapse_range, "synapse range")) < 0)
+    if ((rc = fmi_get_f64(r, &synapse_range, "synapse range")) < 0)
         return rc;
     for (int i = 4; i < 14; i++)
-        if ((rc = fm_get_u32(r, &u[i], "configuration")) < 0)
+        if ((rc = fmi_get_u32(r, &u[i], "configuration")) < 0)
             return rc;
-    if ((rc = fm_get_f64(r, &bn_eps, "epsilon")) < 0 ||
-        (rc = fm_get_f64(r, &dropout, "dropout")) < 0 || (rc = fm_get_u64(r, &seed, "seed")) < 0 ||
-        (version >= 2 && (rc = fm_get_u32(r, &acts, "activations")) < 0) ||
-        (version >= 3 && ((rc = fm_get_u32(r, &shape[0], "input height")) < 0 ||
-                          (rc = fm_get_u32(r, &shape[1], "input width")) < 0 ||
-                          (rc = fm_get_u32(r, &shape[2], "input channels")) < 0 ||
-                          (rc = fm_get_u32(r, &conv_range[0], "conv exponent range")) < 0 ||
-                          (rc = fm_get_u32(r, &conv_range[1], "conv exponent range")) < 0)) ||
-        (rc = fm_get_u32(r, &u[14], "architecture length")) < 0)
+    if ((rc = fmi_get_f64(r, &bn_eps, "epsilon")) < 0 ||
+        (rc = fmi_get_f64(r, &dropout, "dropout")) < 0 || (rc = fmi_get_u64(r, &seed, "seed")) < 0 ||
+        (version >= 2 && (rc = fmi_get_u32(r, &acts, "activations")) < 0) ||
+        (version >= 3 && ((rc = fmi_get_u32(r, &shape[0], "input height")) < 0 ||
+                          (rc = fmi_get_u32(r, &shape[1], "input width")) < 0 ||
+                          (rc = fmi_get_u32(r, &shape[2], "input channels")) < 0 ||
+                          (rc = fmi_get_u32(r, &conv_range[0], "conv exponent range")) < 0 ||
+                          (rc = fmi_get_u32(r, &conv_range[1], "conv exponent range")) < 0)) ||
+        (rc = fmi_get_u32(r, &u[14], "architecture length")) < 0)
         return rc;
     char arch[256];
     if (u[14] >= sizeof arch)
-        return fm_error(FM_EFORMAT, "%s: architecture string of %u bytes is too long", r->path, u[14]);
-    if ((rc = fm_get_bytes(r, arch, u[14], "architecture")) < 0)
+        return fmi_error(FM_EFORMAT, "%s: architecture string of %u bytes is too long", r->path, u[14]);
+    if ((rc = fmi_get_bytes(r, arch, u[14], "architecture")) < 0)
         return rc;
     arch[u[14]] = '\0';
     if (u[0] < 1 || u[0] > (1u << 24) || u[1] < 2 || u[1] > 256)
-        return fm_error(FM_EFORMAT, "%s: bad shape %u inputs, %u classes", r->path, u[0], u[1]);
+        return fmi_error(FM_EFORMAT, "%s: bad shape %u inputs, %u classes", r->path, u[0], u[1]);
     if (version < 3)
         shape[0] = u[0];
     if (shape[0] < 1 || shape[1] < 1 || shape[2] < 1 ||
         (uint64_t)shape[0] * shape[1] * shape[2] != u[0])
-        return fm_error(FM_EFORMAT, "%s: input shape %ux%ux%u does not hold %u values", r->path,
+        return fmi_error(FM_EFORMAT, "%s: input shape %ux%ux%u does not hold %u values", r->path,
                         shape[0], shape[1], shape[2], u[0]);
     c.arch = arch;
     c.weights = (fm_weight_mode)u[2];
@@ -150,9 +150,9 @@ static int parse_model(fm_reader *r, fm_model **out)
     c.qb_conv_emin = (int32_t)conv_range[0];
     c.qb_conv_emax = (int32_t)conv_range[1];
     if ((rc = fm_config_check(&c)) < 0) {
-        char why[256]; /* fm_error formats into the buffer fm_last_error() returns */
+        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
-        return fm_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
+        return fmi_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }
     /* Nothing is allocated for more than the file holds: the input mean, the
      * whitening matrix (input_dim^2 floats) and the state count must fit in
@@ -160,41 +160,41 @@ static int parse_model(fm_reader *r, fm_model **out)
     const uint64_t mean_bytes = 4ull * u[0];
     const uint64_t zca_bytes = c.preproc == FM_PRE_GCN_ZCA ? 4ull * u[0] * u[0] : 0;
     if (mean_bytes + 8 > r->left)
-        return fm_error(FM_ETRUNC, "%s: an input mean of %u values needs more than the %zu bytes left",
+        return fmi_error(FM_ETRUNC, "%s: an input mean of %u values needs more than the %zu bytes left",
                         r->path, u[0], r->left);
     if (zca_bytes > r->left - mean_bytes - 8)
-        return fm_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
+        return fmi_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
                         r->path, u[0], u[0], r->left);
     const size_t max_state = (size_t)((r->left - mean_bytes - 8 - zca_bytes) / 4);
     fm_model *m;
-    rc = fm_model_build(&c, (int)shape[0], (int)shape[1], (int)shape[2], (int)u[1], max_state, &m);
+    rc = fmi_model_build(&c, (int)shape[0], (int)shape[1], (int)shape[2], (int)u[1], max_state, &m);
     if (rc < 0 && rc != FM_ENOMEM) {
         /* the architecture and shape come from the file: a state larger than
          * the file holds is a truncation, one that does not fit its input a
          * damaged file, not a caller's mistake */
-        char why[256]; /* fm_error formats into the buffer fm_last_error() returns */
+        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
         if (rc == FM_ETRUNC)
-            return fm_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
-        return fm_error(FM_EFORMAT, "%s: bad model file: %s", r->path, why);
+            return fmi_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
+        return fmi_error(FM_EFORMAT, "%s: bad model file: %s", r->path, why);
     }
     if (rc < 0)
         return rc;
     uint64_t count;
-    if ((rc = fm_get_f32s(r, m->input_mean, (size_t)m->input_dim, "input mean")) < 0 ||
-        (m->zca && (rc = fm_get_f32s(r, m->zca, (size_t)m->input_dim * (size_t)m->input_dim,
+    if ((rc = fmi_get_f32s(r, m->input_mean, (size_t)m->input_dim, "input mean")) < 0 ||
+        (m->zca && (rc = fmi_get_f32s(r, m->zca, (size_t)m->input_dim * (size_t)m->input_dim,
                                      "whitening matrix")) < 0) ||
-        (rc = fm_get_u64(r, &count, "state size")) < 0) {
+        (rc = fmi_get_u64(r, &count, "state size")) < 0) {
         fm_model_free(m);
         return rc;
     }
     if (count != m->state_count) {
         const size_t need = m->state_count;
         fm_model_free(m);
-        return fm_error(FM_EFORMAT, "%s: state holds %llu values, the architecture needs %zu",
+        return fmi_error(FM_EFORMAT, "%s: state holds %llu values, the architecture needs %zu",
                         r->path, (unsigned long long)count, need);
     }
-    if ((rc = fm_get_f32s(r, m->state, m->state_count, "parameters")) < 0) {
+    if ((rc = fmi_get_f32s(r, m->state, m->state_count, "parameters")) < 0) {
         fm_model_free(m);
         return rc;
     }
@@ -202,20 +202,20 @@ static int parse_model(fm_reader *r, fm_model **out)
     return FM_OK;
 }
 
-int fm_model_parse(const uint8_t *data, size_t len, const char *path, fm_model **out)
+int fmi_model_parse(const uint8_t *data, size_t len, const char *path, fm_model **out)
 {
     *out = NULL;
     if (len < 16)
-        return fm_error(FM_ETRUNC, "%s: %zu bytes is too short for a model file", path, len);
-    uint32_t stored = fm_load_le32(data + len - 4);
+        return fmi_error(FM_ETRUNC, "%s: %zu bytes is too short for a model file", path, len);
+    uint32_t stored = fmi_load_le32(data + len - 4);
     fm_reader r = {data, len - 4, path, "model file"};
-    if (memcmp(data, MODEL_MAGIC, 8) == 0 && fm_crc32(data, len - 4) != stored)
-        return fm_error(FM_EFORMAT, "%s: checksum mismatch (file damaged or truncated)", path);
+    if (memcmp(data, MODEL_MAGIC, 8) == 0 && fmi_crc32(data, len - 4) != stored)
+        return fmi_error(FM_EFORMAT, "%s: checksum mismatch (file damaged or truncated)", path);
     int rc = parse_model(&r, out);
     if (rc == FM_OK && r.left != 0) {
         fm_model_free(*out);
         *out = NULL;
-        rc = fm_error(FM_EFORMAT, "%s: %zu unexpected bytes after the parameters", path, r.left);
+        rc = fmi_error(FM_EFORMAT, "%s: %zu unexpected bytes after the parameters", path, r.left);
     }
     return rc;
 }
@@ -223,14 +223,14 @@ int fm_model_parse(const uint8_t *data, size_t len, const char *path, fm_model *
 int fm_model_load(const char *path, fm_model **out)
 {
     if (!path || !out)
-        return fm_error(FM_EINVAL, "fm_model_load: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_model_load: NULL argument");
     *out = NULL;
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = fm_file_read_all(path, MODEL_MAX_BYTES, "model file", &data, &len);
+    int rc = fmi_file_read_all(path, MODEL_MAX_BYTES, "model file", &data, &len);
     if (rc < 0)
         return rc;
-    rc = fm_model_parse(data, len, path, out);
-    fm_free(data);
+    rc = fmi_model_parse(data, len, path, out);
+    fmi_free(data);
     return rc;
 }

@@ -8,9 +8,9 @@
 #include "fewmul.h"
 
 /* Appends the complete file image of `model`, CRC included, to w. */
-int fm_model_serialize(const fm_model *model, fm_writer *w);
+int fmi_model_serialize(const fm_model *model, fm_writer *w);
 /* Reads a model from the file image data[0..len); `path` names it in messages.
  * Every count is checked against len before anything is allocated. */
-int fm_model_parse(const uint8_t *data, size_t len, const char *path, fm_model **out);
+int fmi_model_parse(const uint8_t *data, size_t len, const char *path, fm_model **out);
 
 #endif

@@ -38,11 +38,11 @@ typedef struct fm_layer {
 enum { FM_STREAM_WEIGHTS = 1, FM_STREAM_QB = 2, FM_STREAM_DROPOUT = 3, FM_STREAM_SHUFFLE = 4 };
 
 /* Layers with a weight matrix: dense and conv. */
-static inline int fm_layer_weighted(const fm_layer *L)
+static inline int fmi_layer_weighted(const fm_layer *L)
 {
     return L->kind == FM_LAYER_DENSE || L->kind == FM_LAYER_CONV;
 }
-static inline size_t fm_layer_weight_count(const fm_layer *L)
+static inline size_t fmi_layer_weight_count(const fm_layer *L)
 {
     return (size_t)L->w_rows * (size_t)L->w_cols;
 }
@@ -59,11 +59,11 @@ typedef struct fm_layer_spec {
 
 /* Parses an architecture (docs/cli.md, "Architectures") into items; returns
  * their count or a negative error with a message. */
-int fm_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs);
+int fmi_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs);
 
 /* The first field (by name: "epochs", "lr", ...) in which two configurations
  * of a run differ, threads aside, or NULL when they describe the same run. */
-const char *fm_config_differs(const fm_config *a, const fm_config *b);
+const char *fmi_config_differs(const fm_config *a, const fm_config *b);
 
 struct fm_model {
     fm_config config;     /* config.arch points at arch below */
@@ -99,7 +99,7 @@ typedef struct fm_workspace {
     fm_ledger *ledger;    /* NULL, or where passes record their work */
     int reference;        /* 1: products by the reference kernels (kernels.h) */
     /* per layer: how a weighted layer's products run in training and in
-     * evaluation passes (product.h), chosen by fm_workspace_choose_products */
+     * evaluation passes (product.h), chosen by fmi_workspace_choose_products */
     const struct fm_product_ops **train_product, **eval_product;
     /* --exec mulfree (mulfree.h): the kernel variant (NULL: the default path),
      * per dense layer the pass's weights in the forward layout (in -> out) and
@@ -125,64 +125,64 @@ typedef struct fm_workspace {
  * travel with the gradient between ranks. */
 #define FM_GRAD_EXTRA 4
 
-int fm_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);
-void fm_workspace_free(const fm_model *model, fm_workspace *ws);
+int fmi_workspace_create(const fm_model *model, int max_batch, int training, fm_workspace **out);
+void fmi_workspace_free(const fm_model *model, fm_workspace *ws);
 /* Chooses every weighted layer's products from the workspace's reference
- * flag and mulfree kernels; fm_workspace_create does, and a caller that
+ * flag and mulfree kernels; fmi_workspace_create does, and a caller that
  * changes ws->reference (tests of the reference kernels) does again. */
-void fm_workspace_choose_products(const fm_model *model, fm_workspace *ws);
+void fmi_workspace_choose_products(const fm_model *model, fm_workspace *ws);
 
 /* Input rows of ws->act[0] from `count` images (index[first..], or first..
  * when index is NULL), preprocessed as the model says: pixels/255 minus the
  * input mean, or GCN then ZCA or LCN (preprocess.h). */
-void fm_load_batch(const fm_model *model, fm_workspace *ws, const fm_images *images,
+void fmi_load_batch(const fm_model *model, fm_workspace *ws, const fm_images *images,
                    const int *index, int first, int count);
 /* Fits the model's input preprocessing on images [0, count): the per-pixel
  * mean (center), or the ZCA of the GCN-normalised images (gcn-zca). */
-int fm_preprocess_fit(fm_model *model, const fm_images *images, int count);
+int fmi_preprocess_fit(fm_model *model, const fm_images *images, int count);
 /* Declares a batch load of `count` examples from a set of `set_count` to
  * ws->ledger in `phase` (the "input" layer). */
-void fm_load_batch_cost(const fm_model *model, fm_workspace *ws, fm_phase phase, int count,
+void fmi_load_batch_cost(const fm_model *model, fm_workspace *ws, fm_phase phase, int count,
                         int set_count);
 /* Declares the model's layers to ws->ledger: index 0 "input", layer l at
  * l + 1, then "loss". */
-void fm_ledger_declare_layers(const fm_model *model, fm_ledger *ledger);
+void fmi_ledger_declare_layers(const fm_model *model, fm_ledger *ledger);
 /* Ledger index of the loss. */
-static inline int fm_ledger_loss_index(const fm_model *model) { return model->n_layers + 1; }
+static inline int fmi_ledger_loss_index(const fm_model *model) { return model->n_layers + 1; }
 /* Declares an argmax error count of `batch` rows (eval phase, loss layer). */
-void fm_eval_errors_cost(const fm_model *model, fm_workspace *ws, int batch);
+void fmi_eval_errors_cost(const fm_model *model, fm_workspace *ws, int batch);
 
 /* One optimizer step over every parameter group, declared to ws->ledger
  * (update phase; the caller counts the pass). s1, s2: optimizer state aligned with model->state (s2 for
  * Adam only); t is the 1-based step number. */
-void fm_optimizer_step(fm_model *model, const fm_workspace *ws, float *s1, float *s2, double lr,
+void fmi_optimizer_step(fm_model *model, const fm_workspace *ws, float *s1, float *s2, double lr,
                        long t);
 
 /* Training pass: samples the weights with stream keys derived from (seed,
  * step), runs forward, loss and backward, leaving gradients in grad_state.
  * Returns the mean loss; *errors counts misclassified examples. */
-double fm_train_step(fm_model *model, fm_workspace *ws, const uint8_t *labels, int batch,
+double fmi_train_step(fm_model *model, fm_workspace *ws, const uint8_t *labels, int batch,
                      uint64_t step, int *errors);
 
 /* Evaluation pass over ws->act[0]: fills the evaluation weights first when
  * refresh is set. Returns the output rows (batch x classes). */
-const float *fm_forward_eval(const fm_model *model, fm_workspace *ws, int batch, int refresh);
+const float *fmi_forward_eval(const fm_model *model, fm_workspace *ws, int batch, int refresh);
 /* The evaluation weights of every weighted layer into ws->wq. */
-void fm_eval_weights(const fm_model *model, fm_workspace *ws);
+void fmi_eval_weights(const fm_model *model, fm_workspace *ws);
 
 /* Recomputes batch-norm inference statistics the authors' way: running averages
  * of per-batch means and variances over the given sets, with the evaluation
  * weights, each batch normalised with the statistics accumulated so far. */
-int fm_bn_recompute(fm_model *model, fm_workspace *ws, const fm_images *sets[], const int *firsts,
+int fmi_bn_recompute(fm_model *model, fm_workspace *ws, const fm_images *sets[], const int *firsts,
                     const int *counts, int n_sets, int batch);
 
 /* Sets up layers, state and parameter groups for config and an input of
  * in_h x in_w x in_c values (no initialization). A reader passes the values
  * its file can still hold as max_state (SIZE_MAX: no bound), so that a hostile
  * architecture fails with FM_ETRUNC before its state is allocated. */
-int fm_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+int fmi_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
                    size_t max_state, fm_model **out);
 /* Initializes weights (U(-2H, 2H)), gamma = 1, beta = 0, statistics (0, 1). */
-void fm_model_init(fm_model *model, uint64_t seed);
+void fmi_model_init(fm_model *model, uint64_t seed);
 
 #endif

@@ -14,32 +14,32 @@
 #include <omp.h>
 #endif
 
-/* ---- dense layers through BLAS (fm_sgemm) ---- */
+/* ---- dense layers through BLAS (fmi_sgemm) ---- */
 
 static void blas_forward(const fm_pass *p, const fm_cost *c, int l, const float *w, int wclass)
 {
     const fm_layer *L = &p->model->layers[l];
-    fm_dense_forward(p->ws->act[l], w, p->ws->act[l + 1], p->batch, L->in, L->out);
-    fm_dense_cost_forward(c, wclass, p->batch, L->in, L->out);
+    fmi_dense_forward(p->ws->act[l], w, p->ws->act[l + 1], p->batch, L->in, L->out);
+    fmi_dense_cost_forward(c, wclass, p->batch, L->in, L->out);
 }
 
 static void blas_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
                                   const float *e, float *dw)
 {
     const fm_layer *L = &p->model->layers[l];
-    fm_dense_backward_weights(x, e, dw, p->batch, L->in, L->out);
-    fm_dense_cost_backward_weights(c, p->model->config.qb, p->batch, L->in, L->out);
+    fmi_dense_backward_weights(x, e, dw, p->batch, L->in, L->out);
+    fmi_dense_cost_backward_weights(c, p->model->config.qb, p->batch, L->in, L->out);
 }
 
 static void blas_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
                                 const float *w, float *dx, int wclass)
 {
     const fm_layer *L = &p->model->layers[l];
-    fm_dense_backward_input(dy, w, dx, p->batch, L->in, L->out);
-    fm_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
+    fmi_dense_backward_input(dy, w, dx, p->batch, L->in, L->out);
+    fmi_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
 }
 
-const fm_product_ops fm_product_blas = {"blas", NULL, blas_forward, blas_backward_weights,
+const fm_product_ops fmi_product_blas = {"blas", NULL, blas_forward, blas_backward_weights,
                                         blas_backward_input};
 
 /* ---- dense layers through the reference kernels (the method's arithmetic) ---- */
@@ -48,9 +48,9 @@ static void reference_forward(const fm_pass *p, const fm_cost *c, int l, const f
                               int wclass)
 {
     const fm_layer *L = &p->model->layers[l];
-    fm_ref_dense_forward((fm_weight_class)wclass, p->ws->act[l], w, L->h, p->ws->act[l + 1],
+    fmi_ref_dense_forward((fm_weight_class)wclass, p->ws->act[l], w, L->h, p->ws->act[l + 1],
                          p->batch, L->in, L->out);
-    fm_dense_cost_forward(c, wclass, p->batch, L->in, L->out);
+    fmi_dense_cost_forward(c, wclass, p->batch, L->in, L->out);
 }
 
 static void reference_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
@@ -58,19 +58,19 @@ static void reference_backward_weights(const fm_pass *p, const fm_cost *c, int l
 {
     const fm_layer *L = &p->model->layers[l];
     const int qb = p->model->config.qb;
-    fm_ref_dense_backward_weights(qb, x, e, dw, p->batch, L->in, L->out);
-    fm_dense_cost_backward_weights(c, qb, p->batch, L->in, L->out);
+    fmi_ref_dense_backward_weights(qb, x, e, dw, p->batch, L->in, L->out);
+    fmi_dense_cost_backward_weights(c, qb, p->batch, L->in, L->out);
 }
 
 static void reference_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
                                      const float *w, float *dx, int wclass)
 {
     const fm_layer *L = &p->model->layers[l];
-    fm_ref_dense_backward_input((fm_weight_class)wclass, dy, w, L->h, dx, p->batch, L->in, L->out);
-    fm_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
+    fmi_ref_dense_backward_input((fm_weight_class)wclass, dy, w, L->h, dx, p->batch, L->in, L->out);
+    fmi_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
 }
 
-const fm_product_ops fm_product_reference = {"reference", NULL, reference_forward,
+const fm_product_ops fmi_product_reference = {"reference", NULL, reference_forward,
                                              reference_backward_weights, reference_backward_input};
 
 /* ---- dense layers without float multiplies (--exec mulfree) ---- */
@@ -99,13 +99,13 @@ static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_
     fm_kernel_weights *layouts[2] = {ws->mf_forward[l], with_transpose ? ws->mf_backward[l] : NULL};
     const size_t strides[2][2] = {{(size_t)L->out, 1}, {1, (size_t)L->out}};
     for (int t = 0; t < 2 && layouts[t]; t++) {
-        int rc = fm_kernel_fill(layouts[t], ws->wq[l], strides[t][0], strides[t][1]);
+        int rc = fmi_kernel_fill(layouts[t], ws->wq[l], strides[t][0], strides[t][1]);
         if (rc < 0 && ws->status == FM_OK)
             ws->status = rc;
-        fm_mulfree_cost_fill(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels,
+        fmi_mulfree_cost_fill(c, fmi_mulfree_kind(m->config.weights), m->config.synapse_levels,
                              L->in, L->out);
-        fm_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)L->in * L->out, 0);
-        fm_bytes_tensor(c, m, l, "Wq", fm_layer_weight_bytes(m, l, 1), 1);
+        fmi_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)L->in * L->out, 0);
+        fmi_bytes_tensor(c, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);
     }
 }
 
@@ -115,9 +115,9 @@ static void mulfree_forward(const fm_pass *p, const fm_cost *c, int l, const flo
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
-    fm_mulfree_product(ws->kernels, ws->mf_forward[l], ws->act[l], ws->act[l + 1], p->batch, L->h,
+    fmi_mulfree_product(ws->kernels, ws->mf_forward[l], ws->act[l], ws->act[l + 1], p->batch, L->h,
                        ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
-    fm_mulfree_cost_product(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels,
+    fmi_mulfree_cost_product(c, fmi_mulfree_kind(m->config.weights), m->config.synapse_levels,
                             p->batch, L->in, L->out);
 }
 
@@ -127,9 +127,9 @@ static void mulfree_backward_weights(const fm_pass *p, const fm_cost *c, int l, 
     const fm_layer *L = &p->model->layers[l];
     fm_workspace *ws = p->ws;
     /* x is Q(x): --exec mulfree needs quantized back-prop (fm_config_check) */
-    if (!fm_mulfree_pow2_grad(ws->kernels, x, e, dw, p->batch, L->in, L->out, mulfree_threads(ws)))
+    if (!fmi_mulfree_pow2_grad(ws->kernels, x, e, dw, p->batch, L->in, L->out, mulfree_threads(ws)))
         ws->mf_fallbacks++;
-    fm_mulfree_cost_pow2_grad(c, p->batch, L->in, L->out);
+    fmi_mulfree_cost_pow2_grad(c, p->batch, L->in, L->out);
 }
 
 static void mulfree_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
@@ -139,13 +139,13 @@ static void mulfree_backward_input(const fm_pass *p, const fm_cost *c, int l, co
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
-    fm_mulfree_product(ws->kernels, ws->mf_backward[l], dy, dx, p->batch, L->h, ws->mf_scratch,
+    fmi_mulfree_product(ws->kernels, ws->mf_backward[l], dy, dx, p->batch, L->h, ws->mf_scratch,
                        ws->mf_slice, mulfree_threads(ws));
-    fm_mulfree_cost_product(c, fm_mulfree_kind(m->config.weights), m->config.synapse_levels,
+    fmi_mulfree_cost_product(c, fmi_mulfree_kind(m->config.weights), m->config.synapse_levels,
                             p->batch, L->out, L->in);
 }
 
-const fm_product_ops fm_product_mulfree = {"mulfree", mulfree_prepare, mulfree_forward,
+const fm_product_ops fmi_product_mulfree = {"mulfree", mulfree_prepare, mulfree_forward,
                                            mulfree_backward_weights, mulfree_backward_input};
 
 /* ---- convolutions: im2col + GEMM, or + the reference kernels ---- */
@@ -158,12 +158,12 @@ const fm_product_ops fm_product_mulfree = {"mulfree", mulfree_prepare, mulfree_f
 static void conv_columns_bytes(const fm_cost *c, const fm_model *m, int l, int B)
 {
     const fm_layer *L = &m->layers[l];
-    const size_t buffer = fm_conv_scratch_floats(&L->conv, B);
+    const size_t buffer = fmi_conv_scratch_floats(&L->conv, B);
     if (!c->ledger || buffer == 0)
         return;
-    uint64_t bytes = 4 * (uint64_t)B * fm_conv_positions(&L->conv) * L->w_rows;
+    uint64_t bytes = 4 * (uint64_t)B * fmi_conv_positions(&L->conv) * L->w_rows;
     uint64_t footprint = FM_MIN(bytes, 4 * (uint64_t)buffer);
-    fm_cost_bytes(c, fm_tensor_of(m, l, "cols").text, footprint, bytes, bytes);
+    fmi_cost_bytes(c, fmi_tensor_of(m, l, "cols").text, footprint, bytes, bytes);
 }
 
 static void conv_forward(const fm_pass *p, const fm_cost *c, int l, const float *w, int wclass,
@@ -171,9 +171,9 @@ static void conv_forward(const fm_pass *p, const fm_cost *c, int l, const float 
 {
     const fm_layer *L = &p->model->layers[l];
     const fm_product prod = {reference, wclass, L->h};
-    fm_conv_forward(&L->conv, &prod, p->ws->act[l], w, p->ws->act[l + 1], p->batch,
+    fmi_conv_forward(&L->conv, &prod, p->ws->act[l], w, p->ws->act[l + 1], p->batch,
                     p->ws->conv_scratch);
-    fm_conv_cost_forward(c, &L->conv, wclass, p->batch);
+    fmi_conv_cost_forward(c, &L->conv, wclass, p->batch);
     conv_columns_bytes(c, p->model, l, p->batch);
 }
 
@@ -182,10 +182,10 @@ static void conv_backward_weights(const fm_pass *p, const fm_cost *c, int l, con
 {
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
-    const fm_product prod = {reference, fm_weight_class_of(m->config.weights), L->h};
-    fm_conv_backward_weights(&L->conv, &prod, m->config.qb, x, e, dw, p->batch,
+    const fm_product prod = {reference, fmi_weight_class_of(m->config.weights), L->h};
+    fmi_conv_backward_weights(&L->conv, &prod, m->config.qb, x, e, dw, p->batch,
                              p->ws->conv_scratch);
-    fm_conv_cost_backward_weights(c, &L->conv, m->config.qb, p->batch);
+    fmi_conv_cost_backward_weights(c, &L->conv, m->config.qb, p->batch);
     conv_columns_bytes(c, m, l, p->batch);
 }
 
@@ -194,8 +194,8 @@ static void conv_backward_input(const fm_pass *p, const fm_cost *c, int l, const
 {
     const fm_layer *L = &p->model->layers[l];
     const fm_product prod = {reference, wclass, L->h};
-    fm_conv_backward_input(&L->conv, &prod, dy, w, dx, p->batch, p->ws->conv_scratch);
-    fm_conv_cost_backward_input(c, &L->conv, wclass, p->batch);
+    fmi_conv_backward_input(&L->conv, &prod, dy, w, dx, p->batch, p->ws->conv_scratch);
+    fmi_conv_cost_backward_input(c, &L->conv, wclass, p->batch);
     conv_columns_bytes(c, p->model, l, p->batch);
 }
 
@@ -214,7 +214,7 @@ static void conv_gemm_backward_input(const fm_pass *p, const fm_cost *c, int l, 
     conv_backward_input(p, c, l, dy, w, dx, wclass, 0);
 }
 
-const fm_product_ops fm_product_conv_gemm = {"conv-gemm", NULL, conv_gemm_forward,
+const fm_product_ops fmi_product_conv_gemm = {"conv-gemm", NULL, conv_gemm_forward,
                                              conv_gemm_backward_weights, conv_gemm_backward_input};
 
 static void conv_reference_forward(const fm_pass *p, const fm_cost *c, int l, const float *w,
@@ -233,6 +233,6 @@ static void conv_reference_backward_input(const fm_pass *p, const fm_cost *c, in
     conv_backward_input(p, c, l, dy, w, dx, wclass, 1);
 }
 
-const fm_product_ops fm_product_conv_reference = {
+const fm_product_ops fmi_product_conv_reference = {
     "conv-reference", NULL, conv_reference_forward, conv_reference_backward_weights,
     conv_reference_backward_input};

@@ -5,7 +5,7 @@
  * (conv.h) with either of the first two. Each product declares its operations
  * next to the kernel it runs. The workspace chooses one per weighted layer
  * for training passes and one for evaluation passes when it is made
- * (fm_workspace_choose_products), so no pass tests how to run a product. */
+ * (fmi_workspace_choose_products), so no pass tests how to run a product. */
 #ifndef FEWMUL_PRODUCT_H
 #define FEWMUL_PRODUCT_H
 
@@ -27,12 +27,12 @@ typedef struct fm_product_ops {
                            const float *w, float *dx, int wclass);
 } fm_product_ops;
 
-extern const fm_product_ops fm_product_blas, fm_product_reference, fm_product_mulfree,
-    fm_product_conv_gemm, fm_product_conv_reference;
+extern const fm_product_ops fmi_product_blas, fmi_product_reference, fmi_product_mulfree,
+    fmi_product_conv_gemm, fmi_product_conv_reference;
 
 /* Evaluation runs on the real W for fp32 and, as the paper, for the
  * stochastic modes; deterministic modes (or test_quantized) on the
  * deterministic quantization. */
-int fm_eval_uses_real(const fm_config *c);
+int fmi_eval_uses_real(const fm_config *c);
 
 #endif

@@ -12,31 +12,31 @@ static int is_stochastic(fm_weight_mode mode)
     return mode == FM_WEIGHTS_BC || mode == FM_WEIGHTS_TC || mode == FM_WEIGHTS_SYNAPSE;
 }
 
-int fm_eval_uses_real(const fm_config *c)
+int fmi_eval_uses_real(const fm_config *c)
 {
     return c->weights == FM_WEIGHTS_FP32 || (is_stochastic(c->weights) && !c->test_quantized);
 }
 
-uint64_t fm_layer_weight_bytes(const fm_model *m, int l, int quantized)
+uint64_t fmi_layer_weight_bytes(const fm_model *m, int l, int quantized)
 {
-    uint64_t n = fm_layer_weight_count(&m->layers[l]);
-    return quantized ? fm_packed_bytes(n, fm_weight_bits(m->config.weights, m->config.synapse_levels))
+    uint64_t n = fmi_layer_weight_count(&m->layers[l]);
+    return quantized ? fmi_packed_bytes(n, fmi_weight_bits(m->config.weights, m->config.synapse_levels))
                      : 4 * n;
 }
 
 static void read_weights(const fm_cost *c, const fm_model *m, int l, int quantized)
 {
-    fm_bytes_tensor(c, m, l, quantized ? "Wq" : "W", fm_layer_weight_bytes(m, l, quantized), 0);
+    fmi_bytes_tensor(c, m, l, quantized ? "Wq" : "W", fmi_layer_weight_bytes(m, l, quantized), 0);
 }
 
 /* Declares a weight quantization of weighted layer l: W read, Wq written. */
 static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stochastic)
 {
     const fm_layer *L = &m->layers[l];
-    fm_quantize_weights_cost(c, m->config.weights, stochastic, fm_layer_weight_count(L),
+    fmi_quantize_weights_cost(c, m->config.weights, stochastic, fmi_layer_weight_count(L),
                              m->config.synapse_levels);
     read_weights(c, m, l, 0);
-    fm_bytes_tensor(c, m, l, "Wq", fm_layer_weight_bytes(m, l, 1), 1);
+    fmi_bytes_tensor(c, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);
 }
 
 /* The weights a training pass uses: W itself in fp32, else a fresh sample
@@ -48,25 +48,25 @@ static const float *training_weights(const fm_model *m, fm_workspace *ws, int l,
     const float *w = m->state + L->offset;
     if (c->weights == FM_WEIGHTS_FP32)
         return w;
-    uint64_t key = fm_rng_key(c->seed, FM_STREAM_WEIGHTS, (uint64_t)L->weight_index, step);
-    fm_quantize_weights(c->weights, w, ws->wq[l], fm_layer_weight_count(L), L->h,
+    uint64_t key = fmi_rng_key(c->seed, FM_STREAM_WEIGHTS, (uint64_t)L->weight_index, step);
+    fmi_quantize_weights(c->weights, w, ws->wq[l], fmi_layer_weight_count(L), L->h,
                         c->synapse_levels, (float)c->synapse_range, key);
     return ws->wq[l];
 }
 
-void fm_eval_weights(const fm_model *m, fm_workspace *ws)
+void fmi_eval_weights(const fm_model *m, fm_workspace *ws)
 {
     const fm_config *c = &m->config;
-    if (fm_eval_uses_real(c))
+    if (fmi_eval_uses_real(c))
         return;
     const fm_pass pass = {m, ws, 0, 0, FM_PHASE_EVAL};
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (fm_layer_weighted(L)) {
-            fm_quantize_weights_det(c->weights, m->state + L->offset, ws->wq[l],
-                                    fm_layer_weight_count(L), L->h, c->synapse_levels,
+        if (fmi_layer_weighted(L)) {
+            fmi_quantize_weights_det(c->weights, m->state + L->offset, ws->wq[l],
+                                    fmi_layer_weight_count(L), L->h, c->synapse_levels,
                                     (float)c->synapse_range);
-            const fm_cost cost = fm_pass_cost(&pass, l, FM_PHASE_EVAL);
+            const fm_cost cost = fmi_pass_cost(&pass, l, FM_PHASE_EVAL);
             quantize_cost(&cost, m, l, 0);
             if (ws->eval_product[l]->prepare)
                 ws->eval_product[l]->prepare(&pass, &cost, l, 0);
@@ -74,59 +74,59 @@ void fm_eval_weights(const fm_model *m, fm_workspace *ws)
     }
 }
 
-int fm_weighted_reserve(const fm_model *m, int l, fm_workspace *ws, int training,
+int fmi_weighted_reserve(const fm_model *m, int l, fm_workspace *ws, int training,
                         fm_workspace_sizes *sizes)
 {
     (void)training;
     const fm_layer *L = &m->layers[l];
     sizes->widest_input = FM_MAX(sizes->widest_input, (size_t)L->in);
-    ws->wq[l] = fm_alloc(fm_layer_weight_count(L), sizeof(float));
+    ws->wq[l] = fmi_alloc(fmi_layer_weight_count(L), sizeof(float));
     return ws->wq[l] ? FM_OK : FM_ENOMEM;
 }
 
-void fm_weighted_init(const fm_layer *L, float *p, fm_rng *rng)
+void fmi_weighted_init(const fm_layer *L, float *p, fm_rng *rng)
 {
     /* U(-2H, 2H): Glorot's uniform bound when H = W0, as the authors' code,
      * so initial weights start partly outside the clip box. */
     float bound = 2.0f * L->h;
-    for (size_t i = 0; i < fm_layer_weight_count(L); i++)
-        p[i] = (2.0f * fm_rng_uniform(rng) - 1.0f) * bound;
+    for (size_t i = 0; i < fmi_layer_weight_count(L); i++)
+        p[i] = (2.0f * fmi_rng_uniform(rng) - 1.0f) * bound;
 }
 
-void fm_weighted_forward(const fm_pass *p, int l)
+void fmi_weighted_forward(const fm_pass *p, int l)
 {
     const fm_model *m = p->model;
     const fm_config *c = &m->config;
     fm_workspace *ws = p->ws;
     const int quantized = c->weights != FM_WEIGHTS_FP32;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_FORWARD);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_FORWARD);
     const fm_product_ops *product = ws->train_product[l];
     if (quantized)
         quantize_cost(&cost, m, l, 1);
     const float *w = training_weights(m, ws, l, p->step);
     if (product->prepare)
         product->prepare(p, &cost, l, 1);
-    product->forward(p, &cost, l, w, fm_weight_class_of(c->weights));
-    fm_bytes_activation(&cost, m, l, 0, p->batch, 0);
+    product->forward(p, &cost, l, w, fmi_weight_class_of(c->weights));
+    fmi_bytes_activation(&cost, m, l, 0, p->batch, 0);
     read_weights(&cost, m, l, quantized);
-    fm_bytes_activation(&cost, m, l + 1, 0, p->batch, 1);
+    fmi_bytes_activation(&cost, m, l + 1, 0, p->batch, 1);
 }
 
-void fm_weighted_forward_eval(const fm_pass *p, int l)
+void fmi_weighted_forward_eval(const fm_pass *p, int l)
 {
     const fm_model *m = p->model;
     fm_workspace *ws = p->ws;
-    const int real = fm_eval_uses_real(&m->config);
-    const int wclass = real ? FM_WCLASS_REAL : fm_weight_class_of(m->config.weights);
+    const int real = fmi_eval_uses_real(&m->config);
+    const int wclass = real ? FM_WCLASS_REAL : fmi_weight_class_of(m->config.weights);
     const float *w = real ? m->state + m->layers[l].offset : ws->wq[l];
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_EVAL);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_EVAL);
     ws->eval_product[l]->forward(p, &cost, l, w, wclass);
-    fm_bytes_activation(&cost, m, l, 0, p->batch, 0);
+    fmi_bytes_activation(&cost, m, l, 0, p->batch, 0);
     read_weights(&cost, m, l, !real);
-    fm_bytes_activation(&cost, m, l + 1, 0, p->batch, 1);
+    fmi_bytes_activation(&cost, m, l + 1, 0, p->batch, 1);
 }
 
-void fm_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax)
+void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax)
 {
     const fm_model *m = p->model;
     const fm_config *c = &m->config;
@@ -134,33 +134,33 @@ void fm_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax)
     fm_workspace *ws = p->ws;
     const int B = p->batch;
     const int quantized = c->weights != FM_WEIGHTS_FP32;
-    const fm_cost cost = fm_pass_cost(p, l, FM_PHASE_BACKWARD);
+    const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_BACKWARD);
     const fm_product_ops *product = ws->train_product[l];
     const float *x = ws->act[l], *e = ws->grad[e_at];
     const uint64_t xn = (uint64_t)B * L->in;
-    const uint64_t qx_bytes = fm_packed_bytes(xn, fm_pow2_bits(emin, emax));
+    const uint64_t qx_bytes = fmi_packed_bytes(xn, fmi_pow2_bits(emin, emax));
     if (c->qb) { /* the weight gradient's copy of x rounded to powers of two */
-        fm_pow2_quantize(x, ws->qx, (size_t)xn, emin, emax,
-                         fm_rng_key(c->seed, FM_STREAM_QB, (uint64_t)L->weight_index, p->step),
+        fmi_pow2_quantize(x, ws->qx, (size_t)xn, emin, emax,
+                         fmi_rng_key(c->seed, FM_STREAM_QB, (uint64_t)L->weight_index, p->step),
                          (uint64_t)ws->row0 * L->in);
         x = ws->qx;
-        fm_pow2_quantize_cost(&cost, xn);
-        fm_bytes_activation(&cost, m, l, 0, B, 0);
-        fm_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 1);
+        fmi_pow2_quantize_cost(&cost, xn);
+        fmi_bytes_activation(&cost, m, l, 0, B, 0);
+        fmi_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 1);
     }
     product->backward_weights(p, &cost, l, x, e, ws->grad_state + L->offset);
     if (c->qb)
-        fm_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 0);
+        fmi_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 0);
     else
-        fm_bytes_activation(&cost, m, l, 0, B, 0);
-    fm_bytes_activation(&cost, m, e_at, 1, B, 0);
-    fm_bytes_tensor(&cost, m, l, "dW", 4 * (uint64_t)fm_layer_weight_count(L), 1);
+        fmi_bytes_activation(&cost, m, l, 0, B, 0);
+    fmi_bytes_activation(&cost, m, e_at, 1, B, 0);
+    fmi_bytes_tensor(&cost, m, l, "dW", 4 * (uint64_t)fmi_layer_weight_count(L), 1);
     if (l == 0) /* no input gradient below the first layer */
         return;
     const float *w = quantized ? ws->wq[l] : m->state + L->offset;
     product->backward_input(p, &cost, l, ws->grad[l + 1], w, ws->grad[l],
-                            fm_weight_class_of(c->weights));
-    fm_bytes_activation(&cost, m, l + 1, 1, B, 0);
+                            fmi_weight_class_of(c->weights));
+    fmi_bytes_activation(&cost, m, l + 1, 1, B, 0);
     read_weights(&cost, m, l, quantized);
-    fm_bytes_activation(&cost, m, l, 1, B, 1);
+    fmi_bytes_activation(&cost, m, l, 1, B, 1);
 }

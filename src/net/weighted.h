@@ -9,18 +9,18 @@
 
 /* Bytes of weighted layer l's weights as a pass reads them: latent fp32 W, or
  * the quantized weights packed at the mode's bits per weight. */
-uint64_t fm_layer_weight_bytes(const fm_model *m, int l, int quantized);
+uint64_t fmi_layer_weight_bytes(const fm_model *m, int l, int quantized);
 
 /* The table entries' common parts: the weight matrix and the Q(x) row in
  * the workspace, U(-2H, 2H) initial weights, the training forward (weights
  * sampled or quantized, then the product), the evaluation forward. */
-int fm_weighted_reserve(const fm_model *m, int l, fm_workspace *ws, int training,
+int fmi_weighted_reserve(const fm_model *m, int l, fm_workspace *ws, int training,
                         fm_workspace_sizes *sizes);
-void fm_weighted_init(const fm_layer *L, float *p, fm_rng *rng);
-void fm_weighted_forward(const fm_pass *p, int l);
-void fm_weighted_forward_eval(const fm_pass *p, int l);
+void fmi_weighted_init(const fm_layer *L, float *p, fm_rng *rng);
+void fmi_weighted_forward(const fm_pass *p, int l);
+void fmi_weighted_forward_eval(const fm_pass *p, int l);
 /* Backward with the error taken at act[e_at]'s gradient for the weight
  * gradient and Q(x) clipped to exponents [emin, emax]. */
-void fm_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax);
+void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax);
 
 #endif

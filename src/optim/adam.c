@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-void fm_adam_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+void fmi_adam_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, long t, float clip)
 {
     /* step scalars, formed once per call (not counted by the ledger) */
@@ -30,14 +30,14 @@ void fm_adam_step(float *p, const float *g, float *m, float *v, size_t n, float 
     }
 }
 
-void fm_adam_cost(const fm_cost *c, uint64_t n, int clipped)
+void fmi_adam_cost(const fm_cost *c, uint64_t n, int clipped)
 {
-    fm_cost_ops(c, FM_OP_FMUL, 5 * n);
-    fm_cost_ops(c, FM_OP_FMA, 2 * n);
-    fm_cost_ops(c, FM_OP_FSPECIAL, 2 * n);
-    fm_cost_ops(c, FM_OP_FADD, 2 * n);
+    fmi_cost_ops(c, FM_OP_FMUL, 5 * n);
+    fmi_cost_ops(c, FM_OP_FMA, 2 * n);
+    fmi_cost_ops(c, FM_OP_FSPECIAL, 2 * n);
+    fmi_cost_ops(c, FM_OP_FADD, 2 * n);
     if (clipped) {
-        fm_cost_ops(c, FM_OP_CMP, 2 * n);
-        fm_cost_ops(c, FM_OP_SIGN, 2 * n);
+        fmi_cost_ops(c, FM_OP_CMP, 2 * n);
+        fmi_cost_ops(c, FM_OP_SIGN, 2 * n);
     }
 }

@@ -15,15 +15,15 @@ typedef struct fm_param_group {
 } fm_param_group;
 
 /* SGD with momentum, the authors' rule: v = m*v - lr*g; p = clip(p + v). */
-void fm_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float momentum, float clip);
+void fmi_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float momentum, float clip);
 
 /* Adam (Kingma & Ba) with bias correction; t is the 1-based step count.
  * p = clip(p - lr * mhat/(sqrt(vhat)+eps)). */
-void fm_adam_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+void fmi_adam_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, long t, float clip);
 
 /* Ledger declarations of one step over n parameters. */
-void fm_sgd_cost(const fm_cost *cost, uint64_t n, int momentum, int clipped);
-void fm_adam_cost(const fm_cost *cost, uint64_t n, int clipped);
+void fmi_sgd_cost(const fm_cost *cost, uint64_t n, int momentum, int clipped);
+void fmi_adam_cost(const fm_cost *cost, uint64_t n, int clipped);
 
 #endif

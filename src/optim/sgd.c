@@ -8,7 +8,7 @@ static inline float clip_to(float q, float clip)
     return q > clip ? clip : (q < -clip ? -clip : q);
 }
 
-void fm_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float momentum, float clip)
+void fmi_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float momentum, float clip)
 {
     const float neg_lr = -lr;
     if (momentum == 0.0f) {
@@ -37,17 +37,17 @@ void fm_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float m
     }
 }
 
-void fm_sgd_cost(const fm_cost *c, uint64_t n, int momentum, int clipped)
+void fmi_sgd_cost(const fm_cost *c, uint64_t n, int momentum, int clipped)
 {
     if (momentum) {
-        fm_cost_ops(c, FM_OP_FMUL, n);
-        fm_cost_ops(c, FM_OP_FMA, n);
-        fm_cost_ops(c, FM_OP_FADD, n);
+        fmi_cost_ops(c, FM_OP_FMUL, n);
+        fmi_cost_ops(c, FM_OP_FMA, n);
+        fmi_cost_ops(c, FM_OP_FADD, n);
     } else {
-        fm_cost_ops(c, FM_OP_FMA, n);
+        fmi_cost_ops(c, FM_OP_FMA, n);
     }
     if (clipped) {
-        fm_cost_ops(c, FM_OP_CMP, 2 * n);
-        fm_cost_ops(c, FM_OP_SIGN, 2 * n);
+        fmi_cost_ops(c, FM_OP_CMP, 2 * n);
+        fmi_cost_ops(c, FM_OP_SIGN, 2 * n);
     }
 }

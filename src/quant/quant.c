@@ -1,7 +1,7 @@
 /* quant.c — binary, ternary, synapse-level and power-of-two quantizers.
  * Loops are written flat (no branches on random data) so the compiler
  * vectorizes them and every element costs the same operations, which
- * fm_*_cost declare to the energy ledger; every random draw is fm_rand_u32(key, i). */
+ * fm_*_cost declare to the energy ledger; every random draw is fmi_rand_u32(key, i). */
 #include "quant.h"
 #include "ledger.h"
 #include "rng.h"
@@ -11,9 +11,9 @@
 
 /* 24 random bits as a float in [0,1): compare `u < p` so p <= 0 never fires and
  * p >= 1 always does, as Theano's binomial(p) = (u < p). */
-static inline float uniform24(uint64_t key, size_t i) { return (float)(fm_rand_u32(key, i) >> 8) * 0x1p-24f; }
+static inline float uniform24(uint64_t key, size_t i) { return (float)(fmi_rand_u32(key, i) >> 8) * 0x1p-24f; }
 
-void fm_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key)
+void fmi_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key)
 {
     const float inv = 0.5f / h;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -27,7 +27,7 @@ void fm_binarize_stochastic(const float *w, float *out, size_t n, float h, uint6
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fm_binarize_det(const float *w, float *out, size_t n, float h)
+void fmi_binarize_det(const float *w, float *out, size_t n, float h)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = w[i] >= 0.0f ? h : -h;
@@ -35,7 +35,7 @@ void fm_binarize_det(const float *w, float *out, size_t n, float h)
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fm_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key)
+void fmi_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key)
 {
     const float inv = 1.0f / h;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -50,7 +50,7 @@ void fm_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint
     FM_TALLY(FM_OP_RAND, n);
 }
 
-void fm_ternarize_det(const float *w, float *out, size_t n, float h)
+void fmi_ternarize_det(const float *w, float *out, size_t n, float h)
 {
     const float half = 0.5f * h, neg_half = -half;
     for (size_t i = 0; i < n; i++)
@@ -59,21 +59,21 @@ void fm_ternarize_det(const float *w, float *out, size_t n, float h)
     FM_TALLY(FM_OP_SIGN, 2 * n);
 }
 
-float fm_synapse_level(float h, int levels, float range, int i)
+float fmi_synapse_level(float h, int levels, float range, int i)
 {
     if (levels <= 1)
         return h;
     return h * powf(range, -(float)(levels - 1 - i) / (float)(levels - 1));
 }
 
-/* The level magnitudes of fm_synapse_level; levels is 2..FM_SYNAPSE_MAX_LEVELS. */
+/* The level magnitudes of fmi_synapse_level; levels is 2..FM_SYNAPSE_MAX_LEVELS. */
 static void fill_levels(float *level, float h, int levels, float range)
 {
     for (int k = 0; k < levels; k++)
-        level[k] = fm_synapse_level(h, levels, range, k);
+        level[k] = fmi_synapse_level(h, levels, range, k);
 }
 
-int fm_search_steps(int count)
+int fmi_search_steps(int count)
 {
     int steps = 0;
     while ((1 << steps) < count + 1)
@@ -98,11 +98,11 @@ static inline int count_at_most(const float *bound, int steps, float a)
     return k;
 }
 
-void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
+void fmi_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
                            uint64_t key)
 {
     if (levels <= 1) { /* one magnitude with a sign is the binary rule */
-        fm_binarize_det(w, out, n, h);
+        fmi_binarize_det(w, out, n, h);
         return;
     }
     /* |w| in [level[k], level[k+1]) rounds up with p = (|w| - level[k]) / gap[k];
@@ -112,7 +112,7 @@ void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int le
     fill_levels(level, h, levels, range);
     for (int k = 0; k + 1 < levels; k++)
         inv_gap[k] = 1.0f / (level[k + 1] - level[k]);
-    const int count = levels - 2, steps = fm_search_steps(count);
+    const int count = levels - 2, steps = fmi_search_steps(count);
     memcpy(bound, level + 1, (size_t)count * sizeof *bound);
     pad_bounds(bound, count, steps);
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -131,16 +131,16 @@ void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int le
     FM_TALLY(FM_OP_RAND, n);
 }
 
-void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range)
+void fmi_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range)
 {
     if (levels <= 1) {
-        fm_binarize_det(w, out, n, h);
+        fmi_binarize_det(w, out, n, h);
         return;
     }
     /* The level nearest in log: count the geometric midpoints at most |w|. */
     float level[FM_SYNAPSE_MAX_LEVELS], bound[FM_SYNAPSE_MAX_LEVELS];
     fill_levels(level, h, levels, range);
-    const int count = levels - 1, steps = fm_search_steps(count);
+    const int count = levels - 1, steps = fmi_search_steps(count);
     for (int k = 0; k < count; k++)
         bound[k] = sqrtf(level[k] * level[k + 1]);
     pad_bounds(bound, count, steps);
@@ -169,7 +169,7 @@ static inline uint32_t pow2_bits(uint32_t b, uint32_t r, uint32_t efield_min, ui
     return q;
 }
 
-void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key,
+void fmi_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key,
                       uint64_t first)
 {
     /* For a normal float |x| = (1 + f) * 2^k with the 23-bit mantissa f, so the
@@ -184,7 +184,7 @@ void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, 
     for (size_t i = 0; i < n; i++) {
         uint32_t b, q;
         memcpy(&b, &x[i], sizeof b);
-        q = pow2_bits(b, fm_rand_u32(key, first + i) >> 9, efield_min, efield_max);
+        q = pow2_bits(b, fmi_rand_u32(key, first + i) >> 9, efield_min, efield_max);
         memcpy(&out[i], &q, sizeof q);
     }
     /* the draw, r < mantissa, the exponent add, and four compare-selects
@@ -197,15 +197,15 @@ void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, 
 
 /* ---- ledger declarations: what the loops above execute per element ---- */
 
-void fm_pow2_quantize_cost(const fm_cost *c, uint64_t n)
+void fmi_pow2_quantize_cost(const fm_cost *c, uint64_t n)
 {
-    fm_cost_ops(c, FM_OP_RAND, n);
-    fm_cost_ops(c, FM_OP_CMP, 5 * n);
-    fm_cost_ops(c, FM_OP_IADD, n);
-    fm_cost_ops(c, FM_OP_SIGN, 4 * n);
+    fmi_cost_ops(c, FM_OP_RAND, n);
+    fmi_cost_ops(c, FM_OP_CMP, 5 * n);
+    fmi_cost_ops(c, FM_OP_IADD, n);
+    fmi_cost_ops(c, FM_OP_SIGN, 4 * n);
 }
 
-void fm_quantize_weights_cost(const fm_cost *c, fm_weight_mode mode, int stochastic, uint64_t n,
+void fmi_quantize_weights_cost(const fm_cost *c, fm_weight_mode mode, int stochastic, uint64_t n,
                               int levels)
 {
     int det = !stochastic || mode == FM_WEIGHTS_BC_DET || mode == FM_WEIGHTS_TC_DET;
@@ -213,41 +213,41 @@ void fm_quantize_weights_cost(const fm_cost *c, fm_weight_mode mode, int stochas
     case FM_WEIGHTS_BC:
     case FM_WEIGHTS_BC_DET:
         if (det) {
-            fm_cost_ops(c, FM_OP_CMP, n);
-            fm_cost_ops(c, FM_OP_SIGN, n);
+            fmi_cost_ops(c, FM_OP_CMP, n);
+            fmi_cost_ops(c, FM_OP_SIGN, n);
         } else {
-            fm_cost_ops(c, FM_OP_FMA, n);
-            fm_cost_ops(c, FM_OP_RAND, n);
-            fm_cost_ops(c, FM_OP_CMP, n);
-            fm_cost_ops(c, FM_OP_SIGN, n);
+            fmi_cost_ops(c, FM_OP_FMA, n);
+            fmi_cost_ops(c, FM_OP_RAND, n);
+            fmi_cost_ops(c, FM_OP_CMP, n);
+            fmi_cost_ops(c, FM_OP_SIGN, n);
         }
         break;
     case FM_WEIGHTS_TC:
     case FM_WEIGHTS_TC_DET:
         if (det) {
-            fm_cost_ops(c, FM_OP_CMP, 2 * n);
-            fm_cost_ops(c, FM_OP_SIGN, 2 * n);
+            fmi_cost_ops(c, FM_OP_CMP, 2 * n);
+            fmi_cost_ops(c, FM_OP_SIGN, 2 * n);
         } else {
-            fm_cost_ops(c, FM_OP_SIGN, 3 * n);
-            fm_cost_ops(c, FM_OP_FMUL, n);
-            fm_cost_ops(c, FM_OP_CMP, 2 * n);
-            fm_cost_ops(c, FM_OP_RAND, n);
+            fmi_cost_ops(c, FM_OP_SIGN, 3 * n);
+            fmi_cost_ops(c, FM_OP_FMUL, n);
+            fmi_cost_ops(c, FM_OP_CMP, 2 * n);
+            fmi_cost_ops(c, FM_OP_RAND, n);
         }
         break;
     case FM_WEIGHTS_SYNAPSE: {
         if (levels <= 1) {
-            fm_cost_ops(c, FM_OP_CMP, n);
-            fm_cost_ops(c, FM_OP_SIGN, n);
+            fmi_cost_ops(c, FM_OP_CMP, n);
+            fmi_cost_ops(c, FM_OP_SIGN, n);
             break;
         }
-        uint64_t steps = (uint64_t)fm_search_steps(det ? levels - 1 : levels - 2);
-        fm_cost_ops(c, FM_OP_SIGN, n * ((det ? 2 : 3) + steps));
-        fm_cost_ops(c, FM_OP_IADD, n * steps);
-        fm_cost_ops(c, FM_OP_CMP, n * ((det ? 1 : 2) + steps));
+        uint64_t steps = (uint64_t)fmi_search_steps(det ? levels - 1 : levels - 2);
+        fmi_cost_ops(c, FM_OP_SIGN, n * ((det ? 2 : 3) + steps));
+        fmi_cost_ops(c, FM_OP_IADD, n * steps);
+        fmi_cost_ops(c, FM_OP_CMP, n * ((det ? 1 : 2) + steps));
         if (!det) {
-            fm_cost_ops(c, FM_OP_FADD, n);
-            fm_cost_ops(c, FM_OP_FMUL, n);
-            fm_cost_ops(c, FM_OP_RAND, n);
+            fmi_cost_ops(c, FM_OP_FADD, n);
+            fmi_cost_ops(c, FM_OP_FMUL, n);
+            fmi_cost_ops(c, FM_OP_RAND, n);
         }
         break;
     }
@@ -257,7 +257,7 @@ void fm_quantize_weights_cost(const fm_cost *c, fm_weight_mode mode, int stochas
     }
 }
 
-unsigned fm_weight_bits(fm_weight_mode mode, int levels)
+unsigned fmi_weight_bits(fm_weight_mode mode, int levels)
 {
     switch (mode) {
     case FM_WEIGHTS_BC:
@@ -277,7 +277,7 @@ unsigned fm_weight_bits(fm_weight_mode mode, int levels)
     }
 }
 
-unsigned fm_pow2_bits(int emin, int emax)
+unsigned fmi_pow2_bits(int emin, int emax)
 {
     if (emin <= FM_QB_UNBOUNDED)
         return 9; /* sign and the 8-bit exponent field (zero included) */
@@ -287,39 +287,39 @@ unsigned fm_pow2_bits(int emin, int emax)
     return bits;
 }
 
-void fm_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
+void fmi_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
                          int levels, float range, uint64_t key)
 {
     switch (mode) {
     case FM_WEIGHTS_BC:
-        fm_binarize_stochastic(w, out, n, h, key);
+        fmi_binarize_stochastic(w, out, n, h, key);
         break;
     case FM_WEIGHTS_TC:
-        fm_ternarize_stochastic(w, out, n, h, key);
+        fmi_ternarize_stochastic(w, out, n, h, key);
         break;
     case FM_WEIGHTS_SYNAPSE:
-        fm_synapse_stochastic(w, out, n, h, levels, range, key);
+        fmi_synapse_stochastic(w, out, n, h, levels, range, key);
         break;
     default:
-        fm_quantize_weights_det(mode, w, out, n, h, levels, range);
+        fmi_quantize_weights_det(mode, w, out, n, h, levels, range);
         break;
     }
 }
 
-void fm_quantize_weights_det(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
+void fmi_quantize_weights_det(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
                              int levels, float range)
 {
     switch (mode) {
     case FM_WEIGHTS_BC:
     case FM_WEIGHTS_BC_DET:
-        fm_binarize_det(w, out, n, h);
+        fmi_binarize_det(w, out, n, h);
         break;
     case FM_WEIGHTS_TC:
     case FM_WEIGHTS_TC_DET:
-        fm_ternarize_det(w, out, n, h);
+        fmi_ternarize_det(w, out, n, h);
         break;
     case FM_WEIGHTS_SYNAPSE:
-        fm_synapse_det(w, out, n, h, levels, range);
+        fmi_synapse_det(w, out, n, h, levels, range);
         break;
     case FM_WEIGHTS_FP32:
     default:

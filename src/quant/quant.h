@@ -12,14 +12,14 @@
 #include <stdint.h>
 
 /* Binary: out = +h with p = clip((w/h + 1)/2, 0, 1), else -h. */
-void fm_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
+void fmi_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
 /* Binary, deterministic: out = h * sign(w), sign(0) = +1. */
-void fm_binarize_det(const float *w, float *out, size_t n, float h);
+void fmi_binarize_det(const float *w, float *out, size_t n, float h);
 /* Ternary: out = h * sign(w) with p = clip(|w|/h, 0, 1), else 0. */
-void fm_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
+void fmi_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
 /* Ternary, deterministic: out = h * sign(w) if |w| > h/2, else 0 (the rounding of
  * the stochastic rule's expected value). */
-void fm_ternarize_det(const float *w, float *out, size_t n, float h);
+void fmi_ternarize_det(const float *w, float *out, size_t n, float h);
 
 /* The most synapse levels a quantizer takes (fm_config_check allows 2..255). */
 #define FM_SYNAPSE_MAX_LEVELS 256
@@ -29,11 +29,11 @@ void fm_ternarize_det(const float *w, float *out, size_t n, float h);
  * (sign(0) = +1). Stochastic: |w| between m_i and m_(i+1) rounds up with
  * probability (|w| - m_i)/(m_(i+1) - m_i), which is unbiased; |w| below m_0
  * becomes m_0, above h becomes h. Deterministic: the level nearest in log. */
-void fm_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
+void fmi_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
                            uint64_t key);
-void fm_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range);
+void fmi_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range);
 /* The magnitude of level i (for tests and the ledger). */
-float fm_synapse_level(float h, int levels, float range, int i);
+float fmi_synapse_level(float h, int levels, float range, int i);
 
 /* Quantized back-prop: Q(x) = sign(x) * 2^(k + Bernoulli(|x|/2^k - 1)),
  * k = floor(log2 |x|), so E[Q(x)] = x. With emin > FM_QB_UNBOUNDED, k is first
@@ -43,29 +43,29 @@ float fm_synapse_level(float h, int levels, float range, int i);
  * count as 0. Inf and NaN pass through. */
 /* Value i draws number first + i of stream `key`: a shard of a larger tensor
  * (a rank's rows of a global minibatch) draws what the whole would. */
-void fm_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key,
+void fmi_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key,
                       uint64_t first);
 
 /* Steps of a branch-free binary search over `count` sorted bounds (each an
  * add, a compare and a select): ceil(log2(count + 1)). Finding one of N
- * levels takes fm_search_steps(N - 1). */
-int fm_search_steps(int count);
+ * levels takes fmi_search_steps(N - 1). */
+int fmi_search_steps(int count);
 
 /* Applies a weight mode: training (stochastic modes sample) or the
  * deterministic counterpart used for evaluation and deployment. */
-void fm_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
+void fmi_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
                          int levels, float range, uint64_t key);
-void fm_quantize_weights_det(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
+void fmi_quantize_weights_det(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
                              int levels, float range);
 
 /* Declare to the ledger what the quantizers execute for n elements:
- * fm_quantize_weights (stochastic = 1) or fm_quantize_weights_det (0). */
-void fm_quantize_weights_cost(const fm_cost *cost, fm_weight_mode mode, int stochastic, uint64_t n,
+ * fmi_quantize_weights (stochastic = 1) or fmi_quantize_weights_det (0). */
+void fmi_quantize_weights_cost(const fm_cost *cost, fm_weight_mode mode, int stochastic, uint64_t n,
                               int levels);
-void fm_pow2_quantize_cost(const fm_cost *cost, uint64_t n);
+void fmi_pow2_quantize_cost(const fm_cost *cost, uint64_t n);
 /* Bits of one stored weight of a mode (1, 2, sign + level index, or 32) and of
  * one Q(x) code (sign and exponent; 9 when the exponent is unbounded). */
-unsigned fm_weight_bits(fm_weight_mode mode, int levels);
-unsigned fm_pow2_bits(int emin, int emax);
+unsigned fmi_weight_bits(fm_weight_mode mode, int levels);
+unsigned fmi_pow2_bits(int emin, int emax);
 
 #endif

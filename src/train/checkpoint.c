@@ -20,14 +20,14 @@
 #define DATA_SPEC_MAX 4096u
 #define NO_TEST UINT32_MAX
 
-int fm_run_optimizer_arrays(const fm_config *c)
+int fmi_run_optimizer_arrays(const fm_config *c)
 {
     if (c->opt == FM_OPT_ADAM)
         return 2;
     return c->momentum != 0.0 ? 1 : 0; /* SGD without momentum keeps no velocity */
 }
 
-void fm_run_position(const fm_run *run, const fm_config *c, int has_ledger, fm_checkpoint_info *info)
+void fmi_run_position(const fm_run *run, const fm_config *c, int has_ledger, fm_checkpoint_info *info)
 {
     memset(info, 0, sizeof *info);
     info->epoch = run->epoch;
@@ -46,18 +46,18 @@ void fm_run_position(const fm_run *run, const fm_config *c, int has_ledger, fm_c
 
 static void put_config(fm_writer *w, const fm_config *c)
 {
-    fm_put_u32(w, (uint32_t)c->epochs);
-    fm_put_u32(w, (uint32_t)c->batch);
-    fm_put_f64(w, c->lr);
-    fm_put_f64(w, c->lr_final);
-    fm_put_f64(w, c->momentum);
-    fm_put_u32(w, (uint32_t)c->valid);
-    fm_put_u32(w, (uint32_t)c->train_limit);
-    fm_put_f64(w, c->bn_momentum);
-    fm_put_u32(w, (uint32_t)c->eval_every);
-    fm_put_u32(w, (uint32_t)c->no_eval);
-    fm_put_u32(w, (uint32_t)c->exec);
-    fm_put_u32(w, (uint32_t)c->threads);
+    fmi_put_u32(w, (uint32_t)c->epochs);
+    fmi_put_u32(w, (uint32_t)c->batch);
+    fmi_put_f64(w, c->lr);
+    fmi_put_f64(w, c->lr_final);
+    fmi_put_f64(w, c->momentum);
+    fmi_put_u32(w, (uint32_t)c->valid);
+    fmi_put_u32(w, (uint32_t)c->train_limit);
+    fmi_put_f64(w, c->bn_momentum);
+    fmi_put_u32(w, (uint32_t)c->eval_every);
+    fmi_put_u32(w, (uint32_t)c->no_eval);
+    fmi_put_u32(w, (uint32_t)c->exec);
+    fmi_put_u32(w, (uint32_t)c->threads);
 }
 
 static void put_data(fm_writer *w, const char *spec, const fm_data_id *d)
@@ -65,56 +65,56 @@ static void put_data(fm_writer *w, const char *spec, const fm_data_id *d)
     size_t n = spec ? strlen(spec) : 0;
     if (n > DATA_SPEC_MAX)
         n = DATA_SPEC_MAX; /* a longer spec is recorded cut short; it only names the data */
-    fm_put_u32(w, (uint32_t)n);
-    fm_put_bytes(w, spec, n);
-    fm_put_u32(w, (uint32_t)d->train_count);
-    fm_put_u32(w, d->test_count < 0 ? NO_TEST : (uint32_t)d->test_count);
-    fm_put_u32(w, (uint32_t)d->height);
-    fm_put_u32(w, (uint32_t)d->width);
-    fm_put_u32(w, (uint32_t)d->channels);
-    fm_put_u32(w, d->train_crc);
-    fm_put_u32(w, d->test_crc);
+    fmi_put_u32(w, (uint32_t)n);
+    fmi_put_bytes(w, spec, n);
+    fmi_put_u32(w, (uint32_t)d->train_count);
+    fmi_put_u32(w, d->test_count < 0 ? NO_TEST : (uint32_t)d->test_count);
+    fmi_put_u32(w, (uint32_t)d->height);
+    fmi_put_u32(w, (uint32_t)d->width);
+    fmi_put_u32(w, (uint32_t)d->channels);
+    fmi_put_u32(w, d->train_crc);
+    fmi_put_u32(w, d->test_crc);
 }
 
 static void put_run(fm_writer *w, const fm_run *r)
 {
-    fm_put_u32(w, (uint32_t)r->epoch);
-    fm_put_u32(w, (uint32_t)r->next);
-    fm_put_u64(w, r->step);
-    fm_put_f64(w, r->lr);
-    fm_put_u64(w, r->shuffle);
-    fm_put_f64(w, r->loss_sum);
-    fm_put_u64(w, (uint64_t)r->errors);
-    fm_put_u64(w, (uint64_t)r->batches);
-    fm_put_f64(w, r->epoch_train_seconds);
-    fm_put_f64(w, r->best_valid);
-    fm_put_f64(w, r->best_test);
-    fm_put_u32(w, (uint32_t)r->best_epoch);
-    fm_put_u32(w, (uint32_t)r->have_best);
-    fm_put_u32(w, (uint32_t)r->evaluated);
-    fm_put_f64(w, r->train_seconds);
-    fm_put_f64(w, r->elapsed_seconds);
-    fm_put_f64(w, r->final_train_loss);
-    fm_put_u64(w, r->mulfree_fallbacks);
+    fmi_put_u32(w, (uint32_t)r->epoch);
+    fmi_put_u32(w, (uint32_t)r->next);
+    fmi_put_u64(w, r->step);
+    fmi_put_f64(w, r->lr);
+    fmi_put_u64(w, r->shuffle);
+    fmi_put_f64(w, r->loss_sum);
+    fmi_put_u64(w, (uint64_t)r->errors);
+    fmi_put_u64(w, (uint64_t)r->batches);
+    fmi_put_f64(w, r->epoch_train_seconds);
+    fmi_put_f64(w, r->best_valid);
+    fmi_put_f64(w, r->best_test);
+    fmi_put_u32(w, (uint32_t)r->best_epoch);
+    fmi_put_u32(w, (uint32_t)r->have_best);
+    fmi_put_u32(w, (uint32_t)r->evaluated);
+    fmi_put_f64(w, r->train_seconds);
+    fmi_put_f64(w, r->elapsed_seconds);
+    fmi_put_f64(w, r->final_train_loss);
+    fmi_put_u64(w, r->mulfree_fallbacks);
 }
 
-int fm_checkpoint_write(const char *path, const fm_model *m, const char *data_spec,
+int fmi_checkpoint_write(const char *path, const fm_model *m, const char *data_spec,
                         const fm_data_id *data, const fm_run *run, const fm_ledger *ledger)
 {
     const fm_config *c = &m->config;
     const size_t S = m->state_count;
-    const int arrays = fm_run_optimizer_arrays(c);
+    const int arrays = fmi_run_optimizer_arrays(c);
     fm_writer w = {0};
     /* one growth: the model file, up to three more copies of the state, the order */
-    fm_put_reserve(&w, (size_t)m->input_dim * 4 + (m->zca ? (size_t)m->input_dim * m->input_dim * 4 : 0) +
+    fmi_put_reserve(&w, (size_t)m->input_dim * 4 + (m->zca ? (size_t)m->input_dim * m->input_dim * 4 : 0) +
                            (4 + (size_t)arrays) * 4 * S + 4 * (size_t)run->n_train + 65536);
-    fm_put_bytes(&w, CHECKPOINT_MAGIC, 8);
-    fm_put_u32(&w, CHECKPOINT_VERSION);
+    fmi_put_bytes(&w, CHECKPOINT_MAGIC, 8);
+    fmi_put_u32(&w, CHECKPOINT_VERSION);
     const size_t length_at = w.len;
-    fm_put_u64(&w, 0); /* the model file's length, filled in below */
-    int rc = fm_model_serialize(m, &w);
+    fmi_put_u64(&w, 0); /* the model file's length, filled in below */
+    int rc = fmi_model_serialize(m, &w);
     if (rc < 0) {
-        fm_free(w.buf);
+        fmi_free(w.buf);
         return rc;
     }
     const uint64_t model_bytes = w.len - length_at - 8;
@@ -123,28 +123,28 @@ int fm_checkpoint_write(const char *path, const fm_model *m, const char *data_sp
     put_config(&w, c);
     put_data(&w, data_spec, data);
     put_run(&w, run);
-    fm_put_u64(&w, (uint64_t)S);
-    fm_put_u32(&w, (uint32_t)arrays);
+    fmi_put_u64(&w, (uint64_t)S);
+    fmi_put_u32(&w, (uint32_t)arrays);
     if (arrays >= 1)
-        fm_put_f32s(&w, run->s1, S);
+        fmi_put_f32s(&w, run->s1, S);
     if (arrays >= 2)
-        fm_put_f32s(&w, run->s2, S);
+        fmi_put_f32s(&w, run->s2, S);
     if (run->have_best)
-        fm_put_f32s(&w, run->best, S);
-    fm_put_u32(&w, (uint32_t)run->n_train);
+        fmi_put_f32s(&w, run->best, S);
+    fmi_put_u32(&w, (uint32_t)run->n_train);
     for (int i = 0; i < run->n_train; i++)
-        fm_put_u32(&w, (uint32_t)run->order[i]);
-    fm_put_u32(&w, ledger ? 1 : 0);
+        fmi_put_u32(&w, (uint32_t)run->order[i]);
+    fmi_put_u32(&w, ledger ? 1 : 0);
     if (ledger)
-        fm_ledger_serialize(ledger, &w);
+        fmi_ledger_serialize(ledger, &w);
     if (!w.failed)
-        fm_put_u32(&w, fm_crc32(w.buf, w.len));
+        fmi_put_u32(&w, fmi_crc32(w.buf, w.len));
     if (w.failed) {
-        fm_free(w.buf);
-        return fm_error(FM_ENOMEM, "out of memory serializing the checkpoint");
+        fmi_free(w.buf);
+        return fmi_error(FM_ENOMEM, "out of memory serializing the checkpoint");
     }
-    rc = fm_file_write_atomic(path, w.buf, w.len);
-    fm_free(w.buf);
+    rc = fmi_file_write_atomic(path, w.buf, w.len);
+    fmi_free(w.buf);
     return rc;
 }
 
@@ -152,7 +152,7 @@ int fm_checkpoint_write(const char *path, const fm_model *m, const char *data_sp
 
 static int bad(const fm_reader *r, const char *what)
 {
-    return fm_error(FM_EFORMAT, "%s: checkpoint %s", r->path, what);
+    return fmi_error(FM_EFORMAT, "%s: checkpoint %s", r->path, what);
 }
 
 static int get_config(fm_reader *r, fm_config *c)
@@ -161,15 +161,15 @@ static int get_config(fm_reader *r, fm_config *c)
     const char *names[] = {"epochs", "batch", "valid", "train limit", "eval every", "no eval",
                            "exec", "threads"};
     int rc;
-    if ((rc = fm_get_u32(r, &u[0], names[0])) < 0 || (rc = fm_get_u32(r, &u[1], names[1])) < 0 ||
-        (rc = fm_get_f64(r, &c->lr, "learning rate")) < 0 ||
-        (rc = fm_get_f64(r, &c->lr_final, "final learning rate")) < 0 ||
-        (rc = fm_get_f64(r, &c->momentum, "momentum")) < 0 ||
-        (rc = fm_get_u32(r, &u[2], names[2])) < 0 || (rc = fm_get_u32(r, &u[3], names[3])) < 0 ||
-        (rc = fm_get_f64(r, &c->bn_momentum, "batch-norm momentum")) < 0)
+    if ((rc = fmi_get_u32(r, &u[0], names[0])) < 0 || (rc = fmi_get_u32(r, &u[1], names[1])) < 0 ||
+        (rc = fmi_get_f64(r, &c->lr, "learning rate")) < 0 ||
+        (rc = fmi_get_f64(r, &c->lr_final, "final learning rate")) < 0 ||
+        (rc = fmi_get_f64(r, &c->momentum, "momentum")) < 0 ||
+        (rc = fmi_get_u32(r, &u[2], names[2])) < 0 || (rc = fmi_get_u32(r, &u[3], names[3])) < 0 ||
+        (rc = fmi_get_f64(r, &c->bn_momentum, "batch-norm momentum")) < 0)
         return rc;
     for (int i = 4; i < 8; i++)
-        if ((rc = fm_get_u32(r, &u[i], names[i])) < 0)
+        if ((rc = fmi_get_u32(r, &u[i], names[i])) < 0)
             return rc;
     /* fm_config_check bounds them all; here they only have to fit an int */
     for (int i = 0; i < 8; i++)
@@ -191,20 +191,20 @@ static int get_config(fm_reader *r, fm_config *c)
 static int get_data(fm_reader *r, fm_checkpoint *ck)
 {
     uint32_t n, u[7];
-    int rc = fm_get_u32(r, &n, "data spec length");
+    int rc = fmi_get_u32(r, &n, "data spec length");
     if (rc < 0)
         return rc;
     if (n > DATA_SPEC_MAX)
         return bad(r, "data spec is too long");
-    if (!(ck->data_spec = fm_alloc_raw(n + 1)))
+    if (!(ck->data_spec = fmi_alloc_raw(n + 1)))
         return FM_ENOMEM;
-    if ((rc = fm_get_bytes(r, ck->data_spec, n, "data spec")) < 0)
+    if ((rc = fmi_get_bytes(r, ck->data_spec, n, "data spec")) < 0)
         return rc;
     ck->data_spec[n] = '\0';
     if (memchr(ck->data_spec, '\0', n))
         return bad(r, "data spec holds a NUL byte");
     for (int i = 0; i < 7; i++)
-        if ((rc = fm_get_u32(r, &u[i], "data identity")) < 0)
+        if ((rc = fmi_get_u32(r, &u[i], "data identity")) < 0)
             return rc;
     if (u[0] < 1 || u[0] > INT32_MAX || (u[1] > INT32_MAX && u[1] != NO_TEST))
         return bad(r, "data counts out of range");
@@ -227,21 +227,21 @@ static int get_run(fm_reader *r, fm_run *run)
     uint32_t epoch, next, best_epoch, have_best, evaluated;
     uint64_t errors, batches;
     int rc;
-    if ((rc = fm_get_u32(r, &epoch, "epoch")) < 0 || (rc = fm_get_u32(r, &next, "position")) < 0 ||
-        (rc = fm_get_u64(r, &run->step, "step")) < 0 || (rc = fm_get_f64(r, &run->lr, "rate")) < 0 ||
-        (rc = fm_get_u64(r, &run->shuffle, "shuffle state")) < 0 ||
-        (rc = fm_get_f64(r, &run->loss_sum, "loss sum")) < 0 ||
-        (rc = fm_get_u64(r, &errors, "errors")) < 0 || (rc = fm_get_u64(r, &batches, "batches")) < 0 ||
-        (rc = fm_get_f64(r, &run->epoch_train_seconds, "epoch time")) < 0 ||
-        (rc = fm_get_f64(r, &run->best_valid, "best validation error")) < 0 ||
-        (rc = fm_get_f64(r, &run->best_test, "best test error")) < 0 ||
-        (rc = fm_get_u32(r, &best_epoch, "best epoch")) < 0 ||
-        (rc = fm_get_u32(r, &have_best, "best flag")) < 0 ||
-        (rc = fm_get_u32(r, &evaluated, "evaluated flag")) < 0 ||
-        (rc = fm_get_f64(r, &run->train_seconds, "training time")) < 0 ||
-        (rc = fm_get_f64(r, &run->elapsed_seconds, "elapsed time")) < 0 ||
-        (rc = fm_get_f64(r, &run->final_train_loss, "final loss")) < 0 ||
-        (rc = fm_get_u64(r, &run->mulfree_fallbacks, "fallbacks")) < 0)
+    if ((rc = fmi_get_u32(r, &epoch, "epoch")) < 0 || (rc = fmi_get_u32(r, &next, "position")) < 0 ||
+        (rc = fmi_get_u64(r, &run->step, "step")) < 0 || (rc = fmi_get_f64(r, &run->lr, "rate")) < 0 ||
+        (rc = fmi_get_u64(r, &run->shuffle, "shuffle state")) < 0 ||
+        (rc = fmi_get_f64(r, &run->loss_sum, "loss sum")) < 0 ||
+        (rc = fmi_get_u64(r, &errors, "errors")) < 0 || (rc = fmi_get_u64(r, &batches, "batches")) < 0 ||
+        (rc = fmi_get_f64(r, &run->epoch_train_seconds, "epoch time")) < 0 ||
+        (rc = fmi_get_f64(r, &run->best_valid, "best validation error")) < 0 ||
+        (rc = fmi_get_f64(r, &run->best_test, "best test error")) < 0 ||
+        (rc = fmi_get_u32(r, &best_epoch, "best epoch")) < 0 ||
+        (rc = fmi_get_u32(r, &have_best, "best flag")) < 0 ||
+        (rc = fmi_get_u32(r, &evaluated, "evaluated flag")) < 0 ||
+        (rc = fmi_get_f64(r, &run->train_seconds, "training time")) < 0 ||
+        (rc = fmi_get_f64(r, &run->elapsed_seconds, "elapsed time")) < 0 ||
+        (rc = fmi_get_f64(r, &run->final_train_loss, "final loss")) < 0 ||
+        (rc = fmi_get_u64(r, &run->mulfree_fallbacks, "fallbacks")) < 0)
         return rc;
     if (epoch > INT32_MAX || next > INT32_MAX || best_epoch > INT32_MAX ||
         have_best > 1 || evaluated > 1 || errors > INT64_MAX || batches > INT64_MAX)
@@ -279,38 +279,38 @@ static int check_run(const fm_reader *r, const fm_checkpoint *ck)
 static int get_order(fm_reader *r, fm_run *run)
 {
     uint32_t n;
-    int rc = fm_get_u32(r, &n, "order length");
+    int rc = fmi_get_u32(r, &n, "order length");
     if (rc < 0)
         return rc;
     if (n < 1 || n > INT32_MAX || (uint64_t)n * 4 > r->left)
-        return fm_error(FM_ETRUNC, "%s: truncated checkpoint (an order of %u images)", r->path, n);
+        return fmi_error(FM_ETRUNC, "%s: truncated checkpoint (an order of %u images)", r->path, n);
     run->n_train = (int)n;
-    uint8_t *seen = fm_alloc(n, 1);
-    if (!(run->order = fm_alloc(n, sizeof *run->order)) || !seen) {
-        fm_free(seen);
+    uint8_t *seen = fmi_alloc(n, 1);
+    if (!(run->order = fmi_alloc(n, sizeof *run->order)) || !seen) {
+        fmi_free(seen);
         return FM_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t v;
-        fm_get_u32(r, &v, "order");
+        fmi_get_u32(r, &v, "order");
         if (v >= n || seen[v]) {
-            fm_free(seen);
+            fmi_free(seen);
             return bad(r, "data order is not a permutation");
         }
         seen[v] = 1;
         run->order[i] = (int)v;
     }
-    fm_free(seen);
+    fmi_free(seen);
     return FM_OK;
 }
 
 static int get_state_copy(fm_reader *r, float **dst, size_t S, const char *what)
 {
     if (r->left / 4 < S)
-        return fm_error(FM_ETRUNC, "%s: truncated checkpoint (reading %s)", r->path, what);
-    if (!(*dst = fm_alloc(S, sizeof **dst)))
+        return fmi_error(FM_ETRUNC, "%s: truncated checkpoint (reading %s)", r->path, what);
+    if (!(*dst = fmi_alloc(S, sizeof **dst)))
         return FM_ENOMEM;
-    return fm_get_f32s(r, *dst, S, what);
+    return fmi_get_f32s(r, *dst, S, what);
 }
 
 static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
@@ -319,22 +319,22 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
     uint32_t version;
     uint64_t model_bytes;
     int rc;
-    if ((rc = fm_get_bytes(r, magic, 8, "magic")) < 0)
+    if ((rc = fmi_get_bytes(r, magic, 8, "magic")) < 0)
         return rc;
     if (memcmp(magic, CHECKPOINT_MAGIC, 8) != 0)
-        return fm_error(FM_EFORMAT, "%s: not a fewmul checkpoint (bad magic)", r->path);
-    if ((rc = fm_get_u32(r, &version, "version")) < 0)
+        return fmi_error(FM_EFORMAT, "%s: not a fewmul checkpoint (bad magic)", r->path);
+    if ((rc = fmi_get_u32(r, &version, "version")) < 0)
         return rc;
     if (version != CHECKPOINT_VERSION)
-        return fm_error(version > CHECKPOINT_VERSION ? FM_EUNSUPPORTED : FM_EFORMAT,
+        return fmi_error(version > CHECKPOINT_VERSION ? FM_EUNSUPPORTED : FM_EFORMAT,
                         "%s: checkpoint version %u, this fewmul reads %u", r->path, version,
                         CHECKPOINT_VERSION);
-    if ((rc = fm_get_u64(r, &model_bytes, "model length")) < 0)
+    if ((rc = fmi_get_u64(r, &model_bytes, "model length")) < 0)
         return rc;
     if (model_bytes > r->left)
-        return fm_error(FM_ETRUNC, "%s: truncated checkpoint (a model of %llu bytes)", r->path,
+        return fmi_error(FM_ETRUNC, "%s: truncated checkpoint (a model of %llu bytes)", r->path,
                         (unsigned long long)model_bytes);
-    if ((rc = fm_model_parse(r->p, (size_t)model_bytes, r->path, &ck->model)) < 0)
+    if ((rc = fmi_model_parse(r->p, (size_t)model_bytes, r->path, &ck->model)) < 0)
         return rc;
     r->p += model_bytes;
     r->left -= (size_t)model_bytes;
@@ -344,21 +344,21 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
     if ((rc = get_config(r, &ck->config)) < 0)
         return rc;
     if ((rc = fm_config_check(&ck->config)) < 0) {
-        char why[256]; /* fm_error formats into the buffer fm_last_error() returns */
+        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
-        return fm_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
+        return fmi_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }
     m->config = ck->config;
     if ((rc = get_data(r, ck)) < 0 || (rc = get_run(r, &ck->run)) < 0)
         return rc;
     uint64_t S;
     uint32_t arrays;
-    if ((rc = fm_get_u64(r, &S, "state size")) < 0 ||
-        (rc = fm_get_u32(r, &arrays, "optimizer arrays")) < 0)
+    if ((rc = fmi_get_u64(r, &S, "state size")) < 0 ||
+        (rc = fmi_get_u32(r, &arrays, "optimizer arrays")) < 0)
         return rc;
     if (S != m->state_count)
         return bad(r, "state size does not match the model");
-    if (arrays != (uint32_t)fm_run_optimizer_arrays(&ck->config))
+    if (arrays != (uint32_t)fmi_run_optimizer_arrays(&ck->config))
         return bad(r, "optimizer arrays do not match the optimizer");
     if ((arrays >= 1 && (rc = get_state_copy(r, &ck->run.s1, S, "optimizer state")) < 0) ||
         (arrays >= 2 && (rc = get_state_copy(r, &ck->run.s2, S, "optimizer state")) < 0) ||
@@ -367,7 +367,7 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
     if ((rc = get_order(r, &ck->run)) < 0 || (rc = check_run(r, ck)) < 0)
         return rc;
     uint32_t has_ledger;
-    if ((rc = fm_get_u32(r, &has_ledger, "ledger flag")) < 0)
+    if ((rc = fmi_get_u32(r, &has_ledger, "ledger flag")) < 0)
         return rc;
     if (has_ledger > 1)
         return bad(r, "ledger flag out of range");
@@ -376,12 +376,12 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
             return rc;
         fm_reader lr = *r;
         lr.kind = "checkpoint";
-        if ((rc = fm_ledger_parse(&lr, ck->ledger)) < 0)
+        if ((rc = fmi_ledger_parse(&lr, ck->ledger)) < 0)
             return rc;
         *r = lr;
     }
     if (r->left != 0)
-        return fm_error(FM_EFORMAT, "%s: %zu unexpected bytes at the end of the checkpoint",
+        return fmi_error(FM_EFORMAT, "%s: %zu unexpected bytes at the end of the checkpoint",
                         r->path, r->left);
     return FM_OK;
 }
@@ -389,26 +389,26 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
 int fm_checkpoint_load(const char *path, fm_checkpoint **out)
 {
     if (!path || !out)
-        return fm_error(FM_EINVAL, "fm_checkpoint_load: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_checkpoint_load: NULL argument");
     *out = NULL;
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = fm_file_read_all(path, CHECKPOINT_MAX_BYTES, "checkpoint", &data, &len);
+    int rc = fmi_file_read_all(path, CHECKPOINT_MAX_BYTES, "checkpoint", &data, &len);
     if (rc < 0)
         return rc;
     fm_checkpoint *ck = NULL;
     if (len < 16) {
-        rc = fm_error(FM_ETRUNC, "%s: %zu bytes is too short for a checkpoint", path, len);
+        rc = fmi_error(FM_ETRUNC, "%s: %zu bytes is too short for a checkpoint", path, len);
     } else if (memcmp(data, CHECKPOINT_MAGIC, 8) == 0 &&
-               fm_crc32(data, len - 4) != fm_load_le32(data + len - 4)) {
-        rc = fm_error(FM_EFORMAT, "%s: checksum mismatch (checkpoint damaged or truncated)", path);
-    } else if (!(ck = fm_alloc(1, sizeof *ck))) {
+               fmi_crc32(data, len - 4) != fmi_load_le32(data + len - 4)) {
+        rc = fmi_error(FM_EFORMAT, "%s: checksum mismatch (checkpoint damaged or truncated)", path);
+    } else if (!(ck = fmi_alloc(1, sizeof *ck))) {
         rc = FM_ENOMEM;
     } else {
         fm_reader r = {data, len - 4, path, "checkpoint"};
         rc = parse_checkpoint(&r, ck);
     }
-    fm_free(data);
+    fmi_free(data);
     if (rc < 0) {
         fm_checkpoint_free(ck);
         return rc;
@@ -422,13 +422,13 @@ void fm_checkpoint_free(fm_checkpoint *ck)
     if (!ck)
         return;
     fm_model_free(ck->model);
-    fm_free(ck->data_spec);
-    fm_free(ck->run.s1);
-    fm_free(ck->run.s2);
-    fm_free(ck->run.best);
-    fm_free(ck->run.order);
+    fmi_free(ck->data_spec);
+    fmi_free(ck->run.s1);
+    fmi_free(ck->run.s2);
+    fmi_free(ck->run.best);
+    fmi_free(ck->run.order);
     fm_ledger_free(ck->ledger);
-    fm_free(ck);
+    fmi_free(ck);
 }
 
 const fm_config *fm_checkpoint_config(const fm_checkpoint *ck) { return ck ? &ck->config : NULL; }
@@ -438,17 +438,17 @@ const char *fm_checkpoint_data(const fm_checkpoint *ck) { return ck ? ck->data_s
 int fm_checkpoint_position(const fm_checkpoint *ck, fm_checkpoint_info *info)
 {
     if (!ck || !info)
-        return fm_error(FM_EINVAL, "fm_checkpoint_position: NULL argument");
-    fm_run_position(&ck->run, &ck->config, ck->ledger != NULL, info);
+        return fmi_error(FM_EINVAL, "fm_checkpoint_position: NULL argument");
+    fmi_run_position(&ck->run, &ck->config, ck->ledger != NULL, info);
     return FM_OK;
 }
 
 int fm_checkpoint_model(const fm_checkpoint *ck, fm_model **out)
 {
     if (!ck || !out)
-        return fm_error(FM_EINVAL, "fm_checkpoint_model: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_checkpoint_model: NULL argument");
     const fm_model *src = ck->model;
-    int rc = fm_model_build(&ck->config, src->in_h, src->in_w, src->in_c, src->classes, SIZE_MAX, out);
+    int rc = fmi_model_build(&ck->config, src->in_h, src->in_w, src->in_c, src->classes, SIZE_MAX, out);
     if (rc < 0)
         return rc;
     fm_model *m = *out;

@@ -48,12 +48,12 @@ struct fm_checkpoint {
 
 /* The optimizer arrays a configuration uses (0, 1 or 2): what fm_train
  * allocates and a checkpoint stores. */
-int fm_run_optimizer_arrays(const fm_config *config);
+int fmi_run_optimizer_arrays(const fm_config *config);
 /* Writes the run atomically to path (PATH.tmp, flushed, synced, renamed). */
-int fm_checkpoint_write(const char *path, const fm_model *model, const char *data_spec,
+int fmi_checkpoint_write(const char *path, const fm_model *model, const char *data_spec,
                         const fm_data_id *data, const fm_run *run, const fm_ledger *ledger);
 /* The run's position as the public struct reports it. */
-void fm_run_position(const fm_run *run, const fm_config *config, int has_ledger,
+void fmi_run_position(const fm_run *run, const fm_config *config, int has_ledger,
                      fm_checkpoint_info *info);
 
 #endif

@@ -30,11 +30,11 @@ static int check_shape(const fm_model *m, const fm_images *im, const char *what)
 {
     long dim = (long)im->height * im->width * im->channels;
     if (has_conv(m) && (im->height != m->in_h || im->width != m->in_w || im->channels != m->in_c))
-        return fm_error(FM_EMISMATCH, "%s images are %dx%dx%d, the convolutional model expects %dx%dx%d",
+        return fmi_error(FM_EMISMATCH, "%s images are %dx%dx%d, the convolutional model expects %dx%dx%d",
                         what, (int)im->height, (int)im->width, (int)im->channels, m->in_h, m->in_w,
                         m->in_c);
     if (dim != m->input_dim)
-        return fm_error(FM_EMISMATCH, "%s images have %ldx%ldx%ld = %ld values, the model expects %d",
+        return fmi_error(FM_EMISMATCH, "%s images have %ldx%ldx%ld = %ld values, the model expects %d",
                         what, (long)im->height, (long)im->width, (long)im->channels, dim, m->input_dim);
     return FM_OK;
 }
@@ -42,13 +42,13 @@ static int check_shape(const fm_model *m, const fm_images *im, const char *what)
 static int check_images(const fm_model *m, const fm_images *im, const char *what)
 {
     if (!im || !im->pixels || !im->labels || im->count < 1)
-        return fm_error(FM_EINVAL, "%s set is empty", what);
+        return fmi_error(FM_EINVAL, "%s set is empty", what);
     int rc = check_shape(m, im, what);
     if (rc < 0)
         return rc;
     for (int i = 0; i < im->count; i++)
         if (im->labels[i] >= m->classes)
-            return fm_error(FM_EMISMATCH, "%s label %d at index %d exceeds the model's %d classes",
+            return fmi_error(FM_EMISMATCH, "%s label %d at index %d exceeds the model's %d classes",
                             what, im->labels[i], i, m->classes);
     return FM_OK;
 }
@@ -60,16 +60,16 @@ static long count_errors(const fm_model *m, fm_workspace *ws, const fm_images *i
     long errors = 0;
     for (int b0 = 0; b0 < count; b0 += ws->max_batch) {
         int B = FM_MIN(ws->max_batch, count - b0);
-        fm_load_batch(m, ws, im, NULL, first + b0, B);
-        fm_load_batch_cost(m, ws, FM_PHASE_EVAL, B, im->count);
-        const float *y = fm_forward_eval(m, ws, B, refresh && b0 == 0);
-        errors += fm_count_errors(y, im->labels + first + b0, B, m->classes);
-        fm_eval_errors_cost(m, ws, B);
+        fmi_load_batch(m, ws, im, NULL, first + b0, B);
+        fmi_load_batch_cost(m, ws, FM_PHASE_EVAL, B, im->count);
+        const float *y = fmi_forward_eval(m, ws, B, refresh && b0 == 0);
+        errors += fmi_count_errors(y, im->labels + first + b0, B, m->classes);
+        fmi_eval_errors_cost(m, ws, B);
     }
     return errors;
 }
 
-void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2, double lr, long t)
+void fmi_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2, double lr, long t)
 {
     const fm_config *c = &m->config;
     for (int g = 0; g < m->n_groups; g++) {
@@ -78,16 +78,16 @@ void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2
         const float *grad = ws->grad_state + G->offset;
         float rate = (float)lr * G->lr_scale;
         if (c->opt == FM_OPT_ADAM)
-            fm_adam_step(p, grad, s1 + G->offset, s2 + G->offset, G->count, rate, 0.9f, 0.999f,
+            fmi_adam_step(p, grad, s1 + G->offset, s2 + G->offset, G->count, rate, 0.9f, 0.999f,
                          1e-8f, t, G->clip);
         else
-            fm_sgd_step(p, grad, s1 + G->offset, G->count, rate, (float)c->momentum, G->clip);
+            fmi_sgd_step(p, grad, s1 + G->offset, G->count, rate, (float)c->momentum, G->clip);
         if (!ws->ledger)
             continue;
         /* dense groups hold W and its gradient dW; batch-norm groups gamma and
          * beta ("params") and theirs ("dparams") */
         const fm_cost cost = {ws->ledger, G->layer + 1, FM_PHASE_UPDATE};
-        const int dense = fm_layer_weighted(&m->layers[G->layer]);
+        const int dense = fmi_layer_weighted(&m->layers[G->layer]);
         const uint64_t n = G->count, bytes = 4 * n;
         char name[4][64];
         const char *layer = fm_ledger_layer_name(ws->ledger, G->layer + 1);
@@ -95,15 +95,15 @@ void fm_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2
         snprintf(name[1], sizeof name[1], "%s.%s", layer, dense ? "dW" : "dparams");
         snprintf(name[2], sizeof name[2], "%s.velocity", layer);
         snprintf(name[3], sizeof name[3], "%s.adam", layer);
-        fm_cost_bytes(&cost, name[0], bytes, bytes, bytes);
-        fm_cost_bytes(&cost, name[1], bytes, bytes, 0);
+        fmi_cost_bytes(&cost, name[0], bytes, bytes, bytes);
+        fmi_cost_bytes(&cost, name[1], bytes, bytes, 0);
         if (c->opt == FM_OPT_ADAM) {
-            fm_adam_cost(&cost, n, G->clip > 0.0f);
-            fm_cost_bytes(&cost, name[3], 2 * bytes, 2 * bytes, 2 * bytes);
+            fmi_adam_cost(&cost, n, G->clip > 0.0f);
+            fmi_cost_bytes(&cost, name[3], 2 * bytes, 2 * bytes, 2 * bytes);
         } else {
-            fm_sgd_cost(&cost, n, c->momentum != 0.0, G->clip > 0.0f);
+            fmi_sgd_cost(&cost, n, c->momentum != 0.0, G->clip > 0.0f);
             if (c->momentum != 0.0)
-                fm_cost_bytes(&cost, name[2], bytes, bytes, bytes);
+                fmi_cost_bytes(&cost, name[2], bytes, bytes, bytes);
         }
     }
 }
@@ -127,12 +127,12 @@ typedef struct run_buffers {
 
 static void free_run(const fm_model *m, run_buffers *r)
 {
-    fm_workspace_free(m, r->ws);
-    fm_free(r->labels);
-    fm_free(r->run.order);
-    fm_free(r->run.s1);
-    fm_free(r->run.s2);
-    fm_free(r->run.best);
+    fmi_workspace_free(m, r->ws);
+    fmi_free(r->labels);
+    fmi_free(r->run.order);
+    fmi_free(r->run.s1);
+    fmi_free(r->run.s2);
+    fmi_free(r->run.best);
 }
 
 /* A paused run continues only as itself: same configuration (threads
@@ -141,20 +141,20 @@ static int check_resume(const fm_model *m, const fm_checkpoint *ck, const fm_con
                         const fm_ledger *ledger)
 {
     const fm_model *saved = ck->model;
-    const char *field = fm_config_differs(cfg, &ck->config);
+    const char *field = fmi_config_differs(cfg, &ck->config);
     if (field)
-        return fm_error(FM_EMISMATCH, "resume: the configuration's %s differs from the "
+        return fmi_error(FM_EMISMATCH, "resume: the configuration's %s differs from the "
                                       "checkpoint's run (a resumed run keeps its configuration)",
                         field);
     if (strcmp(m->arch, saved->arch) != 0 || m->in_h != saved->in_h || m->in_w != saved->in_w ||
         m->in_c != saved->in_c || m->classes != saved->classes ||
         m->state_count != saved->state_count)
-        return fm_error(FM_EMISMATCH, "resume: the model (%s, %dx%dx%d inputs, %d classes) is not "
+        return fmi_error(FM_EMISMATCH, "resume: the model (%s, %dx%dx%d inputs, %d classes) is not "
                                       "the checkpoint's (%s, %dx%dx%d inputs, %d classes)",
                         m->arch, m->in_h, m->in_w, m->in_c, m->classes, saved->arch, saved->in_h,
                         saved->in_w, saved->in_c, saved->classes);
     if (!ledger != !ck->ledger)
-        return fm_error(FM_EMISMATCH, ck->ledger ? "resume: the checkpoint's run keeps an energy "
+        return fmi_error(FM_EMISMATCH, ck->ledger ? "resume: the checkpoint's run keeps an energy "
                                                    "ledger; give one to continue it"
                                                  : "resume: the checkpoint's run kept no energy "
                                                    "ledger, so a ledger could not cover the whole run");
@@ -166,14 +166,14 @@ static int check_resume_data(const fm_data_id *now, const fm_data_id *then)
     if (now->train_count != then->train_count || now->train_crc != then->train_crc ||
         now->height != then->height || now->width != then->width ||
         now->channels != then->channels)
-        return fm_error(FM_EMISMATCH, "resume: the training set (%d images of %dx%dx%d, CRC %08x) is "
+        return fmi_error(FM_EMISMATCH, "resume: the training set (%d images of %dx%dx%d, CRC %08x) is "
                                       "not the checkpoint's run's (%d images of %dx%dx%d, CRC %08x)",
                         (int)now->train_count, (int)now->height, (int)now->width,
                         (int)now->channels, (unsigned)now->train_crc, (int)then->train_count,
                         (int)then->height, (int)then->width, (int)then->channels,
                         (unsigned)then->train_crc);
     if (now->test_count != then->test_count || now->test_crc != then->test_crc)
-        return fm_error(FM_EMISMATCH, "resume: the test set (%d images, CRC %08x) is not the "
+        return fmi_error(FM_EMISMATCH, "resume: the test set (%d images, CRC %08x) is not the "
                                       "checkpoint's run's (%d images, CRC %08x)",
                         (int)now->test_count, (unsigned)now->test_crc, (int)then->test_count,
                         (unsigned)then->test_crc);
@@ -192,7 +192,7 @@ static int take_checkpoint(fm_model *m, const fm_checkpoint *ck, run_buffers *r,
     fm_run *run = &r->run;
     const fm_run *from = &ck->run;
     if (from->n_train != run->n_train)
-        return fm_error(FM_EMISMATCH, "resume: the run trains on %d images, the checkpoint's on %d",
+        return fmi_error(FM_EMISMATCH, "resume: the run trains on %d images, the checkpoint's on %d",
                         run->n_train, from->n_train);
     /* the arrays stay this run's own; everything else is the checkpoint's */
     float *s1 = run->s1, *s2 = run->s2, *best = run->best;
@@ -210,17 +210,17 @@ static int take_checkpoint(fm_model *m, const fm_checkpoint *ck, run_buffers *r,
     if (from->have_best)
         memcpy(best, from->best, S * sizeof *best);
     r->ws->mf_fallbacks = from->mulfree_fallbacks;
-    return ledger ? fm_ledger_copy(ledger, ck->ledger) : FM_OK;
+    return ledger ? fmi_ledger_copy(ledger, ck->ledger) : FM_OK;
 }
 
 static int write_checkpoint(const fm_model *m, run_buffers *r, const fm_callbacks *cb,
                             const fm_ledger *ledger)
 {
     r->run.mulfree_fallbacks = r->ws->mf_fallbacks;
-    int rc = fm_checkpoint_write(cb->checkpoint, m, cb->data_spec, &r->data, &r->run, ledger);
+    int rc = fmi_checkpoint_write(cb->checkpoint, m, cb->data_spec, &r->data, &r->run, ledger);
     if (rc == FM_OK && cb->on_checkpoint) {
         fm_checkpoint_info info;
-        fm_run_position(&r->run, &m->config, cb->ledger != NULL, &info);
+        fmi_run_position(&r->run, &m->config, cb->ledger != NULL, &info);
         cb->on_checkpoint(cb->checkpoint, &info, cb->user);
     }
     return rc;
@@ -232,7 +232,7 @@ static int check_shares(const fm_dist *d, int n_train, int B)
 {
     const int last = n_train % B;
     if (B < d->size || (last > 0 && last < d->size))
-        return fm_error(FM_EINVAL, "a minibatch of %d images cannot be shared by %d ranks "
+        return fmi_error(FM_EINVAL, "a minibatch of %d images cannot be shared by %d ranks "
                                    "(the last of each epoch has %d): every rank needs at least "
                                    "one image; use fewer ranks or another --batch or --valid",
                         B, d->size, last > 0 ? last : B);
@@ -245,7 +245,7 @@ static long shared_errors(const fm_model *m, fm_workspace *ws, const fm_images *
                           int count)
 {
     int lo, n;
-    fm_dist_share(ws->dist, count, &lo, &n);
+    fmi_dist_share(ws->dist, count, &lo, &n);
     return n > 0 ? count_errors(m, ws, im, first + lo, n, 0) : 0;
 }
 
@@ -255,8 +255,8 @@ static int start_failed(const fm_comm *comm, const fm_model *m, int rc)
 {
     if (comm && comm->size > 1) {
         fm_dist start = {.comm = comm, .rank = comm->rank, .size = comm->size,
-                         .control_layer = fm_ledger_loss_index(m)};
-        fm_dist_agree(&start, rc, NULL);
+                         .control_layer = fmi_ledger_loss_index(m)};
+        fmi_dist_agree(&start, rc, NULL);
     }
     return rc;
 }
@@ -270,13 +270,13 @@ static int checkpoint_run(const fm_model *m, run_buffers *r, const fm_callbacks 
     int rc = FM_OK;
     fm_ledger *merged = NULL;
     if (cb->ledger && (rc = fm_ledger_create(&merged)) == FM_OK)
-        rc = fm_dist_merge_ledger(r->dist, cb->ledger, merged);
+        rc = fmi_dist_merge_ledger(r->dist, cb->ledger, merged);
     if (rc == FM_OK) /* what rank 0 saves is every rank's state */
-        rc = fm_dist_check_weights(r->dist, m, r->run.step);
+        rc = fmi_dist_check_weights(r->dist, m, r->run.step);
     if (rc == FM_OK && r->dist->rank == 0)
         rc = write_checkpoint(m, r, cb, merged);
     fm_ledger_free(merged);
-    return fm_dist_agree(r->dist, rc, NULL);
+    return fmi_dist_agree(r->dist, rc, NULL);
 }
 
 /* The checks that need only the arguments, before anything is allocated. */
@@ -289,7 +289,7 @@ static int check_run(const fm_model *m, const fm_images *train, const fm_images 
     if (strcmp(cfg->arch, m->arch) != 0 || cfg->weights != m->config.weights ||
         cfg->scale != m->config.scale || cfg->opt != m->config.opt ||
         (cfg->dropout > 0.0) != (m->config.dropout > 0.0))
-        return fm_error(FM_EINVAL, "training configuration does not match the model's "
+        return fmi_error(FM_EINVAL, "training configuration does not match the model's "
                                    "(architecture, weights, scale, optimizer and dropout must agree)");
     if ((rc = check_images(m, train, "training")) < 0 ||
         (test && (rc = check_images(m, test, "test")) < 0))
@@ -297,7 +297,7 @@ static int check_run(const fm_model *m, const fm_images *train, const fm_images 
     if (cb && cb->resume && (rc = check_resume(m, cb->resume, cfg, cb->ledger)) < 0)
         return rc;
     if (cfg->valid >= train->count)
-        return fm_error(FM_EINVAL, "validation size %d leaves no training images (of %d)",
+        return fmi_error(FM_EINVAL, "validation size %d leaves no training images (of %d)",
                         cfg->valid, train->count);
     return FM_OK;
 }
@@ -310,20 +310,20 @@ static int allocate_run(run_buffers *r, const fm_comm *comm)
     const fm_config *c = &m->config;
     const int B = c->batch;
     fm_run *run = &r->run;
-    int rc = fm_workspace_create(m, B, 1, &r->ws);
+    int rc = fmi_workspace_create(m, B, 1, &r->ws);
     if (rc < 0)
         return rc;
     r->ws->ledger = r->cb ? r->cb->ledger : NULL;
     run->n_train = r->n_train;
-    run->order = fm_alloc((size_t)r->n_train, sizeof *run->order);
-    r->labels = fm_alloc((size_t)B, 1);
+    run->order = fmi_alloc((size_t)r->n_train, sizeof *run->order);
+    r->labels = fmi_alloc((size_t)B, 1);
     /* SGD without momentum never touches s1, but takes it */
-    run->s1 = fm_alloc(m->state_count, sizeof(float));
-    run->s2 = c->opt == FM_OPT_ADAM ? fm_alloc(m->state_count, sizeof(float)) : NULL;
-    run->best = fm_alloc(m->state_count, sizeof(float));
+    run->s1 = fmi_alloc(m->state_count, sizeof(float));
+    run->s2 = c->opt == FM_OPT_ADAM ? fmi_alloc(m->state_count, sizeof(float)) : NULL;
+    run->best = fmi_alloc(m->state_count, sizeof(float));
     if (!run->order || !r->labels || !run->s1 || !run->best || (c->opt == FM_OPT_ADAM && !run->s2))
         return FM_ENOMEM;
-    rc = fm_dist_create(comm, m, r->ws->ledger, &r->dist);
+    rc = fmi_dist_create(comm, m, r->ws->ledger, &r->dist);
     r->ws->dist = r->dist;
     return rc;
 }
@@ -336,7 +336,7 @@ static void start_position(run_buffers *r, double lr0)
     for (int i = 0; i < r->n_train; i++)
         run->order[i] = i;
     fm_rng shuffle;
-    fm_rng_seed(&shuffle, fm_rng_key(r->m->config.seed, FM_STREAM_SHUFFLE, 0, 0));
+    fmi_rng_seed(&shuffle, fmi_rng_key(r->m->config.seed, FM_STREAM_SHUFFLE, 0, 0));
     run->shuffle = shuffle.state;
     run->epoch = 1;
     run->lr = lr0;
@@ -356,10 +356,10 @@ static int open_run(run_buffers *r, const fm_config *cfg, const fm_comm *comm)
     m->config = *cfg;
     m->config.arch = m->arch;
     const fm_config *c = &m->config;
-    fm_threads_set(c->threads);
+    fmi_threads_set(c->threads);
     int rc;
     if (r->checkpointing || resume || (comm && comm->size > 1)) {
-        fm_data_identify(r->train, r->test, &r->data);
+        fmi_data_identify(r->train, r->test, &r->data);
         if (resume && (rc = check_resume_data(&r->data, &resume->data)) < 0)
             return start_failed(comm, m, rc);
     }
@@ -367,7 +367,7 @@ static int open_run(run_buffers *r, const fm_config *cfg, const fm_comm *comm)
      * images from train and validation alike (test uses the same mean here);
      * ZCA is fitted on the training split only. A resumed run has them. */
     const int fit = c->preproc == FM_PRE_GCN_ZCA ? r->n_total - r->n_valid : r->n_total;
-    if (!resume && (rc = fm_preprocess_fit(m, r->train, fit)) < 0)
+    if (!resume && (rc = fmi_preprocess_fit(m, r->train, fit)) < 0)
         return start_failed(comm, m, rc);
     double lr0, lr_end;
     fm_config_learning_rates(c, &lr0, &lr_end);
@@ -384,8 +384,8 @@ static int open_run(run_buffers *r, const fm_config *cfg, const fm_comm *comm)
     /* a resumed run's ledger is the whole run's so far: rank 0 carries it */
     if (resume && cb->ledger && r->dist->rank != 0)
         fm_ledger_clear(cb->ledger);
-    if ((rc = fm_dist_agree(r->dist, FM_OK, NULL)) == FM_OK &&
-        (rc = fm_dist_check_start(r->dist, m, &r->data, r->n_train)) == FM_OK)
+    if ((rc = fmi_dist_agree(r->dist, FM_OK, NULL)) == FM_OK &&
+        (rc = fmi_dist_check_start(r->dist, m, &r->data, r->n_train)) == FM_OK)
         rc = check_shares(r->dist, r->n_train, c->batch);
     return rc;
 }
@@ -396,7 +396,7 @@ static void start_epoch(run_buffers *r)
     fm_run *run = &r->run;
     fm_rng shuffle = {run->shuffle};
     for (int i = r->n_train - 1; i > 0; i--) {
-        int j = (int)fm_rng_below(&shuffle, (uint32_t)i + 1);
+        int j = (int)fmi_rng_below(&shuffle, (uint32_t)i + 1);
         int t = run->order[i];
         run->order[i] = run->order[j];
         run->order[j] = t;
@@ -417,18 +417,18 @@ static void train_minibatch(run_buffers *r, int b0, int bs)
     fm_run *run = &r->run;
     /* this rank's rows of the minibatch (all of it in one process) */
     int lo, rows;
-    fm_dist_share(r->dist, bs, &lo, &rows);
+    fmi_dist_share(r->dist, bs, &lo, &rows);
     ws->row0 = lo;
     ws->rows_total = r->dist ? bs : 0;
-    fm_load_batch(m, ws, r->train, run->order, b0 + lo, rows);
-    fm_load_batch_cost(m, ws, FM_PHASE_FORWARD, rows, r->train->count);
+    fmi_load_batch(m, ws, r->train, run->order, b0 + lo, rows);
+    fmi_load_batch_cost(m, ws, FM_PHASE_FORWARD, rows, r->train->count);
     for (int b = 0; b < rows; b++)
         r->labels[b] = r->train->labels[run->order[b0 + lo + b]];
     int batch_errors = 0;
-    double loss = fm_train_step(m, ws, r->labels, rows, run->step, &batch_errors);
+    double loss = fmi_train_step(m, ws, r->labels, rows, run->step, &batch_errors);
     /* a rank whose step failed still takes part, then says so at the agreement */
     if (r->dist && ws->status != FM_EPEER) {
-        int x = fm_dist_exchange(r->dist, m, ws, &loss, &batch_errors);
+        int x = fmi_dist_exchange(r->dist, m, ws, &loss, &batch_errors);
         if (x < 0 && (ws->status == FM_OK || x == FM_EPEER))
             ws->status = x;
     }
@@ -437,8 +437,8 @@ static void train_minibatch(run_buffers *r, int b0, int bs)
     run->loss_sum += loss;
     run->step++;
     if (ws->status == FM_OK)
-        fm_optimizer_step(m, ws, run->s1, run->s2, run->lr, (long)run->step);
-    fm_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)rows);
+        fmi_optimizer_step(m, ws, run->s1, run->s2, run->lr, (long)run->step);
+    fmi_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)rows);
     run->errors += batch_errors;
     run->batches++;
     run->next = b0 + bs;
@@ -451,7 +451,7 @@ static int after_step(run_buffers *r, double epoch_start)
     const fm_callbacks *cb = r->cb;
     const fm_config *c = &r->m->config;
     fm_run *run = &r->run;
-    const double now = fm_now();
+    const double now = fmi_now();
     if (cb && cb->on_progress) {
         fm_progress pr = {run->epoch, c->epochs, run->next, r->n_train,
                           run->loss_sum / run->batches,
@@ -469,7 +469,7 @@ static int after_step(run_buffers *r, double epoch_start)
     if (r->dist) {
         /* one rank's stop stops all; rank 0's clock times the checkpoints */
         double flags[FM_DIST_VALUES] = {stop, timed && r->dist->rank == 0};
-        rc = fm_dist_agree(r->dist, rc, flags);
+        rc = fmi_dist_agree(r->dist, rc, flags);
         stop = flags[0] > 0;
         timed = flags[1] > 0;
     }
@@ -480,10 +480,10 @@ static int after_step(run_buffers *r, double epoch_start)
         run->elapsed_seconds = now - r->start;
         if ((rc = checkpoint_run(r->m, r, cb)) < 0)
             return rc;
-        r->last_checkpoint = fm_now();
+        r->last_checkpoint = fmi_now();
     }
     if (stop)
-        return fm_error(FM_ECANCELED, "training interrupted in epoch %d", run->epoch);
+        return fmi_error(FM_ECANCELED, "training interrupted in epoch %d", run->epoch);
     return FM_OK;
 }
 
@@ -508,7 +508,7 @@ static int recompute_bn(run_buffers *r)
     const fm_images *sets[2] = {r->train, r->train};
     int firsts[2] = {0, r->n_total - r->n_valid}, counts[2] = {r->n_train, r->n_valid};
     r->ws->row0 = r->ws->rows_total = 0;
-    return fm_bn_recompute(r->m, r->ws, sets, firsts, counts, 2, r->m->config.batch);
+    return fmi_bn_recompute(r->m, r->ws, sets, firsts, counts, 2, r->m->config.batch);
 }
 
 /* The end of an epoch's evaluation: validation and test errors (each rank
@@ -523,7 +523,7 @@ static int evaluate_epoch(run_buffers *r, fm_epoch_report *rep)
     if (m->config.bn_stats == FM_BN_PAPER)
         rc = recompute_bn(r);
     if (rc == FM_OK) {
-        fm_eval_weights(m, r->ws);
+        fmi_eval_weights(m, r->ws);
         rc = r->ws->status;
     }
     double errors[FM_DIST_VALUES] = {0};
@@ -532,7 +532,7 @@ static int evaluate_epoch(run_buffers *r, fm_epoch_report *rep)
     if (rc == FM_OK && r->test)
         errors[1] = (double)shared_errors(m, r->ws, r->test, 0, r->test->count);
     if (r->dist)
-        rc = fm_dist_agree(r->dist, rc, errors);
+        rc = fmi_dist_agree(r->dist, rc, errors);
     if (rc < 0)
         return rc;
     if (n_valid > 0)
@@ -561,11 +561,11 @@ static int train_epoch(run_buffers *r)
     const int epoch = run->epoch;
     if (run->next == 0)
         start_epoch(r);
-    const double epoch_start = fm_now() - run->epoch_train_seconds;
+    const double epoch_start = fmi_now() - run->epoch_train_seconds;
     int rc = train_epoch_steps(r, epoch_start);
     if (rc != FM_OK)
         return rc;
-    double train_time = fm_now() - epoch_start;
+    double train_time = fmi_now() - epoch_start;
     run->train_seconds += train_time;
     fm_epoch_report rep = {.epoch = epoch, .epochs = c->epochs, .lr = run->lr,
                            .train_loss = run->loss_sum / FM_MAX(run->batches, 1),
@@ -579,7 +579,7 @@ static int train_epoch(run_buffers *r)
         return rc;
     rep.best_epoch = run->best_epoch;
     rep.best_test_error_pct = run->best_test;
-    rep.epoch_seconds = fm_now() - epoch_start;
+    rep.epoch_seconds = fmi_now() - epoch_start;
     run->lr *= r->decay;
     run->epoch++;
     run->next = 0;
@@ -587,10 +587,10 @@ static int train_epoch(run_buffers *r)
     if (cb && cb->on_epoch)
         cb->on_epoch(&rep, cb->user);
     if (r->checkpointing) {
-        run->elapsed_seconds = fm_now() - r->start;
+        run->elapsed_seconds = fmi_now() - r->start;
         if ((rc = checkpoint_run(r->m, r, cb)) < 0)
             return rc;
-        r->last_checkpoint = fm_now();
+        r->last_checkpoint = fmi_now();
     }
     return FM_OK;
 }
@@ -607,18 +607,18 @@ static int close_run(run_buffers *r, int rc)
     if (rc == FM_OK && !r->run.evaluated && m->config.bn_stats == FM_BN_PAPER)
         rc = recompute_bn(r);
     if (rc == FM_OK && r->ws->ledger)
-        rc = fm_ledger_status(r->ws->ledger);
+        rc = fmi_ledger_status(r->ws->ledger);
     /* the last agreement: every rank has finished, with the same weights,
      * and holds the ledger of the whole run (all ranks' work) */
     if (r->dist && !failed_together) {
-        rc = fm_dist_agree(r->dist, rc, NULL);
+        rc = fmi_dist_agree(r->dist, rc, NULL);
         if (rc == FM_OK)
-            rc = fm_dist_check_weights(r->dist, m, r->run.step);
+            rc = fmi_dist_check_weights(r->dist, m, r->run.step);
         if (rc == FM_OK && r->ws->ledger) {
             fm_ledger *merged = NULL;
             if ((rc = fm_ledger_create(&merged)) == FM_OK &&
-                (rc = fm_dist_merge_ledger(r->dist, r->ws->ledger, merged)) == FM_OK)
-                rc = fm_ledger_copy(r->ws->ledger, merged);
+                (rc = fmi_dist_merge_ledger(r->dist, r->ws->ledger, merged)) == FM_OK)
+                rc = fmi_ledger_copy(r->ws->ledger, merged);
             fm_ledger_free(merged);
         }
     }
@@ -635,7 +635,7 @@ static fm_result run_result(const run_buffers *r)
     res.best_epoch = run->best_epoch;
     res.train_seconds = run->train_seconds;
     res.final_train_loss = run->final_train_loss;
-    res.total_seconds = fm_now() - r->start;
+    res.total_seconds = fmi_now() - r->start;
     res.train_images_per_s =
         res.train_seconds > 0 ? (double)r->n_train * res.epochs / res.train_seconds : 0;
     res.valid_error_pct = run->have_best && r->n_valid > 0 ? run->best_valid : -1;
@@ -649,7 +649,7 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
              const fm_callbacks *cb, fm_result *result)
 {
     if (!m || !train || !cfg)
-        return fm_error(FM_EINVAL, "fm_train: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_train: NULL argument");
     const fm_comm *comm = cb ? cb->comm : NULL;
     int rc = check_run(m, train, test, cfg, cb);
     if (rc < 0)
@@ -660,17 +660,17 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
     if (cfg->train_limit > 0 && cfg->train_limit < r.n_train)
         r.n_train = cfg->train_limit;
     if ((rc = open_run(&r, cfg, comm)) < 0) {
-        fm_dist_free(r.dist);
+        fmi_dist_free(r.dist);
         free_run(m, &r);
         return rc;
     }
-    r.start = fm_now() - r.run.elapsed_seconds;
-    r.last_checkpoint = fm_now();
+    r.start = fmi_now() - r.run.elapsed_seconds;
+    r.last_checkpoint = fmi_now();
     while (r.run.epoch <= m->config.epochs && rc == FM_OK)
         rc = train_epoch(&r);
     rc = close_run(&r, rc);
     const fm_result res = run_result(&r);
-    fm_dist_free(r.dist);
+    fmi_dist_free(r.dist);
     free_run(m, &r);
     if (result)
         *result = res;
@@ -680,16 +680,16 @@ int fm_train(fm_model *m, const fm_images *train, const fm_images *test, const f
 int fm_model_evaluate(const fm_model *m, const fm_images *images, int threads, double *error_pct)
 {
     if (!m || !images || !error_pct)
-        return fm_error(FM_EINVAL, "fm_model_evaluate: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_model_evaluate: NULL argument");
     int rc = check_images(m, images, "evaluation");
     if (rc < 0)
         return rc;
-    fm_threads_set(threads);
+    fmi_threads_set(threads);
     fm_workspace *ws;
-    if ((rc = fm_workspace_create(m, FM_MIN(eval_batch(m), images->count), 0, &ws)) < 0)
+    if ((rc = fmi_workspace_create(m, FM_MIN(eval_batch(m), images->count), 0, &ws)) < 0)
         return rc;
     long errors = count_errors(m, ws, images, 0, images->count, 1);
-    fm_workspace_free(m, ws);
+    fmi_workspace_free(m, ws);
     *error_pct = 100.0 * errors / images->count;
     return FM_OK;
 }
@@ -698,22 +698,22 @@ int fm_model_predict(const fm_model *m, const fm_images *images, int first, int 
                      uint8_t *classes)
 {
     if (!m || !images || !classes)
-        return fm_error(FM_EINVAL, "fm_model_predict: NULL argument");
+        return fmi_error(FM_EINVAL, "fm_model_predict: NULL argument");
     if (first < 0 || count < 1 || first > images->count - count)
-        return fm_error(FM_EINVAL, "images %d..%d out of range (set has %d)", first,
+        return fmi_error(FM_EINVAL, "images %d..%d out of range (set has %d)", first,
                         first + count - 1, images->count);
     int rc = check_shape(m, images, "the");
     if (rc < 0)
         return rc;
-    fm_threads_set(threads);
+    fmi_threads_set(threads);
     fm_workspace *ws;
-    rc = fm_workspace_create(m, FM_MIN(eval_batch(m), count), 0, &ws);
+    rc = fmi_workspace_create(m, FM_MIN(eval_batch(m), count), 0, &ws);
     if (rc < 0)
         return rc;
     for (int b0 = 0; b0 < count; b0 += ws->max_batch) {
         int B = FM_MIN(ws->max_batch, count - b0);
-        fm_load_batch(m, ws, images, NULL, first + b0, B);
-        const float *y = fm_forward_eval(m, ws, B, b0 == 0);
+        fmi_load_batch(m, ws, images, NULL, first + b0, B);
+        const float *y = fmi_forward_eval(m, ws, B, b0 == 0);
         for (int b = 0; b < B; b++) {
             const float *row = y + (long)b * m->classes;
             int best = 0;
@@ -723,6 +723,6 @@ int fm_model_predict(const fm_model *m, const fm_images *images, int first, int 
             classes[b0 + b] = (uint8_t)best;
         }
     }
-    fm_workspace_free(m, ws);
+    fmi_workspace_free(m, ws);
     return FM_OK;
 }

@@ -4,7 +4,7 @@
  * The input is the file, written to a private tmpfs directory. It must be
  * refused with a negative code and a zeroed output, or read as exactly
  * size / 3073 images of 32x32x3 with labels 0..9; an accepted file is then
- * appended to the images it gave (fm_cifar10_read_append, as cifar10:DIR
+ * appended to the images it gave (fmi_cifar10_read_append, as cifar10:DIR
  * joins its batches), which must double them. Nothing may crash, leak or ask
  * for memory the file does not hold; each input is read a second time with
  * one allocation failing, which must be FM_ENOMEM (fuzz_support.h). Built and
@@ -46,7 +46,7 @@ static int read_once(void *ctx)
             im.pixels[i * 3072 + 3071] != rec[3072])
             abort(); /* label, red (0,0), blue (31,31) */
     }
-    rc = fm_cifar10_read_append(j->path, &im);
+    rc = fmi_cifar10_read_append(j->path, &im);
     if (rc == FM_OK) {
         if (im.count != (int32_t)(2 * n) || memcmp(im.pixels, im.pixels + n * 3072, n * 3072) ||
             memcmp(im.labels, im.labels + n, n))

@@ -16,7 +16,7 @@
  *    some point (the skip seeks, the buffer refills part-way). It must give
  *    the same code as the file itself, and the same images;
  *  - appended: an accepted file is appended to the images it gave
- *    (fm_svhn_read_append, as svhn:DIR appends extra_32x32.mat), which must
+ *    (fmi_svhn_read_append, as svhn:DIR appends extra_32x32.mat), which must
  *    double them.
  *
  * A refusal is a negative code with a zeroed output; accepted images are
@@ -60,7 +60,7 @@ static int read_once(void *ctx)
     for (size_t i = 0; i < n; i++)
         if (im.labels[i] > 9)
             abort();
-    int arc = fm_svhn_read_append(j->path, &im);
+    int arc = fmi_svhn_read_append(j->path, &im);
     if (arc == FM_OK) {
         if (im.count != (int32_t)(2 * n) || memcmp(im.pixels, im.pixels + n * 3072, n * 3072) ||
             memcmp(im.labels, im.labels + n, n))

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# abi.sh — the header is the ABI: every symbol the static library defines
+# for others to link is either a function declared in include/fewmul.h or an
+# internal one named fmi_* (never fm_*, the public namespace, nor bare).
+# Usage: tests/abi.sh LIBFEWMUL.a INCLUDE/fewmul.h
+set -euo pipefail
+lib=$1 header=$2
+public=$(grep -oE '\bfm_[a-z0-9_]+[[:space:]]*\(' "$header" | sed 's/[[:space:]]*($//' | sort -u)
+bad=0 n=0
+while read -r symbol; do
+  n=$((n + 1))
+  case $symbol in
+    fmi_*) continue ;;
+  esac
+  if ! grep -qx "$symbol" <<<"$public"; then
+    echo "abi: $symbol is defined by the library but is neither declared in fewmul.h nor named fmi_*"
+    bad=$((bad + 1))
+  fi
+done < <(nm -g --defined-only "$lib" | awk '$2 ~ /^[TDBRCGVW]$/ {print $3}' | sort -u)
+[ "$n" -gt 0 ] || { echo "abi: no symbols read from $lib"; exit 1; }
+if [ $bad -gt 0 ]; then
+  echo "abi: $bad of $n symbols outside the public header and the fmi_ namespace"
+  exit 1
+fi
+echo "abi: $n symbols: $(grep -c . <<<"$public") public (fewmul.h), the rest fmi_*"

@@ -1,5 +1,5 @@
 /* test_deploy_file.c — tests of the packed deployment model file
- * (docs/format.md; src/io/deploy_file.c): exact round trips of every weight
+ * (docs/format.md; src/deploy/deploy_file.c): exact round trips of every weight
  * kind and activation through a file and through memory, the documented
  * layout and size formula, the size of binary against fp32 networks, and the
  * refusal of every truncation, every single-bit flip, oversized counts (before

@@ -1,5 +1,5 @@
 /* test_infer_kernels.c — the multiplication-free inference kernels
- * (src/kernels/infer*.c): every variant this CPU supports (the AVX-512 one
+ * (src/deploy/infer*.c): every variant this CPU supports (the AVX-512 one
  * also with its vpshufb popcount) must equal the scalar reference bit for bit
  * on binary, ternary and synapse layers of many odd shapes and on inputs with
  * signed zeros and a wide range of magnitudes; the reference must agree with

@@ -1,5 +1,5 @@
 /* test_pow2_grad.c — the weight gradient of quantized back-prop, pow2_grad
- * (src/kernels/infer*.c): dW = Q(x)^T . delta formed with integer exponent
+ * (src/deploy/infer*.c): dW = Q(x)^T . delta formed with integer exponent
  * adds and float adds, no multiply. Every variant this CPU supports must equal
  * the scalar reference bit for bit on many odd shapes, sub-ranges of rows (a
  * thread's share) and misaligned pointers, writing nothing outside its rows;

@@ -1,5 +1,5 @@
 /* test_write_atomic.c — tests of fm_write_file_atomic (include/fewmul.h;
- * src/io/bytes.c), the one write-whole-or-not-at-all that the library's files
+ * src/core/bytes.c), the one write-whole-or-not-at-all that the library's files
  * and the command's outputs share: new content appears whole, an existing
  * file survives every failure (of the fill function, of the stream, of the
  * create and of the rename), each reported with its step, its errno and a

@@ -77,6 +77,61 @@ int fm_model_save(const fm_model *m, const char *path)
     return rc;
 }
 
+/* The model of configuration c, built within the bytes the file has left,
+ * and its input statistics and state read from it. */
+static int read_state(fm_reader *r, const fm_config *cfg, const uint32_t shape[3], uint32_t inputs,
+                      uint32_t classes, fm_model **out)
+{
+    int rc;
+    /* Nothing is allocated for more than the file holds: the input mean, the
+     * whitening matrix (input_dim^2 floats) and the state count must fit in
+     * the bytes left, and the state the architecture implies in the rest. */
+    const uint64_t mean_bytes = 4ull * inputs;
+    const uint64_t zca_bytes = cfg->preproc == FM_PRE_GCN_ZCA ? 4ull * inputs * inputs : 0;
+    if (mean_bytes + 8 > r->left)
+        return fmi_error(FM_ETRUNC, "%s: an input mean of %u values needs more than the %zu bytes left",
+                        r->path, inputs, r->left);
+    if (zca_bytes > r->left - mean_bytes - 8)
+        return fmi_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
+                        r->path, inputs, inputs, r->left);
+    const size_t max_state = (size_t)((r->left - mean_bytes - 8 - zca_bytes) / 4);
+    fm_model *m;
+    rc = fmi_model_build(cfg, (int)shape[0], (int)shape[1], (int)shape[2], (int)classes, max_state, &m);
+    if (rc < 0 && rc != FM_ENOMEM) {
+        /* the architecture and shape come from the file: a state larger than
+         * the file holds is a truncation, one that does not fit its input a
+         * damaged file, not a caller's mistake */
+        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+        snprintf(why, sizeof why, "%s", fm_last_error());
+        if (rc == FM_ETRUNC)
+            return fmi_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
+        return fmi_error(FM_EFORMAT, "%s: bad model file: %s", r->path, why);
+    }
+    if (rc < 0)
+        return rc;
+    uint64_t count;
+    if ((rc = fmi_get_f32s(r, m->input_mean, (size_t)m->input_dim, "input mean")) < 0 ||
+        (m->zca && (rc = fmi_get_f32s(r, m->zca, (size_t)m->input_dim * (size_t)m->input_dim,
+                                     "whitening matrix")) < 0) ||
+        (rc = fmi_get_u64(r, &count, "state size")) < 0) {
+        fm_model_free(m);
+        return rc;
+    }
+    if (count != m->state_count) {
+        const size_t need = m->state_count;
+        fm_model_free(m);
+        return fmi_error(FM_EFORMAT, "%s: state holds %llu values, the architecture needs %zu",
+                        r->path, (unsigned long long)count, need);
+    }
+    if ((rc = fmi_get_f32s(r, m->state, m->state_count, "parameters")) < 0) {
+        fm_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return FM_OK;
+}
+
+
 static int parse_model(fm_reader *r, fm_model **out)
 {
     char magic[8];
@@ -154,52 +209,7 @@ static int parse_model(fm_reader *r, fm_model **out)
         snprintf(why, sizeof why, "%s", fm_last_error());
         return fmi_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }
-    /* Nothing is allocated for more than the file holds: the input mean, the
-     * whitening matrix (input_dim^2 floats) and the state count must fit in
-     * the bytes left, and the state the architecture implies in the rest. */
-    const uint64_t mean_bytes = 4ull * u[0];
-    const uint64_t zca_bytes = c.preproc == FM_PRE_GCN_ZCA ? 4ull * u[0] * u[0] : 0;
-    if (mean_bytes + 8 > r->left)
-        return fmi_error(FM_ETRUNC, "%s: an input mean of %u values needs more than the %zu bytes left",
-                        r->path, u[0], r->left);
-    if (zca_bytes > r->left - mean_bytes - 8)
-        return fmi_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
-                        r->path, u[0], u[0], r->left);
-    const size_t max_state = (size_t)((r->left - mean_bytes - 8 - zca_bytes) / 4);
-    fm_model *m;
-    rc = fmi_model_build(&c, (int)shape[0], (int)shape[1], (int)shape[2], (int)u[1], max_state, &m);
-    if (rc < 0 && rc != FM_ENOMEM) {
-        /* the architecture and shape come from the file: a state larger than
-         * the file holds is a truncation, one that does not fit its input a
-         * damaged file, not a caller's mistake */
-        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
-        snprintf(why, sizeof why, "%s", fm_last_error());
-        if (rc == FM_ETRUNC)
-            return fmi_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
-        return fmi_error(FM_EFORMAT, "%s: bad model file: %s", r->path, why);
-    }
-    if (rc < 0)
-        return rc;
-    uint64_t count;
-    if ((rc = fmi_get_f32s(r, m->input_mean, (size_t)m->input_dim, "input mean")) < 0 ||
-        (m->zca && (rc = fmi_get_f32s(r, m->zca, (size_t)m->input_dim * (size_t)m->input_dim,
-                                     "whitening matrix")) < 0) ||
-        (rc = fmi_get_u64(r, &count, "state size")) < 0) {
-        fm_model_free(m);
-        return rc;
-    }
-    if (count != m->state_count) {
-        const size_t need = m->state_count;
-        fm_model_free(m);
-        return fmi_error(FM_EFORMAT, "%s: state holds %llu values, the architecture needs %zu",
-                        r->path, (unsigned long long)count, need);
-    }
-    if ((rc = fmi_get_f32s(r, m->state, m->state_count, "parameters")) < 0) {
-        fm_model_free(m);
-        return rc;
-    }
-    *out = m;
-    return FM_OK;
+    return read_state(r, &c, shape, u[0], u[1], out);
 }
 
 int fmi_model_parse(const uint8_t *data, size_t len, const char *path, fm_model **out)

@@ -8,11 +8,12 @@
 set -euo pipefail
 lib=$1 header=$2
 public=$(grep -oE '\bfm_[a-z0-9_]+[[:space:]]*\(' "$header" | sed 's/[[:space:]]*($//' | sort -u)
-bad=0 n=0
+bad=0 n=0 toolchain=0
 while read -r symbol; do
   n=$((n + 1))
   case $symbol in
-    fmi_* | __*) continue ;;
+    fmi_*) continue ;;
+    __*) toolchain=$((toolchain + 1)); continue ;;
   esac
   if ! grep -qx "$symbol" <<<"$public"; then
     echo "abi: $symbol is defined by the library but is neither declared in fewmul.h nor named fmi_*"
@@ -24,4 +25,4 @@ if [ $bad -gt 0 ]; then
   echo "abi: $bad of $n symbols outside the public header and the fmi_ namespace"
   exit 1
 fi
-echo "abi: $n symbols: $(grep -c . <<<"$public") public (fewmul.h), the rest fmi_*"
+echo "abi: $n symbols: $(grep -c . <<<"$public") public (fewmul.h), $toolchain the toolchain's (__*), the rest fmi_*"

@@ -218,9 +218,10 @@ typedef struct fm_config {
                                     FM_QB_UNBOUNDED for none (default, the authors' code) */
     int qb_conv_emin, qb_conv_emax; /* the same in convolutions (default -4, 3, the
                                     authors' conv code); FM_QB_UNBOUNDED for none */
-    int qb_bn_jacobian;          /* 0 (default): with qb, a dense layer's weight gradient
-                                    uses the error at its batch norm's output, as the
-                                    authors' code; 1: the exact pre-BN error */
+    int qb_bn_jacobian;          /* 1 (default): with qb, a dense layer's weight gradient
+                                    uses the exact pre-batch-norm error; 0: the error at
+                                    its batch norm's output, the authors' shortcut
+                                    (unstable with Adam: docs/method.md) */
     int test_quantized;          /* 1: evaluate stochastic modes with deterministic
                                     quantized weights instead of the real W (paper: 0) */
     int epochs;                  /* default 20 */

@@ -3,8 +3,8 @@
 # (packed) and `--state` (training state), `--export`, `--acts binary`,
 # `info`, `eval` of both formats, `infer` with each kernel variant, `bench
 # infer`, FEWMUL_KERNELS, damaged packed files, and the example program
-# examples/classify_idx. Tiny networks trained for one short epoch on MNIST
-# (skipped, saying so, when absent).
+# examples/classify_idx. Tiny networks trained for one short epoch on MNIST,
+# or on Debian's Fashion-MNIST where MNIST is absent (cli_common.sh).
 # Usage: cli_deploy.sh PATH_TO_fewmul [SHARED_DATA_DIR [PATH_TO_classify_idx]]
 set -u
 
@@ -40,13 +40,13 @@ expect_fail "infer --kernels bogus is a usage error" 2 'kernels.*bogus' u3
 run u4 bench
 expect_fail "bench without a subcommand is a usage error" 2 'subcommand' u4
 
-MNIST=$SHARED/mnist
-if [ -z "$SHARED" ] || [ ! -r "$MNIST/t10k-images-idx3-ubyte.gz" ]; then
-    skip "deployment on MNIST" "no MNIST at '${MNIST}' (pass the shared data folder)"
+if ! pick_train_data; then
+    skip "deployment" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
     finish
     exit
 fi
-DATA="mnist:$MNIST"
+echo "# training on $TRAIN_NAME ($TRAIN_SPEC)"
+DATA=$TRAIN_SPEC
 TINY=(--data "$DATA" --arch mlp:64 --epochs 1 --train-limit 2000 --valid 500 --batch 100
       --quiet --json)
 
@@ -187,6 +187,30 @@ if a["format"] != "packed" or b["format"] != "state" or b["kernels"] is not None
     sys.exit("formats %r %r" % (a["format"], b["format"]))
 ' "$tmp/eval_packed_bc" "$tmp/eval_state_bc"
 
+# --show N: the first images' predictions; all of them agree with the error
+run show infer --model "$tmp/bc.fmp" --data "$DATA" --show 5
+check "infer --show 5: five lines 'image I: class C, label L' before the summary" '
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+shown = [l for l in lines if l.startswith("image ")]
+if len(shown) != 5 or lines[:5] != shown:
+    sys.exit("lines %r" % lines[:7])
+for i, l in enumerate(shown):
+    m = re.fullmatch(r"image (\d+): class (\d), label (\d)( \(wrong\))?", l)
+    if not m or int(m.group(1)) != i or (m.group(2) != m.group(3)) != bool(m.group(4)):
+        sys.exit("line %r" % l)
+' "$tmp/show"
+run showall infer --model "$tmp/bc.fmp" --data "$DATA" --show 1000000 --json
+check "infer --show beyond the set: every image, wrong ones matching error_pct" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+c, l = r["shown_classes"], r["shown_labels"]
+if len(c) != r["images"] or len(l) != r["images"]:
+    sys.exit("%d classes, %d labels, %d images" % (len(c), len(l), r["images"]))
+wrong = sum(a != b for a, b in zip(c, l))
+if abs(100.0 * wrong / r["images"] - r["error_pct"]) > 1e-9:
+    sys.exit("%d wrong of %d, error_pct %r" % (wrong, r["images"], r["error_pct"]))
+' "$tmp/showall"
 run infer1 infer --model "$tmp/xnor.fmp" --data "$DATA" --batch 1 --threads 1 --json
 check "infer --batch 1 --threads 1: same error, JSON keys" '
 import json, sys
@@ -254,8 +278,8 @@ expect_fail "info on a training-state file says so" 4 'bc\.fm.*state' state_info
 # ---- the example program -------------------------------------------------------
 
 if [ -n "$EXAMPLE" ] && [ -x "$EXAMPLE" ]; then
-    timeout 120 "$EXAMPLE" "$tmp/xnor.fmp" "$MNIST/t10k-images-idx3-ubyte.gz" \
-        "$MNIST/t10k-labels-idx1-ubyte.gz" >"$tmp/example" 2>"$tmp/example.err"
+    timeout 120 "$EXAMPLE" "$tmp/xnor.fmp" "$TRAIN_DIR/t10k-images-idx3-ubyte.gz" \
+        "$TRAIN_DIR/t10k-labels-idx1-ubyte.gz" >"$tmp/example" 2>"$tmp/example.err"
     rc=$?
     check "examples/classify_idx: accuracy = 100 - infer's error" '
 import re, sys
@@ -266,8 +290,8 @@ if not m:
 if abs(float(m.group(1)) - (100 - float(sys.argv[2]))) > 0.006:
     sys.exit("accuracy %s, infer error %s" % (m.group(1), sys.argv[2]))
 ' "$tmp/example" "$(err_of infer_xnor)" "$rc"
-    timeout 60 "$EXAMPLE" "$tmp/trunc.fmp" "$MNIST/t10k-images-idx3-ubyte.gz" \
-        "$MNIST/t10k-labels-idx1-ubyte.gz" >"$tmp/example" 2>"$tmp/example.err"
+    timeout 60 "$EXAMPLE" "$tmp/trunc.fmp" "$TRAIN_DIR/t10k-images-idx3-ubyte.gz" \
+        "$TRAIN_DIR/t10k-labels-idx1-ubyte.gz" >"$tmp/example" 2>"$tmp/example.err"
     rc=$?
     if [ "$rc" -eq 1 ] && grep -q 'trunc\.fmp' "$tmp/example.err"; then
         ok "examples/classify_idx on a damaged file"

@@ -331,11 +331,10 @@ for k, pa, pb, uses_dram in parts:
 ' "$tmp/builtin" "$tmp/dram2"
 fi
 
-# ---- train --ledger on MNIST -----------------------------------------------------
+# ---- train --ledger on MNIST (or Fashion-MNIST) ---------------------------------
 
-mnist=$SHARED/mnist
-if [ -n "$SHARED" ] && [ -r "$mnist/train-images-idx3-ubyte.gz" ]; then
-    run ledger train --data "mnist:$mnist" --arch mlp:16 --epochs 1 --train-limit 500 --valid 100 \
+if pick_train_data; then
+    run ledger train --data "$TRAIN_SPEC" --arch mlp:16 --epochs 1 --train-limit 500 --valid 100 \
         --threads 2 --quiet --json --ledger
     if [ "$rc" -ne 0 ]; then
         not_ok "train --ledger --json" "exit $rc; $(first_err_line ledger)"
@@ -361,7 +360,7 @@ for ph in PHASES:
         fail("no work recorded in " + ph)
 ' "$tmp/ledger"
     fi
-    run ledgertext train --data "mnist:$mnist" --arch mlp:16 --epochs 1 --train-limit 500 \
+    run ledgertext train --data "$TRAIN_SPEC" --arch mlp:16 --epochs 1 --train-limit 500 \
         --valid 100 --threads 2 --quiet --table "$tmp/dram2.table"
     if [ "$rc" -eq 0 ] && grep -q '^ledger of the run' "$tmp/ledgertext" &&
         grep -q '^table dram-doubled' "$tmp/ledgertext" && grep -q '^passes: forward' "$tmp/ledgertext" &&
@@ -371,8 +370,8 @@ for ph in PHASES:
         not_ok "train --table FILE (implies --ledger): text report" "exit $rc; $(first_err_line ledgertext)"
     fi
 else
-    skip "train --ledger --json" "no MNIST at '$mnist'"
-    skip "train --table FILE (implies --ledger): text report" "no MNIST at '$mnist'"
+    skip "train --ledger --json" "neither MNIST in '$SHARED' nor Fashion-MNIST"
+    skip "train --table FILE (implies --ledger): text report" "neither MNIST in '$SHARED' nor Fashion-MNIST"
 fi
 
 finish

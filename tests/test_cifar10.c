@@ -21,6 +21,7 @@
 
 #define SUPPORT_NAME "cifar10"
 #include "support.h"
+#include "data_tests.h"
 
 #define REC 3073
 #define IMG 3072
@@ -449,8 +450,7 @@ static void test_real_cifar10(void **state)
             snprintf(spec, sizeof spec, "cifar10:%s/cifar10", roots[i]);
     }
     if (!spec[0]) {
-        printf("skipped: CIFAR-10 not found (looked for cifar10/ in ../shared/data and $FEWMUL_DATA)\n");
-        skip();
+        SKIP_NO_DATA("CIFAR-10 not found (looked for cifar10/ in ../shared/data and $FEWMUL_DATA)");
     }
     fm_images train, test;
     int err = fm_data_load(spec, &train, &test);
@@ -471,7 +471,7 @@ static void test_real_cifar10(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(test_read_records),
@@ -486,5 +486,5 @@ int main(void)
         T(test_specs),
         T(test_real_cifar10),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return RUN_DATA_TESTS(argc, argv, tests, group_setup, group_teardown);
 }

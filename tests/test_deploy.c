@@ -1,10 +1,11 @@
 /* test_deploy.c — deployed networks against the trainer that made them, on
- * MNIST (../shared/data/mnist): a model of each weight mode is trained briefly,
+ * MNIST (../shared/data/mnist, or Debian's Fashion-MNIST where it is absent:
+ * train_data.h): a model of each weight mode is trained briefly,
  * exported, and its packed predictions must equal the training-side evaluation
  * of the same deterministic weights image for image, with every kernel variant
  * and with the fp32 yardstick; packed variants must agree bit for bit on the
  * scores; a saved and reloaded file predicts the same; one handle serves
- * concurrent threads. Skips, saying so, when the MNIST copy is absent. */
+ * concurrent threads. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,7 +22,7 @@
 #include <unistd.h>
 
 #include "fewmul.h"
-#include "mnist_fixture.h"
+#include "train_data.h"
 #include "net.h"
 
 /* A short run of `weights` (a --weights spec) with `acts` hidden activations. */
@@ -126,7 +127,7 @@ static void check_mode(const char *weights, int qb, fm_acts acts, const char *wa
     snprintf(what, sizeof what, "%s%s%s", weights, qb ? "+qb" : "",
              acts == FM_ACTS_BINARY ? " binary acts" : "");
     double err = check_variants(d, expected, what);
-    assert_true(err < 20.0); /* it learned something in two short epochs */
+    assert_true(err < LIMIT(20.0, 30.0)); /* it learned something in two short epochs */
     free(expected);
     fm_deploy_free(d);
     fm_model_free(m);
@@ -135,21 +136,21 @@ static void check_mode(const char *weights, int qb, fm_acts acts, const char *wa
 static void test_binary_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     check_mode("bc", 1, FM_ACTS_RELU, "binary", 1);
 }
 
 static void test_ternary_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     check_mode("tc", 1, FM_ACTS_RELU, "ternary", 2);
 }
 
 static void test_synapse_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     check_mode("synapse", 1, FM_ACTS_RELU, "synapse", 6);
     check_mode("synapse:16", 0, FM_ACTS_RELU, "synapse", 5);
 }
@@ -157,7 +158,7 @@ static void test_synapse_matches_training(void **state)
 static void test_fully_binary_matches_training(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     check_mode("bc-det", 0, FM_ACTS_BINARY, "binary", 1);
 }
 
@@ -166,7 +167,7 @@ static void test_fully_binary_matches_training(void **state)
 static void test_mean_export(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     fm_model *m = train_model("bc", 0, FM_ACTS_RELU, "mlp:128");
     fm_deploy *d;
     assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_MEAN, 0, 0, 0, &d), FM_OK);
@@ -187,7 +188,7 @@ static void test_mean_export(void **state)
 static void test_file_round_trip(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     fm_model *m = train_model("tc", 1, FM_ACTS_RELU, "mlp:128");
     fm_deploy *d, *back;
     assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 28, 28, 1, &d), FM_OK);
@@ -235,7 +236,7 @@ static void *predict_part(void *arg)
 static void test_concurrent_predictions(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     fm_model *m = train_model("bc", 1, FM_ACTS_RELU, "mlp:128");
     fm_deploy *d;
     assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 28, 28, 1, &d), FM_OK);
@@ -294,7 +295,7 @@ static void test_bad_arguments(void **state)
     fm_model_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_arguments),
@@ -306,5 +307,5 @@ int main(void)
         cmocka_unit_test(test_file_round_trip),
         cmocka_unit_test(test_concurrent_predictions),
     };
-    return cmocka_run_group_tests(tests, load_mnist, free_mnist);
+    return RUN_DATA_TESTS(argc, argv, tests, load_train_data, free_train_data);
 }

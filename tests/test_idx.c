@@ -23,6 +23,7 @@
 
 #define SUPPORT_NAME "idx"
 #include "support.h"
+#include "data_tests.h"
 
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -799,9 +800,8 @@ static void test_real_mnist(void **state)
             snprintf(dir, sizeof dir, "%s", env);
     }
     if (!dir[0] || !has_mnist_files(dir)) {
-        printf("skipped: MNIST not found (looked in %s; set FEWMUL_DATA)\n",
-               dir[0] ? dir : "nowhere: FEWMUL_DATA is unset");
-        skip();
+        SKIP_NO_DATA("MNIST not found (looked in %s; set FEWMUL_DATA)",
+                     dir[0] ? dir : "nowhere: FEWMUL_DATA is unset");
     }
     char spec[1100];
     snprintf(spec, sizeof spec, "mnist:%s", dir);
@@ -812,16 +812,15 @@ static void test_real_fashion(void **state)
 {
     (void)state;
     if (!has_mnist_files(FM_FASHION_DIR)) {
-        printf("skipped: Fashion-MNIST not found at %s (Debian's dataset-fashion-mnist)\n",
-               FM_FASHION_DIR);
-        skip();
+        SKIP_NO_DATA("Fashion-MNIST not found at %s (Debian's dataset-fashion-mnist)",
+                     FM_FASHION_DIR);
     }
     check_real("fashion", 9, 9); /* an ankle boot starts both sets */
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(test_raw_loads),
@@ -853,5 +852,5 @@ int main(void)
         T(test_real_mnist),
         T(test_real_fashion),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return RUN_DATA_TESTS(argc, argv, tests, group_setup, group_teardown);
 }

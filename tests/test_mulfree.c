@@ -3,8 +3,9 @@
  * thread count bit for bit against the scalar reference (single products and
  * whole training runs), the exponent-add weight gradient and its ldexpf
  * fallback, a training step against the default (BLAS) path within the stated
- * tolerance, the ledger of a mulfree step, the refusals, and MNIST accuracy
- * against the default path. */
+ * tolerance, the ledger of a mulfree step, the refusals, and accuracy on
+ * MNIST (or Fashion-MNIST: train_data.h) against the default path
+ * (test_real_same_accuracy, CTest's test_mulfree_real). */
 #define _POSIX_C_SOURCE 200809L /* setenv, strdup */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +18,7 @@
 #include "internal.h"
 #include "kernels.h"
 #include "ledger.h"
-#include "mnist_fixture.h"
+#include "train_data.h"
 #include "mulfree.h"
 #include "net.h"
 #include "quant.h"
@@ -443,12 +444,12 @@ static void test_refusals(void **state)
     fm_model_free(m);
 }
 
-/* ---- MNIST: the same accuracy on both paths ---- */
+/* ---- MNIST or Fashion-MNIST: the same accuracy on both paths ---- */
 
-static void test_mnist_same_accuracy(void **state)
+static void test_real_same_accuracy(void **state)
 {
     (void)state;
-    REQUIRE_MNIST();
+    REQUIRE_DATA();
     const fm_weight_mode weights[] = {FM_WEIGHTS_BC, FM_WEIGHTS_TC};
     for (int w = 0; w < 2; w++) {
         double error[2];
@@ -477,14 +478,18 @@ static void test_mnist_same_accuracy(void **state)
                           r.train_images_per_s, exec ? ", kernels " : "", exec ? r.kernels : "");
             fm_model_free(m);
         }
-        /* 3 epochs of 10,000 images reach about 5% here; the two paths differ
-         * only in rounding, which moves a few test images either way */
-        assert_true(error[0] < 10.0 && error[1] < 10.0);
-        assert_true(fabs(error[0] - error[1]) <= 0.6);
+        /* 4 epochs of 10,000 images reach about 6% here on MNIST, 16-18% on
+         * Fashion-MNIST. The two paths differ only in rounding, but a rounding
+         * difference flips a sampled weight now and then and the runs then
+         * part like two seeds: bc+qb on MNIST measured 5.90-6.94% over seeds
+         * and builds (BLAS and portable GEMM, both paths), so the paths must
+         * agree within that spread */
+        assert_true(error[0] < LIMIT(10.0, 25.0) && error[1] < LIMIT(10.0, 25.0));
+        assert_true(fabs(error[0] - error[1]) <= 1.1);
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_products),
@@ -494,7 +499,7 @@ int main(void)
         cmocka_unit_test(test_runs_bit_exact_across_variants),
         cmocka_unit_test(test_ledger_of_a_step),
         cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_mnist_same_accuracy),
+        cmocka_unit_test(test_real_same_accuracy),
     };
-    return cmocka_run_group_tests(tests, load_mnist, free_mnist);
+    return RUN_DATA_TESTS(argc, argv, tests, load_train_data, free_train_data);
 }

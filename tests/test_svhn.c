@@ -23,6 +23,7 @@
 
 #define SUPPORT_NAME "svhn"
 #include "support.h"
+#include "data_tests.h"
 
 #define IMG 3072
 
@@ -1310,8 +1311,7 @@ static void test_real_svhn(void **state)
             snprintf(spec, sizeof spec, "svhn:%s/svhn", roots[i]);
     }
     if (!spec[0]) {
-        printf("skipped: SVHN not found (looked for svhn/ in ../shared/data and $FEWMUL_DATA)\n");
-        skip();
+        SKIP_NO_DATA("SVHN not found (looked for svhn/ in ../shared/data and $FEWMUL_DATA)");
     }
     fm_images train, test;
     int32_t part = 0;
@@ -1334,7 +1334,7 @@ static void test_real_svhn(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         T(test_plain_little_endian),
@@ -1359,5 +1359,5 @@ int main(void)
         T(test_split_errors),
         T(test_real_svhn),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return RUN_DATA_TESTS(argc, argv, tests, group_setup, group_teardown);
 }

@@ -1,7 +1,7 @@
-/* test_train.c — end to end on MNIST (../shared/data/mnist): a short run per
- * weight mode must reach a stated test error; the same seed and thread count
- * give bit-identical weights; a saved model reloads to the same predictions.
- * Skips, saying so, when the MNIST copy is absent. */
+/* test_train.c — end to end on MNIST (../shared/data/mnist), or Debian's
+ * Fashion-MNIST where MNIST is absent (train_data.h): a short run per weight
+ * mode must reach a stated test error; the same seed and thread count give
+ * bit-identical weights; a saved model reloads to the same predictions. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "fewmul.h"
-#include "mnist_fixture.h"
+#include "train_data.h"
 
 /* A short run: 10,000 training images, the paper's 10,000 validation images. */
 static void short_config(fm_config *c, const char *weights, int qb)
@@ -48,30 +48,32 @@ static double run_mode(const char *weights, int qb)
     return r.test_error_pct;
 }
 
-/* Thresholds: the errors measured on this machine at commit time (2 threads:
- * fp32 3.95, fp32+qb 5.08, bc 5.15, bc+qb 6.93, bc-det 3.99, tc 3.94,
- * tc+qb 5.73, tc-det 3.82, synapse 3.76 %) plus about half again, so a broken
- * mode fails and BLAS rounding differences do not. Chance is 90 %. */
-#define MODE_TEST(name, weights, qb, limit)                                    \
+/* Thresholds: the errors measured on this machine at commit time (2 threads)
+ * plus about half again on MNIST (fp32 3.96, fp32+qb 3.93, bc 5.19, bc+qb
+ * 5.35, bc-det 4.06, tc 4.15, tc+qb 4.16, tc-det 3.85, synapse 3.72 %), and a
+ * quarter to a third again on Fashion-MNIST, whose modes lie closer together
+ * (fp32 15.13, fp32+qb 15.29, bc 16.33, bc+qb 16.52, bc-det 15.13, tc 15.15,
+ * tc+qb 15.49, tc-det 14.82, synapse 14.69 %), so a broken mode fails and
+ * BLAS rounding differences do not. Chance is 90 %. */
+#define MODE_TEST(name, weights, qb, mnist_limit, fashion_limit)               \
     static void name(void **state)                                             \
     {                                                                          \
         (void)state;                                                           \
-        if (!have_data)                                                        \
-            skip();                                                            \
-        assert_true(run_mode(weights, qb) < (limit));                          \
+        REQUIRE_DATA();                                                        \
+        assert_true(run_mode(weights, qb) < LIMIT(mnist_limit, fashion_limit)); \
     }
-MODE_TEST(test_fp32, "fp32", 0, 6.0)
-MODE_TEST(test_fp32_qb, "fp32", 1, 7.5)
-MODE_TEST(test_bc, "bc", 0, 7.5)
-MODE_TEST(test_bc_qb, "bc", 1, 10.0)
-MODE_TEST(test_bc_det, "bc-det", 0, 6.0)
-MODE_TEST(test_tc, "tc", 0, 6.0)
-MODE_TEST(test_tc_qb, "tc", 1, 8.5)
-MODE_TEST(test_tc_det, "tc-det", 0, 6.0)
-MODE_TEST(test_synapse, "synapse", 0, 6.0)
+MODE_TEST(test_fp32, "fp32", 0, 6.0, 19.0)
+MODE_TEST(test_fp32_qb, "fp32", 1, 6.0, 19.5)
+MODE_TEST(test_bc, "bc", 0, 7.5, 20.5)
+MODE_TEST(test_bc_qb, "bc", 1, 8.0, 21.0)
+MODE_TEST(test_bc_det, "bc-det", 0, 6.0, 19.0)
+MODE_TEST(test_tc, "tc", 0, 6.0, 19.0)
+MODE_TEST(test_tc_qb, "tc", 1, 6.5, 20.0)
+MODE_TEST(test_tc_det, "tc-det", 0, 6.0, 19.0)
+MODE_TEST(test_synapse, "synapse", 0, 6.0, 19.0)
 
 /* Measured error of test_cnn_bc_qb (see there) and its limit. */
-#define CNN_BC_QB_LIMIT 4.0
+#define CNN_BC_QB_LIMIT LIMIT(4.0, 25.0)
 
 static void train_small(const fm_config *c, float *weights, long n)
 {
@@ -85,8 +87,7 @@ static void train_small(const fm_config *c, float *weights, long n)
 static void test_determinism(void **state)
 {
     (void)state;
-    if (!have_data)
-        skip();
+    REQUIRE_DATA();
     fm_config c;
     short_config(&c, "bc", 1);
     c.arch = "mlp:64";
@@ -108,8 +109,7 @@ static void test_determinism(void **state)
 static void test_save_load_roundtrip(void **state)
 {
     (void)state;
-    if (!have_data)
-        skip();
+    REQUIRE_DATA();
     fm_config c;
     short_config(&c, "tc", 1);
     c.arch = "mlp:128";
@@ -177,14 +177,14 @@ static fm_model *saved_copy(const fm_model *m)
 /* A small convolutional network, binary weights with quantized back-prop
  * (the convolutions' exponent clip -4:3, the authors'), trained on MNIST
  * images as 28x28x1 maps: conv 5x5 16, pool, conv 5x5 32, pool, dense 128.
- * Measured at commit time (2 threads): 2.61 % test error after 3 epochs of
- * 10,000 images; the limit allows about half again (chance is 90 %). It is
+ * Measured at commit time (2 threads): 2.41 % test error after 3 epochs of
+ * 10,000 images (Fashion-MNIST 19.26 %); the limits allow about half and a
+ * third again (chance is 90 %). It is
  * also saved, reloaded and must predict identically. */
 static void test_cnn_bc_qb(void **state)
 {
     (void)state;
-    if (!have_data)
-        skip();
+    REQUIRE_DATA();
     fm_config c;
     short_config(&c, "bc", 1);
     c.arch = "conv:16k5,pool2,32k5,pool2,fc128";
@@ -218,14 +218,14 @@ static void test_cnn_bc_qb(void **state)
 
 /* The CIFAR-10 and SVHN preprocessing pipelines run end to end on MNIST
  * images (one epoch of 5,000 images of a small fp32 CNN each; measured at
- * commit time 8.02 % with gcn-zca, 6.47 % with gcn-lcn: they must learn), and
+ * commit time 8.02 % with gcn-zca, 6.47 % with gcn-lcn; on Fashion-MNIST
+ * 19.92 % and 18.15 %: they must learn), and
  * the preprocessing (a gcn-zca model's whitening matrix) survives a save and
  * load. */
 static void test_preprocessing_pipelines(void **state)
 {
     (void)state;
-    if (!have_data)
-        skip();
+    REQUIRE_DATA();
     const fm_preproc kinds[] = {FM_PRE_GCN_ZCA, FM_PRE_GCN_LCN};
     for (int k = 0; k < 2; k++) {
         fm_config c;
@@ -240,7 +240,7 @@ static void test_preprocessing_pipelines(void **state)
         if (fm_train(m, &train_set, &test_set, &c, NULL, &r) != FM_OK)
             fail_msg("preproc %d: %s", (int)kinds[k], fm_last_error());
         printf("  preproc %s  test %.2f%%\n", k == 0 ? "gcn-zca" : "gcn-lcn", r.test_error_pct);
-        assert_true(r.test_error_pct < 15.0);
+        assert_true(r.test_error_pct < LIMIT(15.0, 27.0));
         loaded = saved_copy(m);
         double e1, e2;
         assert_int_equal(fm_model_evaluate(m, &test_set, 2, &e1), FM_OK);
@@ -251,7 +251,7 @@ static void test_preprocessing_pipelines(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fp32),        cmocka_unit_test(test_fp32_qb),
@@ -262,5 +262,5 @@ int main(void)
         cmocka_unit_test(test_save_load_roundtrip),
         cmocka_unit_test(test_cnn_bc_qb),   cmocka_unit_test(test_preprocessing_pipelines),
     };
-    return cmocka_run_group_tests(tests, load_mnist, free_mnist);
+    return RUN_DATA_TESTS(argc, argv, tests, load_train_data, free_train_data);
 }

@@ -281,6 +281,7 @@ typedef struct infer_opts {
     const char *model, *data;
     int set, batch, threads;
     int kernels; /* index in kernel_choices, -1: the variant chosen at load */
+    int show;    /* --show N: the first N images' predictions, one per line */
     int json, help;
 } infer_opts;
 

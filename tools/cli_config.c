@@ -64,6 +64,15 @@ static int set_qb(void *opts, const char *value)
     return parse_exponent_range("qb", value, "EMIN:EMAX", &o->cfg.qb_emin, &o->cfg.qb_emax);
 }
 
+/* "--qb-bn-shortcut": the authors' error for a dense layer's weight gradient
+ * (at its batch norm's output) instead of the exact one, the default. */
+static int set_qb_bn_shortcut(void *opts, const char *value)
+{
+    (void)value;
+    ((train_opts *)opts)->cfg.qb_bn_jacobian = 0;
+    return 0;
+}
+
 /* "--qb-conv=EMIN:EMAX" or "--qb-conv=none": the exponent clip of Q(x) in
  * convolutions (default -4:3, the authors' conv code). */
 static int set_qb_conv(void *opts, const char *value)
@@ -159,6 +168,7 @@ const option_def train_options[] = {
     {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
     {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
     {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
+    {"qb-bn-shortcut", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_NONE, set_qb_bn_shortcut},
     {"qb-conv", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_qb_conv},
     {"test-weights", T_CHOICE, TOPT(test_quantized), 0, 0, 0, test_weight_choices, 0, NULL},
     {"epochs", T_INT, TOPT(cfg.epochs), 1, 1000000, 0, NULL, 0, NULL},
@@ -197,6 +207,7 @@ const option_def energy_options[] = {
     {"scale", T_CHOICE, TOPT(scale), 0, 0, 0, scale_choices, 0, NULL},
     {"qb", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_OPTIONAL, set_qb},
     {"qb-bn-jacobian", T_FLAG, TOPT(cfg.qb_bn_jacobian), 0, 0, 0, NULL, 0, NULL},
+    {"qb-bn-shortcut", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_NONE, set_qb_bn_shortcut},
     {"qb-conv", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_qb_conv},
     {"acts", T_CHOICE, TOPT(acts), 0, 0, 0, acts_choices, 0, NULL},
     {"exec", T_CHOICE, TOPT(exec), 0, 0, 0, exec_choices, 0, NULL},
@@ -278,8 +289,9 @@ void train_opts_finish(train_opts *o)
     fm_config_learning_rates(c, &c->lr, &c->lr_final);
 }
 
-/* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
- * qb_emax, qb_conv_emin, qb_conv_emax (null where they do not apply). */
+/* The weight mode of a configuration: weights, synapse_levels, qb, qb_error,
+ * qb_emin, qb_emax, qb_conv_emin, qb_conv_emax (null where they do not
+ * apply). */
 void json_mode(json_writer *w, const fm_config *c)
 {
     json_string(w, "weights", fm_weights_name(c->weights));
@@ -288,6 +300,10 @@ void json_mode(json_writer *w, const fm_config *c)
     else
         json_null(w, "synapse_levels");
     json_bool(w, "qb", c->qb);
+    if (c->qb)
+        json_string(w, "qb_error", c->qb_bn_jacobian ? "exact" : "shortcut");
+    else
+        json_null(w, "qb_error");
     if (c->qb && c->qb_emin != FM_QB_UNBOUNDED) {
         json_int(w, "qb_emin", c->qb_emin);
         json_int(w, "qb_emax", c->qb_emax);

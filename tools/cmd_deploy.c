@@ -36,11 +36,16 @@ const char *const infer_help[] = {
     "                     yardstick: the same network with its weights unpacked",
     "                     to floats and multiplied through BLAS. A variant this",
     "                     CPU lacks fails (exit 1)",
+    "  --show N           also print the predictions for the first N images of",
+    "                     the set (at most all), one line each: 'image I: class",
+    "                     C, label L' and 'wrong' where they differ (0..1000000,",
+    "                     default 0)",
     "  --json             print the result as one JSON object, the last line of",
     "                     standard output, with the keys error_pct, images,",
     "                     images_per_s, latency_us_median, batch, batches,",
     "                     seconds, kernels, threads, model, describe, input,",
-    "                     input_dim, classes, data, set",
+    "                     input_dim, classes, data, set, and with --show the",
+    "                     arrays shown_classes and shown_labels",
     "  -h, --help         show this help",
     "",
     "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
@@ -55,6 +60,7 @@ const char *const infer_help[] = {
     "",
     "Example:",
     "  fewmul infer --model bc.fmp --data mnist:/data/mnist --batch 1 --threads 1",
+    "  fewmul infer --model bc.fmp --show 10",
     NULL};
 
 const char *const info_help[] = {
@@ -173,6 +179,7 @@ static const option_def infer_options[] = {
     {"batch", T_INT, IOPT(batch), 1, 65536, 0, NULL, 0, NULL},
     {"threads", T_INT, IOPT(threads), 1, 1024, 0, NULL, 0, NULL},
     {"kernels", T_CHOICE, IOPT(kernels), 0, 0, 0, kernel_choices, 0, NULL},
+    {"show", T_INT, IOPT(show), 0, 1000000, 0, NULL, 0, NULL},
     {"json", T_FLAG, IOPT(json), 0, 0, 0, NULL, 0, NULL},
     {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
 #undef IOPT
@@ -213,6 +220,32 @@ static int apply_kernels(fm_deploy *d, int choice_index)
     return 0;
 }
 
+/* --show N: the classes of the first n images (untimed), to be printed
+ * beside their labels. */
+static int predict_shown(const fm_deploy *d, const fm_images *images, int n, int threads,
+                         uint8_t **classes)
+{
+    *classes = malloc(n > 0 ? (size_t)n : 1);
+    if (!*classes)
+        return failure_as(FM_ENOMEM, "out of memory");
+    if (n > 0 && fm_deploy_predict(d, images->pixels, n, threads, *classes, NULL) != FM_OK)
+        return library_failure();
+    return 0;
+}
+
+static void print_shown_json(json_writer *w, const fm_images *images, const uint8_t *classes,
+                             int n)
+{
+    json_open(w, "shown_classes", '[');
+    for (int i = 0; i < n; i++)
+        json_int(w, NULL, classes[i]);
+    json_close(w, ']');
+    json_open(w, "shown_labels", '[');
+    for (int i = 0; i < n; i++)
+        json_int(w, NULL, images->labels[i]);
+    json_close(w, ']');
+}
+
 static int infer_with(const infer_opts *o, fm_deploy **d, fm_images *images)
 {
     const char *set = choice_name(set_choices, o->set);
@@ -247,6 +280,12 @@ static int infer_with(const infer_opts *o, fm_deploy **d, fm_images *images)
         return rc;
     double error_pct = 100.0 * (double)errors / (double)images->count;
     double images_per_s = seconds > 0 ? (double)images->count / seconds : NAN;
+    const int shown = o->show < images->count ? o->show : images->count;
+    uint8_t *classes = NULL;
+    if (shown > 0 && (rc = predict_shown(*d, images, shown, o->threads, &classes)) != 0) {
+        free(classes);
+        return rc;
+    }
     char shape[64];
     fmt_shape(shape, sizeof shape, *d);
     if (o->json) {
@@ -268,8 +307,13 @@ static int infer_with(const infer_opts *o, fm_deploy **d, fm_images *images)
         json_int(&w, "classes", fm_deploy_classes(*d));
         json_string(&w, "data", o->data);
         json_string(&w, "set", set);
+        if (shown > 0)
+            print_shown_json(&w, images, classes, shown);
         json_end(&w);
     } else {
+        for (int i = 0; i < shown; i++)
+            printf("image %d: class %d, label %d%s\n", i, classes[i], images->labels[i],
+                   classes[i] != images->labels[i] ? " (wrong)" : "");
         printf("%s error %.2f%% on %d images of %s (%s)\n", set, error_pct, (int)images->count,
                o->data, fm_deploy_describe(*d));
         printf("kernels %s, batch %d, %d thread%s: %.0f images/s, median batch latency %.1f "
@@ -278,6 +322,7 @@ static int infer_with(const infer_opts *o, fm_deploy **d, fm_images *images)
                threads_reported(o->threads) == 1 ? "" : "s", images_per_s, latency_us, batches,
                batches == 1 ? "" : "es", seconds);
     }
+    free(classes);
     return CLI_OK;
 }
 

@@ -37,7 +37,8 @@ const char *const energy_help[] = {
     "  --qb[=EMIN:EMAX]   quantized back-prop (exponent clip as for train)",
     "  --qb-conv EMIN:EMAX|none",
     "                     the exponent clip in convolutions (default -4:3)",
-    "  --qb-bn-jacobian   with --qb, the exact pre-batch-norm error",
+    "  --qb-bn-shortcut   with --qb, the authors' error at the batch norm's output",
+    "  --qb-bn-jacobian   with --qb, the exact pre-batch-norm error (the default)",
     "  --acts relu|binary hidden activations (default relu; binary: sign, as train)",
     "  --exec default|mulfree",
     "                     the arithmetic the dense products are counted in, as",
@@ -81,7 +82,7 @@ const char *const energy_help[] = {
     "Costs are in joules with an SI prefix when the table is physical, else in",
     "the table's unit times a power of 1000 (\"1e6 MAC\").",
     "",
-    "JSON keys: command, arch, weights, synapse_levels, qb, qb_emin, qb_emax,",
+    "JSON keys: command, arch, weights, synapse_levels, qb, qb_error, qb_emin, qb_emax,",
     "qb_conv_emin, qb_conv_emax,",
     "batch, input, input_dim, classes, seed, describe, params, table, train_step,",
     "inference, fp32 (describe, train_step, inference), saved, paper_mults_standard,",
@@ -342,7 +343,6 @@ static int energy_with(const train_opts *o, energy_run *r)
     peer.weights = FM_WEIGHTS_FP32;
     peer.qb = 0;
     peer.qb_emin = peer.qb_emax = FM_QB_UNBOUNDED;
-    peer.qb_bn_jacobian = 0;
     peer.exec = FM_EXEC_DEFAULT;
     if ((rc = create_model(&peer, o->input_shape, o->classes, &r->peer)) != 0)
         return rc;

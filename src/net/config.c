@@ -22,6 +22,7 @@ void fm_config_default(fm_config *c)
     c->qb_emax = FM_QB_UNBOUNDED;
     c->qb_conv_emin = -4;
     c->qb_conv_emax = 3;
+    c->qb_bn_jacobian = 1;
     c->epochs = 20;
     c->batch = 200;
     c->opt = FM_OPT_SGD;

@@ -43,6 +43,7 @@ launcher=()
 t1=(--threads 1) t2=(--threads 2)
 if [ "$list" = ci ]; then
   run mlp-bc-qb 1 "${mlp[@]}" --weights bc --qb "${t1[@]}"
+  run mlp-bc-qb-shortcut 1 "${mlp[@]}" --weights bc --qb --qb-bn-shortcut "${t1[@]}"
   run mlp-tc-mulfree 1 "${mlp[@]}" --weights tc --qb --exec mulfree "${t2[@]}"
   run conv-bc-qb 0 "${conv[@]}" --weights bc --qb "${t1[@]}"
   exit 0
@@ -50,6 +51,7 @@ fi
 run mlp-fp32 1 "${mlp[@]}" --weights fp32 "${t1[@]}"
 run mlp-bc 1 "${mlp[@]}" --weights bc "${t1[@]}"
 run mlp-bc-qb 1 "${mlp[@]}" --weights bc --qb "${t1[@]}"
+run mlp-bc-qb-shortcut 1 "${mlp[@]}" --weights bc --qb --qb-bn-shortcut "${t1[@]}"
 run mlp-bc-det 1 "${mlp[@]}" --weights bc-det "${t1[@]}"
 run mlp-tc-qb 1 "${mlp[@]}" --weights tc --qb "${t1[@]}"
 run mlp-tc-det-qb 1 "${mlp[@]}" --weights tc-det --qb=-6:2 "${t1[@]}"
@@ -60,7 +62,7 @@ run mlp-tc-mulfree-t2 1 "${mlp[@]}" --weights tc --qb --exec mulfree "${t2[@]}"
 run mlp-synapse16-mulfree 1 "${mlp[@]}" --weights synapse:16 --qb --exec mulfree "${t1[@]}"
 run mlp-fp32-adam-xent 1 "${mlp[@]}" --weights fp32 --opt adam --loss xent --dropout 0.2 \
   --bn-stats running "${t2[@]}"
-run mlp-tc-momentum-jacobian 1 "${mlp[@]}" --weights tc --qb --qb-bn-jacobian --momentum 0.9 \
+run mlp-tc-momentum-shortcut 1 "${mlp[@]}" --weights tc --qb --qb-bn-shortcut --momentum 0.9 \
   --test-weights quantized "${t1[@]}"
 run mlp-bc-binary-acts 1 "${mlp[@]}" --weights bc --acts binary --qb "${t1[@]}"
 run conv-fp32 0 "${conv[@]}" --weights fp32 "${t1[@]}"

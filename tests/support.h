@@ -180,4 +180,12 @@ static inline void write_whole_file(const char *path, const void *buf, size_t n)
     assert_int_equal(fclose(f), 0);
 }
 
+/* n bytes, then a hole up to `size` bytes: a file that claims gigabytes of
+ * zeros and takes no disk (the sparse-file attack on a reader). */
+static inline void write_sparse_file(const char *path, const void *buf, size_t n, off_t size)
+{
+    write_whole_file(path, buf, n);
+    assert_int_equal(truncate(path, size), 0);
+}
+
 #endif

@@ -135,6 +135,64 @@ static void test_every_truncation(void **state)
     free(data);
 }
 
+/* A model file larger than what is read whole at once has its head checked
+ * first, against the file's size: with every file put through that check,
+ * good files (dense, convolutional, with a whitening matrix) still load, and
+ * every cut and padded one is refused; a 3 GiB sparse file behind a good
+ * model, or behind its magic alone, is refused before anything its size is
+ * allocated or read. */
+static void test_head_checked_before_reading(void **state)
+{
+    (void)state;
+    const size_t whole = fmi_read_whole_max;
+    fmi_read_whole_max = 0;
+    size_t len;
+    uint8_t *conv = saved_model("conv:2k3,pool2,fc4", 8, 8, &len);
+    assert_int_equal(load(conv, len, "conv.fm"), FM_OK);
+    free(conv);
+    fm_config c;
+    fm_config_default(&c);
+    c.arch = "mlp:4";
+    c.preproc = FM_PRE_GCN_ZCA;
+    fm_model *m;
+    assert_int_equal(fm_model_create_image(&c, 4, 4, 1, 4, &m), FM_OK);
+    assert_int_equal(fm_model_save(m, tpath("zca.fm")), FM_OK);
+    fm_model_free(m);
+    uint8_t *zca = read_whole_file(tpath("zca.fm"), &len);
+    assert_int_equal(load(zca, len, "zca.fm"), FM_OK);
+    free(zca);
+    uint8_t *data = saved_model("mlp:4", 4, 4, &len);
+    assert_int_equal(load(data, len, "good.fm"), FM_OK);
+    for (size_t n = 0; n < len; n++) {
+        int rc = load(data, n, "cut.fm");
+        if (rc != FM_ETRUNC && rc != FM_EFORMAT)
+            fail_msg("cut to %zu of %zu bytes: %d (%s)", n, len, rc, fm_last_error());
+    }
+    uint8_t *longer = calloc(len + 5, 1);
+    memcpy(longer, data, len);
+    assert_int_equal(load(longer, len + 5, "long.fm"), FM_EFORMAT);
+    assert_non_null(strstr(fm_last_error(), "5 unexpected bytes after the parameters"));
+    free(longer);
+    fmi_read_whole_max = whole;
+
+    const char *path = tpath("sparse.fm");
+    const off_t hole = (off_t)3 << 30;
+    fm_model *out = NULL;
+    write_sparse_file(path, data, len, (off_t)len + hole);
+    memset(&track, 0, sizeof track);
+    assert_int_equal(fm_model_load(path, &out), FM_EFORMAT);
+    assert_non_null(strstr(fm_last_error(), "3221225472 unexpected bytes after the parameters"));
+    assert_true(track.largest < 1u << 20);
+    write_sparse_file(path, "FMULMODL", 8, hole);
+    memset(&track, 0, sizeof track);
+    assert_int_equal(fm_model_load(path, &out), FM_EUNSUPPORTED);
+    assert_non_null(strstr(fm_last_error(), "model file version 0"));
+    assert_true(track.largest < 1u << 20);
+    assert_null(out);
+    unlink(path);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +200,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_architecture_misfits_the_shape, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_architecture_larger_than_the_file, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_every_truncation, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_head_checked_before_reading, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -305,7 +305,9 @@ typedef struct fm_model fm_model;
  * initialized from config->seed. The input counts as an input_dim x 1 x 1
  * image, so convolutional architectures need fm_model_create_image. */
 int fm_model_create(const fm_config *config, int input_dim, int classes, fm_model **out);
-/* The same for height x width x channels images (what fm_images holds). */
+/* The same for height x width x channels images (what fm_images holds): the
+ * model then takes images of that shape only (FM_EMISMATCH for another shape
+ * of as many values), where a model of fm_model_create takes any shape. */
 int fm_model_create_image(const fm_config *config, int height, int width, int channels,
                           int classes, fm_model **out);
 /* The input image shape (any pointer may be NULL); returns input_dim. */

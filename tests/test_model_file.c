@@ -1,7 +1,8 @@
 /* test_model_file.c — the training model file (docs/model-format.md) against
  * damage behind its checksum: a state count that is not the architecture's, an
  * architecture that does not fit the input shape, one that asks for more state
- * than the file holds, an input size beyond the file, every truncation. Each is
+ * than the file holds, an input size beyond the file, every truncation, a
+ * large file's head read before the rest, a sparse file. Each is
  * refused with its code and a message naming the file, allocates nothing
  * sized by the damage, and leaks nothing. The first two came from fuzz_model
  * (a use after free, and an error that did not name the file). */
@@ -193,6 +194,38 @@ static void test_head_checked_before_reading(void **state)
     free(data);
 }
 
+/* A dense state keeps the image shape it was made for: loaded back, it
+ * evaluates 8x8 images and refuses 4x16 ones of as many values; a model made
+ * for a flat input of 64 values (as files of before version 3 load) takes
+ * both. */
+static void test_dense_state_keeps_its_shape(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *data = saved_model("mlp:4", 8, 8, &len);
+    write_whole_file(tpath("shape.fm"), data, len);
+    free(data);
+    fm_model *m;
+    assert_int_equal(fm_model_load(tpath("shape.fm"), &m), FM_OK);
+    int h, w, c;
+    assert_int_equal(fm_model_input_shape(m, &h, &w, &c), 64);
+    assert_int_equal(h * 100 + w * 10 + c, 881);
+    static uint8_t pixels[4 * 64], labels[4] = {0, 1, 2, 3};
+    fm_images square = {4, 8, 8, 1, pixels, labels}, wide = {4, 4, 16, 1, pixels, labels};
+    double err;
+    assert_int_equal(fm_model_evaluate(m, &square, 1, &err), FM_OK);
+    assert_int_equal(fm_model_evaluate(m, &wide, 1, &err), FM_EMISMATCH);
+    assert_non_null(strstr(fm_last_error(), "images are 4x16x1, the dense model expects 8x8x1"));
+    fm_model_free(m);
+    fm_config cfg;
+    fm_config_default(&cfg);
+    cfg.arch = "mlp:4";
+    assert_int_equal(fm_model_create(&cfg, 64, 4, &m), FM_OK);
+    assert_int_equal(fm_model_evaluate(m, &square, 1, &err), FM_OK);
+    assert_int_equal(fm_model_evaluate(m, &wide, 1, &err), FM_OK);
+    fm_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +234,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_architecture_larger_than_the_file, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_every_truncation, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_head_checked_before_reading, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_dense_state_keeps_its_shape, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

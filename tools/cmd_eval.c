@@ -18,7 +18,7 @@ const char *const eval_help[] = {
     "  --model FILE       the model file (required)",
     "  --data SPEC        fashion (default), mnist:DIR, idx:DIR, cifar10:DIR or",
     "                     svhn:DIR, as for train;",
-    "                     the images must have the model's input size",
+    "                     the images must have the model's input shape",
     "  --set test|train   which set of the data to measure (default test)",
     "  --threads T        worker threads, 1..1024 (default: all cores)",
     "  --json             print the result as one JSON object, the last line of",

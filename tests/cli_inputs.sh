@@ -145,7 +145,7 @@ patch_run "$tmp/run.fmc" "$tmp/step.fmc" 8 "<Q" 1e12
 quick "a checkpoint's step beyond its position" 4 'step\.fmc: checkpoint step 1000000000000' \
     train --resume "$tmp/step.fmc"
 patch_run "$tmp/run.fmc" "$tmp/time.fmc" 100 "<d" nan
-quick "a checkpoint's elapsed time NaN" 4 'time\.fmc: checkpoint times .* are not durations' \
+quick "a checkpoint's elapsed time NaN" 4 'time\.fmc: checkpoint elapsed time nan s is not a duration' \
     train --resume "$tmp/time.fmc"
 
 # ---- a dense state on images of another shape -------------------------------------------

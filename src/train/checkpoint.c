@@ -309,10 +309,11 @@ static int check_run(const fm_reader *r, const fm_checkpoint *ck)
     if (run->loss_sum < 0.0 || run->final_train_loss < 0.0) /* a diverged run's NaN or +inf stays */
         return bad_field(r, "%s %g is negative", run->loss_sum < 0.0 ? "loss sum" : "final loss",
                          run->loss_sum < 0.0 ? run->loss_sum : run->final_train_loss);
-    if (!is_seconds(run->epoch_train_seconds) || !is_seconds(run->train_seconds) ||
-        !is_seconds(run->elapsed_seconds))
-        return bad_field(r, "times %g, %g, %g s (epoch, training, elapsed) are not durations",
-                         run->epoch_train_seconds, run->train_seconds, run->elapsed_seconds);
+    const double times[] = {run->epoch_train_seconds, run->train_seconds, run->elapsed_seconds};
+    const char *time_names[] = {"this epoch's training", "training", "elapsed"};
+    for (int i = 0; i < 3; i++)
+        if (!is_seconds(times[i]))
+            return bad_field(r, "%s time %g s is not a duration", time_names[i], times[i]);
     if (!is_percent(run->best_valid, INFINITY) || (run->best_epoch == 0 && run->best_valid != INFINITY))
         return bad_field(r, "best validation error %g%% is not a percentage (+inf before any)",
                          run->best_valid);

@@ -175,13 +175,7 @@ quick "a loop of symbolic links in a data path" 5 'train-images-idx3-ubyte: Too 
 
 # As root every folder can be searched: the case runs as nobody, through
 # setpriv, in a folder nobody may search.
-if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
-    wrap=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups)
-elif [ "$(id -u)" -ne 0 ]; then
-    wrap=()
-else
-    wrap=(none)
-fi
+unprivileged_wrap
 if [ "${wrap[0]:-}" != none ]; then
     chmod 755 "$tmp"
     cp -r "$good" "$tmp/locked"

@@ -756,8 +756,9 @@ static int reopen_log(const char *path, int epochs_done, FILE **out)
         return library_failure();
     kept_log kept = {fd >= 0 ? fdopen(fd, "r") : NULL, epochs_done};
     if (fd >= 0 && !kept.old) {
+        int e = errno;
         close(fd);
-        return failure_as(FM_EIO, "cannot read log file '%s': %s", path, strerror(errno));
+        return failure_as(FM_EIO, "cannot read log file '%s': %s", path, strerror(e));
     }
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {

@@ -10,10 +10,8 @@
 #include "readers.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define CIFAR_PLANE (FM_DATA_SIDE * FM_DATA_SIDE)

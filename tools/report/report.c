@@ -647,8 +647,10 @@ static int read_log(report *rep, run *r)
     }
     FILE *f = fdopen(fd, "r");
     if (!f) {
+        int e = errno;
         close(fd);
-        return fail(rep->err, FM_EIO, "log file '%s': %s", r->path, strerror(errno));
+        return fail(rep->err, e == ENOMEM ? FM_ENOMEM : FM_EIO, "log file '%s': %s", r->path,
+                    strerror(e));
     }
     char *line = NULL;
     size_t cap = 0;

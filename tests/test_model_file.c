@@ -89,6 +89,21 @@ static void test_state_count_not_the_architectures(void **state)
     free(data);
 }
 
+/* The input mean behind a valid CRC: a value that is not finite is refused,
+ * naming it. */
+static void test_input_mean_finite(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *data = saved_model("mlp:8", 8, 8, &len);
+    const size_t at_mean = AT_ARCH + get32(data + AT_ARCH_LEN);
+    put32(data + at_mean + 4 * 3, 0x7fc00000u); /* a NaN */
+    fix_crc(data, len);
+    assert_int_equal(load(data, len, "mean.fm"), FM_EFORMAT);
+    assert_non_null(strstr(fm_last_error(), "input mean value 3 is nan"));
+    free(data);
+}
+
 static void test_architecture_misfits_the_shape(void **state)
 {
     (void)state;
@@ -227,6 +242,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_state_count_not_the_architectures, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_input_mean_finite, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_architecture_misfits_the_shape, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_architecture_larger_than_the_file, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_every_truncation, test_setup, test_teardown),

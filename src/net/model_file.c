@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "net.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -140,6 +141,18 @@ static int read_state(fm_reader *r, const model_header *h, fm_model **out)
         (rc = fmi_get_u64(r, &count, "state size")) < 0) {
         fm_model_free(m);
         return rc;
+    }
+    /* the preprocessing fitted finite statistics; a NaN would turn every
+     * prediction into noise without a word */
+    const size_t n_mean = (size_t)m->input_dim, n_zca = m->zca ? n_mean * n_mean : 0;
+    for (size_t i = 0; i < n_mean + n_zca; i++) {
+        const float v = i < n_mean ? m->input_mean[i] : m->zca[i - n_mean];
+        if (!isfinite(v)) {
+            fm_model_free(m);
+            return fmi_error(FM_EFORMAT, "%s: %s value %zu is %g, not a finite number", r->path,
+                            i < n_mean ? "input mean" : "whitening matrix",
+                            i < n_mean ? i : i - n_mean, (double)v);
+        }
     }
     if (count != m->state_count) {
         const size_t need = m->state_count;

@@ -92,6 +92,17 @@ typedef struct fm_write_failure {
 int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
                          fm_write_failure *failure);
 
+/* Opens a file to read as every reader of fewmul does: without waiting in
+ * open() (a FIFO without a writer, a terminal or a device named as an input
+ * never hangs the caller), and only when it is a regular file or, with
+ * streams not 0, a pipe or FIFO (read as its data arrive; one without a
+ * writer reads as empty). Returns the descriptor (blocking again, close-on-exec),
+ * or a negative code with fm_last_error() "PATH: REASON": FM_ENOENT when it or
+ * a folder on its path is missing; FM_EIO when it cannot be opened (permission,
+ * a loop of symbolic links), is a folder ("Is a directory") or another kind
+ * of file ("not a regular file (a FIFO)", "(a character device)", ...). */
+int fm_open_input(const char *path, int streams);
+
 /* ---- data -------------------------------------------------------------- */
 
 /* Images as stored on disk: count x height x width x channels bytes, row-major,
@@ -294,7 +305,9 @@ typedef struct fm_model fm_model;
  * initialized from config->seed. The input counts as an input_dim x 1 x 1
  * image, so convolutional architectures need fm_model_create_image. */
 int fm_model_create(const fm_config *config, int input_dim, int classes, fm_model **out);
-/* The same for height x width x channels images (what fm_images holds). */
+/* The same for height x width x channels images (what fm_images holds): the
+ * model then takes images of that shape only (FM_EMISMATCH for another shape
+ * of as many values), where a model of fm_model_create takes any shape. */
 int fm_model_create_image(const fm_config *config, int height, int width, int channels,
                           int classes, fm_model **out);
 /* The input image shape (any pointer may be NULL); returns input_dim. */

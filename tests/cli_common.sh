@@ -1,9 +1,10 @@
 # cli_common.sh — sourced by the command-line test scripts (cli_*.sh): checks
 # the arguments (PATH_TO_fewmul [SHARED_DATA_DIR]), makes a temporary
 # directory removed on exit, keeps TAP-like counts, runs fewmul (run,
-# first_err_line) and Python checks of its output (check), and writes small IDX
-# data sets (make_idx). NAME must be set to
-# the script's name first; the script ends with `finish`.
+# first_err_line) and Python checks of its output (check), writes small IDX
+# data sets (make_idx) and sets up runs without root's rights
+# (unprivileged_wrap). NAME must be set to the script's name first; the
+# script ends with `finish`.
 
 if [ $# -lt 1 ] || [ ! -x "$1" ]; then
     echo "usage: $0 PATH_TO_fewmul [SHARED_DATA_DIR]" >&2
@@ -84,6 +85,20 @@ def write(prefix, n, n_lab):
 write("train", n_train, n_labels)
 write("t10k", n_test, n_test)
 EOF
+}
+
+# unprivileged_wrap: sets wrap to what runs a command without the right to
+# read everything: nothing for a user that is not root, setpriv to nobody for
+# root (who reads any file), or (none) when root has neither setpriv nor a
+# nobody user, so permission cases are skipped.
+unprivileged_wrap() {
+    if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+        wrap=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups)
+    elif [ "$(id -u)" -ne 0 ]; then
+        wrap=()
+    else
+        wrap=(none)
+    fi
 }
 
 # record_case NAME ERRFILE: with ERRORS_TABLE set (scripts/errors-table), appends

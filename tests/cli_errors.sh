@@ -458,13 +458,7 @@ fi
 
 # As root every file is readable: the permission cases run as nobody, through
 # setpriv, on copies in a folder nobody may enter.
-if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
-    wrap=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups)
-elif [ "$(id -u)" -ne 0 ]; then
-    wrap=()
-else
-    wrap=(none)
-fi
+unprivileged_wrap
 if [ "${wrap[0]:-}" != none ] && [ -s "$tmp/model.fm" ]; then
     perm=$tmp/perm
     mkdir -p "$perm/ro"

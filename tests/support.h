@@ -180,4 +180,25 @@ static inline void write_whole_file(const char *path, const void *buf, size_t n)
     assert_int_equal(fclose(f), 0);
 }
 
+/* tmpdir/name of the n bytes at data, then a hole up to `size` bytes: a file
+ * that claims gigabytes of zeros and takes no disk (the sparse-file attack on
+ * a reader). load(path) must refuse it with `code` and a message holding
+ * `says`, without a single allocation of 1 MiB: it is refused from its head,
+ * never read whole. */
+static inline void expect_sparse_refused(int (*load)(const char *path), const char *name,
+                                         const void *data, size_t n, off_t size, int code,
+                                         const char *says)
+{
+    const char *path = tpath(name);
+    write_whole_file(path, data, n);
+    assert_int_equal(truncate(path, size), 0);
+    track.largest = 0;
+    int rc = load(path);
+    if (rc != code || !strstr(fm_last_error(), says))
+        fail_msg("%s: %s (%s), expected %s with \"%s\"", name, fm_strerror(rc), fm_last_error(),
+                 fm_strerror(code), says);
+    assert_true(track.largest < 1u << 20);
+    unlink(path);
+}
+
 #endif

@@ -2,7 +2,9 @@
  * checkpoint ends with the same bits as a run never interrupted (weights, result,
  * ledger), across optimizers, modes, batch-norm statistics, dropout,
  * convolutions and the multiplication-free path; checkpoints are refused when
- * truncated, damaged or hostile, and when the data or configuration differ;
+ * truncated, damaged or hostile (every field of the run out of its range
+ * behind a valid CRC, a sparse file behind a good header), and when the data
+ * or configuration differ;
  * every allocation of a checkpoint load, a model load, a training step and a
  * resume fails cleanly in turn, leaking nothing; a failed write leaves the old
  * checkpoint as it was. Synthetic data: needs nothing from ../shared. */
@@ -344,10 +346,8 @@ static uint8_t *small_checkpoint(size_t *len, const fm_config *c, int with_ledge
     return read_whole_file(path, len);
 }
 
-static int load_bytes(const uint8_t *data, size_t len)
+static int load_path(const char *path)
 {
-    const char *path = tpath("bad.fmc");
-    write_whole_file(path, data, len);
     fm_checkpoint *ck = NULL;
     int rc = fm_checkpoint_load(path, &ck);
     if (rc == FM_OK)
@@ -355,6 +355,13 @@ static int load_bytes(const uint8_t *data, size_t len)
     else
         assert_null(ck);
     return rc;
+}
+
+static int load_bytes(const uint8_t *data, size_t len)
+{
+    const char *path = tpath("bad.fmc");
+    write_whole_file(path, data, len);
+    return load_path(path);
 }
 
 static void fix_crc(uint8_t *data, size_t len)
@@ -459,6 +466,135 @@ static void test_hostile_fields_refused(void **state)
     assert_int_equal(fm_checkpoint_load(model, &ck), FM_EFORMAT);
     assert_int_equal(fm_checkpoint_load(tpath("absent.fmc"), &ck), FM_ENOENT);
     free(bad);
+    free(data);
+}
+
+/* Little-endian f64 and u64 at a byte offset. */
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void putf64(uint8_t *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    put64(p, v);
+}
+
+/* Where the run's position starts: after the header, the model file, the
+ * configuration (64 bytes), the data spec and the data identity (28). */
+static size_t run_offset(const uint8_t *data)
+{
+    const size_t model = (size_t)fmi_load_le64(data + 12), config = 20 + model;
+    return config + 64 + 4 + fmi_load_le32(data + config + 64) + 28;
+}
+
+/* Every field of the run checked for its range: each value rewritten behind a
+ * valid CRC is refused with a message that names the field. */
+static void test_run_fields_in_range(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:4", "bc");
+    c.momentum = 0.5;
+    size_t len;
+    uint8_t *data = small_checkpoint(&len, &c, 0);
+    uint8_t *bad = malloc(len);
+    const size_t run = run_offset(data), config = 20 + (size_t)fmi_load_le64(data + 12);
+    assert_int_equal(fmi_load_le32(data + run), 2); /* paused in epoch 2, step 13 */
+    assert_int_equal(fmi_load_le64(data + run + 8), 13);
+    static const struct {
+        size_t at; /* offset from the run's start; config: from the configuration's */
+        int config, f64;
+        double value;
+        const char *says;
+    } cases[] = {
+        {72, 0, 1, 500, "best test error 500%"},
+        {72, 0, 1, NAN, "best test error nan%"},
+        {64, 0, 1, -3, "best validation error -3%"},
+        {0, 0, 0, 0, "epoch 0 is outside 1..4"},
+        {0, 0, 0, 9, "epoch 9 is outside 1..4"},
+        {8, 0, 0, 14, "step 14 is not the 13 steps"},
+        {8, 0, 0, 1e18, "step 1000000000000000000"},
+        {16, 0, 1, INFINITY, "learning rate inf"},
+        {16, 0, 1, -0.5, "learning rate -0.5"},
+        {32, 0, 1, -1, "loss sum -1 is negative"},
+        {40, 0, 0, 1000, "training errors 1000"},
+        {48, 0, 0, 2, "minibatch count 2"},
+        {56, 0, 1, -1, "this epoch's training time -1 s is not a duration"},
+        {100, 0, 1, INFINITY, "elapsed time inf s"},
+        {108, 0, 1, -2, "final loss -2"},
+        {80, 0, 0, 2, "best epoch 2"},
+        {8, 1, 1, NAN, "learning rates must be finite"},
+        {16, 1, 1, INFINITY, "learning rates must be finite"},
+        {24, 1, 1, 1.5, "momentum 1.5"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(bad, data, len);
+        uint8_t *at = bad + (cases[i].config ? config : run) + cases[i].at;
+        if (cases[i].f64)
+            putf64(at, cases[i].value);
+        else if (cases[i].at == 8 || cases[i].at == 40 || cases[i].at == 48)
+            put64(at, (uint64_t)cases[i].value);
+        else
+            put32(at, (uint32_t)cases[i].value);
+        fix_crc(bad, len);
+        int rc = load_bytes(bad, len);
+        if (rc != FM_EFORMAT || !strstr(fm_last_error(), cases[i].says))
+            fail_msg("case %zu: %d, '%s' (expected '%s')", i, rc, fm_last_error(), cases[i].says);
+        assert_non_null(strstr(fm_last_error(), "bad.fmc: "));
+    }
+    /* a flag of the model file inside, behind both CRCs */
+    memcpy(bad, data, len);
+    const size_t model = (size_t)fmi_load_le64(data + 12);
+    put32(bad + 20 + 40, 7); /* quantized back-prop */
+    put32(bad + 20 + model - 4, fmi_crc32(bad + 20, model - 4));
+    fix_crc(bad, len);
+    assert_int_equal(load_bytes(bad, len), FM_EFORMAT);
+    assert_non_null(strstr(fm_last_error(), "quantized back-prop flag is 7"));
+    free(bad);
+    free(data);
+}
+
+/* A checkpoint larger than what is read whole at once: its head is checked
+ * first, against the file's size. With every file put through that check,
+ * real checkpoints still load (with and without a ledger, each optimizer),
+ * and every truncation is refused; a sparse file of 3 GiB
+ * behind a good checkpoint, or behind its magic alone, is refused before
+ * anything its size is allocated or read. */
+static void test_head_checked_before_reading(void **state)
+{
+    (void)state;
+    const size_t whole = fmi_read_whole_max;
+    fmi_read_whole_max = 0;
+    fm_config c;
+    base_config(&c, "mlp:4", "tc");
+    size_t len;
+    uint8_t *plain = small_checkpoint(&len, &c, 0);
+    assert_int_equal(load_bytes(plain, len), FM_OK);
+    free(plain);
+    c.momentum = 0.5;
+    uint8_t *ledger = small_checkpoint(&len, &c, 1);
+    assert_int_equal(load_bytes(ledger, len), FM_OK);
+    free(ledger);
+    c.opt = FM_OPT_ADAM;
+    uint8_t *data = small_checkpoint(&len, &c, 1);
+    assert_int_equal(load_bytes(data, len), FM_OK);
+    for (size_t n = 0; n < len; n += (n < 64 || len - n < 64) ? 1 : 97) {
+        memset(&track, 0, sizeof track);
+        int rc = load_bytes(data, n);
+        if (rc != FM_ETRUNC && rc != FM_EFORMAT)
+            fail_msg("truncated to %zu of %zu bytes: %d (%s)", n, len, rc, fm_last_error());
+    }
+    fmi_read_whole_max = whole;
+
+    const off_t hole = (off_t)3 << 30;
+    expect_sparse_refused(load_path, "sparse.fmc", data, len, (off_t)len + hole, FM_EFORMAT,
+                          "unexpected bytes at the end of the checkpoint");
+    expect_sparse_refused(load_path, "magic.fmc", "FMULCKPT", 8, hole, FM_EFORMAT,
+                          "checkpoint version 0");
     free(data);
 }
 
@@ -663,6 +799,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_from_periodic_and_final, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_truncations_and_flips_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_fields_refused, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_run_fields_in_range, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_head_checked_before_reading, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_mismatch_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_keeps_old_checkpoint, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, test_setup, test_teardown),

@@ -1,6 +1,7 @@
 /* test_idx.c — tests of the IDX reader (fm_idx_read) and the data-spec loader
  * (fm_data_load): exact values from small raw and gzip files written to a
- * temporary directory, each malformed-file error with its code and message,
+ * temporary directory, each malformed-file error with its code and message, a
+ * FIFO without a writer, a loop of symbolic links in a data path,
  * and the real MNIST / Fashion-MNIST files when they are installed. */
 #define _POSIX_C_SOURCE 200809L
 
@@ -818,6 +819,43 @@ static void test_real_fashion(void **state)
     check_real("fashion", 9, 9); /* an ankle boot starts both sets */
 }
 
+/* A named FIFO without a writer is read as a pipe that gives nothing: it is
+ * refused at once (an alarm ends the test if open() waits for a writer), and
+ * a device is no input at all. */
+static void test_fifo_without_writer(void **state)
+{
+    (void)state;
+    const char *im = tpath("f-images"), *lb = tpath("f-labels"), *fifo = tpath("f-fifo");
+    write_good(im, lb, 0, 0);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(10);
+    expect_fail(fifo, lb, FM_ETRUNC, fifo, "a pipe or FIFO that gave no data", NULL);
+    expect_fail(im, fifo, FM_ETRUNC, fifo, "gave no data", NULL);
+    expect_fail("/dev/zero", lb, FM_EIO, "/dev/zero", "not a regular file (a character device)",
+                NULL);
+    alarm(0);
+    unlink(fifo);
+}
+
+/* A data file that cannot be looked at is no missing file: a loop of
+ * symbolic links is FM_EIO naming it and the system's reason. */
+static void test_load_symlink_loop(void **state)
+{
+    (void)state;
+    write_set("set-loop", 0, 0, 5, 4, 3);
+    char dir[512], path[600], spec[600];
+    snprintf(dir, sizeof dir, "%s/set-loop", tmpdir);
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", dir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(symlink("train-images-idx3-ubyte", path), 0);
+    snprintf(spec, sizeof spec, "idx:%s", dir);
+    fm_images train;
+    assert_int_equal(fm_data_load(spec, &train, NULL), FM_EIO);
+    assert_zeroed(&train);
+    assert_message_has(path);
+    assert_message_has("Too many levels of symbolic links");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
 
 int main(int argc, char **argv)
@@ -829,6 +867,7 @@ int main(int argc, char **argv)
         T(test_through_pipes),
         T(test_missing_file),
         T(test_unreadable),
+        T(test_fifo_without_writer),
         T(test_null_arguments),
         T(test_wrong_magic),
         T(test_unsupported_type),
@@ -849,6 +888,7 @@ int main(int argc, char **argv)
         T(test_load_missing_file),
         T(test_load_shape_mismatch),
         T(test_load_bad_file_in_set),
+        T(test_load_symlink_loop),
         T(test_real_mnist),
         T(test_real_fashion),
     };

@@ -262,6 +262,13 @@ typedef enum {
     MODEL_FILE_OTHER, MODEL_FILE_STATE, MODEL_FILE_PACKED, MODEL_FILE_CHECKPOINT
 } model_file_kind;
 model_file_kind model_file_kind_of(const char *path);
+/* Images against a model's input of h x w x c values: the same count and,
+ * unless the model's shape is flat (N x 1 x 1: a packed model of a flat
+ * input, or a training state of before version 3), the same shape; else
+ * prints "DATA: SET images are HxWxC = N values, but model 'MODEL' expects
+ * HxWxC = N inputs" and returns exit status 4. */
+int check_input_shape(const char *model, const char *data, const char *set, const fm_images *images,
+                      int h, int w, int c);
 int check_deploy_data(const char *model, const char *data, const char *set, const fm_deploy *d,
                       const fm_images *images);
 int predict_batches(const fm_deploy *d, const fm_images *images, int batch, int threads,

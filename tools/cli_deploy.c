@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* --set of eval and infer: which set of the data to measure. */
 const choice set_choices[] = {{"test", 0}, {"train", 1}, {NULL, 0}};
@@ -38,9 +39,14 @@ double bits_per_weight(const weight_totals *t)
 model_file_kind model_file_kind_of(const char *path)
 {
     char magic[8];
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = fm_open_input(path, 0); /* a FIFO or a device is "other", unopened */
+    if (fd < 0)
         return MODEL_FILE_OTHER;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return MODEL_FILE_OTHER;
+    }
     size_t n = fread(magic, 1, sizeof magic, f);
     fclose(f);
     if (n == sizeof magic && memcmp(magic, "FMULPACK", 8) == 0)
@@ -52,14 +58,10 @@ model_file_kind model_file_kind_of(const char *path)
     return MODEL_FILE_OTHER;
 }
 
-/* Checks a set of images against a packed model: their shape (the product
- * alone when the model's shape is flat, N x 1 x 1) and their labels. */
-int check_deploy_data(const char *model, const char *data, const char *set, const fm_deploy *d,
-                      const fm_images *images)
+int check_input_shape(const char *model, const char *data, const char *set, const fm_images *images,
+                      int h, int w, int c)
 {
-    int h = 0, w = 0, c = 0;
-    int dim = fm_deploy_input_shape(d, &h, &w, &c);
-    int flat = h == dim && w == 1 && c == 1;
+    const int dim = h * w * c, flat = h == dim && w == 1 && c == 1;
     if (input_dim_of(images) != dim ||
         (!flat && (images->height != h || images->width != w || images->channels != c)))
         return failure_as(FM_EMISMATCH, "%s: %s images are %dx%dx%d = %lld values, but model '%s' expects "
@@ -67,6 +69,19 @@ int check_deploy_data(const char *model, const char *data, const char *set, cons
                        data, set, images->height, images->width, images->channels,
                        (long long)images->height * images->width * images->channels, model, h, w,
                        c, dim);
+    return 0;
+}
+
+/* Checks a set of images against a packed model: their shape and their
+ * labels. */
+int check_deploy_data(const char *model, const char *data, const char *set, const fm_deploy *d,
+                      const fm_images *images)
+{
+    int h = 0, w = 0, c = 0;
+    fm_deploy_input_shape(d, &h, &w, &c);
+    int rc = check_input_shape(model, data, set, images, h, w, c);
+    if (rc)
+        return rc;
     if (classes_in(images) > fm_deploy_classes(d))
         return failure_as(FM_EMISMATCH, "%s: labels go up to %d, but model '%s' has %d classes", data,
                        classes_in(images) - 1, model, fm_deploy_classes(d));

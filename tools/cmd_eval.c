@@ -18,7 +18,7 @@ const char *const eval_help[] = {
     "  --model FILE       the model file (required)",
     "  --data SPEC        fashion (default), mnist:DIR, idx:DIR, cifar10:DIR or",
     "                     svhn:DIR, as for train;",
-    "                     the images must have the model's input size",
+    "                     the images must have the model's input shape",
     "  --set test|train   which set of the data to measure (default test)",
     "  --threads T        worker threads, 1..1024 (default: all cores)",
     "  --json             print the result as one JSON object, the last line of",
@@ -47,13 +47,11 @@ static const option_def eval_options[] = {
 
 static int check_eval_data(const eval_opts *o, const fm_model *model, const fm_images *images)
 {
-    int want = fm_model_input_dim(model);
-    if (input_dim_of(images) != want)
-        return failure_as(FM_EMISMATCH, "%s: %s images are %dx%dx%d = %lld values, but model '%s' expects %d inputs",
-                       o->data, choice_name(set_choices, o->set), images->height, images->width,
-                       images->channels,
-                       (long long)images->height * images->width * images->channels, o->model,
-                       want);
+    int h, w, c;
+    fm_model_input_shape(model, &h, &w, &c);
+    int rc = check_input_shape(o->model, o->data, choice_name(set_choices, o->set), images, h, w, c);
+    if (rc)
+        return rc;
     if (classes_in(images) > fm_model_classes(model))
         return failure_as(FM_EMISMATCH, "%s: labels go up to %d, but model '%s' has %d classes", o->data,
                        classes_in(images) - 1, o->model, fm_model_classes(model));

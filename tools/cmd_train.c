@@ -750,9 +750,16 @@ static int write_kept_lines(FILE *f, void *user)
  * nothing either. */
 static int reopen_log(const char *path, int epochs_done, FILE **out)
 {
-    kept_log kept = {fopen(path, "r"), epochs_done};
-    if (!kept.old && errno != ENOENT)
-        return failure_as(FM_EIO, "cannot read log file '%s': %s", path, strerror(errno));
+    /* opened without waiting: a FIFO or a device named as the log is refused */
+    int fd = fm_open_input(path, 0);
+    if (fd < 0 && fd != FM_ENOENT)
+        return library_failure();
+    kept_log kept = {fd >= 0 ? fdopen(fd, "r") : NULL, epochs_done};
+    if (fd >= 0 && !kept.old) {
+        int e = errno;
+        close(fd);
+        return failure_as(FM_EIO, "cannot read log file '%s': %s", path, strerror(e));
+    }
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
         if (kept.old)

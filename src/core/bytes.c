@@ -167,36 +167,7 @@ uint32_t fmi_crc32(const void *data, size_t n) { return fmi_crc32_update(0, data
 int fmi_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
                      size_t *len)
 {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fmi_error(errno == ENOENT ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return fmi_error(FM_EIO, "%s: not a regular file", path);
-    }
-    if ((uintmax_t)st.st_size > (uintmax_t)max_bytes) {
-        fclose(f);
-        return fmi_error(FM_EFORMAT, "%s: %lld bytes is larger than any %s", path,
-                        (long long)st.st_size, kind);
-    }
-    size_t size = (size_t)st.st_size;
-    uint8_t *buf = fmi_alloc_raw(size);
-    if (!buf) {
-        fclose(f);
-        return FM_ENOMEM;
-    }
-    size_t got = fread(buf, 1, size, f);
-    fclose(f);
-    if (got != size) {
-        fmi_free(buf);
-        return fmi_error(FM_EIO, "%s: read failed", path);
-    }
-    *data = buf;
-    *len = size;
-    return FM_OK;
+    return fmi_file_read_checked(path, max_bytes, kind, NULL, NULL, data, len);
 }
 
 /* The rename is durable only once the directory entry is on disk: a power

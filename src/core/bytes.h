@@ -72,6 +72,36 @@ uint32_t fmi_crc32_update(uint32_t crc, const void *data, size_t n);
 int fmi_file_read_all(const char *path, size_t max_bytes, const char *kind, uint8_t **data,
                      size_t *len);
 
+/* fm_open_input (fewmul.h), which also gives the size of a regular file
+ * (UINT64_MAX for a pipe or FIFO, accepted when streams is not 0). */
+int fmi_open_input(const char *path, int streams, uint64_t *size);
+
+/* A file being read by fmi_file_read_checked: its descriptor and size, and
+ * the path and kind ("model file") that messages name. */
+typedef struct fmi_file_head {
+    int fd;
+    uint64_t size;
+    const char *path;
+    const char *kind;
+} fmi_file_head;
+
+/* Reads n bytes at offset `at` of the file; FM_ETRUNC "PATH: truncated KIND
+ * (reading WHAT at offset N of M bytes)" when they are not all there. */
+int fmi_head_read(const fmi_file_head *h, uint64_t at, void *dst, size_t n, const char *what);
+
+/* fmi_file_read_all, but a file larger than fmi_read_whole_max is first given
+ * to check_head, which reads what it needs (fmi_head_read) and refuses the
+ * file, with a code and a message, when its fields are out of range or the
+ * size they declare is not the file's: nothing the size of the file is
+ * allocated or read before. A smaller file is read whole at once, so that the
+ * format's own reader checks its CRC first. */
+int fmi_file_read_checked(const char *path, size_t max_bytes, const char *kind,
+                          int (*check_head)(const fmi_file_head *head, void *user), void *user,
+                          uint8_t **data, size_t *len);
+
+/* 16 MiB; a test sets it to 0 to put every file through its head check. */
+extern size_t fmi_read_whole_max;
+
 /* fm_write_file_atomic (fewmul.h) of len bytes: PATH.tmp written, flushed,
  * fsynced and renamed over path. On any failure the temporary file is removed,
  * an existing file at path is left as it was, and FM_EIO names the step and

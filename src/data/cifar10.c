@@ -5,14 +5,13 @@
  * layout. The file size fixes the record count before anything is allocated. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "bytes.h"
 #include "internal.h"
 #include "readers.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define CIFAR_PLANE (FM_DATA_SIDE * FM_DATA_SIDE)
@@ -53,37 +52,29 @@ int fmi_cifar10_read_append(const char *path, fm_images *acc)
                                              acc->channels != FM_DATA_RGB)))
         return fmi_error(FM_EINVAL, "%s: cannot append 32x32x3 images to %dx%dx%d images", path,
                         acc->height, acc->width, acc->channels);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int missing = errno == ENOENT || errno == ENOTDIR;
-        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
-    }
-    struct stat st;
+    uint64_t size;
+    int fd = fmi_open_input(path, 0, &size); /* its size must be known */
+    if (fd < 0)
+        return fd;
     int err = FM_OK;
-    if (fstat(fd, &st) != 0)
-        err = fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
-    else if (S_ISDIR(st.st_mode))
-        err = fmi_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
-    else if (!S_ISREG(st.st_mode))
-        err = fmi_error(FM_EIO, "%s: not a regular file (its size must be known)", path);
-    else if (st.st_size == 0)
+    if (size == 0)
         err = fmi_error(FM_EFORMAT, "%s: empty file (expected 3073-byte records: a label, then 3072 pixels)",
                        path);
-    else if (st.st_size % CIFAR_RECORD)
+    else if (size % CIFAR_RECORD)
         err = fmi_error(FM_ETRUNC,
                        "%s: truncated: %lld bytes is not a whole number of 3073-byte records "
                        "(%lld records and %lld bytes over)",
-                       path, (long long)st.st_size, (long long)(st.st_size / CIFAR_RECORD),
-                       (long long)(st.st_size % CIFAR_RECORD));
-    else if (st.st_size / CIFAR_RECORD > (off_t)INT32_MAX - acc->count)
+                       path, (long long)size, (long long)(size / CIFAR_RECORD),
+                       (long long)(size % CIFAR_RECORD));
+    else if (size / CIFAR_RECORD > (uint64_t)(INT32_MAX - acc->count))
         err = fmi_error(FM_EFORMAT, "%s: %lld records, more than %d in all", path,
-                       (long long)(st.st_size / CIFAR_RECORD), INT32_MAX);
+                       (long long)(size / CIFAR_RECORD), INT32_MAX);
     if (err) {
         close(fd);
         return err;
     }
 
-    size_t base = (size_t)acc->count, n = (size_t)(st.st_size / CIFAR_RECORD);
+    size_t base = (size_t)acc->count, n = (size_t)(size / CIFAR_RECORD);
     uint8_t *chunk = NULL;
     err = fmi_data_resize(&acc->pixels, (base + n) * FM_DATA_IMAGE_BYTES);
     if (!err)

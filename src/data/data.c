@@ -154,10 +154,17 @@ static int join(char *path, size_t size, const char *dir, const char *name)
     return FM_OK;
 }
 
-static int missing(const char *path)
+/* 1 when path is missing (it, or a folder on its way), 0 when it is there;
+ * FM_EIO naming it when it cannot be looked at (a folder that may not be
+ * searched, a loop of symbolic links): that is no missing file. */
+static int look_up(const char *path)
 {
     struct stat st;
-    return stat(path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+    if (stat(path, &st) == 0)
+        return 0;
+    if (errno == ENOENT || errno == ENOTDIR)
+        return 1;
+    return fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
 }
 
 /* ---- IDX: "fashion", "mnist:DIR", "idx:DIR" ------------------------------ */
@@ -178,9 +185,9 @@ static int find_file(const char *dir, const char *base, int fashion, char *path,
             int n = snprintf(path, size, "%s%s%s%s", dir, sep, names[v], gz ? ".gz" : "");
             if (n < 0 || (size_t)n >= size)
                 return fmi_error(FM_EINVAL, "%s: data directory path too long", dir);
-            struct stat st;
-            if (stat(path, &st) == 0)
-                return FM_OK;
+            int absent = look_up(path);
+            if (absent <= 0)
+                return absent;
         }
     }
     return fmi_error(FM_ENOENT, "%s: missing %s[.gz] (also looked for %s[.gz])%s", dir, base,
@@ -229,7 +236,8 @@ static int load_cifar10(const char *dir, fm_images *train, fm_images *test)
     if (!err)
         err = join(path, sizeof path, dir, CIFAR10_SUBDIR);
     struct stat st;
-    if (!err && missing(first) && missing(last) && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    if (!err && look_up(first) == 1 && look_up(last) == 1 && stat(path, &st) == 0 &&
+        S_ISDIR(st.st_mode))
         snprintf(base, sizeof base, "%s", path);
     /* Every file is looked for before any is read, so a missing test set does
      * not cost reading 150 MB first. */
@@ -238,7 +246,7 @@ static int load_cifar10(const char *dir, fm_images *train, fm_images *test)
             continue;
         const char *name = i < 5 ? batches[i] : "test_batch.bin";
         err = join(path, sizeof path, base, name);
-        if (!err && missing(path))
+        if (!err && (err = look_up(path)) == 1)
             err = fmi_error(FM_ENOENT, "%s: missing %s (the CIFAR-10 binary version: %s)", base, name,
                            CIFAR10_FILES);
     }
@@ -266,7 +274,7 @@ static int load_svhn(const char *dir, fm_images *train, fm_images *test, int32_t
         if (!needed[i])
             continue;
         err = join(path, sizeof path, dir, needed[i]);
-        if (!err && missing(path))
+        if (!err && (err = look_up(path)) == 1)
             err = fmi_error(FM_ENOENT, "%s: missing %s (SVHN cropped digits: %s)", dir, needed[i],
                            SVHN_FILES);
     }
@@ -278,7 +286,10 @@ static int load_svhn(const char *dir, fm_images *train, fm_images *test, int32_t
             *part = train->count;
         if (!err)
             err = join(path, sizeof path, dir, "extra_32x32.mat");
-        if (!err && !missing(path))
+        int absent = err ? 1 : look_up(path);
+        if (absent < 0)
+            err = absent;
+        else if (!absent)
             err = fmi_svhn_read_append(path, train);
     }
     if (!err && test) {

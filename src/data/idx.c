@@ -5,14 +5,13 @@
  * make it allocate gigabytes. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "bytes.h"
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -91,25 +90,22 @@ static int idx_open(idx_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) {
-        int missing = errno == ENOENT || errno == ENOTDIR;
-        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(f->fd, &st) != 0)
-        return fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return fmi_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
+    /* a regular file, or a pipe or FIFO (read as it arrives) */
+    uint64_t size;
+    f->fd = fmi_open_input(path, 1, &size);
+    if (f->fd < 0)
+        return f->fd;
 
     int err = fd_read(f, f->peek, 2, &f->npeek);
     if (err)
         return err;
+    if (size == UINT64_MAX && f->npeek == 0)
+        return fmi_error(FM_ETRUNC, "%s: a pipe or FIFO that gave no data (no writer?)", path);
     f->gzip = f->npeek == 2 && f->peek[0] == 0x1f && f->peek[1] == 0x8b;
     if (!f->gzip) {
-        if (S_ISREG(st.st_mode)) {
+        if (size != UINT64_MAX) {
             f->have_size = 1;
-            f->remaining = (uint64_t)st.st_size; /* counts the peeked bytes */
+            f->remaining = size; /* counts the peeked bytes */
         }
         return FM_OK;
     }

@@ -7,14 +7,13 @@
 
 #include "mat5.h"
 
+#include "bytes.h"
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAT5_HEADER 128u
@@ -490,19 +489,9 @@ int fmi_mat5_open(mat5_file *f, const char *path)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) {
-        int missing = errno == ENOENT || errno == ENOTDIR;
-        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(f->fd, &st) != 0)
-        return fmi_error(FM_EIO, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return fmi_error(FM_EIO, "%s: %s", path, strerror(EISDIR));
-    if (!S_ISREG(st.st_mode))
-        return fmi_error(FM_EIO, "%s: not a regular file (its size must be known)", path);
-    f->size = (uint64_t)st.st_size;
+    f->fd = fmi_open_input(path, 0, &f->size); /* its size bounds every element */
+    if (f->fd < 0)
+        return f->fd;
     f->buf = fmi_alloc_raw(MAT5_BUF);
     if (!f->buf)
         return FM_ENOMEM;

@@ -239,6 +239,21 @@ static int check_magic_version(const uint8_t *p, size_t size, const char *origin
     return FM_OK;
 }
 
+/* The file-bytes field of the header against the file's real size. */
+static int check_declared_size(const char *origin, uint64_t declared_size, uint64_t size)
+{
+    if (declared_size > size)
+        return fmi_error(FM_ETRUNC,
+                        "%s: truncated packed model: %llu bytes, the header declares %llu", origin,
+                        (unsigned long long)size, (unsigned long long)declared_size);
+    if (declared_size < size)
+        return fmi_error(FM_EFORMAT,
+                        "%s: %llu unexpected bytes after the end of the packed model (%llu bytes)",
+                        origin, (unsigned long long)(size - declared_size),
+                        (unsigned long long)declared_size);
+    return FM_OK;
+}
+
 static int plan_header(const uint8_t *p, size_t size, const char *origin, file_plan *plan)
 {
     int rc = check_magic_version(p, size, origin);
@@ -276,15 +291,8 @@ static int plan_header(const uint8_t *p, size_t size, const char *origin, file_p
     if (flags & ~PACK_KNOWN_FLAGS)
         return fmi_error(FM_EUNSUPPORTED, "%s: unknown feature flags 0x%08x", origin,
                         flags & ~PACK_KNOWN_FLAGS);
-    if (declared_size > size)
-        return fmi_error(FM_ETRUNC,
-                        "%s: truncated packed model: %llu bytes, the header declares %llu", origin,
-                        (unsigned long long)size, (unsigned long long)declared_size);
-    if (declared_size < size)
-        return fmi_error(FM_EFORMAT,
-                        "%s: %llu unexpected bytes after the end of the packed model (%llu bytes)",
-                        origin, (unsigned long long)(size - declared_size),
-                        (unsigned long long)declared_size);
+    if ((rc = check_declared_size(origin, declared_size, size)) < 0)
+        return rc;
     if (plan->classes < 2 || plan->classes > 256)
         return fmi_error(FM_EFORMAT, "%s: %u classes (2 .. 256)", origin, plan->classes);
     if (plan->n_layers < 1 || plan->n_layers > PACK_MAX_LAYERS)
@@ -467,6 +475,23 @@ int fm_deploy_load_memory(const void *data, size_t size, fm_deploy **out)
     return parse(data ? data : empty, size, "<memory>", out);
 }
 
+/* A packed model larger than fmi_read_whole_max: the magic, the version and
+ * the file-bytes field against the file's size, before it is read whole. */
+static int check_pack_head(const fmi_file_head *f, void *user)
+{
+    (void)user;
+    uint8_t head[HEADER_FIXED];
+    size_t n = (size_t)FM_MIN(f->size, (uint64_t)HEADER_FIXED);
+    int rc = fmi_head_read(f, 0, head, n, "header");
+    if (rc == FM_OK)
+        rc = check_magic_version(head, n, f->path);
+    if (rc == FM_OK && n < HEADER_FIXED)
+        rc = truncated(f->path, "the header", HEADER_FIXED, 0, f->size);
+    if (rc == FM_OK)
+        rc = check_declared_size(f->path, fmi_load_le64(head + 48), f->size);
+    return rc;
+}
+
 int fm_deploy_load(const char *path, fm_deploy **out)
 {
     if (!path || !out)
@@ -474,7 +499,8 @@ int fm_deploy_load(const char *path, fm_deploy **out)
     *out = NULL;
     uint8_t *data;
     size_t size;
-    int rc = fmi_file_read_all(path, (size_t)PACK_MAX_BYTES, PACK_KIND, &data, &size);
+    int rc = fmi_file_read_checked(path, (size_t)PACK_MAX_BYTES, PACK_KIND, check_pack_head, NULL,
+                                   &data, &size);
     if (rc < 0)
         return rc;
     rc = parse(data, size, path, out);

@@ -4,10 +4,10 @@
  * themselves are data, in builtin_tables.c, read by this same parser. */
 #define _POSIX_C_SOURCE 200809L
 
+#include "bytes.h"
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -651,30 +651,23 @@ static int read_table_file(const char *path, char **text, size_t *length)
 {
     *text = NULL;
     *length = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int missing = errno == ENOENT || errno == ENOTDIR;
-        return fmi_error(missing ? FM_ENOENT : FM_EIO, "%s: %s", path, strerror(errno));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return fmi_error(FM_EIO, "%s: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
+    struct stat st; /* stat() waits for nothing: a folder is named for what it is */
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return fmi_error(FM_EIO, "%s: %s (expected an energy table file or a built-in table name)",
                         path, strerror(EISDIR));
-    }
-    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > TABLE_MAX_BYTES) {
+    uint64_t size;
+    int fd = fmi_open_input(path, 1, &size);
+    if (fd < 0)
+        return fd;
+    const int stream = size == UINT64_MAX;
+    if (!stream && size > TABLE_MAX_BYTES) {
         close(fd);
         return fmi_error(FM_EFORMAT, "%s: too large (%llu bytes; an energy table is at most %zu)",
-                        path, (unsigned long long)st.st_size, TABLE_MAX_BYTES);
+                        path, (unsigned long long)size, TABLE_MAX_BYTES);
     }
-    /* A regular file is read in one buffer of its size; anything else (a pipe)
-     * grows its buffer with what arrives, up to one byte past the limit. */
-    size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : 4096;
+    /* A regular file is read in one buffer of its size; a pipe grows its
+     * buffer with what arrives, up to one byte past the limit. */
+    size_t cap = stream ? 4096 : (size_t)size + 1;
     size_t len = 0;
     char *buf = fmi_alloc_raw(cap + 1);
     if (!buf) {

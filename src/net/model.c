@@ -111,8 +111,10 @@ static int misfit(fm_model *m, int rc, int item, int h, int w, int c)
     return rc;
 }
 
-int fmi_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
-                   size_t max_state, fm_model **out)
+/* fmi_model_build; with arrays 0, the layers alone (no input mean, state or
+ * whitening matrix), for fmi_model_state_count. */
+static int build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+                 size_t max_state, int arrays, fm_model **out)
 {
     *out = NULL;
     int rc = fm_config_check(config);
@@ -141,8 +143,7 @@ int fmi_model_build(const fm_config *config, int in_h, int in_w, int in_c, int c
     /* at most conv, pool, bn, act, dropout per item; dense and bn at the end */
     m->layers = fmi_alloc((size_t)(n_specs + 1) * 5, sizeof *m->layers);
     m->groups = fmi_alloc((size_t)(n_specs + 1) * 2, sizeof *m->groups);
-    m->input_mean = fmi_alloc((size_t)input_dim, sizeof *m->input_mean);
-    if (!m->layers || !m->groups || !m->input_mean) {
+    if (!m->layers || !m->groups) {
         fm_model_free(m);
         return FM_ENOMEM;
     }
@@ -200,15 +201,36 @@ int fmi_model_build(const fm_config *config, int in_h, int in_w, int in_c, int c
         return fmi_error(FM_ETRUNC, "the architecture needs %zu state values, more than the %zu "
                                    "there is room for", offset, max_state);
     }
-    m->state = fmi_alloc(offset, sizeof *m->state);
-    if (config->preproc == FM_PRE_GCN_ZCA && m->state)
-        m->zca = fmi_alloc((size_t)input_dim * (size_t)input_dim, sizeof *m->zca);
-    if (!m->state || (config->preproc == FM_PRE_GCN_ZCA && !m->zca)) {
-        fm_model_free(m);
-        return FM_ENOMEM;
+    if (arrays) {
+        m->input_mean = fmi_alloc((size_t)input_dim, sizeof *m->input_mean);
+        m->state = m->input_mean ? fmi_alloc(offset, sizeof *m->state) : NULL;
+        if (config->preproc == FM_PRE_GCN_ZCA && m->state)
+            m->zca = fmi_alloc((size_t)input_dim * (size_t)input_dim, sizeof *m->zca);
+        if (!m->state || (config->preproc == FM_PRE_GCN_ZCA && !m->zca)) {
+            fm_model_free(m);
+            return FM_ENOMEM;
+        }
     }
     describe(m, specs, n_specs);
     *out = m;
+    return FM_OK;
+}
+
+int fmi_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+                   size_t max_state, fm_model **out)
+{
+    return build(config, in_h, in_w, in_c, classes, max_state, 1, out);
+}
+
+int fmi_model_state_count(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+                          size_t max_state, size_t *count)
+{
+    fm_model *m;
+    int rc = build(config, in_h, in_w, in_c, classes, max_state, 0, &m);
+    if (rc < 0)
+        return rc;
+    *count = m->state_count;
+    fm_model_free(m);
     return FM_OK;
 }
 

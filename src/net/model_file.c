@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "net.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -77,38 +78,62 @@ int fm_model_save(const fm_model *m, const char *path)
     return rc;
 }
 
-/* The model of configuration c, built within the bytes the file has left,
- * and its input statistics and state read from it. */
-static int read_state(fm_reader *r, const fm_config *cfg, const uint32_t shape[3], uint32_t inputs,
-                      uint32_t classes, fm_model **out)
+/* What a model file's header holds: the configuration (its arch pointing
+ * into `arch`) and the input shape. */
+typedef struct model_header {
+    fm_config config;
+    char arch[256];
+    uint32_t shape[3], inputs, classes;
+} model_header;
+
+/* The room the state has in the r->left bytes after the header, once the
+ * input mean, the whitening matrix and the state count are taken (FM_ETRUNC
+ * when these do not fit). */
+static int state_room(const fm_reader *r, const model_header *h, size_t *max_state)
 {
-    int rc;
+    const uint64_t mean_bytes = 4ull * h->inputs;
+    const uint64_t zca_bytes =
+        h->config.preproc == FM_PRE_GCN_ZCA ? 4ull * h->inputs * h->inputs : 0;
+    if (mean_bytes + 8 > r->left)
+        return fmi_error(FM_ETRUNC, "%s: an input mean of %u values needs more than the %zu bytes left",
+                        r->path, h->inputs, r->left);
+    if (zca_bytes > r->left - mean_bytes - 8)
+        return fmi_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
+                        r->path, h->inputs, h->inputs, r->left);
+    *max_state = (size_t)((r->left - mean_bytes - 8 - zca_bytes) / 4);
+    return FM_OK;
+}
+
+/* A failure of fmi_model_build on what the file declares: a state larger than
+ * the file holds is a truncation, one that does not fit its input a damaged
+ * file, not a caller's mistake. */
+static int bad_architecture(const fm_reader *r, int rc)
+{
+    if (rc == FM_ENOMEM)
+        return rc;
+    char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+    snprintf(why, sizeof why, "%s", fm_last_error());
+    if (rc == FM_ETRUNC)
+        return fmi_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
+    return fmi_error(FM_EFORMAT, "%s: bad model file: %s", r->path, why);
+}
+
+/* The model the header describes, built within the bytes the file has left,
+ * and its input statistics and state read from it. */
+static int read_state(fm_reader *r, const model_header *h, fm_model **out)
+{
     /* Nothing is allocated for more than the file holds: the input mean, the
      * whitening matrix (input_dim^2 floats) and the state count must fit in
      * the bytes left, and the state the architecture implies in the rest. */
-    const uint64_t mean_bytes = 4ull * inputs;
-    const uint64_t zca_bytes = cfg->preproc == FM_PRE_GCN_ZCA ? 4ull * inputs * inputs : 0;
-    if (mean_bytes + 8 > r->left)
-        return fmi_error(FM_ETRUNC, "%s: an input mean of %u values needs more than the %zu bytes left",
-                        r->path, inputs, r->left);
-    if (zca_bytes > r->left - mean_bytes - 8)
-        return fmi_error(FM_ETRUNC, "%s: a %u x %u whitening matrix needs more than the %zu bytes left",
-                        r->path, inputs, inputs, r->left);
-    const size_t max_state = (size_t)((r->left - mean_bytes - 8 - zca_bytes) / 4);
-    fm_model *m;
-    rc = fmi_model_build(cfg, (int)shape[0], (int)shape[1], (int)shape[2], (int)classes, max_state, &m);
-    if (rc < 0 && rc != FM_ENOMEM) {
-        /* the architecture and shape come from the file: a state larger than
-         * the file holds is a truncation, one that does not fit its input a
-         * damaged file, not a caller's mistake */
-        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
-        snprintf(why, sizeof why, "%s", fm_last_error());
-        if (rc == FM_ETRUNC)
-            return fmi_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
-        return fmi_error(FM_EFORMAT, "%s: bad model file: %s", r->path, why);
-    }
+    size_t max_state = 0;
+    int rc = state_room(r, h, &max_state);
     if (rc < 0)
         return rc;
+    fm_model *m;
+    rc = fmi_model_build(&h->config, (int)h->shape[0], (int)h->shape[1], (int)h->shape[2],
+                         (int)h->classes, max_state, &m);
+    if (rc < 0)
+        return bad_architecture(r, rc);
     uint64_t count;
     if ((rc = fmi_get_f32s(r, m->input_mean, (size_t)m->input_dim, "input mean")) < 0 ||
         (m->zca && (rc = fmi_get_f32s(r, m->zca, (size_t)m->input_dim * (size_t)m->input_dim,
@@ -116,6 +141,18 @@ static int read_state(fm_reader *r, const fm_config *cfg, const uint32_t shape[3
         (rc = fmi_get_u64(r, &count, "state size")) < 0) {
         fm_model_free(m);
         return rc;
+    }
+    /* the preprocessing fitted finite statistics; a NaN would turn every
+     * prediction into noise without a word */
+    const size_t n_mean = (size_t)m->input_dim, n_zca = m->zca ? n_mean * n_mean : 0;
+    for (size_t i = 0; i < n_mean + n_zca; i++) {
+        const float v = i < n_mean ? m->input_mean[i] : m->zca[i - n_mean];
+        if (!isfinite(v)) {
+            fm_model_free(m);
+            return fmi_error(FM_EFORMAT, "%s: %s value %zu is %g, not a finite number", r->path,
+                            i < n_mean ? "input mean" : "whitening matrix",
+                            i < n_mean ? i : i - n_mean, (double)v);
+        }
     }
     if (count != m->state_count) {
         const size_t need = m->state_count;
@@ -131,8 +168,9 @@ static int read_state(fm_reader *r, const fm_config *cfg, const uint32_t shape[3
     return FM_OK;
 }
 
-
-static int parse_model(fm_reader *r, fm_model **out)
+/* The header: magic, version, configuration, input shape and architecture,
+ * each checked (docs/model-format.md). */
+static int parse_header(fm_reader *r, model_header *h)
 {
     char magic[8];
     uint32_t version, u[15];
@@ -150,7 +188,10 @@ static int parse_model(fm_reader *r, fm_model **out)
     fm_config_default(&c);
     double synapse_range, bn_eps, dropout;
     uint64_t seed;
-    uint32_t acts = FM_ACTS_RELU, shape[3] = {0, 1, 1}, conv_range[2] = {(uint32_t)-4, 3};
+    uint32_t acts = FM_ACTS_RELU, conv_range[2] = {(uint32_t)-4, 3};
+    uint32_t *shape = h->shape;
+    shape[0] = 0;
+    shape[1] = shape[2] = 1;
     const char *names[] = {"input size", "classes", "weights", "levels"};
     for (int i = 0; i < 4; i++)
         if ((rc = fmi_get_u32(r, &u[i], names[i])) < 0)
@@ -170,21 +211,30 @@ static int parse_model(fm_reader *r, fm_model **out)
                           (rc = fmi_get_u32(r, &conv_range[1], "conv exponent range")) < 0)) ||
         (rc = fmi_get_u32(r, &u[14], "architecture length")) < 0)
         return rc;
-    char arch[256];
-    if (u[14] >= sizeof arch)
+    if (u[14] >= sizeof h->arch)
         return fmi_error(FM_EFORMAT, "%s: architecture string of %u bytes is too long", r->path, u[14]);
-    if ((rc = fmi_get_bytes(r, arch, u[14], "architecture")) < 0)
+    if ((rc = fmi_get_bytes(r, h->arch, u[14], "architecture")) < 0)
         return rc;
-    arch[u[14]] = '\0';
+    h->arch[u[14]] = '\0';
     if (u[0] < 1 || u[0] > (1u << 24) || u[1] < 2 || u[1] > 256)
         return fmi_error(FM_EFORMAT, "%s: bad shape %u inputs, %u classes", r->path, u[0], u[1]);
+    static const struct {
+        int at;
+        const char *name;
+    } flags[] = {{5, "quantized back-prop"}, {8, "qb batch-norm Jacobian"}, {9, "test-quantized"}};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (u[flags[i].at] > 1)
+            return fmi_error(FM_EFORMAT, "%s: bad configuration: the %s flag is %u (0 or 1)", r->path,
+                            flags[i].name, u[flags[i].at]);
     if (version < 3)
         shape[0] = u[0];
     if (shape[0] < 1 || shape[1] < 1 || shape[2] < 1 ||
         (uint64_t)shape[0] * shape[1] * shape[2] != u[0])
         return fmi_error(FM_EFORMAT, "%s: input shape %ux%ux%u does not hold %u values", r->path,
                         shape[0], shape[1], shape[2], u[0]);
-    c.arch = arch;
+    h->inputs = u[0];
+    h->classes = u[1];
+    c.arch = h->arch;
     c.weights = (fm_weight_mode)u[2];
     c.synapse_levels = (int)u[3];
     c.synapse_range = synapse_range;
@@ -209,7 +259,65 @@ static int parse_model(fm_reader *r, fm_model **out)
         snprintf(why, sizeof why, "%s", fm_last_error());
         return fmi_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }
-    return read_state(r, &c, shape, u[0], u[1], out);
+    h->config = c;
+    return FM_OK;
+}
+
+static int parse_model(fm_reader *r, fm_model **out)
+{
+    model_header h;
+    int rc = parse_header(r, &h);
+    if (rc < 0)
+        return rc;
+    return read_state(r, &h, out);
+}
+
+/* The longest header: 128 fixed bytes and an architecture of 255. */
+#define MODEL_HEAD_MAX 383u
+
+int fmi_model_file_head(const fmi_file_head *f, uint64_t at, uint64_t room, fmi_model_head *out)
+{
+    if (room < 16)
+        return fmi_error(FM_ETRUNC, "%s: %llu bytes is too short for a model file", f->path,
+                        (unsigned long long)room);
+    uint8_t head[MODEL_HEAD_MAX];
+    size_t n = (size_t)FM_MIN(room - 4, (uint64_t)MODEL_HEAD_MAX);
+    int rc = fmi_head_read(f, at, head, n, "model header");
+    if (rc < 0)
+        return rc;
+    fm_reader r = {head, n, f->path, "model file"};
+    model_header h;
+    if ((rc = parse_header(&r, &h)) < 0)
+        return rc;
+    /* what follows the header, the CRC aside, holds the mean, matrix and state */
+    const uint64_t header_bytes = n - r.left;
+    fm_reader rest = {NULL, (size_t)FM_MIN(room - 4 - header_bytes, (uint64_t)SIZE_MAX), f->path,
+                      "model file"};
+    size_t max_state = 0, count = 0;
+    if ((rc = state_room(&rest, &h, &max_state)) < 0)
+        return rc;
+    rc = fmi_model_state_count(&h.config, (int)h.shape[0], (int)h.shape[1], (int)h.shape[2],
+                               (int)h.classes, max_state, &count);
+    if (rc < 0)
+        return bad_architecture(&rest, rc);
+    const uint64_t zca = h.config.preproc == FM_PRE_GCN_ZCA ? 4ull * h.inputs * h.inputs : 0;
+    out->bytes = header_bytes + 4ull * h.inputs + zca + 8 + 4ull * count + 4;
+    out->state_count = count;
+    out->opt = h.config.opt;
+    return FM_OK;
+}
+
+/* A large model file's head against its size, before it is read whole. */
+static int check_model_head(const fmi_file_head *f, void *user)
+{
+    (void)user;
+    fmi_model_head h;
+    int rc = fmi_model_file_head(f, 0, f->size, &h);
+    if (rc == FM_OK && h.bytes != f->size)
+        rc = fmi_error(FM_EFORMAT, "%s: %llu unexpected bytes after the parameters (the header "
+                      "declares %llu bytes in all)", f->path,
+                      (unsigned long long)(f->size - h.bytes), (unsigned long long)h.bytes);
+    return rc;
 }
 
 int fmi_model_parse(const uint8_t *data, size_t len, const char *path, fm_model **out)
@@ -237,7 +345,8 @@ int fm_model_load(const char *path, fm_model **out)
     *out = NULL;
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = fmi_file_read_all(path, MODEL_MAX_BYTES, "model file", &data, &len);
+    int rc = fmi_file_read_checked(path, MODEL_MAX_BYTES, "model file", check_model_head, NULL,
+                                   &data, &len);
     if (rc < 0)
         return rc;
     rc = fmi_model_parse(data, len, path, out);

@@ -182,6 +182,10 @@ int fmi_bn_recompute(fm_model *model, fm_workspace *ws, const fm_images *sets[],
  * architecture fails with FM_ETRUNC before its state is allocated. */
 int fmi_model_build(const fm_config *config, int in_h, int in_w, int in_c, int classes,
                    size_t max_state, fm_model **out);
+/* The state count fmi_model_build gives, with its checks and errors, without
+ * allocating the state: what a reader checks a file's size against first. */
+int fmi_model_state_count(const fm_config *config, int in_h, int in_w, int in_c, int classes,
+                          size_t max_state, size_t *count);
 /* Initializes weights (U(-2H, 2H)), gamma = 1, beta = 0, statistics (0, 1). */
 void fmi_model_init(fm_model *model, uint64_t seed);
 

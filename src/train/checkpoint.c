@@ -10,6 +10,7 @@
 #include "net.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -219,6 +220,8 @@ static int get_data(fm_reader *r, fm_checkpoint *ck)
     d->channels = (int32_t)u[4];
     d->train_crc = u[5];
     d->test_crc = u[6];
+    if (d->test_count < 0 && d->test_crc != 0)
+        return bad(r, "test set CRC without a test set");
     return FM_OK;
 }
 
@@ -256,7 +259,24 @@ static int get_run(fm_reader *r, fm_run *run)
     return FM_OK;
 }
 
-/* The position must be one fm_train can be at for this configuration. */
+static int bad_field(const fm_reader *r, const char *fmt, ...) FM_PRINTF(2, 3);
+static int bad_field(const fm_reader *r, const char *fmt, ...)
+{
+    char what[384];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(what, sizeof what, fmt, args);
+    va_end(args);
+    return bad(r, what);
+}
+
+/* A duration in seconds: finite and not negative. */
+static int is_seconds(double s) { return isfinite(s) && s >= 0.0; }
+/* An error rate: a percentage; `none` is the value that means "not measured". */
+static int is_percent(double p, double none) { return p == none || (p >= 0.0 && p <= 100.0); }
+
+/* The position must be one fm_train can be at for this configuration, and
+ * every figure of the run one it can have there; a failure names the field. */
 static int check_run(const fm_reader *r, const fm_checkpoint *ck)
 {
     const fm_config *c = &ck->config;
@@ -266,12 +286,46 @@ static int check_run(const fm_reader *r, const fm_checkpoint *ck)
         expect = c->train_limit;
     if (expect < 1 || run->n_train != expect)
         return bad(r, "order does not match the data and validation split");
-    if (run->epoch < 1 || run->epoch > c->epochs + 1 || run->next > run->n_train ||
-        (run->epoch == c->epochs + 1 && run->next != 0) || run->best_epoch >= run->epoch ||
-        (run->best_epoch > 0) != run->have_best || run->have_best > run->evaluated)
-        return bad(r, "position is not one a run can reach");
+    if (run->epoch < 1 || run->epoch > c->epochs + 1)
+        return bad_field(r, "epoch %d is outside 1..%d", run->epoch, c->epochs + 1);
+    if (run->next > run->n_train || (run->epoch == c->epochs + 1 && run->next != 0))
+        return bad_field(r, "position %d is not one epoch %d of %d images can be at", run->next,
+                         run->epoch, run->n_train);
+    /* a minibatch takes `batch` images of the order, the last one the rest;
+     * before an epoch starts (position 0) its figures are the last epoch's */
+    const uint64_t per_epoch = ((uint64_t)run->n_train + (uint64_t)c->batch - 1) / (uint64_t)c->batch;
+    const uint64_t batches = ((uint64_t)run->next + (uint64_t)c->batch - 1) / (uint64_t)c->batch;
+    if (run->next ? (uint64_t)run->batches != batches : (uint64_t)run->batches > per_epoch)
+        return bad_field(r, "minibatch count %lld does not match position %d (batch %d)",
+                         (long long)run->batches, run->next, c->batch);
+    const uint64_t steps = (uint64_t)(run->epoch - 1) * per_epoch + batches;
+    if (run->step != steps)
+        return bad_field(r, "step %llu is not the %llu steps of epoch %d, position %d",
+                         (unsigned long long)run->step, (unsigned long long)steps, run->epoch,
+                         run->next);
+    if (run->errors > (run->next ? run->next : run->n_train))
+        return bad_field(r, "training errors %lld are more than the epoch's images so far",
+                         (long long)run->errors);
+    if (run->loss_sum < 0.0 || run->final_train_loss < 0.0) /* a diverged run's NaN or +inf stays */
+        return bad_field(r, "%s %g is negative", run->loss_sum < 0.0 ? "loss sum" : "final loss",
+                         run->loss_sum < 0.0 ? run->loss_sum : run->final_train_loss);
+    const double times[] = {run->epoch_train_seconds, run->train_seconds, run->elapsed_seconds};
+    const char *time_names[] = {"this epoch's training", "training", "elapsed"};
+    for (int i = 0; i < 3; i++)
+        if (!is_seconds(times[i]))
+            return bad_field(r, "%s time %g s is not a duration", time_names[i], times[i]);
+    if (!is_percent(run->best_valid, INFINITY) || (run->best_epoch == 0 && run->best_valid != INFINITY))
+        return bad_field(r, "best validation error %g%% is not a percentage (+inf before any)",
+                         run->best_valid);
+    if (!is_percent(run->best_test, -1.0) || (run->best_epoch == 0 && run->best_test != -1.0))
+        return bad_field(r, "best test error %g%% is not a percentage (-1 when not measured)",
+                         run->best_test);
+    if (run->best_epoch >= run->epoch || (run->best_epoch > 0) != run->have_best ||
+        run->have_best > run->evaluated)
+        return bad_field(r, "best epoch %d (weights kept: %d, evaluated: %d) is not one epoch %d "
+                         "can have", run->best_epoch, run->have_best, run->evaluated, run->epoch);
     if (!(run->lr > 0) || !isfinite(run->lr))
-        return bad(r, "learning rate is not a positive number");
+        return bad_field(r, "learning rate %g is not a positive number", run->lr);
     return FM_OK;
 }
 
@@ -313,6 +367,15 @@ static int get_state_copy(fm_reader *r, float **dst, size_t S, const char *what)
     return fmi_get_f32s(r, *dst, S, what);
 }
 
+static int check_version(const char *path, uint32_t version)
+{
+    if (version != CHECKPOINT_VERSION)
+        return fmi_error(version > CHECKPOINT_VERSION ? FM_EUNSUPPORTED : FM_EFORMAT,
+                        "%s: checkpoint version %u, this fewmul reads %u", path, version,
+                        CHECKPOINT_VERSION);
+    return FM_OK;
+}
+
 static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
 {
     char magic[8];
@@ -325,10 +388,8 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
         return fmi_error(FM_EFORMAT, "%s: not a fewmul checkpoint (bad magic)", r->path);
     if ((rc = fmi_get_u32(r, &version, "version")) < 0)
         return rc;
-    if (version != CHECKPOINT_VERSION)
-        return fmi_error(version > CHECKPOINT_VERSION ? FM_EUNSUPPORTED : FM_EFORMAT,
-                        "%s: checkpoint version %u, this fewmul reads %u", r->path, version,
-                        CHECKPOINT_VERSION);
+    if ((rc = check_version(r->path, version)) < 0)
+        return rc;
     if ((rc = fmi_get_u64(r, &model_bytes, "model length")) < 0)
         return rc;
     if (model_bytes > r->left)
@@ -386,6 +447,103 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
     return FM_OK;
 }
 
+/* ---- the head of a large checkpoint -------------------------------------- */
+
+/* The bytes put_config writes, put_data after the data spec and put_run, and
+ * the offset of the best-weights flag in the last. */
+#define CONFIG_BYTES 64u
+#define DATA_FIXED_BYTES 28u
+#define RUN_BYTES 124u
+#define RUN_HAVE_BEST_AT 84u
+/* A ledger's counts of layers, tensors and traffic records and its pass
+ * counts; a run's ledger is kilobytes, and none comes near the maximum. */
+#define LEDGER_MIN_BYTES (12u + 16u * FM_PHASES)
+#define LEDGER_MAX_BYTES ((uint64_t)64 << 20)
+
+static int head_u32(const fmi_file_head *f, uint64_t at, uint32_t *v, const char *what)
+{
+    uint8_t b[4];
+    int rc = fmi_head_read(f, at, b, 4, what);
+    *v = fmi_load_le32(b);
+    return rc;
+}
+
+/* Walks a checkpoint larger than fmi_read_whole_max by its counts, reading only
+ * them, and checks the size they add up to against the file's: the model file
+ * inside (its own head), the configuration, the data spec's length, the state
+ * and optimizer arrays, the best weights' flag, the order's length and the
+ * ledger's flag (a ledger at most LEDGER_MAX_BYTES). */
+static int check_checkpoint_head(const fmi_file_head *f, void *user)
+{
+    (void)user;
+    uint8_t b[CONFIG_BYTES];
+    int rc = fmi_head_read(f, 0, b, 20, "header");
+    if (rc < 0)
+        return rc;
+    if (memcmp(b, CHECKPOINT_MAGIC, 8) != 0)
+        return fmi_error(FM_EFORMAT, "%s: not a fewmul checkpoint (bad magic)", f->path);
+    if ((rc = check_version(f->path, fmi_load_le32(b + 8))) < 0)
+        return rc;
+    const uint64_t model_bytes = fmi_load_le64(b + 12);
+    if (f->size < 24 || model_bytes > f->size - 24)
+        return fmi_error(FM_ETRUNC, "%s: truncated checkpoint (a model of %llu bytes)", f->path,
+                        (unsigned long long)model_bytes);
+    fmi_model_head model;
+    if ((rc = fmi_model_file_head(f, 20, model_bytes, &model)) < 0)
+        return rc;
+    if (model.bytes != model_bytes)
+        return fmi_error(FM_EFORMAT, "%s: the checkpoint's model file of %llu bytes declares %llu",
+                        f->path, (unsigned long long)model_bytes, (unsigned long long)model.bytes);
+    uint64_t at = 20 + model_bytes;
+    fm_config c;
+    fm_config_default(&c);
+    c.opt = model.opt;
+    fm_reader r = {b, CONFIG_BYTES, f->path, "checkpoint"};
+    if ((rc = fmi_head_read(f, at, b, CONFIG_BYTES, "configuration")) < 0 ||
+        (rc = get_config(&r, &c)) < 0)
+        return rc;
+    const uint64_t arrays = (uint64_t)fmi_run_optimizer_arrays(&c);
+    uint32_t n, have_best, has_ledger;
+    at += CONFIG_BYTES;
+    if ((rc = head_u32(f, at, &n, "data spec length")) < 0)
+        return rc;
+    if (n > DATA_SPEC_MAX)
+        return bad(&r, "data spec is too long");
+    at += 4 + n + DATA_FIXED_BYTES;
+    if ((rc = head_u32(f, at + RUN_HAVE_BEST_AT, &have_best, "best flag")) < 0)
+        return rc;
+    if (have_best > 1)
+        return bad(&r, "position out of range");
+    at += RUN_BYTES;
+    if ((rc = fmi_head_read(f, at, b, 12, "state size")) < 0)
+        return rc;
+    if (fmi_load_le64(b) != (uint64_t)model.state_count)
+        return bad(&r, "state size does not match the model");
+    if (fmi_load_le32(b + 8) != arrays)
+        return bad(&r, "optimizer arrays do not match the optimizer");
+    at += 12 + 4 * (uint64_t)model.state_count * (arrays + have_best);
+    if ((rc = head_u32(f, at, &n, "order length")) < 0)
+        return rc;
+    at += 4 + 4 * (uint64_t)n;
+    if ((rc = head_u32(f, at, &has_ledger, "ledger flag")) < 0)
+        return rc;
+    if (has_ledger > 1)
+        return bad(&r, "ledger flag out of range");
+    const uint64_t end = at + 4 + 4; /* the flag, then the CRC */
+    const uint64_t ledger_min = has_ledger ? LEDGER_MIN_BYTES : 0;
+    const uint64_t ledger_max = has_ledger ? LEDGER_MAX_BYTES : 0;
+    if (f->size < end + ledger_min)
+        return fmi_error(FM_ETRUNC, "%s: truncated checkpoint: its counts declare at least %llu bytes, "
+                        "the file has %llu", f->path, (unsigned long long)(end + ledger_min),
+                        (unsigned long long)f->size);
+    if (f->size - end > ledger_max)
+        return fmi_error(FM_EFORMAT, "%s: %llu unexpected bytes at the end of the checkpoint (its "
+                        "counts declare %llu bytes%s)", f->path,
+                        (unsigned long long)(f->size - end - ledger_max), (unsigned long long)end,
+                        has_ledger ? " and a ledger of at most 64 MiB" : "");
+    return FM_OK;
+}
+
 int fm_checkpoint_load(const char *path, fm_checkpoint **out)
 {
     if (!path || !out)
@@ -393,7 +551,8 @@ int fm_checkpoint_load(const char *path, fm_checkpoint **out)
     *out = NULL;
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = fmi_file_read_all(path, CHECKPOINT_MAX_BYTES, "checkpoint", &data, &len);
+    int rc = fmi_file_read_checked(path, CHECKPOINT_MAX_BYTES, "checkpoint", check_checkpoint_head,
+                                   NULL, &data, &len);
     if (rc < 0)
         return rc;
     fm_checkpoint *ck = NULL;

@@ -26,13 +26,17 @@ static int has_conv(const fm_model *m)
  * activations are whole maps. */
 static int eval_batch(const fm_model *m) { return has_conv(m) ? 100 : 500; }
 
+/* A model takes images of its input shape; a dense model made for a flat
+ * input (N x 1 x 1: fm_model_create, or a model file of before version 3)
+ * takes any shape of N values. */
 static int check_shape(const fm_model *m, const fm_images *im, const char *what)
 {
     long dim = (long)im->height * im->width * im->channels;
-    if (has_conv(m) && (im->height != m->in_h || im->width != m->in_w || im->channels != m->in_c))
-        return fmi_error(FM_EMISMATCH, "%s images are %dx%dx%d, the convolutional model expects %dx%dx%d",
-                        what, (int)im->height, (int)im->width, (int)im->channels, m->in_h, m->in_w,
-                        m->in_c);
+    const int flat = m->in_h == m->input_dim && m->in_w == 1 && m->in_c == 1 && !has_conv(m);
+    if (!flat && (im->height != m->in_h || im->width != m->in_w || im->channels != m->in_c))
+        return fmi_error(FM_EMISMATCH, "%s images are %dx%dx%d, the %s model expects %dx%dx%d",
+                        what, (int)im->height, (int)im->width, (int)im->channels,
+                        has_conv(m) ? "convolutional" : "dense", m->in_h, m->in_w, m->in_c);
     if (dim != m->input_dim)
         return fmi_error(FM_EMISMATCH, "%s images have %ldx%ldx%ld = %ld values, the model expects %d",
                         what, (long)im->height, (long)im->width, (long)im->channels, dim, m->input_dim);

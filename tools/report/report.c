@@ -6,7 +6,7 @@
  * as one self-contained HTML page with inline SVG charts (svg_chart.c); and
  * each chart as an SVG document of its own. Writes no file, prints nothing. */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* getline, fileno */
+#define _POSIX_C_SOURCE 200809L /* fdopen */
 #endif
 #include "report.h"
 
@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #if defined(__GNUC__)
 #define REPORT_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -31,6 +32,8 @@
 
 /* A series of more epochs is drawn with this many points (svg_chart.h). */
 enum { REPORT_MAX_POINTS = 1000 };
+/* The longest line a log may have (docs/cli.md, report). */
+enum { REPORT_MAX_LINE = 1 << 20 };
 
 /* ---- runs ---------------------------------------------------------------- */
 
@@ -595,24 +598,66 @@ static int only_space(const char *s, size_t n)
     return 1;
 }
 
+/* One line of a log into *buf (grown with realloc, NUL-terminated, the
+ * newline kept): its length; -1 at the end of the file; -2 when it is longer
+ * than REPORT_MAX_LINE bytes (what was read is dropped); -3 out of memory. A
+ * line of a training log is a few hundred bytes, so that a file that is no
+ * log (one endless line) is refused at the limit instead of filling memory. */
+static long get_line(FILE *f, char **buf, size_t *cap)
+{
+    size_t len = 0;
+    int c = EOF;
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (len + 2 > *cap) {
+            if (len >= REPORT_MAX_LINE)
+                return -2;
+            size_t next = *cap ? *cap * 2 : 256;
+            if (next > REPORT_MAX_LINE + 2)
+                next = REPORT_MAX_LINE + 2;
+            char *grown = realloc(*buf, next);
+            if (!grown)
+                return -3;
+            *buf = grown;
+            *cap = next;
+        }
+        (*buf)[len++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    if (len == 0)
+        return -1;
+    (*buf)[len] = '\0';
+    return (long)len;
+}
+
 static int read_log(report *rep, run *r)
 {
-    FILE *f = fopen(r->path, "r");
-    if (!f)
-        return fail(rep->err, errno == ENOENT ? FM_ENOENT : FM_EIO, "log file '%s': %s",
-                    r->path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
+    struct stat st; /* stat() waits for nothing: a folder is named for what it is */
+    if (stat(r->path, &st) == 0 && S_ISDIR(st.st_mode))
         return fail(rep->err, FM_EIO, "log file '%s': is a folder", r->path);
+    /* a regular file or a pipe, opened without waiting for a FIFO's writer;
+     * the library's message is "PATH: REASON" */
+    int fd = fm_open_input(r->path, 1);
+    if (fd < 0) {
+        const char *why = fm_last_error();
+        size_t n = strlen(r->path);
+        if (strncmp(why, r->path, n) == 0 && why[n] == ':' && why[n + 1] == ' ')
+            why += n + 2;
+        return fail(rep->err, fd, "log file '%s': %s", r->path, why);
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return fail(rep->err, e == ENOMEM ? FM_ENOMEM : FM_EIO, "log file '%s': %s", r->path,
+                    strerror(e));
     }
     char *line = NULL;
     size_t cap = 0;
-    ssize_t len;
+    long len;
     where w = {r->path, 0, rep->err};
     int rc = 0, any = 0;
-    errno = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
+    while ((len = get_line(f, &line, &cap)) >= 0) {
         w.line++;
         if (only_space(line, (size_t)len))
             continue;
@@ -620,11 +665,16 @@ static int read_log(report *rep, run *r)
         int ends = len > 0 && line[len - 1] == '\n';
         if ((rc = read_line(rep, r, &w, line, (size_t)len, ends)) != 0)
             break;
-        errno = 0;
     }
-    if (!rc && ferror(f))
-        rc = fail(rep->err, errno == ENOMEM ? FM_ENOMEM : FM_EIO, "reading log file '%s': %s",
-                  r->path, strerror(errno ? errno : EIO));
+    if (!rc && len == -2)
+        rc = bad(&(where){r->path, w.line + 1, rep->err},
+                 "a line longer than %d bytes (1 MiB): not a 'fewmul train --log' file",
+                 REPORT_MAX_LINE);
+    else if (!rc && len == -3)
+        rc = no_memory(rep->err);
+    else if (!rc && ferror(f))
+        rc = fail(rep->err, FM_EIO, "reading log file '%s': %s", r->path,
+                  strerror(errno ? errno : EIO));
     free(line);
     fclose(f);
     if (!rc && !any) {

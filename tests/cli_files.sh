@@ -17,7 +17,11 @@ source "$(dirname "$0")/cli_common.sh"
 
 # same_text NAME FILE TEXT: FILE still holds TEXT (one line).
 same_text() {
-    if [ "$(cat "$2" 2>/dev/null)" = "$3" ]; then ok "$1"; else not_ok "$1" "$2 holds '$(head -c 60 "$2" 2>/dev/null)'"; fi
+    if printf '%s\n' "$3" | cmp -s - "$2"; then
+        ok "$1"
+    else
+        not_ok "$1" "$2 holds '$(head -c 60 "$2" 2>/dev/null | tr -cd '[:print:]')'"
+    fi
 }
 
 # Runs that should end at once (refused) but would train for long, or block,

@@ -18,11 +18,9 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -152,16 +150,11 @@ static void test_failing_stream_keeps_the_file(void **state)
     write_whole_file(path, old_text, strlen(old_text));
     /* a file size limit makes the writes fail part-way (EFBIG), as a full
      * disk would: the fill does not see it, the flush does */
-    struct rlimit was, small = {4096, 0};
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &was), 0);
-    small.rlim_max = was.rlim_max;
-    void (*handler)(int) = signal(SIGXFSZ, SIG_IGN);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
     fill_plan plan = {"0123456789abcdef", 2000, 0, 0};
     fm_write_failure failed;
+    limit_file_size(4096);
     int rc = fm_write_file_atomic(path, fill_pieces, &plan, &failed);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &was), 0);
-    signal(SIGXFSZ, handler);
+    limit_file_size(0);
     assert_int_equal(rc, FM_EIO);
     assert_int_equal(failed.step, FM_WRITE_STEP_WRITE);
     assert_int_equal(failed.sys_errno, EFBIG);

@@ -68,9 +68,11 @@ void fm_set_allocator(const fm_allocator *allocator);
  * own message (a command naming "the report" or "the log file"). */
 typedef enum fm_write_step {
     FM_WRITE_STEP_NONE = 0, /* no system call failed (success, or FM_ENOMEM) */
-    FM_WRITE_STEP_CREATE,   /* PATH.tmp could not be created */
-    FM_WRITE_STEP_WRITE,    /* fill failed, or writing, flushing, syncing or closing PATH.tmp */
-    FM_WRITE_STEP_RENAME    /* PATH.tmp could not be renamed over PATH */
+    FM_WRITE_STEP_CREATE,   /* the temporary file could not be created */
+    FM_WRITE_STEP_WRITE,    /* fill failed, or writing, flushing, syncing or closing it */
+    FM_WRITE_STEP_RENAME,   /* it could not be renamed over PATH */
+    FM_WRITE_STEP_TARGET    /* PATH is not a regular file (fm_check_output): nothing
+                               was written; sys_errno is 0 */
 } fm_write_step;
 
 typedef struct fm_write_failure {
@@ -78,19 +80,38 @@ typedef struct fm_write_failure {
     int sys_errno; /* the system's reason (an errno value), 0 with FM_WRITE_STEP_NONE */
 } fm_write_failure;
 
-/* Writes a file whole or not at all, as every file of fewmul is written:
- * fill(f, user) writes the content to PATH.tmp, which is then flushed,
- * fsynced (a special file that cannot be synced is not a failure), closed and
- * renamed over path; last path's folder is synced, so that the rename itself
- * survives a power loss (best effort: not every file system can). fill returns
- * 0, or a positive errno value for a failure of its own (errors of the stream
- * are found afterwards, fill need not check them). On any failure PATH.tmp is
- * removed and a file already at path is left as it was; the return is FM_EIO
- * with fm_last_error() "PATH.tmp: cannot create: REASON", "PATH.tmp: write
- * failed: REASON" or "PATH: cannot rename into place: REASON", or FM_ENOMEM.
- * failure (may be NULL) receives the failed step and the system's reason. */
+/* Writes a file whole or not at all, as every file of fewmul is written,
+ * safely in a folder that others may write to (docs/errors.md, "Security"):
+ * fill(f, user) writes the content to a new temporary file PATH.tmp.XXXXXXXXXX
+ * (ten random letters and digits) created with O_CREAT|O_EXCL|O_NOFOLLOW and
+ * mode 0666 less the umask, so that nothing planted beside path (a symbolic
+ * or a hard link) is ever opened; it is then flushed, fsynced (a file system
+ * that cannot sync is not a failure), closed and renamed over path; last
+ * path's folder is synced, so that the rename itself survives a power loss
+ * (best effort: not every file system can). A symbolic link at path is
+ * replaced, never followed. fill returns 0, or a positive errno value for a
+ * failure of its own (errors of the stream are found afterwards, fill need
+ * not check them). On any failure the temporary file is removed and a file
+ * already at path is left as it was; the return is FM_EIO with
+ * fm_last_error() "PATH: cannot create a temporary file beside it: REASON",
+ * "PATH: write failed: REASON", "PATH: cannot rename into place: REASON" or
+ * fm_check_output's refusal, or FM_ENOMEM. failure (may be NULL) receives the
+ * failed step and the system's reason. */
 int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
                          fm_write_failure *failure);
+/* fm_write_file_atomic, leaving the new file open at its end in *f once it is
+ * in place, for a file that grows afterwards (train's --log): the caller
+ * appends and fcloses it. What it writes goes to the file it created, never
+ * to anything put at path since. *f is NULL on failure. */
+int fm_write_file_atomic_open(const char *path, int (*fill)(FILE *f, void *user), void *user,
+                              fm_write_failure *failure, FILE **f);
+/* FM_OK when fm_write_file_atomic may replace what is at path: nothing, a
+ * regular file, or a symbolic link to one or to nothing (the link is
+ * replaced). Anything else is refused with FM_EIO "'PATH' is a character
+ * device, not a regular file; fewmul replaces only regular files" (a
+ * directory, a block device, a FIFO, a socket; "is a symbolic link to ..."
+ * for a link to one), so that an output named /dev/null is never replaced. */
+int fm_check_output(const char *path);
 
 /* Opens a file to read as every reader of fewmul does: without waiting in
  * open() (a FIFO without a writer, a terminal or a device named as an input
@@ -146,6 +167,13 @@ int fm_svhn_read(const char *path, fm_images *out);
  *                 when present, test = DIR/test_32x32.mat; *train_part (may be
  *                 NULL) receives the number of images from train_32x32.mat. */
 int fm_data_load_parts(const char *spec, fm_images *train, fm_images *test, int32_t *train_part);
+/* The files fm_data_load may read for spec that exist now: every name its
+ * loader looks for (the IDX files raw or .gz and with '.' for the '-' before
+ * "idx"; CIFAR-10's batches in DIR and in DIR/cifar-10-batches-bin; SVHN's
+ * three), each passed to each(path, user), whose first nonzero return stops
+ * the walk and is returned. FM_EINVAL for a spec fm_data_load would not
+ * accept. For a program that must not write over its own input. */
+int fm_data_files(const char *spec, int (*each)(const char *path, void *user), void *user);
 /* The kinds of data set a spec can name; each has its own defaults
  * (fm_data_defaults) and validation split (fm_data_split_validation). */
 typedef enum fm_data_kind {
@@ -325,7 +353,7 @@ int fm_model_classes(const fm_model *model);
 long fm_model_weights(const fm_model *model, int index, float *dst, size_t capacity);
 
 /* Full-state model file (fewmul's training format, docs/model-format.md): written
- * to PATH.tmp, flushed and renamed, so an existing file is never damaged. */
+ * through fm_write_file_atomic, so an existing file is never damaged. */
 int fm_model_save(const fm_model *model, const char *path);
 int fm_model_load(const char *path, fm_model **out);
 
@@ -427,8 +455,8 @@ typedef struct fm_callbacks {
     struct fm_ledger *ledger;       /* optional: records the run's work (steps, updates,
                                        evaluation passes); see the energy ledger below */
     /* Checkpoints. With a path, fm_train writes the run's whole state there
-     * (to PATH.tmp, flushed, synced and renamed, so the previous checkpoint
-     * survives any crash) at the end of every epoch, every checkpoint_every
+     * (through fm_write_file_atomic, so the previous checkpoint survives any
+     * crash) at the end of every epoch, every checkpoint_every
      * steps and every checkpoint_seconds (0: neither), and when should_stop
      * ends the run. A checkpoint that cannot be written ends the run with its
      * error (FM_EIO, FM_ENOMEM); the one before stays as it was. */
@@ -639,7 +667,8 @@ typedef enum fm_export_weights { FM_EXPORT_DET = 0, FM_EXPORT_MEAN = 1 } fm_expo
  * its input size (all 0: the model's input shape). */
 int fm_deploy_from_model(const fm_model *model, fm_export_weights how, int height, int width,
                          int channels, fm_deploy **out);
-/* Writes the packed file to PATH.tmp, flushed and renamed over PATH. */
+/* Writes the packed file through fm_write_file_atomic (synced and renamed
+ * over PATH). */
 int fm_deploy_save(const fm_deploy *deploy, const char *path);
 /* Reads a packed file, or the same bytes from memory (copied; the buffer may be
  * freed afterwards). Every count and offset is checked against the size before

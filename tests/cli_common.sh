@@ -43,17 +43,36 @@ pick_train_data() {
 }
 on_fashion() { [ "$TRAIN_NAME" = Fashion-MNIST ]; }
 
-# run OUT ARGS...: runs fewmul with a time limit, stdout to $tmp/OUT, stderr to
-# $tmp/OUT.err; sets rc.
+# run OUT ARGS...: runs fewmul with a time limit (run_limit seconds, default
+# 300), stdout to $tmp/OUT, stderr to $tmp/OUT.err; sets rc.
 run() {
     local out=$1
     shift
     last_args=("$@")
-    timeout 300 "$FEWMUL" "$@" >"$tmp/$out" 2>"$tmp/$out.err" </dev/null
+    timeout "${run_limit:-300}" "$FEWMUL" "$@" >"$tmp/$out" 2>"$tmp/$out.err" </dev/null
     rc=$?
 }
 
 first_err_line() { head -n 1 "$tmp/$1.err" | cut -c1-200; }
+
+# expect_run_error NAME CODE PATTERN OUT: the last run (run OUT ...) exited
+# CODE with exactly one line "fewmul: error: ..." matching PATTERN (extended
+# regexp) on stderr; recorded for docs/errors.md.
+expect_run_error() {
+    local name=$1 code=$2 pattern=$3 out=$4
+    record_case "$name" "$tmp/$out.err"
+    local lines
+    lines=$(awk 'END { print NR }' "$tmp/$out.err")
+    if [ "$rc" -eq 124 ] || [ "$rc" -ge 128 ]; then
+        not_ok "$name" "crashed or timed out (exit $rc): $(first_err_line "$out")"
+    elif [ "$rc" -ne "$code" ]; then
+        not_ok "$name" "exit $rc, expected $code: $(first_err_line "$out")"
+    elif [ "$lines" -ne 1 ] || ! grep -Eq "^fewmul: error: .*($pattern)" "$tmp/$out.err"; then
+        not_ok "$name" "stderr is not one error line matching /$pattern/: $(first_err_line "$out")"
+    else
+        ok "$name"
+    fi
+}
 
 # check NAME PYTHON_CODE ARGS...: runs the code with the arguments in sys.argv;
 # it fails the check with sys.exit("why").

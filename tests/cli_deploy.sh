@@ -12,23 +12,8 @@ NAME=cli_deploy.sh
 source "$(dirname "$0")/cli_common.sh"
 EXAMPLE=${3:-}
 
-# expect_fail NAME CODE PATTERN OUT: the last run exited CODE with one line
-# "fewmul: error: ..." matching PATTERN (extended regexp) on stderr.
-expect_fail() {
-    local name=$1 code=$2 pattern=$3 out=$4
-    local lines
-    record_case "$name" "$tmp/$out.err"
-    lines=$(awk 'END { print NR }' "$tmp/$out.err")
-    if [ "$rc" -ge 124 ]; then
-        not_ok "$name" "crashed or timed out (exit $rc): $(first_err_line "$out")"
-    elif [ "$rc" -ne "$code" ]; then
-        not_ok "$name" "exit $rc, expected $code: $(first_err_line "$out")"
-    elif [ "$lines" -ne 1 ] || ! grep -Eq "^fewmul: error: .*($pattern)" "$tmp/$out.err"; then
-        not_ok "$name" "stderr is not one error line matching /$pattern/: $(first_err_line "$out")"
-    else
-        ok "$name"
-    fi
-}
+# expect_fail NAME CODE PATTERN OUT: expect_run_error (cli_common.sh).
+expect_fail() { expect_run_error "$@"; }
 
 # Usage errors need no data.
 run u1 train --export bogus

@@ -77,7 +77,9 @@ quick "a FIFO as an SVHN .mat file" 5 'train_32x32\.mat: not a regular file \(a 
     train --data "svhn:$tmp/fifo_svhn" --arch conv:4k5,pool4 --epochs 1 --quiet
 
 mkfifo "$tmp/fifo.jsonl"
-quick "a FIFO as the --log a resumed run keeps" 5 'fifo\.jsonl: not a regular file \(a FIFO\)' \
+# refused as an output before it is read (cli_files.sh); the reader's own
+# refusal (fm_open_input) covers a FIFO put there after that check
+quick "a FIFO as the --log a resumed run keeps" 5 "fifo\\.jsonl' is a FIFO, not a regular file" \
     train --resume "$tmp/run.fmc" --log "$tmp/fifo.jsonl" --quiet
 
 # ---- report logs that are no logs ----------------------------------------------------

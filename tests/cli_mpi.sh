@@ -172,10 +172,12 @@ mpi_run otherseed 60 -np 1 "$FEWMUL" train --data "idx:$data" "${small[@]}" : \
     -np 1 "$FEWMUL" train --data "idx:$data" "${small[@]}" --seed 5
 expect_all_end "ranks with another --seed: refused on both" otherseed \
     "rank 0 of 2: rank 1's configuration differs from rank 0's: seed" "rank 1 of 2: rank 1's configuration"
-# rank 0's checkpoint cannot be written once training has begun: a folder
-# stands where it writes FILE.tmp (only rank 0 writes checkpoints)
-mkdir -p "$tmp/blocked.fmc.tmp"
-mpi_run blocked 60 -np 2 "$FEWMUL" train --data "idx:$data" "${small[@]}" --checkpoint "$tmp/blocked.fmc"
+# rank 0's checkpoint cannot be written once training has begun: a name of
+# 250 characters leaves no room for its temporary file's, 15 longer than
+# NAME_MAX (only rank 0 writes checkpoints; its lock file's name still fits).
+# The name comes first: a rank's message is cut at the exchange's length.
+blocked=blocked.fmc.$(printf 'b%.0s' $(seq 238))
+mpi_run blocked 60 -np 2 "$FEWMUL" train --data "idx:$data" "${small[@]}" --checkpoint "$tmp/$blocked"
 expect_all_end "rank 0's checkpoint cannot be written: both ranks end" blocked \
     'rank 0 of 2: .*blocked\.fmc' 'rank 1 of 2: rank 0 of 2 failed: .*blocked\.fmc'
 check "a failed write ends the run with exit 5 (rank 0) or 7 (the rank it stopped)" '

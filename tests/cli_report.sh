@@ -15,24 +15,8 @@ set -u
 NAME=cli_report.sh
 source "$(dirname "$0")/cli_common.sh"
 
-# expect_error NAME CODE PATTERN OUT: the last run (run OUT ...) exited CODE
-# with exactly one line "fewmul: error: ..." matching PATTERN (extended
-# regexp) on stderr; recorded for docs/errors.md.
-expect_error() {
-    local name=$1 code=$2 pattern=$3 out=$4
-    record_case "$name" "$tmp/$out.err"
-    local lines
-    lines=$(awk 'END { print NR }' "$tmp/$out.err")
-    if [ "$rc" -eq 124 ] || [ "$rc" -ge 128 ]; then
-        not_ok "$name" "crashed or timed out (exit $rc): $(first_err_line "$out")"
-    elif [ "$rc" -ne "$code" ]; then
-        not_ok "$name" "exit $rc, expected $code: $(first_err_line "$out")"
-    elif [ "$lines" -ne 1 ] || ! grep -Eq "^fewmul: error: .*($pattern)" "$tmp/$out.err"; then
-        not_ok "$name" "stderr is not one error line matching /$pattern/: $(first_err_line "$out")"
-    else
-        ok "$name"
-    fi
-}
+# expect_error NAME CODE PATTERN OUT: expect_run_error (cli_common.sh).
+expect_error() { expect_run_error "$@"; }
 
 # Python helpers: the page's charts and their marks.
 PYLIB='
@@ -494,12 +478,24 @@ expect_error "a folder given as a log" 5 'folder\.jsonl.*is a folder' fo
 # outputs that cannot be written leave the report there before whole
 cp "$tmp/report.html" "$tmp/keep.html"
 run nd report "$tmp/fp32.jsonl" -o "$tmp/no/such/dir/r.html"
-expect_error "-o in a missing folder" 5 'no/such/dir/r\.html\.tmp.*No such file' nd
-mkdir -p "$tmp/keep.html.tmp"
-run bl2 report "$tmp/fp32.jsonl" -o "$tmp/keep.html"
-expect_error "-o whose FILE.tmp is a folder" 5 'keep\.html\.tmp' bl2
-if cmp -s "$tmp/report.html" "$tmp/keep.html"; then ok "the report there before is left whole"; else not_ok "the report there before is left whole" "keep.html changed"; fi
-rmdir "$tmp/keep.html.tmp"
+expect_error "-o in a missing folder" 5 'no/such/dir/r\.html.*No such file' nd
+mkdir -p "$tmp/folder.html"
+run bl2 report "$tmp/fp32.jsonl" -o "$tmp/folder.html"
+expect_error "-o naming a folder" 5 "folder\.html' is a directory, not a regular file" bl2
+rmdir "$tmp/folder.html"
+if command -v prlimit >/dev/null; then
+    # a full disk: a file size limit makes the write fail part-way (EFBIG)
+    (trap '' XFSZ; exec prlimit --fsize=1000 "$FEWMUL" report "$tmp/fp32.jsonl" -o "$tmp/keep.html") \
+        >"$tmp/fd" 2>"$tmp/fd.err" </dev/null
+    rc=$?
+    last_args=(report "$tmp/fp32.jsonl" -o "$tmp/keep.html")
+    expect_error "-o on a full disk" 5 "writing report '.*keep\.html': File too large" fd
+fi
+if cmp -s "$tmp/report.html" "$tmp/keep.html" && ! ls "$tmp" | grep -q '^keep\.html\.tmp'; then
+    ok "the report there before is left whole, no temporary file left"
+else
+    not_ok "the report there before is left whole, no temporary file left" "keep.html changed"
+fi
 : >"$tmp/svgfile"
 run sv report "$tmp/fp32.jsonl" -o "$tmp/keep.html" --svg "$tmp/svgfile"
 expect_error "--svg naming a file" 5 "svgfile' is not a folder" sv

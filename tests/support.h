@@ -1,15 +1,19 @@
 /* support.h — what the file-reading tests share: an allocation hook that
  * tracks live blocks and can fail the n-th request, a temporary directory per
  * test program (cmocka group fixtures), per-test leak checks, paths in the
- * directory, whole-file reads and writes, and a synthetic image set. Include after cmocka.h with SUPPORT_NAME defined ("idx"). */
+ * directory, whole-file reads and writes, a full disk (a file size limit),
+ * and a synthetic image set. Include after cmocka.h with SUPPORT_NAME
+ * defined ("idx"). */
 #ifndef FEWMUL_TEST_SUPPORT_H
 #define FEWMUL_TEST_SUPPORT_H
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,6 +174,24 @@ static inline uint8_t *read_whole_file(const char *path, size_t *n)
     fclose(f);
     *n = (size_t)size;
     return buf;
+}
+
+/* A full disk: limit_file_size(N) makes a write past N bytes fail with EFBIG
+ * (SIGXFSZ ignored) as ENOSPC would; limit_file_size(0) restores the limit
+ * and the signal. Restore before any assert can fail. */
+static inline void limit_file_size(rlim_t bytes)
+{
+    static struct rlimit was;
+    static void (*was_handler)(int);
+    if (bytes) {
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &was), 0);
+        struct rlimit small = {bytes, was.rlim_max};
+        was_handler = signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    } else {
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &was), 0);
+        signal(SIGXFSZ, was_handler);
+    }
 }
 
 static inline void write_whole_file(const char *path, const void *buf, size_t n)

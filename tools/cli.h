@@ -144,6 +144,38 @@ int input_dim_of(const fm_images *images);
 /* "8 KiB", "3.1 MiB", "512 B". */
 const char *fmt_size(char *buf, size_t cap, uint64_t n);
 
+/* ---- files the command writes (cli_files.c; docs/errors.md) -------------- */
+
+/* A file an option names, and the option as messages name it ("--out", "-o"). */
+typedef struct named_path {
+    const char *option;
+    const char *path; /* NULL: not given */
+} named_path;
+
+/* Whether a and b name one file: the same string, the same device and inode,
+ * or (a file not there yet) the same folder, by device and inode, and the
+ * same base name. */
+int same_file(const char *a, const char *b);
+/* A usage error (exit 2) "OPT 'A' and OPT 'B' name the same file" when they
+ * do (same_file), else 0; a path NULL is no file. */
+int refuse_same_file(const named_path *a, const named_path *b);
+/* refuse_same_file for every pair of n files. */
+int refuse_same_files(const named_path *files, int n);
+/* Every output given may be replaced (fm_check_output): else exit 5 with
+ * "OPT: 'PATH' is a character device, not a regular file; ...". */
+int check_outputs(const named_path *outputs, int n);
+
+/* The advisory lock a run holds on its checkpoint: fcntl's on FILE.lock. */
+typedef struct file_lock {
+    char *path; /* FILE.lock; NULL: no lock taken (a zeroed struct is none) */
+    int fd;
+} file_lock;
+/* 0 once the lock is held; else prints why (another run, with its pid, holds
+ * it; the lock file cannot be made) and returns exit status 5. */
+int lock_checkpoint(const char *checkpoint, file_lock *lock);
+/* Removes the lock file and lets the lock go (nothing when none is held). */
+void unlock_checkpoint(file_lock *lock);
+
 /* ---- JSON output (cli_util.c) -------------------------------------------- */
 
 /* One JSON object written as it goes, on one line; objects and arrays nest

@@ -1,8 +1,9 @@
 /* cmd_report.c — the `fewmul report` command: its help, parse_report, and
  * the writing of what the report module (tools/report/report.h) builds from
  * the logs: the HTML page and, with --svg, each chart as DIR/NAME.svg. Each
- * output is written with fm_write_file_atomic (FILE.tmp, synced and renamed),
- * so a failure leaves the previous one whole. */
+ * output is written with fm_write_file_atomic (a temporary file beside it,
+ * synced and renamed), so a failure leaves the previous one whole; none may
+ * be one of the logs by any spelling, nor a device, a FIFO or a folder. */
 #include "cli.h"
 
 #include "report/report.h"
@@ -40,8 +41,8 @@ const char *const report_help[] = {
     "spikes survive; the chart's caption says so.",
     "",
     "Options:",
-    "  -o, --out FILE     the page to write (default report.html); written to",
-    "                     FILE.tmp and renamed, so a failure leaves FILE whole",
+    "  -o, --out FILE     the page to write (default report.html); written beside",
+    "                     it and renamed, so a failure leaves FILE whole",
     "  --svg DIR          also write each chart as DIR/NAME.svg, NAME as above",
     "                     (error.svg, ..., energy-vs-fp32.svg); DIR is created",
     "                     when missing",
@@ -58,12 +59,13 @@ const char *const report_help[] = {
     "increasing order, or the result line, which must come last.",
     "",
     "Exit status: 0 success; 2 usage error (no log, an unknown option, more",
-    "labels than logs, -o naming a log); 3 a log that does not exist; 4 a log",
-    "that is not one: empty, not JSON, a truncated line, a key missing or of",
-    "the wrong type, epochs out of order, a line after the result (the message",
-    "names FILE:LINE); 5 a log that cannot be read (a folder, no permission) or",
-    "an output that cannot be written (the file there before is left whole);",
-    "6 out of memory. docs/errors.md lists the cases.",
+    "labels than logs, -o or a chart naming a log by any spelling); 3 a log",
+    "that does not exist; 4 a log that is not one: empty, not JSON, a truncated",
+    "line, a key missing or of the wrong type, epochs out of order, a line after",
+    "the result (the message names FILE:LINE); 5 a log that cannot be read (a",
+    "folder, no permission) or an output that cannot be written (a folder, a",
+    "FIFO or a device there; the file there before is left whole); 6 out of",
+    "memory. docs/errors.md lists the cases.",
     "",
     "Examples:",
     "  fewmul train --epochs 20 --ledger --log fp32.jsonl",
@@ -154,8 +156,8 @@ static int write_text(FILE *f, void *user)
     return fwrite(text->data, 1, text->len, f) == text->len ? 0 : (errno ? errno : EIO);
 }
 
-/* text to path through path.tmp (fm_write_file_atomic); `what` names it in
- * the messages ("report", "chart"). */
+/* text to path through a temporary file beside it (fm_write_file_atomic);
+ * `what` names it in the messages ("report", "chart"). */
 static int write_output(const char *what, const char *path, const report_text *text)
 {
     report_text content = *text;
@@ -165,11 +167,13 @@ static int write_output(const char *what, const char *path, const report_text *t
     const char *reason = strerror(failed.sys_errno);
     switch (failed.step) {
     case FM_WRITE_STEP_CREATE:
-        return failure_as(FM_EIO, "cannot create %s '%s.tmp': %s", what, path, reason);
+        return failure_as(FM_EIO, "cannot create %s '%s': %s", what, path, reason);
     case FM_WRITE_STEP_WRITE:
-        return failure_as(FM_EIO, "writing %s '%s.tmp': %s", what, path, reason);
+        return failure_as(FM_EIO, "writing %s '%s': %s", what, path, reason);
     case FM_WRITE_STEP_RENAME:
         return failure_as(FM_EIO, "cannot write %s '%s': %s", what, path, reason);
+    case FM_WRITE_STEP_TARGET:
+        return failure_as(FM_EIO, "%s", fm_last_error());
     default:
         return failure_as(FM_ENOMEM, "out of memory");
     }
@@ -201,14 +205,34 @@ static int make_folder(const char *dir)
     return 0;
 }
 
-static int write_svgs(const char *dir, const report_output *out)
+/* An output against every log (and a chart against the page): one file by
+ * any spelling is a usage error. */
+static int refuse_log_or_page(const report_opts *o, const named_path *output, int with_page)
 {
-    int rc = make_folder(dir);
-    for (int c = 0; c < REPORT_N_CHARTS && !rc; c++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s.svg", dir, out->chart_names[c]);
-        rc = write_output("chart", path, &out->chart_svgs[c]);
+    int rc = 0;
+    for (int i = 0; i < o->n_files && !rc; i++) {
+        const named_path log = {"the log", o->files[i]};
+        rc = refuse_same_file(output, &log);
     }
+    const named_path page = {"-o", o->out};
+    return rc || !with_page ? rc : refuse_same_file(output, &page);
+}
+
+/* The charts, once their folder is there: each is checked before any is
+ * written. */
+static int write_svgs(const report_opts *o, const report_output *out)
+{
+    int rc = make_folder(o->svg_dir);
+    char paths[REPORT_N_CHARTS][4200];
+    for (int c = 0; c < REPORT_N_CHARTS && !rc; c++) {
+        snprintf(paths[c], sizeof paths[c], "%s/%s.svg", o->svg_dir, out->chart_names[c]);
+        const named_path chart = {"--svg", paths[c]};
+        rc = refuse_log_or_page(o, &chart, 1);
+        if (!rc)
+            rc = check_outputs(&chart, 1);
+    }
+    for (int c = 0; c < REPORT_N_CHARTS && !rc; c++)
+        rc = write_output("chart", paths[c], &out->chart_svgs[c]);
     return rc;
 }
 
@@ -224,13 +248,18 @@ int cmd_report(int argc, char **argv)
         print_lines(stdout, report_help);
         return CLI_OK;
     }
+    /* -o against the logs by device and inode (parse_report compares the
+     * strings), and what is at -o, before any log is read */
+    const named_path page = {"-o", o.out};
+    if ((rc = refuse_log_or_page(&o, &page, 0)) != 0 || (rc = check_outputs(&page, 1)) != 0)
+        return rc;
     report_input in = {o.files, o.n_files, o.labels, o.n_labels, o.title, o.svg_dir != NULL};
     report_output out;
     report_error err;
     if (report_build(&in, &out, &err) != 0)
         return failure_as(err.code, "%s", err.message);
     if (o.svg_dir)
-        rc = write_svgs(o.svg_dir, &out);
+        rc = write_svgs(&o, &out);
     if (!rc)
         rc = write_output("report", o.out, &out.page);
     report_output_free(&out);

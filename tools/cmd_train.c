@@ -5,11 +5,13 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *const train_help[] = {
@@ -50,7 +52,9 @@ const char *const train_help[] = {
     "                       The input shape comes from the data, and the class",
     "                       scores layer is added at the end",
     "",
-    "Saving (both written beside FILE and renamed into place):",
+    "Saving (both written beside FILE and renamed into place; an output that is",
+    "a folder, a FIFO or a device is refused, and two options naming one file,",
+    "or an output naming an input, by any spelling):",
     "  --out FILE         save the best validation epoch's network packed for",
     "                     deployment: weights of 1 bit (binary), 2 bits (ternary)",
     "                     or 1 + ceil(log2 N) bits (synapse), batch norm folded",
@@ -178,7 +182,8 @@ const char *const train_help[] = {
     "",
     "Output:",
     "  --log FILE         write one JSON object per epoch to FILE (JSON Lines;",
-    "                     the file is truncated first and flushed every epoch)",
+    "                     replaced once the run's checks have passed, so a run",
+    "                     that fails at once leaves it whole; flushed every epoch)",
     "  --json             print the result as one JSON object, the last line of",
     "                     standard output, instead of the human summary",
     "  --quiet            no progress bar and no per-epoch lines",
@@ -199,10 +204,12 @@ const char *const train_help[] = {
     "                     position, learning rate, best epoch and its weights,",
     "                     the ledger; written at the end of every epoch, at",
     "                     --checkpoint-every, and when SIGINT or SIGTERM stops",
-    "                     the run, each time to FILE.tmp, synced and renamed, so",
-    "                     that a crash, a kill or a full disk leaves the previous",
-    "                     checkpoint whole. A checkpoint that cannot be written",
-    "                     ends the run (exit 5), keeping the one before",
+    "                     the run, each time to a temporary file beside it, synced",
+    "                     and renamed, so that a crash, a kill or a full disk",
+    "                     leaves the previous checkpoint whole. A checkpoint that",
+    "                     cannot be written ends the run (exit 5), keeping the one",
+    "                     before. The run locks FILE.lock: a second run with the",
+    "                     same checkpoint exits 5 at once, naming the first's pid",
     "  --checkpoint-every N|Ns|Nm|Nh",
     "                     also write it every N training steps, or every N",
     "                     seconds, minutes or hours (needs --checkpoint or",
@@ -242,11 +249,12 @@ const char *const train_help[] = {
     "and ledger.",
     "",
     "Exit status: 0 success; 1 FEWMUL_KERNELS invalid (with --out); 2 usage",
-    "error (bad option or value, options that conflict, a changed option with",
-    "--resume); 3 a data, table or checkpoint file or folder not found; 4 bad",
-    "input: a malformed, truncated or unsupported file, data that do not fit",
-    "each other or the checkpoint's run; 5 I/O error: a file that cannot be",
-    "read or written (permission, disk full), also a log or checkpoint; 6 out of",
+    "error (bad option or value, options that conflict, two naming one file, a",
+    "changed option with --resume); 3 a data, table or checkpoint file or folder",
+    "not found; 4 bad input: a malformed, truncated or unsupported file, data",
+    "that do not fit each other or the checkpoint's run; 5 I/O error: a file",
+    "that cannot be read or written (permission, disk full, not a regular file),",
+    "also a log or checkpoint, or a checkpoint another run holds; 6 out of",
     "memory; 7 another rank of an MPI run failed (the message names it); 130",
     "interrupted by SIGINT, 143 by SIGTERM. docs/errors.md lists the cases.",
     "",
@@ -643,6 +651,7 @@ typedef struct train_run {
     fm_energy_table *table; /* --table, opened before training */
     fm_checkpoint *resume;  /* --resume: the paused run (its config is the run's) */
     cli_ranks ranks;        /* an MPI run's ranks (one, outside MPI) */
+    file_lock lock;         /* on --checkpoint, held by rank 0 for the whole run */
 } train_run;
 
 static void train_run_free(train_run *t)
@@ -655,6 +664,7 @@ static void train_run_free(train_run *t)
     fm_checkpoint_free(t->resume);
     if (t->log)
         fclose(t->log);
+    unlock_checkpoint(&t->lock);
 }
 
 /* The options a resumed run may be given: where its data are, what it
@@ -743,44 +753,58 @@ static int write_kept_lines(FILE *f, void *user)
     return k->old && ferror(k->old) ? (errno ? errno : EIO) : 0;
 }
 
-/* A resumed run's --log: the lines of the epochs the checkpoint has finished
- * stay, whatever the interrupted run wrote after it goes (a torn last line
- * included), and the resumed run appends. The kept lines are written to
- * LOG.tmp and renamed over LOG (fm_write_file_atomic), so a crash here loses
- * nothing either. */
-static int reopen_log(const char *path, int epochs_done, FILE **out)
+/* The previous log, read by a resumed run (fm_open_input): without blocking
+ * on a FIFO that may have been put at the name since the options were
+ * checked, and refusing a device. *old stays NULL when there is none. */
+static int open_old_log(const char *path, FILE **old)
 {
-    /* opened without waiting: a FIFO or a device named as the log is refused */
+    *old = NULL;
     int fd = fm_open_input(path, 0);
-    if (fd < 0 && fd != FM_ENOENT)
+    if (fd == FM_ENOENT)
+        return 0;
+    if (fd < 0)
         return library_failure();
-    kept_log kept = {fd >= 0 ? fdopen(fd, "r") : NULL, epochs_done};
-    if (fd >= 0 && !kept.old) {
+    if (!(*old = fdopen(fd, "r"))) {
         int e = errno;
         close(fd);
         return failure_as(FM_EIO, "cannot read log file '%s': %s", path, strerror(e));
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        if (kept.old)
-            fclose(kept.old);
-        return usage_error("--log: the path '%s' is too long", path);
-    }
+    return 0;
+}
+
+/* --log, once the run's own checks have passed (so that a run that fails at
+ * once leaves the log there before as it was): a new file, written through a
+ * temporary file and renamed over LOG (fm_write_file_atomic_open), then kept
+ * open and appended to every epoch. Nothing planted at the name is written
+ * through: a symbolic or hard link there is replaced, a device or FIFO
+ * refused. A resumed run's log keeps the lines of the epochs the checkpoint
+ * has finished; whatever the interrupted run wrote after it goes (a torn
+ * last line included), and a crash while it is rewritten loses nothing. */
+static int open_log(const char *path, int resumed, int epochs_done, FILE **out)
+{
+    kept_log kept = {NULL, epochs_done};
+    int err = resumed ? open_old_log(path, &kept.old) : 0;
+    if (err)
+        return err;
     fm_write_failure failed;
-    int rc = fm_write_file_atomic(path, write_kept_lines, &kept, &failed);
+    int rc = fm_write_file_atomic_open(path, write_kept_lines, &kept, &failed, out);
     if (kept.old)
         fclose(kept.old);
-    if (rc && failed.step == FM_WRITE_STEP_CREATE)
-        return failure_as(FM_EIO, "cannot create log file '%s': %s", tmp,
+    if (rc == FM_OK)
+        return 0;
+    switch (failed.step) {
+    case FM_WRITE_STEP_CREATE:
+        return failure_as(FM_EIO, "cannot create log file '%s': %s", path,
                           strerror(failed.sys_errno));
-    if (rc && failed.step != FM_WRITE_STEP_NONE)
-        return failure_as(FM_EIO, "rewriting log file '%s': %s", path,
-                          strerror(failed.sys_errno));
-    if (rc)
+    case FM_WRITE_STEP_WRITE:
+    case FM_WRITE_STEP_RENAME:
+        return failure_as(FM_EIO, "%s log file '%s': %s", resumed ? "rewriting" : "writing",
+                          path, strerror(failed.sys_errno));
+    case FM_WRITE_STEP_TARGET:
+        return failure_as(FM_EIO, "--log: %s", fm_last_error());
+    default:
         return library_failure();
-    if (!(*out = fopen(path, "a")))
-        return failure_as(FM_EIO, "cannot append to log file '%s': %s", path, strerror(errno));
-    return 0;
+    }
 }
 
 /* Ended by SIGINT or SIGTERM: says what was kept and how to go on. */
@@ -852,7 +876,7 @@ static void save_outputs(const train_opts *o, const train_run *t, saved_files *s
     }
 }
 
-/* Before training: the table, the ledger, the log, the data and the model. */
+/* Before training: the table, the ledger, the data, the model, then the log. */
 static int prepare(const train_opts *o, train_run *t, fm_checkpoint_info *at)
 {
     /* the table first: a bad one fails before any data is read */
@@ -865,12 +889,6 @@ static int prepare(const train_opts *o, train_run *t, fm_checkpoint_info *at)
     }
     if (t->resume)
         fm_checkpoint_position(t->resume, at);
-    if (o->log) {
-        if (t->resume && (rc = reopen_log(o->log, at->epoch - 1, &t->log)) != 0)
-            return rc;
-        if (!t->resume && !(t->log = fopen(o->log, "w")))
-            return failure_as(FM_EIO, "cannot create log file '%s': %s", o->log, strerror(errno));
-    }
     int32_t train_part = 0;
     if (fm_data_load_parts(o->data, &t->train, &t->test, &train_part) != FM_OK)
         return library_failure();
@@ -897,6 +915,9 @@ static int prepare(const train_opts *o, train_run *t, fm_checkpoint_info *at)
     if (rc != FM_OK)
         return library_failure();
     if (o->out && (rc = check_deployable(o, t)) != 0)
+        return rc;
+    /* the last step: every check before it leaves the previous log whole */
+    if (o->log && (rc = open_log(o->log, t->resume != NULL, at->epoch - 1, &t->log)) != 0)
         return rc;
     if (!o->quiet)
         print_plan(o, t->model, &t->train, &t->test);
@@ -1007,6 +1028,61 @@ int parse_train(int argc, char **argv, train_opts *o)
     return CLI_OK;
 }
 
+/* ---- the files of a run ---------------------------------------------------- */
+
+/* One of the data set's files against the outputs (fm_data_files). */
+typedef struct outputs_and_data {
+    const named_path *outputs;
+    int n, rc;
+} outputs_and_data;
+
+static int refuse_data_file(const char *path, void *user)
+{
+    outputs_and_data *c = user;
+    const named_path data = {"--data", path};
+    for (int i = 0; i < c->n && !c->rc; i++)
+        c->rc = refuse_same_file(&c->outputs[i], &data);
+    return c->rc;
+}
+
+static int builtin_table(const char *name)
+{
+    for (int i = 0; fm_energy_table_builtin(i); i++)
+        if (strcmp(name, fm_energy_table_builtin(i)) == 0)
+            return 1;
+    return 0;
+}
+
+/* Before anything is opened for writing (the run's rank 0, which alone
+ * writes): no two outputs, and no output and input, may be one file by any
+ * spelling (exit 2), the --checkpoint of a resumed run being the one
+ * exception; no output may be a device, a FIFO or a folder (exit 5). */
+static int check_run_files(const train_opts *o)
+{
+    /* a resumed run's checkpoints go to the file it resumes unless told */
+    const char *checkpoint_option = o->checkpoint == o->resume ? "--resume" : "--checkpoint";
+    const named_path outputs[] = {{"--out", o->out},
+                                  {"--state", o->state},
+                                  {checkpoint_option, o->checkpoint},
+                                  {"--log", o->log}};
+    const int n = (int)(sizeof outputs / sizeof *outputs), checkpoint = 2;
+    const named_path resume = {"--resume", o->resume};
+    const named_path table = {"--table", o->table && !builtin_table(o->table) ? o->table : NULL};
+    int rc = refuse_same_files(outputs, n);
+    for (int i = 0; i < n && !rc; i++) {
+        if (i != checkpoint) /* it goes on with the file it resumes */
+            rc = refuse_same_file(&outputs[i], &resume);
+        if (!rc)
+            rc = refuse_same_file(&outputs[i], &table);
+    }
+    if (!rc) {
+        outputs_and_data c = {outputs, n, 0};
+        fm_data_files(o->data, refuse_data_file, &c);
+        rc = c.rc;
+    }
+    return rc ? rc : check_outputs(outputs, n);
+}
+
 /* A rank's part in an MPI run: rank 0 writes the files and prints; the
  * others train in silence. Each rank takes its machine's share of the cores
  * unless --threads says otherwise. */
@@ -1073,6 +1149,11 @@ int cmd_train(int argc, char **argv)
     share_cores(&o, &t.ranks);
     if (rc == 0 && t.ranks.rank == 0)
         warn_unstable_recipe(&o.cfg);
+    if (rc == 0 && t.ranks.rank == 0)
+        rc = check_run_files(&o);
+    /* rank 0 writes the checkpoints: it holds the lock for the whole run */
+    if (rc == 0 && t.ranks.rank == 0 && o.checkpoint)
+        rc = lock_checkpoint(o.checkpoint, &t.lock);
     t.ranks.comm.compress = (fm_compress)o.compress;
     if (rc == 0)
         rc = train_with(&o, &t);

@@ -1,6 +1,8 @@
 /* bytes.c — little-endian writer and reader, CRC-32, whole-file reading
- * (bytes.h), and fm_write_file_atomic (fewmul.h): the one tmp + fsync +
- * rename write that fewmul's file formats and the command's outputs share. */
+ * (bytes.h), and fm_write_file_atomic (fewmul.h): the one write that fewmul's
+ * file formats and the command's outputs share: a temporary file of an
+ * unpredictable name created O_EXCL beside the target, fsynced and renamed
+ * over it, never over anything but a regular file (fm_check_output). */
 #define _POSIX_C_SOURCE 200809L
 #include "bytes.h"
 #include "internal.h"
@@ -10,8 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#ifdef __linux__
+#include <sys/random.h>
+#endif
 
 /* ---- writing ------------------------------------------------------------- */
 
@@ -185,7 +191,7 @@ static void sync_directory(const char *path)
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     else
         return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         (void)fsync(fd);
         close(fd);
@@ -206,25 +212,111 @@ static int first_error(int err)
     return err ? err : errno ? errno : EIO;
 }
 
-int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
-                         fm_write_failure *failure)
+/* "a character device": what a file that is not a regular one is, in a message. */
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "a special file";
+}
+
+int fm_check_output(const char *path)
+{
+    if (!path)
+        return fmi_error(FM_EINVAL, "fm_check_output: no path");
+    struct stat st, to;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode))
+        return FM_OK; /* nothing there, or unreachable: creating the file says why */
+    if (!S_ISLNK(st.st_mode))
+        return fmi_error(FM_EIO, "'%s' is %s, not a regular file; fewmul replaces only regular "
+                                 "files", path, file_kind(st.st_mode));
+    /* the rename replaces the link itself, never what it leads to; a link to
+     * a device or a folder is refused all the same, as what it stands for */
+    if (stat(path, &to) != 0 || S_ISREG(to.st_mode))
+        return FM_OK;
+    return fmi_error(FM_EIO, "'%s' is a symbolic link to %s, not to a regular file; fewmul "
+                             "replaces only regular files", path, file_kind(to.st_mode));
+}
+
+/* 64 bits no other process can guess: the kernel's, else (never on Linux
+ * since 3.17) the clock, the pid and a counter mixed. The name they make is
+ * created with O_EXCL, so a guess costs an attacker nothing but a retry. */
+static uint64_t random_bits(void)
+{
+    uint64_t r;
+#ifdef __linux__
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
+        return r;
+#endif
+    static unsigned counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    r = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 40 ^
+        (uint64_t)++counter << 20 ^ (uint64_t)(uintptr_t)&r;
+    /* splitmix64's finalizer */
+    r = (r ^ (r >> 30)) * 0xbf58476d1ce4e5b9u;
+    r = (r ^ (r >> 27)) * 0x94d049bb133111ebu;
+    return r ^ (r >> 31);
+}
+
+#define TMP_SUFFIX ".tmp."
+#define TMP_RANDOM 10 /* letters and digits: 62^10, about 2^59 names */
+
+/* Creates PATH.tmp.XXXXXXXXXX, the X random, beside path: O_EXCL, so that
+ * nothing planted at the name (a symbolic link, a hard link to another file)
+ * is ever opened, and mode 0666 less the umask, as fopen would. Returns the
+ * descriptor, or -1 with errno. */
+static int create_tmp(char *tmp, size_t plen)
+{
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    char *x = tmp + plen + sizeof TMP_SUFFIX - 1;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t r = random_bits();
+        for (int i = 0; i < TMP_RANDOM; i++, r /= 62)
+            x[i] = letters[r % 62];
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1; /* errno EEXIST: a hundred names taken */
+}
+
+/* fm_write_file_atomic and fm_write_file_atomic_open: the file is left open
+ * in *keep when keep is not NULL. */
+static int write_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
+                        fm_write_failure *failure, FILE **keep)
 {
     record_failure(failure, FM_WRITE_STEP_NONE, 0);
+    if (keep)
+        *keep = NULL;
     if (!path || !fill)
         return fmi_error(FM_EINVAL, "fm_write_file_atomic: no path or no fill function");
+    if (fm_check_output(path) != FM_OK) {
+        record_failure(failure, FM_WRITE_STEP_TARGET, 0);
+        return FM_EIO;
+    }
     size_t plen = strlen(path);
-    char *tmp = fmi_alloc_raw(plen + 5);
+    char *tmp = fmi_alloc_raw(plen + sizeof TMP_SUFFIX + TMP_RANDOM);
     if (!tmp)
         return FM_ENOMEM;
     memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
+    memcpy(tmp + plen, TMP_SUFFIX, sizeof TMP_SUFFIX - 1);
+    tmp[plen + sizeof TMP_SUFFIX - 1 + TMP_RANDOM] = '\0';
+    int fd = create_tmp(tmp, plen);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
         int err = errno;
-        record_failure(failure, FM_WRITE_STEP_CREATE, err);
-        int rc = fmi_error(FM_EIO, "%s: cannot create: %s", tmp, strerror(err));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         fmi_free(tmp);
-        return rc;
+        record_failure(failure, FM_WRITE_STEP_CREATE, err);
+        return fmi_error(FM_EIO, "%s: cannot create a temporary file beside it: %s", path,
+                        strerror(err));
     }
     errno = 0;
     int err = fill(f, user);
@@ -232,29 +324,45 @@ int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), voi
         err = first_error(0);
     if (fflush(f) != 0)
         err = first_error(err);
-    /* EINVAL: a special file, which cannot be synced; what it took is gone */
+    /* EINVAL: a file system that cannot sync; the data is written */
     if (fsync(fileno(f)) != 0 && errno != EINVAL)
         err = first_error(err);
-    if (fclose(f) != 0)
+    if (!keep && fclose(f) != 0)
         err = first_error(err);
-    if (err) {
-        remove(tmp);
-        record_failure(failure, FM_WRITE_STEP_WRITE, err);
-        int rc = fmi_error(FM_EIO, "%s: write failed: %s", tmp, strerror(err));
-        fmi_free(tmp);
-        return rc;
-    }
-    if (rename(tmp, path) != 0) {
+    if (!err && rename(tmp, path) != 0) {
         err = errno;
         record_failure(failure, FM_WRITE_STEP_RENAME, err);
-        int rc = fmi_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(err));
-        remove(tmp);
+        fmi_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(err));
+    } else if (err) {
+        record_failure(failure, FM_WRITE_STEP_WRITE, err);
+        fmi_error(FM_EIO, "%s: write failed: %s", path, strerror(err));
+    }
+    if (err) {
+        if (keep)
+            fclose(f);
+        unlink(tmp);
         fmi_free(tmp);
-        return rc;
+        return FM_EIO;
     }
     fmi_free(tmp);
     sync_directory(path);
+    if (keep)
+        *keep = f;
     return FM_OK;
+}
+
+int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
+                         fm_write_failure *failure)
+{
+    return write_atomic(path, fill, user, failure, NULL);
+}
+
+int fm_write_file_atomic_open(const char *path, int (*fill)(FILE *f, void *user), void *user,
+                              fm_write_failure *failure, FILE **f)
+{
+    if (!f)
+        return fmi_error(FM_EINVAL, "fm_write_file_atomic_open: no FILE pointer");
+    return write_atomic(path, fill, user, failure, f);
 }
 
 typedef struct byte_span {

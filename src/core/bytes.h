@@ -1,8 +1,9 @@
 /* bytes.h — what fewmul's binary file formats share: a growing little-endian
  * byte writer, a bounds-checked little-endian reader, CRC-32 over buffers of
  * any length, reading a whole regular file with a size cap, and the atomic
- * write (PATH.tmp, flushed, fsynced and renamed) that never damages an
- * existing file. Used by the training model file and the packed model file. */
+ * write (a temporary file of an unpredictable name, flushed, fsynced and
+ * renamed) that never damages an existing file. Used by the training model
+ * file, the packed model file and the checkpoint. */
 #ifndef FEWMUL_BYTES_H
 #define FEWMUL_BYTES_H
 
@@ -102,10 +103,11 @@ int fmi_file_read_checked(const char *path, size_t max_bytes, const char *kind,
 /* 16 MiB; a test sets it to 0 to put every file through its head check. */
 extern size_t fmi_read_whole_max;
 
-/* fm_write_file_atomic (fewmul.h) of len bytes: PATH.tmp written, flushed,
- * fsynced and renamed over path. On any failure the temporary file is removed,
- * an existing file at path is left as it was, and FM_EIO names the step and
- * the system's reason. */
+/* fm_write_file_atomic (fewmul.h) of len bytes: a temporary file beside path
+ * written, flushed, fsynced and renamed over path. On any failure the
+ * temporary file is removed, an existing file at path is left as it was, and
+ * FM_EIO names the step and the system's reason; anything at path but a
+ * regular file is refused (fm_check_output). */
 int fmi_file_write_atomic(const char *path, const void *data, size_t len);
 
 #endif

@@ -352,6 +352,58 @@ int fm_data_load(const char *spec, fm_images *train, fm_images *test)
     return fm_data_load_parts(spec, train, test, NULL);
 }
 
+/* ---- the files a spec reads ----------------------------------------------- */
+
+/* Every name a loader above may read, in DIR (and, for CIFAR-10, in its
+ * CIFAR10_SUBDIR): a command checks its outputs against them. */
+static const char *const idx_names[] = {
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte", "train-images.idx3-ubyte", "train-labels.idx1-ubyte",
+    "t10k-images.idx3-ubyte", "t10k-labels.idx1-ubyte", NULL};
+static const char *const cifar10_names[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                            "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin",
+                                            NULL};
+static const char *const svhn_names[] = {"train_32x32.mat", "test_32x32.mat", "extra_32x32.mat", NULL};
+
+/* Calls each with DIR/NAME[SUFFIX] for each name that exists; its first
+ * nonzero return. */
+static int each_present(const char *dir, const char *const *names, const char *suffix,
+                        int (*each)(const char *path, void *user), void *user)
+{
+    char path[4096];
+    struct stat st;
+    for (; *names; names++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", *names, suffix);
+        if (join(path, sizeof path, dir, name) != FM_OK)
+            return FM_OK; /* a name too long for the loaders too: nothing read */
+        int rc = stat(path, &st) == 0 ? each(path, user) : 0;
+        if (rc)
+            return rc;
+    }
+    return FM_OK;
+}
+
+int fm_data_files(const char *spec, int (*each)(const char *path, void *user), void *user)
+{
+    fm_data_kind kind;
+    const char *dir;
+    int rc = parse_spec(spec, &kind, &dir);
+    if (rc || !each)
+        return rc ? rc : fmi_error(FM_EINVAL, "fm_data_files: no function");
+    if (kind == FM_DATA_CIFAR10) {
+        char sub[4096];
+        rc = each_present(dir, cifar10_names, "", each, user);
+        if (!rc && join(sub, sizeof sub, dir, CIFAR10_SUBDIR) == FM_OK)
+            rc = each_present(sub, cifar10_names, "", each, user);
+        return rc;
+    }
+    if (kind == FM_DATA_SVHN)
+        return each_present(dir, svhn_names, "", each, user);
+    rc = each_present(dir, idx_names, "", each, user);
+    return rc ? rc : each_present(dir, idx_names, ".gz", each, user);
+}
+
 /* ---- the class-balanced validation split ------------------------------------ */
 
 #define SPLIT_MAX_CLASSES 256

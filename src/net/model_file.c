@@ -1,7 +1,8 @@
 /* model_file.c — fewmul's training-side model file (docs/model-format.md):
  * the configuration that rebuilds the layer list, the input mean and the whole
- * state array, little-endian, closed by a CRC-32. Written to PATH.tmp, synced
- * and renamed, so a crash mid-write never damages an existing file. */
+ * state array, little-endian, closed by a CRC-32. Written through a temporary
+ * file, synced and renamed (fmi_file_write_atomic), so a crash mid-write never
+ * damages an existing file. */
 #define _POSIX_C_SOURCE 200809L
 #include "model_file.h"
 #include "internal.h"

@@ -1,8 +1,9 @@
 /* checkpoint.c — the checkpoint file of a training run (docs/checkpoint-format.md):
  * a whole training model file, the rest of the configuration, what identifies
  * the data, the run's position, the optimizer's arrays, the best epoch's
- * weights, the data order and the ledger, closed by a CRC-32. Written to
- * PATH.tmp, synced and renamed; read with every count checked first. */
+ * weights, the data order and the ledger, closed by a CRC-32. Written through
+ * a temporary file, synced and renamed (fmi_file_write_atomic); read with
+ * every count checked first. */
 #include "checkpoint.h"
 #include "internal.h"
 #include "ledger.h"

@@ -49,7 +49,7 @@ struct fm_checkpoint {
 /* The optimizer arrays a configuration uses (0, 1 or 2): what fm_train
  * allocates and a checkpoint stores. */
 int fmi_run_optimizer_arrays(const fm_config *config);
-/* Writes the run atomically to path (PATH.tmp, flushed, synced, renamed). */
+/* Writes the run atomically to path (fmi_file_write_atomic). */
 int fmi_checkpoint_write(const char *path, const fm_model *model, const char *data_spec,
                         const fm_data_id *data, const fm_run *run, const fm_ledger *ledger);
 /* The run's position as the public struct reports it. */

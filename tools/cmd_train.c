@@ -1064,8 +1064,10 @@ int cmd_train(int argc, char **argv)
         rc = take_resumed_run(&o, &t, option_given(argc, argv, "threads"),
                               option_given(argc, argv, "data"));
     share_cores(&o, &t.ranks);
-    if (rc == 0 && t.ranks.rank == 0)
+    if (rc == 0 && t.ranks.rank == 0) {
         warn_unstable_recipe(&o.cfg);
+        threads_reported(o.cfg.threads);
+    }
     t.ranks.comm.compress = (fm_compress)o.compress;
     if (rc == 0)
         rc = train_with(&o, &t);

@@ -124,20 +124,22 @@ unprivileged_wrap() {
 # one tab-separated row to it for docs/errors.md: the script, NAME, the last run's
 # exit status and command line (last_args, which may start with one VAR=value of
 # the environment) and the first line of ERRFILE, with
-# the temporary folder written DIR and the shared data folder SHARED.
+# the temporary folder written DIR and the shared data folder SHARED;
+# record_wrap, when set, is the command that started fewmul (prlimit ...).
 last_args=()
+record_wrap=
 record_case() {
     [ -n "${ERRORS_TABLE:-}" ] || return 0
-    python3 - "$NAME" "$1" "$rc" "$2" "$tmp" "$SHARED" "${last_args[@]}" >>"$ERRORS_TABLE" <<'EOF'
+    python3 - "$NAME" "$1" "$rc" "$2" "$tmp" "$SHARED" "$record_wrap" "${last_args[@]}" >>"$ERRORS_TABLE" <<'EOF'
 import shlex, sys
-script, name, status, errfile, tmp, shared = sys.argv[1:7]
+script, name, status, errfile, tmp, shared, wrap = sys.argv[1:8]
 def clean(s):
     s = s.replace(tmp, "DIR")
     return s.replace(shared, "SHARED") if shared else s
 line = open(errfile, errors="replace").readline().rstrip("\n")
-args = [clean(a) for a in sys.argv[7:]]
+args = [clean(a) for a in sys.argv[8:]]
 env = [args.pop(0)] if args and "=" in args[0] and args[0].split("=")[0].isupper() else []
-command = " ".join(env + ["fewmul"] + [shlex.quote(a) for a in args])
+command = " ".join(env + ([wrap] if wrap else []) + ["fewmul"] + [shlex.quote(a) for a in args])
 print("\t".join([script, name, status, command, clean(line)]))
 EOF
 }

@@ -1,6 +1,9 @@
 /* test_gemm.c — fmi_sgemm (OpenBLAS or the portable loop, whichever this build
  * uses) against a double-precision reference, for every transpose case, odd
- * shapes, alpha/beta, and the sizes that split across threads. */
+ * shapes, alpha/beta, and the sizes that split across threads; the portable
+ * loop (every build has it: the BLAS build runs it under a memory limit) bit
+ * for bit against the sums it defines, its copies of a transposed B included;
+ * and the thread counts fmi_threads_usable grants. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +12,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gemm.h"
 #include "internal.h"
@@ -61,8 +65,112 @@ static void test_all_transposes(void **state)
                 }
 }
 
+/* The portable loop's arithmetic, written plainly: each element starts at
+ * beta*C (0 when beta is 0) and adds (alpha*a_ik)*b_kj for k = 0, 1, ... */
+static void defined_sums(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float c = beta == 0.0f ? 0.0f : beta * C[(long)i * ldc + j];
+            for (int k = 0; k < K; k++) {
+                float a = alpha * (ta ? A[(long)k * lda + i] : A[(long)i * lda + k]);
+                c += a * (tb ? B[(long)j * ldb + k] : B[(long)k * ldb + j]);
+            }
+            C[(long)i * ldc + j] = c;
+        }
+}
+
+static void *failing_malloc(size_t size, void *user)
+{
+    (void)size;
+    (void)user;
+    return NULL;
+}
+static void *failing_realloc(void *ptr, size_t size, void *user)
+{
+    (void)ptr;
+    (void)size;
+    (void)user;
+    return NULL;
+}
+static void plain_free(void *ptr, void *user)
+{
+    (void)user;
+    free(ptr);
+}
+
+static void check_portable(int ta, int tb, int M, int N, int K, float alpha, float beta)
+{
+    fm_rng rng;
+    fmi_rng_seed(&rng, (uint64_t)(M * 31 + N * 17 + K * 5 + ta * 2 + tb));
+    int lda = ta ? M : K, ldb = tb ? K : N, ldc = N + 3;
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+    float *C0 = malloc(sizeof(float) * M * ldc), *C = malloc(sizeof(float) * M * ldc);
+    float *E = malloc(sizeof(float) * M * ldc);
+    for (int i = 0; i < M * K; i++)
+        A[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+    for (int i = 0; i < K * N; i++)
+        B[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+    for (int i = 0; i < M * ldc; i++)
+        C0[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+    memcpy(E, C0, sizeof(float) * M * ldc);
+    defined_sums(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, E, ldc);
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 1: no memory for the copy of a transposed B, the strided sums */
+        if (pass == 1) {
+            const fm_allocator none = {failing_malloc, failing_realloc, plain_free, NULL};
+            fm_set_allocator(&none);
+        }
+        for (int threads = 1; threads <= 2; threads++) {
+            memcpy(C, C0, sizeof(float) * M * ldc);
+            fmi_threads_set(threads);
+            fmi_sgemm_portable(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            if (memcmp(C, E, sizeof(float) * M * ldc) != 0)
+                fail_msg("portable ta=%d tb=%d %dx%dx%d (%s, %d threads) differs from its defined sums",
+                         ta, tb, M, N, K, pass ? "no copy" : "copied", threads);
+        }
+        fm_set_allocator(NULL);
+    }
+    free(A);
+    free(B);
+    free(C0);
+    free(C);
+    free(E);
+}
+
+static void test_portable_exact(void **state)
+{
+    (void)state;
+    /* 300 and 600 columns: a transposed B copied in panels of 256 and a tail */
+    const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {37, 300, 19}, {5, 600, 33}, {64, 16, 257}};
+    for (int s = 0; s < 5; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                check_portable(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+                check_portable(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], -0.5f, 0.75f);
+            }
+}
+
+/* Without a limit here every count asked for is granted (at least 1), and
+ * fm_threads_usable names what was asked. */
+static void test_threads_usable(void **state)
+{
+    (void)state;
+    int wanted = 0;
+    assert_int_equal(fm_threads_usable(3, &wanted), 3);
+    assert_int_equal(wanted, 3);
+    assert_int_equal(fmi_threads_usable(1), 1);
+    const int all = fm_threads_usable(0, &wanted);
+    assert_true(all >= 1);
+    assert_int_equal(all, wanted);
+    assert_int_equal(fmi_threads_set(2), 2);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_all_transposes)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_all_transposes),
+                                       cmocka_unit_test(test_portable_exact),
+                                       cmocka_unit_test(test_threads_usable)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -132,7 +132,10 @@ int check_data_spec(const char *spec);
 /* ---- small utilities (cli_util.c) ---------------------------------------- */
 
 double now_seconds(void);
-/* The thread count to report: the requested one, or the cores online. */
+/* The thread count a command runs on and reports: the requested one (<= 0:
+ * all cores), or fewer when the system lets it start no more threads
+ * (fm_threads_usable), which the first call says on stderr in one line.
+ * Commands call it before their work starts. */
 int threads_reported(int requested);
 const char *choice_name(const choice *choices, int value);
 /* Appends formatted text to buf (capacity cap, current length *len). */

@@ -369,13 +369,19 @@ double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The thread count to report: the requested one, or the cores online. */
 int threads_reported(int requested)
 {
-    if (requested > 0)
-        return requested;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 && n <= INT_MAX ? (int)n : 1;
+    static int told;
+    int wanted;
+    const int usable = fm_threads_usable(requested, &wanted);
+    if (usable < wanted && !told) {
+        told = 1;
+        fprintf(stderr,
+                "fewmul %s: warning: running on %d thread%s of the %d asked for: a process or "
+                "memory limit leaves no room for more\n",
+                g_command ? g_command : "", usable, usable == 1 ? "" : "s", wanted);
+    }
+    return usable;
 }
 
 const char *choice_name(const choice *choices, int value)

@@ -347,6 +347,7 @@ int cmd_infer(int argc, char **argv)
         print_lines(stdout, infer_help);
         return CLI_OK;
     }
+    threads_reported(o.threads);
     fm_deploy *d = NULL;
     fm_images images;
     memset(&images, 0, sizeof images);
@@ -800,6 +801,7 @@ int cmd_bench(int argc, char **argv)
         print_lines(stdout, bench_help);
         return CLI_OK;
     }
+    threads_reported(o.threads);
     bench_run b;
     memset(&b, 0, sizeof b);
     rc = bench_infer_with(&o, &b);

@@ -391,6 +391,7 @@ int cmd_energy(int argc, char **argv)
             return rc;
         return o.print_table ? print_builtin_table(o.print_table) : CLI_OK;
     }
+    threads_reported(o.cfg.threads);
     energy_run r;
     memset(&r, 0, sizeof r);
     rc = energy_with(&o, &r);

@@ -139,6 +139,7 @@ int cmd_eval(int argc, char **argv)
         print_lines(stdout, eval_help);
         return CLI_OK;
     }
+    threads_reported(o.threads);
     eval_models m = {NULL, NULL};
     fm_images images;
     memset(&images, 0, sizeof images);

@@ -1147,8 +1147,10 @@ int cmd_train(int argc, char **argv)
         rc = take_resumed_run(&o, &t, option_given(argc, argv, "threads"),
                               option_given(argc, argv, "data"));
     share_cores(&o, &t.ranks);
-    if (rc == 0 && t.ranks.rank == 0)
+    if (rc == 0 && t.ranks.rank == 0) {
         warn_unstable_recipe(&o.cfg);
+        threads_reported(o.cfg.threads);
+    }
     if (rc == 0 && t.ranks.rank == 0)
         rc = check_run_files(&o);
     /* rank 0 writes the checkpoints: it holds the lock for the whole run */

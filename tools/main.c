@@ -1,12 +1,15 @@
 /* main.c — the `fewmul` command's entry point: the top-level help, the table
  * of commands (train, eval, infer, info, bench, energy, report; each in its
  * cmd_*.c), `help` and `--version`, dispatch, and the check that standard output was
- * written. Exit statuses: cli.h, docs/cli.md, docs/errors.md. */
+ * written, and the environment the OpenMP and OpenBLAS runtimes need, set
+ * before they start. Exit statuses: cli.h, docs/cli.md, docs/errors.md. */
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char *const main_help[] = {
@@ -141,21 +144,111 @@ static int dispatch(int argc, char **argv)
     return c->run(argc, argv);
 }
 
-/* OpenMP threads that spin between parallel regions take the cores from each
- * other whenever anything else runs on the machine (measured on 2 cores with a
- * second process busy: 2-5x slower training). The runtime reads its wait policy
- * once, when it loads, so the command re-executes itself with a passive policy
- * unless the user chose one. */
-static void prefer_passive_waiting(char **argv)
+/* ---- before the runtimes start --------------------------------------------
+ *
+ * Two runtimes read their settings from the environment once, when they load,
+ * before main: so the command re-executes itself, once, with what it needs
+ * added, and does so from .preinit_array, which runs before any library's
+ * initialiser, so that neither has started anything (no thread, no MPI) and
+ * the process keeps its pid (mpirun's ranks stay its children).
+ *
+ * OMP_WAIT_POLICY=PASSIVE, unless the user chose a policy: OpenMP threads that
+ * spin between parallel regions take the cores from each other whenever
+ * anything else runs on the machine (measured on 2 cores with a second
+ * process busy: 2-5x slower training).
+ *
+ * OPENBLAS_NUM_THREADS=1 under a finite memory limit (RLIMIT_AS, RLIMIT_DATA)
+ * or a process limit that may be near (RLIMIT_NPROC): OpenBLAS starts its
+ * threads in its initialiser, and each maps a 128 MiB buffer; when the map
+ * fails the thread retries forever, spinning, and exit waits for it (a hang,
+ * Debian's 0.3.21), and when a thread cannot be created OpenBLAS raises SIGINT
+ * (exit 130). fewmul runs OpenBLAS on the calling thread anyway (threads.c),
+ * so one thread changes no result; under a memory limit the library calls no
+ * OpenBLAS routine at all (gemm.c). */
+
+static const char *env_value(char *const *envp, const char *name)
 {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
-        return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0)
-        execv("/proc/self/exe", argv); /* returns only on failure: carry on as we are */
+    const size_t len = strlen(name);
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
 }
+
+static int limited(int resource)
+{
+    struct rlimit r;
+    return getrlimit(resource, &r) == 0 && r.rlim_cur != RLIM_INFINITY;
+}
+
+/* Whether RLIMIT_NPROC (the user's processes and threads together) may stop
+ * OpenBLAS's threads: when it is under the threads the whole system runs now
+ * (a bound on the user's share, from /proc/loadavg) plus two per core (ours
+ * and OpenBLAS's) and a margin. Root's processes count too, though the
+ * kernel does not hold root to the limit: one OpenBLAS thread is harmless. */
+static int nproc_tight(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NPROC, &r) != 0 || r.rlim_cur == RLIM_INFINITY)
+        return 0;
+    long running = -1;
+    char buf[128];
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            const char *slash = strchr(buf, '/');
+            if (slash)
+                running = strtol(slash + 1, NULL, 10);
+        }
+    }
+    if (running < 0)
+        return 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return (double)r.rlim_cur < (double)running + 2.0 * (cores > 0 ? cores : 1) + 64.0;
+}
+
+static void prepare_runtimes(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    const int passive = !env_value(envp, "OMP_WAIT_POLICY") && !env_value(envp, "GOMP_SPINCOUNT");
+    const char *blas = env_value(envp, "OPENBLAS_NUM_THREADS");
+    const int one_blas = (limited(RLIMIT_AS) || limited(RLIMIT_DATA) || nproc_tight()) &&
+                         !(blas && strcmp(blas, "1") == 0);
+    if (!passive && !one_blas)
+        return;
+    size_t n = 0;
+    while (envp && envp[n])
+        n++;
+    char **env = malloc(sizeof *env * (n + 3));
+    if (!env)
+        return; /* carry on as we are */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(one_blas && strncmp(envp[i], "OPENBLAS_NUM_THREADS=", 21) == 0))
+            env[k++] = envp[i];
+    static char wait_policy[] = "OMP_WAIT_POLICY=PASSIVE", one_thread[] = "OPENBLAS_NUM_THREADS=1";
+    if (passive)
+        env[k++] = wait_policy;
+    if (one_blas)
+        env[k++] = one_thread;
+    env[k] = NULL;
+    execve("/proc/self/exe", argv, env); /* returns only on failure: carry on as we are */
+    free(env);
+}
+
+#ifdef __ELF__
+__attribute__((section(".preinit_array"), used)) static void (*const preinit)(int, char **,
+                                                                            char **) = prepare_runtimes;
+#endif
 
 int main(int argc, char **argv)
 {
-    prefer_passive_waiting(argv);
+#ifndef __ELF__
+    extern char **environ;
+    prepare_runtimes(argc, argv, environ);
+#endif
     return finish_stdout(dispatch(argc, argv));
 }

@@ -30,11 +30,24 @@ char *fmi_strdup(const char *text);
 /* Monotonic seconds. */
 double fmi_now(void);
 
-/* Sets the OpenMP and BLAS thread counts (<= 0: all cores); returns the count. */
+/* Sets the OpenMP and BLAS thread counts (<= 0: all cores, and never more
+ * than fmi_threads_usable allows); returns the count. */
 int fmi_threads_set(int threads);
+/* All cores, or fewer when no more threads can be started. */
 int fmi_threads_available(void);
+/* At most want threads (<= 0: all cores), the calling one included, that this
+ * process can run at once: probed by starting them (threads.c), so that no
+ * count the library gives OpenMP or OpenBLAS makes a runtime fail. */
+int fmi_threads_usable(int want);
 /* Makes OpenBLAS run on the calling thread (fewmul splits work itself). */
 void fmi_blas_single_thread(void);
+/* Gives OpenBLAS up to threads threads of its own, as many as can be started;
+ * returns the count it had, for restoring. */
+int fmi_blas_threads(int threads);
+/* 1 when the process has a finite address-space or data-segment limit
+ * (RLIMIT_AS, RLIMIT_DATA), in which case no OpenBLAS routine is called
+ * (gemm.c says why); decided at the first call. */
+int fmi_memory_limited(void);
 
 #define FM_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FM_MAX(a, b) ((a) > (b) ? (a) : (b))

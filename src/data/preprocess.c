@@ -15,9 +15,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef FM_HAVE_CBLAS
-#include <cblas.h>
-#endif
 
 /* ---- global contrast normalization --------------------------------------- */
 
@@ -392,7 +389,9 @@ extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
 /* Same output as eigen_rows_own: a, row-major and symmetric, is column-major
  * Aᵀ = A to Fortran, and the eigenvectors dsyevd writes as its columns are
  * our rows. OpenBLAS runs single-threaded for fmi_sgemm's sake (threads.c);
- * this one standalone call gets the OpenMP thread count, then it is restored. */
+ * this one standalone call gets the OpenMP thread count (as many of its own
+ * threads as can be started), then it is restored. Callers check
+ * fmi_blas_enabled first. */
 static int eigen_rows_lapack(double *a, int n, double *values)
 {
     for (int i = 0; i < n; i++)
@@ -413,12 +412,13 @@ static int eigen_rows_lapack(double *a, int n, double *values)
         fmi_free(iwork);
         return FM_ENOMEM;
     }
-    const int saved = openblas_get_num_threads();
 #ifdef _OPENMP
-    openblas_set_num_threads(omp_get_max_threads());
+    const int saved = fmi_blas_threads(omp_get_max_threads());
+#else
+    const int saved = fmi_blas_threads(1);
 #endif
     dsyevd_("V", "U", &n, a, &n, values, work, &lwork, iwork, &liwork, &info, 1, 1);
-    openblas_set_num_threads(saved);
+    fmi_blas_threads(saved);
     fmi_free(work);
     fmi_free(iwork);
     if (info != 0)
@@ -432,6 +432,8 @@ int fmi_sym_eigen_lapack(double *a, int n, double *values, double *vectors)
     if (!a || !values || !vectors || n < 1 || vectors == a)
         return fmi_error(FM_EINVAL, "fmi_sym_eigen_lapack: bad arguments (n = %d)", n);
 #ifdef FM_HAVE_CBLAS
+    if (!fmi_blas_enabled())
+        return fmi_error(FM_EUNSUPPORTED, "LAPACK is not called under a memory limit (ulimit -v, -d)");
     int rc = eigen_rows_lapack(a, n, values);
     if (rc == FM_OK) {
         memcpy(vectors, a, sizeof(double) * (size_t)n * n);
@@ -446,19 +448,16 @@ int fmi_sym_eigen_lapack(double *a, int n, double *values, double *vectors)
 
 /* ---- ZCA ------------------------------------------------------------------- */
 
-/* The Gram matrix is built from blocks of GRAM_ROWS rows (centred into a
- * buffer) and square GRAM_TILE tiles on or above the diagonal; each tile is a
- * float product over one row block, summed in double across blocks. OpenBLAS
- * wants large products; our own kernel wants tiles that stay in L2. */
-#ifdef FM_HAVE_CBLAS
-#define GRAM_ROWS 2048
-#define GRAM_TILE 512
-#else
-#define GRAM_ROWS 256
-#define GRAM_TILE 64
-#endif
+/* The Gram matrix is built from blocks of rows (centred into a buffer) and
+ * square tiles on or above the diagonal; each tile is a float product over
+ * one row block, summed in double across blocks. OpenBLAS wants large
+ * products; our own kernel wants tiles that stay in L2. The BLAS build takes
+ * the own kernel too where OpenBLAS may not be called (fmi_blas_enabled). */
+#define GRAM_ROWS_BLAS 2048
+#define GRAM_TILE_BLAS 512
+#define GRAM_ROWS_OWN 256
+#define GRAM_TILE_OWN 64
 
-#ifndef FM_HAVE_CBLAS
 /* C[i0.., j0..] += Σ_r xs[r, i0+a] xs[r, j0+b] over the m rows of the block:
  * 4 x 16 register tiles, the inner loop an outer product along contiguous j. */
 static void gram_tile(const float *xs, int m, int ld, int i0, int mi, int j0, int mj, double *C, int ldc)
@@ -494,26 +493,26 @@ static void gram_tile(const float *xs, int m, int ld, int i0, int mi, int j0, in
         }
     }
 }
-#endif
 
 /* C (dim x dim doubles, zeroed by the caller) += Σ_r (x_r - centre)(x_r - centre)ᵀ
  * over the n rows of x; centre NULL means zero. Fills the upper triangle and
  * mirrors it, so C is exactly symmetric. */
 static int gram(const float *x, int n, int dim, const double *centre, double *C)
 {
-    const int rows = FM_MIN(n, GRAM_ROWS);
-    const int tiles = (dim + GRAM_TILE - 1) / GRAM_TILE;
+    const int blas = fmi_blas_enabled();
+    const int grows = blas ? GRAM_ROWS_BLAS : GRAM_ROWS_OWN;
+    const int gtile = blas ? GRAM_TILE_BLAS : GRAM_TILE_OWN;
+    const int rows = FM_MIN(n, grows);
+    const int tiles = (dim + gtile - 1) / gtile;
     float *block = centre ? fmi_alloc_raw(sizeof(float) * (size_t)rows * dim) : NULL;
     if (centre && !block)
         return FM_ENOMEM;
-#ifdef FM_HAVE_CBLAS
-    const int tile_side = FM_MIN(dim, GRAM_TILE);
-    float *tile = fmi_alloc_raw(sizeof(float) * (size_t)tile_side * tile_side);
-    if (!tile) {
+    const int tile_side = FM_MIN(dim, gtile);
+    float *tile = blas ? fmi_alloc_raw(sizeof(float) * (size_t)tile_side * tile_side) : NULL;
+    if (blas && !tile) {
         fmi_free(block);
         return FM_ENOMEM;
     }
-#endif
     for (int r0 = 0; r0 < n; r0 += rows) {
         const int m = FM_MIN(rows, n - r0);
         const float *xs = x + (size_t)r0 * dim;
@@ -524,39 +523,37 @@ static int gram(const float *x, int n, int dim, const double *centre, double *C)
                     block[(size_t)r * dim + j] = (float)(xs[(size_t)r * dim + j] - centre[j]);
             xs = block;
         }
-#ifdef FM_HAVE_CBLAS
-        for (int ti = 0; ti < tiles; ti++)
-            for (int tj = ti; tj < tiles; tj++) {
-                const int i0 = ti * GRAM_TILE, j0 = tj * GRAM_TILE;
-                const int mi = FM_MIN(GRAM_TILE, dim - i0), mj = FM_MIN(GRAM_TILE, dim - j0);
-                fmi_sgemm(1, 0, mi, mj, m, 1.0f, xs + i0, dim, xs + j0, dim, 0.0f, tile, mj);
+        if (blas) {
+            for (int ti = 0; ti < tiles; ti++)
+                for (int tj = ti; tj < tiles; tj++) {
+                    const int i0 = ti * gtile, j0 = tj * gtile;
+                    const int mi = FM_MIN(gtile, dim - i0), mj = FM_MIN(gtile, dim - j0);
+                    fmi_sgemm(1, 0, mi, mj, m, 1.0f, xs + i0, dim, xs + j0, dim, 0.0f, tile, mj);
 #pragma omp parallel for schedule(static) if ((size_t)mi * mj >= FM_PAR_MIN)
-                for (int a = 0; a < mi; a++) {
-                    double *c = C + (size_t)(i0 + a) * dim + j0;
-                    const float *t = tile + (size_t)a * mj;
-                    for (int b = 0; b < mj; b++)
-                        c[b] += t[b];
+                    for (int a = 0; a < mi; a++) {
+                        double *c = C + (size_t)(i0 + a) * dim + j0;
+                        const float *t = tile + (size_t)a * mj;
+                        for (int b = 0; b < mj; b++)
+                            c[b] += t[b];
+                    }
                 }
-            }
-#else
+            continue;
+        }
         /* one tile per iteration: no two threads write the same element */
 #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1)
         for (int t = 0; t < tiles * tiles; t++) {
             const int ti = t / tiles, tj = t % tiles;
             if (tj < ti)
                 continue;
-            const int i0 = ti * GRAM_TILE, j0 = tj * GRAM_TILE;
-            gram_tile(xs, m, dim, i0, FM_MIN(GRAM_TILE, dim - i0), j0, FM_MIN(GRAM_TILE, dim - j0), C, dim);
+            const int i0 = ti * gtile, j0 = tj * gtile;
+            gram_tile(xs, m, dim, i0, FM_MIN(gtile, dim - i0), j0, FM_MIN(gtile, dim - j0), C, dim);
         }
-#endif
     }
     for (int i = 1; i < dim; i++)
         for (int j = 0; j < i; j++)
             C[(size_t)i * dim + j] = C[(size_t)j * dim + i];
     fmi_free(block);
-#ifdef FM_HAVE_CBLAS
     fmi_free(tile);
-#endif
     return FM_OK;
 }
 
@@ -567,11 +564,9 @@ int fmi_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean,
     const size_t dd = (size_t)dim * dim;
     double *mu = fmi_alloc((size_t)dim * 2, sizeof(double));
     double *cov = fmi_alloc(dd, sizeof(double));
-#ifdef FM_HAVE_CBLAS
-    double *zt = cov; /* dsyevd returns the eigenvectors in place */
-#else
-    double *zt = fmi_alloc_raw(sizeof(double) * dd);
-#endif
+    const int lapack = fmi_blas_enabled();
+    /* dsyevd returns the eigenvectors in place */
+    double *zt = lapack ? cov : fmi_alloc_raw(sizeof(double) * dd);
     float *wt = fmi_alloc_raw(sizeof(float) * dd);
     int rc = FM_OK;
     if (!mu || !cov || !zt || !wt) {
@@ -611,10 +606,11 @@ int fmi_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean,
         cov[(size_t)i * dim + i] += filter_bias;
 
 #ifdef FM_HAVE_CBLAS
-    rc = eigen_rows_lapack(cov, dim, values);
-#else
-    rc = eigen_rows_own(cov, dim, values, zt);
+    if (lapack)
+        rc = eigen_rows_lapack(cov, dim, values);
+    else
 #endif
+        rc = eigen_rows_own(cov, dim, values, zt);
     if (rc != FM_OK)
         goto done;
     if (!(values[0] > 0.0)) {
@@ -643,9 +639,8 @@ int fmi_zca_fit(const float *x, int n, int dim, double filter_bias, float *mean,
 done:
     fmi_free(mu);
     fmi_free(cov);
-#ifndef FM_HAVE_CBLAS
-    fmi_free(zt);
-#endif
+    if (!lapack)
+        fmi_free(zt);
     fmi_free(wt);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* engine.c — running a deployed network: the kernel choice and prediction. A packed layer is one
  * kernel call (adds, lookups, popcounts) followed by the few multiplies that
  * remain per output: the folded batch norm's scale. The "fp32" variant runs
- * the same network on unpacked float weights through BLAS: the yardstick. */
+ * the same network on unpacked float weights through BLAS (gemm.c's loop
+ * where BLAS may not be called): the yardstick. */
 #include "deploy.h"
 #include "gemm.h"
 #include "infer.h"
@@ -212,8 +213,11 @@ static void load_input(const fm_deploy *d, const uint8_t *u8, const float *f32, 
 static void fp32_vector(const float *w, const float *x, float *acc, int in, int out)
 {
 #ifdef FM_HAVE_CBLAS
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 0.0f, acc, 1);
-#else
+    if (fmi_blas_enabled()) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, 0.0f, acc, 1);
+        return;
+    }
+#endif
     for (int j = 0; j < out; j++) {
         const float *row = w + (size_t)j * in;
         float sum = 0.0f;
@@ -221,7 +225,6 @@ static void fp32_vector(const float *w, const float *x, float *acc, int in, int 
             sum += row[i] * x[i];
         acc[j] = sum;
     }
-#endif
 }
 
 static const float *float_weights(const fm_deploy_layer *L)
@@ -290,9 +293,7 @@ static int argmax(const float *row, int n)
 
 static int threads_for(int threads, int count)
 {
-    if (threads <= 0)
-        threads = fmi_threads_available();
-    return FM_MAX(1, FM_MIN(threads, count));
+    return FM_MAX(1, FM_MIN(fmi_threads_usable(threads), count));
 }
 
 /* The packed kernels: examples split across threads, each with its buffers. */
@@ -335,7 +336,7 @@ static void fp32_block(const float *w, const float *x, float *y, int n, int in, 
         return;
     }
 #ifdef FM_HAVE_CBLAS
-    if (threads == 1) {
+    if (threads == 1 && fmi_blas_enabled()) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f,
                     y, out);
         return;

@@ -101,7 +101,7 @@ static int read_state(fm_reader *r, const fm_config *cfg, const uint32_t shape[3
         /* the architecture and shape come from the file: a state larger than
          * the file holds is a truncation, one that does not fit its input a
          * damaged file, not a caller's mistake */
-        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+        char why[FMI_MESSAGE_CAP]; /* fmi_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
         if (rc == FM_ETRUNC)
             return fmi_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
@@ -205,7 +205,7 @@ static int parse_model(fm_reader *r, fm_model **out)
     c.qb_conv_emin = (int32_t)conv_range[0];
     c.qb_conv_emax = (int32_t)conv_range[1];
     if ((rc = fm_config_check(&c)) < 0) {
-        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+        char why[FMI_MESSAGE_CAP]; /* fmi_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
         return fmi_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }

@@ -811,6 +811,10 @@ static void decimation_caption(sbuf *cap, const line_chart_info *info)
                   info->longest, REPORT_MAX_POINTS, REPORT_MAX_POINTS / 2);
     if (info->clamped)
         sb_printf(cap, " %zu values of 0 are drawn on the floor of the log axis.", info->clamped);
+    if (info->beyond)
+        sb_printf(cap, " %zu values beyond the range a chart draws (magnitudes 1e-300 to 1e300 "
+                       "on a log axis, up to 1e300 on a linear one) are drawn at its edge.",
+                  info->beyond);
 }
 
 static void error_chart(const report *rep, chart_out *out)
@@ -1120,12 +1124,14 @@ static void ratio_note(const report *rep, char *buf, size_t cap, double total, d
 {
     char e[64];
     fmt_energy(rep, e, sizeof e, total);
+    /* a ratio that does not fit a double (a total of 5e-324) is left out */
+    double less = ref_total / total, more = total / ref_total;
     if (is_ref)
         snprintf(buf, cap, "%s (fp32)", e);
-    else if (isfinite(ref_total) && total > 0 && ref_total / total >= 1)
-        snprintf(buf, cap, "%s, %.3g\xc3\x97 less", e, ref_total / total);
-    else if (isfinite(ref_total) && total > 0)
-        snprintf(buf, cap, "%s, %.3g\xc3\x97 more", e, total / ref_total);
+    else if (isfinite(ref_total) && total > 0 && less >= 1 && isfinite(less))
+        snprintf(buf, cap, "%s, %.3g\xc3\x97 less", e, less);
+    else if (isfinite(ref_total) && total > 0 && less < 1 && isfinite(more))
+        snprintf(buf, cap, "%s, %.3g\xc3\x97 more", e, more);
     else
         snprintf(buf, cap, "%s", e);
 }
@@ -1238,11 +1244,15 @@ static void cell(sbuf *b, const char *text, int left)
     sb_puts(b, "</td>");
 }
 
+/* A number with its decimals, "1.2e+15" beyond a billion (not a run of
+ * 300 digits), "-" when not finite. */
 static void cell_num(sbuf *b, double v, const char *fmt_suffix, int decimals)
 {
     char buf[64];
-    if (isfinite(v))
+    if (isfinite(v) && fabs(v) < 1e9)
         snprintf(buf, sizeof buf, "%.*f%s", decimals, v, fmt_suffix);
+    else if (isfinite(v))
+        snprintf(buf, sizeof buf, "%.3g%s", v, fmt_suffix);
     else
         snprintf(buf, sizeof buf, "-");
     cell(b, buf, 0);
@@ -1352,20 +1362,18 @@ static void runs_table(const report *rep, sbuf *b)
             fmt_energy(rep, buf, sizeof buf, total);
             cell(b, buf, 0);
             double comp = r->total.compute, comm = energy_comm(&r->total);
-            if (comp > 0)
-                snprintf(buf, sizeof buf, "%.3g", comm / comp);
-            else
-                snprintf(buf, sizeof buf, "-");
+            fmt_sig(buf, sizeof buf, comp > 0 ? comm / comp : NAN, 3);
             cell(b, buf, 0);
             double train = energy_sum(&r->train);
             fmt_energy(rep, buf, sizeof buf,
                        isfinite(r->steps) && r->steps > 0 ? train / r->steps : NAN);
             cell(b, buf, 0);
+            double by_train = ref ? energy_sum(&ref->train) / train : NAN,
+                   by_run = ref ? energy_sum(&ref->total) / total : NAN;
             if (ref && i == rep->ref)
                 snprintf(buf, sizeof buf, "fp32");
-            else if (ref && total > 0 && train > 0)
-                snprintf(buf, sizeof buf, "%.3g\xc3\x97 / %.3g\xc3\x97",
-                         energy_sum(&ref->train) / train, energy_sum(&ref->total) / total);
+            else if (ref && total > 0 && train > 0 && isfinite(by_train) && isfinite(by_run))
+                snprintf(buf, sizeof buf, "%.3g\xc3\x97 / %.3g\xc3\x97", by_train, by_run);
             else
                 snprintf(buf, sizeof buf, "-");
             cell(b, buf, 0);

@@ -166,7 +166,8 @@ for d in map(json.loads, open(src)):
     else:
         r = d["result"]
         r["ledger"], r["table"] = every(r["ledger"]), every(r["table"])
-        for k in ["train_seconds", "train_images_per_s", "total_seconds", "final_train_loss"]:
+        for k in ["train_seconds", "train_images_per_s", "total_seconds", "final_train_loss",
+                  "test_error_pct", "valid_error_pct", "best_epoch", "epochs", "lr", "lr_final"]:
             r[k] = "VAL"
     lines.append(json.dumps(d).replace('"VAL"', val))
 open(out, "w").write("\n".join(lines) + "\n")

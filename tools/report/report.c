@@ -221,6 +221,19 @@ static int read_epoch_line(run *r, const where *w, const jv *obj)
 
 /* ---- the result line ----------------------------------------------------- */
 
+/* A number with its decimals, "1.2e+15" beyond a billion (a log may hold
+ * 1e308: never a run of 300 digits), "-" when not finite. */
+static const char *fixed(char *buf, size_t cap, double v, int decimals)
+{
+    if (!isfinite(v))
+        snprintf(buf, cap, "-");
+    else if (fabs(v) < 1e9)
+        snprintf(buf, cap, "%.*f", decimals, v);
+    else
+        snprintf(buf, cap, "%.3g", v);
+    return buf;
+}
+
 static int get_string(const where *w, const jv *obj, const char *path, const char *key,
                       int required, const char **out)
 {
@@ -536,8 +549,10 @@ static int read_result(report *rep, run *r, const where *w, const jv *R)
             return FM_EFORMAT;
     }
     r->qb = qb->u.boolean;
+    char n[32];
     if (strcmp(r->weights, "synapse") == 0 && isfinite(levels))
-        snprintf(r->mode, sizeof r->mode, "synapse:%.0f%s", levels, r->qb ? "+qb" : "");
+        snprintf(r->mode, sizeof r->mode, "synapse:%s%s", fixed(n, sizeof n, levels, 0),
+                 r->qb ? "+qb" : "");
     else
         snprintf(r->mode, sizeof r->mode, "%.40s%s", r->weights, r->qb ? "+qb" : "");
     return read_ledger(rep, r, w, R);
@@ -1244,15 +1259,11 @@ static void cell(sbuf *b, const char *text, int left)
     sb_puts(b, "</td>");
 }
 
-/* A number with its decimals, "1.2e+15" beyond a billion (not a run of
- * 300 digits), "-" when not finite. */
 static void cell_num(sbuf *b, double v, const char *fmt_suffix, int decimals)
 {
-    char buf[64];
-    if (isfinite(v) && fabs(v) < 1e9)
-        snprintf(buf, sizeof buf, "%.*f%s", decimals, v, fmt_suffix);
-    else if (isfinite(v))
-        snprintf(buf, sizeof buf, "%.3g%s", v, fmt_suffix);
+    char buf[64], num[32];
+    if (isfinite(v))
+        snprintf(buf, sizeof buf, "%s%s", fixed(num, sizeof num, v, decimals), fmt_suffix);
     else
         snprintf(buf, sizeof buf, "-");
     cell(b, buf, 0);
@@ -1313,18 +1324,21 @@ static void runs_table(const report *rep, sbuf *b)
         sb_puts(b, "</td>");
         double last_epoch = r->n ? r->col[C_EPOCH][r->n - 1] : NAN;
         double total_epochs = r->n ? r->col[C_EPOCHS][r->n - 1] : result_number(r, "epochs");
+        char n1[32], n2[32];
         if (r->result || !isfinite(total_epochs) || last_epoch == total_epochs)
-            snprintf(buf, sizeof buf, "%.0f", isfinite(last_epoch) ? last_epoch
-                                                                   : result_number(r, "epochs"));
+            fixed(buf, sizeof buf, isfinite(last_epoch) ? last_epoch : result_number(r, "epochs"),
+                  0);
         else
-            snprintf(buf, sizeof buf, "%.0f of %.0f", last_epoch, total_epochs);
+            snprintf(buf, sizeof buf, "%s of %s", fixed(n1, sizeof n1, last_epoch, 0),
+                     fixed(n2, sizeof n2, total_epochs, 0));
         cell(b, buf, 0);
         double at = NAN;
         double last_test = last_value(r, C_TEST, &at);
         if (isfinite(last_test) && isfinite(last_epoch) && at != last_epoch)
-            snprintf(buf, sizeof buf, "%.2f%% (epoch %.0f)", last_test, at);
+            snprintf(buf, sizeof buf, "%s%% (epoch %s)", fixed(n1, sizeof n1, last_test, 2),
+                     fixed(n2, sizeof n2, at, 0));
         else if (isfinite(last_test))
-            snprintf(buf, sizeof buf, "%.2f%%", last_test);
+            snprintf(buf, sizeof buf, "%s%%", fixed(n1, sizeof n1, last_test, 2));
         else
             snprintf(buf, sizeof buf, "-");
         cell(b, buf, 0);
@@ -1333,9 +1347,10 @@ static void runs_table(const report *rep, sbuf *b)
         double best_epoch = r->result ? result_number(r, "best_epoch")
                                       : last_value(r, C_BEST_EPOCH, NULL);
         if (isfinite(best_test) && isfinite(best_epoch) && best_epoch > 0)
-            snprintf(buf, sizeof buf, "%.2f%% (epoch %.0f)", best_test, best_epoch);
+            snprintf(buf, sizeof buf, "%s%% (epoch %s)", fixed(n1, sizeof n1, best_test, 2),
+                     fixed(n2, sizeof n2, best_epoch, 0));
         else if (isfinite(best_test))
-            snprintf(buf, sizeof buf, "%.2f%%", best_test);
+            snprintf(buf, sizeof buf, "%s%%", fixed(n1, sizeof n1, best_test, 2));
         else
             snprintf(buf, sizeof buf, "-");
         cell(b, buf, 0);

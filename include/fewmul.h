@@ -49,6 +49,14 @@ const char *fm_last_error(void);
 /* The code that message came with (FM_OK before any failure): what a program
  * that reports fm_last_error() can map to its own statuses. */
 int fm_last_error_code(void);
+/* Copies text into buf (cap bytes, cap > 0) and returns the length written:
+ * the whole text when it fits; else the text with the middle of each word (a
+ * run without spaces) longer than 123 bytes elided, its first and last 60
+ * kept with "..." between, or, if that is still too long, the beginning and
+ * the end of the whole text. An echoed path or architecture thus loses its
+ * middle and a message keeps its reason, at the end. fm_last_error()'s
+ * messages are fitted so (into 512 bytes). Never splits a UTF-8 character. */
+size_t fm_fit_text(char *buf, size_t cap, const char *text);
 
 /* Every allocation of the library goes through these (zlib's buffers
  * included); NULL restores the C library's. Set before any other call; not
@@ -311,7 +319,15 @@ const char *fm_weights_name(fm_weight_mode mode);
 /* The learning rates a run uses: config->lr and lr_final, or the optimizer's
  * defaults where they are <= 0. */
 void fm_config_learning_rates(const fm_config *config, double *lr, double *lr_final);
-/* Checks every field and the architecture string; FM_EINVAL with a message. */
+/* Checks every field and the architecture string; FM_EINVAL with a message.
+ * The fields training computes with as 32-bit floats (the rates, momentum,
+ * dropout, batch-norm momentum and epsilon, the synapse range) are checked as
+ * such too: finite there, a nonzero value not below the smallest normal
+ * float (1e-50 would be 0), and in range once rounded (a momentum of
+ * 0.99999999999 is 1). The synapse range must leave the smallest level H/R
+ * at or above 2^-63 with H = 1 (R <= 2^63; model creation checks each
+ * layer's own H) and, with synapse weights, neighbouring levels a relative
+ * step of at least 2^-20. */
 int fm_config_check(const fm_config *config);
 
 /* ---- each data set's setup (docs/data.md, "Validation splits") --------- */
@@ -362,6 +378,11 @@ int fm_model_classes(const fm_model *model);
  * kernel row, kernel column, input channel); returns the element count, or a
  * negative error. dst may be NULL to query. */
 long fm_model_weights(const fm_model *model, int index, float *dst, size_t capacity);
+/* FM_OK when every value of the model (weights, batch-norm parameters and
+ * statistics, input mean) is finite; else FM_EINVAL naming the first that is
+ * not, as after a training run that diverged. fm_deploy_from_model refuses
+ * such a model the same way. */
+int fm_model_check_finite(const fm_model *model);
 
 /* Full-state model file (fewmul's training format, docs/model-format.md): written
  * through fm_write_file_atomic, so an existing file is never damaged. */

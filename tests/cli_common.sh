@@ -2,9 +2,10 @@
 # the arguments (PATH_TO_fewmul [SHARED_DATA_DIR]), makes a temporary
 # directory removed on exit, keeps TAP-like counts, runs fewmul (run,
 # first_err_line) and Python checks of its output (check), writes small IDX
-# data sets (make_idx) and sets up runs without root's rights
-# (unprivileged_wrap). NAME must be set to the script's name first; the
-# script ends with `finish`.
+# data sets (make_idx), sets up runs without root's rights (unprivileged_wrap)
+# and checks cases that must fail with one line and a status (expect_error and
+# its helpers, recorded for docs/errors.md). NAME must be set to the script's
+# name first; the script ends with `finish`.
 
 if [ $# -lt 1 ] || [ ! -x "$1" ]; then
     echo "usage: $0 PATH_TO_fewmul [SHARED_DATA_DIR]" >&2
@@ -143,6 +144,54 @@ command = " ".join(env + ([wrap] if wrap else []) + ["fewmul"] + [shlex.quote(a)
 print("\t".join([script, name, status, command, clean(line)]))
 EOF
 }
+
+# ---- expected failures (cli_errors.sh, cli_values.sh) ------------------------
+
+# Runs fewmul with a time limit; sets rc, leaves stdout/stderr in $tmp/out, $tmp/err.
+# wrap: a command that starts fewmul (setpriv, prlimit), empty for none.
+wrap=()
+run_cli() {
+    last_args=("$@")
+    timeout 300 "${wrap[@]}" "$FEWMUL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    rc=$?
+}
+
+first_stderr_line() { head -n 1 "$tmp/err" | cut -c1-200; }
+
+# expect_error NAME CODE PATTERN ARGS...: exit status CODE, and stderr exactly one
+# non-empty line "fewmul: error: ..." that matches PATTERN (extended regexp,
+# case-insensitive; "" for any).
+expect_error() {
+    local name=$1 code=$2 pattern=$3
+    shift 3
+    run_cli "$@"
+    record_case "$name" "$tmp/err"
+    local lines
+    lines=$(awk 'END { print NR }' "$tmp/err")
+    if [ "$rc" -eq 124 ]; then
+        not_ok "$name" "timed out"
+    elif [ "$rc" -ge 128 ]; then
+        not_ok "$name" "killed by signal $((rc - 128)) (exit $rc); stderr: $(first_stderr_line)"
+    elif [ "$rc" -ne "$code" ]; then
+        not_ok "$name" "exit $rc, expected $code; stderr: $(first_stderr_line)"
+    elif [ "$lines" -ne 1 ]; then
+        not_ok "$name" "stderr has $lines lines, expected 1: $(first_stderr_line)"
+    elif ! grep -Eq '^fewmul: error: .+' "$tmp/err"; then
+        not_ok "$name" "stderr does not read 'fewmul: error: ...': $(first_stderr_line)"
+    elif [ -n "$pattern" ] && ! grep -Eiq -- "$pattern" "$tmp/err"; then
+        not_ok "$name" "message does not match /$pattern/: $(first_stderr_line)"
+    else
+        ok "$name"
+    fi
+}
+
+# The exit statuses of docs/cli.md, "Exit status".
+usage_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 2 "$pattern" "$@"; }
+runtime_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 1 "$pattern" "$@"; }
+not_found() { local name=$1 pattern=$2; shift 2; expect_error "$name" 3 "$pattern" "$@"; }
+bad_input() { local name=$1 pattern=$2; shift 2; expect_error "$name" 4 "$pattern" "$@"; }
+io_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 5 "$pattern" "$@"; }
+no_memory() { local name=$1 pattern=$2; shift 2; expect_error "$name" 6 "$pattern" "$@"; }
 
 # Prints the counts; the exit status is 1 if anything failed, 77 (CTest's
 # skip) if nothing ran but something was skipped, else 0.

@@ -9,51 +9,8 @@ set -u
 NAME=cli_errors.sh
 source "$(dirname "$0")/cli_common.sh"
 
-# Runs fewmul with a time limit; sets rc, leaves stdout/stderr in $tmp/out, $tmp/err.
-# wrap: a command that starts fewmul (setpriv, prlimit), empty for none.
-wrap=()
-run_cli() {
-    last_args=("$@")
-    timeout 300 "${wrap[@]}" "$FEWMUL" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-    rc=$?
-}
-
-first_stderr_line() { head -n 1 "$tmp/err" | cut -c1-200; }
-
-# expect_error NAME CODE PATTERN ARGS...: exit status CODE, and stderr exactly one
-# non-empty line "fewmul: error: ..." that matches PATTERN (extended regexp,
-# case-insensitive; "" for any).
-expect_error() {
-    local name=$1 code=$2 pattern=$3
-    shift 3
-    run_cli "$@"
-    record_case "$name" "$tmp/err"
-    local lines
-    lines=$(awk 'END { print NR }' "$tmp/err")
-    if [ "$rc" -eq 124 ]; then
-        not_ok "$name" "timed out"
-    elif [ "$rc" -ge 128 ]; then
-        not_ok "$name" "killed by signal $((rc - 128)) (exit $rc); stderr: $(first_stderr_line)"
-    elif [ "$rc" -ne "$code" ]; then
-        not_ok "$name" "exit $rc, expected $code; stderr: $(first_stderr_line)"
-    elif [ "$lines" -ne 1 ]; then
-        not_ok "$name" "stderr has $lines lines, expected 1: $(first_stderr_line)"
-    elif ! grep -Eq '^fewmul: error: .+' "$tmp/err"; then
-        not_ok "$name" "stderr does not read 'fewmul: error: ...': $(first_stderr_line)"
-    elif [ -n "$pattern" ] && ! grep -Eiq -- "$pattern" "$tmp/err"; then
-        not_ok "$name" "message does not match /$pattern/: $(first_stderr_line)"
-    else
-        ok "$name"
-    fi
-}
-
-# The exit statuses of docs/cli.md, "Exit status".
-usage_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 2 "$pattern" "$@"; }
-runtime_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 1 "$pattern" "$@"; }
-not_found() { local name=$1 pattern=$2; shift 2; expect_error "$name" 3 "$pattern" "$@"; }
-bad_input() { local name=$1 pattern=$2; shift 2; expect_error "$name" 4 "$pattern" "$@"; }
-io_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 5 "$pattern" "$@"; }
-no_memory() { local name=$1 pattern=$2; shift 2; expect_error "$name" 6 "$pattern" "$@"; }
+# run_cli, expect_error and the status helpers (usage_error, bad_input, ...):
+# tests/cli_common.sh.
 
 # ---- generated data: small IDX sets, one good and several broken ----------
 

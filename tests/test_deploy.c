@@ -264,15 +264,22 @@ static void test_concurrent_predictions(void **state)
 
 /* ---- arguments ---- */
 
-static void test_bad_arguments(void **state)
+/* A fresh 12-8-3 bc model, untrained. */
+static fm_model *small_bc_model(void)
 {
-    (void)state;
     fm_config c;
     fm_config_default(&c);
     c.arch = "mlp:8";
     assert_int_equal(fm_parse_weights("bc", &c), FM_OK);
     fm_model *m;
     assert_int_equal(fm_model_create(&c, 12, 3, &m), FM_OK);
+    return m;
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    fm_model *m = small_bc_model();
     fm_deploy *d = (fm_deploy *)1;
     assert_int_equal(fm_deploy_from_model(NULL, FM_EXPORT_DET, 0, 0, 0, &d), FM_EINVAL);
     assert_null(d);
@@ -295,10 +302,51 @@ static void test_bad_arguments(void **state)
     fm_model_free(m);
 }
 
+/* A model whose values are not all finite (a diverged run) is refused by
+ * fm_model_check_finite and by the export, naming the first such value,
+ * instead of an export that fails with "non-finite scale or offset". */
+static void test_not_finite_refused(void **state)
+{
+    (void)state;
+    fm_model *m = small_bc_model();
+    assert_int_equal(fm_model_check_finite(m), FM_OK);
+    fm_deploy *d = NULL;
+    const fm_layer *dense2 = NULL, *bn1 = NULL;
+    for (int l = 0; l < m->n_layers; l++) {
+        if (m->layers[l].kind == FM_LAYER_DENSE && m->layers[l].weight_index == 1)
+            dense2 = &m->layers[l];
+        if (m->layers[l].kind == FM_LAYER_BN && !bn1)
+            bn1 = &m->layers[l];
+    }
+    assert_non_null(dense2);
+    assert_non_null(bn1);
+    float *w = m->state + dense2->offset + 4;
+    *w = NAN;
+    assert_int_equal(fm_model_check_finite(m), FM_EINVAL);
+    assert_string_equal(fm_last_error(), "weight 5 of weighted layer 2 (8 x 3) is nan");
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 0, 0, 0, &d), FM_EINVAL);
+    assert_null(d);
+    assert_string_equal(fm_last_error(), "weight 5 of weighted layer 2 (8 x 3) is nan");
+    *w = 0.0f;
+    m->state[bn1->offset + 3 * bn1->channels] = INFINITY; /* the first variance */
+    assert_int_equal(fm_model_check_finite(m), FM_EINVAL);
+    assert_string_equal(fm_last_error(), "a batch-norm variance of weighted layer 1 is inf");
+    m->state[bn1->offset + 3 * bn1->channels] = 1.0f;
+    m->input_mean[11] = -INFINITY;
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_MEAN, 0, 0, 0, &d), FM_EINVAL);
+    assert_string_equal(fm_last_error(), "input mean 12 is -inf");
+    m->input_mean[11] = 0.0f;
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 0, 0, 0, &d), FM_OK);
+    fm_deploy_free(d);
+    fm_model_free(m);
+    assert_int_equal(fm_model_check_finite(NULL), FM_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_not_finite_refused),
         cmocka_unit_test(test_binary_matches_training),
         cmocka_unit_test(test_ternary_matches_training),
         cmocka_unit_test(test_synapse_matches_training),

@@ -167,6 +167,23 @@ static void test_hinge_gradient(void **state)
     assert_float_equal(fmi_loss_hinge(y, &label, 1, 2, NULL, NULL), 1.8125, 1e-9);
 }
 
+/* A diverged network's outputs are NaN: its loss is NaN, never the 0 of a
+ * perfect fit (max(0, NaN) taken as 0 reported a diverged run's loss as 0). */
+static void test_losses_keep_nan(void **state)
+{
+    (void)state;
+    float y[3] = {NAN, 0.5f, 0.25f}, dy[3];
+    uint8_t label = 1;
+    assert_true(isnan(fmi_loss_hinge(y, &label, 1, 3, dy, NULL)));
+    assert_true(isnan(fmi_loss_xent(y, &label, 1, 3, dy, NULL)));
+    float inf[2] = {-INFINITY, 0.0f};
+    label = 0;
+    assert_true(isinf(fmi_loss_hinge(inf, &label, 1, 2, NULL, NULL)));
+    /* finite outputs are unchanged: margins <= 0 count 0 */
+    float fit[2] = {2.0f, -3.0f};
+    assert_true(fmi_loss_hinge(fit, &label, 1, 2, NULL, NULL) == 0.0);
+}
+
 static void test_xent_gradient(void **state)
 {
     (void)state;
@@ -343,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_dense_gradients),
         cmocka_unit_test(test_batchnorm_gradients),
         cmocka_unit_test(test_hinge_gradient),
+        cmocka_unit_test(test_losses_keep_nan),
         cmocka_unit_test(test_sign_straight_through),
         cmocka_unit_test(test_xent_gradient),
         cmocka_unit_test(test_network_gradient_hinge),

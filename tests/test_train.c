@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +252,122 @@ static void test_preprocessing_pipelines(void **state)
     }
 }
 
+/* ---- values checked as training uses them (no data needed) ---- */
+
+/* fm_config_check with one field set: FM_EINVAL and a message holding
+ * `reason`, or FM_OK when reason is NULL. */
+static void check_field(void (*set)(fm_config *), const char *reason, const char *what)
+{
+    fm_config c;
+    fm_config_default(&c);
+    set(&c);
+    int rc = fm_config_check(&c);
+    if (!reason && rc != FM_OK)
+        fail_msg("%s refused: %s", what, fm_last_error());
+    if (reason && (rc != FM_EINVAL || !strstr(fm_last_error(), reason)))
+        fail_msg("%s: rc %d, '%s' (expected '%s')", what, rc, rc ? fm_last_error() : "",
+                 reason);
+}
+
+#define FIELD(name, body) \
+    static void name(fm_config *c) { body; }
+FIELD(lr_inf_as_float, c->lr = 1e39)
+FIELD(lr_zero_as_float, c->lr = 1e-50)
+FIELD(lr_subnormal, c->lr = 1e-40)
+FIELD(lr_smallest, c->lr = 1.17549435e-38)
+FIELD(lr_largest, c->lr = 3.4e38)
+FIELD(lr_final_zero_as_float, c->lr_final = 1e-50)
+FIELD(momentum_one_as_float, c->momentum = 0.99999999999)
+FIELD(momentum_below_one, c->momentum = 0.9999999)
+FIELD(dropout_one_as_float, c->dropout = 0.999999999999)
+FIELD(bn_eps_zero_as_float, c->bn_eps = 1e-50)
+FIELD(bn_momentum_zero_as_float, c->bn_momentum = 1e-50)
+FIELD(range_inf_as_float, c->synapse_range = 1e39)
+FIELD(range_1e30, c->synapse_range = 1e30)
+FIELD(range_2_63, c->synapse_range = 0x1p63)
+FIELD(range_one_as_float, c->synapse_range = 1.00000001)
+FIELD(range_close_synapse, (void)fm_parse_weights("synapse:26", c); c->synapse_range = 1.00002)
+FIELD(range_enough_synapse, (void)fm_parse_weights("synapse:26", c); c->synapse_range = 1.0001)
+
+static void test_config_values_as_floats(void **state)
+{
+    (void)state;
+    check_field(lr_inf_as_float, "learning rate 1e+39 overflows a 32-bit float", "lr 1e39");
+    check_field(lr_zero_as_float, "learning rate 1e-50 becomes 0 as a 32-bit float", "lr 1e-50");
+    check_field(lr_subnormal, "below the smallest normal 32-bit float", "lr 1e-40");
+    check_field(lr_smallest, NULL, "lr FLT_MIN");
+    check_field(lr_largest, NULL, "lr 3.4e38");
+    check_field(lr_final_zero_as_float, "final learning rate 1e-50 becomes 0", "lr_final 1e-50");
+    check_field(momentum_one_as_float, "momentum 0.99999999999 rounds to 1", "momentum");
+    check_field(momentum_below_one, NULL, "momentum 0.9999999");
+    check_field(dropout_one_as_float, "dropout 0.999999999999 rounds to 1 as a 32-bit float (it must stay below 1)", "dropout");
+    check_field(bn_eps_zero_as_float, "batch-norm epsilon 1e-50 becomes 0",
+                "bn_eps");
+    check_field(bn_momentum_zero_as_float, "batch-norm momentum 1e-50 becomes 0", "bn_momentum");
+    check_field(range_inf_as_float, "synapse range 1e+39 overflows a 32-bit float", "range 1e39");
+    /* 1e30 was refused as "must be greater than 1"; the reason is the underflow */
+    check_field(range_1e30, "synapse range 1e+30 is too large: the smallest magnitude H/R would "
+                            "be below 2^-63", "range 1e30");
+    check_field(range_2_63, NULL, "range 2^63");
+    check_field(range_one_as_float, "synapse range 1.00000001 rounds to 1 as a 32-bit float",
+                "range 1.00000001");
+    check_field(range_close_synapse, "is too close to 1 for 26 levels", "range 1.00002");
+    check_field(range_enough_synapse, NULL, "range 1.0001");
+}
+
+/* Each layer's smallest synapse level H/R, checked where H is known: a
+ * range the configuration allows can still be too large for a layer. */
+static void test_synapse_range_per_layer(void **state)
+{
+    (void)state;
+    fm_config c;
+    fm_config_default(&c);
+    c.arch = "mlp:16";
+    assert_int_equal(fm_parse_weights("synapse", &c), FM_OK);
+    c.synapse_range = 9e18;
+    fm_model *m = NULL;
+    assert_int_equal(fm_model_create(&c, 64, 10, &m), FM_EINVAL);
+    assert_null(m);
+    assert_non_null(strstr(fm_last_error(), "too large for weighted layer 1 (64 x 16)"));
+    c.scale = FM_SCALE_ONE; /* H = 1: 1/9e18 is above 2^-63 */
+    assert_int_equal(fm_model_create(&c, 64, 10, &m), FM_OK);
+    fm_model_free(m);
+}
+
+/* A run that diverges: its loss is NaN (reported as 0 before), and its
+ * weights are refused by the export, not written as NaN. */
+static void test_diverged_run(void **state)
+{
+    (void)state;
+    enum { N = 300, SIDE = 8 };
+    uint8_t pixels[N * SIDE * SIDE], labels[N];
+    for (int i = 0; i < N; i++) {
+        labels[i] = (uint8_t)(i % 4);
+        for (int p = 0; p < SIDE * SIDE; p++)
+            pixels[i * SIDE * SIDE + p] = (uint8_t)((p % 4 == i % 4) ? 200 : (i * 7 + p) % 50);
+    }
+    fm_images set = {N, SIDE, SIDE, 1, pixels, labels};
+    fm_config c;
+    fm_config_default(&c);
+    c.arch = "mlp:16";
+    c.epochs = 3;
+    c.batch = 50;
+    c.valid = 50;
+    c.threads = 1;
+    c.lr = 1e30;
+    fm_model *m;
+    assert_int_equal(fm_model_create_image(&c, SIDE, SIDE, 1, 4, &m), FM_OK);
+    fm_result r;
+    assert_int_equal(fm_train(m, &set, NULL, &c, NULL, &r), FM_OK);
+    if (!isnan(r.final_train_loss))
+        fail_msg("final loss %g after diverging", r.final_train_loss);
+    assert_int_equal(fm_model_check_finite(m), FM_EINVAL);
+    fm_deploy *d = NULL;
+    assert_int_equal(fm_deploy_from_model(m, FM_EXPORT_DET, 0, 0, 0, &d), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "is nan"));
+    fm_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +378,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_synapse),     cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_save_load_roundtrip),
         cmocka_unit_test(test_cnn_bc_qb),   cmocka_unit_test(test_preprocessing_pipelines),
+        cmocka_unit_test(test_config_values_as_floats),
+        cmocka_unit_test(test_synapse_range_per_layer),
+        cmocka_unit_test(test_diverged_run),
     };
     return RUN_DATA_TESTS(argc, argv, tests, load_train_data, free_train_data);
 }

@@ -63,6 +63,11 @@ int failure_as(int err, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* The library's last failure: fm_last_error() with fm_last_error_code()'s status. */
 int library_failure(void);
 void print_lines(FILE *f, const char *const *lines);
+/* A user's value (a path, an architecture, a data spec) as a message echoes
+ * it: its first and last 60 bytes with "..." between when longer than 123.
+ * The last 4 results stay valid. Every error line is fitted so anyway
+ * (fm_fit_text); this keeps a message composed in a buffer short. */
+const char *elided(const char *value);
 /* The text of the last error line printed (without "fewmul: error: "). */
 const char *last_error_message(void);
 /* In a run of several ranks every error line names its rank: "rank R of N: ". */
@@ -83,6 +88,9 @@ int ranks_start(cli_ranks *ranks);
 /* After each rank's set-up: 0 when all started; else this rank's own status,
  * or CLI_PEER after printing which rank failed and its message. */
 int ranks_agree(cli_ranks *ranks, int status);
+/* The largest of every rank's value (all ranks must call it); this rank's
+ * own outside MPI or when the collective fails. */
+int ranks_max(cli_ranks *ranks, int value);
 /* MPI's description of a failed collective, or NULL. */
 const char *ranks_failure(void);
 void ranks_finish(cli_ranks *ranks);
@@ -98,7 +106,11 @@ num_status parse_long(const char *s, long *out);
 
 typedef enum { T_FLAG, T_INT, T_U64, T_DOUBLE, T_STRING, T_CHOICE, T_CUSTOM } value_type;
 typedef enum { ARG_NONE, ARG_REQUIRED, ARG_OPTIONAL } arg_kind;
-enum { LO_OPEN = 1, HI_OPEN = 2 }; /* range bounds excluded (T_DOUBLE) */
+/* T_DOUBLE: range bounds excluded; AS_FLOAT: the library computes with the
+ * value as a 32-bit float, so it is checked again after that conversion (no
+ * overflow to inf, no nonzero value that becomes 0 or loses its bits, the
+ * range still met: 0.99999999999 is 1 as a float). */
+enum { LO_OPEN = 1, HI_OPEN = 2, AS_FLOAT = 4 };
 
 typedef struct choice {
     const char *name;

@@ -133,7 +133,7 @@ int ranks_agree(cli_ranks *r, int status)
         return CLI_OK;
     }
     if (status)
-        snprintf(mine.message, sizeof mine.message, "%s", last_error_message());
+        fm_fit_text(mine.message, sizeof mine.message, last_error_message()); /* its reason kept */
     int rc = worst[1] == 0 ? mpi_status(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all,
                                                       sizeof mine, MPI_BYTE, MPI_COMM_WORLD),
                                         "MPI_Allgather")
@@ -148,6 +148,15 @@ int ranks_agree(cli_ranks *r, int status)
                      : failure_as(FM_EPEER, "another rank failed");
     free(all);
     return status;
+}
+
+int ranks_max(cli_ranks *r, int value)
+{
+    int all = value;
+    if (r->mpi && mpi_status(MPI_Allreduce(&value, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD),
+                             "MPI_Allreduce"))
+        return value;
+    return all;
 }
 
 const char *ranks_failure(void) { return mpi_failure[0] ? mpi_failure : NULL; }
@@ -180,6 +189,12 @@ int ranks_agree(cli_ranks *r, int status)
 {
     (void)r;
     return status;
+}
+
+int ranks_max(cli_ranks *r, int value)
+{
+    (void)r;
+    return value;
 }
 
 const char *ranks_failure(void) { return NULL; }

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -39,10 +40,22 @@ void set_error_prefix(int rank, int size)
     snprintf(rank_prefix, sizeof rank_prefix, "rank %d of %d: ", rank, size);
 }
 
+/* A message longer than the buffer keeps its beginning and its reason: the
+ * middle of the long value in it (a path, an architecture) is elided
+ * (fm_fit_text). It is formatted apart from last_message, which may be one
+ * of the arguments. */
 static void print_error_line(const char *hint, const char *fmt, va_list args)
 {
-    char *message = last_message;
-    vsnprintf(message, sizeof last_message, fmt, args);
+    char *message = last_message, text[sizeof last_message];
+    va_list again;
+    va_copy(again, args);
+    int n = vsnprintf(text, sizeof text, fmt, args);
+    char *whole = n >= (int)sizeof text ? malloc((size_t)n + 1) : NULL;
+    if (whole)
+        vsnprintf(whole, (size_t)n + 1, fmt, again);
+    va_end(again);
+    fm_fit_text(message, sizeof last_message, whole ? whole : n >= 0 ? text : fmt);
+    free(whole);
     for (char *c = message; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             *c = '?';
@@ -51,6 +64,17 @@ static void print_error_line(const char *hint, const char *fmt, va_list args)
         fprintf(cli_err_file(), "fewmul: error: %s%s (%s)\n", rank_prefix, message, hint);
     else
         fprintf(cli_err_file(), "fewmul: error: %s%s\n", rank_prefix, message);
+}
+
+/* A value as a message echoes it: whole up to 123 bytes, else its first and
+ * last 60 with "..." between (fm_fit_text). The last 4 results stay valid. */
+const char *elided(const char *value)
+{
+    static char slots[4][124];
+    static int next;
+    char *slot = slots[next++ % 4];
+    fm_fit_text(slot, sizeof slots[0], value ? value : "");
+    return slot;
 }
 
 /* A mistake on the command line: exit status 2 and a pointer to the help. */
@@ -229,6 +253,27 @@ static int out_of_range(const option_def *d, const char *value)
     return usage_error("--%s: %s is out of range (must be %s)", d->name, value, range);
 }
 
+/* AS_FLOAT: the value as the library uses it, a 32-bit float: finite, a
+ * nonzero value not flushed to 0 or below the normal range (where it keeps
+ * only a few bits), and still in the option's range once rounded. */
+static int check_as_float(const option_def *d, const char *value, double v)
+{
+    static const char why[] = "a 32-bit float, the type training computes with";
+    char range[96];
+    describe_range(d, range, sizeof range);
+    if (fabs(v) > FLT_MAX)
+        return usage_error("--%s: %s is too large for %s (at most %g)", d->name, value, why,
+                           (double)FLT_MAX);
+    const float f = (float)v;
+    if (v != 0.0 && fabsf(f) < FLT_MIN)
+        return usage_error("--%s: %s becomes %g as %s (nonzero values must be at least %g)",
+                           d->name, value, (double)f, why, (double)FLT_MIN);
+    if (!in_range(d, (double)f))
+        return usage_error("--%s: %s becomes %.9g as %s (must be %s)", d->name, value, (double)f,
+                           why, range);
+    return 0;
+}
+
 static int set_choice(const option_def *d, int *field, const char *value)
 {
     char names[256] = "";
@@ -249,6 +294,7 @@ static int set_option(const option_def *d, void *opts, const char *value)
 {
     char *field = (char *)opts + d->offset;
     num_status st;
+    int rc;
     switch (d->type) {
     case T_FLAG:
         *(int *)field = 1;
@@ -285,6 +331,8 @@ static int set_option(const option_def *d, void *opts, const char *value)
         }
         if (!in_range(d, v))
             return out_of_range(d, value);
+        if ((d->flags & AS_FLOAT) && (rc = check_as_float(d, value, v)) != 0)
+            return rc;
         *(double *)field = v;
         return 0;
     }

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,11 @@ const char *const train_help[] = {
     "                       deterministic",
     "                     synapse[:N]: N log-spaced magnitudes with sign,",
     "                       stochastic rounding (default N 26)",
-    "  --synapse-range R  largest/smallest synapse magnitude, R > 1 (default 60)",
+    "  --synapse-range R  largest/smallest synapse magnitude, R > 1 (default 60);",
+    "                     the smallest magnitude H/R must be at least 2^-63 in",
+    "                     every layer (R at most 2^63 = 9.2e18, H*2^63 with each",
+    "                     layer's Glorot H), and N levels must stay apart as",
+    "                     floats (R at least 1.000024 for 26)",
     "  --scale glorot|one weight scale H of binary/ternary values and of the clip",
     "                     box: glorot (default) H = sqrt(6/(fan_in+fan_out))/2, or 1",
     "  --qb[=EMIN:EMAX]   quantized back-prop: the layer inputs used in the weight",
@@ -133,6 +138,9 @@ const char *const train_help[] = {
     "  --batch B          minibatch size, 1..65536 (default 200)",
     "  --opt sgd|adam     optimizer (default sgd)",
     "  --lr X             initial learning rate, > 0 (default sgd 0.3, adam 0.003)",
+    "                     and a normal 32-bit float (1.2e-38 to 3.4e38), as are",
+    "                     --lr-final, --momentum, --dropout and --synapse-range:",
+    "                     training computes with floats",
     "  --lr-final X       rate after the last epoch, > 0, reached by exponential",
     "                     decay per epoch (default sgd 0.01, adam 2e-6)",
     "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
@@ -248,7 +256,9 @@ const char *const train_help[] = {
     "for one process); with --ledger also table",
     "and ledger.",
     "",
-    "Exit status: 0 success; 1 FEWMUL_KERNELS invalid (with --out); 2 usage",
+    "Exit status: 0 success; 1 FEWMUL_KERNELS invalid (with --out), or training",
+    "diverged with --out or --state (the weights are not finite: neither is",
+    "written, the result is printed and the loss shown as nan); 2 usage",
     "error (bad option or value, options that conflict, two naming one file, a",
     "changed option with --resume); 3 a data, table or checkpoint file or folder",
     "not found; 4 bad input: a malformed, truncated or unsupported file, data",
@@ -301,6 +311,8 @@ typedef struct run_state {
     int bar_drawn;       /* characters of the bar now on screen */
     double last_draw;
     double best_valid;   /* best validation error so far, -1 before any */
+    int diverged_epoch;  /* the first epoch whose loss was not finite (0: none) */
+    double diverged_loss; /* that loss: nan or inf */
     int checkpoints;     /* written so far, and where the last one stands */
     fm_checkpoint_info last_checkpoint;
 } run_state;
@@ -312,6 +324,19 @@ static void bar_clear(run_state *st)
         fflush(stderr);
         st->bar_drawn = 0;
     }
+}
+
+/* A loss as the lines show it: "0.1234", "3.1e+17" when large, "nan" or
+ * "inf" when it diverged (never "-nan"). */
+static const char *format_loss(char *buf, size_t cap, double loss)
+{
+    if (isnan(loss))
+        snprintf(buf, cap, "nan");
+    else if (isinf(loss))
+        snprintf(buf, cap, "%sinf", loss < 0 ? "-" : "");
+    else
+        snprintf(buf, cap, fabs(loss) < 1e6 ? "%.4f" : "%.4g", loss);
+    return buf;
 }
 
 static void format_duration(char *buf, size_t cap, double s)
@@ -352,10 +377,11 @@ static void on_progress(const fm_progress *p, void *user)
     if (done > 0 && p->elapsed_s > 0)
         format_duration(eta, sizeof eta, p->elapsed_s * (total - done) / done);
 
-    char line[256];
+    char line[256], loss[32];
     size_t len = 0;
-    append(line, sizeof line, &len, "epoch %d/%d [%s] %3d%%  %.0f img/s  loss %.4f  ETA %s",
-           p->epoch, p->epochs, bar, (int)(frac * 100), p->images_per_s, p->loss, eta);
+    append(line, sizeof line, &len, "epoch %d/%d [%s] %3d%%  %.0f img/s  loss %s  ETA %s",
+           p->epoch, p->epochs, bar, (int)(frac * 100), p->images_per_s,
+           format_loss(loss, sizeof loss, p->loss), eta);
     int pad = st->bar_drawn > (int)len ? st->bar_drawn - (int)len : 0;
     fprintf(stderr, "\r%s%*s", line, pad, "");
     fflush(stderr);
@@ -364,18 +390,18 @@ static void on_progress(const fm_progress *p, void *user)
 
 static void format_lr(char *buf, size_t cap, double lr)
 {
-    snprintf(buf, cap, lr >= 1e-3 ? "%.4f" : "%.3e", lr);
+    snprintf(buf, cap, lr >= 1e-3 && lr < 1e4 ? "%.4f" : "%.3e", lr);
 }
 
 /* "epoch 3/20  loss 0.1234  train 2.10%  valid 1.90%  test 2.00%  best 1.90%@3
  *  lr 0.2800  8.2 s  6100 img/s", leaving out what was not measured. */
 static void print_epoch_line(const run_state *st, const fm_epoch_report *r)
 {
-    char line[512], lr[32];
+    char line[512], lr[32], loss[32];
     size_t len = 0;
     format_lr(lr, sizeof lr, r->lr);
-    append(line, sizeof line, &len, "epoch %d/%d  loss %.4f  train %.2f%%", r->epoch, r->epochs,
-           r->train_loss, r->train_error_pct);
+    append(line, sizeof line, &len, "epoch %d/%d  loss %s  train %.2f%%", r->epoch, r->epochs,
+           format_loss(loss, sizeof loss, r->train_loss), r->train_error_pct);
     if (r->valid_error_pct >= 0)
         append(line, sizeof line, &len, "  valid %.2f%%", r->valid_error_pct);
     if (r->test_error_pct >= 0)
@@ -414,6 +440,10 @@ static void on_epoch(const fm_epoch_report *r, void *user)
     run_state *st = user;
     if (r->best_epoch == r->epoch && r->valid_error_pct >= 0)
         st->best_valid = r->valid_error_pct;
+    if (!isfinite(r->train_loss) && !st->diverged_epoch) {
+        st->diverged_epoch = r->epoch;
+        st->diverged_loss = r->train_loss;
+    }
     bar_clear(st);
     if (!st->o->quiet)
         print_epoch_line(st, r);
@@ -591,8 +621,21 @@ static int write_log_result(FILE *log, const train_opts *o, const fm_model *mode
     return bad ? library_failure() : 0;
 }
 
-static void print_train_summary(const fm_result *r, const saved_files *saved)
+/* "the loss diverged (nan) in epoch 3", or "" when it has not (a loss that
+ * came back to finite numbers has not). */
+static const char *divergence(char *buf, size_t cap, const run_state *st, const fm_result *r)
 {
+    char loss[32];
+    buf[0] = '\0';
+    if (st->diverged_epoch > 0 && !isfinite(r->final_train_loss))
+        snprintf(buf, cap, "the loss diverged (%s) in epoch %d",
+                 format_loss(loss, sizeof loss, st->diverged_loss), st->diverged_epoch);
+    return buf;
+}
+
+static void print_train_summary(const fm_result *r, const saved_files *saved, const run_state *st)
+{
+    char loss[32], diverged[96];
     if (r->test_error_pct >= 0 && r->best_epoch > 0 && r->valid_error_pct >= 0)
         printf("test error %.2f%% at epoch %d, the best validation error (%.2f%%)\n",
                r->test_error_pct, r->best_epoch, r->valid_error_pct);
@@ -603,9 +646,10 @@ static void print_train_summary(const fm_result *r, const saved_files *saved)
                r->valid_error_pct, r->best_epoch);
     else
         printf("no error measured\n");
-    printf("%d epoch%s: %.1f s of training (%.0f img/s), %.1f s in all, final loss %.4f\n",
-           r->epochs, r->epochs == 1 ? "" : "s", r->train_seconds, r->train_images_per_s, r->total_seconds,
-           r->final_train_loss);
+    printf("%d epoch%s: %.1f s of training (%.0f img/s), %.1f s in all, final loss %s%s%s\n",
+           r->epochs, r->epochs == 1 ? "" : "s", r->train_seconds, r->train_images_per_s,
+           r->total_seconds, format_loss(loss, sizeof loss, r->final_train_loss),
+           divergence(diverged, sizeof diverged, st, r)[0] ? "; " : "", diverged);
     if (r->kernels)
         printf("multiplication-free execution on the %s kernels; %ld weight gradient%s formed "
                "with ldexpf (an exponent add would have left the float range)\n",
@@ -807,10 +851,16 @@ static int open_log(const char *path, int resumed, int epochs_done, FILE **out)
     }
 }
 
-/* Ended by SIGINT or SIGTERM: says what was kept and how to go on. */
-static int report_interruption(const train_opts *o, const run_state *st)
+/* Ended by SIGINT or SIGTERM: says what was kept and how to go on. In an
+ * MPI run every rank stops after the same minibatch when any rank got a
+ * signal (a scheduler's cancel signals them all; a Ctrl-C may reach one):
+ * the ranks learn which signal it was (SIGTERM over SIGINT), each exits with
+ * its status, and rank 0 alone, which wrote the checkpoint, says so. */
+static int report_interruption(const train_opts *o, const run_state *st, const cli_ranks *ranks,
+                               int sig)
 {
-    const int sig = g_signal;
+    if (ranks->rank > 0)
+        return sig == SIGTERM ? CLI_TERMINATED : CLI_INTERRUPTED;
     const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
     fflush(stdout);
     FILE *err = cli_err_file();
@@ -874,6 +924,27 @@ static void save_outputs(const train_opts *o, const train_run *t, saved_files *s
             *code = fm_last_error_code();
         }
     }
+}
+
+/* The weights to save are not finite: training diverged. Nothing is
+ * written (a packed model could not hold them; a training state of them is
+ * no model); the message names the files and the reason, and the status is
+ * 1, a failure of the run (FM_EINVAL's). */
+static int not_finite(const train_opts *o, const run_state *st, const fm_result *r, char *err,
+                      size_t cap)
+{
+    char why[512], diverged[96], files[400];
+    snprintf(why, sizeof why, "%s", fm_last_error());
+    divergence(diverged, sizeof diverged, st, r);
+    if (o->out && o->state)
+        snprintf(files, sizeof files, "--out %s and --state %s", elided(o->out), elided(o->state));
+    else
+        snprintf(files, sizeof files, "--%s %s", o->out ? "out" : "state",
+                 elided(o->out ? o->out : o->state));
+    snprintf(err, cap, "%s not written: training diverged, the trained weights are not finite "
+                       "(%s%s%s); a smaller --lr may help",
+             files, why, diverged[0] ? "; " : "", diverged);
+    return FM_EINVAL;
 }
 
 /* Before training: the table, the ledger, the data, the model, then the log. */
@@ -953,10 +1024,15 @@ static int train_with(const train_opts *o, train_run *t)
     rc = fm_train(t->model, &t->train, &t->test, &o->cfg, &cb, &result);
     set_stop_signals(SIG_DFL);
     bar_clear(&st);
+    /* the signal that stopped an MPI run may have reached another rank only;
+     * every rank asks, whatever stopped it (rank 0's log too) */
+    int sig = g_signal;
+    if (rc == FM_ECANCELED && t->ranks.mpi)
+        sig = ranks_max(&t->ranks, sig);
     if (st.log_errno)
         return failure_as(FM_EIO, "writing log file '%s': %s", o->log, strerror(st.log_errno));
-    if (rc == FM_ECANCELED && g_signal)
-        return report_interruption(o, &st);
+    if (rc == FM_ECANCELED && sig)
+        return report_interruption(o, &st, &t->ranks, sig);
     if (rc == FM_EMISMATCH && t->resume)
         return failure_as(rc, "%s: %s", o->resume, fm_last_error());
     if (rc == FM_EPEER && ranks_failure())
@@ -972,9 +1048,12 @@ static int train_with(const train_opts *o, train_run *t)
     memset(&saved, 0, sizeof saved);
     /* the file that holds the run's last state */
     saved.checkpoint = st.checkpoints > 0 ? o->checkpoint : o->resume;
-    char save_error[512] = "";
+    char save_error[1024] = "";
     int save_code = FM_OK;
-    save_outputs(o, t, &saved, save_error, sizeof save_error, &save_code);
+    if ((o->out || o->state) && fm_model_check_finite(t->model) != FM_OK)
+        save_code = not_finite(o, &st, &result, save_error, sizeof save_error);
+    else
+        save_outputs(o, t, &saved, save_error, sizeof save_error, &save_code);
     if (t->log && (rc = write_log_result(t->log, o, t->model, &result, &saved, t->ledger,
                                          t->table)) != 0)
         return rc;
@@ -982,7 +1061,7 @@ static int train_with(const train_opts *o, train_run *t)
         if (print_train_json(o, t->model, &result, &saved, t->ledger, t->table))
             rc = library_failure();
     } else {
-        print_train_summary(&result, &saved);
+        print_train_summary(&result, &saved, &st);
         if (t->ledger)
             rc = print_run_ledger(t->ledger, t->table);
     }

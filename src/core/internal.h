@@ -16,8 +16,12 @@
 #endif
 
 /* Records a one-line message for fm_last_error() and returns err, so a failure
- * reads `return fmi_error(FM_EINVAL, "bad batch %d", b);`. */
+ * reads `return fmi_error(FM_EINVAL, "bad batch %d", b);`. A message longer
+ * than FMI_MESSAGE_CAP - 1 bytes is fitted (fm_fit_text): the middle of a long
+ * path or architecture in it is elided, its reason kept. */
 int fmi_error(int err, const char *fmt, ...) FM_PRINTF(2, 3);
+/* The size of fm_last_error()'s buffer: room for a copy of a message. */
+#define FMI_MESSAGE_CAP 512
 
 /* The allocation hook (fm_set_allocator). fmi_alloc zero-fills; both set an
  * FM_ENOMEM message on failure and return NULL. Sizes are checked for overflow. */

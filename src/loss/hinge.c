@@ -38,7 +38,9 @@ double fmi_loss_hinge_part(const float *y, const uint8_t *labels, int batch, int
             int is_label = c == labels[b];
             float ty = is_label ? y[i] : -y[i];
             float margin = 1.0f - ty;
-            float m = margin > 0.0f ? margin : 0.0f;
+            /* max(0, margin) that keeps a NaN: a diverged network's loss
+             * is NaN, never the 0 of a perfect fit */
+            float m = margin <= 0.0f ? 0.0f : margin;
             total += (double)m * m;
             if (dy) {
                 float g = m * k;

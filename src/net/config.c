@@ -2,8 +2,10 @@
  * weight-mode names, architecture strings, and the validation of every field. */
 #include "internal.h"
 #include "net.h"
+#include "quant.h"
 
 #include <errno.h>
+#include <float.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -236,6 +238,72 @@ static int check_qb_range(int emin, int emax, const char *what)
     return FM_OK;
 }
 
+/* A field kept as a double that training computes with as a float must be
+ * one: NULL and *as_float the value training uses, or why it is not (beyond
+ * FLT_MAX it would be inf; a nonzero value below the smallest normal float
+ * would become 0 or keep only a few of its bits). */
+static const char *float_problem(double v, float *as_float)
+{
+    if (!isfinite(v))
+        return "is not finite";
+    if (fabs(v) > FLT_MAX)
+        return "overflows a 32-bit float (at most 3.40282e+38)";
+    *as_float = (float)v;
+    if (v != 0.0 && fabsf(*as_float) < FLT_MIN)
+        return *as_float == 0.0f ? "becomes 0 as a 32-bit float (nonzero values must be at least "
+                                   "1.17549e-38)"
+                                 : "is below the smallest normal 32-bit float (1.17549e-38)";
+    return NULL;
+}
+
+/* The synapse levels H * R^(-(N-1-k)/(N-1)), k = 0..N-1, as the quantizers
+ * compute them in float (quant.c). Deterministic quantization compares |W|
+ * with the geometric midpoints sqrtf(level[k] * level[k+1]), whose product
+ * underflows below 2^-126: the smallest level H/R must be at least 2^-63,
+ * and since H <= 1 (1 with --scale one) R may not exceed 2^63 whatever the
+ * layer (fmi_model_build checks each layer's own H). Neighbouring levels
+ * must differ by more than float rounding, a relative step of at least
+ * 2^-20 (8 units in the last place), else they round to one value and the
+ * stochastic quantizer divides by a zero gap. */
+static int check_synapse_range(const fm_config *c)
+{
+    float range = 0.0f;
+    const char *why = float_problem(c->synapse_range, &range);
+    if (!(c->synapse_range > 1.0))
+        return fmi_error(FM_EINVAL, "synapse range %g must be greater than 1", c->synapse_range);
+    if (!why && !(range > 1.0f))
+        why = "rounds to 1 as a 32-bit float (it must be greater than 1)";
+    if (why)
+        return fmi_error(FM_EINVAL, "synapse range %.15g %s", c->synapse_range, why);
+    if (c->synapse_range * FMI_SYNAPSE_MIN_LEVEL > 1.0)
+        return fmi_error(FM_EINVAL,
+                        "synapse range %g is too large: the smallest magnitude H/R would be below "
+                        "2^-63 (%.3g) even at H = 1, and deterministic quantization compares weights "
+                        "with products of neighbouring levels, which underflow as floats there (R "
+                        "at most 2^63 = %.4g)",
+                        c->synapse_range, (double)FMI_SYNAPSE_MIN_LEVEL,
+                        1.0 / FMI_SYNAPSE_MIN_LEVEL);
+    if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels >= 2 &&
+        log(range) / (c->synapse_levels - 1) < 0x1p-20)
+        return fmi_error(FM_EINVAL,
+                        "synapse range %.10g is too close to 1 for %d levels: neighbouring levels "
+                        "would differ by less than float rounding (R at least %.7g)",
+                        c->synapse_range, c->synapse_levels, exp(0x1p-20 * (c->synapse_levels - 1)));
+    return FM_OK;
+}
+
+/* A rate, momentum or probability that training uses as a float: NULL, or
+ * why it is not one (its range in double is checked first); below_one: it
+ * must stay below 1 (a momentum or probability). */
+static const char *check_float(double v, int below_one)
+{
+    float f = 0.0f;
+    const char *problem = float_problem(v, &f);
+    if (!problem && below_one && !(f < 1.0f))
+        problem = "rounds to 1 as a 32-bit float (it must stay below 1)";
+    return problem;
+}
+
 int fm_config_check(const fm_config *c)
 {
     fm_layer_spec specs[FM_MAX_HIDDEN];
@@ -248,8 +316,8 @@ int fm_config_check(const fm_config *c)
         return fmi_error(FM_EINVAL, "unknown weight mode %d", (int)c->weights);
     if (c->weights == FM_WEIGHTS_SYNAPSE && (c->synapse_levels < 2 || c->synapse_levels > 255))
         return fmi_error(FM_EINVAL, "synapse levels %d out of range 2..255", c->synapse_levels);
-    if (!(c->synapse_range > 1.0 && c->synapse_range < 1e30))
-        return fmi_error(FM_EINVAL, "synapse range %g must be greater than 1", c->synapse_range);
+    if ((rc = check_synapse_range(c)) < 0)
+        return rc;
     if ((rc = check_qb_range(c->qb_emin, c->qb_emax, "")) < 0 ||
         (rc = check_qb_range(c->qb_conv_emin, c->qb_conv_emax, " of convolutions")) < 0)
         return rc;
@@ -261,10 +329,17 @@ int fm_config_check(const fm_config *c)
         (unsigned)c->preproc > FM_PRE_GCN_LCN || (unsigned)c->bn_stats > FM_BN_RUNNING ||
         (unsigned)c->scale > FM_SCALE_ONE)
         return fmi_error(FM_EINVAL, "unknown optimizer, loss, preprocessing, scale or bn-stats value");
+    const char *why;
     if (!isfinite(c->lr) || c->lr < 0.0 || !isfinite(c->lr_final) || c->lr_final < 0.0)
         return fmi_error(FM_EINVAL, "learning rates must be finite and positive");
+    if ((why = check_float(c->lr, 0)) != NULL)
+        return fmi_error(FM_EINVAL, "learning rate %.15g %s", c->lr, why);
+    if ((why = check_float(c->lr_final, 0)) != NULL)
+        return fmi_error(FM_EINVAL, "final learning rate %.15g %s", c->lr_final, why);
     if (!(c->momentum >= 0.0 && c->momentum < 1.0))
         return fmi_error(FM_EINVAL, "momentum %g out of range [0, 1)", c->momentum);
+    if ((why = check_float(c->momentum, 1)) != NULL)
+        return fmi_error(FM_EINVAL, "momentum %.15g %s", c->momentum, why);
     if (c->valid < 0)
         return fmi_error(FM_EINVAL, "validation size %d is negative", c->valid);
     if (c->train_limit < 0)
@@ -273,10 +348,16 @@ int fm_config_check(const fm_config *c)
         return fmi_error(FM_EINVAL, "unknown activation kind %d", (int)c->acts);
     if (!(c->dropout >= 0.0 && c->dropout < 1.0))
         return fmi_error(FM_EINVAL, "dropout %g out of range [0, 1)", c->dropout);
+    if ((why = check_float(c->dropout, 1)) != NULL)
+        return fmi_error(FM_EINVAL, "dropout %.15g %s", c->dropout, why);
     if (!(c->bn_momentum > 0.0 && c->bn_momentum <= 1.0))
         return fmi_error(FM_EINVAL, "batch-norm momentum %g out of range (0, 1]", c->bn_momentum);
+    if ((why = check_float(c->bn_momentum, 0)) != NULL)
+        return fmi_error(FM_EINVAL, "batch-norm momentum %.15g %s", c->bn_momentum, why);
     if (!(c->bn_eps > 0.0 && c->bn_eps < 1.0))
         return fmi_error(FM_EINVAL, "batch-norm epsilon %g out of range (0, 1)", c->bn_eps);
+    if ((why = check_float(c->bn_eps, 1)) != NULL)
+        return fmi_error(FM_EINVAL, "batch-norm epsilon %.15g %s", c->bn_eps, why);
     if (c->eval_every < 1)
         return fmi_error(FM_EINVAL, "eval-every %d must be at least 1", c->eval_every);
     if (c->exec != FM_EXEC_DEFAULT && c->exec != FM_EXEC_MULFREE)

@@ -172,7 +172,7 @@ static int agree_as(fm_dist *d, const char *name, int rc, double values[FM_DIST_
     /* the own message first: the collectives below must not lose it */
     rank_failure mine = {rc, ""};
     if (rc < 0)
-        snprintf(mine.message, sizeof mine.message, "%s", fm_last_error());
+        fm_fit_text(mine.message, sizeof mine.message, fm_last_error()); /* its reason kept */
     /* a communicator made for one agreement (start_failed) has no gather buffer */
     rank_failure *all = d->gather ? d->gather : fmi_alloc((size_t)d->size, sizeof *all);
     float header[2 + FM_DIST_VALUES] = {rc < 0 ? 1.0f : 0.0f, all ? 0.0f : 1.0f};

@@ -30,7 +30,7 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
     if (how != FM_EXPORT_DET && how != FM_EXPORT_MEAN)
         return fmi_error(FM_EINVAL, "unknown export choice %d", (int)how);
     int rc = check_exportable(m);
-    if (rc < 0)
+    if (rc < 0 || (rc = fm_model_check_finite(m)) < 0)
         return rc;
     if (height == 0 && width == 0 && channels == 0) {
         height = m->in_h;

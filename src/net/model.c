@@ -103,12 +103,38 @@ static void describe(fm_model *m, const fm_layer_spec *specs, int n_specs)
  * its h x w x c input map, naming both. */
 static int misfit(fm_model *m, int rc, int item, int h, int w, int c)
 {
-    char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+    char why[FMI_MESSAGE_CAP]; /* fmi_error formats into the buffer fm_last_error() returns */
     snprintf(why, sizeof why, "%s", fm_last_error());
     rc = fmi_error(rc, "architecture '%s', item %d (%dx%dx%d input): %s", m->arch, item + 1, h, w,
                   c, why);
     fm_model_free(m);
     return rc;
+}
+
+/* Each weighted layer's smallest synapse level H/R must be one that the
+ * deterministic quantizer takes (FMI_SYNAPSE_MIN_LEVEL; fm_config_check
+ * bounds R for H = 1, here each layer's H is known). */
+static int check_synapse_levels(const fm_model *m)
+{
+    const fm_config *c = &m->config;
+    if (c->weights != FM_WEIGHTS_SYNAPSE)
+        return FM_OK;
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        if (!fmi_layer_weighted(L))
+            continue;
+        float smallest = fmi_synapse_level(L->h, c->synapse_levels, (float)c->synapse_range, 0);
+        if (!(smallest >= FMI_SYNAPSE_MIN_LEVEL))
+            return fmi_error(FM_EINVAL,
+                            "synapse range %g is too large for weighted layer %d (%d x %d): its "
+                            "smallest magnitude H/R = %.3g (H = %.3g) is below 2^-63 (%.3g), where "
+                            "the products of neighbouring levels that deterministic quantization "
+                            "compares against underflow as floats (R at most %.4g here)",
+                            c->synapse_range, L->weight_index + 1, L->w_rows, L->w_cols,
+                            (double)smallest, (double)L->h, (double)FMI_SYNAPSE_MIN_LEVEL,
+                            (double)L->h / FMI_SYNAPSE_MIN_LEVEL);
+    }
+    return FM_OK;
 }
 
 /* fmi_model_build; with arrays 0, the layers alone (no input mean, state or
@@ -194,6 +220,10 @@ static int build(const fm_config *config, int in_h, int in_w, int in_c, int clas
         fm_layer *d = add_layer(m, FM_LAYER_DENSE, in, classes);
         add_weights(m, d, in, classes, (double)classes, &offset, &weight_index);
         add_norm_act(m, classes, classes, 0, &offset);
+    }
+    if ((rc = check_synapse_levels(m)) < 0) {
+        fm_model_free(m);
+        return rc;
     }
     m->state_count = offset;
     if (offset > max_state) {
@@ -314,6 +344,43 @@ long fm_model_weights(const fm_model *m, int index, float *dst, size_t capacity)
         return (long)n;
     }
     return fmi_error(FM_EINVAL, "no weighted layer %d", index);
+}
+
+/* The first value of n at v that is not finite, or -1. */
+static long first_not_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return (long)i;
+    return -1;
+}
+
+static const char *nonfinite_name(float v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
+
+int fm_model_check_finite(const fm_model *m)
+{
+    static const char *const bn_names[] = {"gamma", "beta", "mean", "variance"};
+    if (!m)
+        return fmi_error(FM_EINVAL, "fm_model_check_finite: NULL model");
+    int weighted = 0; /* the weighted layer a batch norm follows, 1-based */
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        const float *v = m->state + L->offset;
+        long i = -1;
+        if (fmi_layer_weighted(L)) {
+            weighted = L->weight_index + 1;
+            if ((i = first_not_finite(v, fmi_layer_weight_count(L))) >= 0)
+                return fmi_error(FM_EINVAL, "weight %ld of weighted layer %d (%d x %d) is %s", i + 1,
+                                weighted, L->w_rows, L->w_cols, nonfinite_name(v[i]));
+        }
+        if (L->kind == FM_LAYER_BN && (i = first_not_finite(v, (size_t)4 * L->channels)) >= 0)
+            return fmi_error(FM_EINVAL, "a batch-norm %s of weighted layer %d is %s",
+                            bn_names[i / L->channels], weighted, nonfinite_name(v[i]));
+    }
+    long i = first_not_finite(m->input_mean, (size_t)m->input_dim);
+    if (i >= 0)
+        return fmi_error(FM_EINVAL, "input mean %ld is %s", i + 1, nonfinite_name(m->input_mean[i]));
+    return FM_OK;
 }
 
 void fmi_workspace_free(const fm_model *m, fm_workspace *ws)

@@ -112,7 +112,7 @@ static int bad_architecture(const fm_reader *r, int rc)
 {
     if (rc == FM_ENOMEM)
         return rc;
-    char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+    char why[FMI_MESSAGE_CAP]; /* fmi_error formats into the buffer fm_last_error() returns */
     snprintf(why, sizeof why, "%s", fm_last_error());
     if (rc == FM_ETRUNC)
         return fmi_error(FM_ETRUNC, "%s: truncated model file: %s", r->path, why);
@@ -256,7 +256,7 @@ static int parse_header(fm_reader *r, model_header *h)
     c.qb_conv_emin = (int32_t)conv_range[0];
     c.qb_conv_emax = (int32_t)conv_range[1];
     if ((rc = fm_config_check(&c)) < 0) {
-        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+        char why[FMI_MESSAGE_CAP]; /* fmi_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
         return fmi_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }

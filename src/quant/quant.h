@@ -23,6 +23,10 @@ void fmi_ternarize_det(const float *w, float *out, size_t n, float h);
 
 /* The most synapse levels a quantizer takes (fm_config_check allows 2..255). */
 #define FM_SYNAPSE_MAX_LEVELS 256
+/* The smallest synapse level h/range the deterministic quantizer takes: its
+ * geometric midpoints sqrtf(m_i * m_(i+1)) need a product of at least the
+ * smallest normal float, 2^-126 (fm_config_check, fmi_model_build). */
+#define FMI_SYNAPSE_MIN_LEVEL 0x1p-63f
 
 /* Synapse levels: `levels` (1..FM_SYNAPSE_MAX_LEVELS) magnitudes m_i = h * range^(-(levels-1-i)/(levels-1)),
  * i = 0..levels-1, uniform on a log scale from h/range to h, with the sign of w

@@ -406,7 +406,7 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
     if ((rc = get_config(r, &ck->config)) < 0)
         return rc;
     if ((rc = fm_config_check(&ck->config)) < 0) {
-        char why[256]; /* fmi_error formats into the buffer fm_last_error() returns */
+        char why[FMI_MESSAGE_CAP]; /* fmi_error formats into the buffer fm_last_error() returns */
         snprintf(why, sizeof why, "%s", fm_last_error());
         return fmi_error(FM_EFORMAT, "%s: bad configuration: %s", r->path, why);
     }

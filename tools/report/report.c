@@ -224,6 +224,19 @@ static int read_epoch_line(run *r, const where *w, const jv *obj)
 
 /* ---- the result line ----------------------------------------------------- */
 
+/* A number with its decimals, "1.2e+15" beyond a billion (a log may hold
+ * 1e308: never a run of 300 digits), "-" when not finite. */
+static const char *fixed(char *buf, size_t cap, double v, int decimals)
+{
+    if (!isfinite(v))
+        snprintf(buf, cap, "-");
+    else if (fabs(v) < 1e9)
+        snprintf(buf, cap, "%.*f", decimals, v);
+    else
+        snprintf(buf, cap, "%.3g", v);
+    return buf;
+}
+
 static int get_string(const where *w, const jv *obj, const char *path, const char *key,
                       int required, const char **out)
 {
@@ -539,8 +552,10 @@ static int read_result(report *rep, run *r, const where *w, const jv *R)
             return FM_EFORMAT;
     }
     r->qb = qb->u.boolean;
+    char n[32];
     if (strcmp(r->weights, "synapse") == 0 && isfinite(levels))
-        snprintf(r->mode, sizeof r->mode, "synapse:%.0f%s", levels, r->qb ? "+qb" : "");
+        snprintf(r->mode, sizeof r->mode, "synapse:%s%s", fixed(n, sizeof n, levels, 0),
+                 r->qb ? "+qb" : "");
     else
         snprintf(r->mode, sizeof r->mode, "%.40s%s", r->weights, r->qb ? "+qb" : "");
     return read_ledger(rep, r, w, R);
@@ -861,6 +876,10 @@ static void decimation_caption(sbuf *cap, const line_chart_info *info)
                   info->longest, REPORT_MAX_POINTS, REPORT_MAX_POINTS / 2);
     if (info->clamped)
         sb_printf(cap, " %zu values of 0 are drawn on the floor of the log axis.", info->clamped);
+    if (info->beyond)
+        sb_printf(cap, " %zu values beyond the range a chart draws (magnitudes 1e-300 to 1e300 "
+                       "on a log axis, up to 1e300 on a linear one) are drawn at its edge.",
+                  info->beyond);
 }
 
 static void error_chart(const report *rep, chart_out *out)
@@ -1170,12 +1189,14 @@ static void ratio_note(const report *rep, char *buf, size_t cap, double total, d
 {
     char e[64];
     fmt_energy(rep, e, sizeof e, total);
+    /* a ratio that does not fit a double (a total of 5e-324) is left out */
+    double less = ref_total / total, more = total / ref_total;
     if (is_ref)
         snprintf(buf, cap, "%s (fp32)", e);
-    else if (isfinite(ref_total) && total > 0 && ref_total / total >= 1)
-        snprintf(buf, cap, "%s, %.3g\xc3\x97 less", e, ref_total / total);
-    else if (isfinite(ref_total) && total > 0)
-        snprintf(buf, cap, "%s, %.3g\xc3\x97 more", e, total / ref_total);
+    else if (isfinite(ref_total) && total > 0 && less >= 1 && isfinite(less))
+        snprintf(buf, cap, "%s, %.3g\xc3\x97 less", e, less);
+    else if (isfinite(ref_total) && total > 0 && less < 1 && isfinite(more))
+        snprintf(buf, cap, "%s, %.3g\xc3\x97 more", e, more);
     else
         snprintf(buf, cap, "%s", e);
 }
@@ -1290,9 +1311,9 @@ static void cell(sbuf *b, const char *text, int left)
 
 static void cell_num(sbuf *b, double v, const char *fmt_suffix, int decimals)
 {
-    char buf[64];
+    char buf[64], num[32];
     if (isfinite(v))
-        snprintf(buf, sizeof buf, "%.*f%s", decimals, v, fmt_suffix);
+        snprintf(buf, sizeof buf, "%s%s", fixed(num, sizeof num, v, decimals), fmt_suffix);
     else
         snprintf(buf, sizeof buf, "-");
     cell(b, buf, 0);
@@ -1353,18 +1374,21 @@ static void runs_table(const report *rep, sbuf *b)
         sb_puts(b, "</td>");
         double last_epoch = r->n ? r->col[C_EPOCH][r->n - 1] : NAN;
         double total_epochs = r->n ? r->col[C_EPOCHS][r->n - 1] : result_number(r, "epochs");
+        char n1[32], n2[32];
         if (r->result || !isfinite(total_epochs) || last_epoch == total_epochs)
-            snprintf(buf, sizeof buf, "%.0f", isfinite(last_epoch) ? last_epoch
-                                                                   : result_number(r, "epochs"));
+            fixed(buf, sizeof buf, isfinite(last_epoch) ? last_epoch : result_number(r, "epochs"),
+                  0);
         else
-            snprintf(buf, sizeof buf, "%.0f of %.0f", last_epoch, total_epochs);
+            snprintf(buf, sizeof buf, "%s of %s", fixed(n1, sizeof n1, last_epoch, 0),
+                     fixed(n2, sizeof n2, total_epochs, 0));
         cell(b, buf, 0);
         double at = NAN;
         double last_test = last_value(r, C_TEST, &at);
         if (isfinite(last_test) && isfinite(last_epoch) && at != last_epoch)
-            snprintf(buf, sizeof buf, "%.2f%% (epoch %.0f)", last_test, at);
+            snprintf(buf, sizeof buf, "%s%% (epoch %s)", fixed(n1, sizeof n1, last_test, 2),
+                     fixed(n2, sizeof n2, at, 0));
         else if (isfinite(last_test))
-            snprintf(buf, sizeof buf, "%.2f%%", last_test);
+            snprintf(buf, sizeof buf, "%s%%", fixed(n1, sizeof n1, last_test, 2));
         else
             snprintf(buf, sizeof buf, "-");
         cell(b, buf, 0);
@@ -1373,9 +1397,10 @@ static void runs_table(const report *rep, sbuf *b)
         double best_epoch = r->result ? result_number(r, "best_epoch")
                                       : last_value(r, C_BEST_EPOCH, NULL);
         if (isfinite(best_test) && isfinite(best_epoch) && best_epoch > 0)
-            snprintf(buf, sizeof buf, "%.2f%% (epoch %.0f)", best_test, best_epoch);
+            snprintf(buf, sizeof buf, "%s%% (epoch %s)", fixed(n1, sizeof n1, best_test, 2),
+                     fixed(n2, sizeof n2, best_epoch, 0));
         else if (isfinite(best_test))
-            snprintf(buf, sizeof buf, "%.2f%%", best_test);
+            snprintf(buf, sizeof buf, "%s%%", fixed(n1, sizeof n1, best_test, 2));
         else
             snprintf(buf, sizeof buf, "-");
         cell(b, buf, 0);
@@ -1402,20 +1427,18 @@ static void runs_table(const report *rep, sbuf *b)
             fmt_energy(rep, buf, sizeof buf, total);
             cell(b, buf, 0);
             double comp = r->total.compute, comm = energy_comm(&r->total);
-            if (comp > 0)
-                snprintf(buf, sizeof buf, "%.3g", comm / comp);
-            else
-                snprintf(buf, sizeof buf, "-");
+            fmt_sig(buf, sizeof buf, comp > 0 ? comm / comp : NAN, 3);
             cell(b, buf, 0);
             double train = energy_sum(&r->train);
             fmt_energy(rep, buf, sizeof buf,
                        isfinite(r->steps) && r->steps > 0 ? train / r->steps : NAN);
             cell(b, buf, 0);
+            double by_train = ref ? energy_sum(&ref->train) / train : NAN,
+                   by_run = ref ? energy_sum(&ref->total) / total : NAN;
             if (ref && i == rep->ref)
                 snprintf(buf, sizeof buf, "fp32");
-            else if (ref && total > 0 && train > 0)
-                snprintf(buf, sizeof buf, "%.3g\xc3\x97 / %.3g\xc3\x97",
-                         energy_sum(&ref->train) / train, energy_sum(&ref->total) / total);
+            else if (ref && total > 0 && train > 0 && isfinite(by_train) && isfinite(by_run))
+                snprintf(buf, sizeof buf, "%.3g\xc3\x97 / %.3g\xc3\x97", by_train, by_run);
             else
                 snprintf(buf, sizeof buf, "-");
             cell(b, buf, 0);

@@ -119,11 +119,22 @@ const char *fmt_sig(char *buf, size_t cap, double v, int digits)
 
 /* ---- axes ------------------------------------------------------------------ */
 
+/* Every axis lies within [-AXIS_MAX, AXIS_MAX], and a log axis starts at
+ * AXIS_MIN or above: there powers of ten, their multiples and the steps
+ * between ticks are normal doubles, so no range, tick or position becomes
+ * 0, inf or NaN whatever the values (a JSON number may be 5e-324 or 1e308).
+ * Values beyond are drawn at the edge of the plot (line_chart_info.beyond). */
+#define AXIS_MAX 1e300
+#define AXIS_MIN 1e-300
+
+static double clamp(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
 /* The 1, 2 or 5 times a power of ten nearest above raw. */
 static double nice_step(double raw)
 {
     if (!(raw > 0) || !isfinite(raw))
         return 1;
+    raw = clamp(raw, AXIS_MIN, AXIS_MAX);
     double p = pow(10, floor(log10(raw)));
     double m = raw / p;
     return (m <= 1.0001 ? 1 : m <= 2.0001 ? 2 : m <= 5.0001 ? 5 : 10) * p;
@@ -132,6 +143,7 @@ static double nice_step(double raw)
 /* The largest 1, 2 or 5 times a power of ten <= v (up: the smallest >= v). */
 static double nice_125(double v, int up)
 {
+    v = clamp(v, AXIS_MIN, AXIS_MAX);
     double p = pow(10, floor(log10(v)));
     static const double m[] = {1, 2, 5, 10};
     if (up) {
@@ -166,6 +178,10 @@ static void fmt_tick(char *buf, size_t cap, double v, double step)
         div = 1e3;
     }
     double s = step / div;
+    if (fabs(v) >= 1e12) { /* "2e+12", never a run of 300 digits */
+        snprintf(buf, cap, "%g", v);
+        return;
+    }
     if (s < 1e-4) {
         snprintf(buf, cap, "%g%s", v / div, suffix);
         return;
@@ -177,6 +193,10 @@ static void fmt_tick(char *buf, size_t cap, double v, double step)
 /* A tick label of a log axis: "0.01", "20", "1e-5", "2e+6". */
 static void fmt_log_tick(char *buf, size_t cap, double v)
 {
+    if (!(v > 0) || !isfinite(v)) { /* never on an axis (AXIS_MIN) */
+        snprintf(buf, cap, "-");
+        return;
+    }
     if (v >= 1e-3 && v < 1e5) {
         snprintf(buf, cap, "%g", v);
         return;
@@ -198,14 +218,23 @@ typedef struct axis {
     double pos0, pos1; /* screen coordinates of lo and hi */
 } axis;
 
+/* Where v goes: a value beyond the axis at its edge, so every coordinate
+ * is a number. */
 static double axis_pos(const axis *a, double v)
 {
     double t;
     if (a->log)
         t = (log10(v) - log10(a->lo)) / (log10(a->hi) - log10(a->lo));
     else
-        t = (v - a->lo) / (a->hi - a->lo);
+        t = (v / 2 - a->lo / 2) / (a->hi / 2 - a->lo / 2); /* halves: no overflow */
+    t = isnan(t) ? 0 : clamp(t, 0, 1);
     return a->pos0 + t * (a->pos1 - a->pos0);
+}
+
+/* Whether v lies beyond the axis (drawn at its edge). */
+static int beyond(const axis *a, double v)
+{
+    return v < a->lo * (1 - 1e-9) || v > a->hi * (1 + 1e-9);
 }
 
 enum { MAX_TICKS = 24 };
@@ -377,7 +406,7 @@ static size_t pick_points(const line_series *s, size_t max, size_t *out, size_t 
     size_t n = 0;
     if (valid <= max) {
         for (size_t i = 0; i < s->n; i++)
-            if (!isnan(s->y[i]))
+            if (isfinite(s->y[i]) && isfinite(s->x[i]))
                 out[n++] = i;
         return n;
     }
@@ -390,7 +419,7 @@ static size_t pick_points(const line_series *s, size_t max, size_t *out, size_t 
             end = valid;
         size_t lo = (size_t)-1, hi = (size_t)-1;
         for (; k < end && i < s->n; i++) {
-            if (isnan(s->y[i]))
+            if (!isfinite(s->y[i]) || !isfinite(s->x[i]))
                 continue;
             if (lo == (size_t)-1 || s->y[i] < s->y[lo])
                 lo = i;
@@ -427,7 +456,7 @@ static void find_line_ranges(const line_chart *c, line_ranges *r, line_chart_inf
         size_t valid = 0;
         for (size_t i = 0; i < s->n; i++) {
             double y = s->y[i];
-            if (isnan(y) || !isfinite(s->x[i]))
+            if (!isfinite(y) || !isfinite(s->x[i]))
                 continue;
             valid++;
             r->xmin = fmin(r->xmin, s->x[i]);
@@ -450,14 +479,16 @@ static void line_y_range(const line_chart *c, const line_ranges *r, axis *ya)
         ya->lo = nice_125(r->ypos, 0);
         ya->hi = nice_125(r->ymax, 1);
         if (ya->hi <= ya->lo * 1.0001) {
-            ya->lo /= 2;
-            ya->hi *= 2;
+            ya->lo = ya->lo > AXIS_MIN * 2 ? ya->lo / 2 : ya->lo;
+            ya->hi = ya->hi < AXIS_MAX / 2 ? ya->hi * 2 : ya->hi;
         }
     } else {
-        double top = r->ymax > 0 ? r->ymax : 1;
+        /* at least AXIS_MIN / 5 a step: below, a top of 1e-310 would have
+         * steps of a few denormal bits */
+        double top = r->ymax > AXIS_MIN ? fmin(r->ymax, AXIS_MAX) : r->ymax > 0 ? AXIS_MIN : 1;
         double step = nice_step(top / 5);
-        ya->hi = ceil(top / step - 1e-9) * step;
-        ya->lo = r->ymin < 0 ? floor(r->ymin / step) * step : 0;
+        ya->hi = fmin(ceil(top / step - 1e-9) * step, AXIS_MAX);
+        ya->lo = r->ymin < 0 ? fmax(floor(fmax(r->ymin, -AXIS_MAX) / step) * step, -AXIS_MAX) : 0;
         if (ya->hi <= ya->lo)
             ya->hi = ya->lo + step;
     }
@@ -510,6 +541,8 @@ static void draw_series(sbuf *b, const line_chart *c, const line_series *s, cons
         if (c->log_y && y <= 0) {
             y = ya->lo;
             info->clamped++;
+        } else if (beyond(ya, y)) {
+            info->beyond++;
         }
         sb_printf(b, "%s%.1f,%.1f", j ? " " : "", axis_pos(xa, s->x[pick[j]]), axis_pos(ya, y));
     }
@@ -539,7 +572,7 @@ static void draw_all_series(sbuf *b, const line_chart *c, const axis *xa, const 
         const line_series *s = &c->series[k];
         size_t valid = 0;
         for (size_t i = 0; i < s->n; i++)
-            if (!isnan(s->y[i]))
+            if (isfinite(s->y[i]) && isfinite(s->x[i]))
                 valid++;
         if (valid == 0)
             continue;
@@ -582,9 +615,12 @@ void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info)
         sb_puts(b, "</svg>\n");
         return;
     }
-    if (r.xmin == r.xmax) {
-        r.xmin -= 1;
-        r.xmax += 1;
+    r.xmin = clamp(r.xmin, -AXIS_MAX, AXIS_MAX);
+    r.xmax = clamp(r.xmax, -AXIS_MAX, AXIS_MAX);
+    if (r.xmax - r.xmin < fmax(fabs(r.xmin), 1) * 1e-9) { /* one x: a unit either side */
+        double pad = fmax(fabs(r.xmin), 1) * 1e-3;
+        r.xmin -= pad > 1 ? pad : 1;
+        r.xmax += pad > 1 ? pad : 1;
     }
     axis xa = {r.xmin, r.xmax, 0, x0, x1};
     axis ya = {0, 1, c->log_y, y1, y0};
@@ -597,12 +633,14 @@ void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info)
 
 /* ---- bar charts -------------------------------------------------------------- */
 
+/* A segment's value: a positive number, else nothing to draw. */
+static double segment(double v) { return v > 0 && isfinite(v) ? v : 0; }
+
 static double bar_total(const bar_chart *c, const bar_item *bar)
 {
     double t = 0;
     for (size_t k = 0; k < c->n_kinds; k++)
-        if (bar->values[k] > 0)
-            t += bar->values[k];
+        t += segment(bar->values[k]);
     return t;
 }
 
@@ -688,7 +726,7 @@ static void draw_bar(sbuf *b, const bar_chart *c, const bar_item *bar, double x,
     double bx = x + (l->slot - l->bar_w) / 2, cx = x + l->slot / 2;
     double total = bar_total(c, bar), acc = 0;
     for (size_t k = 0; k < c->n_kinds; k++) {
-        double v = bar->values[k];
+        double v = segment(bar->values[k]);
         if (!(v > 0))
             continue;
         double ya0 = axis_pos(ya, acc * c->scale), ya1 = axis_pos(ya, (acc + v) * c->scale);
@@ -799,7 +837,7 @@ void svg_bar_chart(sbuf *b, const bar_chart *c)
         return;
     }
     axis ya = {0, 1, 0, l.y1, l.y0};
-    double shown_top = l.top * c->scale;
+    double shown_top = clamp(l.top * c->scale, AXIS_MIN, AXIS_MAX / 2);
     double step = nice_step(shown_top / 5);
     ya.hi = ceil(shown_top * 1.08 / step - 1e-9) * step;
     draw_y_axis(b, &ya, l.x0, l.x1, c->y_label, c->unit);

@@ -73,6 +73,8 @@ typedef struct line_chart_info {
     size_t drawn;    /* the most points drawn for one series */
     int decimated;   /* a series had more than max_points values */
     size_t clamped;  /* values <= 0 drawn at the floor of a log axis */
+    size_t beyond;   /* values beyond the axis's range (1e-300 .. 1e300 in
+                        magnitude) drawn at its edge */
 } line_chart_info;
 
 void svg_line_chart(sbuf *b, const line_chart *c, line_chart_info *info);

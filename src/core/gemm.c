@@ -76,7 +76,10 @@ static void rows_times(int ta, int M, int n, int K, float alpha, const float *A,
     }
 }
 
-/* Columns of a transposed B per copy: K x 256 floats, a few MiB at most. */
+/* Floats of a transposed B per copy: a panel of columns on the stack (64 KiB),
+ * so that a product never allocates (an allocation that could fail would
+ * need an error this void function cannot return), and at most 256 columns. */
+#define PANEL_FLOATS 16384
 #define PANEL 256
 
 void fmi_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -89,9 +92,11 @@ void fmi_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const 
     /* op(B) = Bᵀ: its rows are B's columns, strided. Copied, a panel of
      * columns at a time, into rows, the inner loop runs along contiguous
      * memory (30x faster at 100x1024x1024) and sums exactly as before. */
-    const int panel = N < PANEL ? N : PANEL;
-    float *bt = panel > 0 && K > 0 ? fmi_alloc_raw(sizeof(float) * (size_t)K * panel) : NULL;
-    if (bt) {
+    int panel = K > 0 ? PANEL_FLOATS / K : 0;
+    panel = panel < PANEL ? panel : PANEL;
+    panel = N < panel ? N : panel;
+    float bt[PANEL_FLOATS];
+    if (panel > 0) {
         for (int j0 = 0; j0 < N; j0 += panel) {
             const int n = N - j0 < panel ? N - j0 : panel;
             for (int j = 0; j < n; j++) {
@@ -101,10 +106,9 @@ void fmi_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const 
             }
             rows_times(ta, M, n, K, alpha, A, lda, bt, n, beta, C + j0, ldc);
         }
-        fmi_free(bt);
         return;
     }
-    /* no memory for the copy: the same sums, along the strided rows */
+    /* K too long for a panel (over 16384): the same sums, along the strided rows */
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < M; i++) {
         float *c = C + (long)i * ldc;

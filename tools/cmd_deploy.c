@@ -75,19 +75,23 @@ const char *const info_help[] = {
     "",
     "Otherwise:",
     "Describe a packed model (written by 'fewmul train --out'): its network,",
-    "input shape, classes and file size; per layer its inputs and outputs, the",
-    "kind of its weights (fp32, binary, ternary, synapse), their bits and",
-    "levels, whether its input is real or binary (+-1 from a sign layer), its",
-    "activation (relu, sign, or none for the class scores) and its weight bytes;",
-    "the total weight bits and bits per weight; the kernel variant that would",
-    "run it here and the variants available.",
+    "input shape, classes and file size; per layer its type (dense, conv,",
+    "maxpool, gap), its inputs and outputs, the kind of its weights (fp32,",
+    "binary, ternary, synapse), their bits and levels, whether its input is",
+    "real or binary (+-1 from a sign layer), its activation (relu, sign, or",
+    "none for the class scores) and its weight bytes, and for a map its input,",
+    "kernel or window, stride, padding and output; the total weight bits and",
+    "bits per weight; the kernel variant that would run it here and the",
+    "variants available.",
     "",
     "  --json             print one JSON object, the last line of standard",
     "                     output, with the keys file, describe, input, input_dim,",
-    "                     classes, file_bytes, layers (in, out, weights, bits,",
-    "                     levels, input, activation, weight_bytes), weights,",
-    "                     weight_bits, weight_bytes, bits_per_weight, kernels,",
-    "                     kernels_available",
+    "                     classes, file_bytes, layers (type, in, out, weights,",
+    "                     bits, levels, input, activation, weight_count,",
+    "                     weight_bytes; maps also in_map, out_map; conv and",
+    "                     maxpool kernel_h, kernel_w, stride, pad_top,",
+    "                     pad_left), weights, weight_bits, weight_bytes,",
+    "                     bits_per_weight, kernels, kernels_available",
     "  -h, --help         show this help",
     "",
     "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
@@ -380,6 +384,7 @@ static int print_info_json(const info_opts *o, const fm_deploy *d, const weight_
         if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
             return library_failure();
         json_open(&w, NULL, '{');
+        json_string(&w, "type", info.type);
         json_int(&w, "in", info.in);
         json_int(&w, "out", info.out);
         json_string(&w, "weights", info.weights);
@@ -387,7 +392,25 @@ static int print_info_json(const info_opts *o, const fm_deploy *d, const weight_
         json_int(&w, "levels", info.levels);
         json_string(&w, "input", info.input);
         json_string(&w, "activation", info.activation);
+        json_u64(&w, "weight_count", info.weight_count);
         json_u64(&w, "weight_bytes", info.weight_bytes);
+        if (strcmp(info.type, "dense") != 0) {
+            const int maps[2][3] = {{info.in_h, info.in_w, info.in_c},
+                                    {info.out_h, info.out_w, info.out_c}};
+            for (int k = 0; k < 2; k++) {
+                json_open(&w, k ? "out_map" : "in_map", '[');
+                for (int i = 0; i < 3; i++)
+                    json_int(&w, NULL, maps[k][i]);
+                json_close(&w, ']');
+            }
+        }
+        if (strcmp(info.type, "conv") == 0 || strcmp(info.type, "maxpool") == 0) {
+            json_int(&w, "kernel_h", info.kernel_h);
+            json_int(&w, "kernel_w", info.kernel_w);
+            json_int(&w, "stride", info.stride);
+            json_int(&w, "pad_top", info.pad_top);
+            json_int(&w, "pad_left", info.pad_left);
+        }
         json_close(&w, '}');
     }
     json_close(&w, ']');
@@ -412,17 +435,30 @@ static int print_info_text(const info_opts *o, const fm_deploy *d, const weight_
     printf("input %s (%d values), %d classes, file %s (%" PRIu64 " bytes)\n",
            fmt_shape(shape, sizeof shape, d), fm_deploy_input_shape(d, NULL, NULL, NULL),
            fm_deploy_classes(d), fmt_size(size, sizeof size, file_bytes), file_bytes);
-    printf("%5s %8s %8s  %-8s %4s %6s  %-6s  %-10s %12s\n", "layer", "in", "out", "weights",
-           "bits", "levels", "input", "activation", "weight bytes");
+    printf("%5s  %-7s %8s %8s  %-8s %4s %6s  %-6s  %-10s %12s\n", "layer", "type", "in", "out",
+           "weights", "bits", "levels", "input", "activation", "weight bytes");
     for (int l = 0; l < fm_deploy_layers(d); l++) {
         fm_deploy_layer_info info;
         if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
             return library_failure();
-        char levels[16] = "-";
+        char levels[16] = "-", map[96] = "";
         if (info.levels > 0)
             snprintf(levels, sizeof levels, "%d", info.levels);
-        printf("%5d %8d %8d  %-8s %4d %6s  %-6s  %-10s %12" PRIu64 "\n", l + 1, info.in, info.out,
-               info.weights, info.bits, levels, info.input, info.activation, info.weight_bytes);
+        /* maps: input > kernel or window, stride, padding > output */
+        if (strcmp(info.type, "conv") == 0)
+            snprintf(map, sizeof map, "  %dx%dx%d > %dx%d s%d pad %d,%d > %dx%dx%d", info.in_h,
+                     info.in_w, info.in_c, info.kernel_h, info.kernel_w, info.stride, info.pad_top,
+                     info.pad_left, info.out_h, info.out_w, info.out_c);
+        else if (strcmp(info.type, "maxpool") == 0)
+            snprintf(map, sizeof map, "  %dx%dx%d > %dx%d s%d > %dx%dx%d", info.in_h, info.in_w,
+                     info.in_c, info.kernel_h, info.kernel_w, info.stride, info.out_h, info.out_w,
+                     info.out_c);
+        else if (strcmp(info.type, "gap") == 0)
+            snprintf(map, sizeof map, "  %dx%dx%d > %d", info.in_h, info.in_w, info.in_c,
+                     info.out_c);
+        printf("%5d  %-7s %8d %8d  %-8s %4d %6s  %-6s  %-10s %12" PRIu64 "%s\n", l + 1, info.type,
+               info.in, info.out, info.weights, info.bits, levels, info.input, info.activation,
+               info.weight_bytes, map);
     }
     printf("weights: %" PRIu64 " in %" PRIu64 " bits (%s), %.3g bit%s per weight; as fp32 %s\n",
            t->weights, t->bits, fmt_size(size, sizeof size, t->bytes), bits_per_weight(t),

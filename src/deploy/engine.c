@@ -1,8 +1,12 @@
 /* engine.c — running a deployed network: the kernel choice and prediction. A packed layer is one
  * kernel call (adds, lookups, popcounts) followed by the few multiplies that
- * remain per output: the folded batch norm's scale. The "fp32" variant runs
- * the same network on unpacked float weights through BLAS (gemm.c's loop
- * where BLAS may not be called): the yardstick. */
+ * remain per output: the folded batch norm's scale (none where a sign follows
+ * integer sums: a threshold per channel). Max-pools take the maxima of a
+ * convolution's sums before its batch norm and activation, as the trainer
+ * does, or where the activation is a sign, combine the packed output bits
+ * (exactly the same result). The "fp32" variant runs the same network on
+ * unpacked float weights through BLAS (gemm.c's loop where BLAS may not be
+ * called), convolutions as im2col and a matrix product: the yardstick. */
 #include "deploy.h"
 #include "gemm.h"
 #include "infer.h"
@@ -23,20 +27,48 @@
 
 static const char *const weight_kind_names[] = {"fp32", "binary", "ternary", "synapse"};
 static const char *const act_names[] = {"none", "relu", "sign"};
+static const char *const type_names[] = {"dense", "conv", "maxpool", "gap"};
 
 /* ---- description and kernels ---- */
 
+/* A dense network: "784-256-10"; with maps: "28x28x1-8k3-pool2-16k3s2p1-gap-10"
+ * (a convolution F filters kK, stride sS, padding pP; pools and gap by name). */
 static void describe(fm_deploy *d)
 {
     char *s = d->description;
     const size_t size = sizeof d->description;
-    int len = snprintf(s, size, "%d", d->input_dim);
-    for (int l = 0; l < d->n_layers && len < (int)size; l++)
-        len += snprintf(s + len, size - (size_t)len, "-%d", d->layers[l].out);
+    int maps = 0;
+    for (int l = 0; l < d->n_layers; l++)
+        maps |= d->layers[l].type != FM_DL_DENSE;
+    int len = maps ? snprintf(s, size, "%dx%dx%d", d->height, d->width, d->channels)
+                   : snprintf(s, size, "%d", d->input_dim);
+    for (int l = 0; l < d->n_layers && len < (int)size; l++) {
+        const fm_deploy_layer *L = &d->layers[l];
+        char *at = s + len;
+        size_t left = size - (size_t)len;
+        if (L->type == FM_DL_CONV) {
+            len += snprintf(at, left, "-%dk%d", L->out_c, L->k_h);
+            if (len < (int)size && L->k_w != L->k_h)
+                len += snprintf(s + len, size - (size_t)len, "x%d", L->k_w);
+            if (len < (int)size && L->stride != 1)
+                len += snprintf(s + len, size - (size_t)len, "s%d", L->stride);
+            if (len < (int)size && (L->pad_top || L->pad_left))
+                len += snprintf(s + len, size - (size_t)len, "p%d", L->pad_top);
+        } else if (L->type == FM_DL_POOL) {
+            len += snprintf(at, left, "-pool%d", L->k_h);
+            if (len < (int)size && L->stride != L->k_h)
+                len += snprintf(s + len, size - (size_t)len, "s%d", L->stride);
+        } else if (L->type == FM_DL_GAP) {
+            len += snprintf(at, left, "-gap");
+        } else {
+            len += snprintf(at, left, "-%d", L->out);
+        }
+    }
     const fm_deploy_layer *first = &d->layers[0];
     int same = 1;
     for (int l = 1; l < d->n_layers; l++)
-        same &= d->layers[l].weights == first->weights && d->layers[l].levels == first->levels;
+        if (fmi_deploy_weighted(&d->layers[l]))
+            same &= d->layers[l].weights == first->weights && d->layers[l].levels == first->levels;
     if (len < (int)size) {
         if (same && first->weights == FM_DW_SYNAPSE)
             len += snprintf(s + len, size - (size_t)len, ", synapse:%d weights (%d bits)",
@@ -55,7 +87,7 @@ static int unpack_all(fm_deploy *d)
 {
     for (int l = 0; l < d->n_layers; l++) {
         fm_deploy_layer *L = &d->layers[l];
-        if (L->weights == FM_DW_FP32 || L->unpacked)
+        if (!fmi_deploy_weighted(L) || L->weights == FM_DW_FP32 || L->unpacked)
             continue;
         float *w = fmi_alloc((size_t)L->out * (size_t)L->in, sizeof *w);
         if (!w)
@@ -64,6 +96,65 @@ static int unpack_all(fm_deploy *d)
             for (int i = 0; i < L->in; i++)
                 w[(size_t)j * L->in + i] = fmi_deploy_code_value(L, fmi_deploy_code(L, j, i));
         L->unpacked = w;
+    }
+    return FM_OK;
+}
+
+/* Whether sign(scale * acc + offset) holds, +1, for the integer sum acc. */
+static int sign_of(int32_t acc, float scale, float offset)
+{
+    return fmi_deploy_z((float)acc, scale, offset) >= 0.0f;
+}
+
+/* A sign convolution's folded batch norm as per-channel thresholds. The sums
+ * of binary weights on binary inputs are integers in [-n, n], n the fan-in,
+ * and z = scale * acc + offset, rounded as the float path rounds it, is
+ * monotone in acc (rounding is): non-decreasing for scale > 0, non-increasing
+ * for scale < 0, constant for scale = 0. So the set of sums with z >= 0 is
+ * acc >= T (above) or acc <= T (below), and T is found by bisection on the
+ * float formula itself: the threshold gives exactly the float path's bits.
+ * `above` is also what a max-pool of the bits combines with: a window's
+ * maximum sum passes the test where any passes (OR, above) or where all pass
+ * (AND, below) — for any sign layer, real sums included. */
+static int sign_thresholds(fm_deploy_layer *L)
+{
+    const int channels = L->out, n = L->in;
+    const int integer = L->binary_input && L->weights == FM_DW_BINARY;
+    L->above = fmi_alloc((size_t)channels, 1);
+    if (integer)
+        L->threshold = fmi_alloc((size_t)channels, sizeof *L->threshold);
+    if (!L->above || (integer && !L->threshold))
+        return FM_ENOMEM;
+    for (int j = 0; j < channels; j++) {
+        const float sc = L->scale[j], of = L->offset[j];
+        L->above[j] = !(sc < 0.0f);
+        if (!integer)
+            continue;
+        int32_t t;
+        if (sc > 0.0f) { /* the smallest sum that passes, n + 1 if none */
+            int32_t lo = -n, hi = n + 1;
+            while (lo < hi) {
+                int32_t mid = lo + (hi - lo) / 2;
+                if (sign_of(mid, sc, of))
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            t = lo;
+        } else if (sc < 0.0f) { /* the largest sum that passes, -n - 1 if none */
+            int32_t lo = -n - 1, hi = n;
+            while (lo < hi) {
+                int32_t mid = hi - (hi - lo) / 2;
+                if (sign_of(mid, sc, of))
+                    lo = mid;
+                else
+                    hi = mid - 1;
+            }
+            t = lo;
+        } else {
+            t = sign_of(0, sc, of) ? -n : n + 1;
+        }
+        L->threshold[j] = t;
     }
     return FM_OK;
 }
@@ -77,7 +168,13 @@ int fmi_deploy_finish(fm_deploy *d)
         return rc;
     for (int l = 0; l < d->n_layers; l++) {
         fm_deploy_layer *L = &d->layers[l];
-        if (L->weights != FM_DW_FP32 && !L->kernel && (rc = fmi_kernel_prepare(L, &L->kernel)) < 0)
+        if (L->type == FM_DL_DENSE && L->weights != FM_DW_FP32 && !L->kernel &&
+            (rc = fmi_kernel_prepare(L, &L->kernel)) < 0)
+            return rc;
+        if (L->type == FM_DL_CONV && !L->conv && (rc = fmi_conv_prepare(L, &L->conv)) < 0)
+            return rc;
+        if (L->type == FM_DL_CONV && L->act == FM_ACT_SIGN && !L->above &&
+            (rc = sign_thresholds(L)) < 0)
             return rc;
     }
     d->kernels = k;
@@ -143,55 +240,97 @@ int fm_deploy_describe_layer(const fm_deploy *d, int layer, fm_deploy_layer_info
     if (layer < 0 || layer >= d->n_layers)
         return fmi_error(FM_EINVAL, "layer %d out of range (network has %d)", layer, d->n_layers);
     const fm_deploy_layer *L = &d->layers[layer];
-    info->in = L->in;
-    info->out = L->out;
-    info->weights = weight_kind_names[L->weights];
+    memset(info, 0, sizeof *info);
+    const int weighted = fmi_deploy_weighted(L);
+    info->type = type_names[L->type];
+    info->in = (int)fmi_deploy_values_in(L);
+    info->out = (int)fmi_deploy_values_out(L);
+    info->weights = weighted ? weight_kind_names[L->weights] : "none";
     info->bits = L->bits;
     info->levels = L->levels;
     info->input = L->binary_input ? "binary" : "real";
     info->activation = act_names[L->act];
-    info->weight_bytes = (uint64_t)L->out * L->row_bytes;
+    info->weight_count = weighted ? (uint64_t)L->in * (uint64_t)L->out : 0;
+    info->weight_bytes = weighted ? (uint64_t)L->out * L->row_bytes : 0;
+    if (L->type != FM_DL_DENSE) {
+        info->in_h = L->in_h, info->in_w = L->in_w, info->in_c = L->in_c;
+        info->out_h = L->out_h, info->out_w = L->out_w, info->out_c = L->out_c;
+        info->kernel_h = L->k_h, info->kernel_w = L->k_w, info->stride = L->stride;
+        info->pad_top = L->pad_top, info->pad_left = L->pad_left;
+    }
     return FM_OK;
 }
 
 /* ---- prediction ---- */
 
-/* One thread's buffers for single examples. */
+/* One thread's buffers for single examples. The maps are packed +-1 maps of
+ * sign convolutions (fmi_conv_pixel_words words per pixel): the input of the
+ * next convolution, the bits before a pool and after it. */
 typedef struct scratch {
-    float *x, *y, *acc, *kernel;
+    float *x, *y, *acc, *kernel, *col;
     int32_t *iacc;
-    uint64_t *bits;
+    uint64_t *bits, *map_in, *map_pre, *map_out, *mask;
     void *block;
 } scratch;
 
-static int widest(const fm_deploy *d)
+/* The most values an example has between records, or in a convolution's
+ * sums before its pool. */
+static size_t widest(const fm_deploy *d)
 {
-    int w = d->input_dim;
+    int64_t w = d->input_dim;
     for (int l = 0; l < d->n_layers; l++)
-        w = FM_MAX(w, d->layers[l].out);
-    return w;
+        w = FM_MAX(w, FM_MAX(fmi_deploy_values_in(&d->layers[l]), fmi_deploy_values_out(&d->layers[l])));
+    return (size_t)w;
+}
+
+/* Floats of im2col columns of one example for the fp32 convolutions (all of
+ * them when `all`, else those with fp32 weights). */
+static size_t col_floats(const fm_deploy *d, int all)
+{
+    size_t n = 0;
+    for (int l = 0; l < d->n_layers; l++) {
+        const fm_deploy_layer *L = &d->layers[l];
+        if (L->type == FM_DL_CONV && (all || L->weights == FM_DW_FP32))
+            n = FM_MAX(n, (size_t)L->out_h * (size_t)L->out_w * (size_t)L->in);
+    }
+    return n;
 }
 
 static int scratch_create(const fm_deploy *d, scratch *s)
 {
-    size_t w = (size_t)widest(d), kernel = 0;
-    for (int l = 0; l < d->n_layers; l++)
-        if (d->layers[l].kernel)
-            kernel = FM_MAX(kernel, fmi_kernel_scratch_floats(d->layers[l].kernel));
-    size_t words = fmi_kernel_bit_words((int)w);
-    /* x, y, acc (floats), iacc (int32), bits (uint64, 8-aligned first) */
-    size_t bytes = words * 8 + (3 * w + kernel) * sizeof(float) + w * sizeof(int32_t);
+    size_t w = widest(d), kernel = 0, map = 0, mask = 0;
+    for (int l = 0; l < d->n_layers; l++) {
+        const fm_deploy_layer *L = &d->layers[l];
+        if (L->kernel)
+            kernel = FM_MAX(kernel, fmi_kernel_scratch_floats(L->kernel));
+        if (L->conv)
+            kernel = FM_MAX(kernel, fmi_conv_kernel_scratch_floats(L->conv));
+        if (L->type == FM_DL_CONV) {
+            map = FM_MAX(map, (size_t)L->in_h * L->in_w * (size_t)fmi_conv_pixel_words(L->in_c));
+            map = FM_MAX(map, (size_t)L->out_h * L->out_w * (size_t)fmi_conv_pixel_words(L->out_c));
+            mask = FM_MAX(mask, (size_t)fmi_conv_pixel_words(L->out_c));
+        }
+    }
+    const size_t col = col_floats(d, 0);
+    size_t words = fmi_kernel_bit_words((int)w) + 3 * map + mask;
+    /* words (uint64, 8-aligned first), then x, y, acc, kernel, col (floats), iacc (int32) */
+    size_t bytes = words * 8 + (3 * w + kernel + col) * sizeof(float) + w * sizeof(int32_t);
     s->block = fmi_alloc_raw(bytes);
     if (!s->block)
         return FM_ENOMEM;
     uint8_t *p = s->block;
     s->bits = (uint64_t *)p;
+    s->map_in = s->bits + fmi_kernel_bit_words((int)w);
+    s->map_pre = s->map_in + map;
+    s->map_out = s->map_pre + map;
+    s->mask = s->map_out + map;
     p += words * 8;
     s->x = (float *)p;
     s->y = s->x + w;
     s->acc = s->y + w;
     s->kernel = s->acc + w;
-    s->iacc = (int32_t *)(s->kernel + kernel);
+    s->col = s->kernel + kernel;
+    s->iacc = (int32_t *)(s->col + col);
     return FM_OK;
 }
 
@@ -232,50 +371,225 @@ static const float *float_weights(const fm_deploy_layer *L)
     return L->weights == FM_DW_FP32 ? (const float *)(const void *)L->packed : L->unpacked;
 }
 
-/* z = scale * acc + offset and the activation, into y (and, for a sign layer
- * whose next layer is binary, into bits; bits is unused when next is NULL). */
-static void finish_layer(const fm_deploy_layer *L, const fm_deploy_layer *next, const float *acc,
-                         float *y, uint64_t *bits)
+/* A convolution of one example with float weights w (out_c x fan-in): the
+ * windows copied into col (positions x fan-in, zeros for the padding), then
+ * acc = col · wᵀ, one matrix product. */
+static void fp32_conv(const fm_deploy_layer *L, const float *w, const float *x, float *acc, float *col)
 {
-    switch (L->act) {
-    case FM_ACT_NONE:
-        for (int j = 0; j < L->out; j++)
-            y[j] = acc[j] * L->scale[j] + L->offset[j];
-        break;
-    case FM_ACT_RELU:
-        for (int j = 0; j < L->out; j++) {
-            float z = acc[j] * L->scale[j] + L->offset[j];
-            y[j] = z > 0.0f ? z : 0.0f;
+    const int fan = L->in, ic = L->in_c, positions = L->out_h * L->out_w;
+    for (int oy = 0; oy < L->out_h; oy++)
+        for (int ox = 0; ox < L->out_w; ox++) {
+            float *row = col + ((size_t)oy * L->out_w + (size_t)ox) * (size_t)fan;
+            for (int ky = 0; ky < L->k_h; ky++)
+                for (int kx = 0; kx < L->k_w; kx++) {
+                    const int iy = oy * L->stride - L->pad_top + ky;
+                    const int ix = ox * L->stride - L->pad_left + kx;
+                    float *dst = row + (size_t)(ky * L->k_w + kx) * (size_t)ic;
+                    if (iy < 0 || iy >= L->in_h || ix < 0 || ix >= L->in_w)
+                        memset(dst, 0, (size_t)ic * sizeof *dst);
+                    else
+                        memcpy(dst, x + ((size_t)iy * L->in_w + (size_t)ix) * (size_t)ic,
+                               (size_t)ic * sizeof *dst);
+                }
         }
-        break;
-    case FM_ACT_SIGN:
-        for (int j = 0; j < L->out; j++)
-            y[j] = acc[j] * L->scale[j] + L->offset[j] >= 0.0f ? 1.0f : -1.0f;
-        if (next && next->weights == FM_DW_BINARY)
-            fmi_pack_signs(y, L->out, bits);
-        break;
+#ifdef FM_HAVE_CBLAS
+    if (fmi_blas_enabled()) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, positions, L->out, fan, 1.0f, col, fan,
+                    w, fan, 0.0f, acc, L->out);
+        return;
+    }
+#endif
+    fmi_sgemm(0, 1, positions, L->out, fan, 1.0f, col, fan, w, fan, 0.0f, acc, L->out);
+}
+
+/* z = scale * acc + offset per value (channel: the value's index modulo the
+ * layer's outputs) and the activation; sign gives +-1 floats. */
+static void finish_values(const fm_deploy_layer *L, const float *acc, float *y, size_t n)
+{
+    const size_t channels = (size_t)L->out;
+    for (size_t i = 0, j = 0; i < n; i++, j = j + 1 == channels ? 0 : j + 1) {
+        float z = fmi_deploy_z(acc[i], L->scale[j], L->offset[j]);
+        switch (L->act) {
+        case FM_ACT_NONE: y[i] = z; break;
+        case FM_ACT_RELU: y[i] = z > 0.0f ? z : 0.0f; break;
+        case FM_ACT_SIGN: y[i] = z >= 0.0f ? 1.0f : -1.0f; break;
+        }
     }
 }
 
-/* One example through every layer; the class scores end in `scores`. */
+/* Max-pool P of a map of c channels (the sums of the convolution before it):
+ * the window's first value, replaced by each later one strictly greater, as
+ * the trainer's pool chooses. */
+static void pool_floats(const fm_deploy_layer *P, const float *x, float *y)
+{
+    const int c = P->in_c, iw = P->in_w;
+    for (int oy = 0; oy < P->out_h; oy++)
+        for (int ox = 0; ox < P->out_w; ox++) {
+            float *yo = y + ((size_t)oy * P->out_w + (size_t)ox) * (size_t)c;
+            const float *first = x + ((size_t)oy * P->stride * iw + (size_t)ox * P->stride) * (size_t)c;
+            memcpy(yo, first, (size_t)c * sizeof *yo);
+            for (int dy = 0; dy < P->k_h; dy++)
+                for (int dx = 0; dx < P->k_w; dx++) {
+                    const float *v = first + ((size_t)dy * iw + (size_t)dx) * (size_t)c;
+                    for (int ch = 0; ch < c; ch++)
+                        yo[ch] = v[ch] > yo[ch] ? v[ch] : yo[ch];
+                }
+        }
+}
+
+/* The output bits of a sign convolution at every position (pixel words as
+ * conv_bits reads them): integer sums against the thresholds, real sums by
+ * the sign of z. */
+static void sign_map(const fm_deploy_layer *L, const int32_t *iacc, const float *acc, uint64_t *map)
+{
+    const int c = L->out_c, cw = fmi_conv_pixel_words(c);
+    const size_t positions = (size_t)L->out_h * (size_t)L->out_w;
+    for (size_t p = 0; p < positions; p++) {
+        uint64_t *words = map + p * (size_t)cw;
+        memset(words, 0, (size_t)cw * sizeof *words);
+        for (int j = 0; j < c; j++) {
+            int plus;
+            if (iacc) {
+                int32_t a = iacc[p * (size_t)c + (size_t)j];
+                plus = L->above[j] ? a >= L->threshold[j] : a <= L->threshold[j];
+            } else {
+                plus = fmi_deploy_z(acc[p * (size_t)c + (size_t)j], L->scale[j], L->offset[j]) >= 0.0f;
+            }
+            words[j / 64] |= (uint64_t)plus << (j % 64);
+        }
+    }
+}
+
+/* Max-pool P on the packed output bits of sign convolution L: a window's
+ * maximum sum gives +1 where any of its sums does (OR) for a channel whose z
+ * grows with the sum, where all do (AND) for one whose z falls with it
+ * (`above`, sign_thresholds), so this equals pooling the sums first. */
+static void pool_bits(const fm_deploy_layer *L, const fm_deploy_layer *P, const uint64_t *in,
+                      uint64_t *out, uint64_t *mask)
+{
+    const int c = L->out_c, cw = fmi_conv_pixel_words(c), iw = P->in_w;
+    memset(mask, 0, (size_t)cw * sizeof *mask);
+    for (int j = 0; j < c; j++)
+        mask[j / 64] |= (uint64_t)L->above[j] << (j % 64);
+    for (int oy = 0; oy < P->out_h; oy++)
+        for (int ox = 0; ox < P->out_w; ox++) {
+            uint64_t *o = out + ((size_t)oy * P->out_w + (size_t)ox) * (size_t)cw;
+            for (int k = 0; k < cw; k++) {
+                uint64_t any = 0, all = ~(uint64_t)0;
+                for (int dy = 0; dy < P->k_h; dy++)
+                    for (int dx = 0; dx < P->k_w; dx++) {
+                        size_t pixel = (size_t)(oy * P->stride + dy) * (size_t)iw +
+                                       (size_t)(ox * P->stride + dx);
+                        uint64_t v = in[pixel * (size_t)cw + (size_t)k];
+                        any |= v;
+                        all &= v;
+                    }
+                o[k] = (any & mask[k]) | (all & ~mask[k]);
+            }
+        }
+}
+
+/* +-1 floats of a packed map of `positions` pixels of c channels. */
+static void unpack_map(const uint64_t *map, size_t positions, int c, float *y)
+{
+    const int cw = fmi_conv_pixel_words(c);
+    for (size_t p = 0; p < positions; p++)
+        for (int j = 0; j < c; j++)
+            y[p * (size_t)c + (size_t)j] =
+                (map[p * (size_t)cw + (size_t)(j / 64)] >> (j % 64)) & 1u ? 1.0f : -1.0f;
+}
+
+/* Global average pooling: each channel's positions summed in order, then
+ * times 1/positions (the trainer's gap). */
+static void gap_values(const fm_deploy_layer *G, const float *x, float *y)
+{
+    const int c = G->in_c, positions = G->in_h * G->in_w;
+    const float inv = 1.0f / (float)positions;
+    for (int j = 0; j < c; j++)
+        y[j] = x[j];
+    for (int p = 1; p < positions; p++)
+        for (int j = 0; j < c; j++)
+            y[j] += x[(size_t)p * c + (size_t)j];
+    for (int j = 0; j < c; j++)
+        y[j] *= inv;
+}
+
+static void swap_maps(uint64_t **a, uint64_t **b)
+{
+    uint64_t *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Convolution L (with the max-pool P after it, or NULL) of one example: its
+ * input map x (and, when its input is binary, that map packed in s->map_in),
+ * its output map into y; a sign layer also leaves its packed output in
+ * s->map_in for the next convolution. */
+static void conv_one(const fm_kernels *k, scratch *s, const fm_deploy_layer *L,
+                     const fm_deploy_layer *P, const float *x, float *y)
+{
+    int integer = 0;
+    if (!k || L->weights == FM_DW_FP32) {
+        fp32_conv(L, float_weights(L), x, s->acc, s->col);
+    } else if (L->binary_input && L->weights == FM_DW_BINARY) {
+        k->conv_bits(L->conv, s->map_in, s->iacc);
+        integer = 1;
+    } else {
+        k->conv_real(L->conv, x, s->acc, s->kernel);
+    }
+    const fm_deploy_layer *O = P ? P : L; /* the output map */
+    const size_t positions = (size_t)O->out_h * (size_t)O->out_w;
+    if (L->act == FM_ACT_SIGN) {
+        sign_map(L, integer ? s->iacc : NULL, s->acc, s->map_pre);
+        if (P) {
+            pool_bits(L, P, s->map_pre, s->map_out, s->mask);
+            swap_maps(&s->map_in, &s->map_out);
+        } else {
+            swap_maps(&s->map_in, &s->map_pre);
+        }
+        unpack_map(s->map_in, positions, L->out_c, y);
+        return;
+    }
+    const size_t sums = (size_t)L->out_h * (size_t)L->out_w * (size_t)L->out_c;
+    if (integer)
+        for (size_t i = 0; i < sums; i++)
+            s->acc[i] = (float)s->iacc[i];
+    if (P) {
+        pool_floats(P, s->acc, y);
+        finish_values(L, y, y, positions * (size_t)L->out_c);
+    } else {
+        finish_values(L, s->acc, y, sums);
+    }
+}
+
+/* One example through every record; the class scores end in `scores`. */
 static void forward_one(const fm_deploy *d, scratch *s, float *scores)
 {
     const fm_kernels *k = d->kernels;
     float *x = s->x, *y = s->y;
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
-        const fm_deploy_layer *next = l + 1 < d->n_layers ? &d->layers[l + 1] : NULL;
-        if (!k || L->weights == FM_DW_FP32) {
-            fp32_vector(float_weights(L), x, s->acc, L->in, L->out);
-        } else if (L->binary_input && L->weights == FM_DW_BINARY) {
-            k->bits(L->kernel, s->bits, s->iacc);
-            for (int j = 0; j < L->out; j++)
-                s->acc[j] = (float)s->iacc[j];
+        const fm_deploy_layer *P = l + 1 < d->n_layers && d->layers[l + 1].type == FM_DL_POOL
+                                       ? &d->layers[l + 1] : NULL;
+        float *dst = l + 1 < d->n_layers ? y : scores;
+        if (L->type == FM_DL_CONV) {
+            conv_one(k, s, L, P, x, dst);
+            l += P != NULL; /* the pool is done */
+        } else if (L->type == FM_DL_GAP) {
+            gap_values(L, x, dst);
         } else {
-            k->real(L->kernel, x, s->acc, s->kernel);
+            if (!k || L->weights == FM_DW_FP32) {
+                fp32_vector(float_weights(L), x, s->acc, L->in, L->out);
+            } else if (L->binary_input && L->weights == FM_DW_BINARY) {
+                fmi_pack_signs(x, L->in, s->bits);
+                k->bits(L->kernel, s->bits, s->iacc);
+                for (int j = 0; j < L->out; j++)
+                    s->acc[j] = (float)s->iacc[j];
+            } else {
+                k->real(L->kernel, x, s->acc, s->kernel);
+            }
+            finish_values(L, s->acc, dst, (size_t)L->out);
         }
-        float *dst = next ? y : scores;
-        finish_layer(L, next, s->acc, dst, s->bits);
         float *t = x;
         x = y;
         y = t;
@@ -346,18 +660,28 @@ static void fp32_block(const float *w, const float *x, float *y, int n, int in, 
     fmi_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
 }
 
-/* The fp32 yardstick: whole blocks of examples through matrix products. */
+/* Floats per buffer of the fp32 path's blocks: a block holds fewer examples
+ * where an example's maps are large. */
+#define FP32_BLOCK_FLOATS ((size_t)1 << 22)
+
+/* The fp32 yardstick: whole blocks of examples through matrix products, each
+ * convolution as the trainer computes it (its sums, the pool's maxima, then
+ * the batch norm and the activation). */
 static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32, int count,
                         int threads, uint8_t *classes, float *scores)
 {
     const int nt = threads_for(threads, count);
-    const size_t w = (size_t)widest(d), block = (size_t)FM_MIN(count, FP32_BLOCK);
+    const size_t w = widest(d), cols = col_floats(d, 1);
+    const size_t fit = FM_MAX((size_t)1, FP32_BLOCK_FLOATS / w);
+    const size_t block = FM_MIN(FM_MIN((size_t)count, (size_t)FP32_BLOCK), fit);
     float *x = fmi_alloc(block * w, sizeof *x), *y = fmi_alloc(block * w, sizeof *y);
     float *acc = fmi_alloc(block * w, sizeof *acc);
-    if (!x || !y || !acc) {
+    float *col = cols ? fmi_alloc(cols, sizeof *col) : NULL;
+    if (!x || !y || !acc || (cols && !col)) {
         fmi_free(x);
         fmi_free(y);
         fmi_free(acc);
+        fmi_free(col);
         return FM_ENOMEM;
     }
     for (int b0 = 0; b0 < count; b0 += (int)block) {
@@ -367,9 +691,27 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
         float *in = x, *out = y;
         for (int l = 0; l < d->n_layers; l++) {
             const fm_deploy_layer *L = &d->layers[l];
-            fp32_block(float_weights(L), in, acc, n, L->in, L->out, nt);
-            for (int b = 0; b < n; b++) /* no next layer given: sign outputs stay floats */
-                finish_layer(L, NULL, acc + (size_t)b * L->out, out + (size_t)b * L->out, NULL);
+            const fm_deploy_layer *P = l + 1 < d->n_layers && d->layers[l + 1].type == FM_DL_POOL
+                                           ? &d->layers[l + 1] : NULL;
+            const size_t vin = (size_t)fmi_deploy_values_in(L);
+            if (L->type == FM_DL_DENSE) {
+                fp32_block(float_weights(L), in, acc, n, L->in, L->out, nt);
+                finish_values(L, acc, out, (size_t)n * (size_t)L->out);
+            } else if (L->type == FM_DL_GAP) {
+                for (int b = 0; b < n; b++)
+                    gap_values(L, in + (size_t)b * vin, out + (size_t)b * (size_t)L->out_c);
+            } else { /* a convolution, and its pool */
+                const fm_deploy_layer *O = P ? P : L;
+                const size_t vout = (size_t)fmi_deploy_values_out(O);
+                for (int b = 0; b < n; b++) {
+                    float *o = out + (size_t)b * vout;
+                    fp32_conv(L, float_weights(L), in + (size_t)b * vin, acc, col);
+                    if (P)
+                        pool_floats(P, acc, o);
+                    finish_values(L, P ? o : acc, o, vout);
+                }
+                l += P != NULL;
+            }
             float *t = in;
             in = out;
             out = t;
@@ -385,6 +727,7 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
     fmi_free(x);
     fmi_free(y);
     fmi_free(acc);
+    fmi_free(col);
     return FM_OK;
 }
 
@@ -403,7 +746,7 @@ static int predict(const fm_deploy *d, const uint8_t *u8, const float *f32, int 
      * the per-example kernels' path: whole blocks through BLAS are faster. */
     int packed = 0;
     for (int l = 0; l < d->n_layers; l++)
-        packed |= d->layers[l].weights != FM_DW_FP32;
+        packed |= fmi_deploy_weighted(&d->layers[l]) && d->layers[l].weights != FM_DW_FP32;
     return d->kernels && packed ? predict_packed(d, u8, f32, count, threads, classes, scores)
                                 : predict_fp32(d, u8, f32, count, threads, classes, scores);
 }

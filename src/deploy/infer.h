@@ -55,6 +55,16 @@ size_t fmi_kernel_scratch_floats(const fm_kernel_weights *weights);
 /* 64-bit words holding `in` packed +-1 inputs (the bits input of `bits`). */
 static inline size_t fmi_kernel_bit_words(int in) { return ((size_t)in + 63) / 64; }
 
+/* A convolution's weights in the layout its kernels read (below), built from
+ * its packed rows. */
+typedef struct fm_conv_weights fm_conv_weights;
+int fmi_conv_prepare(const fm_deploy_layer *layer, fm_conv_weights **out);
+void fmi_conv_weights_free(fm_conv_weights *weights);
+/* Floats of scratch one call of `conv_real` needs (synapse product tables). */
+size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *weights);
+/* 64-bit words holding one pixel's `channels` packed +-1 values. */
+static inline int fmi_conv_pixel_words(int channels) { return (channels + 63) / 64; }
+
 typedef struct fm_kernels {
     const char *name; /* "ref", "avx2", "avx512" */
     /* acc[out] from x[in] real inputs, for a binary, ternary or synapse layer.
@@ -74,6 +84,22 @@ typedef struct fm_kernels {
      * is never -0.0f, so the sign of a zero term never shows). */
     void (*pow2_grad)(const float *q, const float *e, float *dw, int batch, int in, int out,
                       int i0, int i1);
+    /* A convolution of one example's real input map x (in_h x in_w x in_c,
+     * channel last) into acc (out_h x out_w x out_c), binary, ternary or
+     * synapse weights: acc[p, j] = the sum over the window's taps inside the
+     * input, in (ky, kx, c) order, one add at a time from +0.0f, of the
+     * input signed by the weight (binary: +x or -x; ternary: +x, -x, or
+     * nothing for 0; synapse: +-P[x][level], P the product table formed once
+     * per example and input value). Taps in the padding add nothing, as the
+     * trainer's zero padding does. scratch: fmi_conv_kernel_scratch_floats floats. */
+    void (*conv_real)(const fm_conv_weights *w, const float *x, float *acc, float *scratch);
+    /* A binary convolution of one example's +-1 input map, packed per pixel
+     * (fmi_conv_pixel_words(in_c) words, bit c: channel c is +1; bits past
+     * in_c zero), into exact integer sums: acc[p, j] = n_valid - 2 *
+     * popcount((a xor w) over the valid taps), n_valid = in_c times the taps
+     * of the window inside the input (the trainer pads with zeros, which add
+     * nothing; a padded tap is left out, not counted as -1). */
+    void (*conv_bits)(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
 } fm_kernels;
 
 /* 1 when every product pow2_grad would form from these q (batch x in) and e
@@ -136,6 +162,34 @@ struct fm_kernel_weights {
     size_t layout_bytes;       /* bytes of words or codes, without the tail */
     void *allocation;          /* what fmi_free releases */
 };
+
+/* The convolution layout (infer_conv.c). Weight (j, tap t = ky * k_w + kx,
+ * channel c) of output channel j:
+ *   binary:  bit c % 64 of pos[(j * taps + t) * cwords + c / 64] (1: +1), so a
+ *            tap's channels are whole 64-bit words, like a pixel of a packed
+ *            input map: the xnor kernel xors word against word;
+ *   ternary: the same bit of pos (+1) and of neg (-1);
+ *   synapse: codes[j * fan_in + t * in_c + c] = level index | sign << 7;
+ *   fp32:    w[j * fan_in + t * in_c + c] (the layer's own rows).
+ * Bits past in_c are zero. */
+struct fm_conv_weights {
+    fm_deploy_weights weights;
+    int in_h, in_w, in_c, k_h, k_w, stride, pad_top, pad_left, out_h, out_w, out_c;
+    int taps;                  /* k_h * k_w */
+    int fan_in;                /* taps * in_c */
+    int cwords;                /* fmi_conv_pixel_words(in_c) */
+    int levels, table_stride;  /* synapse: magnitudes, floats per product table */
+    float magnitudes[FM_KERNEL_MAX_LEVELS];
+    const uint64_t *pos, *neg; /* binary (pos), ternary (pos, neg) */
+    const uint8_t *codes;      /* synapse */
+    const float *w;            /* fp32 */
+    void *allocation;          /* what fmi_free releases */
+};
+
+/* The reference convolution kernels (infer_conv.c); the AVX2 and AVX-512
+ * tables use them too for now (docs/deploy.md). */
+void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch);
+void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
 
 /* The variants' entry points (infer_ref.c, infer_avx2.c, infer_avx512.c). A
  * SIMD file built without its instruction set (not x86, or a compiler without

@@ -800,6 +800,13 @@ static void test_invalid_conv_values(void **state)
         fix_layer_crc(p, lay.layer_at[cases[k].layer]);
         expect_memory_fail(p, n, FM_EFORMAT, cases[k].expect);
     }
+    /* a map of three huge fields: its value count is never formed by
+     * overflowing arithmetic (UBSan's check in the sanitized build) */
+    memcpy(p, good, n);
+    for (int k = 0; k < 3; k++)
+        set_le32(p + lay.layer_at[3] + 12 + 4 * (size_t)k, 0x7FFFFFFFu);
+    fix_layer_crc(p, lay.layer_at[3]);
+    expect_memory_fail(p, n, FM_EFORMAT, "input map 2147483647 x 2147483647 x 2147483647");
     /* records out of order: the pool's tag and the gap's swapped keep sizes wrong */
     memcpy(p, good, n);
     memcpy(p + lay.layer_at[1], "GAVG", 4);

@@ -100,18 +100,30 @@ float fmi_deploy_code_value(const fm_deploy_layer *L, uint32_t code)
     }
 }
 
+/* h x w x c, or -1 when a size is below 1, or INT64_MAX when the product
+ * passes 2^54 (a file's fields are any 32-bit values: never overflow). */
+static int64_t map_values(int32_t h, int32_t w, int32_t c)
+{
+    if (h < 1 || w < 1 || c < 1)
+        return -1;
+    int64_t hw = (int64_t)h * w; /* < 2^62 */
+    if (hw > ((int64_t)1 << 30) || c > (1 << 24))
+        return INT64_MAX;
+    return hw * c;
+}
+
 int64_t fmi_deploy_values_in(const fm_deploy_layer *L)
 {
     if (L->type == FM_DL_DENSE)
         return L->in;
-    return (int64_t)L->in_h * L->in_w * L->in_c;
+    return map_values(L->in_h, L->in_w, L->in_c);
 }
 
 int64_t fmi_deploy_values_out(const fm_deploy_layer *L)
 {
     if (L->type == FM_DL_DENSE)
         return L->out;
-    return (int64_t)L->out_h * L->out_w * L->out_c;
+    return map_values(L->out_h, L->out_w, L->out_c);
 }
 
 /* What flows between records while they are checked: the values, the map

@@ -74,10 +74,12 @@ typedef struct fm_deploy_layer {
     struct fm_conv_weights *conv;     /* conv: prepared by the engine (every kind) */
     /* Sign layers whose sums are integers (binary weights on binary input):
      * the folded batch norm as a threshold per output, prepared by the engine.
-     * The output is +1 where acc >= threshold[j] (above[j] = 1) or where acc <=
-     * threshold[j] (above[j] = 0): exactly where scale*acc + offset >= 0. */
+     * The output is +1 where acc >= threshold[j] (bit j of above set) or where
+     * acc <= threshold[j] (clear): exactly where scale*acc + offset >= 0.
+     * `above` (ceil(out / 64) words) also tells every sign convolution's pool
+     * on bits whether z grows with the sum (scale >= 0). */
     int32_t *threshold;
-    uint8_t *above;
+    uint64_t *above;
     float *unpacked;       /* fp32 yardstick: out x in row-major floats, the code
                               values (unit not applied, as acc above); NULL
                               until the "fp32" variant is chosen */

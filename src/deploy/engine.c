@@ -120,14 +120,14 @@ static int sign_thresholds(fm_deploy_layer *L)
 {
     const int channels = L->out, n = L->in;
     const int integer = L->binary_input && L->weights == FM_DW_BINARY;
-    L->above = fmi_alloc((size_t)channels, 1);
+    L->above = fmi_alloc((size_t)fmi_conv_pixel_words(channels), sizeof *L->above);
     if (integer)
         L->threshold = fmi_alloc((size_t)channels, sizeof *L->threshold);
     if (!L->above || (integer && !L->threshold))
         return FM_ENOMEM;
     for (int j = 0; j < channels; j++) {
         const float sc = L->scale[j], of = L->offset[j];
-        L->above[j] = !(sc < 0.0f);
+        L->above[j / 64] |= (uint64_t)!(sc < 0.0f) << (j % 64);
         if (!integer)
             continue;
         int32_t t;
@@ -269,7 +269,7 @@ int fm_deploy_describe_layer(const fm_deploy *d, int layer, fm_deploy_layer_info
 typedef struct scratch {
     float *x, *y, *acc, *kernel, *col;
     int32_t *iacc;
-    uint64_t *bits, *map_in, *map_pre, *map_out, *mask;
+    uint64_t *bits, *map_in, *map_pre, *map_out;
     void *block;
 } scratch;
 
@@ -298,7 +298,7 @@ static size_t col_floats(const fm_deploy *d, int all)
 
 static int scratch_create(const fm_deploy *d, scratch *s)
 {
-    size_t w = widest(d), kernel = 0, map = 0, mask = 0;
+    size_t w = widest(d), kernel = 0, map = 0;
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
         if (L->kernel)
@@ -308,11 +308,10 @@ static int scratch_create(const fm_deploy *d, scratch *s)
         if (L->type == FM_DL_CONV) {
             map = FM_MAX(map, (size_t)L->in_h * L->in_w * (size_t)fmi_conv_pixel_words(L->in_c));
             map = FM_MAX(map, (size_t)L->out_h * L->out_w * (size_t)fmi_conv_pixel_words(L->out_c));
-            mask = FM_MAX(mask, (size_t)fmi_conv_pixel_words(L->out_c));
         }
     }
     const size_t col = col_floats(d, 0);
-    size_t words = fmi_kernel_bit_words((int)w) + 3 * map + mask;
+    size_t words = fmi_kernel_bit_words((int)w) + 3 * map;
     /* words (uint64, 8-aligned first), then x, y, acc, kernel, col (floats), iacc (int32) */
     size_t bytes = words * 8 + (3 * w + kernel + col) * sizeof(float) + w * sizeof(int32_t);
     s->block = fmi_alloc_raw(bytes);
@@ -323,7 +322,6 @@ static int scratch_create(const fm_deploy *d, scratch *s)
     s->map_in = s->bits + fmi_kernel_bit_words((int)w);
     s->map_pre = s->map_in + map;
     s->map_out = s->map_pre + map;
-    s->mask = s->map_out + map;
     p += words * 8;
     s->x = (float *)p;
     s->y = s->x + w;
@@ -402,17 +400,31 @@ static void fp32_conv(const fm_deploy_layer *L, const float *w, const float *x, 
     fmi_sgemm(0, 1, positions, L->out, fan, 1.0f, col, fan, w, fan, 0.0f, acc, L->out);
 }
 
-/* z = scale * acc + offset per value (channel: the value's index modulo the
- * layer's outputs) and the activation; sign gives +-1 floats. */
-static void finish_values(const fm_deploy_layer *L, const float *acc, float *y, size_t n)
+/* z = scale * acc + offset per value of `positions` x L->out values (the
+ * channel runs fastest) and the activation; sign gives +-1 floats. One loop
+ * per activation, channels inside: the compiler vectorizes them. */
+static void finish_values(const fm_deploy_layer *L, const float *acc, float *y, size_t positions)
 {
     const size_t channels = (size_t)L->out;
-    for (size_t i = 0, j = 0; i < n; i++, j = j + 1 == channels ? 0 : j + 1) {
-        float z = fmi_deploy_z(acc[i], L->scale[j], L->offset[j]);
+    const float *scale = L->scale, *offset = L->offset;
+    for (size_t p = 0; p < positions; p++) {
+        const float *a = acc + p * channels;
+        float *o = y + p * channels;
         switch (L->act) {
-        case FM_ACT_NONE: y[i] = z; break;
-        case FM_ACT_RELU: y[i] = z > 0.0f ? z : 0.0f; break;
-        case FM_ACT_SIGN: y[i] = z >= 0.0f ? 1.0f : -1.0f; break;
+        case FM_ACT_NONE:
+            for (size_t j = 0; j < channels; j++)
+                o[j] = fmi_deploy_z(a[j], scale[j], offset[j]);
+            break;
+        case FM_ACT_RELU:
+            for (size_t j = 0; j < channels; j++) {
+                float z = fmi_deploy_z(a[j], scale[j], offset[j]);
+                o[j] = z > 0.0f ? z : 0.0f;
+            }
+            break;
+        case FM_ACT_SIGN:
+            for (size_t j = 0; j < channels; j++)
+                o[j] = fmi_deploy_z(a[j], scale[j], offset[j]) >= 0.0f ? 1.0f : -1.0f;
+            break;
         }
     }
 }
@@ -437,40 +449,15 @@ static void pool_floats(const fm_deploy_layer *P, const float *x, float *y)
         }
 }
 
-/* The output bits of a sign convolution at every position (pixel words as
- * conv_bits reads them): integer sums against the thresholds, real sums by
- * the sign of z. */
-static void sign_map(const fm_deploy_layer *L, const int32_t *iacc, const float *acc, uint64_t *map)
-{
-    const int c = L->out_c, cw = fmi_conv_pixel_words(c);
-    const size_t positions = (size_t)L->out_h * (size_t)L->out_w;
-    for (size_t p = 0; p < positions; p++) {
-        uint64_t *words = map + p * (size_t)cw;
-        memset(words, 0, (size_t)cw * sizeof *words);
-        for (int j = 0; j < c; j++) {
-            int plus;
-            if (iacc) {
-                int32_t a = iacc[p * (size_t)c + (size_t)j];
-                plus = L->above[j] ? a >= L->threshold[j] : a <= L->threshold[j];
-            } else {
-                plus = fmi_deploy_z(acc[p * (size_t)c + (size_t)j], L->scale[j], L->offset[j]) >= 0.0f;
-            }
-            words[j / 64] |= (uint64_t)plus << (j % 64);
-        }
-    }
-}
-
 /* Max-pool P on the packed output bits of sign convolution L: a window's
  * maximum sum gives +1 where any of its sums does (OR) for a channel whose z
  * grows with the sum, where all do (AND) for one whose z falls with it
  * (`above`, sign_thresholds), so this equals pooling the sums first. */
 static void pool_bits(const fm_deploy_layer *L, const fm_deploy_layer *P, const uint64_t *in,
-                      uint64_t *out, uint64_t *mask)
+                      uint64_t *out)
 {
-    const int c = L->out_c, cw = fmi_conv_pixel_words(c), iw = P->in_w;
-    memset(mask, 0, (size_t)cw * sizeof *mask);
-    for (int j = 0; j < c; j++)
-        mask[j / 64] |= (uint64_t)L->above[j] << (j % 64);
+    const int cw = fmi_conv_pixel_words(L->out_c), iw = P->in_w;
+    const uint64_t *mask = L->above;
     for (int oy = 0; oy < P->out_h; oy++)
         for (int ox = 0; ox < P->out_w; ox++) {
             uint64_t *o = out + ((size_t)oy * P->out_w + (size_t)ox) * (size_t)cw;
@@ -521,78 +508,137 @@ static void swap_maps(uint64_t **a, uint64_t **b)
     *b = t;
 }
 
+/* What one example's values between records are: floats in x, and where
+ * the record before was a sign layer, the same +-1 values packed in
+ * s->map_in (fmi_conv_pixel_words words per pixel of `channels`). Binary
+ * layers read the bits and leave the floats unmade unless a record needs
+ * them. */
+typedef struct values {
+    float *x;
+    int floats, bits;    /* which forms hold the values */
+    size_t positions;    /* pixels of the packed map */
+    int channels;
+} values;
+
+/* The floats of v, made from its bits if they are not there yet. */
+static const float *values_floats(values *v, const scratch *s)
+{
+    if (!v->floats) {
+        unpack_map(s->map_in, v->positions, v->channels, v->x);
+        v->floats = 1;
+    }
+    return v->x;
+}
+
 /* Convolution L (with the max-pool P after it, or NULL) of one example: its
- * input map x (and, when its input is binary, that map packed in s->map_in),
- * its output map into y; a sign layer also leaves its packed output in
- * s->map_in for the next convolution. */
+ * input `in`, its output into y (floats) or, for a sign layer, into
+ * s->map_in (bits), as `out` says. */
 static void conv_one(const fm_kernels *k, scratch *s, const fm_deploy_layer *L,
-                     const fm_deploy_layer *P, const float *x, float *y)
+                     const fm_deploy_layer *P, values *in, float *y, values *out)
 {
     int integer = 0;
     if (!k || L->weights == FM_DW_FP32) {
-        fp32_conv(L, float_weights(L), x, s->acc, s->col);
-    } else if (L->binary_input && L->weights == FM_DW_BINARY) {
+        fp32_conv(L, float_weights(L), values_floats(in, s), s->acc, s->col);
+    } else if (L->binary_input && L->weights == FM_DW_BINARY && in->bits) {
+        k->conv_bits(L->conv, s->map_in, s->iacc);
+        integer = 1;
+    } else if (L->binary_input && L->weights == FM_DW_BINARY) { /* bits from the floats */
+        k->signs_float(in->x, (size_t)L->in_h * (size_t)L->in_w, L->in_c, s->map_in);
         k->conv_bits(L->conv, s->map_in, s->iacc);
         integer = 1;
     } else {
-        k->conv_real(L->conv, x, s->acc, s->kernel);
+        k->conv_real(L->conv, values_floats(in, s), s->acc, s->kernel);
     }
     const fm_deploy_layer *O = P ? P : L; /* the output map */
     const size_t positions = (size_t)O->out_h * (size_t)O->out_w;
-    if (L->act == FM_ACT_SIGN) {
-        sign_map(L, integer ? s->iacc : NULL, s->acc, s->map_pre);
+    const size_t sums = (size_t)L->out_h * (size_t)L->out_w;
+    out->x = y;
+    out->positions = positions;
+    out->channels = L->out_c;
+    if (L->act == FM_ACT_SIGN && k) {
+        if (integer) {
+            k->signs_int(s->iacc, sums, L->out_c, L->threshold, L->above, s->map_pre);
+        } else { /* z's sign: one multiply per sum */
+            const int channels = L->out_c;
+            for (size_t p = 0; p < sums; p++) {
+                float *a = s->acc + p * (size_t)channels;
+                for (int j = 0; j < channels; j++)
+                    a[j] = fmi_deploy_z(a[j], L->scale[j], L->offset[j]);
+            }
+            k->signs_float(s->acc, sums, channels, s->map_pre);
+        }
         if (P) {
-            pool_bits(L, P, s->map_pre, s->map_out, s->mask);
+            pool_bits(L, P, s->map_pre, s->map_out);
             swap_maps(&s->map_in, &s->map_out);
         } else {
             swap_maps(&s->map_in, &s->map_pre);
         }
-        unpack_map(s->map_in, positions, L->out_c, y);
+        out->bits = 1;
+        out->floats = 0;
         return;
     }
-    const size_t sums = (size_t)L->out_h * (size_t)L->out_w * (size_t)L->out_c;
     if (integer)
-        for (size_t i = 0; i < sums; i++)
+        for (size_t i = 0; i < sums * (size_t)L->out_c; i++)
             s->acc[i] = (float)s->iacc[i];
     if (P) {
         pool_floats(P, s->acc, y);
-        finish_values(L, y, y, positions * (size_t)L->out_c);
+        finish_values(L, y, y, positions);
     } else {
         finish_values(L, s->acc, y, sums);
     }
+    out->bits = 0;
+    out->floats = 1;
+}
+
+/* A dense layer of one example: binary weights on binary inputs read the
+ * input's bits (the packed map itself where its pixels' words hold the
+ * vector's bits in order: one pixel, or whole words of channels). */
+static void dense_one(const fm_kernels *k, scratch *s, const fm_deploy_layer *L, values *in,
+                      float *y, values *out)
+{
+    if (!k || L->weights == FM_DW_FP32) {
+        fp32_vector(float_weights(L), values_floats(in, s), s->acc, L->in, L->out);
+    } else if (L->binary_input && L->weights == FM_DW_BINARY) {
+        const uint64_t *bits = s->map_in;
+        if (!in->bits || (in->positions > 1 && in->channels % 64)) {
+            fmi_pack_signs(values_floats(in, s), L->in, s->bits);
+            bits = s->bits;
+        }
+        k->bits(L->kernel, bits, s->iacc);
+        for (int j = 0; j < L->out; j++)
+            s->acc[j] = (float)s->iacc[j];
+    } else {
+        k->real(L->kernel, values_floats(in, s), s->acc, s->kernel);
+    }
+    finish_values(L, s->acc, y, 1);
+    out->x = y;
+    out->floats = 1;
+    out->bits = 0;
 }
 
 /* One example through every record; the class scores end in `scores`. */
 static void forward_one(const fm_deploy *d, scratch *s, float *scores)
 {
     const fm_kernels *k = d->kernels;
-    float *x = s->x, *y = s->y;
+    values v = {s->x, 1, 0, 1, d->input_dim};
+    float *spare = s->y;
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
         const fm_deploy_layer *P = l + 1 < d->n_layers && d->layers[l + 1].type == FM_DL_POOL
                                        ? &d->layers[l + 1] : NULL;
-        float *dst = l + 1 < d->n_layers ? y : scores;
+        float *dst = l + 1 + (P != NULL) < d->n_layers ? spare : scores;
+        values next;
         if (L->type == FM_DL_CONV) {
-            conv_one(k, s, L, P, x, dst);
+            conv_one(k, s, L, P, &v, dst, &next);
             l += P != NULL; /* the pool is done */
         } else if (L->type == FM_DL_GAP) {
-            gap_values(L, x, dst);
+            gap_values(L, values_floats(&v, s), dst);
+            next = (values){dst, 1, 0, 1, L->out_c};
         } else {
-            if (!k || L->weights == FM_DW_FP32) {
-                fp32_vector(float_weights(L), x, s->acc, L->in, L->out);
-            } else if (L->binary_input && L->weights == FM_DW_BINARY) {
-                fmi_pack_signs(x, L->in, s->bits);
-                k->bits(L->kernel, s->bits, s->iacc);
-                for (int j = 0; j < L->out; j++)
-                    s->acc[j] = (float)s->iacc[j];
-            } else {
-                k->real(L->kernel, x, s->acc, s->kernel);
-            }
-            finish_values(L, s->acc, dst, (size_t)L->out);
+            dense_one(k, s, L, &v, dst, &next);
         }
-        float *t = x;
-        x = y;
-        y = t;
+        spare = v.x;
+        v = next;
     }
 }
 
@@ -696,7 +742,7 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
             const size_t vin = (size_t)fmi_deploy_values_in(L);
             if (L->type == FM_DL_DENSE) {
                 fp32_block(float_weights(L), in, acc, n, L->in, L->out, nt);
-                finish_values(L, acc, out, (size_t)n * (size_t)L->out);
+                finish_values(L, acc, out, (size_t)n);
             } else if (L->type == FM_DL_GAP) {
                 for (int b = 0; b < n; b++)
                     gap_values(L, in + (size_t)b * vin, out + (size_t)b * (size_t)L->out_c);
@@ -708,7 +754,7 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
                     fp32_conv(L, float_weights(L), in + (size_t)b * vin, acc, col);
                     if (P)
                         pool_floats(P, acc, o);
-                    finish_values(L, P ? o : acc, o, vout);
+                    finish_values(L, P ? o : acc, o, vout / (size_t)L->out);
                 }
                 l += P != NULL;
             }

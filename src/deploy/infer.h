@@ -86,12 +86,8 @@ typedef struct fm_kernels {
                       int i0, int i1);
     /* A convolution of one example's real input map x (in_h x in_w x in_c,
      * channel last) into acc (out_h x out_w x out_c), binary, ternary or
-     * synapse weights: acc[p, j] = the sum over the window's taps inside the
-     * input, in (ky, kx, c) order, one add at a time from +0.0f, of the
-     * input signed by the weight (binary: +x or -x; ternary: +x, -x, or
-     * nothing for 0; synapse: +-P[x][level], P the product table formed once
-     * per example and input value). Taps in the padding add nothing, as the
-     * trainer's zero padding does. scratch: fmi_conv_kernel_scratch_floats floats. */
+     * synapse weights, as below ("Convolutions"). scratch:
+     * fmi_conv_kernel_scratch_floats floats, any alignment. */
     void (*conv_real)(const fm_conv_weights *w, const float *x, float *acc, float *scratch);
     /* A binary convolution of one example's +-1 input map, packed per pixel
      * (fmi_conv_pixel_words(in_c) words, bit c: channel c is +1; bits past
@@ -100,6 +96,14 @@ typedef struct fm_kernels {
      * of the window inside the input (the trainer pads with zeros, which add
      * nothing; a padded tap is left out, not counted as -1). */
     void (*conv_bits)(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
+    /* The packed +-1 map of `positions` pixels of `channels` (pixel words as
+     * conv_bits reads them, bits past `channels` zero) from integer sums acc
+     * (positions x channels): channel j is +1 where acc >= threshold[j] if
+     * bit j of `above` is set, where acc <= threshold[j] if it is clear. */
+    void (*signs_int)(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
+                      const uint64_t *above, uint64_t *map);
+    /* The same from real values z: +1 where z >= 0 (-0.0f included; NaN is -1). */
+    void (*signs_float)(const float *z, size_t positions, int channels, uint64_t *map);
 } fm_kernels;
 
 /* 1 when every product pow2_grad would form from these q (batch x in) and e
@@ -163,33 +167,114 @@ struct fm_kernel_weights {
     void *allocation;          /* what fmi_free releases */
 };
 
-/* The convolution layout (infer_conv.c). Weight (j, tap t = ky * k_w + kx,
- * channel c) of output channel j:
- *   binary:  bit c % 64 of pos[(j * taps + t) * cwords + c / 64] (1: +1), so a
- *            tap's channels are whole 64-bit words, like a pixel of a packed
- *            input map: the xnor kernel xors word against word;
- *   ternary: the same bit of pos (+1) and of neg (-1);
- *   synapse: codes[j * fan_in + t * in_c + c] = level index | sign << 7;
+/* ---- convolutions (infer_conv.c) ------------------------------------------
+ * Maps are channel last: value (y, x, c) of an h x w x c map at (y * w + x) *
+ * c + c. Output (oy, ox)'s window has tap t = ky * k_w + kx on input pixel
+ * (oy * stride - pad_top + ky, ox * stride - pad_left + kx); taps outside the
+ * input are padding and are skipped whole (the trainer pads with zeros, which
+ * add nothing). Every output adds its terms over the valid taps in (ky, kx)
+ * order, one add at a time from +0.0f:
+ *   binary, ternary (group lookup, as the dense kernels): a tap's channels in
+ *            groups of four, 4g .. 4g+3, the last group of a tap padded with
+ *            +0.0f inputs whose weight bits are 0. The tables T (binary) and S
+ *            (ternary) of infer.h's top comment are formed once per example
+ *            for every input pixel and group, and output j adds, per valid
+ *            tap and group g = 0, 1, ...: binary acc += T[n], ternary
+ *            acc += S[pos]; acc -= S[neg], n, pos and neg its 4-bit patterns
+ *            of the group (bit k: channel 4g + k). A weight costs a quarter
+ *            of an add (ternary a half) and no multiply.
+ *   synapse: per valid tap and channel c, acc += +-P[level], P the product
+ *            table of that input value (formed once per example: N
+ *            multiplies per input value, not per weight nor per window).
+ *   binary inputs (conv_bits): acc = n_valid - 2 * popcount of (input xor
+ *            weight) over the valid taps' channel words: exact integers.
+ * Layout: outputs in blocks of FM_KERNEL_BLOCK (16; the padding outputs of
+ * the last block have zero codes and their results are not stored), a tap's
+ * channels in chunks of 32, one 32-bit word per output (nibble k of the word
+ * of chunk c: group 8c + k):
+ *   binary, ternary: words[(((block * taps + t) * chunks + c) * sets + s) * 16
+ *            + lane] holds bits 32c .. 32c+31 of tap t's channels of output
+ *            16 * block + lane: s = 0 the +1 weights (binary: a clear bit is
+ *            -1), s = 1 the -1 weights of a ternary layer (sets = 2). The
+ *            binary words are also what conv_bits xors with a pixel's 32-bit
+ *            channel chunks.
+ *   synapse: codes[((block * taps + t) * in_c + c) * 16 + lane] = level index
+ *            | sign << 7, one byte per weight;
  *   fp32:    w[j * fan_in + t * in_c + c] (the layer's own rows).
- * Bits past in_c are zero. */
+ * Bits past in_c are zero. words and codes start 64-byte aligned and are
+ * followed by FM_KERNEL_TAIL readable bytes, so a variant may load a whole
+ * vector at any byte offset of the last chunk. The scratch of conv_real holds
+ * the tables of every input pixel: binary, ternary ((pixel * groups + g) *
+ * 16 + b), synapse ((pixel * in_c + c) * table_stride + level), 64-byte
+ * aligned (fmi_kernel_scratch_align). */
 struct fm_conv_weights {
     fm_deploy_weights weights;
     int in_h, in_w, in_c, k_h, k_w, stride, pad_top, pad_left, out_h, out_w, out_c;
     int taps;                  /* k_h * k_w */
     int fan_in;                /* taps * in_c */
     int cwords;                /* fmi_conv_pixel_words(in_c) */
+    int blocks;                /* ceil(out_c / 16) */
+    int chunks;                /* ceil(in_c / 32): 32-bit channel words per tap */
+    int groups;                /* ceil(in_c / 4): groups of 4 channels per tap */
+    int sets;                  /* binary 1, ternary 2 */
     int levels, table_stride;  /* synapse: magnitudes, floats per product table */
     float magnitudes[FM_KERNEL_MAX_LEVELS];
-    const uint64_t *pos, *neg; /* binary (pos), ternary (pos, neg) */
+    const uint32_t *words;     /* binary, ternary */
     const uint8_t *codes;      /* synapse */
     const float *w;            /* fp32 */
     void *allocation;          /* what fmi_free releases */
 };
 
-/* The reference convolution kernels (infer_conv.c); the AVX2 and AVX-512
- * tables use them too for now (docs/deploy.md). */
+/* Taps [ky0, ky1) x [kx0, kx1) of output (oy, ox)'s window lie inside the
+ * input; (iy0, ix0) is the input pixel of tap (0, 0). */
+typedef struct fm_conv_window {
+    int iy0, ix0, ky0, ky1, kx0, kx1;
+} fm_conv_window;
+
+static inline fm_conv_window fmi_conv_window(const fm_conv_weights *w, int oy, int ox)
+{
+    fm_conv_window v;
+    v.iy0 = oy * w->stride - w->pad_top;
+    v.ix0 = ox * w->stride - w->pad_left;
+    v.ky0 = v.iy0 < 0 ? -v.iy0 : 0;
+    v.kx0 = v.ix0 < 0 ? -v.ix0 : 0;
+    v.ky1 = w->in_h - v.iy0 < w->k_h ? w->in_h - v.iy0 : w->k_h;
+    v.kx1 = w->in_w - v.ix0 < w->k_w ? w->in_w - v.ix0 : w->k_w;
+    if (v.ky1 < v.ky0)
+        v.ky1 = v.ky0;
+    if (v.kx1 < v.kx0)
+        v.kx1 = v.kx0;
+    return v;
+}
+
+/* The output columns [*first, *end) whose windows have all k_w columns
+ * inside the input: there a row of positions shares its taps, so a variant
+ * may run several positions at once. */
+static inline void fmi_conv_full_columns(const fm_conv_weights *w, int *first, int *end)
+{
+    int lo = (w->pad_left + w->stride - 1) / w->stride;
+    int room = w->in_w + w->pad_left - w->k_w;
+    int hi = room < 0 ? 0 : room / w->stride + 1;
+    hi = hi < w->out_w ? hi : w->out_w;
+    *first = lo < hi ? lo : hi;
+    *end = hi;
+}
+
+/* Channel chunk c (32 channels) of a packed pixel. */
+static inline uint32_t fmi_conv_pixel_chunk(const uint64_t *pixel, int c)
+{
+    return (uint32_t)(pixel[c / 2] >> (32 * (c % 2)));
+}
+
+/* The reference convolution kernels (infer_conv.c): the specification. */
 void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch);
 void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
+void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
+                       const uint64_t *above, uint64_t *map);
+void fmi_signs_float_ref(const float *z, size_t positions, int channels, uint64_t *map);
+/* The group tables of infer.h's top comment, of four inputs v (infer_ref.c). */
+void fmi_binary_table(const float v[4], float T[16]);
+void fmi_subset_table(const float v[4], float S[16]);
 
 /* The variants' entry points (infer_ref.c, infer_avx2.c, infer_avx512.c). A
  * SIMD file built without its instruction set (not x86, or a compiler without

@@ -491,7 +491,7 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
 
 /* The convolutions run the reference kernels for now (docs/deploy.md). */
 static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2,
-                                        fmi_conv_real_ref, fmi_conv_bits_ref};
+                                        fmi_conv_real_ref, fmi_conv_bits_ref, fmi_signs_int_ref, fmi_signs_float_ref};
 
 const fm_kernels *fmi_kernels_avx2_table(void) { return &avx2_kernels; }
 

@@ -452,10 +452,10 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
 /* The convolutions run the reference kernels for now (docs/deploy.md). */
 static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq,
                                           pow2_grad_avx512, fmi_conv_real_ref,
-                                          fmi_conv_bits_ref};
+                                          fmi_conv_bits_ref, fmi_signs_int_ref, fmi_signs_float_ref};
 static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb,
                                                   pow2_grad_avx512, fmi_conv_real_ref,
-                                                  fmi_conv_bits_ref};
+                                                  fmi_conv_bits_ref, fmi_signs_int_ref, fmi_signs_float_ref};
 
 const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq)
 {

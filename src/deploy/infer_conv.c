@@ -1,10 +1,12 @@
 /* infer_conv.c — the convolution kernels of deployed networks: the layout
  * (infer.h, struct fm_conv_weights) built once per layer from its packed rows,
- * and the scalar reference kernels, which are the specification: real inputs
- * times binary, ternary or synapse weights as sums of signed inputs (no
- * multiply per weight), and binary inputs times binary weights as xor and
- * popcount over bit-packed channels. The window runs over the taps inside the
- * input only: the trainer pads with zeros, and a zero adds nothing. */
+ * shared by every variant, and the scalar reference kernels, which are the
+ * specification (infer.h, "convolutions"): real inputs times binary or
+ * ternary weights by group lookup, times synapse weights by product tables
+ * (no multiply per weight), binary inputs times binary weights as xor and
+ * popcount over bit-packed channels, and the packing of signs. The window runs
+ * over the taps inside the input only: the trainer pads with zeros, and a zero
+ * adds nothing. */
 #include "infer.h"
 #include "internal.h"
 #include "ledger.h"
@@ -24,9 +26,29 @@ void fmi_conv_weights_free(fm_conv_weights *w)
 
 size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *w)
 {
-    if (!w || w->weights != FM_DW_SYNAPSE)
+    if (!w)
         return 0;
-    return (size_t)w->in_h * (size_t)w->in_w * (size_t)w->in_c * (size_t)w->table_stride;
+    const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
+    /* 16 floats of slack let the tables start 64-byte aligned */
+    switch (w->weights) {
+    case FM_DW_BINARY:
+    case FM_DW_TERNARY: return pixels * (size_t)w->groups * 16 + 16;
+    case FM_DW_SYNAPSE: return pixels * (size_t)w->in_c * (size_t)w->table_stride + 16;
+    default: return 0;
+    }
+}
+
+/* A 64-byte-aligned zeroed block of `bytes` followed by FM_KERNEL_TAIL zero
+ * bytes, its allocation in w->allocation. */
+static void *layout_alloc(fm_conv_weights *w, size_t bytes)
+{
+    if (bytes > SIZE_MAX - FM_KERNEL_TAIL - 63)
+        return NULL;
+    uint8_t *base = fmi_alloc(bytes + FM_KERNEL_TAIL + 63, 1);
+    if (!base)
+        return NULL;
+    w->allocation = base;
+    return base + (64 - (uintptr_t)base % 64) % 64;
 }
 
 int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
@@ -45,7 +67,15 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
     w->taps = L->k_h * L->k_w;
     w->fan_in = L->in;
     w->cwords = fmi_conv_pixel_words(L->in_c);
-    const size_t rows = (size_t)L->out_c * (size_t)w->taps;
+    w->blocks = (L->out_c + FM_KERNEL_BLOCK - 1) / FM_KERNEL_BLOCK;
+    w->chunks = (L->in_c + FM_KERNEL_CHUNK - 1) / FM_KERNEL_CHUNK;
+    w->groups = (L->in_c + FM_KERNEL_GROUP - 1) / FM_KERNEL_GROUP;
+    w->sets = L->weights == FM_DW_TERNARY ? 2 : 1;
+    /* one block's weights of one tap: 16 words per chunk and set, or 16 codes per channel */
+    const size_t per_tap = L->weights == FM_DW_SYNAPSE
+                               ? (size_t)L->in_c * FM_KERNEL_BLOCK
+                               : (size_t)w->chunks * (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
+    const size_t bytes = (size_t)w->blocks * (size_t)w->taps * per_tap;
     int rc = FM_OK;
     switch (L->weights) {
     case FM_DW_FP32:
@@ -53,29 +83,28 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
         break;
     case FM_DW_BINARY:
     case FM_DW_TERNARY: {
-        const size_t words = rows * (size_t)w->cwords, sets = L->weights == FM_DW_TERNARY ? 2 : 1;
-        uint64_t *bits = fmi_alloc(words * sets, sizeof *bits);
-        if (!bits) {
+        uint32_t *words = layout_alloc(w, bytes);
+        if (!words) {
             rc = FM_ENOMEM;
             break;
         }
-        w->allocation = bits;
         for (int j = 0; j < L->out_c; j++)
             for (int i = 0; i < L->in; i++) {
                 const uint32_t code = fmi_deploy_code(L, j, i);
                 const int t = i / L->in_c, c = i % L->in_c;
-                const size_t at = ((size_t)j * w->taps + (size_t)t) * w->cwords + (size_t)(c / 64);
-                const uint64_t bit = (uint64_t)1 << (c % 64);
+                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+                const size_t chunk = (block * (size_t)w->taps + (size_t)t) * (size_t)w->chunks +
+                                     (size_t)(c / FM_KERNEL_CHUNK);
+                const uint32_t bit = 1u << (c % FM_KERNEL_CHUNK);
                 if (code == 1u) /* +1 in both kinds */
-                    bits[at] |= bit;
+                    words[(chunk * (size_t)w->sets) * FM_KERNEL_BLOCK + lane] |= bit;
                 else if (L->weights == FM_DW_TERNARY && code == 3u)
-                    bits[words + at] |= bit;
+                    words[(chunk * 2 + 1) * FM_KERNEL_BLOCK + lane] |= bit;
                 else if (L->weights == FM_DW_TERNARY && code != 0u)
                     rc = fmi_error(FM_EINVAL, "ternary weight (%d, %d) has the invalid code %u", i,
                                   j, code);
             }
-        w->pos = bits;
-        w->neg = L->weights == FM_DW_TERNARY ? bits + words : NULL;
+        w->words = words;
         break;
     }
     case FM_DW_SYNAPSE: {
@@ -84,12 +113,11 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
                            FM_KERNEL_MAX_LEVELS);
             break;
         }
-        uint8_t *codes = fmi_alloc(rows * (size_t)L->in_c, 1);
+        uint8_t *codes = layout_alloc(w, bytes);
         if (!codes) {
             rc = FM_ENOMEM;
             break;
         }
-        w->allocation = codes;
         w->levels = L->levels;
         w->table_stride = L->levels <= 16 ? 16 : 32;
         memcpy(w->magnitudes, L->magnitudes, (size_t)L->levels * sizeof(float));
@@ -101,7 +129,10 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
                 if (index >= (uint32_t)L->levels)
                     rc = fmi_error(FM_EINVAL, "synapse weight (%d, %d) has level %u of %d", i, j,
                                    index, L->levels);
-                codes[(size_t)j * L->in + (size_t)i] = (uint8_t)(index | negative << 7);
+                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+                const size_t at = ((block * (size_t)w->taps + (size_t)(i / L->in_c)) * (size_t)L->in_c +
+                                   (size_t)(i % L->in_c)) * FM_KERNEL_BLOCK + lane;
+                codes[at] = (uint8_t)(index | negative << 7);
             }
         w->codes = codes;
         break;
@@ -115,27 +146,6 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
     }
     *out = w;
     return FM_OK;
-}
-
-/* ---- the window ---------------------------------------------------------- */
-
-/* Taps [ky0, ky1) x [kx0, kx1) of the window of output (oy, ox) lie inside
- * the input; the rest are padding. */
-typedef struct window {
-    int iy0, ix0;             /* input row and column of tap (0, 0) */
-    int ky0, ky1, kx0, kx1;
-} window;
-
-static window window_at(const fm_conv_weights *w, int oy, int ox)
-{
-    window v;
-    v.iy0 = oy * w->stride - w->pad_top;
-    v.ix0 = ox * w->stride - w->pad_left;
-    v.ky0 = FM_MAX(0, -v.iy0);
-    v.kx0 = FM_MAX(0, -v.ix0);
-    v.ky1 = FM_MIN(w->k_h, w->in_h - v.iy0);
-    v.kx1 = FM_MIN(w->k_w, w->in_w - v.ix0);
-    return v;
 }
 
 /* ---- real inputs ------------------------------------------------------- */
@@ -169,93 +179,127 @@ static void synapse_products(const fm_conv_weights *w, const float *x, float *ta
             tables[i * stride + index] = x[i] * w->magnitudes[index];
 }
 
-/* The terms of one output position, every output channel at once: the taps
- * outside, the channels, then the outputs inside, so each output still adds
- * its terms in (ky, kx, c) order. */
-static void position_real(const fm_conv_weights *w, const float *x, const float *tables,
-                          const window *v, float *acc)
+/* The group tables of every input pixel: binary T or ternary S (infer.h). */
+static void group_tables(const fm_conv_weights *w, const float *x, float *tables)
 {
-    const int oc = w->out_c, ic = w->in_c, cw = w->cwords;
+    const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
+    for (size_t p = 0; p < pixels; p++)
+        for (int g = 0; g < w->groups; g++) {
+            float v[4];
+            for (int k = 0; k < 4; k++) {
+                int c = 4 * g + k;
+                v[k] = c < w->in_c ? x[p * (size_t)w->in_c + (size_t)c] : 0.0f;
+            }
+            float *T = tables + (p * (size_t)w->groups + (size_t)g) * 16;
+            if (w->weights == FM_DW_TERNARY)
+                fmi_subset_table(v, T);
+            else
+                fmi_binary_table(v, T);
+        }
+}
+
+/* The 4-bit pattern of output j in group g of tap t: the +1 weights (s = 0)
+ * or a ternary layer's -1 weights (s = 1). */
+static unsigned conv_pattern(const fm_conv_weights *w, int j, int t, int g, int s)
+{
+    const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+    const size_t chunk = (block * (size_t)w->taps + (size_t)t) * (size_t)w->chunks + (size_t)(g / 8);
+    uint32_t word = w->words[(chunk * (size_t)w->sets + (size_t)s) * FM_KERNEL_BLOCK + lane];
+    return (word >> (4 * (g % 8))) & 15u;
+}
+
+/* The terms of one output position, every output channel at once: the taps
+ * and groups (or channels) outside, the outputs inside, so each output adds
+ * its terms in the specified order. */
+static void position_real(const fm_conv_weights *w, const float *tables, const fm_conv_window *v,
+                          float *acc)
+{
+    const int oc = w->out_c, ic = w->in_c;
     for (int j = 0; j < oc; j++)
         acc[j] = 0.0f;
     for (int ky = v->ky0; ky < v->ky1; ky++)
         for (int kx = v->kx0; kx < v->kx1; kx++) {
             const int t = ky * w->k_w + kx;
             const size_t pixel = (size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx);
-            const float *px = x + pixel * (size_t)ic;
-            for (int c = 0; c < ic; c++) {
-                const size_t word = (size_t)t * (size_t)cw + (size_t)(c / 64);
-                const unsigned shift = (unsigned)(c % 64);
-                switch (w->weights) {
-                case FM_DW_BINARY:
+            switch (w->weights) {
+            case FM_DW_BINARY:
+            case FM_DW_TERNARY:
+                for (int g = 0; g < w->groups; g++) {
+                    const float *T = tables + (pixel * (size_t)w->groups + (size_t)g) * 16;
                     for (int j = 0; j < oc; j++) {
-                        unsigned plus = (unsigned)(w->pos[(size_t)j * w->taps * cw + word] >> shift) & 1u;
-                        acc[j] += with_sign(px[c], plus ^ 1u);
+                        acc[j] += T[conv_pattern(w, j, t, g, 0)];
+                        if (w->weights == FM_DW_TERNARY)
+                            acc[j] -= T[conv_pattern(w, j, t, g, 1)];
                     }
-                    break;
-                case FM_DW_TERNARY:
-                    for (int j = 0; j < oc; j++) {
-                        size_t at = (size_t)j * w->taps * cw + word;
-                        if ((w->pos[at] >> shift) & 1u)
-                            acc[j] += px[c];
-                        else if ((w->neg[at] >> shift) & 1u)
-                            acc[j] -= px[c];
-                    }
-                    break;
-                case FM_DW_SYNAPSE: {
+                }
+                break;
+            case FM_DW_SYNAPSE:
+                for (int c = 0; c < ic; c++) {
                     const float *P = tables + (pixel * (size_t)ic + (size_t)c) * (size_t)w->table_stride;
+                    const uint8_t *codes = w->codes + ((size_t)t * (size_t)ic + (size_t)c) * FM_KERNEL_BLOCK;
+                    const size_t block_codes = (size_t)w->taps * (size_t)ic * FM_KERNEL_BLOCK;
                     for (int j = 0; j < oc; j++) {
-                        uint8_t code = w->codes[(size_t)j * w->fan_in + (size_t)t * ic + (size_t)c];
+                        uint8_t code = codes[(size_t)(j / FM_KERNEL_BLOCK) * block_codes + (size_t)(j % FM_KERNEL_BLOCK)];
                         acc[j] += with_sign(P[code & 0x7fu], code >> 7);
                     }
-                    break;
                 }
-                case FM_DW_FP32:
-                default:
-                    break;
-                }
+                break;
+            case FM_DW_FP32:
+            default:
+                break;
             }
         }
 }
 
 void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch)
 {
-    const float *tables = NULL;
-    if (w->weights == FM_DW_SYNAPSE) {
-        synapse_products(w, x, scratch);
-        tables = scratch;
-    }
-    uint64_t terms = 0;
+    float *tables = fmi_kernel_scratch_align(scratch);
+    if (w->weights == FM_DW_SYNAPSE)
+        synapse_products(w, x, tables);
+    else if (w->weights == FM_DW_BINARY || w->weights == FM_DW_TERNARY)
+        group_tables(w, x, tables);
+    uint64_t taps = 0;
     for (int oy = 0; oy < w->out_h; oy++)
         for (int ox = 0; ox < w->out_w; ox++) {
-            window v = window_at(w, oy, ox);
-            position_real(w, x, tables, &v, acc + ((size_t)oy * w->out_w + (size_t)ox) * w->out_c);
-            terms += (uint64_t)FM_MAX(0, v.ky1 - v.ky0) * (uint64_t)FM_MAX(0, v.kx1 - v.kx0);
+            fm_conv_window v = fmi_conv_window(w, oy, ox);
+            position_real(w, tables, &v, acc + ((size_t)oy * w->out_w + (size_t)ox) * w->out_c);
+            taps += (uint64_t)(v.ky1 - v.ky0) * (uint64_t)(v.kx1 - v.kx0);
         }
-    /* counting builds: per term a sign select and an add; synapse the products */
-    terms *= (uint64_t)w->in_c * (uint64_t)w->out_c;
-    FM_TALLY(FM_OP_SIGN, terms);
-    FM_TALLY(FM_OP_FADD, terms);
-    FM_TALLY(FM_OP_FMUL, w->weights == FM_DW_SYNAPSE ? fmi_conv_kernel_scratch_floats(w) : 0);
-    (void)terms;
+    /* counting builds, as the dense kernels count (infer_ref.c): per pixel and
+     * group a table (16 sign selects, 24 adds), per valid tap, group and
+     * output each lookup among 16 entries (15 selects) and its add; synapse
+     * the products, and per term a lookup, the sign flip and the add */
+    const uint64_t pixels = (uint64_t)w->in_h * (uint64_t)w->in_w, oc = (uint64_t)w->out_c;
+    if (w->weights == FM_DW_SYNAPSE) {
+        const uint64_t terms = taps * (uint64_t)w->in_c * oc;
+        FM_TALLY(FM_OP_FMUL, pixels * (uint64_t)w->in_c * (uint64_t)w->table_stride);
+        FM_TALLY(FM_OP_SIGN, terms * (uint64_t)w->table_stride);
+        FM_TALLY(FM_OP_FADD, terms);
+        (void)terms;
+    } else if (w->weights != FM_DW_FP32) {
+        const uint64_t groups = (uint64_t)w->groups, lookups = (uint64_t)w->sets;
+        FM_TALLY(FM_OP_SIGN, pixels * groups * 16 + taps * groups * oc * lookups * 15);
+        FM_TALLY(FM_OP_FADD, pixels * groups * 24 + taps * groups * oc * lookups);
+        (void)groups;
+        (void)lookups;
+    }
+    (void)pixels;
+    (void)oc;
 }
 
 /* ---- binary inputs, binary weights -------------------------------------- */
 
 /* Set bits of v, counted in parallel within v (no multiply), or the popcnt
  * instruction where the build targets it. */
-static int popcount64(uint64_t v)
+static int popcount32(uint32_t v)
 {
 #if defined(__POPCNT__) && (defined(__GNUC__) || defined(__clang__))
-    return __builtin_popcountll(v);
+    return __builtin_popcount(v);
 #else
-    v = v - ((v >> 1) & 0x5555555555555555u);
-    v = (v & 0x3333333333333333u) + ((v >> 2) & 0x3333333333333333u);
-    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fu;
-    v = v + (v >> 8);
-    v = v + (v >> 16);
-    v = v + (v >> 32);
-    return (int)(v & 0x7fu);
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    v = (v + (v >> 4)) & 0x0f0f0f0fu;
+    return (int)((v + (v >> 8) + (v >> 16) + (v >> 24)) & 0x3fu);
 #endif
 }
 
@@ -268,21 +312,51 @@ void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc
     }
     for (int oy = 0; oy < w->out_h; oy++)
         for (int ox = 0; ox < w->out_w; ox++) {
-            window v = window_at(w, oy, ox);
+            fm_conv_window v = fmi_conv_window(w, oy, ox);
             int32_t *out = acc + ((size_t)oy * w->out_w + (size_t)ox) * oc;
-            const int valid = FM_MAX(0, v.ky1 - v.ky0) * FM_MAX(0, v.kx1 - v.kx0) * w->in_c;
+            const int valid = (v.ky1 - v.ky0) * (v.kx1 - v.kx0) * w->in_c;
             for (int j = 0; j < oc; j++) {
-                const uint64_t *wj = w->pos + (size_t)j * w->taps * cw;
+                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
                 int mismatches = 0; /* valid taps where input and weight differ: -1 each */
                 for (int ky = v.ky0; ky < v.ky1; ky++)
                     for (int kx = v.kx0; kx < v.kx1; kx++) {
                         const uint64_t *px =
                             a + ((size_t)(v.iy0 + ky) * w->in_w + (size_t)(v.ix0 + kx)) * cw;
-                        const uint64_t *wt = wj + (size_t)(ky * w->k_w + kx) * cw;
-                        for (int k = 0; k < cw; k++)
-                            mismatches += popcount64(px[k] ^ wt[k]);
+                        const size_t t = (size_t)(ky * w->k_w + kx);
+                        const uint32_t *wt = w->words + (block * (size_t)w->taps + t) * (size_t)w->chunks * FM_KERNEL_BLOCK;
+                        for (int c = 0; c < w->chunks; c++)
+                            mismatches += popcount32(fmi_conv_pixel_chunk(px, c) ^ wt[(size_t)c * FM_KERNEL_BLOCK + lane]);
                     }
                 out[j] = valid - 2 * mismatches;
             }
         }
+}
+
+/* ---- signs into packed maps ------------------------------------------------ */
+
+void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
+                       const uint64_t *above, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels);
+    for (size_t p = 0; p < positions; p++) {
+        uint64_t *words = map + p * (size_t)cw;
+        memset(words, 0, (size_t)cw * sizeof *words);
+        for (int j = 0; j < channels; j++) {
+            const int32_t a = acc[p * (size_t)channels + (size_t)j];
+            const int up = (int)(above[j / 64] >> (j % 64) & 1u);
+            const int plus = up ? a >= threshold[j] : a <= threshold[j];
+            words[j / 64] |= (uint64_t)plus << (j % 64);
+        }
+    }
+}
+
+void fmi_signs_float_ref(const float *z, size_t positions, int channels, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels);
+    for (size_t p = 0; p < positions; p++) {
+        uint64_t *words = map + p * (size_t)cw;
+        memset(words, 0, (size_t)cw * sizeof *words);
+        for (int j = 0; j < channels; j++)
+            words[j / 64] |= (uint64_t)(z[p * (size_t)channels + (size_t)j] >= 0.0f) << (j % 64);
+    }
 }

@@ -3,8 +3,9 @@
  * the prepared layout is two halves), so every output adds its table entries
  * in the reference's order and the results equal infer_ref.c bit for bit.
  * vpermps reads only 3 index bits, so a 16-entry lookup is two of them and a
- * blend on bit 3. Built with -mavx2 -mpopcnt (CMakeLists.txt); only called
- * after infer.c has checked the CPU. */
+ * blend on bit 3. The convolutions vectorize the same way across output
+ * channels. Built with -mavx2 -mpopcnt (CMakeLists.txt); only called after
+ * infer.c has checked the CPU. */
 #include "infer.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX2__)
@@ -61,39 +62,34 @@ static ALWAYS_INLINE const float *group_inputs(const float *x, int in, int g, fl
     return padded;
 }
 
-/* Binary tables (T[b] = p01[b & 3] + p23[b >> 2]) of every group of every
- * chunk: entries 0-7 have input 3 negated, entries 8-15 not. */
-static void binary_tables(const fm_kernel_weights *w, const float *x, float *T)
+/* The tables of `groups` groups of the inputs x[0 .. in), 16 floats each at
+ * T + 16g, entries 0-7 then 8-15 (infer.h): binary T[b] = p01[b & 3] +
+ * p23[b >> 2] (entries 0-7 have input 3 negated, 8-15 not), ternary the
+ * subset sums S[b] = q01[b & 3] + q23[b >> 2]; inputs past `in` are +0.0f. */
+static ALWAYS_INLINE void group_tables(const float *x, int in, int groups, const int ternary, float *T)
 {
     const __m256i sign_bit = _mm256_set1_epi32(INT32_MIN);
-    const __m256i negate0 = _mm256_andnot_si256(lanes_with_bit(0), sign_bit);
-    const __m256i negate1 = _mm256_andnot_si256(lanes_with_bit(1), sign_bit);
-    const __m256i negate2 = _mm256_andnot_si256(lanes_with_bit(2), sign_bit);
-    const int groups = w->chunks * GROUPS_PER_CHUNK;
-    for (int g = 0; g < groups; g++) {
-        float padded[4];
-        const float *v = group_inputs(x, w->in, g, padded);
-        __m256 p01 = _mm256_add_ps(xor_ps(_mm256_set1_ps(v[0]), negate0), xor_ps(_mm256_set1_ps(v[1]), negate1));
-        __m256 x2 = xor_ps(_mm256_set1_ps(v[2]), negate2), x3 = _mm256_set1_ps(v[3]);
-        __m256 p23_low = _mm256_add_ps(x2, xor_ps(x3, sign_bit)), p23_high = _mm256_add_ps(x2, x3);
-        _mm256_store_ps(T + 16 * (size_t)g, _mm256_add_ps(p01, p23_low));
-        _mm256_store_ps(T + 16 * (size_t)g + 8, _mm256_add_ps(p01, p23_high));
-    }
-}
-
-/* Subset-sum tables (S[b] = q01[b & 3] + q23[b >> 2]); a missing input is +0.0f. */
-static void ternary_tables(const fm_kernel_weights *w, const float *x, float *S)
-{
     const __m256i keep0 = lanes_with_bit(0), keep1 = lanes_with_bit(1), keep2 = lanes_with_bit(2);
-    const int groups = w->chunks * GROUPS_PER_CHUNK;
+    const __m256i negate0 = _mm256_andnot_si256(keep0, sign_bit);
+    const __m256i negate1 = _mm256_andnot_si256(keep1, sign_bit);
+    const __m256i negate2 = _mm256_andnot_si256(keep2, sign_bit);
     for (int g = 0; g < groups; g++) {
         float padded[4];
-        const float *v = group_inputs(x, w->in, g, padded);
-        __m256 q01 = _mm256_add_ps(and_ps(_mm256_set1_ps(v[0]), keep0), and_ps(_mm256_set1_ps(v[1]), keep1));
-        __m256 x2 = and_ps(_mm256_set1_ps(v[2]), keep2);
-        __m256 q23_low = _mm256_add_ps(x2, _mm256_setzero_ps()), q23_high = _mm256_add_ps(x2, _mm256_set1_ps(v[3]));
-        _mm256_store_ps(S + 16 * (size_t)g, _mm256_add_ps(q01, q23_low));
-        _mm256_store_ps(S + 16 * (size_t)g + 8, _mm256_add_ps(q01, q23_high));
+        const float *v = group_inputs(x, in, g, padded);
+        __m256 low, high;
+        if (ternary) {
+            __m256 q01 = _mm256_add_ps(and_ps(_mm256_set1_ps(v[0]), keep0), and_ps(_mm256_set1_ps(v[1]), keep1));
+            __m256 x2 = and_ps(_mm256_set1_ps(v[2]), keep2);
+            low = _mm256_add_ps(q01, _mm256_add_ps(x2, _mm256_setzero_ps()));
+            high = _mm256_add_ps(q01, _mm256_add_ps(x2, _mm256_set1_ps(v[3])));
+        } else {
+            __m256 p01 = _mm256_add_ps(xor_ps(_mm256_set1_ps(v[0]), negate0), xor_ps(_mm256_set1_ps(v[1]), negate1));
+            __m256 x2 = xor_ps(_mm256_set1_ps(v[2]), negate2), x3 = _mm256_set1_ps(v[3]);
+            low = _mm256_add_ps(p01, _mm256_add_ps(x2, xor_ps(x3, sign_bit)));
+            high = _mm256_add_ps(p01, _mm256_add_ps(x2, x3));
+        }
+        _mm256_store_ps(T + 16 * (size_t)g, low);
+        _mm256_store_ps(T + 16 * (size_t)g + 8, high);
     }
 }
 
@@ -169,6 +165,24 @@ static void real_groups(const fm_kernel_weights *w, const float *T, const int te
         group_blocks(w, T, block, 1, ternary, acc);
 }
 
+/* The product a synapse code picks, with its sign: the level index (bits
+ * 0-4) picks it out of 8, 16 or 32 entries (t0 .. t3, 8 each) with vpermps
+ * and blends, bit 7, moved to the float's sign, negates it. */
+static ALWAYS_INLINE __m256 synapse_term(__m256i code, __m256 t0, __m256 t1, __m256 t2, __m256 t3,
+                                         const int entries, __m256i sign_bit)
+{
+    __m256 product;
+    if (entries <= 8) {
+        product = _mm256_permutevar8x32_ps(t0, code);
+    } else if (entries <= 16) {
+        product = lookup16(code, t0, t1);
+    } else {
+        __m256 bit4_at_sign = _mm256_castsi256_ps(_mm256_slli_epi32(code, 27));
+        product = _mm256_blendv_ps(lookup16(code, t0, t1), lookup16(code, t2, t3), bit4_at_sign);
+    }
+    return xor_ps(product, _mm256_and_si256(_mm256_slli_epi32(code, 24), sign_bit));
+}
+
 /* `nb` output blocks of a synapse layer: the level index (bits 0-4 of a code)
  * picks its product out of 8, 16 or 32 with vpermps and blends, bit 7 of the
  * code, moved to the float's sign, negates it. */
@@ -195,17 +209,7 @@ static ALWAYS_INLINE void synapse_blocks(const fm_kernel_weights *w, const float
         for (int h = 0; h < 2 * nb; h++) {
             const uint8_t *at = codes + (size_t)(h / 2) * block_bytes + (size_t)i * FM_KERNEL_BLOCK + (size_t)(h % 2) * HALF;
             __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)at));
-            __m256 product;
-            if (entries <= 8) {
-                product = _mm256_permutevar8x32_ps(t0, code);
-            } else if (entries <= 16) {
-                product = lookup16(code, t0, t1);
-            } else {
-                __m256 bit4_at_sign = _mm256_castsi256_ps(_mm256_slli_epi32(code, 27));
-                product = _mm256_blendv_ps(lookup16(code, t0, t1), lookup16(code, t2, t3), bit4_at_sign);
-            }
-            __m256i sign = _mm256_and_si256(_mm256_slli_epi32(code, 24), sign_bit);
-            sum[h] = _mm256_add_ps(sum[h], xor_ps(product, sign));
+            sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t0, t1, t2, t3, entries, sign_bit));
         }
     }
 #pragma GCC unroll 4
@@ -223,23 +227,23 @@ static ALWAYS_INLINE void synapse_all_blocks(const fm_kernel_weights *w, const f
         synapse_blocks(w, P, block, 1, entries, acc);
 }
 
-/* P_i[index] = x_i * m[index], `stride` per input: the only float multiplies
- * of this file, kept in a function of their own (never inlined or cloned) so
- * that a disassembly of the object shows none anywhere else
- * (tests/no_float_mul.sh). */
-static NOINLINE void synapse_products(const fm_kernel_weights *w, const float *x, float *P)
+/* P[i * stride + index] = x_i * m[index] for the n inputs x, `stride` (16 or
+ * 32) per input: the only float multiplies of this file, kept in a function
+ * of their own (never inlined or cloned) so that a disassembly of the object
+ * shows none anywhere else (tests/no_float_mul.sh). */
+static NOINLINE void synapse_products(const float *magnitudes, size_t stride, const float *x, size_t n,
+                                      float *P)
 {
-    const size_t stride = (size_t)w->table_stride;
-    for (int i = 0; i < w->in; i++) {
+    for (size_t i = 0; i < n; i++) {
         __m256 xi = _mm256_set1_ps(x[i]);
         for (size_t k = 0; k < stride; k += 8)
-            _mm256_store_ps(P + (size_t)i * stride + k, _mm256_mul_ps(xi, _mm256_loadu_ps(w->magnitudes + k)));
+            _mm256_store_ps(P + i * stride + k, _mm256_mul_ps(xi, _mm256_loadu_ps(magnitudes + k)));
     }
 }
 
 static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
 {
-    synapse_products(w, x, P);
+    synapse_products(w->magnitudes, (size_t)w->table_stride, x, (size_t)w->in, P);
     if (w->levels <= 8)
         synapse_all_blocks(w, P, 8, acc);
     else if (w->levels <= 16)
@@ -253,11 +257,11 @@ static void real_avx2(const fm_kernel_weights *w, const float *x, float *acc, fl
     float *tables = fmi_kernel_scratch_align(scratch);
     switch (w->weights) {
     case FM_DW_BINARY:
-        binary_tables(w, x, tables);
+        group_tables(x, w->in, w->chunks * GROUPS_PER_CHUNK, 0, tables);
         real_groups(w, tables, 0, acc);
         break;
     case FM_DW_TERNARY:
-        ternary_tables(w, x, tables);
+        group_tables(x, w->in, w->chunks * GROUPS_PER_CHUNK, 1, tables);
         real_groups(w, tables, 1, acc);
         break;
     case FM_DW_SYNAPSE: real_synapse(w, x, acc, tables); break;
@@ -489,9 +493,317 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
     }
 }
 
-/* The convolutions run the reference kernels for now (docs/deploy.md). */
-static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2,
-                                        fmi_conv_real_ref, fmi_conv_bits_ref, fmi_signs_int_ref, fmi_signs_float_ref};
+/* ---- convolutions ---------------------------------------------------------
+ * As infer_avx512.c's, 8 output channels per ymm (a block is two halves):
+ * the window's taps and a tap's groups, channels or channel words outside,
+ * so every output adds its terms in the reference's order; where a row's
+ * windows lie inside the input, CONV_POSITIONS neighbouring positions share
+ * each weight vector loaded. Sixteen ymm registers hold fewer accumulators
+ * than AVX-512's 32. */
+#define CONV_POSITIONS 2
+
+static ALWAYS_INLINE void conv_store_int(int32_t *acc, int out_c, int first, __m256i v)
+{
+    int left = out_c - first;
+    if (left >= HALF) {
+        _mm256_storeu_si256((__m256i *)(void *)(acc + first), v);
+    } else if (left > 0) {
+        int32_t spill[HALF];
+        _mm256_storeu_si256((__m256i *)(void *)spill, v);
+        for (int k = 0; k < left; k++)
+            acc[first + k] = spill[k];
+    }
+}
+
+/* np positions (ox0 on, row oy, window v of the first) of output block
+ * `block` of a binary or ternary layer: per valid tap and pair of groups one
+ * load of each half's index words (the odd group after a shift by 4), and per
+ * group, half and position a 16-entry lookup (two vpermps and a blend). */
+static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float *T, int oy, int ox0,
+                                          const int np, const fm_conv_window *v, int block, const int ternary,
+                                          float *acc)
+{
+    const int G = w->groups;
+    const size_t chunk_bytes = (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
+    const size_t tap_bytes = (size_t)w->chunks * chunk_bytes;
+    const uint8_t *base = (const uint8_t *)w->words + (size_t)block * (size_t)w->taps * tap_bytes;
+    const size_t pixel_floats = (size_t)G * 16, step = (size_t)w->stride * pixel_floats;
+    __m256 sum[CONV_POSITIONS][2];
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+        sum[p][0] = sum[p][1] = _mm256_setzero_ps();
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const float *t0 = T + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * pixel_floats;
+            const uint8_t *wt = base + (size_t)(ky * w->k_w + kx) * tap_bytes;
+            for (int g = 0; g < G; g++) {
+                const uint8_t *at = wt + (size_t)(g / 8) * chunk_bytes + (size_t)((g % 8) / 2);
+                const int shift = 4 * (g % 2);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *half = at + (size_t)h * HALF * sizeof(uint32_t);
+                    __m256i plus = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(const void *)half), shift);
+                    __m256i minus = plus;
+                    if (ternary)
+                        minus = _mm256_srli_epi32(
+                            _mm256_loadu_si256((const __m256i *)(const void *)(half + FM_KERNEL_BLOCK * sizeof(uint32_t))),
+                            shift);
+#pragma GCC unroll 2
+                    for (int p = 0; p < np; p++) {
+                        const float *table = t0 + (size_t)p * step + 16 * (size_t)g;
+                        const __m256 low = _mm256_load_ps(table), high = _mm256_load_ps(table + 8);
+                        sum[p][h] = _mm256_add_ps(sum[p][h], lookup16(plus, low, high));
+                        if (ternary)
+                            sum[p][h] = _mm256_sub_ps(sum[p][h], lookup16(minus, low, high));
+                    }
+                }
+            }
+        }
+    const size_t first = (size_t)block * FM_KERNEL_BLOCK;
+    float *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox0) * (size_t)w->out_c;
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+            store_half(out + (size_t)p * (size_t)w->out_c, w->out_c, (int)first + h * HALF, sum[p][h]);
+}
+
+/* One position of output block `block` of a synapse layer: per valid tap
+ * and channel, each half's codes pick their products (synapse_term). */
+static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float *P, int oy, int ox,
+                                           const fm_conv_window *v, int block, const int entries, float *acc)
+{
+    const int ic = w->in_c;
+    const size_t ts = (size_t)w->table_stride, pixel_floats = (size_t)ic * ts;
+    const uint8_t *base = w->codes + (size_t)block * (size_t)w->taps * (size_t)ic * FM_KERNEL_BLOCK;
+    const __m256i sign_bit = _mm256_set1_epi32(INT32_MIN);
+    __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const float *p0 = P + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * pixel_floats;
+            const uint8_t *ct = base + (size_t)(ky * w->k_w + kx) * (size_t)ic * FM_KERNEL_BLOCK;
+            for (int c = 0; c < ic; c++) {
+                const float *table = p0 + (size_t)c * ts;
+                __m256 t0 = _mm256_load_ps(table), t1 = t0, t2 = t0, t3 = t0;
+                if (entries > 8)
+                    t1 = _mm256_load_ps(table + 8);
+                if (entries > 16) {
+                    t2 = _mm256_load_ps(table + 16);
+                    t3 = _mm256_load_ps(table + 24);
+                }
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *at = ct + (size_t)c * FM_KERNEL_BLOCK + (size_t)h * HALF;
+                    __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)at));
+                    sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t0, t1, t2, t3, entries, sign_bit));
+                }
+            }
+        }
+    float *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox) * (size_t)w->out_c;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+        store_half(out, w->out_c, block * FM_KERNEL_BLOCK + h * HALF, sum[h]);
+}
+
+static void conv_groups(const fm_conv_weights *w, const float *T, const int ternary, float *acc)
+{
+    int first, end;
+    fmi_conv_full_columns(w, &first, &end);
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w;) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            const int np = ox >= first && ox + CONV_POSITIONS <= end ? CONV_POSITIONS : 1;
+            for (int block = 0; block < w->blocks; block++) {
+                if (np == CONV_POSITIONS && ternary)
+                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 1, acc);
+                else if (np == CONV_POSITIONS)
+                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 0, acc);
+                else if (ternary)
+                    conv_groups_run(w, T, oy, ox, 1, &v, block, 1, acc);
+                else
+                    conv_groups_run(w, T, oy, ox, 1, &v, block, 0, acc);
+            }
+            ox += np;
+        }
+}
+
+static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P, const int entries, float *acc)
+{
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w; ox++) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            for (int block = 0; block < w->blocks; block++)
+                conv_synapse_run(w, P, oy, ox, &v, block, entries, acc);
+        }
+}
+
+static void conv_real_avx2(const fm_conv_weights *w, const float *x, float *acc, float *scratch)
+{
+    float *tables = fmi_kernel_scratch_align(scratch);
+    const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
+    switch (w->weights) {
+    case FM_DW_BINARY:
+    case FM_DW_TERNARY: {
+        const int ternary = w->weights == FM_DW_TERNARY;
+        const size_t pixel_floats = (size_t)w->groups * 16;
+        for (size_t p = 0; p < pixels; p++) {
+            if (ternary)
+                group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 1, tables + p * pixel_floats);
+            else
+                group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 0, tables + p * pixel_floats);
+        }
+        conv_groups(w, tables, ternary, acc);
+        break;
+    }
+    case FM_DW_SYNAPSE:
+        synapse_products(w->magnitudes, (size_t)w->table_stride, x, pixels * (size_t)w->in_c, tables);
+        if (w->levels <= 8)
+            conv_synapse(w, tables, 8, acc);
+        else if (w->levels <= 16)
+            conv_synapse(w, tables, 16, acc);
+        else
+            conv_synapse(w, tables, 32, acc);
+        break;
+    case FM_DW_FP32:
+    default: fmi_conv_real_ref(w, x, acc, scratch); break;
+    }
+}
+
+/* np positions of output block `block`, xnor and popcount: per valid tap and
+ * channel word, each half's weight words are loaded once and xored with each
+ * position's input word; the vpshufb byte counts are widened every 31 steps. */
+static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint64_t *a, int oy, int ox0,
+                                            const int np, const fm_conv_window *v, int block, int32_t *acc)
+{
+    const uint32_t *base = w->words + (size_t)block * (size_t)w->taps * (size_t)w->chunks * FM_KERNEL_BLOCK;
+    const size_t cw = (size_t)w->cwords, step = (size_t)w->stride * cw;
+    __m256i sum[CONV_POSITIONS][2], bytes[CONV_POSITIONS][2];
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+        sum[p][0] = sum[p][1] = bytes[p][0] = bytes[p][1] = _mm256_setzero_si256();
+    int steps = 0;
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const uint64_t *px = a + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * cw;
+            const uint32_t *wt = base + (size_t)(ky * w->k_w + kx) * (size_t)w->chunks * FM_KERNEL_BLOCK;
+            for (int c = 0; c < w->chunks; c++) {
+                const __m256i *at = (const __m256i *)(const void *)(wt + (size_t)c * FM_KERNEL_BLOCK);
+                const __m256i weight[2] = {_mm256_load_si256(at), _mm256_load_si256(at + 1)};
+#pragma GCC unroll 2
+                for (int p = 0; p < np; p++) {
+                    const __m256i input = _mm256_set1_epi32((int32_t)fmi_conv_pixel_chunk(px + (size_t)p * step, c));
+#pragma GCC unroll 2
+                    for (int h = 0; h < 2; h++)
+                        bytes[p][h] = _mm256_add_epi8(bytes[p][h], byte_counts(_mm256_xor_si256(input, weight[h])));
+                }
+                if (++steps == 31) {
+#pragma GCC unroll 2
+                    for (int p = 0; p < np; p++)
+#pragma GCC unroll 2
+                        for (int h = 0; h < 2; h++) {
+                            sum[p][h] = _mm256_add_epi32(sum[p][h], widen_byte_counts(bytes[p][h]));
+                            bytes[p][h] = _mm256_setzero_si256();
+                        }
+                    steps = 0;
+                }
+            }
+        }
+    const __m256i valid = _mm256_set1_epi32((v->ky1 - v->ky0) * (v->kx1 - v->kx0) * w->in_c);
+    int32_t *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox0) * (size_t)w->out_c;
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i mismatches = _mm256_add_epi32(sum[p][h], widen_byte_counts(bytes[p][h]));
+            conv_store_int(out + (size_t)p * (size_t)w->out_c, w->out_c, block * FM_KERNEL_BLOCK + h * HALF,
+                           _mm256_sub_epi32(valid, _mm256_slli_epi32(mismatches, 1)));
+        }
+}
+
+static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t *acc)
+{
+    if (w->weights != FM_DW_BINARY) {
+        fmi_conv_bits_ref(w, a, acc);
+        return;
+    }
+    int first, end;
+    fmi_conv_full_columns(w, &first, &end);
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w;) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            const int np = ox >= first && ox + CONV_POSITIONS <= end ? CONV_POSITIONS : 1;
+            for (int block = 0; block < w->blocks; block++) {
+                if (np == CONV_POSITIONS)
+                    conv_popcount_run(w, a, oy, ox, CONV_POSITIONS, &v, block, acc);
+                else
+                    conv_popcount_run(w, a, oy, ox, 1, &v, block, acc);
+            }
+            ox += np;
+        }
+}
+
+/* ---- signs into packed maps ------------------------------------------------ */
+
+/* Each 8 channels' bits are one byte of the pixel's words (little endian:
+ * bit j of the words is channel j); the bytes past the last are zeroed. A
+ * partial last group of 8 is read through a zero-padded copy. */
+static void signs_int_avx2(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
+                           const uint64_t *above, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels), groups = (channels + HALF - 1) / HALF;
+    for (size_t p = 0; p < positions; p++) {
+        uint8_t *pixel = (uint8_t *)(map + p * (size_t)cw);
+        const int32_t *a = acc + p * (size_t)channels;
+        for (int h = 0; h < groups; h++) {
+            const int left = channels - HALF * h;
+            __m256i sums, t;
+            if (left >= HALF) {
+                sums = _mm256_loadu_si256((const __m256i *)(const void *)(a + HALF * h));
+                t = _mm256_loadu_si256((const __m256i *)(const void *)(threshold + HALF * h));
+            } else {
+                int32_t sa[HALF] = {0}, st[HALF] = {0};
+                memcpy(sa, a + HALF * h, (size_t)left * sizeof *sa);
+                memcpy(st, threshold + HALF * h, (size_t)left * sizeof *st);
+                sums = _mm256_loadu_si256((const __m256i *)(void *)sa);
+                t = _mm256_loadu_si256((const __m256i *)(void *)st);
+            }
+            /* acc >= t unless t > acc; acc <= t unless acc > t */
+            const unsigned ge = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(t, sums)));
+            const unsigned le = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(sums, t)));
+            const unsigned up = (unsigned)(above[h / 8] >> (8 * (h % 8))) & 0xffu;
+            const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+            pixel[h] = (uint8_t)(((ge & up) | (le & ~up)) & live);
+        }
+        memset(pixel + groups, 0, (size_t)cw * 8 - (size_t)groups);
+    }
+}
+
+static void signs_float_avx2(const float *z, size_t positions, int channels, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels), groups = (channels + HALF - 1) / HALF;
+    for (size_t p = 0; p < positions; p++) {
+        uint8_t *pixel = (uint8_t *)(map + p * (size_t)cw);
+        const float *v = z + p * (size_t)channels;
+        for (int h = 0; h < groups; h++) {
+            const int left = channels - HALF * h;
+            __m256 values;
+            if (left >= HALF) {
+                values = _mm256_loadu_ps(v + HALF * h);
+            } else {
+                float sv[HALF] = {0};
+                memcpy(sv, v + HALF * h, (size_t)left * sizeof *sv);
+                values = _mm256_loadu_ps(sv);
+            }
+            const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+            const unsigned ge = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(values, _mm256_setzero_ps(), _CMP_GE_OQ));
+            pixel[h] = (uint8_t)(ge & live);
+        }
+        memset(pixel + groups, 0, (size_t)cw * 8 - (size_t)groups);
+    }
+}
+
+static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2, conv_real_avx2,
+                                        conv_bits_avx2, signs_int_avx2, signs_float_avx2};
 
 const fm_kernels *fmi_kernels_avx2_table(void) { return &avx2_kernels; }
 

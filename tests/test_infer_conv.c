@@ -9,8 +9,9 @@
  * the packed codes: group lookup per tap for binary and ternary weights,
  * product tables for synapse weights, the padded taps left out. The
  * reference must agree with a double-precision sum, the xnor-popcount kernel
- * with exact integer sums, and the sign packing kernels with their formula
- * (bits past the channels zero). Nothing is written past the outputs. */
+ * with exact integer sums, and the sign packing kernels with their ranges
+ * (bits past the channels zero); the ranges of a folded batch norm must give
+ * exactly the float formula's signs. Nothing is written past the outputs. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -542,66 +544,145 @@ static void test_bits_extremes(void **state)
     }
 }
 
-/* signs_int and signs_float: every variant gives the formula's bits, bits
- * past the channels zero, nothing written past the map. */
+/* signs_int and signs_float: every variant gives lo <= acc <= hi as bits,
+ * bits past the channels zero, nothing written past the map; empty and full
+ * ranges, NaN, infinities and signed zeros included. */
 static void test_signs(void **state)
 {
     (void)state;
     find_variants();
     fm_rng rng;
     fmi_rng_seed(&rng, 5);
-    static const int channels[] = {1, 3, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130, 200, 256};
+    static const int channels[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 128, 130, 200, 256};
     for (size_t s = 0; s < sizeof channels / sizeof channels[0]; s++)
         for (size_t positions = 1; positions <= 9; positions += 4) {
             const int c = channels[s], cw = fmi_conv_pixel_words(c);
             const size_t n = positions * (size_t)c, words = positions * (size_t)cw;
-            int32_t *acc = malloc(n * sizeof *acc), *threshold = malloc((size_t)c * sizeof *threshold);
-            float *z = malloc(n * sizeof *z);
-            uint64_t *above = malloc((size_t)cw * sizeof *above);
+            int32_t *acc = malloc(n * sizeof *acc), *ilo = malloc((size_t)c * sizeof *ilo);
+            int32_t *ihi = malloc((size_t)c * sizeof *ihi);
+            float *z = malloc(n * sizeof *z), *flo = malloc((size_t)c * sizeof *flo), *fhi = malloc((size_t)c * sizeof *fhi);
             uint64_t *map = malloc((words + GUARD / 2) * sizeof *map), *expected = malloc(words * sizeof *expected);
-            assert_true(acc && threshold && z && above && map && expected);
-            for (int j = 0; j < c; j++)
-                threshold[j] = (int32_t)fmi_rng_below(&rng, 41) - 20;
-            threshold[0] = INT32_MIN;
-            if (c > 2)
-                threshold[2] = INT32_MAX;
-            for (int k = 0; k < cw; k++)
-                above[k] = fmi_rng_next(&rng);
-            for (size_t i = 0; i < n; i++) {
-                acc[i] = (int32_t)fmi_rng_below(&rng, 41) - 20;
-                z[i] = wide_value(&rng);
+            assert_true(acc && ilo && ihi && z && flo && fhi && map && expected);
+            for (int j = 0; j < c; j++) {
+                int32_t a = (int32_t)fmi_rng_below(&rng, 41) - 20, b = (int32_t)fmi_rng_below(&rng, 41) - 20;
+                switch (fmi_rng_below(&rng, 4)) {
+                case 0: ilo[j] = a, ihi[j] = INT32_MAX; break;
+                case 1: ilo[j] = INT32_MIN, ihi[j] = a; break;
+                case 2: ilo[j] = a, ihi[j] = b; break; /* empty where a > b */
+                default: ilo[j] = INT32_MIN, ihi[j] = INT32_MAX; break;
+                }
+                float u = wide_value(&rng), v = wide_value(&rng);
+                switch (fmi_rng_below(&rng, 5)) {
+                case 0: flo[j] = u, fhi[j] = INFINITY; break;
+                case 1: flo[j] = -INFINITY, fhi[j] = u; break;
+                case 2: flo[j] = u, fhi[j] = v; break;
+                case 3: flo[j] = -FLT_MAX, fhi[j] = FLT_MAX; break;
+                default: flo[j] = INFINITY, fhi[j] = -INFINITY; break;
+                }
             }
-            z[0] = NAN;
-            if (n > 1)
-                z[1] = -INFINITY;
+            for (size_t i = 0; i < n; i++) {
+                acc[i] = fmi_rng_below(&rng, 50) == 0 ? (fmi_rng_below(&rng, 2) ? INT32_MAX : INT32_MIN)
+                                                      : (int32_t)fmi_rng_below(&rng, 41) - 20;
+                z[i] = wide_value(&rng);
+                if (fmi_rng_below(&rng, 40) == 0)
+                    z[i] = (const float[]){NAN, INFINITY, -INFINITY, 0.0f, -0.0f}[fmi_rng_below(&rng, 5)];
+            }
             for (int form = 0; form < 2; form++) {
                 memset(expected, 0, words * sizeof *expected);
                 for (size_t p = 0; p < positions; p++)
                     for (int j = 0; j < c; j++) {
                         size_t i = p * (size_t)c + (size_t)j;
-                        int up = (int)(above[j / 64] >> (j % 64) & 1u);
-                        int plus = form ? z[i] >= 0.0f : up ? acc[i] >= threshold[j] : acc[i] <= threshold[j];
+                        int plus = form ? flo[j] <= z[i] && z[i] <= fhi[j] : ilo[j] <= acc[i] && acc[i] <= ihi[j];
                         expected[p * (size_t)cw + (size_t)(j / 64)] |= (uint64_t)plus << (j % 64);
                     }
                 for (int v = 0; v < n_variants; v++) {
                     fill_canary(map, 2 * (words + GUARD / 2));
                     if (form)
-                        variants[v].kernels->signs_float(z, positions, c, map);
+                        variants[v].kernels->signs_float(z, positions, c, flo, fhi, map);
                     else
-                        variants[v].kernels->signs_int(acc, positions, c, threshold, above, map);
+                        variants[v].kernels->signs_int(acc, positions, c, ilo, ihi, map);
                     check_canary(map + words, GUARD, variants[v].label);
                     if (memcmp(map, expected, words * sizeof *map))
-                        fail_msg("%s signs_%s: %zu positions x %d channels differ from the formula",
+                        fail_msg("%s signs_%s: %zu positions x %d channels differ from the ranges",
                                  variants[v].label, form ? "float" : "int", positions, c);
                 }
             }
             free(acc);
-            free(threshold);
+            free(ilo);
+            free(ihi);
             free(z);
-            free(above);
+            free(flo);
+            free(fhi);
             free(map);
             free(expected);
         }
+}
+
+/* The ranges of the folded batch norm (fmi_sign_range_int, _float) give
+ * exactly the float formula's sign, z = scale * acc + offset >= 0 rounded as
+ * the engine rounds it, for every integer sum in [-n, n] and for float sums
+ * around the range's ends, both zeros, infinities, subnormals and random
+ * magnitudes; scales positive, negative, zero and of extreme sizes. */
+static void test_sign_ranges(void **state)
+{
+    (void)state;
+    fm_rng rng;
+    fmi_rng_seed(&rng, 99);
+    long checked = 0;
+    for (int k = 0; k < 3000; k++) {
+        float scale, offset;
+        switch (k % 6) {
+        case 0: scale = 0.0f; break;
+        case 1: scale = -0.0f; break;
+        case 2: scale = ldexpf(0.5f + fmi_rng_uniform(&rng), (int)fmi_rng_below(&rng, 60) - 30); break;
+        case 3: scale = -ldexpf(0.5f + fmi_rng_uniform(&rng), (int)fmi_rng_below(&rng, 60) - 30); break;
+        case 4: scale = (fmi_rng_below(&rng, 2) ? 1 : -1) * ldexpf(1.0f, (int)fmi_rng_below(&rng, 250) - 125); break;
+        default: scale = wide_value(&rng); break;
+        }
+        offset = fmi_rng_below(&rng, 8) == 0 ? (fmi_rng_below(&rng, 2) ? 0.0f : -0.0f)
+                                              : wide_value(&rng) * (float)(1 + fmi_rng_below(&rng, 100));
+        if (k % 17 == 0)
+            offset = ldexpf(fmi_rng_below(&rng, 2) ? 1.0f : -1.0f, -140); /* subnormal */
+        /* integer sums */
+        const int32_t n = 1 + (int32_t)fmi_rng_below(&rng, 300);
+        int32_t ilo, ihi;
+        fmi_sign_range_int(scale, offset, n, &ilo, &ihi);
+        for (int32_t a = -n; a <= n; a++) {
+            int want = fmi_deploy_z((float)a, scale, offset) >= 0.0f, got = ilo <= a && a <= ihi;
+            if (want != got)
+                fail_msg("int range [%d, %d] of scale %a offset %a, n %d: sum %d gives %d, z gives %d", ilo, ihi,
+                         (double)scale, (double)offset, n, a, got, want);
+            checked++;
+        }
+        /* float sums */
+        float flo, fhi;
+        fmi_sign_range_float(scale, offset, &flo, &fhi);
+        float probes[64];
+        int np = 0;
+        const float ends[] = {flo, fhi};
+        for (int e = 0; e < 2; e++)
+            if (isfinite(ends[e])) {
+                float v = ends[e];
+                for (int d = 0; d < 4; d++)
+                    v = nextafterf(v, -INFINITY);
+                for (int d = 0; d < 9; d++, v = nextafterf(v, INFINITY))
+                    probes[np++] = v;
+            }
+        const float fixed[] = {0.0f, -0.0f, INFINITY, -INFINITY, FLT_MAX, -FLT_MAX, 0x1p-149f, -0x1p-149f, 1.0f, -1.0f};
+        for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++)
+            probes[np++] = fixed[f];
+        while (np < 64)
+            probes[np++] = wide_value(&rng) * ldexpf(1.0f, (int)fmi_rng_below(&rng, 200) - 100);
+        for (int i = 0; i < np; i++) {
+            const float a = probes[i];
+            int want = fmi_deploy_z(a, scale, offset) >= 0.0f, got = flo <= a && a <= fhi;
+            if (want != got)
+                fail_msg("float range [%a, %a] of scale %a offset %a: sum %a gives %d, z gives %d", (double)flo,
+                         (double)fhi, (double)scale, (double)offset, (double)a, got, want);
+            checked++;
+        }
+    }
+    print_message("sign ranges: %ld sums checked against the formula\n", checked);
 }
 
 /* A layout that cannot be built is refused without leaks: invalid codes,
@@ -653,6 +734,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_network_shapes, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_bits_extremes, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_signs, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_sign_ranges, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_prepare_refusals, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

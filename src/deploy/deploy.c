@@ -54,7 +54,10 @@ void fm_deploy_free(fm_deploy *d)
         fmi_free(L->unpacked);
         fmi_kernel_weights_free(L->kernel);
         fmi_conv_weights_free(L->conv);
-        fmi_free(L->threshold);
+        fmi_free(L->ilo);
+        fmi_free(L->ihi);
+        fmi_free(L->flo);
+        fmi_free(L->fhi);
         fmi_free(L->above);
     }
     fmi_free(d->layers);

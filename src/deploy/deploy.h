@@ -72,13 +72,15 @@ typedef struct fm_deploy_layer {
                               (+-1, 0, or the synapse magnitude with its sign) */
     struct fm_kernel_weights *kernel; /* dense: prepared by the engine; NULL until then */
     struct fm_conv_weights *conv;     /* conv: prepared by the engine (every kind) */
-    /* Sign layers whose sums are integers (binary weights on binary input):
-     * the folded batch norm as a threshold per output, prepared by the engine.
-     * The output is +1 where acc >= threshold[j] (bit j of above set) or where
-     * acc <= threshold[j] (clear): exactly where scale*acc + offset >= 0.
-     * `above` (ceil(out / 64) words) also tells every sign convolution's pool
-     * on bits whether z grows with the sum (scale >= 0). */
-    int32_t *threshold;
+    /* Sign convolutions: the folded batch norm as a range of the sum per
+     * output, prepared by the engine (fmi_sign_range_int, _float): the output
+     * is +1 exactly where ilo[j] <= acc <= ihi[j] (integer sums: binary
+     * weights on binary input) or flo[j] <= acc <= fhi[j] (real sums), which
+     * is exactly where scale*acc + offset >= 0. `above` (ceil(out / 64)
+     * words): bit j set where z grows with the sum (scale >= 0), which tells
+     * a max-pool on the bits to OR them, else to AND them. */
+    int32_t *ilo, *ihi;
+    float *flo, *fhi;
     uint64_t *above;
     float *unpacked;       /* fp32 yardstick: out x in row-major floats, the code
                               values (unit not applied, as acc above); NULL
@@ -135,6 +137,15 @@ int fmi_deploy_validate(const fm_deploy *d, const char *origin);
  * kernel variant (FEWMUL_KERNELS or the best supported). Called by the reader
  * and the exporter. */
 int fmi_deploy_finish(fm_deploy *deploy);
+/* The sums acc with scale * acc + offset >= 0 (fmi_deploy_z, as the float
+ * path rounds it), as a range lo <= acc <= hi: integer sums in [-n, n]
+ * (binary weights on binary inputs), or any non-NaN float sum. z is monotone
+ * in acc (rounding is): non-decreasing for scale > 0, non-increasing for scale
+ * < 0, so the passing sums are an upper or a lower range, whose end is found
+ * by bisection on the formula itself; for scale = 0 they are all finite sums
+ * or none. An empty range has lo > hi. */
+void fmi_sign_range_int(float scale, float offset, int32_t n, int32_t *lo, int32_t *hi);
+void fmi_sign_range_float(float scale, float offset, float *lo, float *hi);
 /* Bytes of the file fm_deploy_save would write. */
 uint64_t fmi_deploy_serialized_bytes(const fm_deploy *d);
 

@@ -12,6 +12,7 @@
 #include "infer.h"
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -100,61 +101,116 @@ static int unpack_all(fm_deploy *d)
     return FM_OK;
 }
 
-/* Whether sign(scale * acc + offset) holds, +1, for the integer sum acc. */
-static int sign_of(int32_t acc, float scale, float offset)
+/* Whether z = scale * acc + offset >= 0, as every path rounds it. */
+static int passes(float acc, float scale, float offset) { return fmi_deploy_z(acc, scale, offset) >= 0.0f; }
+
+void fmi_sign_range_int(float scale, float offset, int32_t n, int32_t *lo, int32_t *hi)
 {
-    return fmi_deploy_z((float)acc, scale, offset) >= 0.0f;
+    *lo = INT32_MIN;
+    *hi = INT32_MAX;
+    if (scale > 0.0f) { /* the smallest sum that passes, n + 1 if none */
+        int32_t a = -n, b = n + 1;
+        while (a < b) {
+            int32_t mid = a + (b - a) / 2;
+            if (passes((float)mid, scale, offset))
+                b = mid;
+            else
+                a = mid + 1;
+        }
+        *lo = a;
+    } else if (scale < 0.0f) { /* the largest sum that passes, -n - 1 if none */
+        int32_t a = -n - 1, b = n;
+        while (a < b) {
+            int32_t mid = b - (b - a) / 2;
+            if (passes((float)mid, scale, offset))
+                a = mid;
+            else
+                b = mid - 1;
+        }
+        *hi = a;
+    } else if (!passes(0.0f, scale, offset)) {
+        *lo = n + 1;
+        *hi = -n - 1;
+    }
 }
 
-/* A sign convolution's folded batch norm as per-channel thresholds. The sums
- * of binary weights on binary inputs are integers in [-n, n], n the fan-in,
- * and z = scale * acc + offset, rounded as the float path rounds it, is
- * monotone in acc (rounding is): non-decreasing for scale > 0, non-increasing
- * for scale < 0, constant for scale = 0. So the set of sums with z >= 0 is
- * acc >= T (above) or acc <= T (below), and T is found by bisection on the
- * float formula itself: the threshold gives exactly the float path's bits.
- * `above` is also what a max-pool of the bits combines with: a window's
- * maximum sum passes the test where any passes (OR, above) or where all pass
- * (AND, below) — for any sign layer, real sums included. */
-static int sign_thresholds(fm_deploy_layer *L)
+/* Floats in the order of their values as integers: -inf .. -0 and +0 .. +inf
+ * map to -0x7f800000 .. 0 .. 0x7f800000 (both zeros to 0: z is the same for
+ * them); NaNs are never asked for. */
+static int32_t float_key(float v)
 {
-    const int channels = L->out, n = L->in;
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits >> 31 ? -(int32_t)(bits & 0x7fffffffu) : (int32_t)bits;
+}
+
+static float key_float(int32_t key)
+{
+    uint32_t bits = key < 0 ? (uint32_t)-key | 0x80000000u : (uint32_t)key;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+void fmi_sign_range_float(float scale, float offset, float *lo, float *hi)
+{
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    const int64_t bottom = float_key(-INFINITY), top = float_key(INFINITY);
+    if (scale > 0.0f) { /* +inf passes (z = +inf): the smallest key that passes */
+        int64_t a = bottom, b = top;
+        while (a < b) {
+            int64_t mid = a + (b - a) / 2;
+            if (passes(key_float((int32_t)mid), scale, offset))
+                b = mid;
+            else
+                a = mid + 1;
+        }
+        *lo = key_float((int32_t)a);
+    } else if (scale < 0.0f) { /* -inf passes: the largest key that passes */
+        int64_t a = bottom, b = top;
+        while (a < b) {
+            int64_t mid = b - (b - a) / 2;
+            if (passes(key_float((int32_t)mid), scale, offset))
+                a = mid;
+            else
+                b = mid - 1;
+        }
+        *hi = key_float((int32_t)a);
+    } else if (passes(0.0f, scale, offset)) { /* every finite sum (0 * inf is NaN) */
+        *lo = -FLT_MAX;
+        *hi = FLT_MAX;
+    } else {
+        *lo = INFINITY;
+        *hi = -INFINITY;
+    }
+}
+
+/* A sign convolution's folded batch norm as a range of the sum per channel
+ * (deploy.h): integer sums in [-n, n], n the fan-in, or real ones, so its
+ * bits come from two compares and no multiply. `above` is also what a
+ * max-pool of the bits combines with: a window's maximum sum passes the test
+ * where any passes (OR, z grows with the sum) or where all pass (AND). */
+static int sign_ranges(fm_deploy_layer *L)
+{
+    const int channels = L->out;
     const int integer = L->binary_input && L->weights == FM_DW_BINARY;
     L->above = fmi_alloc((size_t)fmi_conv_pixel_words(channels), sizeof *L->above);
-    if (integer)
-        L->threshold = fmi_alloc((size_t)channels, sizeof *L->threshold);
-    if (!L->above || (integer && !L->threshold))
+    if (integer) {
+        L->ilo = fmi_alloc((size_t)channels, sizeof *L->ilo);
+        L->ihi = fmi_alloc((size_t)channels, sizeof *L->ihi);
+    } else {
+        L->flo = fmi_alloc((size_t)channels, sizeof *L->flo);
+        L->fhi = fmi_alloc((size_t)channels, sizeof *L->fhi);
+    }
+    if (!L->above || (integer ? !L->ilo || !L->ihi : !L->flo || !L->fhi))
         return FM_ENOMEM;
     for (int j = 0; j < channels; j++) {
-        const float sc = L->scale[j], of = L->offset[j];
-        L->above[j / 64] |= (uint64_t)!(sc < 0.0f) << (j % 64);
-        if (!integer)
-            continue;
-        int32_t t;
-        if (sc > 0.0f) { /* the smallest sum that passes, n + 1 if none */
-            int32_t lo = -n, hi = n + 1;
-            while (lo < hi) {
-                int32_t mid = lo + (hi - lo) / 2;
-                if (sign_of(mid, sc, of))
-                    hi = mid;
-                else
-                    lo = mid + 1;
-            }
-            t = lo;
-        } else if (sc < 0.0f) { /* the largest sum that passes, -n - 1 if none */
-            int32_t lo = -n - 1, hi = n;
-            while (lo < hi) {
-                int32_t mid = hi - (hi - lo) / 2;
-                if (sign_of(mid, sc, of))
-                    lo = mid;
-                else
-                    hi = mid - 1;
-            }
-            t = lo;
-        } else {
-            t = sign_of(0, sc, of) ? -n : n + 1;
-        }
-        L->threshold[j] = t;
+        L->above[j / 64] |= (uint64_t)!(L->scale[j] < 0.0f) << (j % 64);
+        if (integer)
+            fmi_sign_range_int(L->scale[j], L->offset[j], L->in, &L->ilo[j], &L->ihi[j]);
+        else
+            fmi_sign_range_float(L->scale[j], L->offset[j], &L->flo[j], &L->fhi[j]);
     }
     return FM_OK;
 }
@@ -174,7 +230,7 @@ int fmi_deploy_finish(fm_deploy *d)
         if (L->type == FM_DL_CONV && !L->conv && (rc = fmi_conv_prepare(L, &L->conv)) < 0)
             return rc;
         if (L->type == FM_DL_CONV && L->act == FM_ACT_SIGN && !L->above &&
-            (rc = sign_thresholds(L)) < 0)
+            (rc = sign_ranges(L)) < 0)
             return rc;
     }
     d->kernels = k;
@@ -452,7 +508,7 @@ static void pool_floats(const fm_deploy_layer *P, const float *x, float *y)
 /* Max-pool P on the packed output bits of sign convolution L: a window's
  * maximum sum gives +1 where any of its sums does (OR) for a channel whose z
  * grows with the sum, where all do (AND) for one whose z falls with it
- * (`above`, sign_thresholds), so this equals pooling the sums first. */
+ * (`above`, sign_ranges), so this equals pooling the sums first. */
 static void pool_bits(const fm_deploy_layer *L, const fm_deploy_layer *P, const uint64_t *in,
                       uint64_t *out)
 {
@@ -543,7 +599,9 @@ static void conv_one(const fm_kernels *k, scratch *s, const fm_deploy_layer *L,
         k->conv_bits(L->conv, s->map_in, s->iacc);
         integer = 1;
     } else if (L->binary_input && L->weights == FM_DW_BINARY) { /* bits from the floats */
-        k->signs_float(in->x, (size_t)L->in_h * (size_t)L->in_w, L->in_c, s->map_in);
+        const size_t pixels = (size_t)L->in_h * (size_t)L->in_w, cw = (size_t)fmi_conv_pixel_words(L->in_c);
+        for (size_t p = 0; p < pixels; p++)
+            fmi_pack_signs(in->x + p * (size_t)L->in_c, L->in_c, s->map_in + p * cw);
         k->conv_bits(L->conv, s->map_in, s->iacc);
         integer = 1;
     } else {
@@ -556,17 +614,10 @@ static void conv_one(const fm_kernels *k, scratch *s, const fm_deploy_layer *L,
     out->positions = positions;
     out->channels = L->out_c;
     if (L->act == FM_ACT_SIGN && k) {
-        if (integer) {
-            k->signs_int(s->iacc, sums, L->out_c, L->threshold, L->above, s->map_pre);
-        } else { /* z's sign: one multiply per sum */
-            const int channels = L->out_c;
-            for (size_t p = 0; p < sums; p++) {
-                float *a = s->acc + p * (size_t)channels;
-                for (int j = 0; j < channels; j++)
-                    a[j] = fmi_deploy_z(a[j], L->scale[j], L->offset[j]);
-            }
-            k->signs_float(s->acc, sums, channels, s->map_pre);
-        }
+        if (integer)
+            k->signs_int(s->iacc, sums, L->out_c, L->ilo, L->ihi, s->map_pre);
+        else
+            k->signs_float(s->acc, sums, L->out_c, L->flo, L->fhi, s->map_pre);
         if (P) {
             pool_bits(L, P, s->map_pre, s->map_out);
             swap_maps(&s->map_in, &s->map_out);

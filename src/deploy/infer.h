@@ -97,13 +97,14 @@ typedef struct fm_kernels {
      * nothing; a padded tap is left out, not counted as -1). */
     void (*conv_bits)(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
     /* The packed +-1 map of `positions` pixels of `channels` (pixel words as
-     * conv_bits reads them, bits past `channels` zero) from integer sums acc
-     * (positions x channels): channel j is +1 where acc >= threshold[j] if
-     * bit j of `above` is set, where acc <= threshold[j] if it is clear. */
-    void (*signs_int)(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
-                      const uint64_t *above, uint64_t *map);
-    /* The same from real values z: +1 where z >= 0 (-0.0f included; NaN is -1). */
-    void (*signs_float)(const float *z, size_t positions, int channels, uint64_t *map);
+     * conv_bits reads them, bits past `channels` zero) from the sums acc
+     * (positions x channels): channel j is +1 where lo[j] <= acc <= hi[j]
+     * (a sign convolution's ranges, deploy.h), integer or real sums (a NaN
+     * is in no range). */
+    void (*signs_int)(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                      const int32_t *hi, uint64_t *map);
+    void (*signs_float)(const float *acc, size_t positions, int channels, const float *lo,
+                        const float *hi, uint64_t *map);
 } fm_kernels;
 
 /* 1 when every product pow2_grad would form from these q (batch x in) and e
@@ -269,9 +270,10 @@ static inline uint32_t fmi_conv_pixel_chunk(const uint64_t *pixel, int c)
 /* The reference convolution kernels (infer_conv.c): the specification. */
 void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch);
 void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
-void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
-                       const uint64_t *above, uint64_t *map);
-void fmi_signs_float_ref(const float *z, size_t positions, int channels, uint64_t *map);
+void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                       const int32_t *hi, uint64_t *map);
+void fmi_signs_float_ref(const float *acc, size_t positions, int channels, const float *lo,
+                         const float *hi, uint64_t *map);
 /* The group tables of infer.h's top comment, of four inputs v (infer_ref.c). */
 void fmi_binary_table(const float v[4], float T[16]);
 void fmi_subset_table(const float v[4], float S[16]);

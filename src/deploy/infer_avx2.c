@@ -669,6 +669,15 @@ static void conv_real_avx2(const fm_conv_weights *w, const float *x, float *acc,
     }
 }
 
+/* Channel chunk c of a packed pixel, read as 32 bits (little endian: as
+ * fmi_conv_pixel_chunk), so that it is broadcast straight from memory. */
+static ALWAYS_INLINE int32_t pixel_chunk(const uint64_t *pixel, int c)
+{
+    int32_t word;
+    memcpy(&word, (const uint8_t *)pixel + 4 * (size_t)c, sizeof word);
+    return word;
+}
+
 /* np positions of output block `block`, xnor and popcount: per valid tap and
  * channel word, each half's weight words are loaded once and xored with each
  * position's input word; the vpshufb byte counts are widened every 31 steps. */
@@ -691,7 +700,7 @@ static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint
                 const __m256i weight[2] = {_mm256_load_si256(at), _mm256_load_si256(at + 1)};
 #pragma GCC unroll 2
                 for (int p = 0; p < np; p++) {
-                    const __m256i input = _mm256_set1_epi32((int32_t)fmi_conv_pixel_chunk(px + (size_t)p * step, c));
+                    const __m256i input = _mm256_set1_epi32(pixel_chunk(px + (size_t)p * step, c));
 #pragma GCC unroll 2
                     for (int h = 0; h < 2; h++)
                         bytes[p][h] = _mm256_add_epi8(bytes[p][h], byte_counts(_mm256_xor_si256(input, weight[h])));
@@ -747,59 +756,60 @@ static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t 
 /* Each 8 channels' bits are one byte of the pixel's words (little endian:
  * bit j of the words is channel j); the bytes past the last are zeroed. A
  * partial last group of 8 is read through a zero-padded copy. */
-static void signs_int_avx2(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
-                           const uint64_t *above, uint64_t *map)
+static ALWAYS_INLINE __m256i load_int8(const int32_t *v, int left)
 {
-    const int cw = fmi_conv_pixel_words(channels), groups = (channels + HALF - 1) / HALF;
-    for (size_t p = 0; p < positions; p++) {
-        uint8_t *pixel = (uint8_t *)(map + p * (size_t)cw);
-        const int32_t *a = acc + p * (size_t)channels;
-        for (int h = 0; h < groups; h++) {
-            const int left = channels - HALF * h;
-            __m256i sums, t;
-            if (left >= HALF) {
-                sums = _mm256_loadu_si256((const __m256i *)(const void *)(a + HALF * h));
-                t = _mm256_loadu_si256((const __m256i *)(const void *)(threshold + HALF * h));
-            } else {
-                int32_t sa[HALF] = {0}, st[HALF] = {0};
-                memcpy(sa, a + HALF * h, (size_t)left * sizeof *sa);
-                memcpy(st, threshold + HALF * h, (size_t)left * sizeof *st);
-                sums = _mm256_loadu_si256((const __m256i *)(void *)sa);
-                t = _mm256_loadu_si256((const __m256i *)(void *)st);
-            }
-            /* acc >= t unless t > acc; acc <= t unless acc > t */
-            const unsigned ge = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(t, sums)));
-            const unsigned le = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(sums, t)));
-            const unsigned up = (unsigned)(above[h / 8] >> (8 * (h % 8))) & 0xffu;
-            const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
-            pixel[h] = (uint8_t)(((ge & up) | (le & ~up)) & live);
-        }
-        memset(pixel + groups, 0, (size_t)cw * 8 - (size_t)groups);
-    }
+    if (left >= HALF)
+        return _mm256_loadu_si256((const __m256i *)(const void *)v);
+    int32_t part[HALF] = {0};
+    memcpy(part, v, (size_t)left * sizeof *part);
+    return _mm256_loadu_si256((const __m256i *)(void *)part);
 }
 
-static void signs_float_avx2(const float *z, size_t positions, int channels, uint64_t *map)
+static ALWAYS_INLINE __m256 load_float8(const float *v, int left)
+{
+    if (left >= HALF)
+        return _mm256_loadu_ps(v);
+    float part[HALF] = {0};
+    memcpy(part, v, (size_t)left * sizeof *part);
+    return _mm256_loadu_ps(part);
+}
+
+static void signs_int_avx2(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                           const int32_t *hi, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels), groups = (channels + HALF - 1) / HALF;
-    for (size_t p = 0; p < positions; p++) {
-        uint8_t *pixel = (uint8_t *)(map + p * (size_t)cw);
-        const float *v = z + p * (size_t)channels;
-        for (int h = 0; h < groups; h++) {
-            const int left = channels - HALF * h;
-            __m256 values;
-            if (left >= HALF) {
-                values = _mm256_loadu_ps(v + HALF * h);
-            } else {
-                float sv[HALF] = {0};
-                memcpy(sv, v + HALF * h, (size_t)left * sizeof *sv);
-                values = _mm256_loadu_ps(sv);
-            }
-            const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
-            const unsigned ge = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(values, _mm256_setzero_ps(), _CMP_GE_OQ));
-            pixel[h] = (uint8_t)(ge & live);
+    for (int h = 0; h < groups; h++) {
+        const int left = channels - HALF * h;
+        const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+        const __m256i low = load_int8(lo + HALF * h, left), high = load_int8(hi + HALF * h, left);
+        for (size_t p = 0; p < positions; p++) {
+            const __m256i sums = load_int8(acc + p * (size_t)channels + HALF * h, left);
+            /* outside the range: below lo or above hi */
+            const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(low, sums), _mm256_cmpgt_epi32(sums, high));
+            const unsigned bits = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(out)) & live;
+            ((uint8_t *)(map + p * (size_t)cw))[h] = (uint8_t)bits;
         }
-        memset(pixel + groups, 0, (size_t)cw * 8 - (size_t)groups);
     }
+    for (size_t p = 0; p < positions; p++)
+        memset((uint8_t *)(map + p * (size_t)cw) + groups, 0, (size_t)cw * 8 - (size_t)groups);
+}
+
+static void signs_float_avx2(const float *acc, size_t positions, int channels, const float *lo,
+                             const float *hi, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels), groups = (channels + HALF - 1) / HALF;
+    for (int h = 0; h < groups; h++) {
+        const int left = channels - HALF * h;
+        const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+        const __m256 low = load_float8(lo + HALF * h, left), high = load_float8(hi + HALF * h, left);
+        for (size_t p = 0; p < positions; p++) {
+            const __m256 sums = load_float8(acc + p * (size_t)channels + HALF * h, left);
+            const __m256 in = _mm256_and_ps(_mm256_cmp_ps(sums, low, _CMP_GE_OQ), _mm256_cmp_ps(sums, high, _CMP_LE_OQ));
+            ((uint8_t *)(map + p * (size_t)cw))[h] = (uint8_t)((unsigned)_mm256_movemask_ps(in) & live);
+        }
+    }
+    for (size_t p = 0; p < positions; p++)
+        memset((uint8_t *)(map + p * (size_t)cw) + groups, 0, (size_t)cw * 8 - (size_t)groups);
 }
 
 static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2, conv_real_avx2,

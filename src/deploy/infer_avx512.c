@@ -687,6 +687,15 @@ static void conv_real_avx512(const fm_conv_weights *w, const float *x, float *ac
     }
 }
 
+/* Channel chunk c of a packed pixel, read as 32 bits (little endian: as
+ * fmi_conv_pixel_chunk), so that it is broadcast straight from memory. */
+static ALWAYS_INLINE int32_t pixel_chunk(const uint64_t *pixel, int c)
+{
+    int32_t word;
+    memcpy(&word, (const uint8_t *)pixel + 4 * (size_t)c, sizeof word);
+    return word;
+}
+
 /* np positions times nb output blocks of xnor and popcount: per valid tap and
  * channel word, each block's weight words are loaded once and xored with each
  * position's input word (broadcast). vpshufb: byte counts (at most 8 a step)
@@ -716,7 +725,7 @@ static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint
                     weight[b] = _mm512_load_si512(wt + (size_t)b * block_words + (size_t)c * FM_KERNEL_BLOCK);
 #pragma GCC unroll 4
                 for (int p = 0; p < np; p++) {
-                    const __m512i input = _mm512_set1_epi32((int32_t)fmi_conv_pixel_chunk(px + (size_t)p * step, c));
+                    const __m512i input = _mm512_set1_epi32(pixel_chunk(px + (size_t)p * step, c));
 #pragma GCC unroll 4
                     for (int b = 0; b < nb; b++) {
                         __m512i differ = _mm512_xor_si512(input, weight[b]);
@@ -805,44 +814,50 @@ static ALWAYS_INLINE void signs_store(uint64_t *pixel, int block, __mmask16 bits
     memcpy((uint8_t *)pixel + 2 * (size_t)block, &piece, sizeof piece);
 }
 
-static void signs_int_avx512(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
-                             const uint64_t *above, uint64_t *map)
+/* A block's ranges stay in registers over the positions; a value's bit is
+ * two compares, the second masked by the first. */
+static void signs_int_avx512(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                             const int32_t *hi, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels), blocks = (channels + 15) / 16;
-    for (size_t p = 0; p < positions; p++) {
-        uint64_t *pixel = map + p * (size_t)cw;
-        const int32_t *a = acc + p * (size_t)channels;
-        for (int b = 0; b < blocks; b++) {
-            const int left = channels - 16 * b;
-            const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-            const __m512i sums = _mm512_maskz_loadu_epi32(live, a + 16 * b);
-            const __m512i t = _mm512_maskz_loadu_epi32(live, threshold + 16 * b);
-            const __mmask16 up = (__mmask16)(above[b / 4] >> (16 * (b % 4)));
-            const __mmask16 ge = _mm512_mask_cmpge_epi32_mask(up, sums, t);
-            const __mmask16 le = _mm512_mask_cmple_epi32_mask((__mmask16)~up, sums, t);
-            signs_store(pixel, b, (__mmask16)((ge | le) & live));
+    for (int b = 0; b < blocks; b++) {
+        const int left = channels - 16 * b;
+        const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        const __m512i low = _mm512_maskz_loadu_epi32(live, lo + 16 * b);
+        const __m512i high = _mm512_maskz_loadu_epi32(live, hi + 16 * b);
+        const int32_t *a = acc + 16 * b;
+        uint64_t *pixel = map;
+        for (size_t p = 0; p < positions; p++, a += channels, pixel += cw) {
+            const __m512i sums = _mm512_maskz_loadu_epi32(live, a);
+            const __mmask16 ge = _mm512_mask_cmpge_epi32_mask(live, sums, low);
+            signs_store(pixel, b, _mm512_mask_cmple_epi32_mask(ge, sums, high));
         }
-        for (int b = blocks; b < 4 * cw; b++)
-            signs_store(pixel, b, 0);
     }
+    for (int b = blocks; b < 4 * cw; b++)
+        for (size_t p = 0; p < positions; p++)
+            signs_store(map + p * (size_t)cw, b, 0);
 }
 
-static void signs_float_avx512(const float *z, size_t positions, int channels, uint64_t *map)
+static void signs_float_avx512(const float *acc, size_t positions, int channels, const float *lo,
+                               const float *hi, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels), blocks = (channels + 15) / 16;
-    const __m512 zero = _mm512_setzero_ps();
-    for (size_t p = 0; p < positions; p++) {
-        uint64_t *pixel = map + p * (size_t)cw;
-        const float *v = z + p * (size_t)channels;
-        for (int b = 0; b < blocks; b++) {
-            const int left = channels - 16 * b;
-            const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-            const __m512 values = _mm512_maskz_loadu_ps(live, v + 16 * b);
-            signs_store(pixel, b, _mm512_mask_cmp_ps_mask(live, values, zero, _CMP_GE_OQ));
+    for (int b = 0; b < blocks; b++) {
+        const int left = channels - 16 * b;
+        const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        const __m512 low = _mm512_maskz_loadu_ps(live, lo + 16 * b);
+        const __m512 high = _mm512_maskz_loadu_ps(live, hi + 16 * b);
+        const float *a = acc + 16 * b;
+        uint64_t *pixel = map;
+        for (size_t p = 0; p < positions; p++, a += channels, pixel += cw) {
+            const __m512 sums = _mm512_maskz_loadu_ps(live, a);
+            const __mmask16 ge = _mm512_mask_cmp_ps_mask(live, sums, low, _CMP_GE_OQ);
+            signs_store(pixel, b, _mm512_mask_cmp_ps_mask(ge, sums, high, _CMP_LE_OQ));
         }
-        for (int b = blocks; b < 4 * cw; b++)
-            signs_store(pixel, b, 0);
     }
+    for (int b = blocks; b < 4 * cw; b++)
+        for (size_t p = 0; p < positions; p++)
+            signs_store(map + p * (size_t)cw, b, 0);
 }
 
 static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq,

@@ -334,8 +334,8 @@ void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc
 
 /* ---- signs into packed maps ------------------------------------------------ */
 
-void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *threshold,
-                       const uint64_t *above, uint64_t *map)
+void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                       const int32_t *hi, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels);
     for (size_t p = 0; p < positions; p++) {
@@ -343,20 +343,21 @@ void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const
         memset(words, 0, (size_t)cw * sizeof *words);
         for (int j = 0; j < channels; j++) {
             const int32_t a = acc[p * (size_t)channels + (size_t)j];
-            const int up = (int)(above[j / 64] >> (j % 64) & 1u);
-            const int plus = up ? a >= threshold[j] : a <= threshold[j];
-            words[j / 64] |= (uint64_t)plus << (j % 64);
+            words[j / 64] |= (uint64_t)(lo[j] <= a && a <= hi[j]) << (j % 64);
         }
     }
 }
 
-void fmi_signs_float_ref(const float *z, size_t positions, int channels, uint64_t *map)
+void fmi_signs_float_ref(const float *acc, size_t positions, int channels, const float *lo,
+                         const float *hi, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels);
     for (size_t p = 0; p < positions; p++) {
         uint64_t *words = map + p * (size_t)cw;
         memset(words, 0, (size_t)cw * sizeof *words);
-        for (int j = 0; j < channels; j++)
-            words[j / 64] |= (uint64_t)(z[p * (size_t)channels + (size_t)j] >= 0.0f) << (j % 64);
+        for (int j = 0; j < channels; j++) {
+            const float a = acc[p * (size_t)channels + (size_t)j];
+            words[j / 64] |= (uint64_t)(lo[j] <= a && a <= hi[j]) << (j % 64);
+        }
     }
 }

@@ -455,6 +455,21 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
 #define CONV_POSITIONS 4
 #define CONV_BLOCKS 4
 
+/* v, loaded once into a register: without this the compiler folds the load
+ * into every instruction that reads v (one load per position and block
+ * instead of one), and the loads, not the arithmetic, bound the loops. */
+static ALWAYS_INLINE __m512 in_register(__m512 v)
+{
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+static ALWAYS_INLINE __m512i in_register_int(__m512i v)
+{
+    __asm__("" : "+v"(v));
+    return v;
+}
+
 /* Stores v (16 channels of block `block`) at `at`, masked past out_c. */
 static ALWAYS_INLINE void conv_store(float *at, int out_c, int block, __m512 v)
 {
@@ -509,7 +524,7 @@ static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float 
                 }
 #pragma GCC unroll 4
                 for (int p = 0; p < np; p++) {
-                    const __m512 table = _mm512_load_ps(t0 + (size_t)p * step + 16 * (size_t)g);
+                    const __m512 table = in_register(_mm512_load_ps(t0 + (size_t)p * step + 16 * (size_t)g));
 #pragma GCC unroll 4
                     for (int b = 0; b < nb; b++) {
                         sum[p][b] = _mm512_add_ps(sum[p][b], _mm512_permutexvar_ps(plus[b], table));
@@ -527,7 +542,7 @@ static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float 
                 }
 #pragma GCC unroll 4
                 for (int p = 0; p < np; p++) {
-                    const __m512 table = _mm512_load_ps(t0 + (size_t)p * step + 16 * (size_t)(g + 1));
+                    const __m512 table = in_register(_mm512_load_ps(t0 + (size_t)p * step + 16 * (size_t)(g + 1)));
 #pragma GCC unroll 4
                     for (int b = 0; b < nb; b++) {
                         sum[p][b] = _mm512_add_ps(sum[p][b], _mm512_permutexvar_ps(plus[b], table));
@@ -722,7 +737,7 @@ static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint
                 __m512i weight[CONV_BLOCKS];
 #pragma GCC unroll 4
                 for (int b = 0; b < nb; b++)
-                    weight[b] = _mm512_load_si512(wt + (size_t)b * block_words + (size_t)c * FM_KERNEL_BLOCK);
+                    weight[b] = in_register_int(_mm512_load_si512(wt + (size_t)b * block_words + (size_t)c * FM_KERNEL_BLOCK));
 #pragma GCC unroll 4
                 for (int p = 0; p < np; p++) {
                     const __m512i input = _mm512_set1_epi32(pixel_chunk(px + (size_t)p * step, c));

@@ -232,6 +232,15 @@ for v in r["variants"]:
     if v["name"] == "fp32" and (v["latency_speedup_vs_fp32"] != 1 or v["throughput_speedup_vs_fp32"] != 1):
         sys.exit("fp32 against itself %r" % v)
 ' "$tmp/bench" "$variants"
+run bench_some bench infer --model "$tmp/xnor.fmp" --runs 6 --kernels "$(echo "$variants" | awk '{print $NF "," $1}')" --json
+check "bench infer --kernels: only the variants named, in their order" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+names = [v["name"] for v in r["variants"]]
+want = sys.argv[2].split()
+if names != [want[-1], want[0]] or r["runs"] != 6 or r["mismatches"] != 0:
+    sys.exit("variants %r (wanted %r), runs %r, mismatches %r" % (names, [want[-1], want[0]], r["runs"], r["mismatches"]))
+' "$tmp/bench_some" "$variants"
 run bench_text bench infer --model "$tmp/bc.fmp" --runs 5
 if [ "$rc" -eq 0 ] && grep -q '^fp32 ' "$tmp/bench_text" && grep -q 'same classes' "$tmp/bench_text"; then
     ok "bench infer table"

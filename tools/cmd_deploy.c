@@ -106,7 +106,8 @@ const char *const info_help[] = {
     NULL};
 
 const char *const bench_help[] = {
-    "Usage: fewmul bench infer --model FILE [--runs N] [--threads T] [--json]",
+    "Usage: fewmul bench infer --model FILE [--runs N] [--threads T]",
+    "                          [--kernels LIST] [--json]",
     "",
     "Time a packed model (written by 'fewmul train --out') with every kernel",
     "variant available here (ref, avx2, avx512 where the CPU has them, and",
@@ -122,14 +123,19 @@ const char *const bench_help[] = {
     "Each variant is warmed up first. The runs are interleaved: every round",
     "runs each variant once, so machine noise hits them all alike. The report",
     "gives each variant's speedup over fp32 for both measurements, and the",
-    "number of the 256 inputs whose predicted class differs from ref's (the",
-    "packed variants are bit-identical; fp32 adds in another order). A",
-    "mismatch is printed, but is not an error.",
+    "number of the 256 inputs whose predicted class differs from the first",
+    "variant's (ref's unless --kernels says otherwise; the packed variants are",
+    "bit-identical; fp32 adds in another order). A mismatch is printed, but is",
+    "not an error.",
     "",
     "  --model FILE       the packed model file (required)",
     "  --runs N           batch-1 runs per variant, 1..1000000 (default 200)",
     "  --threads T        threads of the throughput runs, 1..1024 (default: all",
     "                     cores)",
+    "  --kernels LIST     time only these variants, in this order: names from",
+    "                     ref, avx2, avx512, fp32 separated by commas (default:",
+    "                     every variant available here); a variant this CPU",
+    "                     lacks fails (exit 1)",
     "  --json             print one JSON object, the last line of standard",
     "                     output, instead of the table: command, model, describe,",
     "                     input, classes, runs, throughput_runs, batch, threads,",
@@ -142,8 +148,9 @@ const char *const bench_help[] = {
     "model is loaded with (reported as default_kernels); an invalid value fails",
     "(exit 1).",
     "",
-    "Exit status: 0 success (also with mismatches); 1 FEWMUL_KERNELS invalid;",
-    "2 usage error (no or unknown subcommand, bad option or value);",
+    "Exit status: 0 success (also with mismatches); 1 FEWMUL_KERNELS invalid,",
+    "or a --kernels variant this CPU lacks; 2 usage error (no or unknown",
+    "subcommand, bad option or value, an unknown or repeated --kernels name);",
     "3 a file or folder not found; 4 bad input: a malformed, truncated or",
     "unsupported file, or data that do not fit the model; 5 I/O error: a file",
     "that cannot be read or written (permission, disk full); 6 out of memory.",
@@ -572,6 +579,7 @@ static const option_def bench_infer_options[] = {
     {"model", T_STRING, BOPT(model), 0, 0, 0, NULL, 0, NULL},
     {"runs", T_INT, BOPT(runs), 1, 1000000, 0, NULL, 0, NULL},
     {"threads", T_INT, BOPT(threads), 1, 1024, 0, NULL, 0, NULL},
+    {"kernels", T_STRING, BOPT(kernels), 0, 0, 0, NULL, 0, NULL},
     {"json", T_FLAG, BOPT(json), 0, 0, 0, NULL, 0, NULL},
     {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
 #undef BOPT
@@ -773,9 +781,25 @@ static int bench_infer_with(const bench_opts *o, bench_run *b)
     b->latency_runs = o->runs;
     b->throughput_runs = o->runs / 20 > 5 ? o->runs / 20 : 5;
     b->fp32 = -1;
-    for (int i = 0; fm_kernels_name(i) && b->n < BENCH_MAX_VARIANTS; i++) {
+    const char *names[BENCH_MAX_VARIANTS];
+    int count = 0;
+    if (o->kernels) { /* checked by parse_bench: known names, each once */
+        for (const char *at = o->kernels; *at && count < BENCH_MAX_VARIANTS; count++) {
+            size_t len = strcspn(at, ",");
+            for (int c = 0; kernel_choices[c].name; c++)
+                if (strlen(kernel_choices[c].name) == len && !strncmp(kernel_choices[c].name, at, len))
+                    names[count] = kernel_choices[c].name;
+            at += len + (at[len] == ',');
+        }
+    } else {
+        for (; fm_kernels_name(count) && count < BENCH_MAX_VARIANTS; count++)
+            names[count] = fm_kernels_name(count);
+    }
+    for (int i = 0; i < count; i++) {
         bench_variant *v = &b->v[b->n++];
-        v->name = fm_kernels_name(i);
+        v->name = names[i];
+        if (o->kernels && fm_deploy_set_kernels(b->d, v->name) != FM_OK)
+            return failure("--kernels: %s", fm_last_error());
         v->latency = malloc(sizeof *v->latency * (size_t)b->latency_runs);
         v->throughput = malloc(sizeof *v->throughput * (size_t)b->throughput_runs);
         if (!v->latency || !v->throughput)
@@ -824,6 +848,27 @@ int parse_bench(int argc, char **argv, bench_opts *o)
         return rc;
     if (!o->model)
         return usage_error("missing --model FILE");
+    if (o->kernels) { /* names of the variants, each once, separated by commas */
+        const char *seen[BENCH_MAX_VARIANTS];
+        int n = 0;
+        for (const char *at = o->kernels;; n++) {
+            size_t len = strcspn(at, ",");
+            const char *name = NULL;
+            for (int c = 0; kernel_choices[c].name; c++)
+                if (strlen(kernel_choices[c].name) == len && !strncmp(kernel_choices[c].name, at, len))
+                    name = kernel_choices[c].name;
+            if (!name)
+                return usage_error("--kernels: unknown kernel variant '%.*s' (ref, avx2, avx512, fp32, "
+                                   "separated by commas)", (int)len, at);
+            for (int k = 0; k < n; k++)
+                if (seen[k] == name)
+                    return usage_error("--kernels: '%s' is named twice", name);
+            seen[n] = name;
+            if (!at[len])
+                break;
+            at += len + 1;
+        }
+    }
     return CLI_OK;
 }
 

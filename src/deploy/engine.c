@@ -425,12 +425,11 @@ static const float *float_weights(const fm_deploy_layer *L)
     return L->weights == FM_DW_FP32 ? (const float *)(const void *)L->packed : L->unpacked;
 }
 
-/* A convolution of one example with float weights w (out_c x fan-in): the
- * windows copied into col (positions x fan-in, zeros for the padding), then
- * acc = col · wᵀ, one matrix product. */
-static void fp32_conv(const fm_deploy_layer *L, const float *w, const float *x, float *acc, float *col)
+/* The windows of one example's map x copied into col (positions x fan-in,
+ * zeros for the padding): im2col. */
+static void im2col(const fm_deploy_layer *L, const float *x, float *col)
 {
-    const int fan = L->in, ic = L->in_c, positions = L->out_h * L->out_w;
+    const int fan = L->in, ic = L->in_c;
     for (int oy = 0; oy < L->out_h; oy++)
         for (int ox = 0; ox < L->out_w; ox++) {
             float *row = col + ((size_t)oy * L->out_w + (size_t)ox) * (size_t)fan;
@@ -446,6 +445,14 @@ static void fp32_conv(const fm_deploy_layer *L, const float *w, const float *x, 
                                (size_t)ic * sizeof *dst);
                 }
         }
+}
+
+/* A convolution of one example with float weights w (out_c x fan-in): im2col,
+ * then acc = col · wᵀ, one matrix product. */
+static void fp32_conv(const fm_deploy_layer *L, const float *w, const float *x, float *acc, float *col)
+{
+    const int fan = L->in, positions = L->out_h * L->out_w;
+    im2col(L, x, col);
 #ifdef FM_HAVE_CBLAS
     if (fmi_blas_enabled()) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, positions, L->out, fan, 1.0f, col, fan,
@@ -758,8 +765,30 @@ static void fp32_block(const float *w, const float *x, float *y, int n, int in, 
 }
 
 /* Floats per buffer of the fp32 path's blocks: a block holds fewer examples
- * where an example's maps are large. */
+ * where an example's maps are large; and of im2col columns, which take a
+ * chunk of a block's examples at a time. */
 #define FP32_BLOCK_FLOATS ((size_t)1 << 22)
+#define FP32_COL_FLOATS ((size_t)1 << 22)
+
+/* Convolution L of n examples (maps `vin` floats apart) into acc (positions
+ * x out_c per example, one after the other): as many examples as the columns
+ * hold are copied into them (on the threads, an example each), then one
+ * matrix product of (examples x positions) x fan-in by the weights, threaded
+ * by rows: the weights are read once per chunk, not once per example. */
+static void fp32_conv_block(const fm_deploy_layer *L, const float *w, const float *in, size_t vin, int n,
+                            float *acc, float *col, size_t col_cap, int threads)
+{
+    const size_t fan = (size_t)L->in, positions = (size_t)L->out_h * (size_t)L->out_w;
+    const int chunk = (int)FM_MAX((size_t)1, FM_MIN((size_t)n, col_cap / (positions * fan)));
+    for (int b0 = 0; b0 < n; b0 += chunk) {
+        const int m = FM_MIN(chunk, n - b0);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && m > 1)
+        for (int b = 0; b < m; b++)
+            im2col(L, in + (size_t)(b0 + b) * vin, col + (size_t)b * positions * fan);
+        fp32_block(w, col, acc + (size_t)b0 * positions * (size_t)L->out, m * (int)positions, L->in,
+                   L->out, threads);
+    }
+}
 
 /* The fp32 yardstick: whole blocks of examples through matrix products, each
  * convolution as the trainer computes it (its sums, the pool's maxima, then
@@ -771,9 +800,10 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
     const size_t w = widest(d), cols = col_floats(d, 1);
     const size_t fit = FM_MAX((size_t)1, FP32_BLOCK_FLOATS / w);
     const size_t block = FM_MIN(FM_MIN((size_t)count, (size_t)FP32_BLOCK), fit);
+    const size_t col_cap = FM_MIN(block * cols, FM_MAX(cols, FP32_COL_FLOATS));
     float *x = fmi_alloc(block * w, sizeof *x), *y = fmi_alloc(block * w, sizeof *y);
     float *acc = fmi_alloc(block * w, sizeof *acc);
-    float *col = cols ? fmi_alloc(cols, sizeof *col) : NULL;
+    float *col = cols ? fmi_alloc(col_cap, sizeof *col) : NULL;
     if (!x || !y || !acc || (cols && !col)) {
         fmi_free(x);
         fmi_free(y);
@@ -800,12 +830,15 @@ static int predict_fp32(const fm_deploy *d, const uint8_t *u8, const float *f32,
             } else { /* a convolution, and its pool */
                 const fm_deploy_layer *O = P ? P : L;
                 const size_t vout = (size_t)fmi_deploy_values_out(O);
+                const size_t sums = (size_t)fmi_deploy_values_out(L);
+                fp32_conv_block(L, float_weights(L), in, vin, n, acc, col, col_cap, nt);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n > 1)
                 for (int b = 0; b < n; b++) {
                     float *o = out + (size_t)b * vout;
-                    fp32_conv(L, float_weights(L), in + (size_t)b * vin, acc, col);
+                    const float *a = acc + (size_t)b * sums;
                     if (P)
-                        pool_floats(P, acc, o);
-                    finish_values(L, P ? o : acc, o, vout / (size_t)L->out);
+                        pool_floats(P, a, o);
+                    finish_values(L, P ? o : a, o, vout / (size_t)L->out);
                 }
                 l += P != NULL;
             }

@@ -9,7 +9,9 @@
  * the packed codes: group lookup per tap for binary and ternary weights,
  * product tables for synapse weights, the padded taps left out. The
  * reference must agree with a double-precision sum, the xnor-popcount kernel
- * with exact integer sums, and the sign packing kernels with their ranges
+ * with exact integer sums; run with a sign stage, every variant must write
+ * the bits of the reference's sums in random ranges; the sign packing kernels
+ * must agree with their ranges
  * (bits past the channels zero); the ranges of a folded batch norm must give
  * exactly the float formula's signs. Nothing is written past the outputs. */
 #define _POSIX_C_SOURCE 200809L
@@ -329,6 +331,113 @@ static void describe_layer(const fm_deploy_layer *L, const char *kind, char *out
 
 static long compared_calls, compared_outputs;
 
+/* ---- the sign stage fused into the kernels ------------------------------------ */
+
+static fm_rng range_rng;
+
+/* Ranges per channel from the sums themselves (so that both signs occur):
+ * upper, lower, two-sided, all and none. */
+static void float_ranges(const float *sums, size_t positions, int channels, float *lo, float *hi)
+{
+    for (int j = 0; j < channels; j++) {
+        float u = sums[(size_t)fmi_rng_below(&range_rng, (uint32_t)positions) * (size_t)channels + (size_t)j];
+        float v = sums[(size_t)fmi_rng_below(&range_rng, (uint32_t)positions) * (size_t)channels + (size_t)j];
+        switch (fmi_rng_below(&range_rng, 5)) {
+        case 0: lo[j] = u, hi[j] = INFINITY; break;
+        case 1: lo[j] = -INFINITY, hi[j] = u; break;
+        case 2: lo[j] = fminf(u, v), hi[j] = fmaxf(u, v); break;
+        case 3: lo[j] = -FLT_MAX, hi[j] = FLT_MAX; break;
+        default: lo[j] = INFINITY, hi[j] = -INFINITY; break;
+        }
+    }
+}
+
+static void int_ranges(const int32_t *sums, size_t positions, int channels, int32_t *lo, int32_t *hi)
+{
+    for (int j = 0; j < channels; j++) {
+        int32_t u = sums[(size_t)fmi_rng_below(&range_rng, (uint32_t)positions) * (size_t)channels + (size_t)j];
+        int32_t v = sums[(size_t)fmi_rng_below(&range_rng, (uint32_t)positions) * (size_t)channels + (size_t)j];
+        switch (fmi_rng_below(&range_rng, 5)) {
+        case 0: lo[j] = u, hi[j] = INT32_MAX; break;
+        case 1: lo[j] = INT32_MIN, hi[j] = u; break;
+        case 2: lo[j] = u < v ? u : v, hi[j] = u < v ? v : u; break;
+        case 3: lo[j] = INT32_MIN, hi[j] = INT32_MAX; break;
+        default: lo[j] = 1, hi[j] = 0; break;
+        }
+    }
+}
+
+/* Every variant run with a sign stage (fm_conv_signs) writes exactly the
+ * bits of the reference sums in the ranges into the map, bits past out_c
+ * zero, nothing past the map; `run` calls variant v's kernel. */
+typedef void (*fused_call)(const fm_kernels *k, const fm_deploy_layer *L, const void *input, float *scratch,
+                           void *acc, const fm_conv_signs *signs);
+
+static void compare_fused(const fm_deploy_layer *L, const void *input, const void *ref_sums, int integer,
+                          fused_call run, const char *what)
+{
+    const size_t positions = (size_t)L->out_h * L->out_w, n = out_values(L);
+    const int cw = fmi_conv_pixel_words(L->out_c);
+    const size_t words = positions * (size_t)cw;
+    int32_t *ilo = malloc((size_t)L->out_c * sizeof *ilo), *ihi = malloc((size_t)L->out_c * sizeof *ihi);
+    float *flo = malloc((size_t)L->out_c * sizeof *flo), *fhi = malloc((size_t)L->out_c * sizeof *fhi);
+    uint64_t *map = malloc((words + GUARD / 2) * sizeof *map), *expected = calloc(words, sizeof *expected);
+    float *scratch = malloc((fmi_conv_kernel_scratch_floats(L->conv) + 1) * sizeof *scratch);
+    void *acc = malloc(n * 4);
+    assert_true(ilo && ihi && flo && fhi && map && expected && scratch && acc);
+    if (integer)
+        int_ranges(ref_sums, positions, L->out_c, ilo, ihi);
+    else
+        float_ranges(ref_sums, positions, L->out_c, flo, fhi);
+    for (size_t p = 0; p < positions; p++)
+        for (int j = 0; j < L->out_c; j++) {
+            const size_t i = p * (size_t)L->out_c + (size_t)j;
+            int plus;
+            if (integer) {
+                int32_t a = ((const int32_t *)ref_sums)[i];
+                plus = ilo[j] <= a && a <= ihi[j];
+            } else {
+                float a = ((const float *)ref_sums)[i];
+                plus = flo[j] <= a && a <= fhi[j];
+            }
+            expected[p * (size_t)cw + (size_t)(j / 64)] |= (uint64_t)plus << (j % 64);
+        }
+    const fm_conv_signs signs = {ilo, ihi, flo, fhi, map};
+    for (int v = 0; v < n_variants; v++) {
+        fill_canary(map, 2 * (words + GUARD / 2));
+        run(variants[v].kernels, L, input, scratch + (v % 2), acc, &signs);
+        check_canary(map + words, GUARD, variants[v].label);
+        if (memcmp(map, expected, words * sizeof *map)) {
+            size_t k = 0;
+            while (map[k] == expected[k])
+                k++;
+            fail_msg("%s with signs: %s: word %zu (position %zu) is %016llx, expected %016llx", variants[v].label,
+                     what, k, k / (size_t)cw, (unsigned long long)map[k], (unsigned long long)expected[k]);
+        }
+    }
+    free(ilo);
+    free(ihi);
+    free(flo);
+    free(fhi);
+    free(map);
+    free(expected);
+    free(scratch);
+    free(acc);
+}
+
+static void run_real(const fm_kernels *k, const fm_deploy_layer *L, const void *input, float *scratch, void *acc,
+                     const fm_conv_signs *signs)
+{
+    k->conv_real(L->conv, input, acc, scratch, signs);
+}
+
+static void run_bits(const fm_kernels *k, const fm_deploy_layer *L, const void *input, float *scratch, void *acc,
+                     const fm_conv_signs *signs)
+{
+    (void)scratch;
+    k->conv_bits(L->conv, input, acc, signs);
+}
+
 /* Every variant's conv_real on x equals the reference, and the reference the
  * specification (and the double sum within rounding). */
 static void compare_real(const fm_deploy_layer *L, const char *kind, const float *x, const char *pattern)
@@ -342,7 +451,7 @@ static void compare_real(const fm_deploy_layer *L, const char *kind, const float
     for (int v = 0; v < n_variants; v++) {
         fill_canary(acc, n + GUARD);
         /* one float past a malloc'd start for every other variant: no alignment assumed */
-        variants[v].kernels->conv_real(L->conv, x, acc, scratch + (v % 2));
+        variants[v].kernels->conv_real(L->conv, x, acc, scratch + (v % 2), NULL);
         check_canary(acc + n, GUARD, variants[v].label);
         if (v == 0) {
             memcpy(ref, acc, n * sizeof *ref);
@@ -372,6 +481,7 @@ static void compare_real(const fm_deploy_layer *L, const char *kind, const float
                     fail_msg("ref far from the exact sum: %s, output (%d, %d, %d): %.9g, %.9g", what, oy, ox,
                              j, (double)ref[i], dot);
             }
+    compare_fused(L, x, ref, 0, run_real, what);
     free(scratch);
     free(acc);
     free(ref);
@@ -407,7 +517,7 @@ static void compare_bits(const fm_deploy_layer *L, const float *x)
     describe_layer(L, "binary", what, sizeof what);
     for (int v = 0; v < n_variants; v++) {
         fill_canary(acc, n + GUARD);
-        variants[v].kernels->conv_bits(L->conv, a, acc);
+        variants[v].kernels->conv_bits(L->conv, a, acc, NULL);
         check_canary(acc + n, GUARD, variants[v].label);
         for (size_t i = 0; i < n; i++)
             if (acc[i] != exact[i])
@@ -417,6 +527,7 @@ static void compare_bits(const fm_deploy_layer *L, const float *x)
         compared_calls++;
         compared_outputs += (long)n;
     }
+    compare_fused(L, a, exact, 1, run_bits, what);
     free(a);
     free(acc);
     free(exact);
@@ -448,6 +559,7 @@ static void test_random_shapes(void **state)
     (void)state;
     find_variants();
     print_variants();
+    fmi_rng_seed(&range_rng, 3);
     compared_calls = compared_outputs = 0;
     fm_rng rng;
     fmi_rng_seed(&rng, 20261206);

@@ -599,20 +599,23 @@ static const float *values_floats(values *v, const scratch *s)
 static void conv_one(const fm_kernels *k, scratch *s, const fm_deploy_layer *L,
                      const fm_deploy_layer *P, values *in, float *y, values *out)
 {
-    int integer = 0;
+    const int sign = L->act == FM_ACT_SIGN && k != NULL;
+    /* a sign layer's kernel writes its bits into map_pre (fm_conv_signs) */
+    const fm_conv_signs signs = {L->ilo, L->ihi, L->flo, L->fhi, s->map_pre};
+    int integer = 0, packed = 0;
     if (!k || L->weights == FM_DW_FP32) {
         fp32_conv(L, float_weights(L), values_floats(in, s), s->acc, s->col);
-    } else if (L->binary_input && L->weights == FM_DW_BINARY && in->bits) {
-        k->conv_bits(L->conv, s->map_in, s->iacc);
-        integer = 1;
-    } else if (L->binary_input && L->weights == FM_DW_BINARY) { /* bits from the floats */
-        const size_t pixels = (size_t)L->in_h * (size_t)L->in_w, cw = (size_t)fmi_conv_pixel_words(L->in_c);
-        for (size_t p = 0; p < pixels; p++)
-            fmi_pack_signs(in->x + p * (size_t)L->in_c, L->in_c, s->map_in + p * cw);
-        k->conv_bits(L->conv, s->map_in, s->iacc);
-        integer = 1;
+    } else if (L->binary_input && L->weights == FM_DW_BINARY) {
+        if (!in->bits) { /* bits from the floats */
+            const size_t pixels = (size_t)L->in_h * (size_t)L->in_w, cw = (size_t)fmi_conv_pixel_words(L->in_c);
+            for (size_t p = 0; p < pixels; p++)
+                fmi_pack_signs(in->x + p * (size_t)L->in_c, L->in_c, s->map_in + p * cw);
+        }
+        k->conv_bits(L->conv, s->map_in, s->iacc, sign ? &signs : NULL);
+        integer = 1, packed = sign;
     } else {
-        k->conv_real(L->conv, values_floats(in, s), s->acc, s->kernel);
+        k->conv_real(L->conv, values_floats(in, s), s->acc, s->kernel, sign ? &signs : NULL);
+        packed = sign;
     }
     const fm_deploy_layer *O = P ? P : L; /* the output map */
     const size_t positions = (size_t)O->out_h * (size_t)O->out_w;
@@ -620,10 +623,8 @@ static void conv_one(const fm_kernels *k, scratch *s, const fm_deploy_layer *L,
     out->x = y;
     out->positions = positions;
     out->channels = L->out_c;
-    if (L->act == FM_ACT_SIGN && k) {
-        if (integer)
-            k->signs_int(s->iacc, sums, L->out_c, L->ilo, L->ihi, s->map_pre);
-        else
+    if (sign) {
+        if (!packed) /* fp32 weights: the sums' bits */
             k->signs_float(s->acc, sums, L->out_c, L->flo, L->fhi, s->map_pre);
         if (P) {
             pool_bits(L, P, s->map_pre, s->map_out);

@@ -58,6 +58,14 @@ static inline size_t fmi_kernel_bit_words(int in) { return ((size_t)in + 63) / 6
 /* A convolution's weights in the layout its kernels read (below), built from
  * its packed rows. */
 typedef struct fm_conv_weights fm_conv_weights;
+/* Where a sign follows a convolution: the ranges of its sums that give +1
+ * (deploy.h) and the packed map its kernel writes the bits into (out_h x
+ * out_w pixels of fmi_conv_pixel_words(out_c) words each). */
+typedef struct fm_conv_signs {
+    const int32_t *ilo, *ihi; /* integer sums (conv_bits) */
+    const float *flo, *fhi;   /* real sums (conv_real) */
+    uint64_t *map;
+} fm_conv_signs;
 int fmi_conv_prepare(const fm_deploy_layer *layer, fm_conv_weights **out);
 void fmi_conv_weights_free(fm_conv_weights *weights);
 /* Floats of scratch one call of `conv_real` needs (synapse product tables). */
@@ -87,15 +95,20 @@ typedef struct fm_kernels {
     /* A convolution of one example's real input map x (in_h x in_w x in_c,
      * channel last) into acc (out_h x out_w x out_c), binary, ternary or
      * synapse weights, as below ("Convolutions"). scratch:
-     * fmi_conv_kernel_scratch_floats floats, any alignment. */
-    void (*conv_real)(const fm_conv_weights *w, const float *x, float *acc, float *scratch);
+     * fmi_conv_kernel_scratch_floats floats, any alignment. With `signs`
+     * (a sign convolution), the output bits go to signs->map instead, as
+     * signs_float gives them from the sums (flo, fhi), and acc is scratch. */
+    void (*conv_real)(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                      const fm_conv_signs *signs);
     /* A binary convolution of one example's +-1 input map, packed per pixel
      * (fmi_conv_pixel_words(in_c) words, bit c: channel c is +1; bits past
      * in_c zero), into exact integer sums: acc[p, j] = n_valid - 2 *
      * popcount((a xor w) over the valid taps), n_valid = in_c times the taps
      * of the window inside the input (the trainer pads with zeros, which add
-     * nothing; a padded tap is left out, not counted as -1). */
-    void (*conv_bits)(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
+     * nothing; a padded tap is left out, not counted as -1). With `signs`,
+     * the bits as signs_int gives them (ilo, ihi) go to signs->map instead. */
+    void (*conv_bits)(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                      const fm_conv_signs *signs);
     /* The packed +-1 map of `positions` pixels of `channels` (pixel words as
      * conv_bits reads them, bits past `channels` zero) from the sums acc
      * (positions x channels): channel j is +1 where lo[j] <= acc <= hi[j]
@@ -214,6 +227,7 @@ struct fm_conv_weights {
     int taps;                  /* k_h * k_w */
     int fan_in;                /* taps * in_c */
     int cwords;                /* fmi_conv_pixel_words(in_c) */
+    int cwords_out;            /* fmi_conv_pixel_words(out_c) */
     int blocks;                /* ceil(out_c / 16) */
     int chunks;                /* ceil(in_c / 32): 32-bit channel words per tap */
     int groups;                /* ceil(in_c / 4): groups of 4 channels per tap */
@@ -268,8 +282,10 @@ static inline uint32_t fmi_conv_pixel_chunk(const uint64_t *pixel, int c)
 }
 
 /* The reference convolution kernels (infer_conv.c): the specification. */
-void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch);
-void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc);
+void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                       const fm_conv_signs *signs);
+void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                       const fm_conv_signs *signs);
 void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
                        const int32_t *hi, uint64_t *map);
 void fmi_signs_float_ref(const float *acc, size_t positions, int channels, const float *lo,

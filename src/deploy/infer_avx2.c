@@ -493,6 +493,26 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
     }
 }
 
+/* 8 values from v, or the `left` < 8 there and zeros: a partial last group
+ * of channels is read through a zero-padded copy. */
+static ALWAYS_INLINE __m256i load_int8(const int32_t *v, int left)
+{
+    if (left >= HALF)
+        return _mm256_loadu_si256((const __m256i *)(const void *)v);
+    int32_t part[HALF] = {0};
+    memcpy(part, v, (size_t)left * sizeof *part);
+    return _mm256_loadu_si256((const __m256i *)(void *)part);
+}
+
+static ALWAYS_INLINE __m256 load_float8(const float *v, int left)
+{
+    if (left >= HALF)
+        return _mm256_loadu_ps(v);
+    float part[HALF] = {0};
+    memcpy(part, v, (size_t)left * sizeof *part);
+    return _mm256_loadu_ps(part);
+}
+
 /* ---- convolutions ---------------------------------------------------------
  * As infer_avx512.c's, 8 output channels per ymm (a block is two halves):
  * the window's taps and a tap's groups, channels or channel words outside,
@@ -502,17 +522,54 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
  * than AVX-512's 32. */
 #define CONV_POSITIONS 2
 
-static ALWAYS_INLINE void conv_store_int(int32_t *acc, int out_c, int first, __m256i v)
+/* Half h (8 channels) of block `block` of one position's sums: stored at
+ * acc + first, first = 16 * block + 8 * h, up to out_c; or with `signs`, its
+ * bits (in the channels' ranges) as one byte of the position's pixel. */
+static ALWAYS_INLINE void conv_out_float(float *acc, const fm_conv_signs *signs, size_t position, int cw,
+                                         int out_c, int first, __m256 v)
 {
-    int left = out_c - first;
-    if (left >= HALF) {
+    if (!signs) {
+        store_half(acc, out_c, first, v);
+        return;
+    }
+    const int left = out_c - first;
+    if (left <= 0)
+        return;
+    const __m256 lo = load_float8(signs->flo + first, left), hi = load_float8(signs->fhi + first, left);
+    const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, lo, _CMP_GE_OQ), _mm256_cmp_ps(v, hi, _CMP_LE_OQ));
+    const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+    ((uint8_t *)(signs->map + position * (size_t)cw))[first / HALF] = (uint8_t)((unsigned)_mm256_movemask_ps(in) & live);
+}
+
+static ALWAYS_INLINE void conv_out_int(int32_t *acc, const fm_conv_signs *signs, size_t position, int cw,
+                                       int out_c, int first, __m256i v)
+{
+    const int left = out_c - first;
+    if (left <= 0)
+        return;
+    if (signs) {
+        const __m256i lo = load_int8(signs->ilo + first, left), hi = load_int8(signs->ihi + first, left);
+        const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(lo, v), _mm256_cmpgt_epi32(v, hi));
+        const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+        ((uint8_t *)(signs->map + position * (size_t)cw))[first / HALF] =
+            (uint8_t)(~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(out)) & live);
+    } else if (left >= HALF) {
         _mm256_storeu_si256((__m256i *)(void *)(acc + first), v);
-    } else if (left > 0) {
+    } else {
         int32_t spill[HALF];
         _mm256_storeu_si256((__m256i *)(void *)spill, v);
         for (int k = 0; k < left; k++)
             acc[first + k] = spill[k];
     }
+}
+
+/* Zeroes a sign convolution's map: the kernels then store only their
+ * channels' bits, and the bits past out_c stay zero. */
+static void signs_clear(const fm_conv_weights *w, const fm_conv_signs *signs)
+{
+    if (signs)
+        memset(signs->map, 0,
+               (size_t)w->out_h * (size_t)w->out_w * (size_t)fmi_conv_pixel_words(w->out_c) * sizeof(uint64_t));
 }
 
 /* np positions (ox0 on, row oy, window v of the first) of output block
@@ -521,7 +578,7 @@ static ALWAYS_INLINE void conv_store_int(int32_t *acc, int out_c, int first, __m
  * group, half and position a 16-entry lookup (two vpermps and a blend). */
 static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float *T, int oy, int ox0,
                                           const int np, const fm_conv_window *v, int block, const int ternary,
-                                          float *acc)
+                                          float *acc, const fm_conv_signs *signs)
 {
     const int G = w->groups;
     const size_t chunk_bytes = (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
@@ -559,19 +616,21 @@ static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float 
                 }
             }
         }
-    const size_t first = (size_t)block * FM_KERNEL_BLOCK;
-    float *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox0) * (size_t)w->out_c;
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    float *out = acc + position * (size_t)w->out_c;
 #pragma GCC unroll 2
     for (int p = 0; p < np; p++)
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++)
-            store_half(out + (size_t)p * (size_t)w->out_c, w->out_c, (int)first + h * HALF, sum[p][h]);
+            conv_out_float(out + (size_t)p * (size_t)w->out_c, signs, position + (size_t)p, w->cwords_out, w->out_c,
+                           block * FM_KERNEL_BLOCK + h * HALF, sum[p][h]);
 }
 
 /* One position of output block `block` of a synapse layer: per valid tap
  * and channel, each half's codes pick their products (synapse_term). */
 static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float *P, int oy, int ox,
-                                           const fm_conv_window *v, int block, const int entries, float *acc)
+                                           const fm_conv_window *v, int block, const int entries, float *acc,
+                                           const fm_conv_signs *signs)
 {
     const int ic = w->in_c;
     const size_t ts = (size_t)w->table_stride, pixel_floats = (size_t)ic * ts;
@@ -599,13 +658,15 @@ static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float
                 }
             }
         }
-    float *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox) * (size_t)w->out_c;
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox;
+    float *out = acc + position * (size_t)w->out_c;
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++)
-        store_half(out, w->out_c, block * FM_KERNEL_BLOCK + h * HALF, sum[h]);
+        conv_out_float(out, signs, position, w->cwords_out, w->out_c, block * FM_KERNEL_BLOCK + h * HALF, sum[h]);
 }
 
-static void conv_groups(const fm_conv_weights *w, const float *T, const int ternary, float *acc)
+static void conv_groups(const fm_conv_weights *w, const float *T, const int ternary, float *acc,
+                        const fm_conv_signs *signs)
 {
     int first, end;
     fmi_conv_full_columns(w, &first, &end);
@@ -615,31 +676,38 @@ static void conv_groups(const fm_conv_weights *w, const float *T, const int tern
             const int np = ox >= first && ox + CONV_POSITIONS <= end ? CONV_POSITIONS : 1;
             for (int block = 0; block < w->blocks; block++) {
                 if (np == CONV_POSITIONS && ternary)
-                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 1, acc);
+                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 1, acc, signs);
                 else if (np == CONV_POSITIONS)
-                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 0, acc);
+                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 0, acc, signs);
                 else if (ternary)
-                    conv_groups_run(w, T, oy, ox, 1, &v, block, 1, acc);
+                    conv_groups_run(w, T, oy, ox, 1, &v, block, 1, acc, signs);
                 else
-                    conv_groups_run(w, T, oy, ox, 1, &v, block, 0, acc);
+                    conv_groups_run(w, T, oy, ox, 1, &v, block, 0, acc, signs);
             }
             ox += np;
         }
 }
 
-static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P, const int entries, float *acc)
+static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P, const int entries, float *acc,
+                                       const fm_conv_signs *signs)
 {
     for (int oy = 0; oy < w->out_h; oy++)
         for (int ox = 0; ox < w->out_w; ox++) {
             const fm_conv_window v = fmi_conv_window(w, oy, ox);
             for (int block = 0; block < w->blocks; block++)
-                conv_synapse_run(w, P, oy, ox, &v, block, entries, acc);
+                conv_synapse_run(w, P, oy, ox, &v, block, entries, acc, signs);
         }
 }
 
-static void conv_real_avx2(const fm_conv_weights *w, const float *x, float *acc, float *scratch)
+static void conv_real_avx2(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                           const fm_conv_signs *signs)
 {
     float *tables = fmi_kernel_scratch_align(scratch);
+    if (w->weights != FM_DW_BINARY && w->weights != FM_DW_TERNARY && w->weights != FM_DW_SYNAPSE) {
+        fmi_conv_real_ref(w, x, acc, scratch, signs);
+        return;
+    }
+    signs_clear(w, signs);
     const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
     switch (w->weights) {
     case FM_DW_BINARY:
@@ -652,20 +720,18 @@ static void conv_real_avx2(const fm_conv_weights *w, const float *x, float *acc,
             else
                 group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 0, tables + p * pixel_floats);
         }
-        conv_groups(w, tables, ternary, acc);
+        conv_groups(w, tables, ternary, acc, signs);
         break;
     }
-    case FM_DW_SYNAPSE:
+    default: /* synapse */
         synapse_products(w->magnitudes, (size_t)w->table_stride, x, pixels * (size_t)w->in_c, tables);
         if (w->levels <= 8)
-            conv_synapse(w, tables, 8, acc);
+            conv_synapse(w, tables, 8, acc, signs);
         else if (w->levels <= 16)
-            conv_synapse(w, tables, 16, acc);
+            conv_synapse(w, tables, 16, acc, signs);
         else
-            conv_synapse(w, tables, 32, acc);
+            conv_synapse(w, tables, 32, acc, signs);
         break;
-    case FM_DW_FP32:
-    default: fmi_conv_real_ref(w, x, acc, scratch); break;
     }
 }
 
@@ -682,7 +748,8 @@ static ALWAYS_INLINE int32_t pixel_chunk(const uint64_t *pixel, int c)
  * channel word, each half's weight words are loaded once and xored with each
  * position's input word; the vpshufb byte counts are widened every 31 steps. */
 static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint64_t *a, int oy, int ox0,
-                                            const int np, const fm_conv_window *v, int block, int32_t *acc)
+                                            const int np, const fm_conv_window *v, int block, int32_t *acc,
+                                            const fm_conv_signs *signs)
 {
     const uint32_t *base = w->words + (size_t)block * (size_t)w->taps * (size_t)w->chunks * FM_KERNEL_BLOCK;
     const size_t cw = (size_t)w->cwords, step = (size_t)w->stride * cw;
@@ -718,23 +785,26 @@ static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint
             }
         }
     const __m256i valid = _mm256_set1_epi32((v->ky1 - v->ky0) * (v->kx1 - v->kx0) * w->in_c);
-    int32_t *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox0) * (size_t)w->out_c;
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    int32_t *out = acc + position * (size_t)w->out_c;
 #pragma GCC unroll 2
     for (int p = 0; p < np; p++)
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i mismatches = _mm256_add_epi32(sum[p][h], widen_byte_counts(bytes[p][h]));
-            conv_store_int(out + (size_t)p * (size_t)w->out_c, w->out_c, block * FM_KERNEL_BLOCK + h * HALF,
-                           _mm256_sub_epi32(valid, _mm256_slli_epi32(mismatches, 1)));
+            conv_out_int(out + (size_t)p * (size_t)w->out_c, signs, position + (size_t)p, w->cwords_out, w->out_c,
+                         block * FM_KERNEL_BLOCK + h * HALF, _mm256_sub_epi32(valid, _mm256_slli_epi32(mismatches, 1)));
         }
 }
 
-static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t *acc)
+static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                           const fm_conv_signs *signs)
 {
     if (w->weights != FM_DW_BINARY) {
-        fmi_conv_bits_ref(w, a, acc);
+        fmi_conv_bits_ref(w, a, acc, signs);
         return;
     }
+    signs_clear(w, signs);
     int first, end;
     fmi_conv_full_columns(w, &first, &end);
     for (int oy = 0; oy < w->out_h; oy++)
@@ -743,9 +813,9 @@ static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t 
             const int np = ox >= first && ox + CONV_POSITIONS <= end ? CONV_POSITIONS : 1;
             for (int block = 0; block < w->blocks; block++) {
                 if (np == CONV_POSITIONS)
-                    conv_popcount_run(w, a, oy, ox, CONV_POSITIONS, &v, block, acc);
+                    conv_popcount_run(w, a, oy, ox, CONV_POSITIONS, &v, block, acc, signs);
                 else
-                    conv_popcount_run(w, a, oy, ox, 1, &v, block, acc);
+                    conv_popcount_run(w, a, oy, ox, 1, &v, block, acc, signs);
             }
             ox += np;
         }
@@ -754,26 +824,7 @@ static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t 
 /* ---- signs into packed maps ------------------------------------------------ */
 
 /* Each 8 channels' bits are one byte of the pixel's words (little endian:
- * bit j of the words is channel j); the bytes past the last are zeroed. A
- * partial last group of 8 is read through a zero-padded copy. */
-static ALWAYS_INLINE __m256i load_int8(const int32_t *v, int left)
-{
-    if (left >= HALF)
-        return _mm256_loadu_si256((const __m256i *)(const void *)v);
-    int32_t part[HALF] = {0};
-    memcpy(part, v, (size_t)left * sizeof *part);
-    return _mm256_loadu_si256((const __m256i *)(void *)part);
-}
-
-static ALWAYS_INLINE __m256 load_float8(const float *v, int left)
-{
-    if (left >= HALF)
-        return _mm256_loadu_ps(v);
-    float part[HALF] = {0};
-    memcpy(part, v, (size_t)left * sizeof *part);
-    return _mm256_loadu_ps(part);
-}
-
+ * bit j of the words is channel j); the bytes past the last are zeroed. */
 static void signs_int_avx2(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
                            const int32_t *hi, uint64_t *map)
 {

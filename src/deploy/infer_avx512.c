@@ -470,23 +470,63 @@ static ALWAYS_INLINE __m512i in_register_int(__m512i v)
     return v;
 }
 
-/* Stores v (16 channels of block `block`) at `at`, masked past out_c. */
-static ALWAYS_INLINE void conv_store(float *at, int out_c, int block, __m512 v)
+/* Each 16 channels' bits are one k-mask, stored as 16 bits of the pixel's
+ * words (little endian: bit j of the words is channel j). */
+static ALWAYS_INLINE void signs_store(uint64_t *pixel, int block, __mmask16 bits)
 {
-    int left = out_c - block * FM_KERNEL_BLOCK;
-    if (left >= FM_KERNEL_BLOCK)
-        _mm512_storeu_ps(at, v);
-    else
-        _mm512_mask_storeu_ps(at, (__mmask16)((1u << left) - 1u), v);
+    uint16_t piece = (uint16_t)bits;
+    memcpy((uint8_t *)pixel + 2 * (size_t)block, &piece, sizeof piece);
 }
 
-static ALWAYS_INLINE void conv_store_int(int32_t *at, int out_c, int block, __m512i v)
+/* The channels of block `block` that exist (out_c need not fill it). */
+static ALWAYS_INLINE __mmask16 block_live(int out_c, int block)
 {
     int left = out_c - block * FM_KERNEL_BLOCK;
-    if (left >= FM_KERNEL_BLOCK)
+    return left >= FM_KERNEL_BLOCK ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* The sums v of block `block` of one position: stored at `at`, masked past
+ * out_c; or with `signs`, their bits (in the block's ranges) into the
+ * position's pixel of the map. */
+static ALWAYS_INLINE void conv_store(float *at, const fm_conv_signs *signs, size_t position, int cw, int out_c,
+                                     int block, __m512 v)
+{
+    const __mmask16 live = block_live(out_c, block);
+    if (signs) {
+        const __m512 lo = _mm512_maskz_loadu_ps(live, signs->flo + (size_t)block * FM_KERNEL_BLOCK);
+        const __m512 hi = _mm512_maskz_loadu_ps(live, signs->fhi + (size_t)block * FM_KERNEL_BLOCK);
+        const __mmask16 ge = _mm512_mask_cmp_ps_mask(live, v, lo, _CMP_GE_OQ);
+        signs_store(signs->map + position * (size_t)cw, block, _mm512_mask_cmp_ps_mask(ge, v, hi, _CMP_LE_OQ));
+    } else if (live == 0xffff) {
+        _mm512_storeu_ps(at, v);
+    } else {
+        _mm512_mask_storeu_ps(at, live, v);
+    }
+}
+
+static ALWAYS_INLINE void conv_store_int(int32_t *at, const fm_conv_signs *signs, size_t position, int cw,
+                                         int out_c, int block, __m512i v)
+{
+    const __mmask16 live = block_live(out_c, block);
+    if (signs) {
+        const __m512i lo = _mm512_maskz_loadu_epi32(live, signs->ilo + (size_t)block * FM_KERNEL_BLOCK);
+        const __m512i hi = _mm512_maskz_loadu_epi32(live, signs->ihi + (size_t)block * FM_KERNEL_BLOCK);
+        const __mmask16 ge = _mm512_mask_cmpge_epi32_mask(live, v, lo);
+        signs_store(signs->map + position * (size_t)cw, block, _mm512_mask_cmple_epi32_mask(ge, v, hi));
+    } else if (live == 0xffff) {
         _mm512_storeu_si512(at, v);
-    else
-        _mm512_mask_storeu_epi32(at, (__mmask16)((1u << left) - 1u), v);
+    } else {
+        _mm512_mask_storeu_epi32(at, live, v);
+    }
+}
+
+/* Zeroes a sign convolution's map: the kernels then store only their blocks'
+ * bits, and the bits past out_c stay zero. */
+static void signs_clear(const fm_conv_weights *w, const fm_conv_signs *signs)
+{
+    if (signs)
+        memset(signs->map, 0,
+               (size_t)w->out_h * (size_t)w->out_w * (size_t)fmi_conv_pixel_words(w->out_c) * sizeof(uint64_t));
 }
 
 /* np positions (ox0 on, row oy, window v of the first) times nb output
@@ -496,7 +536,7 @@ static ALWAYS_INLINE void conv_store_int(int32_t *at, int out_c, int block, __m5
  * per group, block and position. */
 static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float *T, int oy, int ox0,
                                           const int np, const fm_conv_window *v, int block, const int nb,
-                                          const int ternary, float *acc)
+                                          const int ternary, float *acc, const fm_conv_signs *signs)
 {
     const int G = w->groups;
     const size_t chunk_bytes = (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
@@ -552,12 +592,14 @@ static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float 
                 }
             }
         }
-    float *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox0) * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    float *out = acc + position * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
 #pragma GCC unroll 4
     for (int p = 0; p < np; p++)
 #pragma GCC unroll 4
         for (int b = 0; b < nb; b++)
-            conv_store(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, w->out_c, block + b, sum[p][b]);
+            conv_store(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, signs, position + (size_t)p,
+                       w->cwords_out, w->out_c, block + b, sum[p][b]);
 }
 
 /* np positions times nb output blocks of a synapse layer: per valid tap and
@@ -566,7 +608,7 @@ static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float 
  * 32); bit 7 of the code, moved to the sign, negates it. */
 static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float *P, int oy, int ox0,
                                            const int np, const fm_conv_window *v, int block, const int nb,
-                                           const int wide, float *acc)
+                                           const int wide, float *acc, const fm_conv_signs *signs)
 {
     const int ic = w->in_c;
     const size_t ts = (size_t)w->table_stride, block_codes = (size_t)w->taps * (size_t)ic * FM_KERNEL_BLOCK;
@@ -607,12 +649,14 @@ static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float
                 }
             }
         }
-    float *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox0) * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    float *out = acc + position * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
 #pragma GCC unroll 4
     for (int p = 0; p < np; p++)
 #pragma GCC unroll 4
         for (int b = 0; b < nb; b++)
-            conv_store(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, w->out_c, block + b, sum[p][b]);
+            conv_store(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, signs, position + (size_t)p,
+                       w->cwords_out, w->out_c, block + b, sum[p][b]);
 }
 
 /* np positions, every output block: nb at a time, then one at a time. */
@@ -633,10 +677,11 @@ static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float
             CONV_ALL_BLOCKS(GROUPS_RUN_B, CONV_BLOCKS, np_);                                       \
         }                                                                                          \
     } while (0)
-#define GROUPS_RUN_B(np_, block_, nb_) conv_groups_run(w, T, oy, ox, np_, &v, block_, nb_, 0, acc)
-#define GROUPS_RUN_T(np_, block_, nb_) conv_groups_run(w, T, oy, ox, np_, &v, block_, nb_, 1, acc)
+#define GROUPS_RUN_B(np_, block_, nb_) conv_groups_run(w, T, oy, ox, np_, &v, block_, nb_, 0, acc, signs)
+#define GROUPS_RUN_T(np_, block_, nb_) conv_groups_run(w, T, oy, ox, np_, &v, block_, nb_, 1, acc, signs)
 
-static void conv_groups(const fm_conv_weights *w, const float *T, const int ternary, float *acc)
+static void conv_groups(const fm_conv_weights *w, const float *T, const int ternary, float *acc,
+                        const fm_conv_signs *signs)
 {
     int first, end;
     fmi_conv_full_columns(w, &first, &end);
@@ -653,9 +698,10 @@ static void conv_groups(const fm_conv_weights *w, const float *T, const int tern
         }
 }
 
-#define SYNAPSE_RUN(np_, block_, nb_) conv_synapse_run(w, P, oy, ox, np_, &v, block_, nb_, wide, acc)
+#define SYNAPSE_RUN(np_, block_, nb_) conv_synapse_run(w, P, oy, ox, np_, &v, block_, nb_, wide, acc, signs)
 
-static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P, const int wide, float *acc)
+static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P, const int wide, float *acc,
+                                       const fm_conv_signs *signs)
 {
     int first, end;
     fmi_conv_full_columns(w, &first, &end);
@@ -672,9 +718,15 @@ static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P,
         }
 }
 
-static void conv_real_avx512(const fm_conv_weights *w, const float *x, float *acc, float *scratch)
+static void conv_real_avx512(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                             const fm_conv_signs *signs)
 {
     float *tables = fmi_kernel_scratch_align(scratch);
+    if (w->weights != FM_DW_BINARY && w->weights != FM_DW_TERNARY && w->weights != FM_DW_SYNAPSE) {
+        fmi_conv_real_ref(w, x, acc, scratch, signs);
+        return;
+    }
+    signs_clear(w, signs);
     const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
     switch (w->weights) {
     case FM_DW_BINARY:
@@ -687,18 +739,16 @@ static void conv_real_avx512(const fm_conv_weights *w, const float *x, float *ac
             else
                 group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 0, tables + p * pixel_floats);
         }
-        conv_groups(w, tables, ternary, acc);
+        conv_groups(w, tables, ternary, acc, signs);
         break;
     }
-    case FM_DW_SYNAPSE:
+    default: /* synapse */
         synapse_products(w->magnitudes, (size_t)w->table_stride, x, pixels * (size_t)w->in_c, tables);
         if (w->table_stride == 32)
-            conv_synapse(w, tables, 1, acc);
+            conv_synapse(w, tables, 1, acc, signs);
         else
-            conv_synapse(w, tables, 0, acc);
+            conv_synapse(w, tables, 0, acc, signs);
         break;
-    case FM_DW_FP32:
-    default: fmi_conv_real_ref(w, x, acc, scratch); break;
     }
 }
 
@@ -717,7 +767,7 @@ static ALWAYS_INLINE int32_t pixel_chunk(const uint64_t *pixel, int c)
  * are widened to 32-bit lanes every 31 steps. */
 static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint64_t *a, int oy, int ox0,
                                             const int np, const fm_conv_window *v, int block, const int nb,
-                                            const int vpshufb, int32_t *acc)
+                                            const int vpshufb, int32_t *acc, const fm_conv_signs *signs)
 {
     const size_t block_words = (size_t)w->taps * (size_t)w->chunks * FM_KERNEL_BLOCK;
     const uint32_t *base = w->words + (size_t)block * block_words;
@@ -763,7 +813,8 @@ static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint
             }
         }
     const __m512i valid = _mm512_set1_epi32((v->ky1 - v->ky0) * (v->kx1 - v->kx0) * w->in_c);
-    int32_t *out = acc + ((size_t)oy * (size_t)w->out_w + (size_t)ox0) * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    int32_t *out = acc + position * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
 #pragma GCC unroll 4
     for (int p = 0; p < np; p++)
 #pragma GCC unroll 4
@@ -771,20 +822,21 @@ static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint
             __m512i mismatches = sum[p][b];
             if (vpshufb)
                 mismatches = _mm512_add_epi32(mismatches, widen_byte_counts(bytes[p][b]));
-            conv_store_int(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, w->out_c, block + b,
-                           _mm512_sub_epi32(valid, _mm512_slli_epi32(mismatches, 1)));
+            conv_store_int(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, signs, position + (size_t)p,
+                           w->cwords_out, w->out_c, block + b, _mm512_sub_epi32(valid, _mm512_slli_epi32(mismatches, 1)));
         }
 }
 
-#define POPCOUNT_RUN(np_, block_, nb_) conv_popcount_run(w, a, oy, ox, np_, &v, block_, nb_, vpshufb, acc)
+#define POPCOUNT_RUN(np_, block_, nb_) conv_popcount_run(w, a, oy, ox, np_, &v, block_, nb_, vpshufb, acc, signs)
 
 static ALWAYS_INLINE void conv_bits_all(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
-                                        const int vpshufb)
+                                        const fm_conv_signs *signs, const int vpshufb)
 {
     if (w->weights != FM_DW_BINARY) {
-        fmi_conv_bits_ref(w, a, acc);
+        fmi_conv_bits_ref(w, a, acc, signs);
         return;
     }
+    signs_clear(w, signs);
     int first, end;
     fmi_conv_full_columns(w, &first, &end);
     for (int oy = 0; oy < w->out_h; oy++)
@@ -808,26 +860,20 @@ static ALWAYS_INLINE void conv_bits_all(const fm_conv_weights *w, const uint64_t
         }
 }
 
-static void conv_bits_vpopcntdq(const fm_conv_weights *w, const uint64_t *a, int32_t *acc)
+static void conv_bits_vpopcntdq(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                                const fm_conv_signs *signs)
 {
-    conv_bits_all(w, a, acc, 0);
+    conv_bits_all(w, a, acc, signs, 0);
 }
 
-static void conv_bits_vpshufb(const fm_conv_weights *w, const uint64_t *a, int32_t *acc)
+static void conv_bits_vpshufb(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                              const fm_conv_signs *signs)
 {
-    conv_bits_all(w, a, acc, 1);
+    conv_bits_all(w, a, acc, signs, 1);
 }
 
 /* ---- signs into packed maps ------------------------------------------------ */
 
-/* Each 16 channels' bits are one k-mask, stored as 16 bits of the pixel's
- * words (little endian: bit j of the words is channel j); the 16-bit pieces
- * past the last block are zeroed. */
-static ALWAYS_INLINE void signs_store(uint64_t *pixel, int block, __mmask16 bits)
-{
-    uint16_t piece = (uint16_t)bits;
-    memcpy((uint8_t *)pixel + 2 * (size_t)block, &piece, sizeof piece);
-}
 
 /* A block's ranges stay in registers over the positions; a value's bit is
  * two compares, the second masked by the first. */

@@ -67,6 +67,7 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
     w->taps = L->k_h * L->k_w;
     w->fan_in = L->in;
     w->cwords = fmi_conv_pixel_words(L->in_c);
+    w->cwords_out = fmi_conv_pixel_words(L->out_c);
     w->blocks = (L->out_c + FM_KERNEL_BLOCK - 1) / FM_KERNEL_BLOCK;
     w->chunks = (L->in_c + FM_KERNEL_CHUNK - 1) / FM_KERNEL_CHUNK;
     w->groups = (L->in_c + FM_KERNEL_GROUP - 1) / FM_KERNEL_GROUP;
@@ -251,7 +252,8 @@ static void position_real(const fm_conv_weights *w, const float *tables, const f
         }
 }
 
-void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch)
+void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                       const fm_conv_signs *signs)
 {
     float *tables = fmi_kernel_scratch_align(scratch);
     if (w->weights == FM_DW_SYNAPSE)
@@ -285,6 +287,9 @@ void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, flo
     }
     (void)pixels;
     (void)oc;
+    if (signs)
+        fmi_signs_float_ref(acc, (size_t)w->out_h * (size_t)w->out_w, w->out_c, signs->flo, signs->fhi,
+                            signs->map);
 }
 
 /* ---- binary inputs, binary weights -------------------------------------- */
@@ -303,11 +308,14 @@ static int popcount32(uint32_t v)
 #endif
 }
 
-void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc)
+void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                       const fm_conv_signs *signs)
 {
     const int oc = w->out_c, cw = w->cwords;
     if (w->weights != FM_DW_BINARY) {
         memset(acc, 0, (size_t)w->out_h * w->out_w * (size_t)oc * sizeof *acc);
+        if (signs)
+            fmi_signs_int_ref(acc, (size_t)w->out_h * (size_t)w->out_w, oc, signs->ilo, signs->ihi, signs->map);
         return;
     }
     for (int oy = 0; oy < w->out_h; oy++)
@@ -330,6 +338,8 @@ void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc
                 out[j] = valid - 2 * mismatches;
             }
         }
+    if (signs)
+        fmi_signs_int_ref(acc, (size_t)w->out_h * (size_t)w->out_w, oc, signs->ilo, signs->ihi, signs->map);
 }
 
 /* ---- signs into packed maps ------------------------------------------------ */

@@ -1,12 +1,15 @@
 /* engine.c — running a deployed network: the kernel choice and prediction. A packed layer is one
  * kernel call (adds, lookups, popcounts) followed by the few multiplies that
  * remain per output: the folded batch norm's scale (none where a sign follows
- * integer sums: a threshold per channel). Max-pools take the maxima of a
- * convolution's sums before its batch norm and activation, as the trainer
- * does, or where the activation is a sign, combine the packed output bits
- * (exactly the same result). The "fp32" variant runs the same network on
- * unpacked float weights through BLAS (gemm.c's loop where BLAS may not be
- * called), convolutions as im2col and a matrix product: the yardstick. */
+ * a convolution: a range of the sum per channel, compared inside the kernel,
+ * which writes the packed bits). Sign layers pass their packed maps on to
+ * the binary layers after them; floats are made only where a record reads
+ * floats. Max-pools take the maxima of a convolution's sums before its batch
+ * norm and activation, as the trainer does, or where the activation is a
+ * sign, combine the packed output bits (exactly the same result). The "fp32"
+ * variant runs the same network on unpacked float weights through BLAS
+ * (gemm.c's loop where BLAS may not be called), convolutions as im2col and a
+ * matrix product over chunks of examples: the yardstick. */
 #include "deploy.h"
 #include "gemm.h"
 #include "infer.h"

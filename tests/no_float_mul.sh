@@ -2,7 +2,8 @@
 # no_float_mul.sh — proof that the multiplication-free kernels multiply no
 # floats: disassembles the compiled kernel objects of the library archive
 # (the table kernels of every variant, the exponent-add weight gradient, the
-# layout fill and the exactness check, the convolution kernels: infer.c,
+# layout fill and the exactness check, the convolution kernels and the sign
+# packing: infer.c,
 # infer_ref.c, infer_avx2.c, infer_avx512.c, infer_conv.c) and fails on any
 # float multiply, fused multiply-add, dot
 # product, divide, reciprocal, scale or vector integer multiply instruction.
@@ -77,7 +78,7 @@ done
 # among what was scanned.
 defined=$(nm "$WORK"/infer*.c.o 2>/dev/null)
 for symbol in fmi_pow2_grad_ref fmi_infer_real_ref fmi_kernel_fill fmi_pow2_grad_exact \
-    fmi_conv_real_ref fmi_conv_bits_ref; do
+    fmi_conv_real_ref fmi_conv_bits_ref fmi_signs_int_ref fmi_signs_float_ref; do
   if ! grep -q " T $symbol\$" <<<"$defined"; then
     echo "FAIL: $symbol not defined in the scanned objects" >&2
     status=1

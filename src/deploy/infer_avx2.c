@@ -165,20 +165,32 @@ static void real_groups(const fm_kernel_weights *w, const float *T, const int te
         group_blocks(w, T, block, 1, ternary, acc);
 }
 
+/* An input's product table of 8, 16 or 32 entries in 8-entry registers
+ * (the ones past `entries` repeat the first). */
+static ALWAYS_INLINE void product_table(const float *table, const int entries, __m256 t[4])
+{
+    t[0] = t[1] = t[2] = t[3] = _mm256_load_ps(table);
+    if (entries > 8)
+        t[1] = _mm256_load_ps(table + 8);
+    if (entries > 16) {
+        t[2] = _mm256_load_ps(table + 16);
+        t[3] = _mm256_load_ps(table + 24);
+    }
+}
+
 /* The product a synapse code picks, with its sign: the level index (bits
- * 0-4) picks it out of 8, 16 or 32 entries (t0 .. t3, 8 each) with vpermps
+ * 0-4) picks it out of 8, 16 or 32 entries (t[0] .. t[3], 8 each) with vpermps
  * and blends, bit 7, moved to the float's sign, negates it. */
-static ALWAYS_INLINE __m256 synapse_term(__m256i code, __m256 t0, __m256 t1, __m256 t2, __m256 t3,
-                                         const int entries, __m256i sign_bit)
+static ALWAYS_INLINE __m256 synapse_term(__m256i code, const __m256 t[4], const int entries, __m256i sign_bit)
 {
     __m256 product;
     if (entries <= 8) {
-        product = _mm256_permutevar8x32_ps(t0, code);
+        product = _mm256_permutevar8x32_ps(t[0], code);
     } else if (entries <= 16) {
-        product = lookup16(code, t0, t1);
+        product = lookup16(code, t[0], t[1]);
     } else {
         __m256 bit4_at_sign = _mm256_castsi256_ps(_mm256_slli_epi32(code, 27));
-        product = _mm256_blendv_ps(lookup16(code, t0, t1), lookup16(code, t2, t3), bit4_at_sign);
+        product = _mm256_blendv_ps(lookup16(code, t[0], t[1]), lookup16(code, t[2], t[3]), bit4_at_sign);
     }
     return xor_ps(product, _mm256_and_si256(_mm256_slli_epi32(code, 24), sign_bit));
 }
@@ -198,18 +210,13 @@ static ALWAYS_INLINE void synapse_blocks(const fm_kernel_weights *w, const float
         sum[h] = _mm256_setzero_ps();
     for (int i = 0; i < w->in; i++) {
         const float *table = P + (size_t)i * stride;
-        __m256 t0 = _mm256_load_ps(table), t1 = t0, t2 = t0, t3 = t0;
-        if (entries > 8)
-            t1 = _mm256_load_ps(table + 8);
-        if (entries > 16) {
-            t2 = _mm256_load_ps(table + 16);
-            t3 = _mm256_load_ps(table + 24);
-        }
+        __m256 t[4];
+        product_table(table, entries, t);
 #pragma GCC unroll 4
         for (int h = 0; h < 2 * nb; h++) {
             const uint8_t *at = codes + (size_t)(h / 2) * block_bytes + (size_t)i * FM_KERNEL_BLOCK + (size_t)(h % 2) * HALF;
             __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)at));
-            sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t0, t1, t2, t3, entries, sign_bit));
+            sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t, entries, sign_bit));
         }
     }
 #pragma GCC unroll 4
@@ -643,18 +650,13 @@ static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float
             const uint8_t *ct = base + (size_t)(ky * w->k_w + kx) * (size_t)ic * FM_KERNEL_BLOCK;
             for (int c = 0; c < ic; c++) {
                 const float *table = p0 + (size_t)c * ts;
-                __m256 t0 = _mm256_load_ps(table), t1 = t0, t2 = t0, t3 = t0;
-                if (entries > 8)
-                    t1 = _mm256_load_ps(table + 8);
-                if (entries > 16) {
-                    t2 = _mm256_load_ps(table + 16);
-                    t3 = _mm256_load_ps(table + 24);
-                }
+                __m256 t[4];
+                product_table(table, entries, t);
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     const uint8_t *at = ct + (size_t)c * FM_KERNEL_BLOCK + (size_t)h * HALF;
                     __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)at));
-                    sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t0, t1, t2, t3, entries, sign_bit));
+                    sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t, entries, sign_bit));
                 }
             }
         }
@@ -823,44 +825,30 @@ static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t 
 
 /* ---- signs into packed maps ------------------------------------------------ */
 
-/* Each 8 channels' bits are one byte of the pixel's words (little endian:
- * bit j of the words is channel j); the bytes past the last are zeroed. */
+/* The sign stage of the kernels (conv_out_int, conv_out_float), applied to
+ * stored sums: for the sign convolutions whose sums the kernels do not make
+ * (fp32 weights). */
 static void signs_int_avx2(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
                            const int32_t *hi, uint64_t *map)
 {
-    const int cw = fmi_conv_pixel_words(channels), groups = (channels + HALF - 1) / HALF;
-    for (int h = 0; h < groups; h++) {
-        const int left = channels - HALF * h;
-        const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
-        const __m256i low = load_int8(lo + HALF * h, left), high = load_int8(hi + HALF * h, left);
-        for (size_t p = 0; p < positions; p++) {
-            const __m256i sums = load_int8(acc + p * (size_t)channels + HALF * h, left);
-            /* outside the range: below lo or above hi */
-            const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(low, sums), _mm256_cmpgt_epi32(sums, high));
-            const unsigned bits = ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(out)) & live;
-            ((uint8_t *)(map + p * (size_t)cw))[h] = (uint8_t)bits;
-        }
-    }
+    const int cw = fmi_conv_pixel_words(channels);
+    const fm_conv_signs signs = {lo, hi, NULL, NULL, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
     for (size_t p = 0; p < positions; p++)
-        memset((uint8_t *)(map + p * (size_t)cw) + groups, 0, (size_t)cw * 8 - (size_t)groups);
+        for (int first = 0; first < channels; first += HALF)
+            conv_out_int(NULL, &signs, p, cw, channels, first, load_int8(acc + p * (size_t)channels + first, channels - first));
 }
 
 static void signs_float_avx2(const float *acc, size_t positions, int channels, const float *lo,
                              const float *hi, uint64_t *map)
 {
-    const int cw = fmi_conv_pixel_words(channels), groups = (channels + HALF - 1) / HALF;
-    for (int h = 0; h < groups; h++) {
-        const int left = channels - HALF * h;
-        const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
-        const __m256 low = load_float8(lo + HALF * h, left), high = load_float8(hi + HALF * h, left);
-        for (size_t p = 0; p < positions; p++) {
-            const __m256 sums = load_float8(acc + p * (size_t)channels + HALF * h, left);
-            const __m256 in = _mm256_and_ps(_mm256_cmp_ps(sums, low, _CMP_GE_OQ), _mm256_cmp_ps(sums, high, _CMP_LE_OQ));
-            ((uint8_t *)(map + p * (size_t)cw))[h] = (uint8_t)((unsigned)_mm256_movemask_ps(in) & live);
-        }
-    }
+    const int cw = fmi_conv_pixel_words(channels);
+    const fm_conv_signs signs = {NULL, NULL, lo, hi, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
     for (size_t p = 0; p < positions; p++)
-        memset((uint8_t *)(map + p * (size_t)cw) + groups, 0, (size_t)cw * 8 - (size_t)groups);
+        for (int first = 0; first < channels; first += HALF)
+            conv_out_float(NULL, &signs, p, cw, channels, first,
+                           load_float8(acc + p * (size_t)channels + first, channels - first));
 }
 
 static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2, conv_real_avx2,

@@ -875,50 +875,30 @@ static void conv_bits_vpshufb(const fm_conv_weights *w, const uint64_t *a, int32
 /* ---- signs into packed maps ------------------------------------------------ */
 
 
-/* A block's ranges stay in registers over the positions; a value's bit is
- * two compares, the second masked by the first. */
+/* The sign stage of the kernels (conv_store), applied to stored sums: for
+ * the sign convolutions whose sums the kernels do not make (fp32 weights). */
 static void signs_int_avx512(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
                              const int32_t *hi, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels), blocks = (channels + 15) / 16;
-    for (int b = 0; b < blocks; b++) {
-        const int left = channels - 16 * b;
-        const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-        const __m512i low = _mm512_maskz_loadu_epi32(live, lo + 16 * b);
-        const __m512i high = _mm512_maskz_loadu_epi32(live, hi + 16 * b);
-        const int32_t *a = acc + 16 * b;
-        uint64_t *pixel = map;
-        for (size_t p = 0; p < positions; p++, a += channels, pixel += cw) {
-            const __m512i sums = _mm512_maskz_loadu_epi32(live, a);
-            const __mmask16 ge = _mm512_mask_cmpge_epi32_mask(live, sums, low);
-            signs_store(pixel, b, _mm512_mask_cmple_epi32_mask(ge, sums, high));
-        }
-    }
-    for (int b = blocks; b < 4 * cw; b++)
-        for (size_t p = 0; p < positions; p++)
-            signs_store(map + p * (size_t)cw, b, 0);
+    const fm_conv_signs signs = {lo, hi, NULL, NULL, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
+    for (size_t p = 0; p < positions; p++)
+        for (int b = 0; b < blocks; b++)
+            conv_store_int(NULL, &signs, p, cw, channels, b,
+                           _mm512_maskz_loadu_epi32(block_live(channels, b), acc + p * (size_t)channels + 16 * (size_t)b));
 }
 
 static void signs_float_avx512(const float *acc, size_t positions, int channels, const float *lo,
                                const float *hi, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels), blocks = (channels + 15) / 16;
-    for (int b = 0; b < blocks; b++) {
-        const int left = channels - 16 * b;
-        const __mmask16 live = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
-        const __m512 low = _mm512_maskz_loadu_ps(live, lo + 16 * b);
-        const __m512 high = _mm512_maskz_loadu_ps(live, hi + 16 * b);
-        const float *a = acc + 16 * b;
-        uint64_t *pixel = map;
-        for (size_t p = 0; p < positions; p++, a += channels, pixel += cw) {
-            const __m512 sums = _mm512_maskz_loadu_ps(live, a);
-            const __mmask16 ge = _mm512_mask_cmp_ps_mask(live, sums, low, _CMP_GE_OQ);
-            signs_store(pixel, b, _mm512_mask_cmp_ps_mask(ge, sums, high, _CMP_LE_OQ));
-        }
-    }
-    for (int b = blocks; b < 4 * cw; b++)
-        for (size_t p = 0; p < positions; p++)
-            signs_store(map + p * (size_t)cw, b, 0);
+    const fm_conv_signs signs = {NULL, NULL, lo, hi, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
+    for (size_t p = 0; p < positions; p++)
+        for (int b = 0; b < blocks; b++)
+            conv_store(NULL, &signs, p, cw, channels, b,
+                       _mm512_maskz_loadu_ps(block_live(channels, b), acc + p * (size_t)channels + 16 * (size_t)b));
 }
 
 static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq,

@@ -344,30 +344,37 @@ void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc
 
 /* ---- signs into packed maps ------------------------------------------------ */
 
-void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
-                       const int32_t *hi, uint64_t *map)
+/* Bit j of each pixel's words: lo[j] <= acc <= hi[j], integer or real sums. */
+static void signs_ref(const void *acc, const void *lo, const void *hi, const int integer, size_t positions,
+                      int channels, uint64_t *map)
 {
     const int cw = fmi_conv_pixel_words(channels);
     for (size_t p = 0; p < positions; p++) {
         uint64_t *words = map + p * (size_t)cw;
         memset(words, 0, (size_t)cw * sizeof *words);
         for (int j = 0; j < channels; j++) {
-            const int32_t a = acc[p * (size_t)channels + (size_t)j];
-            words[j / 64] |= (uint64_t)(lo[j] <= a && a <= hi[j]) << (j % 64);
+            const size_t i = p * (size_t)channels + (size_t)j;
+            int plus;
+            if (integer) {
+                const int32_t a = ((const int32_t *)acc)[i];
+                plus = ((const int32_t *)lo)[j] <= a && a <= ((const int32_t *)hi)[j];
+            } else {
+                const float a = ((const float *)acc)[i];
+                plus = ((const float *)lo)[j] <= a && a <= ((const float *)hi)[j];
+            }
+            words[j / 64] |= (uint64_t)plus << (j % 64);
         }
     }
+}
+
+void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                       const int32_t *hi, uint64_t *map)
+{
+    signs_ref(acc, lo, hi, 1, positions, channels, map);
 }
 
 void fmi_signs_float_ref(const float *acc, size_t positions, int channels, const float *lo,
                          const float *hi, uint64_t *map)
 {
-    const int cw = fmi_conv_pixel_words(channels);
-    for (size_t p = 0; p < positions; p++) {
-        uint64_t *words = map + p * (size_t)cw;
-        memset(words, 0, (size_t)cw * sizeof *words);
-        for (int j = 0; j < channels; j++) {
-            const float a = acc[p * (size_t)channels + (size_t)j];
-            words[j / 64] |= (uint64_t)(lo[j] <= a && a <= hi[j]) << (j % 64);
-        }
-    }
+    signs_ref(acc, lo, hi, 0, positions, channels, map);
 }

@@ -362,7 +362,7 @@ static int scratch_create(const fm_deploy *d, scratch *s)
         const fm_deploy_layer *L = &d->layers[l];
         if (L->kernel)
             kernel = FM_MAX(kernel, fmi_kernel_scratch_floats(L->kernel));
-        if (L->conv)
+        if (L->conv && !(L->binary_input && L->weights == FM_DW_BINARY)) /* conv_real's tables */
             kernel = FM_MAX(kernel, fmi_conv_kernel_scratch_floats(L->conv));
         if (L->type == FM_DL_CONV) {
             map = FM_MAX(map, (size_t)L->in_h * L->in_w * (size_t)fmi_conv_pixel_words(L->in_c));

@@ -695,8 +695,9 @@ typedef struct fm_deploy fm_deploy;
  * Deterministic modes always deploy det; fp32 models deploy fp32 weights. */
 typedef enum fm_export_weights { FM_EXPORT_DET = 0, FM_EXPORT_MEAN = 1 } fm_export_weights;
 
-/* The deployed form of a trained model. height x width x channels must equal
- * its input size (all 0: the model's input shape). */
+/* The deployed form of a trained model, dense or convolutional (docs/deploy.md).
+ * height x width x channels must equal its input size (all 0: the model's input
+ * shape); a network with convolutions takes its own input shape only. */
 int fm_deploy_from_model(const fm_model *model, fm_export_weights how, int height, int width,
                          int channels, fm_deploy **out);
 /* Writes the packed file through fm_write_file_atomic (synced and renamed
@@ -717,14 +718,25 @@ const char *fm_deploy_describe(const fm_deploy *deploy);
 /* Bytes of the packed file of this network. */
 uint64_t fm_deploy_file_bytes(const fm_deploy *deploy);
 
+/* One record of a deployed network: a dense layer, a convolution, a max-pool
+ * (of the sums of the convolution before it, before that convolution's batch
+ * norm and activation) or a global average pooling. */
 typedef struct fm_deploy_layer_info {
-    int in, out;
-    const char *weights;    /* "fp32", "binary", "ternary", "synapse" */
-    int bits;               /* per weight */
+    int in, out;            /* values per example in and out (a convolution's
+                               out: before its max-pool) */
+    const char *weights;    /* "fp32", "binary", "ternary", "synapse"; "none" for pools */
+    int bits;               /* per weight (0 for pools) */
     int levels;             /* synapse magnitudes, else 0 */
     const char *input;      /* "real" or "binary" */
-    const char *activation; /* "relu", "sign" or "none" (class scores) */
+    const char *activation; /* "relu", "sign" or "none" (class scores, pools) */
     uint64_t weight_bytes;  /* packed weight bytes in the file */
+    const char *type;       /* "dense", "conv", "maxpool" or "gap" */
+    uint64_t weight_count;  /* weights: in x out (dense), fan-in x filters (conv), 0 */
+    /* conv, maxpool, gap: the input and output maps (height x width x
+     * channels), the kernel or pool window, stride and the padding before the
+     * first row and column (the rest follows from the output size); dense: 0 */
+    int in_h, in_w, in_c, out_h, out_w, out_c;
+    int kernel_h, kernel_w, stride, pad_top, pad_left;
 } fm_deploy_layer_info;
 int fm_deploy_layers(const fm_deploy *deploy);
 int fm_deploy_describe_layer(const fm_deploy *deploy, int layer, fm_deploy_layer_info *info);

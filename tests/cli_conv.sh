@@ -3,9 +3,10 @@
 # user meets them: a small CNN trained on a CIFAR-10 folder written here in the exact
 # binary format (random images whose class sets their brightness), the
 # paper's split and preprocessing chosen by the data set, the saved state
-# evaluated again, and the refusals (architectures that do not fit the
-# images, --out, --exec mulfree, --qb-conv values, broken CIFAR-10 and SVHN
-# files).
+# evaluated again, the packed file (--out) of a CNN predicting as training
+# evaluated, and the refusals (architectures that do not fit the images,
+# --out with GCN preprocessing, --exec mulfree, --qb-conv values, broken
+# CIFAR-10 and SVHN files).
 # Usage: cli_conv.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
 
@@ -69,6 +70,21 @@ if abs(t["test_error_pct"] - e["error_pct"]) > 1e-9:
     sys.exit("train %s, eval %s" % (t["test_error_pct"], e["error_pct"]))
 ' "$tmp/gap" "$tmp/gap_eval"
 
+# the packed file of a CNN on 32x32x3 images: the deterministic binary
+# weights training evaluated with predict the same test error in every variant
+run packed train --data "cifar10:$tmp/cifar" --arch "$small" --weights bc --qb --test-weights quantized \
+    --epochs 1 --batch 50 --valid 200 --preproc unit --out "$tmp/cnn.fmp" --quiet --json
+for kernels in ref fp32; do
+    run "packed_$kernels" infer --model "$tmp/cnn.fmp" --data "cifar10:$tmp/cifar" --kernels "$kernels" --json
+    check "train --out of a CNN on cifar10: infer --kernels $kernels = training's test error" '
+import json, sys
+t = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+i = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+if i["input"] != "32x32x3" or abs(t["test_error_pct"] - i["error_pct"]) > 1e-9:
+    sys.exit("train %s, infer %s (%s)" % (t["test_error_pct"], i["error_pct"], i["input"]))
+' "$tmp/packed" "$tmp/packed_$kernels"
+done
+
 # defaults by data set: CIFAR-10's 5000 validation images and gcn-zca
 run defaults train --data "cifar10:$tmp/cifar" --arch conv:4k5,pool4 --epochs 1 --batch 100 \
     --quiet --json
@@ -96,7 +112,6 @@ expect() {
 data=(--data "cifar10:$tmp/cifar" --epochs 1 --valid 200 --quiet)
 expect "a kernel larger than its map is a usage error" 2 "item 5 (5x5x8 input)" train "${data[@]}" --arch conv:8k5,pool2,8k5,pool2,8k7
 expect "a pool larger than its map is a usage error" 2 "larger than" train "${data[@]}" --arch conv:8k30,pool4
-expect "--out refuses a convolutional network before training" 2 "convolutions" train "${data[@]}" --arch "$small" --preproc unit --out "$tmp/x.fmp"
 expect "--out refuses gcn preprocessing" 2 "GCN" train "${data[@]}" --arch mlp:8 --out "$tmp/x.fmp"
 expect "--exec mulfree refuses convolutions" 2 "convolutions" train "${data[@]}" --arch "$small" --weights bc --qb --exec mulfree
 expect "--qb-conv needs EMIN:EMAX" 2 "EMIN:EMAX" train "${data[@]}" --arch "$small" --qb --qb-conv=4

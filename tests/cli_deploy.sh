@@ -2,7 +2,8 @@
 # cli_deploy.sh — checks deployment as a user would meet it: `train --out`
 # (packed) and `--state` (training state), `--export`, `--acts binary`,
 # `info`, `eval` of both formats, `infer` with each kernel variant, `bench
-# infer`, FEWMUL_KERNELS, damaged packed files, and the example program
+# infer`, convolutional networks (binary and ternary, pools and gap),
+# FEWMUL_KERNELS, damaged packed files, and the example program
 # examples/classify_idx. Tiny networks trained for one short epoch on MNIST,
 # or on Debian's Fashion-MNIST where MNIST is absent (cli_common.sh).
 # Usage: cli_deploy.sh PATH_TO_fewmul [SHARED_DATA_DIR [PATH_TO_classify_idx]]
@@ -231,6 +232,15 @@ for v in r["variants"]:
     if v["name"] == "fp32" and (v["latency_speedup_vs_fp32"] != 1 or v["throughput_speedup_vs_fp32"] != 1):
         sys.exit("fp32 against itself %r" % v)
 ' "$tmp/bench" "$variants"
+run bench_some bench infer --model "$tmp/xnor.fmp" --runs 6 --kernels "$(echo "$variants" | awk '{print $NF "," $1}')" --json
+check "bench infer --kernels: only the variants named, in their order" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+names = [v["name"] for v in r["variants"]]
+want = sys.argv[2].split()
+if names != [want[-1], want[0]] or r["runs"] != 6 or r["mismatches"] != 0:
+    sys.exit("variants %r (wanted %r), runs %r, mismatches %r" % (names, [want[-1], want[0]], r["runs"], r["mismatches"]))
+' "$tmp/bench_some" "$variants"
 run bench_text bench infer --model "$tmp/bc.fmp" --runs 5
 if [ "$rc" -eq 0 ] && grep -q '^fp32 ' "$tmp/bench_text" && grep -q 'same classes' "$tmp/bench_text"; then
     ok "bench infer table"
@@ -259,6 +269,81 @@ for f in trunc flip; do
 done
 run state_info info "$tmp/bc.fm"
 expect_fail "info on a training-state file says so" 4 'bc\.fm.*state' state_info
+
+# ---- convolutional networks ----------------------------------------------------
+
+# Small conv nets exported by train --out: fully binary (bc-det, binary
+# activations: xnor convolutions, pools on bits) and ternary with global
+# average pooling; info, eval of both files, infer with every variant and
+# bench infer must all agree with the training run's own test error.
+CONV=(--data "$DATA" --epochs 1 --train-limit 2000 --valid 500 --batch 100 --quiet --json)
+run cnn train "${CONV[@]}" --arch conv:8k3,pool2,16k3same,pool2,fc32 --weights bc-det \
+    --acts binary --out "$tmp/cnn.fmp" --state "$tmp/cnn.fm"
+cnn_rc=$rc
+run cnngap train "${CONV[@]}" --arch conv:8k3,pool2,16k3,gap --weights tc --qb \
+    --test-weights quantized --out "$tmp/cnngap.fmp"
+if [ "$cnn_rc" -ne 0 ] || [ "$rc" -ne 0 ]; then
+    not_ok "train --out of conv nets" "exit $cnn_rc/$rc: $(first_err_line cnn) $(first_err_line cnngap)"
+else
+    ok "train --out of conv nets"
+    run cnn_info info "$tmp/cnn.fmp" --json
+    check "info of a conv file: its records, maps and binary inputs" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+types = [l["type"] for l in r["layers"]]
+if types != ["conv", "maxpool", "conv", "maxpool", "dense", "dense"]:
+    sys.exit("types %r" % types)
+c1, p1, c2 = r["layers"][:3]
+if c1["in_map"] != [28, 28, 1] or c1["out_map"] != [26, 26, 8] or c1["kernel_h"] != 3:
+    sys.exit("first conv %r" % c1)
+if p1["out_map"] != [13, 13, 8] or c2["pad_top"] != 1 or c2["input"] != "binary":
+    sys.exit("pool %r second conv %r" % (p1, c2))
+if c1["weight_count"] != 72 or r["weights"] != 72 + 1152 + 576 * 32 + 320 or r["bits_per_weight"] != 1:
+    sys.exit("weights %r %r" % (c1["weight_count"], r["weights"]))
+' "$tmp/cnn_info"
+    run cnn_info_text info "$tmp/cnn.fmp"
+    if [ "$rc" -eq 0 ] && grep -q 'conv .*13x13x8 > 3x3 s1 pad 1,1 > 13x13x16' "$tmp/cnn_info_text" &&
+        grep -q 'maxpool' "$tmp/cnn_info_text"; then
+        ok "info text of a conv file"
+    else
+        not_ok "info text of a conv file" "exit $rc: $(head -n 5 "$tmp/cnn_info_text")"
+    fi
+    for m in cnn cnngap; do
+        trained=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["test_error_pct"])' "$tmp/$m" 2>/dev/null)
+        run "eval_$m" eval --model "$tmp/$m.fmp" --data "$DATA" --json
+        got=$(err_of "eval_$m")
+        if [ -n "$trained" ] && [ "$got" = "$trained" ]; then
+            ok "$m: eval of the packed conv file = the training run's test error ($trained%)"
+        else
+            not_ok "$m: eval of the packed conv file" "train '$trained', eval '$got': $(first_err_line "eval_$m")"
+        fi
+        for v in $variants; do
+            run "infer_${m}_$v" infer --model "$tmp/$m.fmp" --data "$DATA" --kernels "$v" --json
+            got=$(err_of "infer_${m}_$v")
+            if [ -n "$got" ] && [ "$got" = "$trained" ]; then
+                ok "$m: infer --kernels $v = the training run's test error"
+            else
+                not_ok "$m: infer --kernels $v" "error '$got', training '$trained': $(first_err_line "infer_${m}_$v")"
+            fi
+        done
+    done
+    run cnn_state eval --model "$tmp/cnn.fm" --data "$DATA" --json
+    if [ "$(err_of cnn_state)" = "$(err_of eval_cnn)" ]; then
+        ok "cnn: eval of the training state = eval of the packed file"
+    else
+        not_ok "cnn: eval of the training state" "state '$(err_of cnn_state)', packed '$(err_of eval_cnn)'"
+    fi
+    run cnn_bench bench infer --model "$tmp/cnn.fmp" --runs 5 --json
+    check "bench infer of a conv file: every variant, 0 mismatches" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+names = [v["name"] for v in r["variants"]]
+if names != sys.argv[2].split() or r["mismatches"] != 0:
+    sys.exit("variants %r mismatches %r" % (names, r["mismatches"]))
+if any(not (v["latency_us"] > 0 and v["images_per_s"] > 0) for v in r["variants"]):
+    sys.exit("timings %r" % r["variants"])
+' "$tmp/cnn_bench" "$variants"
+fi
 
 # ---- the example program -------------------------------------------------------
 

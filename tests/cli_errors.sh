@@ -307,6 +307,12 @@ usage_error "bench option before subcommand" 'runs|subcommand' bench --runs 5
 usage_error "bench infer without --model" 'model' bench infer
 usage_error "bench infer --runs 0" 'runs' bench infer --model x --runs 0
 usage_error "bench infer --threads 0" 'threads' bench infer --model x --threads 0
+usage_error "bench infer --kernels of an unknown variant" "unknown kernel variant 'sse'" \
+    bench infer --model x --kernels avx2,sse
+usage_error "bench infer --kernels naming a variant twice" "'fp32' is named twice" \
+    bench infer --model x --kernels fp32,ref,fp32
+usage_error "bench infer --kernels ending in a comma" "unknown kernel variant ''" \
+    bench infer --model x --kernels ref,
 usage_error "energy --batch 0" 'batch' energy --batch 0
 usage_error "energy --batch abc" 'batch.*abc' energy --batch abc
 usage_error "energy --input 0" 'input' energy --input 0

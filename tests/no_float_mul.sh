@@ -2,8 +2,10 @@
 # no_float_mul.sh — proof that the multiplication-free kernels multiply no
 # floats: disassembles the compiled kernel objects of the library archive
 # (the table kernels of every variant, the exponent-add weight gradient, the
-# layout fill and the exactness check: infer.c, infer_ref.c, infer_avx2.c,
-# infer_avx512.c) and fails on any float multiply, fused multiply-add, dot
+# layout fill and the exactness check, the convolution kernels and the sign
+# packing: infer.c,
+# infer_ref.c, infer_avx2.c, infer_avx512.c, infer_conv.c) and fails on any
+# float multiply, fused multiply-add, dot
 # product, divide, reciprocal, scale or vector integer multiply instruction.
 # The only functions exempt are `synapse_products`, which form the synapse
 # product tables (N multiplies per input, docs/mulfree.md lists them). A
@@ -14,7 +16,7 @@ set -u -o pipefail
 
 ARCHIVE=${1:?usage: no_float_mul.sh LIBFEWMUL.a}
 OBJDUMP=${OBJDUMP:-objdump}
-MEMBERS="infer.c.o infer_ref.c.o infer_avx2.c.o infer_avx512.c.o"
+MEMBERS="infer.c.o infer_ref.c.o infer_avx2.c.o infer_avx512.c.o infer_conv.c.o"
 EXEMPT='^synapse_products([.].*)?$'
 # mnemonics (AT&T or Intel spelling, with or without the v prefix / suffixes)
 FORBIDDEN='^(v?mul(ss|sd|ps|pd|sh|ph)|v?f(n?m(add|sub)(sub|add)?)[0-9]*(ss|sd|ps|pd|sh|ph)|vfm(addsub|subadd)[0-9]*(ps|pd|ph)|v?dp(ps|pd)|v?div(ss|sd|ps|pd|sh|ph)|vscalef(ss|sd|ps|pd|sh|ph)|v?rcp[0-9a-z]*|v?rsqrt[0-9a-z]*|f(i?)mul[a-z]*|f(i?)div[a-z]*|v?pmul[a-z0-9]*|v?pmadd[a-z0-9]*|vpdp[a-z]*|v4?fmadd[a-z]*)$'
@@ -42,12 +44,14 @@ scan() {
 
 status=0
 # Self-check: without the exemption the scan must find synapse_products' multiplies.
-if [ -z "$(scan "$WORK/infer_ref.c.o" '' 2>/dev/null | grep '^synapse_products')" ]; then
-  echo "FAIL self-check: no multiply found in infer_ref.c.o's synapse_products without the exemption" >&2
-  status=1
-else
-  echo "ok self-check: the scan finds the multiplies of synapse_products when not exempt"
-fi
+for member in infer_ref.c.o infer_conv.c.o; do
+  if [ -z "$(scan "$WORK/$member" '' 2>/dev/null | grep '^synapse_products')" ]; then
+    echo "FAIL self-check: no multiply found in $member's synapse_products without the exemption" >&2
+    status=1
+  else
+    echo "ok self-check: the scan finds the multiplies of $member's synapse_products when not exempt"
+  fi
+done
 
 for member in $MEMBERS; do
   object="$WORK/$member"
@@ -70,9 +74,11 @@ for member in $MEMBERS; do
   fi
 done
 
-# The kernels the training path calls must be among what was scanned.
+# The kernels the training path and the deployed convolutions call must be
+# among what was scanned.
 defined=$(nm "$WORK"/infer*.c.o 2>/dev/null)
-for symbol in fmi_pow2_grad_ref fmi_infer_real_ref fmi_kernel_fill fmi_pow2_grad_exact; do
+for symbol in fmi_pow2_grad_ref fmi_infer_real_ref fmi_kernel_fill fmi_pow2_grad_exact \
+    fmi_conv_real_ref fmi_conv_bits_ref fmi_signs_int_ref fmi_signs_float_ref; do
   if ! grep -q " T $symbol\$" <<<"$defined"; then
     echo "FAIL: $symbol not defined in the scanned objects" >&2
     status=1

@@ -23,6 +23,7 @@
 
 #include "fewmul.h"
 #include "train_data.h"
+#include "deploy_checks.h"
 #include "net.h"
 
 /* A short run of `weights` (a --weights spec) with `acts` hidden activations. */
@@ -47,69 +48,15 @@ static fm_model *train_model(const char *weights, int qb, fm_acts acts, const ch
     return m;
 }
 
-/* Test-set classes as training evaluates the model; quantized: with the
- * deterministic weights (a stochastic mode's deployed form). */
+/* Test-set classes as training evaluates the model (deploy_checks.h). */
 static uint8_t *training_classes(fm_model *m, int quantized)
 {
-    uint8_t *classes = malloc((size_t)test_set.count);
-    assert_non_null(classes);
-    const int saved = m->config.test_quantized;
-    m->config.test_quantized = quantized;
-    assert_int_equal(fm_model_predict(m, &test_set, 0, test_set.count, 2, classes), FM_OK);
-    m->config.test_quantized = saved;
-    return classes;
+    return training_classes_of(m, &test_set, quantized);
 }
 
-static double error_pct(const uint8_t *classes)
-{
-    int wrong = 0;
-    for (int i = 0; i < test_set.count; i++)
-        wrong += classes[i] != test_set.labels[i];
-    return 100.0 * wrong / test_set.count;
-}
-
-static int differences(const uint8_t *a, const uint8_t *b)
-{
-    int n = 0;
-    for (int i = 0; i < test_set.count; i++)
-        n += a[i] != b[i];
-    return n;
-}
-
-/* Every kernel variant and the fp32 yardstick predict `expected` image for
- * image; packed variants give bit-identical scores. Returns the error. */
 static double check_variants(fm_deploy *d, const uint8_t *expected, const char *what)
 {
-    const int n = test_set.count, classes = fm_deploy_classes(d);
-    uint8_t *got = malloc((size_t)n);
-    float *scores = malloc((size_t)n * classes * sizeof *scores);
-    float *ref_scores = malloc((size_t)n * classes * sizeof *ref_scores);
-    assert_true(got && scores && ref_scores);
-    int variants = 0;
-    for (int v = 0; fm_kernels_name(v); v++, variants++) {
-        const char *name = fm_kernels_name(v);
-        assert_int_equal(fm_deploy_set_kernels(d, name), FM_OK);
-        assert_string_equal(fm_deploy_kernels(d), name);
-        assert_int_equal(fm_deploy_predict(d, test_set.pixels, n, 2, got, scores), FM_OK);
-        int diff = differences(got, expected);
-        printf("  %-28s %-7s error %.2f%%  differs from training on %d images\n", what, name,
-               error_pct(got), diff);
-        assert_int_equal(diff, 0);
-        if (strcmp(name, "ref") == 0) {
-            memcpy(ref_scores, scores, (size_t)n * classes * sizeof *scores);
-        } else if (strcmp(name, "fp32") != 0) {
-            assert_memory_equal(scores, ref_scores, (size_t)n * classes * sizeof *scores);
-        } else { /* the yardstick sums in another order: close, not equal */
-            for (size_t i = 0; i < (size_t)n * classes; i++)
-                assert_true(fabsf(scores[i] - ref_scores[i]) <= 1e-3f * (1.0f + fabsf(ref_scores[i])));
-        }
-    }
-    assert_true(variants >= 2); /* ref and fp32 at least */
-    double err = error_pct(got);
-    free(got);
-    free(scores);
-    free(ref_scores);
-    return err;
+    return check_variants_on(d, &test_set, expected, what);
 }
 
 static void check_mode(const char *weights, int qb, fm_acts acts, const char *want_kind, int want_bits)

@@ -131,14 +131,108 @@ static fm_deploy *make_net(int h, int w, int c, const layer_spec *specs, int n, 
     return d;
 }
 
+/* ---- networks with maps (version 2) ------------------------------------ */
+
+/* Record k of a network under construction: a convolution of `out_c` filters
+ * k_h x k_w on the current map, weights of `kind`. */
+static fm_deploy_layer *add_conv(fm_deploy *d, int k, int *h, int *w, int *c, int out_c, int k_h,
+                                 int k_w, int stride, int pad_top, int pad_left, int out_h,
+                                 int out_w, fm_deploy_weights kind, int levels, fm_deploy_act act,
+                                 int binary_input)
+{
+    fm_deploy_layer *L = &d->layers[k];
+    L->type = FM_DL_CONV;
+    L->in_h = *h, L->in_w = *w, L->in_c = *c;
+    L->k_h = k_h, L->k_w = k_w, L->stride = stride, L->pad_top = pad_top, L->pad_left = pad_left;
+    L->out_h = out_h, L->out_w = out_w, L->out_c = out_c;
+    L->in = k_h * k_w * *c;
+    L->out = out_c;
+    L->weights = kind;
+    L->levels = kind == FM_DW_SYNAPSE ? levels : 0;
+    L->bits = kind == FM_DW_FP32 ? 32 : kind == FM_DW_BINARY ? 1 : kind == FM_DW_TERNARY ? 2
+                                                                 : synapse_bits_of(levels);
+    L->unit = kind == FM_DW_BINARY || kind == FM_DW_TERNARY ? 0.125f : 1.0f;
+    L->act = act;
+    L->binary_input = binary_input;
+    assert_int_equal(fmi_deploy_layer_alloc(L), FM_OK);
+    fill_layer(L);
+    *h = out_h, *w = out_w, *c = out_c;
+    return L;
+}
+
+/* A max-pool (size, stride) or, size 0, a global average pool of the map. */
+static void add_pool(fm_deploy *d, int k, int *h, int *w, int c, int size, int stride)
+{
+    fm_deploy_layer *L = &d->layers[k];
+    L->type = size ? FM_DL_POOL : FM_DL_GAP;
+    L->weights = FM_DW_FP32;
+    L->in_h = *h, L->in_w = *w, L->in_c = L->out_c = c;
+    L->k_h = L->k_w = size;
+    L->stride = stride;
+    L->out_h = size ? (*h - size) / stride + 1 : 1;
+    L->out_w = size ? (*w - size) / stride + 1 : 1;
+    L->in = *h * *w * c;
+    L->out = L->out_h * L->out_w * c;
+    *h = L->out_h, *w = L->out_w;
+}
+
+/* The small convolutional network most version 2 tests use, on a 7 x 6 x 2
+ * input: a padded binary convolution (sign) and its max-pool, a binary
+ * convolution of the +-1 map (relu), global average pooling, a ternary dense
+ * layer. With `other` set: a synapse convolution (3 x 2 kernel, stride 2,
+ * padding 1, 0; relu) and an fp32 dense layer instead. */
+static fm_deploy *conv_net(uint32_t seed, int other)
+{
+    rng_state = seed;
+    fm_deploy *d;
+    const int n = other ? 2 : 5;
+    assert_int_equal(fmi_deploy_alloc(n, &d), FM_OK);
+    d->height = 7, d->width = 6, d->channels = 2;
+    d->input_dim = 84;
+    d->classes = 3;
+    d->source_mode = other ? FM_WEIGHTS_SYNAPSE : FM_WEIGHTS_BC_DET;
+    d->export_how = FM_EXPORT_DET;
+    d->input_mean = fmi_alloc(84, sizeof *d->input_mean);
+    assert_non_null(d->input_mean);
+    for (int i = 0; i < 84; i++)
+        d->input_mean[i] = 0.002f * (float)(next_random() % 300);
+    int h = 7, w = 6, c = 2;
+    int k = 0;
+    if (other) {
+        add_conv(d, k++, &h, &w, &c, 5, 3, 2, 2, 1, 0, 4, 3, FM_DW_SYNAPSE, 16, FM_ACT_RELU, 0);
+    } else {
+        add_conv(d, k++, &h, &w, &c, 5, 3, 3, 1, 1, 1, 7, 6, FM_DW_BINARY, 0, FM_ACT_SIGN, 0);
+        add_pool(d, k++, &h, &w, c, 2, 2);
+        add_conv(d, k++, &h, &w, &c, 4, 2, 2, 1, 0, 0, 2, 2, FM_DW_BINARY, 0, FM_ACT_RELU, 1);
+        add_pool(d, k++, &h, &w, c, 0, 0);
+    }
+    fm_deploy_layer *L = &d->layers[k];
+    L->type = FM_DL_DENSE;
+    L->in = h * w * c;
+    L->out = 3;
+    L->weights = other ? FM_DW_FP32 : FM_DW_TERNARY;
+    L->bits = other ? 32 : 2;
+    L->unit = 1.0f;
+    L->act = FM_ACT_NONE;
+    assert_int_equal(fmi_deploy_layer_alloc(L), FM_OK);
+    fill_layer(L);
+    assert_int_equal(fmi_deploy_validate(d, "conv_net"), FM_OK);
+    return d;
+}
+
 /* The size docs/format.md gives, computed here independently of the library. */
 static uint64_t documented_bytes(const fm_deploy *d)
 {
     uint64_t bytes = 64 + 4 * (uint64_t)d->input_dim;
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
+        if (L->type == FM_DL_POOL || L->type == FM_DL_GAP) {
+            bytes += L->type == FM_DL_POOL ? 36 : 28;
+            continue;
+        }
         uint64_t row = ((uint64_t)L->in * (uint64_t)L->bits + 7) / 8;
         bytes += 48 + 4 * (uint64_t)L->levels + 8 * (uint64_t)L->out + (uint64_t)L->out * row;
+        bytes += L->type == FM_DL_CONV ? 40 : 0;
     }
     return bytes;
 }
@@ -164,6 +258,12 @@ static void assert_nets_equal(const fm_deploy *a, const fm_deploy *b)
     assert_floats_identical(a->input_mean, b->input_mean, (size_t)a->input_dim);
     for (int l = 0; l < a->n_layers; l++) {
         const fm_deploy_layer *x = &a->layers[l], *y = &b->layers[l];
+        assert_int_equal(x->type, y->type);
+        const int32_t gx[11] = {x->in_h, x->in_w, x->in_c, x->out_h, x->out_w, x->out_c,
+                                x->k_h, x->k_w, x->stride, x->pad_top, x->pad_left};
+        const int32_t gy[11] = {y->in_h, y->in_w, y->in_c, y->out_h, y->out_w, y->out_c,
+                                y->k_h, y->k_w, y->stride, y->pad_top, y->pad_left};
+        assert_memory_equal(gx, gy, sizeof gx);
         assert_int_equal(x->in, y->in);
         assert_int_equal(x->out, y->out);
         assert_int_equal(x->weights, y->weights);
@@ -174,6 +274,10 @@ static void assert_nets_equal(const fm_deploy *a, const fm_deploy *b)
         assert_int_equal(x->row_bytes, y->row_bytes);
         assert_floats_identical(&x->unit, &y->unit, 1);
         assert_floats_identical(x->magnitudes, y->magnitudes, (size_t)x->levels);
+        if (!fmi_deploy_weighted(x)) { /* pools: no weights, scales or offsets */
+            assert_true(!x->packed && !y->packed && !x->scale && !y->scale);
+            continue;
+        }
         assert_floats_identical(x->scale, y->scale, (size_t)x->out);
         assert_floats_identical(x->offset, y->offset, (size_t)x->out);
         assert_memory_equal(x->packed, y->packed, (size_t)x->out * x->row_bytes);
@@ -210,7 +314,7 @@ static uint8_t *saved_bytes(const fm_deploy *d, const char *name, size_t *n)
 typedef struct layout {
     size_t header_bytes;
     int n_layers;
-    size_t layer_at[64]; /* offset of each layer section's tag */
+    size_t layer_at[128]; /* offset of each layer section's tag */
 } layout;
 
 static layout layout_of(const uint8_t *p, size_t n)
@@ -380,6 +484,27 @@ static void test_round_trip_synapse(void **state)
     fm_deploy_free(d);
 }
 
+static void test_round_trip_conv(void **state)
+{
+    (void)state;
+    for (int other = 0; other < 2; other++) {
+        fm_deploy *d = conv_net(21 + (uint32_t)other, other);
+        size_t n;
+        uint8_t *p = saved_bytes(d, "conv-version.fmp", &n);
+        assert_int_equal(le32(p + 8), 2); /* maps need version 2 */
+        free(p);
+        round_trip(d, other ? "conv-synapse.fmp" : "conv.fmp");
+        fm_deploy_free(d);
+    }
+    /* dense networks are still written as version 1 */
+    fm_deploy *d = small_net();
+    size_t n;
+    uint8_t *p = saved_bytes(d, "dense-version.fmp", &n);
+    assert_int_equal(le32(p + 8), 1);
+    free(p);
+    fm_deploy_free(d);
+}
+
 /* The bytes sit where docs/format.md says. */
 static void test_documented_layout(void **state)
 {
@@ -485,13 +610,10 @@ static void test_binary_much_smaller_than_fp32(void **state)
 
 /* ---- refusals ------------------------------------------------------------ */
 
-static void test_every_truncation(void **state)
+/* Every prefix of the file p (n bytes) is refused as truncated, before any
+ * allocation. */
+static void refuse_every_prefix(const uint8_t *p, size_t n)
 {
-    (void)state;
-    fm_deploy *d = small_net();
-    size_t n;
-    uint8_t *p = saved_bytes(d, "trunc.fmp", &n);
-    fm_deploy_free(d);
     for (size_t len = 0; len < n; len++) {
         memset(&track, 0, sizeof track);
         /* a fresh copy of exactly len bytes, so ASan sees any read past it */
@@ -507,6 +629,16 @@ static void test_every_truncation(void **state)
         assert_int_equal(track.calls, 0); /* refused before any allocation */
         free(cut);
     }
+}
+
+static void test_every_truncation(void **state)
+{
+    (void)state;
+    fm_deploy *d = small_net();
+    size_t n;
+    uint8_t *p = saved_bytes(d, "trunc.fmp", &n);
+    fm_deploy_free(d);
+    refuse_every_prefix(p, n);
     /* the same through a file names the file */
     expect_file_fail(p, 5, "cut-magic.fmp", FM_ETRUNC, "truncated");
     expect_file_fail(p, 40, "cut-header.fmp", FM_ETRUNC, "truncated");
@@ -515,13 +647,9 @@ static void test_every_truncation(void **state)
     free(p);
 }
 
-static void test_every_bit_flip(void **state)
+/* Every single-bit flip of the file p (n bytes) is refused; p is restored. */
+static void refuse_every_bit_flip(uint8_t *p, size_t n)
 {
-    (void)state;
-    fm_deploy *d = small_net();
-    size_t n;
-    uint8_t *p = saved_bytes(d, "flip.fmp", &n);
-    fm_deploy_free(d);
     long counts[3] = {0};
     for (size_t bit = 0; bit < 8 * n; bit++) {
         p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
@@ -541,6 +669,16 @@ static void test_every_bit_flip(void **state)
     fm_deploy *ok;
     assert_int_equal(fm_deploy_load_memory(p, n, &ok), FM_OK); /* restored */
     fm_deploy_free(ok);
+}
+
+static void test_every_bit_flip(void **state)
+{
+    (void)state;
+    fm_deploy *d = small_net();
+    size_t n;
+    uint8_t *p = saved_bytes(d, "flip.fmp", &n);
+    fm_deploy_free(d);
+    refuse_every_bit_flip(p, n);
     /* a damaged file names itself and its section */
     p[n - 10] ^= 0x10;
     expect_file_fail(p, n, "damaged.fmp", FM_EFORMAT, "layer 4 section checksum mismatch");
@@ -548,6 +686,148 @@ static void test_every_bit_flip(void **state)
     p[60] ^= 0x01;
     expect_file_fail(p, n, "damaged-header.fmp", FM_EFORMAT, "header checksum mismatch");
     free(p);
+}
+
+/* The same for networks with maps: every truncation and single-bit flip of
+ * both conv networks' files is refused. */
+static void test_conv_truncations_and_bit_flips(void **state)
+{
+    (void)state;
+    for (int other = 0; other < 2; other++) {
+        fm_deploy *d = conv_net(21 + (uint32_t)other, other);
+        size_t n;
+        uint8_t *p = saved_bytes(d, "conv-damage.fmp", &n);
+        fm_deploy_free(d);
+        refuse_every_prefix(p, n);
+        refuse_every_bit_flip(p, n);
+        free(p);
+    }
+}
+
+/* The version 2 sections sit where docs/format.md says. */
+static void test_documented_layout_v2(void **state)
+{
+    (void)state;
+    fm_deploy *d = conv_net(21, 0);
+    size_t n;
+    uint8_t *p = saved_bytes(d, "layout-v2.fmp", &n);
+    assert_int_equal(le32(p + 8), 2);
+    layout lay = layout_of(p, n);
+    assert_int_equal(lay.n_layers, 5);
+    /* the convolution: tag, geometry, then a dense layer's fields */
+    const uint8_t *s = p + lay.layer_at[0];
+    const fm_deploy_layer *L = &d->layers[0];
+    assert_memory_equal(s, "CONV", 4);
+    const uint64_t row = (18 + 7) / 8; /* 3 x 3 x 2 codes of 1 bit */
+    assert_int_equal(le64(s + 4), 40 + 32 + 8 * 5 + 5 * row);
+    const uint32_t geometry[10] = {7, 6, 2, 3, 3, 1, 1, 1, 7, 6};
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(le32(s + 12 + 4 * k), geometry[k]);
+    assert_int_equal(le32(s + 52), 18);
+    assert_int_equal(le32(s + 56), 5);
+    assert_int_equal(le32(s + 60), FM_DW_BINARY);
+    assert_int_equal(le32(s + 72), FM_ACT_SIGN);
+    assert_int_equal(le32(s + 76), 0);
+    assert_floats_identical((const float *)(const void *)(s + 84), L->scale, 5);
+    const uint8_t *rows = s + 84 + 40;
+    for (int j = 0; j < 5; j++)
+        for (int i = 0; i < 18; i++)
+            assert_int_equal((rows[j * row + i / 8] >> (i % 8)) & 1u, fmi_deploy_code(L, j, i));
+    /* the pool: its input map, window and stride */
+    s = p + lay.layer_at[1];
+    assert_memory_equal(s, "POOL", 4);
+    assert_int_equal(le64(s + 4), 20);
+    const uint32_t pool[5] = {7, 6, 5, 2, 2};
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(le32(s + 12 + 4 * k), pool[k]);
+    assert_int_equal(le32(s + 32), crc_of(s, 32));
+    /* the second convolution reads the +-1 map */
+    s = p + lay.layer_at[2];
+    assert_memory_equal(s, "CONV", 4);
+    assert_int_equal(le32(s + 76), 1);
+    /* global average pooling: its input map */
+    s = p + lay.layer_at[3];
+    assert_memory_equal(s, "GAVG", 4);
+    assert_int_equal(le64(s + 4), 12);
+    const uint32_t gap[3] = {2, 2, 4};
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(le32(s + 12 + 4 * k), gap[k]);
+    assert_memory_equal(p + lay.layer_at[4], "LAYR", 4);
+    free(p);
+    fm_deploy_free(d);
+}
+
+/* A field of a version 2 record patched (checksums made right again) is
+ * refused with a message that names it. */
+typedef struct geometry_case {
+    int layer;
+    size_t offset; /* of the u32 field in its section */
+    uint32_t value;
+    const char *expect;
+} geometry_case;
+
+static void test_invalid_conv_values(void **state)
+{
+    (void)state;
+    fm_deploy *d = conv_net(21, 0);
+    size_t n;
+    uint8_t *good = saved_bytes(d, "conv-values.fmp", &n);
+    fm_deploy_free(d);
+    const geometry_case cases[] = {
+        {0, 12, 8, "takes a 8 x 6 x 2 map but receives another map"},
+        {0, 12, 0x80000000u, "input map -2147483648 x 6 x 2"},
+        {0, 24, 0, "kernel 0 x 3"},
+        {0, 24, 4, "has 18 weights per output"},
+        {0, 36, 3, "padding 3, 1"},
+        {0, 32, 300, "stride 300"},
+        {0, 44, 9, "output 9 x 6 x 5 does not fit"},
+        {0, 48, 0, "output 7 x 0 x 5"},
+        {0, 72, FM_ACT_NONE, "only the last layer may have no activation"},
+        {1, 12, 6, "(max-pool) takes a 6 x 6 x 5 map"},
+        {1, 24, 0, "window 0 x 0"},
+        {1, 24, 8, "window 8 x 8"},
+        {1, 28, 0, "stride 0"},
+        {2, 76, 0, "layer 3 input kind does not match"},
+        {2, 20, 4, "takes a 3 x 3 x 4 map"},
+        {3, 20, 3, "takes a 2 x 2 x 3 map"},
+    };
+    uint8_t *p = malloc(n);
+    assert_non_null(p);
+    layout lay = layout_of(good, n);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(p, good, n);
+        set_le32(p + lay.layer_at[cases[k].layer] + cases[k].offset, cases[k].value);
+        fix_layer_crc(p, lay.layer_at[cases[k].layer]);
+        expect_memory_fail(p, n, FM_EFORMAT, cases[k].expect);
+    }
+    /* a map of three huge fields: its value count is never formed by
+     * overflowing arithmetic (UBSan's check in the sanitized build) */
+    memcpy(p, good, n);
+    for (int k = 0; k < 3; k++)
+        set_le32(p + lay.layer_at[3] + 12 + 4 * (size_t)k, 0x7FFFFFFFu);
+    fix_layer_crc(p, lay.layer_at[3]);
+    expect_memory_fail(p, n, FM_EFORMAT, "input map 2147483647 x 2147483647 x 2147483647");
+    /* records out of order: the pool's tag and the gap's swapped keep sizes wrong */
+    memcpy(p, good, n);
+    memcpy(p + lay.layer_at[1], "GAVG", 4);
+    fix_layer_crc(p, lay.layer_at[1]);
+    expect_memory_fail(p, n, FM_EFORMAT, "a global average pool needs 12");
+    /* a version 1 file holds dense layers only: its reader's tag is LAYR */
+    memcpy(p, good, n);
+    set_le32(p + 8, 1);
+    fix_header_crc(p);
+    expect_memory_fail(p, n, FM_EFORMAT, "layer 1 section at offset 400 has a bad tag");
+    /* a convolution's weight kind out of range */
+    fm_deploy *e = conv_net(22, 1);
+    uint8_t *q = saved_bytes(e, "conv-other.fmp", &n);
+    fm_deploy_free(e);
+    layout lq = layout_of(q, n);
+    memcpy(q + lq.layer_at[0] + 12 + 40 + 8, "\x09\x00\x00\x00", 4); /* weight kind 9 */
+    fix_layer_crc(q, lq.layer_at[0]);
+    expect_memory_fail(q, n, FM_EFORMAT, "unknown weight kind 9");
+    free(q);
+    free(p);
+    free(good);
 }
 
 /* A field patched to a huge count, checksums made right again: the reader's
@@ -570,7 +850,7 @@ static void test_oversized_counts(void **state)
     uint8_t *good = saved_bytes(d, "counts.fmp", &n);
     fm_deploy_free(d);
     const count_case cases[] = {
-        {"layers", -1, 36, 0, 0xFFFFFFFFu, FM_EFORMAT, "4294967295 layers (1 .. 64)"},
+        {"layers", -1, 36, 0, 0xFFFFFFFFu, FM_EFORMAT, "4294967295 layers (1 .. 64 in version 1)"},
         {"layers at the cap", -1, 36, 0, 64, FM_ETRUNC, "layer 5 section needs 12 bytes"},
         {"no layers", -1, 36, 0, 0, FM_EFORMAT, "0 layers"},
         {"classes", -1, 32, 0, 1u << 30, FM_EFORMAT, "1073741824 classes"},
@@ -671,11 +951,11 @@ static void test_newer_version(void **state)
     size_t n;
     uint8_t *p = saved_bytes(d, "version.fmp", &n);
     fm_deploy_free(d);
-    set_le32(p + 8, 2);
-    expect_file_fail(p, n, "v2.fmp", FM_EUNSUPPORTED,
-                     "format version 2 is newer than this fewmul (1)");
+    set_le32(p + 8, 3);
+    expect_file_fail(p, n, "v3.fmp", FM_EUNSUPPORTED,
+                     "format version 3 is newer than this fewmul (2)");
     /* whatever follows the version in a newer file is not looked at */
-    expect_memory_fail(p, 12, FM_EUNSUPPORTED, "format version 2");
+    expect_memory_fail(p, 12, FM_EUNSUPPORTED, "format version 3");
     set_le32(p + 8, 0);
     expect_memory_fail(p, n, FM_EFORMAT, "format version 0 is not valid");
     set_le32(p + 8, 1);
@@ -929,13 +1209,11 @@ static void test_save_refuses_invalid(void **state)
 
 /* ---- allocation failures ------------------------------------------------- */
 
-static void test_out_of_memory(void **state)
+/* Loading d's file p (n bytes, also saved as oom.fmp) with each allocation
+ * failing in turn: FM_ENOMEM and nothing left allocated, until it loads. */
+static void fail_each_load_allocation(const fm_deploy *d, const uint8_t *p, size_t n)
 {
-    (void)state;
-    fm_deploy *d = small_net();
-    size_t n;
-    uint8_t *p = saved_bytes(d, "oom.fmp", &n);
-    const long live = track.live; /* the network above */
+    const long live = track.live; /* the network d */
     for (int from_file = 0; from_file < 2; from_file++) {
         for (long k = 1;; k++) {
             track.calls = 0;
@@ -956,6 +1234,22 @@ static void test_out_of_memory(void **state)
             assert_int_equal(track.live, live);
         }
     }
+    track.fail_at = 0;
+}
+
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    fm_deploy *c = conv_net(21, 0);
+    size_t n;
+    uint8_t *p = saved_bytes(c, "oom.fmp", &n);
+    fail_each_load_allocation(c, p, n);
+    free(p);
+    fm_deploy_free(c);
+    fm_deploy *d = small_net();
+    p = saved_bytes(d, "oom.fmp", &n);
+    fail_each_load_allocation(d, p, n);
+    const long live = track.live;
     /* saving: the failure is reported and the old file stays */
     for (long k = 1;; k++) {
         track.calls = 0;
@@ -1001,9 +1295,13 @@ static void test_fuzz_seeds(void **state)
         const char *name;
         fm_deploy *net;
     } seeds[] = {
+        /* version 1 files, as fewmul wrote them before version 2 existed */
         {"binary-sign-ternary.fmp", make_net(2, 5, 1, tiny_binary, 3, 11)},
         {"synapse-26-16.fmp", make_net(1, 7, 1, tiny_synapse, 2, 12)},
         {"fp32.fmp", make_net(1, 1, 4, tiny_fp32, 2, 13)},
+        /* version 2: convolutions, pools, gap */
+        {"conv-binary-pool-gap.fmp", conv_net(21, 0)},
+        {"conv-synapse-stride.fmp", conv_net(22, 1)},
     };
     char dir[512], path[700];
     corpus_dir(dir, sizeof dir);
@@ -1012,6 +1310,7 @@ static void test_fuzz_seeds(void **state)
         size_t n;
         uint8_t *want = saved_bytes(seeds[k].net, seeds[k].name, &n);
         assert_true(n < 4096);
+        assert_int_equal(want[8], k < 3 ? 1 : 2); /* the version */
         snprintf(path, sizeof path, "%s/%s", dir, seeds[k].name);
         if (write && *write == '1')
             assert_int_equal(fm_deploy_save(seeds[k].net, path), FM_OK);
@@ -1081,7 +1380,11 @@ int main(void)
         T(test_round_trip_binary_sign),
         T(test_round_trip_ternary),
         T(test_round_trip_synapse),
+        T(test_round_trip_conv),
         T(test_documented_layout),
+        T(test_documented_layout_v2),
+        T(test_conv_truncations_and_bit_flips),
+        T(test_invalid_conv_values),
         T(test_binary_much_smaller_than_fp32),
         T(test_every_truncation),
         T(test_every_bit_flip),

@@ -26,34 +26,9 @@
 
 #define SUPPORT_NAME "infer-kernels"
 #include "support.h"
+#include "kernel_checks.h"
 
 /* ---- layers ---------------------------------------------------------------- */
-
-typedef struct weight_kind {
-    const char *label;
-    fm_deploy_weights weights;
-    int levels;
-} weight_kind;
-
-static const weight_kind kinds[] = {
-    {"binary", FM_DW_BINARY, 0},       {"ternary", FM_DW_TERNARY, 0},
-    {"synapse-2", FM_DW_SYNAPSE, 2},   {"synapse-5", FM_DW_SYNAPSE, 5},
-    {"synapse-16", FM_DW_SYNAPSE, 16}, {"synapse-26", FM_DW_SYNAPSE, 26},
-    {"synapse-32", FM_DW_SYNAPSE, 32},
-};
-#define N_KINDS (sizeof kinds / sizeof kinds[0])
-
-static int code_bits(const weight_kind *kind)
-{
-    if (kind->weights == FM_DW_BINARY)
-        return 1;
-    if (kind->weights == FM_DW_TERNARY)
-        return 2;
-    int bits = 1;
-    while ((1 << (bits - 1)) < kind->levels)
-        bits++;
-    return bits;
-}
 
 /* A layer with random codes; binary rows also get ones in the unused bits of
  * their last byte, which the kernels must ignore. */
@@ -107,19 +82,6 @@ static float weight_value(const fm_deploy_layer *L, int j, int i)
 enum input_pattern { INPUT_WIDE, INPUT_PLUS_MINUS_ONE, INPUT_MINUS_ZERO, INPUT_SIGNED_ZEROS, N_PATTERNS };
 static const char *const pattern_names[] = {"wide", "+-1", "-0", "+-0"};
 
-/* Magnitudes over 2^-10 .. 2^10, so a changed order of additions shows in
- * the low bits; about one value in eight is +0.0 or -0.0. */
-static float wide_value(fm_rng *rng)
-{
-    uint32_t r = fmi_rng_below(rng, 16);
-    if (r == 0)
-        return 0.0f;
-    if (r == 1)
-        return -0.0f;
-    float magnitude = ldexpf(0.5f + fmi_rng_uniform(rng), (int)fmi_rng_below(rng, 21) - 10);
-    return fmi_rng_below(rng, 2) ? magnitude : -magnitude;
-}
-
 static void make_inputs(float *x, int in, enum input_pattern pattern, fm_rng *rng)
 {
     for (int i = 0; i < in; i++) {
@@ -132,59 +94,7 @@ static void make_inputs(float *x, int in, enum input_pattern pattern, fm_rng *rn
     }
 }
 
-/* ---- variants -------------------------------------------------------------- */
-
-typedef struct variant {
-    const fm_kernels *kernels;
-    char label[48];
-} variant;
-
-static variant variants[8];
-static int n_variants; /* variants[0] is the reference */
-
-static void find_variants(void)
-{
-    n_variants = 0;
-    for (int k = 0; fmi_kernels_supported(k); k++) {
-        variants[n_variants].kernels = fmi_kernels_supported(k);
-        snprintf(variants[n_variants].label, sizeof variants[0].label, "%s", fmi_kernels_supported(k)->name);
-        n_variants++;
-    }
-    assert_true(n_variants >= 1);
-    assert_string_equal(variants[0].kernels->name, "ref");
-    /* where AVX-512 runs, its popcount fallback for CPUs without VPOPCNTDQ runs too */
-    const fm_kernels *avx512;
-    if (fmi_kernels_get("avx512", &avx512) == FM_OK && fmi_kernels_avx512_table(0) != avx512) {
-        variants[n_variants].kernels = fmi_kernels_avx512_table(0);
-        snprintf(variants[n_variants].label, sizeof variants[0].label, "avx512 (vpshufb popcount)");
-        n_variants++;
-    }
-}
-
 /* ---- comparing variants --------------------------------------------------- */
-
-#define GUARD 16 /* outputs past the end that must stay untouched */
-static const uint32_t canary = 0x7fc0dead;
-
-static void fill_canary(void *p, size_t words)
-{
-    for (size_t k = 0; k < words; k++)
-        memcpy((char *)p + 4 * k, &canary, 4);
-}
-
-static void check_canary(const void *p, size_t words, const char *what)
-{
-    for (size_t k = 0; k < words; k++)
-        if (memcmp((const char *)p + 4 * k, &canary, 4))
-            fail_msg("%s wrote past the last output (%zu past)", what, k);
-}
-
-static uint32_t float_bits(float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    return u;
-}
 
 typedef struct case_stats {
     long calls_compared, outputs_compared;
@@ -327,16 +237,6 @@ static void check_shape(const weight_kind *kind, int in, int out, fm_rng *rng)
     free(x_block);
     free(ref_out);
     free_layer(&L);
-}
-
-static void print_variants(void)
-{
-    char names[256] = "";
-    for (int v = 0; v < n_variants; v++) {
-        strncat(names, v ? ", " : "", sizeof names - strlen(names) - 1);
-        strncat(names, variants[v].label, sizeof names - strlen(names) - 1);
-    }
-    print_message("kernel variants tested against ref: %s\n", names);
 }
 
 /* ---- tests ------------------------------------------------------------------ */

@@ -346,6 +346,7 @@ typedef struct info_opts {
 
 typedef struct bench_opts {
     const char *model;
+    const char *kernels; /* --kernels LIST: comma-separated variants; NULL: all */
     int runs, threads;
     int json, help;
 } bench_opts;

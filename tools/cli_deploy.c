@@ -19,9 +19,10 @@ int weight_totals_of(const fm_deploy *d, weight_totals *t)
         fm_deploy_layer_info info;
         if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
             return -1; /* the library's message is set */
-        uint64_t n = (uint64_t)info.in * (uint64_t)info.out;
-        t->weights += n;
-        t->bits += n * (uint64_t)info.bits;
+        if (!info.weight_count) /* pools */
+            continue;
+        t->weights += info.weight_count;
+        t->bits += info.weight_count * (uint64_t)info.bits;
         t->bytes += info.weight_bytes;
         t->kind = !t->kind || strcmp(t->kind, info.weights) == 0 ? info.weights : "mixed";
     }

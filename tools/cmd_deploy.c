@@ -75,19 +75,23 @@ const char *const info_help[] = {
     "",
     "Otherwise:",
     "Describe a packed model (written by 'fewmul train --out'): its network,",
-    "input shape, classes and file size; per layer its inputs and outputs, the",
-    "kind of its weights (fp32, binary, ternary, synapse), their bits and",
-    "levels, whether its input is real or binary (+-1 from a sign layer), its",
-    "activation (relu, sign, or none for the class scores) and its weight bytes;",
-    "the total weight bits and bits per weight; the kernel variant that would",
-    "run it here and the variants available.",
+    "input shape, classes and file size; per layer its type (dense, conv,",
+    "maxpool, gap), its inputs and outputs, the kind of its weights (fp32,",
+    "binary, ternary, synapse), their bits and levels, whether its input is",
+    "real or binary (+-1 from a sign layer), its activation (relu, sign, or",
+    "none for the class scores) and its weight bytes, and for a map its input,",
+    "kernel or window, stride, padding and output; the total weight bits and",
+    "bits per weight; the kernel variant that would run it here and the",
+    "variants available.",
     "",
     "  --json             print one JSON object, the last line of standard",
     "                     output, with the keys file, describe, input, input_dim,",
-    "                     classes, file_bytes, layers (in, out, weights, bits,",
-    "                     levels, input, activation, weight_bytes), weights,",
-    "                     weight_bits, weight_bytes, bits_per_weight, kernels,",
-    "                     kernels_available",
+    "                     classes, file_bytes, layers (type, in, out, weights,",
+    "                     bits, levels, input, activation, weight_count,",
+    "                     weight_bytes; maps also in_map, out_map; conv and",
+    "                     maxpool kernel_h, kernel_w, stride, pad_top,",
+    "                     pad_left), weights, weight_bits, weight_bytes,",
+    "                     bits_per_weight, kernels, kernels_available",
     "  -h, --help         show this help",
     "",
     "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
@@ -102,7 +106,8 @@ const char *const info_help[] = {
     NULL};
 
 const char *const bench_help[] = {
-    "Usage: fewmul bench infer --model FILE [--runs N] [--threads T] [--json]",
+    "Usage: fewmul bench infer --model FILE [--runs N] [--threads T]",
+    "                          [--kernels LIST] [--json]",
     "",
     "Time a packed model (written by 'fewmul train --out') with every kernel",
     "variant available here (ref, avx2, avx512 where the CPU has them, and",
@@ -118,14 +123,19 @@ const char *const bench_help[] = {
     "Each variant is warmed up first. The runs are interleaved: every round",
     "runs each variant once, so machine noise hits them all alike. The report",
     "gives each variant's speedup over fp32 for both measurements, and the",
-    "number of the 256 inputs whose predicted class differs from ref's (the",
-    "packed variants are bit-identical; fp32 adds in another order). A",
-    "mismatch is printed, but is not an error.",
+    "number of the 256 inputs whose predicted class differs from the first",
+    "variant's (ref's unless --kernels says otherwise; the packed variants are",
+    "bit-identical; fp32 adds in another order). A mismatch is printed, but is",
+    "not an error.",
     "",
     "  --model FILE       the packed model file (required)",
     "  --runs N           batch-1 runs per variant, 1..1000000 (default 200)",
     "  --threads T        threads of the throughput runs, 1..1024 (default: all",
     "                     cores)",
+    "  --kernels LIST     time only these variants, in this order: names from",
+    "                     ref, avx2, avx512, fp32 separated by commas (default:",
+    "                     every variant available here); a variant this CPU",
+    "                     lacks fails (exit 1)",
     "  --json             print one JSON object, the last line of standard",
     "                     output, instead of the table: command, model, describe,",
     "                     input, classes, runs, throughput_runs, batch, threads,",
@@ -138,8 +148,9 @@ const char *const bench_help[] = {
     "model is loaded with (reported as default_kernels); an invalid value fails",
     "(exit 1).",
     "",
-    "Exit status: 0 success (also with mismatches); 1 FEWMUL_KERNELS invalid;",
-    "2 usage error (no or unknown subcommand, bad option or value);",
+    "Exit status: 0 success (also with mismatches); 1 FEWMUL_KERNELS invalid,",
+    "or a --kernels variant this CPU lacks; 2 usage error (no or unknown",
+    "subcommand, bad option or value, an unknown or repeated --kernels name);",
     "3 a file or folder not found; 4 bad input: a malformed, truncated or",
     "unsupported file, or data that do not fit the model; 5 I/O error: a file",
     "that cannot be read or written (permission, disk full); 6 out of memory.",
@@ -380,6 +391,7 @@ static int print_info_json(const info_opts *o, const fm_deploy *d, const weight_
         if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
             return library_failure();
         json_open(&w, NULL, '{');
+        json_string(&w, "type", info.type);
         json_int(&w, "in", info.in);
         json_int(&w, "out", info.out);
         json_string(&w, "weights", info.weights);
@@ -387,7 +399,25 @@ static int print_info_json(const info_opts *o, const fm_deploy *d, const weight_
         json_int(&w, "levels", info.levels);
         json_string(&w, "input", info.input);
         json_string(&w, "activation", info.activation);
+        json_u64(&w, "weight_count", info.weight_count);
         json_u64(&w, "weight_bytes", info.weight_bytes);
+        if (strcmp(info.type, "dense") != 0) {
+            const int maps[2][3] = {{info.in_h, info.in_w, info.in_c},
+                                    {info.out_h, info.out_w, info.out_c}};
+            for (int k = 0; k < 2; k++) {
+                json_open(&w, k ? "out_map" : "in_map", '[');
+                for (int i = 0; i < 3; i++)
+                    json_int(&w, NULL, maps[k][i]);
+                json_close(&w, ']');
+            }
+        }
+        if (strcmp(info.type, "conv") == 0 || strcmp(info.type, "maxpool") == 0) {
+            json_int(&w, "kernel_h", info.kernel_h);
+            json_int(&w, "kernel_w", info.kernel_w);
+            json_int(&w, "stride", info.stride);
+            json_int(&w, "pad_top", info.pad_top);
+            json_int(&w, "pad_left", info.pad_left);
+        }
         json_close(&w, '}');
     }
     json_close(&w, ']');
@@ -412,17 +442,30 @@ static int print_info_text(const info_opts *o, const fm_deploy *d, const weight_
     printf("input %s (%d values), %d classes, file %s (%" PRIu64 " bytes)\n",
            fmt_shape(shape, sizeof shape, d), fm_deploy_input_shape(d, NULL, NULL, NULL),
            fm_deploy_classes(d), fmt_size(size, sizeof size, file_bytes), file_bytes);
-    printf("%5s %8s %8s  %-8s %4s %6s  %-6s  %-10s %12s\n", "layer", "in", "out", "weights",
-           "bits", "levels", "input", "activation", "weight bytes");
+    printf("%5s  %-7s %8s %8s  %-8s %4s %6s  %-6s  %-10s %12s\n", "layer", "type", "in", "out",
+           "weights", "bits", "levels", "input", "activation", "weight bytes");
     for (int l = 0; l < fm_deploy_layers(d); l++) {
         fm_deploy_layer_info info;
         if (fm_deploy_describe_layer(d, l, &info) != FM_OK)
             return library_failure();
-        char levels[16] = "-";
+        char levels[16] = "-", map[96] = "";
         if (info.levels > 0)
             snprintf(levels, sizeof levels, "%d", info.levels);
-        printf("%5d %8d %8d  %-8s %4d %6s  %-6s  %-10s %12" PRIu64 "\n", l + 1, info.in, info.out,
-               info.weights, info.bits, levels, info.input, info.activation, info.weight_bytes);
+        /* maps: input > kernel or window, stride, padding > output */
+        if (strcmp(info.type, "conv") == 0)
+            snprintf(map, sizeof map, "  %dx%dx%d > %dx%d s%d pad %d,%d > %dx%dx%d", info.in_h,
+                     info.in_w, info.in_c, info.kernel_h, info.kernel_w, info.stride, info.pad_top,
+                     info.pad_left, info.out_h, info.out_w, info.out_c);
+        else if (strcmp(info.type, "maxpool") == 0)
+            snprintf(map, sizeof map, "  %dx%dx%d > %dx%d s%d > %dx%dx%d", info.in_h, info.in_w,
+                     info.in_c, info.kernel_h, info.kernel_w, info.stride, info.out_h, info.out_w,
+                     info.out_c);
+        else if (strcmp(info.type, "gap") == 0)
+            snprintf(map, sizeof map, "  %dx%dx%d > %d", info.in_h, info.in_w, info.in_c,
+                     info.out_c);
+        printf("%5d  %-7s %8d %8d  %-8s %4d %6s  %-6s  %-10s %12" PRIu64 "%s\n", l + 1, info.type,
+               info.in, info.out, info.weights, info.bits, levels, info.input, info.activation,
+               info.weight_bytes, map);
     }
     printf("weights: %" PRIu64 " in %" PRIu64 " bits (%s), %.3g bit%s per weight; as fp32 %s\n",
            t->weights, t->bits, fmt_size(size, sizeof size, t->bytes), bits_per_weight(t),
@@ -536,6 +579,7 @@ static const option_def bench_infer_options[] = {
     {"model", T_STRING, BOPT(model), 0, 0, 0, NULL, 0, NULL},
     {"runs", T_INT, BOPT(runs), 1, 1000000, 0, NULL, 0, NULL},
     {"threads", T_INT, BOPT(threads), 1, 1024, 0, NULL, 0, NULL},
+    {"kernels", T_STRING, BOPT(kernels), 0, 0, 0, NULL, 0, NULL},
     {"json", T_FLAG, BOPT(json), 0, 0, 0, NULL, 0, NULL},
     {NULL, T_FLAG, 0, 0, 0, 0, NULL, 0, NULL}};
 #undef BOPT
@@ -737,9 +781,25 @@ static int bench_infer_with(const bench_opts *o, bench_run *b)
     b->latency_runs = o->runs;
     b->throughput_runs = o->runs / 20 > 5 ? o->runs / 20 : 5;
     b->fp32 = -1;
-    for (int i = 0; fm_kernels_name(i) && b->n < BENCH_MAX_VARIANTS; i++) {
+    const char *names[BENCH_MAX_VARIANTS];
+    int count = 0;
+    if (o->kernels) { /* checked by parse_bench: known names, each once */
+        for (const char *at = o->kernels; *at && count < BENCH_MAX_VARIANTS; count++) {
+            size_t len = strcspn(at, ",");
+            for (int c = 0; kernel_choices[c].name; c++)
+                if (strlen(kernel_choices[c].name) == len && !strncmp(kernel_choices[c].name, at, len))
+                    names[count] = kernel_choices[c].name;
+            at += len + (at[len] == ',');
+        }
+    } else {
+        for (; fm_kernels_name(count) && count < BENCH_MAX_VARIANTS; count++)
+            names[count] = fm_kernels_name(count);
+    }
+    for (int i = 0; i < count; i++) {
         bench_variant *v = &b->v[b->n++];
-        v->name = fm_kernels_name(i);
+        v->name = names[i];
+        if (o->kernels && fm_deploy_set_kernels(b->d, v->name) != FM_OK)
+            return failure("--kernels: %s", fm_last_error());
         v->latency = malloc(sizeof *v->latency * (size_t)b->latency_runs);
         v->throughput = malloc(sizeof *v->throughput * (size_t)b->throughput_runs);
         if (!v->latency || !v->throughput)
@@ -788,6 +848,27 @@ int parse_bench(int argc, char **argv, bench_opts *o)
         return rc;
     if (!o->model)
         return usage_error("missing --model FILE");
+    if (o->kernels) { /* names of the variants, each once, separated by commas */
+        const char *seen[BENCH_MAX_VARIANTS];
+        int n = 0;
+        for (const char *at = o->kernels;; n++) {
+            size_t len = strcspn(at, ",");
+            const char *name = NULL;
+            for (int c = 0; kernel_choices[c].name; c++)
+                if (strlen(kernel_choices[c].name) == len && !strncmp(kernel_choices[c].name, at, len))
+                    name = kernel_choices[c].name;
+            if (!name)
+                return usage_error("--kernels: unknown kernel variant '%.*s' (ref, avx2, avx512, fp32, "
+                                   "separated by commas)", (int)len, at);
+            for (int k = 0; k < n; k++)
+                if (seen[k] == name)
+                    return usage_error("--kernels: '%s' is named twice", name);
+            seen[n] = name;
+            if (!at[len])
+                break;
+            at += len + 1;
+        }
+    }
     return CLI_OK;
 }
 

@@ -28,6 +28,8 @@ int fmi_deploy_alloc(int n_layers, fm_deploy **out)
 
 int fmi_deploy_layer_alloc(fm_deploy_layer *L)
 {
+    if (!fmi_deploy_weighted(L))
+        return FM_OK;
     L->row_bytes = ((size_t)L->in * (size_t)L->bits + 7) / 8;
     L->packed = fmi_alloc((size_t)L->out, L->row_bytes);
     L->scale = fmi_alloc((size_t)L->out, sizeof *L->scale);
@@ -51,6 +53,12 @@ void fm_deploy_free(fm_deploy *d)
         fmi_free(L->magnitudes);
         fmi_free(L->unpacked);
         fmi_kernel_weights_free(L->kernel);
+        fmi_conv_weights_free(L->conv);
+        fmi_free(L->ilo);
+        fmi_free(L->ihi);
+        fmi_free(L->flo);
+        fmi_free(L->fhi);
+        fmi_free(L->above);
     }
     fmi_free(d->layers);
     fmi_free(d->input_mean);
@@ -95,15 +103,130 @@ float fmi_deploy_code_value(const fm_deploy_layer *L, uint32_t code)
     }
 }
 
-static int check_layer(const fm_deploy_layer *L, int l, int prev_out, int prev_sign,
-                       const char *origin)
+/* h x w x c, or -1 when a size is below 1, or INT64_MAX when the product
+ * passes 2^54 (a file's fields are any 32-bit values: never overflow). */
+static int64_t map_values(int32_t h, int32_t w, int32_t c)
+{
+    if (h < 1 || w < 1 || c < 1)
+        return -1;
+    int64_t hw = (int64_t)h * w; /* < 2^62 */
+    if (hw > ((int64_t)1 << 30) || c > (1 << 24))
+        return INT64_MAX;
+    return hw * c;
+}
+
+int64_t fmi_deploy_values_in(const fm_deploy_layer *L)
+{
+    if (L->type == FM_DL_DENSE)
+        return L->in;
+    return map_values(L->in_h, L->in_w, L->in_c);
+}
+
+int64_t fmi_deploy_values_out(const fm_deploy_layer *L)
+{
+    if (L->type == FM_DL_DENSE)
+        return L->out;
+    return map_values(L->out_h, L->out_w, L->out_c);
+}
+
+/* What flows between records while they are checked: the values, the map
+ * they form (h = 0: a flat vector), whether they are +-1, the record before. */
+typedef struct flow {
+    int64_t values;
+    int32_t h, w, c;
+    int sign;
+    int prev_type; /* -1: the input */
+} flow;
+
+#define MAP_MAX (1 << 24)
+
+/* A map dimension or count in 1 .. 2^24. */
+static int in_range(int64_t v) { return v >= 1 && v <= MAP_MAX; }
+
+/* The geometry of a convolution, pool or gap record against its input map. */
+static int check_map(const fm_deploy_layer *L, int l, const flow *f, const char *origin)
+{
+    static const char *const names[] = {"dense", "convolution", "max-pool", "average pool"};
+    const char *name = names[L->type];
+    if (!in_range(L->in_h) || !in_range(L->in_w) || !in_range(L->in_c) ||
+        !in_range(fmi_deploy_values_in(L)))
+        return fmi_error(FM_EFORMAT, "%s: layer %d (%s) has input map %d x %d x %d", origin, l + 1,
+                        name, L->in_h, L->in_w, L->in_c);
+    if (f->h == 0 || L->in_h != f->h || L->in_w != f->w || L->in_c != f->c)
+        return fmi_error(FM_EFORMAT, "%s: layer %d (%s) takes a %d x %d x %d map but receives %s",
+                        origin, l + 1, name, L->in_h, L->in_w, L->in_c,
+                        f->h ? "another map" : "no map (a flat vector)");
+    if (L->type == FM_DL_CONV) {
+        if (L->k_h < 1 || L->k_w < 1 || L->k_h > 256 || L->k_w > 256 || L->stride < 1 ||
+            L->stride > 256 || L->pad_top < 0 || L->pad_left < 0 || L->pad_top >= L->k_h ||
+            L->pad_left >= L->k_w)
+            return fmi_error(FM_EFORMAT,
+                            "%s: layer %d (convolution) has kernel %d x %d, stride %d, padding %d, "
+                            "%d (kernel and stride 1 .. 256, padding below the kernel)",
+                            origin, l + 1, L->k_h, L->k_w, L->stride, L->pad_top, L->pad_left);
+        /* every window starts inside the input (the last one before its end) */
+        if (!in_range(L->out_h) || !in_range(L->out_w) || L->out_c != L->out ||
+            (int64_t)(L->out_h - 1) * L->stride - L->pad_top >= L->in_h ||
+            (int64_t)(L->out_w - 1) * L->stride - L->pad_left >= L->in_w ||
+            !in_range(fmi_deploy_values_out(L)))
+            return fmi_error(FM_EFORMAT,
+                            "%s: layer %d (convolution) output %d x %d x %d does not fit its input "
+                            "%d x %d, kernel, stride and padding",
+                            origin, l + 1, L->out_h, L->out_w, L->out_c, L->in_h, L->in_w);
+        if ((int64_t)L->out_h * L->out_w * L->in > ((int64_t)1 << 28))
+            return fmi_error(FM_EFORMAT, "%s: layer %d (convolution) reads %lld window values per "
+                            "example (at most 2^28)", origin, l + 1,
+                            (long long)L->out_h * L->out_w * L->in);
+        if ((int64_t)L->k_h * L->k_w * L->in_c != L->in)
+            return fmi_error(FM_EFORMAT, "%s: layer %d (convolution) has %d weights per output, its "
+                            "%d x %d kernel on %d channels needs %lld", origin, l + 1, L->in,
+                            L->k_h, L->k_w, L->in_c, (long long)L->k_h * L->k_w * L->in_c);
+        return FM_OK;
+    }
+    if (L->type == FM_DL_POOL) {
+        if (f->prev_type != FM_DL_CONV)
+            return fmi_error(FM_EFORMAT, "%s: layer %d (max-pool) does not follow a convolution",
+                            origin, l + 1);
+        if (L->k_h < 1 || L->k_h != L->k_w || L->stride < 1 || L->k_h > L->in_h ||
+            L->k_w > L->in_w || L->stride > 256)
+            return fmi_error(FM_EFORMAT, "%s: layer %d (max-pool) has window %d x %d, stride %d on "
+                            "a %d x %d map", origin, l + 1, L->k_h, L->k_w, L->stride, L->in_h,
+                            L->in_w);
+        if (L->out_h != (L->in_h - L->k_h) / L->stride + 1 ||
+            L->out_w != (L->in_w - L->k_w) / L->stride + 1 || L->out_c != L->in_c)
+            return fmi_error(FM_EFORMAT, "%s: layer %d (max-pool) output %d x %d x %d", origin,
+                            l + 1, L->out_h, L->out_w, L->out_c);
+        return FM_OK;
+    }
+    /* gap */
+    if (f->prev_type != FM_DL_CONV && f->prev_type != FM_DL_POOL)
+        return fmi_error(FM_EFORMAT, "%s: layer %d (average pool) does not follow a convolution "
+                        "or a max-pool", origin, l + 1);
+    if (L->out_h != 1 || L->out_w != 1 || L->out_c != L->in_c)
+        return fmi_error(FM_EFORMAT, "%s: layer %d (average pool) output %d x %d x %d", origin, l + 1,
+                        L->out_h, L->out_w, L->out_c);
+    return FM_OK;
+}
+
+/* Pool and gap records carry nothing else: no weights, batch norm or
+ * activation of their own. */
+static int check_plain(const fm_deploy_layer *L, int l, const char *origin)
+{
+    if (L->bits || L->levels || L->act != FM_ACT_NONE || L->binary_input || L->packed ||
+        L->weights != FM_DW_FP32)
+        return fmi_error(FM_EFORMAT, "%s: layer %d (a pool) declares weights or an activation",
+                        origin, l + 1);
+    return FM_OK;
+}
+
+static int check_layer(const fm_deploy_layer *L, int l, const flow *f, const char *origin)
 {
     if (L->in < 1 || L->out < 1 || L->in > (1 << 24) || L->out > (1 << 24))
         return fmi_error(FM_EFORMAT, "%s: layer %d has shape %d x %d", origin, l + 1, L->in, L->out);
-    if (L->in != prev_out)
-        return fmi_error(FM_EFORMAT, "%s: layer %d takes %d inputs but receives %d", origin, l + 1,
-                        L->in, prev_out);
-    if (L->binary_input != prev_sign)
+    if (L->type == FM_DL_DENSE && L->in != f->values)
+        return fmi_error(FM_EFORMAT, "%s: layer %d takes %d inputs but receives %lld", origin, l + 1,
+                        L->in, (long long)f->values);
+    if (L->binary_input != f->sign)
         return fmi_error(FM_EFORMAT, "%s: layer %d input kind does not match layer %d's activation",
                         origin, l + 1, l);
     int want_bits;
@@ -177,22 +300,41 @@ int fmi_deploy_validate(const fm_deploy *d, const char *origin)
     for (int i = 0; i < d->input_dim; i++)
         if (!isfinite(d->input_mean[i]))
             return fmi_error(FM_EFORMAT, "%s: input mean %d is not finite", origin, i);
-    int prev_out = d->input_dim, prev_sign = 0;
+    flow f = {d->input_dim, d->height, d->width, d->channels, 0, -1};
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
-        int rc = check_layer(L, l, prev_out, prev_sign, origin);
+        const int last = l == d->n_layers - 1;
+        if ((unsigned)L->type > FM_DL_GAP)
+            return fmi_error(FM_EFORMAT, "%s: layer %d has unknown type %d", origin, l + 1,
+                            (int)L->type);
+        int rc = L->type == FM_DL_DENSE ? FM_OK : check_map(L, l, &f, origin);
+        if (rc == FM_OK)
+            rc = fmi_deploy_weighted(L) ? check_layer(L, l, &f, origin) : check_plain(L, l, origin);
         if (rc < 0)
             return rc;
-        int last = l == d->n_layers - 1;
-        if (last != (L->act == FM_ACT_NONE))
+        if (fmi_deploy_weighted(L) && last != (L->act == FM_ACT_NONE))
             return fmi_error(FM_EFORMAT, "%s: %s", origin,
                             last ? "the last layer must give class scores (activation none)"
                                  : "only the last layer may have no activation");
-        prev_out = L->out;
-        prev_sign = L->act == FM_ACT_SIGN;
+        if (last && L->type != FM_DL_DENSE)
+            return fmi_error(FM_EFORMAT, "%s: the last layer must be dense (class scores)", origin);
+        f.values = fmi_deploy_values_out(L);
+        if (L->type == FM_DL_DENSE) {
+            f.h = f.w = f.c = 0;
+        } else {
+            f.h = L->out_h;
+            f.w = L->out_w;
+            f.c = L->out_c;
+        }
+        if (fmi_deploy_weighted(L))
+            f.sign = L->act == FM_ACT_SIGN;
+        else if (L->type == FM_DL_GAP)
+            f.sign = 0; /* channel means are real */
+        f.prev_type = (int)L->type;
     }
+    int64_t prev_out = f.values;
     if (prev_out != d->classes)
-        return fmi_error(FM_EFORMAT, "%s: the last layer gives %d outputs for %d classes", origin,
-                        prev_out, d->classes);
+        return fmi_error(FM_EFORMAT, "%s: the last layer gives %lld outputs for %d classes", origin,
+                        (long long)prev_out, d->classes);
     return FM_OK;
 }

@@ -1,7 +1,10 @@
 /* deploy_file.c — the packed deployment model file (docs/format.md): writer
  * and reader of a deployed network. A header section (shape, classes, input
- * normalization) and one section per layer (packed weight codes, folded batch
- * norm), little-endian, each section closed by its own CRC-32.
+ * normalization) and one section per record (a dense layer or a convolution
+ * with its packed weight codes and folded batch norm, a max-pool, a global
+ * average pool), little-endian, each section closed by its own CRC-32.
+ * Version 1 holds dense layers only; the writer uses it for dense networks,
+ * so that older readers still read them, and version 2 for the others.
  *
  * The reader works in two passes over bytes already in memory. The first
  * walks every section and checks each length, count, offset and checksum
@@ -19,7 +22,7 @@
 #include <string.h>
 
 #define PACK_MAGIC "FMULPACK"
-#define PACK_VERSION 1u
+#define PACK_VERSION 2u
 #define PACK_KIND "packed model file"
 /* Bytes of the header section before the input mean, and of a layer section
  * around its payload (tag, length; CRC), and of the payload's fixed fields. */
@@ -27,10 +30,19 @@
 #define SECTION_FRAME 16u
 #define LAYER_FIXED 32u
 #define LAYER_TAG "LAYR"
+/* Version 2's other records: their tags and the fixed bytes before (conv) or
+ * making up (pool, gap) their payload. */
+#define CONV_TAG "CONV"
+#define POOL_TAG "POOL"
+#define GAP_TAG "GAVG"
+#define CONV_GEOMETRY 40u
+#define POOL_PAYLOAD 20u
+#define GAP_PAYLOAD 12u
 /* Limits of the format (docs/format.md), checked before anything is sized. */
 #define PACK_MAX_BYTES ((uint64_t)1 << 30)
 #define PACK_MAX_DIM (1u << 24)
-#define PACK_MAX_LAYERS 64u
+#define PACK_MAX_LAYERS_V1 64u
+#define PACK_MAX_LAYERS 128u
 #define PACK_MAX_LEVELS 32u
 #define PACK_MAX_BITS 32u
 #define PACK_KNOWN_FLAGS 0u
@@ -68,29 +80,70 @@ static uint64_t header_bytes_of(uint64_t input_dim)
  * become huge, so a broken network sizes as absurdly large, never small). */
 static uint64_t count_of(int32_t v) { return (uint64_t)(uint32_t)v; }
 
+/* Payload bytes of record L as the file stores it. */
+static uint64_t record_payload_bytes(const fm_deploy_layer *L)
+{
+    if (L->type == FM_DL_POOL)
+        return POOL_PAYLOAD;
+    if (L->type == FM_DL_GAP)
+        return GAP_PAYLOAD;
+    uint64_t dense = layer_payload_bytes(count_of(L->in), count_of(L->out), count_of(L->bits),
+                                         count_of(L->levels));
+    return L->type == FM_DL_CONV ? add_sat(CONV_GEOMETRY, dense) : dense;
+}
+
+/* The version a network is written in: 1 when it is dense layers alone. */
+static uint32_t version_of(const fm_deploy *d)
+{
+    for (int l = 0; l < d->n_layers; l++)
+        if (d->layers[l].type != FM_DL_DENSE)
+            return 2u;
+    return 1u;
+}
+
 uint64_t fmi_deploy_serialized_bytes(const fm_deploy *d)
 {
     if (!d)
         return 0;
     uint64_t total = header_bytes_of(count_of(d->input_dim));
-    for (int l = 0; l < d->n_layers; l++) {
-        const fm_deploy_layer *L = &d->layers[l];
-        uint64_t payload = layer_payload_bytes(count_of(L->in), count_of(L->out),
-                                               count_of(L->bits), count_of(L->levels));
-        total = add_sat(total, add_sat(SECTION_FRAME, payload));
-    }
+    for (int l = 0; l < d->n_layers; l++)
+        total = add_sat(total, add_sat(SECTION_FRAME, record_payload_bytes(&d->layers[l])));
     return total;
 }
 
 /* ---- writing ------------------------------------------------------------- */
 
+static void put_i32s(fm_writer *w, const int32_t *v, int n)
+{
+    for (int k = 0; k < n; k++)
+        fmi_put_u32(w, (uint32_t)v[k]);
+}
+
 static void put_layer(fm_writer *w, const fm_deploy_layer *L)
 {
     size_t start = w->len;
-    uint64_t payload = layer_payload_bytes(count_of(L->in), count_of(L->out), count_of(L->bits),
-                                           count_of(L->levels));
-    fmi_put_bytes(w, LAYER_TAG, 4);
+    uint64_t payload = record_payload_bytes(L);
+    const int32_t map_in[3] = {L->in_h, L->in_w, L->in_c};
+    if (L->type == FM_DL_POOL || L->type == FM_DL_GAP) {
+        fmi_put_bytes(w, L->type == FM_DL_POOL ? POOL_TAG : GAP_TAG, 4);
+        fmi_put_u64(w, payload);
+        put_i32s(w, map_in, 3);
+        if (L->type == FM_DL_POOL) {
+            fmi_put_u32(w, (uint32_t)L->k_h);
+            fmi_put_u32(w, (uint32_t)L->stride);
+        }
+        if (!w->failed)
+            fmi_put_u32(w, fmi_crc32(w->buf + start, w->len - start));
+        return;
+    }
+    fmi_put_bytes(w, L->type == FM_DL_CONV ? CONV_TAG : LAYER_TAG, 4);
     fmi_put_u64(w, payload);
+    if (L->type == FM_DL_CONV) {
+        const int32_t geometry[7] = {L->k_h, L->k_w, L->stride, L->pad_top, L->pad_left, L->out_h,
+                                     L->out_w};
+        put_i32s(w, map_in, 3);
+        put_i32s(w, geometry, 7);
+    }
     fmi_put_u32(w, (uint32_t)L->in);
     fmi_put_u32(w, (uint32_t)L->out);
     fmi_put_u32(w, (uint32_t)L->weights);
@@ -122,7 +175,7 @@ static int serialize(const fm_deploy *d, uint64_t size, fm_writer *w)
 {
     fmi_put_reserve(w, (size_t)size);
     fmi_put_bytes(w, PACK_MAGIC, 8);
-    fmi_put_u32(w, PACK_VERSION);
+    fmi_put_u32(w, version_of(d));
     fmi_put_u32(w, (uint32_t)header_bytes_of(count_of(d->input_dim)));
     fmi_put_u32(w, PACK_KNOWN_FLAGS);
     fmi_put_u32(w, (uint32_t)d->height);
@@ -158,9 +211,12 @@ int fm_deploy_save(const fm_deploy *d, const char *path)
         return fmi_error(FM_EINVAL,
                         "fm_deploy_save: unknown source weight mode %u or export kind %u",
                         d->source_mode, d->export_how);
+    if ((uint32_t)d->n_layers > (version_of(d) == 1u ? PACK_MAX_LAYERS_V1 : PACK_MAX_LAYERS))
+        return fmi_error(FM_EINVAL, "fm_deploy_save: %d layers, more than a version %u file holds",
+                        d->n_layers, version_of(d));
     for (int l = 0; l < d->n_layers; l++) {
         const fm_deploy_layer *L = &d->layers[l];
-        if (L->row_bytes != row_bytes_of(count_of(L->in), count_of(L->bits)))
+        if (fmi_deploy_weighted(L) && L->row_bytes != row_bytes_of(count_of(L->in), count_of(L->bits)))
             return fmi_error(FM_EINVAL, "fm_deploy_save: layer %d rows of %zu bytes, expected %llu",
                             l + 1, L->row_bytes,
                             (unsigned long long)row_bytes_of(count_of(L->in), count_of(L->bits)));
@@ -183,12 +239,14 @@ int fm_deploy_save(const fm_deploy *d, const char *path)
 
 /* Where each section lies in the file, found by pass 1. */
 typedef struct layer_span {
-    const uint8_t *payload; /* at the `in` field */
+    fm_deploy_type type;
+    const uint8_t *geometry; /* conv, pool, gap: at the input map's height */
+    const uint8_t *payload;  /* dense, conv: at the `in` field */
     uint32_t in, out, bits, levels;
 } layer_span;
 
 typedef struct file_plan {
-    uint32_t height, width, channels, classes, n_layers, source_mode, export_how;
+    uint32_t version, height, width, channels, classes, n_layers, source_mode, export_how;
     uint32_t input_dim;
     const uint8_t *input; /* at the input scale */
     layer_span layers[PACK_MAX_LAYERS];
@@ -271,6 +329,7 @@ static int plan_header(const uint8_t *p, size_t size, const char *origin, file_p
     plan->export_how = fmi_load_le32(p + 44);
     uint64_t declared_size = fmi_load_le64(p + 48);
     plan->input = p + 56;
+    plan->version = fmi_load_le32(p + 8);
 
     /* The shape fixes where the header's checksum lies: bound it first. */
     uint64_t dim = mul_sat(mul_sat(plan->height, plan->width), plan->channels);
@@ -295,9 +354,10 @@ static int plan_header(const uint8_t *p, size_t size, const char *origin, file_p
         return rc;
     if (plan->classes < 2 || plan->classes > 256)
         return fmi_error(FM_EFORMAT, "%s: %u classes (2 .. 256)", origin, plan->classes);
-    if (plan->n_layers < 1 || plan->n_layers > PACK_MAX_LAYERS)
-        return fmi_error(FM_EFORMAT, "%s: %u layers (1 .. %u)", origin, plan->n_layers,
-                        PACK_MAX_LAYERS);
+    const uint32_t max_layers = plan->version == 1u ? PACK_MAX_LAYERS_V1 : PACK_MAX_LAYERS;
+    if (plan->n_layers < 1 || plan->n_layers > max_layers)
+        return fmi_error(FM_EFORMAT, "%s: %u layers (1 .. %u in version %u)", origin,
+                        plan->n_layers, max_layers, plan->version);
     if (plan->source_mode > FM_WEIGHTS_SYNAPSE)
         return fmi_error(FM_EFORMAT, "%s: unknown source weight mode %u", origin, plan->source_mode);
     if (plan->export_how > FM_EXPORT_MEAN)
@@ -305,10 +365,26 @@ static int plan_header(const uint8_t *p, size_t size, const char *origin, file_p
     return FM_OK;
 }
 
+/* The record type a section's tag names (version 1: dense only); -1 if none. */
+static int type_of_tag(const uint8_t *tag, uint32_t version)
+{
+    if (memcmp(tag, LAYER_TAG, 4) == 0)
+        return FM_DL_DENSE;
+    if (version < 2u)
+        return -1;
+    if (memcmp(tag, CONV_TAG, 4) == 0)
+        return FM_DL_CONV;
+    if (memcmp(tag, POOL_TAG, 4) == 0)
+        return FM_DL_POOL;
+    if (memcmp(tag, GAP_TAG, 4) == 0)
+        return FM_DL_GAP;
+    return -1;
+}
+
 /* Layer section l at offset `at`: frame, checksum, counts and the payload size
  * they imply, padding bits. */
-static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, const char *origin,
-                      layer_span *span, size_t *next)
+static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, uint32_t version,
+                      const char *origin, layer_span *span, size_t *next)
 {
     char what[48];
     snprintf(what, sizeof what, "layer %u section", l + 1);
@@ -316,22 +392,39 @@ static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, cons
     if (left < 12)
         return truncated(origin, what, 12, at, size);
     const uint8_t *s = p + at;
-    if (memcmp(s, LAYER_TAG, 4) != 0)
+    const int type = type_of_tag(s, version);
+    if (type < 0)
         return fmi_error(FM_EFORMAT, "%s: layer %u section at offset %zu has a bad tag", origin,
                         l + 1, at);
+    span->type = (fm_deploy_type)type;
+    /* the fixed payload: a pool's or gap's whole, a convolution's geometry */
+    const uint64_t fixed = type == FM_DL_POOL  ? POOL_PAYLOAD
+                           : type == FM_DL_GAP ? GAP_PAYLOAD
+                           : type == FM_DL_CONV ? CONV_GEOMETRY + LAYER_FIXED
+                                                : LAYER_FIXED;
     uint64_t payload = fmi_load_le64(s + 4);
-    if (payload < LAYER_FIXED)
+    if (payload < fixed)
         return fmi_error(FM_EFORMAT,
-                        "%s: layer %u section declares %llu payload bytes (at least %u)", origin,
-                        l + 1, (unsigned long long)payload, LAYER_FIXED);
+                        "%s: layer %u section declares %llu payload bytes (at least %llu)", origin,
+                        l + 1, (unsigned long long)payload, (unsigned long long)fixed);
     if (left < SECTION_FRAME || payload > left - SECTION_FRAME)
         return truncated(origin, what, add_sat(payload, SECTION_FRAME), at, size);
     size_t body = 12 + (size_t)payload;
     if (fmi_crc32(s, body) != fmi_load_le32(s + body))
         return fmi_error(FM_EFORMAT, "%s: layer %u section checksum mismatch (file damaged)", origin,
                         l + 1);
-
-    const uint8_t *f = s + 12;
+    *next = at + body + 4;
+    span->geometry = s + 12;
+    if (type == FM_DL_POOL || type == FM_DL_GAP) {
+        if (payload != fixed)
+            return fmi_error(FM_EFORMAT, "%s: layer %u section holds %llu payload bytes, a %s needs %llu",
+                            origin, l + 1, (unsigned long long)payload,
+                            type == FM_DL_POOL ? "max-pool" : "global average pool",
+                            (unsigned long long)fixed);
+        return FM_OK;
+    }
+    const uint64_t extra = type == FM_DL_CONV ? CONV_GEOMETRY : 0;
+    const uint8_t *f = s + 12 + extra;
     span->payload = f;
     span->in = fmi_load_le32(f);
     span->out = fmi_load_le32(f + 4);
@@ -346,7 +439,7 @@ static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, cons
     if (span->levels > PACK_MAX_LEVELS)
         return fmi_error(FM_EFORMAT, "%s: layer %u has %u synapse levels (at most %u)", origin,
                         l + 1, span->levels, PACK_MAX_LEVELS);
-    uint64_t want = layer_payload_bytes(span->in, span->out, span->bits, span->levels);
+    uint64_t want = add_sat(extra, layer_payload_bytes(span->in, span->out, span->bits, span->levels));
     if (payload != want)
         return fmi_error(FM_EFORMAT,
                         "%s: layer %u section holds %llu payload bytes, its counts (%u x %u, %u "
@@ -365,7 +458,6 @@ static int plan_layer(const uint8_t *p, size_t size, size_t at, uint32_t l, cons
                 return fmi_error(FM_EFORMAT, "%s: layer %u row %u has nonzero padding bits", origin,
                                 l + 1, j);
     }
-    *next = at + body + 4;
     return FM_OK;
 }
 
@@ -378,7 +470,7 @@ static int plan_file(const uint8_t *p, size_t size, const char *origin, file_pla
         return rc;
     size_t at = header_bytes_of(plan->input_dim);
     for (uint32_t l = 0; l < plan->n_layers; l++)
-        if ((rc = plan_layer(p, size, at, l, origin, &plan->layers[l], &at)) < 0)
+        if ((rc = plan_layer(p, size, at, l, plan->version, origin, &plan->layers[l], &at)) < 0)
             return rc;
     if (at != size)
         return fmi_error(FM_EFORMAT, "%s: %zu unexpected bytes after the last of %u layers", origin,
@@ -396,8 +488,47 @@ static void read_f32s(const uint8_t *p, float *dst, size_t n)
     }
 }
 
+/* An int32 field of the file: values above INT32_MAX become negative, which
+ * validation refuses (never a huge count). */
+static int32_t load_i32(const uint8_t *p) { return (int32_t)fmi_load_le32(p); }
+
 static int fill_layer(const layer_span *span, fm_deploy_layer *L)
 {
+    L->type = span->type;
+    const uint8_t *g = span->geometry;
+    if (span->type != FM_DL_DENSE) {
+        L->in_h = load_i32(g);
+        L->in_w = load_i32(g + 4);
+        L->in_c = load_i32(g + 8);
+    }
+    if (span->type == FM_DL_POOL || span->type == FM_DL_GAP) {
+        /* pools carry no weights: the counts of values they take and give */
+        L->weights = FM_DW_FP32;
+        if (span->type == FM_DL_POOL) {
+            L->k_h = L->k_w = load_i32(g + 12);
+            L->stride = load_i32(g + 16);
+            const int ok = L->k_h >= 1 && L->stride >= 1 && L->in_h >= L->k_h && L->in_w >= L->k_w;
+            L->out_h = ok ? (L->in_h - L->k_h) / L->stride + 1 : 0;
+            L->out_w = ok ? (L->in_w - L->k_w) / L->stride + 1 : 0;
+        } else {
+            L->out_h = L->out_w = 1;
+        }
+        L->out_c = L->in_c;
+        const int64_t in = fmi_deploy_values_in(L), out = fmi_deploy_values_out(L);
+        L->in = in >= 1 && in <= INT32_MAX ? (int32_t)in : -1;
+        L->out = out >= 1 && out <= INT32_MAX ? (int32_t)out : -1;
+        return FM_OK;
+    }
+    if (span->type == FM_DL_CONV) {
+        L->k_h = load_i32(g + 12);
+        L->k_w = load_i32(g + 16);
+        L->stride = load_i32(g + 20);
+        L->pad_top = load_i32(g + 24);
+        L->pad_left = load_i32(g + 28);
+        L->out_h = load_i32(g + 32);
+        L->out_w = load_i32(g + 36);
+        L->out_c = (int32_t)span->out;
+    }
     const uint8_t *f = span->payload;
     L->in = (int32_t)span->in;
     L->out = (int32_t)span->out;

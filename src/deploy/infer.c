@@ -296,11 +296,14 @@ size_t fmi_kernel_scratch_floats(const fm_kernel_weights *w)
 
 void fmi_pack_signs(const float *x, int n, uint64_t *a)
 {
-    size_t words = fmi_kernel_bit_words(n);
-    memset(a, 0, words * sizeof *a);
-    for (int i = 0; i < n; i++)
-        if (x[i] >= 0.0f)
-            a[i / 64] |= (uint64_t)1 << (i % 64);
+    /* a word at a time, without a branch on the signs (random: mispredicted) */
+    for (int i0 = 0; i0 < n; i0 += 64) {
+        const int m = n - i0 < 64 ? n - i0 : 64;
+        uint64_t word = 0;
+        for (int k = 0; k < m; k++)
+            word |= (uint64_t)(x[i0 + k] >= 0.0f) << k;
+        a[i0 / 64] = word;
+    }
 }
 
 /* ---- exactness of the exponent-add weight gradient ------------------------ */
@@ -344,7 +347,9 @@ int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e
 
 /* ---- choosing a variant -------------------------------------------------- */
 
-static const fm_kernels ref_kernels = {"ref", fmi_infer_real_ref, fmi_infer_bits_ref, fmi_pow2_grad_ref};
+static const fm_kernels ref_kernels = {"ref", fmi_infer_real_ref, fmi_infer_bits_ref, fmi_pow2_grad_ref,
+                                       fmi_conv_real_ref, fmi_conv_bits_ref, fmi_signs_int_ref,
+                                       fmi_signs_float_ref};
 static const fm_kernels *ref_table(void) { return &ref_kernels; }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))

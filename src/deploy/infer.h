@@ -55,6 +55,24 @@ size_t fmi_kernel_scratch_floats(const fm_kernel_weights *weights);
 /* 64-bit words holding `in` packed +-1 inputs (the bits input of `bits`). */
 static inline size_t fmi_kernel_bit_words(int in) { return ((size_t)in + 63) / 64; }
 
+/* A convolution's weights in the layout its kernels read (below), built from
+ * its packed rows. */
+typedef struct fm_conv_weights fm_conv_weights;
+/* Where a sign follows a convolution: the ranges of its sums that give +1
+ * (deploy.h) and the packed map its kernel writes the bits into (out_h x
+ * out_w pixels of fmi_conv_pixel_words(out_c) words each). */
+typedef struct fm_conv_signs {
+    const int32_t *ilo, *ihi; /* integer sums (conv_bits) */
+    const float *flo, *fhi;   /* real sums (conv_real) */
+    uint64_t *map;
+} fm_conv_signs;
+int fmi_conv_prepare(const fm_deploy_layer *layer, fm_conv_weights **out);
+void fmi_conv_weights_free(fm_conv_weights *weights);
+/* Floats of scratch one call of `conv_real` needs (synapse product tables). */
+size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *weights);
+/* 64-bit words holding one pixel's `channels` packed +-1 values. */
+static inline int fmi_conv_pixel_words(int channels) { return (channels + 63) / 64; }
+
 typedef struct fm_kernels {
     const char *name; /* "ref", "avx2", "avx512" */
     /* acc[out] from x[in] real inputs, for a binary, ternary or synapse layer.
@@ -74,6 +92,32 @@ typedef struct fm_kernels {
      * is never -0.0f, so the sign of a zero term never shows). */
     void (*pow2_grad)(const float *q, const float *e, float *dw, int batch, int in, int out,
                       int i0, int i1);
+    /* A convolution of one example's real input map x (in_h x in_w x in_c,
+     * channel last) into acc (out_h x out_w x out_c), binary, ternary or
+     * synapse weights, as below ("Convolutions"). scratch:
+     * fmi_conv_kernel_scratch_floats floats, any alignment. With `signs`
+     * (a sign convolution), the output bits go to signs->map instead, as
+     * signs_float gives them from the sums (flo, fhi), and acc is scratch. */
+    void (*conv_real)(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                      const fm_conv_signs *signs);
+    /* A binary convolution of one example's +-1 input map, packed per pixel
+     * (fmi_conv_pixel_words(in_c) words, bit c: channel c is +1; bits past
+     * in_c zero), into exact integer sums: acc[p, j] = n_valid - 2 *
+     * popcount((a xor w) over the valid taps), n_valid = in_c times the taps
+     * of the window inside the input (the trainer pads with zeros, which add
+     * nothing; a padded tap is left out, not counted as -1). With `signs`,
+     * the bits as signs_int gives them (ilo, ihi) go to signs->map instead. */
+    void (*conv_bits)(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                      const fm_conv_signs *signs);
+    /* The packed +-1 map of `positions` pixels of `channels` (pixel words as
+     * conv_bits reads them, bits past `channels` zero) from the sums acc
+     * (positions x channels): channel j is +1 where lo[j] <= acc <= hi[j]
+     * (a sign convolution's ranges, deploy.h), integer or real sums (a NaN
+     * is in no range). */
+    void (*signs_int)(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                      const int32_t *hi, uint64_t *map);
+    void (*signs_float)(const float *acc, size_t positions, int channels, const float *lo,
+                        const float *hi, uint64_t *map);
 } fm_kernels;
 
 /* 1 when every product pow2_grad would form from these q (batch x in) and e
@@ -136,6 +180,119 @@ struct fm_kernel_weights {
     size_t layout_bytes;       /* bytes of words or codes, without the tail */
     void *allocation;          /* what fmi_free releases */
 };
+
+/* ---- convolutions (infer_conv.c) ------------------------------------------
+ * Maps are channel last: value (y, x, c) of an h x w x c map at (y * w + x) *
+ * c + c. Output (oy, ox)'s window has tap t = ky * k_w + kx on input pixel
+ * (oy * stride - pad_top + ky, ox * stride - pad_left + kx); taps outside the
+ * input are padding and are skipped whole (the trainer pads with zeros, which
+ * add nothing). Every output adds its terms over the valid taps in (ky, kx)
+ * order, one add at a time from +0.0f:
+ *   binary, ternary (group lookup, as the dense kernels): a tap's channels in
+ *            groups of four, 4g .. 4g+3, the last group of a tap padded with
+ *            +0.0f inputs whose weight bits are 0. The tables T (binary) and S
+ *            (ternary) of infer.h's top comment are formed once per example
+ *            for every input pixel and group, and output j adds, per valid
+ *            tap and group g = 0, 1, ...: binary acc += T[n], ternary
+ *            acc += S[pos]; acc -= S[neg], n, pos and neg its 4-bit patterns
+ *            of the group (bit k: channel 4g + k). A weight costs a quarter
+ *            of an add (ternary a half) and no multiply.
+ *   synapse: per valid tap and channel c, acc += +-P[level], P the product
+ *            table of that input value (formed once per example: N
+ *            multiplies per input value, not per weight nor per window).
+ *   binary inputs (conv_bits): acc = n_valid - 2 * popcount of (input xor
+ *            weight) over the valid taps' channel words: exact integers.
+ * Layout: outputs in blocks of FM_KERNEL_BLOCK (16; the padding outputs of
+ * the last block have zero codes and their results are not stored), a tap's
+ * channels in chunks of 32, one 32-bit word per output (nibble k of the word
+ * of chunk c: group 8c + k):
+ *   binary, ternary: words[(((block * taps + t) * chunks + c) * sets + s) * 16
+ *            + lane] holds bits 32c .. 32c+31 of tap t's channels of output
+ *            16 * block + lane: s = 0 the +1 weights (binary: a clear bit is
+ *            -1), s = 1 the -1 weights of a ternary layer (sets = 2). The
+ *            binary words are also what conv_bits xors with a pixel's 32-bit
+ *            channel chunks.
+ *   synapse: codes[((block * taps + t) * in_c + c) * 16 + lane] = level index
+ *            | sign << 7, one byte per weight;
+ *   fp32:    w[j * fan_in + t * in_c + c] (the layer's own rows).
+ * Bits past in_c are zero. words and codes start 64-byte aligned and are
+ * followed by FM_KERNEL_TAIL readable bytes, so a variant may load a whole
+ * vector at any byte offset of the last chunk. The scratch of conv_real holds
+ * the tables of every input pixel: binary, ternary ((pixel * groups + g) *
+ * 16 + b), synapse ((pixel * in_c + c) * table_stride + level), 64-byte
+ * aligned (fmi_kernel_scratch_align). */
+struct fm_conv_weights {
+    fm_deploy_weights weights;
+    int in_h, in_w, in_c, k_h, k_w, stride, pad_top, pad_left, out_h, out_w, out_c;
+    int taps;                  /* k_h * k_w */
+    int fan_in;                /* taps * in_c */
+    int cwords;                /* fmi_conv_pixel_words(in_c) */
+    int cwords_out;            /* fmi_conv_pixel_words(out_c) */
+    int blocks;                /* ceil(out_c / 16) */
+    int chunks;                /* ceil(in_c / 32): 32-bit channel words per tap */
+    int groups;                /* ceil(in_c / 4): groups of 4 channels per tap */
+    int sets;                  /* binary 1, ternary 2 */
+    int levels, table_stride;  /* synapse: magnitudes, floats per product table */
+    float magnitudes[FM_KERNEL_MAX_LEVELS];
+    const uint32_t *words;     /* binary, ternary */
+    const uint8_t *codes;      /* synapse */
+    const float *w;            /* fp32 */
+    void *allocation;          /* what fmi_free releases */
+};
+
+/* Taps [ky0, ky1) x [kx0, kx1) of output (oy, ox)'s window lie inside the
+ * input; (iy0, ix0) is the input pixel of tap (0, 0). */
+typedef struct fm_conv_window {
+    int iy0, ix0, ky0, ky1, kx0, kx1;
+} fm_conv_window;
+
+static inline fm_conv_window fmi_conv_window(const fm_conv_weights *w, int oy, int ox)
+{
+    fm_conv_window v;
+    v.iy0 = oy * w->stride - w->pad_top;
+    v.ix0 = ox * w->stride - w->pad_left;
+    v.ky0 = v.iy0 < 0 ? -v.iy0 : 0;
+    v.kx0 = v.ix0 < 0 ? -v.ix0 : 0;
+    v.ky1 = w->in_h - v.iy0 < w->k_h ? w->in_h - v.iy0 : w->k_h;
+    v.kx1 = w->in_w - v.ix0 < w->k_w ? w->in_w - v.ix0 : w->k_w;
+    if (v.ky1 < v.ky0)
+        v.ky1 = v.ky0;
+    if (v.kx1 < v.kx0)
+        v.kx1 = v.kx0;
+    return v;
+}
+
+/* The output columns [*first, *end) whose windows have all k_w columns
+ * inside the input: there a row of positions shares its taps, so a variant
+ * may run several positions at once. */
+static inline void fmi_conv_full_columns(const fm_conv_weights *w, int *first, int *end)
+{
+    int lo = (w->pad_left + w->stride - 1) / w->stride;
+    int room = w->in_w + w->pad_left - w->k_w;
+    int hi = room < 0 ? 0 : room / w->stride + 1;
+    hi = hi < w->out_w ? hi : w->out_w;
+    *first = lo < hi ? lo : hi;
+    *end = hi;
+}
+
+/* Channel chunk c (32 channels) of a packed pixel. */
+static inline uint32_t fmi_conv_pixel_chunk(const uint64_t *pixel, int c)
+{
+    return (uint32_t)(pixel[c / 2] >> (32 * (c % 2)));
+}
+
+/* The reference convolution kernels (infer_conv.c): the specification. */
+void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                       const fm_conv_signs *signs);
+void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                       const fm_conv_signs *signs);
+void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                       const int32_t *hi, uint64_t *map);
+void fmi_signs_float_ref(const float *acc, size_t positions, int channels, const float *lo,
+                         const float *hi, uint64_t *map);
+/* The group tables of infer.h's top comment, of four inputs v (infer_ref.c). */
+void fmi_binary_table(const float v[4], float T[16]);
+void fmi_subset_table(const float v[4], float S[16]);
 
 /* The variants' entry points (infer_ref.c, infer_avx2.c, infer_avx512.c). A
  * SIMD file built without its instruction set (not x86, or a compiler without

@@ -3,8 +3,9 @@
  * the prepared layout is two halves), so every output adds its table entries
  * in the reference's order and the results equal infer_ref.c bit for bit.
  * vpermps reads only 3 index bits, so a 16-entry lookup is two of them and a
- * blend on bit 3. Built with -mavx2 -mpopcnt (CMakeLists.txt); only called
- * after infer.c has checked the CPU. */
+ * blend on bit 3. The convolutions vectorize the same way across output
+ * channels. Built with -mavx2 -mpopcnt (CMakeLists.txt); only called after
+ * infer.c has checked the CPU. */
 #include "infer.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX2__)
@@ -61,39 +62,34 @@ static ALWAYS_INLINE const float *group_inputs(const float *x, int in, int g, fl
     return padded;
 }
 
-/* Binary tables (T[b] = p01[b & 3] + p23[b >> 2]) of every group of every
- * chunk: entries 0-7 have input 3 negated, entries 8-15 not. */
-static void binary_tables(const fm_kernel_weights *w, const float *x, float *T)
+/* The tables of `groups` groups of the inputs x[0 .. in), 16 floats each at
+ * T + 16g, entries 0-7 then 8-15 (infer.h): binary T[b] = p01[b & 3] +
+ * p23[b >> 2] (entries 0-7 have input 3 negated, 8-15 not), ternary the
+ * subset sums S[b] = q01[b & 3] + q23[b >> 2]; inputs past `in` are +0.0f. */
+static ALWAYS_INLINE void group_tables(const float *x, int in, int groups, const int ternary, float *T)
 {
     const __m256i sign_bit = _mm256_set1_epi32(INT32_MIN);
-    const __m256i negate0 = _mm256_andnot_si256(lanes_with_bit(0), sign_bit);
-    const __m256i negate1 = _mm256_andnot_si256(lanes_with_bit(1), sign_bit);
-    const __m256i negate2 = _mm256_andnot_si256(lanes_with_bit(2), sign_bit);
-    const int groups = w->chunks * GROUPS_PER_CHUNK;
-    for (int g = 0; g < groups; g++) {
-        float padded[4];
-        const float *v = group_inputs(x, w->in, g, padded);
-        __m256 p01 = _mm256_add_ps(xor_ps(_mm256_set1_ps(v[0]), negate0), xor_ps(_mm256_set1_ps(v[1]), negate1));
-        __m256 x2 = xor_ps(_mm256_set1_ps(v[2]), negate2), x3 = _mm256_set1_ps(v[3]);
-        __m256 p23_low = _mm256_add_ps(x2, xor_ps(x3, sign_bit)), p23_high = _mm256_add_ps(x2, x3);
-        _mm256_store_ps(T + 16 * (size_t)g, _mm256_add_ps(p01, p23_low));
-        _mm256_store_ps(T + 16 * (size_t)g + 8, _mm256_add_ps(p01, p23_high));
-    }
-}
-
-/* Subset-sum tables (S[b] = q01[b & 3] + q23[b >> 2]); a missing input is +0.0f. */
-static void ternary_tables(const fm_kernel_weights *w, const float *x, float *S)
-{
     const __m256i keep0 = lanes_with_bit(0), keep1 = lanes_with_bit(1), keep2 = lanes_with_bit(2);
-    const int groups = w->chunks * GROUPS_PER_CHUNK;
+    const __m256i negate0 = _mm256_andnot_si256(keep0, sign_bit);
+    const __m256i negate1 = _mm256_andnot_si256(keep1, sign_bit);
+    const __m256i negate2 = _mm256_andnot_si256(keep2, sign_bit);
     for (int g = 0; g < groups; g++) {
         float padded[4];
-        const float *v = group_inputs(x, w->in, g, padded);
-        __m256 q01 = _mm256_add_ps(and_ps(_mm256_set1_ps(v[0]), keep0), and_ps(_mm256_set1_ps(v[1]), keep1));
-        __m256 x2 = and_ps(_mm256_set1_ps(v[2]), keep2);
-        __m256 q23_low = _mm256_add_ps(x2, _mm256_setzero_ps()), q23_high = _mm256_add_ps(x2, _mm256_set1_ps(v[3]));
-        _mm256_store_ps(S + 16 * (size_t)g, _mm256_add_ps(q01, q23_low));
-        _mm256_store_ps(S + 16 * (size_t)g + 8, _mm256_add_ps(q01, q23_high));
+        const float *v = group_inputs(x, in, g, padded);
+        __m256 low, high;
+        if (ternary) {
+            __m256 q01 = _mm256_add_ps(and_ps(_mm256_set1_ps(v[0]), keep0), and_ps(_mm256_set1_ps(v[1]), keep1));
+            __m256 x2 = and_ps(_mm256_set1_ps(v[2]), keep2);
+            low = _mm256_add_ps(q01, _mm256_add_ps(x2, _mm256_setzero_ps()));
+            high = _mm256_add_ps(q01, _mm256_add_ps(x2, _mm256_set1_ps(v[3])));
+        } else {
+            __m256 p01 = _mm256_add_ps(xor_ps(_mm256_set1_ps(v[0]), negate0), xor_ps(_mm256_set1_ps(v[1]), negate1));
+            __m256 x2 = xor_ps(_mm256_set1_ps(v[2]), negate2), x3 = _mm256_set1_ps(v[3]);
+            low = _mm256_add_ps(p01, _mm256_add_ps(x2, xor_ps(x3, sign_bit)));
+            high = _mm256_add_ps(p01, _mm256_add_ps(x2, x3));
+        }
+        _mm256_store_ps(T + 16 * (size_t)g, low);
+        _mm256_store_ps(T + 16 * (size_t)g + 8, high);
     }
 }
 
@@ -169,6 +165,36 @@ static void real_groups(const fm_kernel_weights *w, const float *T, const int te
         group_blocks(w, T, block, 1, ternary, acc);
 }
 
+/* An input's product table of 8, 16 or 32 entries in 8-entry registers
+ * (the ones past `entries` repeat the first). */
+static ALWAYS_INLINE void product_table(const float *table, const int entries, __m256 t[4])
+{
+    t[0] = t[1] = t[2] = t[3] = _mm256_load_ps(table);
+    if (entries > 8)
+        t[1] = _mm256_load_ps(table + 8);
+    if (entries > 16) {
+        t[2] = _mm256_load_ps(table + 16);
+        t[3] = _mm256_load_ps(table + 24);
+    }
+}
+
+/* The product a synapse code picks, with its sign: the level index (bits
+ * 0-4) picks it out of 8, 16 or 32 entries (t[0] .. t[3], 8 each) with vpermps
+ * and blends, bit 7, moved to the float's sign, negates it. */
+static ALWAYS_INLINE __m256 synapse_term(__m256i code, const __m256 t[4], const int entries, __m256i sign_bit)
+{
+    __m256 product;
+    if (entries <= 8) {
+        product = _mm256_permutevar8x32_ps(t[0], code);
+    } else if (entries <= 16) {
+        product = lookup16(code, t[0], t[1]);
+    } else {
+        __m256 bit4_at_sign = _mm256_castsi256_ps(_mm256_slli_epi32(code, 27));
+        product = _mm256_blendv_ps(lookup16(code, t[0], t[1]), lookup16(code, t[2], t[3]), bit4_at_sign);
+    }
+    return xor_ps(product, _mm256_and_si256(_mm256_slli_epi32(code, 24), sign_bit));
+}
+
 /* `nb` output blocks of a synapse layer: the level index (bits 0-4 of a code)
  * picks its product out of 8, 16 or 32 with vpermps and blends, bit 7 of the
  * code, moved to the float's sign, negates it. */
@@ -184,28 +210,13 @@ static ALWAYS_INLINE void synapse_blocks(const fm_kernel_weights *w, const float
         sum[h] = _mm256_setzero_ps();
     for (int i = 0; i < w->in; i++) {
         const float *table = P + (size_t)i * stride;
-        __m256 t0 = _mm256_load_ps(table), t1 = t0, t2 = t0, t3 = t0;
-        if (entries > 8)
-            t1 = _mm256_load_ps(table + 8);
-        if (entries > 16) {
-            t2 = _mm256_load_ps(table + 16);
-            t3 = _mm256_load_ps(table + 24);
-        }
+        __m256 t[4];
+        product_table(table, entries, t);
 #pragma GCC unroll 4
         for (int h = 0; h < 2 * nb; h++) {
             const uint8_t *at = codes + (size_t)(h / 2) * block_bytes + (size_t)i * FM_KERNEL_BLOCK + (size_t)(h % 2) * HALF;
             __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)at));
-            __m256 product;
-            if (entries <= 8) {
-                product = _mm256_permutevar8x32_ps(t0, code);
-            } else if (entries <= 16) {
-                product = lookup16(code, t0, t1);
-            } else {
-                __m256 bit4_at_sign = _mm256_castsi256_ps(_mm256_slli_epi32(code, 27));
-                product = _mm256_blendv_ps(lookup16(code, t0, t1), lookup16(code, t2, t3), bit4_at_sign);
-            }
-            __m256i sign = _mm256_and_si256(_mm256_slli_epi32(code, 24), sign_bit);
-            sum[h] = _mm256_add_ps(sum[h], xor_ps(product, sign));
+            sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t, entries, sign_bit));
         }
     }
 #pragma GCC unroll 4
@@ -223,23 +234,23 @@ static ALWAYS_INLINE void synapse_all_blocks(const fm_kernel_weights *w, const f
         synapse_blocks(w, P, block, 1, entries, acc);
 }
 
-/* P_i[index] = x_i * m[index], `stride` per input: the only float multiplies
- * of this file, kept in a function of their own (never inlined or cloned) so
- * that a disassembly of the object shows none anywhere else
- * (tests/no_float_mul.sh). */
-static NOINLINE void synapse_products(const fm_kernel_weights *w, const float *x, float *P)
+/* P[i * stride + index] = x_i * m[index] for the n inputs x, `stride` (16 or
+ * 32) per input: the only float multiplies of this file, kept in a function
+ * of their own (never inlined or cloned) so that a disassembly of the object
+ * shows none anywhere else (tests/no_float_mul.sh). */
+static NOINLINE void synapse_products(const float *magnitudes, size_t stride, const float *x, size_t n,
+                                      float *P)
 {
-    const size_t stride = (size_t)w->table_stride;
-    for (int i = 0; i < w->in; i++) {
+    for (size_t i = 0; i < n; i++) {
         __m256 xi = _mm256_set1_ps(x[i]);
         for (size_t k = 0; k < stride; k += 8)
-            _mm256_store_ps(P + (size_t)i * stride + k, _mm256_mul_ps(xi, _mm256_loadu_ps(w->magnitudes + k)));
+            _mm256_store_ps(P + i * stride + k, _mm256_mul_ps(xi, _mm256_loadu_ps(magnitudes + k)));
     }
 }
 
 static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
 {
-    synapse_products(w, x, P);
+    synapse_products(w->magnitudes, (size_t)w->table_stride, x, (size_t)w->in, P);
     if (w->levels <= 8)
         synapse_all_blocks(w, P, 8, acc);
     else if (w->levels <= 16)
@@ -253,11 +264,11 @@ static void real_avx2(const fm_kernel_weights *w, const float *x, float *acc, fl
     float *tables = fmi_kernel_scratch_align(scratch);
     switch (w->weights) {
     case FM_DW_BINARY:
-        binary_tables(w, x, tables);
+        group_tables(x, w->in, w->chunks * GROUPS_PER_CHUNK, 0, tables);
         real_groups(w, tables, 0, acc);
         break;
     case FM_DW_TERNARY:
-        ternary_tables(w, x, tables);
+        group_tables(x, w->in, w->chunks * GROUPS_PER_CHUNK, 1, tables);
         real_groups(w, tables, 1, acc);
         break;
     case FM_DW_SYNAPSE: real_synapse(w, x, acc, tables); break;
@@ -489,7 +500,359 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
     }
 }
 
-static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2};
+/* 8 values from v, or the `left` < 8 there and zeros: a partial last group
+ * of channels is read through a zero-padded copy. */
+static ALWAYS_INLINE __m256i load_int8(const int32_t *v, int left)
+{
+    if (left >= HALF)
+        return _mm256_loadu_si256((const __m256i *)(const void *)v);
+    int32_t part[HALF] = {0};
+    memcpy(part, v, (size_t)left * sizeof *part);
+    return _mm256_loadu_si256((const __m256i *)(void *)part);
+}
+
+static ALWAYS_INLINE __m256 load_float8(const float *v, int left)
+{
+    if (left >= HALF)
+        return _mm256_loadu_ps(v);
+    float part[HALF] = {0};
+    memcpy(part, v, (size_t)left * sizeof *part);
+    return _mm256_loadu_ps(part);
+}
+
+/* ---- convolutions ---------------------------------------------------------
+ * As infer_avx512.c's, 8 output channels per ymm (a block is two halves):
+ * the window's taps and a tap's groups, channels or channel words outside,
+ * so every output adds its terms in the reference's order; where a row's
+ * windows lie inside the input, CONV_POSITIONS neighbouring positions share
+ * each weight vector loaded. Sixteen ymm registers hold fewer accumulators
+ * than AVX-512's 32. */
+#define CONV_POSITIONS 2
+
+/* Half h (8 channels) of block `block` of one position's sums: stored at
+ * acc + first, first = 16 * block + 8 * h, up to out_c; or with `signs`, its
+ * bits (in the channels' ranges) as one byte of the position's pixel. */
+static ALWAYS_INLINE void conv_out_float(float *acc, const fm_conv_signs *signs, size_t position, int cw,
+                                         int out_c, int first, __m256 v)
+{
+    if (!signs) {
+        store_half(acc, out_c, first, v);
+        return;
+    }
+    const int left = out_c - first;
+    if (left <= 0)
+        return;
+    const __m256 lo = load_float8(signs->flo + first, left), hi = load_float8(signs->fhi + first, left);
+    const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, lo, _CMP_GE_OQ), _mm256_cmp_ps(v, hi, _CMP_LE_OQ));
+    const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+    ((uint8_t *)(signs->map + position * (size_t)cw))[first / HALF] = (uint8_t)((unsigned)_mm256_movemask_ps(in) & live);
+}
+
+static ALWAYS_INLINE void conv_out_int(int32_t *acc, const fm_conv_signs *signs, size_t position, int cw,
+                                       int out_c, int first, __m256i v)
+{
+    const int left = out_c - first;
+    if (left <= 0)
+        return;
+    if (signs) {
+        const __m256i lo = load_int8(signs->ilo + first, left), hi = load_int8(signs->ihi + first, left);
+        const __m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(lo, v), _mm256_cmpgt_epi32(v, hi));
+        const unsigned live = left >= HALF ? 0xffu : (1u << left) - 1u;
+        ((uint8_t *)(signs->map + position * (size_t)cw))[first / HALF] =
+            (uint8_t)(~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(out)) & live);
+    } else if (left >= HALF) {
+        _mm256_storeu_si256((__m256i *)(void *)(acc + first), v);
+    } else {
+        int32_t spill[HALF];
+        _mm256_storeu_si256((__m256i *)(void *)spill, v);
+        for (int k = 0; k < left; k++)
+            acc[first + k] = spill[k];
+    }
+}
+
+/* Zeroes a sign convolution's map: the kernels then store only their
+ * channels' bits, and the bits past out_c stay zero. */
+static void signs_clear(const fm_conv_weights *w, const fm_conv_signs *signs)
+{
+    if (signs)
+        memset(signs->map, 0,
+               (size_t)w->out_h * (size_t)w->out_w * (size_t)fmi_conv_pixel_words(w->out_c) * sizeof(uint64_t));
+}
+
+/* np positions (ox0 on, row oy, window v of the first) of output block
+ * `block` of a binary or ternary layer: per valid tap and pair of groups one
+ * load of each half's index words (the odd group after a shift by 4), and per
+ * group, half and position a 16-entry lookup (two vpermps and a blend). */
+static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float *T, int oy, int ox0,
+                                          const int np, const fm_conv_window *v, int block, const int ternary,
+                                          float *acc, const fm_conv_signs *signs)
+{
+    const int G = w->groups;
+    const size_t chunk_bytes = (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
+    const size_t tap_bytes = (size_t)w->chunks * chunk_bytes;
+    const uint8_t *base = (const uint8_t *)w->words + (size_t)block * (size_t)w->taps * tap_bytes;
+    const size_t pixel_floats = (size_t)G * 16, step = (size_t)w->stride * pixel_floats;
+    __m256 sum[CONV_POSITIONS][2];
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+        sum[p][0] = sum[p][1] = _mm256_setzero_ps();
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const float *t0 = T + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * pixel_floats;
+            const uint8_t *wt = base + (size_t)(ky * w->k_w + kx) * tap_bytes;
+            for (int g = 0; g < G; g++) {
+                const uint8_t *at = wt + (size_t)(g / 8) * chunk_bytes + (size_t)((g % 8) / 2);
+                const int shift = 4 * (g % 2);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *half = at + (size_t)h * HALF * sizeof(uint32_t);
+                    __m256i plus = _mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(const void *)half), shift);
+                    __m256i minus = plus;
+                    if (ternary)
+                        minus = _mm256_srli_epi32(
+                            _mm256_loadu_si256((const __m256i *)(const void *)(half + FM_KERNEL_BLOCK * sizeof(uint32_t))),
+                            shift);
+#pragma GCC unroll 2
+                    for (int p = 0; p < np; p++) {
+                        const float *table = t0 + (size_t)p * step + 16 * (size_t)g;
+                        const __m256 low = _mm256_load_ps(table), high = _mm256_load_ps(table + 8);
+                        sum[p][h] = _mm256_add_ps(sum[p][h], lookup16(plus, low, high));
+                        if (ternary)
+                            sum[p][h] = _mm256_sub_ps(sum[p][h], lookup16(minus, low, high));
+                    }
+                }
+            }
+        }
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    float *out = acc + position * (size_t)w->out_c;
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+            conv_out_float(out + (size_t)p * (size_t)w->out_c, signs, position + (size_t)p, w->cwords_out, w->out_c,
+                           block * FM_KERNEL_BLOCK + h * HALF, sum[p][h]);
+}
+
+/* One position of output block `block` of a synapse layer: per valid tap
+ * and channel, each half's codes pick their products (synapse_term). */
+static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float *P, int oy, int ox,
+                                           const fm_conv_window *v, int block, const int entries, float *acc,
+                                           const fm_conv_signs *signs)
+{
+    const int ic = w->in_c;
+    const size_t ts = (size_t)w->table_stride, pixel_floats = (size_t)ic * ts;
+    const uint8_t *base = w->codes + (size_t)block * (size_t)w->taps * (size_t)ic * FM_KERNEL_BLOCK;
+    const __m256i sign_bit = _mm256_set1_epi32(INT32_MIN);
+    __m256 sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const float *p0 = P + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * pixel_floats;
+            const uint8_t *ct = base + (size_t)(ky * w->k_w + kx) * (size_t)ic * FM_KERNEL_BLOCK;
+            for (int c = 0; c < ic; c++) {
+                const float *table = p0 + (size_t)c * ts;
+                __m256 t[4];
+                product_table(table, entries, t);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *at = ct + (size_t)c * FM_KERNEL_BLOCK + (size_t)h * HALF;
+                    __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)at));
+                    sum[h] = _mm256_add_ps(sum[h], synapse_term(code, t, entries, sign_bit));
+                }
+            }
+        }
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox;
+    float *out = acc + position * (size_t)w->out_c;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+        conv_out_float(out, signs, position, w->cwords_out, w->out_c, block * FM_KERNEL_BLOCK + h * HALF, sum[h]);
+}
+
+static void conv_groups(const fm_conv_weights *w, const float *T, const int ternary, float *acc,
+                        const fm_conv_signs *signs)
+{
+    int first, end;
+    fmi_conv_full_columns(w, &first, &end);
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w;) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            const int np = ox >= first && ox + CONV_POSITIONS <= end ? CONV_POSITIONS : 1;
+            for (int block = 0; block < w->blocks; block++) {
+                if (np == CONV_POSITIONS && ternary)
+                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 1, acc, signs);
+                else if (np == CONV_POSITIONS)
+                    conv_groups_run(w, T, oy, ox, CONV_POSITIONS, &v, block, 0, acc, signs);
+                else if (ternary)
+                    conv_groups_run(w, T, oy, ox, 1, &v, block, 1, acc, signs);
+                else
+                    conv_groups_run(w, T, oy, ox, 1, &v, block, 0, acc, signs);
+            }
+            ox += np;
+        }
+}
+
+static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P, const int entries, float *acc,
+                                       const fm_conv_signs *signs)
+{
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w; ox++) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            for (int block = 0; block < w->blocks; block++)
+                conv_synapse_run(w, P, oy, ox, &v, block, entries, acc, signs);
+        }
+}
+
+static void conv_real_avx2(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                           const fm_conv_signs *signs)
+{
+    float *tables = fmi_kernel_scratch_align(scratch);
+    if (w->weights != FM_DW_BINARY && w->weights != FM_DW_TERNARY && w->weights != FM_DW_SYNAPSE) {
+        fmi_conv_real_ref(w, x, acc, scratch, signs);
+        return;
+    }
+    signs_clear(w, signs);
+    const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
+    switch (w->weights) {
+    case FM_DW_BINARY:
+    case FM_DW_TERNARY: {
+        const int ternary = w->weights == FM_DW_TERNARY;
+        const size_t pixel_floats = (size_t)w->groups * 16;
+        for (size_t p = 0; p < pixels; p++) {
+            if (ternary)
+                group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 1, tables + p * pixel_floats);
+            else
+                group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 0, tables + p * pixel_floats);
+        }
+        conv_groups(w, tables, ternary, acc, signs);
+        break;
+    }
+    default: /* synapse */
+        synapse_products(w->magnitudes, (size_t)w->table_stride, x, pixels * (size_t)w->in_c, tables);
+        if (w->levels <= 8)
+            conv_synapse(w, tables, 8, acc, signs);
+        else if (w->levels <= 16)
+            conv_synapse(w, tables, 16, acc, signs);
+        else
+            conv_synapse(w, tables, 32, acc, signs);
+        break;
+    }
+}
+
+/* Channel chunk c of a packed pixel, read as 32 bits (little endian: as
+ * fmi_conv_pixel_chunk), so that it is broadcast straight from memory. */
+static ALWAYS_INLINE int32_t pixel_chunk(const uint64_t *pixel, int c)
+{
+    int32_t word;
+    memcpy(&word, (const uint8_t *)pixel + 4 * (size_t)c, sizeof word);
+    return word;
+}
+
+/* np positions of output block `block`, xnor and popcount: per valid tap and
+ * channel word, each half's weight words are loaded once and xored with each
+ * position's input word; the vpshufb byte counts are widened every 31 steps. */
+static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint64_t *a, int oy, int ox0,
+                                            const int np, const fm_conv_window *v, int block, int32_t *acc,
+                                            const fm_conv_signs *signs)
+{
+    const uint32_t *base = w->words + (size_t)block * (size_t)w->taps * (size_t)w->chunks * FM_KERNEL_BLOCK;
+    const size_t cw = (size_t)w->cwords, step = (size_t)w->stride * cw;
+    __m256i sum[CONV_POSITIONS][2], bytes[CONV_POSITIONS][2];
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+        sum[p][0] = sum[p][1] = bytes[p][0] = bytes[p][1] = _mm256_setzero_si256();
+    int steps = 0;
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const uint64_t *px = a + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * cw;
+            const uint32_t *wt = base + (size_t)(ky * w->k_w + kx) * (size_t)w->chunks * FM_KERNEL_BLOCK;
+            for (int c = 0; c < w->chunks; c++) {
+                const __m256i *at = (const __m256i *)(const void *)(wt + (size_t)c * FM_KERNEL_BLOCK);
+                const __m256i weight[2] = {_mm256_load_si256(at), _mm256_load_si256(at + 1)};
+#pragma GCC unroll 2
+                for (int p = 0; p < np; p++) {
+                    const __m256i input = _mm256_set1_epi32(pixel_chunk(px + (size_t)p * step, c));
+#pragma GCC unroll 2
+                    for (int h = 0; h < 2; h++)
+                        bytes[p][h] = _mm256_add_epi8(bytes[p][h], byte_counts(_mm256_xor_si256(input, weight[h])));
+                }
+                if (++steps == 31) {
+#pragma GCC unroll 2
+                    for (int p = 0; p < np; p++)
+#pragma GCC unroll 2
+                        for (int h = 0; h < 2; h++) {
+                            sum[p][h] = _mm256_add_epi32(sum[p][h], widen_byte_counts(bytes[p][h]));
+                            bytes[p][h] = _mm256_setzero_si256();
+                        }
+                    steps = 0;
+                }
+            }
+        }
+    const __m256i valid = _mm256_set1_epi32((v->ky1 - v->ky0) * (v->kx1 - v->kx0) * w->in_c);
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    int32_t *out = acc + position * (size_t)w->out_c;
+#pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i mismatches = _mm256_add_epi32(sum[p][h], widen_byte_counts(bytes[p][h]));
+            conv_out_int(out + (size_t)p * (size_t)w->out_c, signs, position + (size_t)p, w->cwords_out, w->out_c,
+                         block * FM_KERNEL_BLOCK + h * HALF, _mm256_sub_epi32(valid, _mm256_slli_epi32(mismatches, 1)));
+        }
+}
+
+static void conv_bits_avx2(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                           const fm_conv_signs *signs)
+{
+    if (w->weights != FM_DW_BINARY) {
+        fmi_conv_bits_ref(w, a, acc, signs);
+        return;
+    }
+    signs_clear(w, signs);
+    int first, end;
+    fmi_conv_full_columns(w, &first, &end);
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w;) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            const int np = ox >= first && ox + CONV_POSITIONS <= end ? CONV_POSITIONS : 1;
+            for (int block = 0; block < w->blocks; block++) {
+                if (np == CONV_POSITIONS)
+                    conv_popcount_run(w, a, oy, ox, CONV_POSITIONS, &v, block, acc, signs);
+                else
+                    conv_popcount_run(w, a, oy, ox, 1, &v, block, acc, signs);
+            }
+            ox += np;
+        }
+}
+
+/* ---- signs into packed maps ------------------------------------------------ */
+
+/* The sign stage of the kernels (conv_out_int, conv_out_float), applied to
+ * stored sums: for the sign convolutions whose sums the kernels do not make
+ * (fp32 weights). */
+static void signs_int_avx2(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                           const int32_t *hi, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels);
+    const fm_conv_signs signs = {lo, hi, NULL, NULL, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
+    for (size_t p = 0; p < positions; p++)
+        for (int first = 0; first < channels; first += HALF)
+            conv_out_int(NULL, &signs, p, cw, channels, first, load_int8(acc + p * (size_t)channels + first, channels - first));
+}
+
+static void signs_float_avx2(const float *acc, size_t positions, int channels, const float *lo,
+                             const float *hi, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels);
+    const fm_conv_signs signs = {NULL, NULL, lo, hi, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
+    for (size_t p = 0; p < positions; p++)
+        for (int first = 0; first < channels; first += HALF)
+            conv_out_float(NULL, &signs, p, cw, channels, first,
+                           load_float8(acc + p * (size_t)channels + first, channels - first));
+}
+
+static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2, conv_real_avx2,
+                                        conv_bits_avx2, signs_int_avx2, signs_float_avx2};
 
 const fm_kernels *fmi_kernels_avx2_table(void) { return &avx2_kernels; }
 

@@ -3,10 +3,11 @@
  * still adds its table entries one group (or input) at a time in index order
  * and the results equal infer_ref.c bit for bit. A 16-entry table lookup is
  * one vpermps (it reads the low 4 bits of each index lane); several output
- * blocks run interleaved to hide the latency of the add chains. Built with
+ * blocks run interleaved to hide the latency of the add chains. The
+ * convolutions vectorize the same way across output channels. Built with
  * -mavx512f -mavx512bw -mavx512vl -mavx512vpopcntdq (CMakeLists.txt); only
  * called after infer.c has checked the CPU, which picks the vpshufb popcount
- * of `bits` where VPOPCNTDQ is missing. */
+ * of `bits` and `conv_bits` where VPOPCNTDQ is missing. */
 #include "infer.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX512F__) && defined(__AVX512BW__) && \
@@ -50,34 +51,27 @@ static ALWAYS_INLINE const float *group_inputs(const float *x, int in, int g, fl
     return padded;
 }
 
-/* Binary tables of every group of every chunk (infer.h: T[b] = p01[b & 3] +
- * p23[b >> 2]), 16 floats per group; padding groups get all-zero inputs. */
-static void binary_tables(const fm_kernel_weights *w, const float *x, float *T)
+/* The tables of `groups` groups of the inputs x[0 .. in), 16 floats each at
+ * T + 16g: binary T[b] = p01[b & 3] + p23[b >> 2], ternary the subset sums
+ * S[b] = q01[b & 3] + q23[b >> 2] (infer.h); inputs past `in` are +0.0f. */
+static ALWAYS_INLINE void group_tables(const float *x, int in, int groups, const int ternary, float *T)
 {
-    const int groups = w->chunks * GROUPS_PER_CHUNK;
     for (int g = 0; g < groups; g++) {
         float padded[4];
-        const float *v = group_inputs(x, w->in, g, padded);
-        __m512 a = flip_sign(_mm512_set1_ps(v[0]), (__mmask16)~bit_set[0]);
-        __m512 b = flip_sign(_mm512_set1_ps(v[1]), (__mmask16)~bit_set[1]);
-        __m512 c = flip_sign(_mm512_set1_ps(v[2]), (__mmask16)~bit_set[2]);
-        __m512 d = flip_sign(_mm512_set1_ps(v[3]), (__mmask16)~bit_set[3]);
+        const float *v = group_inputs(x, in, g, padded);
+        __m512 a, b, c, d;
+        if (ternary) {
+            a = _mm512_maskz_mov_ps(bit_set[0], _mm512_set1_ps(v[0]));
+            b = _mm512_maskz_mov_ps(bit_set[1], _mm512_set1_ps(v[1]));
+            c = _mm512_maskz_mov_ps(bit_set[2], _mm512_set1_ps(v[2]));
+            d = _mm512_maskz_mov_ps(bit_set[3], _mm512_set1_ps(v[3]));
+        } else {
+            a = flip_sign(_mm512_set1_ps(v[0]), (__mmask16)~bit_set[0]);
+            b = flip_sign(_mm512_set1_ps(v[1]), (__mmask16)~bit_set[1]);
+            c = flip_sign(_mm512_set1_ps(v[2]), (__mmask16)~bit_set[2]);
+            d = flip_sign(_mm512_set1_ps(v[3]), (__mmask16)~bit_set[3]);
+        }
         _mm512_store_ps(T + 16 * (size_t)g, _mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
-    }
-}
-
-/* Subset-sum tables (S[b] = q01[b & 3] + q23[b >> 2]); a missing input is +0.0f. */
-static void ternary_tables(const fm_kernel_weights *w, const float *x, float *S)
-{
-    const int groups = w->chunks * GROUPS_PER_CHUNK;
-    for (int g = 0; g < groups; g++) {
-        float padded[4];
-        const float *v = group_inputs(x, w->in, g, padded);
-        __m512 a = _mm512_maskz_mov_ps(bit_set[0], _mm512_set1_ps(v[0]));
-        __m512 b = _mm512_maskz_mov_ps(bit_set[1], _mm512_set1_ps(v[1]));
-        __m512 c = _mm512_maskz_mov_ps(bit_set[2], _mm512_set1_ps(v[2]));
-        __m512 d = _mm512_maskz_mov_ps(bit_set[3], _mm512_set1_ps(v[3]));
-        _mm512_store_ps(S + 16 * (size_t)g, _mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
     }
 }
 
@@ -135,7 +129,7 @@ static ALWAYS_INLINE void group_blocks(const fm_kernel_weights *w, const float *
 
 static void real_binary(const fm_kernel_weights *w, const float *x, float *acc, float *T)
 {
-    binary_tables(w, x, T);
+    group_tables(x, w->in, w->chunks * GROUPS_PER_CHUNK, 0, T);
     int block = 0;
     for (; block + INTERLEAVE <= w->blocks; block += INTERLEAVE)
         group_blocks(w, T, block, INTERLEAVE, 0, acc);
@@ -145,7 +139,7 @@ static void real_binary(const fm_kernel_weights *w, const float *x, float *acc, 
 
 static void real_ternary(const fm_kernel_weights *w, const float *x, float *acc, float *S)
 {
-    ternary_tables(w, x, S);
+    group_tables(x, w->in, w->chunks * GROUPS_PER_CHUNK, 1, S);
     int block = 0;
     for (; block + INTERLEAVE <= w->blocks; block += INTERLEAVE)
         group_blocks(w, S, block, INTERLEAVE, 1, acc);
@@ -185,26 +179,26 @@ static ALWAYS_INLINE void synapse_blocks(const fm_kernel_weights *w, const float
         store_block(acc, w->out, block + b, sum[b]);
 }
 
-/* P_i[index] = x_i * m[index], `stride` per input: the only float multiplies
- * of this file, kept in a function of their own (never inlined or cloned) so
- * that a disassembly of the object shows none anywhere else
- * (tests/no_float_mul.sh). */
-static NOINLINE void synapse_products(const fm_kernel_weights *w, const float *x, float *P)
+/* P[i * stride + index] = x_i * m[index] for the n inputs x, `stride` (16 or
+ * 32) per input: the only float multiplies of this file, kept in a function
+ * of their own (never inlined or cloned) so that a disassembly of the object
+ * shows none anywhere else (tests/no_float_mul.sh). */
+static NOINLINE void synapse_products(const float *magnitudes, size_t stride, const float *x, size_t n,
+                                      float *P)
 {
-    const size_t stride = (size_t)w->table_stride;
-    const __m512 m_low = _mm512_loadu_ps(w->magnitudes), m_high = _mm512_loadu_ps(w->magnitudes + 16);
-    for (int i = 0; i < w->in; i++) {
+    const __m512 m_low = _mm512_loadu_ps(magnitudes), m_high = _mm512_loadu_ps(magnitudes + 16);
+    for (size_t i = 0; i < n; i++) {
         __m512 xi = _mm512_set1_ps(x[i]);
-        _mm512_store_ps(P + (size_t)i * stride, _mm512_mul_ps(xi, m_low));
+        _mm512_store_ps(P + i * stride, _mm512_mul_ps(xi, m_low));
         if (stride == 32)
-            _mm512_store_ps(P + (size_t)i * stride + 16, _mm512_mul_ps(xi, m_high));
+            _mm512_store_ps(P + i * stride + 16, _mm512_mul_ps(xi, m_high));
     }
 }
 
 static void real_synapse(const fm_kernel_weights *w, const float *x, float *acc, float *P)
 {
     const size_t stride = (size_t)w->table_stride;
-    synapse_products(w, x, P);
+    synapse_products(w->magnitudes, stride, x, (size_t)w->in, P);
     int block = 0;
     if (stride == 32) {
         for (; block + INTERLEAVE <= w->blocks; block += INTERLEAVE)
@@ -449,8 +443,470 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
     }
 }
 
-static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq, pow2_grad_avx512};
-static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb, pow2_grad_avx512};
+/* ---- convolutions ---------------------------------------------------------
+ * Vectorized across output channels, 16 per zmm, as the dense kernels; the
+ * window's taps and a tap's groups (or channels, or channel words) run
+ * outside, so every output adds its terms in the reference's order. Where a
+ * row's windows have all their columns inside the input, CONV_POSITIONS
+ * neighbouring positions run at once and share each weight vector (a lookup
+ * index, a code, a weight word) that is loaded; the window's taps are the
+ * same for all of them. Up to CONV_BLOCKS output blocks run at once and share
+ * each table or input word loaded. */
+#define CONV_POSITIONS 4
+#define CONV_BLOCKS 4
+
+/* v, loaded once into a register: without this the compiler folds the load
+ * into every instruction that reads v (one load per position and block
+ * instead of one), and the loads, not the arithmetic, bound the loops. */
+static ALWAYS_INLINE __m512 in_register(__m512 v)
+{
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+static ALWAYS_INLINE __m512i in_register_int(__m512i v)
+{
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+/* Each 16 channels' bits are one k-mask, stored as 16 bits of the pixel's
+ * words (little endian: bit j of the words is channel j). */
+static ALWAYS_INLINE void signs_store(uint64_t *pixel, int block, __mmask16 bits)
+{
+    uint16_t piece = (uint16_t)bits;
+    memcpy((uint8_t *)pixel + 2 * (size_t)block, &piece, sizeof piece);
+}
+
+/* The channels of block `block` that exist (out_c need not fill it). */
+static ALWAYS_INLINE __mmask16 block_live(int out_c, int block)
+{
+    int left = out_c - block * FM_KERNEL_BLOCK;
+    return left >= FM_KERNEL_BLOCK ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* The sums v of block `block` of one position: stored at `at`, masked past
+ * out_c; or with `signs`, their bits (in the block's ranges) into the
+ * position's pixel of the map. */
+static ALWAYS_INLINE void conv_store(float *at, const fm_conv_signs *signs, size_t position, int cw, int out_c,
+                                     int block, __m512 v)
+{
+    const __mmask16 live = block_live(out_c, block);
+    if (signs) {
+        const __m512 lo = _mm512_maskz_loadu_ps(live, signs->flo + (size_t)block * FM_KERNEL_BLOCK);
+        const __m512 hi = _mm512_maskz_loadu_ps(live, signs->fhi + (size_t)block * FM_KERNEL_BLOCK);
+        const __mmask16 ge = _mm512_mask_cmp_ps_mask(live, v, lo, _CMP_GE_OQ);
+        signs_store(signs->map + position * (size_t)cw, block, _mm512_mask_cmp_ps_mask(ge, v, hi, _CMP_LE_OQ));
+    } else if (live == 0xffff) {
+        _mm512_storeu_ps(at, v);
+    } else {
+        _mm512_mask_storeu_ps(at, live, v);
+    }
+}
+
+static ALWAYS_INLINE void conv_store_int(int32_t *at, const fm_conv_signs *signs, size_t position, int cw,
+                                         int out_c, int block, __m512i v)
+{
+    const __mmask16 live = block_live(out_c, block);
+    if (signs) {
+        const __m512i lo = _mm512_maskz_loadu_epi32(live, signs->ilo + (size_t)block * FM_KERNEL_BLOCK);
+        const __m512i hi = _mm512_maskz_loadu_epi32(live, signs->ihi + (size_t)block * FM_KERNEL_BLOCK);
+        const __mmask16 ge = _mm512_mask_cmpge_epi32_mask(live, v, lo);
+        signs_store(signs->map + position * (size_t)cw, block, _mm512_mask_cmple_epi32_mask(ge, v, hi));
+    } else if (live == 0xffff) {
+        _mm512_storeu_si512(at, v);
+    } else {
+        _mm512_mask_storeu_epi32(at, live, v);
+    }
+}
+
+/* Zeroes a sign convolution's map: the kernels then store only their blocks'
+ * bits, and the bits past out_c stay zero. */
+static void signs_clear(const fm_conv_weights *w, const fm_conv_signs *signs)
+{
+    if (signs)
+        memset(signs->map, 0,
+               (size_t)w->out_h * (size_t)w->out_w * (size_t)fmi_conv_pixel_words(w->out_c) * sizeof(uint64_t));
+}
+
+/* np positions (ox0 on, row oy, window v of the first) times nb output
+ * blocks (block on) of a binary or ternary layer: per valid tap, per pair of
+ * groups, one load of each block's index words at the pair's byte (the low
+ * nibble is the even group, a shift by 4 brings the odd one) and a vpermps
+ * per group, block and position. */
+static ALWAYS_INLINE void conv_groups_run(const fm_conv_weights *w, const float *T, int oy, int ox0,
+                                          const int np, const fm_conv_window *v, int block, const int nb,
+                                          const int ternary, float *acc, const fm_conv_signs *signs)
+{
+    const int G = w->groups;
+    const size_t chunk_bytes = (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
+    const size_t tap_bytes = (size_t)w->chunks * chunk_bytes, block_bytes = (size_t)w->taps * tap_bytes;
+    const uint8_t *base = (const uint8_t *)w->words + (size_t)block * block_bytes;
+    const size_t pixel_floats = (size_t)G * 16, step = (size_t)w->stride * pixel_floats;
+    __m512 sum[CONV_POSITIONS][CONV_BLOCKS];
+#pragma GCC unroll 4
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nb; b++)
+            sum[p][b] = _mm512_setzero_ps();
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const float *t0 = T + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * pixel_floats;
+            const uint8_t *wt = base + (size_t)(ky * w->k_w + kx) * tap_bytes;
+            for (int g = 0; g < G; g += 2) {
+                const uint8_t *at = wt + (size_t)(g / 8) * chunk_bytes + (size_t)((g % 8) / 2);
+                __m512i plus[CONV_BLOCKS], minus[CONV_BLOCKS];
+#pragma GCC unroll 4
+                for (int b = 0; b < nb; b++) {
+                    plus[b] = _mm512_loadu_si512(at + (size_t)b * block_bytes);
+                    if (ternary)
+                        minus[b] = _mm512_loadu_si512(at + (size_t)b * block_bytes + FM_KERNEL_BLOCK * sizeof(uint32_t));
+                }
+#pragma GCC unroll 4
+                for (int p = 0; p < np; p++) {
+                    const __m512 table = in_register(_mm512_load_ps(t0 + (size_t)p * step + 16 * (size_t)g));
+#pragma GCC unroll 4
+                    for (int b = 0; b < nb; b++) {
+                        sum[p][b] = _mm512_add_ps(sum[p][b], _mm512_permutexvar_ps(plus[b], table));
+                        if (ternary)
+                            sum[p][b] = _mm512_sub_ps(sum[p][b], _mm512_permutexvar_ps(minus[b], table));
+                    }
+                }
+                if (g + 1 == G)
+                    break;
+#pragma GCC unroll 4
+                for (int b = 0; b < nb; b++) {
+                    plus[b] = _mm512_srli_epi32(plus[b], 4);
+                    if (ternary)
+                        minus[b] = _mm512_srli_epi32(minus[b], 4);
+                }
+#pragma GCC unroll 4
+                for (int p = 0; p < np; p++) {
+                    const __m512 table = in_register(_mm512_load_ps(t0 + (size_t)p * step + 16 * (size_t)(g + 1)));
+#pragma GCC unroll 4
+                    for (int b = 0; b < nb; b++) {
+                        sum[p][b] = _mm512_add_ps(sum[p][b], _mm512_permutexvar_ps(plus[b], table));
+                        if (ternary)
+                            sum[p][b] = _mm512_sub_ps(sum[p][b], _mm512_permutexvar_ps(minus[b], table));
+                    }
+                }
+            }
+        }
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    float *out = acc + position * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
+#pragma GCC unroll 4
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nb; b++)
+            conv_store(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, signs, position + (size_t)p,
+                       w->cwords_out, w->out_c, block + b, sum[p][b]);
+}
+
+/* np positions times nb output blocks of a synapse layer: per valid tap and
+ * channel, each block's 16 codes are widened once and pick, per position, the
+ * product of that position's input value (vpermps of 16 levels, vpermt2ps of
+ * 32); bit 7 of the code, moved to the sign, negates it. */
+static ALWAYS_INLINE void conv_synapse_run(const fm_conv_weights *w, const float *P, int oy, int ox0,
+                                           const int np, const fm_conv_window *v, int block, const int nb,
+                                           const int wide, float *acc, const fm_conv_signs *signs)
+{
+    const int ic = w->in_c;
+    const size_t ts = (size_t)w->table_stride, block_codes = (size_t)w->taps * (size_t)ic * FM_KERNEL_BLOCK;
+    const size_t pixel_floats = (size_t)ic * ts, step = (size_t)w->stride * pixel_floats;
+    const uint8_t *base = w->codes + (size_t)block * block_codes;
+    const __m512i sign_bit = _mm512_set1_epi32(INT32_MIN);
+    __m512 sum[CONV_POSITIONS][CONV_BLOCKS];
+#pragma GCC unroll 4
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nb; b++)
+            sum[p][b] = _mm512_setzero_ps();
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const float *p0 = P + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * pixel_floats;
+            const uint8_t *ct = base + (size_t)(ky * w->k_w + kx) * (size_t)ic * FM_KERNEL_BLOCK;
+            for (int c = 0; c < ic; c++) {
+                __m512i code[CONV_BLOCKS], sign[CONV_BLOCKS];
+#pragma GCC unroll 4
+                for (int b = 0; b < nb; b++) {
+                    const uint8_t *at = ct + (size_t)b * block_codes + (size_t)c * FM_KERNEL_BLOCK;
+                    code[b] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)at));
+                    sign[b] = _mm512_slli_epi32(code[b], 24);
+                }
+#pragma GCC unroll 4
+                for (int p = 0; p < np; p++) {
+                    const float *table = p0 + (size_t)p * step + (size_t)c * ts;
+                    const __m512 low = _mm512_load_ps(table), high = wide ? _mm512_load_ps(table + 16) : low;
+#pragma GCC unroll 4
+                    for (int b = 0; b < nb; b++) {
+                        __m512 product = wide ? _mm512_permutex2var_ps(low, code[b], high)
+                                              : _mm512_permutexvar_ps(code[b], low);
+                        /* product ^ (code << 24 & sign bit): 0x78 is A ^ (B & C) */
+                        __m512i signed_bits = _mm512_ternarylogic_epi32(_mm512_castps_si512(product), sign[b],
+                                                                        sign_bit, 0x78);
+                        sum[p][b] = _mm512_add_ps(sum[p][b], _mm512_castsi512_ps(signed_bits));
+                    }
+                }
+            }
+        }
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    float *out = acc + position * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
+#pragma GCC unroll 4
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nb; b++)
+            conv_store(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, signs, position + (size_t)p,
+                       w->cwords_out, w->out_c, block + b, sum[p][b]);
+}
+
+/* np positions, every output block: nb at a time, then one at a time. */
+#define CONV_ALL_BLOCKS(run, nb_max, ...)                                                          \
+    do {                                                                                           \
+        int block_ = 0;                                                                            \
+        for (; block_ + (nb_max) <= w->blocks; block_ += (nb_max))                                 \
+            run(__VA_ARGS__, block_, (nb_max));                                                    \
+        for (; block_ < w->blocks; block_++)                                                       \
+            run(__VA_ARGS__, block_, 1);                                                           \
+    } while (0)
+
+#define GROUPS_RUN(np_, ternary_)                                                                  \
+    do {                                                                                           \
+        if (ternary_) {                                                                            \
+            CONV_ALL_BLOCKS(GROUPS_RUN_T, 2, np_);                                                 \
+        } else {                                                                                   \
+            CONV_ALL_BLOCKS(GROUPS_RUN_B, CONV_BLOCKS, np_);                                       \
+        }                                                                                          \
+    } while (0)
+#define GROUPS_RUN_B(np_, block_, nb_) conv_groups_run(w, T, oy, ox, np_, &v, block_, nb_, 0, acc, signs)
+#define GROUPS_RUN_T(np_, block_, nb_) conv_groups_run(w, T, oy, ox, np_, &v, block_, nb_, 1, acc, signs)
+
+static void conv_groups(const fm_conv_weights *w, const float *T, const int ternary, float *acc,
+                        const fm_conv_signs *signs)
+{
+    int first, end;
+    fmi_conv_full_columns(w, &first, &end);
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w;) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            if (ox >= first && ox + CONV_POSITIONS <= end) {
+                GROUPS_RUN(CONV_POSITIONS, ternary);
+                ox += CONV_POSITIONS;
+            } else {
+                GROUPS_RUN(1, ternary);
+                ox++;
+            }
+        }
+}
+
+#define SYNAPSE_RUN(np_, block_, nb_) conv_synapse_run(w, P, oy, ox, np_, &v, block_, nb_, wide, acc, signs)
+
+static ALWAYS_INLINE void conv_synapse(const fm_conv_weights *w, const float *P, const int wide, float *acc,
+                                       const fm_conv_signs *signs)
+{
+    int first, end;
+    fmi_conv_full_columns(w, &first, &end);
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w;) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            if (ox >= first && ox + CONV_POSITIONS <= end) {
+                CONV_ALL_BLOCKS(SYNAPSE_RUN, 2, CONV_POSITIONS);
+                ox += CONV_POSITIONS;
+            } else {
+                CONV_ALL_BLOCKS(SYNAPSE_RUN, 2, 1);
+                ox++;
+            }
+        }
+}
+
+static void conv_real_avx512(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                             const fm_conv_signs *signs)
+{
+    float *tables = fmi_kernel_scratch_align(scratch);
+    if (w->weights != FM_DW_BINARY && w->weights != FM_DW_TERNARY && w->weights != FM_DW_SYNAPSE) {
+        fmi_conv_real_ref(w, x, acc, scratch, signs);
+        return;
+    }
+    signs_clear(w, signs);
+    const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
+    switch (w->weights) {
+    case FM_DW_BINARY:
+    case FM_DW_TERNARY: {
+        const int ternary = w->weights == FM_DW_TERNARY;
+        const size_t pixel_floats = (size_t)w->groups * 16;
+        for (size_t p = 0; p < pixels; p++) {
+            if (ternary)
+                group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 1, tables + p * pixel_floats);
+            else
+                group_tables(x + p * (size_t)w->in_c, w->in_c, w->groups, 0, tables + p * pixel_floats);
+        }
+        conv_groups(w, tables, ternary, acc, signs);
+        break;
+    }
+    default: /* synapse */
+        synapse_products(w->magnitudes, (size_t)w->table_stride, x, pixels * (size_t)w->in_c, tables);
+        if (w->table_stride == 32)
+            conv_synapse(w, tables, 1, acc, signs);
+        else
+            conv_synapse(w, tables, 0, acc, signs);
+        break;
+    }
+}
+
+/* Channel chunk c of a packed pixel, read as 32 bits (little endian: as
+ * fmi_conv_pixel_chunk), so that it is broadcast straight from memory. */
+static ALWAYS_INLINE int32_t pixel_chunk(const uint64_t *pixel, int c)
+{
+    int32_t word;
+    memcpy(&word, (const uint8_t *)pixel + 4 * (size_t)c, sizeof word);
+    return word;
+}
+
+/* np positions times nb output blocks of xnor and popcount: per valid tap and
+ * channel word, each block's weight words are loaded once and xored with each
+ * position's input word (broadcast). vpshufb: byte counts (at most 8 a step)
+ * are widened to 32-bit lanes every 31 steps. */
+static ALWAYS_INLINE void conv_popcount_run(const fm_conv_weights *w, const uint64_t *a, int oy, int ox0,
+                                            const int np, const fm_conv_window *v, int block, const int nb,
+                                            const int vpshufb, int32_t *acc, const fm_conv_signs *signs)
+{
+    const size_t block_words = (size_t)w->taps * (size_t)w->chunks * FM_KERNEL_BLOCK;
+    const uint32_t *base = w->words + (size_t)block * block_words;
+    const size_t cw = (size_t)w->cwords, step = (size_t)w->stride * cw;
+    __m512i sum[CONV_POSITIONS][CONV_BLOCKS], bytes[CONV_POSITIONS][CONV_BLOCKS];
+#pragma GCC unroll 4
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nb; b++)
+            sum[p][b] = bytes[p][b] = _mm512_setzero_si512();
+    int steps = 0;
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const uint64_t *px = a + ((size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx)) * cw;
+            const uint32_t *wt = base + (size_t)(ky * w->k_w + kx) * (size_t)w->chunks * FM_KERNEL_BLOCK;
+            for (int c = 0; c < w->chunks; c++) {
+                __m512i weight[CONV_BLOCKS];
+#pragma GCC unroll 4
+                for (int b = 0; b < nb; b++)
+                    weight[b] = in_register_int(_mm512_load_si512(wt + (size_t)b * block_words + (size_t)c * FM_KERNEL_BLOCK));
+#pragma GCC unroll 4
+                for (int p = 0; p < np; p++) {
+                    const __m512i input = _mm512_set1_epi32(pixel_chunk(px + (size_t)p * step, c));
+#pragma GCC unroll 4
+                    for (int b = 0; b < nb; b++) {
+                        __m512i differ = _mm512_xor_si512(input, weight[b]);
+                        if (vpshufb)
+                            bytes[p][b] = _mm512_add_epi8(bytes[p][b], byte_counts(differ));
+                        else
+                            sum[p][b] = _mm512_add_epi32(sum[p][b], _mm512_popcnt_epi32(differ));
+                    }
+                }
+                if (vpshufb && ++steps == 31) {
+#pragma GCC unroll 4
+                    for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+                        for (int b = 0; b < nb; b++) {
+                            sum[p][b] = _mm512_add_epi32(sum[p][b], widen_byte_counts(bytes[p][b]));
+                            bytes[p][b] = _mm512_setzero_si512();
+                        }
+                    steps = 0;
+                }
+            }
+        }
+    const __m512i valid = _mm512_set1_epi32((v->ky1 - v->ky0) * (v->kx1 - v->kx0) * w->in_c);
+    const size_t position = (size_t)oy * (size_t)w->out_w + (size_t)ox0;
+    int32_t *out = acc + position * (size_t)w->out_c + (size_t)block * FM_KERNEL_BLOCK;
+#pragma GCC unroll 4
+    for (int p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nb; b++) {
+            __m512i mismatches = sum[p][b];
+            if (vpshufb)
+                mismatches = _mm512_add_epi32(mismatches, widen_byte_counts(bytes[p][b]));
+            conv_store_int(out + (size_t)p * (size_t)w->out_c + (size_t)b * FM_KERNEL_BLOCK, signs, position + (size_t)p,
+                           w->cwords_out, w->out_c, block + b, _mm512_sub_epi32(valid, _mm512_slli_epi32(mismatches, 1)));
+        }
+}
+
+#define POPCOUNT_RUN(np_, block_, nb_) conv_popcount_run(w, a, oy, ox, np_, &v, block_, nb_, vpshufb, acc, signs)
+
+static ALWAYS_INLINE void conv_bits_all(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                                        const fm_conv_signs *signs, const int vpshufb)
+{
+    if (w->weights != FM_DW_BINARY) {
+        fmi_conv_bits_ref(w, a, acc, signs);
+        return;
+    }
+    signs_clear(w, signs);
+    int first, end;
+    fmi_conv_full_columns(w, &first, &end);
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w;) {
+            const fm_conv_window v = fmi_conv_window(w, oy, ox);
+            if (vpshufb) { /* its byte counters take registers: 2 x 2 */
+                if (ox >= first && ox + 2 <= end) {
+                    CONV_ALL_BLOCKS(POPCOUNT_RUN, 2, 2);
+                    ox += 2;
+                } else {
+                    CONV_ALL_BLOCKS(POPCOUNT_RUN, 2, 1);
+                    ox++;
+                }
+            } else if (ox >= first && ox + CONV_POSITIONS <= end) {
+                CONV_ALL_BLOCKS(POPCOUNT_RUN, CONV_BLOCKS, CONV_POSITIONS);
+                ox += CONV_POSITIONS;
+            } else {
+                CONV_ALL_BLOCKS(POPCOUNT_RUN, CONV_BLOCKS, 1);
+                ox++;
+            }
+        }
+}
+
+static void conv_bits_vpopcntdq(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                                const fm_conv_signs *signs)
+{
+    conv_bits_all(w, a, acc, signs, 0);
+}
+
+static void conv_bits_vpshufb(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                              const fm_conv_signs *signs)
+{
+    conv_bits_all(w, a, acc, signs, 1);
+}
+
+/* ---- signs into packed maps ------------------------------------------------ */
+
+
+/* The sign stage of the kernels (conv_store), applied to stored sums: for
+ * the sign convolutions whose sums the kernels do not make (fp32 weights). */
+static void signs_int_avx512(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                             const int32_t *hi, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels), blocks = (channels + 15) / 16;
+    const fm_conv_signs signs = {lo, hi, NULL, NULL, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
+    for (size_t p = 0; p < positions; p++)
+        for (int b = 0; b < blocks; b++)
+            conv_store_int(NULL, &signs, p, cw, channels, b,
+                           _mm512_maskz_loadu_epi32(block_live(channels, b), acc + p * (size_t)channels + 16 * (size_t)b));
+}
+
+static void signs_float_avx512(const float *acc, size_t positions, int channels, const float *lo,
+                               const float *hi, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels), blocks = (channels + 15) / 16;
+    const fm_conv_signs signs = {NULL, NULL, lo, hi, map};
+    memset(map, 0, positions * (size_t)cw * sizeof *map);
+    for (size_t p = 0; p < positions; p++)
+        for (int b = 0; b < blocks; b++)
+            conv_store(NULL, &signs, p, cw, channels, b,
+                       _mm512_maskz_loadu_ps(block_live(channels, b), acc + p * (size_t)channels + 16 * (size_t)b));
+}
+
+static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq,
+                                          pow2_grad_avx512, conv_real_avx512,
+                                          conv_bits_vpopcntdq, signs_int_avx512, signs_float_avx512};
+static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb,
+                                                  pow2_grad_avx512, conv_real_avx512,
+                                                  conv_bits_vpshufb, signs_int_avx512, signs_float_avx512};
 
 const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq)
 {

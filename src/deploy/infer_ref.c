@@ -32,7 +32,7 @@ static void group_inputs(const float *x, int in, int g, float v[4])
 
 /* T[b] = p01[b & 3] + p23[b >> 2], the sum of the four inputs each signed by
  * its bit of b (1: +x, 0: -x). */
-static void binary_table(const float v[4], float T[16])
+void fmi_binary_table(const float v[4], float T[16])
 {
     float p01[4], p23[4];
     for (int c = 0; c < 4; c++) {
@@ -44,7 +44,7 @@ static void binary_table(const float v[4], float T[16])
 }
 
 /* S[b] = q01[b & 3] + q23[b >> 2], the sum of the inputs whose bit of b is set. */
-static void subset_table(const float v[4], float S[16])
+void fmi_subset_table(const float v[4], float S[16])
 {
     float q01[4], q23[4];
     for (int c = 0; c < 4; c++) {
@@ -78,7 +78,7 @@ static void real_binary(const fm_kernel_weights *w, const float *x, float *acc, 
     for (int g = 0; g < w->groups; g++) {
         float v[4];
         group_inputs(x, w->in, g, v);
-        binary_table(v, tables + 16 * (size_t)g);
+        fmi_binary_table(v, tables + 16 * (size_t)g);
     }
     for (int j = 0; j < w->out; j++)
         acc[j] = 0.0f;
@@ -95,7 +95,7 @@ static void real_ternary(const fm_kernel_weights *w, const float *x, float *acc,
     for (int g = 0; g < w->groups; g++) {
         float v[4];
         group_inputs(x, w->in, g, v);
-        subset_table(v, tables + 16 * (size_t)g);
+        fmi_subset_table(v, tables + 16 * (size_t)g);
     }
     for (int j = 0; j < w->out; j++)
         acc[j] = 0.0f;

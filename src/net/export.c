@@ -1,6 +1,8 @@
 /* export.c — a trained model into its deployed form (deploy.h): every layer
- * adds itself through its table's export (layer.h), then the deployed
- * network is checked and given its kernels. */
+ * adds itself through its table's export (layer.h): dense layers and
+ * convolutions begin records, pools and gap are records of their own, batch
+ * norm and activations complete the weighted record before them; then the
+ * deployed network is checked and given its kernels. */
 #include "internal.h"
 #include "layer.h"
 
@@ -11,12 +13,23 @@ static int check_exportable(const fm_model *m)
 {
     for (int l = 0; l < m->n_layers; l++)
         if (!fmi_layer_ops_of(m->layers[l].kind)->export)
-            return fmi_error(FM_EUNSUPPORTED, "the packed format holds dense networks; this model "
-                                             "has convolutions (%s)", m->arch);
+            return fmi_error(FM_EUNSUPPORTED, "the packed format cannot hold layer %d (%s) of %s", l + 1,
+                            fmi_layer_ops_of(m->layers[l].kind)->name, m->arch);
     if (m->config.preproc != FM_PRE_CENTER && m->config.preproc != FM_PRE_UNIT)
         return fmi_error(FM_EUNSUPPORTED, "the packed format stores a mean-subtraction input "
                                          "step; this model's GCN preprocessing cannot be packed");
     return FM_OK;
+}
+
+/* A network with maps (convolutions, pools) reads its input as the image it
+ * was built for. */
+static int has_maps(const fm_model *m)
+{
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->layers[l].kind == FM_LAYER_CONV || m->layers[l].kind == FM_LAYER_POOL ||
+            m->layers[l].kind == FM_LAYER_GAP)
+            return 1;
+    return 0;
 }
 
 int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, int width,
@@ -41,11 +54,15 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
         (int64_t)height * width * channels != m->input_dim)
         return fmi_error(FM_EINVAL, "input shape %d x %d x %d does not hold the model's %d inputs",
                         height, width, channels, m->input_dim);
-    int n_dense = 0; /* each starts a deployed layer */
+    if (has_maps(m) && (height != m->in_h || width != m->in_w || channels != m->in_c))
+        return fmi_error(FM_EINVAL, "input shape %d x %d x %d: this convolutional model reads "
+                        "%d x %d x %d images", height, width, channels, m->in_h, m->in_w, m->in_c);
+    int records = 0; /* weighted layers, pools and gap each make one */
     for (int l = 0; l < m->n_layers; l++)
-        n_dense += fmi_layer_weighted(&m->layers[l]);
+        records += fmi_layer_weighted(&m->layers[l]) || m->layers[l].kind == FM_LAYER_POOL ||
+                   m->layers[l].kind == FM_LAYER_GAP;
     fm_deploy *d;
-    rc = fmi_deploy_alloc(n_dense, &d);
+    rc = fmi_deploy_alloc(records, &d);
     if (rc < 0)
         return rc;
     d->height = height;
@@ -61,7 +78,7 @@ int fm_deploy_from_model(const fm_model *m, fm_export_weights how, int height, i
         return FM_ENOMEM;
     }
     memcpy(d->input_mean, m->input_mean, (size_t)m->input_dim * sizeof *d->input_mean);
-    fm_export_state e = {m, how, d, -1};
+    fm_export_state e = {m, how, d, -1, 0};
     for (int l = 0; l < m->n_layers && rc == FM_OK; l++)
         rc = fmi_layer_ops_of(m->layers[l].kind)->export(&e, &m->layers[l]);
     if (rc == FM_OK)

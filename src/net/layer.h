@@ -38,7 +38,9 @@ typedef struct fm_export_state {
     const fm_model *model;
     fm_export_weights how;
     fm_deploy *deploy;
-    int current;          /* the deployed layer being filled: -1 before the first */
+    int current;          /* the weighted record being completed (its batch norm and
+                             activation follow): -1 before the first */
+    int count;            /* records filled */
 } fm_export_state;
 
 typedef struct fm_layer_ops {

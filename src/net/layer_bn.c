@@ -234,9 +234,10 @@ static int bn_export(fm_export_state *e, const fm_layer *bn)
     const fm_model *m = e->model;
     fm_deploy_layer *L = &e->deploy->layers[e->current];
     const float *p = m->state + bn->offset;
-    const float *gamma = p, *beta = p + bn->out, *mean = p + 2 * bn->out, *var = p + 3 * bn->out;
+    const int C = bn->channels; /* a dense layer's outputs, or a map's channels */
+    const float *gamma = p, *beta = p + C, *mean = p + 2 * C, *var = p + 3 * C;
     const float eps = (float)m->config.bn_eps;
-    for (int j = 0; j < bn->out; j++) {
+    for (int j = 0; j < C; j++) {
         float s;
         fmi_bn_fold(gamma[j], beta[j], mean[j], var[j], eps, &s, &L->offset[j]);
         L->scale[j] = s * L->unit;

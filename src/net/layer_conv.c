@@ -1,7 +1,7 @@
 /* layer_conv.c — the 2-D convolution (conv.h) on NHWC maps, weights
  * (k_h*k_w*in_c) x out_c. Its products are the workspace's convolution
- * product (product.h); the packed format holds no convolutions yet, so it
- * has no export. */
+ * product (product.h); its export is a convolution record with the weights
+ * packed as a dense layer's, one row per output channel. */
 #include "conv.h"
 #include "internal.h"
 #include "product.h"
@@ -38,6 +38,20 @@ static void conv_backward(const fm_pass *p, int l)
     fmi_weighted_backward(p, l, l + 1, c->qb_conv_emin, c->qb_conv_emax);
 }
 
+/* A convolution starts the next deployed record (the pool, batch norm and
+ * activation after it complete it), with the geometry the trainer uses. */
+static int conv_export(fm_export_state *e, const fm_layer *L)
+{
+    fm_deploy_layer *D = fmi_export_weighted(e);
+    const fm_conv_geom *g = &L->conv;
+    D->type = FM_DL_CONV;
+    D->in_h = g->in_h, D->in_w = g->in_w, D->in_c = g->in_c;
+    D->k_h = g->k_h, D->k_w = g->k_w, D->stride = g->stride;
+    D->pad_top = g->pad_top, D->pad_left = g->pad_left;
+    D->out_h = g->out_h, D->out_w = g->out_w, D->out_c = g->out_c;
+    return fmi_export_weights(e->model, L, e->how, D);
+}
+
 const fm_layer_ops fmi_layer_conv = {
     .name = "conv",
     .shape = conv_shape,
@@ -47,4 +61,5 @@ const fm_layer_ops fmi_layer_conv = {
     .forward_eval = fmi_weighted_forward_eval,
     .backward = conv_backward,
     .product = conv_product,
+    .export = conv_export,
 };

@@ -1,7 +1,6 @@
 /* layer_gap.c — global average pooling: a map of positions x channels
  * becomes one value per channel, its mean (the `gap` item of a conv:
- * architecture). No parameters; the packed format holds no maps yet, so it
- * has no export. */
+ * architecture). No parameters; its export is a global average pool record. */
 #include "conv.h"
 #include "layer.h"
 
@@ -36,10 +35,25 @@ static void gap_backward(const fm_pass *p, int l)
     fmi_bytes_elementwise(&cost, m, l, p->batch, 1);
 }
 
+static int gap_export(fm_export_state *e, const fm_layer *L)
+{
+    const fm_deploy_layer *before = &e->deploy->layers[e->count - 1];
+    fm_deploy_layer *D = &e->deploy->layers[e->count++];
+    D->type = FM_DL_GAP;
+    D->weights = FM_DW_FP32; /* no weights: nothing is stored */
+    D->in_h = before->out_h, D->in_w = before->out_w, D->in_c = L->channels;
+    D->out_h = D->out_w = 1;
+    D->out_c = L->channels;
+    D->in = L->in;
+    D->out = L->out;
+    return FM_OK;
+}
+
 const fm_layer_ops fmi_layer_gap = {
     .name = "gap",
     .shape = gap_shape,
     .forward = gap_forward,
     .forward_eval = gap_forward,
     .backward = gap_backward,
+    .export = gap_export,
 };

@@ -1,5 +1,7 @@
 /* layer_pool.c — max-pooling of a map (conv.h): training keeps the chosen
- * input of each output, which the backward pass routes the gradient to. */
+ * input of each output, which the backward pass routes the gradient to. It
+ * follows a convolution, before its batch norm and activation; its export is a
+ * max-pool record after the convolution's, which pools that convolution's sums. */
 #include "internal.h"
 #include "layer.h"
 
@@ -57,6 +59,21 @@ static void pool_backward(const fm_pass *p, int l)
     fmi_bytes_elementwise(&cost, m, l, B, 1);
 }
 
+static int pool_export(fm_export_state *e, const fm_layer *L)
+{
+    fm_deploy_layer *D = &e->deploy->layers[e->count++];
+    const fm_pool_geom *g = &L->pool;
+    D->type = FM_DL_POOL;
+    D->weights = FM_DW_FP32; /* no weights: nothing is stored */
+    D->in_h = g->in_h, D->in_w = g->in_w, D->in_c = g->c;
+    D->k_h = D->k_w = g->size;
+    D->stride = g->stride;
+    D->out_h = g->out_h, D->out_w = g->out_w, D->out_c = g->c;
+    D->in = L->in;
+    D->out = L->out;
+    return FM_OK;
+}
+
 const fm_layer_ops fmi_layer_pool = {
     .name = "pool",
     .shape = pool_shape,
@@ -64,4 +81,5 @@ const fm_layer_ops fmi_layer_pool = {
     .forward = pool_forward,
     .forward_eval = pool_forward_eval,
     .backward = pool_backward,
+    .export = pool_export,
 };

@@ -1,11 +1,14 @@
 /* weighted.c — the shared half of the dense and convolution layers
- * (weighted.h): weights per pass, Q(x), and the passes around the product
- * the workspace chose for the layer. */
+ * (weighted.h): weights per pass, Q(x), the passes around the product the
+ * workspace chose for the layer, and the export of their weights. */
 #include "internal.h"
 #include "kernels.h"
 #include "product.h"
 #include "quant.h"
 #include "weighted.h"
+
+#include <math.h>
+#include <string.h>
 
 static int is_stochastic(fm_weight_mode mode)
 {
@@ -163,4 +166,94 @@ void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax
     fmi_bytes_activation(&cost, m, l + 1, 1, B, 0);
     read_weights(&cost, m, l, quantized);
     fmi_bytes_activation(&cost, m, l, 1, B, 1);
+}
+
+/* ---- export (dense and conv) ---- */
+
+/* The code of a deterministic synapse value: its magnitude's index and sign. */
+static uint32_t synapse_code(const fm_deploy_layer *L, float value)
+{
+    float a = fabsf(value);
+    uint32_t index = 0;
+    while ((int)index + 1 < L->levels && L->magnitudes[index] != a)
+        index++;
+    return (value < 0.0f ? 1u << (L->bits - 1) : 0u) | index;
+}
+
+int fmi_export_weights(const fm_model *m, const fm_layer *dl, fm_export_weights how,
+                       fm_deploy_layer *L)
+{
+    const fm_config *c = &m->config;
+    const float *w = m->state + dl->offset;
+    const int packed = c->weights != FM_WEIGHTS_FP32 &&
+                       !(how == FM_EXPORT_MEAN && (c->weights == FM_WEIGHTS_BC ||
+                                                   c->weights == FM_WEIGHTS_TC ||
+                                                   c->weights == FM_WEIGHTS_SYNAPSE));
+    L->in = dl->w_rows;
+    L->out = dl->w_cols;
+    L->unit = 1.0f;
+    if (!packed) {
+        L->weights = FM_DW_FP32;
+        L->bits = 32;
+    } else if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 32) {
+        return fmi_error(FM_EUNSUPPORTED, "packed files hold at most 32 synapse levels (model has %d);"
+                        " export the real weights instead", c->synapse_levels);
+    } else if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 1) {
+        L->weights = FM_DW_SYNAPSE;
+        L->levels = c->synapse_levels;
+        L->bits = (int)fmi_weight_bits(c->weights, c->synapse_levels); /* sign + index */
+    } else {
+        /* one synapse level with a sign is the binary rule */
+        const int binary = c->weights != FM_WEIGHTS_TC && c->weights != FM_WEIGHTS_TC_DET;
+        L->weights = binary ? FM_DW_BINARY : FM_DW_TERNARY;
+        L->bits = binary ? 1 : 2;
+        L->unit = dl->h;
+    }
+    int rc = fmi_deploy_layer_alloc(L);
+    if (rc < 0)
+        return rc;
+    if (!packed) {
+        for (int j = 0; j < L->out; j++)
+            for (int i = 0; i < L->in; i++)
+                memcpy(L->packed + (size_t)j * L->row_bytes + 4 * (size_t)i,
+                       &w[(size_t)i * L->out + j], 4);
+        return FM_OK;
+    }
+    for (int k = 0; k < L->levels; k++)
+        L->magnitudes[k] = fmi_synapse_level(dl->h, L->levels, (float)c->synapse_range, k);
+    /* The deterministic weights exactly as training evaluates them, then coded. */
+    const size_t n = (size_t)L->in * L->out;
+    float *q = fmi_alloc(n, sizeof *q);
+    if (!q)
+        return FM_ENOMEM;
+    fmi_quantize_weights_det(c->weights, w, q, n, dl->h, c->synapse_levels, (float)c->synapse_range);
+    for (int i = 0; i < L->in; i++)
+        for (int j = 0; j < L->out; j++) {
+            float v = q[(size_t)i * L->out + j];
+            uint32_t code;
+            if (L->weights == FM_DW_BINARY)
+                code = v > 0.0f;
+            else if (L->weights == FM_DW_TERNARY)
+                code = v > 0.0f ? 1u : v < 0.0f ? 3u : 0u;
+            else
+                code = synapse_code(L, v);
+            fmi_deploy_set_code(L, j, i, code);
+        }
+    fmi_free(q);
+    return FM_OK;
+}
+
+fm_deploy_layer *fmi_export_weighted(fm_export_state *e)
+{
+    fm_deploy_layer *layers = e->deploy->layers;
+    const int k = e->count++;
+    e->current = k;
+    /* the input is +-1 where the weighted record before (and its pool) ends in
+     * a sign; a global average pool's channel means are real */
+    int prev = k - 1;
+    if (prev >= 0 && layers[prev].type == FM_DL_POOL)
+        prev--;
+    layers[k].binary_input = prev >= 0 && layers[prev].type != FM_DL_GAP &&
+                             layers[prev].act == FM_ACT_SIGN;
+    return &layers[k];
 }

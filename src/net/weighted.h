@@ -23,4 +23,14 @@ void fmi_weighted_forward_eval(const fm_pass *p, int l);
  * gradient and Q(x) clipped to exponents [emin, emax]. */
 void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax);
 
+/* Export: the next deployed record, begun for a weighted layer (its input
+ * kind set from the records before it; e->current points at it, for the
+ * batch norm and activation that complete it). */
+fm_deploy_layer *fmi_export_weighted(fm_export_state *e);
+/* Packs weighted layer `dl` of the model (latent weights fan-in x units) into
+ * L: its kind, bits, unit, codes (the deterministic weights exactly as
+ * training evaluates them) or floats. */
+int fmi_export_weights(const fm_model *m, const fm_layer *dl, fm_export_weights how,
+                       fm_deploy_layer *L);
+
 #endif

@@ -1,5 +1,6 @@
 /* fuzz_deploy_file.c — libFuzzer target for the packed model reader
- * (fm_deploy_load_memory, docs/format.md). Any input must either be refused
+ * (fm_deploy_load_memory, docs/format.md; versions 1 and 2, whose seeds hold
+ * dense layers, convolutions, max-pools and global average pooling). Any input must either be refused
  * with a negative code and no network, or load into a network whose file is
  * exactly the input's size (the reader accepts one byte form per network);
  * nothing may crash, read out of bounds or leak. Built and run by
@@ -51,7 +52,7 @@ static void repair(uint8_t *p, size_t size)
         return;
     set_crc(p, (size_t)header - 4);
     size_t at = (size_t)header;
-    for (int layer = 0; layer < 64 && size - at >= 16; layer++) {
+    for (int layer = 0; layer < 128 && size - at >= 16; layer++) {
         uint64_t payload = le(p + at + 4, 8);
         if (payload > size - at - 16)
             return;

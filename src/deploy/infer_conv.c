@@ -1,0 +1,380 @@
+/* infer_conv.c — the convolution kernels of deployed networks: the layout
+ * (infer.h, struct fm_conv_weights) built once per layer from its packed rows,
+ * shared by every variant, and the scalar reference kernels, which are the
+ * specification (infer.h, "convolutions"): real inputs times binary or
+ * ternary weights by group lookup, times synapse weights by product tables
+ * (no multiply per weight), binary inputs times binary weights as xor and
+ * popcount over bit-packed channels, and the packing of signs. The window runs
+ * over the taps inside the input only: the trainer pads with zeros, and a zero
+ * adds nothing. */
+#include "infer.h"
+#include "internal.h"
+#include "ledger.h"
+#include "quant.h"
+
+#include <string.h>
+
+/* ---- preparation ------------------------------------------------------- */
+
+void fmi_conv_weights_free(fm_conv_weights *w)
+{
+    if (!w)
+        return;
+    fmi_free(w->allocation);
+    fmi_free(w);
+}
+
+size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *w)
+{
+    if (!w)
+        return 0;
+    const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
+    /* 16 floats of slack let the tables start 64-byte aligned */
+    switch (w->weights) {
+    case FM_DW_BINARY:
+    case FM_DW_TERNARY: return pixels * (size_t)w->groups * 16 + 16;
+    case FM_DW_SYNAPSE: return pixels * (size_t)w->in_c * (size_t)w->table_stride + 16;
+    default: return 0;
+    }
+}
+
+/* A 64-byte-aligned zeroed block of `bytes` followed by FM_KERNEL_TAIL zero
+ * bytes, its allocation in w->allocation. */
+static void *layout_alloc(fm_conv_weights *w, size_t bytes)
+{
+    if (bytes > SIZE_MAX - FM_KERNEL_TAIL - 63)
+        return NULL;
+    uint8_t *base = fmi_alloc(bytes + FM_KERNEL_TAIL + 63, 1);
+    if (!base)
+        return NULL;
+    w->allocation = base;
+    return base + (64 - (uintptr_t)base % 64) % 64;
+}
+
+int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
+{
+    *out = NULL;
+    if (L->type != FM_DL_CONV || !L->packed)
+        return fmi_error(FM_EINVAL, "convolution layout of a record without convolution weights");
+    fm_conv_weights *w = fmi_alloc(1, sizeof *w);
+    if (!w)
+        return FM_ENOMEM;
+    w->weights = L->weights;
+    w->in_h = L->in_h, w->in_w = L->in_w, w->in_c = L->in_c;
+    w->k_h = L->k_h, w->k_w = L->k_w, w->stride = L->stride;
+    w->pad_top = L->pad_top, w->pad_left = L->pad_left;
+    w->out_h = L->out_h, w->out_w = L->out_w, w->out_c = L->out_c;
+    w->taps = L->k_h * L->k_w;
+    w->fan_in = L->in;
+    w->cwords = fmi_conv_pixel_words(L->in_c);
+    w->cwords_out = fmi_conv_pixel_words(L->out_c);
+    w->blocks = (L->out_c + FM_KERNEL_BLOCK - 1) / FM_KERNEL_BLOCK;
+    w->chunks = (L->in_c + FM_KERNEL_CHUNK - 1) / FM_KERNEL_CHUNK;
+    w->groups = (L->in_c + FM_KERNEL_GROUP - 1) / FM_KERNEL_GROUP;
+    w->sets = L->weights == FM_DW_TERNARY ? 2 : 1;
+    /* one block's weights of one tap: 16 words per chunk and set, or 16 codes per channel */
+    const size_t per_tap = L->weights == FM_DW_SYNAPSE
+                               ? (size_t)L->in_c * FM_KERNEL_BLOCK
+                               : (size_t)w->chunks * (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
+    const size_t bytes = (size_t)w->blocks * (size_t)w->taps * per_tap;
+    int rc = FM_OK;
+    switch (L->weights) {
+    case FM_DW_FP32:
+        w->w = (const float *)(const void *)L->packed;
+        break;
+    case FM_DW_BINARY:
+    case FM_DW_TERNARY: {
+        uint32_t *words = layout_alloc(w, bytes);
+        if (!words) {
+            rc = FM_ENOMEM;
+            break;
+        }
+        for (int j = 0; j < L->out_c; j++)
+            for (int i = 0; i < L->in; i++) {
+                const uint32_t code = fmi_deploy_code(L, j, i);
+                const int t = i / L->in_c, c = i % L->in_c;
+                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+                const size_t chunk = (block * (size_t)w->taps + (size_t)t) * (size_t)w->chunks +
+                                     (size_t)(c / FM_KERNEL_CHUNK);
+                const uint32_t bit = 1u << (c % FM_KERNEL_CHUNK);
+                if (code == 1u) /* +1 in both kinds */
+                    words[(chunk * (size_t)w->sets) * FM_KERNEL_BLOCK + lane] |= bit;
+                else if (L->weights == FM_DW_TERNARY && code == 3u)
+                    words[(chunk * 2 + 1) * FM_KERNEL_BLOCK + lane] |= bit;
+                else if (L->weights == FM_DW_TERNARY && code != 0u)
+                    rc = fmi_error(FM_EINVAL, "ternary weight (%d, %d) has the invalid code %u", i,
+                                  j, code);
+            }
+        w->words = words;
+        break;
+    }
+    case FM_DW_SYNAPSE: {
+        if (L->levels < 2 || L->levels > FM_KERNEL_MAX_LEVELS) {
+            rc = fmi_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", L->levels,
+                           FM_KERNEL_MAX_LEVELS);
+            break;
+        }
+        uint8_t *codes = layout_alloc(w, bytes);
+        if (!codes) {
+            rc = FM_ENOMEM;
+            break;
+        }
+        w->levels = L->levels;
+        w->table_stride = L->levels <= 16 ? 16 : 32;
+        memcpy(w->magnitudes, L->magnitudes, (size_t)L->levels * sizeof(float));
+        const uint32_t index_mask = (1u << (L->bits - 1)) - 1u;
+        for (int j = 0; j < L->out_c; j++)
+            for (int i = 0; i < L->in; i++) {
+                const uint32_t code = fmi_deploy_code(L, j, i);
+                const uint32_t index = code & index_mask, negative = code >> (L->bits - 1);
+                if (index >= (uint32_t)L->levels)
+                    rc = fmi_error(FM_EINVAL, "synapse weight (%d, %d) has level %u of %d", i, j,
+                                   index, L->levels);
+                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+                const size_t at = ((block * (size_t)w->taps + (size_t)(i / L->in_c)) * (size_t)L->in_c +
+                                   (size_t)(i % L->in_c)) * FM_KERNEL_BLOCK + lane;
+                codes[at] = (uint8_t)(index | negative << 7);
+            }
+        w->codes = codes;
+        break;
+    }
+    default:
+        rc = fmi_error(FM_EINVAL, "unknown weight kind %d", (int)L->weights);
+    }
+    if (rc < 0) {
+        fmi_conv_weights_free(w);
+        return rc;
+    }
+    *out = w;
+    return FM_OK;
+}
+
+/* ---- real inputs ------------------------------------------------------- */
+
+/* v negated when `negative` (1): its sign bit flipped, exactly what -v is. */
+static float with_sign(float v, unsigned negative)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    bits ^= (uint32_t)negative << 31;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+/* P[i * stride + index] = x_i * m[index] for every value of the input map:
+ * the only multiplies of these kernels, `stride` per input value and example
+ * (not per weight, nor per window that reads the value), kept in a function of
+ * their own, never inlined, so that a disassembly shows none anywhere else
+ * (tests/no_float_mul.sh). */
+#if defined(__clang__)
+__attribute__((noinline))
+#elif defined(__GNUC__)
+__attribute__((noinline, noclone))
+#endif
+static void synapse_products(const fm_conv_weights *w, const float *x, float *tables)
+{
+    const size_t stride = (size_t)w->table_stride;
+    const size_t n = (size_t)w->in_h * (size_t)w->in_w * (size_t)w->in_c;
+    for (size_t i = 0; i < n; i++)
+        for (size_t index = 0; index < stride; index++)
+            tables[i * stride + index] = x[i] * w->magnitudes[index];
+}
+
+/* The group tables of every input pixel: binary T or ternary S (infer.h). */
+static void group_tables(const fm_conv_weights *w, const float *x, float *tables)
+{
+    const size_t pixels = (size_t)w->in_h * (size_t)w->in_w;
+    for (size_t p = 0; p < pixels; p++)
+        for (int g = 0; g < w->groups; g++) {
+            float v[4];
+            for (int k = 0; k < 4; k++) {
+                int c = 4 * g + k;
+                v[k] = c < w->in_c ? x[p * (size_t)w->in_c + (size_t)c] : 0.0f;
+            }
+            float *T = tables + (p * (size_t)w->groups + (size_t)g) * 16;
+            if (w->weights == FM_DW_TERNARY)
+                fmi_subset_table(v, T);
+            else
+                fmi_binary_table(v, T);
+        }
+}
+
+/* The 4-bit pattern of output j in group g of tap t: the +1 weights (s = 0)
+ * or a ternary layer's -1 weights (s = 1). */
+static unsigned conv_pattern(const fm_conv_weights *w, int j, int t, int g, int s)
+{
+    const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+    const size_t chunk = (block * (size_t)w->taps + (size_t)t) * (size_t)w->chunks + (size_t)(g / 8);
+    uint32_t word = w->words[(chunk * (size_t)w->sets + (size_t)s) * FM_KERNEL_BLOCK + lane];
+    return (word >> (4 * (g % 8))) & 15u;
+}
+
+/* The terms of one output position, every output channel at once: the taps
+ * and groups (or channels) outside, the outputs inside, so each output adds
+ * its terms in the specified order. */
+static void position_real(const fm_conv_weights *w, const float *tables, const fm_conv_window *v,
+                          float *acc)
+{
+    const int oc = w->out_c, ic = w->in_c;
+    for (int j = 0; j < oc; j++)
+        acc[j] = 0.0f;
+    for (int ky = v->ky0; ky < v->ky1; ky++)
+        for (int kx = v->kx0; kx < v->kx1; kx++) {
+            const int t = ky * w->k_w + kx;
+            const size_t pixel = (size_t)(v->iy0 + ky) * (size_t)w->in_w + (size_t)(v->ix0 + kx);
+            switch (w->weights) {
+            case FM_DW_BINARY:
+            case FM_DW_TERNARY:
+                for (int g = 0; g < w->groups; g++) {
+                    const float *T = tables + (pixel * (size_t)w->groups + (size_t)g) * 16;
+                    for (int j = 0; j < oc; j++) {
+                        acc[j] += T[conv_pattern(w, j, t, g, 0)];
+                        if (w->weights == FM_DW_TERNARY)
+                            acc[j] -= T[conv_pattern(w, j, t, g, 1)];
+                    }
+                }
+                break;
+            case FM_DW_SYNAPSE:
+                for (int c = 0; c < ic; c++) {
+                    const float *P = tables + (pixel * (size_t)ic + (size_t)c) * (size_t)w->table_stride;
+                    const uint8_t *codes = w->codes + ((size_t)t * (size_t)ic + (size_t)c) * FM_KERNEL_BLOCK;
+                    const size_t block_codes = (size_t)w->taps * (size_t)ic * FM_KERNEL_BLOCK;
+                    for (int j = 0; j < oc; j++) {
+                        uint8_t code = codes[(size_t)(j / FM_KERNEL_BLOCK) * block_codes + (size_t)(j % FM_KERNEL_BLOCK)];
+                        acc[j] += with_sign(P[code & 0x7fu], code >> 7);
+                    }
+                }
+                break;
+            case FM_DW_FP32:
+            default:
+                break;
+            }
+        }
+}
+
+void fmi_conv_real_ref(const fm_conv_weights *w, const float *x, float *acc, float *scratch,
+                       const fm_conv_signs *signs)
+{
+    float *tables = fmi_kernel_scratch_align(scratch);
+    if (w->weights == FM_DW_SYNAPSE)
+        synapse_products(w, x, tables);
+    else if (w->weights == FM_DW_BINARY || w->weights == FM_DW_TERNARY)
+        group_tables(w, x, tables);
+    uint64_t taps = 0;
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w; ox++) {
+            fm_conv_window v = fmi_conv_window(w, oy, ox);
+            position_real(w, tables, &v, acc + ((size_t)oy * w->out_w + (size_t)ox) * w->out_c);
+            taps += (uint64_t)(v.ky1 - v.ky0) * (uint64_t)(v.kx1 - v.kx0);
+        }
+    /* counting builds, as the dense kernels count (infer_ref.c): per pixel and
+     * group a table (16 sign selects, 24 adds), per valid tap, group and
+     * output each lookup among 16 entries (15 selects) and its add; synapse
+     * the products, and per term a lookup, the sign flip and the add */
+    const uint64_t pixels = (uint64_t)w->in_h * (uint64_t)w->in_w, oc = (uint64_t)w->out_c;
+    if (w->weights == FM_DW_SYNAPSE) {
+        const uint64_t terms = taps * (uint64_t)w->in_c * oc;
+        FM_TALLY(FM_OP_FMUL, pixels * (uint64_t)w->in_c * (uint64_t)w->table_stride);
+        FM_TALLY(FM_OP_SIGN, terms * (uint64_t)w->table_stride);
+        FM_TALLY(FM_OP_FADD, terms);
+        (void)terms;
+    } else if (w->weights != FM_DW_FP32) {
+        const uint64_t groups = (uint64_t)w->groups, lookups = (uint64_t)w->sets;
+        FM_TALLY(FM_OP_SIGN, pixels * groups * 16 + taps * groups * oc * lookups * 15);
+        FM_TALLY(FM_OP_FADD, pixels * groups * 24 + taps * groups * oc * lookups);
+        (void)groups;
+        (void)lookups;
+    }
+    (void)pixels;
+    (void)oc;
+    if (signs)
+        fmi_signs_float_ref(acc, (size_t)w->out_h * (size_t)w->out_w, w->out_c, signs->flo, signs->fhi,
+                            signs->map);
+}
+
+/* ---- binary inputs, binary weights -------------------------------------- */
+
+/* Set bits of v, counted in parallel within v (no multiply), or the popcnt
+ * instruction where the build targets it. */
+static int popcount32(uint32_t v)
+{
+#if defined(__POPCNT__) && (defined(__GNUC__) || defined(__clang__))
+    return __builtin_popcount(v);
+#else
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    v = (v + (v >> 4)) & 0x0f0f0f0fu;
+    return (int)((v + (v >> 8) + (v >> 16) + (v >> 24)) & 0x3fu);
+#endif
+}
+
+void fmi_conv_bits_ref(const fm_conv_weights *w, const uint64_t *a, int32_t *acc,
+                       const fm_conv_signs *signs)
+{
+    const int oc = w->out_c, cw = w->cwords;
+    if (w->weights != FM_DW_BINARY) {
+        memset(acc, 0, (size_t)w->out_h * w->out_w * (size_t)oc * sizeof *acc);
+        if (signs)
+            fmi_signs_int_ref(acc, (size_t)w->out_h * (size_t)w->out_w, oc, signs->ilo, signs->ihi, signs->map);
+        return;
+    }
+    for (int oy = 0; oy < w->out_h; oy++)
+        for (int ox = 0; ox < w->out_w; ox++) {
+            fm_conv_window v = fmi_conv_window(w, oy, ox);
+            int32_t *out = acc + ((size_t)oy * w->out_w + (size_t)ox) * oc;
+            const int valid = (v.ky1 - v.ky0) * (v.kx1 - v.kx0) * w->in_c;
+            for (int j = 0; j < oc; j++) {
+                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+                int mismatches = 0; /* valid taps where input and weight differ: -1 each */
+                for (int ky = v.ky0; ky < v.ky1; ky++)
+                    for (int kx = v.kx0; kx < v.kx1; kx++) {
+                        const uint64_t *px =
+                            a + ((size_t)(v.iy0 + ky) * w->in_w + (size_t)(v.ix0 + kx)) * cw;
+                        const size_t t = (size_t)(ky * w->k_w + kx);
+                        const uint32_t *wt = w->words + (block * (size_t)w->taps + t) * (size_t)w->chunks * FM_KERNEL_BLOCK;
+                        for (int c = 0; c < w->chunks; c++)
+                            mismatches += popcount32(fmi_conv_pixel_chunk(px, c) ^ wt[(size_t)c * FM_KERNEL_BLOCK + lane]);
+                    }
+                out[j] = valid - 2 * mismatches;
+            }
+        }
+    if (signs)
+        fmi_signs_int_ref(acc, (size_t)w->out_h * (size_t)w->out_w, oc, signs->ilo, signs->ihi, signs->map);
+}
+
+/* ---- signs into packed maps ------------------------------------------------ */
+
+/* Bit j of each pixel's words: lo[j] <= acc <= hi[j], integer or real sums. */
+static void signs_ref(const void *acc, const void *lo, const void *hi, const int integer, size_t positions,
+                      int channels, uint64_t *map)
+{
+    const int cw = fmi_conv_pixel_words(channels);
+    for (size_t p = 0; p < positions; p++) {
+        uint64_t *words = map + p * (size_t)cw;
+        memset(words, 0, (size_t)cw * sizeof *words);
+        for (int j = 0; j < channels; j++) {
+            const size_t i = p * (size_t)channels + (size_t)j;
+            int plus;
+            if (integer) {
+                const int32_t a = ((const int32_t *)acc)[i];
+                plus = ((const int32_t *)lo)[j] <= a && a <= ((const int32_t *)hi)[j];
+            } else {
+                const float a = ((const float *)acc)[i];
+                plus = ((const float *)lo)[j] <= a && a <= ((const float *)hi)[j];
+            }
+            words[j / 64] |= (uint64_t)plus << (j % 64);
+        }
+    }
+}
+
+void fmi_signs_int_ref(const int32_t *acc, size_t positions, int channels, const int32_t *lo,
+                       const int32_t *hi, uint64_t *map)
+{
+    signs_ref(acc, lo, hi, 1, positions, channels, map);
+}
+
+void fmi_signs_float_ref(const float *acc, size_t positions, int channels, const float *lo,
+                         const float *hi, uint64_t *map)
+{
+    signs_ref(acc, lo, hi, 0, positions, channels, map);
+}

@@ -2,7 +2,9 @@
  * (test_infer_kernels.c, test_infer_conv.c): the weight kinds of random
  * layers, inputs of a wide range of magnitudes with signed zeros, the kernel
  * variants this CPU supports (the AVX-512 one also with its vpshufb
- * popcount), and canaries past the outputs. Include after cmocka.h. */
+ * popcount), and canaries past the outputs; test_pow2_grad.c uses the
+ * variants and the canary value. Include after cmocka.h; the helpers a test
+ * may not need are inline, so that leaving them unused warns of nothing. */
 #ifndef FEWMUL_TEST_KERNEL_CHECKS_H
 #define FEWMUL_TEST_KERNEL_CHECKS_H
 
@@ -30,7 +32,7 @@ static const weight_kind kinds[] = {
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 
-static int code_bits(const weight_kind *kind)
+static inline int code_bits(const weight_kind *kind)
 {
     if (kind->weights == FM_DW_BINARY)
         return 1;
@@ -44,7 +46,7 @@ static int code_bits(const weight_kind *kind)
 
 /* Magnitudes over 2^-10 .. 2^10, so a changed order of additions shows in
  * the low bits; about one value in eight is +0.0 or -0.0. */
-static float wide_value(fm_rng *rng)
+static inline float wide_value(fm_rng *rng)
 {
     uint32_t r = fmi_rng_below(rng, 16);
     if (r == 0)
@@ -89,20 +91,20 @@ static void find_variants(void)
 #define GUARD 16 /* 32-bit values past the end that must stay untouched */
 static const uint32_t canary = 0x7fc0dead;
 
-static void fill_canary(void *p, size_t words)
+static inline void fill_canary(void *p, size_t words)
 {
     for (size_t k = 0; k < words; k++)
         memcpy((char *)p + 4 * k, &canary, 4);
 }
 
-static void check_canary(const void *p, size_t words, const char *what)
+static inline void check_canary(const void *p, size_t words, const char *what)
 {
     for (size_t k = 0; k < words; k++)
         if (memcmp((const char *)p + 4 * k, &canary, 4))
             fail_msg("%s wrote past the last output (%zu past)", what, k);
 }
 
-static uint32_t float_bits(float v)
+static inline uint32_t float_bits(float v)
 {
     uint32_t u;
     memcpy(&u, &v, sizeof u);

@@ -37,14 +37,9 @@
 #include "infer.h"
 #include "rng.h"
 
-/* ---- values ---------------------------------------------------------------- */
+#include "kernel_checks.h"
 
-static uint32_t bits_of(float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    return u;
-}
+/* ---- values ---------------------------------------------------------------- */
 
 static float from_bits(uint32_t u)
 {
@@ -84,49 +79,17 @@ static void make_e(float *e, size_t n, fm_rng *rng)
 
 /* ---- variants -------------------------------------------------------------- */
 
-typedef struct variant {
-    const fm_kernels *kernels;
-    char label[48];
-} variant;
-
-static variant variants[8];
-static int n_variants; /* variants[0] is the reference */
-
-static void find_variants(void)
+/* kernel_checks.h's variants, each of which must carry a pow2_grad, the
+ * reference's being fmi_pow2_grad_ref. */
+static void find_pow2_variants(void)
 {
-    n_variants = 0;
-    for (int k = 0; fmi_kernels_supported(k); k++) {
-        variants[n_variants].kernels = fmi_kernels_supported(k);
-        snprintf(variants[n_variants].label, sizeof variants[0].label, "%s", fmi_kernels_supported(k)->name);
-        n_variants++;
-    }
-    assert_true(n_variants >= 1);
-    assert_string_equal(variants[0].kernels->name, "ref");
+    find_variants();
     assert_ptr_equal(variants[0].kernels->pow2_grad, fmi_pow2_grad_ref);
-    const fm_kernels *avx512;
-    if (fmi_kernels_get("avx512", &avx512) == FM_OK && fmi_kernels_avx512_table(0) != avx512) {
-        variants[n_variants].kernels = fmi_kernels_avx512_table(0);
-        snprintf(variants[n_variants].label, sizeof variants[0].label, "avx512 (vpshufb popcount)");
-        n_variants++;
-    }
     for (int v = 0; v < n_variants; v++)
         assert_non_null(variants[v].kernels->pow2_grad);
 }
 
-static void print_variants(void)
-{
-    char names[256] = "";
-    for (int v = 0; v < n_variants; v++) {
-        strncat(names, v ? ", " : "", sizeof names - strlen(names) - 1);
-        strncat(names, variants[v].label, sizeof names - strlen(names) - 1);
-    }
-    print_message("pow2_grad variants tested against ref: %s\n", names);
-}
-
 /* ---- comparing ------------------------------------------------------------- */
-
-#define GUARD 16 /* floats past dw that must stay untouched */
-static const uint32_t canary = 0x7fc0dead;
 
 static long calls_compared;
 
@@ -171,16 +134,16 @@ static void check_rows(const variant *var, const shape *s, const float *q, const
     for (size_t k = 0; k < total + GUARD; k++) {
         size_t i = k / row;
         int inside = k < total && (int)i >= i0 && (int)i < i1;
-        uint32_t want = inside ? bits_of(expected[k]) : canary;
-        if (bits_of(dw[k]) != want) {
+        uint32_t want = inside ? float_bits(expected[k]) : canary;
+        if (float_bits(dw[k]) != want) {
             if (!inside)
                 fail_msg("%s wrote outside rows %d .. %d of a %d x %d dw (batch %d): float %zu "
                          "(row %zu) is 0x%08x",
-                         var->label, i0, i1 - 1, s->in, s->out, s->batch, k, i, bits_of(dw[k]));
+                         var->label, i0, i1 - 1, s->in, s->out, s->batch, k, i, float_bits(dw[k]));
             fail_msg("%s differs from ref: batch %d, %d x %d, rows %d .. %d, dw[%zu][%zu] = %a "
                      "(0x%08x), ref %a (0x%08x)",
                      var->label, s->batch, s->in, s->out, i0, i1 - 1, i, k % row, (double)dw[k],
-                     bits_of(dw[k]), (double)expected[k], want);
+                     float_bits(dw[k]), (double)expected[k], want);
         }
     }
     calls_compared++;
@@ -251,7 +214,7 @@ static void check_shapes(const int *batches, size_t nb, const int *ins, size_t n
 static void test_variants_equal_ref(void **state)
 {
     (void)state;
-    find_variants();
+    find_pow2_variants();
     print_variants();
     calls_compared = 0;
     static const int batches[] = {1, 2, 3, 7, 16, 33, 200};
@@ -268,7 +231,7 @@ static void test_variants_equal_ref(void **state)
 static void test_long_batches(void **state)
 {
     (void)state;
-    find_variants();
+    find_pow2_variants();
     static const int batches[] = {0, 127, 128, 129, 255, 256, 257, 513};
     static const int ins[] = {1, 6, 7, 13};
     static const int outs[] = {1, 16, 17, 64, 65, 100};
@@ -297,7 +260,7 @@ static void test_long_batches(void **state)
 static void test_zero_terms(void **state)
 {
     (void)state;
-    find_variants();
+    find_pow2_variants();
     fm_rng rng;
     fmi_rng_seed(&rng, 8);
     const int batch = 9, in = 7, out = 37;
@@ -322,7 +285,7 @@ static void test_zero_terms(void **state)
 static void test_ref_against_double(void **state)
 {
     (void)state;
-    find_variants();
+    find_pow2_variants();
     fm_rng rng;
     fmi_rng_seed(&rng, 17);
     static const int batches[] = {1, 2, 7, 33, 200};
@@ -365,7 +328,7 @@ static void test_ref_against_double(void **state)
                             if (pass == 0)
                                 assert_true((double)want == exact);
                             float have = got[(size_t)i * out + j];
-                            if (bits_of(have) != bits_of(want))
+                            if (float_bits(have) != float_bits(want))
                                 fail_msg("ref, %s data, batch %d, %d x %d: dw[%d][%d] = %a, expected %a",
                                          pass == 0 ? "exact" : "general", batch, in, out, i, j, (double)have,
                                          (double)want);

@@ -77,8 +77,12 @@ static int differences(const uint8_t *a, const uint8_t *b)
 }
 
 /* Every kernel variant and the fp32 yardstick predict `expected` image for
- * image; packed variants give bit-identical scores. Returns the error. */
-static double check_variants(fm_deploy *d, const uint8_t *expected, const char *what)
+ * image; packed variants give bit-identical scores, the yardstick close ones.
+ * With binary activations a unit whose input lies within rounding of its
+ * threshold may take the other sign in the yardstick's order of sums, which
+ * moves that image's scores: allowed for 1 image in 1000. Returns the error. */
+static double check_variants(fm_deploy *d, const uint8_t *expected, const char *what,
+                             int binary_acts)
 {
     const int n = test_set.count, classes = fm_deploy_classes(d);
     uint8_t *got = malloc((size_t)n);
@@ -100,8 +104,16 @@ static double check_variants(fm_deploy *d, const uint8_t *expected, const char *
         } else if (strcmp(name, "fp32") != 0) {
             assert_memory_equal(scores, ref_scores, (size_t)n * classes * sizeof *scores);
         } else { /* the yardstick sums in another order: close, not equal */
-            for (size_t i = 0; i < (size_t)n * classes; i++)
-                assert_true(fabsf(scores[i] - ref_scores[i]) <= 1e-3f * (1.0f + fabsf(ref_scores[i])));
+            int moved = 0;
+            for (size_t e = 0; e < (size_t)n; e++) {
+                int far = 0;
+                for (size_t i = e * classes; i < (e + 1) * classes; i++)
+                    far |= !(fabsf(scores[i] - ref_scores[i]) <= 1e-3f * (1.0f + fabsf(ref_scores[i])));
+                moved += far;
+            }
+            printf("  %-28s fp32    scores off ref's on %d of %d images\n", what, moved, n);
+            if (moved > (binary_acts ? n / 1000 : 0))
+                fail_msg("%s: the fp32 yardstick's scores are off ref's on %d images", what, moved);
         }
     }
     assert_true(variants >= 2); /* ref and fp32 at least */
@@ -126,7 +138,7 @@ static void check_mode(const char *weights, int qb, fm_acts acts, const char *wa
     char what[96];
     snprintf(what, sizeof what, "%s%s%s", weights, qb ? "+qb" : "",
              acts == FM_ACTS_BINARY ? " binary acts" : "");
-    double err = check_variants(d, expected, what);
+    double err = check_variants(d, expected, what, acts == FM_ACTS_BINARY);
     assert_true(err < LIMIT(20.0, 30.0)); /* it learned something in two short epochs */
     free(expected);
     fm_deploy_free(d);
@@ -179,7 +191,7 @@ static void test_mean_export(void **state)
     assert_int_equal(fm_deploy_input_shape(d, &h, &w, &c), 784);
     assert_true(h == 784 && w == 1 && c == 1);
     uint8_t *expected = training_classes(m, 0);
-    check_variants(d, expected, "bc --export mean");
+    check_variants(d, expected, "bc --export mean", 0);
     free(expected);
     fm_deploy_free(d);
     fm_model_free(m);

@@ -501,8 +501,8 @@ typedef struct fm_callbacks {
      * statistics, optimizer state and position into `model` (which must have
      * the same architecture and shapes), and checks that `train` and `test`
      * are the run's data and that the configuration is the run's
-     * (fm_checkpoint_config; only threads may differ, though a different thread
-     * count may change the float sums) and that a ledger is given exactly when
+     * (fm_checkpoint_config; only threads may differ, and a different thread
+     * count changes no bit of the result) and that a ledger is given exactly when
      * the run kept one; else FM_EMISMATCH naming the difference. */
     const fm_checkpoint *resume;
     /* Data-parallel training over ranks (above); NULL or size 1: one process. */

@@ -37,9 +37,12 @@ static double error_pct_of(const fm_images *set, const uint8_t *classes)
 
 /* Every kernel variant and the fp32 yardstick predict `expected` for every
  * image of `set`; packed variants give bit-identical scores, fp32 close ones.
+ * With binary activations a unit whose input lies within rounding of its
+ * threshold may take the other sign in the yardstick's order of sums, which
+ * moves that image's scores: allowed for 1 image in 1000 (binary_acts).
  * Returns the error. */
 static double check_variants_on(fm_deploy *d, const fm_images *set, const uint8_t *expected,
-                                const char *what)
+                                const char *what, int binary_acts)
 {
     const int n = set->count, classes = fm_deploy_classes(d);
     uint8_t *got = malloc((size_t)n);
@@ -63,8 +66,16 @@ static double check_variants_on(fm_deploy *d, const fm_images *set, const uint8_
         } else if (strcmp(name, "fp32") != 0) {
             assert_memory_equal(scores, ref_scores, (size_t)n * classes * sizeof *scores);
         } else { /* the yardstick sums in another order: close, not equal */
-            for (size_t i = 0; i < (size_t)n * classes; i++)
-                assert_true(fabsf(scores[i] - ref_scores[i]) <= 1e-3f * (1.0f + fabsf(ref_scores[i])));
+            int moved = 0;
+            for (size_t e = 0; e < (size_t)n; e++) {
+                int far = 0;
+                for (size_t i = e * classes; i < (e + 1) * classes; i++)
+                    far |= !(fabsf(scores[i] - ref_scores[i]) <= 1e-3f * (1.0f + fabsf(ref_scores[i])));
+                moved += far;
+            }
+            printf("  %-28s fp32    scores off ref's on %d of %d images\n", what, moved, n);
+            if (moved > (binary_acts ? n / 1000 : 0))
+                fail_msg("%s: the fp32 yardstick's scores are off ref's on %d images", what, moved);
         }
     }
     assert_true(variants >= 2); /* ref and fp32 at least */

@@ -1,7 +1,8 @@
 /* test_checkpoint.c — a run interrupted at any step and resumed from its
  * checkpoint ends with the same bits as a run never interrupted (weights, result,
  * ledger), across optimizers, modes, batch-norm statistics, dropout,
- * convolutions and the multiplication-free path; checkpoints are refused when
+ * convolutions and the multiplication-free path; a run gives the same bits on
+ * 1 and 2 threads, and resumed on the other count; checkpoints are refused when
  * truncated, damaged or hostile (every field of the run out of its range
  * behind a valid CRC, a sparse file behind a good header), and when the data
  * or configuration differ;
@@ -290,6 +291,103 @@ static void test_resume_no_validation(void **state)
     c.train_limit = 400;
     const long stops[] = {4, 15};
     interrupted_equals_uninterrupted(&c, stops, 2, 0, "no validation set");
+}
+
+/* ---- thread counts ---------------------------------------------------------- */
+
+/* The same run on 1 and on 2 threads, and one stopped at step `stop` on
+ * `first` threads and resumed on the other count, all end with the same bits
+ * (model file, result, ledger). The layers are wide enough (products of
+ * millions of multiply-adds) for the float products to be shared among
+ * threads. */
+static void threads_change_nothing(const fm_config *c, long stop, int first, const char *what)
+{
+#ifdef _OPENMP
+    fm_config on[3] = {*c, *c, *c};
+    on[1].threads = 1;
+    on[2].threads = 2;
+    stopper quiet = {0};
+    outcome one = train_once(&on[1], NULL, 0, NULL, &quiet, 1);
+    quiet = (stopper){0};
+    outcome two = train_once(&on[2], NULL, 0, NULL, &quiet, 1);
+    assert_int_equal(one.rc, FM_OK);
+    assert_int_equal(two.rc, FM_OK);
+    if (one.state_count != two.state_count || memcmp(one.state, two.state, (size_t)one.state_count))
+        fail_msg("%s: 1 and 2 threads end with different models", what);
+    assert_same_run(&one, &two, what);
+
+    const char *path = tpath("threads.fmc");
+    remove(path);
+    stopper s = {.stop_at = stop};
+    outcome part = train_once(&on[first], path, 0, NULL, &s, 1);
+    assert_int_equal(part.rc, FM_ECANCELED);
+    assert_true((long)s.last.step == stop);
+    outcome_free(&part);
+    fm_checkpoint *ck;
+    assert_int_equal(fm_checkpoint_load(path, &ck), FM_OK);
+    quiet = (stopper){0};
+    outcome resumed = train_once(&on[3 - first], NULL, 0, ck, &quiet, 1);
+    fm_checkpoint_free(ck);
+    assert_int_equal(resumed.rc, FM_OK);
+    if (resumed.state_count != one.state_count ||
+        memcmp(resumed.state, one.state, (size_t)one.state_count))
+        fail_msg("%s: stopped on %d threads and resumed on %d, the model differs from the "
+                 "uninterrupted run's", what, first, 3 - first);
+    assert_same_run(&one, &resumed, what);
+    outcome_free(&one);
+    outcome_free(&two);
+    outcome_free(&resumed);
+#else
+    (void)c, (void)stop, (void)first, (void)what;
+    print_message("skipped: built without OpenMP\n");
+    skip();
+#endif
+}
+
+static void test_threads_dense(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:256,256", "bc");
+    c.qb = 1;
+    c.momentum = 0.9;
+    c.epochs = 2;
+    c.train_limit = 200; /* 5 steps an epoch */
+    threads_change_nothing(&c, 7, 2, "dense bc+qb");
+}
+
+static void test_threads_dense_fp32_adam(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:256,256", "fp32");
+    c.opt = FM_OPT_ADAM;
+    c.epochs = 2;
+    c.train_limit = 200; /* 5 steps an epoch */
+    threads_change_nothing(&c, 7, 1, "dense fp32 adam");
+}
+
+static void test_threads_conv(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "conv:16k3,pool2,fc256", "tc");
+    c.qb = 1;
+    c.epochs = 2;
+    c.train_limit = 200; /* 5 steps an epoch */
+    threads_change_nothing(&c, 7, 1, "conv tc+qb");
+}
+
+static void test_threads_mulfree(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:256,256", "tc");
+    c.qb = 1;
+    c.exec = FM_EXEC_MULFREE;
+    c.epochs = 2;
+    c.train_limit = 200; /* 5 steps an epoch */
+    threads_change_nothing(&c, 7, 1, "tc+qb mulfree");
 }
 
 /* A periodic checkpoint taken mid-run, the run then killed (here: simply
@@ -795,6 +893,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_mulfree, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_no_validation, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_from_periodic_and_final, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_threads_dense, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_threads_dense_fp32_adam, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_threads_conv, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_threads_mulfree, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_truncations_and_flips_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_fields_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_run_fields_in_range, test_setup, test_teardown),

@@ -54,9 +54,10 @@ static uint8_t *training_classes(fm_model *m, int quantized)
     return training_classes_of(m, &test_set, quantized);
 }
 
-static double check_variants(fm_deploy *d, const uint8_t *expected, const char *what)
+static double check_variants(fm_deploy *d, const uint8_t *expected, const char *what,
+                             int binary_acts)
 {
-    return check_variants_on(d, &test_set, expected, what);
+    return check_variants_on(d, &test_set, expected, what, binary_acts);
 }
 
 static void check_mode(const char *weights, int qb, fm_acts acts, const char *want_kind, int want_bits)
@@ -73,7 +74,7 @@ static void check_mode(const char *weights, int qb, fm_acts acts, const char *wa
     char what[96];
     snprintf(what, sizeof what, "%s%s%s", weights, qb ? "+qb" : "",
              acts == FM_ACTS_BINARY ? " binary acts" : "");
-    double err = check_variants(d, expected, what);
+    double err = check_variants(d, expected, what, acts == FM_ACTS_BINARY);
     assert_true(err < LIMIT(20.0, 30.0)); /* it learned something in two short epochs */
     free(expected);
     fm_deploy_free(d);
@@ -126,7 +127,7 @@ static void test_mean_export(void **state)
     assert_int_equal(fm_deploy_input_shape(d, &h, &w, &c), 784);
     assert_true(h == 784 && w == 1 && c == 1);
     uint8_t *expected = training_classes(m, 0);
-    check_variants(d, expected, "bc --export mean");
+    check_variants(d, expected, "bc --export mean", 0);
     free(expected);
     fm_deploy_free(d);
     fm_model_free(m);

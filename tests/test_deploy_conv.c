@@ -72,7 +72,7 @@ static fm_deploy *check_conv(fm_model *m, const fm_images *set, fm_export_weight
     uint8_t *expected = training_classes_of(m, set, how == FM_EXPORT_DET);
     printf("  %s: %s, file %llu bytes\n", what, fm_deploy_describe(d),
            (unsigned long long)fm_deploy_file_bytes(d));
-    double err = check_variants_on(d, set, expected, what);
+    double err = check_variants_on(d, set, expected, what, 0);
     assert_true(err < 85.0); /* better than chance (90%) after one short epoch */
     free(expected);
     return d;

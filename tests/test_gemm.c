@@ -1,9 +1,10 @@
 /* test_gemm.c — fmi_sgemm (OpenBLAS or the portable loop, whichever this build
  * uses) against a double-precision reference, for every transpose case, odd
- * shapes, alpha/beta, and the sizes that split across threads; the portable
- * loop (every build has it: the BLAS build runs it under a memory limit) bit
- * for bit against the sums it defines, its copies of a transposed B included;
- * and the thread counts fmi_threads_usable grants. */
+ * shapes, alpha/beta, and the sizes that split across threads, and the same
+ * bits on 1, 2 and 3 threads; the portable loop (every build has it: the BLAS
+ * build runs it under a memory limit) bit for bit against the sums it
+ * defines, its copies of a transposed B included; and the thread counts
+ * fmi_threads_usable grants. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -152,6 +153,43 @@ static void test_portable_exact(void **state)
             }
 }
 
+/* fmi_sgemm (OpenBLAS or portable) gives the same bits on 1, 2 and 3 threads,
+ * on shapes large enough to be shared among threads (over 10^6
+ * multiply-adds), with ragged edges and strided C. */
+static void test_same_bits_any_threads(void **state)
+{
+    (void)state;
+    const int shapes[][3] = {{200, 130, 70}, {64, 300, 129}, {301, 517, 40}, {1000, 37, 90}};
+    for (int s = 0; s < 4; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ldc = N + 5;
+                const int lda = ta ? M : K, ldb = tb ? K : N;
+                fm_rng rng;
+                fmi_rng_seed(&rng, (uint64_t)(s * 4 + ta * 2 + tb));
+                float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+                float *C0 = malloc(sizeof(float) * M * ldc), *C[3];
+                for (int i = 0; i < M * K; i++)
+                    A[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                for (int i = 0; i < K * N; i++)
+                    B[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                for (int i = 0; i < M * ldc; i++)
+                    C0[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                for (int t = 0; t < 3; t++) {
+                    C[t] = malloc(sizeof(float) * M * ldc);
+                    memcpy(C[t], C0, sizeof(float) * M * ldc);
+                    fmi_threads_set(t + 1);
+                    fmi_sgemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, C[t], ldc);
+                }
+                fmi_threads_set(2);
+                for (int t = 1; t < 3; t++)
+                    if (memcmp(C[0], C[t], sizeof(float) * M * ldc) != 0)
+                        fail_msg("ta=%d tb=%d %dx%dx%d: 1 and %d threads give different bits", ta,
+                                 tb, M, N, K, t + 1);
+                free(A), free(B), free(C0), free(C[0]), free(C[1]), free(C[2]);
+            }
+}
+
 /* Without a limit here every count asked for is granted (at least 1), and
  * fm_threads_usable names what was asked. */
 static void test_threads_usable(void **state)
@@ -171,6 +209,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_all_transposes),
                                        cmocka_unit_test(test_portable_exact),
+                                       cmocka_unit_test(test_same_bits_any_threads),
                                        cmocka_unit_test(test_threads_usable)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * LeCun LCN (src/data/preprocess.c) against pylearn2's formulas, written out
  * again here in double precision and independently of the library's code
  * (direct 2-D convolutions, dense products), plus hand-computed small cases,
- * known spectra, error paths and allocation failures. */
+ * known spectra, error paths, allocation failures, and the same ZCA on 1 and
+ * 2 threads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -547,6 +548,30 @@ static void test_zca_properties(void **state)
     free(P);
 }
 
+/* The same fit on 1 and 2 threads: the same bits (the covariance's products
+ * and the eigen-decomposition, whichever this build runs) */
+static void test_zca_threads_same_bits(void **state)
+{
+    (void)state;
+    enum { N = 400, DIM = 300 }; /* smaller ones happened to agree before */
+    float *x = correlated_data(N, DIM, 4);
+    float *mean[2] = {falloc(DIM), falloc(DIM)};
+    float *P[2] = {falloc((size_t)DIM * DIM), falloc((size_t)DIM * DIM)};
+    for (int t = 0; t < 2; t++) {
+        fmi_threads_set(t + 1);
+        assert_int_equal(fmi_zca_fit(x, N, DIM, FM_ZCA_FILTER_BIAS, mean[t], P[t]), FM_OK);
+    }
+    fmi_threads_set(2);
+    if (memcmp(mean[0], mean[1], sizeof(float) * DIM) ||
+        memcmp(P[0], P[1], sizeof(float) * DIM * DIM))
+        fail_msg("the ZCA fitted on 1 and 2 threads differs");
+    free(x);
+    for (int t = 0; t < 2; t++) {
+        free(mean[t]);
+        free(P[t]);
+    }
+}
+
 /* more rows than one row block and more columns than one tile, with ragged
  * edges, in both the BLAS (2048 rows, 512 columns) and portable (256, 64)
  * builds */
@@ -915,6 +940,7 @@ int main(void)
         cmocka_unit_test(test_eigen_cluster),
         cmocka_unit_test(test_eigen_bad_args),
         cmocka_unit_test(test_zca_properties),
+        cmocka_unit_test(test_zca_threads_same_bits),
         cmocka_unit_test(test_zca_blocks),
         cmocka_unit_test(test_zca_rank_deficient),
         cmocka_unit_test(test_zca_bad_args),

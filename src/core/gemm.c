@@ -8,9 +8,6 @@
 #ifdef FM_HAVE_CBLAS
 #include <cblas.h>
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Row i of C = beta*C + alpha*op(A)*b, with b row-major K x n (row stride
  * ldb): each element starts at beta*C (0 when beta is 0) and adds
@@ -142,45 +139,56 @@ int fmi_blas_enabled(void)
 
 #ifdef FM_HAVE_CBLAS
 /* Threads: OpenBLAS runs single-threaded (fmi_threads_set) and this function
- * splits C into column blocks, one per OpenMP thread. One thread pool instead
+ * shares the product among the OpenMP threads itself. One thread pool instead
  * of two: OpenMP threads spinning between our loops would otherwise steal the
- * cores OpenBLAS's own threads need (measured: 2.5x slower training). */
+ * cores OpenBLAS's own threads need (measured: 2.5x slower training).
+ *
+ * OpenBLAS rounds a value differently depending on where it falls in its
+ * kernel blocks, so how C is cut shows in the results. C is therefore cut
+ * into a grid of tiles that depends on M, N and K only, never on the thread
+ * count, and each tile is one single-threaded cblas_sgemm call, whichever
+ * thread runs it: the same bits on any number of threads (docs/method.md,
+ * "Reproducibility"). Products under TILE_WORK multiply-adds stay whole;
+ * larger ones halve their longer side (in multiples of 16, to keep kernel
+ * tails rare, and not under TILE_MIN) until there are GEMM_TILES tiles and
+ * none over TILE_MAX_WORK. Measured on paper-mlp's products (batch 200, one
+ * thread, CPU time): 4 tiles cost 2% more than one call, 8 tiles 3.5%, 16
+ * tiles 6%; so 4 for the 2-core target (two per thread, as fast as one block
+ * per thread), and up to 8 on the 1024-wide layers, so that more cores still
+ * find work. */
+#define GEMM_TILES 4
+#define TILE_MIN 64
+#define TILE_WORK 1e6
+#define TILE_MAX_WORK 32e6
+
+static int round16(int n) { return (n + 15) / 16 * 16; }
+
 static void sgemm_blas(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc)
 {
     const CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-    int threads = 1;
-#ifdef _OPENMP
-    if ((double)M * N * K > 1e6)
-        threads = omp_get_max_threads();
-#endif
-    if (threads <= 1) {
-        cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (M <= 0 || N <= 0)
         return;
+    const double work = (double)M * N * K;
+    const double want = work > TILE_WORK ? FM_MAX(GEMM_TILES, work / TILE_MAX_WORK) : 1.0;
+    int tm = M, tn = N;
+    while ((double)((M + tm - 1) / tm) * ((N + tn - 1) / tn) < want) {
+        if (tm >= tn && tm >= 2 * TILE_MIN)
+            tm = round16((tm + 1) / 2);
+        else if (tn >= 2 * TILE_MIN)
+            tn = round16((tn + 1) / 2);
+        else
+            break;
     }
-    /* Split the larger of M and N, in multiples of 16 to keep kernel tails rare. */
-    const int split_rows = M >= N;
-    const int extent = split_rows ? M : N;
-#pragma omp parallel num_threads(threads)
-    {
-#ifdef _OPENMP
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        int t = 0, nt = 1;
-#endif
-        int chunk = ((extent + nt - 1) / nt + 15) / 16 * 16;
-        int lo = t * chunk, hi = lo + chunk < extent ? lo + chunk : extent;
-        if (lo < hi) {
-            if (split_rows) {
-                const float *a = ta ? A + lo : A + (long)lo * lda;
-                cblas_sgemm(CblasRowMajor, opa, opb, hi - lo, N, K, alpha, a, lda, B, ldb, beta,
-                            C + (long)lo * ldc, ldc);
-            } else {
-                const float *b = tb ? B + (long)lo * ldb : B + lo;
-                cblas_sgemm(CblasRowMajor, opa, opb, M, hi - lo, K, alpha, A, lda, b, ldb, beta,
-                            C + lo, ldc);
-            }
-        }
+    const int gn = (N + tn - 1) / tn;
+    const long tiles = (long)((M + tm - 1) / tm) * gn;
+#pragma omp parallel for schedule(dynamic) if (tiles > 1)
+    for (long t = 0; t < tiles; t++) {
+        const int i0 = (int)(t / gn) * tm, j0 = (int)(t % gn) * tn;
+        const float *a = ta ? A + i0 : A + (long)i0 * lda;
+        const float *b = tb ? B + (long)j0 * ldb : B + j0;
+        cblas_sgemm(CblasRowMajor, opa, opb, FM_MIN(tm, M - i0), FM_MIN(tn, N - j0), K, alpha, a,
+                    lda, b, ldb, beta, C + (long)i0 * ldc + j0, ldc);
     }
 }
 #endif

@@ -4,7 +4,10 @@
 #ifndef FEWMUL_GEMM_H
 #define FEWMUL_GEMM_H
 
-/* op(A) is M x K, op(B) is K x N, C is M x N; ta/tb nonzero mean transposed. */
+/* op(A) is M x K, op(B) is K x N, C is M x N; ta/tb nonzero mean transposed.
+ * The result does not depend on the thread count: the portable loop sums each
+ * element alone, and OpenBLAS's products are cut in a grid of the shape's
+ * (gemm.c). */
 void fmi_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 /* The portable loop alone, in every build: what fmi_sgemm runs without OpenBLAS. */

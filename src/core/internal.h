@@ -45,9 +45,6 @@ int fmi_threads_available(void);
 int fmi_threads_usable(int want);
 /* Makes OpenBLAS run on the calling thread (fewmul splits work itself). */
 void fmi_blas_single_thread(void);
-/* Gives OpenBLAS up to threads threads of its own, as many as can be started;
- * returns the count it had, for restoring. */
-int fmi_blas_threads(int threads);
 /* 1 when the process has a finite address-space or data-segment limit
  * (RLIMIT_AS, RLIMIT_DATA), in which case no OpenBLAS routine is called
  * (gemm.c says why); decided at the first call. */

@@ -191,26 +191,6 @@ int fmi_threads_set(int threads)
     return threads;
 }
 
-int fmi_blas_threads(int threads)
-{
-#ifdef FM_HAVE_CBLAS
-    const int before = openblas_get_num_threads();
-    /* OpenBLAS starts the threads it lacks beside ours: probe them as extra */
-#ifdef _OPENMP
-    if (threads > before) {
-        pthread_mutex_lock(&probe_lock);
-        threads = before + probe_threads(threads - before);
-        pthread_mutex_unlock(&probe_lock);
-    }
-#endif
-    openblas_set_num_threads(FM_MAX(1, threads));
-    return before;
-#else
-    (void)threads;
-    return 1;
-#endif
-}
-
 /* ---- memory limits ---------------------------------------------------------- */
 
 int fmi_memory_limited(void)

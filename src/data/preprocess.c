@@ -12,9 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* ---- global contrast normalization --------------------------------------- */
 
@@ -388,10 +385,9 @@ extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
 
 /* Same output as eigen_rows_own: a, row-major and symmetric, is column-major
  * Aᵀ = A to Fortran, and the eigenvectors dsyevd writes as its columns are
- * our rows. OpenBLAS runs single-threaded for fmi_sgemm's sake (threads.c);
- * this one standalone call gets the OpenMP thread count (as many of its own
- * threads as can be started), then it is restored. Callers check
- * fmi_blas_enabled first. */
+ * our rows. It runs on one thread, as every OpenBLAS call of fewmul: split
+ * among threads its sums would depend on their count (docs/method.md,
+ * "Reproducibility"). Callers check fmi_blas_enabled first. */
 static int eigen_rows_lapack(double *a, int n, double *values)
 {
     for (int i = 0; i < n; i++)
@@ -412,13 +408,8 @@ static int eigen_rows_lapack(double *a, int n, double *values)
         fmi_free(iwork);
         return FM_ENOMEM;
     }
-#ifdef _OPENMP
-    const int saved = fmi_blas_threads(omp_get_max_threads());
-#else
-    const int saved = fmi_blas_threads(1);
-#endif
+    fmi_blas_single_thread();
     dsyevd_("V", "U", &n, a, &n, values, work, &lwork, iwork, &liwork, &info, 1, 1);
-    fmi_blas_threads(saved);
     fmi_free(work);
     fmi_free(iwork);
     if (info != 0)

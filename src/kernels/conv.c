@@ -10,9 +10,6 @@
 
 #include <limits.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Floats of im2col columns per chunk (4 MB). The columns are written, then
  * read by the GEMM (or the GEMM's are read by col2im) while they still sit in
@@ -238,55 +235,10 @@ static uint64_t col2im_adds_per_example(const fm_conv_geom *g)
     return (sr * sc - cr * cc) * (uint64_t)g->in_c;
 }
 
-/* ---- the three products, fast or reference (rows = positions of a chunk) ---- */
-
-/* fmi_sgemm splits its product by the thread count, and OpenBLAS rounds a
- * value differently depending on where it falls in a kernel block, so the
- * split would show in the results. The fast path therefore cuts C into a grid
- * of tiles that depends on M and N only and computes each tile in one
- * single-threaded fmi_sgemm call: the same values whatever the threads.
- * GEMM_TILES tiles (4: two per thread on the 2-core target, measured as fast
- * as fmi_sgemm's own split), halving the longer side down to TILE_MIN; products
- * under TILE_WORK multiply-adds stay whole. */
-#ifndef GEMM_TILES
-#define GEMM_TILES 4
-#endif
-#define TILE_MIN 64
-#define TILE_WORK 1e6
-
-static int round16(int n) { return (n + 15) / 16 * 16; }
-
-static void tiled_sgemm(int ta, int tb, int M, int N, int K, const float *A, int lda,
-                        const float *B, int ldb, float beta, float *C, int ldc)
-{
-    int tm = M, tn = N;
-    while ((double)M * N * K > TILE_WORK &&
-           ((M + tm - 1) / tm) * ((N + tn - 1) / tn) < GEMM_TILES) {
-        if (tm >= tn && tm >= 2 * TILE_MIN)
-            tm = round16((tm + 1) / 2);
-        else if (tn >= 2 * TILE_MIN)
-            tn = round16((tn + 1) / 2);
-        else
-            break;
-    }
-    const int gm = (M + tm - 1) / tm, gn = (N + tn - 1) / tn;
-#pragma omp parallel if (gm * gn > 1)
-    {
-#ifdef _OPENMP
-        /* this thread's own setting (restored after the region): fmi_sgemm
-         * then runs each tile on its caller alone */
-        omp_set_num_threads(1);
-#endif
-#pragma omp for schedule(dynamic)
-        for (int t = 0; t < gm * gn; t++) {
-            const int i0 = t / gn * tm, j0 = t % gn * tn;
-            const float *a = ta ? A + i0 : A + (long)i0 * lda;
-            const float *b = tb ? B + (long)j0 * ldb : B + j0;
-            fmi_sgemm(ta, tb, FM_MIN(tm, M - i0), FM_MIN(tn, N - j0), K, 1.0f, a, lda, b, ldb,
-                     beta, C + (long)i0 * ldc + j0, ldc);
-        }
-    }
-}
+/* ---- the three products, fast or reference (rows = positions of a chunk) ----
+ * fmi_sgemm cuts its product in a grid that does not depend on the thread
+ * count (gemm.c), and the chunks depend on the geometry and the batch only:
+ * the same bits on any number of threads. */
 
 static void product_forward(const fm_product *p, const float *col, const float *w, float *y,
                             int rows, int fan, int oc)
@@ -294,7 +246,7 @@ static void product_forward(const fm_product *p, const float *col, const float *
     if (p->reference)
         fmi_ref_dense_forward((fm_weight_class)p->wclass, col, w, p->h, y, rows, fan, oc);
     else
-        tiled_sgemm(0, 0, rows, oc, fan, col, fan, w, oc, 0.0f, y, oc);
+        fmi_sgemm(0, 0, rows, oc, fan, 1.0f, col, fan, w, oc, 0.0f, y, oc);
 }
 
 static void product_backward_input(const fm_product *p, const float *dy, const float *w,
@@ -303,7 +255,7 @@ static void product_backward_input(const fm_product *p, const float *dy, const f
     if (p->reference)
         fmi_ref_dense_backward_input((fm_weight_class)p->wclass, dy, w, p->h, dcol, rows, fan, oc);
     else
-        tiled_sgemm(0, 1, rows, fan, oc, dy, oc, w, oc, 0.0f, dcol, fan);
+        fmi_sgemm(0, 1, rows, fan, oc, 1.0f, dy, oc, w, oc, 0.0f, dcol, fan);
 }
 
 void fmi_conv_forward(const fm_conv_geom *g, const fm_product *p, const float *x, const float *w,
@@ -360,7 +312,7 @@ void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int p
         if (p->reference)
             fmi_ref_dense_backward_weights(pow2, x, dy, dw, batch * P, fan, oc);
         else
-            tiled_sgemm(1, 0, fan, oc, batch * P, x, fan, dy, oc, 0.0f, dw, oc);
+            fmi_sgemm(1, 0, fan, oc, batch * P, 1.0f, x, fan, dy, oc, 0.0f, dw, oc);
         return;
     }
     const long in_size = (long)g->in_h * g->in_w * g->in_c;
@@ -372,7 +324,7 @@ void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int p
         im2col(g, x + b0 * in_size, nb, col);
         if (!p->reference) {
             /* chunks after the first accumulate into dw (beta = 1) */
-            tiled_sgemm(1, 0, fan, oc, nb * P, col, fan, dyc, oc, b0 ? 1.0f : 0.0f, dw, oc);
+            fmi_sgemm(1, 0, fan, oc, nb * P, 1.0f, col, fan, dyc, oc, b0 ? 1.0f : 0.0f, dw, oc);
             continue;
         }
         if (b0 == 0) {

@@ -641,11 +641,11 @@ void fmi_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images
     }
 }
 
-int fmi_input_cache_wanted(const fm_model *m, size_t rows)
+int fmi_input_cache_wanted(const fm_model *m, size_t rows, size_t bytes)
 {
     const fm_preproc pre = m->config.preproc;
     return (pre == FM_PRE_GCN_ZCA || pre == FM_PRE_GCN_LCN) && rows > 0 &&
-           rows <= FM_INPUT_CACHE_MAX / sizeof(float) / (size_t)m->input_dim;
+           rows <= bytes / sizeof(float) / (size_t)m->input_dim;
 }
 
 int fmi_input_cache_add(const fm_model *m, fm_workspace *ws, const fm_images *images, int first,

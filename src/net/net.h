@@ -96,9 +96,6 @@ typedef struct fm_input_cache {
     fm_input_part part[FM_INPUT_PARTS];
     int n_parts;
 } fm_input_cache;
-/* The most bytes of rows a run keeps: CIFAR-10's 60,000 images (737 MB) fit,
- * SVHN's 99,289 (1.2 GB; 7.4 GB with extra_32x32.mat) do not. */
-#define FM_INPUT_CACHE_MAX ((size_t)1 << 30)
 
 /* Buffers for passes over batches of up to max_batch examples. */
 typedef struct fm_workspace {
@@ -159,8 +156,8 @@ void fmi_load_batch(const fm_model *model, fm_workspace *ws, const fm_images *im
                    const int *index, int first, int count);
 /* 1 when the model's preprocessing is worth computing once (gcn-zca,
  * gcn-lcn: center and unit are one multiply-add per value, cheaper than a
- * copy of floats) and `rows` rows of it fit FM_INPUT_CACHE_MAX. */
-int fmi_input_cache_wanted(const fm_model *model, size_t rows);
+ * copy of floats) and `rows` rows of it take at most `bytes`. */
+int fmi_input_cache_wanted(const fm_model *model, size_t rows, size_t bytes);
 /* Adds images [first, first + count) of a set to ws->input, preprocessed in
  * batches of ws->max_batch contiguous images (the fitted statistics must be
  * in place); nothing is declared to a ledger. FM_ENOMEM, or FM_EINVAL when

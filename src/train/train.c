@@ -349,16 +349,20 @@ static void start_position(run_buffers *r, double lr0)
 }
 
 /* The images the run will load again and again, preprocessed once when the
- * model's preprocessing is worth it and they fit (fmi_input_cache_wanted):
- * the training images, the validation images when evaluated or used for the
- * batch-norm statistics, and the test set when evaluated. The rows are those
- * the loads would compute (the BLAS whitening in batches of the run's size). */
+ * model's preprocessing is worth it and they fit the callbacks' limit
+ * (fmi_input_cache_wanted): the training images, the validation images when
+ * evaluated or used for the batch-norm statistics, and the test set when
+ * evaluated. The rows are those the loads would compute (the BLAS whitening
+ * in batches of the run's size). */
 static int preprocess_once(run_buffers *r)
 {
     const fm_config *c = &r->m->config;
+    const long mib = r->cb && r->cb->preproc_cache_mib ? r->cb->preproc_cache_mib
+                                                       : FM_PREPROC_CACHE_DEFAULT_MIB;
+    const size_t bytes = mib < 0 ? 0 : (unsigned long)mib > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)mib << 20;
     const int valid = r->n_valid > 0 && (!c->no_eval || c->bn_stats == FM_BN_PAPER) ? r->n_valid : 0;
     const int test = r->test && !c->no_eval ? r->test->count : 0;
-    if (!fmi_input_cache_wanted(r->m, (size_t)r->n_train + (size_t)valid + (size_t)test))
+    if (!fmi_input_cache_wanted(r->m, (size_t)r->n_train + (size_t)valid + (size_t)test, bytes))
         return FM_OK;
     int rc = fmi_input_cache_add(r->m, r->ws, r->train, 0, r->n_train);
     if (rc == FM_OK && valid)

@@ -507,7 +507,15 @@ typedef struct fm_callbacks {
     const fm_checkpoint *resume;
     /* Data-parallel training over ranks (above); NULL or size 1: one process. */
     const fm_comm *comm;
+    /* gcn-zca and gcn-lcn inputs are preprocessed once per run and kept as
+     * floats when they take at most this many MiB (0: the default,
+     * FM_PREPROC_CACHE_DEFAULT_MIB; negative: never), else at each batch
+     * load; docs/data.md, "Once per run". The same results either way,
+     * except in the last bits of gcn-zca with OpenBLAS's Haswell kernels. */
+    long preproc_cache_mib;
 } fm_callbacks;
+
+#define FM_PREPROC_CACHE_DEFAULT_MIB 1024
 
 typedef struct fm_result {
     double test_error_pct;       /* at the epoch of best validation error (ties: later) */

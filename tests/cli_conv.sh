@@ -95,6 +95,21 @@ if (r["valid"], r["preproc"]) != (5000, "gcn-zca"):
     sys.exit("valid %r preproc %r" % (r["valid"], r["preproc"]))
 ' "$tmp/defaults"
 
+# gcn-lcn rows kept once per run (the default) or made at each batch load
+# (--preproc-cache 0): the same bits (docs/data.md, "Once per run")
+for cache in 1024 0; do
+  run "lcn$cache" train --data "cifar10:$tmp/cifar" --arch "$small" --weights bc --qb --epochs 2 \
+      --batch 50 --valid 200 --preproc gcn-lcn --preproc-cache $cache --threads 2 \
+      --state "$tmp/lcn$cache.fm" --checkpoint "$tmp/lcn$cache.fmc" --quiet
+done
+if [ -s "$tmp/lcn0.fm" ] && cmp -s "$tmp/lcn1024.fm" "$tmp/lcn0.fm"; then
+  ok "gcn-lcn: kept rows and per-batch rows train the same bits"
+else
+  not_ok "gcn-lcn: kept rows and per-batch rows train the same bits" "the state files differ or are missing"
+fi
+run lcn_resume train --resume "$tmp/lcn0.fmc" --preproc-cache 2048 --quiet
+if [ $rc -eq 0 ]; then ok "--resume takes --preproc-cache"; else not_ok "--resume takes --preproc-cache" "exit $rc: $(first_err_line lcn_resume)"; fi
+
 # expect NAME STATUS WORDS ARGS...: exit status and a word of the message
 expect() {
     local name=$1 status=$2 word=$3

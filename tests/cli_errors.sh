@@ -252,6 +252,9 @@ usage_error "--lr-final x" 'lr-final' train --lr-final x
 usage_error "--momentum 1" 'momentum' train --momentum 1
 usage_error "--threads 0" 'threads' train --threads 0
 usage_error "--threads 1025" 'threads' train --threads 1025
+usage_error "--preproc-cache -1" 'preproc-cache: -1 is out of range' train --preproc-cache -1
+usage_error "--preproc-cache 1048577" 'preproc-cache: 1048577 is out of range' train --preproc-cache 1048577
+usage_error "--preproc-cache 1x" "preproc-cache: '1x' is not an integer" train --preproc-cache 1x
 usage_error "--qb=5:1" 'qb|emin|emax' train --qb=5:1
 usage_error "--qb=x" 'qb' train --qb=x
 usage_error "--qb=-4:x" 'qb' train --qb=-4:x

@@ -271,6 +271,24 @@ static void test_resume_conv(void **state)
     interrupted_equals_uninterrupted(&c, stops, 2, 1, "conv bc-det+qb, 2 threads");
 }
 
+/* gcn-zca and gcn-lcn inputs are preprocessed once at the start of a run
+ * (net.h, fm_input_cache): a resumed run preprocesses them again, into the
+ * same bits, from its own start in the middle of the run. */
+static void test_resume_gcn(void **state)
+{
+    (void)state;
+    const fm_preproc kinds[] = {FM_PRE_GCN_ZCA, FM_PRE_GCN_LCN};
+    for (int k = 0; k < 2; k++) {
+        fm_config c;
+        base_config(&c, "conv:4k3,pool2,fc8", "bc");
+        c.qb = 1;
+        c.threads = 2;
+        c.preproc = kinds[k];
+        const long stops[] = {4, 10, 23};
+        interrupted_equals_uninterrupted(&c, stops, 3, 1, k == 0 ? "conv, gcn-zca" : "conv, gcn-lcn");
+    }
+}
+
 static void test_resume_mulfree(void **state)
 {
     (void)state;
@@ -890,6 +908,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_tc_adam_running_dropout, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_synapse_eval_every, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_conv, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_resume_gcn, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_mulfree, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_no_validation, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_from_periodic_and_final, test_setup, test_teardown),

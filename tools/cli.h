@@ -240,6 +240,7 @@ typedef struct train_opts {
     long checkpoint_every;
     double checkpoint_seconds;
     int compress;      /* fm_compress of an MPI run's gradient exchange */
+    int preproc_cache; /* --preproc-cache: MiB of gcn-* rows kept (0: none) */
     int ranks;         /* the ranks of an MPI run (set at its start; 0 or 1: one process) */
 } train_opts;
 

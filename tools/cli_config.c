@@ -179,6 +179,7 @@ const option_def train_options[] = {
     {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
     {"preproc", T_CHOICE, TOPT(preproc), 0, 0, 0, preproc_choices, 0, NULL},
+    {"preproc-cache", T_INT, TOPT(preproc_cache), 0, 1048576, 0, NULL, 0, NULL},
     {"dropout", T_DOUBLE, TOPT(cfg.dropout), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"bn-stats", T_CHOICE, TOPT(bn_stats), 0, 0, 0, bn_choices, 0, NULL},
     {"valid", T_INT, TOPT(cfg.valid), 0, INT_MAX, 0, NULL, 0, NULL},
@@ -258,6 +259,7 @@ void train_opts_default(train_opts *o)
     /* chosen by the data set unless given (train_opts_finish) */
     o->cfg.valid = -1;
     o->preproc = -1;
+    o->preproc_cache = FM_PREPROC_CACHE_DEFAULT_MIB;
 }
 
 /* Copies the parsed enumerations into the config and resolves the default

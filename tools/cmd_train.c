@@ -155,6 +155,10 @@ const char *const train_help[] = {
     "                     whitening fitted on the training split (default for",
     "                     cifar10); gcn-lcn: global, then local contrast",
     "                     normalization (default for svhn). docs/data.md",
+    "  --preproc-cache MIB",
+    "                     gcn-* images are preprocessed once per run and kept as",
+    "                     floats when they take at most MIB MiB (default 1024;",
+    "                     0: never), else at each batch load; 0..1048576",
     "  --dropout P        drop probability of hidden units, 0 <= P < 1 (default 0)",
     "  --bn-stats paper|running",
     "                     batch-norm inference statistics: recomputed after each",
@@ -233,10 +237,10 @@ const char *const train_help[] = {
     "                     unless --checkpoint names another; a run that kept a",
     "                     ledger keeps it. Only --data, --out, --state, --export,",
     "                     --log, --json, --quiet, --ledger, --table, --threads,",
-    "                     --checkpoint and --checkpoint-every may be given with",
-    "                     it (exit 2 for any other). The --log file keeps the",
-    "                     lines of the epochs the checkpoint finished and grows",
-    "                     from there",
+    "                     --preproc-cache, --checkpoint and --checkpoint-every",
+    "                     may be given with it (exit 2 for any other). The --log",
+    "                     file keeps the lines of the epochs the checkpoint",
+    "                     finished and grows from there",
     "",
     "Unless --quiet, each epoch prints a line on standard error, and a progress",
     "bar is drawn while standard error is a terminal:",
@@ -715,10 +719,11 @@ static void train_run_free(train_run *t)
 }
 
 /* The options a resumed run may be given: where its data are, what it
- * writes and how it reports, and its threads. Any other would change the run. */
+ * writes and how it reports, its threads and the memory of its preprocessed
+ * inputs. Any other would change the run. */
 static const char *const resume_options[] = {
     "data", "out", "state", "export", "log", "json", "quiet", "ledger", "table", "threads",
-    "checkpoint", "checkpoint-every", "resume", "compress", NULL};
+    "checkpoint", "checkpoint-every", "resume", "compress", "preproc-cache", NULL};
 
 /* The first option on the line (after a successful parse) that a resumed run
  * may not be given, or NULL. */
@@ -1020,6 +1025,7 @@ static int train_with(const train_opts *o, train_run *t)
                        .data_spec = o->data,
                        .on_checkpoint = on_checkpoint,
                        .resume = t->resume,
+                       .preproc_cache_mib = o->preproc_cache > 0 ? o->preproc_cache : -1,
                        .comm = t->ranks.mpi ? &t->ranks.comm : NULL};
     fm_result result;
     memset(&result, 0, sizeof result);

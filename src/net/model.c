@@ -411,6 +411,8 @@ void fmi_workspace_free(const fm_model *m, fm_workspace *ws)
         if (ws->mf_backward)
             fmi_kernel_weights_free(ws->mf_backward[l]);
     }
+    for (int p = 0; p < ws->input.n_parts; p++)
+        fmi_free(ws->input.part[p].rows);
     fmi_free(ws->mf_forward);
     fmi_free(ws->mf_backward);
     fmi_free(ws->mf_scratch);
@@ -558,12 +560,13 @@ int fmi_workspace_create(const fm_model *m, int max_batch, int training, fm_work
     return FM_OK;
 }
 
-void fmi_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images, const int *index,
-                   int first, int count)
+/* The rows of `count` images (as fmi_load_batch) computed into x, which
+ * holds ws->max_batch rows or is a cache's. */
+static void preprocess_rows(const fm_model *m, fm_workspace *ws, const fm_images *images,
+                            const int *index, int first, int count, float *x)
 {
     const int dim = m->input_dim;
     const fm_preproc pre = m->config.preproc;
-    float *x = ws->act[0];
     /* gcn-zca normalises into the scratch, then whitens into x */
     float *rows = pre == FM_PRE_GCN_ZCA ? ws->pre_scratch : x;
     const size_t lcn_floats = fmi_lcn_scratch_floats(m->in_h, m->in_w, FM_LCN_KERNEL);
@@ -596,6 +599,74 @@ void fmi_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images
         fmi_zca_apply(m->input_mean, m->zca, rows, x, count, dim);
     if (pre == FM_PRE_CENTER || pre == FM_PRE_UNIT)
         FM_TALLY(FM_OP_FMA, (uint64_t)count * dim);
+}
+
+/* The part of the workspace's cache that holds every image of the batch, or NULL. */
+static const fm_input_part *cached_part(const fm_workspace *ws, const fm_images *images,
+                                        const int *index, int first, int count)
+{
+    for (int p = 0; p < ws->input.n_parts; p++) {
+        const fm_input_part *part = &ws->input.part[p];
+        const long lo = part->first, hi = (long)part->first + part->count;
+        if (part->images != images)
+            continue;
+        if (!index) {
+            if (first >= lo && (long)first + count <= hi)
+                return part;
+            continue;
+        }
+        int b = 0;
+        while (b < count && index[first + b] >= lo && index[first + b] < hi)
+            b++;
+        if (b == count)
+            return part;
+    }
+    return NULL;
+}
+
+void fmi_load_batch(const fm_model *m, fm_workspace *ws, const fm_images *images, const int *index,
+                   int first, int count)
+{
+    const fm_input_part *part = cached_part(ws, images, index, first, count);
+    if (!part) {
+        preprocess_rows(m, ws, images, index, first, count, ws->act[0]);
+        return;
+    }
+    const size_t dim = (size_t)m->input_dim;
+    float *x = ws->act[0];
+#pragma omp parallel for schedule(static) if ((size_t)count * dim > 65536)
+    for (int b = 0; b < count; b++) {
+        const long src = index ? index[first + b] : first + b;
+        memcpy(x + (size_t)b * dim, part->rows + (size_t)(src - part->first) * dim, dim * sizeof *x);
+    }
+}
+
+int fmi_input_cache_wanted(const fm_model *m, size_t rows, size_t bytes)
+{
+    const fm_preproc pre = m->config.preproc;
+    return (pre == FM_PRE_GCN_ZCA || pre == FM_PRE_GCN_LCN) && rows > 0 &&
+           rows <= bytes / sizeof(float) / (size_t)m->input_dim;
+}
+
+int fmi_input_cache_add(const fm_model *m, fm_workspace *ws, const fm_images *images, int first,
+                        int count)
+{
+    fm_input_cache *cache = &ws->input;
+    if (cache->n_parts == FM_INPUT_PARTS || first < 0 || count < 1 || first > images->count - count)
+        return fmi_error(FM_EINVAL, "fmi_input_cache_add: images %d..%d of %d, %d parts held", first,
+                        first + count - 1, images->count, cache->n_parts);
+    const size_t dim = (size_t)m->input_dim;
+    float *rows = fmi_alloc_raw((size_t)count * dim * sizeof *rows);
+    if (!rows)
+        return FM_ENOMEM;
+    /* the batches the loads would make of contiguous images, so each row is
+     * the one fmi_load_batch gives in such a batch (the BLAS whitening GEMM
+     * may round a row differently in a batch of another size) */
+    for (int b0 = 0; b0 < count; b0 += ws->max_batch)
+        preprocess_rows(m, ws, images, NULL, first + b0, FM_MIN(ws->max_batch, count - b0),
+                        rows + (size_t)b0 * dim);
+    cache->part[cache->n_parts++] = (fm_input_part){images, first, count, rows};
+    return FM_OK;
 }
 
 int fmi_preprocess_fit(fm_model *m, const fm_images *im, int count)

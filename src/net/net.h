@@ -82,6 +82,21 @@ struct fm_model {
     char description[512];
 };
 
+/* Input rows preprocessed once for a whole run instead of at every batch
+ * load (docs/data.md, "Preprocessing"): ranges [first, first + count) of
+ * image sets, each row exactly what fmi_load_batch computes for it in a
+ * batch of contiguous images. */
+#define FM_INPUT_PARTS 3
+typedef struct fm_input_part {
+    const fm_images *images; /* the set, by identity */
+    int first, count;
+    float *rows;             /* count x input_dim */
+} fm_input_part;
+typedef struct fm_input_cache {
+    fm_input_part part[FM_INPUT_PARTS];
+    int n_parts;
+} fm_input_cache;
+
 /* Buffers for passes over batches of up to max_batch examples. */
 typedef struct fm_workspace {
     int max_batch;
@@ -92,6 +107,7 @@ typedef struct fm_workspace {
     float *conv_scratch;  /* im2col columns of the conv layers (conv.h) */
     int32_t **argmax;     /* pool layers (training): the chosen input of each output */
     float *pre_scratch;   /* input preprocessing (gcn-zca, gcn-lcn) */
+    fm_input_cache input; /* rows fmi_load_batch copies instead of computing */
     float **bn_mean, **bn_invstd; /* per layer: batch statistics of the last pass */
     uint8_t **mask;       /* dropout masks */
     float *grad_state;    /* gradient, aligned with model->state (training only) */
@@ -134,9 +150,20 @@ void fmi_workspace_choose_products(const fm_model *model, fm_workspace *ws);
 
 /* Input rows of ws->act[0] from `count` images (index[first..], or first..
  * when index is NULL), preprocessed as the model says: pixels/255 minus the
- * input mean, or GCN then ZCA or LCN (preprocess.h). */
+ * input mean, or GCN then ZCA or LCN (preprocess.h). Copied from ws->input
+ * when one of its parts holds every one of the images. */
 void fmi_load_batch(const fm_model *model, fm_workspace *ws, const fm_images *images,
                    const int *index, int first, int count);
+/* 1 when the model's preprocessing is worth computing once (gcn-zca,
+ * gcn-lcn: center and unit are one multiply-add per value, cheaper than a
+ * copy of floats) and `rows` rows of it take at most `bytes`. */
+int fmi_input_cache_wanted(const fm_model *model, size_t rows, size_t bytes);
+/* Adds images [first, first + count) of a set to ws->input, preprocessed in
+ * batches of ws->max_batch contiguous images (the fitted statistics must be
+ * in place); nothing is declared to a ledger. FM_ENOMEM, or FM_EINVAL when
+ * ws->input is full or the range is outside the set. */
+int fmi_input_cache_add(const fm_model *model, fm_workspace *ws, const fm_images *images,
+                        int first, int count);
 /* Fits the model's input preprocessing on images [0, count): the per-pixel
  * mean (center), or the ZCA of the GCN-normalised images (gcn-zca). */
 int fmi_preprocess_fit(fm_model *model, const fm_images *images, int count);

@@ -348,10 +348,34 @@ static void start_position(run_buffers *r, double lr0)
     run->best_test = -1;
 }
 
+/* The images the run will load again and again, preprocessed once when the
+ * model's preprocessing is worth it and they fit the callbacks' limit
+ * (fmi_input_cache_wanted): the training images, the validation images when
+ * evaluated or used for the batch-norm statistics, and the test set when
+ * evaluated. The rows are those the loads would compute (the BLAS whitening
+ * in batches of the run's size). */
+static int preprocess_once(run_buffers *r)
+{
+    const fm_config *c = &r->m->config;
+    const long mib = r->cb && r->cb->preproc_cache_mib ? r->cb->preproc_cache_mib
+                                                       : FM_PREPROC_CACHE_DEFAULT_MIB;
+    const size_t bytes = mib < 0 ? 0 : (unsigned long)mib > SIZE_MAX >> 20 ? SIZE_MAX : (size_t)mib << 20;
+    const int valid = r->n_valid > 0 && (!c->no_eval || c->bn_stats == FM_BN_PAPER) ? r->n_valid : 0;
+    const int test = r->test && !c->no_eval ? r->test->count : 0;
+    if (!fmi_input_cache_wanted(r->m, (size_t)r->n_train + (size_t)valid + (size_t)test, bytes))
+        return FM_OK;
+    int rc = fmi_input_cache_add(r->m, r->ws, r->train, 0, r->n_train);
+    if (rc == FM_OK && valid)
+        rc = fmi_input_cache_add(r->m, r->ws, r->train, r->n_total - valid, valid);
+    if (rc == FM_OK && test)
+        rc = fmi_input_cache_add(r->m, r->ws, r->test, 0, test);
+    return rc;
+}
+
 /* Everything before the first step: the model takes the configuration, the
  * input statistics are fitted (or resumed), the buffers made, the position
- * set, and the ranks of a data-parallel run agree to start. On failure the
- * caller frees r. */
+ * set, the inputs preprocessed once where they are worth it, and the ranks of
+ * a data-parallel run agree to start. On failure the caller frees r. */
 static int open_run(run_buffers *r, const fm_config *cfg, const fm_comm *comm)
 {
     fm_model *m = r->m;
@@ -381,6 +405,8 @@ static int open_run(run_buffers *r, const fm_config *cfg, const fm_comm *comm)
         rc = take_checkpoint(m, resume, r, cb->ledger);
     else if (rc == FM_OK)
         start_position(r, lr0);
+    if (rc == FM_OK)
+        rc = preprocess_once(r);
     if (rc < 0)
         return start_failed(comm, m, rc);
     if (!r->dist)

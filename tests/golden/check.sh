@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check.sh — the golden-output test: the "ci" runs of tests/golden/runs.sh
 # (an MLP with binary weights and Q(x), a ternary MLP on the mulfree kernels
-# with 2 threads, a binary CNN; every output file, the ledger included) must
+# with 2 threads, a binary CNN, and that CNN on gcn-zca and gcn-lcn inputs
+# with 2 threads; every output file, the ledger included) must
 # give exactly the hashes in tests/golden/ci.sha256, so that a change of
 # shape that changes a result shows. The hashes are those of the portable
 # build (no BLAS, no -march=native: the same arithmetic on every x86-64) on

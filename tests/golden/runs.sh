@@ -46,6 +46,9 @@ if [ "$list" = ci ]; then
   run mlp-bc-qb-shortcut 1 "${mlp[@]}" --weights bc --qb --qb-bn-shortcut "${t1[@]}"
   run mlp-tc-mulfree 1 "${mlp[@]}" --weights tc --qb --exec mulfree "${t2[@]}"
   run conv-bc-qb 0 "${conv[@]}" --weights bc --qb "${t1[@]}"
+  # CIFAR-10's and SVHN's preprocessing, computed once per run (docs/data.md)
+  run conv-bc-qb-gcn-zca 0 "${conv[@]}" --weights bc --qb --preproc gcn-zca "${t2[@]}"
+  run conv-bc-qb-gcn-lcn 0 "${conv[@]}" --weights bc --qb --preproc gcn-lcn "${t2[@]}"
   exit 0
 fi
 run mlp-fp32 1 "${mlp[@]}" --weights fp32 "${t1[@]}"
@@ -69,6 +72,8 @@ run conv-fp32 0 "${conv[@]}" --weights fp32 "${t1[@]}"
 run conv-bc-qb 0 "${conv[@]}" --weights bc --qb "${t1[@]}"
 run conv-tc-qb-t2 0 "${conv[@]}" --weights tc --qb --qb-conv none "${t2[@]}"
 run conv-synapse-adam 0 "${conv[@]}" --weights synapse --qb --opt adam --bn-stats running "${t1[@]}"
+run conv-bc-qb-gcn-zca 0 "${conv[@]}" --weights bc --qb --preproc gcn-zca "${t2[@]}"
+run conv-bc-qb-gcn-lcn 0 "${conv[@]}" --weights bc --qb --preproc gcn-lcn "${t2[@]}"
 if command -v mpirun >/dev/null && "$bin" --version | grep -q . ; then
   launcher=(mpirun --allow-run-as-root --oversubscribe -np 2)
   run mpi-bc-qb 1 "${mlp[@]}" --weights bc --qb "${t1[@]}" || echo "(no MPI run)" >&2

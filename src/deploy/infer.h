@@ -87,10 +87,10 @@ int fmi_conv_layout(fm_deploy_weights kind, const struct fm_conv_geom *g, int le
  * (binary: +1 where the sign bit is clear; ternary: +1 above zero, -1 below,
  * 0 for +-0; synapse: |w| must be a magnitude, else FM_EINVAL). */
 int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed);
-/* out = the h x w x c map e with s - 1 zero pixels between neighbours
- * ((h-1)s+1 x (w-1)s+1 x c): only the pixels at multiples of s are written,
- * so the caller zeroes out once and may reuse it. */
-void fmi_conv_dilate(const float *e, int h, int w, int c, int s, float *out);
+/* out = the height x width x channels map e with s - 1 zero pixels between
+ * neighbours ((height-1)s+1 x (width-1)s+1 x channels): only the pixels at
+ * multiples of s are written, so the caller zeroes out once and may reuse it. */
+void fmi_conv_dilate(const float *e, int height, int width, int channels, int s, float *out);
 void fmi_conv_weights_free(fm_conv_weights *weights);
 /* Floats of scratch one call of `conv_real` needs (synapse product tables). */
 size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *weights);

@@ -240,13 +240,13 @@ int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed)
     return FM_OK;
 }
 
-void fmi_conv_dilate(const float *e, int h, int w, int c, int s, float *out)
+void fmi_conv_dilate(const float *e, int height, int width, int channels, int s, float *out)
 {
-    const int dw = (w - 1) * s + 1;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            memcpy(out + ((size_t)y * s * (size_t)dw + (size_t)x * s) * (size_t)c,
-                   e + ((size_t)y * w + (size_t)x) * (size_t)c, (size_t)c * sizeof *e);
+    const size_t wide = (size_t)(width - 1) * (size_t)s + 1, c = (size_t)channels;
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++)
+            memcpy(out + ((size_t)y * (size_t)s * wide + (size_t)x * (size_t)s) * c,
+                   e + ((size_t)y * (size_t)width + (size_t)x) * c, c * sizeof *e);
 }
 
 /* ---- real inputs ------------------------------------------------------- */

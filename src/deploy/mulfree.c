@@ -151,16 +151,17 @@ typedef struct pow2_rows {
 } pow2_rows;
 
 static void pow2_rows_grad(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan,
-                           int oc)
+                           int oc, int accumulate)
 {
+    (void)accumulate; /* never asked: the driver adds the partial sums */
     const pow2_rows *r = ctx;
     pow2_shared(r->k, cols, e, dw, rows, fan, oc, r->threads);
 }
 
 static void ldexp_rows_grad(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan,
-                            int oc)
+                            int oc, int accumulate)
 {
-    (void)ctx;
+    (void)ctx, (void)accumulate;
     fmi_ref_dense_backward_weights(1, cols, e, dw, rows, fan, oc);
 }
 
@@ -173,7 +174,7 @@ int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const
     pow2_rows ctx = {k, threads};
     const int exact = fmi_pow2_grad_exact(q, (size_t)batch * in_size, e, (size_t)batch * out_size);
     fmi_conv_backward_weights_rows(g, q, e, dw, batch, columns, exact ? pow2_rows_grad : ldexp_rows_grad,
-                                  &ctx);
+                                  &ctx, 0);
     return exact;
 }
 

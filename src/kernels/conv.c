@@ -367,7 +367,8 @@ void fmi_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const f
 }
 
 void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const float *dy, float *dw,
-                                   int batch, float *scratch, fm_conv_rows_grad rows, void *ctx)
+                                   int batch, float *scratch, fm_conv_rows_grad rows, void *ctx,
+                                   int accumulates)
 {
     const int fan = fmi_conv_fan_in(g), P = fmi_conv_positions(g), oc = g->out_c;
     const long n = (long)fan * oc;
@@ -376,7 +377,7 @@ void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const
         return;
     }
     if (columns_are_input(g)) {
-        rows(ctx, x, dy, dw, batch * P, fan, oc);
+        rows(ctx, x, dy, dw, batch * P, fan, oc, 0);
         return;
     }
     const long in_size = (long)g->in_h * g->in_w * g->in_c;
@@ -385,10 +386,13 @@ void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const
     for (int b0 = 0; b0 < batch; b0 += cb) {
         const int nb = FM_MIN(cb, batch - b0);
         im2col(g, x + b0 * in_size, nb, col);
-        /* the first chunk overwrites dw; the others form a partial sum, then one add each */
-        rows(ctx, col, dy + (long)b0 * P * oc, b0 ? part : dw, nb * P, fan, oc);
-        if (b0 == 0)
+        const float *e = dy + (long)b0 * P * oc;
+        if (b0 == 0 || accumulates) { /* the first chunk overwrites dw */
+            rows(ctx, col, e, dw, nb * P, fan, oc, b0 > 0);
             continue;
+        }
+        /* a kernel that overwrites: a partial sum, then one add each */
+        rows(ctx, col, e, part, nb * P, fan, oc, 0);
 #pragma omp parallel for simd schedule(static) if (n > COPY_PARALLEL)
         for (long i = 0; i < n; i++)
             dw[i] += part[i];
@@ -396,34 +400,29 @@ void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const
     }
 }
 
-/* The reference kernel as fm_conv_rows_grad; ctx points at pow2. */
+/* The reference kernel as fm_conv_rows_grad (it overwrites); ctx points at pow2. */
 static void reference_rows(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan,
-                           int oc)
+                           int oc, int accumulate)
 {
+    (void)accumulate;
     fmi_ref_dense_backward_weights(*(const int *)ctx, cols, e, dw, rows, fan, oc);
+}
+
+/* The GEMM, which accumulates into dw (beta = 1) for the chunks after the first. */
+static void gemm_rows(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan, int oc,
+                      int accumulate)
+{
+    (void)ctx;
+    tiled_sgemm(1, 0, fan, oc, rows, cols, fan, e, oc, accumulate ? 1.0f : 0.0f, dw, oc);
 }
 
 void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
                               const float *dy, float *dw, int batch, float *scratch)
 {
-    if (p->reference || batch < 1) {
-        fmi_conv_backward_weights_rows(g, x, dy, dw, batch, scratch, reference_rows, &pow2);
-        return;
-    }
-    const int fan = fmi_conv_fan_in(g), P = fmi_conv_positions(g), oc = g->out_c;
-    if (columns_are_input(g)) {
-        tiled_sgemm(1, 0, fan, oc, batch * P, x, fan, dy, oc, 0.0f, dw, oc);
-        return;
-    }
-    const long in_size = (long)g->in_h * g->in_w * g->in_c;
-    const int cb = chunk_examples(g, batch);
-    for (int b0 = 0; b0 < batch; b0 += cb) {
-        const int nb = FM_MIN(cb, batch - b0);
-        im2col(g, x + b0 * in_size, nb, scratch);
-        /* chunks after the first accumulate into dw (beta = 1) */
-        tiled_sgemm(1, 0, fan, oc, nb * P, scratch, fan, dy + (long)b0 * P * oc, oc, b0 ? 1.0f : 0.0f,
-                    dw, oc);
-    }
+    if (p->reference)
+        fmi_conv_backward_weights_rows(g, x, dy, dw, batch, scratch, reference_rows, &pow2, 0);
+    else
+        fmi_conv_backward_weights_rows(g, x, dy, dw, batch, scratch, gemm_rows, NULL, 1);
 }
 
 /* ---- ledger declarations ---- */

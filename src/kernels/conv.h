@@ -68,15 +68,19 @@ void fmi_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const f
 void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
                               const float *dy, float *dw, int batch, float *scratch);
 
-/* The weight gradient of fmi_conv_backward_weights' reference path with
- * another kernel: `rows` overwrites its dw with colsᵀ · e for `rows` rows of
- * im2col columns (rows x fan_in) and errors (rows x out_c); the first chunk
- * of examples writes dw, each later one a partial sum that is then added to
- * dw (FM_OP_FADD per weight, as fmi_conv_cost_backward_weights declares). */
+/* The weight gradient of fmi_conv_backward_weights with another kernel, in
+ * the same chunks of examples: `rows` forms colsᵀ · e for `rows` rows of
+ * im2col columns (rows x fan_in) and errors (rows x out_c) into its dw,
+ * overwriting it, or with `accumulate` adding to it. The first chunk
+ * overwrites dw. With `accumulates` 0 (a kernel that only overwrites, as the
+ * reference one) each later chunk forms a partial sum that is then added to
+ * dw (FM_OP_FADD per weight, as fmi_conv_cost_backward_weights declares);
+ * with 1 the kernel accumulates itself. */
 typedef void (*fm_conv_rows_grad)(void *ctx, const float *cols, const float *e, float *dw, int rows,
-                                  int fan, int oc);
+                                  int fan, int oc, int accumulate);
 void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const float *dy, float *dw,
-                                   int batch, float *scratch, fm_conv_rows_grad rows, void *ctx);
+                                   int batch, float *scratch, fm_conv_rows_grad rows, void *ctx,
+                                   int accumulates);
 
 /* Ledger declarations of exactly what the functions above execute with the
  * reference products (kernels.h's arithmetic at B*positions rows, plus the

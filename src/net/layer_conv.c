@@ -23,12 +23,11 @@ static int conv_reserve(const fm_model *m, int l, fm_workspace *ws, int training
     return fmi_weighted_reserve(m, l, ws, training, sizes);
 }
 
-/* As dense layers: the mulfree kernels run every pass on quantized weights. */
 static const fm_product_ops *conv_product(const fm_model *m, const fm_workspace *ws, int l,
                                           int evaluation)
 {
     (void)l;
-    if (ws->kernels && !(evaluation && fmi_eval_uses_real(&m->config)))
+    if (fmi_pass_uses_mulfree(m, ws, evaluation))
         return &fmi_product_conv_mulfree;
     return ws->reference ? &fmi_product_conv_reference : &fmi_product_conv_gemm;
 }

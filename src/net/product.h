@@ -34,5 +34,9 @@ extern const fm_product_ops fmi_product_blas, fmi_product_reference, fmi_product
  * stochastic modes; deterministic modes (or test_quantized) on the
  * deterministic quantization. */
 int fmi_eval_uses_real(const fm_config *c);
+/* The mulfree kernels run every product of a pass on quantized weights:
+ * every training pass of a workspace with kernels (--exec mulfree needs a
+ * quantized mode) and the evaluation passes that do not use the real W. */
+int fmi_pass_uses_mulfree(const fm_model *m, const fm_workspace *ws, int evaluation);
 
 #endif

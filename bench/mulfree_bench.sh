@@ -85,19 +85,8 @@ case "$ARCH" in paper-cnn|bc-cnn|conv:*) CONV=1 ;; esac
 SPLIT=(--valid 10000)
 if [ -z "$DATA" ] && [ $CONV = 1 ]; then
   DATA_DIR=$(mktemp -d)
-  "$PY" - "$DATA_DIR" "$IMAGES" <<'EOF' || { echo "mulfree_bench.sh: cannot write the data" >&2; exit 1; }
-import os, random, sys
-folder, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(1234)
-def write(name, count):
-    with open(os.path.join(folder, name), "wb") as f:
-        for _ in range(count):
-            f.write(bytes([rng.randrange(10)]) + rng.randbytes(3072))
-write("data_batch_1.bin", n)
-for i in range(2, 6):
-    write("data_batch_%d.bin" % i, 100)
-write("test_batch.bin", 100)
-EOF
+  "$PY" "$ROOT/bench/random_cifar.py" "$DATA_DIR" "$IMAGES" 1234 ||
+    { echo "mulfree_bench.sh: cannot write the data" >&2; exit 1; }
   DATA="cifar10:$DATA_DIR"
   SPLIT=(--valid 0 --preproc unit)
 elif [ -z "$DATA" ]; then

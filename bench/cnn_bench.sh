@@ -111,23 +111,10 @@ else
   trap 'rm -f "$RAW" "$ERR"; rm -rf "$DATA_DIR"' EXIT
 fi
 
-# The CIFAR-10 binary version with random pixels (speed does not depend on the values): each
-# record is a label byte 0..9, then 1024 red, 1024 green, 1024 blue bytes. data_batch_1.bin
-# holds the N training images both contenders use; data_batch_2..5 and test_batch.bin hold 100
-# records each (fewmul's --train-limit keeps the first N, --valid 0 and --no-eval ignore the rest).
-"$PY_JSON" - "$DATA_DIR" "$IMAGES" <<'EOF' || { echo "cnn_bench.sh: cannot write the data" >&2; exit 1; }
-import os, random, sys
-folder, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(1234)
-def write(name, count):
-    with open(os.path.join(folder, name), "wb") as f:
-        for _ in range(count):
-            f.write(bytes([rng.randrange(10)]) + rng.randbytes(3072))
-write("data_batch_1.bin", n)
-for i in range(2, 6):
-    write("data_batch_%d.bin" % i, 100)
-write("test_batch.bin", 100)
-EOF
+# The CIFAR-10 binary version with random pixels (bench/random_cifar.py): data_batch_1.bin
+# holds the N training images both contenders use (--valid 0 and --no-eval ignore the rest).
+"$PY_JSON" "$ROOT/bench/random_cifar.py" "$DATA_DIR" "$IMAGES" 1234 ||
+  { echo "cnn_bench.sh: cannot write the data" >&2; exit 1; }
 DATA="cifar10:$DATA_DIR"
 
 # last_json_field FIELD: reads a program's stdout, prints FIELD of its last JSON line (or nothing).

@@ -82,19 +82,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 # A CIFAR-10 binary folder of random pixels: the N training images of the short runs that
 # write the packed files, and 100 test images.
 mkdir -p "$DIR/cifar"
-"$PY_JSON" - "$DIR/cifar" "$IMAGES" <<'EOF' || exit 1
-import os, random, sys
-folder, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(18)
-def write(name, count):
-    with open(os.path.join(folder, name), "wb") as f:
-        for _ in range(count):
-            f.write(bytes([rng.randrange(10)]) + rng.randbytes(3072))
-write("data_batch_1.bin", n)
-for i in range(2, 6):
-    write("data_batch_%d.bin" % i, 100)
-write("test_batch.bin", 100)
-EOF
+"$PY_JSON" "$ROOT/bench/random_cifar.py" "$DIR/cifar" "$IMAGES" 18 || exit 1
 
 NETS="binary fully-binary"
 for net in $NETS; do

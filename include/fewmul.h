@@ -251,7 +251,8 @@ typedef enum fm_scale { FM_SCALE_GLOROT = 0, FM_SCALE_ONE } fm_scale;
  * with binary weights runs on xnor and popcount. */
 typedef enum fm_acts { FM_ACTS_RELU = 0, FM_ACTS_BINARY } fm_acts;
 
-/* How a training pass executes the dense layers' products (docs/mulfree.md).
+/* How a training pass executes the products of the dense and convolution
+ * layers (docs/mulfree.md).
  * FM_EXEC_DEFAULT: float GEMMs (OpenBLAS) of the quantized weights, as the
  * authors' code emulates the method; the fastest path. FM_EXEC_MULFREE: the
  * method's arithmetic executed: Wb·x and Wbᵀ·delta by table lookups and adds

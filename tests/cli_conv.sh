@@ -4,9 +4,9 @@
 # binary format (random images whose class sets their brightness), the
 # paper's split and preprocessing chosen by the data set, the saved state
 # evaluated again, the packed file (--out) of a CNN predicting as training
-# evaluated, and the refusals (architectures that do not fit the images,
-# --out with GCN preprocessing, --exec mulfree, --qb-conv values, broken
-# CIFAR-10 and SVHN files).
+# evaluated, the CNN trained by --exec mulfree, and the refusals
+# (architectures that do not fit the images, --out with GCN preprocessing,
+# --qb-conv values, broken CIFAR-10 and SVHN files).
 # Usage: cli_conv.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
 
@@ -54,6 +54,33 @@ e = json.loads(open(sys.argv[2]).read().splitlines()[-1])
 if abs(t["test_error_pct"] - e["error_pct"]) > 1e-9:
     sys.exit("train %s, eval %s" % (t["test_error_pct"], e["error_pct"]))
 ' "$tmp/train" "$tmp/eval"
+
+# --exec mulfree runs the convolutions too (a strided one included): it
+# learns as the default path does, and says which kernels ran
+run mulfree train --data "cifar10:$tmp/cifar" --arch "$small" --weights bc --qb --epochs 2 \
+    --batch 50 --valid 200 --preproc unit --quiet --json --exec mulfree
+if [ $rc -eq 0 ]; then ok "train --exec mulfree a small CNN"; else not_ok "train --exec mulfree a small CNN" "exit $rc: $(first_err_line mulfree)"; fi
+check "train --exec mulfree JSON: exec, kernels, no fallback, learns" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+if r["exec"] != "mulfree" or r["kernels"] not in ("ref", "avx2", "avx512") or r["ldexp_fallbacks"] != 0:
+    sys.exit("exec %r, kernels %r, ldexp_fallbacks %r" % (r["exec"], r["kernels"], r["ldexp_fallbacks"]))
+if not r["test_error_pct"] < 60:
+    sys.exit("test error %s%% (chance 90%%)" % r["test_error_pct"])
+' "$tmp/mulfree"
+run energy_mf energy --arch "$small" --input 32x32x3 --weights tc --qb --exec mulfree --batch 20 --json
+check "energy --exec mulfree of a CNN: its convolutions multiply-add nothing" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+convs = [l for l in r["train_step"]["layers"] if l["name"].startswith("conv")]
+if len(convs) != 2:
+    sys.exit("%d conv layers in %r" % (len(convs), [l["name"] for l in r["train_step"]["layers"]]))
+for l in convs:
+    f, b = l["phases"]["forward"]["ops"], l["phases"]["backward"]["ops"]
+    # forward: H per output (and tc sampling per weight); backward: exponent adds
+    if f["fma"] or b["fma"] or f["fmul"] < 20 * 64 * 16 or b["shift"] == 0:
+        sys.exit("%s: forward %r, backward %r" % (l["name"], f, b))
+' "$tmp/energy_mf"
 
 # global average pooling: the channel means feed the class-score layer; it
 # learns the brightness code, and its state evaluates as training did
@@ -128,7 +155,6 @@ data=(--data "cifar10:$tmp/cifar" --epochs 1 --valid 200 --quiet)
 expect "a kernel larger than its map is a usage error" 2 "item 5 (5x5x8 input)" train "${data[@]}" --arch conv:8k5,pool2,8k5,pool2,8k7
 expect "a pool larger than its map is a usage error" 2 "larger than" train "${data[@]}" --arch conv:8k30,pool4
 expect "--out refuses gcn preprocessing" 2 "GCN" train "${data[@]}" --arch mlp:8 --out "$tmp/x.fmp"
-expect "--exec mulfree refuses convolutions" 2 "convolutions" train "${data[@]}" --arch "$small" --weights bc --qb --exec mulfree
 expect "--qb-conv needs EMIN:EMAX" 2 "EMIN:EMAX" train "${data[@]}" --arch "$small" --qb --qb-conv=4
 expect "--qb-conv EMIN > EMAX" 2 "greater" train "${data[@]}" --arch "$small" --qb --qb-conv=3:-4
 expect "--qb-conv out of range" 2 "126" train "${data[@]}" --arch "$small" --qb --qb-conv=-200:3

@@ -653,7 +653,7 @@ static void test_counting_build_tally(void **state)
     }
     /* convolutional networks (7x7x3 inputs): valid and same padding, stride
      * 2, pooling, batch norm per map, in each weight class, with the
-     * convolutions' exponent clip and without */
+     * convolutions' exponent clip and without, on both paths */
     const char *const conv_archs[] = {"conv:4k3,pool2,3k2same,fc5", "conv:3k3s2same,4k2,fc4",
                                       "conv:4k3,pool2,3k2same,gap,fc5"};
     const fm_weight_mode conv_modes[] = {FM_WEIGHTS_FP32, FM_WEIGHTS_BC, FM_WEIGHTS_TC_DET,
@@ -669,8 +669,15 @@ static void test_counting_build_tally(void **state)
             c.qb_conv_emax = k == 2 ? FM_QB_UNBOUNDED : 3;
             snprintf(what, sizeof what, "%s %s%s", c.arch, fm_weights_name(c.weights),
                      c.qb ? "+qb" : "");
+            c.exec = FM_EXEC_DEFAULT;
             tally_case(&c, 1, what);
             tally_case(&c, 2, what);
+            if (c.qb) { /* and --exec mulfree: the convolutions' kernels tally too */
+                snprintf(what, sizeof what, "%s %s+qb mulfree", c.arch, fm_weights_name(c.weights));
+                c.exec = FM_EXEC_MULFREE;
+                tally_case(&c, 1, what);
+                tally_case(&c, 2, what);
+            }
         }
 }
 

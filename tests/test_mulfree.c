@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "fewmul.h"
+#include "conv.h"
 #include "infer.h"
 #include "internal.h"
 #include "kernels.h"
@@ -21,6 +22,7 @@
 #include "train_data.h"
 #include "mulfree.h"
 #include "net.h"
+#include "product.h"
 #include "quant.h"
 #include "rng.h"
 
@@ -194,6 +196,164 @@ static void test_pow2_grad_and_fallback(void **state)
     test_free(got);
 }
 
+/* ---- convolutions ---- */
+
+/* A conv of geometry g with weights W (fan_in x out_c, rows (tap, channel)):
+ * its forward y = conv(x) or (transposed) its input gradient dx from dy,
+ * through a layout filled from W (the transposed one of
+ * fmi_mulfree_conv_transpose for the gradient), against the exact sums in
+ * double; every variant and 1 or 2 threads give the reference's bits. */
+static void check_conv_product(fm_deploy_weights kind, const fm_conv_geom *g, int batch, int transposed)
+{
+    float magnitudes[FM_KERNEL_MAX_LEVELS];
+    const int levels = 26;
+    const float h = 0.0625f;
+    for (int i = 0; i < levels; i++)
+        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
+    const int fan = fmi_conv_fan_in(g), oc = g->out_c, ic = g->in_c;
+    float *w = test_malloc((size_t)fan * oc * sizeof *w);
+    random_weights(kind, w, (size_t)fan * oc, h, magnitudes, levels, 11u + (uint64_t)fan * 7 + oc);
+
+    fm_conv_geom t;
+    fmi_mulfree_conv_transpose(g, &t);
+    const fm_conv_geom *lg = transposed ? &t : g;
+    fm_conv_weights *layout;
+    assert_int_equal(fmi_conv_layout(kind, lg, kind == FM_DW_SYNAPSE ? levels : 0, magnitudes, &layout),
+                     FM_OK);
+    assert_int_equal(fmi_conv_fill(layout, w, transposed), FM_OK);
+    const int dilate = transposed ? g->stride : 1;
+    const size_t slice = fmi_mulfree_conv_scratch_floats(layout, dilate);
+    const size_t in_map = (size_t)g->in_h * g->in_w * ic, out_map = (size_t)fmi_conv_positions(g) * oc;
+    const size_t n_src = transposed ? out_map : in_map, n_dst = transposed ? in_map : out_map;
+    float *scratch = test_malloc(2 * slice * sizeof *scratch);
+    float *x = test_malloc((size_t)batch * n_src * sizeof *x);
+    float *y_ref = test_malloc((size_t)batch * n_dst * sizeof *y_ref);
+    float *y = test_malloc((size_t)batch * n_dst * sizeof *y);
+    double *exact = test_calloc((size_t)batch * n_dst, sizeof *exact);
+    double *size = test_calloc((size_t)batch * n_dst, sizeof *size);
+    random_inputs(x, (size_t)batch * n_src, 123u + (uint64_t)n_src);
+    const fm_kernels *ref;
+    assert_int_equal(fmi_kernels_get("ref", &ref), FM_OK);
+    const float scale = kind == FM_DW_SYNAPSE ? 1.0f : h;
+    fmi_mulfree_conv(ref, layout, x, y_ref, batch, scale, dilate, scratch, slice, 1);
+
+    /* every term x(input pixel) * w(tap, c, j) of output (oy, ox, j), in double */
+    for (int b = 0; b < batch; b++)
+        for (int oy = 0; oy < g->out_h; oy++)
+            for (int ox = 0; ox < g->out_w; ox++)
+                for (int ky = 0; ky < g->k_h; ky++)
+                    for (int kx = 0; kx < g->k_w; kx++) {
+                        const int iy = oy * g->stride - g->pad_top + ky, ix = ox * g->stride - g->pad_left + kx;
+                        if (iy < 0 || iy >= g->in_h || ix < 0 || ix >= g->in_w)
+                            continue;
+                        for (int c = 0; c < ic; c++)
+                            for (int j = 0; j < oc; j++) {
+                                const size_t in_at = ((size_t)iy * g->in_w + ix) * ic + c;
+                                const size_t out_at = ((size_t)oy * g->out_w + ox) * oc + j;
+                                const double wv = w[((size_t)(ky * g->k_w + kx) * ic + c) * oc + j];
+                                const size_t src = transposed ? out_at : in_at, dst = transposed ? in_at : out_at;
+                                const double term = (double)x[(size_t)b * n_src + src] * wv;
+                                exact[(size_t)b * n_dst + dst] += term;
+                                size[(size_t)b * n_dst + dst] += fabs(term);
+                            }
+                    }
+    for (size_t i = 0; i < (size_t)batch * n_dst; i++)
+        if (fabs(y_ref[i] - exact[i]) > 1e-6 * size[i] + 1e-30)
+            fail_msg("kind %d conv %dx%dx%d k%d s%d%s: value %zu = %.9g, exact %.9g", (int)kind, g->in_h,
+                     g->in_w, ic, g->k_h, g->stride, transposed ? " transposed" : "", i, (double)y_ref[i],
+                     exact[i]);
+    for (int v = 0; fmi_kernels_supported(v); v++)
+        for (int threads = 1; threads <= 2; threads++) {
+            const fm_kernels *k = fmi_kernels_supported(v);
+            memset(y, 0xff, (size_t)batch * n_dst * sizeof *y);
+            fmi_mulfree_conv(k, layout, x, y, batch, scale, dilate, scratch, slice, threads);
+            if (memcmp(y, y_ref, (size_t)batch * n_dst * sizeof *y) != 0)
+                fail_msg("%s with %d threads differs from ref (kind %d, conv k%d s%d%s)", k->name, threads,
+                         (int)kind, g->k_h, g->stride, transposed ? " transposed" : "");
+        }
+    fmi_conv_weights_free(layout);
+    test_free(w);
+    test_free(scratch);
+    test_free(x);
+    test_free(y_ref);
+    test_free(y);
+    test_free(exact);
+    test_free(size);
+}
+
+/* in_h, in_w, in_c, k, stride, same, out_c: valid and same padding, strides
+ * 1 to 3 (stride 2 valid leaves the last row and column uncovered), a 1x1
+ * kernel and one covering the whole map, channels that fill no group,
+ * chunk or block, and more than one of each. */
+static const int conv_shapes[][7] = {
+    {7, 7, 3, 3, 1, 0, 5},  {6, 5, 5, 3, 2, 1, 17}, {5, 5, 37, 2, 1, 1, 33}, {4, 4, 8, 1, 1, 0, 16},
+    {8, 8, 4, 3, 2, 0, 3},  {3, 3, 2, 3, 1, 0, 4},  {5, 6, 3, 4, 3, 1, 6},
+};
+
+static void test_conv_products(void **state)
+{
+    (void)state;
+    const fm_deploy_weights kinds[] = {FM_DW_BINARY, FM_DW_TERNARY, FM_DW_SYNAPSE};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t s = 0; s < sizeof conv_shapes / sizeof conv_shapes[0]; s++) {
+            const int *d = conv_shapes[s];
+            fm_conv_geom g;
+            assert_int_equal(fmi_conv_geom_init(&g, d[0], d[1], d[2], d[3], d[4], d[5], d[6]), FM_OK);
+            for (int transposed = 0; transposed <= 1; transposed++)
+                check_conv_product(kinds[k], &g, 3, transposed);
+        }
+}
+
+/* The weight gradient over im2col columns by exponent adds equals, bit for
+ * bit, the conv reference path's (ldexpf) in every variant, also across
+ * several chunks of examples; a product below the normal range takes the
+ * fallback, which gives the same bits. */
+static void test_conv_pow2_grad(void **state)
+{
+    (void)state;
+    /* the last shape's columns (30x30 positions x 144) hold 8 examples per chunk */
+    const int shapes[][7] = {{7, 7, 3, 3, 1, 0, 5}, {6, 5, 5, 3, 2, 1, 17}, {3, 3, 2, 3, 1, 0, 4},
+                             {32, 32, 16, 3, 1, 0, 20}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int *d = shapes[s];
+        fm_conv_geom g;
+        assert_int_equal(fmi_conv_geom_init(&g, d[0], d[1], d[2], d[3], d[4], d[5], d[6]), FM_OK);
+        const int batch = s == 3 ? 10 : 4;
+        const size_t in_n = (size_t)batch * g.in_h * g.in_w * g.in_c;
+        const size_t e_n = (size_t)batch * fmi_conv_positions(&g) * g.out_c;
+        const size_t w_n = (size_t)fmi_conv_fan_in(&g) * g.out_c;
+        float *x = test_malloc(in_n * sizeof *x), *q = test_malloc(in_n * sizeof *q);
+        float *e = test_malloc(e_n * sizeof *e);
+        float *want = test_malloc(w_n * sizeof *want), *got = test_malloc(w_n * sizeof *got);
+        const size_t cols = fmi_conv_scratch_floats(&g, batch);
+        float *scratch = test_malloc((cols ? cols : 1) * sizeof *scratch);
+        random_inputs(x, in_n, 5 + s);
+        fmi_pow2_quantize(x, q, in_n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 77, 0);
+        random_inputs(e, e_n, 6 + s);
+        const fm_product reference = {1, FM_WCLASS_REAL, 1.0f};
+        for (int round = 0; round < 2; round++) {
+            if (round == 1) /* times any Q(x) below 1: under the normal range */
+                e[3] = 1.5e-38f;
+            fmi_conv_backward_weights(&g, &reference, 1, q, e, want, batch, scratch);
+            for (int v = 0; fmi_kernels_supported(v); v++) {
+                const fm_kernels *k = fmi_kernels_supported(v);
+                memset(got, 0xff, w_n * sizeof *got);
+                int exact = fmi_mulfree_conv_pow2_grad(k, &g, q, e, got, batch, scratch, 2);
+                assert_int_equal(exact, round == 0);
+                if (memcmp(got, want, w_n * sizeof *got) != 0)
+                    fail_msg("%s conv pow2 gradient (shape %zu) differs from the reference (round %d)",
+                             k->name, s, round);
+            }
+        }
+        test_free(x);
+        test_free(q);
+        test_free(e);
+        test_free(want);
+        test_free(got);
+        test_free(scratch);
+    }
+}
+
 /* ---- training steps ---- */
 
 typedef struct net {
@@ -203,10 +363,25 @@ typedef struct net {
     uint8_t *labels;
 } net;
 
-static void net_open(net *n, const fm_config *c, int input_dim, int classes, int batch)
+/* The networks the step tests train: dense, and convolutional with valid
+ * and same padding, a stride of 2 (its input gradient over the dilated
+ * error), pooling, global average pooling, channels that fill no group of
+ * four and a first layer of 2 or 3 channels. */
+typedef struct shape {
+    const char *arch;
+    int h, w, c;
+} shape;
+static const shape shapes[] = {
+    {"mlp:40,30", 50, 1, 1},
+    {"conv:6k3,pool2,5k3s2same,fc12", 9, 9, 2},
+    {"conv:5k2,9k3same,gap,fc8", 6, 6, 3},
+};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+static void net_open(net *n, const fm_config *c, const shape *in, int classes, int batch)
 {
     memset(n, 0, sizeof *n);
-    assert_int_equal(fm_model_create(c, input_dim, classes, &n->model), FM_OK);
+    assert_int_equal(fm_model_create_image(c, in->h, in->w, in->c, classes, &n->model), FM_OK);
     assert_int_equal(fmi_workspace_create(n->model, batch, 1, &n->ws), FM_OK);
     n->s1 = test_calloc(n->model->state_count, sizeof(float));
     n->labels = test_malloc((size_t)batch);
@@ -277,20 +452,31 @@ static const struct {
     {"synapse+qb", FM_WEIGHTS_SYNAPSE, FM_ACTS_RELU},
     {"bc-det+qb binary acts", FM_WEIGHTS_BC_DET, FM_ACTS_BINARY},
 };
+#define N_MODES (sizeof modes / sizeof modes[0])
+
+/* The trained values of weighted layer or batch norm L (0 for the others). */
+static size_t params_of(const fm_layer *L)
+{
+    if (L->kind == FM_LAYER_DENSE || L->kind == FM_LAYER_CONV)
+        return fmi_layer_weight_count(L);
+    return L->kind == FM_LAYER_BN ? 2 * (size_t)L->channels : 0;
+}
 
 /* One step on each path from the same model and batch: outputs, the loss's
  * error and every gradient agree within STEP_TOLERANCE. */
 static void test_step_matches_default(void **state)
 {
     (void)state;
-    const int batch = 16, input_dim = 50, classes = 7;
-    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    const int batch = 16, classes = 7;
+    for (size_t i = 0; i < N_SHAPES * N_MODES; i++) {
+        const size_t a_ = i / N_MODES, m = i % N_MODES;
         fm_config c;
         config_for(&c, modes[m].weights, modes[m].acts, 0);
+        c.arch = shapes[a_].arch;
         net a, b;
-        net_open(&a, &c, input_dim, classes, batch);
+        net_open(&a, &c, &shapes[a_], classes, batch);
         c.exec = FM_EXEC_MULFREE;
-        net_open(&b, &c, input_dim, classes, batch);
+        net_open(&b, &c, &shapes[a_], classes, batch);
         fmi_threads_set(2);
         net_input(&a, batch, 0);
         net_input(&b, batch, 0);
@@ -301,19 +487,20 @@ static void test_step_matches_default(void **state)
             int dim = a.model->layers[l - 1].out;
             double gap = relative_gap(a.ws->act[l], b.ws->act[l], (size_t)batch * dim);
             if (gap > STEP_TOLERANCE)
-                fail_msg("%s: activation %d differs by %.3g of its magnitude", modes[m].what, l, gap);
+                fail_msg("%s %s: activation %d differs by %.3g of its magnitude", c.arch,
+                         modes[m].what, l, gap);
         }
         for (int l = 0; l < a.model->n_layers; l++) {
             const fm_layer *L = &a.model->layers[l];
-            size_t n = L->kind == FM_LAYER_DENSE ? (size_t)L->in * L->out
-                       : L->kind == FM_LAYER_BN  ? 2 * (size_t)L->out
-                                                 : 0;
+            if (fmi_layer_weighted(L)) /* the paths compared are the two paths */
+                assert_non_null(strstr(b.ws->train_product[l]->name, "mulfree"));
+            size_t n = params_of(L);
             if (!n)
                 continue;
             double gap = relative_gap(a.ws->grad_state + L->offset, b.ws->grad_state + L->offset, n);
             if (gap > STEP_TOLERANCE)
-                fail_msg("%s: gradient of layer %d differs by %.3g of its magnitude", modes[m].what,
-                         l, gap);
+                fail_msg("%s %s: gradient of layer %d differs by %.3g of its magnitude", c.arch,
+                         modes[m].what, l, gap);
         }
         net_close(&a);
         net_close(&b);
@@ -325,17 +512,19 @@ static void test_step_matches_default(void **state)
 static void test_runs_bit_exact_across_variants(void **state)
 {
     (void)state;
-    const int batch = 12, input_dim = 45, classes = 5, steps = 3;
-    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    const int batch = 12, classes = 5, steps = 3;
+    for (size_t i = 0; i < N_SHAPES * N_MODES; i++) {
+        const size_t a = i / N_MODES, m = i % N_MODES;
         fm_config c;
         config_for(&c, modes[m].weights, modes[m].acts, 1);
+        c.arch = shapes[a].arch;
         c.exec = FM_EXEC_MULFREE;
         float *first_state = NULL, *first_out = NULL;
         size_t state_count = 0, out_count = (size_t)batch * classes;
         for (int v = 0; fmi_kernels_supported(v); v++)
             for (int threads = 1; threads <= 2; threads++) {
                 net n;
-                net_open(&n, &c, input_dim, classes, batch);
+                net_open(&n, &c, &shapes[a], classes, batch);
                 n.ws->kernels = fmi_kernels_supported(v);
                 fmi_threads_set(threads);
                 for (int s = 0; s < steps; s++)
@@ -351,8 +540,8 @@ static void test_runs_bit_exact_across_variants(void **state)
                     memcpy(first_out, out, out_count * sizeof(float));
                 } else if (memcmp(first_state, n.model->state, state_count * sizeof(float)) ||
                            memcmp(first_out, out, out_count * sizeof(float))) {
-                    fail_msg("%s: %s with %d threads ends in other bits than ref with 1 thread",
-                             modes[m].what, n.ws->kernels->name, threads);
+                    fail_msg("%s %s: %s with %d threads ends in other bits than ref with 1 thread",
+                             c.arch, modes[m].what, n.ws->kernels->name, threads);
                 }
                 net_close(&n);
             }
@@ -362,45 +551,54 @@ static void test_runs_bit_exact_across_variants(void **state)
     fmi_threads_set(2);
 }
 
-/* The ledger of a mulfree step: the dense layers' only multiplies are the one
- * by H per output of each product (B x out forward, B x in backward) and, for
- * the stochastic bc, the sampling's multiply-add per weight (once per step,
- * not per example); Q(x) and the weight gradient multiply nothing. */
+/* The ledger of a mulfree step: the weighted layers' only multiplies are the
+ * one by H per output of each product (B x out forward, B x in backward; a
+ * convolution's out and in are its maps' values) and, for the stochastic bc,
+ * the sampling's multiply-add per weight (once per step, not per example);
+ * Q(x) and the weight gradient (one exponent add per term, a convolution's
+ * over every position) multiply nothing. */
 static void test_ledger_of_a_step(void **state)
 {
     (void)state;
-    const int batch = 8, input_dim = 20, classes = 3;
+    const int batch = 8, classes = 3;
+    const shape nets[] = {{"mlp:16", 20, 1, 1}, {"conv:4k3s2,5k2same,fc6", 7, 7, 3}};
     const fm_weight_mode weights[] = {FM_WEIGHTS_BC_DET, FM_WEIGHTS_BC};
-    for (int w = 0; w < 2; w++) {
-        fm_config c;
-        config_for(&c, weights[w], FM_ACTS_RELU, 0);
-        c.arch = "mlp:16";
-        c.exec = FM_EXEC_MULFREE;
-        net n;
-        net_open(&n, &c, input_dim, classes, batch);
-        fm_ledger *ledger;
-        assert_int_equal(fm_ledger_create(&ledger), FM_OK);
-        n.ws->ledger = ledger;
-        net_input(&n, batch, 0);
-        fmi_train_step(n.model, n.ws, n.labels, batch, 0, NULL);
-        for (int l = 0; l < n.model->n_layers; l++) {
-            if (n.model->layers[l].kind != FM_LAYER_DENSE)
-                continue;
-            const fm_layer *L = &n.model->layers[l];
-            const uint64_t sampling = weights[w] == FM_WEIGHTS_BC ? (uint64_t)L->in * L->out : 0;
-            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_FORWARD, FM_OP_FMA), sampling);
-            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_FMA), 0);
-            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_FORWARD, FM_OP_FMUL),
-                             (uint64_t)batch * L->out);
-            /* the first layer forms no input gradient */
-            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_FMUL),
-                             l == 0 ? 0 : (uint64_t)batch * L->in);
-            assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_SHIFT),
-                             (uint64_t)batch * L->in * L->out);
+    for (int a = 0; a < 2; a++)
+        for (int w = 0; w < 2; w++) {
+            fm_config c;
+            config_for(&c, weights[w], FM_ACTS_RELU, 0);
+            c.arch = nets[a].arch;
+            c.exec = FM_EXEC_MULFREE;
+            net n;
+            net_open(&n, &c, &nets[a], classes, batch);
+            fm_ledger *ledger;
+            assert_int_equal(fm_ledger_create(&ledger), FM_OK);
+            n.ws->ledger = ledger;
+            net_input(&n, batch, 0);
+            fmi_train_step(n.model, n.ws, n.labels, batch, 0, NULL);
+            int weighted = 0;
+            for (int l = 0; l < n.model->n_layers; l++) {
+                const fm_layer *L = &n.model->layers[l];
+                if (!fmi_layer_weighted(L))
+                    continue;
+                weighted++;
+                const uint64_t weights_n = (uint64_t)L->w_rows * L->w_cols;
+                const uint64_t positions = (uint64_t)L->out / (uint64_t)L->w_cols;
+                const uint64_t sampling = weights[w] == FM_WEIGHTS_BC ? weights_n : 0;
+                assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_FORWARD, FM_OP_FMA), sampling);
+                assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_FMA), 0);
+                assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_FORWARD, FM_OP_FMUL),
+                                 (uint64_t)batch * L->out);
+                /* the first layer forms no input gradient */
+                assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_FMUL),
+                                 l == 0 ? 0 : (uint64_t)batch * L->in);
+                assert_int_equal(fm_ledger_ops(ledger, l + 1, FM_PHASE_BACKWARD, FM_OP_SHIFT),
+                                 (uint64_t)batch * positions * weights_n);
+            }
+            assert_int_equal(weighted, a ? 4 : 2);
+            fm_ledger_free(ledger);
+            net_close(&n);
         }
-        fm_ledger_free(ledger);
-        net_close(&n);
-    }
 }
 
 /* ---- refusals ---- */
@@ -495,6 +693,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_products),
         cmocka_unit_test(test_fill_refuses_off_level),
         cmocka_unit_test(test_pow2_grad_and_fallback),
+        cmocka_unit_test(test_conv_products),
+        cmocka_unit_test(test_conv_pow2_grad),
         cmocka_unit_test(test_step_matches_default),
         cmocka_unit_test(test_runs_bit_exact_across_variants),
         cmocka_unit_test(test_ledger_of_a_step),

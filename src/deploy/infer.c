@@ -219,18 +219,15 @@ static void ternary_words(const float *m, size_t in_stride, size_t out_stride, i
     }
 }
 
-/* The index of magnitude |v| in the ascending table, or -1: a search of a
- * fixed number of steps (each an add, a compare and a select), then a compare
- * for equality, so every weight costs the same (docs/ledger.md). */
-static int level_of(const fm_kernel_weights *w, float v, int steps)
+int fmi_kernel_level_of(const float *magnitudes, int levels, float v, int steps)
 {
     float a = fabsf(v);
     int index = 0;
     for (int step = steps > 0 ? 1 << (steps - 1) : 0; step > 0; step >>= 1) {
         int probe = index + step;
-        index = probe < w->levels && w->magnitudes[probe] <= a ? probe : index;
+        index = probe < levels && magnitudes[probe] <= a ? probe : index;
     }
-    return w->magnitudes[index] == a ? index : -1;
+    return magnitudes[index] == a ? index : -1;
 }
 
 int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride)
@@ -243,7 +240,7 @@ int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size
             size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
             for (int i = 0; i < w->in; i++) {
                 float v = m[(size_t)i * in_stride + (size_t)j * out_stride];
-                int index = level_of(w, v, steps);
+                int index = fmi_kernel_level_of(w->magnitudes, w->levels, v, steps);
                 if (index < 0)
                     return fmi_error(FM_EINVAL, "weight (%d, %d) = %g is not a synapse level", i, j,
                                     (double)v);

@@ -49,6 +49,11 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
  * 0 for +-0; synapse: |w| must equal one of the magnitudes (else FM_EINVAL),
  * the sign from the sign bit. */
 int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride);
+/* The index of magnitude |v| among `levels` ascending magnitudes, or -1: a
+ * search of `steps` = fmi_search_steps(levels - 1) steps (each an add, a
+ * compare and a select), then a compare for equality, so every weight costs
+ * the same (docs/ledger.md). */
+int fmi_kernel_level_of(const float *magnitudes, int levels, float v, int steps);
 void fmi_kernel_weights_free(fm_kernel_weights *weights);
 /* Floats of scratch one call of `real` needs for this layer. */
 size_t fmi_kernel_scratch_floats(const fm_kernel_weights *weights);
@@ -67,6 +72,25 @@ typedef struct fm_conv_signs {
     uint64_t *map;
 } fm_conv_signs;
 int fmi_conv_prepare(const fm_deploy_layer *layer, fm_conv_weights **out);
+/* A layout with every code zero for a binary, ternary or synapse convolution
+ * of geometry g (conv.h; synapse: `levels` ascending magnitudes, H
+ * included), for fmi_conv_fill to fill. */
+struct fm_conv_geom;
+int fmi_conv_layout(fm_deploy_weights kind, const struct fm_conv_geom *g, int levels,
+                    const float *magnitudes, fm_conv_weights **out);
+/* Refills a layout from float weights m, the rows of a trainer's
+ * convolution ((tap, input channel) x output channel, conv.h). transposed =
+ * 0: m is this layout's own layer. transposed = 1: m is the layer whose input
+ * gradient this layout computes (fmi_mulfree_conv_transpose): its outputs
+ * are our inputs, its inputs our outputs, and our tap t is its tap
+ * taps - 1 - t (the filter turned by 180 degrees). Codes as fmi_kernel_fill
+ * (binary: +1 where the sign bit is clear; ternary: +1 above zero, -1 below,
+ * 0 for +-0; synapse: |w| must be a magnitude, else FM_EINVAL). */
+int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed);
+/* out = the height x width x channels map e with s - 1 zero pixels between
+ * neighbours ((height-1)s+1 x (width-1)s+1 x channels): only the pixels at
+ * multiples of s are written, so the caller zeroes out once and may reuse it. */
+void fmi_conv_dilate(const float *e, int height, int width, int channels, int s, float *out);
 void fmi_conv_weights_free(fm_conv_weights *weights);
 /* Floats of scratch one call of `conv_real` needs (synapse product tables). */
 size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *weights);
@@ -237,6 +261,8 @@ struct fm_conv_weights {
     const uint32_t *words;     /* binary, ternary */
     const uint8_t *codes;      /* synapse */
     const float *w;            /* fp32 */
+    void *layout;              /* words or codes, writable (fmi_conv_fill) */
+    size_t layout_bytes;       /* bytes of words or codes, without the tail */
     void *allocation;          /* what fmi_free releases */
 };
 

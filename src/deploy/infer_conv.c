@@ -7,6 +7,7 @@
  * popcount over bit-packed channels, and the packing of signs. The window runs
  * over the taps inside the input only: the trainer pads with zeros, and a zero
  * adds nothing. */
+#include "conv.h"
 #include "infer.h"
 #include "internal.h"
 #include "ledger.h"
@@ -51,44 +52,89 @@ static void *layout_alloc(fm_conv_weights *w, size_t bytes)
     return base + (64 - (uintptr_t)base % 64) % 64;
 }
 
+/* A layout of a kind and geometry with every code zero (fp32: no layout, the
+ * caller points w->w at its rows); synapse: `levels` ascending magnitudes. */
+static int conv_alloc(fm_deploy_weights kind, const fm_conv_geom *g, int levels,
+                      const float *magnitudes, fm_conv_weights **out)
+{
+    *out = NULL;
+    if (kind == FM_DW_SYNAPSE && (levels < 2 || levels > FM_KERNEL_MAX_LEVELS || !magnitudes))
+        return fmi_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", levels,
+                        FM_KERNEL_MAX_LEVELS);
+    if (kind != FM_DW_FP32 && kind != FM_DW_BINARY && kind != FM_DW_TERNARY && kind != FM_DW_SYNAPSE)
+        return fmi_error(FM_EINVAL, "unknown weight kind %d", (int)kind);
+    fm_conv_weights *w = fmi_alloc(1, sizeof *w);
+    if (!w)
+        return FM_ENOMEM;
+    w->weights = kind;
+    w->in_h = g->in_h, w->in_w = g->in_w, w->in_c = g->in_c;
+    w->k_h = g->k_h, w->k_w = g->k_w, w->stride = g->stride;
+    w->pad_top = g->pad_top, w->pad_left = g->pad_left;
+    w->out_h = g->out_h, w->out_w = g->out_w, w->out_c = g->out_c;
+    w->taps = g->k_h * g->k_w;
+    w->fan_in = w->taps * g->in_c;
+    w->cwords = fmi_conv_pixel_words(g->in_c);
+    w->cwords_out = fmi_conv_pixel_words(g->out_c);
+    w->blocks = (g->out_c + FM_KERNEL_BLOCK - 1) / FM_KERNEL_BLOCK;
+    w->chunks = (g->in_c + FM_KERNEL_CHUNK - 1) / FM_KERNEL_CHUNK;
+    w->groups = (g->in_c + FM_KERNEL_GROUP - 1) / FM_KERNEL_GROUP;
+    w->sets = kind == FM_DW_TERNARY ? 2 : 1;
+    if (kind == FM_DW_FP32) {
+        *out = w;
+        return FM_OK;
+    }
+    if (kind == FM_DW_SYNAPSE) {
+        w->levels = levels;
+        w->table_stride = levels <= 16 ? 16 : 32;
+        memcpy(w->magnitudes, magnitudes, (size_t)levels * sizeof(float));
+    }
+    /* one block's weights of one tap: 16 words per chunk and set, or 16 codes per channel */
+    const size_t per_tap = kind == FM_DW_SYNAPSE
+                               ? (size_t)g->in_c * FM_KERNEL_BLOCK
+                               : (size_t)w->chunks * (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
+    const size_t bytes = (size_t)w->blocks * (size_t)w->taps * per_tap;
+    w->layout = layout_alloc(w, bytes);
+    if (!w->layout) {
+        fmi_free(w);
+        return FM_ENOMEM;
+    }
+    w->layout_bytes = bytes;
+    if (kind == FM_DW_SYNAPSE)
+        w->codes = w->layout;
+    else
+        w->words = w->layout;
+    *out = w;
+    return FM_OK;
+}
+
+int fmi_conv_layout(fm_deploy_weights kind, const fm_conv_geom *g, int levels,
+                    const float *magnitudes, fm_conv_weights **out)
+{
+    *out = NULL;
+    if (kind == FM_DW_FP32)
+        return fmi_error(FM_EINVAL, "only binary, ternary and synapse layers have packed kernels");
+    return conv_alloc(kind, g, levels, magnitudes, out);
+}
+
 int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
 {
     *out = NULL;
     if (L->type != FM_DL_CONV || !L->packed)
         return fmi_error(FM_EINVAL, "convolution layout of a record without convolution weights");
-    fm_conv_weights *w = fmi_alloc(1, sizeof *w);
-    if (!w)
-        return FM_ENOMEM;
-    w->weights = L->weights;
-    w->in_h = L->in_h, w->in_w = L->in_w, w->in_c = L->in_c;
-    w->k_h = L->k_h, w->k_w = L->k_w, w->stride = L->stride;
-    w->pad_top = L->pad_top, w->pad_left = L->pad_left;
-    w->out_h = L->out_h, w->out_w = L->out_w, w->out_c = L->out_c;
-    w->taps = L->k_h * L->k_w;
+    const fm_conv_geom g = {L->in_h, L->in_w, L->in_c, L->k_h, L->k_w, L->stride,
+                            L->pad_top, L->pad_left, L->out_h, L->out_w, L->out_c};
+    fm_conv_weights *w;
+    int rc = conv_alloc(L->weights, &g, L->levels, L->magnitudes, &w);
+    if (rc < 0)
+        return rc;
     w->fan_in = L->in;
-    w->cwords = fmi_conv_pixel_words(L->in_c);
-    w->cwords_out = fmi_conv_pixel_words(L->out_c);
-    w->blocks = (L->out_c + FM_KERNEL_BLOCK - 1) / FM_KERNEL_BLOCK;
-    w->chunks = (L->in_c + FM_KERNEL_CHUNK - 1) / FM_KERNEL_CHUNK;
-    w->groups = (L->in_c + FM_KERNEL_GROUP - 1) / FM_KERNEL_GROUP;
-    w->sets = L->weights == FM_DW_TERNARY ? 2 : 1;
-    /* one block's weights of one tap: 16 words per chunk and set, or 16 codes per channel */
-    const size_t per_tap = L->weights == FM_DW_SYNAPSE
-                               ? (size_t)L->in_c * FM_KERNEL_BLOCK
-                               : (size_t)w->chunks * (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
-    const size_t bytes = (size_t)w->blocks * (size_t)w->taps * per_tap;
-    int rc = FM_OK;
     switch (L->weights) {
     case FM_DW_FP32:
         w->w = (const float *)(const void *)L->packed;
         break;
     case FM_DW_BINARY:
     case FM_DW_TERNARY: {
-        uint32_t *words = layout_alloc(w, bytes);
-        if (!words) {
-            rc = FM_ENOMEM;
-            break;
-        }
+        uint32_t *words = w->layout;
         for (int j = 0; j < L->out_c; j++)
             for (int i = 0; i < L->in; i++) {
                 const uint32_t code = fmi_deploy_code(L, j, i);
@@ -105,23 +151,10 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
                     rc = fmi_error(FM_EINVAL, "ternary weight (%d, %d) has the invalid code %u", i,
                                   j, code);
             }
-        w->words = words;
         break;
     }
-    case FM_DW_SYNAPSE: {
-        if (L->levels < 2 || L->levels > FM_KERNEL_MAX_LEVELS) {
-            rc = fmi_error(FM_EINVAL, "synapse layer with %d levels (2 .. %d)", L->levels,
-                           FM_KERNEL_MAX_LEVELS);
-            break;
-        }
-        uint8_t *codes = layout_alloc(w, bytes);
-        if (!codes) {
-            rc = FM_ENOMEM;
-            break;
-        }
-        w->levels = L->levels;
-        w->table_stride = L->levels <= 16 ? 16 : 32;
-        memcpy(w->magnitudes, L->magnitudes, (size_t)L->levels * sizeof(float));
+    default: { /* synapse */
+        uint8_t *codes = w->layout;
         const uint32_t index_mask = (1u << (L->bits - 1)) - 1u;
         for (int j = 0; j < L->out_c; j++)
             for (int i = 0; i < L->in; i++) {
@@ -135,11 +168,8 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
                                    (size_t)(i % L->in_c)) * FM_KERNEL_BLOCK + lane;
                 codes[at] = (uint8_t)(index | negative << 7);
             }
-        w->codes = codes;
         break;
     }
-    default:
-        rc = fmi_error(FM_EINVAL, "unknown weight kind %d", (int)L->weights);
     }
     if (rc < 0) {
         fmi_conv_weights_free(w);
@@ -147,6 +177,76 @@ int fmi_conv_prepare(const fm_deploy_layer *L, fm_conv_weights **out)
     }
     *out = w;
     return FM_OK;
+}
+
+/* ---- filling a layout from float weights (training's --exec mulfree) ------ */
+
+static inline uint32_t sign_of(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits >> 31;
+}
+
+int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed)
+{
+    memset(w->layout, 0, w->layout_bytes);
+    const int taps = w->taps, ic = w->in_c, oc = w->out_c;
+    const int steps = w->weights == FM_DW_SYNAPSE ? fmi_search_steps(w->levels - 1) : 0;
+    /* weight (tap t, input channel c, output j) of m: the layer's rows
+     * (t, c) x j, or with `transposed` the rows of the layer this one
+     * transposes, whose inputs are our outputs, at the tap rotated by 180 degrees */
+    const size_t t_stride = transposed ? (size_t)oc * ic : (size_t)ic * oc;
+    const size_t c_stride = transposed ? 1 : (size_t)oc, j_stride = transposed ? (size_t)ic : 1;
+    for (int t = 0; t < taps; t++) {
+        const float *tap = m + (size_t)(transposed ? taps - 1 - t : t) * t_stride;
+        for (int c = 0; c < ic; c++)
+            for (int j = 0; j < oc; j++) {
+                const float v = tap[(size_t)c * c_stride + (size_t)j * j_stride];
+                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
+                if (w->weights == FM_DW_SYNAPSE) {
+                    const int index = fmi_kernel_level_of(w->magnitudes, w->levels, v, steps);
+                    if (index < 0)
+                        return fmi_error(FM_EINVAL, "weight (tap %d, %d, %d) = %g is not a synapse level",
+                                        t, c, j, (double)v);
+                    uint8_t *codes = w->layout;
+                    codes[((block * (size_t)taps + (size_t)t) * (size_t)ic + (size_t)c) * FM_KERNEL_BLOCK + lane] =
+                        (uint8_t)((uint32_t)index | sign_of(v) << 7);
+                    continue;
+                }
+                const size_t chunk = (block * (size_t)taps + (size_t)t) * (size_t)w->chunks +
+                                     (size_t)(c / FM_KERNEL_CHUNK);
+                const uint32_t bit = 1u << (c % FM_KERNEL_CHUNK);
+                uint32_t *words = w->layout;
+                if (w->weights == FM_DW_BINARY) /* +1 where the sign bit is clear */
+                    words[chunk * FM_KERNEL_BLOCK + lane] |= (sign_of(v) ^ 1u) ? bit : 0u;
+                else if (v > 0.0f)
+                    words[(chunk * 2) * FM_KERNEL_BLOCK + lane] |= bit;
+                else if (v < 0.0f)
+                    words[(chunk * 2 + 1) * FM_KERNEL_BLOCK + lane] |= bit;
+            }
+    }
+    /* as fmi_kernel_fill: binary the sign bit is the code (wiring); ternary
+     * two compares per weight; synapse the search and its equality test */
+    const uint64_t n = (uint64_t)w->fan_in * (uint64_t)oc;
+    if (w->weights == FM_DW_TERNARY)
+        FM_TALLY(FM_OP_CMP, 2 * n);
+    if (w->weights == FM_DW_SYNAPSE) {
+        FM_TALLY(FM_OP_IADD, (uint64_t)steps * n);
+        FM_TALLY(FM_OP_CMP, (uint64_t)(steps + 1) * n);
+        FM_TALLY(FM_OP_SIGN, (uint64_t)steps * n);
+    }
+    (void)n;
+    return FM_OK;
+}
+
+void fmi_conv_dilate(const float *e, int height, int width, int channels, int s, float *out)
+{
+    const size_t wide = (size_t)(width - 1) * (size_t)s + 1, c = (size_t)channels;
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++)
+            memcpy(out + ((size_t)y * (size_t)s * wide + (size_t)x * (size_t)s) * c,
+                   e + ((size_t)y * (size_t)width + (size_t)x) * c, c * sizeof *e);
 }
 
 /* ---- real inputs ------------------------------------------------------- */

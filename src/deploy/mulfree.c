@@ -1,11 +1,16 @@
 /* mulfree.c — the training products of `--exec mulfree` (mulfree.h): the
- * kernel table's `real` kernel run per example, `pow2_grad` over shares of
- * rows, the exactness fallback, and their ledger declarations. */
+ * kernel table's `real` and `conv_real` kernels run per example, `pow2_grad`
+ * over shares of rows (of a dense layer's inputs or a convolution's im2col
+ * columns), the exactness fallback, and their ledger declarations. The only
+ * float multiply here is times_h, the one multiply by H per output
+ * (tests/no_float_mul.sh exempts it alone). */
 #include "mulfree.h"
 #include "internal.h"
 #include "kernels.h"
 #include "layers.h"
 #include "quant.h"
+
+#include <string.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,6 +41,20 @@ static int thread_index(void)
 #endif
 }
 
+/* y[i] *= h for i < n: the one multiply per output of a binary or ternary
+ * product, kept in a function of its own, never inlined, so that a
+ * disassembly shows no multiply anywhere else in this file. */
+#if defined(__clang__)
+__attribute__((noinline))
+#elif defined(__GNUC__)
+__attribute__((noinline, noclone))
+#endif
+static void times_h(float *y, size_t n, float h)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] *= h;
+}
+
 void fmi_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const float *x, float *y,
                         int batch, float scale, float *scratch, size_t slice, int threads)
 {
@@ -48,12 +67,26 @@ void fmi_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const 
             float *row = y + (size_t)b * w->out;
             k->real(w, x + (size_t)b * w->in, row, tables);
             if (scaled)
-                for (int j = 0; j < w->out; j++)
-                    row[j] *= scale;
+                times_h(row, (size_t)w->out, scale);
         }
     }
     if (scaled)
         FM_TALLY(FM_OP_FMUL, (uint64_t)batch * w->out);
+}
+
+/* Rows [i0, i1) of dw as shares of whole 16-row bands, so a kernel may block
+ * rows as it likes; the caller has checked fmi_pow2_grad_exact. */
+static void pow2_shared(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
+                        int in, int out, int threads)
+{
+    const int band = 16, bands = (in + band - 1) / band;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int t = 0; t < threads; t++) {
+        int first = (int)((long)bands * t / threads), last = (int)((long)bands * (t + 1) / threads);
+        int i0 = FM_MIN(in, first * band), i1 = FM_MIN(in, last * band);
+        if (i0 < i1)
+            k->pow2_grad(q, e, dw, batch, in, out, i0, i1);
+    }
 }
 
 int fmi_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
@@ -63,16 +96,86 @@ int fmi_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, f
         fmi_ref_dense_backward_weights(1, q, e, dw, batch, in, out);
         return 0;
     }
-    /* Shares of whole 16-row bands, so a kernel may block rows as it likes. */
-    const int band = 16, bands = (in + band - 1) / band;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int t = 0; t < threads; t++) {
-        int first = (int)((long)bands * t / threads), last = (int)((long)bands * (t + 1) / threads);
-        int i0 = FM_MIN(in, first * band), i1 = FM_MIN(in, last * band);
-        if (i0 < i1)
-            k->pow2_grad(q, e, dw, batch, in, out, i0, i1);
-    }
+    pow2_shared(k, q, e, dw, batch, in, out, threads);
     return 1;
+}
+
+/* ---- convolutions ---- */
+
+void fmi_mulfree_conv_transpose(const fm_conv_geom *g, fm_conv_geom *t)
+{
+    *t = (fm_conv_geom){(g->out_h - 1) * g->stride + 1, (g->out_w - 1) * g->stride + 1, g->out_c,
+                        g->k_h, g->k_w, 1, g->k_h - 1 - g->pad_top, g->k_w - 1 - g->pad_left,
+                        g->in_h, g->in_w, g->in_c};
+}
+
+size_t fmi_mulfree_conv_scratch_floats(const fm_conv_weights *w, int dilate)
+{
+    const size_t tables = fmi_conv_kernel_scratch_floats(w);
+    return dilate > 1 ? tables + (size_t)w->in_h * (size_t)w->in_w * (size_t)w->in_c : tables;
+}
+
+void fmi_mulfree_conv(const fm_kernels *k, const fm_conv_weights *w, const float *x, float *y,
+                     int batch, float scale, int dilate, float *scratch, size_t slice, int threads)
+{
+    const int scaled = w->weights != FM_DW_SYNAPSE;
+    const size_t tables = fmi_conv_kernel_scratch_floats(w);
+    const size_t out_size = (size_t)w->out_h * (size_t)w->out_w * (size_t)w->out_c;
+    const int src_h = (w->in_h - 1) / dilate + 1, src_w = (w->in_w - 1) / dilate + 1;
+    const size_t in_size = (size_t)src_h * (size_t)src_w * (size_t)w->in_c;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        float *mine = scratch + (size_t)thread_index() * slice, *dilated = mine + tables;
+        if (dilate > 1) /* the zeros between the pixels, once */
+            memset(dilated, 0, (size_t)w->in_h * (size_t)w->in_w * (size_t)w->in_c * sizeof(float));
+#pragma omp for schedule(static)
+        for (int b = 0; b < batch; b++) {
+            const float *map = x + (size_t)b * in_size;
+            if (dilate > 1) {
+                fmi_conv_dilate(map, src_h, src_w, w->in_c, dilate, dilated);
+                map = dilated;
+            }
+            float *out = y + (size_t)b * out_size;
+            k->conv_real(w, map, out, mine, NULL);
+            if (scaled)
+                times_h(out, out_size, scale);
+        }
+    }
+    if (scaled)
+        FM_TALLY(FM_OP_FMUL, (uint64_t)batch * out_size);
+}
+
+typedef struct pow2_rows {
+    const fm_kernels *k;
+    int threads;
+} pow2_rows;
+
+static void pow2_rows_grad(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan,
+                           int oc, int accumulate)
+{
+    (void)accumulate; /* never asked: the driver adds the partial sums */
+    const pow2_rows *r = ctx;
+    pow2_shared(r->k, cols, e, dw, rows, fan, oc, r->threads);
+}
+
+static void ldexp_rows_grad(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan,
+                            int oc, int accumulate)
+{
+    (void)ctx, (void)accumulate;
+    fmi_ref_dense_backward_weights(1, cols, e, dw, rows, fan, oc);
+}
+
+int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const float *q,
+                              const float *e, float *dw, int batch, float *columns, int threads)
+{
+    /* the columns hold the values of q and zeros: check q itself, once */
+    const size_t in_size = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
+    const size_t out_size = (size_t)fmi_conv_positions(g) * (size_t)g->out_c;
+    pow2_rows ctx = {k, threads};
+    const int exact = fmi_pow2_grad_exact(q, (size_t)batch * in_size, e, (size_t)batch * out_size);
+    fmi_conv_backward_weights_rows(g, q, e, dw, batch, columns, exact ? pow2_rows_grad : ldexp_rows_grad,
+                                  &ctx, 0);
+    return exact;
 }
 
 /* ---- ledger declarations --------------------------------------------------
@@ -119,4 +222,33 @@ void fmi_mulfree_cost_pow2_grad(const fm_cost *c, int batch, int in, int out)
     /* the exactness check: three compares per value of Q(x) and of e */
     fmi_cost_ops(c, FM_OP_CMP, 3 * (uint64_t)batch * ((uint64_t)in + out));
     fmi_dense_cost_backward_weights(c, 1, batch, in, out);
+}
+
+void fmi_mulfree_cost_conv(const fm_cost *c, const fm_conv_weights *w, int batch)
+{
+    const fm_conv_geom g = {w->in_h, w->in_w, w->in_c, w->k_h, w->k_w, w->stride,
+                            w->pad_top, w->pad_left, w->out_h, w->out_w, w->out_c};
+    const uint64_t B = (uint64_t)batch, oc = (uint64_t)w->out_c, taps = fmi_conv_valid_taps(&g);
+    const uint64_t pixels = (uint64_t)w->in_h * (uint64_t)w->in_w;
+    const uint64_t outputs = B * (uint64_t)w->out_h * (uint64_t)w->out_w * oc;
+    if (w->weights == FM_DW_SYNAPSE) {
+        const uint64_t stride = (uint64_t)w->table_stride, terms = B * taps * (uint64_t)w->in_c * oc;
+        fmi_cost_ops(c, FM_OP_FMUL, B * pixels * (uint64_t)w->in_c * stride); /* the product tables */
+        fmi_cost_ops(c, FM_OP_SIGN, terms * stride); /* lookup (stride - 1) and sign (1) */
+        fmi_cost_ops(c, FM_OP_FADD, terms);
+        return;
+    }
+    const uint64_t groups = (uint64_t)w->groups, lookups = (uint64_t)w->sets;
+    /* per input pixel and group the table; per valid tap, group and output the lookups */
+    fmi_cost_ops(c, FM_OP_SIGN, B * (pixels * groups * 16 + taps * groups * oc * lookups * 15));
+    fmi_cost_ops(c, FM_OP_FADD, B * (pixels * groups * 24 + taps * groups * oc * lookups));
+    fmi_cost_ops(c, FM_OP_FMUL, outputs); /* times H */
+}
+
+void fmi_mulfree_cost_conv_pow2_grad(const fm_cost *c, const fm_conv_geom *g, int batch)
+{
+    const uint64_t in_size = (uint64_t)g->in_h * (uint64_t)g->in_w * (uint64_t)g->in_c;
+    const uint64_t out_size = (uint64_t)fmi_conv_positions(g) * (uint64_t)g->out_c;
+    fmi_cost_ops(c, FM_OP_CMP, 3 * (uint64_t)batch * (in_size + out_size)); /* the exactness check */
+    fmi_conv_cost_backward_weights(c, g, 1, batch);
 }

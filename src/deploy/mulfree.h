@@ -1,16 +1,22 @@
-/* mulfree.h — the dense layer's three training products executed without
- * float multiplies (`--exec mulfree`, docs/mulfree.md), built on the kernel
- * table of infer.h:
- *   forward    y = x · Wq       the `real` kernel per example: table lookups
- *                               and adds from packed sign (and zero) masks,
- *                               then one multiply by H per output;
- *   backward   dx = e · Wqᵀ     the same kernel on the transposed layout;
- *   gradient   dW = Q(x)ᵀ · e   `pow2_grad`: exponent adds and adds.
+/* mulfree.h — the three training products of dense and convolutional
+ * layers executed without float multiplies (`--exec mulfree`,
+ * docs/mulfree.md), built on the kernel table of infer.h:
+ *   forward    y = x · Wq       dense: the `real` kernel per example, table
+ *                               lookups and adds from packed sign (and zero)
+ *                               masks; conv: `conv_real` per example, the
+ *                               same over each window; then one multiply by
+ *                               H per output;
+ *   backward   dx = e · Wqᵀ     the same kernels on the transposed layout
+ *                               (conv: the filters turned by 180 degrees over
+ *                               the error map, dilated by the stride);
+ *   gradient   dW = Q(x)ᵀ · e   `pow2_grad`: exponent adds and adds (conv:
+ *                               over the im2col columns of Q(x), copies).
  * Every function gives the same bits whatever the thread count: examples (or
  * rows of dW) are shared among threads, never the terms of one sum. */
 #ifndef FEWMUL_MULFREE_H
 #define FEWMUL_MULFREE_H
 
+#include "conv.h"
 #include "infer.h"
 #include "ledger.h"
 
@@ -36,11 +42,49 @@ void fmi_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const 
 int fmi_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
                          int in, int out, int threads);
 
-/* Ledger declarations of the functions above and of fmi_kernel_fill, in the
- * arithmetic of the reference kernels (infer_ref.c), which tally the same. */
+/* ---- convolutions (conv.h geometry, NHWC maps) ---- */
+
+/* The geometry of the convolution that forms conv g's input gradient: over
+ * the error map (out_h x out_w x out_c) dilated by g's stride (s - 1 zero
+ * pixels between neighbours; none for stride 1), stride 1, the same kernel
+ * turned by 180 degrees (fmi_conv_fill, transposed), padded by k - 1 - pad
+ * before, giving the in_h x in_w x in_c gradient. A window's taps outside
+ * the dilated map are skipped and its zero pixels add zeros, so each input
+ * value is the sum of exactly the terms of the convolution's adjoint. */
+void fmi_mulfree_conv_transpose(const fm_conv_geom *g, fm_conv_geom *t);
+
+/* Floats of one thread's scratch for fmi_mulfree_conv on w: conv_real's
+ * tables and, for dilate > 1, the dilated map. */
+size_t fmi_mulfree_conv_scratch_floats(const fm_conv_weights *w, int dilate);
+
+/* y[b] = scale * conv(x[b]) for b < batch, maps of w's geometry (channel
+ * last), scale as fmi_mulfree_product. With dilate > 1, each x[b] is the map
+ * before dilation, ((in_h-1)/dilate+1) x ((in_w-1)/dilate+1) x in_c, and is
+ * dilated into the scratch first (the input gradient of a strided
+ * convolution). scratch: `threads` slices of `slice` >=
+ * fmi_mulfree_conv_scratch_floats floats. */
+void fmi_mulfree_conv(const fm_kernels *k, const fm_conv_weights *w, const float *x, float *y,
+                     int batch, float scale, int dilate, float *scratch, size_t slice, int threads);
+
+/* dw (fan_in x out_c) = the weight gradient of conv g for Q(x) q (batch
+ * maps, values +-0 or +-2^k) and the error e at its output: pow2_grad over
+ * the im2col columns of q in the chunks of fmi_conv_backward_weights' path
+ * (columns: fmi_conv_scratch_floats(g, batch) floats), when
+ * fmi_pow2_grad_exact holds for q and e, else ldexpf. The same bits as
+ * fmi_conv_backward_weights' reference path with pow2. Returns 1 when the
+ * exponent adds ran, 0 for the fallback. */
+int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const float *q,
+                              const float *e, float *dw, int batch, float *columns, int threads);
+
+/* Ledger declarations of the functions above and of fmi_kernel_fill and
+ * fmi_conv_fill (fmi_mulfree_cost_fill with in = fan-in, out = out_c), in the
+ * arithmetic of the reference kernels (infer_ref.c, infer_conv.c), which
+ * tally the same. */
 void fmi_mulfree_cost_fill(const fm_cost *cost, fm_deploy_weights kind, int levels, int in, int out);
 void fmi_mulfree_cost_product(const fm_cost *cost, fm_deploy_weights kind, int levels, int batch,
                              int in, int out);
 void fmi_mulfree_cost_pow2_grad(const fm_cost *cost, int batch, int in, int out);
+void fmi_mulfree_cost_conv(const fm_cost *cost, const fm_conv_weights *w, int batch);
+void fmi_mulfree_cost_conv_pow2_grad(const fm_cost *cost, const fm_conv_geom *g, int batch);
 
 #endif

@@ -235,6 +235,25 @@ static uint64_t col2im_adds_per_example(const fm_conv_geom *g)
     return (sr * sc - cr * cc) * (uint64_t)g->in_c;
 }
 
+/* Valid taps along one axis, summed over the outputs: a window's taps inside
+ * the input (as fmi_conv_window of infer.h clips them). */
+static uint64_t valid_span(int in, int out, int k, int s, int pad)
+{
+    uint64_t sum = 0;
+    for (int o = 0, i0 = -pad; o < out; o++, i0 += s) {
+        int lo = FM_MAX(0, -i0), hi = FM_MIN(k, in - i0);
+        sum += (uint64_t)FM_MAX(0, hi - lo);
+    }
+    return sum;
+}
+
+uint64_t fmi_conv_valid_taps(const fm_conv_geom *g)
+{
+    /* a window's valid taps are its valid rows times its valid columns */
+    return valid_span(g->in_h, g->out_h, g->k_h, g->stride, g->pad_top) *
+           valid_span(g->in_w, g->out_w, g->k_w, g->stride, g->pad_left);
+}
+
 /* ---- the three products, fast or reference (rows = positions of a chunk) ----
  * fmi_sgemm cuts its product in a grid that does not depend on the thread
  * count (gemm.c), and the chunks depend on the geometry and the batch only:
@@ -299,8 +318,9 @@ void fmi_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const f
     (void)adds;
 }
 
-void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
-                              const float *dy, float *dw, int batch, float *scratch)
+void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const float *dy, float *dw,
+                                   int batch, float *scratch, fm_conv_rows_grad rows, void *ctx,
+                                   int accumulates)
 {
     const int fan = fmi_conv_fan_in(g), P = fmi_conv_positions(g), oc = g->out_c;
     const long n = (long)fan * oc;
@@ -309,10 +329,7 @@ void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int p
         return;
     }
     if (columns_are_input(g)) {
-        if (p->reference)
-            fmi_ref_dense_backward_weights(pow2, x, dy, dw, batch * P, fan, oc);
-        else
-            fmi_sgemm(1, 0, fan, oc, batch * P, 1.0f, x, fan, dy, oc, 0.0f, dw, oc);
+        rows(ctx, x, dy, dw, batch * P, fan, oc, 0);
         return;
     }
     const long in_size = (long)g->in_h * g->in_w * g->in_c;
@@ -320,24 +337,44 @@ void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int p
     float *col = scratch, *part = scratch + (size_t)cb * col_floats_per_example(g);
     for (int b0 = 0; b0 < batch; b0 += cb) {
         const int nb = FM_MIN(cb, batch - b0);
-        const float *dyc = dy + (long)b0 * P * oc;
         im2col(g, x + b0 * in_size, nb, col);
-        if (!p->reference) {
-            /* chunks after the first accumulate into dw (beta = 1) */
-            fmi_sgemm(1, 0, fan, oc, nb * P, 1.0f, col, fan, dyc, oc, b0 ? 1.0f : 0.0f, dw, oc);
+        const float *e = dy + (long)b0 * P * oc;
+        if (b0 == 0 || accumulates) { /* the first chunk overwrites dw */
+            rows(ctx, col, e, dw, nb * P, fan, oc, b0 > 0);
             continue;
         }
-        if (b0 == 0) {
-            fmi_ref_dense_backward_weights(pow2, col, dyc, dw, nb * P, fan, oc);
-            continue;
-        }
-        /* the reference kernel overwrites: a partial sum, then one add each */
-        fmi_ref_dense_backward_weights(pow2, col, dyc, part, nb * P, fan, oc);
+        /* a kernel that overwrites: a partial sum, then one add each */
+        rows(ctx, col, e, part, nb * P, fan, oc, 0);
 #pragma omp parallel for simd schedule(static) if (n > COPY_PARALLEL)
         for (long i = 0; i < n; i++)
             dw[i] += part[i];
         FM_TALLY(FM_OP_FADD, n);
     }
+}
+
+/* The reference kernel as fm_conv_rows_grad (it overwrites); ctx points at pow2. */
+static void reference_rows(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan,
+                           int oc, int accumulate)
+{
+    (void)accumulate;
+    fmi_ref_dense_backward_weights(*(const int *)ctx, cols, e, dw, rows, fan, oc);
+}
+
+/* The GEMM, which accumulates into dw (beta = 1) for the chunks after the first. */
+static void gemm_rows(void *ctx, const float *cols, const float *e, float *dw, int rows, int fan, int oc,
+                      int accumulate)
+{
+    (void)ctx;
+    fmi_sgemm(1, 0, fan, oc, rows, 1.0f, cols, fan, e, oc, accumulate ? 1.0f : 0.0f, dw, oc);
+}
+
+void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
+                              const float *dy, float *dw, int batch, float *scratch)
+{
+    if (p->reference)
+        fmi_conv_backward_weights_rows(g, x, dy, dw, batch, scratch, reference_rows, &pow2, 0);
+    else
+        fmi_conv_backward_weights_rows(g, x, dy, dw, batch, scratch, gemm_rows, NULL, 1);
 }
 
 /* ---- ledger declarations ---- */

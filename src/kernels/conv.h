@@ -34,6 +34,11 @@ static inline int fmi_conv_fan_in(const fm_conv_geom *g) { return g->k_h * g->k_
 /* Output positions per example: out_h * out_w. */
 static inline int fmi_conv_positions(const fm_conv_geom *g) { return g->out_h * g->out_w; }
 
+/* The taps inside the input of every window together (positions x taps less
+ * the padded ones): what a kernel that skips padding adds per channel and
+ * output (infer.h's conv_real; the ledger of --exec mulfree). */
+uint64_t fmi_conv_valid_taps(const fm_conv_geom *g);
+
 /* How the products run: reference = 1 uses the reference kernels of
  * kernels.h (the method's arithmetic, tallied in counting builds) with weight
  * class wclass (an fm_weight_class) and binary/ternary value h; reference = 0
@@ -62,6 +67,20 @@ void fmi_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const f
  * forms every product by an exponent add (kernels.h). */
 void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
                               const float *dy, float *dw, int batch, float *scratch);
+
+/* The weight gradient of fmi_conv_backward_weights with another kernel, in
+ * the same chunks of examples: `rows` forms colsᵀ · e for `rows` rows of
+ * im2col columns (rows x fan_in) and errors (rows x out_c) into its dw,
+ * overwriting it, or with `accumulate` adding to it. The first chunk
+ * overwrites dw. With `accumulates` 0 (a kernel that only overwrites, as the
+ * reference one) each later chunk forms a partial sum that is then added to
+ * dw (FM_OP_FADD per weight, as fmi_conv_cost_backward_weights declares);
+ * with 1 the kernel accumulates itself. */
+typedef void (*fm_conv_rows_grad)(void *ctx, const float *cols, const float *e, float *dw, int rows,
+                                  int fan, int oc, int accumulate);
+void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const float *dy, float *dw,
+                                   int batch, float *scratch, fm_conv_rows_grad rows, void *ctx,
+                                   int accumulates);
 
 /* Ledger declarations of exactly what the functions above execute with the
  * reference products (kernels.h's arithmetic at B*positions rows, plus the

@@ -369,9 +369,6 @@ int fm_config_check(const fm_config *c)
         if (!c->qb)
             return fmi_error(FM_EINVAL, "multiplication-free execution needs quantized back-prop "
                                        "(its weight gradient is formed by exponent adds of Q(x))");
-        if (fm_arch_is_conv(c->arch))
-            return fmi_error(FM_EUNSUPPORTED, "multiplication-free execution runs dense layers "
-                                             "only; '%s' has convolutions", c->arch);
         if (c->weights == FM_WEIGHTS_SYNAPSE && c->synapse_levels > 32)
             return fmi_error(FM_EINVAL, "multiplication-free execution takes at most 32 synapse "
                                        "levels (got %d)", c->synapse_levels);

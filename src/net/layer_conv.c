@@ -26,7 +26,9 @@ static int conv_reserve(const fm_model *m, int l, fm_workspace *ws, int training
 static const fm_product_ops *conv_product(const fm_model *m, const fm_workspace *ws, int l,
                                           int evaluation)
 {
-    (void)m, (void)l, (void)evaluation;
+    (void)l;
+    if (fmi_pass_uses_mulfree(m, ws, evaluation))
+        return &fmi_product_conv_mulfree;
     return ws->reference ? &fmi_product_conv_reference : &fmi_product_conv_gemm;
 }
 

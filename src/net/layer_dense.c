@@ -14,14 +14,11 @@ static void dense_shape(const fm_layer *L, char *text, size_t size)
     snprintf(text, size, "%dx%d", L->in, L->out);
 }
 
-/* The mulfree kernels run every product of a pass on quantized weights:
- * every training pass (--exec mulfree needs a quantized mode) and the
- * evaluation passes that do not use the real W. */
 static const fm_product_ops *dense_product(const fm_model *m, const fm_workspace *ws, int l,
                                            int evaluation)
 {
     (void)l;
-    if (ws->kernels && !(evaluation && fmi_eval_uses_real(&m->config)))
+    if (fmi_pass_uses_mulfree(m, ws, evaluation))
         return &fmi_product_mulfree;
     return ws->reference ? &fmi_product_reference : &fmi_product_blas;
 }

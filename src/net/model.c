@@ -410,11 +410,17 @@ void fmi_workspace_free(const fm_model *m, fm_workspace *ws)
             fmi_kernel_weights_free(ws->mf_forward[l]);
         if (ws->mf_backward)
             fmi_kernel_weights_free(ws->mf_backward[l]);
+        if (ws->mf_conv_forward)
+            fmi_conv_weights_free(ws->mf_conv_forward[l]);
+        if (ws->mf_conv_backward)
+            fmi_conv_weights_free(ws->mf_conv_backward[l]);
     }
     for (int p = 0; p < ws->input.n_parts; p++)
         fmi_free(ws->input.part[p].rows);
     fmi_free(ws->mf_forward);
     fmi_free(ws->mf_backward);
+    fmi_free(ws->mf_conv_forward);
+    fmi_free(ws->mf_conv_backward);
     fmi_free(ws->mf_scratch);
     fmi_free(ws->act);
     fmi_free(ws->grad);
@@ -433,7 +439,7 @@ void fmi_workspace_free(const fm_model *m, fm_workspace *ws)
 }
 
 /* The --exec mulfree part of a workspace: the kernel variant, a layout per
- * dense layer (and its transpose for the input gradient), table scratch. */
+ * weighted layer (and the one of its input gradient), table scratch. */
 static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
 {
     const fm_config *c = &m->config;
@@ -443,27 +449,41 @@ static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
     size_t n = (size_t)m->n_layers;
     ws->mf_forward = fmi_alloc(n, sizeof *ws->mf_forward);
     ws->mf_backward = fmi_alloc(n, sizeof *ws->mf_backward);
-    if (!ws->mf_forward || !ws->mf_backward)
+    ws->mf_conv_forward = fmi_alloc(n, sizeof *ws->mf_conv_forward);
+    ws->mf_conv_backward = fmi_alloc(n, sizeof *ws->mf_conv_backward);
+    if (!ws->mf_forward || !ws->mf_backward || !ws->mf_conv_forward || !ws->mf_conv_backward)
         return FM_ENOMEM;
     const fm_deploy_weights kind = fmi_mulfree_kind(c->weights);
     size_t slice = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
-        if (L->kind != FM_LAYER_DENSE)
+        if (!fmi_layer_weighted(L))
             continue;
         float magnitudes[FM_KERNEL_MAX_LEVELS] = {0};
         int levels = kind == FM_DW_SYNAPSE ? c->synapse_levels : 0;
         for (int i = 0; i < levels && i < FM_KERNEL_MAX_LEVELS; i++)
             magnitudes[i] = fmi_synapse_level(L->h, levels, (float)c->synapse_range, i);
-        if ((rc = fmi_kernel_layout(kind, L->in, L->out, levels, magnitudes, &ws->mf_forward[l])) < 0)
+        const int transposed = training && l > 0;
+        if (L->kind == FM_LAYER_CONV) {
+            fm_conv_geom t;
+            fmi_mulfree_conv_transpose(&L->conv, &t);
+            if ((rc = fmi_conv_layout(kind, &L->conv, levels, magnitudes, &ws->mf_conv_forward[l])) < 0 ||
+                (transposed &&
+                 (rc = fmi_conv_layout(kind, &t, levels, magnitudes, &ws->mf_conv_backward[l])) < 0))
+                return rc;
+            slice = FM_MAX(slice, fmi_mulfree_conv_scratch_floats(ws->mf_conv_forward[l], 1));
+            if (transposed)
+                slice = FM_MAX(slice, fmi_mulfree_conv_scratch_floats(ws->mf_conv_backward[l],
+                                                                      L->conv.stride));
+            continue;
+        }
+        if ((rc = fmi_kernel_layout(kind, L->in, L->out, levels, magnitudes, &ws->mf_forward[l])) < 0 ||
+            (transposed &&
+             (rc = fmi_kernel_layout(kind, L->out, L->in, levels, magnitudes, &ws->mf_backward[l])) < 0))
             return rc;
         slice = FM_MAX(slice, fmi_kernel_scratch_floats(ws->mf_forward[l]));
-        if (training && l > 0) {
-            if ((rc = fmi_kernel_layout(kind, L->out, L->in, levels, magnitudes,
-                                       &ws->mf_backward[l])) < 0)
-                return rc;
+        if (transposed)
             slice = FM_MAX(slice, fmi_kernel_scratch_floats(ws->mf_backward[l]));
-        }
     }
     ws->mf_threads = FM_MAX(1, fmi_threads_available());
     ws->mf_slice = slice;

@@ -102,7 +102,7 @@ typedef struct fm_workspace {
     int max_batch;
     float **act;          /* n_layers+1 activations, act[0] the input batch */
     float **grad;         /* gradients of the same shapes (training only) */
-    float **wq;           /* per layer: the weights used in the pass (dense only) */
+    float **wq;           /* per weighted layer: the weights used in the pass */
     float *qx;            /* Q(x) scratch: max_batch x widest weighted layer's input */
     float *conv_scratch;  /* im2col columns of the conv layers (conv.h) */
     int32_t **argmax;     /* pool layers (training): the chosen input of each output */
@@ -120,11 +120,14 @@ typedef struct fm_workspace {
     /* --exec mulfree (mulfree.h): the kernel variant (NULL: the default path),
      * per dense layer the pass's weights in the forward layout (in -> out) and
      * the transposed one (out -> in; layers after the first, training only),
-     * table scratch for mf_threads threads of mf_slice floats each, the count
-     * of weight gradients that fell back to ldexpf, and the first error of a
-     * pass (passes return no code; fm_train reads it after each step). */
+     * per conv layer likewise its layout and the one of its input gradient
+     * (fmi_mulfree_conv_transpose), table scratch for mf_threads threads of
+     * mf_slice floats each, the count of weight gradients that fell back to
+     * ldexpf, and the first error of a pass (passes return no code; fm_train
+     * reads it after each step). */
     const struct fm_kernels *kernels;
     struct fm_kernel_weights **mf_forward, **mf_backward;
+    struct fm_conv_weights **mf_conv_forward, **mf_conv_backward;
     float *mf_scratch;
     size_t mf_slice;
     int mf_threads;

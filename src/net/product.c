@@ -85,10 +85,10 @@ static int mulfree_threads(const fm_workspace *ws)
 #endif
 }
 
-/* Refills dense layer l's mulfree layouts from the pass's float weights in
- * ws->wq: the forward one and, with_transpose, the transposed one of the
- * input gradient (training workspaces, layers after the first). Each refill
- * is declared: the weights read as floats, the codes written. An error (a
+/* Refills weighted layer l's mulfree layouts from the pass's float weights
+ * in ws->wq: the forward one and, with_transpose, the one of the input
+ * gradient (training workspaces, layers after the first). Each refill is
+ * declared: the weights read as floats, the codes written. An error (a
  * synapse weight off the level table, which the quantizer never gives) is
  * kept in ws->status for the caller of the pass. */
 static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_transpose)
@@ -96,15 +96,27 @@ static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
-    fm_kernel_weights *layouts[2] = {ws->mf_forward[l], with_transpose ? ws->mf_backward[l] : NULL};
-    const size_t strides[2][2] = {{(size_t)L->out, 1}, {1, (size_t)L->out}};
-    for (int t = 0; t < 2 && layouts[t]; t++) {
-        int rc = fmi_kernel_fill(layouts[t], ws->wq[l], strides[t][0], strides[t][1]);
+    const int conv = L->kind == FM_LAYER_CONV;
+    for (int t = 0; t <= with_transpose; t++) {
+        int rc;
+        if (conv) {
+            fm_conv_weights *layout = t ? ws->mf_conv_backward[l] : ws->mf_conv_forward[l];
+            if (!layout)
+                break;
+            rc = fmi_conv_fill(layout, ws->wq[l], t);
+        } else {
+            fm_kernel_weights *layout = t ? ws->mf_backward[l] : ws->mf_forward[l];
+            if (!layout)
+                break;
+            /* weight (input i, output j) at i * out + j, or transposed */
+            rc = t ? fmi_kernel_fill(layout, ws->wq[l], 1, (size_t)L->out)
+                   : fmi_kernel_fill(layout, ws->wq[l], (size_t)L->out, 1);
+        }
         if (rc < 0 && ws->status == FM_OK)
             ws->status = rc;
         fmi_mulfree_cost_fill(c, fmi_mulfree_kind(m->config.weights), m->config.synapse_levels,
-                             L->in, L->out);
-        fmi_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)L->in * L->out, 0);
+                             L->w_rows, L->w_cols);
+        fmi_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)fmi_layer_weight_count(L), 0);
         fmi_bytes_tensor(c, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);
     }
 }
@@ -236,3 +248,45 @@ static void conv_reference_backward_input(const fm_pass *p, const fm_cost *c, in
 const fm_product_ops fmi_product_conv_reference = {
     "conv-reference", NULL, conv_reference_forward, conv_reference_backward_weights,
     conv_reference_backward_input};
+
+/* ---- convolutions without float multiplies (--exec mulfree) ---- */
+
+static void conv_mulfree_forward(const fm_pass *p, const fm_cost *c, int l, const float *w,
+                                 int wclass)
+{
+    (void)w, (void)wclass; /* the layout prepared from them */
+    const fm_layer *L = &p->model->layers[l];
+    fm_workspace *ws = p->ws;
+    fmi_mulfree_conv(ws->kernels, ws->mf_conv_forward[l], ws->act[l], ws->act[l + 1], p->batch, L->h,
+                    1, ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
+    fmi_mulfree_cost_conv(c, ws->mf_conv_forward[l], p->batch);
+}
+
+static void conv_mulfree_backward_weights(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                                          const float *e, float *dw)
+{
+    const fm_model *m = p->model;
+    const fm_layer *L = &m->layers[l];
+    fm_workspace *ws = p->ws;
+    /* x is Q(x), as for dense layers */
+    if (!fmi_mulfree_conv_pow2_grad(ws->kernels, &L->conv, x, e, dw, p->batch, ws->conv_scratch,
+                                   mulfree_threads(ws)))
+        ws->mf_fallbacks++;
+    fmi_mulfree_cost_conv_pow2_grad(c, &L->conv, p->batch);
+    conv_columns_bytes(c, m, l, p->batch);
+}
+
+static void conv_mulfree_backward_input(const fm_pass *p, const fm_cost *c, int l, const float *dy,
+                                        const float *w, float *dx, int wclass)
+{
+    (void)w, (void)wclass;
+    const fm_layer *L = &p->model->layers[l];
+    fm_workspace *ws = p->ws;
+    fmi_mulfree_conv(ws->kernels, ws->mf_conv_backward[l], dy, dx, p->batch, L->h, L->conv.stride,
+                    ws->mf_scratch, ws->mf_slice, mulfree_threads(ws));
+    fmi_mulfree_cost_conv(c, ws->mf_conv_backward[l], p->batch);
+}
+
+const fm_product_ops fmi_product_conv_mulfree = {
+    "conv-mulfree", mulfree_prepare, conv_mulfree_forward, conv_mulfree_backward_weights,
+    conv_mulfree_backward_input};

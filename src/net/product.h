@@ -2,7 +2,7 @@
  * run (y = x·W, dx = dy·Wᵀ, dW = xᵀ·e): through BLAS, through the reference
  * kernels in the method's arithmetic (kernels.h, the ledger's ground truth),
  * through the multiplication-free kernels (mulfree.h), or as convolutions
- * (conv.h) with either of the first two. Each product declares its operations
+ * (conv.h) with any of the three. Each product declares its operations
  * next to the kernel it runs. The workspace chooses one per weighted layer
  * for training passes and one for evaluation passes when it is made
  * (fmi_workspace_choose_products), so no pass tests how to run a product. */
@@ -28,11 +28,15 @@ typedef struct fm_product_ops {
 } fm_product_ops;
 
 extern const fm_product_ops fmi_product_blas, fmi_product_reference, fmi_product_mulfree,
-    fmi_product_conv_gemm, fmi_product_conv_reference;
+    fmi_product_conv_gemm, fmi_product_conv_reference, fmi_product_conv_mulfree;
 
 /* Evaluation runs on the real W for fp32 and, as the paper, for the
  * stochastic modes; deterministic modes (or test_quantized) on the
  * deterministic quantization. */
 int fmi_eval_uses_real(const fm_config *c);
+/* The mulfree kernels run every product of a pass on quantized weights:
+ * every training pass of a workspace with kernels (--exec mulfree needs a
+ * quantized mode) and the evaluation passes that do not use the real W. */
+int fmi_pass_uses_mulfree(const fm_model *m, const fm_workspace *ws, int evaluation);
 
 #endif

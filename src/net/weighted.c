@@ -20,6 +20,11 @@ int fmi_eval_uses_real(const fm_config *c)
     return c->weights == FM_WEIGHTS_FP32 || (is_stochastic(c->weights) && !c->test_quantized);
 }
 
+int fmi_pass_uses_mulfree(const fm_model *m, const fm_workspace *ws, int evaluation)
+{
+    return ws->kernels && !(evaluation && fmi_eval_uses_real(&m->config));
+}
+
 uint64_t fmi_layer_weight_bytes(const fm_model *m, int l, int quantized)
 {
     uint64_t n = fmi_layer_weight_count(&m->layers[l]);

@@ -622,9 +622,9 @@ static void put_dense(FILE *f, const step *s)
         put(f, "        const float xi = fmx_f(x[i]);\n");
         put(f, "        for (int k = 0; k < %d; k++)\n", L->levels);
         put(f, "            P[k] = xi * fmx_m%d[k];\n", n);
-        put(f, "        const uint32_t bit = (uint32_t)i * %du;\n", L->bits);
+        put(f, "        const uint32_t at = (uint32_t)i * %du; /* code i's first bit */\n", L->bits);
         put(f, "        for (int j = 0; j < %d; j++) {\n", out);
-        put(f, "            const uint32_t code = fmx_bits8(fmx_w%d + j * %zu, bit) & 0x%xu;\n", n, rb,
+        put(f, "            const uint32_t code = fmx_bits8(fmx_w%d + j * %zu, at) & 0x%xu;\n", n, rb,
             (1u << L->bits) - 1u);
         put(f, "            const float p = P[code & 0x%xu], a = i ? fmx_f(acc[j]) : 0.0f;\n",
             (1u << (L->bits - 1)) - 1u);
@@ -927,14 +927,13 @@ static const char *method_of(const step *s)
     }
 }
 
-typedef struct source_job {
+typedef struct export_job {
     const plan *p;
-    int rc;
-} source_job;
+    int rc; /* a failure of the generator's own (FM_ENOMEM) */
+} export_job;
 
-static int fill_source(FILE *f, void *user)
+static int fill_source(FILE *f, export_job *job)
 {
-    source_job *job = user;
     const plan *p = job->p;
     const fm_deploy *d = p->d;
     const char *name = p->name, *up = p->upper;
@@ -1043,9 +1042,8 @@ static void put_op_counts(FILE *f, int64_t mults, int64_t adds, int64_t compares
         put(f, "none");
 }
 
-static int fill_header(FILE *f, void *user)
+static int fill_header(FILE *f, const plan *p)
 {
-    const plan *p = user;
     const fm_deploy *d = p->d;
     const char *name = p->name, *up = p->upper;
     put(f, "/* %s.h - a fewmul network as self-contained C: %s.\n", name, d->description);
@@ -1115,6 +1113,12 @@ static int fill_header(FILE *f, void *user)
     return 0;
 }
 
+static int fill_file(FILE *f, void *user, int index)
+{
+    export_job *job = user;
+    return index == 0 ? fill_source(f, job) : fill_header(f, job->p);
+}
+
 /* DIR, made when it is missing (its parent must exist). */
 static int make_dir(const char *dir)
 {
@@ -1165,21 +1169,16 @@ int fm_deploy_export_c(const fm_deploy *d, const char *dir, const char *name, fm
         source = join(dir, name, ".c");
         rc = header && source ? FM_OK : FM_ENOMEM;
     }
-    /* both checked before either is written */
     if (rc == FM_OK)
         rc = make_dir(dir);
-    if (rc == FM_OK)
-        rc = fm_check_output(source);
-    if (rc == FM_OK)
-        rc = fm_check_output(header);
-    source_job job = {p, FM_OK};
+    /* both written before either replaces what is there */
+    export_job job = {p, FM_OK};
     if (rc == FM_OK) {
-        rc = fm_write_file_atomic(source, fill_source, &job, NULL);
+        const char *const paths[2] = {source, header};
+        rc = fmi_write_files_atomic(2, paths, fill_file, &job);
         if (job.rc < 0)
             rc = job.rc;
     }
-    if (rc == FM_OK)
-        rc = fm_write_file_atomic(header, fill_header, p, NULL);
     if (rc == FM_OK && info) {
         struct stat st;
         info->scratch_bytes = 4 * scratch_words(p);

@@ -69,10 +69,9 @@ enum {
     NEED_BITS32 = 1u << 3,
     NEED_LE32 = 1u << 4,
     NEED_MAP32 = 1u << 5,
-    NEED_GROUP = 1u << 6,
-    NEED_BINARY_TABLE = 1u << 7,
-    NEED_SUBSET_TABLE = 1u << 8,
-    NEED_PAIRS = 1u << 9
+    NEED_BINARY_TABLE = 1u << 6,
+    NEED_SUBSET_TABLE = 1u << 7,
+    NEED_PAIRS = 1u << 8
 };
 
 static int64_t words_of_bits(int64_t bits) { return (bits + 31) / 32 + 1; /* + 1: read ahead */ }
@@ -85,6 +84,14 @@ static int64_t valid_taps(const fm_deploy_layer *L, int cy, int cx)
     const int ky1 = L->in_h - iy0 < L->k_h ? L->in_h - iy0 : L->k_h;
     const int kx1 = L->in_w - ix0 < L->k_w ? L->in_w - ix0 : L->k_w;
     return (int64_t)FM_MAX(0, ky1 - ky0) * FM_MAX(0, kx1 - kx0);
+}
+
+/* The adds that form the group tables of n inputs: 8 pair sums per group of
+ * 4, and one sum per entry of its table (16, fewer for a partial group). */
+static int64_t table_adds(int n)
+{
+    const int last = n % 4;
+    return (int64_t)(n / 4) * 24 + (last ? 8 + (1 << last) : 0);
 }
 
 /* The float operations a step's generated code executes per prediction. */
@@ -105,9 +112,9 @@ static void count_step(step *s)
         if (s->integer) {
             /* xor and popcount */
         } else if (L->weights == FM_DW_BINARY) {
-            s->adds = groups * 24 + groups * outs;
+            s->adds = table_adds(L->in) + groups * outs;
         } else if (L->weights == FM_DW_TERNARY) {
-            s->adds = groups * 24 + 2 * groups * outs;
+            s->adds = table_adds(L->in) + 2 * groups * outs;
         } else if (L->weights == FM_DW_SYNAPSE) {
             s->mults = in * L->levels;
             s->adds = in * outs;
@@ -131,9 +138,9 @@ static void count_step(step *s)
         if (s->integer) {
             /* xor and popcount */
         } else if (L->weights == FM_DW_BINARY) {
-            s->adds = taps * groups * (24 + outs);
+            s->adds = taps * (table_adds(L->in_c) + groups * outs);
         } else if (L->weights == FM_DW_TERNARY) {
-            s->adds = taps * groups * (24 + 2 * outs);
+            s->adds = taps * (table_adds(L->in_c) + 2 * groups * outs);
         } else {
             s->mults = taps * L->in_c * outs;
             s->adds = taps * L->in_c * outs;
@@ -359,13 +366,18 @@ static const char *const helper_z[] = {
     NULL};
 
 static const char *const helper_popcount[] = {
-    "/* Set bits of v: shifts, masks and adds, no multiply. */",
+    "/* Set bits of v: the popcnt instruction where the target has one, else",
+    " * shifts, masks and adds (no multiply, no library call). */",
     "static int fmx_popcount(uint32_t v)",
     "{",
+    "#if defined(__GNUC__) && defined(__POPCNT__)",
+    "    return __builtin_popcount(v);",
+    "#else",
     "    v = v - ((v >> 1) & 0x55555555u);",
     "    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);",
     "    v = (v + (v >> 4)) & 0x0f0f0f0fu;",
     "    return (int)((v + (v >> 8) + (v >> 16) + (v >> 24)) & 0x3fu);",
+    "#endif",
     "}",
     NULL};
 
@@ -408,40 +420,39 @@ static const char *const helper_map32[] = {
     "}",
     NULL};
 
-static const char *const helper_group[] = {
-    "/* Inputs first .. first + 3 of n, +0.0f past the end. */",
-    "static void fmx_group(const uint32_t *x, int n, int first, float v[4])",
-    "{",
-    "    for (int k = 0; k < 4; k++)",
-    "        v[k] = first + k < n ? fmx_f(x[first + k]) : 0.0f;",
-    "}",
-    NULL};
-
 static const char *const helper_binary_table[] = {
-    "/* T[b]: the four inputs each added (bit set) or subtracted, as pair sums",
-    " * p01[b & 3] + p23[b >> 2] (fewmul's group table, infer_ref.c). */",
-    "static void fmx_binary_table(const float v[4], float T[16])",
+    "/* T[b] for b < 2^k, k the inputs of first .. first + 3 that are there (of n):",
+    " * the four inputs each added (bit set) or subtracted, as pair sums",
+    " * p01[b & 3] + p23[b >> 2] (fewmul's group table, infer_ref.c); a missing",
+    " * input is +0.0f, and its weight bit 0, so the other entries are not read. */",
+    "static void fmx_binary_table(const uint32_t *x, int n, int first, float T[16])",
     "{",
-    "    float p01[4], p23[4];",
+    "    const int k = n - first < 4 ? n - first : 4;",
+    "    float v[4], p01[4], p23[4];",
+    "    for (int i = 0; i < 4; i++)",
+    "        v[i] = i < k ? fmx_f(x[first + i]) : 0.0f;",
     "    for (int c = 0; c < 4; c++) {",
     "        p01[c] = (c & 1 ? v[0] : -v[0]) + (c & 2 ? v[1] : -v[1]);",
     "        p23[c] = (c & 1 ? v[2] : -v[2]) + (c & 2 ? v[3] : -v[3]);",
     "    }",
-    "    for (int b = 0; b < 16; b++)",
+    "    for (int b = 0; b < 1 << k; b++)",
     "        T[b] = p01[b & 3] + p23[b >> 2];",
     "}",
     NULL};
 
 static const char *const helper_subset_table[] = {
-    "/* S[b]: the sum of the inputs whose bit is set, as pair sums. */",
-    "static void fmx_subset_table(const float v[4], float S[16])",
+    "/* S[b] for b < 2^k: the sum of the inputs whose bit is set, as pair sums. */",
+    "static void fmx_subset_table(const uint32_t *x, int n, int first, float S[16])",
     "{",
-    "    float q01[4], q23[4];",
+    "    const int k = n - first < 4 ? n - first : 4;",
+    "    float v[4], q01[4], q23[4];",
+    "    for (int i = 0; i < 4; i++)",
+    "        v[i] = i < k ? fmx_f(x[first + i]) : 0.0f;",
     "    for (int c = 0; c < 4; c++) {",
     "        q01[c] = (c & 1 ? v[0] : 0.0f) + (c & 2 ? v[1] : 0.0f);",
     "        q23[c] = (c & 1 ? v[2] : 0.0f) + (c & 2 ? v[3] : 0.0f);",
     "    }",
-    "    for (int b = 0; b < 16; b++)",
+    "    for (int b = 0; b < 1 << k; b++)",
     "        S[b] = q01[b & 3] + q23[b >> 2];",
     "}",
     NULL};
@@ -632,24 +643,33 @@ static void put_dense(FILE *f, const step *s)
         put(f, "        }\n");
         put(f, "    }\n");
     } else {
+        /* groups outside, outputs inside, each output adding its terms in
+         * order; binary: the two groups of a weight byte at once */
         const int ternary = L->weights == FM_DW_TERNARY;
-        put(f, "    for (int g = 0; g < %d; g++) {\n", groups);
-        put(f, "        float v[4], T[16];\n");
-        put(f, "        fmx_group(x, %d, 4 * g, v);\n", in);
-        put(f, "        fmx_%s_table(v, T);\n", ternary ? "subset" : "binary");
         if (ternary) {
-            put(f, "        const uint8_t *w = fmx_w%d + g;\n", n);
+            put(f, "    for (int g = 0; g < %d; g++) {\n", groups);
+            put(f, "        float T[16];\n");
+            put(f, "        fmx_subset_table(x, %d, 4 * g, T);\n", in);
             put(f, "        for (int j = 0; j < %d; j++) {\n", out);
-            put(f, "            const unsigned c = w[j * %zu], plus = c & 0x55u, minus = c >> 1 & 0x55u;\n", rb);
+            put(f, "            const unsigned c = fmx_w%d[j * %zu + g], plus = c & 0x55u, minus = c >> 1 & 0x55u;\n",
+                n, rb);
             put(f, "            float a = g ? fmx_f(acc[j]) : 0.0f;\n");
             put(f, "            a = a + T[fmx_pairs(plus & ~minus)];\n");
             put(f, "            acc[j] = fmx_u(a - T[fmx_pairs(minus)]);\n");
         } else {
-            put(f, "        const uint8_t *w = fmx_w%d + (g >> 1);\n", n);
-            put(f, "        const unsigned shift = g & 1 ? 4u : 0u;\n");
+            put(f, "    for (int g = 0; g < %d; g += 2) {\n", groups);
+            put(f, "        float T0[16], T1[16];\n");
+            put(f, "        const int pair = g + 1 < %d;\n", groups);
+            put(f, "        fmx_binary_table(x, %d, 4 * g, T0);\n", in);
+            put(f, "        if (pair)\n");
+            put(f, "            fmx_binary_table(x, %d, 4 * g + 4, T1);\n", in);
             put(f, "        for (int j = 0; j < %d; j++) {\n", out);
-            put(f, "            const float a = g ? fmx_f(acc[j]) : 0.0f;\n");
-            put(f, "            acc[j] = fmx_u(a + T[w[j * %zu] >> shift & 15u]);\n", rb);
+            put(f, "            const unsigned b = fmx_w%d[j * %zu + g / 2]; /* groups g, g + 1 */\n", n, rb);
+            put(f, "            float a = g ? fmx_f(acc[j]) : 0.0f;\n");
+            put(f, "            a = a + T0[b & 15u];\n");
+            put(f, "            if (pair)\n");
+            put(f, "                a = a + T1[b >> 4];\n");
+            put(f, "            acc[j] = fmx_u(a);\n");
         }
         put(f, "        }\n");
         put(f, "    }\n");
@@ -707,27 +727,30 @@ static void put_conv_position(FILE *f, const step *s)
         const int last = ic - 4 * (groups - 1); /* channels in the last group */
         const unsigned full = ternary ? 0xffu : 0xfu;
         const unsigned last_mask = ternary ? (1u << (2 * last)) - 1u : (1u << last) - 1u;
-        put(f, "            for (int g = 0; g < %d; g++) {\n", groups);
-        put(f, "                float v[4], T[16];\n");
-        put(f, "                fmx_group(px, %d, 4 * g, v);\n", ic);
-        put(f, "                fmx_%s_table(v, T);\n", ternary ? "subset" : "binary");
-        put(f, "                const uint32_t bit = %s(tap + 4u * (uint32_t)g);\n", ternary ? "2u * " : "");
-        if (last_mask == full)
-            put(f, "                const unsigned mask = 0x%xu;\n", full);
-        else
-            put(f, "                const unsigned mask = g == %d ? 0x%xu : 0x%xu; /* the tap's channels only */\n",
-                groups - 1, last_mask, full);
+        put(f, "            for (int g0 = 0; g0 < %d; g0 += 8) { /* 8 groups at a time */\n", groups);
+        put(f, "                const int n = %d - g0 < 8 ? %d - g0 : 8;\n", groups, groups);
+        put(f, "                float T[8][16];\n");
+        put(f, "                for (int k = 0; k < n; k++)\n");
+        put(f, "                    fmx_%s_table(px, %d, 4 * (g0 + k), T[k]);\n", ternary ? "subset" : "binary", ic);
         put(f, "                for (int j = 0; j < %d; j++) {\n", oc);
-        put(f, "                    const unsigned c = fmx_bits8(fmx_w%d + j * %zu, bit) & mask;\n", n, rb);
+        put(f, "                    const uint8_t *w = fmx_w%d + j * %zu;\n", n, rb);
+        put(f, "                    float a = first ? 0.0f : fmx_f(acc[j]);\n");
+        put(f, "                    for (int k = 0; k < n; k++) {\n");
+        put(f, "                        const uint32_t bit = %s(tap + 4u * (uint32_t)(g0 + k));\n", ternary ? "2u * " : "");
+        if (last_mask == full)
+            put(f, "                        const unsigned c = fmx_bits8(w, bit) & 0x%xu;\n", full);
+        else /* the tap's channels only */
+            put(f, "                        const unsigned c = fmx_bits8(w, bit) & (g0 + k == %d ? 0x%xu : 0x%xu);\n",
+                groups - 1, last_mask, full);
         if (ternary) {
-            put(f, "                    const unsigned plus = c & 0x55u, minus = c >> 1 & 0x55u;\n");
-            put(f, "                    float a = first ? 0.0f : fmx_f(acc[j]);\n");
-            put(f, "                    a = a + T[fmx_pairs(plus & ~minus)];\n");
-            put(f, "                    acc[j] = fmx_u(a - T[fmx_pairs(minus)]);\n");
+            put(f, "                        const unsigned plus = c & 0x55u, minus = c >> 1 & 0x55u;\n");
+            put(f, "                        a = a + T[k][fmx_pairs(plus & ~minus)];\n");
+            put(f, "                        a = a - T[k][fmx_pairs(minus)];\n");
         } else {
-            put(f, "                    const float a = first ? 0.0f : fmx_f(acc[j]);\n");
-            put(f, "                    acc[j] = fmx_u(a + T[c]);\n");
+            put(f, "                        a = a + T[k][c];\n");
         }
+        put(f, "                    }\n");
+        put(f, "                    acc[j] = fmx_u(a);\n");
         put(f, "                }\n");
         put(f, "                first = 0;\n");
         put(f, "            }\n");
@@ -872,8 +895,7 @@ static unsigned helpers_of(const plan *p)
         if (s->integer) {
             need |= NEED_POPCOUNT | (L->type == FM_DL_DENSE ? NEED_LE32 : NEED_BITS32 | NEED_MAP32);
         } else if (L->weights == FM_DW_BINARY || L->weights == FM_DW_TERNARY) {
-            need |= NEED_GROUP | (L->weights == FM_DW_BINARY ? NEED_BINARY_TABLE
-                                                              : NEED_SUBSET_TABLE | NEED_PAIRS);
+            need |= L->weights == FM_DW_BINARY ? NEED_BINARY_TABLE : NEED_SUBSET_TABLE | NEED_PAIRS;
             if (L->type == FM_DL_CONV)
                 need |= NEED_BITS8;
         } else if (L->weights == FM_DW_SYNAPSE) {
@@ -885,7 +907,7 @@ static unsigned helpers_of(const plan *p)
 
 static const char *const *const helper_texts[] = {
     helper_z, helper_popcount, helper_bits8, helper_bits32, helper_le32, helper_map32,
-    helper_group, helper_binary_table, helper_subset_table, helper_pairs};
+    helper_binary_table, helper_subset_table, helper_pairs};
 
 /* A step as one line of text: "dense 784 > 256, binary weights, real input, sign". */
 static void describe_step(const step *s, char *buf, size_t cap)

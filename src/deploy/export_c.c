@@ -942,8 +942,8 @@ static const char *method_of(const step *s)
         return L->act == FM_ACT_SIGN ? "xor and popcount, integer ranges: no float operation"
                                      : "xor and popcount; the batch norm in floats";
     switch (L->weights) {
-    case FM_DW_BINARY: return "group lookup: 16 signed sums per group of 4 inputs, one add per weight group";
-    case FM_DW_TERNARY: return "group lookup: 16 subset sums per group of 4 inputs, two per weight group";
+    case FM_DW_BINARY: return "group lookup: the signed sums of each group of 4 inputs (16; 2^k of k < 4), one add per weight group";
+    case FM_DW_TERNARY: return "group lookup: the subset sums of each group of 4 inputs (16; 2^k of k < 4), two adds per weight group";
     case FM_DW_SYNAPSE: return "level products x * m, then an add per weight";
     default: return "float multiply-adds (fp32 weights)";
     }

@@ -122,13 +122,7 @@ if [ -n "${ERRORS_TABLE:-}" ]; then
     exit
 fi
 
-if ! pick_train_data; then
-    skip "exported networks on the host" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
-    finish
-    exit
-fi
-echo "# training on $TRAIN_NAME ($TRAIN_SPEC)"
-if ! train_and_export; then
+if ! models_ready "exported networks on the host"; then
     finish
     exit
 fi

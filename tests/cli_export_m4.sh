@@ -42,13 +42,7 @@ if ldd "$FEWMUL" 2>/dev/null | grep -q libasan; then
     finish
     exit
 fi
-if ! pick_train_data; then
-    skip "Cortex-M4 build under QEMU" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
-    finish
-    exit
-fi
-echo "# training on $TRAIN_NAME ($TRAIN_SPEC)"
-if ! train_and_export; then
+if ! models_ready "Cortex-M4 build under QEMU"; then
     finish
     exit
 fi

@@ -1,7 +1,8 @@
 /* deploy_nets.h — deployed networks built by hand for the tests
  * (test_deploy_file.c, test_export_c.c): dense chains of any weight kind and
- * activation (make_net), convolutions and pools added record by record
- * (add_conv, add_pool), every value pseudo-random from a seed. Include after
+ * activation (make_net), and networks of convolutions and pools built
+ * record by record (start_net, add_conv, add_pool), every value
+ * pseudo-random from a seed. Include after
  * cmocka.h, deploy.h and internal.h. */
 #ifndef FEWMUL_TEST_DEPLOY_NETS_H
 #define FEWMUL_TEST_DEPLOY_NETS_H
@@ -103,6 +104,25 @@ static fm_deploy *make_net(int h, int w, int c, const layer_spec *specs, int n, 
         binary_input = L->act == FM_ACT_SIGN;
     }
     assert_int_equal(fmi_deploy_validate(d, "make_net"), FM_OK);
+    return d;
+}
+
+/* A network of `records` records on an h x w x c input, its input mean
+ * pseudo-random from `seed`, the records to be added (add_conv, add_pool). */
+static fm_deploy *start_net(int h, int w, int c, int records, int classes, uint32_t seed)
+{
+    rng_state = seed;
+    fm_deploy *d;
+    assert_int_equal(fmi_deploy_alloc(records, &d), FM_OK);
+    d->height = h, d->width = w, d->channels = c;
+    d->input_dim = h * w * c;
+    d->classes = classes;
+    d->source_mode = FM_WEIGHTS_BC_DET;
+    d->export_how = FM_EXPORT_DET;
+    d->input_mean = fmi_alloc((size_t)d->input_dim, sizeof *d->input_mean);
+    assert_non_null(d->input_mean);
+    for (int i = 0; i < d->input_dim; i++)
+        d->input_mean[i] = 0.002f * (float)(next_random() % 300);
     return d;
 }
 

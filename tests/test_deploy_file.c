@@ -41,19 +41,8 @@
  * padding 1, 0; relu) and an fp32 dense layer instead. */
 static fm_deploy *conv_net(uint32_t seed, int other)
 {
-    rng_state = seed;
-    fm_deploy *d;
-    const int n = other ? 2 : 5;
-    assert_int_equal(fmi_deploy_alloc(n, &d), FM_OK);
-    d->height = 7, d->width = 6, d->channels = 2;
-    d->input_dim = 84;
-    d->classes = 3;
+    fm_deploy *d = start_net(7, 6, 2, other ? 2 : 5, 3, seed);
     d->source_mode = other ? FM_WEIGHTS_SYNAPSE : FM_WEIGHTS_BC_DET;
-    d->export_how = FM_EXPORT_DET;
-    d->input_mean = fmi_alloc(84, sizeof *d->input_mean);
-    assert_non_null(d->input_mean);
-    for (int i = 0; i < 84; i++)
-        d->input_mean[i] = 0.002f * (float)(next_random() % 300);
     int h = 7, w = 6, c = 2;
     int k = 0;
     if (other) {

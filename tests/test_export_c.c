@@ -225,25 +225,6 @@ static fm_deploy *finished(fm_deploy *d)
     return d;
 }
 
-/* A network of `records` records on an h x w x c input, to be built with
- * add_conv, add_pool and add_dense. */
-static fm_deploy *start_net(int h, int w, int c, int records, int classes, uint32_t seed)
-{
-    rng_state = seed;
-    fm_deploy *d;
-    assert_int_equal(fmi_deploy_alloc(records, &d), FM_OK);
-    d->height = h, d->width = w, d->channels = c;
-    d->input_dim = h * w * c;
-    d->classes = classes;
-    d->source_mode = FM_WEIGHTS_BC_DET;
-    d->export_how = FM_EXPORT_DET;
-    d->input_mean = fmi_alloc((size_t)d->input_dim, sizeof *d->input_mean);
-    assert_non_null(d->input_mean);
-    for (int i = 0; i < d->input_dim; i++)
-        d->input_mean[i] = 0.002f * (float)(next_random() % 300);
-    return d;
-}
-
 /* Record k: a dense layer on the flattened map (or vector) of `in` values. */
 static void add_dense(fm_deploy *d, int k, int in, int out, fm_deploy_weights kind, int levels,
                       fm_deploy_act act, int binary_input)

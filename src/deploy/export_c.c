@@ -584,6 +584,16 @@ static void put_flush(FILE *f, const step *s, int64_t bits)
         put(f, "    y[%" PRId64 "] = 0;\n", bits / 32 + 1);
 }
 
+/* The end of a dense layer's function, inside its loop over the outputs j
+ * with the sum in `a` or `sum`: the output, the loop's end, the last word. */
+static void put_dense_end(FILE *f, const step *s)
+{
+    put_finish(f, s, "j", "        ");
+    put(f, "    }\n");
+    put_flush(f, s, s->L->out);
+    put(f, "}\n\n");
+}
+
 static void put_dense(FILE *f, const step *s)
 {
     const fm_deploy_layer *L = s->L;
@@ -605,10 +615,7 @@ static void put_dense(FILE *f, const step *s)
             put(f, "        m += fmx_popcount((x[%d] ^ fmx_le32(w + %d)) & 0x%08" PRIx32 "u);\n", in / 32,
                 4 * (in / 32), (uint32_t)((1ull << (in % 32)) - 1u));
         put(f, "        const int32_t sum = %d - 2 * m;\n", in);
-        put_finish(f, s, "j", "        ");
-        put(f, "    }\n");
-        put_flush(f, s, out);
-        put(f, "}\n\n");
+        put_dense_end(f, s);
         return;
     }
     if (L->weights == FM_DW_FP32) {
@@ -619,10 +626,7 @@ static void put_dense(FILE *f, const step *s)
         put(f, "            const float product = w[i] * fmx_f(x[i]);\n");
         put(f, "            a = a + product;\n");
         put(f, "        }\n");
-        put_finish(f, s, "j", "        ");
-        put(f, "    }\n");
-        put_flush(f, s, out);
-        put(f, "}\n\n");
+        put_dense_end(f, s);
         return;
     }
     /* the sums, groups (or inputs) outside and outputs inside: each output
@@ -676,10 +680,7 @@ static void put_dense(FILE *f, const step *s)
     }
     put(f, "    for (int j = 0; j < %d; j++) {\n", out);
     put(f, "        const float a = fmx_f(acc[j]);\n");
-    put_finish(f, s, "j", "        ");
-    put(f, "    }\n");
-    put_flush(f, s, out);
-    put(f, "}\n\n");
+    put_dense_end(f, s);
 }
 
 /* The sums of one output position (cy, cx) of a convolution, every channel,

@@ -3,7 +3,7 @@
 # checked on (issue 24): a binary mlp:256,256 (real activations: group
 # lookups, batch norm in floats), the fully binary paper-mlp (--acts binary:
 # xor and popcount) and a small fully binary CNN (pools on signs, padding),
-# each trained briefly and exported (train_and_export); the first test images
+# each trained briefly and exported (models_ready); the first test images
 # of the set as raw bytes or as C (test_images); and the check that a list of
 # predicted classes is `fewmul infer --show`'s (same_classes).
 
@@ -17,6 +17,17 @@ export_arch() {
     paper) echo "--arch paper-mlp --weights bc-det --acts binary" ;;
     conv) echo "--arch conv:16k3,pool2,32k3same,pool2,fc64 --weights bc-det --acts binary" ;;
     esac
+}
+
+# models_ready WHAT: the data (pick_train_data), then train_and_export; 1
+# (after a skip of WHAT, or a failure) when the models are not there.
+models_ready() {
+    if ! pick_train_data; then
+        skip "$1" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
+        return 1
+    fi
+    echo "# training on $TRAIN_NAME ($TRAIN_SPEC)"
+    train_and_export
 }
 
 # train_and_export: trains each model for a short epoch into $tmp/M.fmp, has

@@ -769,6 +769,29 @@ int fm_deploy_predict(const fm_deploy *deploy, const uint8_t *pixels, int count,
 int fm_deploy_predict_f32(const fm_deploy *deploy, const float *pixels, int count, int threads,
                           uint8_t *classes, float *scores);
 
+/* What fm_deploy_export_c wrote. */
+typedef struct fm_export_c_info {
+    uint64_t scratch_bytes; /* NAME_SCRATCH_BYTES: the caller's buffer per prediction */
+    uint64_t const_bytes;   /* the const tables: weights, scales, offsets, ranges, mean */
+    uint64_t weight_bytes;  /* of which packed weights (as in the packed file) */
+    uint64_t source_bytes;  /* the size of NAME.c */
+    int exact;              /* 1: the same classes and scores as fm_deploy_predict, bit
+                               for bit; 0: the network has fp32 weights, which fewmul
+                               multiplies through BLAS in another order of additions */
+} fm_export_c_info;
+
+/* Writes the network as a self-contained C source pair, DIR/NAME.h and
+ * DIR/NAME.c (docs/deploy.md, "C for microcontrollers"): const weight tables
+ * in the packed bit layout and NAME_predict(pixels, scores, scratch), which
+ * needs no allocation, no library and nothing a freestanding C99 compiler
+ * lacks, with a scratch buffer of NAME_SCRATCH_BYTES. NAME is a C identifier
+ * (a letter, then letters, digits, underscores; at most 64). DIR is created
+ * when missing (its parent must exist: FM_ENOENT otherwise); each file is
+ * written through fm_write_file_atomic, so a failure leaves what was there
+ * as it was (FM_EIO). info may be NULL. */
+int fm_deploy_export_c(const fm_deploy *deploy, const char *dir, const char *name,
+                       fm_export_c_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,7 @@ commands=(
     "infer|light|infer --model $tmp/m.fmp --data $D"
     "info|light|info $tmp/m.fmp"
     "bench infer|light|bench infer --model $tmp/m.fmp --runs 3"
+    "export|light|export --model $tmp/m.fmp --c $tmp/out --name m"
     "energy (paper-mlp)|heavy|energy"
     "energy (mlp:32)|light|energy --arch mlp:32"
     "report|light|report $tmp/l.jsonl -o $tmp/out/r.html"

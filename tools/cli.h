@@ -310,6 +310,10 @@ typedef enum {
     MODEL_FILE_OTHER, MODEL_FILE_STATE, MODEL_FILE_PACKED, MODEL_FILE_CHECKPOINT
 } model_file_kind;
 model_file_kind model_file_kind_of(const char *path);
+/* A packed model for info, infer, bench and export: 0, or the exit status
+ * after printing why not. A training-state file gets a message that says
+ * which file these commands read, rather than "bad magic". */
+int load_packed(const char *path, fm_deploy **out);
 /* Images against a model's input of h x w x c values: the same count and,
  * unless the model's shape is flat (N x 1 x 1: a packed model of a flat
  * input, or a training state of before version 3), the same shape; else
@@ -352,6 +356,11 @@ typedef struct bench_opts {
     int json, help;
 } bench_opts;
 
+typedef struct export_opts {
+    const char *model, *dir, *name; /* --model, --c, --name */
+    int json, help;
+} export_opts;
+
 /* The options of report: the logs (not options, wherever they stand) and
  * one --label per log, in order (REPORT_MAX_RUNS: report/report.h). */
 typedef struct report_opts {
@@ -373,6 +382,7 @@ int parse_eval(int argc, char **argv, eval_opts *o);
 int parse_infer(int argc, char **argv, infer_opts *o);
 int parse_info(int argc, char **argv, info_opts *o);
 int parse_bench(int argc, char **argv, bench_opts *o); /* bench infer */
+int parse_export(int argc, char **argv, export_opts *o);
 int parse_energy(int argc, char **argv, train_opts *o);
 int parse_report(int argc, char **argv, report_opts *o);
 
@@ -382,12 +392,14 @@ int cmd_eval(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_energy(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
 /* Help texts: arrays of lines ending with NULL (no string literal is too long
  * for C11). */
 extern const char *const train_help[], *const eval_help[], *const infer_help[],
-    *const info_help[], *const bench_help[], *const energy_help[], *const report_help[];
+    *const info_help[], *const bench_help[], *const export_help[], *const energy_help[],
+    *const report_help[];
 
 #endif

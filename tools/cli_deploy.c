@@ -1,7 +1,7 @@
-/* cli_deploy.c — what train, eval and infer share about deployed (packed)
- * models: the --set choices, a network's weight totals, telling the two model
- * files apart by their magic, checking a data set against a packed model and
- * predicting it in batches. */
+/* cli_deploy.c — what train, eval, infer and export share about deployed
+ * (packed) models: the --set choices, a network's weight totals, telling the
+ * two model files apart by their magic, loading a packed model, checking a
+ * data set against a packed model and predicting it in batches. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -57,6 +57,17 @@ model_file_kind model_file_kind_of(const char *path)
     if (n == sizeof magic && memcmp(magic, "FMULCKPT", 8) == 0)
         return MODEL_FILE_CHECKPOINT;
     return MODEL_FILE_OTHER;
+}
+
+int load_packed(const char *path, fm_deploy **out)
+{
+    if (model_file_kind_of(path) == MODEL_FILE_STATE)
+        return failure_as(FM_EFORMAT, "%s: a training-state file (fewmul train --state); 'fewmul %s' reads "
+                       "packed models (fewmul train --out)",
+                       path, g_command ? g_command : "");
+    if (fm_deploy_load(path, out) != FM_OK)
+        return library_failure();
+    return 0;
 }
 
 int check_input_shape(const char *model, const char *data, const char *set, const fm_images *images,

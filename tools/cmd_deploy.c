@@ -160,21 +160,6 @@ const char *const bench_help[] = {
     "  fewmul bench infer --model bc.fmp --runs 500 --json",
     NULL};
 
-/* ---- the packed model ---------------------------------------------------- */
-
-/* A packed model for info, infer and bench. A training-state file gets a
- * message that says which file these commands read, rather than "bad magic". */
-static int load_packed(const char *path, fm_deploy **out)
-{
-    if (model_file_kind_of(path) == MODEL_FILE_STATE)
-        return failure_as(FM_EFORMAT, "%s: a training-state file (fewmul train --state); 'fewmul %s' reads "
-                       "packed models (fewmul train --out)",
-                       path, g_command ? g_command : "");
-    if (fm_deploy_load(path, out) != FM_OK)
-        return library_failure();
-    return 0;
-}
-
 /* ---- infer --------------------------------------------------------------- */
 
 /* Every variant name the library knows; which of them this CPU runs is

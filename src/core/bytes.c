@@ -2,7 +2,9 @@
  * (bytes.h), and fm_write_file_atomic (fewmul.h): the one write that fewmul's
  * file formats and the command's outputs share: a temporary file of an
  * unpredictable name created O_EXCL beside the target, fsynced and renamed
- * over it, never over anything but a regular file (fm_check_output). */
+ * over it, never over anything but a regular file (fm_check_output); and
+ * fmi_write_files_atomic, the same for files that belong together, all
+ * written before any is renamed. */
 #define _POSIX_C_SOURCE 200809L
 #include "bytes.h"
 #include "internal.h"
@@ -284,20 +286,21 @@ static int create_tmp(char *tmp, size_t plen)
     return -1; /* errno EEXIST: a hundred names taken */
 }
 
-/* fm_write_file_atomic and fm_write_file_atomic_open: the file is left open
- * in *keep when keep is not NULL. */
-static int write_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
-                        fm_write_failure *failure, FILE **keep)
+/* A file being written: its target, its temporary file beside it, and the
+ * stream left open when the caller keeps it. */
+typedef struct staged_file {
+    const char *path;
+    char *tmp;
+    FILE *f;
+} staged_file;
+
+/* The first half of an atomic write: the temporary file beside s->path
+ * created, filled, flushed, synced and closed (left open in s->f with keep).
+ * On failure it is removed and FM_EIO (or FM_ENOMEM) returned. */
+static int stage(staged_file *s, int (*fill)(FILE *f, void *user), void *user,
+                 fm_write_failure *failure, int keep)
 {
-    record_failure(failure, FM_WRITE_STEP_NONE, 0);
-    if (keep)
-        *keep = NULL;
-    if (!path || !fill)
-        return fmi_error(FM_EINVAL, "fm_write_file_atomic: no path or no fill function");
-    if (fm_check_output(path) != FM_OK) {
-        record_failure(failure, FM_WRITE_STEP_TARGET, 0);
-        return FM_EIO;
-    }
+    const char *path = s->path;
     size_t plen = strlen(path);
     char *tmp = fmi_alloc_raw(plen + sizeof TMP_SUFFIX + TMP_RANDOM);
     if (!tmp)
@@ -329,26 +332,71 @@ static int write_atomic(const char *path, int (*fill)(FILE *f, void *user), void
         err = first_error(err);
     if (!keep && fclose(f) != 0)
         err = first_error(err);
-    if (!err && rename(tmp, path) != 0) {
-        err = errno;
-        record_failure(failure, FM_WRITE_STEP_RENAME, err);
-        fmi_error(FM_EIO, "%s: cannot rename into place: %s", path, strerror(err));
-    } else if (err) {
+    if (err) {
         record_failure(failure, FM_WRITE_STEP_WRITE, err);
         fmi_error(FM_EIO, "%s: write failed: %s", path, strerror(err));
-    }
-    if (err) {
         if (keep)
             fclose(f);
         unlink(tmp);
         fmi_free(tmp);
         return FM_EIO;
     }
-    fmi_free(tmp);
-    sync_directory(path);
-    if (keep)
-        *keep = f;
+    s->tmp = tmp;
+    s->f = keep ? f : NULL;
     return FM_OK;
+}
+
+/* Drops a staged file that will not be renamed. */
+static void unstage(staged_file *s)
+{
+    if (s->f)
+        fclose(s->f);
+    if (s->tmp) {
+        unlink(s->tmp);
+        fmi_free(s->tmp);
+    }
+    s->f = NULL;
+    s->tmp = NULL;
+}
+
+/* The second half: the temporary file renamed over the target, and the
+ * folder synced; on failure it is removed. */
+static int commit(staged_file *s, fm_write_failure *failure)
+{
+    if (rename(s->tmp, s->path) != 0) {
+        int err = errno;
+        record_failure(failure, FM_WRITE_STEP_RENAME, err);
+        fmi_error(FM_EIO, "%s: cannot rename into place: %s", s->path, strerror(err));
+        unstage(s);
+        return FM_EIO;
+    }
+    fmi_free(s->tmp);
+    s->tmp = NULL;
+    sync_directory(s->path);
+    return FM_OK;
+}
+
+/* fm_write_file_atomic and fm_write_file_atomic_open: the file is left open
+ * in *keep when keep is not NULL. */
+static int write_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
+                        fm_write_failure *failure, FILE **keep)
+{
+    record_failure(failure, FM_WRITE_STEP_NONE, 0);
+    if (keep)
+        *keep = NULL;
+    if (!path || !fill)
+        return fmi_error(FM_EINVAL, "fm_write_file_atomic: no path or no fill function");
+    if (fm_check_output(path) != FM_OK) {
+        record_failure(failure, FM_WRITE_STEP_TARGET, 0);
+        return FM_EIO;
+    }
+    staged_file s = {path, NULL, NULL};
+    int rc = stage(&s, fill, user, failure, keep != NULL);
+    if (rc == FM_OK)
+        rc = commit(&s, failure);
+    if (rc == FM_OK && keep)
+        *keep = s.f;
+    return rc;
 }
 
 int fm_write_file_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user,
@@ -380,4 +428,41 @@ int fmi_file_write_atomic(const char *path, const void *data, size_t len)
 {
     byte_span span = {data, len};
     return fm_write_file_atomic(path, write_span, &span, NULL);
+}
+
+/* fill(f, user, index) as stage() calls a fill function. */
+typedef struct indexed_fill {
+    int (*fill)(FILE *f, void *user, int index);
+    void *user;
+    int index;
+} indexed_fill;
+
+static int fill_indexed(FILE *f, void *user)
+{
+    const indexed_fill *job = user;
+    return job->fill(f, job->user, job->index);
+}
+
+int fmi_write_files_atomic(int n, const char *const *paths,
+                           int (*fill)(FILE *f, void *user, int index), void *user)
+{
+    staged_file s[FMI_ATOMIC_FILES_MAX];
+    if (n < 1 || n > FMI_ATOMIC_FILES_MAX || !paths || !fill)
+        return fmi_error(FM_EINVAL, "fmi_write_files_atomic: %d files", n);
+    for (int i = 0; i < n; i++)
+        if (fm_check_output(paths[i]) != FM_OK)
+            return FM_EIO;
+    int rc = FM_OK, staged = 0;
+    for (; staged < n && rc == FM_OK; staged++) {
+        s[staged] = (staged_file){paths[staged], NULL, NULL};
+        indexed_fill job = {fill, user, staged};
+        rc = stage(&s[staged], fill_indexed, &job, NULL, 0);
+    }
+    for (int i = 0; i < staged; i++)
+        if (rc != FM_OK)
+            unstage(&s[i]);
+        else if ((rc = commit(&s[i], NULL)) != FM_OK)
+            for (int j = i + 1; j < staged; j++)
+                unstage(&s[j]);
+    return rc;
 }

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- writing ------------------------------------------------------------- */
 
@@ -109,5 +110,17 @@ extern size_t fmi_read_whole_max;
  * FM_EIO names the step and the system's reason; anything at path but a
  * regular file is refused (fm_check_output). */
 int fmi_file_write_atomic(const char *path, const void *data, size_t len);
+
+/* Several files written as one, for outputs that belong together (the C
+ * export's header and source): each as fm_write_file_atomic writes it, but
+ * every temporary file is created, filled, flushed and synced before the
+ * first rename, so that any failure until then (a full disk, an allocation,
+ * fm_check_output's refusal of any path) leaves every existing file as it
+ * was. Only a failed rename, after the first, leaves the files renamed
+ * before it new. fill(f, user, i) writes file i (returns 0 or an errno
+ * value, as for fm_write_file_atomic). At most FMI_ATOMIC_FILES_MAX files. */
+#define FMI_ATOMIC_FILES_MAX 8
+int fmi_write_files_atomic(int n, const char *const *paths,
+                           int (*fill)(FILE *f, void *user, int index), void *user);
 
 #endif

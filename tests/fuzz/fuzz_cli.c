@@ -96,6 +96,12 @@ static void parse_command(int argc, char **argv)
         check_status(rc = parse_bench(argc, argv, &o));
         if (rc == CLI_OK && !o.help && (!o.model || o.runs < 1))
             abort();
+    } else if (strcmp(name, "export") == 0) {
+        export_opts o;
+        g_command = "export";
+        check_status(rc = parse_export(argc, argv, &o));
+        if (rc == CLI_OK && !o.help && (!o.model || !o.dir || !o.name || !o.name[0]))
+            abort();
     } else if (strcmp(name, "report") == 0) {
         report_opts o;
         g_command = "report";

@@ -408,6 +408,20 @@ static void test_threads_mulfree(void **state)
     threads_change_nothing(&c, 7, 1, "tc+qb mulfree");
 }
 
+/* A CNN on the mulfree kernels, a strided convolution's input gradient (the
+ * dilated error map) included. */
+static void test_threads_conv_mulfree(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "conv:8k3,16k3s2same,pool2,fc64", "bc");
+    c.qb = 1;
+    c.exec = FM_EXEC_MULFREE;
+    c.epochs = 2;
+    c.train_limit = 200; /* 5 steps an epoch */
+    threads_change_nothing(&c, 7, 2, "conv bc+qb mulfree");
+}
+
 /* A periodic checkpoint taken mid-run, the run then killed (here: simply
  * finished, its later checkpoints ignored), resumes to the same end; so does
  * the checkpoint of a finished run. */
@@ -916,6 +930,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads_dense_fp32_adam, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_threads_conv, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_threads_mulfree, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_threads_conv_mulfree, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_truncations_and_flips_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_fields_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_run_fields_in_range, test_setup, test_teardown),

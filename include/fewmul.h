@@ -84,9 +84,9 @@ int fm_threads_usable(int threads, int *wanted);
 /* The libraries this build's float matrix products may call: "OpenBLAS and
  * oneDNN", "OpenBLAS", "oneDNN" or "portable loop". */
 const char *fm_gemm_libraries(void);
-/* Checks FEWMUL_GEMM (openblas, dnnl or auto; unset means auto), which forces
- * every tile of a float product to one library instead of the rule by shape
- * (docs/method.md, "Reproducibility"): FM_OK, FM_EINVAL for another value,
+/* Checks FEWMUL_GEMM (openblas, dnnl or auto; unset means auto: oneDNN when
+ * the build has it, else OpenBLAS), the library of every tile of a float
+ * product (docs/method.md, "Reproducibility"): FM_OK, FM_EINVAL for another value,
  * FM_EUNSUPPORTED for a library this build lacks (the library itself takes
  * such a value as auto, so a program should check first). */
 int fm_gemm_check(void);

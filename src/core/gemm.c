@@ -1,6 +1,6 @@
 /* gemm.c — fmi_sgemm: OpenBLAS and/or oneDNN when the build has them and may
  * call them (the fast path: a fixed grid of single-threaded tiles, each to the
- * library a rule of its shape picks), otherwise a straightforward
+ * library the build and FEWMUL_GEMM pick), otherwise a straightforward
  * row-parallel loop that is correct for every transpose case. */
 #include "gemm.h"
 
@@ -239,29 +239,32 @@ int fmi_blas_enabled(void)
 
 static int round16(int n) { return (n + 15) / 16 * 16; }
 
-#if defined(FM_HAVE_DNNL) && defined(FM_HAVE_CBLAS)
-/* PROVISIONAL */
-static int dnnl_wins(int ta, int tb, int m, int n, int k)
+/* Whether a tile goes to oneDNN: a function of the build, FEWMUL_GEMM and the
+ * tile's shape alone, so the same tile always gets the same library and the
+ * same bits, on any thread count.
+ *
+ * The rule of FEWMUL_GEMM=auto, from measurements on the 2-core AVX-512
+ * machine (docs/method.md, "Reproducibility"; docs/bench.md): each tile shape
+ * that paper-cnn (batch 100) and paper-mlp (batch 200) train with, timed on
+ * one thread, 7 interleaved calls each, gave oneDNN's sgemm 1.3-2.9x the speed
+ * of OpenBLAS's with OPENBLAS_CORETYPE=Haswell (2.1-2.3x over a paper-cnn
+ * step's mix) and 0.9-1.6x (1.1-1.2x over the mix) with it unset (OpenBLAS's
+ * AVX-512 kernels). The few it lost were small (products 10 wide, under 1%
+ * of a step's work), and they win with the Haswell kernels; a tile 128 wide
+ * of A·Bᵀ over K = 1024 ran at 0.3-0.5x in that loop but not inside a
+ * training run, where every tile to oneDNN took paper-mlp's epoch in 0.71x
+ * the CPU time of OpenBLAS (Haswell) and 0.92x (unset), and sending those
+ * tiles to OpenBLAS made it slower. So every tile goes to oneDNN when the
+ * build has it: a rule that reads neither OPENBLAS_CORETYPE nor the CPU. */
+static int tile_to_dnnl(int choice)
 {
-    (void)ta, (void)tb, (void)m, (void)n, (void)k;
-    return 1;
-}
-#endif
-
-/* Whether a tile goes to oneDNN: a function of the build and the tile's shape
- * and transposes alone, so the same tile always gets the same library and
- * the same bits. */
-static int tile_to_dnnl(int choice, int ta, int tb, int m, int n, int k)
-{
 #if defined(FM_HAVE_DNNL) && defined(FM_HAVE_CBLAS)
-    if (choice != FMI_GEMM_AUTO)
-        return choice == FMI_GEMM_DNNL;
-    return dnnl_wins(ta, tb, m, n, k);
+    return choice != FMI_GEMM_OPENBLAS;
 #elif defined(FM_HAVE_DNNL)
-    (void)choice, (void)ta, (void)tb, (void)m, (void)n, (void)k;
+    (void)choice;
     return 1;
 #else
-    (void)choice, (void)ta, (void)tb, (void)m, (void)n, (void)k;
+    (void)choice;
     return 0;
 #endif
 }
@@ -326,7 +329,7 @@ static void sgemm_tiled(int choice, int ta, int tb, int M, int N, int K, float a
         const int m = FM_MIN(tm, M - i0), n = FM_MIN(tn, N - j0);
         const float *a = ta ? A + i0 : A + (long)i0 * lda;
         const float *b = tb ? B + (long)j0 * ldb : B + j0;
-        tile(tile_to_dnnl(choice, ta, tb, m, n, K), ta, tb, m, n, K, alpha, a, lda, b, ldb, beta,
+        tile(tile_to_dnnl(choice), ta, tb, m, n, K, alpha, a, lda, b, ldb, beta,
              C + (long)i0 * ldc + j0, ldc);
     }
 }

@@ -201,8 +201,11 @@ static int choices(int *out)
     out[n++] = FMI_GEMM_AUTO;
     if (strstr(fm_gemm_libraries(), "OpenBLAS"))
         out[n++] = FMI_GEMM_OPENBLAS;
-    if (strstr(fm_gemm_libraries(), "oneDNN"))
+    if (strstr(fm_gemm_libraries(), "oneDNN")) {
+        /* the library is there, so a oneDNN tile runs in it, not elsewhere */
+        assert_true(fmi_gemm_dnnl_opened());
         out[n++] = FMI_GEMM_DNNL;
+    }
     return n;
 }
 

@@ -2,6 +2,7 @@
  * call them (the fast path: a fixed grid of single-threaded tiles, each to the
  * library the build and FEWMUL_GEMM pick), otherwise a straightforward
  * row-parallel loop that is correct for every transpose case. */
+#define _POSIX_C_SOURCE 200809L /* dlopen */
 #include "gemm.h"
 
 #include "internal.h"
@@ -14,6 +15,7 @@
 #include <cblas.h>
 #endif
 #ifdef FM_HAVE_DNNL
+#include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #endif
@@ -269,13 +271,51 @@ static int tile_to_dnnl(int choice)
 #endif
 }
 
+#ifdef FM_HAVE_DNNL
+typedef dnnl_status_t (*sgemm_fn)(char, char, dnnl_dim_t, dnnl_dim_t, dnnl_dim_t, float,
+                                  const float *, dnnl_dim_t, const float *, dnnl_dim_t, float,
+                                  float *, dnnl_dim_t);
+
+/* oneDNN's dnnl_sgemm, opened at the first product that may call it (NULL
+ * when the library cannot be opened). Not linked: the library (40 MB in
+ * Debian's 2.6) and what it loads (libstdc++, libOpenCL) took so much address
+ * space from every process that a light command no longer fitted under a
+ * 100 MB limit (tests/cli_limits.sh); under a memory limit no product calls
+ * it, so such a process never maps it. Where it cannot be opened (removed
+ * since the build), its tiles run in OpenBLAS, or the portable loop: right
+ * sums with that library's last bits. */
+static sgemm_fn dnnl_sgemm_opened(void)
+{
+    static _Atomic(sgemm_fn) fn = NULL;
+    static atomic_int tried = 0;
+    if (!atomic_load(&tried)) {
+        /* two threads may both open it: dlopen counts, and both store the same */
+        void *lib = dlopen(FM_DNNL_SONAME, RTLD_NOW | RTLD_LOCAL);
+        if (lib)
+            atomic_store(&fn, (sgemm_fn)dlsym(lib, "dnnl_sgemm"));
+        atomic_store(&tried, 1);
+    }
+    return atomic_load(&fn);
+}
+#endif
+
+int fmi_gemm_dnnl_opened(void)
+{
+#ifdef FM_HAVE_DNNL
+    return dnnl_sgemm_opened() != NULL;
+#else
+    return 0;
+#endif
+}
+
 /* One tile, on the calling thread. */
 static void tile(int to_dnnl, int ta, int tb, int m, int n, int K, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     (void)to_dnnl;
 #ifdef FM_HAVE_DNNL
-    if (to_dnnl) {
+    const sgemm_fn dnnl_sgemm = to_dnnl ? dnnl_sgemm_opened() : NULL;
+    if (dnnl_sgemm) {
         /* oneDNN (Debian's build runs on libgomp, the runtime this library
          * uses) takes omp_get_max_threads() threads for a call made outside
          * any parallel region (measured: it started a second thread), and

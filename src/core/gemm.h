@@ -19,6 +19,10 @@ int fmi_gemm_choice(void);
  * tests); choice must name a library of this build, or be auto. */
 void fmi_sgemm_with(int choice, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* 1 when this build has oneDNN and its library opens (it is opened at the
+ * first product that calls it; a build whose library cannot be opened runs
+ * those tiles in OpenBLAS, else in the portable loop). */
+int fmi_gemm_dnnl_opened(void);
 /* The portable loop alone, in every build: what fmi_sgemm runs without OpenBLAS. */
 void fmi_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc);

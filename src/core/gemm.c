@@ -299,15 +299,6 @@ static sgemm_fn dnnl_sgemm_opened(void)
 }
 #endif
 
-int fmi_gemm_dnnl_opened(void)
-{
-#ifdef FM_HAVE_DNNL
-    return dnnl_sgemm_opened() != NULL;
-#else
-    return 0;
-#endif
-}
-
 /* One tile, on the calling thread. */
 static void tile(int to_dnnl, int ta, int tb, int m, int n, int K, float alpha, const float *a,
                  int lda, const float *b, int ldb, float beta, float *c, int ldc)
@@ -375,16 +366,20 @@ static void sgemm_tiled(int choice, int ta, int tb, int M, int N, int K, float a
 }
 #endif
 
-/* Whether the fast libraries may be called: the build has one and the
- * process has no finite memory limit. */
-static int tiles_enabled(void)
+int fmi_gemm_dnnl_opened(void)
 {
-#ifdef FM_HAVE_TILES
-    return !fmi_memory_limited();
+#ifdef FM_HAVE_DNNL
+    return dnnl_sgemm_opened() != NULL;
 #else
     return 0;
 #endif
 }
+
+#ifdef FM_HAVE_TILES
+/* Whether the fast libraries may be called: the process has no finite memory
+ * limit (fmi_blas_enabled says why). */
+static int tiles_enabled(void) { return !fmi_memory_limited(); }
+#endif
 
 void fmi_sgemm_with(int choice, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                     int lda, const float *B, int ldb, float beta, float *C, int ldc)

@@ -241,9 +241,10 @@ int fmi_blas_enabled(void)
 
 static int round16(int n) { return (n + 15) / 16 * 16; }
 
-/* Whether a tile goes to oneDNN: a function of the build, FEWMUL_GEMM and the
- * tile's shape alone, so the same tile always gets the same library and the
- * same bits, on any thread count.
+/* Whether a tile goes to oneDNN: a function of the build and FEWMUL_GEMM
+ * alone (a rule of the tile's shape would do too; the measurements asked for
+ * none), so the same tile always gets the same library and the same bits, on
+ * any thread count.
  *
  * The rule of FEWMUL_GEMM=auto, from measurements on the 2-core AVX-512
  * machine (docs/method.md, "Reproducibility"; docs/bench.md): each tile shape

@@ -60,8 +60,8 @@ size_t fm_fit_text(char *buf, size_t cap, const char *text);
 
 /* Every allocation of the library goes through these (zlib's buffers
  * included); NULL restores the C library's. Set before any other call; not
- * thread-safe against running calls. OpenBLAS and the OpenMP runtime keep
- * buffers of their own, outside the hook. */
+ * thread-safe against running calls. OpenBLAS, oneDNN and the OpenMP runtime
+ * keep buffers of their own, outside the hook. */
 typedef struct fm_allocator {
     void *(*malloc_fn)(size_t size, void *user);
     void *(*realloc_fn)(void *ptr, size_t size, void *user);
@@ -80,6 +80,16 @@ void fm_set_allocator(const fm_allocator *allocator);
  * OpenBLAS stays within the answer, so that a runtime never ends the process
  * for want of a thread. */
 int fm_threads_usable(int threads, int *wanted);
+
+/* The libraries this build's float matrix products may call: "OpenBLAS and
+ * oneDNN", "OpenBLAS", "oneDNN" or "portable loop". */
+const char *fm_gemm_libraries(void);
+/* Checks FEWMUL_GEMM (openblas, dnnl or auto; unset means auto: oneDNN when
+ * the build has it, else OpenBLAS), the library of every tile of a float
+ * product (docs/method.md, "Reproducibility"): FM_OK, FM_EINVAL for another value,
+ * FM_EUNSUPPORTED for a library this build lacks (the library itself takes
+ * such a value as auto, so a program should check first). */
+int fm_gemm_check(void);
 
 /* ---- files ------------------------------------------------------------- */
 

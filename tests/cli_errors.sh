@@ -67,6 +67,47 @@ if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/train_help"; then ok "help train";
 
 run_cli --version
 if [ "$rc" -eq 0 ] && grep -Eq '^fewmul [0-9]+\.[0-9]+' "$tmp/out"; then ok "--version"; else not_ok "--version" "exit $rc"; fi
+# --version names the float products' libraries; FEWMUL_GEMM picks among them
+# and a value that is not one of this build's stops any command, exit 1.
+if [ "$rc" -eq 0 ] && grep -Eq '^float matrix products: (OpenBLAS and oneDNN|OpenBLAS|oneDNN|portable loop)$' "$tmp/out"; then
+    ok "--version names the float products' libraries"
+else
+    not_ok "--version names the float products' libraries" "exit $rc: $(tail -n 1 "$tmp/out")"
+fi
+libs=$(sed -n 's/^float matrix products: //p' "$tmp/out")
+gemm_error() { # NAME VALUE PATTERN ARGS...: FEWMUL_GEMM=VALUE fewmul ARGS fails with status 1
+    local name=$1 value=$2 pattern=$3
+    shift 3
+    wrap=(env "FEWMUL_GEMM=$value")
+    run_cli "$@"
+    last_args=("FEWMUL_GEMM=$value" "$@")
+    wrap=()
+    expect_status_case "$name" 1 "$pattern"
+}
+expect_status_case() { # the checks of expect_error on the run just made
+    local name=$1 code=$2 pattern=$3
+    record_case "$name" "$tmp/err"
+    if [ "$rc" -eq "$code" ] && [ "$(awk 'END { print NR }' "$tmp/err")" -eq 1 ] &&
+        grep -Eq '^fewmul: error: .+' "$tmp/err" && grep -Eiq -- "$pattern" "$tmp/err" && [ ! -s "$tmp/out" ]; then
+        ok "$name"
+    else
+        not_ok "$name" "exit $rc, expected $code; stderr: $(first_stderr_line)"
+    fi
+}
+gemm_error "FEWMUL_GEMM names no library" mkl 'FEWMUL_GEMM=mkl: expected openblas, dnnl or auto' \
+    train --data "idx:$good" --arch mlp:16 --epochs 1 --valid 20 --quiet
+for lib in dnnl openblas; do
+    case "$lib:$libs" in
+        dnnl:*oneDNN* | openblas:*OpenBLAS*)
+            wrap=(env "FEWMUL_GEMM=$lib")
+            run_cli train --data "idx:$good" --arch mlp:16 --epochs 1 --valid 20 --quiet --json
+            wrap=()
+            if [ "$rc" -eq 0 ]; then ok "FEWMUL_GEMM=$lib trains"; else not_ok "FEWMUL_GEMM=$lib trains" "exit $rc: $(first_stderr_line)"; fi ;;
+        *)
+            gemm_error "FEWMUL_GEMM names a library this build lacks" "$lib" "FEWMUL_GEMM=$lib: this build's float products have" \
+                train --data "idx:$good" --arch mlp:16 --epochs 1 --valid 20 --quiet ;;
+    esac
+done
 
 run_cli eval --help
 if [ "$rc" -eq 0 ] && grep -q -- '--model' "$tmp/out"; then ok "eval --help"; else not_ok "eval --help" "exit $rc"; fi

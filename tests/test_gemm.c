@@ -3,8 +3,11 @@
  * shapes, alpha/beta, and the sizes that split across threads, and the same
  * bits on 1, 2 and 3 threads; the portable loop (every build has it: the BLAS
  * build runs it under a memory limit) bit for bit against the sums it
- * defines, its copies of a transposed B included; and the thread counts
- * fmi_threads_usable grants. */
+ * defines, its copies of a transposed B included; each library of the build
+ * forced on every tile (FEWMUL_GEMM's choices): the same bits on 1, 2 and 3
+ * threads and sums within float rounding of the portable loop's; and the
+ * thread counts fmi_threads_usable grants. */
+#define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +193,112 @@ static void test_same_bits_any_threads(void **state)
             }
 }
 
+/* The library choices this build has (FEWMUL_GEMM): auto always, openblas and
+ * dnnl when fm_gemm_libraries names them. */
+static int choices(int *out)
+{
+    int n = 0;
+    out[n++] = FMI_GEMM_AUTO;
+    if (strstr(fm_gemm_libraries(), "OpenBLAS"))
+        out[n++] = FMI_GEMM_OPENBLAS;
+    if (strstr(fm_gemm_libraries(), "oneDNN")) {
+        /* the library is there, so a oneDNN tile runs in it, not elsewhere */
+        assert_true(fmi_gemm_dnnl_opened());
+        out[n++] = FMI_GEMM_DNNL;
+    }
+    return n;
+}
+
+/* Products of one tile (under 10^6 multiply-adds) with a long K, which a
+ * library left to its own threads may split among them, and products of
+ * several tiles; paper-cnn's and paper-mlp's tile shapes among them. */
+static const int lib_shapes[][3] = {{8, 8, 15000},  {27, 64, 28800}, {64, 64, 60000}, {200, 130, 70},
+                                    {301, 517, 40}, {208, 128, 1152}, {200, 1024, 784},
+                                    {128, 256, 800}};
+#define LIB_SHAPES ((int)(sizeof lib_shapes / sizeof lib_shapes[0]))
+
+/* Each library this build has, forced on every tile, gives the same bits on
+ * 1, 2 and 3 threads, and sums within float rounding of the portable loop's
+ * (the same sums in another order). */
+static void test_each_library(void **state)
+{
+    (void)state;
+    int choice[3];
+    const int nc = choices(choice);
+    for (int c = 0; c < nc; c++)
+        for (int s = 0; s < LIB_SHAPES; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    const int M = lib_shapes[s][0], N = lib_shapes[s][1], K = lib_shapes[s][2];
+                    const int ldc = N + 3, lda = ta ? M : K, ldb = tb ? K : N;
+                    fm_rng rng;
+                    fmi_rng_seed(&rng, (uint64_t)(s * 4 + ta * 2 + tb + 100));
+                    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+                    float *C0 = malloc(sizeof(float) * M * ldc), *P = malloc(sizeof(float) * M * ldc);
+                    float *C[3];
+                    for (long i = 0; i < (long)M * K; i++)
+                        A[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                    for (long i = 0; i < (long)K * N; i++)
+                        B[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                    for (long i = 0; i < (long)M * ldc; i++)
+                        C0[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                    memcpy(P, C0, sizeof(float) * M * ldc);
+                    fmi_threads_set(2);
+                    fmi_sgemm_portable(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, P, ldc);
+                    for (int t = 0; t < 3; t++) {
+                        C[t] = malloc(sizeof(float) * M * ldc);
+                        memcpy(C[t], C0, sizeof(float) * M * ldc);
+                        fmi_threads_set(t + 1);
+                        fmi_sgemm_with(choice[c], ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f,
+                                       C[t], ldc);
+                    }
+                    fmi_threads_set(2);
+                    for (int t = 1; t < 3; t++)
+                        if (memcmp(C[0], C[t], sizeof(float) * M * ldc) != 0)
+                            fail_msg("choice %d ta=%d tb=%d %dx%dx%d: 1 and %d threads give "
+                                     "different bits",
+                                     choice[c], ta, tb, M, N, K, t + 1);
+                    /* each term is under 0.5 in size: K of them round within
+                     * K * 2^-24 * 0.5 * K of each other's order (a loose
+                     * bound: sqrt(K) is typical) */
+                    const double tol = 1e-6 * K;
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++)
+                            if (fabs((double)C[0][(long)i * ldc + j] - P[(long)i * ldc + j]) > tol)
+                                fail_msg("choice %d ta=%d tb=%d %dx%dx%d: C[%d,%d] = %.7g, the "
+                                         "portable loop %.7g",
+                                         choice[c], ta, tb, M, N, K, i, j,
+                                         C[0][(long)i * ldc + j], P[(long)i * ldc + j]);
+                    free(A), free(B), free(C0), free(P), free(C[0]), free(C[1]), free(C[2]);
+                }
+}
+
+/* The library names: the build's, and FEWMUL_GEMM's check of a value
+ * (checked here before the first product reads it). */
+static void test_gemm_choice(void **state)
+{
+    (void)state;
+    const char *libs = fm_gemm_libraries();
+    assert_true(strcmp(libs, "OpenBLAS and oneDNN") == 0 || strcmp(libs, "OpenBLAS") == 0 ||
+                strcmp(libs, "oneDNN") == 0 || strcmp(libs, "portable loop") == 0);
+    const char *saved = getenv("FEWMUL_GEMM");
+    setenv("FEWMUL_GEMM", "auto", 1);
+    assert_int_equal(fm_gemm_check(), FM_OK);
+    setenv("FEWMUL_GEMM", "", 1);
+    assert_int_equal(fm_gemm_check(), FM_OK);
+    setenv("FEWMUL_GEMM", "mkl", 1);
+    assert_int_equal(fm_gemm_check(), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "FEWMUL_GEMM=mkl"));
+    setenv("FEWMUL_GEMM", "dnnl", 1);
+    assert_int_equal(fm_gemm_check(), strstr(libs, "oneDNN") ? FM_OK : FM_EUNSUPPORTED);
+    setenv("FEWMUL_GEMM", "openblas", 1);
+    assert_int_equal(fm_gemm_check(), strstr(libs, "OpenBLAS") ? FM_OK : FM_EUNSUPPORTED);
+    if (saved)
+        setenv("FEWMUL_GEMM", saved, 1);
+    else
+        unsetenv("FEWMUL_GEMM");
+}
+
 /* Without a limit here every count asked for is granted (at least 1), and
  * fm_threads_usable names what was asked. */
 static void test_threads_usable(void **state)
@@ -210,6 +319,8 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_all_transposes),
                                        cmocka_unit_test(test_portable_exact),
                                        cmocka_unit_test(test_same_bits_any_threads),
+                                       cmocka_unit_test(test_each_library),
+                                       cmocka_unit_test(test_gemm_choice),
                                        cmocka_unit_test(test_threads_usable)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,7 +32,8 @@ static const char *const main_help[] = {
     "                                      from their --log files: error, rate,",
     "                                      speed, energy",
     "  fewmul help [COMMAND]               show the help of a command",
-    "  fewmul --version                    print the version",
+    "  fewmul --version                    print the version and the libraries of the",
+    "                                      float matrix products",
     "",
     "Binary and ternary weights (BinaryConnect, TernaryConnect) turn the forward",
     "pass's multiplications into sign changes; quantized back-propagation (--qb)",
@@ -48,11 +49,15 @@ static const char *const main_help[] = {
     "       the kernel variant a packed model gets when it is loaded (default: the",
     "       best this CPU supports); a value that is not one of these, or a",
     "       variant this CPU lacks, makes loading fail (exit 1)",
+    "  FEWMUL_GEMM=auto|openblas|dnnl",
+    "       the library of every tile of a float matrix product (default auto:",
+    "       oneDNN when the build has it, else OpenBLAS); another value, or a",
+    "       library this build lacks (fewmul --version names them), is exit 1",
     "",
     "Exit status (docs/errors.md lists the cases):",
     "  0    success",
-    "  1    a failure not listed below: FEWMUL_KERNELS invalid, a kernel",
-    "       variant this CPU lacks",
+    "  1    a failure not listed below: FEWMUL_KERNELS or FEWMUL_GEMM",
+    "       invalid, a kernel variant this CPU lacks",
     "  2    usage error: unknown command or option, bad value, options that",
     "       conflict",
     "  3    not found: a data, model, checkpoint or table file or folder",
@@ -135,7 +140,7 @@ static int dispatch(int argc, char **argv)
         return cmd_help(argc, argv);
     if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0 ||
         strcmp(name, "version") == 0) {
-        printf("fewmul %s\n", FM_VERSION_STRING);
+        printf("fewmul %s\nfloat matrix products: %s\n", FM_VERSION_STRING, fm_gemm_libraries());
         return CLI_OK;
     }
     const command *c = find_command(name);
@@ -145,6 +150,10 @@ static int dispatch(int argc, char **argv)
         return usage_error("unknown command '%s'", name);
     }
     g_command = c->name;
+    /* before any product reads it: a library this build lacks or a misspelt
+     * name would otherwise pass for auto (fm_gemm_check) */
+    if (fm_gemm_check() != FM_OK)
+        return failure("%s", fm_last_error());
     return c->run(argc, argv);
 }
 

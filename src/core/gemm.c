@@ -1,12 +1,26 @@
-/* gemm.c — fmi_sgemm: OpenBLAS when the build has it and may call it (the
- * fast path), otherwise a straightforward row-parallel loop that is correct
- * for every transpose case. */
+/* gemm.c — fmi_sgemm: OpenBLAS and/or oneDNN when the build has them and may
+ * call them (the fast path: a fixed grid of single-threaded tiles, each to the
+ * library the build and FEWMUL_GEMM pick), otherwise a straightforward
+ * row-parallel loop that is correct for every transpose case. */
+#define _POSIX_C_SOURCE 200809L /* dlopen */
 #include "gemm.h"
 
 #include "internal.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
 #ifdef FM_HAVE_CBLAS
 #include <cblas.h>
+#endif
+#ifdef FM_HAVE_DNNL
+#include <dlfcn.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#endif
+#if defined(FM_HAVE_CBLAS) || defined(FM_HAVE_DNNL)
+#define FM_HAVE_TILES 1
 #endif
 
 /* Row i of C = beta*C + alpha*op(A)*b, with b row-major K x n (row stride
@@ -120,6 +134,70 @@ void fmi_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const 
     }
 }
 
+/* ---- which library ---------------------------------------------------------- */
+
+const char *fm_gemm_libraries(void)
+{
+#if defined(FM_HAVE_CBLAS) && defined(FM_HAVE_DNNL)
+    return "OpenBLAS and oneDNN";
+#elif defined(FM_HAVE_CBLAS)
+    return "OpenBLAS";
+#elif defined(FM_HAVE_DNNL)
+    return "oneDNN";
+#else
+    return "portable loop";
+#endif
+}
+
+/* FEWMUL_GEMM's value as FMI_GEMM_*, -1 for one that is not a name or names
+ * a library this build lacks. */
+static int parse_choice(const char *value)
+{
+    if (!value || !*value || strcmp(value, "auto") == 0)
+        return FMI_GEMM_AUTO;
+    if (strcmp(value, "openblas") == 0) {
+#ifdef FM_HAVE_CBLAS
+        return FMI_GEMM_OPENBLAS;
+#else
+        return -1;
+#endif
+    }
+    if (strcmp(value, "dnnl") == 0) {
+#ifdef FM_HAVE_DNNL
+        return FMI_GEMM_DNNL;
+#else
+        return -1;
+#endif
+    }
+    return -1;
+}
+
+int fm_gemm_check(void)
+{
+    const char *value = getenv("FEWMUL_GEMM");
+    if (parse_choice(value) >= 0)
+        return FM_OK;
+    if (strcmp(value, "openblas") == 0 || strcmp(value, "dnnl") == 0)
+        return fmi_error(FM_EUNSUPPORTED, "FEWMUL_GEMM=%s: this build's float products have %s",
+                         value, fm_gemm_libraries());
+    return fmi_error(FM_EINVAL, "FEWMUL_GEMM=%s: expected openblas, dnnl or auto", value);
+}
+
+int fmi_gemm_choice(void)
+{
+    /* read once, so that one run does not change arithmetic half-way; a value
+     * fm_gemm_check rejects counts as auto here (the command stops first) */
+    static atomic_int choice = -1;
+    int c = atomic_load(&choice);
+    if (c < 0) {
+        c = parse_choice(getenv("FEWMUL_GEMM"));
+        if (c < 0)
+            c = FMI_GEMM_AUTO;
+        atomic_store(&choice, c);
+    }
+    return c;
+}
+
 /* OpenBLAS maps a buffer (128 MiB in Debian's 0.3.21) for each thread that
  * runs a product and, when the system refuses it, retries forever
  * (blas_memory_alloc loops; a thread of its own stuck there also keeps the
@@ -127,7 +205,7 @@ void fmi_sgemm_portable(int ta, int tb, int M, int N, int K, float alpha, const 
  * happen at any product, however much room there was at the start, so such a
  * process calls no OpenBLAS routine at all: products take the portable loop,
  * whose results are the BLAS-free build's (docs/cli.md, "Memory and thread
- * limits"). */
+ * limits"). oneDNN is held to the same: one rule for both fast libraries. */
 int fmi_blas_enabled(void)
 {
 #ifdef FM_HAVE_CBLAS
@@ -137,7 +215,7 @@ int fmi_blas_enabled(void)
 #endif
 }
 
-#ifdef FM_HAVE_CBLAS
+#ifdef FM_HAVE_TILES
 /* Threads: OpenBLAS runs single-threaded (fmi_threads_set) and this function
  * shares the product among the OpenMP threads itself. One thread pool instead
  * of two: OpenMP threads spinning between our loops would otherwise steal the
@@ -146,7 +224,7 @@ int fmi_blas_enabled(void)
  * OpenBLAS rounds a value differently depending on where it falls in its
  * kernel blocks, so how C is cut shows in the results. C is therefore cut
  * into a grid of tiles that depends on M, N and K only, never on the thread
- * count, and each tile is one single-threaded cblas_sgemm call, whichever
+ * count, and each tile is one single-threaded library call, whichever
  * thread runs it: the same bits on any number of threads (docs/method.md,
  * "Reproducibility"). Products under TILE_WORK multiply-adds stay whole;
  * larger ones halve their longer side (in multiples of 16, to keep kernel
@@ -163,10 +241,103 @@ int fmi_blas_enabled(void)
 
 static int round16(int n) { return (n + 15) / 16 * 16; }
 
-static void sgemm_blas(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                       const float *B, int ldb, float beta, float *C, int ldc)
+/* Whether a tile goes to oneDNN: a function of the build and FEWMUL_GEMM
+ * alone (a rule of the tile's shape would do too; the measurements asked for
+ * none), so the same tile always gets the same library and the same bits, on
+ * any thread count.
+ *
+ * The rule of FEWMUL_GEMM=auto, from measurements on the 2-core AVX-512
+ * machine (docs/method.md, "Reproducibility"; docs/bench.md): each tile shape
+ * that paper-cnn (batch 100) and paper-mlp (batch 200) train with, timed on
+ * one thread, 7 interleaved calls each, gave oneDNN's sgemm 1.3-2.9x the speed
+ * of OpenBLAS's with OPENBLAS_CORETYPE=Haswell (2.1-2.3x over a paper-cnn
+ * step's mix) and 0.9-1.6x (1.1-1.2x over the mix) with it unset (OpenBLAS's
+ * AVX-512 kernels). The few it lost were small (products 10 wide, under 1%
+ * of a step's work), and they win with the Haswell kernels; a tile 128 wide
+ * of A·Bᵀ over K = 1024 ran at 0.3-0.5x in that loop but not inside a
+ * training run, where every tile to oneDNN took paper-mlp's epoch in 0.71x
+ * the CPU time of OpenBLAS (Haswell) and 0.92x (unset), and sending those
+ * tiles to OpenBLAS made it slower. So every tile goes to oneDNN when the
+ * build has it: a rule that reads neither OPENBLAS_CORETYPE nor the CPU. */
+static int tile_to_dnnl(int choice)
 {
-    const CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+#if defined(FM_HAVE_DNNL) && defined(FM_HAVE_CBLAS)
+    return choice != FMI_GEMM_OPENBLAS;
+#elif defined(FM_HAVE_DNNL)
+    (void)choice;
+    return 1;
+#else
+    (void)choice;
+    return 0;
+#endif
+}
+
+#ifdef FM_HAVE_DNNL
+typedef dnnl_status_t (*sgemm_fn)(char, char, dnnl_dim_t, dnnl_dim_t, dnnl_dim_t, float,
+                                  const float *, dnnl_dim_t, const float *, dnnl_dim_t, float,
+                                  float *, dnnl_dim_t);
+
+/* oneDNN's dnnl_sgemm, opened at the first product that may call it (NULL
+ * when the library cannot be opened). Not linked: the library (40 MB in
+ * Debian's 2.6) and what it loads (libstdc++, libOpenCL) took so much address
+ * space from every process that a light command no longer fitted under a
+ * 100 MB limit (tests/cli_limits.sh); under a memory limit no product calls
+ * it, so such a process never maps it. Where it cannot be opened (removed
+ * since the build), its tiles run in OpenBLAS, or the portable loop: right
+ * sums with that library's last bits. */
+static sgemm_fn dnnl_sgemm_opened(void)
+{
+    static _Atomic(sgemm_fn) fn = NULL;
+    static atomic_int tried = 0;
+    if (!atomic_load(&tried)) {
+        /* two threads may both open it: dlopen counts, and both store the same */
+        void *lib = dlopen(FM_DNNL_SONAME, RTLD_NOW | RTLD_LOCAL);
+        if (lib)
+            atomic_store(&fn, (sgemm_fn)dlsym(lib, "dnnl_sgemm"));
+        atomic_store(&tried, 1);
+    }
+    return atomic_load(&fn);
+}
+#endif
+
+/* One tile, on the calling thread. */
+static void tile(int to_dnnl, int ta, int tb, int m, int n, int K, float alpha, const float *a,
+                 int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    (void)to_dnnl;
+#ifdef FM_HAVE_DNNL
+    const sgemm_fn dnnl_sgemm = to_dnnl ? dnnl_sgemm_opened() : NULL;
+    if (dnnl_sgemm) {
+        /* oneDNN (Debian's build runs on libgomp, the runtime this library
+         * uses) takes omp_get_max_threads() threads for a call made outside
+         * any parallel region (measured: it started a second thread), and
+         * may split a product among them however it likes. Every call here
+         * is inside a region, a product of one tile too (the if clause), and
+         * measured there it starts none; the count is also set to 1 for
+         * this region's task (the caller's returns when it ends), so that
+         * nothing rests on how oneDNN reads the runtime. */
+        omp_set_num_threads(1);
+        if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, K, alpha, a, lda, b, ldb, beta, c,
+                       ldc) != dnnl_success)
+            /* oneDNN could not allocate its packing buffers: the portable
+             * sums for this tile (correct, though rounded differently),
+             * since a product cannot fail */
+            fmi_sgemm_portable(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#endif
+#ifdef FM_HAVE_CBLAS
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+#else
+    fmi_sgemm_portable(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+
+static void sgemm_tiled(int choice, int ta, int tb, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                        int ldc)
+{
     if (M <= 0 || N <= 0)
         return;
     const double work = (double)M * N * K;
@@ -182,25 +353,50 @@ static void sgemm_blas(int ta, int tb, int M, int N, int K, float alpha, const f
     }
     const int gn = (N + tn - 1) / tn;
     const long tiles = (long)((M + tm - 1) / tm) * gn;
+    /* a region even for one tile (the if clause runs it on this thread): the
+     * thread count a oneDNN tile sets is then the region's, not the caller's */
 #pragma omp parallel for schedule(dynamic) if (tiles > 1)
     for (long t = 0; t < tiles; t++) {
         const int i0 = (int)(t / gn) * tm, j0 = (int)(t % gn) * tn;
+        const int m = FM_MIN(tm, M - i0), n = FM_MIN(tn, N - j0);
         const float *a = ta ? A + i0 : A + (long)i0 * lda;
         const float *b = tb ? B + (long)j0 * ldb : B + j0;
-        cblas_sgemm(CblasRowMajor, opa, opb, FM_MIN(tm, M - i0), FM_MIN(tn, N - j0), K, alpha, a,
-                    lda, b, ldb, beta, C + (long)i0 * ldc + j0, ldc);
+        tile(tile_to_dnnl(choice), ta, tb, m, n, K, alpha, a, lda, b, ldb, beta,
+             C + (long)i0 * ldc + j0, ldc);
     }
 }
 #endif
 
-void fmi_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-              const float *B, int ldb, float beta, float *C, int ldc)
+int fmi_gemm_dnnl_opened(void)
 {
-#ifdef FM_HAVE_CBLAS
-    if (fmi_blas_enabled()) {
-        sgemm_blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#ifdef FM_HAVE_DNNL
+    return dnnl_sgemm_opened() != NULL;
+#else
+    return 0;
+#endif
+}
+
+#ifdef FM_HAVE_TILES
+/* Whether the fast libraries may be called: the process has no finite memory
+ * limit (fmi_blas_enabled says why). */
+static int tiles_enabled(void) { return !fmi_memory_limited(); }
+#endif
+
+void fmi_sgemm_with(int choice, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+#ifdef FM_HAVE_TILES
+    if (tiles_enabled()) {
+        sgemm_tiled(choice, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #endif
+    (void)choice;
     fmi_sgemm_portable(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void fmi_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc)
+{
+    fmi_sgemm_with(fmi_gemm_choice(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -463,9 +463,12 @@ int fmi_kernels_default(const fm_kernels **out)
     const char *name = getenv("FEWMUL_KERNELS");
     if (name && *name) {
         char why[128];
-        int rc = lookup(name, out, why, sizeof why);
-        if (rc < 0)
-            return fmi_error(rc, "FEWMUL_KERNELS=%s: %s", name, why);
+        /* a variant this CPU or build lacks is, like an unknown name, a bad
+         * setting of the environment rather than unsupported input: FM_EINVAL
+         * (exit status 1 in the command, as docs/cli.md says), not
+         * FM_EUNSUPPORTED, which the command reports as bad input (4) */
+        if (lookup(name, out, why, sizeof why) < 0)
+            return fmi_error(FM_EINVAL, "FEWMUL_KERNELS=%s: %s", name, why);
         return FM_OK;
     }
     for (int k = 0; fmi_kernels_supported(k); k++)

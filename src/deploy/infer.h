@@ -157,8 +157,9 @@ int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e
 /* The variant called `name` ("ref", "avx2", "avx512", "neon"): FM_OK, FM_EINVAL for an
  * unknown name, FM_EUNSUPPORTED where this CPU or build lacks it. */
 int fmi_kernels_get(const char *name, const fm_kernels **out);
-/* The variant to use by default: FEWMUL_KERNELS when set (errors as above,
- * naming the variable), else the best this CPU supports (cpuid). */
+/* The variant to use by default: FEWMUL_KERNELS when set (FM_EINVAL, naming
+ * the variable, for an unknown variant and for one this CPU or build lacks),
+ * else the best this CPU supports (cpuid; neon on aarch64). */
 int fmi_kernels_default(const fm_kernels **out);
 /* Variants this CPU and build support, best last; NULL past the end. */
 const fm_kernels *fmi_kernels_supported(int index);

@@ -268,7 +268,7 @@ typedef enum fm_acts { FM_ACTS_RELU = 0, FM_ACTS_BINARY } fm_acts;
  * method's arithmetic executed: Wb·x and Wbᵀ·delta by table lookups and adds
  * from packed sign (and zero) masks, Q(x)ᵀ·delta by exponent adds; needs a
  * quantized weight mode (synapse: at most 32 levels) and quantized back-prop.
- * The kernel variant comes from FEWMUL_KERNELS (ref, avx2, avx512), else the
+ * The kernel variant comes from FEWMUL_KERNELS (ref, avx2, avx512, neon), else the
  * best the CPU supports. */
 typedef enum fm_exec { FM_EXEC_DEFAULT = 0, FM_EXEC_MULFREE } fm_exec;
 
@@ -538,7 +538,7 @@ typedef struct fm_result {
     double train_images_per_s;
     double final_train_loss;
     const char *kernels;         /* --exec mulfree: the kernel variant that ran ("ref",
-                                    "avx2", "avx512"); NULL on the default path */
+                                    "avx2", "avx512", "neon"); NULL on the default path */
     long ldexp_fallbacks;        /* --exec mulfree: weight gradients formed with ldexpf
                                     because an exponent add would have left the normal
                                     float range (docs/mulfree.md); 0 on the default path */
@@ -760,10 +760,10 @@ typedef struct fm_deploy_layer_info {
 int fm_deploy_layers(const fm_deploy *deploy);
 int fm_deploy_describe_layer(const fm_deploy *deploy, int layer, fm_deploy_layer_info *info);
 
-/* Kernel variants: "ref" (scalar), "avx2", "avx512", and "fp32", the yardstick
- * that multiplies the unpacked float weights through BLAS. At load the variant
- * is FEWMUL_KERNELS if set, else the best this CPU supports. Changing it is not
- * safe while predictions run on the handle. */
+/* Kernel variants: "ref" (scalar), "avx2", "avx512" (x86), "neon" (aarch64),
+ * and "fp32", the yardstick that multiplies the unpacked float weights through
+ * BLAS. At load the variant is FEWMUL_KERNELS if set, else the best this CPU
+ * supports. Changing it is not safe while predictions run on the handle. */
 int fm_deploy_set_kernels(fm_deploy *deploy, const char *name);
 const char *fm_deploy_kernels(const fm_deploy *deploy);
 /* Names of the variants usable here, the best packed one last before "fp32";

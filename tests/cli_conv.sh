@@ -63,7 +63,7 @@ if [ $rc -eq 0 ]; then ok "train --exec mulfree a small CNN"; else not_ok "train
 check "train --exec mulfree JSON: exec, kernels, no fallback, learns" '
 import json, sys
 r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-if r["exec"] != "mulfree" or r["kernels"] not in ("ref", "avx2", "avx512") or r["ldexp_fallbacks"] != 0:
+if r["exec"] != "mulfree" or r["kernels"] not in ("ref", "avx2", "avx512", "neon") or r["ldexp_fallbacks"] != 0:
     sys.exit("exec %r, kernels %r, ldexp_fallbacks %r" % (r["exec"], r["kernels"], r["ldexp_fallbacks"]))
 if not r["test_error_pct"] < 60:
     sys.exit("test error %s%% (chance 90%%)" % r["test_error_pct"])

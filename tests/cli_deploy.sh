@@ -254,6 +254,16 @@ last_args=(FEWMUL_KERNELS=bogus info "$tmp/bc.fmp")
 FEWMUL_KERNELS=bogus timeout 60 "$FEWMUL" info "$tmp/bc.fmp" >"$tmp/env" 2>"$tmp/env.err" </dev/null
 rc=$?
 expect_fail "FEWMUL_KERNELS=bogus fails clearly" 1 'FEWMUL_KERNELS' env
+# neon is a known name: a build for aarch64 runs it, any other refuses it (exit 1)
+last_args=(FEWMUL_KERNELS=neon info "$tmp/bc.fmp")
+FEWMUL_KERNELS=neon timeout 60 "$FEWMUL" info "$tmp/bc.fmp" >"$tmp/env_neon" 2>"$tmp/env_neon.err" </dev/null
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q '^kernels here: neon' "$tmp/env_neon"; then
+    ok "FEWMUL_KERNELS=neon runs NEON in a build for aarch64"
+else
+    expect_fail "FEWMUL_KERNELS=neon where the build is not for aarch64" 1 \
+        'FEWMUL_KERNELS=neon: this build has no NEON kernels \(not built for aarch64\)' env_neon
+fi
 
 size=$(wc -c <"$tmp/bc.fmp")
 head -c $((size / 2)) "$tmp/bc.fmp" >"$tmp/trunc.fmp"

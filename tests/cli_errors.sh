@@ -323,7 +323,7 @@ usage_error "--export unknown" 'export|bogus' train --export bogus
 usage_error "--acts unknown" 'acts|bogus' train --acts bogus
 run_cli train --data "idx:$good" --arch mlp:16 --epochs 1 --batch 10 --valid 20 --threads 1 \
     --quiet --json --weights tc --qb --exec mulfree
-if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["exec"] == "mulfree" and r["kernels"] in ("ref", "avx2", "avx512") and r["ldexp_fallbacks"] == 0' 2>/dev/null; then
+if [ "$rc" -eq 0 ] && tail -n 1 "$tmp/out" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); assert r["exec"] == "mulfree" and r["kernels"] in ("ref", "avx2", "avx512", "neon") and r["ldexp_fallbacks"] == 0' 2>/dev/null; then
     ok "train --exec mulfree --json reports exec, kernels and ldexp_fallbacks"
 else
     not_ok "train --exec mulfree --json reports exec, kernels and ldexp_fallbacks" "exit $rc; stderr: $(first_stderr_line)"

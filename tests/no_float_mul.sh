@@ -4,10 +4,10 @@
 # (the table kernels of every variant, the exponent-add weight gradient, the
 # layout fills and the exactness check, the convolution kernels, the error
 # map's dilation and the sign packing: infer.c, infer_ref.c, infer_avx2.c,
-# infer_avx512.c, infer_conv.c; and the drivers of --exec mulfree's dense and
-# convolution products: mulfree.c) and fails on any float multiply, fused
-# multiply-add, dot product, divide, reciprocal, scale or vector integer
-# multiply instruction. The only functions exempt are `synapse_products`,
+# infer_avx512.c, infer_neon.c, infer_conv.c; and the drivers of --exec
+# mulfree's dense and convolution products: mulfree.c) and fails on any float
+# multiply, fused multiply-add, dot product, divide, reciprocal, scale or
+# vector integer multiply instruction (aarch64: the float ones). The only functions exempt are `synapse_products`,
 # which form the synapse product tables (N multiplies per input), and
 # `times_h`, the one multiply by H per output (docs/mulfree.md lists both).
 # The column copy that feeds a convolution's exponent-add weight gradient
@@ -21,11 +21,13 @@ set -u -o pipefail
 
 ARCHIVE=${1:?usage: no_float_mul.sh LIBFEWMUL.a}
 OBJDUMP=${OBJDUMP:-objdump}
-MEMBERS="infer.c.o infer_ref.c.o infer_avx2.c.o infer_avx512.c.o infer_conv.c.o mulfree.c.o"
+MEMBERS="infer.c.o infer_ref.c.o infer_avx2.c.o infer_avx512.c.o infer_neon.c.o infer_conv.c.o mulfree.c.o"
 EXEMPT='^(synapse_products|times_h)([.].*)?$'
-# mnemonics (AT&T or Intel spelling, with or without the v prefix / suffixes)
-FLOAT_FORBIDDEN='^(v?mul(ss|sd|ps|pd|sh|ph)|v?f(n?m(add|sub)(sub|add)?)[0-9]*(ss|sd|ps|pd|sh|ph)|vfm(addsub|subadd)[0-9]*(ps|pd|ph)|v?dp(ps|pd)|v?div(ss|sd|ps|pd|sh|ph)|vscalef(ss|sd|ps|pd|sh|ph)|v?rcp[0-9a-z]*|v?rsqrt[0-9a-z]*|f(i?)mul[a-z]*|f(i?)div[a-z]*|v4?fmadd[a-z]*)$'
-FORBIDDEN='^(v?mul(ss|sd|ps|pd|sh|ph)|v?f(n?m(add|sub)(sub|add)?)[0-9]*(ss|sd|ps|pd|sh|ph)|vfm(addsub|subadd)[0-9]*(ps|pd|ph)|v?dp(ps|pd)|v?div(ss|sd|ps|pd|sh|ph)|vscalef(ss|sd|ps|pd|sh|ph)|v?rcp[0-9a-z]*|v?rsqrt[0-9a-z]*|f(i?)mul[a-z]*|f(i?)div[a-z]*|v?pmul[a-z0-9]*|v?pmadd[a-z0-9]*|vpdp[a-z]*|v4?fmadd[a-z]*)$'
+# mnemonics (AT&T or Intel spelling, with or without the v prefix / suffixes;
+# aarch64: fmul, fmla, fmadd, fnmul, fdiv, frecpe, frsqrte, the dot products)
+AARCH64='|fml[as][a-z0-9]*|fn?m(add|sub)|fnmul|frecp[a-z]*|frsqrt[a-z]*|[su]dot|usdot|bfdot|bfml[a-z]*|bfmmla|[su]?mmla'
+FLOAT_FORBIDDEN='^(v?mul(ss|sd|ps|pd|sh|ph)|v?f(n?m(add|sub)(sub|add)?)[0-9]*(ss|sd|ps|pd|sh|ph)|vfm(addsub|subadd)[0-9]*(ps|pd|ph)|v?dp(ps|pd)|v?div(ss|sd|ps|pd|sh|ph)|vscalef(ss|sd|ps|pd|sh|ph)|v?rcp[0-9a-z]*|v?rsqrt[0-9a-z]*|f(i?)mul[a-z]*|f(i?)div[a-z]*|v4?fmadd[a-z]*'"$AARCH64"')$'
+FORBIDDEN='^(v?mul(ss|sd|ps|pd|sh|ph)|v?f(n?m(add|sub)(sub|add)?)[0-9]*(ss|sd|ps|pd|sh|ph)|vfm(addsub|subadd)[0-9]*(ps|pd|ph)|v?dp(ps|pd)|v?div(ss|sd|ps|pd|sh|ph)|vscalef(ss|sd|ps|pd|sh|ph)|v?rcp[0-9a-z]*|v?rsqrt[0-9a-z]*|f(i?)mul[a-z]*|f(i?)div[a-z]*|v?pmul[a-z0-9]*|v?pmadd[a-z0-9]*|vpdp[a-z]*|v4?fmadd[a-z]*'"$AARCH64"')$'
 
 command -v "$OBJDUMP" >/dev/null || { echo "no_float_mul.sh: $OBJDUMP not found (install binutils)" >&2; exit 1; }
 [ -f "$ARCHIVE" ] || { echo "no_float_mul.sh: $ARCHIVE not found" >&2; exit 1; }

@@ -29,10 +29,11 @@ const char *const infer_help[] = {
     "                     (default 256)",
     "  --threads T        worker threads, 1..1024 (default: all cores); the",
     "                     examples of a batch are spread over them",
-    "  --kernels ref|avx2|avx512|fp32",
+    "  --kernels ref|avx2|avx512|neon|fp32",
     "                     the kernel variant (default: FEWMUL_KERNELS, else the",
-    "                     best this CPU supports). ref is portable C; avx2 and",
-    "                     avx512 give bit-identical results faster; fp32 is the",
+    "                     best this CPU supports). ref is portable C; avx2,",
+    "                     avx512 (x86) and neon (aarch64) give bit-identical",
+    "                     results faster; fp32 is the",
     "                     yardstick: the same network with its weights unpacked",
     "                     to floats and multiplied through BLAS. A variant this",
     "                     CPU lacks fails (exit 1)",
@@ -48,8 +49,8 @@ const char *const infer_help[] = {
     "                     arrays shown_classes and shown_labels",
     "  -h, --help         show this help",
     "",
-    "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
-    "an invalid value fails (exit 1).",
+    "Environment: FEWMUL_KERNELS=ref|avx2|avx512|neon chooses the variant at",
+    "load; an invalid value fails (exit 1).",
     "",
     "Exit status: 0 success; 1 a variant unsupported here, FEWMUL_KERNELS",
     "invalid; 2 usage error (bad option or value);",
@@ -94,8 +95,8 @@ const char *const info_help[] = {
     "                     bits_per_weight, kernels, kernels_available",
     "  -h, --help         show this help",
     "",
-    "Environment: FEWMUL_KERNELS=ref|avx2|avx512 chooses the variant at load;",
-    "an invalid value fails (exit 1).",
+    "Environment: FEWMUL_KERNELS=ref|avx2|avx512|neon chooses the variant at",
+    "load; an invalid value fails (exit 1).",
     "",
     "Exit status: 0 success; 1 FEWMUL_KERNELS invalid; 2 usage error (no FILE,",
     "bad option); 4 also for a training-state file;",
@@ -110,7 +111,7 @@ const char *const bench_help[] = {
     "                          [--kernels LIST] [--json]",
     "",
     "Time a packed model (written by 'fewmul train --out') with every kernel",
-    "variant available here (ref, avx2, avx512 where the CPU has them, and",
+    "variant available here (ref; avx2, avx512 or neon where the CPU has them;",
     "fp32, the yardstick that multiplies unpacked float weights through BLAS),",
     "in one invocation, on pseudo-random pixels of the model's input size",
     "(256 images from a fixed seed, the same on every run and machine):",
@@ -133,9 +134,9 @@ const char *const bench_help[] = {
     "  --threads T        threads of the throughput runs, 1..1024 (default: all",
     "                     cores)",
     "  --kernels LIST     time only these variants, in this order: names from",
-    "                     ref, avx2, avx512, fp32 separated by commas (default:",
-    "                     every variant available here); a variant this CPU",
-    "                     lacks fails (exit 1)",
+    "                     ref, avx2, avx512, neon, fp32 separated by commas",
+    "                     (default: every variant available here); a variant",
+    "                     this CPU lacks fails (exit 1)",
     "  --json             print one JSON object, the last line of standard",
     "                     output, instead of the table: command, model, describe,",
     "                     input, classes, runs, throughput_runs, batch, threads,",
@@ -144,7 +145,7 @@ const char *const bench_help[] = {
     "                     throughput_speedup_vs_fp32, mismatches), mismatches",
     "  -h, --help         show this help",
     "",
-    "Environment: FEWMUL_KERNELS=ref|avx2|avx512 sets only the variant the",
+    "Environment: FEWMUL_KERNELS=ref|avx2|avx512|neon sets only the variant the",
     "model is loaded with (reported as default_kernels); an invalid value fails",
     "(exit 1).",
     "",
@@ -165,7 +166,7 @@ const char *const bench_help[] = {
 /* Every variant name the library knows; which of them this CPU runs is
  * fm_kernels_name's business (an unsupported one fails, exit 1). */
 static const choice kernel_choices[] = {
-    {"ref", 0}, {"avx2", 1}, {"avx512", 2}, {"fp32", 3}, {NULL, 0}};
+    {"ref", 0}, {"avx2", 1}, {"avx512", 2}, {"neon", 3}, {"fp32", 4}, {NULL, 0}};
 
 #define IOPT(field) offsetof(infer_opts, field)
 static const option_def infer_options[] = {
@@ -843,8 +844,8 @@ int parse_bench(int argc, char **argv, bench_opts *o)
                 if (strlen(kernel_choices[c].name) == len && !strncmp(kernel_choices[c].name, at, len))
                     name = kernel_choices[c].name;
             if (!name)
-                return usage_error("--kernels: unknown kernel variant '%.*s' (ref, avx2, avx512, fp32, "
-                                   "separated by commas)", (int)len, at);
+                return usage_error("--kernels: unknown kernel variant '%.*s' (ref, avx2, avx512, neon, "
+                                   "fp32, separated by commas)", (int)len, at);
             for (int k = 0; k < n; k++)
                 if (seen[k] == name)
                     return usage_error("--kernels: '%s' is named twice", name);

@@ -45,7 +45,7 @@ static const char *const main_help[] = {
     "look up and count bits instead of multiplying.",
     "",
     "Environment:",
-    "  FEWMUL_KERNELS=ref|avx2|avx512",
+    "  FEWMUL_KERNELS=ref|avx2|avx512|neon",
     "       the kernel variant a packed model gets when it is loaded (default: the",
     "       best this CPU supports); a value that is not one of these, or a",
     "       variant this CPU lacks, makes loading fail (exit 1)",

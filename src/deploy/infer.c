@@ -1,7 +1,8 @@
 /* infer.c — what the inference kernel variants share: the prepared weight
  * layout (built here once per layer from its packed rows, read by every
  * variant), the scratch size, packing of +-1 activations, and the choice of
- * variant: by name, by FEWMUL_KERNELS, or the best the CPU supports (cpuid). */
+ * variant: by name, by FEWMUL_KERNELS, or the best the CPU supports (cpuid on
+ * x86; NEON on every aarch64). */
 #include "infer.h"
 #include "internal.h"
 #include "ledger.h"
@@ -372,21 +373,31 @@ static const fm_kernels *avx512_table(void)
 #define X86_VARIANT(has, table) NULL, NULL
 #endif
 
+/* NEON is part of ARMv8-A: every aarch64 CPU has it, no check at run time. */
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define ARM_VARIANT(table) NULL, table
+#else
+#define ARM_VARIANT(table) NULL, NULL
+#endif
+
 /* The variants, the best last: the name FEWMUL_KERNELS takes, the CPU
- * features it needs (for messages: a label and the feature list), whether
- * this CPU has them, and its table (NULL both where the build has none). A
- * new variant is its file, its compile flags and one line here. */
+ * features it needs (for messages: a label, the feature list and the
+ * architecture a build must target), whether this CPU has them (NULL: every
+ * CPU of that architecture has), and its table (NULL both where the build has
+ * none). A new variant is its file, its compile flags and one line here. */
 typedef struct variant {
-    const char *name, *label, *needs;
+    const char *name, *label, *needs, *built_for;
     int (*cpu_has)(void);
     const fm_kernels *(*table)(void);
 } variant;
 
 static const variant variants[] = {
-    {"ref", "reference", "", NULL, ref_table},
-    {"avx2", "AVX2", "avx2, popcnt", X86_VARIANT(cpu_has_avx2, fmi_kernels_avx2_table)},
-    {"avx512", "AVX-512", "avx512f, avx512bw, avx512vl",
+    {"ref", "reference", "", "", NULL, ref_table},
+    {"avx2", "AVX2", "avx2, popcnt", "x86 with GCC or Clang",
+     X86_VARIANT(cpu_has_avx2, fmi_kernels_avx2_table)},
+    {"avx512", "AVX-512", "avx512f, avx512bw, avx512vl", "x86 with GCC or Clang",
      X86_VARIANT(cpu_has_avx512, avx512_table)},
+    {"neon", "NEON", "neon", "aarch64", ARM_VARIANT(fmi_kernels_neon_table)},
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 
@@ -409,8 +420,8 @@ static int lookup(const char *name, const fm_kernels **out, char *why, size_t wh
         return FM_EINVAL;
     }
     if (!v->table) {
-        snprintf(why, why_size, "this build has no %s kernels (not built for x86 with GCC or Clang)",
-                 v->label);
+        snprintf(why, why_size, "this build has no %s kernels (not built for %s)", v->label,
+                 v->built_for);
         return FM_EUNSUPPORTED;
     }
     if (v->cpu_has && !v->cpu_has()) {
@@ -452,9 +463,12 @@ int fmi_kernels_default(const fm_kernels **out)
     const char *name = getenv("FEWMUL_KERNELS");
     if (name && *name) {
         char why[128];
-        int rc = lookup(name, out, why, sizeof why);
-        if (rc < 0)
-            return fmi_error(rc, "FEWMUL_KERNELS=%s: %s", name, why);
+        /* a variant this CPU or build lacks is, like an unknown name, a bad
+         * setting of the environment rather than unsupported input: FM_EINVAL
+         * (exit status 1 in the command, as docs/cli.md says), not
+         * FM_EUNSUPPORTED, which the command reports as bad input (4) */
+        if (lookup(name, out, why, sizeof why) < 0)
+            return fmi_error(FM_EINVAL, "FEWMUL_KERNELS=%s: %s", name, why);
         return FM_OK;
     }
     for (int k = 0; fmi_kernels_supported(k); k++)

@@ -1,7 +1,9 @@
 /* infer.h — the multiplication-free kernels, of deployed layers and of the
- * training path `--exec mulfree` (mulfree.h), in three variants (scalar
- * reference, AVX2, AVX-512) that give bit-identical results: every variant builds the same tables with the same additions and
- * adds into each output in the same order; only the width differs.
+ * training path `--exec mulfree` (mulfree.h), in four variants (scalar
+ * reference, AVX2 and AVX-512 on x86, NEON on aarch64) that give
+ * bit-identical results: every variant builds the same tables with the same
+ * additions and adds into each output in the same order; only the width
+ * differs.
  *
  * Real inputs times binary or ternary weights (group lookup): the inputs are
  * taken in groups of four (the last group padded with zeros). For each group
@@ -98,7 +100,7 @@ size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *weights);
 static inline int fmi_conv_pixel_words(int channels) { return (channels + 63) / 64; }
 
 typedef struct fm_kernels {
-    const char *name; /* "ref", "avx2", "avx512" */
+    const char *name; /* "ref", "avx2", "avx512", "neon" */
     /* acc[out] from x[in] real inputs, for a binary, ternary or synapse layer.
      * scratch: fmi_kernel_scratch_floats floats, any alignment. */
     void (*real)(const fm_kernel_weights *w, const float *x, float *acc, float *scratch);
@@ -152,11 +154,12 @@ typedef struct fm_kernels {
  * forms the products with ldexpf (fmi_ref_dense_backward_weights). */
 int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count);
 
-/* The variant called `name` ("ref", "avx2", "avx512"): FM_OK, FM_EINVAL for an
+/* The variant called `name` ("ref", "avx2", "avx512", "neon"): FM_OK, FM_EINVAL for an
  * unknown name, FM_EUNSUPPORTED where this CPU or build lacks it. */
 int fmi_kernels_get(const char *name, const fm_kernels **out);
-/* The variant to use by default: FEWMUL_KERNELS when set (errors as above,
- * naming the variable), else the best this CPU supports (cpuid). */
+/* The variant to use by default: FEWMUL_KERNELS when set (FM_EINVAL, naming
+ * the variable, for an unknown variant and for one this CPU or build lacks),
+ * else the best this CPU supports (cpuid; neon on aarch64). */
 int fmi_kernels_default(const fm_kernels **out);
 /* Variants this CPU and build support, best last; NULL past the end. */
 const fm_kernels *fmi_kernels_supported(int index);
@@ -320,8 +323,9 @@ void fmi_signs_float_ref(const float *acc, size_t positions, int channels, const
 void fmi_binary_table(const float v[4], float T[16]);
 void fmi_subset_table(const float v[4], float S[16]);
 
-/* The variants' entry points (infer_ref.c, infer_avx2.c, infer_avx512.c). A
- * SIMD file built without its instruction set (not x86, or a compiler without
+/* The variants' entry points (infer_ref.c, infer_avx2.c, infer_avx512.c,
+ * infer_neon.c). A SIMD file built without its instruction set (not its
+ * architecture, or a compiler without
  * the flags) returns NULL from its table function; the caller still checks the
  * CPU before using one. `bits` of a layer that is not binary writes zeros. */
 void fmi_infer_real_ref(const fm_kernel_weights *w, const float *x, float *acc, float *scratch);
@@ -331,6 +335,8 @@ void fmi_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int
 const fm_kernels *fmi_kernels_avx2_table(void);
 /* with_vpopcntdq: the `bits` kernel may use VPOPCNTDQ (else a vpshufb count). */
 const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq);
+/* infer_neon.c: NULL unless built for aarch64 (every ARMv8-A CPU has NEON). */
+const fm_kernels *fmi_kernels_neon_table(void);
 
 /* The 64-byte-aligned start of a scratch buffer of fmi_kernel_scratch_floats
  * floats (which include the slack for this). */

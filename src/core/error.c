@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#define FMI_MESSAGE_WHOLE 32768 /* bytes of a message formatted on the stack */
+
 static _Thread_local char last_message[FMI_MESSAGE_CAP];
 static _Thread_local int last_code;
 
@@ -99,21 +101,32 @@ size_t fm_fit_text(char *buf, size_t cap, const char *text)
 
 int fmi_error(int err, const char *fmt, ...)
 {
-    /* formatted apart from last_message, which may be one of the arguments */
-    char text[FMI_MESSAGE_CAP];
+    /* formatted apart from last_message, which may be one of the arguments;
+     * on the stack up to FMI_MESSAGE_WHOLE bytes, so that an error path takes
+     * no allocation (whose failure would otherwise turn the reported error
+     * into a shortened message, and whose count the allocation-failure
+     * fuzzing follows); only longer messages are formatted on the heap */
+    char text[FMI_MESSAGE_WHOLE];
     va_list args, again;
     va_start(args, fmt);
     va_copy(again, args);
     int n = vsnprintf(text, sizeof text, fmt, args);
     va_end(args);
     char *whole = n >= (int)sizeof text ? fmi_alloc_raw((size_t)n + 1) : NULL;
-    if (whole) {
+    if (n >= 0 && n < (int)sizeof text) {
+        fm_fit_text(last_message, sizeof last_message, text);
+    } else if (whole) {
         vsnprintf(whole, (size_t)n + 1, fmt, again);
         fm_fit_text(last_message, sizeof last_message, whole);
         fmi_free(whole);
     } else {
         /* out of memory for a long message: its first part */
-        snprintf(last_message, sizeof last_message, "%s", n >= 0 ? text : fmt);
+        const char *first = n >= 0 ? text : fmt;
+        size_t k = 0;
+        while (k < sizeof last_message - 1 && first[k])
+            k++;
+        memcpy(last_message, first, k);
+        last_message[k] = '\0';
     }
     va_end(again);
     last_code = err; /* after fmi_alloc_raw, which records its own failure */

@@ -104,6 +104,13 @@ static void plain_free(void *ptr, void *user)
     free(ptr);
 }
 
+/* n uniform values in [-1, 1), drawn in order from rng. */
+static void fill_signed(fm_rng *rng, float *p, long n)
+{
+    for (long i = 0; i < n; i++)
+        p[i] = 2.0f * fmi_rng_uniform(rng) - 1.0f;
+}
+
 static void check_portable(int ta, int tb, int M, int N, int K, float alpha, float beta)
 {
     fm_rng rng;
@@ -112,12 +119,9 @@ static void check_portable(int ta, int tb, int M, int N, int K, float alpha, flo
     float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
     float *C0 = malloc(sizeof(float) * M * ldc), *C = malloc(sizeof(float) * M * ldc);
     float *E = malloc(sizeof(float) * M * ldc);
-    for (int i = 0; i < M * K; i++)
-        A[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
-    for (int i = 0; i < K * N; i++)
-        B[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
-    for (int i = 0; i < M * ldc; i++)
-        C0[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+    fill_signed(&rng, A, M * K);
+    fill_signed(&rng, B, K * N);
+    fill_signed(&rng, C0, M * ldc);
     memcpy(E, C0, sizeof(float) * M * ldc);
     defined_sums(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, E, ldc);
     for (int pass = 0; pass < 2; pass++) {
@@ -172,12 +176,9 @@ static void test_same_bits_any_threads(void **state)
                 fmi_rng_seed(&rng, (uint64_t)(s * 4 + ta * 2 + tb));
                 float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
                 float *C0 = malloc(sizeof(float) * M * ldc), *C[3];
-                for (int i = 0; i < M * K; i++)
-                    A[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
-                for (int i = 0; i < K * N; i++)
-                    B[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
-                for (int i = 0; i < M * ldc; i++)
-                    C0[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                fill_signed(&rng, A, M * K);
+                fill_signed(&rng, B, K * N);
+                fill_signed(&rng, C0, M * ldc);
                 for (int t = 0; t < 3; t++) {
                     C[t] = malloc(sizeof(float) * M * ldc);
                     memcpy(C[t], C0, sizeof(float) * M * ldc);
@@ -236,12 +237,9 @@ static void test_each_library(void **state)
                     float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
                     float *C0 = malloc(sizeof(float) * M * ldc), *P = malloc(sizeof(float) * M * ldc);
                     float *C[3];
-                    for (long i = 0; i < (long)M * K; i++)
-                        A[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
-                    for (long i = 0; i < (long)K * N; i++)
-                        B[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
-                    for (long i = 0; i < (long)M * ldc; i++)
-                        C0[i] = 2.0f * fmi_rng_uniform(&rng) - 1.0f;
+                    fill_signed(&rng, A, (long)M * K);
+                    fill_signed(&rng, B, (long)K * N);
+                    fill_signed(&rng, C0, (long)M * ldc);
                     memcpy(P, C0, sizeof(float) * M * ldc);
                     fmi_threads_set(2);
                     fmi_sgemm_portable(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, P, ldc);

@@ -73,7 +73,8 @@ void fm_set_allocator(const fm_allocator *allocator);
 /* How many threads the library runs when asked for `threads` (<= 0: all
  * cores): that many, or fewer when the system lets this process start no
  * more (a process limit such as RLIMIT_NPROC or a cgroup's pids.max, or an
- * address-space limit too small for their stacks); at least 1. *wanted, when
+ * address-space limit too small for their stacks) or OMP_THREAD_LIMIT allows
+ * fewer; at least 1. *wanted, when
  * not NULL, receives the count asked for (all cores for <= 0), so a caller
  * sees that it got fewer. The first call for a count starts the threads to
  * find out, and from then on every thread count the library gives OpenMP or

@@ -212,6 +212,19 @@ if r["batch"] != 1 or r["batches"] != 10000 or r["threads"] != 1 or str(r["error
 if not (r["images_per_s"] > 0 and r["latency_us_median"] > 0):
     sys.exit("timings %r %r" % (r["images_per_s"], r["latency_us_median"]))
 ' "$tmp/infer1" "$(err_of infer_xnor)"
+# OMP_THREAD_LIMIT caps the threads, those the library starts to probe the
+# room for them included (an emulator that cannot start one hangs there).
+OMP_THREAD_LIMIT=1 run infer_omp1 infer --model "$tmp/xnor.fmp" --data "$DATA" --threads 3 --json
+check "infer --threads 3 under OMP_THREAD_LIMIT=1: 1 thread, said in one warning" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+err = open(sys.argv[1] + ".err").read().splitlines()
+if int(sys.argv[3]) != 0 or r["threads"] != 1 or str(r["error_pct"]) != sys.argv[2]:
+    sys.exit("exit %s, threads %r, error %r (expected 0, 1, %s)" % (sys.argv[3], r["threads"],
+             r["error_pct"], sys.argv[2]))
+if len(err) != 1 or "running on 1 thread of the 3 asked for" not in err[0] or "OMP_THREAD_LIMIT" not in err[0]:
+    sys.exit("stderr: %r" % err)
+' "$tmp/infer_omp1" "$(err_of infer_xnor)" "$rc"
 
 # ---- bench infer ---------------------------------------------------------------
 

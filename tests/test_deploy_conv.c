@@ -27,6 +27,7 @@
 #include "deploy.h"
 #include "fewmul.h"
 #include "train_data.h"
+#define DEPLOY_RECORD_PROGRAM "deploy_conv" /* its recorded cases' names */
 #include "deploy_checks.h"
 #include "net.h"
 

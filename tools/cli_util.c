@@ -426,7 +426,7 @@ int threads_reported(int requested)
         told = 1;
         fprintf(stderr,
                 "fewmul %s: warning: running on %d thread%s of the %d asked for: a process or "
-                "memory limit leaves no room for more\n",
+                "memory limit, or OMP_THREAD_LIMIT, leaves no room for more\n",
                 g_command ? g_command : "", usable, usable == 1 ? "" : "s", wanted);
     }
     return usable;

@@ -128,6 +128,11 @@ int fmi_threads_usable(int want)
     if (want <= 0)
         want = cores();
 #ifdef _OPENMP
+    /* OMP_THREAD_LIMIT caps every count, the probe's included: the threads it
+     * starts count against what the user allowed (and under an emulator that
+     * cannot start a thread, OMP_THREAD_LIMIT=1 keeps it from trying) */
+    if (want > omp_get_thread_limit())
+        want = omp_get_thread_limit();
     if (want <= atomic_load_explicit(&proven, memory_order_acquire))
         return want;
     pthread_mutex_lock(&probe_lock);

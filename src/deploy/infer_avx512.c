@@ -426,14 +426,20 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
         return;
     const int width = 16 * GRAD_VECS;
     grad_table tab;
-    for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
-        int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
-        float *rows_dw = dw + (size_t)r0 * out;
-        /* batch 0: one empty chunk, which stores the zeros */
-        for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
-            int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK;
+    /* Chunks of examples outside, row blocks inside (as the AVX2 kernel): a
+     * chunk's e (GRAD_CHUNK rows of `out` floats) stays in L1 and L2 while
+     * every row block reads it, where the other order read all of e again for
+     * every GRAD_ROWS rows (a convolution's e is an example's 784 positions
+     * in paper-cnn's second layer: this order took a quarter fewer cycles
+     * there). Each dw value still adds its terms in example order. */
+    /* batch 0: one empty chunk, which stores the zeros */
+    for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
+        int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK;
+        const float *e_chunk = e + (size_t)b0 * out;
+        for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
+            int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
+            float *rows_dw = dw + (size_t)r0 * out;
             grad_table_fill(&tab, q, in, b0, nb, r0, rows);
-            const float *e_chunk = e + (size_t)b0 * out;
             int j0 = 0;
             for (; j0 + width <= out; j0 += width)
                 grad_block(&tab, e_chunk, rows_dw, nb, out, j0, rows, b0 == 0, 0);

@@ -7,7 +7,7 @@
 # fully binary CNN with pools and padding, a ternary mlp and a synapse mlp),
 # that onnxruntime (the npm package onnxruntime-node: FEWMUL_ORT_NODE names
 # its folder, else BUILD/onnx-node/node_modules/onnxruntime-node, as
-# scripts/deps --onnx installs it) predicts every test image exactly as
+# scripts/onnx-runtime BUILD installs it) predicts every test image exactly as
 # `fewmul infer --show` does (the near-ties are printed), and that
 # onnx.checker (Debian's python3-onnx) accepts the plain and the QONNX
 # graphs, whose predictions a numpy interpreter of their operators (QONNX's
@@ -120,7 +120,7 @@ ORT_OK=""
 if ! command -v node >/dev/null; then
     ORT_WHY="node not found"
 elif [ ! -d "$ORT" ]; then
-    ORT_WHY="no onnxruntime-node at $ORT (scripts/deps --onnx installs it; or set FEWMUL_ORT_NODE)"
+    ORT_WHY="no onnxruntime-node at $ORT (scripts/onnx-runtime BUILD installs it; or set FEWMUL_ORT_NODE)"
 elif ! node -e "require(process.argv[1])" "$ORT" 2>"$tmp/ort.err"; then
     ORT_WHY="onnxruntime-node does not load: $(head -c 200 "$tmp/ort.err")"
 else

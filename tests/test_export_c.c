@@ -225,25 +225,6 @@ static fm_deploy *finished(fm_deploy *d)
     return d;
 }
 
-/* Record k: a dense layer on the flattened map (or vector) of `in` values. */
-static void add_dense(fm_deploy *d, int k, int in, int out, fm_deploy_weights kind, int levels,
-                      fm_deploy_act act, int binary_input)
-{
-    fm_deploy_layer *L = &d->layers[k];
-    L->type = FM_DL_DENSE;
-    L->in = in;
-    L->out = out;
-    L->weights = kind;
-    L->levels = kind == FM_DW_SYNAPSE ? levels : 0;
-    L->bits = kind == FM_DW_FP32 ? 32 : kind == FM_DW_BINARY ? 1 : kind == FM_DW_TERNARY ? 2
-                                                                 : synapse_bits_of(levels);
-    L->unit = 1.0f;
-    L->act = act;
-    L->binary_input = binary_input;
-    assert_int_equal(fmi_deploy_layer_alloc(L), FM_OK);
-    fill_layer(L);
-}
-
 static void test_dense_nets(void **state)
 {
     (void)state;

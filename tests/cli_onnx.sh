@@ -7,8 +7,11 @@
 # fully binary CNN with pools and padding, a ternary mlp and a synapse mlp),
 # that onnxruntime (the npm package onnxruntime-node: FEWMUL_ORT_NODE names
 # its folder, else BUILD/onnx-node/node_modules/onnxruntime-node, as
-# scripts/onnx-runtime BUILD installs it) predicts every test image exactly as
-# `fewmul infer --show` does (the near-ties are printed), and that
+# scripts/onnx-runtime BUILD installs it) predicts every test image as
+# `fewmul infer --show` does (the near-ties are printed; an image where they
+# differ passes only where tests/onnx/check.py --ties finds, in float64, a
+# sign's input or the top two scores within float32 rounding of the sums: the
+# graph's sums are onnxruntime's, in another order than fewmul's), and that
 # onnx.checker (Debian's python3-onnx) accepts the plain and the QONNX
 # graphs, whose predictions a numpy interpreter of their operators (QONNX's
 # quantizers as specified) checks on 500 images. Missing node, onnxruntime or
@@ -32,12 +35,7 @@ usage_error "export --name with --onnx" '--name names the C files' \
     export --model "$tmp/tiny.fmp" --onnx "$tmp/m.onnx" --name net
 usage_error "export --onnx without a file" "option '--onnx' needs a value" export --model "$tmp/tiny.fmp" --onnx
 
-make_idx "$tmp/idx" 200 50 8
-tiny=(--data "idx:$tmp/idx" --arch mlp:8 --weights bc-det --epochs 1 --batch 50 --valid 50 --threads 1 --quiet)
-"$FEWMUL" train "${tiny[@]}" --out "$tmp/tiny.fmp" --state "$tmp/tiny.fm" >/dev/null 2>&1
-"$FEWMUL" train "${tiny[@]}" --arch mlp:9 --out "$tmp/other.fmp" >/dev/null 2>&1
-if [ ! -s "$tmp/tiny.fmp" ] || [ ! -s "$tmp/other.fmp" ]; then
-    not_ok "train two tiny models" "no model written"
+if ! tiny_models; then
     finish
     exit
 fi
@@ -52,8 +50,6 @@ not_found "export --onnx of a missing model" 'none\.fmp.*No such file' \
     export --model "$tmp/none.fmp" --onnx "$tmp/m.onnx"
 bad_input "export --onnx of a training-state file" 'tiny\.fm: a training-state file' \
     export --model "$tmp/tiny.fm" --onnx "$tmp/m.onnx"
-cp "$tmp/tiny.fmp" "$tmp/damaged.fmp"
-printf '\377' | dd of="$tmp/damaged.fmp" bs=1 seek=100 conv=notrunc 2>/dev/null
 bad_input "export --onnx of a damaged packed model" 'damaged\.fmp: .*checksum' \
     export --model "$tmp/damaged.fmp" --onnx "$tmp/m.onnx"
 mkdir "$tmp/folder.onnx"
@@ -81,26 +77,9 @@ if r["dialect"] != "plain" or r["file_bytes"] != os.path.getsize(r["onnx"]) or r
 ' "$tmp/first"
 cp -p "$tmp/dest/m.onnx" "$tmp/keep.onnx"
 kept() { cmp -s "$tmp/keep.onnx" "$tmp/dest/m.onnx" && ! ls "$tmp/dest" | grep -q '\.tmp\.'; }
-if command -v prlimit >/dev/null; then
-    wrap=(bash -c 'trap "" XFSZ; exec prlimit --fsize=1024 "$0" "$@"')
-    io_error "export --onnx on a full disk" 'm\.onnx: write failed: File too large' \
-        export --model "$tmp/other.fmp" --onnx "$tmp/dest/m.onnx"
-    wrap=()
-    if kept; then ok "... and the last export's file is untouched, no temporary file left"; else not_ok "... and the last export's file is untouched, no temporary file left" "it changed"; fi
-else
-    skip "export --onnx on a full disk" "prlimit not found"
-fi
-unprivileged_wrap
-if [ "${wrap[0]:-}" != none ]; then
-    chmod 755 "$tmp" && chmod a+r "$tmp/other.fmp" && chmod 555 "$tmp/dest"
-    io_error "export --onnx into a folder that cannot be written" 'm\.onnx: cannot create a temporary file beside it: Permission denied' \
-        export --model "$tmp/other.fmp" --onnx "$tmp/dest/m.onnx"
-    chmod 755 "$tmp/dest"
-    if kept; then ok "... and the file is untouched"; else not_ok "... and the file is untouched" "it changed"; fi
-else
-    skip "export --onnx into a folder that cannot be written" "running as root without setpriv or a nobody user"
-fi
-wrap=()
+failed_writes_keep "export --onnx" 1024 "$tmp/dest" 'm\.onnx: write failed: File too large' \
+    'm\.onnx: cannot create a temporary file beside it: Permission denied' \
+    export --model "$tmp/other.fmp" --onnx "$tmp/dest/m.onnx"
 
 # scripts/errors-table wants the refusals above, not the minutes below
 if [ -n "${ERRORS_TABLE:-}" ]; then
@@ -183,8 +162,9 @@ for m in mlp paper conv gap ternary synapse; do
     fi
     node "$HERE/onnx/predict.js" "$ORT" "$tmp/${m}_plain.onnx" "$tmp/images.raw" "$IMAGES" 28 28 1 \
         >"$tmp/ort_$m.txt" 2>"$tmp/ort_$m.err"
-    name="$m: onnxruntime predicts $IMAGES images exactly as fewmul infer does"
-    if why=$(python3 -c '
+    # the images where the two disagree, if any: $tmp/differ_$m (I,J,...)
+    name="$m: onnxruntime predicts $IMAGES images as fewmul infer does"
+    if ! why=$(python3 -c '
 import json, sys
 want = json.loads(open(sys.argv[1]).read().splitlines()[-1])["shown_classes"]
 rows = [l.split() for l in open(sys.argv[2]).read().splitlines()]
@@ -193,14 +173,22 @@ if len(rows) != len(want):
 got = [int(r[0]) for r in rows]
 margins = [float(r[1]) for r in rows]
 differ = [i for i in range(len(want)) if got[i] != want[i]]
-near = sum(1 for v in margins if v < 1e-3)
-if differ:
-    sys.exit("%d of %d differ, the first at image %d: %d, infer %d" % (len(differ), len(want), differ[0], got[differ[0]], want[differ[0]]))
-print("%d near-ties: top two scores within 1e-3, %d of them equal" % (near, sum(1 for v in margins if v == 0)))
-' "$tmp/infer_$m" "$tmp/ort_$m.txt" "$tmp/ort_$m.err" 2>&1); then
-        ok "$name ($why)"
-    else
+open(sys.argv[4], "w").write(",".join(map(str, differ)))
+print("%d differ; %d near-ties of the scores: top two within 1e-3, %d equal" %
+      (len(differ), sum(1 for v in margins if v < 1e-3), sum(1 for v in margins if v == 0)))
+' "$tmp/infer_$m" "$tmp/ort_$m.txt" "$tmp/ort_$m.err" "$tmp/differ_$m" 2>&1); then
         not_ok "$name" "$why"
+    elif [ ! -s "$tmp/differ_$m" ]; then
+        ok "$name: $why"
+    elif [ -z "$PY_ONNX" ]; then
+        not_ok "$name" "$why, and no python3 with onnx and numpy to look for rounding ties there"
+    elif ties=$("$PY_ONNX" "$HERE/onnx/check.py" "$tmp/${m}_plain.onnx" --ties "$tmp/images.raw" \
+            "$(cat "$tmp/differ_$m")" 2>&1); then
+        # float32 sums in another order than the engine's: a sign's input or
+        # the top two scores within rounding of each other may go either way
+        ok "$name: $why, each at a rounding tie ($(echo "$ties" | tr '\n' ';'))"
+    else
+        not_ok "$name" "$why: $(echo "$ties" | tr '\n' ';' | head -c 400)"
     fi
 done
 

@@ -64,7 +64,8 @@ typedef struct builder {
     size_t n_inits, cap_inits;
     int failed; /* an allocation failed: everything after is a no-op */
     int qonnx;
-    int64_t weights; /* initialiser values of weights */
+    const char *path; /* the file, for messages */
+    int64_t weights;  /* initialiser values of weights */
 } builder;
 
 static void *take(builder *b, size_t count, size_t size)
@@ -186,16 +187,25 @@ static void seal_floats(builder *b)
     }
 }
 
-static FmiOnnx__AttributeProto *attr_ints(builder *b, const char *name, int n, const int64_t *v)
+/* An attribute of the given name and type, its value set by the caller. */
+static FmiOnnx__AttributeProto *attr(builder *b, const char *name, FmiOnnx__AttributeProto__AttributeType type)
 {
     FmiOnnx__AttributeProto *a = take(b, 1, sizeof *a);
-    int64_t *ints = take(b, (size_t)n, sizeof *ints);
-    if (!a || !ints)
+    if (!a)
         return NULL;
     *a = (FmiOnnx__AttributeProto)FMI_ONNX__ATTRIBUTE_PROTO__INIT;
     a->name = (char *)name;
     a->has_type = 1;
-    a->type = FMI_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    a->type = type;
+    return a;
+}
+
+static FmiOnnx__AttributeProto *attr_ints(builder *b, const char *name, int n, const int64_t *v)
+{
+    FmiOnnx__AttributeProto *a = attr(b, name, FMI_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    int64_t *ints = take(b, (size_t)n, sizeof *ints);
+    if (!a || !ints)
+        return NULL;
     memcpy(ints, v, (size_t)n * sizeof *ints);
     a->n_ints = (size_t)n;
     a->ints = ints;
@@ -204,30 +214,20 @@ static FmiOnnx__AttributeProto *attr_ints(builder *b, const char *name, int n, c
 
 static FmiOnnx__AttributeProto *attr_int(builder *b, const char *name, int64_t v)
 {
-    FmiOnnx__AttributeProto *a = take(b, 1, sizeof *a);
-    if (!a)
-        return NULL;
-    *a = (FmiOnnx__AttributeProto)FMI_ONNX__ATTRIBUTE_PROTO__INIT;
-    a->name = (char *)name;
-    a->has_type = 1;
-    a->type = FMI_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->has_i = 1;
-    a->i = v;
+    FmiOnnx__AttributeProto *a = attr(b, name, FMI_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a)
+        a->has_i = 1, a->i = v;
     return a;
 }
 
 static FmiOnnx__AttributeProto *attr_string(builder *b, const char *name, const char *v)
 {
-    FmiOnnx__AttributeProto *a = take(b, 1, sizeof *a);
-    if (!a)
-        return NULL;
-    *a = (FmiOnnx__AttributeProto)FMI_ONNX__ATTRIBUTE_PROTO__INIT;
-    a->name = (char *)name;
-    a->has_type = 1;
-    a->type = FMI_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
-    a->has_s = 1;
-    a->s.data = (uint8_t *)v;
-    a->s.len = strlen(v);
+    FmiOnnx__AttributeProto *a = attr(b, name, FMI_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    if (a) {
+        a->has_s = 1;
+        a->s.data = (uint8_t *)v;
+        a->s.len = strlen(v);
+    }
     return a;
 }
 
@@ -402,18 +402,27 @@ static const char *to_layout(builder *b, const char *cur, layout *have, layout w
     return t;
 }
 
+/* Layer l's weight initialiser of the given shape (out x in values, filled
+ * by the caller), and its name in *name. */
+static float *weights_init(builder *b, const fm_deploy_layer *L, int l, int rank, const int64_t *dims,
+                           const char **name)
+{
+    *name = name_of(b, "l%d_weights", l);
+    b->weights += (int64_t)L->in * L->out;
+    return float_init(b, *name, rank, dims, (int64_t)L->in * L->out);
+}
+
 static int dense(builder *b, const fm_deploy_layer *L, int l, const char **cur, layout *have, int last)
 {
     *cur = to_layout(b, *cur, have, FLAT, l);
     int64_t dims[2] = {L->in, L->out};
-    const char *wname = name_of(b, "l%d_weights", l);
-    float *w = float_init(b, wname, 2, dims, (int64_t)L->in * L->out);
+    const char *wname;
+    float *w = weights_init(b, L, l, 2, dims, &wname);
     if (!w)
         return FM_ENOMEM;
     for (int j = 0; j < L->out; j++)
         for (int i = 0; i < L->in; i++)
             w[(size_t)i * (size_t)L->out + (size_t)j] = weight_value(L, j, i);
-    b->weights += (int64_t)L->in * L->out;
     const char *acc = name_of(b, "l%d_acc", l);
     node(b, "MatMul", acc, 2, *cur, quantize_weights(b, L, l, wname));
     *cur = finish_layer(b, L, l, acc, 0, last ? "scores" : NULL);
@@ -434,13 +443,13 @@ static int conv(builder *b, const fm_deploy_layer *L, const fm_deploy_layer *P, 
         pad_right = 0;
     if ((L->in_h + L->pad_top + pad_bottom - L->k_h) / L->stride + 1 != L->out_h ||
         (L->in_w + L->pad_left + pad_right - L->k_w) / L->stride + 1 != L->out_w)
-        return fmi_error(FM_EUNSUPPORTED, "layer %d: a convolution's output of %dx%d from %dx%d with stride %d "
-                                          "has no ONNX padding", l, L->out_h, L->out_w, L->in_h, L->in_w,
-                         L->stride);
+        return fmi_error(FM_EUNSUPPORTED, "%s: layer %d: a convolution's output of %dx%d from %dx%d with "
+                                          "stride %d has no ONNX padding", b->path, l, L->out_h, L->out_w,
+                         L->in_h, L->in_w, L->stride);
     *cur = to_layout(b, *cur, have, MAP_NCHW, l);
     int64_t dims[4] = {L->out_c, L->in_c, L->k_h, L->k_w};
-    const char *wname = name_of(b, "l%d_weights", l);
-    float *w = float_init(b, wname, 4, dims, (int64_t)L->out * L->in);
+    const char *wname;
+    float *w = weights_init(b, L, l, 4, dims, &wname);
     if (!w)
         return FM_ENOMEM;
     /* fewmul's codes run (ky, kx, c) per filter; ONNX's weights (o, c, ky, kx) */
@@ -451,7 +460,6 @@ static int conv(builder *b, const fm_deploy_layer *L, const fm_deploy_layer *P, 
                     w[(((size_t)j * (size_t)L->in_c + (size_t)c) * (size_t)L->k_h + (size_t)ky) *
                           (size_t)L->k_w + (size_t)kx] =
                         weight_value(L, j, (ky * L->k_w + kx) * L->in_c + c);
-    b->weights += (int64_t)L->out * L->in;
     const char *acc = name_of(b, "l%d_acc", l);
     FmiOnnx__NodeProto *nd = node(b, "Conv", acc, 2, *cur, quantize_weights(b, L, l, wname));
     const int64_t kernel[2] = {L->k_h, L->k_w}, strides[2] = {L->stride, L->stride};
@@ -520,7 +528,7 @@ static int build(builder *b, const fm_deploy *d, FmiOnnx__GraphProto *g)
             node(b, "GlobalAveragePool", avg, 1, cur);
             cur = avg;
         } else {
-            rc = fmi_error(FM_EUNSUPPORTED, "layer %d: a max-pool not after a convolution", l + 1);
+            rc = fmi_error(FM_EUNSUPPORTED, "%s: layer %d: a max-pool not after a convolution", b->path, l + 1);
         }
         if (rc != FM_OK)
             return rc;
@@ -566,6 +574,7 @@ int fm_deploy_export_onnx(const fm_deploy *d, const char *path, fm_onnx_dialect 
         return rc;
     builder b = {0};
     b.qonnx = dialect == FM_ONNX_QONNX;
+    b.path = path;
     FmiOnnx__GraphProto graph = FMI_ONNX__GRAPH_PROTO__INIT;
     FmiOnnx__OperatorSetIdProto opsets[2] = {FMI_ONNX__OPERATOR_SET_ID_PROTO__INIT,
                                              FMI_ONNX__OPERATOR_SET_ID_PROTO__INIT};

@@ -10,7 +10,7 @@
 
 const char *const export_help[] = {
     "Usage: fewmul export --model FILE --c DIR [--name NAME] [--json]",
-    "       fewmul export --model FILE --onnx FILE [--onnx-dialect plain|qonnx] [--json]",
+    "       fewmul export --model FILE --onnx FILE [--onnx-dialect D] [--json]",
     "",
     "Write a packed model (written by 'fewmul train --out') as C for a",
     "microcontroller or any C99 compiler: DIR/NAME.h and DIR/NAME.c, a pair",

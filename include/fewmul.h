@@ -803,6 +803,35 @@ typedef struct fm_export_c_info {
 int fm_deploy_export_c(const fm_deploy *deploy, const char *dir, const char *name,
                        fm_export_c_info *info);
 
+/* ONNX (docs/deploy.md, "ONNX"): the graph's operators. */
+typedef enum fm_onnx_dialect {
+    FM_ONNX_PLAIN = 0, /* standard operators (opset 13) only: runs in onnxruntime */
+    FM_ONNX_QONNX = 1  /* binary and ternary weights and sign activations through
+                          QONNX's BipolarQuant and IntQuant (domain
+                          qonnx.custom_op.general), for FINN-style tool chains */
+} fm_onnx_dialect;
+
+/* What fm_deploy_export_onnx wrote. */
+typedef struct fm_export_onnx_info {
+    uint64_t file_bytes; /* the size of the ONNX file */
+    int64_t nodes;       /* the graph's nodes */
+    int64_t weights;     /* weight values stored as float initialisers */
+} fm_export_onnx_info;
+
+/* 1 when this build writes ONNX (it was built with protobuf-c), else 0. */
+int fm_onnx_available(void);
+
+/* Writes the network as one ONNX model at path: input "pixels", float
+ * [batch, height, width, channels] raw pixel values (0 .. 255 for 8-bit
+ * images, the IDX files' order); output "scores", float [batch, classes], the
+ * class scores of fm_deploy_predict up to the order of float additions. The
+ * file is written through fm_write_file_atomic (a failure leaves what was at
+ * path as it was: FM_EIO). FM_EUNSUPPORTED when this build has no ONNX
+ * support (fm_onnx_available) or the weights as floats exceed 2 GB; FM_EINVAL
+ * for a bad argument. info may be NULL. */
+int fm_deploy_export_onnx(const fm_deploy *deploy, const char *path, fm_onnx_dialect dialect,
+                          fm_export_onnx_info *info);
+
 #ifdef __cplusplus
 }
 #endif

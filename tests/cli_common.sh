@@ -4,7 +4,7 @@
 # first_err_line) and Python checks of its output (check), writes small IDX
 # data sets (make_idx), sets up runs without root's rights (unprivileged_wrap)
 # and checks cases that must fail with one line and a status (expect_error and
-# its helpers, recorded for docs/errors.md). NAME must be set to the script's
+# its helpers, recorded for docs/errors.md; failed_writes_keep for an export). NAME must be set to the script's
 # name first; the script ends with `finish`.
 
 if [ $# -lt 1 ] || [ ! -x "$1" ]; then
@@ -192,6 +192,54 @@ not_found() { local name=$1 pattern=$2; shift 2; expect_error "$name" 3 "$patter
 bad_input() { local name=$1 pattern=$2; shift 2; expect_error "$name" 4 "$pattern" "$@"; }
 io_error() { local name=$1 pattern=$2; shift 2; expect_error "$name" 5 "$pattern" "$@"; }
 no_memory() { local name=$1 pattern=$2; shift 2; expect_error "$name" 6 "$pattern" "$@"; }
+
+
+# tiny_models: two tiny packed models on synthetic data for an export's
+# refusals, $tmp/tiny.fmp (with its training state $tmp/tiny.fm) and
+# $tmp/other.fmp, and $tmp/damaged.fmp, tiny.fmp with a byte of its first
+# layer changed; 1 (after a not_ok) when training wrote no model.
+tiny_models() {
+    make_idx "$tmp/idx" 200 50 8
+    local tiny=(--data "idx:$tmp/idx" --arch mlp:8 --weights bc-det --epochs 1 --batch 50 --valid 50 --threads 1 --quiet)
+    "$FEWMUL" train "${tiny[@]}" --out "$tmp/tiny.fmp" --state "$tmp/tiny.fm" >/dev/null 2>&1
+    "$FEWMUL" train "${tiny[@]}" --arch mlp:9 --out "$tmp/other.fmp" >/dev/null 2>&1
+    if [ ! -s "$tmp/tiny.fmp" ] || [ ! -s "$tmp/other.fmp" ]; then
+        not_ok "train two tiny models" "no model written"
+        return 1
+    fi
+    cp "$tmp/tiny.fmp" "$tmp/damaged.fmp"
+    printf '\377' | dd of="$tmp/damaged.fmp" bs=1 seek=100 conv=notrunc 2>/dev/null
+}
+# failed_writes_keep WHAT FSIZE FOLDER DISK_PATTERN PERM_PATTERN ARGS...: an
+# export (fewmul ARGS, writing into FOLDER) on a full disk (a file size limit
+# of FSIZE bytes makes the write fail part-way with EFBIG, as ENOSPC would;
+# SIGXFSZ is ignored so that the write returns the error), then as an
+# unprivileged user into FOLDER made read-only: each an I/O error matching
+# its pattern (recorded for docs/errors.md), after which `kept` (the
+# caller's function) must find the earlier export's files untouched and no
+# temporary file left. Skipped without prlimit, or as root without setpriv.
+failed_writes_keep() {
+    local what=$1 fsize=$2 folder=$3 disk=$4 perm=$5
+    shift 5
+    if command -v prlimit >/dev/null; then
+        wrap=(bash -c "trap '' XFSZ; exec prlimit --fsize=$fsize \"\$0\" \"\$@\"")
+        io_error "$what on a full disk" "$disk" "$@"
+        wrap=()
+        if kept; then ok "... and the last export's files are untouched, no temporary file left"; else not_ok "... and the last export's files are untouched, no temporary file left" "they changed"; fi
+    else
+        skip "$what on a full disk" "prlimit not found"
+    fi
+    unprivileged_wrap
+    if [ "${wrap[0]:-}" != none ]; then
+        chmod 755 "$tmp" && find "$tmp" -maxdepth 1 -type f -exec chmod a+r {} + && chmod 555 "$folder"
+        io_error "$what into a folder that cannot be written" "$perm" "$@"
+        chmod 755 "$folder"
+        if kept; then ok "... and the files are untouched"; else not_ok "... and the files are untouched" "they changed"; fi
+    else
+        skip "$what into a folder that cannot be written" "running as root without setpriv or a nobody user"
+    fi
+    wrap=()
+}
 
 # Prints the counts; the exit status is 1 if anything failed, 77 (CTest's
 # skip) if nothing ran but something was skipped, else 0.

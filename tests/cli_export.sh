@@ -30,19 +30,12 @@ usage_error "export --name that is not a C identifier" "--name '2fast' is not a 
 usage_error "export --c without a folder" "option '--c' needs a value" export --model "$tmp/tiny.fmp" --c
 not_found "export of a missing model" 'none\.fmp.*No such file' export --model "$tmp/none.fmp" --c "$tmp/c"
 
-make_idx "$tmp/idx" 200 50 8
-tiny=(--data "idx:$tmp/idx" --arch mlp:8 --weights bc-det --epochs 1 --batch 50 --valid 50 --threads 1 --quiet)
-"$FEWMUL" train "${tiny[@]}" --out "$tmp/tiny.fmp" --state "$tmp/tiny.fm" >/dev/null 2>&1
-"$FEWMUL" train "${tiny[@]}" --arch mlp:9 --out "$tmp/other.fmp" >/dev/null 2>&1
-if [ ! -s "$tmp/tiny.fmp" ] || [ ! -s "$tmp/other.fmp" ]; then
-    not_ok "train two tiny models" "no model written"
+if ! tiny_models; then
     finish
     exit
 fi
 bad_input "export of a training-state file" 'tiny\.fm: a training-state file' \
     export --model "$tmp/tiny.fm" --c "$tmp/c"
-cp "$tmp/tiny.fmp" "$tmp/damaged.fmp"
-printf '\377' | dd of="$tmp/damaged.fmp" bs=1 seek=100 conv=notrunc 2>/dev/null
 bad_input "export of a damaged packed model" 'damaged\.fmp: .*checksum' \
     export --model "$tmp/damaged.fmp" --c "$tmp/c"
 echo x >"$tmp/plain"
@@ -68,28 +61,9 @@ io_error "export over a header that is a folder" "other\.h' is a directory, not 
 if cmp -s "$tmp/c/model.c" "$tmp/c/other.c"; then ok "... and the source beside it is untouched"; else not_ok "... and the source beside it is untouched" "it changed"; fi
 rmdir "$tmp/c/other.h"
 rm -f "$tmp/c/other.c"
-if command -v prlimit >/dev/null; then
-    # a full disk: a file size limit makes the write fail part-way (EFBIG, as
-    # ENOSPC would); SIGXFSZ is ignored so that the write returns the error
-    wrap=(bash -c 'trap "" XFSZ; exec prlimit --fsize=2048 "$0" "$@"')
-    io_error "export on a full disk" 'model\.c: write failed: File too large' \
-        export --model "$tmp/other.fmp" --c "$tmp/c"
-    wrap=()
-    if kept; then ok "... and both files of the last export are untouched, no temporary file left"; else not_ok "... and both files of the last export are untouched, no temporary file left" "they changed"; fi
-else
-    skip "export on a full disk" "prlimit not found"
-fi
-unprivileged_wrap
-if [ "${wrap[0]:-}" != none ]; then
-    chmod 755 "$tmp" && chmod a+r "$tmp/other.fmp" && chmod 555 "$tmp/c"
-    io_error "export into a folder that cannot be written" 'model\.c: cannot create a temporary file beside it: Permission denied' \
-        export --model "$tmp/other.fmp" --c "$tmp/c"
-    chmod 755 "$tmp/c"
-    if kept; then ok "... and both files are untouched"; else not_ok "... and both files are untouched" "they changed"; fi
-else
-    skip "export into a folder that cannot be written" "running as root without setpriv or a nobody user"
-fi
-wrap=()
+failed_writes_keep export 2048 "$tmp/c" 'model\.c: write failed: File too large' \
+    'model\.c: cannot create a temporary file beside it: Permission denied' \
+    export --model "$tmp/other.fmp" --c "$tmp/c"
 
 # NAME.c refuses a header of another export (a half-copied pair).
 run second export --model "$tmp/other.fmp" --c "$tmp/c2" --json

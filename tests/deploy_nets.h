@@ -1,7 +1,7 @@
 /* deploy_nets.h — deployed networks built by hand for the tests
  * (test_deploy_file.c, test_export_c.c): dense chains of any weight kind and
  * activation (make_net), and networks of convolutions and pools built
- * record by record (start_net, add_conv, add_pool), every value
+ * record by record (start_net, add_conv, add_pool, add_dense), every value
  * pseudo-random from a seed. Include after
  * cmocka.h, deploy.h and internal.h. */
 #ifndef FEWMUL_TEST_DEPLOY_NETS_H
@@ -167,6 +167,25 @@ static void add_pool(fm_deploy *d, int k, int *h, int *w, int c, int size, int s
     L->in = *h * *w * c;
     L->out = L->out_h * L->out_w * c;
     *h = L->out_h, *w = L->out_w;
+}
+
+/* Record k: a dense layer on the flattened map (or vector) of `in` values. */
+static inline void add_dense(fm_deploy *d, int k, int in, int out, fm_deploy_weights kind, int levels,
+                      fm_deploy_act act, int binary_input)
+{
+    fm_deploy_layer *L = &d->layers[k];
+    L->type = FM_DL_DENSE;
+    L->in = in;
+    L->out = out;
+    L->weights = kind;
+    L->levels = kind == FM_DW_SYNAPSE ? levels : 0;
+    L->bits = kind == FM_DW_FP32 ? 32 : kind == FM_DW_BINARY ? 1 : kind == FM_DW_TERNARY ? 2
+                                                                 : synapse_bits_of(levels);
+    L->unit = 1.0f;
+    L->act = act;
+    L->binary_input = binary_input;
+    assert_int_equal(fmi_deploy_layer_alloc(L), FM_OK);
+    fill_layer(L);
 }
 
 #endif

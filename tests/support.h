@@ -194,6 +194,59 @@ static inline void limit_file_size(rlim_t bytes)
     }
 }
 
+/* A failed write leaves what was there as it was (the exports' tests):
+ * attempt(user) runs under a file size limit doubling from 64 bytes until it
+ * succeeds, then, after restore(user) has written the earlier files again,
+ * once with each allocation failing in turn until it succeeds. Every failure
+ * must return FM_EIO (the disk) or FM_ENOMEM and leave snapshot(user), the
+ * bytes of the files, as they were. Gives the number of each kind of failure. */
+typedef struct keep_check {
+    int (*attempt)(void *user);
+    void (*restore)(void *user);
+    uint8_t *(*snapshot)(void *user, size_t *n);
+    void *user;
+} keep_check;
+
+static inline void expect_kept(const keep_check *k, const uint8_t *before, size_t n)
+{
+    size_t m;
+    uint8_t *after = k->snapshot(k->user, &m);
+    assert_int_equal(m, n);
+    assert_memory_equal(after, before, n);
+    free(after);
+}
+
+static inline void failures_keep(const keep_check *k, int *disk_failures, int *alloc_failures)
+{
+    k->restore(k->user);
+    size_t n;
+    uint8_t *before = k->snapshot(k->user, &n);
+    *disk_failures = *alloc_failures = 0;
+    for (rlim_t limit = 64;; limit *= 2) { /* until the files fit */
+        limit_file_size(limit);
+        int rc = k->attempt(k->user);
+        limit_file_size(0);
+        if (rc == FM_OK)
+            break;
+        assert_int_equal(rc, FM_EIO);
+        expect_kept(k, before, n);
+        (*disk_failures)++;
+    }
+    k->restore(k->user);
+    for (long at = 1;; at++) {
+        track.calls = 0;
+        track.fail_at = at;
+        int rc = k->attempt(k->user);
+        track.fail_at = 0;
+        if (rc == FM_OK)
+            break;
+        assert_int_equal(rc, FM_ENOMEM);
+        expect_kept(k, before, n);
+        (*alloc_failures)++;
+    }
+    free(before);
+}
+
 static inline void write_whole_file(const char *path, const void *buf, size_t n)
 {
     FILE *f = fopen(path, "wb");

@@ -358,6 +358,8 @@ typedef struct bench_opts {
 
 typedef struct export_opts {
     const char *model, *dir, *name; /* --model, --c, --name */
+    const char *onnx;               /* --onnx FILE */
+    int dialect;                    /* --onnx-dialect: fm_onnx_dialect, -1 when not given */
     int json, help;
 } export_opts;
 

@@ -33,7 +33,7 @@ static const char *const main_help[] = {
     "                                      speed, energy",
     "  fewmul help [COMMAND]               show the help of a command",
     "  fewmul --version                    print the version and the libraries of the",
-    "                                      float matrix products",
+    "                                      float matrix products and the ONNX export",
     "",
     "Binary and ternary weights (BinaryConnect, TernaryConnect) turn the forward",
     "pass's multiplications into sign changes; quantized back-propagation (--qb)",
@@ -140,7 +140,8 @@ static int dispatch(int argc, char **argv)
         return cmd_help(argc, argv);
     if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0 ||
         strcmp(name, "version") == 0) {
-        printf("fewmul %s\nfloat matrix products: %s\n", FM_VERSION_STRING, fm_gemm_libraries());
+        printf("fewmul %s\nfloat matrix products: %s\nONNX export: %s\n", FM_VERSION_STRING,
+               fm_gemm_libraries(), fm_onnx_available() ? "protobuf-c" : "none (built without protobuf-c)");
         return CLI_OK;
     }
     const command *c = find_command(name);

@@ -345,6 +345,8 @@ static int energy_with(const train_opts *o, energy_run *r)
     peer.qb = 0;
     peer.qb_emin = peer.qb_emax = FM_QB_UNBOUNDED;
     peer.exec = FM_EXEC_DEFAULT;
+    if (peer.opt == FM_OPT_BOP) /* fp32 weights have no bits to flip: Adam, bop's for the rest */
+        peer.opt = FM_OPT_ADAM;
     if ((rc = create_model(&peer, o->input_shape, o->classes, &r->peer)) != 0)
         return rc;
     if ((rc = measure(r->peer, c->batch, &r->peer_step, &r->peer_infer)) != 0)
@@ -372,6 +374,8 @@ int parse_energy(int argc, char **argv, train_opts *o)
         return CLI_OK;
     }
     train_opts_finish(o);
+    if ((rc = train_opts_check_bop(o)) != 0)
+        return rc;
     if (fm_config_check(&o->cfg) != FM_OK)
         return usage_error("%s", fm_last_error());
     return CLI_OK;

@@ -1089,6 +1089,8 @@ int parse_train(int argc, char **argv, train_opts *o)
     if (rc || o->help)
         return rc;
     train_opts_finish(o);
+    if ((rc = train_opts_check_bop(o)) != 0)
+        return rc;
     if (o->table)
         o->ledger = 1; /* --table prices a ledger: it implies --ledger */
     if ((rc = check_data_spec(o->data)) != 0)

@@ -51,7 +51,10 @@ const char *const energy_help[] = {
     "  --batch B          examples in the step and the inference pass, 1..65536",
     "                     (default 200)",
     "  --loss hinge|xent  loss (default hinge)",
-    "  --opt sgd|adam     optimizer of the update (default sgd)",
+    "  --opt sgd|adam|bop optimizer of the update (default sgd); bop needs",
+    "                     --weights bc-det: bits and one momentum per weight",
+    "  --bop-gamma X      bop's momentum rate, 0 < X < 1 (default 0.001)",
+    "  --bop-threshold X  bop's flip threshold, >= 0 (default 1e-6)",
     "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
     "  --dropout P        drop probability of hidden units, 0 <= P < 1 (default 0)",
     "  --seed S           random seed (default 1234)",
@@ -260,6 +263,9 @@ static int print_energy_text(const train_opts *o, const energy_run *r)
     printf("fewmul energy: %s\n", fm_model_describe(r->model));
     printf("batch %d, input %s (%d values), %d classes, seed %" PRIu64 "\n", c->batch, o->input,
            o->input_dim, o->classes, c->seed);
+    if (c->opt == FM_OPT_BOP)
+        printf("optimizer bop (gamma %g, threshold %g): the weights are their bits, flipped by one "
+               "momentum each; batch norm by Adam\n", c->bop_gamma, c->bop_threshold);
     print_table_heading(r->table);
 
     static const char *const titles[2] = {"training step", "inference"};
@@ -303,6 +309,14 @@ static int print_energy_json(const train_opts *o, const energy_run *r)
     json_int(&w, "input_dim", o->input_dim);
     json_int(&w, "classes", o->classes);
     json_uint(&w, "seed", (unsigned long long)c->seed);
+    json_string(&w, "opt", choice_name(opt_choices, o->opt));
+    if (c->opt == FM_OPT_BOP) {
+        json_number(&w, "bop_gamma", c->bop_gamma);
+        json_number(&w, "bop_threshold", c->bop_threshold);
+    } else {
+        json_null(&w, "bop_gamma");
+        json_null(&w, "bop_threshold");
+    }
     json_string(&w, "describe", fm_model_describe(r->model));
     json_uint(&w, "params", (unsigned long long)fm_model_param_count(r->model));
     json_table(&w, "table", r->table);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_bop.sh — `fewmul train --opt bop` and `fewmul energy --opt bop` as a
 # user meets them: a run on small synthetic data learns and reports bop in its
-# plan and JSON; its packed model (--out) is 1 bit a weight and evaluates to
+# plan and JSON, and the report page names its mode; its packed model (--out) is 1 bit a weight and evaluates to
 # the run's test error; a run stopped by SIGTERM mid-epoch and resumed from
 # its checkpoint ends with the same model file, byte for byte, as a run never
 # stopped; two MPI ranks train as one process does (skipped without mpirun
@@ -20,7 +20,8 @@ args=(--data "idx:$data" --arch mlp:256,256 --weights bc-det --qb --opt bop --va
       --epochs 3 --batch 50 --threads 2 --seed 5)
 
 # ---- a run ---------------------------------------------------------------------
-run ref train "${args[@]}" --json --state "$tmp/ref.fm" --out "$tmp/ref.fmp"
+run ref train "${args[@]}" --json --state "$tmp/ref.fm" --out "$tmp/ref.fmp" --log "$tmp/ref.jsonl" \
+    --ledger
 if [ "$rc" -ne 0 ]; then
     not_ok "train --opt bop" "exit $rc: $(first_err_line ref)"
     finish
@@ -50,6 +51,13 @@ ev = json.loads(open(sys.argv[2]).read())
 if abs(ev["error_pct"] - run["test_error_pct"]) > 1.0:
     sys.exit("eval %r, run %r" % (ev["error_pct"], run["test_error_pct"]))
 ' "$tmp/ref" "$tmp/ref_eval"
+
+run page report "$tmp/ref.jsonl" -o "$tmp/page.html"
+if [ "$rc" -eq 0 ] && grep -q 'bc-det+qb bop' "$tmp/page.html"; then
+    ok "the report names a bop run's mode (bc-det+qb bop)"
+else
+    not_ok "the report names a bop run's mode (bc-det+qb bop)" "exit $rc: $(first_err_line page)"
+fi
 
 # ---- stopped by SIGTERM and resumed ----------------------------------------------
 ck=$tmp/run.fmc

@@ -1,7 +1,7 @@
 /* cli_config.c — the options of `fewmul train` and `fewmul energy` (train_opts):
  * the choice tables, the setters of --weights, --qb, --qb-conv and --input,
  * both option tables, the defaults and the finishing of a parsed set, and the
- * weight mode as JSON. */
+ * weight mode and bop's parameters as JSON; bop's options and their check. */
 #include "cli.h"
 
 #include <limits.h>
@@ -353,5 +353,17 @@ void json_mode(json_writer *w, const fm_config *c)
     } else {
         json_null(w, "qb_conv_emin");
         json_null(w, "qb_conv_emax");
+    }
+}
+
+/* Bop's gamma and threshold (null unless the optimizer is bop). */
+void json_bop(json_writer *w, const fm_config *c)
+{
+    if (c->opt == FM_OPT_BOP) {
+        json_number(w, "bop_gamma", c->bop_gamma);
+        json_number(w, "bop_threshold", c->bop_threshold);
+    } else {
+        json_null(w, "bop_gamma");
+        json_null(w, "bop_threshold");
     }
 }

@@ -310,13 +310,7 @@ static int print_energy_json(const train_opts *o, const energy_run *r)
     json_int(&w, "classes", o->classes);
     json_uint(&w, "seed", (unsigned long long)c->seed);
     json_string(&w, "opt", choice_name(opt_choices, o->opt));
-    if (c->opt == FM_OPT_BOP) {
-        json_number(&w, "bop_gamma", c->bop_gamma);
-        json_number(&w, "bop_threshold", c->bop_threshold);
-    } else {
-        json_null(&w, "bop_gamma");
-        json_null(&w, "bop_threshold");
-    }
+    json_bop(&w, c);
     json_string(&w, "describe", fm_model_describe(r->model));
     json_uint(&w, "params", (unsigned long long)fm_model_param_count(r->model));
     json_table(&w, "table", r->table);

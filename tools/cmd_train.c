@@ -583,13 +583,7 @@ static int write_result_fields(json_writer *wp, const train_opts *o, const fm_mo
     json_number(&w, "lr", c->lr);
     json_number(&w, "lr_final", c->lr_final);
     json_string(&w, "opt", choice_name(opt_choices, o->opt));
-    if (c->opt == FM_OPT_BOP) {
-        json_number(&w, "bop_gamma", c->bop_gamma);
-        json_number(&w, "bop_threshold", c->bop_threshold);
-    } else {
-        json_null(&w, "bop_gamma");
-        json_null(&w, "bop_threshold");
-    }
+    json_bop(&w, c);
     json_string(&w, "acts", choice_name(acts_choices, o->acts));
     json_string(&w, "exec", choice_name(exec_choices, o->exec));
     json_string(&w, "kernels", r->kernels);

@@ -16,8 +16,8 @@ void fmi_bop_step(float *w, const float *g, float *m, size_t n, float gamma, flo
         m[i] = mi;
         /* a positive momentum says the loss falls as w falls: a weight at +H
          * goes to -H (and the reverse) once the signal passes the threshold */
-        if (fabsf(mi) > threshold && (mi > 0.0f) == (w[i] > 0.0f))
-            w[i] = -w[i];
+        const float wi = w[i]; /* a select, not a branch, so that the loop vectorizes */
+        w[i] = fabsf(mi) > threshold && (mi > 0.0f) == (wi > 0.0f) ? -wi : wi;
     }
     FM_TALLY(FM_OP_FMUL, n);     /* gamma*g */
     FM_TALLY(FM_OP_FMA, n);      /* keep*m + . */

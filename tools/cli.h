@@ -264,7 +264,7 @@ int train_opts_check_bop(const train_opts *o);
 /* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
  * qb_emax, qb_conv_emin, qb_conv_emax (null where they do not apply). */
 void json_mode(json_writer *w, const fm_config *c);
-/* bop_gamma and bop_threshold, null unless the optimizer is bop. */
+/* bop_gamma and bop_threshold when the optimizer is bop (else nothing). */
 void json_bop(json_writer *w, const fm_config *c);
 
 /* ---- the energy ledger: pricing, reports, JSON (cli_ledger.c) ------------ */

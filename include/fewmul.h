@@ -239,7 +239,12 @@ typedef enum fm_weight_mode {
     FM_WEIGHTS_SYNAPSE   /* N log-spaced magnitudes with sign, stochastic rounding */
 } fm_weight_mode;
 
-typedef enum fm_optimizer { FM_OPT_SGD = 0, FM_OPT_ADAM } fm_optimizer;
+/* bop: Helwegen et al.'s binary optimizer ("Latent Weights Do Not Exist",
+ * NeurIPS 2019) for --weights bc-det: the weights are the binary values
+ * themselves (no latent fp32 weights), each with one momentum m that follows
+ * m = (1-gamma)*m + gamma*g, and a weight flips (w = -w) when |m| > threshold
+ * and m has w's sign. The real parameters (batch norm) take Adam. */
+typedef enum fm_optimizer { FM_OPT_SGD = 0, FM_OPT_ADAM, FM_OPT_BOP } fm_optimizer;
 typedef enum fm_loss { FM_LOSS_HINGE = 0, FM_LOSS_XENT } fm_loss;
 /* center: x/255 minus the per-pixel mean of the training images (the paper);
  * unit: x/255 in [0,1]. */
@@ -298,7 +303,8 @@ typedef struct fm_config {
     int batch;                   /* default 200 */
     fm_optimizer opt;            /* default SGD */
     double lr;                   /* initial rate; <= 0 means the optimizer's default
-                                    (SGD 0.3, Adam 0.003) */
+                                    (SGD 0.3, Adam 0.003; bop: Adam's, for the real
+                                    parameters) */
     double lr_final;             /* rate after the last epoch, decayed exponentially
                                     per epoch; <= 0 means default (SGD 0.01, Adam 2e-6) */
     double momentum;             /* SGD momentum (default 0, the paper) */
@@ -317,6 +323,9 @@ typedef struct fm_config {
     uint64_t seed;               /* default 1234 */
     int threads;                 /* <= 0: all cores */
     fm_exec exec;                /* default FM_EXEC_DEFAULT; not stored in model files */
+    double bop_gamma;            /* FM_OPT_BOP: the momentum's adaptivity rate, 0 < gamma < 1
+                                    (default 1e-3) */
+    double bop_threshold;        /* FM_OPT_BOP: the flip threshold tau >= 0 (default 1e-6) */
 } fm_config;
 
 /* Fills every field with its default. */

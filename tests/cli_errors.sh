@@ -308,6 +308,31 @@ usage_error "--valid -5" 'valid' train --valid -5
 usage_error "--seed -1" 'seed' train --seed -1
 usage_error "--seed overflow" 'seed' train --seed 18446744073709551616
 usage_error "--opt unknown" 'opt|rmsprop' train --opt rmsprop
+usage_error "--opt bop with stochastic weights" 'needs --weights bc-det, not bc \(try' \
+    train --opt bop --weights bc
+usage_error "--opt bop with fp32 weights" 'needs --weights bc-det, not fp32' train --opt bop
+usage_error "--opt bop with --momentum" 'momentum is SGD.s: with bop' \
+    train --opt bop --weights bc-det --momentum 0.9
+usage_error "--bop-gamma without --opt bop" 'bop-gamma applies to --opt bop only' \
+    train --weights bc-det --bop-gamma 0.01
+usage_error "--bop-threshold without --opt bop" 'bop-threshold applies to --opt bop only' \
+    train --weights bc-det --opt adam --bop-threshold 1e-6
+usage_error "--bop-gamma 0" 'bop-gamma: 0 is out of range' \
+    train --opt bop --weights bc-det --bop-gamma 0
+usage_error "--bop-gamma 1" 'bop-gamma: 1 is out of range' \
+    train --opt bop --weights bc-det --bop-gamma 1
+usage_error "--bop-gamma 1e-50" 'bop-gamma: 1e-50 becomes 0' \
+    train --opt bop --weights bc-det --bop-gamma 1e-50
+usage_error "--bop-threshold -1e-6" 'bop-threshold: -1e-6 is out of range' \
+    train --opt bop --weights bc-det --bop-threshold -1e-6
+usage_error "--bop-threshold nan" "bop-threshold: 'nan'" \
+    train --opt bop --weights bc-det --bop-threshold nan
+usage_error "--bop-threshold 1e39" 'bop-threshold: 1e39 is too large' \
+    train --opt bop --weights bc-det --bop-threshold 1e39
+usage_error "energy --opt bop with tc weights" 'needs --weights bc-det, not tc \(try' \
+    energy --opt bop --weights tc
+usage_error "energy --bop-gamma without --opt bop" 'bop-gamma applies to --opt bop only' \
+    energy --bop-gamma 0.01
 usage_error "--compress unknown" 'compress|zip' train --compress zip
 usage_error "--loss unknown" 'loss|l1' train --loss l1
 usage_error "--set unknown" 'set|valid' eval --model x --set valid

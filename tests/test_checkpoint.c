@@ -300,6 +300,80 @@ static void test_resume_mulfree(void **state)
     interrupted_equals_uninterrupted(&c, some_stops, 5, 0, "bc+qb mulfree");
 }
 
+/* Bop: the checkpoint holds the bits (the model's weights), the momenta
+ * and batch norm's Adam moments, and bop's gamma and threshold. */
+static void test_resume_bop_ledger(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:16,12", "bc-det");
+    c.opt = FM_OPT_BOP;
+    c.qb = 1;
+    c.bop_gamma = 0.01;
+    c.bop_threshold = 1e-5;
+    interrupted_equals_uninterrupted(&c, some_stops, 5, 1, "bop+qb, ledger");
+}
+
+static void test_resume_bop_mulfree_conv(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:16", "bc-det");
+    c.opt = FM_OPT_BOP;
+    c.qb = 1;
+    c.exec = FM_EXEC_MULFREE;
+    c.preproc = FM_PRE_UNIT;
+    interrupted_equals_uninterrupted(&c, some_stops, 5, 0, "bop+qb mulfree");
+    base_config(&c, "conv:4k3,pool2,fc8", "bc-det");
+    c.opt = FM_OPT_BOP;
+    c.qb = 1;
+    c.threads = 2;
+    const long stops[] = {5, 20};
+    interrupted_equals_uninterrupted(&c, stops, 2, 1, "conv bop+qb, 2 threads");
+}
+
+/* A bop run resumes only with its own gamma and threshold. */
+static void test_resume_bop_other_gamma_refused(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:16", "bc-det");
+    c.opt = FM_OPT_BOP;
+    const char *path = tpath("bop.fmc");
+    remove(path);
+    stopper s = {.stop_at = 3};
+    outcome o = train_once(&c, path, 0, NULL, &s, 0);
+    assert_int_equal(o.rc, FM_ECANCELED);
+    outcome_free(&o);
+    fm_checkpoint *ck;
+    /* walked from its head first, as a large checkpoint is: bop's two fields
+     * counted there too */
+    const size_t whole = fmi_read_whole_max;
+    fmi_read_whole_max = 0;
+    int rc = fm_checkpoint_load(path, &ck);
+    fmi_read_whole_max = whole;
+    if (rc != FM_OK)
+        fail_msg("%s", fm_last_error());
+    fm_checkpoint_free(ck);
+    assert_int_equal(fm_checkpoint_load(path, &ck), FM_OK);
+    assert_true(fm_checkpoint_config(ck)->bop_gamma == c.bop_gamma);
+    assert_true(fm_checkpoint_config(ck)->bop_threshold == c.bop_threshold);
+    const char *names[2] = {"bop_gamma", "bop_threshold"};
+    for (int i = 0; i < 2; i++) {
+        fm_config changed = c;
+        if (i == 0)
+            changed.bop_gamma *= 2;
+        else
+            changed.bop_threshold *= 2;
+        stopper quiet = {0};
+        outcome r = train_once(&changed, NULL, 0, ck, &quiet, 0);
+        assert_int_equal(r.rc, FM_EMISMATCH);
+        assert_non_null(strstr(fm_last_error(), names[i]));
+        outcome_free(&r);
+    }
+    fm_checkpoint_free(ck);
+}
+
 static void test_resume_no_validation(void **state)
 {
     (void)state;
@@ -924,6 +998,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_conv, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_gcn, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_mulfree, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_resume_bop_ledger, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_resume_bop_mulfree_conv, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_resume_bop_other_gamma_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_no_validation, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_from_periodic_and_final, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_threads_dense, test_setup, test_teardown),

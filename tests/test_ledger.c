@@ -134,19 +134,34 @@ static void assert_step_ops(const fm_ledger *l, const uint64_t forward[FM_OP_KIN
  *          SIGN 120, FADD 60; no dx below the input
  *   => FMUL 115, SIGN 375, FADD 220, FMA 50, RAND 35, CMP 190, IADD 35, SHIFT 90
  * update: W 12 and 6 (clipped), BN 6 and 4: FMA 28, CMP 2*18, SIGN 2*18 */
-static void test_hand_totals_binary_qb(void **state)
+static void run_network_a(run *r, fm_weight_mode weights, fm_optimizer opt)
 {
-    (void)state;
     fm_config c;
     fm_config_default(&c);
     c.arch = "mlp:3";
-    c.weights = FM_WEIGHTS_BC;
+    c.weights = weights;
     c.qb = 1;
+    c.opt = opt;
     c.threads = 1;
+    run_open(r, &c, 4, 2, 5);
+    run_step(r, 5);
+    run_update(r);
+}
+
+/* The index of a tensor in the ledger, -1 when it has none of that name. */
+static int tensor_index(const fm_ledger *l, const char *name)
+{
+    for (int t = 0; t < fm_ledger_tensors(l); t++)
+        if (strcmp(fm_ledger_tensor_name(l, t), name) == 0)
+            return t;
+    return -1;
+}
+
+static void test_hand_totals_binary_qb(void **state)
+{
+    (void)state;
     run r;
-    run_open(&r, &c, 4, 2, 5);
-    run_step(&r, 5);
-    run_update(&r);
+    run_network_a(&r, FM_WEIGHTS_BC, FM_OPT_SGD);
     const fm_ledger *l = r.ledger;
     static const uint64_t forward[FM_OP_KINDS] = {
         [FM_OP_FMA] = 98, [FM_OP_FADD] = 180, [FM_OP_FMUL] = 60, [FM_OP_FSPECIAL] = 10,
@@ -168,13 +183,8 @@ static void test_hand_totals_binary_qb(void **state)
     assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_FORWARD, FM_OP_SIGN), 12 + 60);
     assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_BACKWARD, FM_OP_SHIFT), 60);
     /* bytes: binary weights are 1 bit each, Q(x) 9 bits (sign + exponent field) */
-    int wq = -1, w = -1, qx = -1;
-    for (int t = 0; t < fm_ledger_tensors(l); t++) {
-        const char *name = fm_ledger_tensor_name(l, t);
-        wq = strcmp(name, "dense1.Wq") == 0 ? t : wq;
-        w = strcmp(name, "dense1.W") == 0 ? t : w;
-        qx = strcmp(name, "dense1.Qx") == 0 ? t : qx;
-    }
+    const int wq = tensor_index(l, "dense1.Wq"), w = tensor_index(l, "dense1.W"),
+              qx = tensor_index(l, "dense1.Qx");
     assert_true(wq >= 0 && w >= 0 && qx >= 0);
     assert_int_equal(fm_ledger_tensor_bytes(l, wq), 2);        /* 12 bits */
     assert_int_equal(fm_ledger_tensor_bytes(l, w), 48);        /* 12 floats */
@@ -189,6 +199,52 @@ static void test_hand_totals_binary_qb(void **state)
     uint64_t examples;
     assert_int_equal(fm_ledger_passes(l, FM_PHASE_FORWARD, &examples), 1);
     assert_int_equal(examples, 5);
+    run_close(&r);
+}
+
+/* Network A (above) with bop (bc-det+qb): no weight is sampled or
+ * quantized, so dense1's forward is its product alone (SIGN 60, FADD 60,
+ * FMUL 15); the update flips 12 + 6 weights (per weight FMUL gamma*g, FMA
+ * (1-gamma)*m + ., SIGN |m| and the flip, CMP against the threshold and the
+ * signs: FMUL 18, FMA 18, SIGN 36, CMP 36) and Adam moves batch norm's 6 + 4
+ * parameters unclipped (FMUL 5, FMA 2, FSPECIAL 2, FADD 2 each: FMUL 50, FMA
+ * 20, FSPECIAL 20, FADD 20). Bytes: W is 12 bits (2 bytes) wherever it is
+ * read or written, never 48; the momentum 48 bytes read and written. */
+static void test_hand_totals_bop(void **state)
+{
+    (void)state;
+    run r;
+    run_network_a(&r, FM_WEIGHTS_BC_DET, FM_OPT_BOP);
+    const fm_ledger *l = r.ledger;
+    static const uint64_t update[FM_OP_KINDS] = {
+        [FM_OP_FMUL] = 68, [FM_OP_FMA] = 38, [FM_OP_FSPECIAL] = 20, [FM_OP_FADD] = 20,
+        [FM_OP_SIGN] = 36, [FM_OP_CMP] = 36};
+    for (int op = 0; op < FM_OP_KINDS; op++)
+        assert_int_equal(ops(l, FM_PHASE_UPDATE, (fm_op)op), update[op]);
+    assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_FORWARD, FM_OP_SIGN), 60);
+    assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_FORWARD, FM_OP_FADD), 60);
+    assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_FORWARD, FM_OP_FMUL), 15);
+    assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_FORWARD, FM_OP_CMP), 0);
+    assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_FORWARD, FM_OP_FMA), 0);
+    /* no quantized copy of the weights: they are the bits */
+    assert_true(tensor_index(l, "dense1.Wq") < 0 && tensor_index(l, "dense2.Wq") < 0);
+    const int w = tensor_index(l, "dense1.W"), mom = tensor_index(l, "dense1.momentum"),
+              dw = tensor_index(l, "dense1.dW");
+    assert_true(w >= 0 && mom >= 0 && dw >= 0);
+    assert_int_equal(fm_ledger_tensor_bytes(l, w), 2);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_FORWARD, w, 0), 2);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_FORWARD, w, 1), 0);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 0), 2);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 1), 2);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, mom, 0), 48);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, mom, 1), 48);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, dw, 0), 48);
+    /* the evaluation weights are the bits too: nothing quantized */
+    fm_ledger_clear(r.ledger);
+    run_eval(&r, 5);
+    assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_EVAL, FM_OP_CMP), 0);
+    assert_true(tensor_index(l, "dense1.Wq") < 0);
+    assert_int_equal(fm_ledger_tensor_bytes(l, tensor_index(l, "dense1.W")), 2);
     run_close(&r);
 }
 
@@ -627,6 +683,8 @@ static void test_counting_build_tally(void **state)
         {"tc adam", FM_WEIGHTS_TC, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_ADAM, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
         {"bc-det+qb binary acts dropout", FM_WEIGHTS_BC_DET, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED,
          FM_LOSS_HINGE, FM_OPT_SGD, 0, 0.25, FM_BN_PAPER, 0, FM_ACTS_BINARY},
+        {"bop", FM_WEIGHTS_BC_DET, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_BOP, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
+        {"bop+qb xent running", FM_WEIGHTS_BC_DET, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_XENT, FM_OPT_BOP, 0, 0, FM_BN_RUNNING, 0, FM_ACTS_RELU},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         c.weights = cases[i].weights;
@@ -679,6 +737,17 @@ static void test_counting_build_tally(void **state)
                 tally_case(&c, 2, what);
             }
         }
+    /* bop on a convolutional network, both paths */
+    fm_config_default(&c);
+    c.arch = conv_archs[0];
+    c.weights = FM_WEIGHTS_BC_DET;
+    c.opt = FM_OPT_BOP;
+    c.qb = 1;
+    tally_case(&c, 1, "conv bop+qb");
+    tally_case(&c, 2, "conv bop+qb");
+    c.exec = FM_EXEC_MULFREE;
+    tally_case(&c, 1, "conv bop+qb mulfree");
+    tally_case(&c, 2, "conv bop+qb mulfree");
 }
 
 int main(void)
@@ -686,6 +755,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_totals_binary_qb),
         cmocka_unit_test(test_hand_totals_fp32_momentum),
+        cmocka_unit_test(test_hand_totals_bop),
         cmocka_unit_test(test_paper_mults),
         cmocka_unit_test(test_invariant_threads_and_kernels),
         cmocka_unit_test(test_measure),

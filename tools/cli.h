@@ -150,6 +150,9 @@ double now_seconds(void);
  * Commands call it before their work starts. */
 int threads_reported(int requested);
 const char *choice_name(const choice *choices, int value);
+/* A T_DOUBLE option's value checked against d (range, AS_FLOAT) into
+ * *field, for a T_CUSTOM setter that does more; 0 or a usage error. */
+int option_set_double(const option_def *d, double *field, const char *value);
 /* Appends formatted text to buf (capacity cap, current length *len). */
 void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) CLI_PRINTF(4, 5);
 /* Highest label + 1 over a set (0 when the set is empty or absent). */
@@ -242,6 +245,7 @@ typedef struct train_opts {
     int compress;      /* fm_compress of an MPI run's gradient exchange */
     int preproc_cache; /* --preproc-cache: MiB of gcn-* rows kept (0: none) */
     int ranks;         /* the ranks of an MPI run (set at its start; 0 or 1: one process) */
+    const char *bop_given; /* the last of --bop-gamma, --bop-threshold given, or NULL */
 } train_opts;
 
 extern const choice opt_choices[], preproc_choices[], export_choices[], acts_choices[],
@@ -254,9 +258,14 @@ void train_opts_take_config(train_opts *o, const fm_config *c);
 /* Copies the parsed enumerations into the config and resolves the default
  * learning rates, so that what is reported is what is used. */
 void train_opts_finish(train_opts *o);
+/* A usage error when bop's options are given without --opt bop (after
+ * train_opts_finish); else CLI_OK. */
+int train_opts_check_bop(const train_opts *o);
 /* The weight mode of a configuration: weights, synapse_levels, qb, qb_emin,
  * qb_emax, qb_conv_emin, qb_conv_emax (null where they do not apply). */
 void json_mode(json_writer *w, const fm_config *c);
+/* bop_gamma and bop_threshold when the optimizer is bop (else nothing). */
+void json_bop(json_writer *w, const fm_config *c);
 
 /* ---- the energy ledger: pricing, reports, JSON (cli_ledger.c) ------------ */
 

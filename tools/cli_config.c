@@ -1,14 +1,15 @@
 /* cli_config.c — the options of `fewmul train` and `fewmul energy` (train_opts):
  * the choice tables, the setters of --weights, --qb, --qb-conv and --input,
  * both option tables, the defaults and the finishing of a parsed set, and the
- * weight mode as JSON. */
+ * weight mode and bop's parameters as JSON; bop's options and their check. */
 #include "cli.h"
 
 #include <limits.h>
 #include <math.h>
 #include <string.h>
 
-const choice opt_choices[] = {{"sgd", FM_OPT_SGD}, {"adam", FM_OPT_ADAM}, {NULL, 0}};
+const choice opt_choices[] = {{"sgd", FM_OPT_SGD}, {"adam", FM_OPT_ADAM}, {"bop", FM_OPT_BOP},
+                              {NULL, 0}};
 static const choice loss_choices[] = {{"hinge", FM_LOSS_HINGE}, {"xent", FM_LOSS_XENT}, {NULL, 0}};
 const choice preproc_choices[] = {{"center", FM_PRE_CENTER},   {"unit", FM_PRE_UNIT},
                                   {"gcn-zca", FM_PRE_GCN_ZCA}, {"gcn-lcn", FM_PRE_GCN_LCN},
@@ -84,6 +85,35 @@ static int set_qb_conv(void *opts, const char *value)
     }
     return parse_exponent_range("qb-conv", value, "EMIN:EMAX or none", &o->cfg.qb_conv_emin,
                                 &o->cfg.qb_conv_emax);
+}
+
+/* --bop-gamma and --bop-threshold: bop's own, refused without --opt bop
+ * (train_opts_check_bop). */
+static const option_def bop_gamma_def = {"bop-gamma", T_DOUBLE, 0, 0, 1,
+                                         LO_OPEN | HI_OPEN | AS_FLOAT, NULL, 0, NULL};
+static const option_def bop_threshold_def = {"bop-threshold", T_DOUBLE, 0, 0, INFINITY, AS_FLOAT,
+                                             NULL, 0, NULL};
+
+static int set_bop_gamma(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    o->bop_given = "bop-gamma";
+    return option_set_double(&bop_gamma_def, &o->cfg.bop_gamma, value);
+}
+
+static int set_bop_threshold(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    o->bop_given = "bop-threshold";
+    return option_set_double(&bop_threshold_def, &o->cfg.bop_threshold, value);
+}
+
+int train_opts_check_bop(const train_opts *o)
+{
+    if (o->bop_given && o->cfg.opt != FM_OPT_BOP)
+        return usage_error("--%s applies to --opt bop only (the optimizer is %s)", o->bop_given,
+                           choice_name(opt_choices, o->opt));
+    return CLI_OK;
 }
 
 /* "--checkpoint-every N" (training steps) or "Ns", "Nm", "Nh" (seconds,
@@ -177,6 +207,8 @@ const option_def train_options[] = {
     {"lr", T_DOUBLE, TOPT(cfg.lr), 0, INFINITY, LO_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"lr-final", T_DOUBLE, TOPT(cfg.lr_final), 0, INFINITY, LO_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
+    {"bop-gamma", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_gamma},
+    {"bop-threshold", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_threshold},
     {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
     {"preproc", T_CHOICE, TOPT(preproc), 0, 0, 0, preproc_choices, 0, NULL},
     {"preproc-cache", T_INT, TOPT(preproc_cache), 0, 1048576, 0, NULL, 0, NULL},
@@ -215,6 +247,8 @@ const option_def energy_options[] = {
     {"batch", T_INT, TOPT(cfg.batch), 1, 65536, 0, NULL, 0, NULL},
     {"opt", T_CHOICE, TOPT(opt), 0, 0, 0, opt_choices, 0, NULL},
     {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
+    {"bop-gamma", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_gamma},
+    {"bop-threshold", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_threshold},
     {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
     {"dropout", T_DOUBLE, TOPT(cfg.dropout), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"seed", T_U64, TOPT(cfg.seed), 0, 0, 0, NULL, 0, NULL},
@@ -320,4 +354,14 @@ void json_mode(json_writer *w, const fm_config *c)
         json_null(w, "qb_conv_emin");
         json_null(w, "qb_conv_emax");
     }
+}
+
+/* Bop's gamma and threshold, with --opt bop only: the results of the other
+ * optimizers keep their shape (tests/golden hashes them). */
+void json_bop(json_writer *w, const fm_config *c)
+{
+    if (c->opt != FM_OPT_BOP)
+        return;
+    json_number(w, "bop_gamma", c->bop_gamma);
+    json_number(w, "bop_threshold", c->bop_threshold);
 }

@@ -274,6 +274,24 @@ static int check_as_float(const option_def *d, const char *value, double v)
     return 0;
 }
 
+int option_set_double(const option_def *d, double *field, const char *value)
+{
+    double v = 0;
+    num_status st;
+    int rc;
+    if ((st = parse_double(value, &v)) != NUM_OK) {
+        if (st == NUM_RANGE)
+            return usage_error("--%s: '%s' is not a finite number", d->name, value);
+        return bad_number(d, value, st);
+    }
+    if (!in_range(d, v))
+        return out_of_range(d, value);
+    if ((d->flags & AS_FLOAT) && (rc = check_as_float(d, value, v)) != 0)
+        return rc;
+    *field = v;
+    return 0;
+}
+
 static int set_choice(const option_def *d, int *field, const char *value)
 {
     char names[256] = "";
@@ -294,7 +312,6 @@ static int set_option(const option_def *d, void *opts, const char *value)
 {
     char *field = (char *)opts + d->offset;
     num_status st;
-    int rc;
     switch (d->type) {
     case T_FLAG:
         *(int *)field = 1;
@@ -322,20 +339,8 @@ static int set_option(const option_def *d, void *opts, const char *value)
         *(uint64_t *)field = v;
         return 0;
     }
-    case T_DOUBLE: {
-        double v = 0;
-        if ((st = parse_double(value, &v)) != NUM_OK) {
-            if (st == NUM_RANGE)
-                return usage_error("--%s: '%s' is not a finite number", d->name, value);
-            return bad_number(d, value, st);
-        }
-        if (!in_range(d, v))
-            return out_of_range(d, value);
-        if ((d->flags & AS_FLOAT) && (rc = check_as_float(d, value, v)) != 0)
-            return rc;
-        *(double *)field = v;
-        return 0;
-    }
+    case T_DOUBLE:
+        return option_set_double(d, (double *)field, value);
     }
     return usage_error("--%s: internal error: bad option type", d->name);
 }

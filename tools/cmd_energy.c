@@ -51,7 +51,10 @@ const char *const energy_help[] = {
     "  --batch B          examples in the step and the inference pass, 1..65536",
     "                     (default 200)",
     "  --loss hinge|xent  loss (default hinge)",
-    "  --opt sgd|adam     optimizer of the update (default sgd)",
+    "  --opt sgd|adam|bop optimizer of the update (default sgd); bop needs",
+    "                     --weights bc-det: bits and one momentum per weight",
+    "  --bop-gamma X      bop's momentum rate, 0 < X < 1 (default 0.001)",
+    "  --bop-threshold X  bop's flip threshold, >= 0 (default 1e-6)",
     "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
     "  --dropout P        drop probability of hidden units, 0 <= P < 1 (default 0)",
     "  --seed S           random seed (default 1234)",
@@ -85,7 +88,8 @@ const char *const energy_help[] = {
     "",
     "JSON keys: command, arch, weights, synapse_levels, qb, qb_error, qb_emin, qb_emax,",
     "qb_conv_emin, qb_conv_emax,",
-    "batch, input, input_dim, classes, seed, describe, params, table, train_step,",
+    "batch, input, input_dim, classes, seed, opt (bop_gamma, bop_threshold with",
+    "--opt bop), describe, params, table, train_step,",
     "inference, fp32 (describe, train_step, inference), saved, paper_mults_standard,",
     "paper_mults_method, paper_ratio, landauer_j_per_bit. A ledger has layers",
     "(name, shape, phases), tensors (name, bytes, level), phases and total; each",
@@ -260,6 +264,9 @@ static int print_energy_text(const train_opts *o, const energy_run *r)
     printf("fewmul energy: %s\n", fm_model_describe(r->model));
     printf("batch %d, input %s (%d values), %d classes, seed %" PRIu64 "\n", c->batch, o->input,
            o->input_dim, o->classes, c->seed);
+    if (c->opt == FM_OPT_BOP)
+        printf("optimizer bop (gamma %g, threshold %g): the weights are their bits, flipped by one "
+               "momentum each; batch norm by Adam\n", c->bop_gamma, c->bop_threshold);
     print_table_heading(r->table);
 
     static const char *const titles[2] = {"training step", "inference"};
@@ -303,6 +310,8 @@ static int print_energy_json(const train_opts *o, const energy_run *r)
     json_int(&w, "input_dim", o->input_dim);
     json_int(&w, "classes", o->classes);
     json_uint(&w, "seed", (unsigned long long)c->seed);
+    json_string(&w, "opt", choice_name(opt_choices, o->opt));
+    json_bop(&w, c);
     json_string(&w, "describe", fm_model_describe(r->model));
     json_uint(&w, "params", (unsigned long long)fm_model_param_count(r->model));
     json_table(&w, "table", r->table);
@@ -345,6 +354,8 @@ static int energy_with(const train_opts *o, energy_run *r)
     peer.qb = 0;
     peer.qb_emin = peer.qb_emax = FM_QB_UNBOUNDED;
     peer.exec = FM_EXEC_DEFAULT;
+    if (peer.opt == FM_OPT_BOP) /* fp32 weights have no bits to flip: Adam, bop's for the rest */
+        peer.opt = FM_OPT_ADAM;
     if ((rc = create_model(&peer, o->input_shape, o->classes, &r->peer)) != 0)
         return rc;
     if ((rc = measure(r->peer, c->batch, &r->peer_step, &r->peer_infer)) != 0)
@@ -372,6 +383,8 @@ int parse_energy(int argc, char **argv, train_opts *o)
         return CLI_OK;
     }
     train_opts_finish(o);
+    if ((rc = train_opts_check_bop(o)) != 0)
+        return rc;
     if (fm_config_check(&o->cfg) != FM_OK)
         return usage_error("%s", fm_last_error());
     return CLI_OK;

@@ -140,13 +140,20 @@ const char *const train_help[] = {
     "Training:",
     "  --epochs N         epochs, 1..1000000 (default 20)",
     "  --batch B          minibatch size, 1..65536 (default 200)",
-    "  --opt sgd|adam     optimizer (default sgd)",
-    "  --lr X             initial learning rate, > 0 (default sgd 0.3, adam 0.003)",
+    "  --opt sgd|adam|bop optimizer (default sgd); bop (Helwegen et al. 2019,",
+    "                     --weights bc-det only): the weights are their bits, each",
+    "                     flipped when its momentum passes --bop-threshold with",
+    "                     its sign; no fp32 latent weights; batch norm by Adam",
+    "  --bop-gamma X      bop's momentum rate, m = (1-X)*m + X*g, 0 < X < 1",
+    "                     (default 0.001)",
+    "  --bop-threshold X  bop's flip threshold on |m|, >= 0 (default 1e-6)",
+    "  --lr X             initial learning rate, > 0 (default sgd 0.3, adam and",
+    "                     bop 0.003; bop's is batch norm's Adam)",
     "                     and a normal 32-bit float (1.2e-38 to 3.4e38), as are",
     "                     --lr-final, --momentum, --dropout and --synapse-range:",
     "                     training computes with floats",
     "  --lr-final X       rate after the last epoch, > 0, reached by exponential",
-    "                     decay per epoch (default sgd 0.01, adam 2e-6)",
+    "                     decay per epoch (default sgd 0.01, adam and bop 2e-6)",
     "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
     "  --loss hinge|xent  squared hinge summed over classes (default) or softmax",
     "                     cross-entropy",
@@ -259,7 +266,8 @@ const char *const train_help[] = {
     "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
     "model, weights, synapse_levels, qb, qb_error, qb_emin, qb_emax,",
     "qb_conv_emin, qb_conv_emax, batch, seed, threads, params, data, preproc, valid, lr,",
-    "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, out,",
+    "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, bop_gamma and",
+    "bop_threshold (with --opt bop only), out,",
     "out_bytes, bits_per_weight, out_weights, export, state, checkpoint,",
     "resumed_from (null when absent or not measured), ranks, compress (null",
     "for one process); with --ledger also table",
@@ -493,6 +501,9 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
             fm_model_describe(model), fm_model_param_count(model), o->data, fit, c->valid,
             test ? test->count : 0, c->epochs, c->epochs == 1 ? "" : "s", c->batch,
             choice_name(opt_choices, o->opt), lr, lr_final, threads_reported(c->threads));
+    if (c->opt == FM_OPT_BOP)
+        fprintf(stderr, " (the rate is batch norm's Adam; bop gamma %g, threshold %g)", c->bop_gamma,
+                c->bop_threshold);
     if (o->ranks > 1)
         fprintf(stderr, " on each of %d MPI ranks (gradients exchanged %s)", o->ranks,
                 o->compress == FM_COMPRESS_NONE ? "as fp32"
@@ -573,6 +584,7 @@ static int write_result_fields(json_writer *wp, const train_opts *o, const fm_mo
     json_number(&w, "lr", c->lr);
     json_number(&w, "lr_final", c->lr_final);
     json_string(&w, "opt", choice_name(opt_choices, o->opt));
+    json_bop(&w, c);
     json_string(&w, "acts", choice_name(acts_choices, o->acts));
     json_string(&w, "exec", choice_name(exec_choices, o->exec));
     json_string(&w, "kernels", r->kernels);
@@ -1089,6 +1101,8 @@ int parse_train(int argc, char **argv, train_opts *o)
     if (rc || o->help)
         return rc;
     train_opts_finish(o);
+    if ((rc = train_opts_check_bop(o)) != 0)
+        return rc;
     if (o->table)
         o->ledger = 1; /* --table prices a ledger: it implies --ledger */
     if ((rc = check_data_spec(o->data)) != 0)

@@ -40,11 +40,13 @@ void fm_config_default(fm_config *c)
     c->eval_every = 1;
     c->seed = 1234;
     c->threads = 0;
+    c->bop_gamma = 1e-3;
+    c->bop_threshold = 1e-6;
 }
 
 void fm_config_learning_rates(const fm_config *c, double *lr, double *lr_final)
 {
-    const int adam = c->opt == FM_OPT_ADAM;
+    const int adam = c->opt == FM_OPT_ADAM || c->opt == FM_OPT_BOP; /* bop: batch norm's Adam */
     *lr = c->lr > 0 ? c->lr : (adam ? 3e-3 : 0.3);
     *lr_final = c->lr_final > 0 ? c->lr_final : (adam ? 2e-6 : 0.01);
 }
@@ -325,7 +327,7 @@ int fm_config_check(const fm_config *c)
         return fmi_error(FM_EINVAL, "epochs %d out of range 1..1000000", c->epochs);
     if (c->batch < 1 || c->batch > 65536)
         return fmi_error(FM_EINVAL, "batch %d out of range 1..65536", c->batch);
-    if ((unsigned)c->opt > FM_OPT_ADAM || (unsigned)c->loss > FM_LOSS_XENT ||
+    if ((unsigned)c->opt > FM_OPT_BOP || (unsigned)c->loss > FM_LOSS_XENT ||
         (unsigned)c->preproc > FM_PRE_GCN_LCN || (unsigned)c->bn_stats > FM_BN_RUNNING ||
         (unsigned)c->scale > FM_SCALE_ONE)
         return fmi_error(FM_EINVAL, "unknown optimizer, loss, preprocessing, scale or bn-stats value");
@@ -373,6 +375,23 @@ int fm_config_check(const fm_config *c)
             return fmi_error(FM_EINVAL, "multiplication-free execution takes at most 32 synapse "
                                        "levels (got %d)", c->synapse_levels);
     }
+    if (c->opt == FM_OPT_BOP) {
+        if (c->weights != FM_WEIGHTS_BC_DET)
+            return fmi_error(FM_EINVAL, "the bop optimizer trains binary weights that are their own "
+                                       "state: it needs --weights bc-det, not %s",
+                            fm_weights_name(c->weights));
+        if (c->momentum != 0.0)
+            return fmi_error(FM_EINVAL, "momentum is SGD's: with bop the real parameters take Adam");
+        if (!(c->bop_gamma > 0.0 && c->bop_gamma < 1.0))
+            return fmi_error(FM_EINVAL, "bop gamma %g out of range (0, 1)", c->bop_gamma);
+        if ((why = check_float(c->bop_gamma, 1)) != NULL)
+            return fmi_error(FM_EINVAL, "bop gamma %.15g %s", c->bop_gamma, why);
+        if (!(c->bop_threshold >= 0.0) || !isfinite(c->bop_threshold))
+            return fmi_error(FM_EINVAL, "bop threshold %g must be finite and at least 0",
+                            c->bop_threshold);
+        if (c->bop_threshold > 0.0 && (why = check_float(c->bop_threshold, 0)) != NULL)
+            return fmi_error(FM_EINVAL, "bop threshold %.15g %s", c->bop_threshold, why);
+    }
     if (c->threads > 1024)
         return fmi_error(FM_EINVAL, "threads %d out of range 1..1024", c->threads);
     return FM_OK;
@@ -414,6 +433,10 @@ const char *fmi_config_differs(const fm_config *a, const fm_config *b)
     SAME(no_eval);
     SAME(seed);
     SAME(exec);
+    if (a->opt == FM_OPT_BOP) { /* bop's own, unused otherwise */
+        SAME_REAL(bop_gamma);
+        SAME_REAL(bop_threshold);
+    }
     return NULL;
 #undef SAME
 #undef SAME_REAL

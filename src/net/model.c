@@ -273,6 +273,13 @@ void fmi_model_init(fm_model *m, uint64_t seed)
         const fm_layer_ops *ops = fmi_layer_ops_of(L->kind);
         if (ops->init)
             ops->init(L, m->state + L->offset, &rng);
+        /* bop keeps binary weights only: the initial ones are the signs of
+         * the usual draw, H*sign(W) with sign(0) = +1 (bc-det's rule) */
+        if (ops->init && m->config.opt == FM_OPT_BOP && fmi_layer_weighted(L)) {
+            float *w = m->state + L->offset;
+            for (size_t i = 0; i < fmi_layer_weight_count(L); i++)
+                w[i] = w[i] < 0.0f ? -L->h : L->h;
+        }
     }
 }
 

@@ -32,9 +32,18 @@ uint64_t fmi_layer_weight_bytes(const fm_model *m, int l, int quantized)
                      : 4 * n;
 }
 
+/* With bop the model's weights are the binary values themselves (held as
+ * +-H floats, the way the default path emulates every quantized weight), so
+ * "W" is the packed bits: no fp32 latent weight is read, sampled or written. */
+static int bop_weights(const fm_config *c) { return c->opt == FM_OPT_BOP; }
+
 static void read_weights(const fm_cost *c, const fm_model *m, int l, int quantized)
 {
-    fmi_bytes_tensor(c, m, l, quantized ? "Wq" : "W", fmi_layer_weight_bytes(m, l, quantized), 0);
+    if (bop_weights(&m->config))
+        fmi_bytes_tensor(c, m, l, "W", fmi_layer_weight_bytes(m, l, 1), 0);
+    else
+        fmi_bytes_tensor(c, m, l, quantized ? "Wq" : "W", fmi_layer_weight_bytes(m, l, quantized),
+                         0);
 }
 
 /* Declares a weight quantization of weighted layer l: W read, Wq written. */
@@ -56,6 +65,13 @@ static const float *training_weights(const fm_model *m, fm_workspace *ws, int l,
     const float *w = m->state + L->offset;
     if (c->weights == FM_WEIGHTS_FP32)
         return w;
+    if (bop_weights(c)) {
+        /* the weights are already +-H; a product with its own layout fills
+         * it from ws->wq (no arithmetic: the bits as they are) */
+        if (ws->train_product[l]->prepare)
+            memcpy(ws->wq[l], w, fmi_layer_weight_count(L) * sizeof *w);
+        return w;
+    }
     uint64_t key = fmi_rng_key(c->seed, FM_STREAM_WEIGHTS, (uint64_t)L->weight_index, step);
     fmi_quantize_weights(c->weights, w, ws->wq[l], fmi_layer_weight_count(L), L->h,
                         c->synapse_levels, (float)c->synapse_range, key);
@@ -71,11 +87,15 @@ void fmi_eval_weights(const fm_model *m, fm_workspace *ws)
     for (int l = 0; l < m->n_layers; l++) {
         const fm_layer *L = &m->layers[l];
         if (fmi_layer_weighted(L)) {
-            fmi_quantize_weights_det(c->weights, m->state + L->offset, ws->wq[l],
-                                    fmi_layer_weight_count(L), L->h, c->synapse_levels,
-                                    (float)c->synapse_range);
             const fm_cost cost = fmi_pass_cost(&pass, l, FM_PHASE_EVAL);
-            quantize_cost(&cost, m, l, 0);
+            if (bop_weights(c)) { /* the bits are the evaluation weights */
+                memcpy(ws->wq[l], m->state + L->offset, fmi_layer_weight_count(L) * sizeof(float));
+            } else {
+                fmi_quantize_weights_det(c->weights, m->state + L->offset, ws->wq[l],
+                                        fmi_layer_weight_count(L), L->h, c->synapse_levels,
+                                        (float)c->synapse_range);
+                quantize_cost(&cost, m, l, 0);
+            }
             if (ws->eval_product[l]->prepare)
                 ws->eval_product[l]->prepare(&pass, &cost, l, 0);
         }
@@ -109,7 +129,7 @@ void fmi_weighted_forward(const fm_pass *p, int l)
     const int quantized = c->weights != FM_WEIGHTS_FP32;
     const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_FORWARD);
     const fm_product_ops *product = ws->train_product[l];
-    if (quantized)
+    if (quantized && !bop_weights(c))
         quantize_cost(&cost, m, l, 1);
     const float *w = training_weights(m, ws, l, p->step);
     if (product->prepare)
@@ -165,7 +185,7 @@ void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax
     fmi_bytes_tensor(&cost, m, l, "dW", 4 * (uint64_t)fmi_layer_weight_count(L), 1);
     if (l == 0) /* no input gradient below the first layer */
         return;
-    const float *w = quantized ? ws->wq[l] : m->state + L->offset;
+    const float *w = quantized && !bop_weights(c) ? ws->wq[l] : m->state + L->offset;
     product->backward_input(p, &cost, l, ws->grad[l + 1], w, ws->grad[l],
                             fmi_weight_class_of(c->weights));
     fmi_bytes_activation(&cost, m, l + 1, 1, B, 0);

@@ -22,8 +22,14 @@ void fmi_sgd_step(float *p, const float *g, float *v, size_t n, float lr, float 
 void fmi_adam_step(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, long t, float clip);
 
+/* Bop (bop.c) over n binary weights w (each +H or -H) with momenta m:
+ * m = (1-gamma)*m + gamma*g, then w = -w where |m| > threshold and m has
+ * w's sign. */
+void fmi_bop_step(float *w, const float *g, float *m, size_t n, float gamma, float threshold);
+
 /* Ledger declarations of one step over n parameters. */
 void fmi_sgd_cost(const fm_cost *cost, uint64_t n, int momentum, int clipped);
 void fmi_adam_cost(const fm_cost *cost, uint64_t n, int clipped);
+void fmi_bop_cost(const fm_cost *cost, uint64_t n);
 
 #endif

@@ -24,7 +24,7 @@
 
 int fmi_run_optimizer_arrays(const fm_config *c)
 {
-    if (c->opt == FM_OPT_ADAM)
+    if (c->opt == FM_OPT_ADAM || c->opt == FM_OPT_BOP) /* bop: momenta in s1, Adam's for batch norm */
         return 2;
     return c->momentum != 0.0 ? 1 : 0; /* SGD without momentum keeps no velocity */
 }
@@ -60,6 +60,10 @@ static void put_config(fm_writer *w, const fm_config *c)
     fmi_put_u32(w, (uint32_t)c->no_eval);
     fmi_put_u32(w, (uint32_t)c->exec);
     fmi_put_u32(w, (uint32_t)c->threads);
+    if (c->opt == FM_OPT_BOP) { /* only bop's runs have them (the model file says bop) */
+        fmi_put_f64(w, c->bop_gamma);
+        fmi_put_f64(w, c->bop_threshold);
+    }
 }
 
 static void put_data(fm_writer *w, const char *spec, const fm_data_id *d)
@@ -187,6 +191,9 @@ static int get_config(fm_reader *r, fm_config *c)
     c->threads = (int32_t)u[7];
     if (u[5] > 1 || u[6] > FM_EXEC_MULFREE)
         return bad(r, "configuration out of range");
+    if (c->opt == FM_OPT_BOP && ((rc = fmi_get_f64(r, &c->bop_gamma, "bop gamma")) < 0 ||
+                                 (rc = fmi_get_f64(r, &c->bop_threshold, "bop threshold")) < 0))
+        return rc;
     return FM_OK;
 }
 
@@ -453,6 +460,7 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
 /* The bytes put_config writes, put_data after the data spec and put_run, and
  * the offset of the best-weights flag in the last. */
 #define CONFIG_BYTES 64u
+#define BOP_CONFIG_BYTES 16u /* bop's gamma and threshold, after the rest */
 #define DATA_FIXED_BYTES 28u
 #define RUN_BYTES 124u
 #define RUN_HAVE_BEST_AT 84u
@@ -477,7 +485,7 @@ static int head_u32(const fmi_file_head *f, uint64_t at, uint32_t *v, const char
 static int check_checkpoint_head(const fmi_file_head *f, void *user)
 {
     (void)user;
-    uint8_t b[CONFIG_BYTES];
+    uint8_t b[CONFIG_BYTES + BOP_CONFIG_BYTES];
     int rc = fmi_head_read(f, 0, b, 20, "header");
     if (rc < 0)
         return rc;
@@ -499,13 +507,14 @@ static int check_checkpoint_head(const fmi_file_head *f, void *user)
     fm_config c;
     fm_config_default(&c);
     c.opt = model.opt;
-    fm_reader r = {b, CONFIG_BYTES, f->path, "checkpoint"};
-    if ((rc = fmi_head_read(f, at, b, CONFIG_BYTES, "configuration")) < 0 ||
+    const size_t config_bytes = CONFIG_BYTES + (c.opt == FM_OPT_BOP ? BOP_CONFIG_BYTES : 0);
+    fm_reader r = {b, config_bytes, f->path, "checkpoint"};
+    if ((rc = fmi_head_read(f, at, b, config_bytes, "configuration")) < 0 ||
         (rc = get_config(&r, &c)) < 0)
         return rc;
     const uint64_t arrays = (uint64_t)fmi_run_optimizer_arrays(&c);
     uint32_t n, have_best, has_ledger;
-    at += CONFIG_BYTES;
+    at += config_bytes;
     if ((rc = head_u32(f, at, &n, "data spec length")) < 0)
         return rc;
     if (n > DATA_SPEC_MAX)

@@ -81,7 +81,13 @@ void fmi_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s
         float *p = m->state + G->offset;
         const float *grad = ws->grad_state + G->offset;
         float rate = (float)lr * G->lr_scale;
-        if (c->opt == FM_OPT_ADAM)
+        /* bop flips the binary weights; the real parameters (batch norm) take
+         * Adam, as in Helwegen et al. */
+        const int bop = c->opt == FM_OPT_BOP && fmi_layer_weighted(&m->layers[G->layer]);
+        if (bop)
+            fmi_bop_step(p, grad, s1 + G->offset, G->count, (float)c->bop_gamma,
+                         (float)c->bop_threshold);
+        else if (c->opt == FM_OPT_ADAM || c->opt == FM_OPT_BOP)
             fmi_adam_step(p, grad, s1 + G->offset, s2 + G->offset, G->count, rate, 0.9f, 0.999f,
                          1e-8f, t, G->clip);
         else
@@ -99,9 +105,20 @@ void fmi_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s
         snprintf(name[1], sizeof name[1], "%s.%s", layer, dense ? "dW" : "dparams");
         snprintf(name[2], sizeof name[2], "%s.velocity", layer);
         snprintf(name[3], sizeof name[3], "%s.adam", layer);
+        if (bop) {
+            /* the bits read and written whole, the momenta read and written,
+             * the gradient read; no fp32 weight anywhere */
+            const uint64_t bits = fmi_packed_bytes(n, 1);
+            snprintf(name[2], sizeof name[2], "%s.momentum", layer);
+            fmi_cost_bytes(&cost, name[0], bits, bits, bits);
+            fmi_cost_bytes(&cost, name[1], bytes, bytes, 0);
+            fmi_cost_bytes(&cost, name[2], bytes, bytes, bytes);
+            fmi_bop_cost(&cost, n);
+            continue;
+        }
         fmi_cost_bytes(&cost, name[0], bytes, bytes, bytes);
         fmi_cost_bytes(&cost, name[1], bytes, bytes, 0);
-        if (c->opt == FM_OPT_ADAM) {
+        if (c->opt == FM_OPT_ADAM || c->opt == FM_OPT_BOP) {
             fmi_adam_cost(&cost, n, G->clip > 0.0f);
             fmi_cost_bytes(&cost, name[3], 2 * bytes, 2 * bytes, 2 * bytes);
         } else {
@@ -323,9 +340,10 @@ static int allocate_run(run_buffers *r, const fm_comm *comm)
     r->labels = fmi_alloc((size_t)B, 1);
     /* SGD without momentum never touches s1, but takes it */
     run->s1 = fmi_alloc(m->state_count, sizeof(float));
-    run->s2 = c->opt == FM_OPT_ADAM ? fmi_alloc(m->state_count, sizeof(float)) : NULL;
+    const int adam = c->opt == FM_OPT_ADAM || c->opt == FM_OPT_BOP; /* bop: for batch norm */
+    run->s2 = adam ? fmi_alloc(m->state_count, sizeof(float)) : NULL;
     run->best = fmi_alloc(m->state_count, sizeof(float));
-    if (!run->order || !r->labels || !run->s1 || !run->best || (c->opt == FM_OPT_ADAM && !run->s2))
+    if (!run->order || !r->labels || !run->s1 || !run->best || (adam && !run->s2))
         return FM_ENOMEM;
     rc = fmi_dist_create(comm, m, r->ws->ledger, &r->dist);
     r->ws->dist = r->dist;

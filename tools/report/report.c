@@ -528,14 +528,17 @@ static int read_ledger(report *rep, run *r, const where *w, const jv *R)
     return 0;
 }
 
-/* "fp32", "bc+qb", "synapse:26+qb": the run's weight mode. */
+/* "fp32", "bc+qb", "synapse:26+qb", "bc-det+qb bop": the run's weight mode,
+ * and the optimizer when it is bop (which trains the bits themselves). */
 static int read_result(report *rep, run *r, const where *w, const jv *R)
 {
     if (!R || R->type != JV_OBJECT)
         return bad(w, "'result' is %s, expected an object", jv_type_name(R));
     const jv *qb = jv_get(R, "qb");
     double levels;
+    const char *opt = NULL;
     if (get_string(w, R, "result", "weights", 1, &r->weights) ||
+        get_string(w, R, "result", "opt", 0, &opt) ||
         get_string(w, R, "result", "arch", 0, &r->arch) ||
         get_string(w, R, "result", "model", 0, &r->model) ||
         get_string(w, R, "result", "data", 0, &r->data) ||
@@ -557,7 +560,8 @@ static int read_result(report *rep, run *r, const where *w, const jv *R)
         snprintf(r->mode, sizeof r->mode, "synapse:%s%s", fixed(n, sizeof n, levels, 0),
                  r->qb ? "+qb" : "");
     else
-        snprintf(r->mode, sizeof r->mode, "%.40s%s", r->weights, r->qb ? "+qb" : "");
+        snprintf(r->mode, sizeof r->mode, "%.40s%s%s", r->weights, r->qb ? "+qb" : "",
+                 opt && strcmp(opt, "bop") == 0 ? " bop" : "");
     return read_ledger(rep, r, w, R);
 }
 

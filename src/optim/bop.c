@@ -1,0 +1,34 @@
+/* bop.c — Bop, the binary optimizer of Helwegen et al., "Latent Weights Do
+ * Not Exist: Rethinking Binarized Neural Network Optimization" (NeurIPS
+ * 2019): the binary weights are the state, with one momentum each, and a
+ * weight flips when its momentum is strong enough and agrees with it. There
+ * is no latent real weight to sample, clip or update. */
+#include "optim.h"
+
+#include <math.h>
+
+void fmi_bop_step(float *w, const float *g, float *m, size_t n, float gamma, float threshold)
+{
+    const float keep = 1.0f - gamma;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        const float mi = keep * m[i] + gamma * g[i];
+        m[i] = mi;
+        /* a positive momentum says the loss falls as w falls: a weight at +H
+         * goes to -H (and the reverse) once the signal passes the threshold */
+        const float wi = w[i]; /* a select, not a branch, so that the loop vectorizes */
+        w[i] = fabsf(mi) > threshold && (mi > 0.0f) == (wi > 0.0f) ? -wi : wi;
+    }
+    FM_TALLY(FM_OP_FMUL, n);     /* gamma*g */
+    FM_TALLY(FM_OP_FMA, n);      /* keep*m + . */
+    FM_TALLY(FM_OP_SIGN, 2 * n); /* |m|, the flip (a select of -w) */
+    FM_TALLY(FM_OP_CMP, 2 * n);  /* |m| > threshold, sign(m) == sign(w) */
+}
+
+void fmi_bop_cost(const fm_cost *c, uint64_t n)
+{
+    fmi_cost_ops(c, FM_OP_FMUL, n);
+    fmi_cost_ops(c, FM_OP_FMA, n);
+    fmi_cost_ops(c, FM_OP_SIGN, 2 * n);
+    fmi_cost_ops(c, FM_OP_CMP, 2 * n);
+}

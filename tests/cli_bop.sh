@@ -73,11 +73,12 @@ run info info "$ck" --json
 check "SIGTERM stops a bop run mid-run with a checkpoint (exit 143)" '
 import json, sys
 if sys.argv[1] != "143":
-    sys.exit("exit %s (the run may have finished first)" % sys.argv[1])
+    sys.exit("exit %s (the run may have finished first); its stderr: %r" %
+             (sys.argv[1], open(sys.argv[3], errors="replace").read()[:600]))
 r = json.loads(open(sys.argv[2]).read())
 if r["epoch"] > 3:
     sys.exit("checkpoint of a finished run: %r" % r)
-' "$stopped" "$tmp/info"
+' "$stopped" "$tmp/info" "$tmp/bg.err"
 run resumed train --resume "$ck" --quiet --state "$tmp/resumed.fm"
 if [ "$rc" -eq 0 ] && cmp -s "$tmp/ref.fm" "$tmp/resumed.fm"; then
     ok "the resumed bop run ends with the uninterrupted run's model file, byte for byte"

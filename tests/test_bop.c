@@ -281,6 +281,17 @@ static steps_out run_steps(const fm_config *c, int fused, int threads, int refer
     return out;
 }
 
+/* The bop run of these steps: two hidden layers, Q(x), a gamma that flips
+ * weights within six steps. */
+static void steps_config(fm_config *c)
+{
+    bop_config(c);
+    c->arch = "mlp:24,16";
+    c->qb = 1;
+    c->bop_gamma = 0.05;
+    c->bop_threshold = 1e-4;
+}
+
 static void steps_free(steps_out *o)
 {
     test_free(o->state);
@@ -305,12 +316,8 @@ static void test_fused_equals_unfused(void **state)
     for (int mulfree = 0; mulfree < 2; mulfree++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
             fm_config c;
-            bop_config(&c);
-            c.arch = "mlp:24,16";
-            c.qb = 1;
-            c.bop_gamma = 0.05;
+            steps_config(&c);
             c.bop_gamma_final = 0.01;
-            c.bop_threshold = 1e-4;
             c.exec = mulfree ? FM_EXEC_MULFREE : FM_EXEC_DEFAULT;
             c.latent = bf16 ? FM_LATENT_BF16 : FM_LATENT_FP32;
             char what[64];
@@ -348,11 +355,7 @@ static void test_fused_blas_close(void **state)
 {
     (void)state;
     fm_config c;
-    bop_config(&c);
-    c.arch = "mlp:24,16";
-    c.qb = 1;
-    c.bop_gamma = 0.05;
-    c.bop_threshold = 1e-4;
+    steps_config(&c);
     steps_out whole = run_steps(&c, 0, 1, 0);
     steps_out fused = run_steps(&c, 1, 1, 0);
     double worst = 0.0;
@@ -397,10 +400,7 @@ static void test_bf16_rounding(void **state)
             fail_msg("value %a: mean of the roundings %a", (double)v, mean);
     }
     fm_config c;
-    bop_config(&c);
-    c.arch = "mlp:24,16";
-    c.qb = 1;
-    c.bop_gamma = 0.05;
+    steps_config(&c);
     c.latent = FM_LATENT_BF16;
     steps_out o = run_steps(&c, 1, 1, 1);
     fm_model *m;

@@ -278,6 +278,15 @@ typedef enum fm_acts { FM_ACTS_RELU = 0, FM_ACTS_BINARY } fm_acts;
  * best the CPU supports. */
 typedef enum fm_exec { FM_EXEC_DEFAULT = 0, FM_EXEC_MULFREE } fm_exec;
 
+/* The precision of the learning state kept per weight between steps (the
+ * latent weights of sgd and adam with a quantized weight mode, bop's
+ * momentum). FM_LATENT_FP32: float (the method). FM_LATENT_BF16: bfloat16
+ * values (8 bits of mantissa), each rounded stochastically after every
+ * update from a counter-based draw, so that a step smaller than a unit in
+ * the last place still moves the value by the right amount on average; the
+ * ledger counts 2 bytes per value (docs/method.md, "Smaller learning state"). */
+typedef enum fm_latent { FM_LATENT_FP32 = 0, FM_LATENT_BF16 } fm_latent;
+
 /* Exponent range meaning "no clip" for quantized back-prop. */
 #define FM_QB_UNBOUNDED (-1000)
 
@@ -326,6 +335,11 @@ typedef struct fm_config {
     double bop_gamma;            /* FM_OPT_BOP: the momentum's adaptivity rate, 0 < gamma < 1
                                     (default 1e-3) */
     double bop_threshold;        /* FM_OPT_BOP: the flip threshold tau >= 0 (default 1e-6) */
+    double bop_gamma_final;      /* FM_OPT_BOP: gamma after the last epoch, reached by an
+                                    exponential decay per epoch as the learning rate's;
+                                    <= 0: no decay (the default) */
+    fm_latent latent;            /* default FM_LATENT_FP32; bf16 needs bop or a quantized
+                                    weight mode */
 } fm_config;
 
 /* Fills every field with its default. */

@@ -6,7 +6,8 @@
 # its checkpoint ends with the same model file, byte for byte, as a run never
 # stopped; two MPI ranks train as one process does (skipped without mpirun
 # or MPI in the build); the energy report shows the bits and momenta in
-# place of fp32 latent weights.
+# place of fp32 latent weights, and with bf16 momenta a quarter of bc+qb's
+# data movement; a run with bf16 momenta and a decaying gamma says so.
 # Usage: cli_bop.sh PATH_TO_fewmul [SHARED_DATA_DIR]   (prints TAP-like lines)
 set -u
 
@@ -146,5 +147,36 @@ if not cp < cb:
     sys.exit("communication %r against bc+qb %r" % (cp, cb))
 print("training step communication: bc+qb %.4g, bop %.4g" % (cb, cp), file=sys.stderr)
 ' "$tmp/bc" "$tmp/bop"
+run bop16 energy --arch paper-mlp --batch 200 --weights bc-det --qb --opt bop --latent bf16 --json
+check "energy --opt bop --latent bf16: dW folded in 32 KiB tiles, 2-byte momenta, 4x less data movement" '
+import json, sys
+bc = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+r = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+if r.get("latent") != "bf16" or "latent" in bc:
+    sys.exit("latent %r, bc+qb %r" % (r.get("latent"), bc.get("latent")))
+t = {x["name"]: x for x in r["train_step"]["tensors"]}
+n = 1024 * 1024
+if "dense2.dW" in t or t["dense2.dW.tile"]["bytes"] != 32768 or t["dense2.momentum"]["bytes"] != 2 * n:
+    sys.exit("tensors %r" % {k: v["bytes"] for k, v in t.items() if k.startswith("dense2")})
+cb, cp = bc["train_step"]["total"]["communication"], r["train_step"]["total"]["communication"]
+if not 4 * cp <= cb:
+    sys.exit("communication %r, not a quarter of bc+qb %r" % (cp, cb))
+print("training step communication: bc+qb %.4g, bop bf16 %.4g (%.3fx less)" % (cb, cp, cb / cp),
+      file=sys.stderr)
+' "$tmp/bc" "$tmp/bop16"
+
+# ---- bf16 momenta and a decaying gamma, through the command ---------------------------
+run b16 train "${args[@]}" --epochs 2 --latent bf16 --bop-gamma 0.01 --bop-gamma-final 0.001 --json
+check "train --latent bf16 --bop-gamma-final: learns, and its JSON and plan name both" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+if r.get("latent") != "bf16" or abs(r["bop_gamma_final"] - 0.001) > 1e-15:
+    sys.exit("latent %r final gamma %r" % (r.get("latent"), r.get("bop_gamma_final")))
+if not r["test_error_pct"] < 40.0:
+    sys.exit("test error %r" % r["test_error_pct"])
+plan = open(sys.argv[2]).read()
+if "bop gamma 0.01 -> 0.001" not in plan or "bf16 learning state" not in plan:
+    sys.exit("plan: " + plan)
+' "$tmp/b16" "$tmp/b16.err"
 
 finish

@@ -315,6 +315,14 @@ usage_error "--opt bop with --momentum" 'momentum is SGD.s: with bop' \
     train --opt bop --weights bc-det --momentum 0.9
 usage_error "--bop-gamma without --opt bop" 'bop-gamma applies to --opt bop only' \
     train --weights bc-det --bop-gamma 0.01
+usage_error "--bop-gamma-final without --opt bop" 'bop-gamma-final applies to --opt bop only' \
+    train --weights bc-det --bop-gamma-final 1e-5
+usage_error "--bop-gamma-final 1" 'bop-gamma-final: 1 is out of range' \
+    train --weights bc-det --opt bop --bop-gamma-final 1
+usage_error "--latent of an unknown precision" "latent: unknown value 'fp16'" \
+    train --weights bc --latent fp16
+usage_error "--latent bf16 with fp32 weights" 'bf16 learning state is for latent weights behind quantized' \
+    train --latent bf16
 usage_error "--bop-threshold without --opt bop" 'bop-threshold applies to --opt bop only' \
     train --weights bc-det --opt adam --bop-threshold 1e-6
 usage_error "--bop-gamma 0" 'bop-gamma: 0 is out of range' \

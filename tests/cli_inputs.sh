@@ -135,7 +135,8 @@ src, dst, at, fmt, value = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[
 d = bytearray(open(src, "rb").read()[:-4])
 model = struct.unpack_from("<Q", d, 12)[0]
 config = 20 + model
-run = config + 64 + 4 + struct.unpack_from("<I", d, config + 64)[0] + 28
+fields = 64 + (4 if struct.unpack_from("<I", d, 8)[0] >= 2 else 0)  # version 2: the latent precision
+run = config + fields + 4 + struct.unpack_from("<I", d, config + fields)[0] + 28
 struct.pack_into(fmt, d, run + at, value if fmt.endswith("d") else int(value))
 open(dst, "wb").write(bytes(d) + struct.pack("<I", zlib.crc32(bytes(d))))
 EOF

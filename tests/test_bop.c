@@ -1,8 +1,10 @@
 /* test_bop.c — the bop optimizer (--opt bop, src/optim/bop.c): its flip rule
  * on hand-computed cases, the configurations it takes and refuses, binary
- * initial weights, and a short run on synthetic data that learns with
- * weights that stay binary, exports as the bits and reloads from its model
- * file. Synthetic data: needs nothing from ../shared. */
+ * initial weights, a short run on synthetic data that learns with weights
+ * that stay binary, exports as the bits and reloads from its model file;
+ * the update folded into the backward pass (the same bits as the optimizer
+ * step's, on any thread count), the learning state in bf16 (latent.c) and
+ * the decay of gamma. Synthetic data: needs nothing from ../shared. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,9 +16,14 @@
 #include "support.h"
 
 #include "fewmul.h"
+#include "infer.h"
+#include "internal.h"
+#include "net.h"
 #include "optim.h"
+#include "weighted.h"
 
 #include <math.h>
+#include <string.h>
 
 /* gamma 0.5, threshold 0.1 (both exact in binary), weights +-1:
  *   0: m = 0.5*0 + 0.5*1    =  0.5 > 0.1, agrees with w = +1: flips to -1
@@ -33,7 +40,7 @@ static void test_flip_rule(void **state)
     float w[8] = {1, 1, -1, -1, 1, 1, 1, -1};
     float m[8] = {0, 0, 0, 0, 0.4f, 0, 0, 0};
     const float g[8] = {1, -1, -1, 1, 0, 0.1f, 0.2f, -0.0f};
-    fmi_bop_step(w, g, m, 8, 0.5f, 0.1f);
+    fmi_bop_step(w, g, m, 8, 0.5f, 0.1f, NULL);
     const float w1[8] = {-1, 1, 1, -1, -1, 1, 1, -1};
     const float m1[8] = {0.5f, -0.5f, -0.5f, 0.5f, 0.2f, 0.05f, 0.1f, 0};
     for (int i = 0; i < 8; i++) {
@@ -44,13 +51,13 @@ static void test_flip_rule(void **state)
      * disagrees with its new -1, so it stays; weight 1's m = -0.25 still
      * disagrees with +1 */
     const float zero[2] = {0, 0};
-    fmi_bop_step(w, zero, m, 2, 0.5f, 0.1f);
+    fmi_bop_step(w, zero, m, 2, 0.5f, 0.1f, NULL);
     assert_true(w[0] == -1.0f && m[0] == 0.25f);
     assert_true(w[1] == 1.0f && m[1] == -0.25f);
     /* a weight at +-H (H = 0.25) flips to -+H, exactly */
     float h[2] = {0.25f, -0.25f}, mh[2] = {0, 0};
     const float gh[2] = {1, -1};
-    fmi_bop_step(h, gh, mh, 2, 0.5f, 0.0f);
+    fmi_bop_step(h, gh, mh, 2, 0.5f, 0.0f, NULL);
     assert_true(h[0] == -0.25f && h[1] == 0.25f);
 }
 
@@ -221,6 +228,251 @@ static void test_learns_and_exports(void **state)
     free(test.labels);
 }
 
+/* ---- the fused update, bf16 state, gamma's decay ---- */
+
+typedef struct steps_out {
+    float *state, *momentum;
+    size_t count;
+} steps_out;
+
+/* Six steps of a model on 40 synthetic images: fused (the update in the
+ * backward pass) or by the optimizer step from the whole dW, on `threads`
+ * threads, through the reference products or the default (BLAS) ones or,
+ * with c->exec mulfree, the reference mulfree kernels. */
+static steps_out run_steps(const fm_config *c, int fused, int threads, int reference)
+{
+    fm_images set;
+    make_quadrant_set(&set, 40, 3);
+    fm_config cc = *c;
+    cc.threads = threads;
+    fm_model *m;
+    assert_int_equal(fm_model_create_image(&cc, 8, 8, 1, 4, &m), FM_OK);
+    fm_workspace *ws;
+    assert_int_equal(fmi_workspace_create(m, 40, 1, &ws), FM_OK);
+    ws->reference = reference;
+    if (cc.exec == FM_EXEC_MULFREE)
+        assert_int_equal(reference ? fmi_kernels_get("ref", &ws->kernels) : fmi_kernels_default(&ws->kernels),
+                         FM_OK);
+    fmi_workspace_choose_products(m, ws);
+    fmi_threads_set(threads);
+    float *s1 = test_calloc(m->state_count, sizeof(float));
+    float *s2 = test_calloc(m->state_count, sizeof(float));
+    if (fused) {
+        assert_int_equal(fmi_bop_fuse(m, ws, s1), FM_OK);
+        assert_non_null(ws->bop_momentum);
+    }
+    for (int step = 0; step < 6; step++) {
+        fmi_load_batch(m, ws, &set, NULL, 0, 40);
+        ws->bop_gamma = fmi_bop_gamma_at(&m->config, 1 + step / 2);
+        fmi_train_step(m, ws, set.labels, 40, (uint64_t)step, NULL);
+        fmi_optimizer_step(m, ws, s1, s2, 1e-3, step + 1);
+        assert_int_equal(ws->status, FM_OK);
+    }
+    steps_out out = {test_malloc(m->state_count * sizeof(float)),
+                     test_malloc(m->state_count * sizeof(float)), m->state_count};
+    memcpy(out.state, m->state, out.count * sizeof(float));
+    memcpy(out.momentum, s1, out.count * sizeof(float));
+    test_free(s1);
+    test_free(s2);
+    fmi_workspace_free(m, ws);
+    fm_model_free(m);
+    free(set.pixels);
+    free(set.labels);
+    return out;
+}
+
+/* The bop run of these steps: two hidden layers, Q(x), a gamma that flips
+ * weights within six steps. */
+static void steps_config(fm_config *c)
+{
+    bop_config(c);
+    c->arch = "mlp:24,16";
+    c->qb = 1;
+    c->bop_gamma = 0.05;
+    c->bop_threshold = 1e-4;
+}
+
+static void steps_free(steps_out *o)
+{
+    test_free(o->state);
+    test_free(o->momentum);
+}
+
+static void assert_same_steps(const steps_out *a, const steps_out *b, const char *what)
+{
+    assert_int_equal(a->count, b->count);
+    if (memcmp(a->state, b->state, a->count * sizeof(float)) != 0)
+        fail_msg("%s: the parameters differ", what);
+    if (memcmp(a->momentum, b->momentum, a->count * sizeof(float)) != 0)
+        fail_msg("%s: the momenta differ", what);
+}
+
+/* The fused update gives the optimizer step's bits, and the same bits on 1
+ * and 2 threads, with fp32 and bf16 momenta, on the reference products and
+ * the mulfree kernels; it flips some weights. */
+static void test_fused_equals_unfused(void **state)
+{
+    (void)state;
+    for (int mulfree = 0; mulfree < 2; mulfree++)
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            fm_config c;
+            steps_config(&c);
+            c.bop_gamma_final = 0.01;
+            c.exec = mulfree ? FM_EXEC_MULFREE : FM_EXEC_DEFAULT;
+            c.latent = bf16 ? FM_LATENT_BF16 : FM_LATENT_FP32;
+            char what[64];
+            snprintf(what, sizeof what, "%s, %s", mulfree ? "mulfree" : "reference",
+                     bf16 ? "bf16" : "fp32");
+            steps_out whole = run_steps(&c, 0, 1, 1);
+            steps_out fused = run_steps(&c, 1, 1, 1);
+            steps_out fused2 = run_steps(&c, 1, 2, 1);
+            assert_same_steps(&whole, &fused, what);
+            assert_same_steps(&fused, &fused2, what);
+            /* something happened: momenta moved, some weights flipped */
+            fm_model *m0;
+            assert_int_equal(fm_model_create_image(&c, 8, 8, 1, 4, &m0), FM_OK);
+            long flipped = 0, moved = 0;
+            for (size_t i = 0; i < fused.count; i++)
+                moved += fused.momentum[i] != 0.0f;
+            for (int l = 0; l < m0->n_layers; l++) {
+                const fm_layer *L = &m0->layers[l];
+                if (L->kind == FM_LAYER_DENSE)
+                    for (size_t i = 0; i < fmi_layer_weight_count(L); i++)
+                        flipped += m0->state[L->offset + i] != fused.state[L->offset + i];
+            }
+            fm_model_free(m0);
+            if (flipped == 0 || moved == 0)
+                fail_msg("%s: %ld weights flipped, %ld momenta moved", what, flipped, moved);
+            steps_free(&whole);
+            steps_free(&fused);
+            steps_free(&fused2);
+        }
+}
+
+/* The default path's BLAS forms dW a tile at a time when fused: equal to
+ * the whole product up to the order of its sums, so the runs stay close. */
+static void test_fused_blas_close(void **state)
+{
+    (void)state;
+    fm_config c;
+    steps_config(&c);
+    steps_out whole = run_steps(&c, 0, 1, 0);
+    steps_out fused = run_steps(&c, 1, 1, 0);
+    double worst = 0.0;
+    for (size_t i = 0; i < whole.count; i++) {
+        double d = fabs((double)whole.momentum[i] - fused.momentum[i]);
+        worst = fmax(worst, d / fmax(1e-6, fabs((double)whole.momentum[i])));
+    }
+    print_message("largest relative momentum difference, BLAS tiles vs whole: %.3g\n", worst);
+    assert_true(worst < 1e-4);
+    steps_free(&whole);
+    steps_free(&fused);
+}
+
+/* Stochastic rounding to bf16: values already bf16 stay; others go to one of
+ * their two neighbours, up with probability (dropped bits) / 2^16, so the
+ * mean of many roundings is the value; a bop run's momenta and an SGD run's
+ * latent weights hold only bf16 values. */
+static void test_bf16_rounding(void **state)
+{
+    (void)state;
+    const float exact = 0x1.fep-3f; /* 8 significant bits */
+    for (uint32_t d = 0; d < 1000; d++)
+        assert_true(fmi_round_bf16(exact, d * 4294967u) == exact);
+    const float values[] = {1.0f + 0x1p-10f, -3.14159f, 1e-7f, -2.5e-6f};
+    for (size_t k = 0; k < sizeof values / sizeof values[0]; k++) {
+        const float v = values[k];
+        uint32_t bits;
+        memcpy(&bits, &v, 4);
+        float down, up;
+        uint32_t lo = bits & 0xffff0000u, hi = lo + 0x10000u;
+        memcpy(&down, &lo, 4);
+        memcpy(&up, &hi, 4);
+        double sum = 0.0;
+        const int n = 65536;
+        for (int i = 0; i < n; i++) { /* every 16-bit draw once: the mean is exact */
+            float r = fmi_round_bf16(v, (uint32_t)i << 16);
+            assert_true(r == down || r == up);
+            sum += r;
+        }
+        double mean = sum / n;
+        if (fabs(mean - v) > 1e-6 * fabs(v))
+            fail_msg("value %a: mean of the roundings %a", (double)v, mean);
+    }
+    fm_config c;
+    steps_config(&c);
+    c.latent = FM_LATENT_BF16;
+    steps_out o = run_steps(&c, 1, 1, 1);
+    fm_model *m;
+    assert_int_equal(fm_model_create_image(&c, 8, 8, 1, 4, &m), FM_OK);
+    long weights = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        if (L->kind != FM_LAYER_DENSE)
+            continue;
+        for (size_t i = 0; i < fmi_layer_weight_count(L); i++, weights++) {
+            uint32_t b;
+            memcpy(&b, &o.momentum[L->offset + i], 4);
+            if (b & 0xffffu)
+                fail_msg("momentum %zu of layer %d is %a, not a bf16 value", i, l,
+                         (double)o.momentum[L->offset + i]);
+        }
+    }
+    assert_true(weights > 0);
+    steps_free(&o);
+    fm_model_free(m);
+    /* SGD: the latent weights behind binary ones */
+    fm_config_default(&c);
+    c.arch = "mlp:24,16";
+    c.weights = FM_WEIGHTS_BC;
+    c.qb = 1;
+    c.threads = 1;
+    c.latent = FM_LATENT_BF16;
+    o = run_steps(&c, 0, 1, 1);
+    assert_int_equal(fm_model_create_image(&c, 8, 8, 1, 4, &m), FM_OK);
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        if (L->kind != FM_LAYER_DENSE)
+            continue;
+        for (size_t i = 0; i < fmi_layer_weight_count(L); i++) {
+            uint32_t b;
+            memcpy(&b, &o.state[L->offset + i], 4);
+            if (b & 0xffffu)
+                fail_msg("latent weight %zu of layer %d is %a", i, l, (double)o.state[L->offset + i]);
+        }
+    }
+    steps_free(&o);
+    fm_model_free(m);
+    /* fp32 weights have no latent state to shrink */
+    c.weights = FM_WEIGHTS_FP32;
+    assert_int_equal(fm_config_check(&c), FM_EINVAL);
+    assert_non_null(strstr(fm_last_error(), "bf16"));
+}
+
+/* gamma decays per epoch as the learning rate: the initial value in epoch
+ * 1, geometric steps, the final value after the last epoch; none without a
+ * final gamma; a final gamma outside (0, 1) is refused. */
+static void test_gamma_decay(void **state)
+{
+    (void)state;
+    fm_config c;
+    bop_config(&c);
+    c.epochs = 4;
+    c.bop_gamma = 1e-3;
+    assert_true(fmi_bop_gamma_at(&c, 3) == 1e-3);
+    c.bop_gamma_final = 1e-5;
+    assert_int_equal(fm_config_check(&c), FM_OK);
+    assert_true(fmi_bop_gamma_at(&c, 1) == 1e-3);
+    assert_true(fabs(fmi_bop_gamma_at(&c, 3) - 1e-4) < 1e-15);
+    assert_true(fabs(fmi_bop_gamma_at(&c, 5) - 1e-5) < 1e-16);
+    const double finals[] = {1.0, 1.5, NAN, 1e-50};
+    for (size_t i = 0; i < sizeof finals / sizeof finals[0]; i++) {
+        c.bop_gamma_final = finals[i];
+        if (fm_config_check(&c) != FM_EINVAL)
+            fail_msg("final gamma %g accepted", finals[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +480,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_initial_weights_binary, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_learns_and_exports, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_fused_equals_unfused, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_fused_blas_close, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_bf16_rounding, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_gamma_decay, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -332,7 +332,33 @@ static void test_resume_bop_mulfree_conv(void **state)
     interrupted_equals_uninterrupted(&c, stops, 2, 1, "conv bop+qb, 2 threads");
 }
 
-/* A bop run resumes only with its own gamma and threshold. */
+/* The learning state in bf16 (its stochastic roundings keyed by the step)
+ * and bop's decaying gamma (from the epoch) resume bit for bit: bop fused
+ * and with bf16 momenta, and SGD's latent weights in bf16. */
+static void test_resume_bf16_gamma_decay(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:16,12", "bc-det");
+    c.opt = FM_OPT_BOP;
+    c.qb = 1;
+    c.bop_gamma = 0.01;
+    c.bop_gamma_final = 1e-4;
+    c.bop_threshold = 1e-5;
+    c.latent = FM_LATENT_BF16;
+    interrupted_equals_uninterrupted(&c, some_stops, 5, 1, "bop+qb bf16 decay, ledger");
+    c.threads = 2;
+    c.exec = FM_EXEC_MULFREE;
+    c.preproc = FM_PRE_UNIT;
+    interrupted_equals_uninterrupted(&c, some_stops, 5, 0, "bop+qb bf16 decay mulfree, 2 threads");
+    base_config(&c, "mlp:16", "bc");
+    c.qb = 1;
+    c.latent = FM_LATENT_BF16;
+    interrupted_equals_uninterrupted(&c, some_stops, 5, 0, "bc+qb bf16");
+}
+
+/* A bop run resumes only with its own gamma, threshold, final gamma and
+ * latent precision. */
 static void test_resume_bop_other_gamma_refused(void **state)
 {
     (void)state;
@@ -358,13 +384,17 @@ static void test_resume_bop_other_gamma_refused(void **state)
     assert_int_equal(fm_checkpoint_load(path, &ck), FM_OK);
     assert_true(fm_checkpoint_config(ck)->bop_gamma == c.bop_gamma);
     assert_true(fm_checkpoint_config(ck)->bop_threshold == c.bop_threshold);
-    const char *names[2] = {"bop_gamma", "bop_threshold"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[4] = {"bop_gamma", "bop_threshold", "bop_gamma_final", "latent"};
+    for (int i = 0; i < 4; i++) {
         fm_config changed = c;
         if (i == 0)
             changed.bop_gamma *= 2;
-        else
+        else if (i == 1)
             changed.bop_threshold *= 2;
+        else if (i == 2)
+            changed.bop_gamma_final = 1e-5;
+        else
+            changed.latent = FM_LATENT_BF16;
         stopper quiet = {0};
         outcome r = train_once(&changed, NULL, 0, ck, &quiet, 0);
         assert_int_equal(r.rc, FM_EMISMATCH);
@@ -648,7 +678,7 @@ static void test_hostile_fields_refused(void **state)
     assert_int_equal(load_bytes(bad, len), FM_EFORMAT);
     /* a newer version, the wrong magic, trailing bytes */
     memcpy(bad, data, len);
-    put32(bad + 8, 2);
+    put32(bad + 8, 3);
     fix_crc(bad, len);
     assert_int_equal(load_bytes(bad, len), FM_EUNSUPPORTED);
     memcpy(bad, data, len);
@@ -673,6 +703,58 @@ static void test_hostile_fields_refused(void **state)
     free(data);
 }
 
+/* A version-1 checkpoint (before the latent precision and bop's final
+ * gamma) still loads, as fp32 without a decay; its bytes are a version-2
+ * file's without those fields. */
+static void test_version_1_reads(void **state)
+{
+    (void)state;
+    for (int bop = 0; bop < 2; bop++) {
+        fm_config c;
+        base_config(&c, "mlp:4", bop ? "bc-det" : "bc");
+        if (bop) {
+            c.opt = FM_OPT_BOP;
+            c.bop_gamma_final = 1e-5;
+        }
+        size_t len;
+        uint8_t *data = small_checkpoint(&len, &c, 0);
+        const size_t config = 20 + (size_t)fmi_load_le64(data + 12);
+        assert_int_equal(fmi_load_le32(data + 8), 2);
+        assert_int_equal(fmi_load_le32(data + config + 64), FM_LATENT_FP32);
+        /* version 1: no latent field at +64, no final gamma after bop's two */
+        uint8_t *old = malloc(len);
+        size_t n = 0;
+        memcpy(old, data, config + 64);
+        n = config + 64;
+        const size_t rest = config + 68 + (bop ? 16 + 8 : 0);
+        if (bop) {
+            memcpy(old + n, data + config + 68, 16);
+            n += 16;
+        }
+        memcpy(old + n, data + rest, len - rest);
+        n += len - rest;
+        put32(old + 8, 1);
+        fix_crc(old, n);
+        fm_checkpoint *ck = NULL;
+        const char *path = tpath("v1.fmc");
+        write_whole_file(path, old, n);
+        if (fm_checkpoint_load(path, &ck) != FM_OK)
+            fail_msg("version 1 (%s): %s", bop ? "bop" : "sgd", fm_last_error());
+        assert_int_equal(fm_checkpoint_config(ck)->latent, FM_LATENT_FP32);
+        assert_true(fm_checkpoint_config(ck)->bop_gamma_final == 0.0);
+        if (bop)
+            assert_true(fm_checkpoint_config(ck)->bop_gamma == c.bop_gamma);
+        fm_checkpoint_free(ck);
+        /* and the version-2 original keeps what the run had */
+        write_whole_file(path, data, len);
+        assert_int_equal(fm_checkpoint_load(path, &ck), FM_OK);
+        assert_true(fm_checkpoint_config(ck)->bop_gamma_final == c.bop_gamma_final);
+        fm_checkpoint_free(ck);
+        free(old);
+        free(data);
+    }
+}
+
 /* Little-endian f64 and u64 at a byte offset. */
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -688,11 +770,12 @@ static void putf64(uint8_t *p, double d)
 }
 
 /* Where the run's position starts: after the header, the model file, the
- * configuration (64 bytes), the data spec and the data identity (28). */
+ * configuration (64 bytes and version 2's latent precision; not bop), the
+ * data spec and the data identity (28). */
 static size_t run_offset(const uint8_t *data)
 {
     const size_t model = (size_t)fmi_load_le64(data + 12), config = 20 + model;
-    return config + 64 + 4 + fmi_load_le32(data + config + 64) + 28;
+    return config + 68 + 4 + fmi_load_le32(data + config + 68) + 28;
 }
 
 /* Every field of the run checked for its range: each value rewritten behind a
@@ -734,6 +817,7 @@ static void test_run_fields_in_range(void **state)
         {8, 1, 1, NAN, "learning rates must be finite"},
         {16, 1, 1, INFINITY, "learning rates must be finite"},
         {24, 1, 1, 1.5, "momentum 1.5"},
+        {64, 1, 0, 2, "latent precision out of range"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memcpy(bad, data, len);
@@ -1011,6 +1095,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncations_and_flips_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_fields_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_run_fields_in_range, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_resume_bf16_gamma_decay, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_version_1_reads, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_head_checked_before_reading, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_mismatch_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_failed_write_keeps_old_checkpoint, test_setup, test_teardown),

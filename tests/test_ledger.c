@@ -17,6 +17,7 @@
 #include "ledger.h"
 #include "loss.h"
 #include "net.h"
+#include "weighted.h"
 #include "quant.h"
 #include "rng.h"
 
@@ -245,6 +246,52 @@ static void test_hand_totals_bop(void **state)
     assert_int_equal(fm_ledger_ops(l, 1, FM_PHASE_EVAL, FM_OP_CMP), 0);
     assert_true(tensor_index(l, "dense1.Wq") < 0);
     assert_int_equal(fm_ledger_tensor_bytes(l, tensor_index(l, "dense1.W")), 2);
+    run_close(&r);
+}
+
+/* Network A with bop folded into the backward pass (as one process trains)
+ * and bf16 momenta: the same operations plus the roundings (RAND and IADD
+ * 18), declared in the update phase though they run in the backward pass;
+ * no dW of a whole layer: a tile (here the whole 48 bytes of dense1's,
+ * which fits) written in the backward pass and read by the update; the
+ * momenta 24 bytes each way, 2 a value. */
+static void test_hand_totals_bop_fused(void **state)
+{
+    (void)state;
+    run r;
+    fm_config c;
+    fm_config_default(&c);
+    c.arch = "mlp:3";
+    c.weights = FM_WEIGHTS_BC_DET;
+    c.qb = 1;
+    c.opt = FM_OPT_BOP;
+    c.latent = FM_LATENT_BF16;
+    c.threads = 1;
+    run_open(&r, &c, 4, 2, 5);
+    assert_int_equal(fmi_bop_fuse(r.model, r.ws, r.s1), FM_OK);
+    run_step(&r, 5);
+    run_update(&r);
+    const fm_ledger *l = r.ledger;
+    static const uint64_t update[FM_OP_KINDS] = {
+        [FM_OP_FMUL] = 68, [FM_OP_FMA] = 38, [FM_OP_FSPECIAL] = 20, [FM_OP_FADD] = 20,
+        [FM_OP_SIGN] = 36, [FM_OP_CMP] = 36, [FM_OP_RAND] = 18, [FM_OP_IADD] = 18};
+    for (int op = 0; op < FM_OP_KINDS; op++)
+        if (ops(l, FM_PHASE_UPDATE, (fm_op)op) != update[op])
+            fail_msg("update %s: %" PRIu64 ", expected %" PRIu64, fm_op_name((fm_op)op),
+                     ops(l, FM_PHASE_UPDATE, (fm_op)op), update[op]);
+    assert_true(tensor_index(l, "dense1.dW") < 0 && tensor_index(l, "dense2.dW") < 0);
+    const int tile = tensor_index(l, "dense1.dW.tile"), mom = tensor_index(l, "dense1.momentum"),
+              w = tensor_index(l, "dense1.W");
+    assert_true(tile >= 0 && mom >= 0 && w >= 0);
+    assert_int_equal(fm_ledger_tensor_bytes(l, tile), 48);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_BACKWARD, tile, 1), 48);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_BACKWARD, tile, 0), 0);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, tile, 0), 48);
+    assert_int_equal(fm_ledger_tensor_bytes(l, mom), 24);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, mom, 0), 24);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, mom, 1), 24);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 0), 2);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 1), 2);
     run_close(&r);
 }
 
@@ -628,16 +675,23 @@ static void tally_case(const fm_config *c, int threads, const char *what)
         assert_int_equal(fmi_kernels_get("ref", &r.ws->kernels), FM_OK);
     fmi_workspace_choose_products(r.model, r.ws);
     fmi_threads_set(threads);
+    /* bop folds its update into the backward pass where a trainer of one
+     * process does: the step's three phases are then tallied together */
+    const int fused = cc.opt == FM_OPT_BOP;
+    if (fused)
+        assert_int_equal(fmi_bop_fuse(r.model, r.ws, r.s1), FM_OK);
     uint64_t before[FM_OP_KINDS];
-    const int step_phases[] = {FM_PHASE_FORWARD, FM_PHASE_BACKWARD};
+    const int step_phases[] = {FM_PHASE_FORWARD, FM_PHASE_BACKWARD, FM_PHASE_UPDATE};
     const int update_phase[] = {FM_PHASE_UPDATE}, eval_phase[] = {FM_PHASE_EVAL};
     fmi_tally_take(before); /* clear */
-    declared_now(r.ledger, step_phases, 2, before);
+    declared_now(r.ledger, step_phases, 3, before);
     run_step(&r, 7);
-    assert_tally_equals(r.ledger, step_phases, 2, before, what);
+    if (!fused) {
+        assert_tally_equals(r.ledger, step_phases, 2, before, what);
+        memset(before, 0, sizeof before);
+    }
     run_update(&r);
-    memset(before, 0, sizeof before);
-    assert_tally_equals(r.ledger, update_phase, 1, before, what);
+    assert_tally_equals(r.ledger, fused ? step_phases : update_phase, fused ? 3 : 1, before, what);
     run_eval(&r, 7);
     assert_tally_equals(r.ledger, eval_phase, 1, before, what);
     declared_now(r.ledger, eval_phase, 1, before);
@@ -686,6 +740,8 @@ static void test_counting_build_tally(void **state)
         {"bop", FM_WEIGHTS_BC_DET, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_BOP, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
         {"bop+qb xent running", FM_WEIGHTS_BC_DET, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_XENT, FM_OPT_BOP, 0, 0, FM_BN_RUNNING, 0, FM_ACTS_RELU},
     };
+    /* the learning state in bf16: bop's momenta, SGD's and Adam's latent weights */
+    const char *bf16_cases[] = {"bc+qb", "tc adam", "bop+qb xent running"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         c.weights = cases[i].weights;
         c.qb = cases[i].qb;
@@ -698,17 +754,27 @@ static void test_counting_build_tally(void **state)
         c.bn_stats = cases[i].bn;
         c.test_quantized = cases[i].test_quantized;
         c.acts = cases[i].acts;
-        c.exec = FM_EXEC_DEFAULT;
-        tally_case(&c, 1, cases[i].what);
-        tally_case(&c, 2, cases[i].what);
-        if (c.qb && c.weights != FM_WEIGHTS_FP32) { /* and --exec mulfree */
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            int listed = 0;
+            for (size_t k = 0; k < sizeof bf16_cases / sizeof bf16_cases[0]; k++)
+                listed |= strcmp(bf16_cases[k], cases[i].what) == 0;
+            if (bf16 && !listed)
+                continue;
             char what[96];
-            snprintf(what, sizeof what, "%s mulfree", cases[i].what);
-            c.exec = FM_EXEC_MULFREE;
+            c.latent = bf16 ? FM_LATENT_BF16 : FM_LATENT_FP32;
+            snprintf(what, sizeof what, "%s%s", cases[i].what, bf16 ? " bf16" : "");
+            c.exec = FM_EXEC_DEFAULT;
             tally_case(&c, 1, what);
             tally_case(&c, 2, what);
+            if (c.qb && c.weights != FM_WEIGHTS_FP32) { /* and --exec mulfree */
+                snprintf(what, sizeof what, "%s%s mulfree", cases[i].what, bf16 ? " bf16" : "");
+                c.exec = FM_EXEC_MULFREE;
+                tally_case(&c, 1, what);
+                tally_case(&c, 2, what);
+            }
         }
     }
+    c.latent = FM_LATENT_FP32;
     /* convolutional networks (7x7x3 inputs): valid and same padding, stride
      * 2, pooling, batch norm per map, in each weight class, with the
      * convolutions' exponent clip and without, on both paths */
@@ -756,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_hand_totals_binary_qb),
         cmocka_unit_test(test_hand_totals_fp32_momentum),
         cmocka_unit_test(test_hand_totals_bop),
+        cmocka_unit_test(test_hand_totals_bop_fused),
         cmocka_unit_test(test_paper_mults),
         cmocka_unit_test(test_invariant_threads_and_kernels),
         cmocka_unit_test(test_measure),

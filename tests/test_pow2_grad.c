@@ -121,16 +121,18 @@ static void shape_free(shape *s)
     free(s->ref);
 }
 
-/* Runs `kernels` on rows i0 .. i1-1 into a dw full of canaries and requires
- * the rows of `expected` (the whole in x out result) in those rows and the
- * canaries everywhere else, the GUARD floats past dw included. */
+/* Runs `kernels` on rows i0 .. i1-1, stored from row i0 of a dw full of
+ * canaries (the kernels store their first row at the pointer they are
+ * given), and requires the rows of `expected` (the whole in x out result) in
+ * those rows and the canaries everywhere else, the GUARD floats past dw
+ * included. */
 static void check_rows(const variant *var, const shape *s, const float *q, const float *e, float *dw,
                        int i0, int i1, const float *expected)
 {
     const size_t row = (size_t)s->out, total = (size_t)s->in * row;
     for (size_t k = 0; k < total + GUARD; k++)
         dw[k] = from_bits(canary);
-    var->kernels->pow2_grad(q, e, dw, s->batch, s->in, s->out, i0, i1);
+    var->kernels->pow2_grad(q, e, dw + (size_t)i0 * row, s->batch, s->in, s->out, i0, i1);
     for (size_t k = 0; k < total + GUARD; k++) {
         size_t i = k / row;
         int inside = k < total && (int)i >= i0 && (int)i < i1;

@@ -228,7 +228,7 @@ typedef struct train_opts {
     const char *state; /* the full training state */
     /* Enumerations are parsed as int and copied into cfg afterwards, since
      * the size of an enum type is the compiler's choice. */
-    int opt, loss, preproc, bn_stats, scale, test_quantized, acts, exec;
+    int opt, loss, preproc, bn_stats, scale, test_quantized, acts, exec, latent;
     int export_how;    /* fm_export_weights of --out */
     int json, quiet, help;
     /* the energy ledger: train --ledger [--table], and `fewmul energy` */
@@ -249,7 +249,7 @@ typedef struct train_opts {
 } train_opts;
 
 extern const choice opt_choices[], preproc_choices[], export_choices[], acts_choices[],
-    exec_choices[], compress_choices[];
+    exec_choices[], compress_choices[], latent_choices[];
 extern const option_def train_options[], energy_options[];
 
 void train_opts_default(train_opts *o);

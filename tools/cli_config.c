@@ -20,6 +20,7 @@ static const choice test_weight_choices[] = {{"real", 0}, {"quantized", 1}, {NUL
 const choice export_choices[] = {{"det", FM_EXPORT_DET}, {"mean", FM_EXPORT_MEAN}, {NULL, 0}};
 const choice acts_choices[] = {{"relu", FM_ACTS_RELU}, {"binary", FM_ACTS_BINARY}, {NULL, 0}};
 const choice exec_choices[] = {{"default", FM_EXEC_DEFAULT}, {"mulfree", FM_EXEC_MULFREE}, {NULL, 0}};
+const choice latent_choices[] = {{"fp32", FM_LATENT_FP32}, {"bf16", FM_LATENT_BF16}, {NULL, 0}};
 const choice compress_choices[] = {{"none", FM_COMPRESS_NONE}, {"pow2", FM_COMPRESS_POW2},
                                    {"int8", FM_COMPRESS_INT8}, {NULL, 0}};
 
@@ -87,12 +88,14 @@ static int set_qb_conv(void *opts, const char *value)
                                 &o->cfg.qb_conv_emax);
 }
 
-/* --bop-gamma and --bop-threshold: bop's own, refused without --opt bop
- * (train_opts_check_bop). */
+/* --bop-gamma, --bop-threshold and --bop-gamma-final: bop's own, refused
+ * without --opt bop (train_opts_check_bop). */
 static const option_def bop_gamma_def = {"bop-gamma", T_DOUBLE, 0, 0, 1,
                                          LO_OPEN | HI_OPEN | AS_FLOAT, NULL, 0, NULL};
 static const option_def bop_threshold_def = {"bop-threshold", T_DOUBLE, 0, 0, INFINITY, AS_FLOAT,
                                              NULL, 0, NULL};
+static const option_def bop_gamma_final_def = {"bop-gamma-final", T_DOUBLE, 0, 0, 1,
+                                               LO_OPEN | HI_OPEN | AS_FLOAT, NULL, 0, NULL};
 
 static int set_bop_gamma(void *opts, const char *value)
 {
@@ -106,6 +109,13 @@ static int set_bop_threshold(void *opts, const char *value)
     train_opts *o = opts;
     o->bop_given = "bop-threshold";
     return option_set_double(&bop_threshold_def, &o->cfg.bop_threshold, value);
+}
+
+static int set_bop_gamma_final(void *opts, const char *value)
+{
+    train_opts *o = opts;
+    o->bop_given = "bop-gamma-final";
+    return option_set_double(&bop_gamma_final_def, &o->cfg.bop_gamma_final, value);
 }
 
 int train_opts_check_bop(const train_opts *o)
@@ -209,6 +219,8 @@ const option_def train_options[] = {
     {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"bop-gamma", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_gamma},
     {"bop-threshold", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_threshold},
+    {"bop-gamma-final", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_gamma_final},
+    {"latent", T_CHOICE, TOPT(latent), 0, 0, 0, latent_choices, 0, NULL},
     {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
     {"preproc", T_CHOICE, TOPT(preproc), 0, 0, 0, preproc_choices, 0, NULL},
     {"preproc-cache", T_INT, TOPT(preproc_cache), 0, 1048576, 0, NULL, 0, NULL},
@@ -249,6 +261,7 @@ const option_def energy_options[] = {
     {"momentum", T_DOUBLE, TOPT(cfg.momentum), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"bop-gamma", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_gamma},
     {"bop-threshold", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_threshold},
+    {"latent", T_CHOICE, TOPT(latent), 0, 0, 0, latent_choices, 0, NULL},
     {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
     {"dropout", T_DOUBLE, TOPT(cfg.dropout), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"seed", T_U64, TOPT(cfg.seed), 0, 0, 0, NULL, 0, NULL},
@@ -274,6 +287,7 @@ void train_opts_take_config(train_opts *o, const fm_config *c)
     o->test_quantized = c->test_quantized;
     o->acts = (int)c->acts;
     o->exec = (int)c->exec;
+    o->latent = (int)c->latent;
 }
 
 /* The paper's MNIST setup; --valid and --preproc are left to the data set. */
@@ -321,6 +335,7 @@ void train_opts_finish(train_opts *o)
     c->test_quantized = o->test_quantized;
     c->acts = (fm_acts)o->acts;
     c->exec = (fm_exec)o->exec;
+    c->latent = (fm_latent)o->latent;
     /* resolve the optimizer's defaults so the reports show the rates used */
     fm_config_learning_rates(c, &c->lr, &c->lr_final);
 }
@@ -356,12 +371,19 @@ void json_mode(json_writer *w, const fm_config *c)
     }
 }
 
-/* Bop's gamma and threshold, with --opt bop only: the results of the other
- * optimizers keep their shape (tests/golden hashes them). */
+/* Bop's gamma, threshold and final gamma, with --opt bop only, and the
+ * latent precision where it is not fp32: the results of the other runs keep
+ * their shape (tests/golden hashes them). */
 void json_bop(json_writer *w, const fm_config *c)
 {
+    if (c->latent != FM_LATENT_FP32)
+        json_string(w, "latent", choice_name(latent_choices, (int)c->latent));
     if (c->opt != FM_OPT_BOP)
         return;
     json_number(w, "bop_gamma", c->bop_gamma);
     json_number(w, "bop_threshold", c->bop_threshold);
+    if (c->bop_gamma_final > 0.0)
+        json_number(w, "bop_gamma_final", c->bop_gamma_final);
+    else
+        json_null(w, "bop_gamma_final");
 }

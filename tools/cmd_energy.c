@@ -55,6 +55,9 @@ const char *const energy_help[] = {
     "                     --weights bc-det: bits and one momentum per weight",
     "  --bop-gamma X      bop's momentum rate, 0 < X < 1 (default 0.001)",
     "  --bop-threshold X  bop's flip threshold, >= 0 (default 1e-6)",
+    "  --latent fp32|bf16 the learning state per weight, as train: bf16 counts 2",
+    "                     bytes for each latent weight or bop momentum and the",
+    "                     stochastic rounding of each (default fp32)",
     "  --momentum X       SGD momentum, 0 <= X < 1 (default 0)",
     "  --dropout P        drop probability of hidden units, 0 <= P < 1 (default 0)",
     "  --seed S           random seed (default 1234)",
@@ -88,7 +91,8 @@ const char *const energy_help[] = {
     "",
     "JSON keys: command, arch, weights, synapse_levels, qb, qb_error, qb_emin, qb_emax,",
     "qb_conv_emin, qb_conv_emax,",
-    "batch, input, input_dim, classes, seed, opt (bop_gamma, bop_threshold with",
+    "batch, input, input_dim, classes, seed, opt (latent with --latent bf16; bop_gamma,",
+    "bop_threshold, bop_gamma_final with",
     "--opt bop), describe, params, table, train_step,",
     "inference, fp32 (describe, train_step, inference), saved, paper_mults_standard,",
     "paper_mults_method, paper_ratio, landauer_j_per_bit. A ledger has layers",
@@ -354,6 +358,7 @@ static int energy_with(const train_opts *o, energy_run *r)
     peer.qb = 0;
     peer.qb_emin = peer.qb_emax = FM_QB_UNBOUNDED;
     peer.exec = FM_EXEC_DEFAULT;
+    peer.latent = FM_LATENT_FP32; /* fp32 weights are their own state */
     if (peer.opt == FM_OPT_BOP) /* fp32 weights have no bits to flip: Adam, bop's for the rest */
         peer.opt = FM_OPT_ADAM;
     if ((rc = create_model(&peer, o->input_shape, o->classes, &r->peer)) != 0)

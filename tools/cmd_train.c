@@ -147,6 +147,13 @@ const char *const train_help[] = {
     "  --bop-gamma X      bop's momentum rate, m = (1-X)*m + X*g, 0 < X < 1",
     "                     (default 0.001)",
     "  --bop-threshold X  bop's flip threshold on |m|, >= 0 (default 1e-6)",
+    "  --bop-gamma-final X",
+    "                     bop's gamma after the last epoch, 0 < X < 1, reached by",
+    "                     exponential decay per epoch as the rate (default: none)",
+    "  --latent fp32|bf16 the learning state kept per weight between steps (the",
+    "                     latent weights of a quantized mode, bop's momenta):",
+    "                     fp32 (default), or bf16 with stochastic rounding after",
+    "                     every update (needs a quantized --weights or bop)",
     "  --lr X             initial learning rate, > 0 (default sgd 0.3, adam and",
     "                     bop 0.003; bop's is batch norm's Adam)",
     "                     and a normal 32-bit float (1.2e-38 to 3.4e38), as are",
@@ -266,7 +273,8 @@ const char *const train_help[] = {
     "train_seconds, train_images_per_s, total_seconds, final_train_loss, arch,",
     "model, weights, synapse_levels, qb, qb_error, qb_emin, qb_emax,",
     "qb_conv_emin, qb_conv_emax, batch, seed, threads, params, data, preproc, valid, lr,",
-    "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, bop_gamma and",
+    "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, latent (with --latent",
+    "bf16 only), bop_gamma, bop_gamma_final and",
     "bop_threshold (with --opt bop only), out,",
     "out_bytes, bits_per_weight, out_weights, export, state, checkpoint,",
     "resumed_from (null when absent or not measured), ranks, compress (null",
@@ -501,9 +509,14 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
             fm_model_describe(model), fm_model_param_count(model), o->data, fit, c->valid,
             test ? test->count : 0, c->epochs, c->epochs == 1 ? "" : "s", c->batch,
             choice_name(opt_choices, o->opt), lr, lr_final, threads_reported(c->threads));
-    if (c->opt == FM_OPT_BOP)
+    if (c->opt == FM_OPT_BOP && c->bop_gamma_final > 0.0)
+        fprintf(stderr, " (the rate is batch norm's Adam; bop gamma %g -> %g, threshold %g)",
+                c->bop_gamma, c->bop_gamma_final, c->bop_threshold);
+    else if (c->opt == FM_OPT_BOP)
         fprintf(stderr, " (the rate is batch norm's Adam; bop gamma %g, threshold %g)", c->bop_gamma,
                 c->bop_threshold);
+    if (c->latent != FM_LATENT_FP32)
+        fprintf(stderr, ", %s learning state", choice_name(latent_choices, o->latent));
     if (o->ranks > 1)
         fprintf(stderr, " on each of %d MPI ranks (gradients exchanged %s)", o->ranks,
                 o->compress == FM_COMPRESS_NONE ? "as fp32"

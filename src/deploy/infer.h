@@ -107,8 +107,9 @@ typedef struct fm_kernels {
     /* acc[out] from bit-packed +-1 inputs (bit i of word i/64: input i is +1;
      * bits past `in` are zero), for a binary layer. */
     void (*bits)(const fm_kernel_weights *w, const uint64_t *a, int32_t *acc);
-    /* The weight gradient of quantized back-prop, rows i0 .. i1-1 of dw (one
-     * thread's share): dw[i*out + j] = the sum over b = 0, 1, ..., batch-1, in
+    /* The weight gradient of quantized back-prop, rows i0 .. i1-1 of the
+     * in x out matrix (one thread's share, or one tile of a fused update),
+     * stored from dw on: dw[(i-i0)*out + j] = the sum over b = 0, 1, ..., batch-1, in
      * that order, of q[b*in + i] * e[b*out + j], added one term at a time to an
      * accumulator that starts at +0.0f. Every q is +-0 or +-2^k, and the caller
      * has checked fmi_pow2_grad_exact(), so every product is exact: a nonzero

@@ -489,7 +489,7 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
                     padded[b][k] = k < width ? e_chunk[(size_t)b * out + whole + k] : 0.0f;
         for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
             int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
-            float *rows_dw = dw + (size_t)r0 * out;
+            float *rows_dw = dw + (size_t)(r0 - i0) * out;
             grad_table_fill(&tab, q, in, b0, nb, r0, rows);
             const int first = b0 == 0;
             for (int j0 = 0; j0 < whole; j0 += GRAD_WIDTH)

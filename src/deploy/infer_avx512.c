@@ -438,7 +438,7 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
         const float *e_chunk = e + (size_t)b0 * out;
         for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
             int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
-            float *rows_dw = dw + (size_t)r0 * out;
+            float *rows_dw = dw + (size_t)(r0 - i0) * out;
             grad_table_fill(&tab, q, in, b0, nb, r0, rows);
             int j0 = 0;
             for (; j0 + width <= out; j0 += width)

@@ -308,7 +308,7 @@ static void pow2_grad_neon(const float *q, const float *e, float *dw, int batch,
                 const float32x4_t term = (q_bits & 0x7fffffffu) ? pow2_terms(q_bits, e_bits) : vdupq_n_f32(0.0f);
                 acc = vaddq_f32(acc, term);
             }
-            vst1q_f32(dw + (size_t)i * out + j, acc);
+            vst1q_f32(dw + (size_t)(i - i0) * out + j, acc);
         }
         for (int j = whole; j < out; j++) { /* the last outputs one at a time */
             float acc = 0.0f;
@@ -321,7 +321,7 @@ static void pow2_grad_neon(const float *q, const float *e, float *dw, int batch,
                 memcpy(&t, &t_bits, sizeof t);
                 acc += t;
             }
-            dw[(size_t)i * out + j] = acc;
+            dw[(size_t)(i - i0) * out + j] = acc;
         }
     }
 }

@@ -228,7 +228,7 @@ void fmi_pow2_grad_ref(const float *q, const float *e, float *dw, int batch, int
             float acc = 0.0f;
             for (int b = 0; b < batch; b++)
                 acc += pow2_product(q[(size_t)b * in + i], e[(size_t)b * out + j]);
-            dw[(size_t)i * out + j] = acc;
+            dw[(size_t)(i - i0) * out + j] = acc;
         }
     /* per term: the exponent add (with the sign), the zero selects of q and e, the add */
     uint64_t terms = (uint64_t)(i1 > i0 ? i1 - i0 : 0) * (uint64_t)out * (uint64_t)batch;

@@ -74,19 +74,26 @@ void fmi_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const 
         FM_TALLY(FM_OP_FMUL, (uint64_t)batch * w->out);
 }
 
-/* Rows [i0, i1) of dw as shares of whole 16-row bands, so a kernel may block
- * rows as it likes; the caller has checked fmi_pow2_grad_exact. */
-static void pow2_shared(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
-                        int in, int out, int threads)
+void fmi_mulfree_pow2_grad_rows(const fm_kernels *k, const float *q, const float *e, float *dw_rows,
+                               int batch, int in, int out, int r0, int r1, int threads)
 {
-    const int band = 16, bands = (in + band - 1) / band;
+    /* the threads' shares are whole 16-row bands, so a kernel may block rows
+     * as it likes */
+    const int band = 16, bands = (r1 - r0 + band - 1) / band;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int t = 0; t < threads; t++) {
         int first = (int)((long)bands * t / threads), last = (int)((long)bands * (t + 1) / threads);
-        int i0 = FM_MIN(in, first * band), i1 = FM_MIN(in, last * band);
+        int i0 = FM_MIN(r1, r0 + first * band), i1 = FM_MIN(r1, r0 + last * band);
         if (i0 < i1)
-            k->pow2_grad(q, e, dw, batch, in, out, i0, i1);
+            k->pow2_grad(q, e, dw_rows + (size_t)(i0 - r0) * out, batch, in, out, i0, i1);
     }
+}
+
+/* Every row of dw among the threads; the caller has checked fmi_pow2_grad_exact. */
+static void pow2_shared(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
+                        int in, int out, int threads)
+{
+    fmi_mulfree_pow2_grad_rows(k, q, e, dw, batch, in, out, 0, in, threads);
 }
 
 int fmi_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,

@@ -41,6 +41,11 @@ void fmi_mulfree_product(const fm_kernels *k, const fm_kernel_weights *w, const 
  * adds ran, 0 for the fallback. */
 int fmi_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
                          int in, int out, int threads);
+/* Rows r0 .. r1-1 of the same dw, stored from dw_rows on (row r0 first), by
+ * k->pow2_grad among the threads; the caller has checked fmi_pow2_grad_exact
+ * for q and e. The same bits as those rows of the whole product. */
+void fmi_mulfree_pow2_grad_rows(const fm_kernels *k, const float *q, const float *e, float *dw_rows,
+                               int batch, int in, int out, int r0, int r1, int threads);
 
 /* ---- convolutions (conv.h geometry, NHWC maps) ---- */
 

@@ -92,20 +92,22 @@ static inline float times_pow2(float e, float q)
     return (bits & 0x7fffffffu) == 0 ? 0.0f : t;
 }
 
-void fmi_ref_dense_backward_weights(int pow2, const float *x, const float *e, float *dw, int batch,
-                                   int in, int out)
+/* Row i of dw = xᵀ·e into dw_row: each value's terms added in example order. */
+static void backward_weights_row(int pow2, const float *x, const float *e, float *dw_row, int batch,
+                                 int in, int out, int i)
 {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < in; i++)
-        for (int j = 0; j < out; j++) {
-            float acc = 0.0f;
-            for (int b = 0; b < batch; b++) {
-                float xv = x[(long)b * in + i], ev = e[(long)b * out + j];
-                acc = pow2 ? acc + times_pow2(ev, xv) : fmaf(xv, ev, acc);
-            }
-            dw[(long)i * out + j] = acc;
+    for (int j = 0; j < out; j++) {
+        float acc = 0.0f;
+        for (int b = 0; b < batch; b++) {
+            float xv = x[(long)b * in + i], ev = e[(long)b * out + j];
+            acc = pow2 ? acc + times_pow2(ev, xv) : fmaf(xv, ev, acc);
         }
-    uint64_t terms = (uint64_t)in * out * batch;
+        dw_row[j] = acc;
+    }
+}
+
+static void tally_backward_weights(int pow2, uint64_t terms)
+{
     if (pow2) {
         FM_TALLY(FM_OP_SHIFT, terms);
         FM_TALLY(FM_OP_SIGN, 2 * terms);
@@ -113,5 +115,22 @@ void fmi_ref_dense_backward_weights(int pow2, const float *x, const float *e, fl
     } else {
         FM_TALLY(FM_OP_FMA, terms);
     }
-    (void)terms;
+    (void)pow2, (void)terms;
+}
+
+void fmi_ref_dense_backward_weights(int pow2, const float *x, const float *e, float *dw, int batch,
+                                   int in, int out)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < in; i++)
+        backward_weights_row(pow2, x, e, dw + (long)i * out, batch, in, out, i);
+    tally_backward_weights(pow2, (uint64_t)in * out * batch);
+}
+
+void fmi_ref_dense_backward_weights_rows(int pow2, const float *x, const float *e, float *dw_rows,
+                                        int batch, int in, int out, int i0, int i1)
+{
+    for (int i = i0; i < i1; i++)
+        backward_weights_row(pow2, x, e, dw_rows + (long)(i - i0) * out, batch, in, out, i);
+    tally_backward_weights(pow2, (uint64_t)(i1 > i0 ? i1 - i0 : 0) * out * batch);
 }

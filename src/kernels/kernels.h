@@ -28,5 +28,9 @@ void fmi_ref_dense_backward_input(fm_weight_class wc, const float *e, const floa
  * is an exponent add, a sign flip and a zero select instead of a multiply. */
 void fmi_ref_dense_backward_weights(int pow2, const float *x, const float *e, float *dw, int batch,
                                    int in, int out);
+/* Rows i0 .. i1-1 of the same, stored from dw_rows on (row i0 first), on the
+ * calling thread: the same bits as those rows of the whole product. */
+void fmi_ref_dense_backward_weights_rows(int pow2, const float *x, const float *e, float *dw_rows,
+                                        int batch, int in, int out, int i0, int i1);
 
 #endif

@@ -42,6 +42,16 @@ void fm_config_default(fm_config *c)
     c->threads = 0;
     c->bop_gamma = 1e-3;
     c->bop_threshold = 1e-6;
+    c->latent = FM_LATENT_FP32;
+}
+
+double fmi_bop_gamma_at(const fm_config *c, int epoch)
+{
+    if (!(c->bop_gamma_final > 0.0) || c->epochs < 1)
+        return c->bop_gamma;
+    /* as the learning rate: the initial value in epoch 1, the final one
+     * after the last epoch */
+    return c->bop_gamma * pow(c->bop_gamma_final / c->bop_gamma, (double)(epoch - 1) / c->epochs);
 }
 
 void fm_config_learning_rates(const fm_config *c, double *lr, double *lr_final)
@@ -386,12 +396,22 @@ int fm_config_check(const fm_config *c)
             return fmi_error(FM_EINVAL, "bop gamma %g out of range (0, 1)", c->bop_gamma);
         if ((why = check_float(c->bop_gamma, 1)) != NULL)
             return fmi_error(FM_EINVAL, "bop gamma %.15g %s", c->bop_gamma, why);
+        if (!(c->bop_gamma_final <= 0.0) && !(c->bop_gamma_final > 0.0 && c->bop_gamma_final < 1.0))
+            return fmi_error(FM_EINVAL, "bop final gamma %g out of range (0, 1)", c->bop_gamma_final);
+        if (c->bop_gamma_final > 0.0 && (why = check_float(c->bop_gamma_final, 1)) != NULL)
+            return fmi_error(FM_EINVAL, "bop final gamma %.15g %s", c->bop_gamma_final, why);
         if (!(c->bop_threshold >= 0.0) || !isfinite(c->bop_threshold))
             return fmi_error(FM_EINVAL, "bop threshold %g must be finite and at least 0",
                             c->bop_threshold);
         if (c->bop_threshold > 0.0 && (why = check_float(c->bop_threshold, 0)) != NULL)
             return fmi_error(FM_EINVAL, "bop threshold %.15g %s", c->bop_threshold, why);
     }
+    if (c->latent != FM_LATENT_FP32 && c->latent != FM_LATENT_BF16)
+        return fmi_error(FM_EINVAL, "latent precision %d unknown (fp32 or bf16)", (int)c->latent);
+    if (c->latent == FM_LATENT_BF16 && c->weights == FM_WEIGHTS_FP32)
+        return fmi_error(FM_EINVAL, "bf16 learning state is for latent weights behind quantized "
+                                   "ones (bc, bc-det, tc, tc-det, synapse) or bop's momentum; "
+                                   "fp32 weights are the network itself");
     if (c->threads > 1024)
         return fmi_error(FM_EINVAL, "threads %d out of range 1..1024", c->threads);
     return FM_OK;
@@ -433,9 +453,11 @@ const char *fmi_config_differs(const fm_config *a, const fm_config *b)
     SAME(no_eval);
     SAME(seed);
     SAME(exec);
+    SAME(latent);
     if (a->opt == FM_OPT_BOP) { /* bop's own, unused otherwise */
         SAME_REAL(bop_gamma);
         SAME_REAL(bop_threshold);
+        SAME_REAL(bop_gamma_final);
     }
     return NULL;
 #undef SAME

@@ -6,6 +6,7 @@
 #include "loss.h"
 #include "net.h"
 #include "rng.h"
+#include "weighted.h"
 
 #include <string.h>
 
@@ -26,6 +27,8 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
     float *s2 = fmi_alloc(m->state_count, sizeof(float));
     fm_workspace *ws = NULL;
     int rc = set.pixels && set.labels && s1 && s2 ? fmi_workspace_create(m, batch, 1, &ws) : FM_ENOMEM;
+    if (rc == FM_OK) /* as a training run of one process */
+        rc = fmi_bop_fuse(m, ws, s1);
     if (rc == FM_OK) {
         fm_rng rng;
         fmi_rng_seed(&rng, m->config.seed);
@@ -40,6 +43,7 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
             fm_config_learning_rates(&m->config, &lr, &lr_end);
             fmi_load_batch(m, ws, &set, NULL, 0, batch);
             fmi_load_batch_cost(m, ws, FM_PHASE_FORWARD, batch, batch);
+            ws->bop_gamma = fmi_bop_gamma_at(&m->config, 1);
             fmi_train_step(m, ws, set.labels, batch, 0, NULL);
             fmi_optimizer_step(m, ws, s1, s2, lr, 1);
             fmi_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)batch);

@@ -442,6 +442,7 @@ void fmi_workspace_free(const fm_model *m, fm_workspace *ws)
     fmi_free(ws->pre_scratch);
     fmi_free(ws->qx);
     fmi_free(ws->grad_state);
+    fmi_free(ws->bop_tile);
     fmi_free(ws);
 }
 
@@ -562,6 +563,7 @@ int fmi_workspace_create(const fm_model *m, int max_batch, int training, fm_work
         return FM_ENOMEM;
     ws->max_batch = max_batch;
     ws->training = training;
+    ws->bop_gamma = fmi_bop_gamma_at(&m->config, 1); /* a trainer sets each epoch's */
     size_t n = (size_t)m->n_layers + 1;
     ws->act = fmi_alloc(n, sizeof *ws->act);
     ws->grad = fmi_alloc(n, sizeof *ws->grad);

@@ -35,7 +35,8 @@ typedef struct fm_layer {
 } fm_layer;
 
 /* Purposes of the counter-based random streams (rng.h), keyed with the seed. */
-enum { FM_STREAM_WEIGHTS = 1, FM_STREAM_QB = 2, FM_STREAM_DROPOUT = 3, FM_STREAM_SHUFFLE = 4 };
+enum { FM_STREAM_WEIGHTS = 1, FM_STREAM_QB = 2, FM_STREAM_DROPOUT = 3, FM_STREAM_SHUFFLE = 4,
+       FM_STREAM_LATENT = 5 };
 
 /* Layers with a weight matrix: dense and conv. */
 static inline int fmi_layer_weighted(const fm_layer *L)
@@ -64,6 +65,8 @@ int fmi_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs);
 /* The first field (by name: "epochs", "lr", ...) in which two configurations
  * of a run differ, threads aside, or NULL when they describe the same run. */
 const char *fmi_config_differs(const fm_config *a, const fm_config *b);
+/* Bop's gamma in a 1-based epoch: bop_gamma, decayed toward bop_gamma_final. */
+double fmi_bop_gamma_at(const fm_config *c, int epoch);
 
 struct fm_model {
     fm_config config;     /* config.arch points at arch below */
@@ -138,6 +141,15 @@ typedef struct fm_workspace {
      * minibatch's size (0: the pass's own batch, one process). */
     struct fm_dist *dist;
     int row0, rows_total;
+    /* bop with its update folded into the backward pass (fmi_bop_fuse, one
+     * process): the momenta, aligned with model->state, and a tile of
+     * weight-gradient rows for each of bop_threads threads, bop_tile_floats
+     * apart (or one larger block for a BLAS); NULL: the optimizer step
+     * updates every weight from grad_state */
+    float *bop_momentum, *bop_tile;
+    size_t bop_tile_floats;
+    int bop_threads;
+    double bop_gamma; /* the step's gamma (fmi_bop_gamma_at), set by the trainer */
 } fm_workspace;
 
 /* Floats after grad_state's state_count: the step's loss and error count

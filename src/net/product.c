@@ -3,6 +3,7 @@
  * and declares the reference arithmetic; convolutions add the bytes of their
  * im2col columns. */
 #include "conv.h"
+#include "gemm.h"
 #include "internal.h"
 #include "kernels.h"
 #include "layers.h"
@@ -39,8 +40,25 @@ static void blas_backward_input(const fm_pass *p, const fm_cost *c, int l, const
     fmi_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
 }
 
+static int blas_rows_begin(const fm_pass *p, const fm_cost *c, int l, const float *x, const float *e)
+{
+    (void)x, (void)e;
+    const fm_layer *L = &p->model->layers[l];
+    fmi_dense_cost_backward_weights(c, p->model->config.qb, p->batch, L->in, L->out);
+    return 0;
+}
+
+static void blas_rows(const fm_pass *p, int l, const float *x, const float *e, int flag, int i0, int i1,
+                      float *dw_rows)
+{
+    (void)flag;
+    const fm_layer *L = &p->model->layers[l];
+    /* rows i0.. of xᵀ: x's columns from i0 on, still in rows of L->in */
+    fmi_sgemm(1, 0, i1 - i0, L->out, p->batch, 1.0f, x + i0, L->in, e, L->out, 0.0f, dw_rows, L->out);
+}
+
 const fm_product_ops fmi_product_blas = {"blas", NULL, blas_forward, blas_backward_weights,
-                                        blas_backward_input};
+                                        blas_backward_input, blas_rows_begin, blas_rows, 1};
 
 /* ---- dense layers through the reference kernels (the method's arithmetic) ---- */
 
@@ -70,8 +88,19 @@ static void reference_backward_input(const fm_pass *p, const fm_cost *c, int l, 
     fmi_dense_cost_backward_input(c, wclass, p->batch, L->in, L->out);
 }
 
+static void reference_rows(const fm_pass *p, int l, const float *x, const float *e, int flag, int i0,
+                           int i1, float *dw_rows)
+{
+    (void)flag;
+    const fm_layer *L = &p->model->layers[l];
+    fmi_ref_dense_backward_weights_rows(p->model->config.qb, x, e, dw_rows, p->batch, L->in, L->out,
+                                       i0, i1);
+}
+
+/* the same declaration as BLAS's: both declare the reference arithmetic */
 const fm_product_ops fmi_product_reference = {"reference", NULL, reference_forward,
-                                             reference_backward_weights, reference_backward_input};
+                                             reference_backward_weights, reference_backward_input,
+                                             blas_rows_begin, reference_rows, 0};
 
 /* ---- dense layers without float multiplies (--exec mulfree) ---- */
 
@@ -157,8 +186,31 @@ static void mulfree_backward_input(const fm_pass *p, const fm_cost *c, int l, co
                             p->batch, L->out, L->in);
 }
 
+static int mulfree_rows_begin(const fm_pass *p, const fm_cost *c, int l, const float *x,
+                              const float *e)
+{
+    const fm_layer *L = &p->model->layers[l];
+    /* x is Q(x), as for the whole product; checked once for every tile */
+    const int exact = fmi_pow2_grad_exact(x, (size_t)p->batch * L->in, e, (size_t)p->batch * L->out);
+    if (!exact)
+        p->ws->mf_fallbacks++;
+    fmi_mulfree_cost_pow2_grad(c, p->batch, L->in, L->out);
+    return exact;
+}
+
+static void mulfree_rows(const fm_pass *p, int l, const float *x, const float *e, int exact, int i0,
+                         int i1, float *dw_rows)
+{
+    const fm_layer *L = &p->model->layers[l];
+    if (exact) /* on this thread: the fused update shares the tiles among threads */
+        fmi_mulfree_pow2_grad_rows(p->ws->kernels, x, e, dw_rows, p->batch, L->in, L->out, i0, i1, 1);
+    else /* the rare step where a product would leave the normal range */
+        fmi_ref_dense_backward_weights_rows(1, x, e, dw_rows, p->batch, L->in, L->out, i0, i1);
+}
+
 const fm_product_ops fmi_product_mulfree = {"mulfree", mulfree_prepare, mulfree_forward,
-                                           mulfree_backward_weights, mulfree_backward_input};
+                                           mulfree_backward_weights, mulfree_backward_input,
+                                           mulfree_rows_begin, mulfree_rows, 0};
 
 /* ---- convolutions: im2col + GEMM, or + the reference kernels ---- */
 
@@ -227,7 +279,8 @@ static void conv_gemm_backward_input(const fm_pass *p, const fm_cost *c, int l, 
 }
 
 const fm_product_ops fmi_product_conv_gemm = {"conv-gemm", NULL, conv_gemm_forward,
-                                             conv_gemm_backward_weights, conv_gemm_backward_input};
+                                             conv_gemm_backward_weights, conv_gemm_backward_input,
+                                             NULL, NULL, 0};
 
 static void conv_reference_forward(const fm_pass *p, const fm_cost *c, int l, const float *w,
                                    int wclass)
@@ -247,7 +300,7 @@ static void conv_reference_backward_input(const fm_pass *p, const fm_cost *c, in
 
 const fm_product_ops fmi_product_conv_reference = {
     "conv-reference", NULL, conv_reference_forward, conv_reference_backward_weights,
-    conv_reference_backward_input};
+    conv_reference_backward_input, NULL, NULL, 0};
 
 /* ---- convolutions without float multiplies (--exec mulfree) ---- */
 
@@ -289,4 +342,4 @@ static void conv_mulfree_backward_input(const fm_pass *p, const fm_cost *c, int 
 
 const fm_product_ops fmi_product_conv_mulfree = {
     "conv-mulfree", mulfree_prepare, conv_mulfree_forward, conv_mulfree_backward_weights,
-    conv_mulfree_backward_input};
+    conv_mulfree_backward_input, NULL, NULL, 0};

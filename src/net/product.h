@@ -25,6 +25,20 @@ typedef struct fm_product_ops {
     /* dx = dy · wᵀ. */
     void (*backward_input)(const fm_pass *p, const fm_cost *c, int l, const float *dy,
                            const float *w, float *dx, int wclass);
+    /* The weight gradient a tile of rows at a time, for an update folded
+     * into the backward pass (bop, weighted.c): rows_begin declares the
+     * whole product's arithmetic, as backward_weights does, and returns what
+     * the pass's rows calls take (mulfree: whether the exponent adds are
+     * exact); rows stores rows i0 .. i1-1 of xᵀ·e from dw_rows on, the same
+     * bits as backward_weights gives those rows, except that a BLAS may sum
+     * in another order for another shape. rows runs on the calling thread,
+     * so that each thread forms its own tiles, unless rows_own_threads (a
+     * BLAS, which runs its own threads: one call at a time). NULL for
+     * convolutions: bop updates them from the whole dW. */
+    int (*rows_begin)(const fm_pass *p, const fm_cost *c, int l, const float *x, const float *e);
+    void (*rows)(const fm_pass *p, int l, const float *x, const float *e, int flag, int i0, int i1,
+                 float *dw_rows);
+    int rows_own_threads;
 } fm_product_ops;
 
 extern const fm_product_ops fmi_product_blas, fmi_product_reference, fmi_product_mulfree,

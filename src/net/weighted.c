@@ -3,8 +3,10 @@
  * workspace chose for the layer, and the export of their weights. */
 #include "internal.h"
 #include "kernels.h"
+#include "optim.h"
 #include "product.h"
 #include "quant.h"
+#include "rng.h"
 #include "weighted.h"
 
 #include <math.h>
@@ -29,7 +31,12 @@ uint64_t fmi_layer_weight_bytes(const fm_model *m, int l, int quantized)
 {
     uint64_t n = fmi_layer_weight_count(&m->layers[l]);
     return quantized ? fmi_packed_bytes(n, fmi_weight_bits(m->config.weights, m->config.synapse_levels))
-                     : 4 * n;
+                     : fmi_latent_bytes(&m->config) * n;
+}
+
+uint64_t fmi_latent_bytes(const fm_config *c)
+{
+    return c->latent == FM_LATENT_BF16 ? 2 : 4;
 }
 
 /* With bop the model's weights are the binary values themselves (held as
@@ -154,6 +161,120 @@ void fmi_weighted_forward_eval(const fm_pass *p, int l)
     fmi_bytes_activation(&cost, m, l + 1, 0, p->batch, 1);
 }
 
+/* ---- bop's update folded into the backward pass ---- */
+
+int fmi_bop_fused(const fm_model *m, const fm_workspace *ws, int l)
+{
+    return ws->bop_momentum && m->layers[l].kind == FM_LAYER_DENSE && ws->train_product[l]->rows;
+}
+
+/* Rows of dense layer l in one tile: a tile's bytes, at least one row. */
+static int tile_rows(const fm_layer *L)
+{
+    return FM_MAX(1, FM_MIN(L->in, FMI_BOP_TILE_BYTES / (4 * L->out)));
+}
+
+/* Rows a BLAS forms at once for the fused update: many small products cost
+ * a BLAS five times the whole one (paper-mlp), so the default path, which
+ * emulates the method with float GEMMs, forms FMI_BOP_BLAS_ROWS rows at a
+ * time; the ledger counts the method's tiles, as the mulfree kernels run
+ * them. */
+#define FMI_BOP_BLAS_ROWS 256
+static int blas_rows(const fm_layer *L) { return FM_MIN(L->in, FM_MAX(tile_rows(L), FMI_BOP_BLAS_ROWS)); }
+
+int fmi_bop_fuse(const fm_model *m, fm_workspace *ws, float *momentum)
+{
+    const int threads = FM_MAX(1, fmi_threads_available());
+    size_t floats = 0, buffer = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const fm_layer *L = &m->layers[l];
+        if (L->kind != FM_LAYER_DENSE)
+            continue;
+        floats = FM_MAX(floats, (size_t)tile_rows(L) * (size_t)L->out);
+        buffer = FM_MAX(buffer, FM_MAX((size_t)threads * floats, (size_t)blas_rows(L) * (size_t)L->out));
+    }
+    if (m->config.opt != FM_OPT_BOP || !ws->training || floats == 0)
+        return FM_OK;
+    fmi_free(ws->bop_tile);
+    if (!(ws->bop_tile = fmi_alloc(buffer, sizeof(float))))
+        return FM_ENOMEM;
+    ws->bop_tile_floats = floats;
+    ws->bop_threads = threads;
+    ws->bop_momentum = momentum;
+    return FM_OK;
+}
+
+uint64_t fmi_bop_key(const fm_model *m, int l, uint64_t step)
+{
+    return fmi_rng_key(m->config.seed, FM_STREAM_LATENT, (uint64_t)m->layers[l].weight_index, step);
+}
+
+#ifdef _OPENMP
+#include <omp.h>
+static int thread_index(void) { return omp_get_thread_num(); }
+static int threads_now(void) { return omp_get_max_threads(); }
+#else
+static int thread_index(void) { return 0; }
+static int threads_now(void) { return 1; }
+#endif
+
+/* Bop on dense layer l straight from its weight gradient: a tile of rows of
+ * dW at a time, formed in the thread's own tile (a first-level cache's
+ * worth) and at once folded into the momenta and flips of those rows, so no
+ * dW of the whole layer is ever written or read. The arithmetic, its order
+ * and the roundings' draws are the unfused step's, whatever the thread count. */
+static void bop_fused_update(const fm_pass *p, const fm_cost *backward, int l, const float *x,
+                             const float *e)
+{
+    const fm_model *m = p->model;
+    const fm_config *c = &m->config;
+    const fm_layer *L = &m->layers[l];
+    fm_workspace *ws = p->ws;
+    const fm_product_ops *product = ws->train_product[l];
+    const size_t out = (size_t)L->out, n = (size_t)L->in * out;
+    float *w = m->state + L->offset, *momentum = ws->bop_momentum + L->offset;
+    const uint64_t key = fmi_bop_key(m, l, p->step);
+    const float gamma = (float)ws->bop_gamma, threshold = (float)c->bop_threshold;
+    const int bf16 = c->latent == FM_LATENT_BF16;
+    const int rows = product->rows_own_threads ? blas_rows(L) : tile_rows(L);
+    const int tiles = (L->in + rows - 1) / rows;
+    const int flag = product->rows_begin(p, backward, l, x, e);
+    if (product->rows_own_threads) {
+        /* outside any parallel region, where a BLAS and the step use every thread */
+        for (int t = 0; t < tiles; t++) {
+            const int i0 = t * rows, i1 = FM_MIN(L->in, i0 + rows);
+            const size_t at = (size_t)i0 * out, count = (size_t)(i1 - i0) * out;
+            const fm_latent_round round = {key, at};
+            product->rows(p, l, x, e, flag, i0, i1, ws->bop_tile);
+            fmi_bop_step(w + at, ws->bop_tile, momentum + at, count, gamma, threshold,
+                         bf16 ? &round : NULL);
+        }
+    } else {
+        const int threads = FM_MIN(ws->bop_threads, threads_now());
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (int t = 0; t < tiles; t++) {
+            const int i0 = t * rows, i1 = FM_MIN(L->in, i0 + rows);
+            const size_t at = (size_t)i0 * out, count = (size_t)(i1 - i0) * out;
+            const fm_latent_round round = {key, at};
+            float *tile = ws->bop_tile + (size_t)thread_index() * ws->bop_tile_floats;
+            product->rows(p, l, x, e, flag, i0, i1, tile);
+            fmi_bop_step(w + at, tile, momentum + at, count, gamma, threshold, bf16 ? &round : NULL);
+        }
+    }
+    if (!ws->ledger)
+        return;
+    /* each tile written by the product and read by the step, once per value;
+     * the momenta read and written once; the bits read and written whole */
+    const fm_cost update = fmi_pass_cost(p, l, FM_PHASE_UPDATE);
+    const uint64_t tile = 4 * (uint64_t)tile_rows(L) * out;
+    const uint64_t bits = fmi_packed_bytes(n, 1), kept = fmi_latent_bytes(c) * (uint64_t)n;
+    fmi_cost_bytes(backward, fmi_tensor_of(m, l, "dW.tile").text, tile, 0, 4 * (uint64_t)n);
+    fmi_cost_bytes(&update, fmi_tensor_of(m, l, "dW.tile").text, tile, 4 * (uint64_t)n, 0);
+    fmi_cost_bytes(&update, fmi_tensor_of(m, l, "momentum").text, kept, kept, kept);
+    fmi_cost_bytes(&update, fmi_tensor_of(m, l, "W").text, bits, bits, bits);
+    fmi_bop_cost(&update, n, bf16);
+}
+
 void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax)
 {
     const fm_model *m = p->model;
@@ -176,21 +297,28 @@ void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax
         fmi_bytes_activation(&cost, m, l, 0, B, 0);
         fmi_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 1);
     }
-    product->backward_weights(p, &cost, l, x, e, ws->grad_state + L->offset);
+    /* a fused bop update flips this layer's weights: after the input
+     * gradient below, which takes them as they were in the forward pass */
+    const int fused = fmi_bop_fused(m, ws, l);
+    if (!fused) {
+        product->backward_weights(p, &cost, l, x, e, ws->grad_state + L->offset);
+        fmi_bytes_tensor(&cost, m, l, "dW", 4 * (uint64_t)fmi_layer_weight_count(L), 1);
+    }
+    if (l > 0) { /* no input gradient below the first layer */
+        const float *w = quantized && !bop_weights(c) ? ws->wq[l] : m->state + L->offset;
+        product->backward_input(p, &cost, l, ws->grad[l + 1], w, ws->grad[l],
+                                fmi_weight_class_of(c->weights));
+        fmi_bytes_activation(&cost, m, l + 1, 1, B, 0);
+        read_weights(&cost, m, l, quantized);
+        fmi_bytes_activation(&cost, m, l, 1, B, 1);
+    }
+    if (fused)
+        bop_fused_update(p, &cost, l, x, e);
     if (c->qb)
         fmi_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 0);
     else
         fmi_bytes_activation(&cost, m, l, 0, B, 0);
     fmi_bytes_activation(&cost, m, e_at, 1, B, 0);
-    fmi_bytes_tensor(&cost, m, l, "dW", 4 * (uint64_t)fmi_layer_weight_count(L), 1);
-    if (l == 0) /* no input gradient below the first layer */
-        return;
-    const float *w = quantized && !bop_weights(c) ? ws->wq[l] : m->state + L->offset;
-    product->backward_input(p, &cost, l, ws->grad[l + 1], w, ws->grad[l],
-                            fmi_weight_class_of(c->weights));
-    fmi_bytes_activation(&cost, m, l + 1, 1, B, 0);
-    read_weights(&cost, m, l, quantized);
-    fmi_bytes_activation(&cost, m, l, 1, B, 1);
 }
 
 /* ---- export (dense and conv) ---- */

@@ -10,6 +10,23 @@
 /* Bytes of weighted layer l's weights as a pass reads them: latent fp32 W, or
  * the quantized weights packed at the mode's bits per weight. */
 uint64_t fmi_layer_weight_bytes(const fm_model *m, int l, int quantized);
+/* Bytes of one value of the learning state kept per weight: 4, or 2 with
+ * bf16 (fm_config.latent). */
+uint64_t fmi_latent_bytes(const fm_config *c);
+
+/* Bop's update folded into the backward pass (weighted.c): fmi_bop_fuse
+ * makes a training workspace of a bop model take the momenta (aligned with
+ * model->state) and update each dense layer's weights there, a tile of
+ * weight-gradient rows at a time (FMI_BOP_TILE_BYTES, or one row where a row
+ * is larger: a first-level cache's worth per thread), as soon as the layer's
+ * input gradient is formed; the optimizer step then leaves those layers
+ * alone (fmi_bop_fused). Not for a data-parallel run, whose ranks sum the
+ * whole dW first. fmi_bop_key: the stream of a layer's bf16 roundings at a
+ * step, fused or not. */
+#define FMI_BOP_TILE_BYTES 32768
+int fmi_bop_fuse(const fm_model *m, fm_workspace *ws, float *momentum);
+int fmi_bop_fused(const fm_model *m, const fm_workspace *ws, int l);
+uint64_t fmi_bop_key(const fm_model *m, int l, uint64_t step);
 
 /* The table entries' common parts: the weight matrix and the Q(x) row in
  * the workspace, U(-2H, 2H) initial weights, the training forward (weights

@@ -16,7 +16,9 @@
 #include <string.h>
 
 #define CHECKPOINT_MAGIC "FMULCKPT"
-#define CHECKPOINT_VERSION 1u
+/* version 2 added the latent precision (fm_config.latent) and bop's final
+ * gamma; version 1 files read as fp32 and no decay */
+#define CHECKPOINT_VERSION 2u
 /* A checkpoint of the largest model file plus three more copies of its state. */
 #define CHECKPOINT_MAX_BYTES ((size_t)1 << 34)
 #define DATA_SPEC_MAX 4096u
@@ -60,9 +62,11 @@ static void put_config(fm_writer *w, const fm_config *c)
     fmi_put_u32(w, (uint32_t)c->no_eval);
     fmi_put_u32(w, (uint32_t)c->exec);
     fmi_put_u32(w, (uint32_t)c->threads);
+    fmi_put_u32(w, (uint32_t)c->latent);
     if (c->opt == FM_OPT_BOP) { /* only bop's runs have them (the model file says bop) */
         fmi_put_f64(w, c->bop_gamma);
         fmi_put_f64(w, c->bop_threshold);
+        fmi_put_f64(w, c->bop_gamma_final);
     }
 }
 
@@ -161,7 +165,7 @@ static int bad(const fm_reader *r, const char *what)
     return fmi_error(FM_EFORMAT, "%s: checkpoint %s", r->path, what);
 }
 
-static int get_config(fm_reader *r, fm_config *c)
+static int get_config(fm_reader *r, fm_config *c, uint32_t version)
 {
     uint32_t u[8];
     const char *names[] = {"epochs", "batch", "valid", "train limit", "eval every", "no eval",
@@ -191,8 +195,19 @@ static int get_config(fm_reader *r, fm_config *c)
     c->threads = (int32_t)u[7];
     if (u[5] > 1 || u[6] > FM_EXEC_MULFREE)
         return bad(r, "configuration out of range");
+    c->latent = FM_LATENT_FP32;
+    if (version >= 2) {
+        uint32_t latent;
+        if ((rc = fmi_get_u32(r, &latent, "latent precision")) < 0)
+            return rc;
+        if (latent > FM_LATENT_BF16)
+            return bad(r, "latent precision out of range");
+        c->latent = (fm_latent)latent;
+    }
     if (c->opt == FM_OPT_BOP && ((rc = fmi_get_f64(r, &c->bop_gamma, "bop gamma")) < 0 ||
-                                 (rc = fmi_get_f64(r, &c->bop_threshold, "bop threshold")) < 0))
+                                 (rc = fmi_get_f64(r, &c->bop_threshold, "bop threshold")) < 0 ||
+                                 (version >= 2 &&
+                                  (rc = fmi_get_f64(r, &c->bop_gamma_final, "bop final gamma")) < 0)))
         return rc;
     return FM_OK;
 }
@@ -377,9 +392,9 @@ static int get_state_copy(fm_reader *r, float **dst, size_t S, const char *what)
 
 static int check_version(const char *path, uint32_t version)
 {
-    if (version != CHECKPOINT_VERSION)
+    if (version < 1 || version > CHECKPOINT_VERSION)
         return fmi_error(version > CHECKPOINT_VERSION ? FM_EUNSUPPORTED : FM_EFORMAT,
-                        "%s: checkpoint version %u, this fewmul reads %u", path, version,
+                        "%s: checkpoint version %u, this fewmul reads 1 to %u", path, version,
                         CHECKPOINT_VERSION);
     return FM_OK;
 }
@@ -410,7 +425,7 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
     fm_model *m = ck->model;
     ck->config = m->config;
     ck->config.arch = m->arch;
-    if ((rc = get_config(r, &ck->config)) < 0)
+    if ((rc = get_config(r, &ck->config, version)) < 0)
         return rc;
     if ((rc = fm_config_check(&ck->config)) < 0) {
         char why[FMI_MESSAGE_CAP]; /* fmi_error formats into the buffer fm_last_error() returns */
@@ -460,7 +475,9 @@ static int parse_checkpoint(fm_reader *r, fm_checkpoint *ck)
 /* The bytes put_config writes, put_data after the data spec and put_run, and
  * the offset of the best-weights flag in the last. */
 #define CONFIG_BYTES 64u
+#define LATENT_CONFIG_BYTES 4u /* version 2's latent precision */
 #define BOP_CONFIG_BYTES 16u /* bop's gamma and threshold, after the rest */
+#define BOP_FINAL_BYTES 8u /* version 2: bop's final gamma, after them */
 #define DATA_FIXED_BYTES 28u
 #define RUN_BYTES 124u
 #define RUN_HAVE_BEST_AT 84u
@@ -485,13 +502,14 @@ static int head_u32(const fmi_file_head *f, uint64_t at, uint32_t *v, const char
 static int check_checkpoint_head(const fmi_file_head *f, void *user)
 {
     (void)user;
-    uint8_t b[CONFIG_BYTES + BOP_CONFIG_BYTES];
+    uint8_t b[CONFIG_BYTES + LATENT_CONFIG_BYTES + BOP_CONFIG_BYTES + BOP_FINAL_BYTES];
     int rc = fmi_head_read(f, 0, b, 20, "header");
     if (rc < 0)
         return rc;
     if (memcmp(b, CHECKPOINT_MAGIC, 8) != 0)
         return fmi_error(FM_EFORMAT, "%s: not a fewmul checkpoint (bad magic)", f->path);
-    if ((rc = check_version(f->path, fmi_load_le32(b + 8))) < 0)
+    const uint32_t version = fmi_load_le32(b + 8);
+    if ((rc = check_version(f->path, version)) < 0)
         return rc;
     const uint64_t model_bytes = fmi_load_le64(b + 12);
     if (f->size < 24 || model_bytes > f->size - 24)
@@ -507,10 +525,12 @@ static int check_checkpoint_head(const fmi_file_head *f, void *user)
     fm_config c;
     fm_config_default(&c);
     c.opt = model.opt;
-    const size_t config_bytes = CONFIG_BYTES + (c.opt == FM_OPT_BOP ? BOP_CONFIG_BYTES : 0);
+    const size_t config_bytes =
+        CONFIG_BYTES + (version >= 2 ? LATENT_CONFIG_BYTES : 0) +
+        (c.opt == FM_OPT_BOP ? BOP_CONFIG_BYTES + (version >= 2 ? BOP_FINAL_BYTES : 0) : 0);
     fm_reader r = {b, config_bytes, f->path, "checkpoint"};
     if ((rc = fmi_head_read(f, at, b, config_bytes, "configuration")) < 0 ||
-        (rc = get_config(&r, &c)) < 0)
+        (rc = get_config(&r, &c, version)) < 0)
         return rc;
     const uint64_t arrays = (uint64_t)fmi_run_optimizer_arrays(&c);
     uint32_t n, have_best, has_ledger;

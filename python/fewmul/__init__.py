@@ -240,6 +240,11 @@ class _Config:
             if o.get(option) is not None and o.get("opt") != "bop":
                 _refuse("%s applies to opt='bop' only (the optimizer is %s)"
                         % (option, o.get("opt") or "sgd"))
+        for option in ("lr", "lr_final"):
+            # the library reads <= 0 as "the optimizer's default"; the
+            # command's --lr and --lr-final refuse it, and so does train()
+            if o.get(option) is not None and not float(o[option]) > 0:
+                _refuse("%s: %r is out of range (must be > 0)" % (option, o[option]))
         for option in ("synapse_range", "lr", "lr_final", "momentum", "bop_gamma",
                        "bop_threshold", "dropout", "bn_momentum", "bn_eps"):
             if o.get(option) is not None:
@@ -727,17 +732,18 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
     cb = ffi.new("fm_callbacks *")
     errors = []
 
-    def guarded(fn):
+    def guarded(fn, failed=None):
         # an exception in a Python callback cannot cross the C library: it
-        # stops the run at the next batch and is raised from train()
+        # stops the run at the next batch (should_stop) and is raised from
+        # train()
         def call(*args):
             if errors:
-                return 1
+                return failed
             try:
                 return fn(*args)
             except BaseException as e:  # noqa: B902 - re-raised below
                 errors.append(e)
-                return 1
+                return failed
         return call
 
     epochs = model.epochs
@@ -760,8 +766,8 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
     cb.on_epoch = keep[-1]
 
     def stop(user):
-        return 1 if should_stop is not None and should_stop() else 0
-    keep.append(ffi.callback("int(void *)", guarded(stop), error=1))
+        return 1 if errors or (should_stop is not None and should_stop()) else 0
+    keep.append(ffi.callback("int(void *)", guarded(stop, 1), error=1))
     cb.should_stop = keep[-1]
     t = _Table(table) if ledger else None
     run_ledger = _new_ledger() if ledger else None

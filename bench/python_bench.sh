@@ -15,7 +15,8 @@ usage() {
 usage: bench/python_bench.sh [--build DIR] [--data SPEC] [--model FILE] [--runs 5]
                              [--batch 256] [--threads T] [--python PY]
   --build DIR   CMake build folder holding ./fewmul and libfewmul.so (default: build)
-  --data SPEC   fewmul data spec (default: mnist:<repo>/../shared/data/mnist if present, else fashion)
+  --data SPEC   fashion, mnist:DIR or idx:DIR (default: mnist:<repo>/../shared/data/mnist if
+                present, else fashion)
   --model FILE  packed model (default: paper-mlp BC+QB trained one epoch here, written with --out)
   --runs R      interleaved rounds (default 5)
   --batch B     images per predict call, as fewmul infer --batch (default 256)
@@ -64,11 +65,17 @@ threads_flag=()
 [ "$THREADS" -gt 0 ] && threads_flag=(--threads "$THREADS")
 
 cat >"$TMP/predict.py" <<'PY'
-import json, sys, time
+import json, os, sys, time
 import fewmul
 model_path, spec, batch, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 model = fewmul.PackedModel.load(model_path)
-_, _, x, y = fewmul.load_data(spec)
+# the test set alone, as fewmul infer reads it (the train set is not needed)
+folder = "/usr/share/datasets/fashion-mnist" if spec == "fashion" else spec.split(":", 1)[1]
+names = os.listdir(folder)
+def find(stem):
+    return os.path.join(folder, next(n for n in sorted(names)
+                                     if n.replace(".", "-", 1).startswith(stem)))
+x, y = fewmul.read_idx(find("t10k-images-idx3"), find("t10k-labels-idx1"))
 seconds, wrong = 0.0, 0
 for first in range(0, len(x), batch):
     t = time.perf_counter()

@@ -267,4 +267,10 @@ def _open():
     )
 
 
+# As the command does for itself (tools/main.c): OpenMP's threads sleep
+# between parallel regions instead of spinning, unless the user chose; a
+# spinning team loses badly on a shared machine and between the calls of a
+# Python loop. Read by libgomp when the library loads it, so set first.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 lib, library_path = _open()

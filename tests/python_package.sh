@@ -25,11 +25,13 @@ fi
 rm -rf "$work"
 mkdir -p "$work"
 "$python" -m venv --system-site-packages "$work/venv"
-# the package's own build folder and egg-info go to $work, not the source tree
-cp -r "$root/python" "$work/src"
-rm -rf "$work/src/build" "$work/src"/*.egg-info
+# the package's own build folder and egg-info go to $work, not the source
+# tree; it takes the header from ../include, as in the repository
+mkdir "$work/src"
+cp -r "$root/python" "$root/include" "$work/src/"
+rm -rf "$work/src/python/build" "$work/src/python"/*.egg-info
 FEWMUL_LIBRARY=$library "$work/venv/bin/python" -m pip install --quiet --no-build-isolation \
-  --no-index "$work/src"
+  --no-index "$work/src/python"
 cd "$work"
 unset FEWMUL_LIBRARY
 # the installed package, with its own copy of the library
@@ -39,4 +41,4 @@ case $where in
   *) echo "python_package: the installed package loads $where, not its own copy"; exit 1 ;;
 esac
 FEWMUL_CLI=$cli FEWMUL_SHARED_DATA=$shared OMP_WAIT_POLICY=PASSIVE \
-  "$work/venv/bin/python" -m pytest -p no:cacheprovider -rs -q "$work/src/tests"
+  "$work/venv/bin/python" -m pytest -p no:cacheprovider -rs -q "$work/src/python/tests"

@@ -10,9 +10,10 @@ import os
 
 import numpy as np
 
-from ._ffi import (FM_LANDAUER_J_PER_BIT, FM_LEDGER_NETWORK, FM_OP_KINDS, FM_PHASES,
-                   FM_QB_UNBOUNDED, FM_ENERGY_UNBOUNDED, PREPROC_CACHE_DEFAULT_MIB, ffi, lib,
-                   library_path)
+from ._ffi import ERRORS, FM_ENERGY_UNBOUNDED, FM_LANDAUER_J_PER_BIT, ffi, lib, library_path
+
+FM_LEDGER_NETWORK, FM_OP_KINDS, FM_PHASES = lib.FM_LEDGER_NETWORK, lib.FM_OP_KINDS, lib.FM_PHASES
+FM_QB_UNBOUNDED, PREPROC_CACHE_DEFAULT_MIB = lib.FM_QB_UNBOUNDED, lib.FM_PREPROC_CACHE_DEFAULT_MIB
 
 __all__ = ["FewmulError", "Model", "PackedModel", "Checkpoint", "train", "energy", "load_data",
            "read_idx", "kernels", "onnx_available", "library_path", "version"]
@@ -20,10 +21,9 @@ version = "0.1.0"
 
 # ---- errors -----------------------------------------------------------------
 
-ERROR_NAMES = {0: "FM_OK", -1: "FM_ENOMEM", -2: "FM_EINVAL", -3: "FM_ENOENT", -4: "FM_EIO",
-               -5: "FM_EFORMAT", -6: "FM_ETRUNC", -7: "FM_EMISMATCH", -8: "FM_EUNSUPPORTED",
-               -9: "FM_ECANCELED", -10: "FM_EPEER"}
-EINVAL, ENOENT, EMISMATCH = -2, -3, -7
+ERROR_NAMES = ERRORS
+EINVAL, EMISMATCH = (next(v for v, n in ERRORS.items() if n == name)
+                     for name in ("FM_EINVAL", "FM_EMISMATCH"))
 
 
 class FewmulError(Exception):
@@ -147,15 +147,16 @@ def load_data(spec="fashion", valid=None, seed=1234):
 # ---- configuration: the options of `fewmul train` ---------------------------
 
 _CHOICES = {
-    "opt": {"sgd": 0, "adam": 1, "bop": 2},
-    "loss": {"hinge": 0, "xent": 1},
-    "preproc": {"center": 0, "unit": 1, "gcn-zca": 2, "gcn-lcn": 3},
-    "bn_stats": {"paper": 0, "running": 1},
-    "scale": {"glorot": 0, "one": 1},
+    "opt": {"sgd": lib.FM_OPT_SGD, "adam": lib.FM_OPT_ADAM, "bop": lib.FM_OPT_BOP},
+    "loss": {"hinge": lib.FM_LOSS_HINGE, "xent": lib.FM_LOSS_XENT},
+    "preproc": {"center": lib.FM_PRE_CENTER, "unit": lib.FM_PRE_UNIT,
+                "gcn-zca": lib.FM_PRE_GCN_ZCA, "gcn-lcn": lib.FM_PRE_GCN_LCN},
+    "bn_stats": {"paper": lib.FM_BN_PAPER, "running": lib.FM_BN_RUNNING},
+    "scale": {"glorot": lib.FM_SCALE_GLOROT, "one": lib.FM_SCALE_ONE},
     "test_weights": {"real": 0, "quantized": 1},
-    "acts": {"relu": 0, "binary": 1},
-    "exec": {"default": 0, "mulfree": 1},
-    "export": {"det": 0, "mean": 1},
+    "acts": {"relu": lib.FM_ACTS_RELU, "binary": lib.FM_ACTS_BINARY},
+    "exec": {"default": lib.FM_EXEC_DEFAULT, "mulfree": lib.FM_EXEC_MULFREE},
+    "export": {"det": lib.FM_EXPORT_DET, "mean": lib.FM_EXPORT_MEAN},
 }
 _FIELD = {"test_weights": "test_quantized"}
 
@@ -344,7 +345,7 @@ def _priced(l, table, layer, phase):
     e = ffi.new("fm_energy *")
     _check(lib.fm_ledger_price(l, table.c, layer, phase, e))
     jpu = table.jpu()
-    levels = min(lib.fm_energy_table_levels(table.c), 8)
+    levels = min(lib.fm_energy_table_levels(table.c), lib.FM_ENERGY_MAX_LEVELS)
     d = {"ops": {_string(lib.fm_op_name(op)): lib.fm_ledger_ops(l, layer, phase, op)
                  for op in range(FM_OP_KINDS)}}
     net = e.network_sent or e.network_received
@@ -420,7 +421,7 @@ def energy(input=(28, 28, 1), classes=10, table="horowitz45", **options):
     step, infer = _measure(model, cfg.c.batch)
     peer_cfg = _Config(options)
     p = peer_cfg.c
-    p.weights, p.qb, p.exec = 0, 0, 0
+    p.weights, p.qb, p.exec = lib.FM_WEIGHTS_FP32, 0, lib.FM_EXEC_DEFAULT
     p.qb_emin = p.qb_emax = FM_QB_UNBOUNDED
     if p.opt == _CHOICES["opt"]["bop"]:
         p.opt = _CHOICES["opt"]["adam"]
@@ -557,7 +558,8 @@ class PackedModel:
         if dialect not in ("plain", "qonnx"):
             _refuse("dialect: '%s' is not one of plain, qonnx" % dialect)
         info = ffi.new("fm_export_onnx_info *")
-        _check(lib.fm_deploy_export_onnx(self.c, os.fsencode(path), 0 if dialect == "plain" else 1,
+        _check(lib.fm_deploy_export_onnx(self.c, os.fsencode(path),
+                                         lib.FM_ONNX_PLAIN if dialect == "plain" else lib.FM_ONNX_QONNX,
                                          info))
         return {"file_bytes": info.file_bytes, "nodes": info.nodes, "weights": info.weights}
 

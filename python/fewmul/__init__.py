@@ -455,6 +455,7 @@ class Model:
         self.result = None  # train(): the run's fm_result as a dict
         self.ledger = None  # train(ledger=True): the run's ledger as a dict
         self.epochs = []    # train(): one dict per epoch (fm_epoch_report)
+        self.config = None  # train(): the options the run used
 
     @classmethod
     def _create(cls, cfg, shape, classes):
@@ -648,7 +649,9 @@ class Checkpoint:
         self.c = ffi.gc(p[0], lib.fm_checkpoint_free)
         self.path = path
 
-    load = classmethod(lambda cls, path: cls(path))
+    @classmethod
+    def load(cls, path):
+        return cls(path)
 
     @property
     def config(self):
@@ -706,6 +709,9 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
     resume (a path or Checkpoint: its configuration is the run's; only
     threads may be given with it). Returns the trained Model, its .result the
     run's result and .epochs its epoch reports."""
+    if train_labels is None or (test_images is None) != (test_labels is None):
+        _refuse("train: labels go with their images (train_labels, and test_labels exactly "
+                "when test_images)")
     train_im = _Images(train_images, train_labels, "train")
     test_im = _Images(test_images, test_labels, "test") if test_images is not None else None
     if test_im and int(np.prod(test_im.shape)) != int(np.prod(train_im.shape)):

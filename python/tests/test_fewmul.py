@@ -234,6 +234,7 @@ def test_errors_carry_fewmuls_message(tmp_path):
     expect_error("FM_EINVAL", fewmul.train, x.astype(np.float32), y, valid=5,
                  message="train: pixels must be uint8 (0..255), got float32")
     expect_error("FM_EINVAL", fewmul.train, np.zeros(20, np.uint8), y, valid=5)
+    expect_error("FM_EINVAL", fewmul.train, x, y, x, valid=5)
     expect_error("FM_EMISMATCH", fewmul.train, x, y, np.zeros((5, 3, 3), np.uint8),
                  np.zeros(5, np.uint8), valid=5)
     expect_error("FM_EINVAL", fewmul.train, x, y, valid=5, opt="adagrad",

@@ -20,7 +20,11 @@ while read -r symbol; do
     __*) toolchain=$((toolchain + 1)); continue ;;
   esac
   if ! grep -qx "$symbol" <<<"$public"; then
-    echo "abi: $symbol is defined by the library but is neither declared in fewmul.h nor named fmi_*"
+    if [ $shared = 1 ]; then
+      echo "abi: $symbol is exported by the shared library but not declared in fewmul.h"
+    else
+      echo "abi: $symbol is defined by the library but is neither declared in fewmul.h nor named fmi_*"
+    fi
     bad=$((bad + 1))
   fi
 done < <(nm $nm_table --defined-only "$lib" | awk '$2 ~ /^[TDBRCGVW]$/ {print $3}' | sort -u)

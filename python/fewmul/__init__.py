@@ -157,6 +157,7 @@ _CHOICES = {
     "acts": {"relu": lib.FM_ACTS_RELU, "binary": lib.FM_ACTS_BINARY},
     "exec": {"default": lib.FM_EXEC_DEFAULT, "mulfree": lib.FM_EXEC_MULFREE},
     "export": {"det": lib.FM_EXPORT_DET, "mean": lib.FM_EXPORT_MEAN},
+    "latent": {"fp32": lib.FM_LATENT_FP32, "bf16": lib.FM_LATENT_BF16},
 }
 _FIELD = {"test_weights": "test_quantized"}
 
@@ -196,9 +197,9 @@ def _exponent_range(option, value):
 # command's flag it mirrors: --weights, --synapse-range, ...
 CONFIG_OPTIONS = ("arch", "weights", "synapse_range", "scale", "qb", "qb_bn_shortcut", "qb_conv",
                   "test_weights", "epochs", "batch", "opt", "lr", "lr_final", "momentum",
-                  "bop_gamma", "bop_threshold", "loss", "preproc", "dropout", "bn_stats",
-                  "bn_momentum", "bn_eps", "valid", "train_limit", "seed", "threads",
-                  "eval_every", "no_eval", "acts", "exec")
+                  "bop_gamma", "bop_threshold", "bop_gamma_final", "latent", "loss", "preproc",
+                  "dropout", "bn_stats", "bn_momentum", "bn_eps", "valid", "train_limit", "seed",
+                  "threads", "eval_every", "no_eval", "acts", "exec")
 
 
 class _Config:
@@ -221,7 +222,7 @@ class _Config:
         if o.get("weights") is not None:
             _check(lib.fm_parse_weights(o["weights"].encode(), c))
         for option in ("scale", "test_weights", "opt", "loss", "preproc", "bn_stats", "acts",
-                       "exec"):
+                       "exec", "latent"):
             if o.get(option) is not None:
                 setattr(c, _FIELD.get(option, option), _choice(option, o[option]))
         qb = o.get("qb")
@@ -237,7 +238,7 @@ class _Config:
                 c.qb_conv_emin = c.qb_conv_emax = FM_QB_UNBOUNDED
             else:
                 c.qb_conv_emin, c.qb_conv_emax = _exponent_range("qb_conv", o["qb_conv"])
-        for option in ("bop_gamma", "bop_threshold"):
+        for option in ("bop_gamma", "bop_threshold", "bop_gamma_final"):
             if o.get(option) is not None and o.get("opt") != "bop":
                 _refuse("%s applies to opt='bop' only (the optimizer is %s)"
                         % (option, o.get("opt") or "sgd"))
@@ -247,7 +248,7 @@ class _Config:
             if o.get(option) is not None and not float(o[option]) > 0:
                 _refuse("%s: %r is out of range (must be > 0)" % (option, o[option]))
         for option in ("synapse_range", "lr", "lr_final", "momentum", "bop_gamma",
-                       "bop_threshold", "dropout", "bn_momentum", "bn_eps"):
+                       "bop_threshold", "bop_gamma_final", "dropout", "bn_momentum", "bn_eps"):
             if o.get(option) is not None:
                 setattr(c, option, float(o[option]))
         for option in ("epochs", "batch", "valid", "train_limit", "threads", "eval_every"):
@@ -284,6 +285,8 @@ def config_dict(c):
         "test_weights": _name_of("test_weights", c.test_quantized), "epochs": c.epochs,
         "batch": c.batch, "opt": _name_of("opt", c.opt), "lr": c.lr, "lr_final": c.lr_final,
         "momentum": c.momentum, "bop_gamma": c.bop_gamma, "bop_threshold": c.bop_threshold,
+        "bop_gamma_final": c.bop_gamma_final if c.bop_gamma_final > 0 else None,
+        "latent": _name_of("latent", c.latent),
         "loss": _name_of("loss", c.loss), "preproc": _name_of("preproc", c.preproc),
         "dropout": c.dropout, "bn_stats": _name_of("bn_stats", c.bn_stats),
         "bn_momentum": c.bn_momentum, "bn_eps": c.bn_eps, "valid": c.valid,
@@ -422,6 +425,7 @@ def energy(input=(28, 28, 1), classes=10, table="horowitz45", **options):
     peer_cfg = _Config(options)
     p = peer_cfg.c
     p.weights, p.qb, p.exec = lib.FM_WEIGHTS_FP32, 0, lib.FM_EXEC_DEFAULT
+    p.latent = lib.FM_LATENT_FP32  # fp32 weights are their own state
     p.qb_emin = p.qb_emax = FM_QB_UNBOUNDED
     if p.opt == _CHOICES["opt"]["bop"]:
         p.opt = _CHOICES["opt"]["adam"]
@@ -699,7 +703,8 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
     first `train_limit` of the rest are trained on. Options are train's flags
     with underscores: arch, weights, synapse_range, scale, qb (True,
     "EMIN:EMAX"), qb_bn_shortcut, qb_conv, test_weights, epochs, batch, opt,
-    lr, lr_final, momentum, bop_gamma, bop_threshold, loss, preproc, dropout,
+    lr, lr_final, momentum, bop_gamma, bop_threshold, bop_gamma_final, latent, loss, preproc,
+    dropout,
     bn_stats, valid, train_limit, seed, threads, eval_every, no_eval, acts,
     exec (and bn_momentum, bn_eps of fm_config). progress(dict) is called
     after every batch, on_epoch(dict) after every epoch; should_stop() True

@@ -100,6 +100,27 @@ def test_train_from_numpy_is_the_commands_run(tmp_path, command_run, python_run)
     assert len(model.epochs) == 1 and model.epochs[0]["best_epoch"] == 1
 
 
+@needs_data
+def test_bop_bf16_decay_is_the_commands_run(tmp_path, data):
+    # bop folded into the backward pass, bf16 momenta, a decaying gamma: the
+    # options reach the library as the command's flags do
+    flags = ["--weights", "bc-det", "--qb", "--opt", "bop", "--latent", "bf16", "--bop-gamma",
+             "0.01", "--bop-gamma-final", "0.001", "--bop-threshold", "1e-4", "--epochs", "2",
+             "--train-limit", "600", "--valid", "1000", "--threads", "2", "--seed", "3",
+             "--arch", "mlp:64"]
+    cli("train", "--data", SPEC, *flags, "--state", tmp_path / "cli.fm", "--quiet")
+    x, y, tx, ty = data
+    model = fewmul.train(x, y, tx, ty, weights="bc-det", qb=True, opt="bop", latent="bf16",
+                         bop_gamma=0.01, bop_gamma_final=0.001, bop_threshold=1e-4, epochs=2,
+                         train_limit=600, valid=1000, threads=2, seed=3, arch="mlp:64")
+    model.save(tmp_path / "py.fm")
+    assert filecmp.cmp(tmp_path / "py.fm", tmp_path / "cli.fm", shallow=False)
+    assert model.config["latent"] == "bf16"
+    assert model.config["bop_gamma_final"] == pytest.approx(0.001)
+    with pytest.raises(fewmul.FewmulError):
+        fewmul.train(x, y, tx, ty, latent="bf16", epochs=1, train_limit=200)  # fp32 weights
+
+
 def same_numbers(a, b, where="$"):
     """JSON of the command (numbers printed with %.10g) against a dict."""
     if isinstance(a, dict):

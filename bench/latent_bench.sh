@@ -96,7 +96,7 @@ work, repeats, out, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv
 rows = []
 for m, name in enumerate(names):
     e = json.load(open("%s/energy.%d" % (work, m)))["train_step"]["total"]
-    speeds = [json.loads(open("%s/run.%d.%d" % (work, m, r)).read().splitlines()[-1])["images_per_s"]
+    speeds = [json.loads(open("%s/run.%d.%d" % (work, m, r)).read().splitlines()[-1])["train_images_per_s"]
               for r in range(1, repeats + 1)]
     rss = [int(open("%s/rss.%d.%d" % (work, m, r)).read().split()[-1]) for r in range(1, repeats + 1)]
     rows.append({"mode": name, "compute_mj": e["compute_j"] * 1e3, "comm_mj": e["communication_j"] * 1e3,

@@ -678,10 +678,8 @@ static int graph_input(reader *r, const char **name)
                              "only the batch may be dynamic", r->origin, in->name, k);
         dims[k - 1] = dm->dim_value;
     }
-    if (s->n_dim == 2) { /* a flat vector: 1 x values x 1 */
-        dims[1] = dims[0], dims[0] = 1;
+    if (s->n_dim == 2) /* a flat vector: values x 1 x 1, as fewmul shapes one */
         r->flat_input = 1;
-    }
     if (dims[0] * dims[1] * dims[2] > (1 << 24))
         return fmi_error(FM_EUNSUPPORTED, "%s: input '%s' has more than 2^24 values", r->origin, in->name);
     r->d->height = (int32_t)dims[0];

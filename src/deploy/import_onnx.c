@@ -66,21 +66,36 @@ static void pb_free(void *data, void *p)
     fmi_free(p);
 }
 
+/* Constant values the reader evaluated, freed together at the end. */
+typedef struct arena {
+    float **blocks;
+    size_t n, cap;
+    int64_t values; /* evaluated so far, against MAX_EVALUATED */
+    int quant;      /* the last weights evaluated passed a quantizer: 1 BipolarQuant, 2 IntQuant */
+} arena;
+
 typedef struct reader {
     const FmiOnnx__GraphProto *g;
     const char *origin;
     fm_deploy *d;
-    int n; /* records so far */
+    int n;          /* records so far */
     int flat_input; /* the input is [batch, values] */
+    int nchw_input; /* another tool's [batch, C, H, W] input (fewmul's own is NHWC) */
+    arena *owned;
 } reader;
 
+/* A constant: an initialiser, a Constant node's value, or what a few
+ * elementwise operators (Identity, Sign, Neg, Mul, GreaterOrEqual, Where,
+ * a 2-D Transpose, QONNX's quantizers) make of constants, as PyTorch writes a
+ * weight binarised in the forward pass; values owned by the arena. */
 typedef struct tensor {
-    const float *raw;  /* little-endian floats of raw_data, or */
-    const float *data; /* float_data */
+    float *v;
     int64_t n;
     int rank;
     int64_t dims[4];
 } tensor;
+
+#define MAX_EVALUATED ((int64_t)1 << 28)
 
 static const char *safe(const char *s) { return s && s[0] ? s : "?"; }
 
@@ -90,16 +105,7 @@ static int refuse_node(const reader *r, const FmiOnnx__NodeProto *nd, const char
                      safe(nd->op_type), why);
 }
 
-static float tensor_at(const tensor *t, int64_t i)
-{
-    if (t->data)
-        return t->data[i];
-    const uint8_t *p = (const uint8_t *)t->raw + 4 * i;
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+static float tensor_at(const tensor *t, int64_t i) { return t->v[t->n == 1 ? 0 : i]; }
 
 static const FmiOnnx__TensorProto *find_init(const reader *r, const char *name)
 {
@@ -111,43 +117,245 @@ static const FmiOnnx__TensorProto *find_init(const reader *r, const char *name)
     return NULL;
 }
 
-/* Initialiser `name` as floats of rank 0 .. 4, every value finite. */
-static int get_tensor(const reader *r, const FmiOnnx__NodeProto *nd, const char *name, tensor *t)
+static const FmiOnnx__NodeProto *producer(const reader *r, const char *name)
 {
-    const FmiOnnx__TensorProto *p = find_init(r, name);
-    if (!p)
-        return refuse_node(r, nd, "an input that should be a constant initialiser is not one");
+    for (size_t i = 0; i < r->g->n_node; i++) {
+        const FmiOnnx__NodeProto *nd = r->g->node[i];
+        for (size_t k = 0; k < nd->n_output; k++)
+            if (nd->output[k] && !strcmp(nd->output[k], name))
+                return nd;
+    }
+    return NULL;
+}
+
+static const FmiOnnx__AttributeProto *attr(const FmiOnnx__NodeProto *nd, const char *name)
+{
+    for (size_t i = 0; i < nd->n_attribute; i++)
+        if (nd->attribute[i]->name && !strcmp(nd->attribute[i]->name, name))
+            return nd->attribute[i];
+    return NULL;
+}
+
+static int64_t attr_int(const FmiOnnx__NodeProto *nd, const char *name, int64_t dflt)
+{
+    const FmiOnnx__AttributeProto *a = attr(nd, name);
+    return a && a->has_i ? a->i : dflt;
+}
+
+static int is_op(const FmiOnnx__NodeProto *nd, const char *op, int qonnx)
+{
+    if (!nd->op_type || strcmp(nd->op_type, op))
+        return 0;
+    const char *dom = nd->domain ? nd->domain : "";
+    return qonnx ? !strcmp(dom, QONNX_DOMAIN) : (!dom[0] || !strcmp(dom, "ai.onnx"));
+}
+
+/* n values (a new block of the arena), counted against MAX_EVALUATED. */
+static float *arena_take(const reader *r, const FmiOnnx__NodeProto *nd, int64_t n)
+{
+    arena *a = r->owned;
+    if (n > MAX_EVALUATED - a->values) {
+        if (nd)
+            refuse_node(r, nd, "constants of more than 2^28 values in all");
+        else
+            fmi_error(FM_EUNSUPPORTED, "%s: constants of more than 2^28 values in all", r->origin);
+        return NULL;
+    }
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 64;
+        float **grown = fmi_alloc(cap, sizeof *grown);
+        if (!grown) {
+            fmi_error(FM_ENOMEM, "out of memory reading %s", r->origin);
+            return NULL;
+        }
+        if (a->n)
+            memcpy(grown, a->blocks, a->n * sizeof *grown);
+        fmi_free(a->blocks);
+        a->blocks = grown;
+        a->cap = cap;
+    }
+    float *v = fmi_alloc((size_t)(n ? n : 1), sizeof *v);
+    if (!v) {
+        fmi_error(FM_ENOMEM, "out of memory reading %s", r->origin);
+        return NULL;
+    }
+    a->blocks[a->n++] = v;
+    a->values += n;
+    return v;
+}
+
+/* A TensorProto's floats (float32 only) into t. */
+static int tensor_proto(const reader *r, const FmiOnnx__NodeProto *nd, const FmiOnnx__TensorProto *p, tensor *t)
+{
     if (!p->has_data_type || p->data_type != FMI_ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-        return refuse_node(r, nd, "a constant that is not float32");
+        return nd ? refuse_node(r, nd, "a constant that is not float32")
+                  : fmi_error(FM_EUNSUPPORTED, "%s: initialiser '%s' is not float32", r->origin, safe(p->name));
     if (p->n_dims > 4)
-        return refuse_node(r, nd, "a constant of rank above 4");
+        return fmi_error(FM_EUNSUPPORTED, "%s: constant '%s' has rank %zu (at most 4)", r->origin, safe(p->name),
+                         p->n_dims);
     memset(t, 0, sizeof *t);
     t->rank = (int)p->n_dims;
     t->n = 1;
     for (size_t k = 0; k < p->n_dims; k++) {
         if (p->dims[k] < 1 || p->dims[k] > MAX_VALUES)
-            return refuse_node(r, nd, "a constant with a dimension below 1 or above 2^28");
+            return fmi_error(FM_EFORMAT, "%s: constant '%s' has a dimension of %lld", r->origin, safe(p->name),
+                             (long long)p->dims[k]);
         t->dims[k] = p->dims[k];
         t->n *= p->dims[k];
         if (t->n > MAX_VALUES)
-            return refuse_node(r, nd, "a constant of more than 2^28 values");
+            return fmi_error(FM_EFORMAT, "%s: constant '%s' has more than 2^28 values", r->origin, safe(p->name));
     }
+    /* the sizes against the bytes present, before anything is allocated */
     if (p->has_raw_data && p->raw_data.len) {
         if (p->raw_data.len != (size_t)t->n * 4)
             return fmi_error(FM_EFORMAT, "%s: initialiser '%s' holds %zu bytes for %lld floats", r->origin,
                              safe(p->name), p->raw_data.len, (long long)t->n);
-        t->raw = (const float *)(const void *)p->raw_data.data;
-    } else {
-        if (p->n_float_data != (size_t)t->n)
-            return fmi_error(FM_EFORMAT, "%s: initialiser '%s' holds %zu floats for its %lld values",
-                             r->origin, safe(p->name), p->n_float_data, (long long)t->n);
-        t->data = p->float_data;
+    } else if (p->n_float_data != (size_t)t->n) {
+        return fmi_error(FM_EFORMAT, "%s: initialiser '%s' holds %zu floats for its %lld values", r->origin,
+                         safe(p->name), p->n_float_data, (long long)t->n);
     }
-    for (int64_t i = 0; i < t->n; i++)
-        if (!isfinite(tensor_at(t, i)))
-            return fmi_error(FM_EFORMAT, "%s: initialiser '%s' value %lld is not finite", r->origin,
-                             safe(p->name), (long long)i);
+    if (!(t->v = arena_take(r, nd, t->n)))
+        return fm_last_error_code();
+    for (int64_t i = 0; i < t->n; i++) {
+        if (p->has_raw_data && p->raw_data.len) {
+            const uint8_t *b = p->raw_data.data + 4 * i;
+            uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+            memcpy(&t->v[i], &u, 4);
+        } else {
+            t->v[i] = p->float_data[i];
+        }
+        if (!isfinite(t->v[i]))
+            return fmi_error(FM_EFORMAT, "%s: constant '%s' value %lld is not finite", r->origin, safe(p->name),
+                             (long long)i);
+    }
     return FM_OK;
+}
+
+static int eval_const(const reader *r, const FmiOnnx__NodeProto *user, const char *name, tensor *t, int depth);
+
+/* Elementwise op of a and b (same count, or one a scalar) into t. */
+static int elementwise(const reader *r, const FmiOnnx__NodeProto *nd, const tensor *a, const tensor *b, tensor *t)
+{
+    if (a->n != b->n && a->n != 1 && b->n != 1)
+        return refuse_node(r, nd, "constants of different sizes (only a scalar broadcasts)");
+    *t = a->n >= b->n ? *a : *b;
+    if (!(t->v = arena_take(r, nd, t->n)))
+        return fm_last_error_code();
+    return FM_OK;
+}
+
+static int eval_const(const reader *r, const FmiOnnx__NodeProto *user, const char *name, tensor *t, int depth)
+{
+    if (!name || !name[0])
+        return refuse_node(r, user, "an input that should be a constant is missing");
+    const FmiOnnx__TensorProto *p = find_init(r, name);
+    if (p)
+        return tensor_proto(r, user, p, t);
+    const FmiOnnx__NodeProto *nd = producer(r, name);
+    if (!nd || depth > 16)
+        return refuse_node(r, user, "an input that should be a constant is not one (an initialiser, or "
+                                    "elementwise operators on them)");
+    tensor a, b, c;
+    int rc;
+    if (is_op(nd, "Constant", 0)) {
+        const FmiOnnx__AttributeProto *v = attr(nd, "value");
+        if (!v || !v->t || nd->n_attribute != 1)
+            return refuse_node(r, nd, "a constant other than a tensor value");
+        return tensor_proto(r, nd, v->t, t);
+    }
+    if (nd->n_input < 1)
+        return refuse_node(r, nd, "an operator fewmul does not evaluate on constants");
+    if ((rc = eval_const(r, nd, nd->input[0], &a, depth + 1)) < 0)
+        return rc;
+    if (is_op(nd, "Identity", 0) || is_op(nd, "Sign", 0) || is_op(nd, "Neg", 0)) {
+        *t = a;
+        if (!(t->v = arena_take(r, nd, a.n)))
+            return fm_last_error_code();
+        for (int64_t i = 0; i < a.n; i++)
+            t->v[i] = is_op(nd, "Identity", 0) ? a.v[i] : is_op(nd, "Neg", 0) ? -a.v[i]
+                    : a.v[i] > 0 ? 1.0f : a.v[i] < 0 ? -1.0f : 0.0f; /* ONNX's Sign: 0 at 0 */
+        return FM_OK;
+    }
+    if (is_op(nd, "Transpose", 0)) {
+        const FmiOnnx__AttributeProto *perm = attr(nd, "perm");
+        if (a.rank != 2 || (perm && (perm->n_ints != 2 || perm->ints[0] != 1 || perm->ints[1] != 0)))
+            return refuse_node(r, nd, "a transpose of a constant other than a matrix's");
+        *t = a;
+        t->dims[0] = a.dims[1], t->dims[1] = a.dims[0];
+        if (!(t->v = arena_take(r, nd, a.n)))
+            return fm_last_error_code();
+        for (int64_t i = 0; i < a.dims[0]; i++)
+            for (int64_t j = 0; j < a.dims[1]; j++)
+                t->v[j * a.dims[0] + i] = a.v[i * a.dims[1] + j];
+        return FM_OK;
+    }
+    if (is_op(nd, "BipolarQuant", 1) || is_op(nd, "IntQuant", 1)) {
+        const int bipolar = is_op(nd, "BipolarQuant", 1);
+        int ok = nd->n_input == (bipolar ? 2u : 4u) && eval_const(r, nd, nd->input[1], &b, depth + 1) == FM_OK &&
+                 b.n == 1 && b.v[0] == 1.0f;
+        if (ok && !bipolar)
+            ok = eval_const(r, nd, nd->input[2], &b, depth + 1) == FM_OK && b.n == 1 && b.v[0] == 0.0f &&
+                 eval_const(r, nd, nd->input[3], &c, depth + 1) == FM_OK && c.n == 1 && c.v[0] == 2.0f &&
+                 attr_int(nd, "signed", 1) == 1 && attr_int(nd, "narrow", 0) == 1;
+        if (!ok)
+            return refuse_node(r, nd, "a quantizer other than BipolarQuant or 2-bit narrow signed IntQuant of "
+                                      "scale 1 and zero point 0");
+        *t = a;
+        if (!(t->v = arena_take(r, nd, a.n)))
+            return fm_last_error_code();
+        for (int64_t i = 0; i < a.n; i++) /* IntQuant rounds half to even, then clips to -1 .. 1 */
+            t->v[i] = bipolar ? (a.v[i] >= 0 ? 1.0f : -1.0f)
+                    : fabsf(a.v[i]) <= 0.5f ? 0.0f : a.v[i] > 0 ? 1.0f : -1.0f;
+        r->owned->quant = bipolar ? 1 : 2;
+        return FM_OK;
+    }
+    if (is_op(nd, "Mul", 0) || is_op(nd, "GreaterOrEqual", 0)) {
+        if (nd->n_input != 2 || (rc = eval_const(r, nd, nd->input[1], &b, depth + 1)) < 0 ||
+            (rc = elementwise(r, nd, &a, &b, t)) < 0)
+            return rc < 0 ? rc : refuse_node(r, nd, "not two inputs");
+        for (int64_t i = 0; i < t->n; i++) {
+            float x = tensor_at(&a, i), y = tensor_at(&b, i);
+            t->v[i] = is_op(nd, "Mul", 0) ? x * y : (float)(x >= y);
+        }
+        return FM_OK;
+    }
+    if (is_op(nd, "Where", 0)) {
+        if (nd->n_input != 3 || (rc = eval_const(r, nd, nd->input[1], &b, depth + 1)) < 0 ||
+            (rc = eval_const(r, nd, nd->input[2], &c, depth + 1)) < 0)
+            return rc < 0 ? rc : refuse_node(r, nd, "not three inputs");
+        tensor ab;
+        if ((rc = elementwise(r, nd, &b, &c, &ab)) < 0 || (rc = elementwise(r, nd, &a, &ab, t)) < 0)
+            return rc;
+        for (int64_t i = 0; i < t->n; i++)
+            t->v[i] = tensor_at(&a, i) != 0.0f ? tensor_at(&b, i) : tensor_at(&c, i);
+        return FM_OK;
+    }
+    return refuse_node(r, nd, "an operator fewmul does not evaluate on constants");
+}
+
+/* Constant `name` (an input of node nd). */
+static int get_tensor(const reader *r, const FmiOnnx__NodeProto *nd, const char *name, tensor *t)
+{
+    return eval_const(r, nd, name, t, 0);
+}
+
+/* Whether `name` is a constant (an initialiser or a Constant node's value,
+ * possibly through the evaluated operators), without an error when not. */
+static int is_const(const reader *r, const char *name)
+{
+    if (!name || find_init(r, name))
+        return name != NULL;
+    const FmiOnnx__NodeProto *nd = producer(r, name);
+    if (!nd)
+        return 0;
+    if (is_op(nd, "Constant", 0))
+        return 1;
+    if (nd->n_input < 1 || is_op(nd, "MatMul", 0) || is_op(nd, "Gemm", 0) || is_op(nd, "Conv", 0))
+        return 0;
+    for (size_t k = 0; k < nd->n_input; k++)
+        if (!is_const(r, nd->input[k]))
+            return 0;
+    return 1;
 }
 
 static int scalar_is(const reader *r, const FmiOnnx__NodeProto *nd, const char *name, float want)
@@ -173,21 +381,6 @@ static const FmiOnnx__NodeProto *consumer(const reader *r, const char *name, int
     return *count == 1 ? found : NULL;
 }
 
-static int is_op(const FmiOnnx__NodeProto *nd, const char *op, int qonnx)
-{
-    if (!nd->op_type || strcmp(nd->op_type, op))
-        return 0;
-    const char *dom = nd->domain ? nd->domain : "";
-    return qonnx ? !strcmp(dom, QONNX_DOMAIN) : (!dom[0] || !strcmp(dom, "ai.onnx"));
-}
-
-static const FmiOnnx__AttributeProto *attr(const FmiOnnx__NodeProto *nd, const char *name)
-{
-    for (size_t i = 0; i < nd->n_attribute; i++)
-        if (nd->attribute[i]->name && !strcmp(nd->attribute[i]->name, name))
-            return nd->attribute[i];
-    return NULL;
-}
 
 /* Ints attribute `name` of exactly n values into v; absent: 0 (v untouched). */
 static int attr_ints(const reader *r, const FmiOnnx__NodeProto *nd, const char *name, size_t n,
@@ -206,11 +399,6 @@ static int attr_ints(const reader *r, const FmiOnnx__NodeProto *nd, const char *
     return FM_OK;
 }
 
-static int64_t attr_int(const FmiOnnx__NodeProto *nd, const char *name, int64_t dflt)
-{
-    const FmiOnnx__AttributeProto *a = attr(nd, name);
-    return a && a->has_i ? a->i : dflt;
-}
 
 static const char *out0(const FmiOnnx__NodeProto *nd)
 {
@@ -323,25 +511,10 @@ static int weight_tensor(const reader *r, const FmiOnnx__NodeProto *nd, tensor *
     *quant = 0;
     if (nd->n_input < 2 || !nd->input[1])
         return refuse_node(r, nd, "no weight input");
-    const char *w = nd->input[1];
-    if (find_init(r, w))
-        return get_tensor(r, nd, w, t);
-    for (size_t i = 0; i < r->g->n_node; i++) {
-        const FmiOnnx__NodeProto *q = r->g->node[i];
-        if (strcmp(out0(q), w))
-            continue;
-        if (is_op(q, "BipolarQuant", 1) && q->n_input == 2 && scalar_is(r, q, q->input[1], 1.0f))
-            *quant = 1;
-        else if (is_op(q, "IntQuant", 1) && q->n_input == 4 && scalar_is(r, q, q->input[1], 1.0f) &&
-                 scalar_is(r, q, q->input[2], 0.0f) && scalar_is(r, q, q->input[3], 2.0f) &&
-                 attr_int(q, "signed", 1) == 1 && attr_int(q, "narrow", 0) == 1)
-            *quant = 2;
-        else
-            return refuse_node(r, q, "not a constant weight tensor fewmul can read (an initialiser, "
-                                     "or one through BipolarQuant or 2-bit narrow IntQuant of scale 1)");
-        return get_tensor(r, q, q->input[0], t);
-    }
-    return refuse_node(r, nd, "its weights are neither an initialiser nor a quantizer's output");
+    r->owned->quant = 0;
+    int rc = eval_const(r, nd, nd->input[1], t, 0);
+    *quant = r->owned->quant;
+    return rc;
 }
 
 /* Sets L's kind from the metadata, the quantizer or the values, allocates it
@@ -367,6 +540,21 @@ static int fill_weights(reader *r, const FmiOnnx__NodeProto *nd, fm_deploy_layer
                    : quant == 2 || (!quant && ternary) ? FM_DW_TERNARY
                                                         : FM_DW_FP32;
         L->unit = 1.0f;
+        if (L->weights == FM_DW_FP32) { /* +-a or {-a, 0, +a}: codes, with a folded into the scale */
+            float a = 0.0f;
+            for (int64_t i = 0; i < t->n && a == 0.0f; i++)
+                a = fabsf(tensor_at(t, i));
+            int scaled = a > 0.0f, zero = 0;
+            for (int64_t i = 0; i < t->n && scaled; i++) {
+                float v = fabsf(tensor_at(t, i));
+                scaled = v == a || v == 0.0f;
+                zero |= v == 0.0f;
+            }
+            if (scaled) {
+                L->weights = zero ? FM_DW_TERNARY : FM_DW_BINARY;
+                L->unit = a;
+            }
+        }
     }
     L->bits = L->weights == FM_DW_FP32 ? 32 : L->weights == FM_DW_BINARY ? 1 : L->weights == FM_DW_TERNARY ? 2
             : (int32_t)fmi_weight_bits(FM_WEIGHTS_SYNAPSE, L->levels);
@@ -377,9 +565,11 @@ static int fill_weights(reader *r, const FmiOnnx__NodeProto *nd, fm_deploy_layer
     for (int j = 0; j < L->out; j++)
         for (int i = 0; i < L->in; i++) {
             int64_t at;
-            if (conv) { /* ONNX (o, c, ky, kx); fewmul's codes (ky, kx, c) per filter */
+            if (conv == 1) { /* ONNX (o, c, ky, kx); fewmul's codes (ky, kx, c) per filter */
                 int c = i % L->in_c, kx = (i / L->in_c) % L->k_w, ky = i / L->in_c / L->k_w;
                 at = (((int64_t)j * L->in_c + c) * L->k_h + ky) * L->k_w + kx;
+            } else if (conv == 2) { /* Gemm's transposed [out, in] */
+                at = (int64_t)j * L->in + i;
             } else { /* MatMul's [in, out] */
                 at = (int64_t)i * L->out + j;
             }
@@ -388,7 +578,7 @@ static int fill_weights(reader *r, const FmiOnnx__NodeProto *nd, fm_deploy_layer
                 memcpy(L->packed + (size_t)j * L->row_bytes + 4 * (size_t)i, &v, 4);
                 continue;
             }
-            int64_t code = code_of(L, v);
+            int64_t code = code_of(L, lm->present || L->weights == FM_DW_SYNAPSE ? v : v / L->unit);
             if (code < 0) {
                 char why[128];
                 snprintf(why, sizeof why, "weight %g is not a value of its %s weights", (double)v,
@@ -405,32 +595,85 @@ static int fill_weights(reader *r, const FmiOnnx__NodeProto *nd, fm_deploy_layer
 /* After the sums `acc` of a record: Mul by a scale and Add an offset (out
  * values each), then Relu, the sign (GreaterOrEqual 0 and Where +1/-1, or
  * BipolarQuant), or the graph's output. *cur becomes the record's output. */
-static int tail(reader *r, fm_deploy_layer *L, const char **cur, const char *graph_out)
+static int tail(reader *r, fm_deploy_layer *L, const char **cur, const char *graph_out, const tensor *bias,
+                int fold_unit)
 {
-    int count;
-    const FmiOnnx__NodeProto *mul = consumer(r, *cur, &count), *add;
-    if (!mul || !is_op(mul, "Mul", 0) || !other(mul, *cur))
-        return fmi_error(FM_EUNSUPPORTED, "%s: the sums of layer %d ('%s') are not followed by one Mul by "
-                         "the scale (the folded batch norm)", r->origin, r->n, *cur);
-    tensor s, o;
-    int rc = get_tensor(r, mul, other(mul, *cur), &s);
-    if (rc < 0)
-        return rc;
-    if (s.n != L->out)
-        return refuse_node(r, mul, "the scale has not one value per output");
-    *cur = out0(mul);
-    add = consumer(r, *cur, &count);
-    if (!add || !is_op(add, "Add", 0) || !other(add, *cur))
-        return refuse_node(r, mul, "not followed by one Add of the offset (the folded batch norm)");
-    if ((rc = get_tensor(r, add, other(add, *cur), &o)) < 0)
-        return rc;
-    if (o.n != L->out)
-        return refuse_node(r, add, "the offset has not one value per output");
+    /* z = s * acc + o, built from what follows: fewmul's own Mul and Add
+     * give s and o exactly; another tool's bias, Mul, Add, Sub and
+     * BatchNormalization are folded in (in double, rounded once) */
+    int have_s = 0, have_o = 0, count;
     for (int j = 0; j < L->out; j++) {
-        L->scale[j] = tensor_at(&s, j);
-        L->offset[j] = tensor_at(&o, j);
+        L->scale[j] = 1.0f;
+        L->offset[j] = bias ? tensor_at(bias, j) : 0.0f;
     }
-    *cur = out0(add);
+    have_o = bias != NULL;
+    const FmiOnnx__NodeProto *nd;
+    for (;;) {
+        if (!strcmp(*cur, graph_out))
+            break;
+        nd = consumer(r, *cur, &count);
+        if (!nd)
+            return fmi_error(FM_EUNSUPPORTED, "%s: value '%s' is read by %d nodes (fewmul reads a chain: one)",
+                             r->origin, *cur, count);
+        const char *c = other(nd, *cur);
+        const int arith = (is_op(nd, "Mul", 0) || is_op(nd, "Add", 0) ||
+                           (is_op(nd, "Sub", 0) && nd->n_input == 2 && !strcmp(safe(nd->input[0]), *cur))) &&
+                          c && is_const(r, c);
+        if (arith) {
+            tensor k;
+            int rc = get_tensor(r, nd, c, &k);
+            if (rc < 0)
+                return rc;
+            if (k.n != L->out && k.n != 1)
+                return refuse_node(r, nd, "a constant of neither one value nor one per output");
+            for (int j = 0; j < L->out; j++) {
+                float x = tensor_at(&k, j);
+                if (is_op(nd, "Mul", 0)) {
+                    L->scale[j] = have_s ? L->scale[j] * x : x;
+                    L->offset[j] = have_o ? L->offset[j] * x : 0.0f;
+                } else {
+                    x = is_op(nd, "Sub", 0) ? -x : x;
+                    L->offset[j] = have_o ? L->offset[j] + x : x;
+                }
+            }
+            have_s |= is_op(nd, "Mul", 0);
+            have_o |= !is_op(nd, "Mul", 0);
+        } else if (is_op(nd, "BatchNormalization", 0)) {
+            tensor g, b, mean, var;
+            int rc;
+            if (nd->n_input != 5 || nd->n_output != 1 || strcmp(safe(nd->input[0]), *cur))
+                return refuse_node(r, nd, "a batch norm other than inference's (five inputs, one output)");
+            if ((rc = get_tensor(r, nd, nd->input[1], &g)) < 0 || (rc = get_tensor(r, nd, nd->input[2], &b)) < 0 ||
+                (rc = get_tensor(r, nd, nd->input[3], &mean)) < 0 || (rc = get_tensor(r, nd, nd->input[4], &var)) < 0)
+                return rc;
+            if (g.n != L->out || b.n != L->out || mean.n != L->out || var.n != L->out)
+                return refuse_node(r, nd, "not one scale, bias, mean and variance per output");
+            const FmiOnnx__AttributeProto *e = attr(nd, "epsilon");
+            const double eps = e && e->has_f ? e->f : 1e-5;
+            for (int j = 0; j < L->out; j++) {
+                double sd = sqrt((double)var.v[j] + eps);
+                if (!(sd > 0))
+                    return refuse_node(r, nd, "a variance plus epsilon that is not positive");
+                double k = (double)g.v[j] / sd;
+                double s0 = have_s ? L->scale[j] : 1.0, o0 = have_o ? L->offset[j] : 0.0;
+                L->scale[j] = (float)(s0 * k);
+                L->offset[j] = (float)((o0 - mean.v[j]) * k + b.v[j]);
+            }
+            have_s = have_o = 1;
+        } else if (is_op(nd, "Identity", 0) || is_op(nd, "Dropout", 0)) {
+            if (nd->n_input < 1 || strcmp(safe(nd->input[0]), *cur))
+                return refuse_node(r, nd, "its data is not its first input");
+        } else {
+            break;
+        }
+        *cur = out0(nd);
+    }
+    if (fold_unit)
+        for (int j = 0; j < L->out; j++)
+            L->scale[j] *= L->unit;
+    for (int j = 0; j < L->out; j++)
+        if (!isfinite(L->scale[j]) || !isfinite(L->offset[j]))
+            return fmi_error(FM_EUNSUPPORTED, "%s: layer %d's folded scale or offset is not finite", r->origin, r->n);
     L->act = FM_ACT_NONE;
     if (!strcmp(*cur, graph_out))
         return FM_OK;
@@ -440,6 +683,8 @@ static int tail(reader *r, fm_deploy_layer *L, const char **cur, const char *gra
                          r->origin, *cur, count);
     if (is_op(a, "Relu", 0)) {
         L->act = FM_ACT_RELU;
+    } else if (is_op(a, "Sign", 0)) {
+        L->act = FM_ACT_SIGN; /* ONNX's Sign(0) is 0, fewmul's sign +1 (docs/deploy.md) */
     } else if (is_op(a, "BipolarQuant", 1) && a->n_input == 2 && !strcmp(safe(a->input[0]), *cur) &&
                scalar_is(r, a, a->input[1], 1.0f)) {
         L->act = FM_ACT_SIGN;
@@ -453,7 +698,7 @@ static int tail(reader *r, fm_deploy_layer *L, const char **cur, const char *gra
         L->act = FM_ACT_SIGN;
     } else {
         return refuse_node(r, a, "not an activation fewmul has (Relu, or the sign as GreaterOrEqual 0 "
-                                 "and Where +1/-1 or BipolarQuant), nor the graph's output");
+                                 "and Where +1/-1, Sign or BipolarQuant), nor the graph's output");
     }
     *cur = out0(a);
     return FM_OK;
@@ -465,24 +710,14 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
 {
     fm_deploy *d = r->d;
     const char *cur = input;
-    layout have = r->flat_input ? FLAT : MAP_NHWC;
+    layout have = r->flat_input ? FLAT : r->nchw_input ? MAP_NCHW : MAP_NHWC;
     int32_t h = d->height, w = d->width, c = d->channels;
     int64_t values = d->input_dim;
     int count;
-    /* the input scaling: x = pixel * scale - mean, when the graph has it */
-    const FmiOnnx__NodeProto *nd = consumer(r, cur, &count);
+    const FmiOnnx__NodeProto *nd;
     tensor t;
-    if (nd && is_op(nd, "Mul", 0) && other(nd, cur) && get_tensor(r, nd, other(nd, cur), &t) == FM_OK && t.n == 1) {
-        const FmiOnnx__NodeProto *sub = consumer(r, out0(nd), &count);
-        tensor mean;
-        if (sub && is_op(sub, "Sub", 0) && sub->n_input == 2 && !strcmp(safe(sub->input[0]), out0(nd)) &&
-            get_tensor(r, sub, sub->input[1], &mean) == FM_OK && mean.n == d->input_dim) {
-            d->input_scale = tensor_at(&t, 0);
-            for (int i = 0; i < d->input_dim; i++)
-                d->input_mean[i] = tensor_at(&mean, i);
-            cur = out0(sub);
-        }
-    }
+    /* the input scaling before the first layer: x = pixel * scale - mean */
+    int have_scale = 0, have_mean = 0;
     for (int steps = 0; strcmp(cur, graph_out); steps++) {
         if ((size_t)steps > r->g->n_node)
             return fmi_error(FM_EFORMAT, "%s: the graph has a cycle", r->origin);
@@ -492,7 +727,32 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
                              "from the input to the output: one)", r->origin, cur, count);
         if (nd->n_output != 1)
             return refuse_node(r, nd, "more than one output");
-        if (is_op(nd, "Transpose", 0)) {
+        const char *k = other(nd, cur);
+        if (r->n == 0 && !have_scale && !have_mean && is_op(nd, "Mul", 0) && k && is_const(r, k)) {
+            int rc = get_tensor(r, nd, k, &t);
+            if (rc < 0)
+                return rc;
+            if (t.n != 1 || !(t.v[0] > 0.0f))
+                return refuse_node(r, nd, "an input scaling other than by one positive number");
+            d->input_scale = t.v[0];
+            have_scale = 1;
+            cur = out0(nd);
+        } else if (r->n == 0 && !have_mean && is_op(nd, "Sub", 0) && k && !strcmp(safe(nd->input[0]), cur) &&
+                   is_const(r, k)) {
+            int rc = get_tensor(r, nd, k, &t);
+            if (rc < 0)
+                return rc;
+            if (t.n != d->input_dim && t.n != 1)
+                return refuse_node(r, nd, "an input mean of neither one value nor one per input value");
+            for (int i = 0; i < d->input_dim; i++)
+                d->input_mean[i] = tensor_at(&t, i);
+            have_mean = 1;
+            cur = out0(nd);
+        } else if (is_op(nd, "Identity", 0) || is_op(nd, "Dropout", 0)) {
+            if (strcmp(safe(nd->input[0]), cur))
+                return refuse_node(r, nd, "its data is not its first input");
+            cur = out0(nd);
+        } else if (is_op(nd, "Transpose", 0)) {
             int64_t perm[4] = {0};
             int present;
             int rc = attr_ints(r, nd, "perm", 4, perm, &present);
@@ -512,28 +772,42 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
                 return refuse_node(r, nd, "a flatten of an NCHW map (fewmul's vectors run channel last)");
             have = FLAT;
             cur = out0(nd);
-        } else if (is_op(nd, "MatMul", 0)) {
-            if (nd->n_input != 2 || strcmp(safe(nd->input[0]), cur))
+        } else if (is_op(nd, "MatMul", 0) || is_op(nd, "Gemm", 0)) {
+            const int gemm = is_op(nd, "Gemm", 0);
+            const int trans = gemm && attr_int(nd, "transB", 0) == 1;
+            if (nd->n_input < 2 || nd->n_input > (gemm ? 3u : 2u) || strcmp(safe(nd->input[0]), cur))
                 return refuse_node(r, nd, "the data is not its first input");
+            if (gemm && (attr_int(nd, "transA", 0) != 0 || (attr(nd, "alpha") && attr(nd, "alpha")->f != 1.0f) ||
+                         (attr(nd, "beta") && attr(nd, "beta")->f != 1.0f) || attr_int(nd, "transB", 0) > 1))
+                return refuse_node(r, nd, "a Gemm other than data times weights (transposed or not) plus a bias");
             if (have != FLAT)
                 return refuse_node(r, nd, "a matrix product of a map that was not flattened");
             int quant, rc = weight_tensor(r, nd, &t, &quant);
             if (rc < 0)
                 return rc;
-            if (t.rank != 2 || t.dims[0] != values)
+            if (t.rank != 2 || t.dims[trans ? 1 : 0] != values)
                 return refuse_node(r, nd, "its weights are not a matrix [inputs, outputs] of the values it "
                                           "receives");
             fm_deploy_layer *L = new_record(r, nd);
             if (!L)
-                return FM_EUNSUPPORTED;
+                return fm_last_error_code();
             L->type = FM_DL_DENSE;
-            L->in = (int32_t)t.dims[0];
-            L->out = (int32_t)t.dims[1];
+            L->in = (int32_t)t.dims[trans ? 1 : 0];
+            L->out = (int32_t)t.dims[trans ? 0 : 1];
+            tensor bias, *b = NULL;
+            if (gemm && nd->n_input == 3 && nd->input[2] && nd->input[2][0]) {
+                if ((rc = get_tensor(r, nd, nd->input[2], &bias)) < 0)
+                    return rc;
+                if (bias.n != L->out && bias.n != 1)
+                    return refuse_node(r, nd, "a bias of neither one value nor one per output");
+                b = &bias;
+            }
             layer_meta lm;
-            if ((rc = read_layer_meta(r, m, r->n, &lm)) < 0 || (rc = fill_weights(r, nd, L, &t, quant, &lm, 0)) < 0)
+            if ((rc = read_layer_meta(r, m, r->n, &lm)) < 0 ||
+                (rc = fill_weights(r, nd, L, &t, quant, &lm, trans ? 2 : 0)) < 0)
                 return rc;
             cur = out0(nd);
-            if ((rc = tail(r, L, &cur, graph_out)) < 0)
+            if ((rc = tail(r, L, &cur, graph_out, b, !lm.present && L->unit != 1.0f)) < 0)
                 return rc;
             values = L->out;
             have = FLAT;
@@ -574,7 +848,7 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
                 return refuse_node(r, nd, "a kernel larger than its padded input");
             fm_deploy_layer *L = new_record(r, nd);
             if (!L)
-                return FM_EUNSUPPORTED;
+                return fm_last_error_code();
             L->type = FM_DL_CONV;
             L->in_h = h, L->in_w = w, L->in_c = c;
             L->k_h = (int32_t)kernel[0], L->k_w = (int32_t)kernel[1], L->stride = (int32_t)strides[0];
@@ -604,7 +878,7 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
                                                 "strides, no padding");
                 fm_deploy_layer *P = new_record(r, pool);
                 if (!P)
-                    return FM_EUNSUPPORTED;
+                    return fm_last_error_code();
                 P->type = FM_DL_POOL;
                 P->weights = FM_DW_FP32;
                 P->in_h = h, P->in_w = w, P->in_c = c;
@@ -618,7 +892,7 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
                 h = P->out_h, w = P->out_w;
                 cur = out0(pool);
             }
-            if ((rc = tail(r, L, &cur, graph_out)) < 0)
+            if ((rc = tail(r, L, &cur, graph_out, NULL, !lm.present && L->unit != 1.0f)) < 0)
                 return rc;
             values = (int64_t)h * w * c;
         } else if (is_op(nd, "GlobalAveragePool", 0)) {
@@ -626,7 +900,7 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
                 return refuse_node(r, nd, "an average pool of data that is not an NCHW map");
             fm_deploy_layer *L = new_record(r, nd);
             if (!L)
-                return FM_EUNSUPPORTED;
+                return fm_last_error_code();
             L->type = FM_DL_GAP;
             L->weights = FM_DW_FP32;
             L->in_h = h, L->in_w = w, L->in_c = c;
@@ -680,6 +954,10 @@ static int graph_input(reader *r, const char **name)
     }
     if (s->n_dim == 2) /* a flat vector: values x 1 x 1, as fewmul shapes one */
         r->flat_input = 1;
+    if (s->n_dim == 4 && r->nchw_input) { /* [batch, C, H, W] */
+        int64_t ch = dims[0];
+        dims[0] = dims[1], dims[1] = dims[2], dims[2] = ch;
+    }
     if (dims[0] * dims[1] * dims[2] > (1 << 24))
         return fmi_error(FM_EUNSUPPORTED, "%s: input '%s' has more than 2^24 values", r->origin, in->name);
     r->d->height = (int32_t)dims[0];
@@ -710,6 +988,9 @@ static int import_model(reader *r, const FmiOnnx__ModelProto *m)
         return rc;
     r->d->n_layers = 0;
     const char *input = NULL;
+    /* fewmul's graphs (with its metadata) take NHWC maps; another tool's a
+     * rank-4 input is NCHW, PyTorch's order */
+    r->nchw_input = !meta(m, "fewmul.source_mode");
     if ((rc = graph_input(r, &input)) < 0)
         return rc;
     r->d->input_scale = 1.0f;
@@ -772,8 +1053,13 @@ int fm_deploy_import_onnx_memory(const void *data, size_t size, const char *orig
         return fmi_error(FM_EFORMAT, "%s: not an ONNX model (the protobuf message is malformed or truncated)",
                          origin);
     reader r = {0};
+    arena owned = {0};
     r.origin = origin;
+    r.owned = &owned;
     int rc = import_model(&r, m);
+    for (size_t i = 0; i < owned.n; i++)
+        fmi_free(owned.blocks[i]);
+    fmi_free(owned.blocks);
     fmi_onnx__model_proto__free_unpacked(m, &alloc);
     if (rc < 0) {
         fm_deploy_free(r.d);

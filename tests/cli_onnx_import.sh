@@ -8,9 +8,13 @@
 # synthetic images (binary, ternary, synapse and fp32 weights; dense and conv
 # with pools, padding and global average pooling; relu and sign activations;
 # the input mean), exported in both dialects and imported, give back the
-# packed file byte for byte; and a binary MLP written as another tool would
+# packed file byte for byte; a binary MLP written as another tool would
 # (tests/onnx/make_graph.py: no fewmul metadata, raw inputs) predicts with
-# fewmul infer what a float64 reference of its graph predicts, image by image.
+# fewmul infer what a float64 reference of its graph predicts, image by image;
+# and a binary MLP trained for 200 steps by PyTorch in the test itself
+# (tests/onnx/torch_mlp.py, on MNIST or else Fashion-MNIST; a skip without
+# python3-torch) and exported by torch.onnx.export predicts with fewmul infer
+# what PyTorch predicts on every test image.
 # Usage: cli_onnx_import.sh PATH_TO_fewmul [SHARED_DATA_DIR]
 set -u
 
@@ -108,6 +112,38 @@ for c in ternary-mlp real-mlp; do
         not_ok "another tool's $c: imported as $want" "exit $rc: $(head -c 200 "$tmp/import_$c") $(first_err_line "import_$c")"
     fi
 done
+
+# ---- a binary MLP trained and exported by PyTorch -----------------------------------
+
+PY_TORCH=""
+for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import torch, numpy' 2>/dev/null; then PY_TORCH=$py; break; fi
+done
+if [ -z "$PY_TORCH" ]; then
+    skip "a binary MLP from torch.onnx.export" "no python3 with torch and numpy (Debian: python3-torch)"
+elif ! pick_train_data; then
+    skip "a binary MLP from torch.onnx.export" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
+elif ! "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 200 "$tmp/torch.onnx" "$tmp/torch.txt" \
+        >"$tmp/torch.out" 2>"$tmp/torch.err"; then
+    not_ok "PyTorch trains and exports a binary MLP" "$(tail -n 3 "$tmp/torch.err" | tr '\n' ' ')"
+else
+    cat "$tmp/torch.out"
+    run import_torch import --onnx "$tmp/torch.onnx" -o "$tmp/torch.fmp" --json
+    run infer_torch infer --model "$tmp/torch.fmp" --data "$TRAIN_SPEC" --show 10000 --json
+    check "a binary MLP trained by PyTorch ($TRAIN_NAME), torch.onnx.export, import: fewmul infer predicts every test image as PyTorch" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+if not r["describe"].startswith("784-128-64-10, binary weights, binary activations"):
+    sys.exit("imported as " + r["describe"])
+want = [l.split() for l in open(sys.argv[3])]
+got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
+differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
+ties = sum(1 for w in want if float(w[1]) < 1e-3)
+print("# %d images, %d differ, %d near-ties in PyTorch (top two within 1e-3)" % (len(got), len(differ), ties))
+if len(got) != len(want) or len(got) < 10000 or differ:
+    sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
+' "$tmp/import_torch" "$tmp/infer_torch" "$tmp/torch.txt"
+fi
 
 # ---- round trip: export then import gives back the packed file ---------------------
 

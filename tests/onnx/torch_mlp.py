@@ -68,9 +68,9 @@ class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.register_buffer("scale", torch.tensor(np.float32(1.0 / 255.0)))
-        self.fc1, self.bn1, self.act1 = BinaryLinear(784, 256), nn.BatchNorm1d(256), Signs()
-        self.fc2, self.bn2, self.act2 = BinaryLinear(256, 128), nn.BatchNorm1d(128), Signs()
-        self.fc3, self.bn3 = BinaryLinear(128, 10), nn.BatchNorm1d(10)
+        self.fc1, self.bn1, self.act1 = BinaryLinear(784, 128), nn.BatchNorm1d(128), Signs()
+        self.fc2, self.bn2, self.act2 = BinaryLinear(128, 64), nn.BatchNorm1d(64), Signs()
+        self.fc3, self.bn3 = BinaryLinear(64, 10), nn.BatchNorm1d(10)
 
     def forward(self, pixels):
         x = pixels * self.scale

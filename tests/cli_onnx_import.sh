@@ -22,6 +22,13 @@ NAME=cli_onnx_import.sh
 source "$(dirname "$0")/cli_common.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 GRAPH=$HERE/onnx/make_graph.py
+# check, but the passing check's output (its counts) joins the ok line
+check_says() {
+    local name=$1 code=$2
+    shift 2
+    local why
+    if why=$(python3 -c "$code" "$@" 2>&1); then ok "$name: $why"; else not_ok "$name" "$why"; fi
+}
 
 usage_error "import without --onnx" 'missing --onnx FILE' import -o "$tmp/m.fmp"
 usage_error "import without -o" 'missing -o OUT' import --onnx "$tmp/m.onnx"
@@ -89,7 +96,7 @@ make_idx "$tmp/idx4" 100 1000 4
 run import_mlp import --onnx "$tmp/binary-mlp.onnx" -o "$tmp/binary-mlp.fmp" --json
 run infer_mlp infer --model "$tmp/binary-mlp.fmp" --data "idx:$tmp/idx4" --show 1000 --json
 python3 "$GRAPH" predict "$tmp/idx4/t10k-images-idx3-ubyte" >"$tmp/reference.txt"
-check "another tool's binary MLP (no metadata): fewmul infer predicts every image as the graph's float64 reference" '
+check_says "another tool's binary MLP (no metadata): fewmul infer predicts every image as the graph's float64 reference" '
 import json, sys
 r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 if not r["describe"].startswith("16-8-10, binary weights, binary activations"):
@@ -98,7 +105,7 @@ want = [l.split() for l in open(sys.argv[3])]
 got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
 differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
 ties = sum(1 for w in want if float(w[1]) < 1e-3)
-print("# %d images, %d differ, %d near-ties (top two within 1e-3)" % (len(got), len(differ), ties))
+print("%d images, %d differ, %d near-ties (top two within 1e-3)" % (len(got), len(differ), ties))
 if len(got) != 1000 or differ:
     sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
 ' "$tmp/import_mlp" "$tmp/infer_mlp" "$tmp/reference.txt"
@@ -130,7 +137,7 @@ else
     cat "$tmp/torch.out"
     run import_torch import --onnx "$tmp/torch.onnx" -o "$tmp/torch.fmp" --json
     run infer_torch infer --model "$tmp/torch.fmp" --data "$TRAIN_SPEC" --show 10000 --json
-    check "a binary MLP trained by PyTorch ($TRAIN_NAME), torch.onnx.export, import: fewmul infer predicts every test image as PyTorch" '
+    check_says "a binary MLP trained by PyTorch ($TRAIN_NAME), torch.onnx.export, import: fewmul infer predicts every test image as PyTorch" '
 import json, sys
 r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 if not r["describe"].startswith("784-128-64-10, binary weights, binary activations"):
@@ -139,7 +146,7 @@ want = [l.split() for l in open(sys.argv[3])]
 got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
 differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
 ties = sum(1 for w in want if float(w[1]) < 1e-3)
-print("# %d images, %d differ, %d near-ties in PyTorch (top two within 1e-3)" % (len(got), len(differ), ties))
+print("%d images, %d differ, %d near-ties in PyTorch (top two within 1e-3)" % (len(got), len(differ), ties))
 if len(got) != len(want) or len(got) < 10000 or differ:
     sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
 ' "$tmp/import_torch" "$tmp/infer_torch" "$tmp/torch.txt"

@@ -72,7 +72,13 @@ typedef struct arena {
     size_t n, cap;
     int64_t values; /* evaluated so far, against MAX_EVALUATED */
     int quant;      /* the last weights evaluated passed a quantizer: 1 BipolarQuant, 2 IntQuant */
+    int64_t steps;  /* nodes visited evaluating constants, against MAX_STEPS */
 } arena;
+
+/* Nodes the constant evaluation may visit in all: a graph's weights take a
+ * few per layer, and a hostile graph of shared inputs cannot make the
+ * recursion's paths multiply past it. */
+#define MAX_STEPS 100000
 
 typedef struct reader {
     const FmiOnnx__GraphProto *g;
@@ -252,9 +258,9 @@ static int eval_const(const reader *r, const FmiOnnx__NodeProto *user, const cha
     if (p)
         return tensor_proto(r, user, p, t);
     const FmiOnnx__NodeProto *nd = producer(r, name);
-    if (!nd || depth > 16)
+    if (!nd || depth > 16 || ++r->owned->steps > MAX_STEPS)
         return refuse_node(r, user, "an input that should be a constant is not one (an initialiser, or "
-                                    "elementwise operators on them)");
+                                    "elementwise operators on them, at most 16 deep)");
     tensor a, b, c;
     int rc;
     if (is_op(nd, "Constant", 0)) {
@@ -341,10 +347,13 @@ static int get_tensor(const reader *r, const FmiOnnx__NodeProto *nd, const char 
 
 /* Whether `name` is a constant (an initialiser or a Constant node's value,
  * possibly through the evaluated operators), without an error when not. */
-static int is_const(const reader *r, const char *name)
+static int is_const_at(const reader *r, const char *name, int depth)
 {
     if (!name || find_init(r, name))
         return name != NULL;
+    /* a cycle, or a lattice of nodes whose paths multiply: not a constant */
+    if (depth > 16 || ++r->owned->steps > MAX_STEPS)
+        return 0;
     const FmiOnnx__NodeProto *nd = producer(r, name);
     if (!nd)
         return 0;
@@ -353,10 +362,12 @@ static int is_const(const reader *r, const char *name)
     if (nd->n_input < 1 || is_op(nd, "MatMul", 0) || is_op(nd, "Gemm", 0) || is_op(nd, "Conv", 0))
         return 0;
     for (size_t k = 0; k < nd->n_input; k++)
-        if (!is_const(r, nd->input[k]))
+        if (!is_const_at(r, nd->input[k], depth + 1))
             return 0;
     return 1;
 }
+
+static int is_const(const reader *r, const char *name) { return is_const_at(r, name, 0); }
 
 static int scalar_is(const reader *r, const FmiOnnx__NodeProto *nd, const char *name, float want)
 {
@@ -608,9 +619,11 @@ static int tail(reader *r, fm_deploy_layer *L, const char **cur, const char *gra
     }
     have_o = bias != NULL;
     const FmiOnnx__NodeProto *nd;
-    for (;;) {
+    for (size_t steps = 0;; steps++) {
         if (!strcmp(*cur, graph_out))
             break;
+        if (steps > r->g->n_node)
+            return fmi_error(FM_EFORMAT, "%s: the graph has a cycle", r->origin);
         nd = consumer(r, *cur, &count);
         if (!nd)
             return fmi_error(FM_EUNSUPPORTED, "%s: value '%s' is read by %d nodes (fewmul reads a chain: one)",

@@ -9,18 +9,23 @@
  * (a repeated field or a byte string is sized from the data it holds, never
  * from a count alone). The graph is then walked from its one input along the
  * chain of nodes, each value consumed by exactly one node, matching the
- * patterns the exporter writes: the input scaling (Mul, Sub), layouts
- * (Transpose, Flatten), MatMul or Conv with a weight initialiser (through a
- * QONNX quantizer or not), MaxPool of the sums, the folded batch norm (Mul,
- * Add), the activation (Relu; GreaterOrEqual and Where, or BipolarQuant, as
- * the sign), GlobalAveragePool, up to the graph's one output.
+ * patterns the exporter writes and PyTorch's exporter writes: the input
+ * scaling (Mul, Sub), layouts (Transpose, Flatten), MatMul, Gemm or Conv with
+ * constant weights, MaxPool of the sums, the batch norm (Mul, Add, Sub,
+ * BatchNormalization: folded into a scale and offset per output), the
+ * activation (Relu; GreaterOrEqual and Where, Sign or BipolarQuant as the
+ * sign), GlobalAveragePool, up to the graph's one output. Constants are
+ * initialisers, Constant nodes, or a few elementwise operators on them,
+ * evaluated here (a weight binarised in the forward pass), within limits of
+ * depth, steps and values so that no graph makes the evaluation explode.
  *
  * What the graph cannot say exactly (the weight kind of a layer whose ternary
  * codes happen to hold no zero, the weight unit H, the synapse magnitudes and
  * the training mode) the exporter writes as metadata_props ("fewmul.*"); with
  * them export then import gives back the packed file byte for byte. Without
  * them (another tool's graph) the kinds follow from the values: all +-1 is
- * binary, all in {-1, 0, +1} ternary, anything else fp32, with unit 1. */
+ * binary, all in {-1, 0, +1} ternary (unit 1); all +-a or {-a, 0, +a} the
+ * same with unit a, folded into the scale; anything else fp32. */
 #include "bytes.h"
 #include "deploy.h"
 #include "internal.h"

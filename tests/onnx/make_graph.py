@@ -143,7 +143,51 @@ def mlp(n_in=16, hidden=8, classes=10, seed=1, weights="binary", act="sign", dim
                  [value_info("scores", ["batch", classes])])
 
 
+def gemm_mlp(n_in=16, hidden=8, classes=10):
+    """The same weights as PyTorch writes them: Gemm (transB = 1, a bias),
+    BatchNormalization, ONNX's Sign, then Gemm without bias, Mul, Add."""
+    w1, s1, o1, w2 = mlp_weights(n_in, hidden, classes)
+    w1t = [w1[i * hidden + j] for j in range(hidden) for i in range(n_in)]
+    w2t = [w2[i * classes + k] for k in range(classes) for i in range(hidden)]
+    inits = [tensor("w1", [hidden, n_in], w1t), tensor("b1", [hidden], o1),
+             tensor("gamma", [hidden], s1), tensor("beta", [hidden], BN_BETA[:hidden]),
+             tensor("mean", [hidden], BN_MEAN[:hidden]), tensor("var", [hidden], BN_VAR[:hidden]),
+             tensor("w2", [classes, hidden], w2t), tensor("s2", [classes], S2[:classes]),
+             tensor("o2", [classes], O2[:classes])]
+    bn_attr = s(1, "epsilon") + b"\x15" + struct.pack("<f", 1e-5) + i(20, 1)
+    nodes = [node("Gemm", ["x", "w1", "b1"], ["a1"], name="fc1", attrs=[attr_int("transB", 1)]),
+             node("BatchNormalization", ["a1", "gamma", "beta", "mean", "var"], ["z1"], name="bn1",
+                  attrs=[bn_attr]),
+             node("Sign", ["z1"], ["h1"], name="sign1"),
+             node("Gemm", ["h1", "w2"], ["a2"], name="fc2", attrs=[attr_int("transB", 1)]),
+             node("Mul", ["a2", "s2"], ["m2"]), node("Add", ["m2", "o2"], ["scores"])]
+    return model(nodes, inits, [value_info("x", ["batch", n_in])], [value_info("scores", ["batch", classes])])
+
+
+BN_BETA = [(k % 5 - 2) / 8 for k in range(8)]
+BN_MEAN = [(k % 3) - 1.0 for k in range(8)]
+BN_VAR = [1.0 + k / 4 for k in range(8)]
+
+
+def predict_gemm(images, n_in=16, hidden=8, classes=10):
+    """gemm_mlp's classes in float64, fewmul's sign (+1 at 0)."""
+    w1, s1, o1, w2 = mlp_weights()
+    out = []
+    for x in images:
+        h = []
+        for j in range(hidden):
+            a = sum(x[i] * w1[i * hidden + j] for i in range(n_in)) + o1[j]
+            z = (a - BN_MEAN[j]) / (BN_VAR[j] + 1e-5) ** 0.5 * s1[j] + BN_BETA[j]
+            h.append(1.0 if z >= 0 else -1.0)
+        sc = [sum(h[i] * w2[i * classes + k] for i in range(hidden)) * S2[k] + O2[k] for k in range(classes)]
+        best = max(range(classes), key=lambda k: (sc[k], -k))
+        second = max(sc[k] for k in range(classes) if k != best)
+        out.append((best, sc[best] - second))
+    return out
+
+
 CASES = {
+    "gemm-mlp": lambda: gemm_mlp(),
     "binary-mlp": lambda: mlp(),
     "ternary-mlp": lambda: mlp(weights="ternary", act="Relu"),
     "real-mlp": lambda: mlp(weights="real", act="Relu"),
@@ -155,11 +199,11 @@ CASES = {
 }
 
 if __name__ == "__main__":
-    if sys.argv[1] == "predict":  # predict IDX_IMAGES: "CLASS MARGIN" per image
+    if sys.argv[1] in ("predict", "predict-gemm"):  # IDX_IMAGES: "CLASS MARGIN" per image
         data = open(sys.argv[2], "rb").read()
         n, dim = struct.unpack(">I", data[4:8])[0], 16
         rows = [list(data[16 + k * dim:16 + (k + 1) * dim]) for k in range(n)]
-        for best, margin in predict(rows):
+        for best, margin in (predict if sys.argv[1] == "predict" else predict_gemm)(rows):
             print(best, margin)
         sys.exit(0)
     case, out = sys.argv[1], sys.argv[2]

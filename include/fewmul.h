@@ -855,6 +855,18 @@ int fm_onnx_available(void);
 int fm_deploy_export_onnx(const fm_deploy *deploy, const char *path, fm_onnx_dialect dialect,
                           fm_export_onnx_info *info);
 
+/* Reads an ONNX model into a deployed network (docs/deploy.md, "ONNX"): the
+ * graphs fm_deploy_export_onnx writes, in both dialects (with the metadata it
+ * writes, saving the result gives back the packed file byte for byte), and
+ * graphs of the same operators from other tools (dense and conv layers whose
+ * weights are +-1, {-1, 0, +1} or real, the folded batch norm as a Mul and an
+ * Add, ReLU or sign, max-pool, global average pool). Anything else is refused
+ * with a message naming the node: FM_EUNSUPPORTED; bytes that are not an ONNX
+ * model: FM_EFORMAT or FM_ETRUNC; FM_EUNSUPPORTED too when this build has no
+ * ONNX support. origin names the bytes in messages (NULL: "<memory>"). */
+int fm_deploy_import_onnx(const char *path, fm_deploy **out);
+int fm_deploy_import_onnx_memory(const void *data, size_t size, const char *origin, fm_deploy **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -372,6 +372,11 @@ typedef struct export_opts {
     int json, help;
 } export_opts;
 
+typedef struct import_opts {
+    const char *onnx, *out; /* --onnx FILE, -o/--out OUT */
+    int json, help;
+} import_opts;
+
 /* The options of report: the logs (not options, wherever they stand) and
  * one --label per log, in order (REPORT_MAX_RUNS: report/report.h). */
 typedef struct report_opts {
@@ -394,6 +399,7 @@ int parse_infer(int argc, char **argv, infer_opts *o);
 int parse_info(int argc, char **argv, info_opts *o);
 int parse_bench(int argc, char **argv, bench_opts *o); /* bench infer */
 int parse_export(int argc, char **argv, export_opts *o);
+int parse_import(int argc, char **argv, import_opts *o);
 int parse_energy(int argc, char **argv, train_opts *o);
 int parse_report(int argc, char **argv, report_opts *o);
 
@@ -404,13 +410,14 @@ int cmd_infer(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_energy(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
 /* Help texts: arrays of lines ending with NULL (no string literal is too long
  * for C11). */
 extern const char *const train_help[], *const eval_help[], *const infer_help[],
-    *const info_help[], *const bench_help[], *const export_help[], *const energy_help[],
+    *const info_help[], *const bench_help[], *const export_help[], *const import_help[], *const energy_help[],
     *const report_help[];
 
 #endif

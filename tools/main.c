@@ -1,5 +1,5 @@
 /* main.c — the `fewmul` command's entry point: the top-level help, the table
- * of commands (train, eval, infer, info, bench, export, energy, report; each in its
+ * of commands (train, eval, infer, info, bench, export, import, energy, report; each in its
  * cmd_*.c), `help` and `--version`, dispatch, and the check that standard output was
  * written, and the environment the OpenMP and OpenBLAS runtimes need, set
  * before they start. Exit statuses: cli.h, docs/cli.md, docs/errors.md. */
@@ -26,6 +26,7 @@ static const char *const main_help[] = {
     "                                      model against the fp32 yardstick",
     "  fewmul export --model FILE --c DIR  write a packed model as C for a",
     "                                      microcontroller: NAME.h and NAME.c",
+    "  fewmul import --onnx FILE -o OUT    read an ONNX model into a packed model",
     "  fewmul energy [OPTIONS]             count and price the work of one training",
     "                                      step and one inference pass",
     "  fewmul report LOG.jsonl...          one HTML page comparing training runs",
@@ -70,8 +71,8 @@ static const char *const main_help[] = {
     "       after the minibatch it is in, writes its checkpoint if it has one",
     "       (train --checkpoint), and exits",
     "",
-    "Run 'fewmul help COMMAND' (train, eval, infer, info, bench, export, energy,",
-    "report) or 'man fewmul' for details.",
+    "Run 'fewmul help COMMAND' (train, eval, infer, info, bench, export,",
+    "import, energy, report) or 'man fewmul' for details.",
     NULL};
 
 /* ---- dispatch ------------------------------------------------------------ */
@@ -89,6 +90,7 @@ static const command commands[] = {
     {"info", cmd_info, info_help},
     {"bench", cmd_bench, bench_help},
     {"export", cmd_export, export_help},
+    {"import", cmd_import, import_help},
     {"energy", cmd_energy, energy_help},
     {"report", cmd_report, report_help},
     {NULL, NULL, NULL}};
@@ -133,8 +135,8 @@ static int dispatch(int argc, char **argv)
 {
     if (argc < 2)
         return usage_error(
-            "no command given; expected train, eval, infer, info, bench, export, energy, report or "
-            "help");
+            "no command given; expected train, eval, infer, info, bench, export, import, energy, report "
+            "or help");
     const char *name = argv[1];
     if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
         return cmd_help(argc, argv);

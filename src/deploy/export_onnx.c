@@ -553,6 +553,47 @@ static int build(builder *b, const fm_deploy *d, FmiOnnx__GraphProto *g)
     return FM_OK;
 }
 
+/* What the graph cannot say exactly, for fm_deploy_import_onnx to rebuild
+ * the packed file byte for byte: the training mode and export kind, and per
+ * weighted record ("fewmul.layerN", N its graph number) the weight kind, the
+ * synapse levels, the unit H and the magnitudes, floats as the 8 hex digits
+ * of their bits. Other tools ignore metadata_props. */
+static int add_metadata(builder *b, const fm_deploy *d, FmiOnnx__ModelProto *model)
+{
+    FmiOnnx__StringStringEntryProto **list = take(b, (size_t)d->n_layers + 2, sizeof *list);
+    if (!list)
+        return FM_ENOMEM;
+    size_t n = 0;
+    for (int l = -2; l < d->n_layers; l++) {
+        const fm_deploy_layer *L = l >= 0 ? &d->layers[l] : NULL;
+        if (L && !fmi_deploy_weighted(L))
+            continue;
+        FmiOnnx__StringStringEntryProto *e = take(b, 1, sizeof *e);
+        char *value = take(b, 24 + 9 * (size_t)(L ? L->levels : 0), 1);
+        if (!e || !value)
+            return FM_ENOMEM;
+        *e = (FmiOnnx__StringStringEntryProto)FMI_ONNX__STRING_STRING_ENTRY_PROTO__INIT;
+        if (!L) {
+            e->key = l == -2 ? "fewmul.source_mode" : "fewmul.export_how";
+            sprintf(value, "%u", l == -2 ? d->source_mode : d->export_how);
+        } else {
+            e->key = name_of(b, "fewmul.layer%d", l + 1);
+            uint32_t u;
+            memcpy(&u, &L->unit, 4);
+            int at = sprintf(value, "%d %d %08x", (int)L->weights, (int)L->levels, (unsigned)u);
+            for (int k = 0; k < L->levels; k++) {
+                memcpy(&u, &L->magnitudes[k], 4);
+                at += sprintf(value + at, " %08x", (unsigned)u);
+            }
+        }
+        e->value = value;
+        list[n++] = e;
+    }
+    model->n_metadata_props = n;
+    model->metadata_props = list;
+    return b->failed ? FM_ENOMEM : FM_OK;
+}
+
 int fm_deploy_export_onnx(const fm_deploy *d, const char *path, fm_onnx_dialect dialect,
                           fm_export_onnx_info *info)
 {
@@ -597,6 +638,8 @@ int fm_deploy_export_onnx(const fm_deploy *d, const char *path, fm_onnx_dialect 
     uint8_t *bytes = NULL;
     size_t len = 0;
     rc = build(&b, d, &graph);
+    if (rc == FM_OK)
+        rc = add_metadata(&b, d, &model);
     if (rc == FM_OK) {
         seal_floats(&b);
         len = fmi_onnx__model_proto__get_packed_size(&model);

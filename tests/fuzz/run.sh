@@ -113,6 +113,24 @@ else
     common+=(-Wno-unknown-pragmas)
 fi
 libs=(-lz -lm)
+# ONNX (export_onnx.c, import_onnx.c) as CMakeLists.txt builds it: onnx.proto
+# under the package name fmi_onnx, compiled by protoc-c into the build folder,
+# when protoc-c, libprotobuf-c and the proto are there (else the ONNX
+# functions only refuse, and fuzz_onnx_import tests that)
+onnx_proto=/usr/lib/python3/dist-packages/onnx/onnx.proto
+onnx_src=()
+if command -v protoc-c >/dev/null 2>&1 && [ -r "$onnx_proto" ] &&
+    [ -r /usr/include/protobuf-c/protobuf-c.h ]; then
+    mkdir -p "$build/onnx_pb"
+    sed 's/^package onnx;/package fmi_onnx;/' "$onnx_proto" >"$build/onnx_pb/fmi_onnx.proto.new"
+    if ! cmp -s "$build/onnx_pb/fmi_onnx.proto.new" "$build/onnx_pb/fmi_onnx.proto"; then
+        mv "$build/onnx_pb/fmi_onnx.proto.new" "$build/onnx_pb/fmi_onnx.proto"
+        protoc-c --c_out="$build/onnx_pb" --proto_path="$build/onnx_pb" "$build/onnx_pb/fmi_onnx.proto"
+    fi
+    includes+=(-I"$build/onnx_pb" -DFM_HAVE_ONNX=1)
+    onnx_src=("$build/onnx_pb/fmi_onnx.pb-c.c")
+    libs+=(-lprotobuf-c)
+fi
 compile=("${common[@]}" -fsanitize=fuzzer-no-link "${includes[@]}")
 link=("${common[@]}" -fsanitize=fuzzer "${includes[@]}")
 # as CMakeLists.txt: the SIMD inference kernels get their instruction sets
@@ -185,7 +203,7 @@ build_objects() {
 
 t0=$(date +%s)
 echo "== building the library for fuzzing ($build)"
-sources=("$root"/src/*/*.c)
+sources=("$root"/src/*/*.c ${onnx_src[@]+"${onnx_src[@]}"})
 if ! lib_objs=$(build_objects "$build/lib" "" "${sources[@]}"); then
     echo "run.sh: the library does not build" >&2
     exit 1

@@ -555,6 +555,15 @@ class PackedModel:
         _check(lib.fm_deploy_load_memory(ffi.from_buffer(data), len(data), p))
         return cls(p[0])
 
+    @classmethod
+    def import_onnx(cls, path):
+        """A packed model from an ONNX graph (`fewmul import --onnx`): one that
+        export_onnx wrote, or a binary network from another tool
+        (docs/deploy.md, "Importing ONNX")."""
+        p = ffi.new("fm_deploy **")
+        _check(lib.fm_deploy_import_onnx(os.fsencode(path), p))
+        return cls(p[0])
+
     def save(self, path):
         _check(lib.fm_deploy_save(self.c, os.fsencode(path)))
 

@@ -196,6 +196,12 @@ def test_onnx_export_is_the_commands(tmp_path, command_run):
     cli("export", "--model", d / "cli.fmp", "--onnx", tmp_path / "cli.onnx")
     assert filecmp.cmp(tmp_path / "py.onnx", tmp_path / "cli.onnx", shallow=False)
     assert info["file_bytes"] == os.path.getsize(tmp_path / "py.onnx") and info["nodes"] > 0
+    # and back: the import gives the packed file the export started from
+    fewmul.PackedModel.import_onnx(tmp_path / "py.onnx").save(tmp_path / "back.fmp")
+    assert filecmp.cmp(tmp_path / "back.fmp", d / "cli.fmp", shallow=False)
+    with pytest.raises(fewmul.FewmulError) as bad:
+        fewmul.PackedModel.import_onnx(d / "cli.fmp")  # a packed file is not ONNX
+    assert bad.value.code_name == "FM_EFORMAT" or bad.value.code != 0
 
 
 @needs_data

@@ -96,7 +96,10 @@ make_idx "$tmp/idx4" 100 1000 4
 run import_mlp import --onnx "$tmp/binary-mlp.onnx" -o "$tmp/binary-mlp.fmp" --json
 run infer_mlp infer --model "$tmp/binary-mlp.fmp" --data "idx:$tmp/idx4" --show 1000 --json
 python3 "$GRAPH" predict "$tmp/idx4/t10k-images-idx3-ubyte" >"$tmp/reference.txt"
-check_says "another tool's binary MLP (no metadata): fewmul infer predicts every image as the graph's float64 reference" '
+# same_as_reference NAME IMPORT INFER REFERENCE: the import made a 16-8-10 binary
+# network, and infer's classes of the 1,000 images are the reference's
+same_as_reference() {
+    check_says "$1" '
 import json, sys
 r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 if not r["describe"].startswith("16-8-10, binary weights, binary activations"):
@@ -108,26 +111,18 @@ ties = sum(1 for w in want if float(w[1]) < 1e-3)
 print("%d images, %d differ, %d near-ties (top two within 1e-3)" % (len(got), len(differ), ties))
 if len(got) != 1000 or differ:
     sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
-' "$tmp/import_mlp" "$tmp/infer_mlp" "$tmp/reference.txt"
+' "$2" "$3" "$4"
+}
+same_as_reference "another tool's binary MLP (no metadata): fewmul infer predicts every image as the graph's float64 reference" \
+    "$tmp/import_mlp" "$tmp/infer_mlp" "$tmp/reference.txt"
 # the same weights as PyTorch's exporter writes a Linear with a bias: Gemm
 # (transB = 1), BatchNormalization (folded), ONNX's Sign as the activation
 python3 "$GRAPH" gemm-mlp "$tmp/gemm-mlp.onnx"
 run import_gemm import --onnx "$tmp/gemm-mlp.onnx" -o "$tmp/gemm-mlp.fmp" --json
 run infer_gemm infer --model "$tmp/gemm-mlp.fmp" --data "idx:$tmp/idx4" --show 1000 --json
 python3 "$GRAPH" predict-gemm "$tmp/idx4/t10k-images-idx3-ubyte" >"$tmp/reference_gemm.txt"
-check_says "Gemm with a bias, BatchNormalization and Sign: fewmul infer predicts every image as the graph's float64 reference" '
-import json, sys
-r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-if not r["describe"].startswith("16-8-10, binary weights, binary activations"):
-    sys.exit("imported as " + r["describe"])
-want = [l.split() for l in open(sys.argv[3])]
-got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
-differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
-ties = sum(1 for w in want if float(w[1]) < 1e-3)
-print("%d images, %d differ, %d near-ties (top two within 1e-3)" % (len(got), len(differ), ties))
-if len(got) != 1000 or differ:
-    sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
-' "$tmp/import_gemm" "$tmp/infer_gemm" "$tmp/reference_gemm.txt"
+same_as_reference "Gemm with a bias, BatchNormalization and Sign: fewmul infer predicts every image as the graph's float64 reference" \
+    "$tmp/import_gemm" "$tmp/infer_gemm" "$tmp/reference_gemm.txt"
 for c in ternary-mlp real-mlp; do
     python3 "$GRAPH" "$c" "$tmp/$c.onnx"
     run "import_$c" import --onnx "$tmp/$c.onnx" -o "$tmp/$c.fmp"

@@ -165,6 +165,40 @@ if len(got) != len(want) or len(got) < 10000 or differ:
     sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
 ' "$tmp/import_torch" "$tmp/infer_torch" "$tmp/torch.txt"
 fi
+# a binary CNN in PyTorch's order (conv, batch norm, sign, max-pool), 30 steps
+if [ -z "$PY_TORCH" ] || [ -z "${TRAIN_DIR:-}" ]; then
+    skip "a binary CNN from torch.onnx.export" "no python3 with torch, or no MNIST-like data (as above)"
+else
+    if ! "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 30 "$tmp/cnn.onnx" "$tmp/cnn.txt" cnn \
+            >"$tmp/cnn.out" 2>"$tmp/cnn.err"; then
+        not_ok "PyTorch exports a binary CNN" "$(tail -n 3 "$tmp/cnn.err" | tr '\n' ' ')"
+    else
+        cat "$tmp/cnn.out"
+        run import_cnn import --onnx "$tmp/cnn.onnx" -o "$tmp/cnn.fmp" --json
+        run infer_cnn infer --model "$tmp/cnn.fmp" --data "$TRAIN_SPEC" --show 10000 --json
+        check_says "a binary CNN from PyTorch (max-pool after batch norm and sign), import: fewmul infer predicts every test image as PyTorch" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+if not r["describe"].startswith("28x28x1-8k3p1-pool2-16k3p1-pool2-10, binary weights, binary activations"):
+    sys.exit("imported as " + r["describe"])
+want = [l.split() for l in open(sys.argv[3])]
+got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
+differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
+ties = sum(1 for w in want if float(w[1]) < 1e-3)
+print("%d images, %d differ, %d near-ties in PyTorch (top two within 1e-3)" % (len(got), len(differ), ties))
+if len(got) != len(want) or len(got) < 10000 or differ:
+    sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
+' "$tmp/import_cnn" "$tmp/infer_cnn" "$tmp/cnn.txt"
+    fi
+    if "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 0 "$tmp/negative.onnx" "$tmp/negative.txt" \
+            cnn-negative >/dev/null 2>"$tmp/negative.err"; then
+        bad_input "a max-pool after a batch norm with a negative scale" \
+            "MaxPool.*a max-pool after a batch norm with a negative scale" \
+            import --onnx "$tmp/negative.onnx" -o "$tmp/negative.fmp"
+    else
+        not_ok "PyTorch exports a CNN with a negative batch-norm scale" "$(tail -n 3 "$tmp/negative.err" | tr '\n' ' ')"
+    fi
+fi
 
 # ---- round trip: export then import gives back the packed file ---------------------
 

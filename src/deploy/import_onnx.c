@@ -14,7 +14,8 @@
  * constant weights, MaxPool of the sums, the batch norm (Mul, Add, Sub,
  * BatchNormalization: folded into a scale and offset per output), the
  * activation (Relu; GreaterOrEqual and Where, Sign or BipolarQuant as the
- * sign), GlobalAveragePool, up to the graph's one output. Constants are
+ * sign), a MaxPool after them (moved before the scale where it is >= 0),
+ * GlobalAveragePool, up to the graph's one output. Constants are
  * initialisers, Constant nodes, or a few elementwise operators on them,
  * evaluated here (a weight binarised in the forward pass), within limits of
  * depth, steps and values so that no graph makes the evaluation explode.
@@ -724,6 +725,38 @@ static int tail(reader *r, fm_deploy_layer *L, const char **cur, const char *gra
 
 typedef enum { MAP_NHWC, MAP_NCHW, FLAT } layout;
 
+/* The record of a max-pool node over an h x w x c map: a square window inside
+ * the map, equal strides, no padding; h and w become the pooled map's. */
+static int pool_record(reader *r, const FmiOnnx__NodeProto *pool, int32_t *h, int32_t *w, int32_t c)
+{
+    int64_t win[2] = {0}, ps[2] = {1, 1}, pp[4] = {0};
+    int present, rc;
+    if ((rc = attr_ints(r, pool, "kernel_shape", 2, win, &present)) < 0 ||
+        (rc = attr_ints(r, pool, "strides", 2, ps, &present)) < 0 ||
+        (rc = attr_ints(r, pool, "pads", 4, pp, &present)) < 0)
+        return rc;
+    if (win[0] < 1 || win[0] != win[1] || ps[0] != ps[1] || ps[0] < 1 || ps[0] > 256 || win[0] > *h ||
+        win[0] > *w || pp[0] || pp[1] || pp[2] || pp[3] || attr_int(pool, "ceil_mode", 0) != 0 ||
+        pool->n_output != 1 || attr(pool, "dilations"))
+        return refuse_node(r, pool, "a max-pool other than a square window inside the map, equal "
+                                    "strides, no padding");
+    fm_deploy_layer *P = new_record(r, pool);
+    if (!P)
+        return fm_last_error_code();
+    P->type = FM_DL_POOL;
+    P->weights = FM_DW_FP32;
+    P->in_h = *h, P->in_w = *w, P->in_c = c;
+    P->k_h = P->k_w = (int32_t)win[0];
+    P->stride = (int32_t)ps[0];
+    P->out_h = (*h - P->k_h) / P->stride + 1;
+    P->out_w = (*w - P->k_w) / P->stride + 1;
+    P->out_c = c;
+    P->in = (int32_t)((int64_t)*h * *w * c);
+    P->out = P->out_h * P->out_w * c;
+    *h = P->out_h, *w = P->out_w;
+    return FM_OK;
+}
+
 static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, const char *graph_out)
 {
     fm_deploy *d = r->d;
@@ -883,35 +916,29 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
             cur = out0(nd);
             /* the max-pool of the sums, before the scale and offset */
             const FmiOnnx__NodeProto *pool = consumer(r, cur, &count);
-            if (pool && is_op(pool, "MaxPool", 0)) {
-                int64_t win[2] = {0}, ps[2] = {1, 1}, pp[4] = {0};
-                if ((rc = attr_ints(r, pool, "kernel_shape", 2, win, &present)) < 0 ||
-                    (rc = attr_ints(r, pool, "strides", 2, ps, &present)) < 0 ||
-                    (rc = attr_ints(r, pool, "pads", 4, pp, &present)) < 0)
+            const int pooled = pool && is_op(pool, "MaxPool", 0);
+            if (pooled) {
+                if ((rc = pool_record(r, pool, &h, &w, c)) < 0)
                     return rc;
-                if (win[0] < 1 || win[0] != win[1] || ps[0] != ps[1] || ps[0] < 1 || ps[0] > 256 ||
-                    win[0] > h || win[0] > w || pp[0] || pp[1] || pp[2] || pp[3] ||
-                    attr_int(pool, "ceil_mode", 0) != 0 || pool->n_output != 1 || attr(pool, "dilations"))
-                    return refuse_node(r, pool, "a max-pool other than a square window inside the map, equal "
-                                                "strides, no padding");
-                fm_deploy_layer *P = new_record(r, pool);
-                if (!P)
-                    return fm_last_error_code();
-                P->type = FM_DL_POOL;
-                P->weights = FM_DW_FP32;
-                P->in_h = h, P->in_w = w, P->in_c = c;
-                P->k_h = P->k_w = (int32_t)win[0];
-                P->stride = (int32_t)ps[0];
-                P->out_h = (h - P->k_h) / P->stride + 1;
-                P->out_w = (w - P->k_w) / P->stride + 1;
-                P->out_c = c;
-                P->in = (int32_t)((int64_t)h * w * c);
-                P->out = P->out_h * P->out_w * c;
-                h = P->out_h, w = P->out_w;
                 cur = out0(pool);
             }
             if ((rc = tail(r, L, &cur, graph_out, NULL, !lm.present && L->unit != 1.0f)) < 0)
                 return rc;
+            /* other tools pool after the batch norm and the activation: the
+             * same as pooling the sums where every folded scale is >= 0, for
+             * s*x + o, the sign and relu never decrease as x grows, so the
+             * largest sum of a window gives its largest output (exactly:
+             * float rounding is monotone too) */
+            pool = strcmp(cur, graph_out) ? consumer(r, cur, &count) : NULL;
+            if (!pooled && pool && is_op(pool, "MaxPool", 0)) {
+                for (int j = 0; j < L->out; j++)
+                    if (!(L->scale[j] >= 0.0f))
+                        return refuse_node(r, pool, "a max-pool after a batch norm with a negative scale "
+                                                    "(fewmul pools the sums, before the scale)");
+                if ((rc = pool_record(r, pool, &h, &w, c)) < 0)
+                    return rc;
+                cur = out0(pool);
+            }
             values = (int64_t)h * w * c;
         } else if (is_op(nd, "GlobalAveragePool", 0)) {
             if (have != MAP_NCHW)

@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""torch_mlp.py — trains a small binary MLP in PyTorch (weights binarised in
-the forward pass with a straight-through estimator, batch norm, sign
-activations), exports it with torch.onnx.export (the TorchScript exporter)
-and writes PyTorch's own class for every test image, for
+"""torch_mlp.py — trains a small binary MLP or CNN in PyTorch (weights
+binarised in the forward pass with a straight-through estimator, batch norm,
+sign activations), exports it with torch.onnx.export (the TorchScript
+exporter) and writes PyTorch's own class for every test image, for
 tests/cli_onnx_import.sh to compare with `fewmul import` then `fewmul infer`.
+
+The CNN is PyTorch's usual order: convolution, batch norm, sign, then the
+max-pool (fewmul pools before the batch norm; the import reorders where the
+batch norm's scales are positive, which the training keeps them, as it clips
+the latent weights); its map is made channel-last before the last layer
+(permute, flatten), as fewmul's vectors run.
 
 The network takes the raw pixel values (0 .. 255, float, [batch, 784]) and
 multiplies them by float32(1/255) itself: the graph's leading Mul becomes
 the packed file's input scale, so fewmul feeds the layers the same floats.
 In evaluation (and so in the export) the weights are where(W >= 0, +1, -1)
 and the sign activation where(z >= 0, +1, -1), fewmul's sign.
-Usage: torch_mlp.py IDX_FOLDER STEPS OUT.onnx OUT_PREDICTIONS
+Usage: torch_mlp.py IDX_FOLDER STEPS OUT.onnx OUT_PREDICTIONS [mlp|cnn|cnn-negative]
+(cnn-negative: the CNN with one batch-norm scale of its first layer made
+negative before the export, which the import must refuse)
 """
 import gzip
 import os
@@ -64,6 +72,41 @@ class BinaryLinear(nn.Linear):
         return nn.functional.linear(x, self.sign(self.weight))
 
 
+class BinaryConv(nn.Conv2d):
+    def __init__(self, n_in, n_out):
+        super().__init__(n_in, n_out, 3, padding=1, bias=False)
+        self.sign = Signs()
+
+    def forward(self, x):
+        return nn.functional.conv2d(x, self.sign(self.weight), padding=1)
+
+
+class Cnn(nn.Module):
+    """[batch, 1, 28, 28] raw pixels: 8 and 16 binary 3x3 filters, each with
+    batch norm, sign and a 2x2 max-pool, then a binary dense layer to 10."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(np.float32(1.0 / 255.0)))
+        self.c1, self.bn1, self.act1 = BinaryConv(1, 8), nn.BatchNorm2d(8), Signs()
+        self.c2, self.bn2, self.act2 = BinaryConv(8, 16), nn.BatchNorm2d(16), Signs()
+        self.fc, self.bn3 = BinaryLinear(16 * 7 * 7, 10), nn.BatchNorm1d(10)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, pixels):
+        x = pixels * self.scale
+        x = self.pool(self.act1(self.bn1(self.c1(x))))
+        x = self.pool(self.act2(self.bn2(self.c2(x))))
+        x = torch.flatten(x.permute(0, 2, 3, 1), 1)
+        return self.bn3(self.fc(x))
+
+    def binary(self):
+        return (self.c1, self.c2, self.fc)
+
+    def norms(self):
+        return (self.bn1, self.bn2, self.bn3)
+
+
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
@@ -78,15 +121,24 @@ class Net(nn.Module):
         x = self.act2(self.bn2(self.fc2(x)))
         return self.bn3(self.fc3(x))
 
+    def binary(self):
+        return (self.fc1, self.fc2, self.fc3)
+
+    def norms(self):
+        return (self.bn1, self.bn2, self.bn3)
+
 
 def main():
     folder, steps, onnx_path, pred_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    kind = sys.argv[5] if len(sys.argv) > 5 else "mlp"
+    cnn = kind.startswith("cnn")
+    shape = (-1, 1, 28, 28) if cnn else (-1, 784)
     torch.manual_seed(1)
     torch.set_num_threads(2)
-    train_x = torch.tensor(idx(folder, "train-images-idx3-ubyte").reshape(-1, 784), dtype=torch.float32)
+    train_x = torch.tensor(idx(folder, "train-images-idx3-ubyte").reshape(shape), dtype=torch.float32)
     train_y = torch.tensor(idx(folder, "train-labels-idx1-ubyte"), dtype=torch.int64)
-    test_x = torch.tensor(idx(folder, "t10k-images-idx3-ubyte").reshape(-1, 784), dtype=torch.float32)
-    net = Net()
+    test_x = torch.tensor(idx(folder, "t10k-images-idx3-ubyte").reshape(shape), dtype=torch.float32)
+    net = Cnn() if cnn else Net()
     opt = torch.optim.Adam(net.parameters(), lr=0.005)
     gen = torch.Generator().manual_seed(2)
     for _ in range(steps):
@@ -96,9 +148,14 @@ def main():
         loss.backward()
         opt.step()
         with torch.no_grad():  # latent weights clipped, BinaryConnect's way
-            for fc in (net.fc1, net.fc2, net.fc3):
-                fc.weight.clamp_(-1, 1)
+            for layer in net.binary():
+                layer.weight.clamp_(-1, 1)
+            for bn in net.norms():  # and batch norm's scales kept positive
+                bn.weight.clamp_(min=0.05)
     net.eval()
+    if kind == "cnn-negative":
+        with torch.no_grad():
+            net.bn1.weight[0] = -0.5
     with torch.no_grad():
         scores = net(test_x)
         top2 = torch.topk(scores, 2, dim=1)

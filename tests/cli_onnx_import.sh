@@ -140,56 +140,43 @@ PY_TORCH=""
 for py in python3 /usr/bin/python3; do
     if command -v "$py" >/dev/null && "$py" -c 'import torch, numpy' 2>/dev/null; then PY_TORCH=$py; break; fi
 done
-if [ -z "$PY_TORCH" ]; then
-    skip "a binary MLP from torch.onnx.export" "no python3 with torch and numpy (Debian: python3-torch)"
-elif ! pick_train_data; then
-    skip "a binary MLP from torch.onnx.export" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
-elif ! "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 200 "$tmp/torch.onnx" "$tmp/torch.txt" \
-        >"$tmp/torch.out" 2>"$tmp/torch.err"; then
-    not_ok "PyTorch trains and exports a binary MLP" "$(tail -n 3 "$tmp/torch.err" | tr '\n' ' ')"
-else
-    cat "$tmp/torch.out"
-    run import_torch import --onnx "$tmp/torch.onnx" -o "$tmp/torch.fmp" --json
-    run infer_torch infer --model "$tmp/torch.fmp" --data "$TRAIN_SPEC" --show 10000 --json
-    check_says "a binary MLP trained by PyTorch ($TRAIN_NAME), torch.onnx.export, import: fewmul infer predicts every test image as PyTorch" '
-import json, sys
-r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-if not r["describe"].startswith("784-128-64-10, binary weights, binary activations"):
-    sys.exit("imported as " + r["describe"])
-want = [l.split() for l in open(sys.argv[3])]
-got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
-differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
-ties = sum(1 for w in want if float(w[1]) < 1e-3)
-print("%d images, %d differ, %d near-ties in PyTorch (top two within 1e-3)" % (len(got), len(differ), ties))
-if len(got) != len(want) or len(got) < 10000 or differ:
-    sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
-' "$tmp/import_torch" "$tmp/infer_torch" "$tmp/torch.txt"
-fi
-# a binary CNN in PyTorch's order (conv, batch norm, sign, max-pool), 30 steps
-if [ -z "$PY_TORCH" ] || [ -z "${TRAIN_DIR:-}" ]; then
-    skip "a binary CNN from torch.onnx.export" "no python3 with torch, or no MNIST-like data (as above)"
-else
-    if ! "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 30 "$tmp/cnn.onnx" "$tmp/cnn.txt" cnn \
-            >"$tmp/cnn.out" 2>"$tmp/cnn.err"; then
-        not_ok "PyTorch exports a binary CNN" "$(tail -n 3 "$tmp/cnn.err" | tr '\n' ' ')"
-    else
-        cat "$tmp/cnn.out"
-        run import_cnn import --onnx "$tmp/cnn.onnx" -o "$tmp/cnn.fmp" --json
-        run infer_cnn infer --model "$tmp/cnn.fmp" --data "$TRAIN_SPEC" --show 10000 --json
-        check_says "a binary CNN from PyTorch (max-pool after batch norm and sign), import: fewmul infer predicts every test image as PyTorch" '
-import json, sys
-r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-if not r["describe"].startswith("28x28x1-8k3p1-pool2-16k3p1-pool2-10, binary weights, binary activations"):
-    sys.exit("imported as " + r["describe"])
-want = [l.split() for l in open(sys.argv[3])]
-got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
-differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
-ties = sum(1 for w in want if float(w[1]) < 1e-3)
-print("%d images, %d differ, %d near-ties in PyTorch (top two within 1e-3)" % (len(got), len(differ), ties))
-if len(got) != len(want) or len(got) < 10000 or differ:
-    sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
-' "$tmp/import_cnn" "$tmp/infer_cnn" "$tmp/cnn.txt"
+# from_torch NAME KIND STEPS DESCRIBE: torch_mlp.py trains KIND (mlp or cnn) for
+# STEPS steps and exports it; fewmul imports it as DESCRIBE, and infer predicts
+# PyTorch's class on every test image
+from_torch() {
+    local name=$1 kind=$2 steps=$3 describe=$4
+    if ! "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" "$steps" "$tmp/$kind.onnx" "$tmp/$kind.txt" \
+            "$kind" >"$tmp/$kind.out" 2>"$tmp/$kind.err"; then
+        not_ok "PyTorch trains and exports a binary $kind" "$(tail -n 3 "$tmp/$kind.err" | tr '\n' ' ')"
+        return
     fi
+    cat "$tmp/$kind.out"
+    run "import_$kind" import --onnx "$tmp/$kind.onnx" -o "$tmp/$kind.fmp" --json
+    run "infer_$kind" infer --model "$tmp/$kind.fmp" --data "$TRAIN_SPEC" --show 10000 --json
+    check_says "$name" '
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+if not r["describe"].startswith(sys.argv[4]):
+    sys.exit("imported as " + r["describe"])
+want = [l.split() for l in open(sys.argv[3])]
+got = json.loads(open(sys.argv[2]).read().splitlines()[-1])["shown_classes"]
+differ = [k for k in range(len(want)) if int(want[k][0]) != got[k]]
+ties = sum(1 for w in want if float(w[1]) < 1e-3)
+print("%d images, %d differ, %d near-ties in PyTorch (top two within 1e-3)" % (len(got), len(differ), ties))
+if len(got) != len(want) or len(got) < 10000 or differ:
+    sys.exit("%d of %d differ: %s" % (len(differ), len(got), differ[:10]))
+' "$tmp/import_$kind" "$tmp/infer_$kind" "$tmp/$kind.txt" "$describe"
+}
+if [ -z "$PY_TORCH" ]; then
+    skip "a binary MLP and CNN from torch.onnx.export" "no python3 with torch and numpy (Debian: python3-torch)"
+elif ! pick_train_data; then
+    skip "a binary MLP and CNN from torch.onnx.export" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
+else
+    from_torch "a binary MLP trained by PyTorch ($TRAIN_NAME), torch.onnx.export, import: fewmul infer predicts every test image as PyTorch" \
+        mlp 200 "784-128-64-10, binary weights, binary activations"
+    # PyTorch's order: conv, batch norm, sign, then the max-pool
+    from_torch "a binary CNN from PyTorch (max-pool after batch norm and sign), import: fewmul infer predicts every test image as PyTorch" \
+        cnn 30 "28x28x1-8k3p1-pool2-16k3p1-pool2-10, binary weights, binary activations"
     if "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 0 "$tmp/negative.onnx" "$tmp/negative.txt" \
             cnn-negative >/dev/null 2>"$tmp/negative.err"; then
         bad_input "a max-pool after a batch norm with a negative scale" \

@@ -84,6 +84,25 @@ else
     not_ok "a refused import leaves OUT as it was" "exit $rc, OUT now $(head -c 40 "$tmp/kept.fmp" | od -c | head -n 1)"
 fi
 
+# a graph from PyTorch the import must refuse: a CNN whose first batch norm has
+# a negative scale before its max-pool (untrained: no steps)
+PY_TORCH=""
+for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import torch, numpy' 2>/dev/null; then PY_TORCH=$py; break; fi
+done
+if [ -z "$PY_TORCH" ]; then
+    skip "a max-pool after a batch norm with a negative scale" "no python3 with torch and numpy (Debian: python3-torch)"
+elif ! pick_train_data; then
+    skip "a max-pool after a batch norm with a negative scale" "neither MNIST in '$SHARED' nor Fashion-MNIST in $FASHION_DIR"
+elif "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 0 "$tmp/negative.onnx" "$tmp/negative.txt" \
+        cnn-negative >/dev/null 2>"$tmp/negative.err"; then
+    bad_input "a max-pool after a batch norm with a negative scale" \
+        "MaxPool.*a max-pool after a batch norm with a negative scale" \
+        import --onnx "$tmp/negative.onnx" -o "$tmp/negative.fmp"
+else
+    not_ok "PyTorch exports a CNN with a negative batch-norm scale" "$(tail -n 3 "$tmp/negative.err" | tr '\n' ' ')"
+fi
+
 # scripts/errors-table wants the refusals above, not the rest
 if [ -n "${ERRORS_TABLE:-}" ]; then
     finish
@@ -136,10 +155,6 @@ done
 
 # ---- a binary MLP trained and exported by PyTorch -----------------------------------
 
-PY_TORCH=""
-for py in python3 /usr/bin/python3; do
-    if command -v "$py" >/dev/null && "$py" -c 'import torch, numpy' 2>/dev/null; then PY_TORCH=$py; break; fi
-done
 # from_torch NAME KIND STEPS DESCRIBE: torch_mlp.py trains KIND (mlp or cnn) for
 # STEPS steps and exports it; fewmul imports it as DESCRIBE, and infer predicts
 # PyTorch's class on every test image
@@ -177,14 +192,6 @@ else
     # PyTorch's order: conv, batch norm, sign, then the max-pool
     from_torch "a binary CNN from PyTorch (max-pool after batch norm and sign), import: fewmul infer predicts every test image as PyTorch" \
         cnn 30 "28x28x1-8k3p1-pool2-16k3p1-pool2-10, binary weights, binary activations"
-    if "$PY_TORCH" "$HERE/onnx/torch_mlp.py" "$TRAIN_DIR" 0 "$tmp/negative.onnx" "$tmp/negative.txt" \
-            cnn-negative >/dev/null 2>"$tmp/negative.err"; then
-        bad_input "a max-pool after a batch norm with a negative scale" \
-            "MaxPool.*a max-pool after a batch norm with a negative scale" \
-            import --onnx "$tmp/negative.onnx" -o "$tmp/negative.fmp"
-    else
-        not_ok "PyTorch exports a CNN with a negative batch-norm scale" "$(tail -n 3 "$tmp/negative.err" | tr '\n' ' ')"
-    fi
 fi
 
 # ---- round trip: export then import gives back the packed file ---------------------

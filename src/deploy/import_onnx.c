@@ -757,6 +757,154 @@ static int pool_record(reader *r, const FmiOnnx__NodeProto *pool, int32_t *h, in
     return FM_OK;
 }
 
+/* Where the walk along the chain stands: the value it follows, that
+ * value's layout and map shape, and its count of values per example. */
+typedef struct walk_at {
+    const char *cur;
+    layout have;
+    int32_t h, w, c;
+    int64_t values;
+} walk_at;
+
+/* A dense layer from MatMul or Gemm nd and what follows it (tail). */
+static int dense_layer(reader *r, const FmiOnnx__ModelProto *m, const FmiOnnx__NodeProto *nd,
+                       const char *graph_out, walk_at *at)
+{
+    const char *cur = at->cur;
+    tensor t;
+    const int gemm = is_op(nd, "Gemm", 0);
+    const int trans = gemm && attr_int(nd, "transB", 0) == 1;
+    if (nd->n_input < 2 || nd->n_input > (gemm ? 3u : 2u) || strcmp(safe(nd->input[0]), cur))
+        return refuse_node(r, nd, "the data is not its first input");
+    if (gemm && (attr_int(nd, "transA", 0) != 0 || (attr(nd, "alpha") && attr(nd, "alpha")->f != 1.0f) ||
+                 (attr(nd, "beta") && attr(nd, "beta")->f != 1.0f) || attr_int(nd, "transB", 0) > 1))
+        return refuse_node(r, nd, "a Gemm other than data times weights (transposed or not) plus a bias");
+    if (at->have != FLAT)
+        return refuse_node(r, nd, "a matrix product of a map that was not flattened");
+    int quant, rc = weight_tensor(r, nd, &t, &quant);
+    if (rc < 0)
+        return rc;
+    if (t.rank != 2 || t.dims[trans ? 1 : 0] != at->values)
+        return refuse_node(r, nd, "its weights are not a matrix [inputs, outputs] of the values it "
+                                  "receives");
+    fm_deploy_layer *L = new_record(r, nd);
+    if (!L)
+        return fm_last_error_code();
+    L->type = FM_DL_DENSE;
+    L->in = (int32_t)t.dims[trans ? 1 : 0];
+    L->out = (int32_t)t.dims[trans ? 0 : 1];
+    tensor bias, *b = NULL;
+    if (gemm && nd->n_input == 3 && nd->input[2] && nd->input[2][0]) {
+        if ((rc = get_tensor(r, nd, nd->input[2], &bias)) < 0)
+            return rc;
+        if (bias.n != L->out && bias.n != 1)
+            return refuse_node(r, nd, "a bias of neither one value nor one per output");
+        b = &bias;
+    }
+    layer_meta lm;
+    if ((rc = read_layer_meta(r, m, r->n, &lm)) < 0 ||
+        (rc = fill_weights(r, nd, L, &t, quant, &lm, trans ? 2 : 0)) < 0)
+        return rc;
+    cur = out0(nd);
+    if ((rc = tail(r, L, &cur, graph_out, b, !lm.present && L->unit != 1.0f)) < 0)
+        return rc;
+    at->values = L->out;
+    at->have = FLAT;
+    at->cur = cur;
+    return FM_OK;
+}
+
+/* A convolution from Conv nd, its max-pool (before or after the batch norm
+ * and activation) and what follows it (tail). */
+static int conv_layer(reader *r, const FmiOnnx__ModelProto *m, const FmiOnnx__NodeProto *nd,
+                      const char *graph_out, walk_at *at)
+{
+    const char *cur = at->cur;
+    int32_t h = at->h, w = at->w, c = at->c;
+    int count;
+    tensor t;
+    if (at->have != MAP_NCHW)
+        return refuse_node(r, nd, "a convolution of data that is not an NCHW map");
+    if (nd->n_input != 2 || strcmp(safe(nd->input[0]), cur))
+        return refuse_node(r, nd, "a bias input, or the data not first (fewmul's convolutions have "
+                                  "no bias: the offset follows)");
+    int quant, rc = weight_tensor(r, nd, &t, &quant);
+    if (rc < 0)
+        return rc;
+    if (t.rank != 4 || t.dims[1] != c || t.dims[2] > 256 || t.dims[3] > 256)
+        return refuse_node(r, nd, "its weights are not [outputs, channels, kh, kw] of the channels it "
+                                  "receives, with kernels of at most 256");
+    int64_t strides[2] = {1, 1}, pads[4] = {0}, kernel[2] = {t.dims[2], t.dims[3]}, dil[2] = {1, 1};
+    int present;
+    if ((rc = attr_ints(r, nd, "strides", 2, strides, &present)) < 0 ||
+        (rc = attr_ints(r, nd, "pads", 4, pads, &present)) < 0 ||
+        (rc = attr_ints(r, nd, "kernel_shape", 2, kernel, &present)) < 0 ||
+        (rc = attr_ints(r, nd, "dilations", 2, dil, &present)) < 0)
+        return rc;
+    if (attr_int(nd, "group", 1) != 1 || dil[0] != 1 || dil[1] != 1)
+        return refuse_node(r, nd, "grouped or dilated convolutions are not supported");
+    if (attr(nd, "auto_pad") && attr(nd, "auto_pad")->has_s && attr(nd, "auto_pad")->s.len &&
+        !(attr(nd, "auto_pad")->s.len == 6 && !memcmp(attr(nd, "auto_pad")->s.data, "NOTSET", 6)))
+        return refuse_node(r, nd, "auto_pad is not supported (give pads)");
+    if (kernel[0] != t.dims[2] || kernel[1] != t.dims[3] || strides[0] != strides[1] ||
+        strides[0] < 1 || strides[0] > 256)
+        return refuse_node(r, nd, "kernel_shape differs from the weights', or the strides are not "
+                                  "equal (1 .. 256)");
+    for (int k = 0; k < 4; k++)
+        if (pads[k] < 0 || pads[k] >= kernel[k % 2])
+            return refuse_node(r, nd, "padding below 0 or not below the kernel");
+    int64_t oh = (h + pads[0] + pads[2] - kernel[0]) / strides[0] + 1;
+    int64_t ow = (w + pads[1] + pads[3] - kernel[1]) / strides[0] + 1;
+    if (h + pads[0] + pads[2] < kernel[0] || w + pads[1] + pads[3] < kernel[1])
+        return refuse_node(r, nd, "a kernel larger than its padded input");
+    fm_deploy_layer *L = new_record(r, nd);
+    if (!L)
+        return fm_last_error_code();
+    L->type = FM_DL_CONV;
+    L->in_h = h, L->in_w = w, L->in_c = c;
+    L->k_h = (int32_t)kernel[0], L->k_w = (int32_t)kernel[1], L->stride = (int32_t)strides[0];
+    L->pad_top = (int32_t)pads[0], L->pad_left = (int32_t)pads[1];
+    L->out_h = (int32_t)oh, L->out_w = (int32_t)ow, L->out_c = (int32_t)t.dims[0];
+    L->in = (int32_t)(kernel[0] * kernel[1] * c);
+    L->out = L->out_c;
+    if (oh * ow * L->in > MAX_VALUES)
+        return refuse_node(r, nd, "more than 2^28 window values per example");
+    layer_meta lm;
+    if ((rc = read_layer_meta(r, m, r->n, &lm)) < 0 || (rc = fill_weights(r, nd, L, &t, quant, &lm, 1)) < 0)
+        return rc;
+    h = L->out_h, w = L->out_w, c = L->out_c;
+    cur = out0(nd);
+    /* the max-pool of the sums, before the scale and offset */
+    const FmiOnnx__NodeProto *pool = consumer(r, cur, &count);
+    const int pooled = pool && is_op(pool, "MaxPool", 0);
+    if (pooled) {
+        if ((rc = pool_record(r, pool, &h, &w, c)) < 0)
+            return rc;
+        cur = out0(pool);
+    }
+    if ((rc = tail(r, L, &cur, graph_out, NULL, !lm.present && L->unit != 1.0f)) < 0)
+        return rc;
+    /* other tools pool after the batch norm and the activation: the
+     * same as pooling the sums where every folded scale is >= 0, for
+     * s*x + o, the sign and relu never decrease as x grows, so the
+     * largest sum of a window gives its largest output (exactly:
+     * float rounding is monotone too) */
+    pool = strcmp(cur, graph_out) ? consumer(r, cur, &count) : NULL;
+    if (!pooled && pool && is_op(pool, "MaxPool", 0)) {
+        for (int j = 0; j < L->out; j++)
+            if (!(L->scale[j] >= 0.0f))
+                return refuse_node(r, pool, "a max-pool after a batch norm with a negative scale "
+                                            "(fewmul pools the sums, before the scale)");
+        if ((rc = pool_record(r, pool, &h, &w, c)) < 0)
+            return rc;
+        cur = out0(pool);
+    }
+    at->values = (int64_t)h * w * c;
+    at->h = h, at->w = w, at->c = c;
+    at->cur = cur;
+    return FM_OK;
+}
+
 static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, const char *graph_out)
 {
     fm_deploy *d = r->d;
@@ -823,123 +971,13 @@ static int walk(reader *r, const FmiOnnx__ModelProto *m, const char *input, cons
                 return refuse_node(r, nd, "a flatten of an NCHW map (fewmul's vectors run channel last)");
             have = FLAT;
             cur = out0(nd);
-        } else if (is_op(nd, "MatMul", 0) || is_op(nd, "Gemm", 0)) {
-            const int gemm = is_op(nd, "Gemm", 0);
-            const int trans = gemm && attr_int(nd, "transB", 0) == 1;
-            if (nd->n_input < 2 || nd->n_input > (gemm ? 3u : 2u) || strcmp(safe(nd->input[0]), cur))
-                return refuse_node(r, nd, "the data is not its first input");
-            if (gemm && (attr_int(nd, "transA", 0) != 0 || (attr(nd, "alpha") && attr(nd, "alpha")->f != 1.0f) ||
-                         (attr(nd, "beta") && attr(nd, "beta")->f != 1.0f) || attr_int(nd, "transB", 0) > 1))
-                return refuse_node(r, nd, "a Gemm other than data times weights (transposed or not) plus a bias");
-            if (have != FLAT)
-                return refuse_node(r, nd, "a matrix product of a map that was not flattened");
-            int quant, rc = weight_tensor(r, nd, &t, &quant);
+        } else if (is_op(nd, "MatMul", 0) || is_op(nd, "Gemm", 0) || is_op(nd, "Conv", 0)) {
+            walk_at at = {cur, have, h, w, c, values};
+            int rc = is_op(nd, "Conv", 0) ? conv_layer(r, m, nd, graph_out, &at)
+                                          : dense_layer(r, m, nd, graph_out, &at);
             if (rc < 0)
                 return rc;
-            if (t.rank != 2 || t.dims[trans ? 1 : 0] != values)
-                return refuse_node(r, nd, "its weights are not a matrix [inputs, outputs] of the values it "
-                                          "receives");
-            fm_deploy_layer *L = new_record(r, nd);
-            if (!L)
-                return fm_last_error_code();
-            L->type = FM_DL_DENSE;
-            L->in = (int32_t)t.dims[trans ? 1 : 0];
-            L->out = (int32_t)t.dims[trans ? 0 : 1];
-            tensor bias, *b = NULL;
-            if (gemm && nd->n_input == 3 && nd->input[2] && nd->input[2][0]) {
-                if ((rc = get_tensor(r, nd, nd->input[2], &bias)) < 0)
-                    return rc;
-                if (bias.n != L->out && bias.n != 1)
-                    return refuse_node(r, nd, "a bias of neither one value nor one per output");
-                b = &bias;
-            }
-            layer_meta lm;
-            if ((rc = read_layer_meta(r, m, r->n, &lm)) < 0 ||
-                (rc = fill_weights(r, nd, L, &t, quant, &lm, trans ? 2 : 0)) < 0)
-                return rc;
-            cur = out0(nd);
-            if ((rc = tail(r, L, &cur, graph_out, b, !lm.present && L->unit != 1.0f)) < 0)
-                return rc;
-            values = L->out;
-            have = FLAT;
-        } else if (is_op(nd, "Conv", 0)) {
-            if (have != MAP_NCHW)
-                return refuse_node(r, nd, "a convolution of data that is not an NCHW map");
-            if (nd->n_input != 2 || strcmp(safe(nd->input[0]), cur))
-                return refuse_node(r, nd, "a bias input, or the data not first (fewmul's convolutions have "
-                                          "no bias: the offset follows)");
-            int quant, rc = weight_tensor(r, nd, &t, &quant);
-            if (rc < 0)
-                return rc;
-            if (t.rank != 4 || t.dims[1] != c || t.dims[2] > 256 || t.dims[3] > 256)
-                return refuse_node(r, nd, "its weights are not [outputs, channels, kh, kw] of the channels it "
-                                          "receives, with kernels of at most 256");
-            int64_t strides[2] = {1, 1}, pads[4] = {0}, kernel[2] = {t.dims[2], t.dims[3]}, dil[2] = {1, 1};
-            int present;
-            if ((rc = attr_ints(r, nd, "strides", 2, strides, &present)) < 0 ||
-                (rc = attr_ints(r, nd, "pads", 4, pads, &present)) < 0 ||
-                (rc = attr_ints(r, nd, "kernel_shape", 2, kernel, &present)) < 0 ||
-                (rc = attr_ints(r, nd, "dilations", 2, dil, &present)) < 0)
-                return rc;
-            if (attr_int(nd, "group", 1) != 1 || dil[0] != 1 || dil[1] != 1)
-                return refuse_node(r, nd, "grouped or dilated convolutions are not supported");
-            if (attr(nd, "auto_pad") && attr(nd, "auto_pad")->has_s && attr(nd, "auto_pad")->s.len &&
-                !(attr(nd, "auto_pad")->s.len == 6 && !memcmp(attr(nd, "auto_pad")->s.data, "NOTSET", 6)))
-                return refuse_node(r, nd, "auto_pad is not supported (give pads)");
-            if (kernel[0] != t.dims[2] || kernel[1] != t.dims[3] || strides[0] != strides[1] ||
-                strides[0] < 1 || strides[0] > 256)
-                return refuse_node(r, nd, "kernel_shape differs from the weights', or the strides are not "
-                                          "equal (1 .. 256)");
-            for (int k = 0; k < 4; k++)
-                if (pads[k] < 0 || pads[k] >= kernel[k % 2])
-                    return refuse_node(r, nd, "padding below 0 or not below the kernel");
-            int64_t oh = (h + pads[0] + pads[2] - kernel[0]) / strides[0] + 1;
-            int64_t ow = (w + pads[1] + pads[3] - kernel[1]) / strides[0] + 1;
-            if (h + pads[0] + pads[2] < kernel[0] || w + pads[1] + pads[3] < kernel[1])
-                return refuse_node(r, nd, "a kernel larger than its padded input");
-            fm_deploy_layer *L = new_record(r, nd);
-            if (!L)
-                return fm_last_error_code();
-            L->type = FM_DL_CONV;
-            L->in_h = h, L->in_w = w, L->in_c = c;
-            L->k_h = (int32_t)kernel[0], L->k_w = (int32_t)kernel[1], L->stride = (int32_t)strides[0];
-            L->pad_top = (int32_t)pads[0], L->pad_left = (int32_t)pads[1];
-            L->out_h = (int32_t)oh, L->out_w = (int32_t)ow, L->out_c = (int32_t)t.dims[0];
-            L->in = (int32_t)(kernel[0] * kernel[1] * c);
-            L->out = L->out_c;
-            if (oh * ow * L->in > MAX_VALUES)
-                return refuse_node(r, nd, "more than 2^28 window values per example");
-            layer_meta lm;
-            if ((rc = read_layer_meta(r, m, r->n, &lm)) < 0 || (rc = fill_weights(r, nd, L, &t, quant, &lm, 1)) < 0)
-                return rc;
-            h = L->out_h, w = L->out_w, c = L->out_c;
-            cur = out0(nd);
-            /* the max-pool of the sums, before the scale and offset */
-            const FmiOnnx__NodeProto *pool = consumer(r, cur, &count);
-            const int pooled = pool && is_op(pool, "MaxPool", 0);
-            if (pooled) {
-                if ((rc = pool_record(r, pool, &h, &w, c)) < 0)
-                    return rc;
-                cur = out0(pool);
-            }
-            if ((rc = tail(r, L, &cur, graph_out, NULL, !lm.present && L->unit != 1.0f)) < 0)
-                return rc;
-            /* other tools pool after the batch norm and the activation: the
-             * same as pooling the sums where every folded scale is >= 0, for
-             * s*x + o, the sign and relu never decrease as x grows, so the
-             * largest sum of a window gives its largest output (exactly:
-             * float rounding is monotone too) */
-            pool = strcmp(cur, graph_out) ? consumer(r, cur, &count) : NULL;
-            if (!pooled && pool && is_op(pool, "MaxPool", 0)) {
-                for (int j = 0; j < L->out; j++)
-                    if (!(L->scale[j] >= 0.0f))
-                        return refuse_node(r, pool, "a max-pool after a batch norm with a negative scale "
-                                                    "(fewmul pools the sums, before the scale)");
-                if ((rc = pool_record(r, pool, &h, &w, c)) < 0)
-                    return rc;
-                cur = out0(pool);
-            }
-            values = (int64_t)h * w * c;
+            cur = at.cur, have = at.have, h = at.h, w = at.w, c = at.c, values = at.values;
         } else if (is_op(nd, "GlobalAveragePool", 0)) {
             if (have != MAP_NCHW)
                 return refuse_node(r, nd, "an average pool of data that is not an NCHW map");

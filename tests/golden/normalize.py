@@ -25,10 +25,13 @@ def checkpoint(data):
     """Zeroes the three f64 clocks of a checkpoint (docs/checkpoint-format.md)."""
     b = bytearray(data)
     assert b[:8] == b"FMULCKPT", "not a checkpoint"
+    (version,) = struct.unpack_from("<I", b, 8)
     at = 12
     (model_len,) = struct.unpack_from("<Q", b, at)
     at += 8 + model_len
     at += 4 + 4 + 8 + 8 + 8 + 4 + 4 + 8 + 4 + 4 + 4 + 4  # configuration
+    if version >= 2:  # the latent precision (the golden runs have no bop fields)
+        at += 4
     (spec_len,) = struct.unpack_from("<I", b, at)
     at += 4 + spec_len + 4 + 4 + 12 + 4 + 4  # data
     at += 4 + 4 + 8 + 8 + 8 + 8 + 8 + 8  # position, up to the epoch's seconds

@@ -100,6 +100,15 @@ def mlp_weights(n_in=16, hidden=8, classes=10, seed=1, weights="binary"):
     return w1, s1, o1, w2
 
 
+
+def top_two(h, w2, hidden, classes):
+    """The class of the hidden signs h through the output layer (w2, S2, O2; ties
+    to the lower class) and its margin over the second score."""
+    sc = [sum(h[i] * w2[i * classes + k] for i in range(hidden)) * S2[k] + O2[k] for k in range(classes)]
+    best = max(range(classes), key=lambda k: (sc[k], -k))
+    second = max(sc[k] for k in range(classes) if k != best)
+    return best, sc[best] - second
+
 def predict(images, n_in=16, hidden=8, classes=10):
     """The binary MLP's classes and top-two margins in float64, pixels as they
     are (no scaling, no mean): the sign is +1 at z >= 0."""
@@ -110,10 +119,7 @@ def predict(images, n_in=16, hidden=8, classes=10):
         for j in range(hidden):
             z = sum(x[i] * w1[i * hidden + j] for i in range(n_in)) * s1[j] + o1[j]
             h.append(1.0 if z >= 0 else -1.0)
-        sc = [sum(h[i] * w2[i * classes + k] for i in range(hidden)) * S2[k] + O2[k] for k in range(classes)]
-        best = max(range(classes), key=lambda k: (sc[k], -k))
-        second = max(sc[k] for k in range(classes) if k != best)
-        out.append((best, sc[best] - second))
+        out.append(top_two(h, w2, hidden, classes))
     return out
 
 
@@ -179,10 +185,7 @@ def predict_gemm(images, n_in=16, hidden=8, classes=10):
             a = sum(x[i] * w1[i * hidden + j] for i in range(n_in)) + o1[j]
             z = (a - BN_MEAN[j]) / (BN_VAR[j] + 1e-5) ** 0.5 * s1[j] + BN_BETA[j]
             h.append(1.0 if z >= 0 else -1.0)
-        sc = [sum(h[i] * w2[i * classes + k] for i in range(hidden)) * S2[k] + O2[k] for k in range(classes)]
-        best = max(range(classes), key=lambda k: (sc[k], -k))
-        second = max(sc[k] for k in range(classes) if k != best)
-        out.append((best, sc[best] - second))
+        out.append(top_two(h, w2, hidden, classes))
     return out
 
 

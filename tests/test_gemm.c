@@ -5,8 +5,10 @@
  * build runs it under a memory limit) bit for bit against the sums it
  * defines, its copies of a transposed B included; each library of the build
  * forced on every tile (FEWMUL_GEMM's choices): the same bits on 1, 2 and 3
- * threads and sums within float rounding of the portable loop's; and the
- * thread counts fmi_threads_usable grants. */
+ * threads and sums within float rounding of the portable loop's; the
+ * thread counts fmi_threads_usable grants; and products under a storm of
+ * signals (oneDNN's kernels, unguarded, let a signal's frame overwrite the
+ * heap). */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,8 +17,10 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "gemm.h"
 #include "internal.h"
@@ -299,6 +303,55 @@ static void test_gemm_choice(void **state)
 
 /* Without a limit here every count asked for is granted (at least 1), and
  * fm_threads_usable names what was asked. */
+static volatile sig_atomic_t alarms;
+static void count_alarm(int sig)
+{
+    (void)sig;
+    alarms++;
+}
+
+/* Products on the training shapes while a timer raises SIGALRM every 50 µs,
+ * a handler installed: each product keeps its bits, and the heap survives
+ * (Debian's oneDNN 2.6, called with signals open, aborted this within a
+ * second with "corrupted size vs. prev_size"; src/core/gemm.c). */
+static void test_signals_during_products(void **state)
+{
+    (void)state;
+    const int M = 200, N = 512, K = 784;
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N);
+    float *C = malloc(sizeof(float) * M * N), *C0 = malloc(sizeof(float) * M * N);
+    assert_true(A && B && C && C0);
+    for (int i = 0; i < M * K; i++)
+        A[i] = (float)(i * 7 % 13) - 6.0f;
+    for (int i = 0; i < K * N; i++)
+        B[i] = (float)(i * 5 % 11) - 5.0f;
+    fmi_threads_set(1);
+    fmi_sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C0, N);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = count_alarm;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGALRM, &sa, &old), 0);
+    struct itimerval every = {{0, 50}, {0, 50}}, off = {{0, 0}, {0, 0}};
+    assert_int_equal(setitimer(ITIMER_REAL, &every, NULL), 0);
+    int wrong = 0;
+    for (int r = 0; r < 600; r++) {
+        fmi_threads_set(1 + r % 2);
+        fmi_sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        wrong += memcmp(C, C0, sizeof(float) * M * N) != 0;
+        free(malloc(1000 + (size_t)r)); /* the allocator walks its chunks */
+    }
+    assert_int_equal(setitimer(ITIMER_REAL, &off, NULL), 0);
+    assert_int_equal(sigaction(SIGALRM, &old, NULL), 0);
+    print_message("%d signals during 600 products\n", (int)alarms);
+    assert_true(alarms > 0);
+    assert_int_equal(wrong, 0);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+}
+
 static void test_threads_usable(void **state)
 {
     (void)state;
@@ -319,6 +372,7 @@ int main(void)
                                        cmocka_unit_test(test_same_bits_any_threads),
                                        cmocka_unit_test(test_each_library),
                                        cmocka_unit_test(test_gemm_choice),
-                                       cmocka_unit_test(test_threads_usable)};
+                                       cmocka_unit_test(test_threads_usable),
+                                       cmocka_unit_test(test_signals_during_products)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,8 @@
 #include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 #endif
 #if defined(FM_HAVE_CBLAS) || defined(FM_HAVE_DNNL)
 #define FM_HAVE_TILES 1
@@ -298,6 +300,26 @@ static sgemm_fn dnnl_sgemm_opened(void)
     }
     return atomic_load(&fn);
 }
+
+/* Debian's oneDNN (2.6) points the stack pointer into the heap inside its
+ * AVX-512 and AVX2 sgemm kernels, so a signal handled on a thread that is in
+ * one of them writes its frame over the heap: an empty SIGALRM handler and a
+ * loop of dnnl_sgemm calls abort with "corrupted size vs. prev_size" within
+ * seconds on the 2-core AVX-512 machine, and `fewmul train` stopped by
+ * SIGTERM aborted so in 2 to 14% of tries (oneDNN issue #4845, fixed
+ * upstream in 2026 by pull request #4855). So the asynchronous signals are
+ * blocked on the thread for each call: one that arrives meanwhile goes to
+ * another thread, or waits until the call returns. Signals that a fault
+ * raises on the thread itself stay unblocked (blocking them is undefined). */
+static void block_async_signals(sigset_t *old)
+{
+    sigset_t async;
+    sigfillset(&async);
+    const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        sigdelset(&async, faults[i]);
+    pthread_sigmask(SIG_BLOCK, &async, old);
+}
 #endif
 
 /* One tile, on the calling thread. */
@@ -317,8 +339,12 @@ static void tile(int to_dnnl, int ta, int tb, int m, int n, int K, float alpha, 
          * this region's task (the caller's returns when it ends), so that
          * nothing rests on how oneDNN reads the runtime. */
         omp_set_num_threads(1);
-        if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, K, alpha, a, lda, b, ldb, beta, c,
-                       ldc) != dnnl_success)
+        sigset_t signals;
+        block_async_signals(&signals);
+        const dnnl_status_t done = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, K, alpha, a,
+                                              lda, b, ldb, beta, c, ldc);
+        pthread_sigmask(SIG_SETMASK, &signals, NULL);
+        if (done != dnnl_success)
             /* oneDNN could not allocate its packing buffers: the portable
              * sums for this tile (correct, though rounded differently),
              * since a product cannot fail */

@@ -18,8 +18,9 @@ usage: bench/latent_bench.sh [--build DIR] [--data SPEC] [--threads 2] [--repeat
   --report FILE  also write the report page (fewmul report) of one run of each mode with its
                  ledger: the energy charts stack each mode's data movement by memory level
   --out FILE     also write the results as JSON to FILE
-The modes: bc --qb (the paper's method, the reference), bc --qb --latent bf16, bc-det --qb
---opt bop, and bc-det --qb --opt bop --latent bf16 (bop with threshold 1e-4).
+The modes: bc --qb (the paper's method, the reference), bc --qb --latent bf16, bc --qb
+--fuse, bc --qb --latent bf16 --fuse, bc-det --qb --opt bop, and bc-det --qb --opt bop
+--latent bf16 (bop with threshold 1e-4).
 EOF
 }
 
@@ -57,8 +58,9 @@ if [ -z "$DATA" ]; then
   fi
 fi
 
-NAMES=("bc+qb" "bc+qb bf16" "bop" "bop bf16")
-FLAGS=("--weights bc --qb" "--weights bc --qb --latent bf16"
+NAMES=("bc+qb" "bc+qb bf16" "bc+qb fuse" "bc+qb bf16 fuse" "bop" "bop bf16")
+FLAGS=("--weights bc --qb" "--weights bc --qb --latent bf16" "--weights bc --qb --fuse"
+       "--weights bc --qb --latent bf16 --fuse"
        "--weights bc-det --qb --opt bop --bop-threshold 1e-4"
        "--weights bc-det --qb --opt bop --bop-threshold 1e-4 --latent bf16")
 work=$(mktemp -d)
@@ -85,7 +87,7 @@ done
 if [ -n "$REPORT" ]; then
   labels=()
   for m in "${!NAMES[@]}"; do labels+=(--label "${NAMES[$m]}"); done
-  "$FEWMUL" report "$work"/log.{0,1,2,3}.jsonl "${labels[@]}" -o "$REPORT" \
+  "$FEWMUL" report "$work"/log.{0,1,2,3,4,5}.jsonl "${labels[@]}" -o "$REPORT" \
     --title "paper-mlp: training modes that move fewer bytes" >/dev/null ||
     { echo "latent_bench.sh: report failed" >&2; exit 1; }
 fi

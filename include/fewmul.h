@@ -340,6 +340,11 @@ typedef struct fm_config {
                                     <= 0: no decay (the default) */
     fm_latent latent;            /* default FM_LATENT_FP32; bf16 needs bop or a quantized
                                     weight mode */
+    int fuse;                    /* 1: each dense layer's update folded into the backward
+                                    pass and the next step's weights drawn there (the same
+                                    bits, less data movement: docs/method.md); bop always
+                                    fuses. Not stored in checkpoints or model files: a
+                                    resumed run takes it as it takes threads (default 0) */
 } fm_config;
 
 /* Fills every field with its default. */

@@ -3,8 +3,9 @@
  * initial weights, a short run on synthetic data that learns with weights
  * that stay binary, exports as the bits and reloads from its model file;
  * the update folded into the backward pass (the same bits as the optimizer
- * step's, on any thread count), the learning state in bf16 (latent.c) and
- * the decay of gamma. Synthetic data: needs nothing from ../shared. */
+ * step's, on any thread count), for bop and, with --fuse, for SGD and Adam
+ * with the next step's weights drawn there; the learning state in bf16
+ * (latent.c) and the decay of gamma. Synthetic data: needs nothing from ../shared. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -245,6 +246,7 @@ static steps_out run_steps(const fm_config *c, int fused, int threads, int refer
     make_quadrant_set(&set, 40, 3);
     fm_config cc = *c;
     cc.threads = threads;
+    cc.fuse = fused && c->opt != FM_OPT_BOP; /* bop fuses without it */
     fm_model *m;
     assert_int_equal(fm_model_create_image(&cc, 8, 8, 1, 4, &m), FM_OK);
     fm_workspace *ws;
@@ -255,18 +257,21 @@ static steps_out run_steps(const fm_config *c, int fused, int threads, int refer
                          FM_OK);
     fmi_workspace_choose_products(m, ws);
     fmi_threads_set(threads);
+    ws->step_lr = 1e-3;
     float *s1 = test_calloc(m->state_count, sizeof(float));
     float *s2 = test_calloc(m->state_count, sizeof(float));
     if (fused) {
-        assert_int_equal(fmi_bop_fuse(m, ws, s1), FM_OK);
-        assert_non_null(ws->bop_momentum);
+        assert_int_equal(fmi_update_fuse(m, ws, s1, s2), FM_OK);
+        assert_non_null(ws->fused_s1);
     }
     for (int step = 0; step < 6; step++) {
         fmi_load_batch(m, ws, &set, NULL, 0, 40);
         ws->bop_gamma = fmi_bop_gamma_at(&m->config, 1 + step / 2);
         fmi_train_step(m, ws, set.labels, 40, (uint64_t)step, NULL);
-        fmi_optimizer_step(m, ws, s1, s2, 1e-3, step + 1);
+        fmi_optimizer_step(m, ws, s1, s2, step + 1);
         assert_int_equal(ws->status, FM_OK);
+        if (step == 2) /* an evaluation between steps overwrites drawn weights */
+            (void)fmi_forward_eval(m, ws, 40, 1);
     }
     steps_out out = {test_malloc(m->state_count * sizeof(float)),
                      test_malloc(m->state_count * sizeof(float)), m->state_count};
@@ -307,6 +312,20 @@ static void assert_same_steps(const steps_out *a, const steps_out *b, const char
         fail_msg("%s: the momenta differ", what);
 }
 
+/* The steps fused on 1 and on 2 threads, each held to the unfused steps'
+ * bits (the reference products, or c's mulfree kernels); returns the fused. */
+static steps_out fused_as_unfused(const fm_config *c, const char *what)
+{
+    steps_out whole = run_steps(c, 0, 1, 1);
+    steps_out fused = run_steps(c, 1, 1, 1);
+    steps_out fused2 = run_steps(c, 1, 2, 1);
+    assert_same_steps(&whole, &fused, what);
+    assert_same_steps(&fused, &fused2, what);
+    steps_free(&whole);
+    steps_free(&fused2);
+    return fused;
+}
+
 /* The fused update gives the optimizer step's bits, and the same bits on 1
  * and 2 threads, with fp32 and bf16 momenta, on the reference products and
  * the mulfree kernels; it flips some weights. */
@@ -323,11 +342,7 @@ static void test_fused_equals_unfused(void **state)
             char what[64];
             snprintf(what, sizeof what, "%s, %s", mulfree ? "mulfree" : "reference",
                      bf16 ? "bf16" : "fp32");
-            steps_out whole = run_steps(&c, 0, 1, 1);
-            steps_out fused = run_steps(&c, 1, 1, 1);
-            steps_out fused2 = run_steps(&c, 1, 2, 1);
-            assert_same_steps(&whole, &fused, what);
-            assert_same_steps(&fused, &fused2, what);
+            steps_out fused = fused_as_unfused(&c, what);
             /* something happened: momenta moved, some weights flipped */
             fm_model *m0;
             assert_int_equal(fm_model_create_image(&c, 8, 8, 1, 4, &m0), FM_OK);
@@ -343,9 +358,62 @@ static void test_fused_equals_unfused(void **state)
             fm_model_free(m0);
             if (flipped == 0 || moved == 0)
                 fail_msg("%s: %ld weights flipped, %ld momenta moved", what, flipped, moved);
-            steps_free(&whole);
             steps_free(&fused);
-            steps_free(&fused2);
+        }
+}
+
+/* --fuse (fm_config.fuse): SGD's and Adam's updates folded into the
+ * backward pass, with the next step's weights drawn there, give the bits of
+ * the optimizer step over the whole dW and of weights drawn in the forward
+ * pass, on 1 and 2 threads, on the reference products and the mulfree
+ * kernels, in each quantized mode, with bf16 latent weights and momentum
+ * too; an evaluation between steps (which overwrites the drawn weights) is
+ * followed by a fresh draw. */
+static void test_fuse_equals_unfused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        fm_weight_mode weights;
+        fm_optimizer opt;
+        double momentum;
+        fm_latent latent;
+        int test_quantized; /* evaluation by quantized weights, in ws->wq */
+    } cases[] = {
+        {"bc+qb sgd", FM_WEIGHTS_BC, FM_OPT_SGD, 0.0, FM_LATENT_FP32, 0},
+        {"bc+qb sgd bf16 quantized test", FM_WEIGHTS_BC, FM_OPT_SGD, 0.0, FM_LATENT_BF16, 1},
+        {"tc+qb adam bf16", FM_WEIGHTS_TC, FM_OPT_ADAM, 0.0, FM_LATENT_BF16, 0},
+        {"synapse+qb sgd momentum", FM_WEIGHTS_SYNAPSE, FM_OPT_SGD, 0.9, FM_LATENT_FP32, 1},
+        {"bc-det+qb sgd", FM_WEIGHTS_BC_DET, FM_OPT_SGD, 0.0, FM_LATENT_FP32, 0},
+        {"fp32+qb sgd momentum", FM_WEIGHTS_FP32, FM_OPT_SGD, 0.9, FM_LATENT_FP32, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int mulfree = 0; mulfree < 2; mulfree++) {
+            if (mulfree && cases[k].weights == FM_WEIGHTS_FP32)
+                continue; /* mulfree needs quantized weights */
+            fm_config c;
+            fm_config_default(&c);
+            c.arch = "mlp:24,16";
+            c.weights = cases[k].weights;
+            c.qb = 1;
+            c.opt = cases[k].opt;
+            c.momentum = cases[k].momentum;
+            c.latent = cases[k].latent;
+            c.test_quantized = cases[k].test_quantized;
+            c.exec = mulfree ? FM_EXEC_MULFREE : FM_EXEC_DEFAULT;
+            char what[96];
+            snprintf(what, sizeof what, "%s, %s", cases[k].what, mulfree ? "mulfree" : "reference");
+            steps_out fused = fused_as_unfused(&c, what);
+            /* the weights moved */
+            fm_model *m0;
+            assert_int_equal(fm_model_create_image(&c, 8, 8, 1, 4, &m0), FM_OK);
+            long moved = 0;
+            for (size_t i = 0; i < fused.count; i++)
+                moved += m0->state[i] != fused.state[i];
+            fm_model_free(m0);
+            if (moved == 0)
+                fail_msg("%s: no parameter moved", what);
+            steps_free(&fused);
         }
 }
 
@@ -481,6 +549,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_initial_weights_binary, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_learns_and_exports, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_fused_equals_unfused, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_fuse_equals_unfused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_fused_blas_close, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_bf16_rounding, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_gamma_decay, test_setup, test_teardown),

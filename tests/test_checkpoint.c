@@ -357,6 +357,51 @@ static void test_resume_bf16_gamma_decay(void **state)
     interrupted_equals_uninterrupted(&c, some_stops, 5, 0, "bc+qb bf16");
 }
 
+/* --fuse (the update in the backward pass, the next step's weights drawn
+ * there) resumes bit for bit, and a run may add or drop it when it resumes:
+ * each segment, fused or not, gives the unfused run's bits. */
+static void test_resume_fuse(void **state)
+{
+    (void)state;
+    fm_config c;
+    base_config(&c, "mlp:16,12", "bc");
+    c.qb = 1;
+    c.latent = FM_LATENT_BF16;
+    c.fuse = 1;
+    interrupted_equals_uninterrupted(&c, some_stops, 5, 0, "bc+qb bf16 fuse");
+    c.weights = FM_WEIGHTS_TC;
+    c.opt = FM_OPT_ADAM;
+    c.test_quantized = 1; /* evaluations overwrite the drawn weights */
+    c.threads = 2;
+    interrupted_equals_uninterrupted(&c, some_stops, 5, 0, "tc+qb adam bf16 fuse, 2 threads");
+    stopper quiet = {0};
+    c.fuse = 0;
+    outcome plain = train_once(&c, NULL, 0, NULL, &quiet, 0);
+    const char *path = tpath("run.fmc");
+    remove(path);
+    fm_checkpoint *ck = NULL;
+    long done = 0;
+    outcome last = {0};
+    for (int i = 0; i <= 3; i++) { /* fused, unfused, fused, then unfused to the end */
+        c.fuse = i % 2 == 0;
+        stopper s = {.stop_at = i < 3 ? some_stops[i + 1] - done : 0};
+        outcome o = train_once(&c, path, 0, ck, &s, 0);
+        fm_checkpoint_free(ck);
+        ck = NULL;
+        if (i == 3) {
+            last = o;
+            break;
+        }
+        assert_int_equal(o.rc, FM_ECANCELED);
+        done = some_stops[i + 1];
+        outcome_free(&o);
+        assert_int_equal(fm_checkpoint_load(path, &ck), FM_OK);
+    }
+    assert_same_run(&plain, &last, "tc+qb adam bf16, --fuse added and dropped on resume");
+    outcome_free(&plain);
+    outcome_free(&last);
+}
+
 /* A bop run resumes only with its own gamma, threshold, final gamma and
  * latent precision. */
 static void test_resume_bop_other_gamma_refused(void **state)
@@ -1084,6 +1129,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_mulfree, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_bop_ledger, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_bop_mulfree_conv, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_resume_fuse, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_bop_other_gamma_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_no_validation, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_resume_from_periodic_and_final, test_setup, test_teardown),

@@ -75,16 +75,25 @@ static void run_close(run *r)
     test_free(r->s2);
 }
 
-/* Loads the batch and runs one training step and one optimizer step. */
-static void run_step(run *r, int batch)
+/* Loads the batch and runs training step `step` (0-based); run_update_at,
+ * its optimizer step. run_step and run_update: the first. */
+static void run_step_at(run *r, int batch, uint64_t step)
 {
     fmi_load_batch(r->model, r->ws, &r->set, NULL, 0, batch);
     fmi_load_batch_cost(r->model, r->ws, FM_PHASE_FORWARD, batch, r->set.count);
     int errors = 0;
-    fmi_train_step(r->model, r->ws, r->set.labels, batch, 0, &errors);
+    r->ws->step_lr = 0.1;
+    fmi_train_step(r->model, r->ws, r->set.labels, batch, step, &errors);
 }
 
-static void run_update(run *r) { fmi_optimizer_step(r->model, r->ws, r->s1, r->s2, 0.1, 1); }
+static void run_update_at(run *r, uint64_t step)
+{
+    r->ws->step_lr = 0.1;
+    fmi_optimizer_step(r->model, r->ws, r->s1, r->s2, (long)step + 1);
+}
+
+static void run_step(run *r, int batch) { run_step_at(r, batch, 0); }
+static void run_update(run *r) { run_update_at(r, 0); }
 
 static void run_eval(run *r, int batch)
 {
@@ -268,7 +277,7 @@ static void test_hand_totals_bop_fused(void **state)
     c.latent = FM_LATENT_BF16;
     c.threads = 1;
     run_open(&r, &c, 4, 2, 5);
-    assert_int_equal(fmi_bop_fuse(r.model, r.ws, r.s1), FM_OK);
+    assert_int_equal(fmi_update_fuse(r.model, r.ws, r.s1, r.s2), FM_OK);
     run_step(&r, 5);
     run_update(&r);
     const fm_ledger *l = r.ledger;
@@ -292,6 +301,56 @@ static void test_hand_totals_bop_fused(void **state)
     assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, mom, 1), 24);
     assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 0), 2);
     assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 1), 2);
+    run_close(&r);
+}
+
+/* Network A with --fuse, at its second step, whose weights the first step's
+ * fused update drew (as fm_model_measure measures it): the forward pass
+ * draws nothing (binary_qb's forward less 18 each of FMA, RAND, CMP and
+ * SIGN) and reads no latent W; the update draws the next step's 18 weights
+ * from the latent ones it updates (binary_qb's update plus those 18 each),
+ * reads and writes them once (48 bytes of dense1's) and writes the packed
+ * draws (2 bytes of dense1's); no dW of a whole layer. */
+static void test_hand_totals_fuse(void **state)
+{
+    (void)state;
+    run r;
+    fm_config c;
+    fm_config_default(&c);
+    c.arch = "mlp:3";
+    c.weights = FM_WEIGHTS_BC;
+    c.qb = 1;
+    c.threads = 1;
+    c.fuse = 1;
+    run_open(&r, &c, 4, 2, 5);
+    assert_int_equal(fmi_update_fuse(r.model, r.ws, r.s1, r.s2), FM_OK);
+    r.ws->ledger = NULL;
+    run_step_at(&r, 5, 0);
+    run_update_at(&r, 0);
+    r.ws->ledger = r.ledger;
+    run_step_at(&r, 5, 1);
+    run_update_at(&r, 1);
+    const fm_ledger *l = r.ledger;
+    static const uint64_t forward[FM_OP_KINDS] = {
+        [FM_OP_FMA] = 80, [FM_OP_FADD] = 180, [FM_OP_FMUL] = 60, [FM_OP_FSPECIAL] = 10,
+        [FM_OP_SIGN] = 130, [FM_OP_CMP] = 45, [FM_OP_IADD] = 5};
+    static const uint64_t backward[FM_OP_KINDS] = {
+        [FM_OP_FMUL] = 115, [FM_OP_SIGN] = 375, [FM_OP_FADD] = 220, [FM_OP_FMA] = 50,
+        [FM_OP_RAND] = 35, [FM_OP_CMP] = 190, [FM_OP_IADD] = 35, [FM_OP_SHIFT] = 90};
+    static const uint64_t update[FM_OP_KINDS] = {
+        [FM_OP_FMA] = 46, [FM_OP_CMP] = 54, [FM_OP_SIGN] = 54, [FM_OP_RAND] = 18};
+    assert_step_ops(l, forward, backward, update);
+    assert_true(tensor_index(l, "dense1.dW") < 0 && tensor_index(l, "dense2.dW") < 0);
+    const int w = tensor_index(l, "dense1.W"), wq = tensor_index(l, "dense1.Wq"),
+              tile = tensor_index(l, "dense1.dW.tile");
+    assert_true(w >= 0 && wq >= 0 && tile >= 0);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_FORWARD, w, 0), 0);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_FORWARD, wq, 1), 0);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_FORWARD, wq, 0), 2);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 0), 48);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, w, 1), 48);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, wq, 1), 2);
+    assert_int_equal(fm_ledger_bytes(l, -1, FM_PHASE_UPDATE, tile, 0), 48);
     run_close(&r);
 }
 
@@ -465,6 +524,27 @@ static void test_measure(void **state)
     assert_int_equal(m->config.test_quantized, 0); /* restored */
     assert_int_equal(fm_model_measure(m, 0, step, infer), FM_EINVAL);
     assert_int_equal(fm_model_measure(NULL, 8, step, infer), FM_EINVAL);
+    /* --fuse: the step measured is one whose weights the step before drew in
+     * its update, so its forward pass draws nothing and its update draws the
+     * next step's 20x16 + 16x3 weights: the same operations as the unfused
+     * step in all, moved between phases; a counting build tallies the same
+     * for both, so the step before is not in the tally */
+    uint64_t tallied[2][FM_OP_KINDS], declared[2][FM_OP_KINDS];
+    for (int fuse = 0; fuse < 2; fuse++) {
+        fm_model_free(m);
+        c.fuse = fuse;
+        assert_int_equal(fm_model_create(&c, 20, 3, &m), FM_OK);
+        fm_ledger_clear(step);
+        fmi_tally_take(tallied[fuse]); /* clear */
+        assert_int_equal(fm_model_measure(m, 8, step, NULL), FM_OK);
+        fmi_tally_take(tallied[fuse]);
+        for (int op = 0; op < FM_OP_KINDS; op++)
+            declared[fuse][op] = fm_ledger_ops(step, -1, -1, (fm_op)op);
+    }
+    assert_int_equal(fm_ledger_ops(step, -1, FM_PHASE_FORWARD, FM_OP_RAND), 0);
+    assert_int_equal(fm_ledger_ops(step, -1, FM_PHASE_UPDATE, FM_OP_RAND), 20 * 16 + 16 * 3);
+    assert_memory_equal(declared[0], declared[1], sizeof declared[0]);
+    assert_memory_equal(tallied[0], tallied[1], sizeof tallied[0]);
     fm_ledger_free(step);
     fm_ledger_free(infer);
     fm_model_free(m);
@@ -504,7 +584,7 @@ static void test_reference_kernels_match_blas(void **state)
             fill(x, (size_t)B * in, 1 + s);
             fill(e, (size_t)B * out, 2 + s);
             fill(w, (size_t)in * out, 3 + s);
-            fmi_quantize_weights(modes[k], w, w, (size_t)in * out, h, 26, 60.0f, 77);
+            fmi_quantize_weights(modes[k], w, w, (size_t)in * out, h, 26, 60.0f, 77, 0);
             fm_weight_class wc = fmi_weight_class_of(modes[k]);
             fmi_dense_forward(x, w, y1, B, in, out);
             fmi_ref_dense_forward(wc, x, w, h, y2, B, in, out);
@@ -586,6 +666,11 @@ static void test_pricing(void **state)
     fm_ledger_clear(l);
     assert_int_equal(fm_ledger_layers(l), 0);
     assert_int_equal(fm_ledger_bytes(l, -1, -1, -1, 0), 0);
+    /* a cleared ledger records afresh: no count of before comes back */
+    assert_int_equal(fmi_ledger_layer(l, 0, "a", "1"), FM_OK);
+    fmi_cost_ops(&a, FM_OP_FMUL, 2);
+    assert_int_equal(fm_ledger_ops(l, 0, FM_PHASE_FORWARD, FM_OP_FMUL), 2);
+    assert_int_equal(fm_ledger_ops(l, -1, -1, FM_OP_FMUL), 2);
     fm_ledger_free(l);
     fm_energy_table_free(t);
 }
@@ -675,11 +760,12 @@ static void tally_case(const fm_config *c, int threads, const char *what)
         assert_int_equal(fmi_kernels_get("ref", &r.ws->kernels), FM_OK);
     fmi_workspace_choose_products(r.model, r.ws);
     fmi_threads_set(threads);
-    /* bop folds its update into the backward pass where a trainer of one
-     * process does: the step's three phases are then tallied together */
-    const int fused = cc.opt == FM_OPT_BOP;
+    /* bop, and --fuse, fold the update into the backward pass where a
+     * trainer of one process does: the step's three phases are then tallied
+     * together */
+    const int fused = cc.opt == FM_OPT_BOP || cc.fuse;
     if (fused)
-        assert_int_equal(fmi_bop_fuse(r.model, r.ws, r.s1), FM_OK);
+        assert_int_equal(fmi_update_fuse(r.model, r.ws, r.s1, r.s2), FM_OK);
     uint64_t before[FM_OP_KINDS];
     const int step_phases[] = {FM_PHASE_FORWARD, FM_PHASE_BACKWARD, FM_PHASE_UPDATE};
     const int update_phase[] = {FM_PHASE_UPDATE}, eval_phase[] = {FM_PHASE_EVAL};
@@ -692,6 +778,13 @@ static void tally_case(const fm_config *c, int threads, const char *what)
     }
     run_update(&r);
     assert_tally_equals(r.ledger, fused ? step_phases : update_phase, fused ? 3 : 1, before, what);
+    if (fused) { /* a second step: --fuse drew its weights in the first */
+        declared_now(r.ledger, step_phases, 3, before);
+        run_step_at(&r, 7, 1);
+        run_update_at(&r, 1);
+        assert_tally_equals(r.ledger, step_phases, 3, before, what);
+        memset(before, 0, sizeof before);
+    }
     run_eval(&r, 7);
     assert_tally_equals(r.ledger, eval_phase, 1, before, what);
     declared_now(r.ledger, eval_phase, 1, before);
@@ -740,8 +833,12 @@ static void test_counting_build_tally(void **state)
         {"bop", FM_WEIGHTS_BC_DET, 0, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_HINGE, FM_OPT_BOP, 0, 0, FM_BN_PAPER, 0, FM_ACTS_RELU},
         {"bop+qb xent running", FM_WEIGHTS_BC_DET, 1, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, FM_LOSS_XENT, FM_OPT_BOP, 0, 0, FM_BN_RUNNING, 0, FM_ACTS_RELU},
     };
-    /* the learning state in bf16: bop's momenta, SGD's and Adam's latent weights */
+    /* the learning state in bf16: bop's momenta, SGD's and Adam's latent
+     * weights; and --fuse: the update in the backward pass, drawing the next
+     * step's weights */
     const char *bf16_cases[] = {"bc+qb", "tc adam", "bop+qb xent running"};
+    const char *fuse_cases[] = {"fp32", "bc+qb", "tc+qb[-4:3]", "synapse+qb",
+                                "bc xent momentum dropout running", "tc adam"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         c.weights = cases[i].weights;
         c.qb = cases[i].qb;
@@ -754,20 +851,27 @@ static void test_counting_build_tally(void **state)
         c.bn_stats = cases[i].bn;
         c.test_quantized = cases[i].test_quantized;
         c.acts = cases[i].acts;
-        for (int bf16 = 0; bf16 < 2; bf16++) {
+        for (int variant = 0; variant < 3; variant++) { /* as is, bf16, fused */
             int listed = 0;
-            for (size_t k = 0; k < sizeof bf16_cases / sizeof bf16_cases[0]; k++)
-                listed |= strcmp(bf16_cases[k], cases[i].what) == 0;
-            if (bf16 && !listed)
+            const char *const *names = variant == 2 ? fuse_cases : bf16_cases;
+            const size_t count = variant == 2 ? sizeof fuse_cases / sizeof fuse_cases[0]
+                                              : sizeof bf16_cases / sizeof bf16_cases[0];
+            for (size_t k = 0; k < count; k++)
+                listed |= strcmp(names[k], cases[i].what) == 0;
+            if (variant > 0 && !listed)
                 continue;
+            const int bf16 = variant == 1;
             char what[96];
             c.latent = bf16 ? FM_LATENT_BF16 : FM_LATENT_FP32;
-            snprintf(what, sizeof what, "%s%s", cases[i].what, bf16 ? " bf16" : "");
+            c.fuse = variant == 2;
+            snprintf(what, sizeof what, "%s%s", cases[i].what,
+                     bf16 ? " bf16" : variant == 2 ? " fuse" : "");
             c.exec = FM_EXEC_DEFAULT;
             tally_case(&c, 1, what);
             tally_case(&c, 2, what);
             if (c.qb && c.weights != FM_WEIGHTS_FP32) { /* and --exec mulfree */
-                snprintf(what, sizeof what, "%s%s mulfree", cases[i].what, bf16 ? " bf16" : "");
+                snprintf(what, sizeof what, "%s%s mulfree", cases[i].what,
+                         bf16 ? " bf16" : variant == 2 ? " fuse" : "");
                 c.exec = FM_EXEC_MULFREE;
                 tally_case(&c, 1, what);
                 tally_case(&c, 2, what);
@@ -775,6 +879,7 @@ static void test_counting_build_tally(void **state)
         }
     }
     c.latent = FM_LATENT_FP32;
+    c.fuse = 0;
     /* convolutional networks (7x7x3 inputs): valid and same padding, stride
      * 2, pooling, batch norm per map, in each weight class, with the
      * convolutions' exponent clip and without, on both paths */
@@ -823,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_hand_totals_fp32_momentum),
         cmocka_unit_test(test_hand_totals_bop),
         cmocka_unit_test(test_hand_totals_bop_fused),
+        cmocka_unit_test(test_hand_totals_fuse),
         cmocka_unit_test(test_paper_mults),
         cmocka_unit_test(test_invariant_threads_and_kernels),
         cmocka_unit_test(test_measure),

@@ -408,7 +408,8 @@ static void net_step(net *n, int batch, uint64_t step)
     net_input(n, batch, step);
     fmi_train_step(n->model, n->ws, n->labels, batch, step, NULL);
     assert_int_equal(n->ws->status, FM_OK);
-    fmi_optimizer_step(n->model, n->ws, n->s1, NULL, 0.1, (long)step + 1);
+    n->ws->step_lr = 0.1;
+    fmi_optimizer_step(n->model, n->ws, n->s1, NULL, (long)step + 1);
 }
 
 static double max_abs(const float *v, size_t n)

@@ -20,9 +20,9 @@
  * its own index of one stream (counter-based streams make that a sample). */
 typedef void (*sampler)(const float *w, float *out, size_t n, uint64_t key);
 static float h_global = 0.03f;
-static void bc(const float *w, float *o, size_t n, uint64_t k) { fmi_binarize_stochastic(w, o, n, h_global, k); }
-static void tc(const float *w, float *o, size_t n, uint64_t k) { fmi_ternarize_stochastic(w, o, n, h_global, k); }
-static void syn(const float *w, float *o, size_t n, uint64_t k) { fmi_synapse_stochastic(w, o, n, h_global, 26, 60.0f, k); }
+static void bc(const float *w, float *o, size_t n, uint64_t k) { fmi_binarize_stochastic(w, o, n, h_global, k, 0); }
+static void tc(const float *w, float *o, size_t n, uint64_t k) { fmi_ternarize_stochastic(w, o, n, h_global, k, 0); }
+static void syn(const float *w, float *o, size_t n, uint64_t k) { fmi_synapse_stochastic(w, o, n, h_global, 26, 60.0f, k, 0); }
 static void qb(const float *w, float *o, size_t n, uint64_t k) { fmi_pow2_quantize(w, o, n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, k, 0); }
 
 static double sample_mean(sampler f, float w, uint64_t key, double *sd_out)
@@ -64,7 +64,7 @@ static void test_binary_stochastic_mean(void **state)
     float w[1000], out[1000];
     for (int i = 0; i < 1000; i++)
         w[i] = (float)(i - 500) * 1e-4f;
-    fmi_binarize_stochastic(w, out, 1000, h, 7);
+    fmi_binarize_stochastic(w, out, 1000, h, 7, 0);
     for (int i = 0; i < 1000; i++)
         assert_true(out[i] == h || out[i] == -h);
 }
@@ -80,7 +80,7 @@ static void test_ternary_stochastic_mean(void **state)
         assert_mean_close(mean, sd, clipped);
     }
     float w[3] = {0.0f, 0.01f, -0.01f}, out[3];
-    fmi_ternarize_stochastic(w, out, 3, h, 9);
+    fmi_ternarize_stochastic(w, out, 3, h, 9, 0);
     assert_true(out[0] == 0.0f); /* p = 0 at w = 0 */
     assert_true(out[1] == 0.0f || out[1] == h);
     assert_true(out[2] == 0.0f || out[2] == -h);
@@ -132,7 +132,7 @@ static void test_synapse_levels(void **state)
     float w[200], out[200], det[200];
     for (int i = 0; i < 200; i++)
         w[i] = (i % 2 ? -1.0f : 1.0f) * h * powf(70.0f, -(float)i / 199.0f);
-    fmi_synapse_stochastic(w, out, 200, h, 26, 60.0f, 11);
+    fmi_synapse_stochastic(w, out, 200, h, 26, 60.0f, 11, 0);
     fmi_synapse_det(w, det, 200, h, 26, 60.0f);
     for (int i = 0; i < 200; i++) {
         int found_s = 0, found_d = 0;
@@ -223,11 +223,25 @@ static void test_counter_streams(void **state)
     float w[5000], a[5000], b[5000];
     for (int i = 0; i < 5000; i++)
         w[i] = (float)(i % 61 - 30) * 1e-3f;
-    fmi_binarize_stochastic(w, a, 5000, 0.03f, 99);
-    fmi_binarize_stochastic(w, b, 5000, 0.03f, 99);
+    fmi_binarize_stochastic(w, a, 5000, 0.03f, 99, 0);
+    fmi_binarize_stochastic(w, b, 5000, 0.03f, 99, 0);
     assert_memory_equal(a, b, sizeof a);
-    fmi_binarize_stochastic(w, b, 5000, 0.03f, 100);
+    fmi_binarize_stochastic(w, b, 5000, 0.03f, 100, 0);
     assert_true(memcmp(a, b, sizeof a) != 0);
+    /* tiles drawn with their offsets as `first` give the whole's draws, in
+     * every stochastic mode (the fused update draws a tile of rows at a time) */
+    const fm_weight_mode modes[3] = {FM_WEIGHTS_BC, FM_WEIGHTS_TC, FM_WEIGHTS_SYNAPSE};
+    for (int k = 0; k < 3; k++) {
+        fmi_quantize_weights(modes[k], w, a, 5000, 0.03f, 26, 60.0f, 41, 0);
+        memset(b, 0xff, sizeof b);
+        for (size_t at = 0; at < 5000; at += 1536) {
+            const size_t count = at + 1536 < 5000 ? 1536 : 5000 - at;
+            fmi_quantize_weights(modes[k], w + at, b + at, count, 0.03f, 26, 60.0f, 41, at);
+        }
+        assert_memory_equal(a, b, sizeof a);
+        fmi_quantize_weights(modes[k], w + 1, b, 4999, 0.03f, 26, 60.0f, 41, 0);
+        assert_true(memcmp(a + 1, b, 4999 * sizeof *b) != 0); /* the offset matters */
+    }
     /* keys from different identifiers differ */
     assert_true(fmi_rng_key(1, 1, 0, 0) != fmi_rng_key(1, 1, 0, 1));
     assert_true(fmi_rng_key(1, 1, 0, 0) != fmi_rng_key(1, 2, 0, 0));

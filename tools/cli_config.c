@@ -221,6 +221,7 @@ const option_def train_options[] = {
     {"bop-threshold", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_threshold},
     {"bop-gamma-final", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_gamma_final},
     {"latent", T_CHOICE, TOPT(latent), 0, 0, 0, latent_choices, 0, NULL},
+    {"fuse", T_FLAG, TOPT(cfg.fuse), 0, 0, 0, NULL, 0, NULL},
     {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
     {"preproc", T_CHOICE, TOPT(preproc), 0, 0, 0, preproc_choices, 0, NULL},
     {"preproc-cache", T_INT, TOPT(preproc_cache), 0, 1048576, 0, NULL, 0, NULL},
@@ -262,6 +263,7 @@ const option_def energy_options[] = {
     {"bop-gamma", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_gamma},
     {"bop-threshold", T_CUSTOM, 0, 0, 0, 0, NULL, ARG_REQUIRED, set_bop_threshold},
     {"latent", T_CHOICE, TOPT(latent), 0, 0, 0, latent_choices, 0, NULL},
+    {"fuse", T_FLAG, TOPT(cfg.fuse), 0, 0, 0, NULL, 0, NULL},
     {"loss", T_CHOICE, TOPT(loss), 0, 0, 0, loss_choices, 0, NULL},
     {"dropout", T_DOUBLE, TOPT(cfg.dropout), 0, 1, HI_OPEN | AS_FLOAT, NULL, 0, NULL},
     {"seed", T_U64, TOPT(cfg.seed), 0, 0, 0, NULL, 0, NULL},
@@ -371,13 +373,15 @@ void json_mode(json_writer *w, const fm_config *c)
     }
 }
 
-/* Bop's gamma, threshold and final gamma, with --opt bop only, and the
- * latent precision where it is not fp32: the results of the other runs keep
- * their shape (tests/golden hashes them). */
+/* Bop's gamma, threshold and final gamma, with --opt bop only, the latent
+ * precision where it is not fp32 and fuse where it is set: the results of
+ * the other runs keep their shape (tests/golden hashes them). */
 void json_bop(json_writer *w, const fm_config *c)
 {
     if (c->latent != FM_LATENT_FP32)
         json_string(w, "latent", choice_name(latent_choices, (int)c->latent));
+    if (c->fuse)
+        json_bool(w, "fuse", 1);
     if (c->opt != FM_OPT_BOP)
         return;
     json_number(w, "bop_gamma", c->bop_gamma);

@@ -154,6 +154,13 @@ const char *const train_help[] = {
     "                     latent weights of a quantized mode, bop's momenta):",
     "                     fp32 (default), or bf16 with stochastic rounding after",
     "                     every update (needs a quantized --weights or bop)",
+    "  --fuse             fold each dense layer's update into the backward pass,",
+    "                     a tile of weight-gradient rows at a time, and draw the",
+    "                     next step's quantized weights from the fresh latent",
+    "                     ones there: the same bits as without, no whole dW, and",
+    "                     the latent weights read and written once a step (bop",
+    "                     always fuses; not in an MPI run, whose ranks sum dW",
+    "                     first). A resumed run may add or drop it",
     "  --lr X             initial learning rate, > 0 (default sgd 0.3, adam and",
     "                     bop 0.003; bop's is batch norm's Adam)",
     "                     and a normal 32-bit float (1.2e-38 to 3.4e38), as are",
@@ -274,7 +281,7 @@ const char *const train_help[] = {
     "model, weights, synapse_levels, qb, qb_error, qb_emin, qb_emax,",
     "qb_conv_emin, qb_conv_emax, batch, seed, threads, params, data, preproc, valid, lr,",
     "lr_final, opt, acts, exec, kernels, ldexp_fallbacks, latent (with --latent",
-    "bf16 only), bop_gamma, bop_gamma_final and",
+    "bf16 only), fuse (with --fuse only), bop_gamma, bop_gamma_final and",
     "bop_threshold (with --opt bop only), out,",
     "out_bytes, bits_per_weight, out_weights, export, state, checkpoint,",
     "resumed_from (null when absent or not measured), ranks, compress (null",
@@ -517,6 +524,8 @@ static void print_plan(const train_opts *o, const fm_model *model, const fm_imag
                 c->bop_threshold);
     if (c->latent != FM_LATENT_FP32)
         fprintf(stderr, ", %s learning state", choice_name(latent_choices, o->latent));
+    if (c->fuse)
+        fprintf(stderr, ", update fused into the backward pass");
     if (o->ranks > 1)
         fprintf(stderr, " on each of %d MPI ranks (gradients exchanged %s)", o->ranks,
                 o->compress == FM_COMPRESS_NONE ? "as fp32"
@@ -750,7 +759,7 @@ static void train_run_free(train_run *t)
  * inputs. Any other would change the run. */
 static const char *const resume_options[] = {
     "data", "out", "state", "export", "log", "json", "quiet", "ledger", "table", "threads",
-    "checkpoint", "checkpoint-every", "resume", "compress", "preproc-cache", NULL};
+    "fuse", "checkpoint", "checkpoint-every", "resume", "compress", "preproc-cache", NULL};
 
 /* The first option on the line (after a successful parse) that a resumed run
  * may not be given, or NULL. */
@@ -780,10 +789,11 @@ static int take_resumed_run(train_opts *o, train_run *t, int threads_given, int 
         return library_failure();
     fm_checkpoint_info at;
     fm_checkpoint_position(t->resume, &at);
-    const int threads = o->cfg.threads;
+    const int threads = o->cfg.threads, fuse = o->cfg.fuse;
     train_opts_take_config(o, fm_checkpoint_config(t->resume));
     if (threads_given)
         o->cfg.threads = threads;
+    o->cfg.fuse = fuse; /* not the run's: how it runs, as threads */
     if (!data_given) {
         o->data = fm_checkpoint_data(t->resume);
         if (!o->data[0])

@@ -197,7 +197,7 @@ def _exponent_range(option, value):
 # command's flag it mirrors: --weights, --synapse-range, ...
 CONFIG_OPTIONS = ("arch", "weights", "synapse_range", "scale", "qb", "qb_bn_shortcut", "qb_conv",
                   "test_weights", "epochs", "batch", "opt", "lr", "lr_final", "momentum",
-                  "bop_gamma", "bop_threshold", "bop_gamma_final", "latent", "loss", "preproc",
+                  "bop_gamma", "bop_threshold", "bop_gamma_final", "latent", "fuse", "loss", "preproc",
                   "dropout", "bn_stats", "bn_momentum", "bn_eps", "valid", "train_limit", "seed",
                   "threads", "eval_every", "no_eval", "acts", "exec")
 
@@ -265,6 +265,8 @@ class _Config:
             c.seed = int(o["seed"])
         if o.get("no_eval"):
             c.no_eval = 1
+        if o.get("fuse"):
+            c.fuse = 1
         lr, lr_final = ffi.new("double *"), ffi.new("double *")
         lib.fm_config_learning_rates(c, lr, lr_final)
         c.lr, c.lr_final = lr[0], lr_final[0]
@@ -286,7 +288,7 @@ def config_dict(c):
         "batch": c.batch, "opt": _name_of("opt", c.opt), "lr": c.lr, "lr_final": c.lr_final,
         "momentum": c.momentum, "bop_gamma": c.bop_gamma, "bop_threshold": c.bop_threshold,
         "bop_gamma_final": c.bop_gamma_final if c.bop_gamma_final > 0 else None,
-        "latent": _name_of("latent", c.latent),
+        "latent": _name_of("latent", c.latent), "fuse": bool(c.fuse),
         "loss": _name_of("loss", c.loss), "preproc": _name_of("preproc", c.preproc),
         "dropout": c.dropout, "bn_stats": _name_of("bn_stats", c.bn_stats),
         "bn_momentum": c.bn_momentum, "bn_eps": c.bn_eps, "valid": c.valid,
@@ -712,7 +714,7 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
     first `train_limit` of the rest are trained on. Options are train's flags
     with underscores: arch, weights, synapse_range, scale, qb (True,
     "EMIN:EMAX"), qb_bn_shortcut, qb_conv, test_weights, epochs, batch, opt,
-    lr, lr_final, momentum, bop_gamma, bop_threshold, bop_gamma_final, latent, loss, preproc,
+    lr, lr_final, momentum, bop_gamma, bop_threshold, bop_gamma_final, latent, fuse, loss, preproc,
     dropout,
     bn_stats, valid, train_limit, seed, threads, eval_every, no_eval, acts,
     exec (and bn_momentum, bn_eps of fm_config). progress(dict) is called
@@ -721,7 +723,7 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
     set). ledger=True records the run's work into Model.ledger, priced with
     table. checkpoint (path), checkpoint_every (N steps or "Ns"/"Nm"/"Nh"),
     resume (a path or Checkpoint: its configuration is the run's; only
-    threads may be given with it). Returns the trained Model, its .result the
+    threads and fuse may be given with it). Returns the trained Model, its .result the
     run's result and .epochs its epoch reports."""
     if train_labels is None or (test_images is None) != (test_labels is None):
         _refuse("train: labels go with their images (train_labels, and test_labels exactly "
@@ -737,7 +739,7 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
     resumed = None
     if resume is not None:
         resumed = resume if isinstance(resume, Checkpoint) else Checkpoint(resume)
-        extra = set(options) - {"threads"}
+        extra = set(options) - {"threads", "fuse"}
         if extra:
             _refuse("resume: the run's configuration is the checkpoint's; %s may not be given "
                     "with it" % ", ".join(sorted(extra)))
@@ -745,6 +747,7 @@ def train(train_images, train_labels, test_images=None, test_labels=None, *, cla
         cfg.c[0] = lib.fm_checkpoint_config(resumed.c)[0]
         if options.get("threads") is not None:
             cfg.c.threads = options["threads"]
+        cfg.c.fuse = 1 if options.get("fuse") else 0  # how the run goes, not what it is
         model = resumed.model()
         if ledger is False and resumed.position["has_ledger"]:
             ledger = True

@@ -121,6 +121,20 @@ def test_bop_bf16_decay_is_the_commands_run(tmp_path, data):
         fewmul.train(x, y, tx, ty, latent="bf16", epochs=1, train_limit=200)  # fp32 weights
 
 
+@needs_data
+def test_fuse_is_the_commands_run(tmp_path, data):
+    # --fuse: the same bits as the unfused run, from Python and the command
+    flags = ["--weights", "bc", "--qb", "--latent", "bf16", "--epochs", "2", "--train-limit",
+             "600", "--valid", "1000", "--threads", "2", "--seed", "4", "--arch", "mlp:64"]
+    cli("train", "--data", SPEC, *flags, "--state", tmp_path / "cli.fm", "--quiet")
+    x, y, tx, ty = data
+    model = fewmul.train(x, y, tx, ty, weights="bc", qb=True, latent="bf16", fuse=True, epochs=2,
+                         train_limit=600, valid=1000, threads=2, seed=4, arch="mlp:64")
+    model.save(tmp_path / "py.fm")
+    assert filecmp.cmp(tmp_path / "py.fm", tmp_path / "cli.fm", shallow=False)
+    assert model.config["fuse"] is True
+
+
 def same_numbers(a, b, where="$"):
     """JSON of the command (numbers printed with %.10g) against a dict."""
     if isinstance(a, dict):

@@ -107,8 +107,10 @@ static int ensure_layer(fm_ledger *l, int index)
         l->out_of_memory = 1;
         return 0;
     }
-    if (l->n_layers <= index)
-        l->n_layers = index + 1;
+    /* a layer past the end starts empty: after fm_ledger_clear the slots
+     * still hold the counts of the layers before */
+    for (; l->n_layers <= index; l->n_layers++)
+        memset(&l->layers[l->n_layers], 0, sizeof *l->layers);
     return 1;
 }
 

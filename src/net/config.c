@@ -43,6 +43,7 @@ void fm_config_default(fm_config *c)
     c->bop_gamma = 1e-3;
     c->bop_threshold = 1e-6;
     c->latent = FM_LATENT_FP32;
+    c->fuse = 0;
 }
 
 double fmi_bop_gamma_at(const fm_config *c, int epoch)
@@ -412,6 +413,8 @@ int fm_config_check(const fm_config *c)
         return fmi_error(FM_EINVAL, "bf16 learning state is for latent weights behind quantized "
                                    "ones (bc, bc-det, tc, tc-det, synapse) or bop's momentum; "
                                    "fp32 weights are the network itself");
+    if (c->fuse != 0 && c->fuse != 1)
+        return fmi_error(FM_EINVAL, "fuse %d is neither 0 nor 1", c->fuse);
     if (c->threads > 1024)
         return fmi_error(FM_EINVAL, "threads %d out of range 1..1024", c->threads);
     return FM_OK;

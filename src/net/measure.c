@@ -28,7 +28,7 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
     fm_workspace *ws = NULL;
     int rc = set.pixels && set.labels && s1 && s2 ? fmi_workspace_create(m, batch, 1, &ws) : FM_ENOMEM;
     if (rc == FM_OK) /* as a training run of one process */
-        rc = fmi_bop_fuse(m, ws, s1);
+        rc = fmi_update_fuse(m, ws, s1, s2);
     if (rc == FM_OK) {
         fm_rng rng;
         fmi_rng_seed(&rng, m->config.seed);
@@ -38,14 +38,27 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
             set.labels[b] = (uint8_t)(b % m->classes);
 
         if (train_step) {
+            uint64_t step = 0;
+            ws->bop_gamma = fmi_bop_gamma_at(&m->config, 1);
+            if (ws->wq_drawn) {
+                /* a fused update draws the next step's weights: measure a
+                 * step whose weights the one before drew, as every step of a
+                 * run after its first, and keep the tally (counting builds)
+                 * to the measured step too */
+                uint64_t before[FM_OP_KINDS], first[FM_OP_KINDS];
+                fmi_tally_take(before);
+                fmi_load_batch(m, ws, &set, NULL, 0, batch);
+                fmi_train_step(m, ws, set.labels, batch, step, NULL);
+                fmi_optimizer_step(m, ws, s1, s2, (long)++step);
+                fmi_tally_take(first);
+                for (int op = 0; op < FM_OP_KINDS; op++)
+                    FM_TALLY((fm_op)op, before[op]);
+            }
             ws->ledger = train_step;
-            double lr, lr_end;
-            fm_config_learning_rates(&m->config, &lr, &lr_end);
             fmi_load_batch(m, ws, &set, NULL, 0, batch);
             fmi_load_batch_cost(m, ws, FM_PHASE_FORWARD, batch, batch);
-            ws->bop_gamma = fmi_bop_gamma_at(&m->config, 1);
-            fmi_train_step(m, ws, set.labels, batch, 0, NULL);
-            fmi_optimizer_step(m, ws, s1, s2, lr, 1);
+            fmi_train_step(m, ws, set.labels, batch, step, NULL);
+            fmi_optimizer_step(m, ws, s1, s2, (long)step + 1);
             fmi_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)batch);
             rc = fmi_ledger_status(train_step);
         }

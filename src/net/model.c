@@ -442,7 +442,8 @@ void fmi_workspace_free(const fm_model *m, fm_workspace *ws)
     fmi_free(ws->pre_scratch);
     fmi_free(ws->qx);
     fmi_free(ws->grad_state);
-    fmi_free(ws->bop_tile);
+    fmi_free(ws->fused_tile);
+    fmi_free(ws->wq_drawn);
     fmi_free(ws);
 }
 
@@ -564,6 +565,8 @@ int fmi_workspace_create(const fm_model *m, int max_batch, int training, fm_work
     ws->max_batch = max_batch;
     ws->training = training;
     ws->bop_gamma = fmi_bop_gamma_at(&m->config, 1); /* a trainer sets each epoch's */
+    double lr_end;
+    fm_config_learning_rates(&m->config, &ws->step_lr, &lr_end); /* and each step's */
     size_t n = (size_t)m->n_layers + 1;
     ws->act = fmi_alloc(n, sizeof *ws->act);
     ws->grad = fmi_alloc(n, sizeof *ws->grad);

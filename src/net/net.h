@@ -63,7 +63,8 @@ typedef struct fm_layer_spec {
 int fmi_arch_parse(const char *arch, fm_layer_spec *specs, int max_specs);
 
 /* The first field (by name: "epochs", "lr", ...) in which two configurations
- * of a run differ, threads aside, or NULL when they describe the same run. */
+ * of a run differ, threads and fuse aside (they change how it runs, not its
+ * bits), or NULL when they describe the same run. */
 const char *fmi_config_differs(const fm_config *a, const fm_config *b);
 /* Bop's gamma in a 1-based epoch: bop_gamma, decayed toward bop_gamma_final. */
 double fmi_bop_gamma_at(const fm_config *c, int epoch);
@@ -141,15 +142,20 @@ typedef struct fm_workspace {
      * minibatch's size (0: the pass's own batch, one process). */
     struct fm_dist *dist;
     int row0, rows_total;
-    /* bop with its update folded into the backward pass (fmi_bop_fuse, one
-     * process): the momenta, aligned with model->state, and a tile of
-     * weight-gradient rows for each of bop_threads threads, bop_tile_floats
-     * apart (or one larger block for a BLAS); NULL: the optimizer step
-     * updates every weight from grad_state */
-    float *bop_momentum, *bop_tile;
-    size_t bop_tile_floats;
-    int bop_threads;
+    /* The update folded into the backward pass (fmi_update_fuse: bop, or
+     * fm_config.fuse; one process): the optimizer's state s1 and s2 (bop's
+     * momenta; SGD's velocity; Adam's moments), aligned with model->state,
+     * and a tile of weight-gradient rows for each of fused_threads threads,
+     * fused_tile_floats apart (or one larger block for a BLAS); NULL
+     * fused_s1: the optimizer step updates every weight from grad_state.
+     * wq_drawn[l]: 1 + the step whose weights ws->wq[l] holds, drawn by the
+     * update of the step before (0: none; evaluation overwrites them). */
+    float *fused_s1, *fused_s2, *fused_tile;
+    size_t fused_tile_floats;
+    int fused_threads;
+    uint64_t *wq_drawn;
     double bop_gamma; /* the step's gamma (fmi_bop_gamma_at), set by the trainer */
+    double step_lr;   /* the step's learning rate, set by the trainer */
 } fm_workspace;
 
 /* Floats after grad_state's state_count: the step's loss and error count
@@ -194,11 +200,26 @@ static inline int fmi_ledger_loss_index(const fm_model *model) { return model->n
 /* Declares an argmax error count of `batch` rows (eval phase, loss layer). */
 void fmi_eval_errors_cost(const fm_model *model, fm_workspace *ws, int batch);
 
-/* One optimizer step over every parameter group, declared to ws->ledger
- * (update phase; the caller counts the pass). s1, s2: optimizer state aligned with model->state (s2 for
- * Adam only); t is the 1-based step number. */
-void fmi_optimizer_step(fm_model *model, const fm_workspace *ws, float *s1, float *s2, double lr,
-                       long t);
+/* One optimizer step (update.c) at rate ws->step_lr over every parameter
+ * group the backward pass did not update (fmi_update_fused), declared to
+ * ws->ledger (update phase; the caller counts the pass). s1, s2: optimizer
+ * state aligned with model->state (s2 for Adam and bop only); t is the
+ * 1-based step number. */
+void fmi_optimizer_step(fm_model *model, const fm_workspace *ws, float *s1, float *s2, long t);
+/* Group G's values [at, at + count) (offsets into the group) updated from
+ * their gradient g (count values), as fmi_optimizer_step updates the whole
+ * group: the same arithmetic and the same draws of the bf16 rounding. */
+void fmi_update_range(const fm_model *model, const fm_workspace *ws, const fm_param_group *G,
+                      size_t at, size_t count, const float *g, float *s1, float *s2, long t);
+/* Declares n values of group G's update (of layer name `layer`): its
+ * operations and the bytes of its parameters and optimizer state, not those
+ * of the gradient, which the caller declares. */
+void fmi_update_cost(const fm_cost *cost, const fm_model *model, const fm_param_group *G,
+                     uint64_t n, const char *layer);
+/* The parameter group of weighted layer l's weights (NULL for another layer). */
+const fm_param_group *fmi_weight_group(const fm_model *model, int l);
+/* The stream of layer l's bf16 roundings at a step, fused or not. */
+uint64_t fmi_latent_key(const fm_model *model, int l, uint64_t step);
 
 /* Training pass: samples the weights with stream keys derived from (seed,
  * step), runs forward, loss and backward, leaving gradients in grad_state.

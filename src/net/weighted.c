@@ -63,8 +63,29 @@ static void quantize_cost(const fm_cost *c, const fm_model *m, int l, int stocha
     fmi_bytes_tensor(c, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);
 }
 
+/* Weighted layer l's weights for training step `step`, values [at, at +
+ * count): a sample (stochastic modes) or the deterministic quantization of
+ * the latent W, into ws->wq[l]. */
+static void draw_weights(const fm_model *m, fm_workspace *ws, int l, uint64_t step, size_t at,
+                         size_t count)
+{
+    const fm_layer *L = &m->layers[l];
+    const fm_config *c = &m->config;
+    uint64_t key = fmi_rng_key(c->seed, FM_STREAM_WEIGHTS, (uint64_t)L->weight_index, step);
+    fmi_quantize_weights(c->weights, m->state + L->offset + at, ws->wq[l] + at, count, L->h,
+                        c->synapse_levels, (float)c->synapse_range, key, at);
+}
+
+/* Whether ws->wq[l] holds step `step`'s weights, drawn by the fused update
+ * of the step before. */
+static int weights_drawn(const fm_workspace *ws, int l, uint64_t step)
+{
+    return ws->wq_drawn && ws->wq_drawn[l] == step + 1;
+}
+
 /* The weights a training pass uses: W itself in fp32, else a fresh sample
- * (stochastic modes) or the deterministic quantization, in ws->wq. */
+ * (stochastic modes) or the deterministic quantization, in ws->wq (unless
+ * the step before drew them there). */
 static const float *training_weights(const fm_model *m, fm_workspace *ws, int l, uint64_t step)
 {
     const fm_layer *L = &m->layers[l];
@@ -79,9 +100,8 @@ static const float *training_weights(const fm_model *m, fm_workspace *ws, int l,
             memcpy(ws->wq[l], w, fmi_layer_weight_count(L) * sizeof *w);
         return w;
     }
-    uint64_t key = fmi_rng_key(c->seed, FM_STREAM_WEIGHTS, (uint64_t)L->weight_index, step);
-    fmi_quantize_weights(c->weights, w, ws->wq[l], fmi_layer_weight_count(L), L->h,
-                        c->synapse_levels, (float)c->synapse_range, key);
+    if (!weights_drawn(ws, l, step))
+        draw_weights(m, ws, l, step, 0, fmi_layer_weight_count(L));
     return ws->wq[l];
 }
 
@@ -95,6 +115,8 @@ void fmi_eval_weights(const fm_model *m, fm_workspace *ws)
         const fm_layer *L = &m->layers[l];
         if (fmi_layer_weighted(L)) {
             const fm_cost cost = fmi_pass_cost(&pass, l, FM_PHASE_EVAL);
+            if (ws->wq_drawn) /* the next training step draws its own again */
+                ws->wq_drawn[l] = 0;
             if (bop_weights(c)) { /* the bits are the evaluation weights */
                 memcpy(ws->wq[l], m->state + L->offset, fmi_layer_weight_count(L) * sizeof(float));
             } else {
@@ -136,7 +158,7 @@ void fmi_weighted_forward(const fm_pass *p, int l)
     const int quantized = c->weights != FM_WEIGHTS_FP32;
     const fm_cost cost = fmi_pass_cost(p, l, FM_PHASE_FORWARD);
     const fm_product_ops *product = ws->train_product[l];
-    if (quantized && !bop_weights(c))
+    if (quantized && !bop_weights(c) && !weights_drawn(ws, l, p->step))
         quantize_cost(&cost, m, l, 1);
     const float *w = training_weights(m, ws, l, p->step);
     if (product->prepare)
@@ -161,28 +183,34 @@ void fmi_weighted_forward_eval(const fm_pass *p, int l)
     fmi_bytes_activation(&cost, m, l + 1, 0, p->batch, 1);
 }
 
-/* ---- bop's update folded into the backward pass ---- */
+/* ---- the update folded into the backward pass ---- */
 
-int fmi_bop_fused(const fm_model *m, const fm_workspace *ws, int l)
+int fmi_update_fused(const fm_model *m, const fm_workspace *ws, int l)
 {
-    return ws->bop_momentum && m->layers[l].kind == FM_LAYER_DENSE && ws->train_product[l]->rows;
+    return ws->fused_s1 && m->layers[l].kind == FM_LAYER_DENSE && ws->train_product[l]->rows;
 }
 
 /* Rows of dense layer l in one tile: a tile's bytes, at least one row. */
 static int tile_rows(const fm_layer *L)
 {
-    return FM_MAX(1, FM_MIN(L->in, FMI_BOP_TILE_BYTES / (4 * L->out)));
+    return FM_MAX(1, FM_MIN(L->in, FMI_FUSED_TILE_BYTES / (4 * L->out)));
 }
 
 /* Rows a BLAS forms at once for the fused update: many small products cost
  * a BLAS five times the whole one (paper-mlp), so the default path, which
- * emulates the method with float GEMMs, forms FMI_BOP_BLAS_ROWS rows at a
- * time; the ledger counts the method's tiles, as the mulfree kernels run
- * them. */
-#define FMI_BOP_BLAS_ROWS 256
-static int blas_rows(const fm_layer *L) { return FM_MIN(L->in, FM_MAX(tile_rows(L), FMI_BOP_BLAS_ROWS)); }
+ * emulates the method with float GEMMs, forms FMI_BLAS_ROWS rows at a time;
+ * the ledger counts the method's tiles, as the mulfree kernels run them. */
+#define FMI_BLAS_ROWS 256
+static int blas_rows(const fm_layer *L) { return FM_MIN(L->in, FM_MAX(tile_rows(L), FMI_BLAS_ROWS)); }
 
-int fmi_bop_fuse(const fm_model *m, fm_workspace *ws, float *momentum)
+/* Whether the fused update also draws the next step's weights: with
+ * fm_config.fuse, for a mode whose weights are drawn from latent ones. */
+static int fused_draws(const fm_config *c)
+{
+    return c->fuse && c->weights != FM_WEIGHTS_FP32 && !bop_weights(c);
+}
+
+int fmi_update_fuse(const fm_model *m, fm_workspace *ws, float *s1, float *s2)
 {
     const int threads = FM_MAX(1, fmi_threads_available());
     size_t floats = 0, buffer = 0;
@@ -193,20 +221,21 @@ int fmi_bop_fuse(const fm_model *m, fm_workspace *ws, float *momentum)
         floats = FM_MAX(floats, (size_t)tile_rows(L) * (size_t)L->out);
         buffer = FM_MAX(buffer, FM_MAX((size_t)threads * floats, (size_t)blas_rows(L) * (size_t)L->out));
     }
-    if (m->config.opt != FM_OPT_BOP || !ws->training || floats == 0)
+    if (!(m->config.opt == FM_OPT_BOP || m->config.fuse) || !ws->training || floats == 0)
         return FM_OK;
-    fmi_free(ws->bop_tile);
-    if (!(ws->bop_tile = fmi_alloc(buffer, sizeof(float))))
+    fmi_free(ws->fused_tile);
+    fmi_free(ws->wq_drawn);
+    ws->wq_drawn = NULL;
+    if (!(ws->fused_tile = fmi_alloc(buffer, sizeof(float))))
         return FM_ENOMEM;
-    ws->bop_tile_floats = floats;
-    ws->bop_threads = threads;
-    ws->bop_momentum = momentum;
+    if (fused_draws(&m->config) &&
+        !(ws->wq_drawn = fmi_alloc((size_t)m->n_layers + 1, sizeof *ws->wq_drawn)))
+        return FM_ENOMEM;
+    ws->fused_tile_floats = floats;
+    ws->fused_threads = threads;
+    ws->fused_s1 = s1;
+    ws->fused_s2 = s2;
     return FM_OK;
-}
-
-uint64_t fmi_bop_key(const fm_model *m, int l, uint64_t step)
-{
-    return fmi_rng_key(m->config.seed, FM_STREAM_LATENT, (uint64_t)m->layers[l].weight_index, step);
 }
 
 #ifdef _OPENMP
@@ -218,61 +247,68 @@ static int thread_index(void) { return 0; }
 static int threads_now(void) { return 1; }
 #endif
 
-/* Bop on dense layer l straight from its weight gradient: a tile of rows of
- * dW at a time, formed in the thread's own tile (a first-level cache's
- * worth) and at once folded into the momenta and flips of those rows, so no
- * dW of the whole layer is ever written or read. The arithmetic, its order
- * and the roundings' draws are the unfused step's, whatever the thread count. */
-static void bop_fused_update(const fm_pass *p, const fm_cost *backward, int l, const float *x,
-                             const float *e)
+/* One tile of dense layer l's weight-gradient rows [i0, i1), formed into
+ * `tile` and at once applied: the update of those rows' weights and, where
+ * the update draws, their next step's weights. */
+static void update_tile(const fm_pass *p, int l, const float *x, const float *e, int flag, int i0,
+                        int i1, float *tile)
+{
+    const fm_model *m = p->model;
+    fm_workspace *ws = p->ws;
+    const size_t out = (size_t)m->layers[l].out, at = (size_t)i0 * out, count = (size_t)(i1 - i0) * out;
+    ws->train_product[l]->rows(p, l, x, e, flag, i0, i1, tile);
+    fmi_update_range(m, ws, fmi_weight_group(m, l), at, count, tile, ws->fused_s1, ws->fused_s2,
+                     (long)p->step + 1);
+    if (fused_draws(&m->config))
+        draw_weights(m, ws, l, p->step + 1, at, count);
+}
+
+/* The update of dense layer l straight from its weight gradient: a tile of
+ * rows of dW at a time, formed in the thread's own tile (a first-level
+ * cache's worth) and at once folded into those rows' weights and optimizer
+ * state, so no dW of the whole layer is ever written or read; with
+ * fm_config.fuse the next step's weights are drawn from the tile's fresh
+ * latent weights too, so those are read once a step, not twice. The
+ * arithmetic, its order and the draws are the unfused step's, whatever the
+ * thread count. */
+static void fused_update(const fm_pass *p, const fm_cost *backward, int l, const float *x,
+                         const float *e)
 {
     const fm_model *m = p->model;
     const fm_config *c = &m->config;
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
     const fm_product_ops *product = ws->train_product[l];
-    const size_t out = (size_t)L->out, n = (size_t)L->in * out;
-    float *w = m->state + L->offset, *momentum = ws->bop_momentum + L->offset;
-    const uint64_t key = fmi_bop_key(m, l, p->step);
-    const float gamma = (float)ws->bop_gamma, threshold = (float)c->bop_threshold;
-    const int bf16 = c->latent == FM_LATENT_BF16;
     const int rows = product->rows_own_threads ? blas_rows(L) : tile_rows(L);
     const int tiles = (L->in + rows - 1) / rows;
     const int flag = product->rows_begin(p, backward, l, x, e);
     if (product->rows_own_threads) {
         /* outside any parallel region, where a BLAS and the step use every thread */
-        for (int t = 0; t < tiles; t++) {
-            const int i0 = t * rows, i1 = FM_MIN(L->in, i0 + rows);
-            const size_t at = (size_t)i0 * out, count = (size_t)(i1 - i0) * out;
-            const fm_latent_round round = {key, at};
-            product->rows(p, l, x, e, flag, i0, i1, ws->bop_tile);
-            fmi_bop_step(w + at, ws->bop_tile, momentum + at, count, gamma, threshold,
-                         bf16 ? &round : NULL);
-        }
+        for (int t = 0; t < tiles; t++)
+            update_tile(p, l, x, e, flag, t * rows, FM_MIN(L->in, (t + 1) * rows), ws->fused_tile);
     } else {
-        const int threads = FM_MIN(ws->bop_threads, threads_now());
+        const int threads = FM_MIN(ws->fused_threads, threads_now());
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (int t = 0; t < tiles; t++) {
-            const int i0 = t * rows, i1 = FM_MIN(L->in, i0 + rows);
-            const size_t at = (size_t)i0 * out, count = (size_t)(i1 - i0) * out;
-            const fm_latent_round round = {key, at};
-            float *tile = ws->bop_tile + (size_t)thread_index() * ws->bop_tile_floats;
-            product->rows(p, l, x, e, flag, i0, i1, tile);
-            fmi_bop_step(w + at, tile, momentum + at, count, gamma, threshold, bf16 ? &round : NULL);
-        }
+        for (int t = 0; t < tiles; t++)
+            update_tile(p, l, x, e, flag, t * rows, FM_MIN(L->in, (t + 1) * rows),
+                        ws->fused_tile + (size_t)thread_index() * ws->fused_tile_floats);
     }
+    if (fused_draws(c))
+        ws->wq_drawn[l] = p->step + 2;
     if (!ws->ledger)
         return;
-    /* each tile written by the product and read by the step, once per value;
-     * the momenta read and written once; the bits read and written whole */
+    /* each tile written by the product and read by the update, once per
+     * value; the update's own bytes and operations; the next step's weights
+     * drawn from the latent ones as they are updated, so written only */
     const fm_cost update = fmi_pass_cost(p, l, FM_PHASE_UPDATE);
-    const uint64_t tile = 4 * (uint64_t)tile_rows(L) * out;
-    const uint64_t bits = fmi_packed_bytes(n, 1), kept = fmi_latent_bytes(c) * (uint64_t)n;
-    fmi_cost_bytes(backward, fmi_tensor_of(m, l, "dW.tile").text, tile, 0, 4 * (uint64_t)n);
-    fmi_cost_bytes(&update, fmi_tensor_of(m, l, "dW.tile").text, tile, 4 * (uint64_t)n, 0);
-    fmi_cost_bytes(&update, fmi_tensor_of(m, l, "momentum").text, kept, kept, kept);
-    fmi_cost_bytes(&update, fmi_tensor_of(m, l, "W").text, bits, bits, bits);
-    fmi_bop_cost(&update, n, bf16);
+    const uint64_t n = fmi_layer_weight_count(L), tile = 4 * (uint64_t)tile_rows(L) * L->out;
+    fmi_cost_bytes(backward, fmi_tensor_of(m, l, "dW.tile").text, tile, 0, 4 * n);
+    fmi_cost_bytes(&update, fmi_tensor_of(m, l, "dW.tile").text, tile, 4 * n, 0);
+    fmi_update_cost(&update, m, fmi_weight_group(m, l), n, fm_ledger_layer_name(ws->ledger, l + 1));
+    if (fused_draws(c)) {
+        fmi_quantize_weights_cost(&update, c->weights, 1, n, c->synapse_levels);
+        fmi_bytes_tensor(&update, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);
+    }
 }
 
 void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax)
@@ -297,9 +333,10 @@ void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax
         fmi_bytes_activation(&cost, m, l, 0, B, 0);
         fmi_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 1);
     }
-    /* a fused bop update flips this layer's weights: after the input
-     * gradient below, which takes them as they were in the forward pass */
-    const int fused = fmi_bop_fused(m, ws, l);
+    /* a fused update changes this layer's weights (and a drawing one its
+     * sampled ws->wq): after the input gradient below, which takes them as
+     * they were in the forward pass */
+    const int fused = fmi_update_fused(m, ws, l);
     if (!fused) {
         product->backward_weights(p, &cost, l, x, e, ws->grad_state + L->offset);
         fmi_bytes_tensor(&cost, m, l, "dW", 4 * (uint64_t)fmi_layer_weight_count(L), 1);
@@ -313,7 +350,7 @@ void fmi_weighted_backward(const fm_pass *p, int l, int e_at, int emin, int emax
         fmi_bytes_activation(&cost, m, l, 1, B, 1);
     }
     if (fused)
-        bop_fused_update(p, &cost, l, x, e);
+        fused_update(p, &cost, l, x, e);
     if (c->qb)
         fmi_bytes_tensor(&cost, m, l, "Qx", qx_bytes, 0);
     else

@@ -14,19 +14,20 @@ uint64_t fmi_layer_weight_bytes(const fm_model *m, int l, int quantized);
  * bf16 (fm_config.latent). */
 uint64_t fmi_latent_bytes(const fm_config *c);
 
-/* Bop's update folded into the backward pass (weighted.c): fmi_bop_fuse
- * makes a training workspace of a bop model take the momenta (aligned with
- * model->state) and update each dense layer's weights there, a tile of
- * weight-gradient rows at a time (FMI_BOP_TILE_BYTES, or one row where a row
- * is larger: a first-level cache's worth per thread), as soon as the layer's
- * input gradient is formed; the optimizer step then leaves those layers
- * alone (fmi_bop_fused). Not for a data-parallel run, whose ranks sum the
- * whole dW first. fmi_bop_key: the stream of a layer's bf16 roundings at a
- * step, fused or not. */
-#define FMI_BOP_TILE_BYTES 32768
-int fmi_bop_fuse(const fm_model *m, fm_workspace *ws, float *momentum);
-int fmi_bop_fused(const fm_model *m, const fm_workspace *ws, int l);
-uint64_t fmi_bop_key(const fm_model *m, int l, uint64_t step);
+/* The update folded into the backward pass (weighted.c): fmi_update_fuse
+ * makes a training workspace of a model with bop, or with fm_config.fuse,
+ * take the optimizer's state s1 and s2 (aligned with model->state) and
+ * update each dense layer's weights there, a tile of weight-gradient rows
+ * at a time (FMI_FUSED_TILE_BYTES, or one row where a row is larger: a
+ * first-level cache's worth per thread), as soon as the layer's input
+ * gradient is formed; the optimizer step then leaves those layers alone
+ * (fmi_update_fused). With fm_config.fuse, each updated tile of a quantized
+ * mode's latent weights is quantized there for the next step too, so the
+ * latent weights are read and written once a step. Not for a data-parallel
+ * run, whose ranks sum the whole dW first. The bits are the unfused run's. */
+#define FMI_FUSED_TILE_BYTES 32768
+int fmi_update_fuse(const fm_model *m, fm_workspace *ws, float *s1, float *s2);
+int fmi_update_fused(const fm_model *m, const fm_workspace *ws, int l);
 
 /* The table entries' common parts: the weight matrix and the Q(x) row in
  * the workspace, U(-2H, 2H) initial weights, the training forward (weights

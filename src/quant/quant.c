@@ -1,7 +1,7 @@
 /* quant.c — binary, ternary, synapse-level and power-of-two quantizers.
  * Loops are written flat (no branches on random data) so the compiler
  * vectorizes them and every element costs the same operations, which
- * fm_*_cost declare to the energy ledger; every random draw is fmi_rand_u32(key, i). */
+ * fm_*_cost declare to the energy ledger; every random draw is fmi_rand_u32(key, first + i). */
 #include "quant.h"
 #include "ledger.h"
 #include "rng.h"
@@ -11,15 +11,16 @@
 
 /* 24 random bits as a float in [0,1): compare `u < p` so p <= 0 never fires and
  * p >= 1 always does, as Theano's binomial(p) = (u < p). */
-static inline float uniform24(uint64_t key, size_t i) { return (float)(fmi_rand_u32(key, i) >> 8) * 0x1p-24f; }
+static inline float uniform24(uint64_t key, uint64_t i) { return (float)(fmi_rand_u32(key, i) >> 8) * 0x1p-24f; }
 
-void fmi_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key)
+void fmi_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key,
+                            uint64_t first)
 {
     const float inv = 0.5f / h;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         float p = w[i] * inv + 0.5f; /* hard sigmoid of w/h; the compare clips it */
-        out[i] = uniform24(key, i) < p ? h : -h;
+        out[i] = uniform24(key, first + i) < p ? h : -h;
     }
     FM_TALLY(FM_OP_FMA, n);
     FM_TALLY(FM_OP_RAND, n);
@@ -35,14 +36,15 @@ void fmi_binarize_det(const float *w, float *out, size_t n, float h)
     FM_TALLY(FM_OP_SIGN, n);
 }
 
-void fmi_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key)
+void fmi_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key,
+                             uint64_t first)
 {
     const float inv = 1.0f / h;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         float p = fabsf(w[i]) * inv;
         float s = w[i] > 0.0f ? h : -h;
-        out[i] = uniform24(key, i) < p ? s : 0.0f;
+        out[i] = uniform24(key, first + i) < p ? s : 0.0f;
     }
     FM_TALLY(FM_OP_SIGN, 3 * n);
     FM_TALLY(FM_OP_FMUL, n);
@@ -99,7 +101,7 @@ static inline int count_at_most(const float *bound, int steps, float a)
 }
 
 void fmi_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
-                           uint64_t key)
+                           uint64_t key, uint64_t first)
 {
     if (levels <= 1) { /* one magnitude with a sign is the binary rule */
         fmi_binarize_det(w, out, n, h);
@@ -120,7 +122,7 @@ void fmi_synapse_stochastic(const float *w, float *out, size_t n, float h, int l
         float a = fabsf(w[i]);
         int k = count_at_most(bound, steps, a);
         float p = (a - level[k]) * inv_gap[k];
-        float q = uniform24(key, i) < p ? level[k + 1] : level[k];
+        float q = uniform24(key, first + i) < p ? level[k + 1] : level[k];
         out[i] = w[i] >= 0.0f ? q : -q;
     }
     FM_TALLY(FM_OP_SIGN, n * (3 + (uint64_t)steps));
@@ -288,17 +290,17 @@ unsigned fmi_pow2_bits(int emin, int emax)
 }
 
 void fmi_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
-                         int levels, float range, uint64_t key)
+                         int levels, float range, uint64_t key, uint64_t first)
 {
     switch (mode) {
     case FM_WEIGHTS_BC:
-        fmi_binarize_stochastic(w, out, n, h, key);
+        fmi_binarize_stochastic(w, out, n, h, key, first);
         break;
     case FM_WEIGHTS_TC:
-        fmi_ternarize_stochastic(w, out, n, h, key);
+        fmi_ternarize_stochastic(w, out, n, h, key, first);
         break;
     case FM_WEIGHTS_SYNAPSE:
-        fmi_synapse_stochastic(w, out, n, h, levels, range, key);
+        fmi_synapse_stochastic(w, out, n, h, levels, range, key, first);
         break;
     default:
         fmi_quantize_weights_det(mode, w, out, n, h, levels, range);

@@ -1,7 +1,8 @@
 /* quant.h — the weight quantizers (binary, ternary, log-spaced "synapse" levels)
  * and the power-of-two quantizer Q(x) of quantized back-propagation.
- * Stochastic variants draw element i from counter-based stream `key`
- * (rng.h), so results depend on (key, i) only. */
+ * Stochastic variants draw element i from number first + i of counter-based
+ * stream `key` (rng.h), so results depend on (key, first + i) only: a tile of
+ * rows of a matrix, drawn with its offset as `first`, draws what the whole would. */
 #ifndef FEWMUL_QUANT_H
 #define FEWMUL_QUANT_H
 
@@ -12,11 +13,13 @@
 #include <stdint.h>
 
 /* Binary: out = +h with p = clip((w/h + 1)/2, 0, 1), else -h. */
-void fmi_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
+void fmi_binarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key,
+                            uint64_t first);
 /* Binary, deterministic: out = h * sign(w), sign(0) = +1. */
 void fmi_binarize_det(const float *w, float *out, size_t n, float h);
 /* Ternary: out = h * sign(w) with p = clip(|w|/h, 0, 1), else 0. */
-void fmi_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key);
+void fmi_ternarize_stochastic(const float *w, float *out, size_t n, float h, uint64_t key,
+                             uint64_t first);
 /* Ternary, deterministic: out = h * sign(w) if |w| > h/2, else 0 (the rounding of
  * the stochastic rule's expected value). */
 void fmi_ternarize_det(const float *w, float *out, size_t n, float h);
@@ -34,7 +37,7 @@ void fmi_ternarize_det(const float *w, float *out, size_t n, float h);
  * probability (|w| - m_i)/(m_(i+1) - m_i), which is unbiased; |w| below m_0
  * becomes m_0, above h becomes h. Deterministic: the level nearest in log. */
 void fmi_synapse_stochastic(const float *w, float *out, size_t n, float h, int levels, float range,
-                           uint64_t key);
+                           uint64_t key, uint64_t first);
 void fmi_synapse_det(const float *w, float *out, size_t n, float h, int levels, float range);
 /* The magnitude of level i (for tests and the ledger). */
 float fmi_synapse_level(float h, int levels, float range, int i);
@@ -45,8 +48,8 @@ float fmi_synapse_level(float h, int levels, float range, int i);
  * 2^emin and |x| >= 2^(emax+1) becomes 2^(emax+1). Q(0) = 0 always (see
  * docs/method.md; the authors' conv code maps 0 to -2^emin). Subnormal inputs
  * count as 0. Inf and NaN pass through. */
-/* Value i draws number first + i of stream `key`: a shard of a larger tensor
- * (a rank's rows of a global minibatch) draws what the whole would. */
+/* As the weight quantizers, value i draws number first + i of stream `key`:
+ * a rank's rows of a global minibatch draw what the whole would. */
 void fmi_pow2_quantize(const float *x, float *out, size_t n, int emin, int emax, uint64_t key,
                       uint64_t first);
 
@@ -58,7 +61,7 @@ int fmi_search_steps(int count);
 /* Applies a weight mode: training (stochastic modes sample) or the
  * deterministic counterpart used for evaluation and deployment. */
 void fmi_quantize_weights(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
-                         int levels, float range, uint64_t key);
+                         int levels, float range, uint64_t key, uint64_t first);
 void fmi_quantize_weights_det(fm_weight_mode mode, const float *w, float *out, size_t n, float h,
                              int levels, float range);
 

@@ -74,72 +74,6 @@ static long count_errors(const fm_model *m, fm_workspace *ws, const fm_images *i
     return errors;
 }
 
-void fmi_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s2, double lr, long t)
-{
-    const fm_config *c = &m->config;
-    for (int g = 0; g < m->n_groups; g++) {
-        const fm_param_group *G = &m->groups[g];
-        float *p = m->state + G->offset;
-        const float *grad = ws->grad_state + G->offset;
-        float rate = (float)lr * G->lr_scale;
-        /* bop flips the binary weights; the real parameters (batch norm) take
-         * Adam, as in Helwegen et al. */
-        const int weighted = fmi_layer_weighted(&m->layers[G->layer]);
-        const int bop = c->opt == FM_OPT_BOP && weighted;
-        if (bop && fmi_bop_fused(m, ws, G->layer))
-            continue; /* updated in the backward pass, and declared there */
-        /* the learning state kept in bf16: bop's momenta, the latent weights */
-        const int bf16 = c->latent == FM_LATENT_BF16 && weighted;
-        const fm_latent_round round = {fmi_bop_key(m, G->layer, (uint64_t)(t - 1)), 0};
-        if (bop)
-            fmi_bop_step(p, grad, s1 + G->offset, G->count, (float)ws->bop_gamma,
-                         (float)c->bop_threshold, bf16 ? &round : NULL);
-        else if (c->opt == FM_OPT_ADAM || c->opt == FM_OPT_BOP)
-            fmi_adam_step(p, grad, s1 + G->offset, s2 + G->offset, G->count, rate, 0.9f, 0.999f,
-                         1e-8f, t, G->clip);
-        else
-            fmi_sgd_step(p, grad, s1 + G->offset, G->count, rate, (float)c->momentum, G->clip);
-        if (bf16 && !bop)
-            fmi_round_bf16_all(p, G->count, &round);
-        if (!ws->ledger)
-            continue;
-        /* dense groups hold W and its gradient dW; batch-norm groups gamma and
-         * beta ("params") and theirs ("dparams") */
-        const fm_cost cost = {ws->ledger, G->layer + 1, FM_PHASE_UPDATE};
-        const int dense = fmi_layer_weighted(&m->layers[G->layer]);
-        const uint64_t n = G->count, bytes = 4 * n, kept = (bf16 ? 2 : 4) * n;
-        char name[4][64];
-        const char *layer = fm_ledger_layer_name(ws->ledger, G->layer + 1);
-        snprintf(name[0], sizeof name[0], "%s.%s", layer, dense ? "W" : "params");
-        snprintf(name[1], sizeof name[1], "%s.%s", layer, dense ? "dW" : "dparams");
-        snprintf(name[2], sizeof name[2], "%s.velocity", layer);
-        snprintf(name[3], sizeof name[3], "%s.adam", layer);
-        if (bop) {
-            /* the bits read and written whole, the momenta read and written,
-             * the gradient read; no fp32 weight anywhere */
-            const uint64_t bits = fmi_packed_bytes(n, 1);
-            snprintf(name[2], sizeof name[2], "%s.momentum", layer);
-            fmi_cost_bytes(&cost, name[0], bits, bits, bits);
-            fmi_cost_bytes(&cost, name[1], bytes, bytes, 0);
-            fmi_cost_bytes(&cost, name[2], kept, kept, kept);
-            fmi_bop_cost(&cost, n, bf16);
-            continue;
-        }
-        fmi_cost_bytes(&cost, name[0], kept, kept, kept);
-        if (bf16)
-            fmi_round_bf16_cost(&cost, n);
-        fmi_cost_bytes(&cost, name[1], bytes, bytes, 0);
-        if (c->opt == FM_OPT_ADAM || c->opt == FM_OPT_BOP) {
-            fmi_adam_cost(&cost, n, G->clip > 0.0f);
-            fmi_cost_bytes(&cost, name[3], 2 * bytes, 2 * bytes, 2 * bytes);
-        } else {
-            fmi_sgd_cost(&cost, n, c->momentum != 0.0, G->clip > 0.0f);
-            if (c->momentum != 0.0)
-                fmi_cost_bytes(&cost, name[2], bytes, bytes, bytes);
-        }
-    }
-}
-
 /* A training run in progress: the model and data, the run's buffers and
  * position (fm_run, what a checkpoint saves), and the clocks. */
 typedef struct run_buffers {
@@ -358,10 +292,10 @@ static int allocate_run(run_buffers *r, const fm_comm *comm)
         return FM_ENOMEM;
     rc = fmi_dist_create(comm, m, r->ws->ledger, &r->dist);
     r->ws->dist = r->dist;
-    /* one process folds bop's update into the backward pass; ranks sum the
-     * whole weight gradient first */
+    /* one process folds the update into the backward pass (bop, --fuse);
+     * ranks sum the whole weight gradient first */
     if (rc == FM_OK && !r->dist)
-        rc = fmi_bop_fuse(m, r->ws, run->s1);
+        rc = fmi_update_fuse(m, r->ws, run->s1, run->s2);
     return rc;
 }
 
@@ -489,6 +423,7 @@ static void train_minibatch(run_buffers *r, int b0, int bs)
         r->labels[b] = r->train->labels[run->order[b0 + lo + b]];
     int batch_errors = 0;
     ws->bop_gamma = fmi_bop_gamma_at(&m->config, run->epoch);
+    ws->step_lr = run->lr;
     double loss = fmi_train_step(m, ws, r->labels, rows, run->step, &batch_errors);
     /* a rank whose step failed still takes part, then says so at the agreement */
     if (r->dist && ws->status != FM_EPEER) {
@@ -501,7 +436,7 @@ static void train_minibatch(run_buffers *r, int b0, int bs)
     run->loss_sum += loss;
     run->step++;
     if (ws->status == FM_OK)
-        fmi_optimizer_step(m, ws, run->s1, run->s2, run->lr, (long)run->step);
+        fmi_optimizer_step(m, ws, run->s1, run->s2, (long)run->step);
     fmi_ledger_pass(ws->ledger, FM_PHASE_UPDATE, (uint64_t)rows);
     run->errors += batch_errors;
     run->batches++;

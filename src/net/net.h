@@ -212,10 +212,11 @@ void fmi_optimizer_step(fm_model *model, const fm_workspace *ws, float *s1, floa
 void fmi_update_range(const fm_model *model, const fm_workspace *ws, const fm_param_group *G,
                       size_t at, size_t count, const float *g, float *s1, float *s2, long t);
 /* Declares n values of group G's update (of layer name `layer`): its
- * operations and the bytes of its parameters and optimizer state, not those
- * of the gradient, which the caller declares. */
+ * operations and the bytes of its parameters and optimizer state, and with
+ * whole_gradient those of the whole gradient it reads (a fused update's
+ * caller declares its tiles instead). */
 void fmi_update_cost(const fm_cost *cost, const fm_model *model, const fm_param_group *G,
-                     uint64_t n, const char *layer);
+                     uint64_t n, const char *layer, int whole_gradient);
 /* The parameter group of weighted layer l's weights (NULL for another layer). */
 const fm_param_group *fmi_weight_group(const fm_model *model, int l);
 /* The stream of layer l's bf16 roundings at a step, fused or not. */

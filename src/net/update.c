@@ -59,8 +59,22 @@ void fmi_update_range(const fm_model *m, const fm_workspace *ws, const fm_param_
         fmi_round_bf16_all(p, count, &round);
 }
 
+/* The whole gradient of group G read by its update ("dW", or batch norm's
+ * "dparams"), when `whole`: declared right after the parameters, in the
+ * order a run's ledger (and so its checkpoints) has always listed them. */
+static void gradient_bytes(const fm_cost *cost, const fm_model *m, const fm_param_group *G,
+                           uint64_t n, const char *layer, int whole)
+{
+    if (!whole)
+        return;
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", layer,
+             fmi_layer_weighted(&m->layers[G->layer]) ? "dW" : "dparams");
+    fmi_cost_bytes(cost, name, 4 * n, 4 * n, 0);
+}
+
 void fmi_update_cost(const fm_cost *cost, const fm_model *m, const fm_param_group *G, uint64_t n,
-                     const char *layer)
+                     const char *layer, int whole_gradient)
 {
     const fm_config *c = &m->config;
     const int weighted = fmi_layer_weighted(&m->layers[G->layer]);
@@ -74,6 +88,7 @@ void fmi_update_cost(const fm_cost *cost, const fm_model *m, const fm_param_grou
          * fp32 weight anywhere */
         const uint64_t bits = fmi_packed_bytes(n, 1);
         fmi_cost_bytes(cost, name, bits, bits, bits);
+        gradient_bytes(cost, m, G, n, layer, whole_gradient);
         snprintf(name, sizeof name, "%s.momentum", layer);
         fmi_cost_bytes(cost, name, kept, kept, kept);
         fmi_bop_cost(cost, n, bf16);
@@ -82,6 +97,7 @@ void fmi_update_cost(const fm_cost *cost, const fm_model *m, const fm_param_grou
     fmi_cost_bytes(cost, name, kept, kept, kept);
     if (bf16)
         fmi_round_bf16_cost(cost, n);
+    gradient_bytes(cost, m, G, n, layer, whole_gradient);
     if (uses_adam(c)) {
         fmi_adam_cost(cost, n, G->clip > 0.0f);
         snprintf(name, sizeof name, "%s.adam", layer);
@@ -104,11 +120,6 @@ void fmi_optimizer_step(fm_model *m, const fm_workspace *ws, float *s1, float *s
         if (!ws->ledger)
             continue;
         const fm_cost cost = {ws->ledger, G->layer + 1, FM_PHASE_UPDATE};
-        const char *layer = fm_ledger_layer_name(ws->ledger, G->layer + 1);
-        char name[64]; /* and the gradient, read whole */
-        snprintf(name, sizeof name, "%s.%s", layer,
-                 fmi_layer_weighted(&m->layers[G->layer]) ? "dW" : "dparams");
-        fmi_cost_bytes(&cost, name, 4 * (uint64_t)G->count, 4 * (uint64_t)G->count, 0);
-        fmi_update_cost(&cost, m, G, G->count, layer);
+        fmi_update_cost(&cost, m, G, G->count, fm_ledger_layer_name(ws->ledger, G->layer + 1), 1);
     }
 }

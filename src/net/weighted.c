@@ -304,7 +304,8 @@ static void fused_update(const fm_pass *p, const fm_cost *backward, int l, const
     const uint64_t n = fmi_layer_weight_count(L), tile = 4 * (uint64_t)tile_rows(L) * L->out;
     fmi_cost_bytes(backward, fmi_tensor_of(m, l, "dW.tile").text, tile, 0, 4 * n);
     fmi_cost_bytes(&update, fmi_tensor_of(m, l, "dW.tile").text, tile, 4 * n, 0);
-    fmi_update_cost(&update, m, fmi_weight_group(m, l), n, fm_ledger_layer_name(ws->ledger, l + 1));
+    fmi_update_cost(&update, m, fmi_weight_group(m, l), n, fm_ledger_layer_name(ws->ledger, l + 1),
+                    0);
     if (fused_draws(c)) {
         fmi_quantize_weights_cost(&update, c->weights, 1, n, c->synapse_levels);
         fmi_bytes_tensor(&update, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);

@@ -45,12 +45,12 @@ int fm_model_measure(fm_model *m, int batch, fm_ledger *train_step, fm_ledger *i
                  * step whose weights the one before drew, as every step of a
                  * run after its first, and keep the tally (counting builds)
                  * to the measured step too */
-                uint64_t before[FM_OP_KINDS], first[FM_OP_KINDS];
+                uint64_t before[FM_OP_KINDS], discarded[FM_OP_KINDS];
                 fmi_tally_take(before);
                 fmi_load_batch(m, ws, &set, NULL, 0, batch);
                 fmi_train_step(m, ws, set.labels, batch, step, NULL);
                 fmi_optimizer_step(m, ws, s1, s2, (long)++step);
-                fmi_tally_take(first);
+                fmi_tally_take(discarded);
                 for (int op = 0; op < FM_OP_KINDS; op++)
                     FM_TALLY((fm_op)op, before[op]);
             }

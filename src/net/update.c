@@ -46,16 +46,16 @@ void fmi_update_range(const fm_model *m, const fm_workspace *ws, const fm_param_
     float *p = m->state + G->offset + at;
     s1 += G->offset + at;
     const float rate = (float)ws->step_lr * G->lr_scale;
-    const int bf16 = group_bf16(m, G);
+    const int bf16 = group_bf16(m, G), bop = group_bop(m, G);
     const fm_latent_round round = {fmi_latent_key(m, G->layer, (uint64_t)(t - 1)), at};
-    if (group_bop(m, G))
+    if (bop)
         fmi_bop_step(p, g, s1, count, (float)ws->bop_gamma, (float)c->bop_threshold,
                      bf16 ? &round : NULL);
     else if (uses_adam(c))
         fmi_adam_step(p, g, s1, s2 + G->offset + at, count, rate, 0.9f, 0.999f, 1e-8f, t, G->clip);
     else
         fmi_sgd_step(p, g, s1, count, rate, (float)c->momentum, G->clip);
-    if (bf16 && !group_bop(m, G))
+    if (bf16 && !bop)
         fmi_round_bf16_all(p, count, &round);
 }
 

@@ -250,15 +250,14 @@ static int threads_now(void) { return 1; }
 /* One tile of dense layer l's weight-gradient rows [i0, i1), formed into
  * `tile` and at once applied: the update of those rows' weights and, where
  * the update draws, their next step's weights. */
-static void update_tile(const fm_pass *p, int l, const float *x, const float *e, int flag, int i0,
-                        int i1, float *tile)
+static void update_tile(const fm_pass *p, const fm_param_group *G, int l, const float *x,
+                        const float *e, int flag, int i0, int i1, float *tile)
 {
     const fm_model *m = p->model;
     fm_workspace *ws = p->ws;
     const size_t out = (size_t)m->layers[l].out, at = (size_t)i0 * out, count = (size_t)(i1 - i0) * out;
     ws->train_product[l]->rows(p, l, x, e, flag, i0, i1, tile);
-    fmi_update_range(m, ws, fmi_weight_group(m, l), at, count, tile, ws->fused_s1, ws->fused_s2,
-                     (long)p->step + 1);
+    fmi_update_range(m, ws, G, at, count, tile, ws->fused_s1, ws->fused_s2, (long)p->step + 1);
     if (fused_draws(&m->config))
         draw_weights(m, ws, l, p->step + 1, at, count);
 }
@@ -282,15 +281,16 @@ static void fused_update(const fm_pass *p, const fm_cost *backward, int l, const
     const int rows = product->rows_own_threads ? blas_rows(L) : tile_rows(L);
     const int tiles = (L->in + rows - 1) / rows;
     const int flag = product->rows_begin(p, backward, l, x, e);
+    const fm_param_group *G = fmi_weight_group(m, l);
     if (product->rows_own_threads) {
         /* outside any parallel region, where a BLAS and the step use every thread */
         for (int t = 0; t < tiles; t++)
-            update_tile(p, l, x, e, flag, t * rows, FM_MIN(L->in, (t + 1) * rows), ws->fused_tile);
+            update_tile(p, G, l, x, e, flag, t * rows, FM_MIN(L->in, (t + 1) * rows), ws->fused_tile);
     } else {
         const int threads = FM_MIN(ws->fused_threads, threads_now());
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
         for (int t = 0; t < tiles; t++)
-            update_tile(p, l, x, e, flag, t * rows, FM_MIN(L->in, (t + 1) * rows),
+            update_tile(p, G, l, x, e, flag, t * rows, FM_MIN(L->in, (t + 1) * rows),
                         ws->fused_tile + (size_t)thread_index() * ws->fused_tile_floats);
     }
     if (fused_draws(c))
@@ -304,8 +304,7 @@ static void fused_update(const fm_pass *p, const fm_cost *backward, int l, const
     const uint64_t n = fmi_layer_weight_count(L), tile = 4 * (uint64_t)tile_rows(L) * L->out;
     fmi_cost_bytes(backward, fmi_tensor_of(m, l, "dW.tile").text, tile, 0, 4 * n);
     fmi_cost_bytes(&update, fmi_tensor_of(m, l, "dW.tile").text, tile, 4 * n, 0);
-    fmi_update_cost(&update, m, fmi_weight_group(m, l), n, fm_ledger_layer_name(ws->ledger, l + 1),
-                    0);
+    fmi_update_cost(&update, m, G, n, fm_ledger_layer_name(ws->ledger, l + 1), 0);
     if (fused_draws(c)) {
         fmi_quantize_weights_cost(&update, c->weights, 1, n, c->synapse_levels);
         fmi_bytes_tensor(&update, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);

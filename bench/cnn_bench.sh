@@ -2,14 +2,16 @@
 # cnn_bench.sh: training throughput of fewmul's paper-cnn (the authors' CIFAR-10/SVHN net) per
 # weight mode, against a PyTorch peer of the same network and mode (bench/peer_torch_cnn.py),
 # both measured in this one invocation, interleaved, and reported as medians and ratios, with
-# the per-epoch time on 45,000 CIFAR-sized images that each implies. See docs/bench.md,
+# the per-epoch time on 45,000 CIFAR-sized images that each implies, the paper's 300 epochs,
+# and each run's peak resident memory. fewmul runs on each of its execution paths (--exec:
+# the float products, and the multiplication-free ones of --exec mulfree). See docs/bench.md,
 # "Convolutional training (paper-cnn)".
 set -u -o pipefail
 
 usage() {
   cat <<'EOF'
 usage: bench/cnn_bench.sh [--build DIR] [--threads 2] [--repeats 3] [--images 1000]
-                          [--modes "fp32 bc+qb tc+qb"] [--warmup 2] [--zca MODE]
+                          [--modes "fp32 bc+qb tc+qb"] [--exec "default mulfree"] [--warmup 2] [--zca MODE]
                           [--peer-opts "..."] [--out FILE] [--python PY] [--keep-data DIR]
   --build DIR      CMake build folder holding ./fewmul (default: build)
   --threads T      threads for both contenders (default 2)
@@ -17,6 +19,8 @@ usage: bench/cnn_bench.sh [--build DIR] [--threads 2] [--repeats 3] [--images 10
   --images N       training images per fewmul run, a multiple of 100 (= N/100 timed steps for
                    the peer) (default 1000)
   --modes LIST     weight modes, each fp32|bc|tc with optional +qb (default "fp32 bc+qb tc+qb")
+  --exec LIST      fewmul's execution paths, each default|mulfree (default "default mulfree");
+                   mulfree runs the modes it takes (bc or tc with +qb) and skips the others
   --warmup W       untimed steps the torch peer runs before timing (default 2)
   --zca MODE       also time fewmul in MODE with its cifar10 default preprocessing (GCN + ZCA)
                    once, in round 1, reported apart; "none" skips it (default bc+qb)
@@ -34,6 +38,7 @@ THREADS=2
 REPEATS=3
 IMAGES=1000
 MODES="fp32 bc+qb tc+qb"
+EXECS="default mulfree"
 WARMUP=2
 ZCA="bc+qb"
 PEER_OPTS=""
@@ -51,6 +56,7 @@ while [ $# -gt 0 ]; do
     --repeats) need "$@"; REPEATS=$2; shift 2 ;;
     --images) need "$@"; IMAGES=$2; shift 2 ;;
     --modes) need "$@"; MODES=$2; shift 2 ;;
+    --exec) need "$@"; EXECS=$2; shift 2 ;;
     --warmup) need "$@"; WARMUP=$2; shift 2 ;;
     --zca) need "$@"; ZCA=$2; shift 2 ;;
     --peer-opts) need "$@"; PEER_OPTS=$2; shift 2 ;;
@@ -76,7 +82,16 @@ for m in $MODES $ZCA; do
     *) echo "cnn_bench.sh: unknown mode '$m'" >&2; exit 2 ;;
   esac
 done
+for x in $EXECS; do
+  case "$x" in
+    default|mulfree) ;;
+    *) echo "cnn_bench.sh: unknown execution path '$x' (expected default or mulfree)" >&2; exit 2 ;;
+  esac
+done
 read -r -a PEER_EXTRA <<<"$PEER_OPTS"
+# Peak resident memory of each run, where GNU time is installed (Debian's package time).
+TIME_RSS=()
+[ -x /usr/bin/time ] && /usr/bin/time -f %M true >/dev/null 2>&1 && TIME_RSS=(/usr/bin/time -f %M -o)
 
 # Any python3 parses JSON and writes the data; the torch peer needs one that sees torch
 # (Debian's python3-torch lives in /usr/lib/python3/dist-packages).
@@ -102,13 +117,13 @@ if [ $HAVE_FEWMUL = 0 ] && [ $HAVE_TORCH = 0 ]; then
   echo "cnn_bench.sh: nothing to run" >&2; exit 1
 fi
 
-RAW=$(mktemp) ERR=$(mktemp)
+RAW=$(mktemp) ERR=$(mktemp) RSS=$(mktemp)
 if [ -n "$KEEP" ]; then
   mkdir -p "$KEEP" && DATA_DIR=$(cd "$KEEP" && pwd) || exit 1
-  trap 'rm -f "$RAW" "$ERR"' EXIT
+  trap 'rm -f "$RAW" "$ERR" "$RSS"' EXIT
 else
   DATA_DIR=$(mktemp -d)
-  trap 'rm -f "$RAW" "$ERR"; rm -rf "$DATA_DIR"' EXIT
+  trap 'rm -f "$RAW" "$ERR" "$RSS"; rm -rf "$DATA_DIR"' EXIT
 fi
 
 # The CIFAR-10 binary version with random pixels (bench/random_cifar.py): data_batch_1.bin
@@ -128,11 +143,16 @@ except Exception:
     pass' "$1"
 }
 
-# record WHO MODE ROUND FIELD CMD...: runs CMD, appends "who mode round value" to $RAW.
+# record WHO MODE ROUND FIELD CMD...: runs CMD, appends "who mode round value rss_kb" to $RAW
+# (rss_kb: the run's peak resident memory, - where GNU time is missing).
 record() {
-  local who=$1 mode=$2 round=$3 field=$4 out val
+  local who=$1 mode=$2 round=$3 field=$4 out val rss=-
   shift 4
-  out=$("$@" 2>"$ERR")
+  if [ ${#TIME_RSS[@]} -gt 0 ]; then
+    out=$("${TIME_RSS[@]}" "$RSS" "$@" 2>"$ERR")
+  else
+    out=$("$@" 2>"$ERR")
+  fi
   local rc=$?
   val=$(printf '%s\n' "$out" | last_json_field "$field")
   if [ $rc -ne 0 ] || [ -z "$val" ]; then
@@ -140,25 +160,31 @@ record() {
     tail -n 5 "$ERR" >&2
     return
   fi
-  printf '%s %s %s %s\n' "$who" "$mode" "$round" "$val" >>"$RAW"
-  printf '  round %d  %-10s %-11s %8.2f img/s\n' "$round" "$mode" "$who" "$val" >&2
+  [ ${#TIME_RSS[@]} -gt 0 ] && rss=$(tail -n 1 "$RSS")
+  printf '%s %s %s %s %s\n' "$who" "$mode" "$round" "$val" "$rss" >>"$RAW"
+  printf '  round %d  %-10s %-15s %8.2f img/s\n' "$round" "$mode" "$who" "$val" >&2
 }
 
-# run_fewmul WHO MODE ROUND PREPROC
+# run_fewmul WHO MODE ROUND PREPROC [EXEC]
 run_fewmul() {
   local w=${2%+qb} qb=()
   [ "$w" != "$2" ] && qb=(--qb)
   record "$1" "$2" "$3" train_images_per_s env OMP_WAIT_POLICY=PASSIVE "$FEWMUL" train --data "$DATA" \
     --arch paper-cnn --weights "$w" "${qb[@]}" --batch "$BATCH" --epochs 1 --valid 0 --no-eval \
-    --preproc "$4" --train-limit "$IMAGES" --threads "$THREADS" --quiet --json
+    --preproc "$4" --train-limit "$IMAGES" --threads "$THREADS" --quiet --json --exec "${5:-default}"
 }
 
 echo "cnn_bench.sh: paper-cnn, random CIFAR-10-format data ($IMAGES images), threads $THREADS," \
-  "batch $BATCH, $STEPS steps per run, $REPEATS rounds, modes: $MODES${ZCA:+; gcn-zca once: $ZCA}" >&2
+  "batch $BATCH, $STEPS steps per run, $REPEATS rounds, modes: $MODES, fewmul: $EXECS${ZCA:+; gcn-zca once: $ZCA}" >&2
 for ((r = 1; r <= REPEATS; r++)); do
   for m in $MODES; do
     if [ $HAVE_FEWMUL = 1 ]; then
-      run_fewmul fewmul "$m" "$r" unit
+      for x in $EXECS; do
+        case "$x:$m" in
+          default:*) run_fewmul fewmul "$m" "$r" unit ;;
+          mulfree:bc+qb|mulfree:tc+qb) run_fewmul fewmul-mulfree "$m" "$r" unit mulfree ;;
+        esac
+      done
     fi
     if [ $HAVE_TORCH = 1 ]; then
       w=${m%+qb}
@@ -202,41 +228,53 @@ GIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)
 DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -1)
 [ -n "$DIRTY" ] && GIT="$GIT+dirty"
 
-# Medians, ratios, per-epoch times, table on stdout, JSON to --out.
+# Medians, ratios, per-epoch times, peak memory, table on stdout, JSON to --out.
 "$PY_JSON" - "$RAW" "$MODES" "$OUT" "$THREADS" "$BATCH" "$IMAGES" "$REPEATS" "$WARMUP" \
   "$HAVE_FEWMUL" "$HAVE_TORCH" "$CPU" "$GIT" "${OPENBLAS_CORETYPE:-}" "$TORCH_INFO" "$ZCA" \
-  "$EPOCH_IMAGES" "$PEER_OPTS" "${OMP_WAIT_POLICY:-}" <<'EOF'
+  "$EPOCH_IMAGES" "$PEER_OPTS" "${OMP_WAIT_POLICY:-}" "$EXECS" <<'EOF'
 import json, statistics, sys, time
 (raw, modes, out, threads, batch, images, repeats, warmup, have_f, have_t, cpu, git, coretype,
- torch_info, zca, epoch_images, peer_opts, omp_wait) = sys.argv[1:]
+ torch_info, zca, epoch_images, peer_opts, omp_wait, execs) = sys.argv[1:]
 epoch_images = int(epoch_images)
+PAPER_EPOCHS = 300
 torch_info = json.loads(torch_info or "{}")
-runs, by_round = {}, {}
+runs, rss, by_round = {}, {}, {}
 for line in open(raw):
-    who, mode, rnd, val = line.split()
+    who, mode, rnd, val, kb = line.split()
     runs.setdefault((who, mode), []).append(float(val))
+    if kb != "-":
+        rss.setdefault((who, mode), []).append(int(kb) / 1024.0)
     by_round[(who, mode, int(rnd))] = float(val)
-def paired(m):
-    """fewmul/torch of each round where both ran: the two ran back to back."""
-    return [by_round[("fewmul", m, r)] / by_round[("torch", m, r)] for r in range(1, int(repeats) + 1)
-            if ("fewmul", m, r) in by_round and by_round.get(("torch", m, r))]
-def med(who, mode):
-    v = runs.get((who, mode))
+def paired(who, m, peer="torch"):
+    """who/peer of each round where both ran: the two ran back to back."""
+    return [by_round[(who, m, r)] / by_round[(peer, m, r)] for r in range(1, int(repeats) + 1)
+            if (who, m, r) in by_round and by_round.get((peer, m, r))]
+def med(who, mode, table=runs):
+    v = table.get((who, mode))
     return statistics.median(v) if v else None
 def ratio(a, b):
     return a / b if a is not None and b else None
 def epoch(v):
     return epoch_images / v if v else None
+names = {"fewmul": "fewmul", "fewmul-mulfree": "fewmul mulfree", "torch": "torch"}
 rows = []
 for m in modes.split():
-    f, t = med("fewmul", m), med("torch", m)
-    pr = paired(m)
-    rows.append({"mode": m, "fewmul_images_per_s": f, "torch_images_per_s": t,
-                 "fewmul_over_torch": ratio(f, t),
-                 "fewmul_over_torch_per_round": pr,
-                 "fewmul_over_torch_paired_median": statistics.median(pr) if pr else None,
-                 "fewmul_epoch_s": epoch(f), "torch_epoch_s": epoch(t),
-                 "runs": {"fewmul": runs.get(("fewmul", m), []), "torch": runs.get(("torch", m), [])}})
+    t = med("torch", m)
+    row = {"mode": m, "contenders": []}
+    for who in ("fewmul", "fewmul-mulfree", "torch"):
+        v = med(who, m)
+        if v is None:
+            continue
+        pr = paired(who, m) if who != "torch" else []
+        row["contenders"].append({
+            "who": who, "images_per_s": v, "over_torch": ratio(v, t) if who != "torch" else None,
+            "over_torch_per_round": pr, "over_torch_paired_median": statistics.median(pr) if pr else None,
+            "epoch_s": epoch(v), "paper_300_epochs_h": epoch(v) * PAPER_EPOCHS / 3600.0,
+            "peak_rss_mb": med(who, m, rss), "runs": runs[(who, m)], "peak_rss_mb_runs": rss.get((who, m), [])})
+    pm = paired("fewmul-mulfree", m, "fewmul")
+    row["mulfree_over_default"] = ratio(med("fewmul-mulfree", m), med("fewmul", m))
+    row["mulfree_over_default_paired_median"] = statistics.median(pm) if pm else None
+    rows.append(row)
 zrow = None
 if zca and ("fewmul-zca", zca) in runs:
     z = med("fewmul-zca", zca)
@@ -249,15 +287,19 @@ def mins(s):
     return None if s is None else s / 60.0
 print("paper-cnn training, images/s (median of %s interleaved rounds), threads %s, batch %s, "
       "%s images per run, --preproc unit; epoch = %d images" % (repeats, threads, batch, images, epoch_images))
-print("%-8s %10s %10s %13s %13s %16s %15s" % ("mode", "fewmul", "torch", "fewmul/torch",
-                                               "paired ratio", "fewmul min/epoch", "torch min/epoch"))
+print("%-7s %-15s %9s %9s %9s %10s %10s %9s" % ("mode", "contender", "img/s", "vs torch", "paired",
+                                               "min/epoch", "300 ep. h", "peak MB"))
 for r in rows:
-    print("%-8s %s %s %s %s %s %s" % (r["mode"], cell(r["fewmul_images_per_s"], ".1f", 10),
-          cell(r["torch_images_per_s"], ".1f", 10), cell(r["fewmul_over_torch"], ".3f", 13),
-          cell(r["fewmul_over_torch_paired_median"], ".3f", 13),
-          cell(mins(r["fewmul_epoch_s"]), ".1f", 16), cell(mins(r["torch_epoch_s"]), ".1f", 15)))
-print("(fewmul/torch: ratio of the medians; paired ratio: median over rounds of fewmul/torch in the "
-      "same round)")
+    for c in r["contenders"]:
+        print("%-7s %-15s %s %s %s %s %s %s" % (r["mode"], names[c["who"]], cell(c["images_per_s"], ".1f", 9),
+              cell(c["over_torch"], ".3f", 9), cell(c["over_torch_paired_median"], ".3f", 9),
+              cell(mins(c["epoch_s"]), ".2f", 10), cell(c["paper_300_epochs_h"], ".1f", 10),
+              cell(c["peak_rss_mb"], ".0f", 9)))
+    if r["mulfree_over_default"] is not None:
+        print("%-7s mulfree/default %s (paired %s)" % (r["mode"], cell(r["mulfree_over_default"], ".3f", 0),
+              cell(r["mulfree_over_default_paired_median"], ".3f", 0)))
+print("(vs torch: ratio of the medians; paired: median over rounds of the ratio in the same round; "
+      "300 ep. h: the paper's 300 epochs of training steps; peak MB: median peak resident memory)")
 if zrow:
     print("fewmul %s with --preproc gcn-zca (%d run%s): %s img/s, %s of its unit run, %s of torch, "
           "%s min/epoch" % (zca, len(zrow["runs"]), "" if len(zrow["runs"]) == 1 else "s",
@@ -266,6 +308,7 @@ if zrow:
 notes = []
 if have_f != "1": notes.append("fewmul not run (binary missing)")
 if have_t != "1": notes.append("torch peer not run (import torch failed)")
+if not rss: notes.append("peak memory not measured (GNU time, /usr/bin/time, missing)")
 for n in notes: print("note:", n)
 ti = torch_info
 if ti:
@@ -277,7 +320,8 @@ if out:
     doc = {"benchmark": "cnn_bench", "arch": "paper-cnn", "data": "random CIFAR-10 binary records",
            "preproc": "unit", "threads": int(threads), "batch": int(batch), "images": int(images),
            "repeats": int(repeats), "peer_warmup_steps": int(warmup), "peer_opts": peer_opts,
-           "epoch_images": epoch_images, "modes": rows, "gcn_zca": zrow, "notes": notes,
+           "fewmul_exec": execs.split(), "epoch_images": epoch_images, "modes": rows, "gcn_zca": zrow,
+           "notes": notes,
            "env": {"cpu": cpu, "git": git, "OPENBLAS_CORETYPE": coretype or None,
                    "OMP_WAIT_POLICY": omp_wait or None, "fewmul_OMP_WAIT_POLICY": "PASSIVE",
                    "torch": torch_info or None, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}

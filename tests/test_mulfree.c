@@ -338,7 +338,7 @@ static void test_conv_pow2_grad(void **state)
             for (int v = 0; fmi_kernels_supported(v); v++) {
                 const fm_kernels *k = fmi_kernels_supported(v);
                 memset(got, 0xff, w_n * sizeof *got);
-                int exact = fmi_mulfree_conv_pow2_grad(k, &g, q, e, got, batch, scratch, 2);
+                int exact = fmi_mulfree_conv_pow2_grad(k, &g, q, e, got, batch, scratch, NULL, 0, 2);
                 assert_int_equal(exact, round == 0);
                 if (memcmp(got, want, w_n * sizeof *got) != 0)
                     fail_msg("%s conv pow2 gradient (shape %zu) differs from the reference (round %d)",
@@ -352,6 +352,83 @@ static void test_conv_pow2_grad(void **state)
         test_free(got);
         test_free(scratch);
     }
+}
+
+/* The weight gradient formed from the maps over e's nonzero values (where a
+ * variant has conv_pow2_grad) equals the reference path's bits: errors as
+ * max-pooling leaves them (one in four nonzero), with whole channels and
+ * whole positions of zeros, and dense; stride 1 and 2; one chunk of examples
+ * and several; 1, 2 and 3 threads (threads take output channels). Shapes it
+ * cannot take (padding, channels outside whole slices, every window not
+ * inside) and dense errors take the columns' path, with the same bits. */
+static void test_conv_pow2_grad_maps(void **state)
+{
+    (void)state;
+    /* in_h, in_w, in_c, k, stride, same, out_c, batch, maps' path possible */
+    const int shapes[][9] = {{6, 6, 64, 3, 1, 0, 20, 3, 1},     {9, 7, 128, 2, 2, 0, 33, 2, 1},
+                             {30, 30, 128, 3, 1, 0, 24, 3, 1},  /* one example per chunk */
+                             {14, 14, 128, 2, 1, 0, 40, 14, 1}, /* 2 chunks of 7 */
+                             {8, 8, 64, 3, 1, 1, 16, 2, 0},     {8, 8, 48, 3, 1, 0, 16, 2, 0}};
+    int maps_runs = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int *d = shapes[s];
+        fm_conv_geom g;
+        assert_int_equal(fmi_conv_geom_init(&g, d[0], d[1], d[2], d[3], d[4], d[5], d[6]), FM_OK);
+        const int batch = d[7], P = fmi_conv_positions(&g);
+        const size_t in_n = (size_t)batch * g.in_h * g.in_w * g.in_c;
+        const size_t e_n = (size_t)batch * P * g.out_c;
+        const size_t w_n = (size_t)fmi_conv_fan_in(&g) * g.out_c;
+        float *x = test_malloc(in_n * sizeof *x), *q = test_malloc(in_n * sizeof *q);
+        float *e = test_malloc(e_n * sizeof *e);
+        float *want = test_malloc(w_n * sizeof *want), *got = test_malloc(w_n * sizeof *got);
+        const size_t cols = fmi_conv_scratch_floats(&g, batch);
+        float *scratch = test_malloc((cols ? cols : 1) * sizeof *scratch);
+        random_inputs(x, in_n, 40 + s);
+        fmi_pow2_quantize(x, q, in_n, -4, 3, 91, 0);
+        for (int pattern = 0; pattern < 3; pattern++) {
+            random_inputs(e, e_n, 50 + s);
+            fm_rng rng;
+            fmi_rng_seed(&rng, 60 + s);
+            for (size_t i = 0; pattern < 2 && i < e_n; i++) { /* keep one in four */
+                const size_t position = i / (size_t)g.out_c, channel = i % (size_t)g.out_c;
+                const int kept = fmi_rng_next(&rng) % 4 == 0;
+                if (!kept || (pattern == 1 && (channel % 7 == 3 || position % 5 == 2)))
+                    e[i] = 0.0f;
+            }
+            const fm_product reference = {1, FM_WCLASS_REAL, 1.0f};
+            fmi_conv_backward_weights(&g, &reference, 1, q, e, want, batch, scratch);
+            for (int v = 0; fmi_kernels_supported(v); v++) {
+                const fm_kernels *k = fmi_kernels_supported(v);
+                const size_t maps_n = fmi_mulfree_conv_grad_floats(k, &g, batch);
+                assert_true(maps_n == 0 || (k->conv_pow2_grad && d[8]));
+                float *maps = maps_n ? test_malloc(maps_n * sizeof *maps) : NULL;
+                for (int threads = 1; threads <= 3; threads++) {
+                    memset(got, 0xff, w_n * sizeof *got);
+                    int path = fmi_mulfree_conv_pow2_grad(k, &g, q, e, got, batch, scratch, maps, maps_n,
+                                                         threads);
+                    assert_int_equal(path, maps_n && pattern < 2 ? 2 : 1);
+                    maps_runs += path == 2;
+                    if (memcmp(got, want, w_n * sizeof *got) != 0)
+                        fail_msg("%s conv pow2 gradient (shape %zu, errors %d, %d threads, path %d) differs "
+                                 "from the reference",
+                                 k->name, s, pattern, threads, path);
+                }
+                if (maps)
+                    test_free(maps);
+            }
+        }
+        test_free(x);
+        test_free(q);
+        test_free(e);
+        test_free(want);
+        test_free(got);
+        test_free(scratch);
+    }
+    const fm_kernels *avx512;
+    if (fmi_kernels_get("avx512", &avx512) == FM_OK)
+        assert_int_equal(maps_runs, 4 * 2 * 3); /* four shapes, two patterns, three thread counts */
+    else
+        print_message("no avx512 variant here: the maps' path was not run\n");
 }
 
 /* ---- training steps ---- */
@@ -696,6 +773,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pow2_grad_and_fallback),
         cmocka_unit_test(test_conv_products),
         cmocka_unit_test(test_conv_pow2_grad),
+        cmocka_unit_test(test_conv_pow2_grad_maps),
         cmocka_unit_test(test_step_matches_default),
         cmocka_unit_test(test_runs_bit_exact_across_variants),
         cmocka_unit_test(test_ledger_of_a_step),

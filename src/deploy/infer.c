@@ -347,7 +347,8 @@ int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e
 
 static const fm_kernels ref_kernels = {"ref", fmi_infer_real_ref, fmi_infer_bits_ref, fmi_pow2_grad_ref,
                                        fmi_conv_real_ref, fmi_conv_bits_ref, fmi_signs_int_ref,
-                                       fmi_signs_float_ref};
+                                       fmi_signs_float_ref,
+                                       NULL /* over the im2col columns: the counted sums, every term */};
 static const fm_kernels *ref_table(void) { return &ref_kernels; }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))

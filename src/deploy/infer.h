@@ -145,7 +145,24 @@ typedef struct fm_kernels {
                       const int32_t *hi, uint64_t *map);
     void (*signs_float)(const float *acc, size_t positions, int channels, const float *lo,
                         const float *hi, uint64_t *map);
+    /* Sums of shifted slices of a convolution's Q(x) maps, the inner loop of
+     * its weight gradient taken straight from the maps (mulfree.c, "the
+     * weight gradient from the maps"); NULL where a variant has none (the
+     * caller then forms pow2_grad's sums over im2col columns, the same bits).
+     * For s < slices and c < 64: dw[64 s + c] = the sum over t = 0, 1, ...,
+     * n_terms - 1, in that order, of q[terms[2t] + slice_at[s] + c] times the
+     * e whose bits are terms[2t + 1] + the bits of 1.0f (never +-0), each
+     * term formed by one integer add as in pow2_grad, a zero q adding
+     * nothing, into an accumulator that starts at +0.0f; stored, or with
+     * `accumulate` added to what dw holds (one float add). */
+    void (*conv_pow2_grad)(const float *q, const int32_t *terms, int n_terms,
+                           const int32_t *slice_at, int slices, float *dw, int accumulate);
 } fm_kernels;
+
+/* Weights of one slice of conv_pow2_grad. */
+#define FM_GRAD_SLICE 64
+/* Most slices one conv_pow2_grad call takes. */
+#define FM_GRAD_SLICES 6
 
 /* 1 when every product pow2_grad would form from these q (batch x in) and e
  * (batch x out) is exact as an exponent add: each nonzero q is +-2^k with a

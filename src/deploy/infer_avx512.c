@@ -449,6 +449,59 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
     }
 }
 
+/* ---- a convolution's weight gradient from its maps ------------------------
+ * Vectorized across the weights of a window (a slice: 64 channels of one
+ * tap, four zmm), where pow2_grad is across outputs: one output channel's
+ * terms come as a list of its nonzero errors (mulfree.c), so the zeros that
+ * max-pooling leaves in e (three in four) cost nothing, and each term adds
+ * its e to up to FM_GRAD_SLICES slices of one window of q: 24 accumulators,
+ * per vector a load, a test of q's zeros, the exponent add and the masked
+ * float add. */
+static ALWAYS_INLINE void grad_slices(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
+                                      const int slices, float *dw, int accumulate)
+{
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    __m512 acc[FM_GRAD_SLICES][4];
+#pragma GCC unroll 6
+    for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[s][v] = _mm512_setzero_ps();
+    for (int t = 0; t < n_terms; t++) {
+        const float *window = q + terms[2 * t];
+        const __m512i code = _mm512_set1_epi32(terms[2 * t + 1]);
+#pragma GCC unroll 6
+        for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                const __m512i qv = _mm512_loadu_si512(window + slice_at[s] + 16 * v);
+                const __mmask16 live = _mm512_test_epi32_mask(qv, magnitude);
+                acc[s][v] = _mm512_mask_add_ps(acc[s][v], live, acc[s][v],
+                                               _mm512_castsi512_ps(_mm512_add_epi32(qv, code)));
+            }
+    }
+#pragma GCC unroll 6
+    for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            float *at = dw + FM_GRAD_SLICE * s + 16 * v;
+            _mm512_storeu_ps(at, accumulate ? _mm512_add_ps(_mm512_loadu_ps(at), acc[s][v]) : acc[s][v]);
+        }
+}
+
+static void conv_pow2_grad_avx512(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
+                                  int slices, float *dw, int accumulate)
+{
+    switch (slices) { /* each count its own loop, its accumulators in registers */
+    case 1: grad_slices(q, terms, n_terms, slice_at, 1, dw, accumulate); break;
+    case 2: grad_slices(q, terms, n_terms, slice_at, 2, dw, accumulate); break;
+    case 3: grad_slices(q, terms, n_terms, slice_at, 3, dw, accumulate); break;
+    case 4: grad_slices(q, terms, n_terms, slice_at, 4, dw, accumulate); break;
+    case 5: grad_slices(q, terms, n_terms, slice_at, 5, dw, accumulate); break;
+    default: grad_slices(q, terms, n_terms, slice_at, 6, dw, accumulate); break;
+    }
+}
+
 /* ---- convolutions ---------------------------------------------------------
  * Vectorized across output channels, 16 per zmm, as the dense kernels; the
  * window's taps and a tap's groups (or channels, or channel words) run
@@ -909,10 +962,12 @@ static void signs_float_avx512(const float *acc, size_t positions, int channels,
 
 static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq,
                                           pow2_grad_avx512, conv_real_avx512,
-                                          conv_bits_vpopcntdq, signs_int_avx512, signs_float_avx512};
+                                          conv_bits_vpopcntdq, signs_int_avx512, signs_float_avx512,
+                                          conv_pow2_grad_avx512};
 static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb,
                                                   pow2_grad_avx512, conv_real_avx512,
-                                                  conv_bits_vpshufb, signs_int_avx512, signs_float_avx512};
+                                                  conv_bits_vpshufb, signs_int_avx512, signs_float_avx512,
+                                                  conv_pow2_grad_avx512};
 
 const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq)
 {

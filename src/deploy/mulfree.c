@@ -1,7 +1,9 @@
 /* mulfree.c — the training products of `--exec mulfree` (mulfree.h): the
  * kernel table's `real` and `conv_real` kernels run per example, `pow2_grad`
  * over shares of rows (of a dense layer's inputs or a convolution's im2col
- * columns), the exactness fallback, and their ledger declarations. The only
+ * columns), `conv_pow2_grad` over shares of a convolution's output channels
+ * (its weight gradient from the maps, over the nonzero errors), the
+ * exactness fallback, and their ledger declarations. The only
  * float multiply here is times_h, the one multiply by H per output
  * (tests/no_float_mul.sh exempts it alone). */
 #include "mulfree.h"
@@ -172,14 +174,127 @@ static void ldexp_rows_grad(void *ctx, const float *cols, const float *e, float 
     fmi_ref_dense_backward_weights(1, cols, e, dw, rows, fan, oc);
 }
 
+/* ---- the weight gradient from the maps -------------------------------------
+ * Where the variant has conv_pow2_grad, every window lies inside the input
+ * and the input channels come in whole slices, and most of e is zero
+ * (max-pooling passes one error in four back to its convolution), the sums
+ * are formed per output channel over that channel's nonzero errors only, each
+ * term a window of the Q(x) map itself: no im2col columns, and no term of a
+ * zero e. A zero term adds nothing to an accumulator that starts at +0.0f
+ * (infer.h), and each channel keeps its terms in order (examples, then
+ * positions) and the chunks of the im2col path, so the bits are that path's.
+ * The sums land transposed (out_c x fan_in, one channel's weights together)
+ * and are turned into dw at the end. Threads take whole output channels. */
+
+/* Most of e zero (fewer than half its values nonzero) takes the maps' path.
+ * Per term it does a load, a test, an integer add and a float add for each 16
+ * weights where the im2col path does about two adds, after writing the
+ * columns; paper-cnn's pooled layers have a quarter nonzero, the others all. */
+static int mostly_zero(const float *e, size_t n)
+{
+    size_t nonzero = 0;
+    for (size_t i = 0; i < n; i++)
+        nonzero += e[i] != 0.0f;
+    return nonzero < n - nonzero;
+}
+
+static size_t maps_examples(const fm_conv_geom *g, int max_batch)
+{
+    return (size_t)FM_MIN(max_batch, fmi_conv_chunk_limit(g));
+}
+
+static int maps_fit(const fm_kernels *k, const fm_conv_geom *g, int max_batch)
+{
+    const size_t in_size = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
+    return k && k->conv_pow2_grad && max_batch > 0 && g->pad_top == 0 && g->pad_left == 0 &&
+           (g->out_h - 1) * g->stride + g->k_h <= g->in_h && (g->out_w - 1) * g->stride + g->k_w <= g->in_w &&
+           g->in_c % FM_GRAD_SLICE == 0 && maps_examples(g, max_batch) * in_size <= INT32_MAX;
+}
+
+size_t fmi_mulfree_conv_grad_floats(const fm_kernels *k, const fm_conv_geom *g, int max_batch)
+{
+    if (!maps_fit(k, g, max_batch))
+        return 0;
+    const size_t fan = (size_t)fmi_conv_fan_in(g), oc = (size_t)g->out_c;
+    const size_t cap = maps_examples(g, max_batch) * (size_t)fmi_conv_positions(g);
+    /* the transposed sums, each channel's terms (2 words each), the counts,
+     * the slices' offsets in a window */
+    return fan * oc + 2 * cap * oc + oc + fan / FM_GRAD_SLICE;
+}
+
+/* Output channels j0 .. j1-1's terms of nb examples' errors e: for each
+ * nonzero e, in order, the offset of its window in the chunk's maps and e's
+ * bits less those of 1.0f (the code conv_pow2_grad adds to q). Every slot is
+ * written and a zero's is taken again by the next term: no branch. */
+static void list_terms(const fm_conv_geom *g, const float *e, int nb, int j0, int j1, int32_t *terms,
+                       int32_t *count, size_t cap)
+{
+    const int oc = g->out_c;
+    const int32_t step = g->stride * g->in_c, row_step = g->stride * g->in_w * g->in_c;
+    const int32_t in_size = g->in_h * g->in_w * g->in_c;
+    for (int j = j0; j < j1; j++)
+        count[j] = 0;
+    int32_t image = 0;
+    for (int b = 0; b < nb; b++, image += in_size)
+        for (int oy = 0, row = image; oy < g->out_h; oy++, row += row_step)
+            for (int ox = 0, window = row; ox < g->out_w; ox++, window += step, e += oc)
+                for (int j = j0; j < j1; j++) {
+                    uint32_t bits;
+                    memcpy(&bits, e + j, sizeof bits);
+                    int32_t *slot = terms + 2 * (cap * (size_t)j + (size_t)count[j]);
+                    slot[0] = window;
+                    slot[1] = (int32_t)(bits - 0x3f800000u);
+                    count[j] += (bits & 0x7fffffffu) != 0;
+                }
+}
+
+static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const float *q, const float *e,
+                           float *dw, int batch, float *scratch, int threads)
+{
+    const int fan = fmi_conv_fan_in(g), oc = g->out_c, slices = fan / FM_GRAD_SLICE;
+    const int cb = fmi_conv_chunk_examples(g, batch);
+    const size_t P = (size_t)fmi_conv_positions(g), cap = (size_t)cb * P;
+    const size_t in_size = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
+    float *sums = scratch;
+    int32_t *terms = (int32_t *)(sums + (size_t)fan * oc), *count = terms + 2 * cap * oc;
+    int32_t *slice_at = count + oc;
+    for (int s = 0; s < slices; s++) {
+        const int i = s * FM_GRAD_SLICE, tap = i / g->in_c;
+        slice_at[s] = ((tap / g->k_w) * g->in_w + tap % g->k_w) * g->in_c + i % g->in_c;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int t = 0; t < threads; t++) {
+        const int j0 = (int)((long)oc * t / threads), j1 = (int)((long)oc * (t + 1) / threads);
+        for (int b0 = 0; b0 < batch; b0 += cb) {
+            const int nb = FM_MIN(cb, batch - b0);
+            list_terms(g, e + (size_t)b0 * P * oc, nb, j0, j1, terms, count, cap);
+            for (int j = j0; j < j1; j++)
+                for (int s0 = 0; s0 < slices; s0 += FM_GRAD_SLICES)
+                    k->conv_pow2_grad(q + (size_t)b0 * in_size, terms + 2 * cap * (size_t)j, count[j],
+                                      slice_at + s0, FM_MIN(FM_GRAD_SLICES, slices - s0),
+                                      sums + (size_t)j * fan + (size_t)s0 * FM_GRAD_SLICE, b0 > 0);
+        }
+    }
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int i = 0; i < fan; i++)
+        for (int j = 0; j < oc; j++)
+            dw[(size_t)i * oc + j] = sums[(size_t)j * fan + i];
+}
+
 int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const float *q,
-                              const float *e, float *dw, int batch, float *columns, int threads)
+                              const float *e, float *dw, int batch, float *columns, float *maps,
+                              size_t maps_floats, int threads)
 {
     /* the columns hold the values of q and zeros: check q itself, once */
     const size_t in_size = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
     const size_t out_size = (size_t)fmi_conv_positions(g) * (size_t)g->out_c;
     pow2_rows ctx = {k, threads};
     const int exact = fmi_pow2_grad_exact(q, (size_t)batch * in_size, e, (size_t)batch * out_size);
+    if (exact && maps && maps_floats >= fmi_mulfree_conv_grad_floats(k, g, batch) && maps_fit(k, g, batch) &&
+        mostly_zero(e, (size_t)batch * out_size)) {
+        grad_from_maps(k, g, q, e, dw, batch, maps, threads);
+        return 2;
+    }
     fmi_conv_backward_weights_rows(g, q, e, dw, batch, columns, exact ? pow2_rows_grad : ldexp_rows_grad,
                                   &ctx, 0);
     return exact;

@@ -75,11 +75,19 @@ void fmi_mulfree_conv(const fm_kernels *k, const fm_conv_weights *w, const float
  * maps, values +-0 or +-2^k) and the error e at its output: pow2_grad over
  * the im2col columns of q in the chunks of fmi_conv_backward_weights' path
  * (columns: fmi_conv_scratch_floats(g, batch) floats), when
- * fmi_pow2_grad_exact holds for q and e, else ldexpf. The same bits as
- * fmi_conv_backward_weights' reference path with pow2. Returns 1 when the
- * exponent adds ran, 0 for the fallback. */
+ * fmi_pow2_grad_exact holds for q and e, else ldexpf. Where the variant's
+ * conv_pow2_grad fits g, maps holds fmi_mulfree_conv_grad_floats(k, g, batch)
+ * (maps_floats) and most of e is zero, the sums are formed from the maps
+ * themselves over e's nonzero values (mulfree.c). The same bits as
+ * fmi_conv_backward_weights' reference path with pow2 in every case. Returns
+ * 2 when the exponent adds ran from the maps, 1 over the columns, 0 for the
+ * fallback. */
 int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const float *q,
-                              const float *e, float *dw, int batch, float *columns, int threads);
+                              const float *e, float *dw, int batch, float *columns, float *maps,
+                              size_t maps_floats, int threads);
+/* Floats of the maps' scratch of conv g's weight gradient for batches up to
+ * max_batch; 0 where k's variant cannot form it from the maps. */
+size_t fmi_mulfree_conv_grad_floats(const fm_kernels *k, const fm_conv_geom *g, int max_batch);
 
 /* Ledger declarations of the functions above and of fmi_kernel_fill and
  * fmi_conv_fill (fmi_mulfree_cost_fill with in = fan-in, out = out_c), in the

@@ -95,6 +95,10 @@ static int chunk_examples(const fm_conv_geom *g, int batch)
     return (batch + chunks - 1) / chunks;
 }
 
+int fmi_conv_chunk_examples(const fm_conv_geom *g, int batch) { return chunk_examples(g, batch); }
+
+int fmi_conv_chunk_limit(const fm_conv_geom *g) { return columns_are_input(g) ? INT_MAX : chunk_limit(g); }
+
 static int chunk_count(const fm_conv_geom *g, int batch)
 {
     int cb = chunk_examples(g, batch);

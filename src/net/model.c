@@ -439,6 +439,7 @@ void fmi_workspace_free(const fm_model *m, fm_workspace *ws)
     fmi_free(ws->train_product);
     fmi_free(ws->eval_product);
     fmi_free(ws->conv_scratch);
+    fmi_free(ws->mf_grad);
     fmi_free(ws->pre_scratch);
     fmi_free(ws->qx);
     fmi_free(ws->grad_state);
@@ -481,6 +482,9 @@ static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
                  (rc = fmi_conv_layout(kind, &t, levels, magnitudes, &ws->mf_conv_backward[l])) < 0))
                 return rc;
             slice = FM_MAX(slice, fmi_mulfree_conv_scratch_floats(ws->mf_conv_forward[l], 1));
+            if (training)
+                ws->mf_grad_floats =
+                    FM_MAX(ws->mf_grad_floats, fmi_mulfree_conv_grad_floats(ws->kernels, &L->conv, ws->max_batch));
             if (transposed)
                 slice = FM_MAX(slice, fmi_mulfree_conv_scratch_floats(ws->mf_conv_backward[l],
                                                                       L->conv.stride));
@@ -497,6 +501,8 @@ static int mulfree_create(const fm_model *m, fm_workspace *ws, int training)
     ws->mf_threads = FM_MAX(1, fmi_threads_available());
     ws->mf_slice = slice;
     ws->mf_scratch = fmi_alloc((size_t)ws->mf_threads * slice, sizeof(float));
+    if (ws->mf_grad_floats && !(ws->mf_grad = fmi_alloc(ws->mf_grad_floats, sizeof(float))))
+        return FM_ENOMEM;
     return ws->mf_scratch ? FM_OK : FM_ENOMEM;
 }
 

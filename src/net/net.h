@@ -126,7 +126,9 @@ typedef struct fm_workspace {
      * the transposed one (out -> in; layers after the first, training only),
      * per conv layer likewise its layout and the one of its input gradient
      * (fmi_mulfree_conv_transpose), table scratch for mf_threads threads of
-     * mf_slice floats each, the count of weight gradients that fell back to
+     * mf_slice floats each, the scratch of conv weight gradients formed from
+     * the maps (mf_grad_floats, fmi_mulfree_conv_grad_floats; NULL where no
+     * layer's can be), the count of weight gradients that fell back to
      * ldexpf, and the first error of a pass (passes return no code; fm_train
      * reads it after each step). */
     const struct fm_kernels *kernels;
@@ -134,6 +136,8 @@ typedef struct fm_workspace {
     struct fm_conv_weights **mf_conv_forward, **mf_conv_backward;
     float *mf_scratch;
     size_t mf_slice;
+    float *mf_grad;
+    size_t mf_grad_floats;
     int mf_threads;
     uint64_t mf_fallbacks;
     int status;

@@ -323,7 +323,7 @@ static void conv_mulfree_backward_weights(const fm_pass *p, const fm_cost *c, in
     fm_workspace *ws = p->ws;
     /* x is Q(x), as for dense layers */
     if (!fmi_mulfree_conv_pow2_grad(ws->kernels, &L->conv, x, e, dw, p->batch, ws->conv_scratch,
-                                   mulfree_threads(ws)))
+                                   ws->mf_grad, ws->mf_grad_floats, mulfree_threads(ws)))
         ws->mf_fallbacks++;
     fmi_mulfree_cost_conv_pow2_grad(c, &L->conv, p->batch);
     conv_columns_bytes(c, m, l, p->batch);

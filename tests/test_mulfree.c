@@ -304,6 +304,40 @@ static void test_conv_products(void **state)
         }
 }
 
+/* One convolution weight-gradient case: its geometry (in_h, in_w, in_c, k,
+ * stride, same, out_c), x, Q(x), e, the reference's dw and a kernel's, and the
+ * columns' scratch. */
+typedef struct grad_case {
+    fm_conv_geom g;
+    size_t in_n, e_n, w_n;
+    float *x, *q, *e, *want, *got, *scratch;
+} grad_case;
+
+static void grad_case_alloc(grad_case *c, const int *d, int batch)
+{
+    assert_int_equal(fmi_conv_geom_init(&c->g, d[0], d[1], d[2], d[3], d[4], d[5], d[6]), FM_OK);
+    c->in_n = (size_t)batch * c->g.in_h * c->g.in_w * c->g.in_c;
+    c->e_n = (size_t)batch * fmi_conv_positions(&c->g) * c->g.out_c;
+    c->w_n = (size_t)fmi_conv_fan_in(&c->g) * c->g.out_c;
+    c->x = test_malloc(c->in_n * sizeof *c->x);
+    c->q = test_malloc(c->in_n * sizeof *c->q);
+    c->e = test_malloc(c->e_n * sizeof *c->e);
+    c->want = test_malloc(c->w_n * sizeof *c->want);
+    c->got = test_malloc(c->w_n * sizeof *c->got);
+    const size_t cols = fmi_conv_scratch_floats(&c->g, batch);
+    c->scratch = test_malloc((cols ? cols : 1) * sizeof *c->scratch);
+}
+
+static void grad_case_free(grad_case *c)
+{
+    test_free(c->x);
+    test_free(c->q);
+    test_free(c->e);
+    test_free(c->want);
+    test_free(c->got);
+    test_free(c->scratch);
+}
+
 /* The weight gradient over im2col columns by exponent adds equals, bit for
  * bit, the conv reference path's (ldexpf) in every variant, also across
  * several chunks of examples; a product below the normal range takes the
@@ -315,18 +349,12 @@ static void test_conv_pow2_grad(void **state)
     const int shapes[][7] = {{7, 7, 3, 3, 1, 0, 5}, {6, 5, 5, 3, 2, 1, 17}, {3, 3, 2, 3, 1, 0, 4},
                              {32, 32, 16, 3, 1, 0, 20}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const int *d = shapes[s];
-        fm_conv_geom g;
-        assert_int_equal(fmi_conv_geom_init(&g, d[0], d[1], d[2], d[3], d[4], d[5], d[6]), FM_OK);
         const int batch = s == 3 ? 10 : 4;
-        const size_t in_n = (size_t)batch * g.in_h * g.in_w * g.in_c;
-        const size_t e_n = (size_t)batch * fmi_conv_positions(&g) * g.out_c;
-        const size_t w_n = (size_t)fmi_conv_fan_in(&g) * g.out_c;
-        float *x = test_malloc(in_n * sizeof *x), *q = test_malloc(in_n * sizeof *q);
-        float *e = test_malloc(e_n * sizeof *e);
-        float *want = test_malloc(w_n * sizeof *want), *got = test_malloc(w_n * sizeof *got);
-        const size_t cols = fmi_conv_scratch_floats(&g, batch);
-        float *scratch = test_malloc((cols ? cols : 1) * sizeof *scratch);
+        grad_case c;
+        grad_case_alloc(&c, shapes[s], batch);
+        const fm_conv_geom g = c.g;
+        const size_t in_n = c.in_n, e_n = c.e_n, w_n = c.w_n;
+        float *x = c.x, *q = c.q, *e = c.e, *want = c.want, *got = c.got, *scratch = c.scratch;
         random_inputs(x, in_n, 5 + s);
         fmi_pow2_quantize(x, q, in_n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 77, 0);
         random_inputs(e, e_n, 6 + s);
@@ -345,12 +373,7 @@ static void test_conv_pow2_grad(void **state)
                              k->name, s, round);
             }
         }
-        test_free(x);
-        test_free(q);
-        test_free(e);
-        test_free(want);
-        test_free(got);
-        test_free(scratch);
+        grad_case_free(&c);
     }
 }
 
@@ -371,18 +394,12 @@ static void test_conv_pow2_grad_maps(void **state)
                              {8, 8, 64, 3, 1, 1, 16, 2, 0},     {8, 8, 48, 3, 1, 0, 16, 2, 0}};
     int maps_runs = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        const int *d = shapes[s];
-        fm_conv_geom g;
-        assert_int_equal(fmi_conv_geom_init(&g, d[0], d[1], d[2], d[3], d[4], d[5], d[6]), FM_OK);
-        const int batch = d[7], P = fmi_conv_positions(&g);
-        const size_t in_n = (size_t)batch * g.in_h * g.in_w * g.in_c;
-        const size_t e_n = (size_t)batch * P * g.out_c;
-        const size_t w_n = (size_t)fmi_conv_fan_in(&g) * g.out_c;
-        float *x = test_malloc(in_n * sizeof *x), *q = test_malloc(in_n * sizeof *q);
-        float *e = test_malloc(e_n * sizeof *e);
-        float *want = test_malloc(w_n * sizeof *want), *got = test_malloc(w_n * sizeof *got);
-        const size_t cols = fmi_conv_scratch_floats(&g, batch);
-        float *scratch = test_malloc((cols ? cols : 1) * sizeof *scratch);
+        const int *d = shapes[s], batch = d[7];
+        grad_case c;
+        grad_case_alloc(&c, d, batch);
+        const fm_conv_geom g = c.g;
+        const size_t in_n = c.in_n, e_n = c.e_n, w_n = c.w_n;
+        float *x = c.x, *q = c.q, *e = c.e, *want = c.want, *got = c.got, *scratch = c.scratch;
         random_inputs(x, in_n, 40 + s);
         fmi_pow2_quantize(x, q, in_n, -4, 3, 91, 0);
         for (int pattern = 0; pattern < 3; pattern++) {
@@ -417,12 +434,7 @@ static void test_conv_pow2_grad_maps(void **state)
                     test_free(maps);
             }
         }
-        test_free(x);
-        test_free(q);
-        test_free(e);
-        test_free(want);
-        test_free(got);
-        test_free(scratch);
+        grad_case_free(&c);
     }
     const fm_kernels *avx512;
     if (fmi_kernels_get("avx512", &avx512) == FM_OK)

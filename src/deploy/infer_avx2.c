@@ -520,6 +520,42 @@ static ALWAYS_INLINE __m256 load_float8(const float *v, int left)
     return _mm256_loadu_ps(part);
 }
 
+/* ---- a convolution's weight gradient from its maps ------------------------
+ * As the AVX-512 kernel (infer_avx512.c): vectorized across a window's
+ * weights, one slice (64 channels of a tap, eight ymm) at a time, over the
+ * list of one output channel's nonzero errors. Per vector: a load, a compare
+ * of q with zero (a zero of either sign), the exponent add, an and-not that
+ * makes a zero q's term +0 (which leaves the sum as it was) and the add. */
+static ALWAYS_INLINE void grad_slice(const float *q, const int32_t *terms, int n_terms, int32_t slice_at,
+                                     float *dw, int accumulate)
+{
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++)
+        acc[v] = _mm256_setzero_ps();
+    for (int t = 0; t < n_terms; t++) {
+        const float *window = q + terms[2 * t] + slice_at;
+        const __m256i code = _mm256_set1_epi32(terms[2 * t + 1]);
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) {
+            const __m256 qv = _mm256_loadu_ps(window + 8 * v);
+            const __m256 zero = _mm256_cmp_ps(qv, _mm256_setzero_ps(), _CMP_EQ_OQ);
+            const __m256 term = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(qv), code));
+            acc[v] = _mm256_add_ps(acc[v], _mm256_andnot_ps(zero, term));
+        }
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++)
+        _mm256_storeu_ps(dw + 8 * v, accumulate ? _mm256_add_ps(_mm256_loadu_ps(dw + 8 * v), acc[v]) : acc[v]);
+}
+
+static void conv_pow2_grad_avx2(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
+                                int slices, float *dw, int accumulate)
+{
+    for (int s = 0; s < slices; s++)
+        grad_slice(q, terms, n_terms, slice_at[s], dw + FM_GRAD_SLICE * s, accumulate);
+}
+
 /* ---- convolutions ---------------------------------------------------------
  * As infer_avx512.c's, 8 output channels per ymm (a block is two halves):
  * the window's taps and a tap's groups, channels or channel words outside,
@@ -853,7 +889,7 @@ static void signs_float_avx2(const float *acc, size_t positions, int channels, c
 
 static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2, conv_real_avx2,
                                         conv_bits_avx2, signs_int_avx2, signs_float_avx2,
-                                        NULL /* over the im2col columns */};
+                                        conv_pow2_grad_avx2};
 
 const fm_kernels *fmi_kernels_avx2_table(void) { return &avx2_kernels; }
 

@@ -306,21 +306,14 @@ void fmi_pack_signs(const float *x, int n, uint64_t *a)
 
 /* ---- exactness of the exponent-add weight gradient ------------------------ */
 
-/* Values from which the scan below runs on the threads of the caller's
- * OpenMP count (a training step's): fewer are not worth waking them. */
-#define EXPONENT_SCAN_PARALLEL ((size_t)1 << 18)
-
 /* The smallest exponent field among the nonzero values of v (255 when all
  * are zero) and the largest field (0 when all are zero); 0 when a value is
  * subnormal (field 0), Inf or NaN (field 255), or, with pow2 set, has mantissa
  * bits. Plain reductions, which the compiler vectorizes: this scan runs over
- * every Q(x) and error of every step. Minimum, maximum and or give the same
- * result in any order, so the threads change no result. */
+ * every Q(x) and error of every step. */
 static int exponent_range(const float *v, size_t n, int pow2, int *lo, int *hi)
 {
     uint32_t min_field = 255, max_field = 0, mantissas = 0;
-#pragma omp parallel for simd reduction(min : min_field) reduction(max : max_field) reduction(| : mantissas) \
-    schedule(static) if (n > EXPONENT_SCAN_PARALLEL)
     for (size_t k = 0; k < n; k++) {
         uint32_t bits;
         memcpy(&bits, v + k, sizeof bits);

@@ -190,10 +190,9 @@ static void ldexp_rows_grad(void *ctx, const float *cols, const float *e, float 
  * Per term it does a load, a test, an integer add and a float add for each 16
  * weights where the im2col path does about two adds, after writing the
  * columns; paper-cnn's pooled layers have a quarter nonzero, the others all. */
-static int mostly_zero(const float *e, size_t n, int threads)
+static int mostly_zero(const float *e, size_t n)
 {
     size_t nonzero = 0;
-#pragma omp parallel for simd num_threads(threads) reduction(+ : nonzero) schedule(static) if (threads > 1)
     for (size_t i = 0; i < n; i++)
         nonzero += e[i] != 0.0f;
     return nonzero < n - nonzero;
@@ -292,7 +291,7 @@ int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const
     pow2_rows ctx = {k, threads};
     const int exact = fmi_pow2_grad_exact(q, (size_t)batch * in_size, e, (size_t)batch * out_size);
     if (exact && maps && maps_floats >= fmi_mulfree_conv_grad_floats(k, g, batch) && maps_fit(k, g, batch) &&
-        mostly_zero(e, (size_t)batch * out_size, threads)) {
+        mostly_zero(e, (size_t)batch * out_size)) {
         grad_from_maps(k, g, q, e, dw, batch, maps, threads);
         return 2;
     }

@@ -114,17 +114,6 @@ static int mulfree_threads(const fm_workspace *ws)
 #endif
 }
 
-/* Fills weighted layer l's forward layout (t 0) or that of its input
- * gradient (t 1) from the pass's float weights. */
-static int mulfree_fill(fm_workspace *ws, const fm_layer *L, int l, int t)
-{
-    if (L->kind == FM_LAYER_CONV)
-        return fmi_conv_fill(t ? ws->mf_conv_backward[l] : ws->mf_conv_forward[l], ws->wq[l], t);
-    /* weight (input i, output j) at i * out + j, or transposed */
-    return t ? fmi_kernel_fill(ws->mf_backward[l], ws->wq[l], 1, (size_t)L->out)
-             : fmi_kernel_fill(ws->mf_forward[l], ws->wq[l], (size_t)L->out, 1);
-}
-
 /* Refills weighted layer l's mulfree layouts from the pass's float weights
  * in ws->wq: the forward one and, with_transpose, the one of the input
  * gradient (training workspaces, layers after the first). Each refill is
@@ -137,17 +126,23 @@ static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
     const int conv = L->kind == FM_LAYER_CONV;
-    const int has_forward = conv ? ws->mf_conv_forward[l] != NULL : ws->mf_forward[l] != NULL;
-    const int has_transpose = conv ? ws->mf_conv_backward[l] != NULL : ws->mf_backward[l] != NULL;
-    const int layouts = has_forward ? 1 + (with_transpose && has_transpose) : 0;
-    int rc[2] = {FM_OK, FM_OK};
-    /* the two layouts are independent: filled side by side, declared in order */
-#pragma omp parallel for num_threads(layouts) schedule(static) if (layouts > 1 && mulfree_threads(ws) > 1)
-    for (int t = 0; t < layouts; t++)
-        rc[t] = mulfree_fill(ws, L, l, t);
-    for (int t = 0; t < layouts; t++) {
-        if (rc[t] < 0 && ws->status == FM_OK) /* again here: the message is this thread's */
-            ws->status = mulfree_fill(ws, L, l, t);
+    for (int t = 0; t <= with_transpose; t++) {
+        int rc;
+        if (conv) {
+            fm_conv_weights *layout = t ? ws->mf_conv_backward[l] : ws->mf_conv_forward[l];
+            if (!layout)
+                break;
+            rc = fmi_conv_fill(layout, ws->wq[l], t);
+        } else {
+            fm_kernel_weights *layout = t ? ws->mf_backward[l] : ws->mf_forward[l];
+            if (!layout)
+                break;
+            /* weight (input i, output j) at i * out + j, or transposed */
+            rc = t ? fmi_kernel_fill(layout, ws->wq[l], 1, (size_t)L->out)
+                   : fmi_kernel_fill(layout, ws->wq[l], (size_t)L->out, 1);
+        }
+        if (rc < 0 && ws->status == FM_OK)
+            ws->status = rc;
         fmi_mulfree_cost_fill(c, fmi_mulfree_kind(m->config.weights), m->config.synapse_levels,
                              L->w_rows, L->w_cols);
         fmi_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)fmi_layer_weight_count(L), 0);

@@ -9,13 +9,15 @@ usage() {
   cat <<'EOF'
 usage: bench/train_bench.sh [--build DIR] [--data SPEC] [--threads 2] [--repeats 3]
                             [--images 10000] [--modes "fp32 bc bc+qb tc+qb bc-det tc-det fp32+qb"]
-                            [--warmup 5] [--out FILE] [--python PY]
+                            [--exec default] [--warmup 5] [--out FILE] [--python PY]
   --build DIR   CMake build folder holding ./fewmul and bench/gemm_loop (default: build)
   --data SPEC   fewmul data spec (default: mnist:<repo>/../shared/data/mnist if present, else fashion)
   --threads T   threads for every contender (default 2)
   --repeats R   rounds; each round runs every contender once per mode, interleaved (default 3)
   --images N    training images per fewmul run (= N/200 timed steps for the peers) (default 10000)
   --modes LIST  weight modes, each fp32|bc|bc-det|tc|tc-det with optional +qb
+  --exec LIST   fewmul's execution paths, each default|mulfree (default "default"); mulfree
+                runs the modes it takes (a quantized one with +qb) and skips the others
   --warmup W    untimed steps the torch peer and the gemm loop run before timing (default 5)
   --out FILE    also write the results as JSON to FILE (default: stdout table only)
   --python PY   interpreter for the torch peer (default: the first of python3, /usr/bin/python3
@@ -30,6 +32,7 @@ THREADS=2
 REPEATS=3
 IMAGES=10000
 MODES="fp32 bc bc+qb tc+qb bc-det tc-det fp32+qb"
+EXECS="default"
 WARMUP=5
 OUT=""
 PY_TORCH=""
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --repeats) need "$@"; REPEATS=$2; shift 2 ;;
     --images) need "$@"; IMAGES=$2; shift 2 ;;
     --modes) need "$@"; MODES=$2; shift 2 ;;
+    --exec) need "$@"; EXECS=$2; shift 2 ;;
     --warmup) need "$@"; WARMUP=$2; shift 2 ;;
     --out) need "$@"; OUT=$2; shift 2 ;;
     --python) need "$@"; PY_TORCH=$2; shift 2 ;;
@@ -131,7 +135,7 @@ record() {
     return
   fi
   printf '%s %s %s %s\n' "$who" "$mode" "$round" "$val" >>"$RAW"
-  printf '  round %d  %-10s %-7s %10.1f img/s\n' "$round" "$mode" "$who" "$val" >&2
+  printf '  round %d  %-10s %-14s %10.1f img/s\n' "$round" "$mode" "$who" "$val" >&2
 }
 
 echo "train_bench.sh: data $DATA, threads $THREADS, batch $BATCH, $IMAGES images ($STEPS steps)," \
@@ -145,8 +149,16 @@ for ((r = 1; r <= REPEATS; r++)); do
     qb=()
     [ "$w" != "$m" ] && qb=(--qb)
     if [ $HAVE_FEWMUL = 1 ]; then
-      record fewmul "$m" "$r" train_images_per_s "$FEWMUL" train --data "$DATA" --arch paper-mlp --weights "$w" "${qb[@]}" \
-        --epochs 1 --train-limit "$IMAGES" --valid 10000 --no-eval --threads "$THREADS" --batch "$BATCH" --json --quiet
+      for x in $EXECS; do
+        who=fewmul
+        if [ "$x" = mulfree ]; then
+          case "$m" in fp32*) continue ;; *+qb) ;; *) continue ;; esac # a quantized mode with +qb
+          who=fewmul-mulfree
+        fi
+        record "$who" "$m" "$r" train_images_per_s "$FEWMUL" train --data "$DATA" --arch paper-mlp --weights "$w" \
+          "${qb[@]}" --epochs 1 --train-limit "$IMAGES" --valid 10000 --no-eval --threads "$THREADS" \
+          --batch "$BATCH" --json --quiet --exec "$x"
+      done
     fi
     if [ $HAVE_TORCH = 1 ]; then
       record torch "$m" "$r" images_per_s "$PY_TORCH" "$ROOT/bench/peer_torch.py" --mode "$w" "${qb[@]}" --threads "$THREADS" \
@@ -178,11 +190,13 @@ def ratio(a, b):
 gemm = med("gemm", "all")
 rows = []
 for m in modes.split():
-    f, t = med("fewmul", m), med("torch", m)
+    f, t, x = med("fewmul", m), med("torch", m), med("fewmul-mulfree", m)
     rows.append({"mode": m, "fewmul_images_per_s": f, "torch_images_per_s": t,
                  "fewmul_over_torch": ratio(f, t), "gemm_loop_images_per_s": gemm,
                  "fewmul_over_gemm_loop": ratio(f, gemm),
-                 "runs": {"fewmul": runs.get(("fewmul", m), []), "torch": runs.get(("torch", m), [])}})
+                 "fewmul_mulfree_images_per_s": x, "fewmul_mulfree_over_torch": ratio(x, t),
+                 "runs": {"fewmul": runs.get(("fewmul", m), []), "torch": runs.get(("torch", m), []),
+                          "fewmul_mulfree": runs.get(("fewmul-mulfree", m), [])}})
 def cell(x, fmt, w):
     return ("-" if x is None else format(x, fmt)).rjust(w)
 print("paper-mlp training, images/s (median of %s interleaved rounds), threads %s, batch %s, %s"
@@ -193,6 +207,10 @@ for r in rows:
     print("%-10s %s %s %s %s %s" % (r["mode"], cell(r["fewmul_images_per_s"], ".0f", 12),
           cell(r["torch_images_per_s"], ".0f", 12), cell(r["fewmul_over_torch"], ".3f", 13),
           cell(r["gemm_loop_images_per_s"], ".0f", 12), cell(r["fewmul_over_gemm_loop"], ".3f", 14)))
+for r in rows:
+    if r["fewmul_mulfree_images_per_s"] is not None:
+        print("%-10s --exec mulfree: %s img/s, %s of torch" % (r["mode"],
+              cell(r["fewmul_mulfree_images_per_s"], ".0f", 0), cell(r["fewmul_mulfree_over_torch"], ".3f", 0)))
 notes = []
 if have_f != "1": notes.append("fewmul not run (binary missing)")
 if have_t != "1": notes.append("torch peer not run (import torch failed)")

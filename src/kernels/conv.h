@@ -68,6 +68,12 @@ void fmi_conv_backward_input(const fm_conv_geom *g, const fm_product *p, const f
 void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int pow2, const float *x,
                               const float *dy, float *dw, int batch, float *scratch);
 
+/* Examples per chunk of fmi_conv_backward_weights' path for a batch
+ * (geometry and batch only, never threads), and the most a chunk of any
+ * batch holds (INT_MAX: the whole batch). */
+int fmi_conv_chunk_examples(const fm_conv_geom *g, int batch);
+int fmi_conv_chunk_limit(const fm_conv_geom *g);
+
 /* The weight gradient of fmi_conv_backward_weights with another kernel, in
  * the same chunks of examples: `rows` forms colsᵀ · e for `rows` rows of
  * im2col columns (rows x fan_in) and errors (rows x out_c) into its dw,
@@ -76,10 +82,6 @@ void fmi_conv_backward_weights(const fm_conv_geom *g, const fm_product *p, int p
  * reference one) each later chunk forms a partial sum that is then added to
  * dw (FM_OP_FADD per weight, as fmi_conv_cost_backward_weights declares);
  * with 1 the kernel accumulates itself. */
-/* Examples per chunk of that path for a batch (geometry and batch only, never
- * threads), and the most a chunk of any batch holds (INT_MAX: the whole batch). */
-int fmi_conv_chunk_examples(const fm_conv_geom *g, int batch);
-int fmi_conv_chunk_limit(const fm_conv_geom *g);
 typedef void (*fm_conv_rows_grad)(void *ctx, const float *cols, const float *e, float *dw, int rows,
                                   int fan, int oc, int accumulate);
 void fmi_conv_backward_weights_rows(const fm_conv_geom *g, const float *x, const float *dy, float *dw,

@@ -63,12 +63,13 @@ static void make_q(float *q, size_t n, int k_lo, int k_hi, uint32_t zero_percent
     }
 }
 
-/* e: +-0 with probability 40%, else a normal float with 23 random mantissa
- * bits and magnitude 2^-30 .. 2^11, so sums round and their order shows. */
-static void make_e(float *e, size_t n, fm_rng *rng)
+/* e: +-0 with probability zero_percent, else a normal float with 23 random
+ * mantissa bits and magnitude 2^-30 .. 2^11, so sums round and their order
+ * shows. */
+static void make_e_zeros(float *e, size_t n, uint32_t zero_percent, fm_rng *rng)
 {
     for (size_t k = 0; k < n; k++) {
-        if (fmi_rng_below(rng, 100) < 40) {
+        if (fmi_rng_below(rng, 100) < zero_percent) {
             e[k] = signed_zero(rng);
             continue;
         }
@@ -76,6 +77,8 @@ static void make_e(float *e, size_t n, fm_rng *rng)
         e[k] = from_bits(sign << 31 | field << 23 | fmi_rng_below(rng, 1u << 23));
     }
 }
+
+static void make_e(float *e, size_t n, fm_rng *rng) { make_e_zeros(e, n, 40, rng); }
 
 /* ---- variants -------------------------------------------------------------- */
 
@@ -227,7 +230,7 @@ static void test_variants_equal_ref(void **state)
     print_message("%ld calls equal to ref, outside rows untouched\n", calls_compared);
 }
 
-/* Batches around and past the kernels' chunks of examples (128 for AVX2, 256
+/* Batches around and past the kernels' chunks of examples (128 for AVX2, 32
  * for AVX-512), batch 0 (every dw element +0.0f), and wide layers split into
  * shares as threads split them. */
 static void test_long_batches(void **state)
@@ -255,6 +258,46 @@ static void test_long_batches(void **state)
                 check_rows(&variants[v], &s, q, e, dw, shares[k][0], shares[k][1], s.ref);
         shape_free(&s);
     }
+}
+
+/* The kernels' paths by density: q from all nonzero to 90% zeros, e with no
+ * zero (the AVX-512 kernel then skips e's zero tests) or with a few, on
+ * shapes past the AVX-512 kernel's chunks (32 examples), row groups (64 rows)
+ * and tiles (256 outputs); it lists a row group's nonzero q where at least a
+ * quarter of them are zero and blocks the rows otherwise. The last q has
+ * dense and sparse row groups in turn, so that one call takes both. */
+static void test_densities(void **state)
+{
+    (void)state;
+    find_pow2_variants();
+    fm_rng rng;
+    fmi_rng_seed(&rng, 31);
+    static const int shapes[][3] = {{200, 130, 300}, {33, 64, 256}, {65, 200, 513}, {31, 7, 10}};
+    static const uint32_t q_zeros[] = {0, 10, 30, 50, 90}, e_zeros[] = {0, 1};
+    for (size_t a = 0; a < COUNT(shapes); a++)
+        for (size_t b = 0; b < COUNT(q_zeros) + 1; b++)
+            for (size_t c = 0; c < COUNT(e_zeros); c++) {
+                const int batch = shapes[a][0], in = shapes[a][1], out = shapes[a][2];
+                shape s;
+                shape_alloc(&s, batch, in, out);
+                float *q = s.q_block, *e = s.e_block, *dw = s.dw_block;
+                if (b < COUNT(q_zeros)) {
+                    make_q(q, (size_t)batch * in, -20, 5, q_zeros[b], &rng);
+                } else { /* rows 0-63 dense, 64-127 sparse, 128- dense */
+                    for (int t = 0; t < batch; t++)
+                        for (int i = 0; i < in; i++)
+                            make_q(q + (size_t)t * in + i, 1, -20, 5, (i / 64) % 2 ? 70 : 5, &rng);
+                }
+                make_e_zeros(e, (size_t)batch * out, e_zeros[c], &rng);
+                assert_true(fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out));
+                fmi_pow2_grad_ref(q, e, s.ref, batch, in, out, 0, in);
+                int ranges[16][2];
+                int n = row_ranges(in, ranges);
+                for (int r = 0; r < n; r++)
+                    for (int v = 0; v < n_variants; v++)
+                        check_rows(&variants[v], &s, q, e, dw, ranges[r][0], ranges[r][1], s.ref);
+                shape_free(&s);
+            }
 }
 
 /* Every q and e zero: all terms are zeros of both signs, and every dw element
@@ -415,6 +458,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_variants_equal_ref), cmocka_unit_test(test_long_batches),
+        cmocka_unit_test(test_densities),
         cmocka_unit_test(test_zero_terms),         cmocka_unit_test(test_ref_against_double),
         cmocka_unit_test(test_exact),
     };

@@ -335,7 +335,7 @@ static void bits_vpshufb(const fm_kernel_weights *w, const uint64_t *a, int32_t 
  * slower still, so e is loaded whole except in the last, partial block. */
 #define GRAD_ROWS 6
 #define GRAD_VECS 4
-#define GRAD_CHUNK 256 /* examples whose codes are tabled at a time */
+#define GRAD_CHUNK 32 /* examples whose codes are tabled at a time (LIST_CHUNK) */
 
 /* One row block's q over GRAD_CHUNK examples, as the code added to e's bits:
  * q's bits - those of 1.0f, which is (k << 23) plus the sign bit, so its low
@@ -419,32 +419,188 @@ static ALWAYS_INLINE void grad_block(const grad_table *tab, const float *e, floa
             }
 }
 
+/* Rows r0 .. r0 + rows - 1 of dw (from dw_rows on) over one chunk of
+ * examples, in blocks of GRAD_ROWS rows. */
+static void blocked_rows(const float *q, const float *e_chunk, float *dw_rows, int in, int out, int b0, int nb,
+                         int r0, int rows, int first)
+{
+    const int width = 16 * GRAD_VECS;
+    grad_table tab;
+    for (int r = 0; r < rows; r += GRAD_ROWS) {
+        const int n = rows - r < GRAD_ROWS ? rows - r : GRAD_ROWS;
+        float *block_dw = dw_rows + (size_t)r * out;
+        grad_table_fill(&tab, q, in, b0, nb, r0 + r, n);
+        int j0 = 0;
+        for (; j0 + width <= out; j0 += width)
+            grad_block(&tab, e_chunk, block_dw, nb, out, j0, n, first, 0);
+        if (j0 < out)
+            grad_block(&tab, e_chunk, block_dw, nb, out, j0, n, first, 1);
+    }
+}
+
+/* ---- the weight gradient over lists of each row's nonzero q -----------------
+ * A layer's Q(x) is about half zeros (the ReLU's), on which the blocked
+ * kernel spends a masked-off float add each. Lists skip them: per row (input
+ * i) and chunk of examples, the examples whose q is nonzero, with their
+ * codes; per listed term and vector, one integer add with e loaded from
+ * memory and one float add. No e vector is shared between rows, so a term
+ * costs more than in the blocked kernel (measured on Zen 5: about 1.6 times,
+ * the loads), and the lists win only where q is sparse enough: a chunk's row
+ * group whose q is more than LIST_DENSE_PCT percent nonzero takes the blocked
+ * kernel (paper-mlp's first layer, a CNN's first convolution). Per chunk, the
+ * e block that LIST_VECS vectors of outputs span is copied into a tile (32
+ * KB, in L1 while every listed row reads it): rows of e lie `out` floats
+ * apart, and at 1024 outputs they fall into the same few L1 sets. A zero e
+ * must add nothing: where the chunk's e holds one, the terms test e per
+ * vector as the blocked kernel does. */
+#define LIST_CHUNK GRAD_CHUNK
+#define LIST_ROWS 64
+#define LIST_VECS 16
+#define LIST_DENSE_PCT 75
+
+typedef struct grad_lists {
+    int32_t at[LIST_ROWS][LIST_CHUNK];   /* the example's row in the e tile: b * 16 LIST_VECS */
+    int32_t code[LIST_ROWS][LIST_CHUNK]; /* q's bits - those of 1.0f */
+    int count[LIST_ROWS];
+} grad_lists;
+
+/* The nonzero q of rows r0 .. r0 + rows - 1 over examples b0 .. b0 + nb - 1. */
+static long count_nonzero(const float *q, int in, int b0, int nb, int r0, int rows)
+{
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    const float *qb = q + (size_t)b0 * in + r0;
+    long n = 0;
+    for (int b = 0; b < nb; b++, qb += in)
+        for (int r = 0; r < rows; r += 16) {
+            const __mmask16 live = rows - r >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (rows - r)) - 1u);
+            n += _mm_popcnt_u32(_mm512_mask_test_epi32_mask(live, _mm512_maskz_loadu_epi32(live, qb + r), magnitude));
+        }
+    return n;
+}
+
+/* Lists of rows r0 .. r0 + rows - 1 over examples b0 .. b0 + nb - 1, built
+ * without a branch per entry (half are taken at random): every entry is
+ * written, and the count steps only past a nonzero q. */
+static void grad_lists_fill(grad_lists *ls, const float *q, int in, int b0, int nb, int r0, int rows)
+{
+    for (int r = 0; r < rows; r++)
+        ls->count[r] = 0;
+    const float *qb = q + (size_t)b0 * in + r0;
+    int32_t at = 0;
+    for (int b = 0; b < nb; b++, qb += in, at += 16 * LIST_VECS)
+        for (int r = 0; r < rows; r++) {
+            uint32_t bits;
+            memcpy(&bits, qb + r, sizeof bits);
+            const int slot = ls->count[r];
+            ls->at[r][slot] = at;
+            ls->code[r][slot] = (int32_t)(bits - 0x3f800000u);
+            ls->count[r] = slot + ((bits & 0x7fffffffu) != 0);
+        }
+}
+
+/* Row r's sums over its list for outputs j0 .. j0 + 16 * vecs - 1 (`lanes`:
+ * the last vector's live lanes; a dead lane is never stored), into dw_row,
+ * starting at +0.0f (`first`) or at what an earlier chunk stored there. */
+static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *e, float *dw_row, int j0,
+                                   const int vecs, __mmask16 lanes, int first, const int masked)
+{
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    __m512 acc[LIST_VECS];
+#pragma GCC unroll 16
+    for (int v = 0; v < vecs; v++) {
+        const __mmask16 live = v == vecs - 1 ? lanes : (__mmask16)0xffff;
+        acc[v] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(live, dw_row + j0 + 16 * v);
+    }
+    const int n = ls->count[r];
+    const int32_t *at = ls->at[r], *code = ls->code[r];
+    for (int t = 0; t < n; t++) {
+        const float *et = e + at[t];
+        const __m512i c = _mm512_set1_epi32(code[t]);
+#pragma GCC unroll 16
+        for (int v = 0; v < vecs; v++) {
+            const __m512i ev = _mm512_load_si512(et + 16 * v);
+            const __m512i term = masked ? _mm512_maskz_add_epi32(_mm512_test_epi32_mask(ev, magnitude), ev, c)
+                                        : _mm512_add_epi32(ev, c);
+            acc[v] = _mm512_add_ps(acc[v], _mm512_castsi512_ps(term));
+        }
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < vecs; v++)
+        _mm512_mask_storeu_ps(dw_row + j0 + 16 * v, v == vecs - 1 ? lanes : (__mmask16)0xffff, acc[v]);
+}
+
+static void list_rows(const grad_lists *ls, int rows, const float *e, float *dw, int out, int j0, int vecs,
+                      __mmask16 lanes, int first, int masked)
+{
+    for (int r = 0; r < rows; r++) {
+        float *dw_row = dw + (size_t)r * out;
+#define LIST_ROW(V)                                                                                  \
+    case V:                                                                                          \
+        if (masked)                                                                                  \
+            list_row(ls, r, e, dw_row, j0, V, lanes, first, 1);                                      \
+        else                                                                                         \
+            list_row(ls, r, e, dw_row, j0, V, lanes, first, 0);                                      \
+        break;
+        switch (vecs) {
+            LIST_ROW(1) LIST_ROW(2) LIST_ROW(3) LIST_ROW(4) LIST_ROW(5) LIST_ROW(6) LIST_ROW(7)
+            LIST_ROW(8) LIST_ROW(9) LIST_ROW(10) LIST_ROW(11) LIST_ROW(12) LIST_ROW(13) LIST_ROW(14) LIST_ROW(15)
+            default: LIST_ROW(16)
+        }
+#undef LIST_ROW
+    }
+}
+
+/* 1 when one of the n floats is +-0. */
+static int any_zero(const float *e, size_t n)
+{
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    __mmask16 zero = 0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        zero |= _mm512_testn_epi32_mask(_mm512_loadu_si512(e + i), magnitude);
+    if (i < n) {
+        const __mmask16 live = (__mmask16)((1u << (n - i)) - 1u);
+        zero |= _mm512_mask_testn_epi32_mask(live, _mm512_maskz_loadu_epi32(live, e + i), magnitude);
+    }
+    return zero != 0;
+}
+
 static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
                              int i1)
 {
     if (i1 <= i0 || out <= 0)
         return;
-    const int width = 16 * GRAD_VECS;
-    grad_table tab;
-    /* Chunks of examples outside, row blocks inside (as the AVX2 kernel): a
-     * chunk's e (GRAD_CHUNK rows of `out` floats) stays in L1 and L2 while
-     * every row block reads it, where the other order read all of e again for
-     * every GRAD_ROWS rows (a convolution's e is an example's 784 positions
-     * in paper-cnn's second layer: this order took a quarter fewer cycles
-     * there). Each dw value still adds its terms in example order. */
-    /* batch 0: one empty chunk, which stores the zeros */
-    for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
-        int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK;
+    grad_lists ls;
+    const int width = 16 * LIST_VECS;
+    _Alignas(64) float tile[LIST_CHUNK][16 * LIST_VECS];
+    /* Chunks of examples outside, row groups inside: a chunk's e stays in L2
+     * while every row group reads it. Each dw value adds its terms in example
+     * order; a sum stored after one chunk and loaded in the next is the same
+     * float, so neither chunking nor the kernel chosen changes a bit.
+     * batch 0: one empty chunk, which stores the zeros. */
+    for (int b0 = 0; b0 == 0 || b0 < batch; b0 += LIST_CHUNK) {
+        const int nb = batch - b0 < LIST_CHUNK ? batch - b0 : LIST_CHUNK, first = b0 == 0;
         const float *e_chunk = e + (size_t)b0 * out;
-        for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
-            int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
+        const int masked = any_zero(e_chunk, (size_t)nb * out);
+        for (int r0 = i0; r0 < i1; r0 += LIST_ROWS) {
+            const int rows = i1 - r0 < LIST_ROWS ? i1 - r0 : LIST_ROWS;
             float *rows_dw = dw + (size_t)(r0 - i0) * out;
-            grad_table_fill(&tab, q, in, b0, nb, r0, rows);
-            int j0 = 0;
-            for (; j0 + width <= out; j0 += width)
-                grad_block(&tab, e_chunk, rows_dw, nb, out, j0, rows, b0 == 0, 0);
-            if (j0 < out)
-                grad_block(&tab, e_chunk, rows_dw, nb, out, j0, rows, b0 == 0, 1);
+            if (100 * count_nonzero(q, in, b0, nb, r0, rows) > (long)LIST_DENSE_PCT * rows * nb) {
+                blocked_rows(q, e_chunk, rows_dw, in, out, b0, nb, r0, rows, first);
+                continue;
+            }
+            grad_lists_fill(&ls, q, in, b0, nb, r0, rows);
+            for (int j0 = 0; j0 < out; j0 += width) {
+                const int left = out - j0, vecs = left >= width ? LIST_VECS : (left + 15) / 16;
+                const int last = left - 16 * (vecs - 1);
+                const __mmask16 lanes = last >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << last) - 1u);
+                for (int b = 0; b < nb; b++)
+                    for (int v = 0; v < vecs; v++)
+                        _mm512_store_ps(tile[b] + 16 * v,
+                                        _mm512_maskz_loadu_ps(v == vecs - 1 ? lanes : (__mmask16)0xffff,
+                                                              e_chunk + (size_t)b * out + j0 + 16 * v));
+                list_rows(&ls, rows, tile[0], rows_dw, out, j0, vecs, lanes, first, masked);
+            }
         }
     }
 }

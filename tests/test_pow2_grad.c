@@ -17,6 +17,11 @@
  *   avx2: q == 0 rows reading e's row instead of the zeros; e == 0 lanes
  *     adding the code; the partial block storing a whole block; every
  *     other chunk of 128 examples skipped;
+ *   avx512 and avx2 lists: a chunk whose e holds zeros listed without
+ *     testing e (avx2) or listed at all (avx512); a later 32 examples
+ *     starting from +0.0f (test_densities only, avx512); zero q listed; the
+ *     last vector's lanes taken as whole (avx2: the partial tile stored
+ *     whole); a dense group's blocked rows one short;
  *   ref: the examples summed last to first (test_ref_against_double);
  *   fmi_pow2_grad_exact: the lower bound >= 0 instead of >= 1, the upper
  *     <= 255 instead of <= 254, q's mantissa bits not checked, the all-zero
@@ -230,9 +235,9 @@ static void test_variants_equal_ref(void **state)
     print_message("%ld calls equal to ref, outside rows untouched\n", calls_compared);
 }
 
-/* Batches around and past the kernels' chunks of examples (128 for AVX2, 32
- * for AVX-512), batch 0 (every dw element +0.0f), and wide layers split into
- * shares as threads split them. */
+/* Batches around and past the kernels' chunks of examples (128 for AVX2, 256
+ * for AVX-512, each listed 32 at a time), batch 0 (every dw element +0.0f),
+ * and wide layers split into shares as threads split them. */
 static void test_long_batches(void **state)
 {
     (void)state;
@@ -261,11 +266,12 @@ static void test_long_batches(void **state)
 }
 
 /* The kernels' paths by density: q from all nonzero to 90% zeros, e with no
- * zero (the AVX-512 kernel then skips e's zero tests) or with a few, on
- * shapes past the AVX-512 kernel's chunks (32 examples), row groups (64 rows)
- * and tiles (256 outputs); it lists a row group's nonzero q where at least a
- * quarter of them are zero and blocks the rows otherwise. The last q has
- * dense and sparse row groups in turn, so that one call takes both. */
+ * zero (the AVX-512 and AVX2 kernels then skip e's zero tests) or with a
+ * few, on shapes past their chunks (32 examples), row groups (64 rows) and
+ * tiles (256 outputs for AVX-512, 64 for AVX2); they list a row group's
+ * nonzero q where at least a quarter of them are zero and block the rows
+ * otherwise. The last q has dense and sparse row groups in turn, so that one
+ * call takes both. */
 static void test_densities(void **state)
 {
     (void)state;

@@ -471,31 +471,217 @@ static ALWAYS_INLINE void grad_block(const grad_table *tab, const float *e, size
     }
 }
 
+/* Rows r0 .. r0 + rows - 1 of dw (from dw_rows on) over one chunk of
+ * examples, in blocks of GRAD_ROWS rows; `padded`: the chunk's last
+ * out % GRAD_WIDTH outputs, zero-padded to a block. */
+static void blocked_rows(const float *q, const float *e_chunk, const float *padded, float *dw_rows, int in,
+                         int out, int b0, int nb, int r0, int rows, int first)
+{
+    grad_table tab;
+    const int whole = out - out % GRAD_WIDTH, width = out - whole;
+    for (int r = 0; r < rows; r += GRAD_ROWS) {
+        const int n = rows - r < GRAD_ROWS ? rows - r : GRAD_ROWS;
+        float *block_dw = dw_rows + (size_t)r * out;
+        grad_table_fill(&tab, q, in, b0, nb, r0 + r, n);
+        for (int j0 = 0; j0 < whole; j0 += GRAD_WIDTH)
+            grad_block(&tab, e_chunk + j0, (size_t)out, block_dw + j0, out, nb, n, first, 0, GRAD_WIDTH);
+        if (width)
+            grad_block(&tab, padded, GRAD_WIDTH, block_dw + whole, out, nb, n, first, 1, width);
+    }
+}
+
+/* ---- the weight gradient over lists of each row's nonzero q -----------------
+ * As in the AVX-512 kernel (infer_avx512.c): per row and chunk of examples,
+ * a list of the examples whose q is nonzero, and per listed term and vector
+ * an integer add (e from the L1 tile as its memory operand) and a float add,
+ * where the blocked kernel also spends an and-not on every term, zero or
+ * not. A group of rows more than LIST_DENSE_PCT percent nonzero takes the
+ * blocked kernel. Where the chunk's e holds a zero, each term tests e (a
+ * compare and an and-not per vector). */
+#define LIST_CHUNK 32 /* examples listed at a time: a GRAD_CHUNK holds whole ones */
+#define LIST_ROWS 64
+#define LIST_VECS 8 /* 64 outputs: 8 accumulators of the 16 ymm */
+#define LIST_WIDTH (HALF * LIST_VECS)
+#define LIST_DENSE_PCT 75
+
+typedef struct grad_lists {
+    int32_t at[LIST_ROWS][LIST_CHUNK];   /* the example's row in the e tile: b * LIST_WIDTH */
+    int32_t code[LIST_ROWS][LIST_CHUNK]; /* q's bits - those of 1.0f */
+    int count[LIST_ROWS];
+} grad_lists;
+
+/* The nonzero q of rows r0 .. r0 + rows - 1 over examples b0 .. b0 + nb - 1. */
+static long count_nonzero(const float *q, int in, int b0, int nb, int r0, int rows)
+{
+    const float *qb = q + (size_t)b0 * in + r0;
+    long n = 0;
+    for (int b = 0; b < nb; b++, qb += in)
+        for (int r = 0; r < rows; r++) {
+            uint32_t bits;
+            memcpy(&bits, qb + r, sizeof bits);
+            n += (bits & 0x7fffffffu) != 0;
+        }
+    return n;
+}
+
+/* The lists, without a branch per entry: every entry is written, and the
+ * count steps only past a nonzero q. */
+static void grad_lists_fill(grad_lists *ls, const float *q, int in, int b0, int nb, int r0, int rows)
+{
+    for (int r = 0; r < rows; r++)
+        ls->count[r] = 0;
+    const float *qb = q + (size_t)b0 * in + r0;
+    int32_t at = 0;
+    for (int b = 0; b < nb; b++, qb += in, at += LIST_WIDTH)
+        for (int r = 0; r < rows; r++) {
+            uint32_t bits;
+            memcpy(&bits, qb + r, sizeof bits);
+            const int slot = ls->count[r];
+            ls->at[r][slot] = at;
+            ls->code[r][slot] = (int32_t)(bits - 0x3f800000u);
+            ls->count[r] = slot + ((bits & 0x7fffffffu) != 0);
+        }
+}
+
+/* All ones in the first `width` lanes of 8. */
+static ALWAYS_INLINE __m256i first_lanes(int width)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Row r's sums over its list for outputs j0 .. j0 + width - 1 (width <=
+ * HALF * vecs), into dw_row, from +0.0f (`first`) or from what an earlier
+ * chunk stored there; the tile's lanes past `width` hold zeros, and are
+ * neither loaded from dw nor stored. */
+static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *tile, float *dw_row, int j0,
+                                   const int vecs, int width, int first, const int masked)
+{
+    const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
+    __m256 acc[LIST_VECS];
+#pragma GCC unroll 8
+    for (int v = 0; v < vecs; v++) {
+        const __m256i live = first_lanes(width - HALF * v);
+        acc[v] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(dw_row + j0 + HALF * v, live);
+    }
+    const int n = ls->count[r];
+    const int32_t *at = ls->at[r], *code = ls->code[r];
+    for (int t = 0; t < n; t++) {
+        const float *et = tile + at[t];
+        const __m256i c = _mm256_set1_epi32(code[t]);
+#pragma GCC unroll 8
+        for (int v = 0; v < vecs; v++) {
+            const __m256i ev = _mm256_load_si256((const __m256i *)(const void *)(et + HALF * v));
+            __m256i term;
+            if (masked) {
+                const __m256i zero_e = _mm256_cmpeq_epi32(_mm256_and_si256(ev, magnitude), _mm256_setzero_si256());
+                term = _mm256_add_epi32(_mm256_andnot_si256(zero_e, c), ev);
+            } else {
+                term = _mm256_add_epi32(c, ev);
+            }
+            acc[v] = _mm256_add_ps(acc[v], _mm256_castsi256_ps(term));
+        }
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < vecs; v++)
+        _mm256_maskstore_ps(dw_row + j0 + HALF * v, first_lanes(width - HALF * v), acc[v]);
+}
+
+static void list_rows(const grad_lists *ls, int rows, const float *tile, float *dw, int out, int j0, int vecs,
+                      int width, int first, int masked)
+{
+    for (int r = 0; r < rows; r++) {
+        float *dw_row = dw + (size_t)r * out;
+#define LIST_ROW(V)                                                                                  \
+    case V:                                                                                          \
+        if (masked)                                                                                  \
+            list_row(ls, r, tile, dw_row, j0, V, width, first, 1);                                   \
+        else                                                                                         \
+            list_row(ls, r, tile, dw_row, j0, V, width, first, 0);                                   \
+        break;
+        switch (vecs) {
+            LIST_ROW(1) LIST_ROW(2) LIST_ROW(3) LIST_ROW(4) LIST_ROW(5) LIST_ROW(6) LIST_ROW(7)
+            default: LIST_ROW(8)
+        }
+#undef LIST_ROW
+    }
+}
+
+/* 1 when one of the n floats is +-0. */
+static int any_zero(const float *e, size_t n)
+{
+    int zero = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, e + i, sizeof bits);
+        zero |= (bits & 0x7fffffffu) == 0;
+    }
+    return zero;
+}
+
+/* Rows r0 .. r0 + rows - 1 (from dw_rows on) over the listed terms of
+ * examples b0 .. b0 + nb - 1 (e_sub: their e), a tile of outputs at a time. */
+static void listed_rows(grad_lists *ls, float (*tile)[LIST_WIDTH], const float *q, const float *e_sub,
+                        float *dw_rows, int in, int out, int b0, int nb, int r0, int rows, int first, int masked)
+{
+    grad_lists_fill(ls, q, in, b0, nb, r0, rows);
+    for (int j0 = 0; j0 < out; j0 += LIST_WIDTH) {
+        const int left = out - j0, block = left < LIST_WIDTH ? left : LIST_WIDTH;
+        const int vecs = (block + HALF - 1) / HALF;
+        const float *from = e_sub + j0;
+        for (int b = 0; b < nb; b++, from += out) {
+            if (block == LIST_WIDTH) {
+#pragma GCC unroll 8
+                for (int v = 0; v < LIST_VECS; v++)
+                    _mm256_store_ps(tile[b] + HALF * v, _mm256_loadu_ps(from + HALF * v));
+            } else {
+                for (int k = 0; k < HALF * vecs; k++)
+                    tile[b][k] = k < block ? from[k] : 0.0f;
+            }
+        }
+        list_rows(ls, rows, &tile[0][0], dw_rows, out, j0, vecs, block, first, masked);
+    }
+}
+
 static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
                            int i1)
 {
     if (i1 <= i0 || out <= 0)
         return;
-    grad_table tab;
-    /* the last outputs (out % GRAD_WIDTH of them), zero-padded to a block */
+    grad_lists ls;
+    /* the last outputs (out % GRAD_WIDTH of them), zero-padded to a block,
+     * for the blocked kernel; and the tile of the lists' e block */
     float padded[GRAD_CHUNK][GRAD_WIDTH] __attribute__((aligned(32)));
+    float tile[LIST_CHUNK][LIST_WIDTH] __attribute__((aligned(32)));
+    int masked[GRAD_CHUNK / LIST_CHUNK];
     const int whole = out - out % GRAD_WIDTH, width = out - whole;
+    /* Chunks of examples outside, row groups inside, as in the AVX-512
+     * kernel: a dense row group runs the blocked kernel over the whole chunk,
+     * a sparse one the lists over each LIST_CHUNK examples of it; neither the
+     * chunks nor the kernel chosen changes a bit. batch 0: one empty chunk,
+     * which stores zeros. */
     for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
-        int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK;
+        const int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK, first = b0 == 0;
         const float *e_chunk = e + (size_t)b0 * out;
         if (width)
             for (int b = 0; b < nb; b++)
                 for (int k = 0; k < GRAD_WIDTH; k++)
                     padded[b][k] = k < width ? e_chunk[(size_t)b * out + whole + k] : 0.0f;
-        for (int r0 = i0; r0 < i1; r0 += GRAD_ROWS) {
-            int rows = i1 - r0 < GRAD_ROWS ? i1 - r0 : GRAD_ROWS;
+        for (int s0 = 0; s0 == 0 || s0 < nb; s0 += LIST_CHUNK) {
+            const int ns = nb - s0 < LIST_CHUNK ? nb - s0 : LIST_CHUNK;
+            masked[s0 / LIST_CHUNK] = any_zero(e_chunk + (size_t)s0 * out, (size_t)ns * out);
+        }
+        for (int r0 = i0; r0 < i1; r0 += LIST_ROWS) {
+            const int rows = i1 - r0 < LIST_ROWS ? i1 - r0 : LIST_ROWS;
             float *rows_dw = dw + (size_t)(r0 - i0) * out;
-            grad_table_fill(&tab, q, in, b0, nb, r0, rows);
-            const int first = b0 == 0;
-            for (int j0 = 0; j0 < whole; j0 += GRAD_WIDTH)
-                grad_block(&tab, e_chunk + j0, (size_t)out, rows_dw + j0, out, nb, rows, first, 0, GRAD_WIDTH);
-            if (width)
-                grad_block(&tab, &padded[0][0], GRAD_WIDTH, rows_dw + whole, out, nb, rows, first, 1, width);
+            if (100 * count_nonzero(q, in, b0, nb, r0, rows) > (long)LIST_DENSE_PCT * rows * nb) {
+                blocked_rows(q, e_chunk, &padded[0][0], rows_dw, in, out, b0, nb, r0, rows, first);
+                continue;
+            }
+            for (int s0 = 0; s0 == 0 || s0 < nb; s0 += LIST_CHUNK) {
+                const int ns = nb - s0 < LIST_CHUNK ? nb - s0 : LIST_CHUNK;
+                listed_rows(&ls, tile, q, e_chunk + (size_t)s0 * out, rows_dw, in, out, b0 + s0, ns, r0, rows,
+                            first && s0 == 0, masked[s0 / LIST_CHUNK]);
+            }
         }
     }
 }

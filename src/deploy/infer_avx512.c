@@ -335,7 +335,7 @@ static void bits_vpshufb(const fm_kernel_weights *w, const uint64_t *a, int32_t 
  * slower still, so e is loaded whole except in the last, partial block. */
 #define GRAD_ROWS 6
 #define GRAD_VECS 4
-#define GRAD_CHUNK 32 /* examples whose codes are tabled at a time (LIST_CHUNK) */
+#define GRAD_CHUNK 256 /* examples whose codes are tabled at a time */
 
 /* One row block's q over GRAD_CHUNK examples, as the code added to e's bits:
  * q's bits - those of 1.0f, which is (k << 23) plus the sign bit, so its low
@@ -441,19 +441,20 @@ static void blocked_rows(const float *q, const float *e_chunk, float *dw_rows, i
 /* ---- the weight gradient over lists of each row's nonzero q -----------------
  * A layer's Q(x) is about half zeros (the ReLU's), on which the blocked
  * kernel spends a masked-off float add each. Lists skip them: per row (input
- * i) and chunk of examples, the examples whose q is nonzero, with their
+ * i) and LIST_CHUNK examples, the examples whose q is nonzero, with their
  * codes; per listed term and vector, one integer add with e loaded from
  * memory and one float add. No e vector is shared between rows, so a term
  * costs more than in the blocked kernel (measured on Zen 5: about 1.6 times,
- * the loads), and the lists win only where q is sparse enough: a chunk's row
- * group whose q is more than LIST_DENSE_PCT percent nonzero takes the blocked
- * kernel (paper-mlp's first layer, a CNN's first convolution). Per chunk, the
- * e block that LIST_VECS vectors of outputs span is copied into a tile (32
- * KB, in L1 while every listed row reads it): rows of e lie `out` floats
- * apart, and at 1024 outputs they fall into the same few L1 sets. A zero e
- * must add nothing: where the chunk's e holds one, the terms test e per
- * vector as the blocked kernel does. */
-#define LIST_CHUNK GRAD_CHUNK
+ * the loads), and the lists win only where q is sparse enough: a row group
+ * whose q is more than LIST_DENSE_PCT percent nonzero takes the blocked
+ * kernel (paper-mlp's first layer, a CNN's first convolution). So does a
+ * chunk whose e holds a zero, which must add nothing: a test of e per term
+ * made the lists no faster than the blocked kernel's test per example and
+ * vector, shared by six rows. The e block that LIST_VECS vectors of outputs
+ * span is copied into a tile (32 KB, in L1 while every listed row reads it):
+ * rows of e lie `out` floats apart, and at 1024 outputs they fall into the
+ * same few L1 sets. */
+#define LIST_CHUNK 32 /* examples listed at a time: a GRAD_CHUNK holds whole ones */
 #define LIST_ROWS 64
 #define LIST_VECS 16
 #define LIST_DENSE_PCT 75
@@ -502,9 +503,8 @@ static void grad_lists_fill(grad_lists *ls, const float *q, int in, int b0, int 
  * the last vector's live lanes; a dead lane is never stored), into dw_row,
  * starting at +0.0f (`first`) or at what an earlier chunk stored there. */
 static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *e, float *dw_row, int j0,
-                                   const int vecs, __mmask16 lanes, int first, const int masked)
+                                   const int vecs, __mmask16 lanes, int first)
 {
-    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
     __m512 acc[LIST_VECS];
 #pragma GCC unroll 16
     for (int v = 0; v < vecs; v++) {
@@ -518,9 +518,7 @@ static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *e, 
         const __m512i c = _mm512_set1_epi32(code[t]);
 #pragma GCC unroll 16
         for (int v = 0; v < vecs; v++) {
-            const __m512i ev = _mm512_load_si512(et + 16 * v);
-            const __m512i term = masked ? _mm512_maskz_add_epi32(_mm512_test_epi32_mask(ev, magnitude), ev, c)
-                                        : _mm512_add_epi32(ev, c);
+            const __m512i term = _mm512_add_epi32(_mm512_load_si512(et + 16 * v), c);
             acc[v] = _mm512_add_ps(acc[v], _mm512_castsi512_ps(term));
         }
     }
@@ -530,17 +528,12 @@ static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *e, 
 }
 
 static void list_rows(const grad_lists *ls, int rows, const float *e, float *dw, int out, int j0, int vecs,
-                      __mmask16 lanes, int first, int masked)
+                      __mmask16 lanes, int first)
 {
     for (int r = 0; r < rows; r++) {
         float *dw_row = dw + (size_t)r * out;
 #define LIST_ROW(V)                                                                                  \
-    case V:                                                                                          \
-        if (masked)                                                                                  \
-            list_row(ls, r, e, dw_row, j0, V, lanes, first, 1);                                      \
-        else                                                                                         \
-            list_row(ls, r, e, dw_row, j0, V, lanes, first, 0);                                      \
-        break;
+    case V: list_row(ls, r, e, dw_row, j0, V, lanes, first); break;
         switch (vecs) {
             LIST_ROW(1) LIST_ROW(2) LIST_ROW(3) LIST_ROW(4) LIST_ROW(5) LIST_ROW(6) LIST_ROW(7)
             LIST_ROW(8) LIST_ROW(9) LIST_ROW(10) LIST_ROW(11) LIST_ROW(12) LIST_ROW(13) LIST_ROW(14) LIST_ROW(15)
@@ -565,41 +558,56 @@ static int any_zero(const float *e, size_t n)
     return zero != 0;
 }
 
+/* Rows r0 .. r0 + rows - 1 (from dw_rows on) over the listed terms of
+ * examples b0 .. b0 + nb - 1 (e_sub: their e), a tile of outputs at a time. */
+static void listed_rows(grad_lists *ls, float (*tile)[16 * LIST_VECS], const float *q, const float *e_sub,
+                        float *dw_rows, int in, int out, int b0, int nb, int r0, int rows, int first)
+{
+    const int width = 16 * LIST_VECS;
+    grad_lists_fill(ls, q, in, b0, nb, r0, rows);
+    for (int j0 = 0; j0 < out; j0 += width) {
+        const int left = out - j0, vecs = left >= width ? LIST_VECS : (left + 15) / 16;
+        const int last = left - 16 * (vecs - 1);
+        const __mmask16 lanes = last >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << last) - 1u);
+        for (int b = 0; b < nb; b++)
+            for (int v = 0; v < vecs; v++)
+                _mm512_store_ps(tile[b] + 16 * v, _mm512_maskz_loadu_ps(v == vecs - 1 ? lanes : (__mmask16)0xffff,
+                                                                        e_sub + (size_t)b * out + j0 + 16 * v));
+        list_rows(ls, rows, tile[0], dw_rows, out, j0, vecs, lanes, first);
+    }
+}
+
 static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batch, int in, int out, int i0,
                              int i1)
 {
     if (i1 <= i0 || out <= 0)
         return;
     grad_lists ls;
-    const int width = 16 * LIST_VECS;
     _Alignas(64) float tile[LIST_CHUNK][16 * LIST_VECS];
     /* Chunks of examples outside, row groups inside: a chunk's e stays in L2
-     * while every row group reads it. Each dw value adds its terms in example
+     * while every row group reads it (a convolution's e is an example's 784
+     * positions in paper-cnn's second layer: this order took a quarter fewer
+     * cycles there than row blocks outside). A dense row group, or any where
+     * the chunk's e holds a zero, runs the blocked kernel over the whole
+     * chunk; a sparse one, the lists over each LIST_CHUNK examples of it. Each dw value adds its terms in example
      * order; a sum stored after one chunk and loaded in the next is the same
-     * float, so neither chunking nor the kernel chosen changes a bit.
+     * float, so neither the chunks nor the kernel chosen changes a bit.
      * batch 0: one empty chunk, which stores the zeros. */
-    for (int b0 = 0; b0 == 0 || b0 < batch; b0 += LIST_CHUNK) {
-        const int nb = batch - b0 < LIST_CHUNK ? batch - b0 : LIST_CHUNK, first = b0 == 0;
+    for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
+        const int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK, first = b0 == 0;
         const float *e_chunk = e + (size_t)b0 * out;
-        const int masked = any_zero(e_chunk, (size_t)nb * out);
+        const int e_zero = any_zero(e_chunk, (size_t)nb * out);
         for (int r0 = i0; r0 < i1; r0 += LIST_ROWS) {
             const int rows = i1 - r0 < LIST_ROWS ? i1 - r0 : LIST_ROWS;
             float *rows_dw = dw + (size_t)(r0 - i0) * out;
-            if (100 * count_nonzero(q, in, b0, nb, r0, rows) > (long)LIST_DENSE_PCT * rows * nb) {
+            if (e_zero || 100 * count_nonzero(q, in, b0, nb, r0, rows) > (long)LIST_DENSE_PCT * rows * nb) {
                 blocked_rows(q, e_chunk, rows_dw, in, out, b0, nb, r0, rows, first);
                 continue;
             }
-            grad_lists_fill(&ls, q, in, b0, nb, r0, rows);
-            for (int j0 = 0; j0 < out; j0 += width) {
-                const int left = out - j0, vecs = left >= width ? LIST_VECS : (left + 15) / 16;
-                const int last = left - 16 * (vecs - 1);
-                const __mmask16 lanes = last >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << last) - 1u);
-                for (int b = 0; b < nb; b++)
-                    for (int v = 0; v < vecs; v++)
-                        _mm512_store_ps(tile[b] + 16 * v,
-                                        _mm512_maskz_loadu_ps(v == vecs - 1 ? lanes : (__mmask16)0xffff,
-                                                              e_chunk + (size_t)b * out + j0 + 16 * v));
-                list_rows(&ls, rows, tile[0], rows_dw, out, j0, vecs, lanes, first, masked);
+            for (int s0 = 0; s0 == 0 || s0 < nb; s0 += LIST_CHUNK) {
+                const int ns = nb - s0 < LIST_CHUNK ? nb - s0 : LIST_CHUNK;
+                listed_rows(&ls, tile, q, e_chunk + (size_t)s0 * out, rows_dw, in, out, b0 + s0, ns, r0, rows,
+                            first && s0 == 0);
             }
         }
     }

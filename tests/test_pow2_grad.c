@@ -267,7 +267,7 @@ static void test_long_batches(void **state)
 
 /* The kernels' paths by density: q from all nonzero to 90% zeros, e with no
  * zero (the AVX-512 and AVX2 kernels then skip e's zero tests) or with a
- * few, on shapes past their chunks (32 examples), row groups (64 rows) and
+ * few, on shapes past their chunks (32 examples), row groups (60 rows) and
  * tiles (256 outputs for AVX-512, 64 for AVX2); they list a row group's
  * nonzero q where at least a quarter of them are zero and block the rows
  * otherwise. The last q has dense and sparse row groups in turn, so that one
@@ -289,10 +289,10 @@ static void test_densities(void **state)
                 float *q = s.q_block, *e = s.e_block, *dw = s.dw_block;
                 if (b < COUNT(q_zeros)) {
                     make_q(q, (size_t)batch * in, -20, 5, q_zeros[b], &rng);
-                } else { /* rows 0-63 dense, 64-127 sparse, 128- dense */
+                } else { /* rows 0-59 dense, 60-119 sparse, 120- dense */
                     for (int t = 0; t < batch; t++)
                         for (int i = 0; i < in; i++)
-                            make_q(q + (size_t)t * in + i, 1, -20, 5, (i / 64) % 2 ? 70 : 5, &rng);
+                            make_q(q + (size_t)t * in + i, 1, -20, 5, (i / 60) % 2 ? 70 : 5, &rng);
                 }
                 make_e_zeros(e, (size_t)batch * out, e_zeros[c], &rng);
                 assert_true(fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out));

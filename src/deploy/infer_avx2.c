@@ -499,7 +499,7 @@ static void blocked_rows(const float *q, const float *e_chunk, const float *padd
  * blocked kernel. Where the chunk's e holds a zero, each term tests e (a
  * compare and an and-not per vector). */
 #define LIST_CHUNK 32 /* examples listed at a time: a GRAD_CHUNK holds whole ones */
-#define LIST_ROWS 64
+#define LIST_ROWS 60 /* ten of the blocked kernel's row blocks */
 #define LIST_VECS 8 /* 64 outputs: 8 accumulators of the 16 ymm */
 #define LIST_WIDTH (HALF * LIST_VECS)
 #define LIST_DENSE_PCT 75

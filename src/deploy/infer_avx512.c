@@ -455,7 +455,7 @@ static void blocked_rows(const float *q, const float *e_chunk, float *dw_rows, i
  * rows of e lie `out` floats apart, and at 1024 outputs they fall into the
  * same few L1 sets. */
 #define LIST_CHUNK 32 /* examples listed at a time: a GRAD_CHUNK holds whole ones */
-#define LIST_ROWS 64
+#define LIST_ROWS 60 /* ten of the blocked kernel's row blocks */
 #define LIST_VECS 16
 #define LIST_DENSE_PCT 75
 

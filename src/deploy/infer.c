@@ -304,6 +304,28 @@ void fmi_pack_signs(const float *x, int n, uint64_t *a)
     }
 }
 
+/* ---- the SIMD weight gradients' lists of nonzero q ------------------------- */
+
+void fmi_grad_lists_fill(fm_grad_lists *ls, const float *q, int in, int b0, int nb, int r0, int rows,
+                         int32_t tile_row)
+{
+    /* without a branch per entry (half are taken, at random): every entry is
+     * written, and the count steps only past a nonzero q */
+    for (int r = 0; r < rows; r++)
+        ls->count[r] = 0;
+    const float *qb = q + (size_t)b0 * in + r0;
+    int32_t at = 0;
+    for (int b = 0; b < nb; b++, qb += in, at += tile_row)
+        for (int r = 0; r < rows; r++) {
+            uint32_t bits;
+            memcpy(&bits, qb + r, sizeof bits);
+            const int slot = ls->count[r];
+            ls->at[r][slot] = at;
+            ls->code[r][slot] = (int32_t)(bits - 0x3f800000u);
+            ls->count[r] = slot + ((bits & 0x7fffffffu) != 0);
+        }
+}
+
 /* ---- exactness of the exponent-add weight gradient ------------------------ */
 
 /* The smallest exponent field among the nonzero values of v (255 when all

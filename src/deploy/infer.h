@@ -164,6 +164,26 @@ typedef struct fm_kernels {
 /* Most slices one conv_pow2_grad call takes. */
 #define FM_GRAD_SLICES 6
 
+/* The lists of the SIMD pow2_grad kernels (infer_avx2.c, infer_avx512.c):
+ * for each of up to FM_LIST_ROWS rows (inputs) and FM_LIST_CHUNK examples,
+ * the examples whose q is nonzero, in order, each as its row in the kernel's
+ * tile of e (`at`) and the code added to e's bits (q's bits - those of
+ * 1.0f), so that the zeros of Q(x) (half of a hidden layer's, the ReLU's)
+ * cost nothing. 60 rows: ten of the blocked kernels' 6-row blocks. */
+#define FM_LIST_ROWS 60
+#define FM_LIST_CHUNK 32
+typedef struct fm_grad_lists {
+    int32_t at[FM_LIST_ROWS][FM_LIST_CHUNK];
+    int32_t code[FM_LIST_ROWS][FM_LIST_CHUNK];
+    int count[FM_LIST_ROWS];
+} fm_grad_lists;
+
+/* The lists of rows r0 .. r0 + rows - 1 (rows <= FM_LIST_ROWS) of q (rows
+ * of `in`) over examples b0 .. b0 + nb - 1 (nb <= FM_LIST_CHUNK), example b's
+ * tile row at b * tile_row. */
+void fmi_grad_lists_fill(fm_grad_lists *ls, const float *q, int in, int b0, int nb, int r0, int rows,
+                         int32_t tile_row);
+
 /* 1 when every product pow2_grad would form from these q (batch x in) and e
  * (batch x out) is exact as an exponent add: each nonzero q is +-2^k with a
  * normal exponent, each nonzero e is a finite float with a normal exponent

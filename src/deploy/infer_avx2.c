@@ -498,17 +498,11 @@ static void blocked_rows(const float *q, const float *e_chunk, const float *padd
  * not. A group of rows more than LIST_DENSE_PCT percent nonzero takes the
  * blocked kernel. Where the chunk's e holds a zero, each term tests e (a
  * compare and an and-not per vector). */
-#define LIST_CHUNK 32 /* examples listed at a time: a GRAD_CHUNK holds whole ones */
-#define LIST_ROWS 60 /* ten of the blocked kernel's row blocks */
+#define LIST_CHUNK FM_LIST_CHUNK /* examples listed at a time: a GRAD_CHUNK holds whole ones */
+#define LIST_ROWS FM_LIST_ROWS
 #define LIST_VECS 8 /* 64 outputs: 8 accumulators of the 16 ymm */
 #define LIST_WIDTH (HALF * LIST_VECS)
 #define LIST_DENSE_PCT 75
-
-typedef struct grad_lists {
-    int32_t at[LIST_ROWS][LIST_CHUNK];   /* the example's row in the e tile: b * LIST_WIDTH */
-    int32_t code[LIST_ROWS][LIST_CHUNK]; /* q's bits - those of 1.0f */
-    int count[LIST_ROWS];
-} grad_lists;
 
 /* The nonzero q of rows r0 .. r0 + rows - 1 over examples b0 .. b0 + nb - 1. */
 static long count_nonzero(const float *q, int in, int b0, int nb, int r0, int rows)
@@ -524,25 +518,6 @@ static long count_nonzero(const float *q, int in, int b0, int nb, int r0, int ro
     return n;
 }
 
-/* The lists, without a branch per entry: every entry is written, and the
- * count steps only past a nonzero q. */
-static void grad_lists_fill(grad_lists *ls, const float *q, int in, int b0, int nb, int r0, int rows)
-{
-    for (int r = 0; r < rows; r++)
-        ls->count[r] = 0;
-    const float *qb = q + (size_t)b0 * in + r0;
-    int32_t at = 0;
-    for (int b = 0; b < nb; b++, qb += in, at += LIST_WIDTH)
-        for (int r = 0; r < rows; r++) {
-            uint32_t bits;
-            memcpy(&bits, qb + r, sizeof bits);
-            const int slot = ls->count[r];
-            ls->at[r][slot] = at;
-            ls->code[r][slot] = (int32_t)(bits - 0x3f800000u);
-            ls->count[r] = slot + ((bits & 0x7fffffffu) != 0);
-        }
-}
-
 /* All ones in the first `width` lanes of 8. */
 static ALWAYS_INLINE __m256i first_lanes(int width)
 {
@@ -553,7 +528,7 @@ static ALWAYS_INLINE __m256i first_lanes(int width)
  * HALF * vecs), into dw_row, from +0.0f (`first`) or from what an earlier
  * chunk stored there; the tile's lanes past `width` hold zeros, and are
  * neither loaded from dw nor stored. */
-static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *tile, float *dw_row, int j0,
+static ALWAYS_INLINE void list_row(const fm_grad_lists *ls, int r, const float *tile, float *dw_row, int j0,
                                    const int vecs, int width, int first, const int masked)
 {
     const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
@@ -586,7 +561,7 @@ static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *til
         _mm256_maskstore_ps(dw_row + j0 + HALF * v, first_lanes(width - HALF * v), acc[v]);
 }
 
-static void list_rows(const grad_lists *ls, int rows, const float *tile, float *dw, int out, int j0, int vecs,
+static void list_rows(const fm_grad_lists *ls, int rows, const float *tile, float *dw, int out, int j0, int vecs,
                       int width, int first, int masked)
 {
     for (int r = 0; r < rows; r++) {
@@ -620,10 +595,10 @@ static int any_zero(const float *e, size_t n)
 
 /* Rows r0 .. r0 + rows - 1 (from dw_rows on) over the listed terms of
  * examples b0 .. b0 + nb - 1 (e_sub: their e), a tile of outputs at a time. */
-static void listed_rows(grad_lists *ls, float (*tile)[LIST_WIDTH], const float *q, const float *e_sub,
+static void listed_rows(fm_grad_lists *ls, float (*tile)[LIST_WIDTH], const float *q, const float *e_sub,
                         float *dw_rows, int in, int out, int b0, int nb, int r0, int rows, int first, int masked)
 {
-    grad_lists_fill(ls, q, in, b0, nb, r0, rows);
+    fmi_grad_lists_fill(ls, q, in, b0, nb, r0, rows, LIST_WIDTH);
     for (int j0 = 0; j0 < out; j0 += LIST_WIDTH) {
         const int left = out - j0, block = left < LIST_WIDTH ? left : LIST_WIDTH;
         const int vecs = (block + HALF - 1) / HALF;
@@ -647,7 +622,7 @@ static void pow2_grad_avx2(const float *q, const float *e, float *dw, int batch,
 {
     if (i1 <= i0 || out <= 0)
         return;
-    grad_lists ls;
+    fm_grad_lists ls;
     /* the last outputs (out % GRAD_WIDTH of them), zero-padded to a block,
      * for the blocked kernel; and the tile of the lists' e block */
     float padded[GRAD_CHUNK][GRAD_WIDTH] __attribute__((aligned(32)));

@@ -454,16 +454,10 @@ static void blocked_rows(const float *q, const float *e_chunk, float *dw_rows, i
  * span is copied into a tile (32 KB, in L1 while every listed row reads it):
  * rows of e lie `out` floats apart, and at 1024 outputs they fall into the
  * same few L1 sets. */
-#define LIST_CHUNK 32 /* examples listed at a time: a GRAD_CHUNK holds whole ones */
-#define LIST_ROWS 60 /* ten of the blocked kernel's row blocks */
+#define LIST_CHUNK FM_LIST_CHUNK /* examples listed at a time: a GRAD_CHUNK holds whole ones */
+#define LIST_ROWS FM_LIST_ROWS
 #define LIST_VECS 16
 #define LIST_DENSE_PCT 75
-
-typedef struct grad_lists {
-    int32_t at[LIST_ROWS][LIST_CHUNK];   /* the example's row in the e tile: b * 16 LIST_VECS */
-    int32_t code[LIST_ROWS][LIST_CHUNK]; /* q's bits - those of 1.0f */
-    int count[LIST_ROWS];
-} grad_lists;
 
 /* The nonzero q of rows r0 .. r0 + rows - 1 over examples b0 .. b0 + nb - 1. */
 static long count_nonzero(const float *q, int in, int b0, int nb, int r0, int rows)
@@ -479,30 +473,10 @@ static long count_nonzero(const float *q, int in, int b0, int nb, int r0, int ro
     return n;
 }
 
-/* Lists of rows r0 .. r0 + rows - 1 over examples b0 .. b0 + nb - 1, built
- * without a branch per entry (half are taken at random): every entry is
- * written, and the count steps only past a nonzero q. */
-static void grad_lists_fill(grad_lists *ls, const float *q, int in, int b0, int nb, int r0, int rows)
-{
-    for (int r = 0; r < rows; r++)
-        ls->count[r] = 0;
-    const float *qb = q + (size_t)b0 * in + r0;
-    int32_t at = 0;
-    for (int b = 0; b < nb; b++, qb += in, at += 16 * LIST_VECS)
-        for (int r = 0; r < rows; r++) {
-            uint32_t bits;
-            memcpy(&bits, qb + r, sizeof bits);
-            const int slot = ls->count[r];
-            ls->at[r][slot] = at;
-            ls->code[r][slot] = (int32_t)(bits - 0x3f800000u);
-            ls->count[r] = slot + ((bits & 0x7fffffffu) != 0);
-        }
-}
-
 /* Row r's sums over its list for outputs j0 .. j0 + 16 * vecs - 1 (`lanes`:
  * the last vector's live lanes; a dead lane is never stored), into dw_row,
  * starting at +0.0f (`first`) or at what an earlier chunk stored there. */
-static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *e, float *dw_row, int j0,
+static ALWAYS_INLINE void list_row(const fm_grad_lists *ls, int r, const float *e, float *dw_row, int j0,
                                    const int vecs, __mmask16 lanes, int first)
 {
     __m512 acc[LIST_VECS];
@@ -527,7 +501,7 @@ static ALWAYS_INLINE void list_row(const grad_lists *ls, int r, const float *e, 
         _mm512_mask_storeu_ps(dw_row + j0 + 16 * v, v == vecs - 1 ? lanes : (__mmask16)0xffff, acc[v]);
 }
 
-static void list_rows(const grad_lists *ls, int rows, const float *e, float *dw, int out, int j0, int vecs,
+static void list_rows(const fm_grad_lists *ls, int rows, const float *e, float *dw, int out, int j0, int vecs,
                       __mmask16 lanes, int first)
 {
     for (int r = 0; r < rows; r++) {
@@ -560,11 +534,11 @@ static int any_zero(const float *e, size_t n)
 
 /* Rows r0 .. r0 + rows - 1 (from dw_rows on) over the listed terms of
  * examples b0 .. b0 + nb - 1 (e_sub: their e), a tile of outputs at a time. */
-static void listed_rows(grad_lists *ls, float (*tile)[16 * LIST_VECS], const float *q, const float *e_sub,
+static void listed_rows(fm_grad_lists *ls, float (*tile)[16 * LIST_VECS], const float *q, const float *e_sub,
                         float *dw_rows, int in, int out, int b0, int nb, int r0, int rows, int first)
 {
     const int width = 16 * LIST_VECS;
-    grad_lists_fill(ls, q, in, b0, nb, r0, rows);
+    fmi_grad_lists_fill(ls, q, in, b0, nb, r0, rows, 16 * LIST_VECS);
     for (int j0 = 0; j0 < out; j0 += width) {
         const int left = out - j0, vecs = left >= width ? LIST_VECS : (left + 15) / 16;
         const int last = left - 16 * (vecs - 1);
@@ -582,17 +556,18 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
 {
     if (i1 <= i0 || out <= 0)
         return;
-    grad_lists ls;
+    fm_grad_lists ls;
     _Alignas(64) float tile[LIST_CHUNK][16 * LIST_VECS];
     /* Chunks of examples outside, row groups inside: a chunk's e stays in L2
      * while every row group reads it (a convolution's e is an example's 784
      * positions in paper-cnn's second layer: this order took a quarter fewer
      * cycles there than row blocks outside). A dense row group, or any where
      * the chunk's e holds a zero, runs the blocked kernel over the whole
-     * chunk; a sparse one, the lists over each LIST_CHUNK examples of it. Each dw value adds its terms in example
-     * order; a sum stored after one chunk and loaded in the next is the same
-     * float, so neither the chunks nor the kernel chosen changes a bit.
-     * batch 0: one empty chunk, which stores the zeros. */
+     * chunk; a sparse one, the lists over each LIST_CHUNK examples of it.
+     * Each dw value adds its terms in example order; a sum stored after one
+     * chunk and loaded in the next is the same float, so neither the chunks
+     * nor the kernel chosen changes a bit. batch 0: one empty chunk, which
+     * stores the zeros. */
     for (int b0 = 0; b0 == 0 || b0 < batch; b0 += GRAD_CHUNK) {
         const int nb = batch - b0 < GRAD_CHUNK ? batch - b0 : GRAD_CHUNK, first = b0 == 0;
         const float *e_chunk = e + (size_t)b0 * out;

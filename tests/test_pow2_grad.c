@@ -279,7 +279,7 @@ static void test_densities(void **state)
     fm_rng rng;
     fmi_rng_seed(&rng, 31);
     static const int shapes[][3] = {{200, 130, 300}, {33, 64, 256}, {65, 200, 513}, {31, 7, 10}};
-    static const uint32_t q_zeros[] = {0, 10, 30, 50, 90}, e_zeros[] = {0, 1};
+    static const uint32_t q_zeros[] = {0, 30, 50, 90}, e_zeros[] = {0, 1};
     for (size_t a = 0; a < COUNT(shapes); a++)
         for (size_t b = 0; b < COUNT(q_zeros) + 1; b++)
             for (size_t c = 0; c < COUNT(e_zeros); c++) {
@@ -297,9 +297,10 @@ static void test_densities(void **state)
                 make_e_zeros(e, (size_t)batch * out, e_zeros[c], &rng);
                 assert_true(fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out));
                 fmi_pow2_grad_ref(q, e, s.ref, batch, in, out, 0, in);
-                int ranges[16][2];
-                int n = row_ranges(in, ranges);
-                for (int r = 0; r < n; r++)
+                /* all rows, and an inner share (the other tests run every
+                 * kind of share; this one is about densities) */
+                const int ranges[2][2] = {{0, in}, {in / 3, 2 * in / 3 + 1}};
+                for (int r = 0; r < 2; r++)
                     for (int v = 0; v < n_variants; v++)
                         check_rows(&variants[v], &s, q, e, dw, ranges[r][0], ranges[r][1], s.ref);
                 shape_free(&s);

@@ -122,27 +122,22 @@ unprivileged_wrap() {
 }
 
 # record_case NAME ERRFILE: with ERRORS_TABLE set (scripts/errors-table), appends
-# one tab-separated row to it for docs/errors.md: the script, NAME, the last run's
-# exit status and command line (last_args, which may start with one VAR=value of
-# the environment) and the first line of ERRFILE, with
-# the temporary folder written DIR and the shared data folder SHARED;
-# record_wrap, when set, is the command that started fewmul (prlimit ...).
+# one raw record to it for docs/errors.md: the script, NAME, the last run's exit
+# status, the temporary folder and the shared data folder (which the table writes
+# DIR and SHARED), record_wrap (when set, the command that started fewmul:
+# prlimit ...), the first line of ERRFILE and the last command line (last_args,
+# which may start with one VAR=value of the environment). Fields end in \037 and
+# the record in \036 and a newline, so no argument can split it; scripts/errors-table
+# turns the records into rows. No process is started: the suite records hundreds.
 last_args=()
 record_wrap=
 record_case() {
     [ -n "${ERRORS_TABLE:-}" ] || return 0
-    python3 - "$NAME" "$1" "$rc" "$2" "$tmp" "$SHARED" "$record_wrap" "${last_args[@]}" >>"$ERRORS_TABLE" <<'EOF'
-import shlex, sys
-script, name, status, errfile, tmp, shared, wrap = sys.argv[1:8]
-def clean(s):
-    s = s.replace(tmp, "DIR")
-    return s.replace(shared, "SHARED") if shared else s
-line = open(errfile, errors="replace").readline().rstrip("\n")
-args = [clean(a) for a in sys.argv[8:]]
-env = [args.pop(0)] if args and "=" in args[0] and args[0].split("=")[0].isupper() else []
-command = " ".join(env + ([wrap] if wrap else []) + ["fewmul"] + [shlex.quote(a) for a in args])
-print("\t".join([script, name, status, command, clean(line)]))
-EOF
+    local line= record
+    IFS= read -r line <"$2" || true
+    printf -v record '%s\037' "$NAME" "$1" "$rc" "$tmp" "$SHARED" "$record_wrap" "$line" "${last_args[@]}"
+    # one write, so the records of tests running side by side never interleave
+    printf '%s\036\n' "$record" >>"$ERRORS_TABLE"
 }
 
 # ---- expected failures (cli_errors.sh, cli_values.sh) ------------------------

@@ -88,9 +88,9 @@ static void check_product(fm_deploy_weights kind, int in, int out, int batch, in
     assert_int_equal(fmi_kernel_layout(kind, n_in, n_out, kind == FM_DW_SYNAPSE ? levels : 0,
                                       magnitudes, &layout), FM_OK);
     if (transposed)
-        assert_int_equal(fmi_kernel_fill(layout, w, 1, (size_t)out), FM_OK);
+        assert_int_equal(fmi_kernel_fill(layout, w, 1, (size_t)out, 2), FM_OK);
     else
-        assert_int_equal(fmi_kernel_fill(layout, w, (size_t)out, 1), FM_OK);
+        assert_int_equal(fmi_kernel_fill(layout, w, (size_t)out, 1, 2), FM_OK);
 
     const size_t slice = fmi_kernel_scratch_floats(layout);
     float *scratch = test_malloc(2 * slice * sizeof *scratch);
@@ -152,11 +152,83 @@ static void test_fill_refuses_off_level(void **state)
     fm_kernel_weights *layout;
     assert_int_equal(fmi_kernel_layout(FM_DW_SYNAPSE, 2, 2, 4, magnitudes, &layout), FM_OK);
     float w[4] = {0.25f, -1.0f, 0.125f, -0.5f};
-    assert_int_equal(fmi_kernel_fill(layout, w, 2, 1), FM_OK);
+    assert_int_equal(fmi_kernel_fill(layout, w, 2, 1, 1), FM_OK);
     w[2] = 0.3f;
-    assert_int_equal(fmi_kernel_fill(layout, w, 2, 1), FM_EINVAL);
+    assert_int_equal(fmi_kernel_fill(layout, w, 2, 1, 1), FM_EINVAL);
     assert_non_null(strstr(fm_last_error(), "not a synapse level"));
     fmi_kernel_weights_free(layout);
+}
+
+/* Layers large enough for the fills to share their output blocks among
+ * threads: 1 and 3 threads give the same layout byte for byte (forward and
+ * transposed, dense and conv, every kind), and a synapse weight off the levels
+ * in the last block is refused with the message one thread gives (the first
+ * such weight in order). */
+static void test_fill_threads(void **state)
+{
+    (void)state;
+    float magnitudes[FM_KERNEL_MAX_LEVELS];
+    const int levels = 26;
+    const float h = 0.0625f;
+    for (int i = 0; i < levels; i++)
+        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
+    const int in = 300, out = 343; /* a partial last block */
+    const fm_conv_geom g = {6, 6, 40, 3, 3, 1, 1, 1, 6, 6, 200}; /* 360 x 200 weights */
+    const int fan = fmi_conv_fan_in(&g);
+    float *w = test_malloc((size_t)FM_MAX(in * out, fan * g.out_c) * sizeof *w);
+    const fm_deploy_weights kinds[] = {FM_DW_BINARY, FM_DW_TERNARY, FM_DW_SYNAPSE};
+    for (size_t k = 0; k < 3; k++) {
+        const int lv = kinds[k] == FM_DW_SYNAPSE ? levels : 0;
+        random_weights(kinds[k], w, (size_t)FM_MAX(in * out, fan * g.out_c), h, magnitudes, levels, 40u + k);
+        for (int transposed = 0; transposed <= 1; transposed++) {
+            fm_kernel_weights *one, *three;
+            const int n_in = transposed ? out : in, n_out = transposed ? in : out;
+            const size_t is = transposed ? 1 : (size_t)out, os = transposed ? (size_t)out : 1;
+            assert_int_equal(fmi_kernel_layout(kinds[k], n_in, n_out, lv, magnitudes, &one), FM_OK);
+            assert_int_equal(fmi_kernel_layout(kinds[k], n_in, n_out, lv, magnitudes, &three), FM_OK);
+            memset(three->layout, 0xa5, three->layout_bytes); /* every byte must be written */
+            assert_int_equal(fmi_kernel_fill(one, w, is, os, 1), FM_OK);
+            assert_int_equal(fmi_kernel_fill(three, w, is, os, 3), FM_OK);
+            assert_int_equal(one->layout_bytes, three->layout_bytes);
+            assert_memory_equal(one->layout, three->layout, one->layout_bytes);
+            if (kinds[k] == FM_DW_SYNAPSE) {
+                const float keep = w[(size_t)in * out - 1];
+                w[(size_t)in * out - 1] = 0.3f; /* input in-1, output out-1: the last block */
+                assert_int_equal(fmi_kernel_fill(one, w, is, os, 1), FM_EINVAL);
+                char want[256];
+                snprintf(want, sizeof want, "%s", fm_last_error());
+                assert_int_equal(fmi_kernel_fill(three, w, is, os, 3), FM_EINVAL);
+                assert_string_equal(fm_last_error(), want);
+                w[(size_t)in * out - 1] = keep;
+            }
+            fmi_kernel_weights_free(one);
+            fmi_kernel_weights_free(three);
+
+            fm_conv_geom t;
+            fmi_mulfree_conv_transpose(&g, &t);
+            fm_conv_weights *c1, *c3;
+            assert_int_equal(fmi_conv_layout(kinds[k], transposed ? &t : &g, lv, magnitudes, &c1), FM_OK);
+            assert_int_equal(fmi_conv_layout(kinds[k], transposed ? &t : &g, lv, magnitudes, &c3), FM_OK);
+            memset(c3->layout, 0xa5, c3->layout_bytes);
+            assert_int_equal(fmi_conv_fill(c1, w, transposed, 1), FM_OK);
+            assert_int_equal(fmi_conv_fill(c3, w, transposed, 3), FM_OK);
+            assert_memory_equal(c1->layout, c3->layout, c1->layout_bytes);
+            if (kinds[k] == FM_DW_SYNAPSE) {
+                const size_t last = (size_t)fan * g.out_c - 1;
+                const float keep = w[last];
+                w[last] = 0.3f;
+                assert_int_equal(fmi_conv_fill(c1, w, transposed, 1), FM_EINVAL);
+                char want[256];
+                snprintf(want, sizeof want, "%s", fm_last_error());
+                assert_int_equal(fmi_conv_fill(c3, w, transposed, 3), FM_EINVAL);
+                assert_string_equal(fm_last_error(), want);
+                w[last] = keep;
+            }
+            fmi_conv_weights_free(c1);
+            fmi_conv_weights_free(c3);
+        }
+    }
+    test_free(w);
 }
 
 /* ---- the weight gradient ---- */
@@ -220,7 +292,7 @@ static void check_conv_product(fm_deploy_weights kind, const fm_conv_geom *g, in
     fm_conv_weights *layout;
     assert_int_equal(fmi_conv_layout(kind, lg, kind == FM_DW_SYNAPSE ? levels : 0, magnitudes, &layout),
                      FM_OK);
-    assert_int_equal(fmi_conv_fill(layout, w, transposed), FM_OK);
+    assert_int_equal(fmi_conv_fill(layout, w, transposed, 2), FM_OK);
     const int dilate = transposed ? g->stride : 1;
     const size_t slice = fmi_mulfree_conv_scratch_floats(layout, dilate);
     const size_t in_map = (size_t)g->in_h * g->in_w * ic, out_map = (size_t)fmi_conv_positions(g) * oc;
@@ -784,6 +856,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_products),
         cmocka_unit_test(test_fill_refuses_off_level),
+        cmocka_unit_test(test_fill_threads),
         cmocka_unit_test(test_pow2_grad_and_fallback),
         cmocka_unit_test(test_conv_products),
         cmocka_unit_test(test_conv_pow2_grad),

@@ -192,7 +192,7 @@ static void check_shape(shape *s, unsigned misalign, fm_rng *rng)
     make_q(q, qn, -20, 5, 40, rng);
     make_e(e, en, rng);
     /* the kernels' precondition, which this data meets */
-    assert_true(fmi_pow2_grad_exact(q, qn, e, en));
+    assert_true(fmi_pow2_grad_exact(q, qn, e, en, 1));
     fmi_pow2_grad_ref(q, e, s->ref, s->batch, s->in, s->out, 0, s->in);
     int ranges[16][2];
     int n = row_ranges(s->in, ranges);
@@ -295,7 +295,7 @@ static void test_densities(void **state)
                             make_q(q + (size_t)t * in + i, 1, -20, 5, (i / 60) % 2 ? 70 : 5, &rng);
                 }
                 make_e_zeros(e, (size_t)batch * out, e_zeros[c], &rng);
-                assert_true(fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out));
+                assert_true(fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out, 1));
                 fmi_pow2_grad_ref(q, e, s.ref, batch, in, out, 0, in);
                 /* all rows, and an inner share (the other tests run every
                  * kind of share; this one is about densities) */
@@ -390,7 +390,7 @@ static void test_ref_against_double(void **state)
             }
 }
 
-static int exact1(float q, float e) { return fmi_pow2_grad_exact(&q, 1, &e, 1); }
+static int exact1(float q, float e) { return fmi_pow2_grad_exact(&q, 1, &e, 1, 1); }
 
 static void test_exact(void **state)
 {
@@ -400,10 +400,10 @@ static void test_exact(void **state)
     float q[64], e[64];
     make_q(q, 64, -20, 5, 40, &rng);
     make_e(e, 64, &rng);
-    assert_true(fmi_pow2_grad_exact(q, 64, e, 64));
+    assert_true(fmi_pow2_grad_exact(q, 64, e, 64, 1));
     assert_true(exact1(1.0f, 1.0f));
     assert_true(exact1(-0.25f, -3.0f));
-    assert_true(fmi_pow2_grad_exact(q, 0, e, 0));
+    assert_true(fmi_pow2_grad_exact(q, 0, e, 0, 1));
 
     /* e not a normal float: subnormal, infinite, NaN */
     assert_false(exact1(1.0f, 0x1p-140f));
@@ -422,11 +422,11 @@ static void test_exact(void **state)
     float e_bad[64];
     memcpy(e_bad, e, sizeof e);
     e_bad[40] = 0x1p-149f;
-    assert_false(fmi_pow2_grad_exact(q, 64, e_bad, 64));
+    assert_false(fmi_pow2_grad_exact(q, 64, e_bad, 64, 1));
     float q_bad[64];
     memcpy(q_bad, q, sizeof q);
     q_bad[63] = 0.75f;
-    assert_false(fmi_pow2_grad_exact(q_bad, 64, e, 64));
+    assert_false(fmi_pow2_grad_exact(q_bad, 64, e, 64, 1));
 
     /* products out of the normal range */
     assert_false(exact1(0x1p-10f, 0x1p-120f)); /* 2^-130: would underflow */
@@ -434,7 +434,7 @@ static void test_exact(void **state)
     assert_false(exact1(-0x1p10f, -0x1p120f));
     /* the extremes of each side combine even from different elements */
     float qs[2] = {0x1p-10f, 1.0f}, es[2] = {1.0f, 0x1p-120f};
-    assert_false(fmi_pow2_grad_exact(qs, 2, es, 2));
+    assert_false(fmi_pow2_grad_exact(qs, 2, es, 2, 1));
 
     /* the boundaries: e = 2^-100 has exponent field 27, q = 2^-26 has k = -26,
      * so the smallest product has field 1 (normal); 2^-27 would give 0 */
@@ -446,19 +446,53 @@ static void test_exact(void **state)
     assert_true(exact1(0x1p27f, 0x1.fffffep100f));
     assert_false(exact1(0x1p28f, 0x1p100f));
     float q_wide[3] = {0x1p-26f, -0.0f, 0x1p27f}, e_wide[3] = {0x1p-100f, 0.0f, -0x1p100f};
-    assert_true(fmi_pow2_grad_exact(q_wide, 3, e_wide, 3));
+    assert_true(fmi_pow2_grad_exact(q_wide, 3, e_wide, 3, 1));
     q_wide[1] = 0x1p-27f;
-    assert_false(fmi_pow2_grad_exact(q_wide, 3, e_wide, 3));
+    assert_false(fmi_pow2_grad_exact(q_wide, 3, e_wide, 3, 1));
 
     /* all q zero (or all e zero): every term is a zero, whatever the other side's range */
     float q_zero[4] = {0.0f, -0.0f, 0.0f, -0.0f}, e_far[4] = {0x1p120f, 0x1p-120f, -0x1p127f, 0x1p-126f};
-    assert_true(fmi_pow2_grad_exact(q_zero, 4, e_far, 4));
+    assert_true(fmi_pow2_grad_exact(q_zero, 4, e_far, 4, 1));
     float q_far[3] = {0x1p127f, 0x1p-126f, -1.0f}, e_zero[3] = {-0.0f, 0.0f, 0.0f};
-    assert_true(fmi_pow2_grad_exact(q_far, 3, e_zero, 3));
-    assert_true(fmi_pow2_grad_exact(q_zero, 4, e_zero, 3));
+    assert_true(fmi_pow2_grad_exact(q_far, 3, e_zero, 3, 1));
+    assert_true(fmi_pow2_grad_exact(q_zero, 4, e_zero, 3, 1));
     /* but a value that is not a normal float is still refused */
     e_far[2] = INFINITY;
-    assert_false(fmi_pow2_grad_exact(q_zero, 4, e_far, 4));
+    assert_false(fmi_pow2_grad_exact(q_zero, 4, e_far, 4, 1));
+}
+
+/* The scan shared among threads (q and e large enough): the answer of one
+ * thread for any count, with the one bad or extreme value in any share, at
+ * either end of q or of e. */
+static void test_exact_threads(void **state)
+{
+    (void)state;
+    fm_rng rng;
+    fmi_rng_seed(&rng, 5);
+    const size_t qn = 70001, en = 50003;
+    float *q = test_malloc(qn * sizeof *q), *e = test_malloc(en * sizeof *e);
+    make_q(q, qn, -20, 5, 40, &rng);
+    make_e(e, en, &rng);
+    const size_t q_at[] = {0, qn / 3, qn - 1}, e_at[] = {0, en / 2 + 1, en - 1};
+    for (int threads = 1; threads <= 3; threads++) {
+        assert_true(fmi_pow2_grad_exact(q, qn, e, en, threads));
+        for (int k = 0; k < 3; k++) {
+            const float keep_q = q[q_at[k]], keep_e = e[e_at[k]];
+            q[q_at[k]] = 0.75f; /* not a power of two */
+            assert_false(fmi_pow2_grad_exact(q, qn, e, en, threads));
+            q[q_at[k]] = 0x1p120f; /* a product out of range with e's largest */
+            assert_false(fmi_pow2_grad_exact(q, qn, e, en, threads));
+            q[q_at[k]] = keep_q;
+            e[e_at[k]] = 0x1p-149f; /* subnormal */
+            assert_false(fmi_pow2_grad_exact(q, qn, e, en, threads));
+            e[e_at[k]] = NAN;
+            assert_false(fmi_pow2_grad_exact(q, qn, e, en, threads));
+            e[e_at[k]] = keep_e;
+            assert_true(fmi_pow2_grad_exact(q, qn, e, en, threads));
+        }
+    }
+    test_free(q);
+    test_free(e);
 }
 
 int main(void)
@@ -467,7 +501,7 @@ int main(void)
         cmocka_unit_test(test_variants_equal_ref), cmocka_unit_test(test_long_batches),
         cmocka_unit_test(test_densities),
         cmocka_unit_test(test_zero_terms),         cmocka_unit_test(test_ref_against_double),
-        cmocka_unit_test(test_exact),
+        cmocka_unit_test(test_exact),              cmocka_unit_test(test_exact_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -231,24 +231,58 @@ int fmi_kernel_level_of(const float *magnitudes, int levels, float v, int steps)
     return magnitudes[index] == a ? index : -1;
 }
 
-int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride)
+/* Weights below which a fill runs on one thread (a 1024 x 1024 layer takes
+ * about 0.3 ms alone, most of it reading the floats). */
+#define FILL_PARALLEL 65536
+
+/* The threads a fill of `weights` weights over `blocks` output blocks takes. */
+static int fill_threads(size_t weights, int blocks, int threads)
 {
-    memset(w->layout, 0, w->layout_bytes);
-    if (w->weights == FM_DW_SYNAPSE) {
-        uint8_t *codes = w->layout;
-        const int steps = fmi_search_steps(w->levels - 1);
-        for (int j = 0; j < w->out; j++) {
-            size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
-            for (int i = 0; i < w->in; i++) {
-                float v = m[(size_t)i * in_stride + (size_t)j * out_stride];
-                int index = fmi_kernel_level_of(w->magnitudes, w->levels, v, steps);
-                if (index < 0)
-                    return fmi_error(FM_EINVAL, "weight (%d, %d) = %g is not a synapse level", i, j,
-                                    (double)v);
-                codes[(block * (size_t)w->in + (size_t)i) * FM_KERNEL_BLOCK + lane] =
-                    (uint8_t)((uint32_t)index | (float_bits(v) >> 31) << 7);
-            }
+    return weights >= FILL_PARALLEL && blocks > 1 && threads > 1 ? FM_MIN(threads, blocks) : 1;
+}
+
+/* Synapse codes of output block `block`; 0, or 1 where a weight is off the levels. */
+static int synapse_block(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride,
+                         int steps, int block)
+{
+    uint8_t *codes = w->layout;
+    int off = 0;
+    const int first_out = block * FM_KERNEL_BLOCK, lanes = FM_MIN(FM_KERNEL_BLOCK, w->out - first_out);
+    for (int lane = 0; lane < lanes; lane++) {
+        const int j = first_out + lane;
+        for (int i = 0; i < w->in; i++) {
+            float v = m[(size_t)i * in_stride + (size_t)j * out_stride];
+            int index = fmi_kernel_level_of(w->magnitudes, w->levels, v, steps);
+            off |= index < 0;
+            codes[((size_t)block * (size_t)w->in + (size_t)i) * FM_KERNEL_BLOCK + (size_t)lane] =
+                (uint8_t)((uint32_t)(index < 0 ? 0 : index) | (float_bits(v) >> 31) << 7);
         }
+    }
+    return off;
+}
+
+int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride, int threads)
+{
+    /* output blocks among the threads: each block's codes or words are its
+     * own stretch of the layout, zeroed and written by one thread */
+    const int shares = fill_threads((size_t)w->in * (size_t)w->out, w->blocks, threads);
+    if (w->weights == FM_DW_SYNAPSE) {
+        const int steps = fmi_search_steps(w->levels - 1);
+        int off = 0;
+#pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1) reduction(| : off)
+        for (int block = 0; block < w->blocks; block++) {
+            memset((uint8_t *)w->layout + (size_t)block * (size_t)w->in * FM_KERNEL_BLOCK, 0,
+                   (size_t)w->in * FM_KERNEL_BLOCK);
+            off |= synapse_block(w, m, in_stride, out_stride, steps, block);
+        }
+        if (off) /* the first weight off the levels, in the order (output, input) */
+            for (int j = 0; j < w->out; j++)
+                for (int i = 0; i < w->in; i++) {
+                    float v = m[(size_t)i * in_stride + (size_t)j * out_stride];
+                    if (fmi_kernel_level_of(w->magnitudes, w->levels, v, steps) < 0)
+                        return fmi_error(FM_EINVAL, "weight (%d, %d) = %g is not a synapse level", i, j,
+                                        (double)v);
+                }
         FM_TALLY(FM_OP_IADD, (uint64_t)steps * w->in * w->out);
         FM_TALLY(FM_OP_CMP, (uint64_t)(steps + 1) * w->in * w->out);
         FM_TALLY(FM_OP_SIGN, (uint64_t)steps * w->in * w->out);
@@ -256,13 +290,16 @@ int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size
     }
     uint32_t *words = w->layout;
     const size_t per_chunk = w->weights == FM_DW_TERNARY ? 2 : 1;
+    const size_t block_words = (size_t)w->chunks * per_chunk * FM_KERNEL_BLOCK;
+#pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1)
     for (int block = 0; block < w->blocks; block++) {
         int first_out = block * FM_KERNEL_BLOCK;
         int lanes = FM_MIN(FM_KERNEL_BLOCK, w->out - first_out);
         const float *first = m + (size_t)first_out * out_stride;
+        memset(words + (size_t)block * block_words, 0, block_words * sizeof *words);
         for (int c = 0; c < w->chunks; c++) {
             int n = FM_MIN(FM_KERNEL_CHUNK, w->in - c * FM_KERNEL_CHUNK);
-            uint32_t *at = words + ((size_t)block * w->chunks + (size_t)c) * per_chunk * FM_KERNEL_BLOCK;
+            uint32_t *at = words + (size_t)block * block_words + (size_t)c * per_chunk * FM_KERNEL_BLOCK;
             if (w->weights == FM_DW_BINARY)
                 binary_words(first, in_stride, out_stride, c * FM_KERNEL_CHUNK, n, lanes, at);
             else
@@ -328,12 +365,16 @@ void fmi_grad_lists_fill(fm_grad_lists *ls, const float *q, int in, int b0, int 
 
 /* ---- exactness of the exponent-add weight gradient ------------------------ */
 
-/* The smallest exponent field among the nonzero values of v (255 when all
- * are zero) and the largest field (0 when all are zero); 0 when a value is
- * subnormal (field 0), Inf or NaN (field 255), or, with pow2 set, has mantissa
- * bits. Plain reductions, which the compiler vectorizes: this scan runs over
- * every Q(x) and error of every step. */
-static int exponent_range(const float *v, size_t n, int pow2, int *lo, int *hi)
+/* The exponent fields of a stretch of values: the smallest among the nonzero
+ * ones (255 when all are zero), the largest (0 when all are zero), and the
+ * OR of their mantissas. */
+typedef struct {
+    uint32_t lo, hi, mantissas;
+} exponent_fields;
+
+/* A plain reduction, which the compiler vectorizes: this scan runs over every
+ * Q(x) and error of every step. A subnormal shows as field 0, Inf and NaN as 255. */
+static exponent_fields scan_fields(const float *v, size_t n)
 {
     uint32_t min_field = 255, max_field = 0, mantissas = 0;
     for (size_t k = 0; k < n; k++) {
@@ -341,28 +382,45 @@ static int exponent_range(const float *v, size_t n, int pow2, int *lo, int *hi)
         memcpy(&bits, v + k, sizeof bits);
         bits &= 0x7fffffffu;
         uint32_t field = bits >> 23;
-        uint32_t low = bits ? field : 255u; /* a subnormal shows as field 0 */
+        uint32_t low = bits ? field : 255u;
         min_field = low < min_field ? low : min_field;
         max_field = field > max_field ? field : max_field;
         mantissas |= bits & 0x7fffffu;
     }
-    *lo = (int)min_field;
-    *hi = (int)max_field;
-    return min_field != 0 && max_field != 255 && !(pow2 && mantissas);
+    return (exponent_fields){min_field, max_field, mantissas};
 }
 
-int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count)
+/* Values below which the scan runs on one thread: waking the others costs
+ * more than scanning (paper-mlp's last layer has 2,000 errors a step). */
+#define EXACT_PARALLEL 65536
+
+int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count, int threads)
 {
-    int q_lo, q_hi, e_lo, e_hi;
-    int q_normal = exponent_range(q, q_count, 1, &q_lo, &q_hi);
-    int e_normal = exponent_range(e, e_count, 0, &e_lo, &e_hi);
+    uint32_t q_lo = 255, q_hi = 0, q_mantissas = 0, e_lo = 255, e_hi = 0;
+    /* `threads` shares of q and of e, a share each per thread: min, max and
+     * or do not depend on the order, so neither does the answer */
+    const int shares = q_count + e_count >= EXACT_PARALLEL && threads > 1 ? threads : 1;
+#pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1) \
+    reduction(min : q_lo, e_lo) reduction(max : q_hi, e_hi) reduction(| : q_mantissas)
+    for (int s = 0; s < shares; s++) {
+        const size_t q0 = q_count * (size_t)s / (size_t)shares, q1 = q_count * (size_t)(s + 1) / (size_t)shares;
+        const size_t e0 = e_count * (size_t)s / (size_t)shares, e1 = e_count * (size_t)(s + 1) / (size_t)shares;
+        const exponent_fields fq = scan_fields(q + q0, q1 - q0), fe = scan_fields(e + e0, e1 - e0);
+        q_lo = fq.lo < q_lo ? fq.lo : q_lo;
+        q_hi = fq.hi > q_hi ? fq.hi : q_hi;
+        q_mantissas |= fq.mantissas;
+        e_lo = fe.lo < e_lo ? fe.lo : e_lo;
+        e_hi = fe.hi > e_hi ? fe.hi : e_hi;
+    }
     FM_TALLY(FM_OP_CMP, 3 * ((uint64_t)q_count + e_count)); /* zero, below, above, per value */
-    if (!q_normal || !e_normal)
+    /* a subnormal (field 0) or an Inf or NaN (255) anywhere, or a q that is
+     * not a power of two */
+    if (q_lo == 0 || q_hi == 255 || q_mantissas || e_lo == 0 || e_hi == 255)
         return 0;
     if (q_hi == 0 || e_hi == 0) /* all zero: every term is a zero */
         return 1;
     /* product exponent field = e's field + k, k = q's field - 127 */
-    return e_lo + (q_lo - 127) >= 1 && e_hi + (q_hi - 127) <= 254;
+    return (int)e_lo + ((int)q_lo - 127) >= 1 && (int)e_hi + ((int)q_hi - 127) <= 254;
 }
 
 /* ---- choosing a variant -------------------------------------------------- */

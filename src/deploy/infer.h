@@ -49,8 +49,9 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
  * forward layout with (out, 1) and the transposed one (out -> in) with (1, out).
  * Binary: +1 where the sign bit is clear; ternary: +1 above zero, -1 below,
  * 0 for +-0; synapse: |w| must equal one of the magnitudes (else FM_EINVAL),
- * the sign from the sign bit. */
-int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride);
+ * the sign from the sign bit. Large layers are filled by up to `threads`
+ * threads, a share of the output blocks each: the same layout for any count. */
+int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride, int threads);
 /* The index of magnitude |v| among `levels` ascending magnitudes, or -1: a
  * search of `steps` = fmi_search_steps(levels - 1) steps (each an add, a
  * compare and a select), then a compare for equality, so every weight costs
@@ -87,8 +88,9 @@ int fmi_conv_layout(fm_deploy_weights kind, const struct fm_conv_geom *g, int le
  * are our inputs, its inputs our outputs, and our tap t is its tap
  * taps - 1 - t (the filter turned by 180 degrees). Codes as fmi_kernel_fill
  * (binary: +1 where the sign bit is clear; ternary: +1 above zero, -1 below,
- * 0 for +-0; synapse: |w| must be a magnitude, else FM_EINVAL). */
-int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed);
+ * 0 for +-0; synapse: |w| must be a magnitude, else FM_EINVAL). Up to
+ * `threads` threads, as fmi_kernel_fill. */
+int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed, int threads);
 /* out = the height x width x channels map e with s - 1 zero pixels between
  * neighbours ((height-1)s+1 x (width-1)s+1 x channels): only the pixels at
  * multiples of s are written, so the caller zeroes out once and may reuse it. */
@@ -189,8 +191,10 @@ void fmi_grad_lists_fill(fm_grad_lists *ls, const float *q, int in, int b0, int 
  * normal exponent, each nonzero e is a finite float with a normal exponent
  * (no subnormal, infinity or NaN), and min exponent(e) + min k and max
  * exponent(e) + max k stay in the normal range. Otherwise 0, and the caller
- * forms the products with ldexpf (fmi_ref_dense_backward_weights). */
-int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count);
+ * forms the products with ldexpf (fmi_ref_dense_backward_weights). Scanned
+ * by up to `threads` threads (large q and e); the answer does not depend on
+ * how many. */
+int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count, int threads);
 
 /* The variant called `name` ("ref", "avx2", "avx512", "neon"): FM_OK, FM_EINVAL for an
  * unknown name, FM_EUNSUPPORTED where this CPU or build lacks it. */

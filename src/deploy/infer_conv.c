@@ -188,55 +188,90 @@ static inline uint32_t sign_of(float v)
     return bits >> 31;
 }
 
-int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed)
+/* Weights below which a fill runs on one thread (as fmi_kernel_fill). */
+#define CONV_FILL_PARALLEL 65536
+
+/* Output block `block` of the layout from m (as fmi_conv_fill); 0, or 1
+ * where a synapse weight is off the levels (its code is left 0). */
+static int conv_fill_block(fm_conv_weights *w, const float *m, int transposed, int steps, int block)
 {
-    memset(w->layout, 0, w->layout_bytes);
+    const int taps = w->taps, ic = w->in_c, oc = w->out_c;
+    const size_t t_stride = transposed ? (size_t)oc * ic : (size_t)ic * oc;
+    const size_t c_stride = transposed ? 1 : (size_t)oc, j_stride = transposed ? (size_t)ic : 1;
+    const int first = block * FM_KERNEL_BLOCK, lanes = FM_MIN(FM_KERNEL_BLOCK, oc - first);
+    int off = 0;
+    for (int t = 0; t < taps; t++) {
+        const float *tap = m + (size_t)(transposed ? taps - 1 - t : t) * t_stride + (size_t)first * j_stride;
+        for (int c = 0; c < ic; c++) {
+            const float *v = tap + (size_t)c * c_stride;
+            if (w->weights == FM_DW_SYNAPSE) {
+                uint8_t *codes = (uint8_t *)w->layout +
+                                 (((size_t)block * (size_t)taps + (size_t)t) * (size_t)ic + (size_t)c) * FM_KERNEL_BLOCK;
+                for (int lane = 0; lane < lanes; lane++) {
+                    const float x = v[(size_t)lane * j_stride];
+                    const int index = fmi_kernel_level_of(w->magnitudes, w->levels, x, steps);
+                    off |= index < 0;
+                    codes[lane] = (uint8_t)((uint32_t)(index < 0 ? 0 : index) | sign_of(x) << 7);
+                }
+                continue;
+            }
+            const size_t chunk = ((size_t)block * (size_t)taps + (size_t)t) * (size_t)w->chunks +
+                                 (size_t)(c / FM_KERNEL_CHUNK);
+            const int shift = c % FM_KERNEL_CHUNK;
+            uint32_t *words = (uint32_t *)w->layout + chunk * (size_t)w->sets * FM_KERNEL_BLOCK;
+            if (w->weights == FM_DW_BINARY) /* +1 where the sign bit is clear */
+                for (int lane = 0; lane < lanes; lane++)
+                    words[lane] |= (sign_of(v[(size_t)lane * j_stride]) ^ 1u) << shift;
+            else
+                for (int lane = 0; lane < lanes; lane++) {
+                    const float x = v[(size_t)lane * j_stride];
+                    words[lane] |= (uint32_t)(x > 0.0f) << shift;
+                    words[FM_KERNEL_BLOCK + lane] |= (uint32_t)(x < 0.0f) << shift;
+                }
+        }
+    }
+    return off;
+}
+
+int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed, int threads)
+{
     const int taps = w->taps, ic = w->in_c, oc = w->out_c;
     const int steps = w->weights == FM_DW_SYNAPSE ? fmi_search_steps(w->levels - 1) : 0;
     /* weight (tap t, input channel c, output j) of m: the layer's rows
      * (t, c) x j, or with `transposed` the rows of the layer this one
-     * transposes, whose inputs are our outputs, at the tap rotated by 180 degrees */
-    const size_t t_stride = transposed ? (size_t)oc * ic : (size_t)ic * oc;
-    const size_t c_stride = transposed ? 1 : (size_t)oc, j_stride = transposed ? (size_t)ic : 1;
-    for (int t = 0; t < taps; t++) {
-        const float *tap = m + (size_t)(transposed ? taps - 1 - t : t) * t_stride;
-        for (int c = 0; c < ic; c++)
-            for (int j = 0; j < oc; j++) {
-                const float v = tap[(size_t)c * c_stride + (size_t)j * j_stride];
-                const size_t block = (size_t)(j / FM_KERNEL_BLOCK), lane = (size_t)(j % FM_KERNEL_BLOCK);
-                if (w->weights == FM_DW_SYNAPSE) {
-                    const int index = fmi_kernel_level_of(w->magnitudes, w->levels, v, steps);
-                    if (index < 0)
+     * transposes, whose inputs are our outputs, at the tap rotated by 180
+     * degrees. Output blocks among the threads: each block's words or codes
+     * are its own stretch of the layout, zeroed and written by one thread. */
+    const size_t n = (size_t)w->fan_in * (size_t)oc, block_bytes = w->layout_bytes / (size_t)w->blocks;
+    const int shares = n >= CONV_FILL_PARALLEL && w->blocks > 1 && threads > 1 ? FM_MIN(threads, w->blocks) : 1;
+    int off = 0;
+#pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1) reduction(| : off)
+    for (int block = 0; block < w->blocks; block++) {
+        memset((uint8_t *)w->layout + (size_t)block * block_bytes, 0, block_bytes);
+        off |= conv_fill_block(w, m, transposed, steps, block);
+    }
+    if (off) { /* the first weight off the levels, in the order (tap, channel, output) */
+        const size_t t_stride = transposed ? (size_t)oc * ic : (size_t)ic * oc;
+        const size_t c_stride = transposed ? 1 : (size_t)oc, j_stride = transposed ? (size_t)ic : 1;
+        for (int t = 0; t < taps; t++)
+            for (int c = 0; c < ic; c++)
+                for (int j = 0; j < oc; j++) {
+                    const float v = m[(size_t)(transposed ? taps - 1 - t : t) * t_stride + (size_t)c * c_stride +
+                                      (size_t)j * j_stride];
+                    if (fmi_kernel_level_of(w->magnitudes, w->levels, v, steps) < 0)
                         return fmi_error(FM_EINVAL, "weight (tap %d, %d, %d) = %g is not a synapse level",
                                         t, c, j, (double)v);
-                    uint8_t *codes = w->layout;
-                    codes[((block * (size_t)taps + (size_t)t) * (size_t)ic + (size_t)c) * FM_KERNEL_BLOCK + lane] =
-                        (uint8_t)((uint32_t)index | sign_of(v) << 7);
-                    continue;
                 }
-                const size_t chunk = (block * (size_t)taps + (size_t)t) * (size_t)w->chunks +
-                                     (size_t)(c / FM_KERNEL_CHUNK);
-                const uint32_t bit = 1u << (c % FM_KERNEL_CHUNK);
-                uint32_t *words = w->layout;
-                if (w->weights == FM_DW_BINARY) /* +1 where the sign bit is clear */
-                    words[chunk * FM_KERNEL_BLOCK + lane] |= (sign_of(v) ^ 1u) ? bit : 0u;
-                else if (v > 0.0f)
-                    words[(chunk * 2) * FM_KERNEL_BLOCK + lane] |= bit;
-                else if (v < 0.0f)
-                    words[(chunk * 2 + 1) * FM_KERNEL_BLOCK + lane] |= bit;
-            }
     }
     /* as fmi_kernel_fill: binary the sign bit is the code (wiring); ternary
      * two compares per weight; synapse the search and its equality test */
-    const uint64_t n = (uint64_t)w->fan_in * (uint64_t)oc;
     if (w->weights == FM_DW_TERNARY)
-        FM_TALLY(FM_OP_CMP, 2 * n);
+        FM_TALLY(FM_OP_CMP, 2 * (uint64_t)n);
     if (w->weights == FM_DW_SYNAPSE) {
         FM_TALLY(FM_OP_IADD, (uint64_t)steps * n);
         FM_TALLY(FM_OP_CMP, (uint64_t)(steps + 1) * n);
         FM_TALLY(FM_OP_SIGN, (uint64_t)steps * n);
     }
-    (void)n;
     return FM_OK;
 }
 

@@ -101,7 +101,7 @@ static void pow2_shared(const fm_kernels *k, const float *q, const float *e, flo
 int fmi_mulfree_pow2_grad(const fm_kernels *k, const float *q, const float *e, float *dw, int batch,
                          int in, int out, int threads)
 {
-    if (!fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out)) {
+    if (!fmi_pow2_grad_exact(q, (size_t)batch * in, e, (size_t)batch * out, threads)) {
         fmi_ref_dense_backward_weights(1, q, e, dw, batch, in, out);
         return 0;
     }
@@ -190,16 +190,24 @@ static void ldexp_rows_grad(void *ctx, const float *cols, const float *e, float 
  * Per term it does a load, a test, an integer add and a float add for each 16
  * weights where the im2col path does about two adds, after writing the
  * columns; paper-cnn's pooled layers have a quarter nonzero, the others all. */
-static int mostly_zero(const float *e, size_t n)
+static int mostly_zero(const float *e, size_t n, int threads)
 {
-    /* counted a block at a time: a dense e (every unpooled layer, every step)
-     * is known after half of it */
+    /* counted a block at a time, a share of the blocks per thread; a share
+     * stops once it alone holds half of n nonzero (on one thread: a dense e,
+     * every unpooled layer every step, is known after half of it) */
     const size_t block = 4096;
+    const int shares = n >= 16 * block && threads > 1 ? threads : 1;
     size_t nonzero = 0;
-    for (size_t i0 = 0; i0 < n && 2 * nonzero < n; i0 += block) {
-        const size_t i1 = n - i0 < block ? n : i0 + block;
-        for (size_t i = i0; i < i1; i++)
-            nonzero += e[i] != 0.0f;
+#pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1) reduction(+ : nonzero)
+    for (int s = 0; s < shares; s++) {
+        const size_t first = n * (size_t)s / (size_t)shares, end = n * (size_t)(s + 1) / (size_t)shares;
+        size_t mine = 0;
+        for (size_t i0 = first; i0 < end && 2 * mine < n; i0 += block) {
+            const size_t i1 = end - i0 < block ? end : i0 + block;
+            for (size_t i = i0; i < i1; i++)
+                mine += e[i] != 0.0f;
+        }
+        nonzero += mine;
     }
     return nonzero < n - nonzero;
 }
@@ -295,9 +303,9 @@ int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const
     const size_t in_size = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
     const size_t out_size = (size_t)fmi_conv_positions(g) * (size_t)g->out_c;
     pow2_rows ctx = {k, threads};
-    const int exact = fmi_pow2_grad_exact(q, (size_t)batch * in_size, e, (size_t)batch * out_size);
+    const int exact = fmi_pow2_grad_exact(q, (size_t)batch * in_size, e, (size_t)batch * out_size, threads);
     const size_t maps_need = fmi_mulfree_conv_grad_floats(k, g, batch); /* 0: cannot */
-    if (exact && maps && maps_need && maps_floats >= maps_need && mostly_zero(e, (size_t)batch * out_size)) {
+    if (exact && maps && maps_need && maps_floats >= maps_need && mostly_zero(e, (size_t)batch * out_size, threads)) {
         grad_from_maps(k, g, q, e, dw, batch, maps, threads);
         return 2;
     }

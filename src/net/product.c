@@ -132,14 +132,14 @@ static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_
             fm_conv_weights *layout = t ? ws->mf_conv_backward[l] : ws->mf_conv_forward[l];
             if (!layout)
                 break;
-            rc = fmi_conv_fill(layout, ws->wq[l], t);
+            rc = fmi_conv_fill(layout, ws->wq[l], t, mulfree_threads(ws));
         } else {
             fm_kernel_weights *layout = t ? ws->mf_backward[l] : ws->mf_forward[l];
             if (!layout)
                 break;
             /* weight (input i, output j) at i * out + j, or transposed */
-            rc = t ? fmi_kernel_fill(layout, ws->wq[l], 1, (size_t)L->out)
-                   : fmi_kernel_fill(layout, ws->wq[l], (size_t)L->out, 1);
+            rc = t ? fmi_kernel_fill(layout, ws->wq[l], 1, (size_t)L->out, mulfree_threads(ws))
+                   : fmi_kernel_fill(layout, ws->wq[l], (size_t)L->out, 1, mulfree_threads(ws));
         }
         if (rc < 0 && ws->status == FM_OK)
             ws->status = rc;
@@ -191,7 +191,8 @@ static int mulfree_rows_begin(const fm_pass *p, const fm_cost *c, int l, const f
 {
     const fm_layer *L = &p->model->layers[l];
     /* x is Q(x), as for the whole product; checked once for every tile */
-    const int exact = fmi_pow2_grad_exact(x, (size_t)p->batch * L->in, e, (size_t)p->batch * L->out);
+    const int exact = fmi_pow2_grad_exact(x, (size_t)p->batch * L->in, e, (size_t)p->batch * L->out,
+                                          mulfree_threads(p->ws));
     if (!exact)
         p->ws->mf_fallbacks++;
     fmi_mulfree_cost_pow2_grad(c, p->batch, L->in, L->out);

@@ -469,7 +469,7 @@ static void test_exact_threads(void **state)
     (void)state;
     fm_rng rng;
     fmi_rng_seed(&rng, 5);
-    const size_t qn = 70001, en = 50003;
+    const size_t qn = 700001, en = 500003; /* over infer.c's EXACT_PARALLEL together */
     float *q = test_malloc(qn * sizeof *q), *e = test_malloc(en * sizeof *e);
     make_q(q, qn, -20, 5, 40, &rng);
     make_e(e, en, &rng);

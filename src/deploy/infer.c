@@ -390,9 +390,10 @@ static exponent_fields scan_fields(const float *v, size_t n)
     return (exponent_fields){min_field, max_field, mantissas};
 }
 
-/* Values below which the scan runs on one thread: waking the others costs
- * more than scanning (paper-mlp's last layer has 2,000 errors a step). */
-#define EXACT_PARALLEL 65536
+/* Values below which the scan runs on one thread: waking the other threads
+ * costs about what they save on paper-mlp's layers (409,600 values); a
+ * paper-cnn convolution's maps hold millions. */
+#define EXACT_PARALLEL (1 << 20)
 
 int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count, int threads)
 {

@@ -235,8 +235,7 @@ int fmi_kernel_level_of(const float *magnitudes, int levels, float v, int steps)
  * about 0.3 ms alone, most of it reading the floats). */
 #define FILL_PARALLEL 65536
 
-/* The threads a fill of `weights` weights over `blocks` output blocks takes. */
-static int fill_threads(size_t weights, int blocks, int threads)
+int fmi_fill_threads(size_t weights, int blocks, int threads)
 {
     return weights >= FILL_PARALLEL && blocks > 1 && threads > 1 ? FM_MIN(threads, blocks) : 1;
 }
@@ -265,7 +264,7 @@ int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size
 {
     /* output blocks among the threads: each block's codes or words are its
      * own stretch of the layout, zeroed and written by one thread */
-    const int shares = fill_threads((size_t)w->in * (size_t)w->out, w->blocks, threads);
+    const int shares = fmi_fill_threads((size_t)w->in * (size_t)w->out, w->blocks, threads);
     if (w->weights == FM_DW_SYNAPSE) {
         const int steps = fmi_search_steps(w->levels - 1);
         int off = 0;

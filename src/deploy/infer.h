@@ -52,6 +52,9 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
  * the sign from the sign bit. Large layers are filled by up to `threads`
  * threads, a share of the output blocks each: the same layout for any count. */
 int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride, int threads);
+/* The threads a fill of `weights` weights in `blocks` output blocks takes, of
+ * `threads`: one for a small layer (waking others costs more than they save). */
+int fmi_fill_threads(size_t weights, int blocks, int threads);
 /* The index of magnitude |v| among `levels` ascending magnitudes, or -1: a
  * search of `steps` = fmi_search_steps(levels - 1) steps (each an add, a
  * compare and a select), then a compare for equality, so every weight costs

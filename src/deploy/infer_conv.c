@@ -188,9 +188,6 @@ static inline uint32_t sign_of(float v)
     return bits >> 31;
 }
 
-/* Weights below which a fill runs on one thread (as fmi_kernel_fill). */
-#define CONV_FILL_PARALLEL 65536
-
 /* Output block `block` of the layout from m (as fmi_conv_fill); 0, or 1
  * where a synapse weight is off the levels (its code is left 0). */
 static int conv_fill_block(fm_conv_weights *w, const float *m, int transposed, int steps, int block)
@@ -243,7 +240,7 @@ int fmi_conv_fill(fm_conv_weights *w, const float *m, int transposed, int thread
      * degrees. Output blocks among the threads: each block's words or codes
      * are its own stretch of the layout, zeroed and written by one thread. */
     const size_t n = (size_t)w->fan_in * (size_t)oc, block_bytes = w->layout_bytes / (size_t)w->blocks;
-    const int shares = n >= CONV_FILL_PARALLEL && w->blocks > 1 && threads > 1 ? FM_MIN(threads, w->blocks) : 1;
+    const int shares = fmi_fill_threads(n, w->blocks, threads);
     int off = 0;
 #pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1) reduction(| : off)
     for (int block = 0; block < w->blocks; block++) {

@@ -159,6 +159,62 @@ static void test_fill_refuses_off_level(void **state)
     fmi_kernel_weights_free(layout);
 }
 
+/* fmi_kernel_fill_pair writes the bytes of the two fills it replaces, for
+ * every kind, shapes with partial blocks and chunks (or none), signed zeros,
+ * and 1 or 3 threads; every byte is written (the layouts start as 0xa5). A
+ * synapse weight off the levels, and layouts that are not each other's
+ * transpose, are refused. */
+static void test_fill_pair(void **state)
+{
+    (void)state;
+    float magnitudes[FM_KERNEL_MAX_LEVELS];
+    const int levels = 26;
+    const float h = 0.0625f;
+    for (int i = 0; i < levels; i++)
+        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
+    static const int shapes[][2] = {{1, 1}, {33, 17}, {32, 16}, {100, 37}, {300, 343}, {257, 1000}, {64, 600}};
+    const fm_deploy_weights kinds[] = {FM_DW_BINARY, FM_DW_TERNARY, FM_DW_SYNAPSE};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t k = 0; k < 3; k++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                const int in = shapes[s][0], out = shapes[s][1], lv = kinds[k] == FM_DW_SYNAPSE ? levels : 0;
+                const size_t n = (size_t)in * out;
+                float *w = test_malloc(n * sizeof *w);
+                random_weights(kinds[k], w, n, h, magnitudes, levels, 70u + 3 * s + k);
+                if (kinds[k] != FM_DW_SYNAPSE && n > 2)
+                    w[0] = -0.0f, w[n / 2] = 0.0f;
+                fm_kernel_weights *f1, *t1, *f2, *t2;
+                assert_int_equal(fmi_kernel_layout(kinds[k], in, out, lv, magnitudes, &f1), FM_OK);
+                assert_int_equal(fmi_kernel_layout(kinds[k], out, in, lv, magnitudes, &t1), FM_OK);
+                assert_int_equal(fmi_kernel_layout(kinds[k], in, out, lv, magnitudes, &f2), FM_OK);
+                assert_int_equal(fmi_kernel_layout(kinds[k], out, in, lv, magnitudes, &t2), FM_OK);
+                memset(f2->layout, 0xa5, f2->layout_bytes);
+                memset(t2->layout, 0xa5, t2->layout_bytes);
+                assert_int_equal(fmi_kernel_fill(f1, w, (size_t)out, 1, 1), FM_OK);
+                assert_int_equal(fmi_kernel_fill(t1, w, 1, (size_t)out, 1), FM_OK);
+                assert_int_equal(fmi_kernel_fill_pair(f2, t2, w, threads), FM_OK);
+                assert_memory_equal(f1->layout, f2->layout, f1->layout_bytes);
+                assert_memory_equal(t1->layout, t2->layout, t1->layout_bytes);
+                if (kinds[k] == FM_DW_SYNAPSE) {
+                    w[n - 1] = 0.3f;
+                    assert_int_equal(fmi_kernel_fill(f1, w, (size_t)out, 1, 1), FM_EINVAL);
+                    char want[256];
+                    snprintf(want, sizeof want, "%s", fm_last_error());
+                    assert_int_equal(fmi_kernel_fill_pair(f2, t2, w, threads), FM_EINVAL);
+                    assert_string_equal(fm_last_error(), want);
+                }
+                if (in != out) { /* the same layout twice is no transpose */
+                    assert_int_equal(fmi_kernel_fill_pair(f2, f1, w, threads), FM_EINVAL);
+                    assert_non_null(strstr(fm_last_error(), "transpose"));
+                }
+                fmi_kernel_weights_free(f1);
+                fmi_kernel_weights_free(t1);
+                fmi_kernel_weights_free(f2);
+                fmi_kernel_weights_free(t2);
+                test_free(w);
+            }
+}
+
 /* Layers large enough for the fills to share their output blocks among
  * threads: 1 and 3 threads give the same layout byte for byte (forward and
  * transposed, dense and conv, every kind), and a synapse weight off the levels
@@ -857,6 +913,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_products),
         cmocka_unit_test(test_fill_refuses_off_level),
         cmocka_unit_test(test_fill_threads),
+        cmocka_unit_test(test_fill_pair),
         cmocka_unit_test(test_pow2_grad_and_fallback),
         cmocka_unit_test(test_conv_products),
         cmocka_unit_test(test_conv_pow2_grad),

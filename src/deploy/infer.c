@@ -312,6 +312,123 @@ int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size
     return FM_OK;
 }
 
+/* ---- both layouts of a dense layer in one pass over its weights -----------
+ * The forward layout wants, for each 32 inputs, a word per output; the
+ * transposed one, for each 32 outputs, a word per input. fmi_kernel_fill
+ * builds each by output blocks, and for the forward layout that walks the
+ * row-major matrix down its columns, a page apart per row (0.4 ms for a
+ * 1024 x 1024 binary layer on one thread, against 0.14 ms for the transposed
+ * one, which reads along the rows). Here both come from one read along each
+ * row: the row's codes go as bit k into its chunk's forward words, gathered
+ * 256 outputs at a time in a tile that stays in L1 over the chunk's 32 rows,
+ * and as whole words into the row's lane of the transposed layout (0.2 ms for
+ * both). The words are those of the two fmi_kernel_fill calls. */
+
+/* The codes of up to 32 consecutive weights v[0 .. n-1], bit t for v[t]:
+ * binary's (sign bit clear) in *plus; ternary's +1s in *plus, -1s in *minus. */
+static inline void word_codes(const float *v, int n, int ternary, uint32_t *plus, uint32_t *minus)
+{
+    uint32_t p = 0, q = 0;
+    if (!ternary) {
+        for (int t = 0; t < n; t++)
+            p |= ((float_bits(v[t]) >> 31) ^ 1u) << t;
+    } else {
+        for (int t = 0; t < n; t++) {
+            p |= (uint32_t)(v[t] > 0.0f) << t;
+            q |= (uint32_t)(v[t] < 0.0f) << t;
+        }
+    }
+    *plus = p;
+    *minus = q;
+}
+
+/* Output blocks of a forward chunk's words gathered in a local tile before
+ * they are stored: a layout's blocks lie chunks * 64 bytes apart, 2 KB for
+ * 1024 inputs, and 64 such lines share two sets of the L1 cache. */
+#define PAIR_TILE 16
+
+/* Rows 32c .. 32c + n - 1: chunk c of the forward layout f, and those rows'
+ * lanes of the transposed layout t (its blocks 2c and 2c + 1). */
+static void pair_chunk(fm_kernel_weights *f, fm_kernel_weights *t, const float *m, int c)
+{
+    const int in = f->in, out = f->out, ternary = f->weights == FM_DW_TERNARY;
+    const int per = ternary ? 2 * FM_KERNEL_BLOCK : FM_KERNEL_BLOCK; /* words per chunk of a block */
+    const size_t f_block = (size_t)f->chunks * (size_t)per, t_block = (size_t)t->chunks * (size_t)per;
+    uint32_t *f_words = (uint32_t *)f->layout + (size_t)c * (size_t)per, *t_words = t->layout;
+    const int n = FM_MIN(FM_KERNEL_CHUNK, in - c * FM_KERNEL_CHUNK);
+    uint32_t plus_tile[PAIR_TILE * FM_KERNEL_BLOCK], minus_tile[PAIR_TILE * FM_KERNEL_BLOCK];
+    for (int b0 = 0; b0 < f->blocks; b0 += PAIR_TILE) {
+        const int blocks = FM_MIN(PAIR_TILE, f->blocks - b0);
+        const int j0 = b0 * FM_KERNEL_BLOCK, width = FM_MIN(blocks * FM_KERNEL_BLOCK, out - j0);
+        memset(plus_tile, 0, sizeof plus_tile);
+        memset(minus_tile, 0, sizeof minus_tile);
+        for (int k = 0; k < n; k++) {
+            const int i = c * FM_KERNEL_CHUNK + k;
+            const float *v = m + (size_t)i * out + j0;
+            /* forward: bit k of each output's word; the lanes past out stay zero */
+            if (!ternary) {
+                for (int j = 0; j < width; j++)
+                    plus_tile[j] |= ((float_bits(v[j]) >> 31) ^ 1u) << k;
+            } else {
+                for (int j = 0; j < width; j++) {
+                    plus_tile[j] |= (uint32_t)(v[j] > 0.0f) << k;
+                    minus_tile[j] |= (uint32_t)(v[j] < 0.0f) << k;
+                }
+            }
+            /* transposed: row i is lane i % 16 of block i / 16, whole words */
+            uint32_t *lane_at = t_words + (size_t)(i / FM_KERNEL_BLOCK) * t_block + (size_t)(i % FM_KERNEL_BLOCK);
+            for (int j = 0; j < width; j += FM_KERNEL_CHUNK) {
+                uint32_t plus, minus;
+                if (width - j >= FM_KERNEL_CHUNK) /* a constant count: the loop vectorizes */
+                    word_codes(v + j, FM_KERNEL_CHUNK, ternary, &plus, &minus);
+                else
+                    word_codes(v + j, width - j, ternary, &plus, &minus);
+                uint32_t *at = lane_at + (size_t)((j0 + j) / FM_KERNEL_CHUNK) * (size_t)per;
+                at[0] = plus;
+                if (ternary)
+                    at[FM_KERNEL_BLOCK] = minus;
+            }
+        }
+        for (int b = 0; b < blocks; b++) {
+            uint32_t *at = f_words + (size_t)(b0 + b) * f_block;
+            memcpy(at, plus_tile + b * FM_KERNEL_BLOCK, FM_KERNEL_BLOCK * sizeof *at);
+            if (ternary)
+                memcpy(at + FM_KERNEL_BLOCK, minus_tile + b * FM_KERNEL_BLOCK, FM_KERNEL_BLOCK * sizeof *at);
+        }
+    }
+    /* inputs past `in` in the transposed layout's last block: zero lanes */
+    for (int i = in; c == f->chunks - 1 && i < t->blocks * FM_KERNEL_BLOCK; i++)
+        for (int cj = 0; cj < t->chunks; cj++) {
+            uint32_t *at = t_words + (size_t)(i / FM_KERNEL_BLOCK) * t_block + (size_t)cj * (size_t)per +
+                           (size_t)(i % FM_KERNEL_BLOCK);
+            at[0] = 0;
+            if (ternary)
+                at[FM_KERNEL_BLOCK] = 0;
+        }
+}
+
+int fmi_kernel_fill_pair(fm_kernel_weights *forward, fm_kernel_weights *transposed, const float *m,
+                         int threads)
+{
+    if (transposed->weights != forward->weights || transposed->in != forward->out ||
+        transposed->out != forward->in)
+        return fmi_error(FM_EINVAL, "layouts of a %d x %d and a %d x %d layer are not each other's transpose",
+                         forward->in, forward->out, transposed->in, transposed->out);
+    if (forward->weights == FM_DW_SYNAPSE) {
+        const int rc = fmi_kernel_fill(forward, m, (size_t)forward->out, 1, threads);
+        return rc < 0 ? rc : fmi_kernel_fill(transposed, m, 1, (size_t)forward->out, threads);
+    }
+    /* chunks of 32 rows among the threads: a chunk's forward words and its
+     * rows' transposed lanes (two whole blocks) are written by one thread */
+    const int shares = fmi_fill_threads((size_t)forward->in * (size_t)forward->out, forward->chunks, threads);
+#pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1)
+    for (int c = 0; c < forward->chunks; c++)
+        pair_chunk(forward, transposed, m, c);
+    if (forward->weights == FM_DW_TERNARY) /* each layout's two compares per weight */
+        FM_TALLY(FM_OP_CMP, 4 * (uint64_t)forward->in * forward->out);
+    return FM_OK;
+}
+
 void fmi_kernel_weights_free(fm_kernel_weights *w)
 {
     if (!w)

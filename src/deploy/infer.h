@@ -52,6 +52,12 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
  * the sign from the sign bit. Large layers are filled by up to `threads`
  * threads, a share of the output blocks each: the same layout for any count. */
 int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride, int threads);
+/* Both layouts of a row-major in x out matrix m at once: forward (in -> out,
+ * as fmi_kernel_fill(forward, m, out, 1)) and transposed (out -> in, as
+ * fmi_kernel_fill(transposed, m, 1, out)), of the same kind, the same words
+ * or codes; binary and ternary in one pass over m, synapse as the two fills. */
+int fmi_kernel_fill_pair(fm_kernel_weights *forward, fm_kernel_weights *transposed, const float *m,
+                         int threads);
 /* The threads a fill of `weights` weights in `blocks` output blocks takes, of
  * `threads`: one for a small layer (waking others costs more than they save). */
 int fmi_fill_threads(size_t weights, int blocks, int threads);

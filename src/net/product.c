@@ -126,14 +126,24 @@ static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
     const int conv = L->kind == FM_LAYER_CONV;
+    const fm_deploy_weights kind = fmi_mulfree_kind(m->config.weights);
+    /* a dense layer's two layouts come from one read of the floats, but for
+     * synapse weights (fmi_kernel_fill_pair) */
+    const int paired = !conv && with_transpose && ws->mf_forward[l] && ws->mf_backward[l];
+    if (paired) {
+        const int rc = fmi_kernel_fill_pair(ws->mf_forward[l], ws->mf_backward[l], ws->wq[l],
+                                            mulfree_threads(ws));
+        if (rc < 0 && ws->status == FM_OK)
+            ws->status = rc;
+    }
     for (int t = 0; t <= with_transpose; t++) {
-        int rc;
+        int rc = FM_OK;
         if (conv) {
             fm_conv_weights *layout = t ? ws->mf_conv_backward[l] : ws->mf_conv_forward[l];
             if (!layout)
                 break;
             rc = fmi_conv_fill(layout, ws->wq[l], t, mulfree_threads(ws));
-        } else {
+        } else if (!paired) {
             fm_kernel_weights *layout = t ? ws->mf_backward[l] : ws->mf_forward[l];
             if (!layout)
                 break;
@@ -143,9 +153,9 @@ static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_
         }
         if (rc < 0 && ws->status == FM_OK)
             ws->status = rc;
-        fmi_mulfree_cost_fill(c, fmi_mulfree_kind(m->config.weights), m->config.synapse_levels,
-                             L->w_rows, L->w_cols);
-        fmi_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)fmi_layer_weight_count(L), 0);
+        fmi_mulfree_cost_fill(c, kind, m->config.synapse_levels, L->w_rows, L->w_cols);
+        if (!paired || t == 0 || kind == FM_DW_SYNAPSE)
+            fmi_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)fmi_layer_weight_count(L), 0);
         fmi_bytes_tensor(c, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);
     }
 }

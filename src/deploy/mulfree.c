@@ -192,21 +192,16 @@ static void ldexp_rows_grad(void *ctx, const float *cols, const float *e, float 
  * columns; paper-cnn's pooled layers have a quarter nonzero, the others all. */
 static int mostly_zero(const float *e, size_t n, int threads)
 {
-    /* counted a block at a time, a share of the blocks per thread; a share
-     * stops once it alone holds half of n nonzero (on one thread: a dense e,
-     * every unpooled layer every step, is known after half of it) */
-    const size_t block = 4096;
-    const int shares = n >= 16 * block && threads > 1 ? threads : 1;
+    /* a share of e per thread when it is large; the count picks a path,
+     * never a bit of the sums (both give the same) */
+    const int shares = n >= 65536 && threads > 1 ? threads : 1;
     size_t nonzero = 0;
 #pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1) reduction(+ : nonzero)
     for (int s = 0; s < shares; s++) {
         const size_t first = n * (size_t)s / (size_t)shares, end = n * (size_t)(s + 1) / (size_t)shares;
         size_t mine = 0;
-        for (size_t i0 = first; i0 < end && 2 * mine < n; i0 += block) {
-            const size_t i1 = end - i0 < block ? end : i0 + block;
-            for (size_t i = i0; i < i1; i++)
-                mine += e[i] != 0.0f;
-        }
+        for (size_t i = first; i < end; i++)
+            mine += e[i] != 0.0f;
         nonzero += mine;
     }
     return nonzero < n - nonzero;

@@ -159,11 +159,11 @@ static void test_fill_refuses_off_level(void **state)
     fmi_kernel_weights_free(layout);
 }
 
-/* fmi_kernel_fill_pair writes the bytes of the two fills it replaces, for
- * every kind, shapes with partial blocks and chunks (or none), signed zeros,
- * and 1 or 3 threads; every byte is written (the layouts start as 0xa5). A
- * synapse weight off the levels, and layouts that are not each other's
- * transpose, are refused. */
+/* fmi_kernel_fill_pair writes the bytes of the two fills it replaces (or of
+ * the forward one, without a transposed layout), for every kind, shapes with
+ * partial blocks and chunks (or none), signed zeros, and 1 or 3 threads;
+ * every byte is written (the layouts start as 0xa5). A synapse weight off the
+ * levels, and layouts that are not each other's transpose, are refused. */
 static void test_fill_pair(void **state)
 {
     (void)state;
@@ -195,6 +195,9 @@ static void test_fill_pair(void **state)
                 assert_int_equal(fmi_kernel_fill_pair(f2, t2, w, threads), FM_OK);
                 assert_memory_equal(f1->layout, f2->layout, f1->layout_bytes);
                 assert_memory_equal(t1->layout, t2->layout, t1->layout_bytes);
+                memset(f2->layout, 0xa5, f2->layout_bytes); /* the forward layout alone */
+                assert_int_equal(fmi_kernel_fill_pair(f2, NULL, w, threads), FM_OK);
+                assert_memory_equal(f1->layout, f2->layout, f1->layout_bytes);
                 if (kinds[k] == FM_DW_SYNAPSE) {
                     w[n - 1] = 0.3f;
                     assert_int_equal(fmi_kernel_fill(f1, w, (size_t)out, 1, 1), FM_EINVAL);

@@ -348,13 +348,13 @@ static inline void word_codes(const float *v, int n, int ternary, uint32_t *plus
 #define PAIR_TILE 16
 
 /* Rows 32c .. 32c + n - 1: chunk c of the forward layout f, and those rows'
- * lanes of the transposed layout t (its blocks 2c and 2c + 1). */
+ * lanes of the transposed layout t (its blocks 2c and 2c + 1) unless t is NULL. */
 static void pair_chunk(fm_kernel_weights *f, fm_kernel_weights *t, const float *m, int c)
 {
     const int in = f->in, out = f->out, ternary = f->weights == FM_DW_TERNARY;
     const int per = ternary ? 2 * FM_KERNEL_BLOCK : FM_KERNEL_BLOCK; /* words per chunk of a block */
-    const size_t f_block = (size_t)f->chunks * (size_t)per, t_block = (size_t)t->chunks * (size_t)per;
-    uint32_t *f_words = (uint32_t *)f->layout + (size_t)c * (size_t)per, *t_words = t->layout;
+    const size_t f_block = (size_t)f->chunks * (size_t)per, t_block = t ? (size_t)t->chunks * (size_t)per : 0;
+    uint32_t *f_words = (uint32_t *)f->layout + (size_t)c * (size_t)per, *t_words = t ? t->layout : NULL;
     const int n = FM_MIN(FM_KERNEL_CHUNK, in - c * FM_KERNEL_CHUNK);
     uint32_t plus_tile[PAIR_TILE * FM_KERNEL_BLOCK], minus_tile[PAIR_TILE * FM_KERNEL_BLOCK];
     for (int b0 = 0; b0 < f->blocks; b0 += PAIR_TILE) {
@@ -376,6 +376,8 @@ static void pair_chunk(fm_kernel_weights *f, fm_kernel_weights *t, const float *
                 }
             }
             /* transposed: row i is lane i % 16 of block i / 16, whole words */
+            if (!t)
+                continue;
             uint32_t *lane_at = t_words + (size_t)(i / FM_KERNEL_BLOCK) * t_block + (size_t)(i % FM_KERNEL_BLOCK);
             for (int j = 0; j < width; j += FM_KERNEL_CHUNK) {
                 uint32_t plus, minus;
@@ -397,7 +399,7 @@ static void pair_chunk(fm_kernel_weights *f, fm_kernel_weights *t, const float *
         }
     }
     /* inputs past `in` in the transposed layout's last block: zero lanes */
-    for (int i = in; c == f->chunks - 1 && i < t->blocks * FM_KERNEL_BLOCK; i++)
+    for (int i = in; t && c == f->chunks - 1 && i < t->blocks * FM_KERNEL_BLOCK; i++)
         for (int cj = 0; cj < t->chunks; cj++) {
             uint32_t *at = t_words + (size_t)(i / FM_KERNEL_BLOCK) * t_block + (size_t)cj * (size_t)per +
                            (size_t)(i % FM_KERNEL_BLOCK);
@@ -410,13 +412,13 @@ static void pair_chunk(fm_kernel_weights *f, fm_kernel_weights *t, const float *
 int fmi_kernel_fill_pair(fm_kernel_weights *forward, fm_kernel_weights *transposed, const float *m,
                          int threads)
 {
-    if (transposed->weights != forward->weights || transposed->in != forward->out ||
-        transposed->out != forward->in)
+    if (transposed && (transposed->weights != forward->weights || transposed->in != forward->out ||
+                       transposed->out != forward->in))
         return fmi_error(FM_EINVAL, "layouts of a %d x %d and a %d x %d layer are not each other's transpose",
                          forward->in, forward->out, transposed->in, transposed->out);
     if (forward->weights == FM_DW_SYNAPSE) {
         const int rc = fmi_kernel_fill(forward, m, (size_t)forward->out, 1, threads);
-        return rc < 0 ? rc : fmi_kernel_fill(transposed, m, 1, (size_t)forward->out, threads);
+        return rc < 0 || !transposed ? rc : fmi_kernel_fill(transposed, m, 1, (size_t)forward->out, threads);
     }
     /* chunks of 32 rows among the threads: a chunk's forward words and its
      * rows' transposed lanes (two whole blocks) are written by one thread */
@@ -425,7 +427,7 @@ int fmi_kernel_fill_pair(fm_kernel_weights *forward, fm_kernel_weights *transpos
     for (int c = 0; c < forward->chunks; c++)
         pair_chunk(forward, transposed, m, c);
     if (forward->weights == FM_DW_TERNARY) /* each layout's two compares per weight */
-        FM_TALLY(FM_OP_CMP, 4 * (uint64_t)forward->in * forward->out);
+        FM_TALLY(FM_OP_CMP, (transposed ? 4 : 2) * (uint64_t)forward->in * forward->out);
     return FM_OK;
 }
 

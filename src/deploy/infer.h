@@ -54,8 +54,9 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
 int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size_t out_stride, int threads);
 /* Both layouts of a row-major in x out matrix m at once: forward (in -> out,
  * as fmi_kernel_fill(forward, m, out, 1)) and transposed (out -> in, as
- * fmi_kernel_fill(transposed, m, 1, out)), of the same kind, the same words
- * or codes; binary and ternary in one pass over m, synapse as the two fills. */
+ * fmi_kernel_fill(transposed, m, 1, out); none where transposed is NULL), of
+ * the same kind, the same words or codes; binary and ternary in one pass
+ * along m's rows, synapse as the fills. */
 int fmi_kernel_fill_pair(fm_kernel_weights *forward, fm_kernel_weights *transposed, const float *m,
                          int threads);
 /* The threads a fill of `weights` weights in `blocks` output blocks takes, of

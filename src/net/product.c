@@ -116,45 +116,38 @@ static int mulfree_threads(const fm_workspace *ws)
 
 /* Refills weighted layer l's mulfree layouts from the pass's float weights
  * in ws->wq: the forward one and, with_transpose, the one of the input
- * gradient (training workspaces, layers after the first). Each refill is
- * declared: the weights read as floats, the codes written. An error (a
- * synapse weight off the level table, which the quantizer never gives) is
+ * gradient (training workspaces, layers after the first). A dense layer's
+ * layouts come from one read of the floats along their rows
+ * (fmi_kernel_fill_pair; synapse weights are read once per layout). Each
+ * refill is declared: the weights read as floats, the codes written. An error
+ * (a synapse weight off the level table, which the quantizer never gives) is
  * kept in ws->status for the caller of the pass. */
 static void mulfree_prepare(const fm_pass *p, const fm_cost *c, int l, int with_transpose)
 {
     const fm_model *m = p->model;
     const fm_layer *L = &m->layers[l];
     fm_workspace *ws = p->ws;
-    const int conv = L->kind == FM_LAYER_CONV;
     const fm_deploy_weights kind = fmi_mulfree_kind(m->config.weights);
-    /* a dense layer's two layouts come from one read of the floats, but for
-     * synapse weights (fmi_kernel_fill_pair) */
-    const int paired = !conv && with_transpose && ws->mf_forward[l] && ws->mf_backward[l];
-    if (paired) {
-        const int rc = fmi_kernel_fill_pair(ws->mf_forward[l], ws->mf_backward[l], ws->wq[l],
-                                            mulfree_threads(ws));
-        if (rc < 0 && ws->status == FM_OK)
-            ws->status = rc;
-    }
-    for (int t = 0; t <= with_transpose; t++) {
-        int rc = FM_OK;
-        if (conv) {
+    int layouts = 0, float_reads = 0, rc = FM_OK;
+    if (L->kind == FM_LAYER_CONV) {
+        for (int t = 0; t <= with_transpose && rc == FM_OK; t++) {
             fm_conv_weights *layout = t ? ws->mf_conv_backward[l] : ws->mf_conv_forward[l];
             if (!layout)
                 break;
             rc = fmi_conv_fill(layout, ws->wq[l], t, mulfree_threads(ws));
-        } else if (!paired) {
-            fm_kernel_weights *layout = t ? ws->mf_backward[l] : ws->mf_forward[l];
-            if (!layout)
-                break;
-            /* weight (input i, output j) at i * out + j, or transposed */
-            rc = t ? fmi_kernel_fill(layout, ws->wq[l], 1, (size_t)L->out, mulfree_threads(ws))
-                   : fmi_kernel_fill(layout, ws->wq[l], (size_t)L->out, 1, mulfree_threads(ws));
+            layouts++, float_reads++;
         }
-        if (rc < 0 && ws->status == FM_OK)
-            ws->status = rc;
+    } else if (ws->mf_forward[l]) {
+        fm_kernel_weights *transposed = with_transpose ? ws->mf_backward[l] : NULL;
+        rc = fmi_kernel_fill_pair(ws->mf_forward[l], transposed, ws->wq[l], mulfree_threads(ws));
+        layouts = transposed ? 2 : 1;
+        float_reads = kind == FM_DW_SYNAPSE ? layouts : 1;
+    }
+    if (rc < 0 && ws->status == FM_OK)
+        ws->status = rc;
+    for (int t = 0; t < layouts; t++) {
         fmi_mulfree_cost_fill(c, kind, m->config.synapse_levels, L->w_rows, L->w_cols);
-        if (!paired || t == 0 || kind == FM_DW_SYNAPSE)
+        if (t < float_reads)
             fmi_bytes_tensor(c, m, l, "Wq.float", 4 * (uint64_t)fmi_layer_weight_count(L), 0);
         fmi_bytes_tensor(c, m, l, "Wq", fmi_layer_weight_bytes(m, l, 1), 1);
     }

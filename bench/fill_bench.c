@@ -8,6 +8,8 @@
  * drawn anew (fmi_binarize_stochastic, fmi_ternarize_stochastic) before each
  * call, as in training, so they come from the cache a step leaves them in.
  *
+ * Run it as the command runs, with OMP_WAIT_POLICY=PASSIVE (README).
+ *
  * usage: bench/fill_bench [--repeats N] */
 #include <stdint.h>
 #include <stdio.h>

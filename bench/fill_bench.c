@@ -15,8 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_time.h"
 #include "infer.h"
 #include "quant.h"
 #include "rng.h"
@@ -34,24 +34,6 @@ static const shape shapes[] = {
     {"paper-mlp hidden layer", 1024, 1024, 1, FM_DW_TERNARY},
 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, by_value);
-    return t[n / 2];
-}
 
 static void draw(const shape *sh, const float *w, float *wq, size_t n, uint64_t round)
 {
@@ -104,19 +86,19 @@ int main(int argc, char **argv)
             int same = 1;
             for (int r = 0; r < repeats; r++) {
                 draw(sh, w, wq, n, 2 * (uint64_t)r);
-                double t0 = now();
+                double t0 = bench_now();
                 fmi_kernel_fill(f1, wq, (size_t)sh->out, 1, threads);
                 if (t1)
                     fmi_kernel_fill(t1, wq, 1, (size_t)sh->out, threads);
-                fills[r] = now() - t0;
+                fills[r] = bench_now() - t0;
                 draw(sh, w, wq, n, 2 * (uint64_t)r); /* the same draw, back in the cache */
-                t0 = now();
+                t0 = bench_now();
                 fmi_kernel_fill_pair(f2, t2, wq, threads);
-                pairs[r] = now() - t0;
+                pairs[r] = bench_now() - t0;
                 same &= memcmp(f1->layout, f2->layout, f1->layout_bytes) == 0 &&
                         (!t1 || memcmp(t1->layout, t2->layout, t1->layout_bytes) == 0);
             }
-            const double a = median(fills, repeats), b = median(pairs, repeats);
+            const double a = bench_median(fills, repeats), b = bench_median(pairs, repeats);
             printf("%-24s %-8s %-10s %7d %12.1f %12.1f %7.2f%s\n", sh->what,
                    sh->kind == FM_DW_TERNARY ? "ternary" : "binary", t1 ? "both" : "forward", threads, 1e6 * a,
                    1e6 * b, a / b, same ? "" : "  LAYOUTS DIFFER");

@@ -12,17 +12,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
+
 /* OpenBLAS's own cblas.h declares this; restated so that another cblas.h still compiles. */
 void openblas_set_num_threads(int num_threads);
 
 #define NLAYERS 4
 static const int dims[NLAYERS + 1] = {784, 1024, 1024, 1024, 10};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* 64-byte aligned float buffer of n elements, filled uniformly in [lo, hi) by a fixed LCG. */
 static float *alloc_fill(size_t n, float lo, float hi, unsigned *state) {
@@ -86,7 +82,7 @@ int main(int argc, char **argv) {
 
     double t0 = 0.0;
     for (int s = 0; s < warmup + steps; s++) {
-        if (s == warmup) t0 = now_s();
+        if (s == warmup) t0 = bench_now();
         for (int l = 0; l < NLAYERS; l++) /* forward: x[l+1] = x[l] . w[l]   (B x in)(in x out) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, dims[l + 1], dims[l], 1.0f,
                         x[l], dims[l], w[l], dims[l + 1], 0.0f, x[l + 1], dims[l + 1]);
@@ -100,7 +96,7 @@ int main(int argc, char **argv) {
                             g[l], dims[l + 1], w[l], dims[l + 1], 0.0f, g[l - 1], dims[l]);
         }
     }
-    double dt = now_s() - t0;
+    double dt = bench_now() - t0;
 
     /* 2 flops per multiply-add: forward and weight gradient on all layers, data gradient on 2..4. */
     double macs = 0.0;

@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_time.h"
 #include "conv.h"
 #include "infer.h"
 #include "mulfree.h"
@@ -33,20 +33,6 @@ static const shape shapes[] = {
 
 enum { BATCH = 100 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float uniform(fm_rng *rng) { return (float)(fmi_rng_next(rng) >> 40) / 16777216.0f; }
-
-static int by_value(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv)
 {
@@ -92,13 +78,13 @@ int main(int argc, char **argv)
         fm_rng rng;
         fmi_rng_seed(&rng, 1234 + s);
         for (size_t i = 0; i < qn; i++) {
-            const float u = uniform(&rng);
+            const float u = fmi_rng_uniform(&rng);
             x[i] = u < 0.5f ? 0.0f : 3.0f * u;
         }
         fmi_pow2_quantize(x, q, qn, -4, 3, 5, 0);
         size_t terms = 0;
         for (size_t i = 0; i < en; i++) {
-            const float u = uniform(&rng);
+            const float u = fmi_rng_uniform(&rng);
             e[i] = u < 0.75f ? 0.0f : ldexpf(u - 0.875f, -3); /* within the exact range */
             terms += e[i] != 0.0f;
         }
@@ -109,13 +95,12 @@ int main(int argc, char **argv)
         }
         int same = 1;
         for (int r = 0; r < repeats; r++) {
-            const double t0 = now();
+            const double t0 = bench_now();
             path = fmi_mulfree_conv_pow2_grad(k, g, q, e, got, BATCH, columns, maps, maps_floats, 1);
-            times[r] = now() - t0;
+            times[r] = bench_now() - t0;
             same &= path == 2 && memcmp(got, want, wn * sizeof *got) == 0;
         }
-        qsort(times, (size_t)repeats, sizeof *times, by_value);
-        const double median = times[repeats / 2];
+        const double median = bench_median(times, repeats);
         printf("%-18s %-7s %10.2f %12.2f  %s   (%zu terms)\n", shapes[s].what, k->name, 1e3 * median,
                1e9 * median / (double)terms, same ? "= im2col" : "DIFFER FROM IM2COL", terms);
         if (!same)

@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_time.h"
 #include "infer.h"
 #include "quant.h"
 #include "rng.h"
@@ -32,14 +32,6 @@ static const shape shapes[] = {
     {"paper-cnn conv 5 columns", 850, 1024, 512, 50},
 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float uniform(fm_rng *rng) { return (float)(fmi_rng_next(rng) >> 40) / 16777216.0f; }
 
 int main(int argc, char **argv)
 {
@@ -70,12 +62,12 @@ int main(int argc, char **argv)
         fm_rng rng;
         fmi_rng_seed(&rng, 1234 + s);
         for (size_t i = 0; i < qn; i++) {
-            const float u = uniform(&rng);
+            const float u = fmi_rng_uniform(&rng);
             x[i] = u * 100.0f < (float)sh->zero_percent ? 0.0f : 3.0f * u;
         }
         fmi_pow2_quantize(x, q, qn, -4, 3, 5, 0);
         for (size_t i = 0; i < en; i++)
-            e[i] = uniform(&rng) - 0.5f;
+            e[i] = fmi_rng_uniform(&rng) - 0.5f;
         size_t zeros = 0;
         for (size_t i = 0; i < qn; i++)
             zeros += q[i] == 0.0f;
@@ -88,9 +80,9 @@ int main(int argc, char **argv)
             const int same = memcmp(got, want, wn * sizeof *got) == 0;
             double best = 1e30;
             for (int r = 0; r < repeats; r++) {
-                const double t0 = now();
+                const double t0 = bench_now();
                 k->pow2_grad(q, e, got, sh->batch, sh->in, sh->out, 0, sh->in);
-                const double t = now() - t0;
+                const double t = bench_now() - t0;
                 best = t < best ? t : best;
             }
             printf("%-26s %-7s %9.1f%% %9.2f  %s   (%d x %d x %d)\n", sh->what, k->name,

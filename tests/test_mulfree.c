@@ -41,6 +41,16 @@
 static float uniform(fm_rng *rng) { return (float)(fmi_rng_next(rng) >> 40) / 16777216.0f; }
 
 /* Weights of a layout kind: +-h, (+-h or 0), or +-magnitudes[index]. */
+/* The synapse level table of these tests: SYN_LEVELS magnitudes for H = SYN_H
+ * (range 60), ascending. */
+enum { SYN_LEVELS = 26 };
+#define SYN_H 0.0625f
+static void syn_magnitudes(float magnitudes[FM_KERNEL_MAX_LEVELS])
+{
+    for (int i = 0; i < SYN_LEVELS; i++)
+        magnitudes[i] = fmi_synapse_level(SYN_H, SYN_LEVELS, 60.0f, i);
+}
+
 static void random_weights(fm_deploy_weights kind, float *w, size_t n, float h,
                            const float *magnitudes, int levels, uint64_t seed)
 {
@@ -76,10 +86,9 @@ static void random_inputs(float *x, size_t n, uint64_t seed)
 static void check_product(fm_deploy_weights kind, int in, int out, int batch, int transposed)
 {
     float magnitudes[FM_KERNEL_MAX_LEVELS];
-    const int levels = 26;
-    const float h = 0.0625f;
-    for (int i = 0; i < levels; i++)
-        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
+    const int levels = SYN_LEVELS;
+    const float h = SYN_H;
+    syn_magnitudes(magnitudes);
     float *w = test_malloc((size_t)in * out * sizeof *w);
     random_weights(kind, w, (size_t)in * out, h, magnitudes, levels, 7u + (uint64_t)in * 131 + out);
 
@@ -168,10 +177,9 @@ static void test_fill_pair(void **state)
 {
     (void)state;
     float magnitudes[FM_KERNEL_MAX_LEVELS];
-    const int levels = 26;
-    const float h = 0.0625f;
-    for (int i = 0; i < levels; i++)
-        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
+    const int levels = SYN_LEVELS;
+    const float h = SYN_H;
+    syn_magnitudes(magnitudes);
     static const int shapes[][2] = {{1, 1}, {33, 17}, {32, 16}, {100, 37}, {300, 343}, {257, 1000}, {64, 600}};
     const fm_deploy_weights kinds[] = {FM_DW_BINARY, FM_DW_TERNARY, FM_DW_SYNAPSE};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -227,10 +235,9 @@ static void test_fill_threads(void **state)
 {
     (void)state;
     float magnitudes[FM_KERNEL_MAX_LEVELS];
-    const int levels = 26;
-    const float h = 0.0625f;
-    for (int i = 0; i < levels; i++)
-        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
+    const int levels = SYN_LEVELS;
+    const float h = SYN_H;
+    syn_magnitudes(magnitudes);
     const int in = 300, out = 343; /* a partial last block */
     const fm_conv_geom g = {6, 6, 40, 3, 3, 1, 1, 1, 6, 6, 200}; /* 360 x 200 weights */
     const int fan = fmi_conv_fan_in(&g);
@@ -337,10 +344,9 @@ static void test_pow2_grad_and_fallback(void **state)
 static void check_conv_product(fm_deploy_weights kind, const fm_conv_geom *g, int batch, int transposed)
 {
     float magnitudes[FM_KERNEL_MAX_LEVELS];
-    const int levels = 26;
-    const float h = 0.0625f;
-    for (int i = 0; i < levels; i++)
-        magnitudes[i] = fmi_synapse_level(h, levels, 60.0f, i);
+    const int levels = SYN_LEVELS;
+    const float h = SYN_H;
+    syn_magnitudes(magnitudes);
     const int fan = fmi_conv_fan_in(g), oc = g->out_c, ic = g->in_c;
     float *w = test_malloc((size_t)fan * oc * sizeof *w);
     random_weights(kind, w, (size_t)fan * oc, h, magnitudes, levels, 11u + (uint64_t)fan * 7 + oc);

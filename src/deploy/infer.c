@@ -181,6 +181,25 @@ static inline uint32_t float_bits(float v)
     return bits;
 }
 
+/* The codes of up to 32 weights v[t * stride], t < n, bit t for weight t:
+ * binary's (sign bit clear) in *plus; ternary's +1s in *plus, -1s in *minus. */
+static inline void word_codes(const float *v, size_t stride, int n, int ternary, uint32_t *plus,
+                              uint32_t *minus)
+{
+    uint32_t p = 0, q = 0;
+    if (!ternary) {
+        for (int t = 0; t < n; t++)
+            p |= ((float_bits(v[(size_t)t * stride]) >> 31) ^ 1u) << t;
+    } else {
+        for (int t = 0; t < n; t++) {
+            p |= (uint32_t)(v[(size_t)t * stride] > 0.0f) << t;
+            q |= (uint32_t)(v[(size_t)t * stride] < 0.0f) << t;
+        }
+    }
+    *plus = p;
+    *minus = q;
+}
+
 /* Binary weights of `lanes` outputs for inputs 32c .. 32c + n - 1 (n <= 32):
  * word[lane] bit k set where weight (32c + k, lane) has a clear sign bit. */
 static void binary_words(const float *m, size_t in_stride, size_t out_stride, int first_in, int n,
@@ -195,11 +214,9 @@ static void binary_words(const float *m, size_t in_stride, size_t out_stride, in
         return;
     }
     for (int lane = 0; lane < lanes; lane++) { /* the inputs are contiguous */
-        const float *row = m + (size_t)lane * out_stride + (size_t)first_in * in_stride;
-        uint32_t bits = 0;
-        for (int k = 0; k < n; k++)
-            bits |= ((float_bits(row[(size_t)k * in_stride]) >> 31) ^ 1u) << k;
-        word[lane] = bits;
+        uint32_t unused;
+        word_codes(m + (size_t)lane * out_stride + (size_t)first_in * in_stride, in_stride, n, 0, &word[lane],
+                   &unused);
     }
 }
 
@@ -207,17 +224,9 @@ static void binary_words(const float *m, size_t in_stride, size_t out_stride, in
 static void ternary_words(const float *m, size_t in_stride, size_t out_stride, int first_in, int n,
                           int lanes, uint32_t *pos, uint32_t *neg)
 {
-    for (int lane = 0; lane < lanes; lane++) {
-        const float *row = m + (size_t)lane * out_stride + (size_t)first_in * in_stride;
-        uint32_t p = 0, q = 0;
-        for (int k = 0; k < n; k++) {
-            float v = row[(size_t)k * in_stride];
-            p |= (uint32_t)(v > 0.0f) << k;
-            q |= (uint32_t)(v < 0.0f) << k;
-        }
-        pos[lane] = p;
-        neg[lane] = q;
-    }
+    for (int lane = 0; lane < lanes; lane++)
+        word_codes(m + (size_t)lane * out_stride + (size_t)first_in * in_stride, in_stride, n, 1, &pos[lane],
+                   &neg[lane]);
 }
 
 int fmi_kernel_level_of(const float *magnitudes, int levels, float v, int steps)
@@ -324,24 +333,6 @@ int fmi_kernel_fill(fm_kernel_weights *w, const float *m, size_t in_stride, size
  * and as whole words into the row's lane of the transposed layout (0.2 ms for
  * both). The words are those of the two fmi_kernel_fill calls. */
 
-/* The codes of up to 32 consecutive weights v[0 .. n-1], bit t for v[t]:
- * binary's (sign bit clear) in *plus; ternary's +1s in *plus, -1s in *minus. */
-static inline void word_codes(const float *v, int n, int ternary, uint32_t *plus, uint32_t *minus)
-{
-    uint32_t p = 0, q = 0;
-    if (!ternary) {
-        for (int t = 0; t < n; t++)
-            p |= ((float_bits(v[t]) >> 31) ^ 1u) << t;
-    } else {
-        for (int t = 0; t < n; t++) {
-            p |= (uint32_t)(v[t] > 0.0f) << t;
-            q |= (uint32_t)(v[t] < 0.0f) << t;
-        }
-    }
-    *plus = p;
-    *minus = q;
-}
-
 /* Output blocks of a forward chunk's words gathered in a local tile before
  * they are stored: a layout's blocks lie chunks * 64 bytes apart, 2 KB for
  * 1024 inputs, and 64 such lines share two sets of the L1 cache. */
@@ -382,9 +373,9 @@ static void pair_chunk(fm_kernel_weights *f, fm_kernel_weights *t, const float *
             for (int j = 0; j < width; j += FM_KERNEL_CHUNK) {
                 uint32_t plus, minus;
                 if (width - j >= FM_KERNEL_CHUNK) /* a constant count: the loop vectorizes */
-                    word_codes(v + j, FM_KERNEL_CHUNK, ternary, &plus, &minus);
+                    word_codes(v + j, 1, FM_KERNEL_CHUNK, ternary, &plus, &minus);
                 else
-                    word_codes(v + j, width - j, ternary, &plus, &minus);
+                    word_codes(v + j, 1, width - j, ternary, &plus, &minus);
                 uint32_t *at = lane_at + (size_t)((j0 + j) / FM_KERNEL_CHUNK) * (size_t)per;
                 at[0] = plus;
                 if (ternary)

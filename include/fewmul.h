@@ -61,7 +61,11 @@ size_t fm_fit_text(char *buf, size_t cap, const char *text);
 /* Every allocation of the library goes through these (zlib's buffers
  * included); NULL restores the C library's. Set before any other call; not
  * thread-safe against running calls. OpenBLAS, oneDNN and the OpenMP runtime
- * keep buffers of their own, outside the hook. */
+ * keep buffers of their own, outside the hook. Each request is a buffer's
+ * size plus FM_ALLOC_ALIGN bytes: the library starts every buffer on an
+ * FM_ALLOC_ALIGN-byte boundary (a cache line) inside the block, so a hook
+ * need only align as malloc does. */
+#define FM_ALLOC_ALIGN 64
 typedef struct fm_allocator {
     void *(*malloc_fn)(size_t size, void *user);
     void *(*realloc_fn)(void *ptr, size_t size, void *user);

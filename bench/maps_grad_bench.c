@@ -16,6 +16,7 @@
 #include "bench_time.h"
 #include "conv.h"
 #include "infer.h"
+#include "internal.h"
 #include "mulfree.h"
 #include "quant.h"
 #include "rng.h"
@@ -66,10 +67,11 @@ int main(int argc, char **argv)
             printf("%-18s %-7s: the kernels cannot form it from the maps\n", shapes[s].what, k->name);
             continue;
         }
-        float *x = malloc(qn * sizeof *x), *q = malloc(qn * sizeof *q), *e = malloc(en * sizeof *e);
-        float *want = malloc(wn * sizeof *want), *got = malloc(wn * sizeof *got);
-        float *maps = malloc(maps_floats * sizeof *maps);
-        float *columns = malloc((columns_floats ? columns_floats : 1) * sizeof *columns);
+        /* the library's allocations, aligned as training's buffers are */
+        float *x = fmi_alloc(qn, sizeof *x), *q = fmi_alloc(qn, sizeof *q), *e = fmi_alloc(en, sizeof *e);
+        float *want = fmi_alloc(wn, sizeof *want), *got = fmi_alloc(wn, sizeof *got);
+        float *maps = fmi_alloc(maps_floats, sizeof *maps);
+        float *columns = fmi_alloc(columns_floats ? columns_floats : 1, sizeof *columns);
         double *times = malloc((size_t)repeats * sizeof *times);
         if (!x || !q || !e || !want || !got || !maps || !columns || !times) {
             fprintf(stderr, "maps_grad_bench: out of memory\n");
@@ -105,7 +107,8 @@ int main(int argc, char **argv)
                1e9 * median / (double)terms, same ? "= im2col" : "DIFFER FROM IM2COL", terms);
         if (!same)
             return 1;
-        free(x), free(q), free(e), free(want), free(got), free(maps), free(columns), free(times);
+        fmi_free(x), fmi_free(q), fmi_free(e), fmi_free(want), fmi_free(got), fmi_free(maps), fmi_free(columns);
+        free(times);
     }
     return 0;
 }

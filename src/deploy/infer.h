@@ -165,10 +165,13 @@ typedef struct fm_kernels {
      * n_terms - 1, in that order, of q[terms[2t] + slice_at[s] + c] times the
      * e whose bits are terms[2t + 1] + the bits of 1.0f (never +-0), each
      * term formed by one integer add as in pow2_grad, a zero q adding
-     * nothing, into an accumulator that starts at +0.0f; stored, or with
-     * `accumulate` added to what dw holds (one float add). */
+     * nothing, into an accumulator that starts at +0.0f, or with `from` at
+     * from[64 s + c] (the sum that earlier terms left: a list cut in pieces
+     * gives the whole list's bits); stored, or with `accumulate` added to
+     * what dw holds (one float add). `from` may be dw. */
     void (*conv_pow2_grad)(const float *q, const int32_t *terms, int n_terms,
-                           const int32_t *slice_at, int slices, float *dw, int accumulate);
+                           const int32_t *slice_at, int slices, const float *from, float *dw,
+                           int accumulate);
 } fm_kernels;
 
 /* Weights of one slice of conv_pow2_grad. */

@@ -688,12 +688,16 @@ static ALWAYS_INLINE __m256 load_float8(const float *v, int left)
  * of q with zero (a zero of either sign), the exponent add, an and-not that
  * makes a zero q's term +0 (which leaves the sum as it was) and the add. */
 static ALWAYS_INLINE void grad_slice(const float *q, const int32_t *terms, int n_terms, int32_t slice_at,
-                                     float *dw, int accumulate)
+                                     const float *from, float *dw, int accumulate)
 {
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int v = 0; v < 8; v++)
         acc[v] = _mm256_setzero_ps();
+    if (from)
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++)
+            acc[v] = _mm256_loadu_ps(from + 8 * v);
     for (int t = 0; t < n_terms; t++) {
         const float *window = q + terms[2 * t] + slice_at;
         const __m256i code = _mm256_set1_epi32(terms[2 * t + 1]);
@@ -711,10 +715,11 @@ static ALWAYS_INLINE void grad_slice(const float *q, const int32_t *terms, int n
 }
 
 static void conv_pow2_grad_avx2(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
-                                int slices, float *dw, int accumulate)
+                                int slices, const float *from, float *dw, int accumulate)
 {
     for (int s = 0; s < slices; s++)
-        grad_slice(q, terms, n_terms, slice_at[s], dw + FM_GRAD_SLICE * s, accumulate);
+        grad_slice(q, terms, n_terms, slice_at[s], from ? from + FM_GRAD_SLICE * s : NULL, dw + FM_GRAD_SLICE * s,
+                   accumulate);
 }
 
 /* ---- convolutions ---------------------------------------------------------

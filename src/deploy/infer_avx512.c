@@ -597,7 +597,7 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
  * per vector a load, a test of q's zeros, the exponent add and the masked
  * float add. */
 static ALWAYS_INLINE void grad_slices(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
-                                      const int slices, float *dw, int accumulate)
+                                      const int slices, const float *from, float *dw, int accumulate)
 {
     const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
     __m512 acc[FM_GRAD_SLICES][4];
@@ -606,6 +606,12 @@ static ALWAYS_INLINE void grad_slices(const float *q, const int32_t *terms, int 
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++)
             acc[s][v] = _mm512_setzero_ps();
+    if (from)
+#pragma GCC unroll 6
+        for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                acc[s][v] = _mm512_loadu_ps(from + FM_GRAD_SLICE * s + 16 * v);
     for (int t = 0; t < n_terms; t++) {
         const float *window = q + terms[2 * t];
         const __m512i code = _mm512_set1_epi32(terms[2 * t + 1]);
@@ -629,15 +635,15 @@ static ALWAYS_INLINE void grad_slices(const float *q, const int32_t *terms, int 
 }
 
 static void conv_pow2_grad_avx512(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
-                                  int slices, float *dw, int accumulate)
+                                  int slices, const float *from, float *dw, int accumulate)
 {
     switch (slices) { /* each count its own loop, its accumulators in registers */
-    case 1: grad_slices(q, terms, n_terms, slice_at, 1, dw, accumulate); break;
-    case 2: grad_slices(q, terms, n_terms, slice_at, 2, dw, accumulate); break;
-    case 3: grad_slices(q, terms, n_terms, slice_at, 3, dw, accumulate); break;
-    case 4: grad_slices(q, terms, n_terms, slice_at, 4, dw, accumulate); break;
-    case 5: grad_slices(q, terms, n_terms, slice_at, 5, dw, accumulate); break;
-    default: grad_slices(q, terms, n_terms, slice_at, 6, dw, accumulate); break;
+    case 1: grad_slices(q, terms, n_terms, slice_at, 1, from, dw, accumulate); break;
+    case 2: grad_slices(q, terms, n_terms, slice_at, 2, from, dw, accumulate); break;
+    case 3: grad_slices(q, terms, n_terms, slice_at, 3, from, dw, accumulate); break;
+    case 4: grad_slices(q, terms, n_terms, slice_at, 4, from, dw, accumulate); break;
+    case 5: grad_slices(q, terms, n_terms, slice_at, 5, from, dw, accumulate); break;
+    default: grad_slices(q, terms, n_terms, slice_at, 6, from, dw, accumulate); break;
     }
 }
 

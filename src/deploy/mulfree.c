@@ -347,10 +347,14 @@ static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const flo
                        end, partial, sums);
         }
     }
+    /* the transpose in 16 x 16 tiles: a row of either side at a time walks
+     * the other a row apart per value, a cache line each */
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int i = 0; i < fan; i++)
-        for (int j = 0; j < oc; j++)
-            dw[(size_t)i * oc + j] = sums[(size_t)j * fan + i];
+    for (int i0 = 0; i0 < fan; i0 += 16)
+        for (int j0 = 0; j0 < oc; j0 += 16)
+            for (int i = i0; i < FM_MIN(fan, i0 + 16); i++)
+                for (int j = j0; j < FM_MIN(oc, j0 + 16); j++)
+                    dw[(size_t)i * oc + j] = sums[(size_t)j * fan + i];
 }
 
 int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const float *q,

@@ -270,7 +270,7 @@ static void list_terms(const fm_conv_geom *g, const float *e, int nb, int j0, in
  * channel's partial sums, so a piece may not be small: maps_grad_bench on
  * one thread, against whole lists, took about as long on paper-cnn's second
  * convolution, 15% less on its fourth and 5% less on its sixth with 64 KB;
- * 16 KB pieces, as long again. */
+ * 16 KB pieces, up to 1.9 times as long (docs/bench.md). */
 #define MAPS_PIECE_BYTES 65536
 static int piece_rows(const fm_conv_geom *g)
 {

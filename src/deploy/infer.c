@@ -120,7 +120,7 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
         per_block = checked_madd((size_t)w->chunks, words_per_chunk * sizeof(uint32_t), 0);
     }
     size_t layout = per_block ? checked_madd((size_t)w->blocks, per_block, 0) : 0;
-    size_t total = layout ? checked_madd(1, layout, FM_KERNEL_TAIL + 63) : 0;
+    size_t total = layout ? checked_madd(1, layout, FM_KERNEL_TAIL) : 0;
     if (!total) {
         fmi_free(w);
         return fmi_error(FM_ENOMEM, "kernel layout of a %d x %d layer overflows", in, out);
@@ -130,8 +130,7 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
         fmi_free(w);
         return FM_ENOMEM;
     }
-    uint8_t *base = w->allocation;
-    w->layout = base + (64 - (uintptr_t)base % 64) % 64;
+    w->layout = w->allocation; /* on a cache line, as every buffer (FM_ALLOC_ALIGN) */
     w->layout_bytes = layout;
     memset(w->layout, 0, layout + FM_KERNEL_TAIL); /* padding outputs and inputs: code 0 */
     if (kind == FM_DW_SYNAPSE)

@@ -39,17 +39,14 @@ size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *w)
     }
 }
 
-/* A 64-byte-aligned zeroed block of `bytes` followed by FM_KERNEL_TAIL zero
- * bytes, its allocation in w->allocation. */
+/* A zeroed block of `bytes` followed by FM_KERNEL_TAIL zero bytes, 64-byte
+ * aligned as every buffer is (FM_ALLOC_ALIGN), its allocation in
+ * w->allocation. */
 static void *layout_alloc(fm_conv_weights *w, size_t bytes)
 {
-    if (bytes > SIZE_MAX - FM_KERNEL_TAIL - 63)
+    if (bytes > SIZE_MAX - FM_KERNEL_TAIL)
         return NULL;
-    uint8_t *base = fmi_alloc(bytes + FM_KERNEL_TAIL + 63, 1);
-    if (!base)
-        return NULL;
-    w->allocation = base;
-    return base + (64 - (uintptr_t)base % 64) % 64;
+    return w->allocation = fmi_alloc(bytes + FM_KERNEL_TAIL, 1);
 }
 
 /* A layout of a kind and geometry with every code zero (fp32: no layout, the

@@ -3,7 +3,7 @@
  * FM_ALLOC_ALIGN-byte boundary inside the block the hook returns, the byte
  * before it holding how far in: the SIMD kernels' 64-byte loads of a map's
  * channels then never straddle two cache lines, which a malloc's 16-byte
- * alignment makes every one of them do (on paper-cnn, 12% of a step). */
+ * alignment makes every one of them do (on paper-cnn, a tenth of a step). */
 #include "internal.h"
 
 #include <stdint.h>

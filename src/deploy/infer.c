@@ -125,12 +125,11 @@ int fmi_kernel_layout(fm_deploy_weights kind, int in, int out, int levels, const
         fmi_free(w);
         return fmi_error(FM_ENOMEM, "kernel layout of a %d x %d layer overflows", in, out);
     }
-    w->allocation = fmi_alloc_raw(total);
-    if (!w->allocation) {
+    w->layout = fmi_alloc_raw(total); /* on a cache line, as every buffer (FM_ALLOC_ALIGN) */
+    if (!w->layout) {
         fmi_free(w);
         return FM_ENOMEM;
     }
-    w->layout = w->allocation; /* on a cache line, as every buffer (FM_ALLOC_ALIGN) */
     w->layout_bytes = layout;
     memset(w->layout, 0, layout + FM_KERNEL_TAIL); /* padding outputs and inputs: code 0 */
     if (kind == FM_DW_SYNAPSE)
@@ -425,7 +424,7 @@ void fmi_kernel_weights_free(fm_kernel_weights *w)
 {
     if (!w)
         return;
-    fmi_free(w->allocation);
+    fmi_free(w->layout);
     fmi_free(w);
 }
 

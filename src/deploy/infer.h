@@ -258,9 +258,8 @@ struct fm_kernel_weights {
     float magnitudes[FM_KERNEL_MAX_LEVELS]; /* synapse: ascending, zeros past levels */
     const uint32_t *words;     /* binary, ternary (see above) */
     const uint8_t *codes;      /* synapse (see above) */
-    void *layout;              /* words or codes, writable (fmi_kernel_fill) */
+    void *layout;              /* words or codes, writable (fmi_kernel_fill); its allocation */
     size_t layout_bytes;       /* bytes of words or codes, without the tail */
-    void *allocation;          /* what fmi_free releases */
 };
 
 /* ---- convolutions (infer_conv.c) ------------------------------------------
@@ -319,9 +318,8 @@ struct fm_conv_weights {
     const uint32_t *words;     /* binary, ternary */
     const uint8_t *codes;      /* synapse */
     const float *w;            /* fp32 */
-    void *layout;              /* words or codes, writable (fmi_conv_fill) */
+    void *layout;              /* words or codes, writable (fmi_conv_fill); its allocation */
     size_t layout_bytes;       /* bytes of words or codes, without the tail */
-    void *allocation;          /* what fmi_free releases */
 };
 
 /* Taps [ky0, ky1) x [kx0, kx1) of output (oy, ox)'s window lie inside the

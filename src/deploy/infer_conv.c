@@ -21,7 +21,7 @@ void fmi_conv_weights_free(fm_conv_weights *w)
 {
     if (!w)
         return;
-    fmi_free(w->allocation);
+    fmi_free(w->layout);
     fmi_free(w);
 }
 
@@ -40,13 +40,10 @@ size_t fmi_conv_kernel_scratch_floats(const fm_conv_weights *w)
 }
 
 /* A zeroed block of `bytes` followed by FM_KERNEL_TAIL zero bytes, 64-byte
- * aligned as every buffer is (FM_ALLOC_ALIGN), its allocation in
- * w->allocation. */
-static void *layout_alloc(fm_conv_weights *w, size_t bytes)
+ * aligned as every buffer is (FM_ALLOC_ALIGN). */
+static void *layout_alloc(size_t bytes)
 {
-    if (bytes > SIZE_MAX - FM_KERNEL_TAIL)
-        return NULL;
-    return w->allocation = fmi_alloc(bytes + FM_KERNEL_TAIL, 1);
+    return bytes > SIZE_MAX - FM_KERNEL_TAIL ? NULL : fmi_alloc(bytes + FM_KERNEL_TAIL, 1);
 }
 
 /* A layout of a kind and geometry with every code zero (fp32: no layout, the
@@ -90,7 +87,7 @@ static int conv_alloc(fm_deploy_weights kind, const fm_conv_geom *g, int levels,
                                ? (size_t)g->in_c * FM_KERNEL_BLOCK
                                : (size_t)w->chunks * (size_t)w->sets * FM_KERNEL_BLOCK * sizeof(uint32_t);
     const size_t bytes = (size_t)w->blocks * (size_t)w->taps * per_tap;
-    w->layout = layout_alloc(w, bytes);
+    w->layout = layout_alloc(bytes);
     if (!w->layout) {
         fmi_free(w);
         return FM_ENOMEM;

@@ -64,7 +64,9 @@ size_t fm_fit_text(char *buf, size_t cap, const char *text);
  * keep buffers of their own, outside the hook. Each request is a buffer's
  * size plus FM_ALLOC_ALIGN bytes: the library starts every buffer on an
  * FM_ALLOC_ALIGN-byte boundary (a cache line) inside the block, so a hook
- * need only align as malloc does. */
+ * need only align as malloc does. The C library's allocator (no hook) on
+ * Linux advises the kernel to back blocks of 2 MiB and more with transparent
+ * huge pages (madvise MADV_HUGEPAGE); a hook's blocks are left as they come. */
 #define FM_ALLOC_ALIGN 64
 typedef struct fm_allocator {
     void *(*malloc_fn)(size_t size, void *user);

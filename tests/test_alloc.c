@@ -3,13 +3,16 @@
  * have, asks the hook for FM_ALLOC_ALIGN bytes more than the buffer, hands
  * the hook back its own block, keeps its contents through a realloc that
  * moves it to a block aligned differently, and survives a failed realloc or
- * an impossible size as it was. */
+ * an impossible size as it was. On Linux, the default allocator's large
+ * blocks are advised to the kernel for transparent huge pages; a hook's are
+ * left alone. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,12 +180,69 @@ static void test_impossible_sizes(void **state)
     fmi_free(p);
 }
 
+/* The flags /proc/self/smaps gives the mapping that holds `at` ("" when no
+ * mapping does); 0 when the file cannot be read. */
+static int mapping_flags(const void *at, char *flags, size_t size)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int inside = 0;
+    flags[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long lo, hi;
+        char dash;
+        if (sscanf(line, "%llx%c%llx", &lo, &dash, &hi) == 3 && dash == '-') {
+            inside = (uintptr_t)at >= lo && (uintptr_t)at < hi;
+        } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(flags, size, "%s", line + 8);
+            break;
+        }
+    }
+    fclose(f);
+    return 1;
+}
+
+static void test_large_blocks_advised(void **state)
+{
+    (void)state;
+#if defined(__linux__)
+    FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!thp)
+        skip(); /* a kernel without transparent huge pages */
+    fclose(thp);
+    char flags[512];
+    const size_t big = (size_t)8 << 20;
+    fm_set_allocator(NULL);
+    unsigned char *p = fmi_alloc(big, 1);
+    assert_non_null(p);
+    if (!mapping_flags(p + big / 2, flags, sizeof flags))
+        skip();
+    if (!strstr(flags, " hg"))
+        fail_msg("a %zu-byte buffer's mapping was not advised for huge pages: %s", big, flags);
+    fmi_free(p);
+    /* the same size through a hook: its blocks are the hook's business */
+    assert_int_equal(with_hook(NULL), 0);
+    p = fmi_alloc(big, 1);
+    assert_non_null(p);
+    assert_true(mapping_flags(p + big / 2, flags, sizeof flags));
+    if (strstr(flags, " hg"))
+        fail_msg("the library advised a hook's block for huge pages: %s", flags);
+    fmi_free(p);
+    assert_int_equal(without_hook(NULL), 0);
+#else
+    skip();
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_buffers_aligned_and_zeroed, with_hook, without_hook),
         cmocka_unit_test_setup_teardown(test_realloc_keeps_contents, with_hook, without_hook),
         cmocka_unit_test_setup_teardown(test_impossible_sizes, with_hook, without_hook),
+        cmocka_unit_test(test_large_blocks_advised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

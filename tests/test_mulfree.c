@@ -518,7 +518,8 @@ static void test_conv_pow2_grad(void **state)
  * variant with conv_pow2_grad: avx512, avx2) equals the reference path's bits: errors as
  * max-pooling leaves them (one in four nonzero), with whole channels and
  * whole positions of zeros, and dense; stride 1 and 2; one chunk of examples
- * and several; 1, 2 and 3 threads (threads take output channels). Shapes it
+ * and several; up to 64 output channels and more; 1, 2 and 3 threads
+ * (threads take output channels). Shapes it
  * cannot take (padding, channels outside whole slices, every window not
  * inside) and dense errors take the columns' path, with the same bits. */
 static void test_conv_pow2_grad_maps(void **state)
@@ -528,6 +529,7 @@ static void test_conv_pow2_grad_maps(void **state)
     const int shapes[][9] = {{6, 6, 64, 3, 1, 0, 20, 3, 1},     {9, 7, 128, 2, 2, 0, 33, 2, 1},
                              {30, 30, 128, 3, 1, 0, 24, 3, 1},  /* one example per chunk */
                              {14, 14, 128, 2, 1, 0, 40, 14, 1}, /* 2 chunks of 7 */
+                             {7, 7, 64, 2, 1, 0, 150, 2, 1}, /* channels listed 64 at a time */
                              {8, 8, 64, 3, 1, 1, 16, 2, 0},     {8, 8, 48, 3, 1, 0, 16, 2, 0}};
     int maps_runs = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -576,8 +578,8 @@ static void test_conv_pow2_grad_maps(void **state)
     int with_kernel = 0;
     for (int v = 0; fmi_kernels_supported(v); v++)
         with_kernel += fmi_kernels_supported(v)->conv_pow2_grad != NULL;
-    /* each variant with the kernel: four shapes, two patterns, three thread counts */
-    assert_int_equal(maps_runs, with_kernel * 4 * 2 * 3);
+    /* each variant with the kernel: five shapes, two patterns, three thread counts */
+    assert_int_equal(maps_runs, with_kernel * 5 * 2 * 3);
     if (!with_kernel)
         print_message("no variant here forms the gradient from the maps: only the columns ran\n");
 }

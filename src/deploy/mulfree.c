@@ -235,10 +235,26 @@ size_t fmi_mulfree_conv_grad_floats(const fm_kernels *k, const fm_conv_geom *g, 
     return 2 * fan * oc + 2 * cap * oc + 3 * oc + fan / FM_GRAD_SLICE;
 }
 
+/* The index of the lowest set bit of a nonzero x. */
+static int lowest_bit(uint64_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(x);
+#else
+    int i = 0;
+    while (!(x & 1u))
+        x >>= 1, i++;
+    return i;
+#endif
+}
+
 /* Output channels j0 .. j1-1's terms of nb examples' errors e: for each
  * nonzero e, in order, the offset of its window in the chunk's maps and e's
- * bits less those of 1.0f (the code conv_pow2_grad adds to q). Every slot is
- * written and a zero's is taken again by the next term: no branch. */
+ * bits less those of 1.0f (the code conv_pow2_grad adds to q). A position's
+ * channels are read 64 at a time into a mask of the nonzero ones, and only
+ * those are listed: pooling leaves one in four, and a slot written for every
+ * channel (a zero's taken again by the next term) made the lists about a
+ * fifth of the maps' path in a paper-cnn step, against about a seventh now. */
 static void list_terms(const fm_conv_geom *g, const float *e, int nb, int j0, int j1, int32_t *terms,
                        int32_t *count, size_t cap)
 {
@@ -251,13 +267,22 @@ static void list_terms(const fm_conv_geom *g, const float *e, int nb, int j0, in
     for (int b = 0; b < nb; b++, image += in_size)
         for (int oy = 0, row = image; oy < g->out_h; oy++, row += row_step)
             for (int ox = 0, window = row; ox < g->out_w; ox++, window += step, e += oc)
-                for (int j = j0; j < j1; j++) {
-                    uint32_t bits;
-                    memcpy(&bits, e + j, sizeof bits);
-                    int32_t *slot = terms + 2 * (cap * (size_t)j + (size_t)count[j]);
-                    slot[0] = window;
-                    slot[1] = (int32_t)(bits - 0x3f800000u);
-                    count[j] += (bits & 0x7fffffffu) != 0;
+                for (int c0 = j0; c0 < j1; c0 += 64) {
+                    const int c1 = FM_MIN(j1, c0 + 64);
+                    uint64_t live = 0;
+                    for (int j = c0; j < c1; j++) {
+                        uint32_t bits;
+                        memcpy(&bits, e + j, sizeof bits);
+                        live |= (uint64_t)((bits & 0x7fffffffu) != 0) << (j - c0);
+                    }
+                    for (; live; live &= live - 1) {
+                        const int j = c0 + lowest_bit(live);
+                        uint32_t bits;
+                        memcpy(&bits, e + j, sizeof bits);
+                        int32_t *slot = terms + 2 * (cap * (size_t)j + (size_t)count[j]++);
+                        slot[0] = window;
+                        slot[1] = (int32_t)(bits - 0x3f800000u);
+                    }
                 }
 }
 

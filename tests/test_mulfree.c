@@ -518,7 +518,7 @@ static void test_conv_pow2_grad(void **state)
  * variant with conv_pow2_grad: avx512, avx2) equals the reference path's bits: errors as
  * max-pooling leaves them (one in four nonzero), with whole channels and
  * whole positions of zeros, and dense; stride 1 and 2; one chunk of examples
- * and several; up to 64 output channels and more; 1, 2 and 3 threads
+ * and several; fewer output channels than 64 and more; 1, 2 and 3 threads
  * (threads take output channels). Shapes it
  * cannot take (padding, channels outside whole slices, every window not
  * inside) and dense errors take the columns' path, with the same bits. */

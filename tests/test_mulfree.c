@@ -519,9 +519,13 @@ static void test_conv_pow2_grad(void **state)
  * max-pooling leaves them (one in four nonzero), with whole channels and
  * whole positions of zeros, and dense; stride 1 and 2; one chunk of examples
  * and several; fewer output channels than 64 and more; 1, 2 and 3 threads
- * (threads take output channels). Shapes it
- * cannot take (padding, channels outside whole slices, every window not
- * inside) and dense errors take the columns' path, with the same bits. */
+ * (threads take output channels); Q(x) of both signs within the clipped
+ * exponents of convolutions (-4 .. 3), which a variant with
+ * conv_pow2_grad_codes (avx512) takes as bytes, and unclipped over about 26
+ * binades, too wide for those bytes' tables, which takes the float maps.
+ * Shapes it cannot take (padding, channels outside whole slices, every
+ * window not inside) and dense errors take the columns' path, with the same
+ * bits. */
 static void test_conv_pow2_grad_maps(void **state)
 {
     (void)state;
@@ -531,7 +535,7 @@ static void test_conv_pow2_grad_maps(void **state)
                              {14, 14, 128, 2, 1, 0, 40, 14, 1}, /* 2 chunks of 7 */
                              {7, 7, 64, 2, 1, 0, 150, 2, 1}, /* channels listed 64 at a time */
                              {8, 8, 64, 3, 1, 1, 16, 2, 0},     {8, 8, 48, 3, 1, 0, 16, 2, 0}};
-    int maps_runs = 0;
+    int maps_runs = 0, codes_runs = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int *d = shapes[s], batch = d[7];
         grad_case c;
@@ -540,8 +544,15 @@ static void test_conv_pow2_grad_maps(void **state)
         const size_t in_n = c.in_n, e_n = c.e_n, w_n = c.w_n;
         float *x = c.x, *q = c.q, *e = c.e, *want = c.want, *got = c.got, *scratch = c.scratch;
         random_inputs(x, in_n, 40 + s);
-        fmi_pow2_quantize(x, q, in_n, -4, 3, 91, 0);
-        for (int pattern = 0; pattern < 3; pattern++) {
+        for (int round = 0; round < 6; round++) {
+            const int range = round / 3, pattern = round % 3;
+            if (pattern == 0 && range == 0)
+                fmi_pow2_quantize(x, q, in_n, -4, 3, 91, 0);
+            if (pattern == 0 && range == 1) { /* exponents -14 .. 12 */
+                for (size_t i = 0; i < in_n; i++)
+                    x[i] = ldexpf(x[i], (int)(i % 26) - 13);
+                fmi_pow2_quantize(x, q, in_n, FM_QB_UNBOUNDED, FM_QB_UNBOUNDED, 92, 0);
+            }
             random_inputs(e, e_n, 50 + s);
             fm_rng rng;
             fmi_rng_seed(&rng, 60 + s);
@@ -562,12 +573,14 @@ static void test_conv_pow2_grad_maps(void **state)
                     memset(got, 0xff, w_n * sizeof *got);
                     int path = fmi_mulfree_conv_pow2_grad(k, &g, q, e, got, batch, scratch, maps, maps_n,
                                                          threads);
-                    assert_int_equal(path, maps_n && pattern < 2 ? 2 : 1);
-                    maps_runs += path == 2;
+                    const int bytes = k->conv_pow2_grad_codes && range == 0;
+                    assert_int_equal(path, maps_n && pattern < 2 ? 2 + bytes : 1);
+                    maps_runs += path >= 2;
+                    codes_runs += path == 3;
                     if (memcmp(got, want, w_n * sizeof *got) != 0)
-                        fail_msg("%s conv pow2 gradient (shape %zu, errors %d, %d threads, path %d) differs "
-                                 "from the reference",
-                                 k->name, s, pattern, threads, path);
+                        fail_msg("%s conv pow2 gradient (shape %zu, q range %d, errors %d, %d threads, path %d) "
+                                 "differs from the reference",
+                                 k->name, s, range, pattern, threads, path);
                 }
                 if (maps)
                     test_free(maps);
@@ -575,11 +588,15 @@ static void test_conv_pow2_grad_maps(void **state)
         }
         grad_case_free(&c);
     }
-    int with_kernel = 0;
-    for (int v = 0; fmi_kernels_supported(v); v++)
+    int with_kernel = 0, with_codes = 0;
+    for (int v = 0; fmi_kernels_supported(v); v++) {
         with_kernel += fmi_kernels_supported(v)->conv_pow2_grad != NULL;
-    /* each variant with the kernel: five shapes, two patterns, three thread counts */
-    assert_int_equal(maps_runs, with_kernel * 5 * 2 * 3);
+        with_codes += fmi_kernels_supported(v)->conv_pow2_grad_codes != NULL;
+    }
+    /* each variant with the kernel: five shapes, two q ranges (bytes for the
+     * first where the variant has them), two patterns, three thread counts */
+    assert_int_equal(maps_runs, with_kernel * 5 * 2 * 2 * 3);
+    assert_int_equal(codes_runs, with_codes * 5 * 2 * 3);
     if (!with_kernel)
         print_message("no variant here forms the gradient from the maps: only the columns ran\n");
 }

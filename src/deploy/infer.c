@@ -504,6 +504,12 @@ static exponent_fields scan_fields(const float *v, size_t n)
 
 int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count, int threads)
 {
+    return fmi_pow2_grad_exact_fields(q, q_count, e, e_count, threads, NULL);
+}
+
+int fmi_pow2_grad_exact_fields(const float *q, size_t q_count, const float *e, size_t e_count, int threads,
+                               int q_fields[2])
+{
     uint32_t q_lo = 255, q_hi = 0, q_mantissas = 0, e_lo = 255, e_hi = 0;
     /* `threads` shares of q and of e, a share each per thread: min, max and
      * or do not depend on the order, so neither does the answer */
@@ -521,6 +527,8 @@ int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e
         e_hi = fe.hi > e_hi ? fe.hi : e_hi;
     }
     FM_TALLY(FM_OP_CMP, 3 * ((uint64_t)q_count + e_count)); /* zero, below, above, per value */
+    if (q_fields)
+        q_fields[0] = (int)q_lo, q_fields[1] = (int)q_hi;
     /* a subnormal (field 0) or an Inf or NaN (255) anywhere, or a q that is
      * not a power of two */
     if (q_lo == 0 || q_hi == 255 || q_mantissas || e_lo == 0 || e_hi == 255)
@@ -531,12 +539,45 @@ int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e
     return (int)e_lo + ((int)q_lo - 127) >= 1 && (int)e_hi + ((int)q_hi - 127) <= 254;
 }
 
+/* ---- q as one byte per value (conv_pow2_grad_codes) ---------------------- */
+
+/* Values below which the bytes are filled on one thread, as the scan above. */
+#define CODES_PARALLEL (1 << 20)
+
+void fmi_grad_codes_fill(const float *q, size_t n, int field_lo, uint8_t *codes, int threads)
+{
+    const size_t slices = n / 64;
+    const int shares = n >= CODES_PARALLEL && threads > 1 ? threads : 1;
+#pragma omp parallel for num_threads(shares) schedule(static) if (shares > 1)
+    for (int s = 0; s < shares; s++) {
+        const size_t first = slices * (size_t)s / (size_t)shares, end = slices * (size_t)(s + 1) / (size_t)shares;
+        for (size_t slice = first; slice < end; slice++) {
+            /* value 16 v + c at byte 4 c + v: byte v of little-endian word c */
+            uint32_t words[16] = {0};
+            for (int v = 0; v < 4; v++)
+                for (int c = 0; c < 16; c++) {
+                    uint32_t bits;
+                    memcpy(&bits, q + 64 * slice + 16 * v + c, sizeof bits);
+                    const uint32_t code = 1u + ((bits >> 23) & 0xffu) - (uint32_t)field_lo + ((bits >> 31) << 4);
+                    const uint32_t live = 0u - (uint32_t)((bits & 0x7fffffffu) != 0); /* no branch */
+                    words[c] |= (code & live) << (8 * v);
+                }
+            for (int c = 0; c < 16; c++) {
+                const uint8_t bytes[4] = {(uint8_t)words[c], (uint8_t)(words[c] >> 8), (uint8_t)(words[c] >> 16),
+                                          (uint8_t)(words[c] >> 24)};
+                memcpy(codes + 64 * slice + 4 * c, bytes, sizeof bytes);
+            }
+        }
+    }
+}
+
 /* ---- choosing a variant -------------------------------------------------- */
 
 static const fm_kernels ref_kernels = {"ref", fmi_infer_real_ref, fmi_infer_bits_ref, fmi_pow2_grad_ref,
                                        fmi_conv_real_ref, fmi_conv_bits_ref, fmi_signs_int_ref,
                                        fmi_signs_float_ref,
-                                       NULL /* over the im2col columns: the counted sums, every term */};
+                                       NULL /* over the im2col columns: the counted sums, every term */,
+                                       NULL};
 static const fm_kernels *ref_table(void) { return &ref_kernels; }
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))

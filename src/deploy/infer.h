@@ -172,12 +172,36 @@ typedef struct fm_kernels {
     void (*conv_pow2_grad)(const float *q, const int32_t *terms, int n_terms,
                            const int32_t *slice_at, int slices, const float *from, float *dw,
                            int accumulate);
+    /* conv_pow2_grad with the maps given as one byte per value of q, a
+     * quarter of the bytes that a window brings into the caches (the float
+     * maps' kernel waits on them); NULL where a variant has none. The byte of
+     * q = +-0 is 0; of q = +-2^k, 1 + (k + 127 - field_lo) + 16 (q < 0):
+     * exponent fields field_lo .. field_lo + 14 (FM_GRAD_CODE_SPAN). The
+     * bytes of each 64 values of q (a slice; the map starts 64-byte aligned)
+     * are interleaved: value 16 v + c at byte 4 c + v, so that one load holds
+     * the slice and a shift by 8 v brings value 16 v + c's byte to the bottom
+     * of lane c (fmi_grad_codes_fill). A term is the entry of its byte in a
+     * table of its e's 30 products and two zeros: the bits of every product
+     * as conv_pow2_grad's integer add forms them, and a zero term adds +0.0f
+     * (no change to an accumulator that is never -0.0f). The same bits. */
+    void (*conv_pow2_grad_codes)(const uint8_t *codes, int field_lo, const int32_t *terms,
+                                 int n_terms, const int32_t *slice_at, int slices,
+                                 const float *from, float *dw, int accumulate);
 } fm_kernels;
 
 /* Weights of one slice of conv_pow2_grad. */
 #define FM_GRAD_SLICE 64
 /* Most slices one conv_pow2_grad call takes. */
 #define FM_GRAD_SLICES 6
+/* The widest spread of q's exponent fields (largest less smallest) that
+ * conv_pow2_grad_codes takes: 15 exponents a sign, and a zero. */
+#define FM_GRAD_CODE_SPAN 14
+
+/* The bytes conv_pow2_grad_codes reads for the n values of q (n a multiple
+ * of 64; codes 64-byte aligned), as that kernel lays them out; every nonzero
+ * q is +-2^k with an exponent field in field_lo .. field_lo +
+ * FM_GRAD_CODE_SPAN. Up to `threads` threads. */
+void fmi_grad_codes_fill(const float *q, size_t n, int field_lo, uint8_t *codes, int threads);
 
 /* The lists of the SIMD pow2_grad kernels (infer_avx2.c, infer_avx512.c):
  * for each of up to FM_LIST_ROWS rows (inputs) and FM_LIST_CHUNK examples,
@@ -208,6 +232,11 @@ void fmi_grad_lists_fill(fm_grad_lists *ls, const float *q, int in, int b0, int 
  * by up to `threads` threads (large q and e); the answer does not depend on
  * how many. */
 int fmi_pow2_grad_exact(const float *q, size_t q_count, const float *e, size_t e_count, int threads);
+/* As fmi_pow2_grad_exact, and with q_fields, the smallest exponent field of
+ * q's nonzero values in q_fields[0] and the largest in q_fields[1] (255 and
+ * 0 where every q is zero), from the same scan. */
+int fmi_pow2_grad_exact_fields(const float *q, size_t q_count, const float *e, size_t e_count, int threads,
+                               int q_fields[2]);
 
 /* The variant called `name` ("ref", "avx2", "avx512", "neon"): FM_OK, FM_EINVAL for an
  * unknown name, FM_EUNSUPPORTED where this CPU or build lacks it. */

@@ -1055,7 +1055,7 @@ static void signs_float_avx2(const float *acc, size_t positions, int channels, c
 
 static const fm_kernels avx2_kernels = {"avx2", real_avx2, bits_avx2, pow2_grad_avx2, conv_real_avx2,
                                         conv_bits_avx2, signs_int_avx2, signs_float_avx2,
-                                        conv_pow2_grad_avx2};
+                                        conv_pow2_grad_avx2, NULL /* the float maps' kernel only */};
 
 const fm_kernels *fmi_kernels_avx2_table(void) { return &avx2_kernels; }
 

@@ -588,6 +588,21 @@ static void pow2_grad_avx512(const float *q, const float *e, float *dw, int batc
     }
 }
 
+/* v, loaded once into a register: without this the compiler folds the load
+ * into every instruction that reads v (one load per position and block
+ * instead of one), and the loads, not the arithmetic, bound the loops. */
+static ALWAYS_INLINE __m512 in_register(__m512 v)
+{
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+static ALWAYS_INLINE __m512i in_register_int(__m512i v)
+{
+    __asm__("" : "+v"(v));
+    return v;
+}
+
 /* ---- a convolution's weight gradient from its maps ------------------------
  * Vectorized across the weights of a window (a slice: 64 channels of one
  * tap, four zmm), where pow2_grad is across outputs: one output channel's
@@ -647,6 +662,67 @@ static void conv_pow2_grad_avx512(const float *q, const int32_t *terms, int n_te
     }
 }
 
+/* The same sums from q's bytes (infer.h, conv_pow2_grad_codes): per term,
+ * its e's table of products (the positive q in one zmm, the negative in the
+ * other, entry 0 of each a zero) by two masked integer adds; per slice one
+ * load of its 64 bytes, and per vector a shift, a vpermt2ps and the float
+ * add. The float maps' kernel reads 64 bytes per vector, which in a
+ * paper-cnn step come from the second-level cache more than the first: a
+ * quarter of those bytes. */
+static ALWAYS_INLINE void grad_slices_codes(const uint8_t *codes, __m512i fields, const int32_t *terms,
+                                            int n_terms, const int32_t *slice_at, const int slices,
+                                            const float *from, float *dw, int accumulate)
+{
+    const __m512i negative_fields = _mm512_xor_si512(fields, _mm512_set1_epi32(INT32_MIN));
+    __m512 acc[FM_GRAD_SLICES][4];
+#pragma GCC unroll 6
+    for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[s][v] = from ? _mm512_loadu_ps(from + FM_GRAD_SLICE * s + 16 * v) : _mm512_setzero_ps();
+    for (int t = 0; t < n_terms; t++) {
+        const uint8_t *window = codes + terms[2 * t];
+        const __m512i code = _mm512_set1_epi32(terms[2 * t + 1]);
+        const __m512 positive = _mm512_castsi512_ps(_mm512_maskz_add_epi32(0xfffe, code, fields));
+        const __m512 negative = _mm512_castsi512_ps(_mm512_maskz_add_epi32(0xfffe, code, negative_fields));
+#pragma GCC unroll 6
+        for (int s = 0; s < slices; s++) {
+            const __m512i bytes = in_register_int(_mm512_load_si512(window + slice_at[s]));
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                const __m512i index = v == 0 ? bytes : _mm512_srli_epi32(bytes, 8 * v);
+                acc[s][v] = _mm512_add_ps(acc[s][v], _mm512_permutex2var_ps(positive, index, negative));
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            float *at = dw + FM_GRAD_SLICE * s + 16 * v;
+            _mm512_storeu_ps(at, accumulate ? _mm512_add_ps(_mm512_loadu_ps(at), acc[s][v]) : acc[s][v]);
+        }
+}
+
+static void conv_pow2_grad_codes_avx512(const uint8_t *codes, int field_lo, const int32_t *terms, int n_terms,
+                                        const int32_t *slice_at, int slices, const float *from, float *dw,
+                                        int accumulate)
+{
+    /* entry i >= 1 of the positive table: q's field field_lo + i - 1, the
+     * code's addend (field << 23) as conv_pow2_grad's q bits; the negative
+     * table adds the sign bit too. Entry 0 is masked to +0.0f per term. */
+    const __m512i entry = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i fields = _mm512_slli_epi32(_mm512_add_epi32(entry, _mm512_set1_epi32(field_lo - 1)), 23);
+    switch (slices) {
+    case 1: grad_slices_codes(codes, fields, terms, n_terms, slice_at, 1, from, dw, accumulate); break;
+    case 2: grad_slices_codes(codes, fields, terms, n_terms, slice_at, 2, from, dw, accumulate); break;
+    case 3: grad_slices_codes(codes, fields, terms, n_terms, slice_at, 3, from, dw, accumulate); break;
+    case 4: grad_slices_codes(codes, fields, terms, n_terms, slice_at, 4, from, dw, accumulate); break;
+    case 5: grad_slices_codes(codes, fields, terms, n_terms, slice_at, 5, from, dw, accumulate); break;
+    default: grad_slices_codes(codes, fields, terms, n_terms, slice_at, 6, from, dw, accumulate); break;
+    }
+}
+
 /* ---- convolutions ---------------------------------------------------------
  * Vectorized across output channels, 16 per zmm, as the dense kernels; the
  * window's taps and a tap's groups (or channels, or channel words) run
@@ -658,21 +734,6 @@ static void conv_pow2_grad_avx512(const float *q, const int32_t *terms, int n_te
  * each table or input word loaded. */
 #define CONV_POSITIONS 4
 #define CONV_BLOCKS 4
-
-/* v, loaded once into a register: without this the compiler folds the load
- * into every instruction that reads v (one load per position and block
- * instead of one), and the loads, not the arithmetic, bound the loops. */
-static ALWAYS_INLINE __m512 in_register(__m512 v)
-{
-    __asm__("" : "+v"(v));
-    return v;
-}
-
-static ALWAYS_INLINE __m512i in_register_int(__m512i v)
-{
-    __asm__("" : "+v"(v));
-    return v;
-}
 
 /* Each 16 channels' bits are one k-mask, stored as 16 bits of the pixel's
  * words (little endian: bit j of the words is channel j). */
@@ -1108,11 +1169,11 @@ static void signs_float_avx512(const float *acc, size_t positions, int channels,
 static const fm_kernels avx512_kernels = {"avx512", real_avx512, bits_vpopcntdq,
                                           pow2_grad_avx512, conv_real_avx512,
                                           conv_bits_vpopcntdq, signs_int_avx512, signs_float_avx512,
-                                          conv_pow2_grad_avx512};
+                                          conv_pow2_grad_avx512, conv_pow2_grad_codes_avx512};
 static const fm_kernels avx512_kernels_vpshufb = {"avx512", real_avx512, bits_vpshufb,
                                                   pow2_grad_avx512, conv_real_avx512,
                                                   conv_bits_vpshufb, signs_int_avx512, signs_float_avx512,
-                                                  conv_pow2_grad_avx512};
+                                                  conv_pow2_grad_avx512, conv_pow2_grad_codes_avx512};
 
 const fm_kernels *fmi_kernels_avx512_table(int with_vpopcntdq)
 {

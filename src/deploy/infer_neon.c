@@ -527,7 +527,7 @@ static void signs_int_neon(const int32_t *acc, size_t positions, int channels, c
 
 static const fm_kernels neon_kernels = {"neon", real_neon, bits_neon, pow2_grad_neon, conv_real_neon,
                                         conv_bits_neon, signs_int_neon, signs_float_neon,
-                                        NULL /* over the im2col columns */};
+                                        NULL /* over the im2col columns */, NULL};
 
 const fm_kernels *fmi_kernels_neon_table(void) { return &neon_kernels; }
 

@@ -231,8 +231,12 @@ size_t fmi_mulfree_conv_grad_floats(const fm_kernels *k, const fm_conv_geom *g, 
     const size_t cap = maps_examples(g, max_batch) * (size_t)fmi_conv_positions(g);
     /* the transposed sums and a chunk's partial sums, each channel's terms
      * (2 words each), the counts, the pieces' bounds, the slices' offsets in
-     * a window */
-    return 2 * fan * oc + 2 * cap * oc + 3 * oc + fan / FM_GRAD_SLICE;
+     * a window; with conv_pow2_grad_codes, the batch's bytes of q and a
+     * cache line to align them */
+    const size_t codes = k->conv_pow2_grad_codes
+                             ? (size_t)max_batch * (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c / 4 + 16
+                             : 0;
+    return 2 * fan * oc + 2 * cap * oc + 3 * oc + fan / FM_GRAD_SLICE + codes;
 }
 
 /* The index of the lowest set bit of a nonzero x. */
@@ -310,7 +314,15 @@ static int piece_rows(const fm_conv_geom *g)
  * its sums (the first chunk) or adds them to what the chunks before left
  * (one add, as the im2col path adds its chunks); a channel without terms
  * stores or adds zeros, as a whole list would. */
-static void chunk_sums(const fm_kernels *k, const fm_conv_geom *g, const float *q, int nb, int first_chunk,
+/* A chunk's maps as the kernel reads them: the floats of q, or where codes
+ * is set its bytes (conv_pow2_grad_codes, exponent fields from field_lo). */
+typedef struct maps_view {
+    const float *q;
+    const uint8_t *codes;
+    int field_lo;
+} maps_view;
+
+static void chunk_sums(const fm_kernels *k, const fm_conv_geom *g, maps_view maps, int nb, int first_chunk,
                        int j0, int j1, const int32_t *terms, const int32_t *count, size_t cap,
                        const int32_t *slice_at, int32_t *begin, int32_t *end, float *partial, float *sums)
 {
@@ -338,18 +350,26 @@ static void chunk_sums(const fm_kernels *k, const fm_conv_geom *g, const float *
                 if (end[j] == begin[j] && !(last_piece && count[j] == 0))
                     continue;
                 const size_t at = (size_t)j * fan + (size_t)s0 * FM_GRAD_SLICE;
-                k->conv_pow2_grad(q, terms + 2 * (cap * (size_t)j + (size_t)begin[j]), end[j] - begin[j],
-                                  slice_at + s0, FM_MIN(FM_GRAD_SLICES, slices - s0),
-                                  begin[j] > 0 ? partial + at : NULL, finished ? sums + at : partial + at,
-                                  finished && !first_chunk);
+                const int32_t *list = terms + 2 * (cap * (size_t)j + (size_t)begin[j]);
+                const int n = end[j] - begin[j], in_call = FM_MIN(FM_GRAD_SLICES, slices - s0);
+                const float *from = begin[j] > 0 ? partial + at : NULL;
+                float *to = finished ? sums + at : partial + at;
+                if (maps.codes)
+                    k->conv_pow2_grad_codes(maps.codes, maps.field_lo, list, n, slice_at + s0, in_call, from, to,
+                                            finished && !first_chunk);
+                else
+                    k->conv_pow2_grad(maps.q, list, n, slice_at + s0, in_call, from, to, finished && !first_chunk);
             }
         for (int j = j0; j < j1; j++)
             begin[j] = end[j];
     }
 }
 
-static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const float *q, const float *e,
-                           float *dw, int batch, float *scratch, int threads)
+/* q_fields: the smallest and largest exponent fields of q's nonzero values
+ * (fmi_pow2_grad_exact_fields); a spread the kernel's tables hold takes
+ * conv_pow2_grad_codes, over bytes of q filled here, once for the batch. */
+static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const float *q, const int q_fields[2],
+                           const float *e, float *dw, int batch, float *scratch, int threads)
 {
     const int fan = fmi_conv_fan_in(g), oc = g->out_c, slices = fan / FM_GRAD_SLICE;
     const int cb = fmi_conv_chunk_examples(g, batch);
@@ -358,6 +378,14 @@ static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const flo
     float *sums = scratch, *partial = sums + (size_t)fan * oc;
     int32_t *terms = (int32_t *)(partial + (size_t)fan * oc), *count = terms + 2 * cap * oc;
     int32_t *begin = count + oc, *end = begin + oc, *slice_at = end + oc;
+    uint8_t *codes = NULL;
+    int field_lo = q_fields[0];
+    if (k->conv_pow2_grad_codes && q_fields[1] - q_fields[0] <= FM_GRAD_CODE_SPAN) {
+        const uintptr_t after = (uintptr_t)(slice_at + slices);
+        codes = (uint8_t *)(after + (64 - after % 64) % 64);
+        field_lo = q_fields[1] == 0 ? 1 : field_lo; /* every q zero: every byte 0 */
+        fmi_grad_codes_fill(q, (size_t)batch * in_size, field_lo, codes, threads);
+    }
     for (int s = 0; s < slices; s++) {
         const int i = s * FM_GRAD_SLICE, tap = i / g->in_c;
         slice_at[s] = ((tap / g->k_w) * g->in_w + tap % g->k_w) * g->in_c + i % g->in_c;
@@ -368,8 +396,9 @@ static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const flo
         for (int b0 = 0; b0 < batch; b0 += cb) {
             const int nb = FM_MIN(cb, batch - b0);
             list_terms(g, e + (size_t)b0 * P * oc, nb, j0, j1, terms, count, cap);
-            chunk_sums(k, g, q + (size_t)b0 * in_size, nb, b0 == 0, j0, j1, terms, count, cap, slice_at, begin,
-                       end, partial, sums);
+            const maps_view maps = {q + (size_t)b0 * in_size, codes ? codes + (size_t)b0 * in_size : NULL,
+                                    field_lo};
+            chunk_sums(k, g, maps, nb, b0 == 0, j0, j1, terms, count, cap, slice_at, begin, end, partial, sums);
         }
     }
     /* the transpose in 16 x 16 tiles: a row of either side at a time walks
@@ -390,11 +419,13 @@ int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const
     const size_t in_size = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
     const size_t out_size = (size_t)fmi_conv_positions(g) * (size_t)g->out_c;
     pow2_rows ctx = {k, threads};
-    const int exact = fmi_pow2_grad_exact(q, (size_t)batch * in_size, e, (size_t)batch * out_size, threads);
+    int q_fields[2];
+    const int exact =
+        fmi_pow2_grad_exact_fields(q, (size_t)batch * in_size, e, (size_t)batch * out_size, threads, q_fields);
     const size_t maps_need = fmi_mulfree_conv_grad_floats(k, g, batch); /* 0: cannot */
     if (exact && maps && maps_need && maps_floats >= maps_need && mostly_zero(e, (size_t)batch * out_size, threads)) {
-        grad_from_maps(k, g, q, e, dw, batch, maps, threads);
-        return 2;
+        grad_from_maps(k, g, q, q_fields, e, dw, batch, maps, threads);
+        return k->conv_pow2_grad_codes && q_fields[1] - q_fields[0] <= FM_GRAD_CODE_SPAN ? 3 : 2;
     }
     fmi_conv_backward_weights_rows(g, q, e, dw, batch, columns, exact ? pow2_rows_grad : ldexp_rows_grad,
                                   &ctx, 0);

@@ -80,8 +80,9 @@ void fmi_mulfree_conv(const fm_kernels *k, const fm_conv_weights *w, const float
  * (maps_floats) and most of e is zero, the sums are formed from the maps
  * themselves over e's nonzero values (mulfree.c). The same bits as
  * fmi_conv_backward_weights' reference path with pow2 in every case. Returns
- * 2 when the exponent adds ran from the maps, 1 over the columns, 0 for the
- * fallback. */
+ * 3 when the exponent adds ran from the maps as bytes (conv_pow2_grad_codes,
+ * where q's exponents span at most FM_GRAD_CODE_SPAN fields), 2 from the
+ * float maps, 1 over the columns, 0 for the fallback. */
 int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const float *q,
                               const float *e, float *dw, int batch, float *columns, float *maps,
                               size_t maps_floats, int threads);

@@ -307,13 +307,6 @@ static int piece_rows(const fm_conv_geom *g)
     return (int)FM_MAX((size_t)1, MAPS_PIECE_BYTES / row); /* at most 65536 */
 }
 
-/* Channels j0 .. j1-1's sums over one chunk of nb examples (maps q, lists
- * from list_terms), piece by piece: for each piece, each group of up to
- * FM_GRAD_SLICES slices and each channel, the channel's terms of the piece,
- * carried from piece to piece in `partial`. A channel's last piece stores
- * its sums (the first chunk) or adds them to what the chunks before left
- * (one add, as the im2col path adds its chunks); a channel without terms
- * stores or adds zeros, as a whole list would. */
 /* A chunk's maps as the kernel reads them: the floats of q, or where codes
  * is set its bytes (conv_pow2_grad_codes, exponent fields from field_lo). */
 typedef struct maps_view {
@@ -322,6 +315,13 @@ typedef struct maps_view {
     int field_lo;
 } maps_view;
 
+/* Channels j0 .. j1-1's sums over one chunk of nb examples (its maps, lists
+ * from list_terms), piece by piece: for each piece, each group of up to
+ * FM_GRAD_SLICES slices and each channel, the channel's terms of the piece,
+ * carried from piece to piece in `partial`. A channel's last piece stores
+ * its sums (the first chunk) or adds them to what the chunks before left
+ * (one add, as the im2col path adds its chunks); a channel without terms
+ * stores or adds zeros, as a whole list would. */
 static void chunk_sums(const fm_kernels *k, const fm_conv_geom *g, maps_view maps, int nb, int first_chunk,
                        int j0, int j1, const int32_t *terms, const int32_t *count, size_t cap,
                        const int32_t *slice_at, int32_t *begin, int32_t *end, float *partial, float *sums)
@@ -367,8 +367,9 @@ static void chunk_sums(const fm_kernels *k, const fm_conv_geom *g, maps_view map
 
 /* q_fields: the smallest and largest exponent fields of q's nonzero values
  * (fmi_pow2_grad_exact_fields); a spread the kernel's tables hold takes
- * conv_pow2_grad_codes, over bytes of q filled here, once for the batch. */
-static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const float *q, const int q_fields[2],
+ * conv_pow2_grad_codes, over bytes of q filled here, once for the batch.
+ * Returns 3 when it did, else 2 (fmi_mulfree_conv_pow2_grad's paths). */
+static int grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const float *q, const int q_fields[2],
                            const float *e, float *dw, int batch, float *scratch, int threads)
 {
     const int fan = fmi_conv_fan_in(g), oc = g->out_c, slices = fan / FM_GRAD_SLICE;
@@ -409,6 +410,7 @@ static void grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const flo
             for (int i = i0; i < FM_MIN(fan, i0 + 16); i++)
                 for (int j = j0; j < FM_MIN(oc, j0 + 16); j++)
                     dw[(size_t)i * oc + j] = sums[(size_t)j * fan + i];
+    return codes ? 3 : 2;
 }
 
 int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const float *q,
@@ -424,8 +426,7 @@ int fmi_mulfree_conv_pow2_grad(const fm_kernels *k, const fm_conv_geom *g, const
         fmi_pow2_grad_exact_fields(q, (size_t)batch * in_size, e, (size_t)batch * out_size, threads, q_fields);
     const size_t maps_need = fmi_mulfree_conv_grad_floats(k, g, batch); /* 0: cannot */
     if (exact && maps && maps_need && maps_floats >= maps_need && mostly_zero(e, (size_t)batch * out_size, threads)) {
-        grad_from_maps(k, g, q, q_fields, e, dw, batch, maps, threads);
-        return k->conv_pow2_grad_codes && q_fields[1] - q_fields[0] <= FM_GRAD_CODE_SPAN ? 3 : 2;
+        return grad_from_maps(k, g, q, q_fields, e, dw, batch, maps, threads);
     }
     fmi_conv_backward_weights_rows(g, q, e, dw, batch, columns, exact ? pow2_rows_grad : ldexp_rows_grad,
                                   &ctx, 0);

@@ -611,22 +611,34 @@ static ALWAYS_INLINE __m512i in_register_int(__m512i v)
  * its e to up to FM_GRAD_SLICES slices of one window of q: 24 accumulators,
  * per vector a load, a test of q's zeros, the exponent add and the masked
  * float add. */
+/* The accumulators of `slices` slices: +0.0f, or the sums at `from`. */
+static ALWAYS_INLINE void slices_start(__m512 acc[FM_GRAD_SLICES][4], const int slices, const float *from)
+{
+#pragma GCC unroll 6
+    for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[s][v] = from ? _mm512_loadu_ps(from + FM_GRAD_SLICE * s + 16 * v) : _mm512_setzero_ps();
+}
+
+/* The sums stored at dw, or with `accumulate` added to what it holds. */
+static ALWAYS_INLINE void slices_store(__m512 acc[FM_GRAD_SLICES][4], const int slices, float *dw, int accumulate)
+{
+#pragma GCC unroll 6
+    for (int s = 0; s < slices; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            float *at = dw + FM_GRAD_SLICE * s + 16 * v;
+            _mm512_storeu_ps(at, accumulate ? _mm512_add_ps(_mm512_loadu_ps(at), acc[s][v]) : acc[s][v]);
+        }
+}
+
 static ALWAYS_INLINE void grad_slices(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
                                       const int slices, const float *from, float *dw, int accumulate)
 {
     const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
     __m512 acc[FM_GRAD_SLICES][4];
-#pragma GCC unroll 6
-    for (int s = 0; s < slices; s++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            acc[s][v] = _mm512_setzero_ps();
-    if (from)
-#pragma GCC unroll 6
-        for (int s = 0; s < slices; s++)
-#pragma GCC unroll 4
-            for (int v = 0; v < 4; v++)
-                acc[s][v] = _mm512_loadu_ps(from + FM_GRAD_SLICE * s + 16 * v);
+    slices_start(acc, slices, from);
     for (int t = 0; t < n_terms; t++) {
         const float *window = q + terms[2 * t];
         const __m512i code = _mm512_set1_epi32(terms[2 * t + 1]);
@@ -640,13 +652,7 @@ static ALWAYS_INLINE void grad_slices(const float *q, const int32_t *terms, int 
                                                _mm512_castsi512_ps(_mm512_add_epi32(qv, code)));
             }
     }
-#pragma GCC unroll 6
-    for (int s = 0; s < slices; s++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) {
-            float *at = dw + FM_GRAD_SLICE * s + 16 * v;
-            _mm512_storeu_ps(at, accumulate ? _mm512_add_ps(_mm512_loadu_ps(at), acc[s][v]) : acc[s][v]);
-        }
+    slices_store(acc, slices, dw, accumulate);
 }
 
 static void conv_pow2_grad_avx512(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
@@ -675,11 +681,7 @@ static ALWAYS_INLINE void grad_slices_codes(const uint8_t *codes, __m512i fields
 {
     const __m512i negative_fields = _mm512_xor_si512(fields, _mm512_set1_epi32(INT32_MIN));
     __m512 acc[FM_GRAD_SLICES][4];
-#pragma GCC unroll 6
-    for (int s = 0; s < slices; s++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            acc[s][v] = from ? _mm512_loadu_ps(from + FM_GRAD_SLICE * s + 16 * v) : _mm512_setzero_ps();
+    slices_start(acc, slices, from);
     for (int t = 0; t < n_terms; t++) {
         const uint8_t *window = codes + terms[2 * t];
         const __m512i code = _mm512_set1_epi32(terms[2 * t + 1]);
@@ -695,13 +697,7 @@ static ALWAYS_INLINE void grad_slices_codes(const uint8_t *codes, __m512i fields
             }
         }
     }
-#pragma GCC unroll 6
-    for (int s = 0; s < slices; s++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) {
-            float *at = dw + FM_GRAD_SLICE * s + 16 * v;
-            _mm512_storeu_ps(at, accumulate ? _mm512_add_ps(_mm512_loadu_ps(at), acc[s][v]) : acc[s][v]);
-        }
+    slices_store(acc, slices, dw, accumulate);
 }
 
 static void conv_pow2_grad_codes_avx512(const uint8_t *codes, int field_lo, const int32_t *terms, int n_terms,

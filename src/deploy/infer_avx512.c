@@ -608,9 +608,10 @@ static ALWAYS_INLINE __m512i in_register_int(__m512i v)
  * tap, four zmm), where pow2_grad is across outputs: one output channel's
  * terms come as a list of its nonzero errors (mulfree.c), so the zeros that
  * max-pooling leaves in e (three in four) cost nothing, and each term adds
- * its e to up to FM_GRAD_SLICES slices of one window of q: 24 accumulators,
- * per vector a load, a test of q's zeros, the exponent add and the masked
- * float add. */
+ * its e to up to FM_GRAD_SLICES slices of one window of q: 24 accumulators.
+ * q comes as floats (conv_pow2_grad) or as one byte per value
+ * (conv_pow2_grad_codes). */
+
 /* The accumulators of `slices` slices: +0.0f, or the sums at `from`. */
 static ALWAYS_INLINE void slices_start(__m512 acc[FM_GRAD_SLICES][4], const int slices, const float *from)
 {
@@ -633,6 +634,8 @@ static ALWAYS_INLINE void slices_store(__m512 acc[FM_GRAD_SLICES][4], const int 
         }
 }
 
+/* From the float maps: per vector a load, a test of q's zeros, the exponent
+ * add and the masked float add. */
 static ALWAYS_INLINE void grad_slices(const float *q, const int32_t *terms, int n_terms, const int32_t *slice_at,
                                       const int slices, const float *from, float *dw, int accumulate)
 {

@@ -380,11 +380,10 @@ static int grad_from_maps(const fm_kernels *k, const fm_conv_geom *g, const floa
     int32_t *terms = (int32_t *)(partial + (size_t)fan * oc), *count = terms + 2 * cap * oc;
     int32_t *begin = count + oc, *end = begin + oc, *slice_at = end + oc;
     uint8_t *codes = NULL;
-    int field_lo = q_fields[0];
+    const int field_lo = q_fields[1] == 0 ? 1 : q_fields[0]; /* every q zero: every byte 0 */
     if (k->conv_pow2_grad_codes && q_fields[1] - q_fields[0] <= FM_GRAD_CODE_SPAN) {
         const uintptr_t after = (uintptr_t)(slice_at + slices);
         codes = (uint8_t *)(after + (64 - after % 64) % 64);
-        field_lo = q_fields[1] == 0 ? 1 : field_lo; /* every q zero: every byte 0 */
         fmi_grad_codes_fill(q, (size_t)batch * in_size, field_lo, codes, threads);
     }
     for (int s = 0; s < slices; s++) {
